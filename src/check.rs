@@ -1,0 +1,1 @@
+//! Placeholder: the one-image `check` command (being written).

@@ -1,0 +1,290 @@
+//! The command line: clap derive structs only, no logic. `config` validates them into settings.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Re-screen stored selfies in bulk with Didit's Passive Liveness API.
+///
+/// The API key is read from the DIDIT_API_KEY environment variable or from --api-key-file;
+/// it is never accepted as a plain flag value and never printed.
+#[derive(Debug, Parser)]
+#[command(name = "liveness-batch", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Screen every image in folders and/or CSV manifests (the main job). Resumable.
+    Scan(ScanArgs),
+    /// Screen one image and print the decision; the exit code is the decision.
+    Check(CheckArgs),
+    /// Rebuild results.csv/json, summary and report from the journal(s) in DIR.
+    Report(ReportArgs),
+    /// Run the local Didit-compatible emulator of the Passive Liveness endpoint.
+    Emulator(EmulatorArgs),
+}
+
+/// Where the API is and how to authenticate: shared by `scan` and `check`.
+#[derive(Debug, Args, Clone)]
+pub struct ApiArgs {
+    /// Read the API key from this file (first line). Otherwise DIDIT_API_KEY is used.
+    #[arg(long, value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// API base URL. Plain http:// is refused unless the host is loopback.
+    #[arg(long, env = "DIDIT_BASE_URL", default_value = "https://verification.didit.me")]
+    pub base_url: String,
+
+    /// Timeout for one request, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub timeout: f64,
+
+    /// Run against an in-process emulator on a loopback port instead of the real API.
+    /// Every output is stamped SIMULATED.
+    #[arg(long)]
+    pub emulator: bool,
+}
+
+/// The request fields that change what Didit answers.
+#[derive(Debug, Args, Clone)]
+pub struct RequestArgs {
+    /// Liveness score at or below which Didit declines (0-100, decimals allowed). Didit's default is 30.
+    #[arg(long, value_name = "X")]
+    pub threshold: Option<f64>,
+
+    /// Let Didit try 90-degree rotations of the image (slower).
+    #[arg(long)]
+    pub rotate_image: bool,
+
+    /// Store each call as a session in Didit's console, enroll the face into the face index and
+    /// fire the application's webhook. Default false: a bulk re-screen must not do that to
+    /// production unless asked explicitly.
+    #[arg(long, value_name = "true|false", default_value = "false", action = clap::ArgAction::Set)]
+    pub save_api_request: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The image to screen (JPEG, PNG, WebP or TIFF; at most 5 MB).
+    pub image: PathBuf,
+
+    #[command(flatten)]
+    pub request: RequestArgs,
+
+    /// Your user id for this image; Didit echoes it back.
+    #[arg(long, value_name = "S")]
+    pub vendor_data: Option<String>,
+
+    /// A JSON object Didit echoes back.
+    #[arg(long, value_name = "JSON")]
+    pub metadata: Option<String>,
+
+    /// Print the API's JSON response as received instead of the readable summary.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Retries for 429 and transient errors.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub max_retries: u32,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
+
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Folders, CSV manifests (.csv), or - for a manifest on standard input.
+    #[arg(required = true, value_name = "SOURCE")]
+    pub sources: Vec<PathBuf>,
+
+    /// Output folder: journal, results, summary. Rerunning with the same folder resumes.
+    #[arg(long, short, value_name = "DIR", default_value = "liveness-results")]
+    pub out: PathBuf,
+
+    /// Request rate: N/min, N/s or N/Ws (e.g. 240/min, 4/s, 30/6s). Default 240/min is 80% of
+    /// the key's 300/min, leaving room for production traffic on the same key.
+    #[arg(long, value_name = "RATE", default_value = "240/min")]
+    pub rate: String,
+
+    /// Requests in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub concurrency: usize,
+
+    /// Retries per item for 429 and transient errors.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub max_retries: u32,
+
+    #[command(flatten)]
+    pub request: RequestArgs,
+
+    /// For folder sources: take vendor_data from the file name's stem or its parent folder's name.
+    #[arg(long, value_name = "stem|parent")]
+    pub vendor_data_from: Option<VendorDataFrom>,
+
+    /// Manifest column holding the image path.
+    #[arg(long, value_name = "C", default_value = "path")]
+    pub path_column: String,
+
+    /// Manifest column holding a stable id (the item key). Default: "id" when present.
+    #[arg(long, value_name = "C")]
+    pub id_column: Option<String>,
+
+    /// Manifest column holding vendor_data (your user id). Default: "vendor_data" when present.
+    #[arg(long, value_name = "C")]
+    pub vendor_data_column: Option<String>,
+
+    /// Manifest column holding a JSON object sent as metadata. Default: "metadata" when present.
+    #[arg(long, value_name = "C")]
+    pub metadata_column: Option<String>,
+
+    /// Price of one billed call in US dollars, for the cost estimate.
+    #[arg(long, value_name = "USD", default_value_t = 0.10)]
+    pub price_per_call: f64,
+
+    /// Stop cleanly (exit 4, resumable) once this many billable calls were sent in this run.
+    #[arg(long, value_name = "N")]
+    pub max_requests: Option<u64>,
+
+    /// Check every item and print counts, duration and cost; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Also redo items that ended rejected, unknown or with retries exhausted.
+    #[arg(long)]
+    pub retry_failed: bool,
+
+    /// Start a new journal; the old one is kept under a new name.
+    #[arg(long, conflicts_with = "force")]
+    pub fresh: bool,
+
+    /// Resume even though settings that change results differ from the journal's.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Send every item even when its content equals an earlier item's.
+    #[arg(long)]
+    pub no_dedupe: bool,
+
+    /// Record a timeout or reset after the body was sent as `unknown` instead of retrying it
+    /// (a retry may be billed twice).
+    #[arg(long)]
+    pub no_retry_unknown: bool,
+
+    /// Include hidden files and folders when walking.
+    #[arg(long)]
+    pub hidden: bool,
+
+    /// Follow symbolic links when walking (loops are detected).
+    #[arg(long)]
+    pub follow_links: bool,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
+
+    /// No progress and no summary on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VendorDataFrom {
+    Stem,
+    Parent,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Output folders holding journal.jsonl. With several, they are merged into --out.
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+
+    /// Where to write merged outputs (required with more than one DIR).
+    #[arg(long, short, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Price of one billed call in US dollars, for the cost estimate.
+    #[arg(long, value_name = "USD", default_value_t = 0.10)]
+    pub price_per_call: f64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct EmulatorArgs {
+    /// Port on 127.0.0.1; 0 picks a free one. The base URL is printed on stdout.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+
+    /// The API key clients must send in x-api-key.
+    #[arg(long, env = "DIDIT_API_KEY", hide_env_values = true)]
+    pub api_key: String,
+
+    /// Answer a wrong or missing key with 401 {"detail": "Invalid API Key."} instead of 403.
+    #[arg(long)]
+    pub auth_401: bool,
+
+    /// Sliding-window rate limit per key: N/Ws (e.g. 300/60s, 10/2s). 0/60s disables it.
+    #[arg(long, default_value = "300/60s")]
+    pub rate_limit: String,
+
+    /// Credits available; each 200 spends one. Unlimited when absent.
+    #[arg(long)]
+    pub credits: Option<u64>,
+
+    /// Answer like a sandbox key: fixed Approved result, nothing billed.
+    #[arg(long)]
+    pub sandbox: bool,
+
+    /// Fixed latency per request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+
+    /// Random extra latency up to this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
+
+    /// Probability (0-1) of a 500 with an empty body.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_500: f64,
+
+    /// Probability (0-1) of a 502 with an HTML body.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_502: f64,
+
+    /// Probability (0-1) of a 503.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_503: f64,
+
+    /// Probability (0-1) of a spurious 429 with headers (another client used the budget).
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_429: f64,
+
+    /// Probability (0-1) that the connection is dropped mid-request.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_reset: f64,
+
+    /// Probability (0-1) that the request stalls longer than any client timeout.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_stall: f64,
+
+    /// How long a stalled request stalls, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub stall_secs: u64,
+
+    /// Seed for the fault injection and latency jitter.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Append one JSON line per request to this file.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+}

@@ -1,0 +1,1 @@
+//! Placeholder: validated settings (being written).

@@ -1,0 +1,1 @@
+//! Placeholder: the Didit client (being written).

@@ -1,0 +1,1 @@
+//! Placeholder: the emulator (being written).

@@ -1,0 +1,417 @@
+//! Request pacing: an even schedule under the configured rate, one cooldown shared by every
+//! worker after a 429, and a slow-down that recovers gradually.
+//!
+//! Why not a token bucket such as `governor`: a bucket allows a burst up to its size, and even
+//! with a burst of one its quota is fixed when built, while this pacer must also pause every
+//! worker together after a 429 and run slower for a while afterwards. The schedule below is
+//! pure (it takes `now` as an argument), so it is tested with a fake clock.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Headroom kept under the configured rate, so that network jitter can never push one request
+/// too many into a sliding window the server counts at exactly the configured rate.
+pub const SAFETY_MARGIN: f64 = 0.02;
+/// The slow-down after repeated 429s never goes beyond this factor.
+pub const MAX_SLOWDOWN: f64 = 8.0;
+/// Each success keeps this share of the extra slow-down (so it fades over a few dozen requests).
+pub const RECOVERY: f64 = 0.97;
+
+/// A request rate: `count` requests per `per`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    pub count: u32,
+    pub per: Duration,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid rate {input:?}: {reason} (expected N/min, N/s or N/Ws, e.g. 240/min, 4/s, 30/6s)")]
+pub struct RateError {
+    input: String,
+    reason: &'static str,
+}
+
+impl Rate {
+    pub fn per_minute(count: u32) -> Self {
+        Self {
+            count,
+            per: Duration::from_secs(60),
+        }
+    }
+
+    /// Requests per second.
+    pub fn per_second(&self) -> f64 {
+        self.count as f64 / self.per.as_secs_f64()
+    }
+
+    /// Requests per minute.
+    pub fn per_minute_f64(&self) -> f64 {
+        self.per_second() * 60.0
+    }
+
+    /// The gap between two requests, including the safety margin.
+    pub fn interval(&self) -> Duration {
+        self.per.mul_f64(1.0 + SAFETY_MARGIN) / self.count
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.per.as_secs_f64();
+        if secs == 60.0 {
+            write!(f, "{}/min", self.count)
+        } else if secs == 1.0 {
+            write!(f, "{}/s", self.count)
+        } else {
+            write!(f, "{}/{}s", self.count, secs)
+        }
+    }
+}
+
+impl FromStr for Rate {
+    type Err = RateError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |reason| RateError {
+            input: s.to_string(),
+            reason,
+        };
+        let (n, unit) = s.trim().split_once('/').ok_or_else(|| err("missing '/'"))?;
+        let count: u32 = n.trim().parse().map_err(|_| err("the count is not a whole number"))?;
+        if count == 0 {
+            return Err(err("the count must be at least 1"));
+        }
+        let unit = unit.trim().to_ascii_lowercase();
+        let split = unit
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| err("missing unit"))?;
+        let (num, suffix) = unit.split_at(split);
+        let amount: f64 = if num.is_empty() {
+            1.0
+        } else {
+            num.parse().map_err(|_| err("the period is not a number"))?
+        };
+        let unit_secs = match suffix {
+            "s" | "sec" | "second" | "seconds" => 1.0,
+            "m" | "min" | "minute" | "minutes" => 60.0,
+            "h" | "hour" | "hours" => 3600.0,
+            _ => return Err(err("unknown unit")),
+        };
+        let secs = amount * unit_secs;
+        if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+            return Err(err("the period must be between 0 and 24 hours"));
+        }
+        Ok(Rate {
+            count,
+            per: Duration::from_secs_f64(secs),
+        })
+    }
+}
+
+/// The pure schedule: given `now`, when may the next request go?
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// `None` means no pacing (only cooldowns apply).
+    interval: Option<Duration>,
+    slowdown: f64,
+    next_slot: Option<Instant>,
+    cooldown_until: Option<Instant>,
+    generation: u64,
+}
+
+impl Schedule {
+    pub fn new(rate: Option<Rate>) -> Self {
+        Self {
+            interval: rate.map(|r| r.interval()),
+            slowdown: 1.0,
+            next_slot: None,
+            cooldown_until: None,
+            generation: 0,
+        }
+    }
+
+    /// Claim the next slot at or after `now`; returns it with the generation it was claimed in.
+    pub fn reserve(&mut self, now: Instant) -> (Instant, u64) {
+        let mut slot = now;
+        if let Some(c) = self.cooldown_until {
+            slot = slot.max(c);
+        }
+        if let Some(n) = self.next_slot {
+            slot = slot.max(n);
+        }
+        if let Some(i) = self.interval {
+            self.next_slot = Some(slot + i.mul_f64(self.slowdown));
+        }
+        (slot, self.generation)
+    }
+
+    /// A 429 arrived: nobody sends before `now + wait`, and the pace halves (up to the cap).
+    /// Slots claimed before this call are void (their generation is stale).
+    pub fn rate_limited(&mut self, now: Instant, wait: Duration) {
+        let until = now + wait;
+        self.cooldown_until = Some(self.cooldown_until.map_or(until, |c| c.max(until)));
+        self.next_slot = self.cooldown_until;
+        self.slowdown = (self.slowdown * 2.0).min(MAX_SLOWDOWN);
+        self.generation += 1;
+    }
+
+    /// A request succeeded: fade the extra slow-down a little.
+    pub fn succeeded(&mut self) {
+        self.slowdown = 1.0 + (self.slowdown - 1.0) * RECOVERY;
+        if self.slowdown < 1.001 {
+            self.slowdown = 1.0;
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn slowdown(&self) -> f64 {
+        self.slowdown
+    }
+
+    /// The interval currently applied between requests.
+    pub fn current_interval(&self) -> Option<Duration> {
+        self.interval.map(|i| i.mul_f64(self.slowdown))
+    }
+}
+
+/// The shared pacer every worker awaits before each request.
+#[derive(Debug)]
+pub struct Pacer {
+    schedule: Mutex<Schedule>,
+}
+
+impl Pacer {
+    pub fn new(rate: Rate) -> Self {
+        Self {
+            schedule: Mutex::new(Schedule::new(Some(rate))),
+        }
+    }
+
+    /// No pacing, but 429 cooldowns still apply (used by `check`).
+    pub fn unlimited() -> Self {
+        Self {
+            schedule: Mutex::new(Schedule::new(None)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Schedule> {
+        self.schedule.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wait for this caller's slot; if a 429 cooldown starts meanwhile, wait again.
+    pub async fn acquire(&self) {
+        loop {
+            let (slot, generation) = self.lock().reserve(Instant::now());
+            tokio::time::sleep_until(slot).await;
+            if self.lock().generation() == generation {
+                return;
+            }
+        }
+    }
+
+    /// Pause every worker for `wait` and slow down.
+    pub fn rate_limited(&self, wait: Duration) {
+        self.lock().rate_limited(Instant::now(), wait);
+    }
+
+    pub fn succeeded(&self) {
+        self.lock().succeeded();
+    }
+
+    /// Requests per second at the current pace (None when unpaced).
+    pub fn current_rate(&self) -> Option<f64> {
+        self.lock().current_interval().map(|i| 1.0 / i.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn parses_rates() {
+        assert_eq!("240/min".parse::<Rate>().unwrap(), Rate::per_minute(240));
+        assert_eq!(
+            "4/s".parse::<Rate>().unwrap(),
+            Rate {
+                count: 4,
+                per: Duration::from_secs(1)
+            }
+        );
+        assert_eq!(
+            "30/6s".parse::<Rate>().unwrap(),
+            Rate {
+                count: 30,
+                per: Duration::from_secs(6)
+            }
+        );
+        assert_eq!("300/60s".parse::<Rate>().unwrap(), Rate::per_minute(300));
+        assert_eq!("100/1m".parse::<Rate>().unwrap(), Rate::per_minute(100));
+        assert_eq!("1000/h".parse::<Rate>().unwrap().per, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn rejects_bad_rates_with_a_reason() {
+        for bad in ["", "240", "x/min", "0/min", "10/", "10/5", "10/fortnight", "10/0s", "-1/s"] {
+            let e = bad.parse::<Rate>().unwrap_err().to_string();
+            assert!(e.contains("expected N/min"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in ["240/min", "4/s", "30/6s"] {
+            assert_eq!(s.parse::<Rate>().unwrap().to_string(), s);
+        }
+    }
+
+    #[test]
+    fn evenly_spaced_from_the_first_request_with_margin() {
+        let rate: Rate = "60/6s".parse().unwrap();
+        let mut s = Schedule::new(Some(rate));
+        let t0 = Instant::now();
+        // Ten callers arrive at once: no burst, each gets its own slot.
+        let slots: Vec<_> = (0..10).map(|_| s.reserve(t0).0).collect();
+        assert_eq!(slots[0], t0);
+        for w in slots.windows(2) {
+            assert_eq!(w[1] - w[0], ms(102));
+        }
+    }
+
+    #[test]
+    fn never_more_than_the_limit_in_any_sliding_window() {
+        // Callers that always ask "now" (a saturated pool) for 5 windows.
+        let rate: Rate = "30/6s".parse().unwrap();
+        let mut s = Schedule::new(Some(rate));
+        let t0 = Instant::now();
+        let mut sends = Vec::new();
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(30) {
+            let (slot, _) = s.reserve(now);
+            sends.push(slot);
+            now = slot;
+        }
+        for (i, &start) in sends.iter().enumerate() {
+            let in_window = sends[i..].iter().take_while(|&&t| t < start + rate.per).count();
+            assert!(in_window <= 30, "window at {i} holds {in_window}");
+        }
+        // and the pace is still within 2 % of the limit
+        let achieved = (sends.len() - 1) as f64 / (*sends.last().unwrap() - t0).as_secs_f64();
+        assert!(achieved >= 0.97 * rate.per_second() && achieved <= rate.per_second(), "{achieved}");
+    }
+
+    #[test]
+    fn idle_time_is_not_banked_into_a_burst() {
+        let mut s = Schedule::new(Some("10/s".parse().unwrap()));
+        let t0 = Instant::now();
+        s.reserve(t0);
+        // Long idle gap, then three callers at once.
+        let later = t0 + Duration::from_secs(5);
+        let a = s.reserve(later).0;
+        let b = s.reserve(later).0;
+        let c = s.reserve(later).0;
+        assert_eq!(a, later);
+        assert_eq!(b - a, ms(102));
+        assert_eq!(c - b, ms(102));
+    }
+
+    #[test]
+    fn a_429_pauses_everyone_and_voids_earlier_slots() {
+        let mut s = Schedule::new(Some("10/s".parse().unwrap()));
+        let t0 = Instant::now();
+        let (_, g0) = s.reserve(t0);
+        let (slot1, g1) = s.reserve(t0);
+        assert_eq!(g0, g1);
+        s.rate_limited(t0 + ms(50), Duration::from_secs(2));
+        assert_ne!(s.generation(), g1, "a slot claimed before the 429 must be re-claimed");
+        let (after, _) = s.reserve(slot1);
+        assert_eq!(after, t0 + ms(2050));
+        // the pace halved
+        let (next, _) = s.reserve(after);
+        assert_eq!(next - after, ms(204));
+    }
+
+    #[test]
+    fn cooldowns_extend_but_never_shorten() {
+        let mut s = Schedule::new(None);
+        let t0 = Instant::now();
+        s.rate_limited(t0, Duration::from_secs(10));
+        s.rate_limited(t0 + ms(100), Duration::from_secs(1));
+        assert_eq!(s.reserve(t0).0, t0 + Duration::from_secs(10));
+    }
+
+    #[test]
+    fn slowdown_is_capped_and_recovers_gradually() {
+        let mut s = Schedule::new(Some("10/s".parse().unwrap()));
+        let t0 = Instant::now();
+        for _ in 0..10 {
+            s.rate_limited(t0, ms(1));
+        }
+        assert_eq!(s.slowdown(), MAX_SLOWDOWN);
+        s.succeeded();
+        assert!(s.slowdown() < MAX_SLOWDOWN && s.slowdown() > MAX_SLOWDOWN * 0.9);
+        let mut n = 0;
+        while s.slowdown() > 1.0 {
+            s.succeeded();
+            n += 1;
+        }
+        assert!((100..400).contains(&n), "recovered after {n} successes");
+    }
+
+    #[test]
+    fn unpaced_schedule_only_waits_for_cooldowns() {
+        let mut s = Schedule::new(None);
+        let t0 = Instant::now();
+        assert_eq!(s.reserve(t0).0, t0);
+        assert_eq!(s.reserve(t0).0, t0);
+        assert_eq!(s.current_interval(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacer_spaces_concurrent_callers_in_time() {
+        let pacer = std::sync::Arc::new(Pacer::new("10/s".parse().unwrap()));
+        let t0 = Instant::now();
+        let mut handles = Vec::new();
+        for _ in 0..5 {
+            let p = pacer.clone();
+            handles.push(tokio::spawn(async move {
+                p.acquire().await;
+                Instant::now()
+            }));
+        }
+        let mut times = Vec::new();
+        for h in handles {
+            times.push(h.await.unwrap() - t0);
+        }
+        times.sort();
+        assert_eq!(times[0], Duration::ZERO);
+        assert_eq!(times[4], ms(408));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacer_waiter_re_queues_after_a_cooldown() {
+        let pacer = std::sync::Arc::new(Pacer::new("1/s".parse().unwrap()));
+        let t0 = Instant::now();
+        pacer.acquire().await; // slot at t0
+        let p = pacer.clone();
+        let waiter = tokio::spawn(async move {
+            p.acquire().await; // slot at ~1.02 s
+            Instant::now()
+        });
+        tokio::time::sleep(ms(500)).await;
+        pacer.rate_limited(Duration::from_secs(3));
+        let woke = waiter.await.unwrap() - t0;
+        assert_eq!(woke, ms(3500));
+    }
+}

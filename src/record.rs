@@ -1,0 +1,339 @@
+//! The finished-item record: one journal line per screened (or refused) image, and the
+//! `action` a reviewer should take on it. Every output is derived from these records.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How an item ended. `Result` is the only class with a liveness decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    /// HTTP 200: Approved or Declined with every field.
+    Result,
+    /// Refused locally by preflight (missing, unreadable, empty, too large, not an image); never sent.
+    InvalidInput,
+    /// 400 or 413 from the API: the file or a field was refused; not retried.
+    Rejected,
+    /// 429 on every attempt until the retry budget was spent.
+    RateLimited,
+    /// 5xx, connection errors or timeouts until the retry budget was spent.
+    Transient,
+    /// 401/402/403/404 on this item's request: the whole run stopped.
+    Fatal,
+    /// A request whose outcome is unknown (timeout or reset after the body was sent) and that
+    /// was not retried (`--no-retry-unknown`): it may have been billed; reconcile by hand.
+    Unknown,
+    /// The run was interrupted while this item's request was in flight.
+    Interrupted,
+}
+
+impl Class {
+    pub const ALL: [Class; 8] = [
+        Class::Result,
+        Class::InvalidInput,
+        Class::Rejected,
+        Class::RateLimited,
+        Class::Transient,
+        Class::Fatal,
+        Class::Unknown,
+        Class::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Result => "result",
+            Class::InvalidInput => "invalid_input",
+            Class::Rejected => "rejected",
+            Class::RateLimited => "rate_limited",
+            Class::Transient => "transient",
+            Class::Fatal => "fatal",
+            Class::Unknown => "unknown",
+            Class::Interrupted => "interrupted",
+        }
+    }
+
+    /// Whether a resumed run skips an item whose latest record has this class.
+    /// With `retry_failed`, items that were rejected or ran out of retries are redone too.
+    pub fn is_done(self, retry_failed: bool) -> bool {
+        match self {
+            Class::Result | Class::InvalidInput => true,
+            Class::Rejected | Class::RateLimited | Class::Transient | Class::Unknown => !retry_failed,
+            Class::Fatal | Class::Interrupted => false,
+        }
+    }
+}
+
+/// What a reviewer should do with an item; first matching rule wins (see [`action_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Fraud,
+    Retake,
+    Review,
+    Proceed,
+    FixInput,
+    Rerun,
+}
+
+impl Action {
+    pub const ALL: [Action; 6] = [
+        Action::Fraud,
+        Action::Retake,
+        Action::Review,
+        Action::Proceed,
+        Action::FixInput,
+        Action::Rerun,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Fraud => "fraud",
+            Action::Retake => "retake",
+            Action::Review => "review",
+            Action::Proceed => "proceed",
+            Action::FixInput => "fix_input",
+            Action::Rerun => "rerun",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Action::Fraud => "presentation attack or blocklisted face: treat as fraud",
+            Action::Retake => "no usable face: ask the user for a new selfie",
+            Action::Review => "needs a human look (low score, several faces, duplicate or unknown risk)",
+            Action::Proceed => "approved with no warning that needs attention",
+            Action::FixInput => "the file itself was refused; nothing was billed",
+            Action::Rerun => "no result yet (retries exhausted, interrupted or unknown outcome): rerun",
+        }
+    }
+}
+
+/// Risk codes that mean fraud.
+pub const FRAUD_RISKS: [&str; 3] = [
+    "LIVENESS_FACE_ATTACK",
+    "FACE_IN_BLOCKLIST",
+    "POSSIBLE_FACE_IN_BLOCKLIST",
+];
+/// Risk codes that mean the selfie is unusable and must be taken again.
+pub const RETAKE_RISKS: [&str; 4] = [
+    "NO_FACE_DETECTED",
+    "LOW_FACE_QUALITY",
+    "LOW_FACE_LUMINANCE",
+    "HIGH_FACE_LUMINANCE",
+];
+/// Risk codes known to this endpoint that call for a human review.
+pub const REVIEW_RISKS: [&str; 4] = [
+    "LOW_LIVENESS_SCORE",
+    "MULTIPLE_FACES_DETECTED",
+    "DUPLICATED_FACE",
+    "POSSIBLE_DUPLICATED_FACE",
+];
+
+/// Didit's guidance turned into one action per item: fraud, then retake, then review (including
+/// any risk code this tool does not know), then proceed for a clean Approved.
+pub fn action_for(class: Class, status: Option<Decision>, risks: &[&str]) -> Action {
+    match class {
+        Class::InvalidInput | Class::Rejected => return Action::FixInput,
+        Class::Result => {}
+        _ => return Action::Rerun,
+    }
+    if risks.iter().any(|r| FRAUD_RISKS.contains(r)) {
+        return Action::Fraud;
+    }
+    if risks.iter().any(|r| RETAKE_RISKS.contains(r)) {
+        return Action::Retake;
+    }
+    let known = |r: &&str| FRAUD_RISKS.contains(r) || RETAKE_RISKS.contains(r) || REVIEW_RISKS.contains(r);
+    if risks.iter().any(|r| REVIEW_RISKS.contains(r) || !known(r)) {
+        return Action::Review;
+    }
+    match status {
+        Some(Decision::Approved) => Action::Proceed,
+        // Declined without any known warning cannot be acted on blindly.
+        _ => Action::Review,
+    }
+}
+
+/// The liveness decision of a 200 response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Decision {
+    Approved,
+    Declined,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approved => "Approved",
+            Decision::Declined => "Declined",
+        }
+    }
+}
+
+/// One warning as kept in the record: the code and its severity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WarningRecord {
+    pub risk: String,
+    pub log_type: String,
+}
+
+/// The largest face Didit found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct FaceRecord {
+    pub age: Option<f64>,
+    pub gender: Option<String>,
+    pub bbox: Option<Vec<f64>>,
+    pub confidence: Option<f64>,
+}
+
+/// One finished item: a journal line with `"type": "item"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Record {
+    /// Stable identity: manifest id, else the path relative to the source root.
+    pub key: String,
+    /// The path as given (manifest) or found (folder walk).
+    pub path: String,
+    /// Where the item came from (folder or manifest path as given on the command line).
+    #[serde(default)]
+    pub source: String,
+    /// SHA-256 of the file's bytes; absent when the file could not be read.
+    pub sha256: Option<String>,
+    pub size_bytes: Option<u64>,
+    /// Detected format by magic bytes (jpeg, png, webp, tiff, or what it really is).
+    pub format: Option<String>,
+    pub vendor_data: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    /// Manifest columns carried through so users can join back to their data.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub columns: BTreeMap<String, String>,
+
+    pub class: Option<Class>,
+    pub action: Option<Action>,
+    pub status: Option<Decision>,
+    pub score: Option<f64>,
+    pub face_quality: Option<f64>,
+    pub face_luminance: Option<f64>,
+    #[serde(default)]
+    pub warnings: Vec<WarningRecord>,
+    pub face: Option<FaceRecord>,
+    pub request_id: Option<String>,
+    pub created_at: Option<String>,
+    pub http_status: Option<u16>,
+    /// Requests sent for this item (0 when refused locally or deduplicated).
+    #[serde(default)]
+    pub attempts: u32,
+    /// 429 answers received while screening this item.
+    #[serde(default)]
+    pub rate_limited: u32,
+    /// Retries after the body had been sent (timeouts, resets, 5xx): each may have been billed.
+    #[serde(default)]
+    pub possible_double_charges: u32,
+    /// Whether a 200 was received for this item (one credit spent).
+    #[serde(default)]
+    pub billed: bool,
+    pub latency_ms: Option<u64>,
+    /// Human-readable error: preflight reason, the API's field message, or the transport error.
+    pub error: Option<String>,
+    /// The API field the error names (`user_image`, `face_liveness_score_decline_threshold`, ...).
+    pub error_field: Option<String>,
+    /// Set when this item had the same content as an earlier item and reuses its result.
+    pub duplicate_of: Option<String>,
+    pub finished_at: Option<String>,
+    /// The API's JSON as received (200 only), for the audit trail.
+    pub response: Option<serde_json::Value>,
+}
+
+impl Record {
+    pub fn risks(&self) -> Vec<&str> {
+        self.warnings.iter().map(|w| w.risk.as_str()).collect()
+    }
+
+    /// Fill in `action` from class, status and warnings.
+    pub fn with_action(mut self) -> Self {
+        let risks = self.risks();
+        let action = action_for(self.class.unwrap_or(Class::Interrupted), self.status, &risks);
+        self.action = Some(action);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn act(class: Class, status: Option<Decision>, risks: &[&str]) -> Action {
+        action_for(class, status, risks)
+    }
+
+    #[test]
+    fn fraud_wins_over_everything() {
+        assert_eq!(
+            act(Class::Result, Some(Decision::Declined), &["NO_FACE_DETECTED", "FACE_IN_BLOCKLIST"]),
+            Action::Fraud
+        );
+        assert_eq!(
+            act(Class::Result, Some(Decision::Declined), &["LIVENESS_FACE_ATTACK"]),
+            Action::Fraud
+        );
+        assert_eq!(
+            act(Class::Result, Some(Decision::Declined), &["POSSIBLE_FACE_IN_BLOCKLIST", "DUPLICATED_FACE"]),
+            Action::Fraud
+        );
+    }
+
+    #[test]
+    fn retake_before_review() {
+        assert_eq!(
+            act(Class::Result, Some(Decision::Declined), &["LOW_LIVENESS_SCORE", "NO_FACE_DETECTED"]),
+            Action::Retake
+        );
+        for r in ["LOW_FACE_QUALITY", "LOW_FACE_LUMINANCE", "HIGH_FACE_LUMINANCE"] {
+            assert_eq!(act(Class::Result, Some(Decision::Approved), &[r]), Action::Retake);
+        }
+    }
+
+    #[test]
+    fn review_cases() {
+        assert_eq!(act(Class::Result, Some(Decision::Declined), &["LOW_LIVENESS_SCORE"]), Action::Review);
+        assert_eq!(act(Class::Result, Some(Decision::Approved), &["MULTIPLE_FACES_DETECTED"]), Action::Review);
+        assert_eq!(act(Class::Result, Some(Decision::Approved), &["DUPLICATED_FACE"]), Action::Review);
+        assert_eq!(act(Class::Result, Some(Decision::Approved), &["POSSIBLE_DUPLICATED_FACE"]), Action::Review);
+        assert_eq!(act(Class::Result, Some(Decision::Approved), &["SOMETHING_NEW"]), Action::Review);
+        assert_eq!(act(Class::Result, Some(Decision::Declined), &[]), Action::Review);
+    }
+
+    #[test]
+    fn proceed_only_when_clean_and_approved() {
+        assert_eq!(act(Class::Result, Some(Decision::Approved), &[]), Action::Proceed);
+    }
+
+    #[test]
+    fn no_result_actions() {
+        assert_eq!(act(Class::InvalidInput, None, &[]), Action::FixInput);
+        assert_eq!(act(Class::Rejected, None, &[]), Action::FixInput);
+        for c in [Class::RateLimited, Class::Transient, Class::Fatal, Class::Unknown, Class::Interrupted] {
+            assert_eq!(act(c, None, &[]), Action::Rerun, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn done_classes_for_resume() {
+        assert!(Class::Result.is_done(false));
+        assert!(Class::InvalidInput.is_done(true));
+        assert!(Class::Rejected.is_done(false));
+        assert!(!Class::Rejected.is_done(true));
+        assert!(!Class::Transient.is_done(true));
+        assert!(!Class::Interrupted.is_done(false));
+        assert!(!Class::Fatal.is_done(false));
+    }
+
+    #[test]
+    fn record_round_trips_and_tolerates_missing_fields() {
+        let r: Record = serde_json::from_str(r#"{"key":"a","path":"a.jpg","class":"result","unknown_field":1}"#).unwrap();
+        assert_eq!(r.key, "a");
+        assert_eq!(r.class, Some(Class::Result));
+        let back: Record = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+}

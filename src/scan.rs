@@ -1,0 +1,1 @@
+//! Placeholder: scan pipeline (being written).

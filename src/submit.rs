@@ -1,0 +1,1 @@
+//! Placeholder: submission with retries (being written).
