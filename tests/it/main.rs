@@ -1,0 +1,12 @@
+//! Integration tests: one binary, a module per area. Everything runs against the emulator on
+//! loopback, in temporary folders, and never reads anything outside this repository.
+
+mod common;
+
+mod check;
+mod client;
+mod emulator;
+mod input;
+mod report;
+mod resume;
+mod scan;
