@@ -35,7 +35,11 @@ pub struct ApiArgs {
     pub api_key_file: Option<PathBuf>,
 
     /// API base URL. Plain http:// is refused unless the host is loopback.
-    #[arg(long, env = "DIDIT_BASE_URL", default_value = "https://verification.didit.me")]
+    #[arg(
+        long,
+        env = "DIDIT_BASE_URL",
+        default_value = "https://verification.didit.me"
+    )]
     pub base_url: String,
 
     /// Timeout for one request, in seconds.
@@ -120,6 +124,16 @@ pub struct ScanArgs {
     /// Retries per item for 429 and transient errors.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub max_retries: u32,
+
+    /// First backoff step in milliseconds; it doubles per retry (with full jitter). A 429 always
+    /// waits at least its Retry-After.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 2000,
+        hide_short_help = true
+    )]
+    pub backoff_ms: u64,
 
     #[command(flatten)]
     pub request: RequestArgs,

@@ -1,19 +1,17 @@
 //! liveness-batch: re-screen stored selfies in bulk with Didit's Passive Liveness API.
-//!
-//! The binary is a thin shell around [`run`]; integration tests call the same entry points.
+//! (Entry point being wired; see the scan module.)
 
 pub mod check;
 pub mod cli;
-pub mod config;
 pub mod didit;
 pub mod emulator;
 pub mod exit;
 pub mod input;
 pub mod journal;
 pub mod pace;
+pub mod progress;
 pub mod record;
 pub mod report;
 pub mod retry;
-pub mod scan;
 pub mod secret;
 pub mod submit;
