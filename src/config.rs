@@ -1,1 +1,265 @@
-//! Placeholder: validated settings (being written).
+//! Validated settings for `scan`, built from the command line and the environment. Everything
+//! a user can get wrong is caught here, before anything is read, sent or written.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{ApiArgs, ScanArgs};
+use crate::didit::Params;
+use crate::input::SourceOptions;
+use crate::pace::{Rate, RateError};
+use crate::retry::RetryPolicy;
+use crate::secret::{ApiKey, KeyError};
+
+/// Most requests a user may keep in flight; more would only queue inside the pacer.
+pub const MAX_CONCURRENCY: usize = 256;
+/// Most retries per item.
+pub const MAX_RETRIES: u32 = 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Rate(#[from] RateError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("--concurrency must be between 1 and {MAX_CONCURRENCY}, got {0}")]
+    Concurrency(usize),
+    #[error("--max-retries must be at most {MAX_RETRIES}, got {0}")]
+    Retries(u32),
+    #[error("--timeout must be a positive number of seconds (at most 3600), got {0}")]
+    Timeout(f64),
+    #[error("--threshold must be a number from 0 to 100, got {0}")]
+    Threshold(f64),
+    #[error("--price-per-call must be zero or a positive amount in US dollars, got {0}")]
+    Price(f64),
+    #[error("--max-requests must be at least 1")]
+    MaxRequests,
+    #[error("--out {0} exists and is not a folder")]
+    OutNotDir(PathBuf),
+}
+
+/// Where and how to reach the API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub base_url: String,
+    /// `None` for `--emulator` (a random key is made) and for dry runs without a key.
+    pub key: Option<ApiKey>,
+    pub timeout: Duration,
+    pub emulator: bool,
+}
+
+impl ApiConfig {
+    /// `key_env` is the value of `DIDIT_API_KEY`, passed in so tests need not touch the
+    /// process environment. A key is required unless `key_optional`.
+    pub fn from_args(
+        args: &ApiArgs,
+        key_env: Option<String>,
+        key_optional: bool,
+    ) -> Result<Self, ConfigError> {
+        if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 3600.0) {
+            return Err(ConfigError::Timeout(args.timeout));
+        }
+        let key = if args.emulator {
+            None
+        } else {
+            match ApiKey::resolve(args.api_key_file.as_deref(), key_env) {
+                Ok(k) => Some(k),
+                Err(KeyError::Missing) if key_optional => None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        Ok(Self {
+            base_url: args.base_url.clone(),
+            key,
+            timeout: Duration::from_secs_f64(args.timeout),
+            emulator: args.emulator,
+        })
+    }
+}
+
+/// Everything `scan` needs, validated.
+#[derive(Debug, Clone)]
+pub struct ScanConfig {
+    pub sources: Vec<PathBuf>,
+    pub out: PathBuf,
+    pub rate: Rate,
+    pub concurrency: usize,
+    pub retry: RetryPolicy,
+    /// Request fields shared by every item (vendor_data and metadata come per item).
+    pub params: Params,
+    pub source_options: SourceOptions,
+    pub price_per_call: f64,
+    pub max_requests: Option<u64>,
+    pub dry_run: bool,
+    pub retry_failed: bool,
+    pub fresh: bool,
+    pub force: bool,
+    pub dedupe: bool,
+    pub retry_unknown: bool,
+    pub api: ApiConfig,
+    pub quiet: bool,
+    pub verbose: u8,
+}
+
+impl ScanConfig {
+    pub fn from_args(args: ScanArgs, key_env: Option<String>) -> Result<Self, ConfigError> {
+        let rate: Rate = args.rate.parse()?;
+        if args.concurrency == 0 || args.concurrency > MAX_CONCURRENCY {
+            return Err(ConfigError::Concurrency(args.concurrency));
+        }
+        if args.max_retries > MAX_RETRIES {
+            return Err(ConfigError::Retries(args.max_retries));
+        }
+        if let Some(t) = args.request.threshold
+            && !(t.is_finite() && (0.0..=100.0).contains(&t))
+        {
+            return Err(ConfigError::Threshold(t));
+        }
+        if !(args.price_per_call.is_finite() && args.price_per_call >= 0.0) {
+            return Err(ConfigError::Price(args.price_per_call));
+        }
+        if args.max_requests == Some(0) {
+            return Err(ConfigError::MaxRequests);
+        }
+        if args.out.exists() && !args.out.is_dir() {
+            return Err(ConfigError::OutNotDir(args.out));
+        }
+        let api = ApiConfig::from_args(&args.api, key_env, args.dry_run)?;
+        let retry = RetryPolicy {
+            max_retries: args.max_retries,
+            base: Duration::from_millis(args.backoff_ms.max(1)),
+            cap: Duration::from_secs(120),
+        };
+        Ok(Self {
+            sources: args.sources,
+            out: args.out,
+            rate,
+            concurrency: args.concurrency,
+            retry,
+            params: Params {
+                threshold: args.request.threshold,
+                rotate_image: args.request.rotate_image,
+                save_api_request: args.request.save_api_request,
+                vendor_data: None,
+                metadata: None,
+            },
+            source_options: SourceOptions {
+                hidden: args.hidden,
+                follow_links: args.follow_links,
+                vendor_data_from: args.vendor_data_from,
+                path_column: args.path_column,
+                id_column: args.id_column,
+                vendor_data_column: args.vendor_data_column,
+                metadata_column: args.metadata_column,
+            },
+            price_per_call: args.price_per_call,
+            max_requests: args.max_requests,
+            dry_run: args.dry_run,
+            retry_failed: args.retry_failed,
+            fresh: args.fresh,
+            force: args.force,
+            dedupe: !args.no_dedupe,
+            retry_unknown: !args.no_retry_unknown,
+            api,
+            quiet: args.quiet,
+            verbose: args.verbose,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(extra: &[&str]) -> Result<ScanConfig, ConfigError> {
+        let mut argv = vec!["liveness-batch", "scan", "photos"];
+        argv.extend_from_slice(extra);
+        let Command::Scan(args) = Cli::try_parse_from(argv).unwrap().command else {
+            unreachable!()
+        };
+        ScanConfig::from_args(args, Some("k3y".into()))
+    }
+
+    #[test]
+    fn defaults_protect_the_user() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.rate, Rate::per_minute(240));
+        assert!(!c.params.save_api_request);
+        assert!(c.dedupe && c.retry_unknown && !c.dry_run);
+        assert_eq!(c.concurrency, 8);
+        assert_eq!(c.retry.max_retries, 4);
+        assert_eq!(c.out, PathBuf::from("liveness-results"));
+    }
+
+    #[test]
+    fn bad_values_get_clear_errors() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--rate", "fast"], "invalid rate"),
+            (&["--concurrency", "0"], "--concurrency"),
+            (&["--concurrency", "1000"], "--concurrency"),
+            (&["--max-retries", "99"], "--max-retries"),
+            (&["--timeout", "0"], "--timeout"),
+            (&["--threshold", "101"], "--threshold"),
+            (&["--threshold", "-1"], "--threshold"),
+            (&["--price-per-call", "-0.1"], "--price-per-call"),
+            (&["--max-requests", "0"], "--max-requests"),
+        ];
+        for (args, needle) in cases {
+            let e = parse(args).unwrap_err().to_string();
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn key_is_required_unless_emulator_or_dry_run() {
+        let Command::Scan(args) = Cli::try_parse_from(["liveness-batch", "scan", "x"])
+            .unwrap()
+            .command
+        else {
+            unreachable!()
+        };
+        let e = ScanConfig::from_args(args, None).unwrap_err().to_string();
+        assert!(
+            e.contains("DIDIT_API_KEY") && e.contains("--api-key-file"),
+            "{e}"
+        );
+        for flag in ["--emulator", "--dry-run"] {
+            let Command::Scan(args) = Cli::try_parse_from(["liveness-batch", "scan", "x", flag])
+                .unwrap()
+                .command
+            else {
+                unreachable!()
+            };
+            assert!(ScanConfig::from_args(args, None).is_ok(), "{flag}");
+        }
+    }
+
+    #[test]
+    fn save_api_request_must_be_explicit_true() {
+        assert!(
+            parse(&["--save-api-request", "true"])
+                .unwrap()
+                .params
+                .save_api_request
+        );
+        assert!(
+            !parse(&["--save-api-request", "false"])
+                .unwrap()
+                .params
+                .save_api_request
+        );
+    }
+
+    #[test]
+    fn out_must_be_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("file");
+        std::fs::write(&f, "x").unwrap();
+        let e = parse(&["--out", f.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a folder"), "{e}");
+    }
+}

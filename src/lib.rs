@@ -1,8 +1,10 @@
 //! liveness-batch: re-screen stored selfies in bulk with Didit's Passive Liveness API.
-//! (Entry point being wired; see the scan module.)
+//!
+//! The binary is a thin shell around [`run`]; integration tests call the same entry points.
 
 pub mod check;
 pub mod cli;
+pub mod config;
 pub mod didit;
 pub mod emulator;
 pub mod exit;
@@ -13,5 +15,109 @@ pub mod progress;
 pub mod record;
 pub mod report;
 pub mod retry;
+pub mod scan;
 pub mod secret;
 pub mod submit;
+
+use cli::{Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+/// Everything that can end a command before it produced an exit code of its own.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Scan(#[from] scan::ScanError),
+    #[error(transparent)]
+    Check(#[from] check::CheckError),
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
+    #[error(transparent)]
+    Emulator(#[from] emulator::EmulatorError),
+}
+
+impl Error {
+    /// The exit code this error ends the process with (see [`exit`]).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => exit::USAGE,
+            Error::Scan(e) => e.exit_code(),
+            Error::Check(e) => e.exit_code(),
+            Error::Report(_) | Error::Emulator(_) => exit::USAGE,
+        }
+    }
+}
+
+/// Log to stderr through the progress-aware writer. Only this crate logs at debug level, so
+/// no dependency's request dump can ever show a header.
+pub fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_new(format!("warn,liveness_batch={level}"))
+        .unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(progress::LogWriter)
+        .with_target(false)
+        .try_init();
+}
+
+/// Run one command; returns the process exit code. `DIDIT_API_KEY` is read here, once.
+pub async fn run(cli: Cli) -> Result<i32, Error> {
+    match cli.command {
+        Command::Scan(args) => {
+            init_logging(args.verbose);
+            let cfg = config::ScanConfig::from_args(args, std::env::var("DIDIT_API_KEY").ok())?;
+            let stop = scan::Stop::default();
+            let signals = tokio::spawn(watch_signals(stop.clone()));
+            let code = scan::run(cfg, stop).await;
+            signals.abort();
+            Ok(code?)
+        }
+        Command::Check(args) => {
+            init_logging(args.verbose);
+            Ok(check::run(args).await?)
+        }
+        Command::Report(args) => {
+            init_logging(0);
+            Ok(report::run_command(args).await?)
+        }
+        Command::Emulator(args) => {
+            init_logging(1);
+            emulator::run_command(args).await?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// First Ctrl-C or SIGTERM: stop new submissions, let requests in flight finish, write every
+/// output. A second Ctrl-C exits at once; the journal stays consistent (whole lines only).
+async fn watch_signals(stop: scan::Stop) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    let mut seen = 0;
+    loop {
+        let cause = tokio::select! {
+            _ = int.recv() => scan::StopCause::Interrupted,
+            _ = term.recv() => scan::StopCause::Terminated,
+        };
+        seen += 1;
+        if seen > 1 {
+            progress::eprint_line("second signal: exiting now; rerun the same command to resume");
+            std::process::exit(cause.exit_code());
+        }
+        progress::eprint_line(
+            "stopping: no new requests; waiting for those in flight (Ctrl-C again to exit at once)",
+        );
+        stop.stop(cause);
+    }
+}

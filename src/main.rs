@@ -1,1 +1,29 @@
-fn main() {}
+//! The `liveness-batch` binary: parse the command line, run the library, map the outcome to
+//! an exit code (documented in the README and in `liveness_batch::exit`).
+
+use clap::Parser;
+use liveness_batch::cli::Cli;
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("liveness-batch: cannot start the async runtime: {e}");
+            std::process::exit(liveness_batch::exit::USAGE);
+        }
+    };
+    let code = match runtime.block_on(liveness_batch::run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            let code = err.exit_code();
+            eprintln!("liveness-batch: {:#}", anyhow::Error::from(err));
+            code
+        }
+    };
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}

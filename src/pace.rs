@@ -81,7 +81,10 @@ impl FromStr for Rate {
             reason,
         };
         let (n, unit) = s.trim().split_once('/').ok_or_else(|| err("missing '/'"))?;
-        let count: u32 = n.trim().parse().map_err(|_| err("the count is not a whole number"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| err("the count is not a whole number"))?;
         if count == 0 {
             return Err(err("the count must be at least 1"));
         }
@@ -227,7 +230,9 @@ impl Pacer {
 
     /// Requests per second at the current pace (None when unpaced).
     pub fn current_rate(&self) -> Option<f64> {
-        self.lock().current_interval().map(|i| 1.0 / i.as_secs_f64())
+        self.lock()
+            .current_interval()
+            .map(|i| 1.0 / i.as_secs_f64())
     }
 }
 
@@ -258,12 +263,25 @@ mod tests {
         );
         assert_eq!("300/60s".parse::<Rate>().unwrap(), Rate::per_minute(300));
         assert_eq!("100/1m".parse::<Rate>().unwrap(), Rate::per_minute(100));
-        assert_eq!("1000/h".parse::<Rate>().unwrap().per, Duration::from_secs(3600));
+        assert_eq!(
+            "1000/h".parse::<Rate>().unwrap().per,
+            Duration::from_secs(3600)
+        );
     }
 
     #[test]
     fn rejects_bad_rates_with_a_reason() {
-        for bad in ["", "240", "x/min", "0/min", "10/", "10/5", "10/fortnight", "10/0s", "-1/s"] {
+        for bad in [
+            "",
+            "240",
+            "x/min",
+            "0/min",
+            "10/",
+            "10/5",
+            "10/fortnight",
+            "10/0s",
+            "-1/s",
+        ] {
             let e = bad.parse::<Rate>().unwrap_err().to_string();
             assert!(e.contains("expected N/min"), "{bad}: {e}");
         }
@@ -303,12 +321,18 @@ mod tests {
             now = slot;
         }
         for (i, &start) in sends.iter().enumerate() {
-            let in_window = sends[i..].iter().take_while(|&&t| t < start + rate.per).count();
+            let in_window = sends[i..]
+                .iter()
+                .take_while(|&&t| t < start + rate.per)
+                .count();
             assert!(in_window <= 30, "window at {i} holds {in_window}");
         }
         // and the pace is still within 2 % of the limit
         let achieved = (sends.len() - 1) as f64 / (*sends.last().unwrap() - t0).as_secs_f64();
-        assert!(achieved >= 0.97 * rate.per_second() && achieved <= rate.per_second(), "{achieved}");
+        assert!(
+            achieved >= 0.97 * rate.per_second() && achieved <= rate.per_second(),
+            "{achieved}"
+        );
     }
 
     #[test]
@@ -334,7 +358,11 @@ mod tests {
         let (slot1, g1) = s.reserve(t0);
         assert_eq!(g0, g1);
         s.rate_limited(t0 + ms(50), Duration::from_secs(2));
-        assert_ne!(s.generation(), g1, "a slot claimed before the 429 must be re-claimed");
+        assert_ne!(
+            s.generation(),
+            g1,
+            "a slot claimed before the 429 must be re-claimed"
+        );
         let (after, _) = s.reserve(slot1);
         assert_eq!(after, t0 + ms(2050));
         // the pace halved

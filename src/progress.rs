@@ -25,7 +25,10 @@ pub struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let bar = active_bar().lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let bar = active_bar()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         match bar {
             Some(bar) => bar.suspend(|| io::stderr().write_all(buf))?,
             None => io::stderr().write_all(buf)?,
@@ -105,14 +108,20 @@ impl Progress {
     }
 
     pub fn set_rate(&self, per_sec: Option<f64>) {
-        *self.inner.rate_per_sec.lock().unwrap_or_else(|p| p.into_inner()) = per_sec;
+        *self
+            .inner
+            .rate_per_sec
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = per_sec;
     }
 
     pub fn record(&self, rec: &Record) {
         let c = &self.inner.counters;
         c.done.fetch_add(1, Ordering::Relaxed);
         match (rec.class, rec.status) {
-            (Some(Class::Result), Some(Decision::Approved)) => c.approved.fetch_add(1, Ordering::Relaxed),
+            (Some(Class::Result), Some(Decision::Approved)) => {
+                c.approved.fetch_add(1, Ordering::Relaxed)
+            }
             (Some(Class::Result), _) => c.declined.fetch_add(1, Ordering::Relaxed),
             _ => c.errors.fetch_add(1, Ordering::Relaxed),
         };
@@ -149,12 +158,19 @@ impl Progress {
         if skipped > 0 {
             msg.push_str(&format!(" · {skipped} already done"));
         }
-        let rate = *self.inner.rate_per_sec.lock().unwrap_or_else(|p| p.into_inner());
+        let rate = *self
+            .inner
+            .rate_per_sec
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if let (Some(total), Some(rate)) = (self.inner.total, rate)
             && rate > 0.0
         {
             let left = total.saturating_sub(done) as f64 / rate;
-            msg.push_str(&format!(" · ETA {}", human_duration(Duration::from_secs_f64(left))));
+            msg.push_str(&format!(
+                " · ETA {}",
+                human_duration(Duration::from_secs_f64(left))
+            ));
         }
         msg
     }
@@ -223,7 +239,10 @@ mod tests {
         });
         p.skipped();
         let m = p.message();
-        assert!(m.contains("approved 1") && m.contains("declined 1") && m.contains("errors 1"), "{m}");
+        assert!(
+            m.contains("approved 1") && m.contains("declined 1") && m.contains("errors 1"),
+            "{m}"
+        );
         assert!(m.contains("1 already done") && m.contains("ETA 0s"), "{m}");
         p.finish();
     }

@@ -58,7 +58,9 @@ impl Class {
     pub fn is_done(self, retry_failed: bool) -> bool {
         match self {
             Class::Result | Class::InvalidInput => true,
-            Class::Rejected | Class::RateLimited | Class::Transient | Class::Unknown => !retry_failed,
+            Class::Rejected | Class::RateLimited | Class::Transient | Class::Unknown => {
+                !retry_failed
+            }
             Class::Fatal | Class::Interrupted => false,
         }
     }
@@ -101,10 +103,14 @@ impl Action {
         match self {
             Action::Fraud => "presentation attack or blocklisted face: treat as fraud",
             Action::Retake => "no usable face: ask the user for a new selfie",
-            Action::Review => "needs a human look (low score, several faces, duplicate or unknown risk)",
+            Action::Review => {
+                "needs a human look (low score, several faces, duplicate or unknown risk)"
+            }
             Action::Proceed => "approved with no warning that needs attention",
             Action::FixInput => "the file itself was refused; nothing was billed",
-            Action::Rerun => "no result yet (retries exhausted, interrupted or unknown outcome): rerun",
+            Action::Rerun => {
+                "no result yet (retries exhausted, interrupted or unknown outcome): rerun"
+            }
         }
     }
 }
@@ -144,7 +150,8 @@ pub fn action_for(class: Class, status: Option<Decision>, risks: &[&str]) -> Act
     if risks.iter().any(|r| RETAKE_RISKS.contains(r)) {
         return Action::Retake;
     }
-    let known = |r: &&str| FRAUD_RISKS.contains(r) || RETAKE_RISKS.contains(r) || REVIEW_RISKS.contains(r);
+    let known =
+        |r: &&str| FRAUD_RISKS.contains(r) || RETAKE_RISKS.contains(r) || REVIEW_RISKS.contains(r);
     if risks.iter().any(|r| REVIEW_RISKS.contains(r) || !known(r)) {
         return Action::Review;
     }
@@ -252,7 +259,11 @@ impl Record {
     /// Fill in `action` from class, status and warnings.
     pub fn with_action(mut self) -> Self {
         let risks = self.risks();
-        let action = action_for(self.class.unwrap_or(Class::Interrupted), self.status, &risks);
+        let action = action_for(
+            self.class.unwrap_or(Class::Interrupted),
+            self.status,
+            &risks,
+        );
         self.action = Some(action);
         self
     }
@@ -269,15 +280,27 @@ mod tests {
     #[test]
     fn fraud_wins_over_everything() {
         assert_eq!(
-            act(Class::Result, Some(Decision::Declined), &["NO_FACE_DETECTED", "FACE_IN_BLOCKLIST"]),
+            act(
+                Class::Result,
+                Some(Decision::Declined),
+                &["NO_FACE_DETECTED", "FACE_IN_BLOCKLIST"]
+            ),
             Action::Fraud
         );
         assert_eq!(
-            act(Class::Result, Some(Decision::Declined), &["LIVENESS_FACE_ATTACK"]),
+            act(
+                Class::Result,
+                Some(Decision::Declined),
+                &["LIVENESS_FACE_ATTACK"]
+            ),
             Action::Fraud
         );
         assert_eq!(
-            act(Class::Result, Some(Decision::Declined), &["POSSIBLE_FACE_IN_BLOCKLIST", "DUPLICATED_FACE"]),
+            act(
+                Class::Result,
+                Some(Decision::Declined),
+                &["POSSIBLE_FACE_IN_BLOCKLIST", "DUPLICATED_FACE"]
+            ),
             Action::Fraud
         );
     }
@@ -285,34 +308,88 @@ mod tests {
     #[test]
     fn retake_before_review() {
         assert_eq!(
-            act(Class::Result, Some(Decision::Declined), &["LOW_LIVENESS_SCORE", "NO_FACE_DETECTED"]),
+            act(
+                Class::Result,
+                Some(Decision::Declined),
+                &["LOW_LIVENESS_SCORE", "NO_FACE_DETECTED"]
+            ),
             Action::Retake
         );
-        for r in ["LOW_FACE_QUALITY", "LOW_FACE_LUMINANCE", "HIGH_FACE_LUMINANCE"] {
-            assert_eq!(act(Class::Result, Some(Decision::Approved), &[r]), Action::Retake);
+        for r in [
+            "LOW_FACE_QUALITY",
+            "LOW_FACE_LUMINANCE",
+            "HIGH_FACE_LUMINANCE",
+        ] {
+            assert_eq!(
+                act(Class::Result, Some(Decision::Approved), &[r]),
+                Action::Retake
+            );
         }
     }
 
     #[test]
     fn review_cases() {
-        assert_eq!(act(Class::Result, Some(Decision::Declined), &["LOW_LIVENESS_SCORE"]), Action::Review);
-        assert_eq!(act(Class::Result, Some(Decision::Approved), &["MULTIPLE_FACES_DETECTED"]), Action::Review);
-        assert_eq!(act(Class::Result, Some(Decision::Approved), &["DUPLICATED_FACE"]), Action::Review);
-        assert_eq!(act(Class::Result, Some(Decision::Approved), &["POSSIBLE_DUPLICATED_FACE"]), Action::Review);
-        assert_eq!(act(Class::Result, Some(Decision::Approved), &["SOMETHING_NEW"]), Action::Review);
-        assert_eq!(act(Class::Result, Some(Decision::Declined), &[]), Action::Review);
+        assert_eq!(
+            act(
+                Class::Result,
+                Some(Decision::Declined),
+                &["LOW_LIVENESS_SCORE"]
+            ),
+            Action::Review
+        );
+        assert_eq!(
+            act(
+                Class::Result,
+                Some(Decision::Approved),
+                &["MULTIPLE_FACES_DETECTED"]
+            ),
+            Action::Review
+        );
+        assert_eq!(
+            act(
+                Class::Result,
+                Some(Decision::Approved),
+                &["DUPLICATED_FACE"]
+            ),
+            Action::Review
+        );
+        assert_eq!(
+            act(
+                Class::Result,
+                Some(Decision::Approved),
+                &["POSSIBLE_DUPLICATED_FACE"]
+            ),
+            Action::Review
+        );
+        assert_eq!(
+            act(Class::Result, Some(Decision::Approved), &["SOMETHING_NEW"]),
+            Action::Review
+        );
+        assert_eq!(
+            act(Class::Result, Some(Decision::Declined), &[]),
+            Action::Review
+        );
     }
 
     #[test]
     fn proceed_only_when_clean_and_approved() {
-        assert_eq!(act(Class::Result, Some(Decision::Approved), &[]), Action::Proceed);
+        assert_eq!(
+            act(Class::Result, Some(Decision::Approved), &[]),
+            Action::Proceed
+        );
     }
 
     #[test]
     fn no_result_actions() {
         assert_eq!(act(Class::InvalidInput, None, &[]), Action::FixInput);
         assert_eq!(act(Class::Rejected, None, &[]), Action::FixInput);
-        for c in [Class::RateLimited, Class::Transient, Class::Fatal, Class::Unknown, Class::Interrupted] {
+        for c in [
+            Class::RateLimited,
+            Class::Transient,
+            Class::Fatal,
+            Class::Unknown,
+            Class::Interrupted,
+        ] {
             assert_eq!(act(c, None, &[]), Action::Rerun, "{c:?}");
         }
     }
@@ -330,7 +407,10 @@ mod tests {
 
     #[test]
     fn record_round_trips_and_tolerates_missing_fields() {
-        let r: Record = serde_json::from_str(r#"{"key":"a","path":"a.jpg","class":"result","unknown_field":1}"#).unwrap();
+        let r: Record = serde_json::from_str(
+            r#"{"key":"a","path":"a.jpg","class":"result","unknown_field":1}"#,
+        )
+        .unwrap();
         assert_eq!(r.key, "a");
         assert_eq!(r.class, Some(Class::Result));
         let back: Record = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();

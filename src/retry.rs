@@ -1,1 +1,216 @@
-//! Placeholder: backoff policy (being written).
+//! Backoff policy (pure): how long to wait before retrying a transient error or a 429.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+/// With no rate-limit header to go by, 429 waits follow Didit's advice: about 5 s, 10 s, 20 s, 40 s.
+pub const RATE_LIMIT_FALLBACK_BASE: Duration = Duration::from_secs(5);
+/// No single 429 wait exceeds this, whatever the headers say (a garbled header must not hang a run).
+pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(600);
+/// Extra random wait on top of a 429 wait, as a share of it, so that workers (and other
+/// clients of the same key) do not come back in lockstep.
+pub const RATE_LIMIT_JITTER: f64 = 0.15;
+/// An `X-RateLimit-Reset` below this is read as seconds from now rather than an epoch time.
+const EPOCH_FLOOR: u64 = 1_000_000_000;
+
+/// Retries for 429 and transient errors share `max_retries`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (so at most `max_retries + 1` requests per item).
+    pub max_retries: u32,
+    /// First backoff ceiling; doubles on every retry.
+    pub base: Duration,
+    /// Largest backoff ceiling.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::default_for_api()
+    }
+}
+
+impl RetryPolicy {
+    /// 4 retries; transient backoff ceilings 1 s, 2 s, 4 s, 8 s (capped at 60 s).
+    pub fn default_for_api() -> Self {
+        Self {
+            max_retries: 4,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+        }
+    }
+
+    pub fn with_max_retries(mut self, n: u32) -> Self {
+        self.max_retries = n;
+        self
+    }
+
+    /// `min(cap, base * 2^retry)`, without overflow.
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        exp_ceiling(self.base, retry, self.cap)
+    }
+
+    /// Full jitter: uniform in `[0, min(cap, base * 2^retry)]`. `retry` counts from 0.
+    pub fn backoff(&self, retry: u32, rng: &mut impl Rng) -> Duration {
+        let ceiling = self.ceiling(retry).as_secs_f64();
+        if ceiling <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::from_secs_f64(rng.random_range(0.0..=ceiling))
+    }
+
+    /// How long every worker pauses after a 429: at least what the server asked
+    /// (`Retry-After`, or until `X-RateLimit-Reset`), at least the exponential backoff
+    /// (5 s, 10 s, 20 s, 40 s... when the server said nothing), plus up to 15 % jitter on top.
+    /// `now_epoch` is the current UTC time in seconds.
+    pub fn rate_limit_wait(
+        &self,
+        retry: u32,
+        retry_after: Option<Duration>,
+        reset_at: Option<u64>,
+        now_epoch: f64,
+        rng: &mut impl Rng,
+    ) -> Duration {
+        let until_reset = reset_at.map(|r| {
+            if r < EPOCH_FLOOR {
+                Duration::from_secs(r)
+            } else {
+                Duration::from_secs_f64(
+                    (r as f64 - now_epoch).clamp(0.0, MAX_RATE_LIMIT_WAIT.as_secs_f64()),
+                )
+            }
+        });
+        let told = retry_after.max(until_reset);
+        let base = if told.is_some() {
+            self.base
+        } else {
+            self.base.max(RATE_LIMIT_FALLBACK_BASE)
+        };
+        let exp = exp_ceiling(base, retry, self.cap.max(base));
+        let wait = told.unwrap_or_default().max(exp).min(MAX_RATE_LIMIT_WAIT);
+        let jitter = wait.mul_f64(rng.random_range(0.0..=RATE_LIMIT_JITTER));
+        wait + jitter
+    }
+}
+
+fn exp_ceiling(base: Duration, retry: u32, cap: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(retry.min(31));
+    base.checked_mul(factor).unwrap_or(cap).min(cap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn s(n: f64) -> Duration {
+        Duration::from_secs_f64(n)
+    }
+
+    #[test]
+    fn backoff_is_full_jitter_under_a_doubling_capped_ceiling() {
+        let p = RetryPolicy::default_for_api();
+        let mut rng = StdRng::seed_from_u64(7);
+        for retry in 0..10 {
+            let ceiling = s((2f64.powi(retry as i32)).min(60.0));
+            assert_eq!(p.ceiling(retry), ceiling);
+            let mut max_seen = Duration::ZERO;
+            let mut min_seen = Duration::MAX;
+            for _ in 0..500 {
+                let b = p.backoff(retry, &mut rng);
+                assert!(b <= ceiling, "retry {retry}: {b:?} > {ceiling:?}");
+                max_seen = max_seen.max(b);
+                min_seen = min_seen.min(b);
+            }
+            // spread over the whole range, not clustered at the top
+            assert!(max_seen > ceiling.mul_f64(0.8), "retry {retry}");
+            assert!(min_seen < ceiling.mul_f64(0.2), "retry {retry}");
+        }
+    }
+
+    #[test]
+    fn backoff_never_overflows() {
+        let p = RetryPolicy::default_for_api();
+        let mut rng = StdRng::seed_from_u64(1);
+        assert!(p.backoff(u32::MAX, &mut rng) <= s(60.0));
+        assert_eq!(p.ceiling(1000), s(60.0));
+        let zero = RetryPolicy {
+            base: Duration::ZERO,
+            ..p
+        };
+        assert_eq!(zero.backoff(3, &mut rng), Duration::ZERO);
+    }
+
+    #[test]
+    fn retry_after_is_a_floor_with_jitter_on_top() {
+        let p = RetryPolicy::default_for_api();
+        let mut rng = StdRng::seed_from_u64(2);
+        for _ in 0..200 {
+            let w = p.rate_limit_wait(0, Some(s(17.0)), None, 1e9, &mut rng);
+            assert!(w >= s(17.0) && w <= s(17.0 * 1.15), "{w:?}");
+        }
+    }
+
+    #[test]
+    fn reset_time_counts_when_later_than_retry_after() {
+        let p = RetryPolicy::default_for_api();
+        let mut rng = StdRng::seed_from_u64(3);
+        let now = 1_781_226_000.0;
+        let w = p.rate_limit_wait(0, Some(s(2.0)), Some(1_781_226_030), now, &mut rng);
+        assert!(w >= s(30.0) && w <= s(30.0 * 1.15), "{w:?}");
+        // a reset in the past leaves Retry-After in charge
+        let w = p.rate_limit_wait(0, Some(s(2.0)), Some(1_781_225_000), now, &mut rng);
+        assert!(w >= s(2.0) && w <= s(2.3), "{w:?}");
+        // a small reset value is seconds from now
+        let w = p.rate_limit_wait(0, None, Some(12), now, &mut rng);
+        assert!(w >= s(12.0) && w <= s(12.0 * 1.15), "{w:?}");
+    }
+
+    #[test]
+    fn exponential_part_grows_past_a_short_retry_after() {
+        let p = RetryPolicy::default_for_api();
+        let mut rng = StdRng::seed_from_u64(4);
+        let w = p.rate_limit_wait(4, Some(s(1.0)), None, 0.0, &mut rng);
+        assert!(w >= s(16.0), "{w:?}");
+    }
+
+    #[test]
+    fn without_headers_waits_follow_didits_advice() {
+        let p = RetryPolicy::default_for_api();
+        let mut rng = StdRng::seed_from_u64(5);
+        for (retry, want) in [
+            (0, 5.0),
+            (1, 10.0),
+            (2, 20.0),
+            (3, 40.0),
+            (4, 60.0),
+            (9, 60.0),
+        ] {
+            let w = p.rate_limit_wait(retry, None, None, 0.0, &mut rng);
+            assert!(w >= s(want) && w <= s(want * 1.15), "retry {retry}: {w:?}");
+        }
+    }
+
+    #[test]
+    fn absurd_headers_cannot_hang_a_run() {
+        let p = RetryPolicy::default_for_api();
+        let mut rng = StdRng::seed_from_u64(6);
+        let w = p.rate_limit_wait(0, Some(s(86_400.0)), Some(u64::MAX), 0.0, &mut rng);
+        assert!(w <= MAX_RATE_LIMIT_WAIT.mul_f64(1.15), "{w:?}");
+    }
+
+    #[test]
+    fn small_bases_for_tests_still_respect_the_floor() {
+        let p = RetryPolicy {
+            max_retries: 3,
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(100),
+        };
+        let mut rng = StdRng::seed_from_u64(8);
+        let w = p.rate_limit_wait(0, Some(s(1.0)), None, 0.0, &mut rng);
+        assert!(w >= s(1.0) && w <= s(1.15), "{w:?}");
+        assert!(p.backoff(5, &mut rng) <= Duration::from_millis(100));
+    }
+}

@@ -93,8 +93,14 @@ mod tests {
     #[test]
     fn missing_key_names_both_ways() {
         let e = ApiKey::resolve(None, None).unwrap_err().to_string();
-        assert!(e.contains("DIDIT_API_KEY") && e.contains("--api-key-file"), "{e}");
-        assert!(matches!(ApiKey::resolve(None, Some("  ".into())), Err(KeyError::Missing)));
+        assert!(
+            e.contains("DIDIT_API_KEY") && e.contains("--api-key-file"),
+            "{e}"
+        );
+        assert!(matches!(
+            ApiKey::resolve(None, Some("  ".into())),
+            Err(KeyError::Missing)
+        ));
     }
 
     #[test]
@@ -102,17 +108,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("key");
         std::fs::write(&p, "abc123\nsecond line\n").unwrap();
-        assert_eq!(ApiKey::resolve(Some(&p), Some("env".into())).unwrap().expose(), "abc123");
+        assert_eq!(
+            ApiKey::resolve(Some(&p), Some("env".into()))
+                .unwrap()
+                .expose(),
+            "abc123"
+        );
         std::fs::write(&p, "\n").unwrap();
-        assert!(matches!(ApiKey::resolve(Some(&p), None), Err(KeyError::EmptyFile { .. })));
+        assert!(matches!(
+            ApiKey::resolve(Some(&p), None),
+            Err(KeyError::EmptyFile { .. })
+        ));
         let missing = dir.path().join("nope");
-        let e = ApiKey::resolve(Some(&missing), None).unwrap_err().to_string();
+        let e = ApiKey::resolve(Some(&missing), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nope"), "{e}");
     }
 
     #[test]
     fn header_unsafe_keys_are_refused() {
         assert!(matches!(ApiKey::new("a b"), Err(KeyError::NotAHeaderValue)));
-        assert!(matches!(ApiKey::new("ключ"), Err(KeyError::NotAHeaderValue)));
+        assert!(matches!(
+            ApiKey::new("ключ"),
+            Err(KeyError::NotAHeaderValue)
+        ));
     }
 }

@@ -1,1 +1,282 @@
-//! Placeholder: submission with retries (being written).
+//! Submitting one image with retries: the pacer before every attempt, the billable-call budget,
+//! 429 cooldowns shared by all workers, backoff for transient errors, and the stop token.
+//! Used by both `check` and the `scan` workers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::didit::{Client, Outcome, Params, Upload};
+use crate::pace::Pacer;
+use crate::retry::RetryPolicy;
+
+/// A budget of billable calls for one run (`--max-requests`). A call is reserved before it is
+/// sent and released when the answer proves nothing was billed, so the budget is never exceeded
+/// even with many workers.
+#[derive(Debug)]
+pub struct Budget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl Budget {
+    pub fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// Take one call from the budget; false when it is spent.
+    pub fn try_reserve(&self) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                (u < self.limit).then_some(u + 1)
+            })
+            .is_ok()
+    }
+
+    /// Give back a reserved call that was not billed.
+    pub fn release(&self) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| u.checked_sub(1));
+    }
+
+    /// Calls reserved and not released.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+}
+
+/// Everything a worker needs to submit images; share one per run.
+#[derive(Debug, Clone)]
+pub struct Submitter {
+    pub client: Arc<Client>,
+    pub pacer: Arc<Pacer>,
+    pub policy: RetryPolicy,
+    pub budget: Option<Arc<Budget>>,
+    /// Cancelled: no new request is sent (requests in flight still finish).
+    pub stop: CancellationToken,
+    /// Retry a timeout or reset after the body was sent (may be billed twice) instead of
+    /// ending with [`Final::Unknown`].
+    pub retry_unknown: bool,
+}
+
+/// How one image's submission ended, with its counters.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub outcome: Final,
+    /// Requests sent.
+    pub attempts: u32,
+    /// 429 answers received.
+    pub rate_limited: u32,
+    /// Retries sent after an attempt whose body had been sent (each may have been billed).
+    pub possible_double_charges: u32,
+    /// The last answer's HTTP status.
+    pub http_status: Option<u16>,
+    /// The last attempt's latency.
+    pub latency_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Final {
+    /// The last attempt's outcome: Result, Rejected, Fatal, or RateLimited/Transient once the
+    /// retries were spent.
+    Done(Outcome),
+    /// A timeout or reset after the body was sent, not retried (`retry_unknown` false): it may
+    /// have been billed.
+    Unknown { message: String },
+    /// The stop token was cancelled before a request could be sent; `last` is the previous
+    /// attempt's outcome, if any.
+    Stopped { last: Option<Outcome> },
+    /// The budget of billable calls is spent; nothing was sent for this attempt.
+    BudgetReached,
+}
+
+impl Submitter {
+    /// Submit one image until it has a final outcome. See the module docs for the rules.
+    pub async fn submit(&self, upload: &Upload, params: &Params) -> Submission {
+        let mut sub = Submission {
+            outcome: Final::Stopped { last: None },
+            attempts: 0,
+            rate_limited: 0,
+            possible_double_charges: 0,
+            http_status: None,
+            latency_ms: None,
+        };
+        let mut retries = 0u32;
+        let mut last: Option<Outcome> = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => return sub.end(Final::Stopped { last }),
+                _ = self.pacer.acquire() => {}
+            }
+            if self.stop.is_cancelled() {
+                return sub.end(Final::Stopped { last });
+            }
+            if let Some(b) = &self.budget
+                && !b.try_reserve()
+            {
+                return sub.end(Final::BudgetReached);
+            }
+
+            sub.attempts += 1;
+            let attempt = self.client.send(upload, params).await;
+            sub.http_status = attempt.http_status;
+            sub.latency_ms = Some(attempt.latency.as_millis().min(u64::MAX as u128) as u64);
+            if let Some(b) = &self.budget
+                && attempt.outcome.billed_nothing()
+            {
+                b.release();
+            }
+            tracing::debug!(
+                attempt = sub.attempts,
+                status = ?attempt.http_status,
+                latency_ms = sub.latency_ms,
+                outcome = %attempt.outcome,
+                "request finished"
+            );
+
+            let outcome = attempt.outcome;
+            match &outcome {
+                Outcome::Result { .. } | Outcome::Rejected { .. } => {
+                    self.pacer.succeeded();
+                    return sub.end(Final::Done(outcome));
+                }
+                Outcome::Fatal { .. } => return sub.end(Final::Done(outcome)),
+                Outcome::RateLimited {
+                    retry_after,
+                    reset_at,
+                    ..
+                } => {
+                    sub.rate_limited += 1;
+                    if retries >= self.policy.max_retries {
+                        return sub.end(Final::Done(outcome));
+                    }
+                    let wait = self.policy.rate_limit_wait(
+                        retries,
+                        *retry_after,
+                        *reset_at,
+                        now_epoch(),
+                        &mut rand::rng(),
+                    );
+                    tracing::info!(
+                        wait_ms = wait.as_millis() as u64,
+                        "rate limited (429): pausing every worker"
+                    );
+                    self.pacer.rate_limited(wait);
+                    retries += 1;
+                    // The next turn of the loop waits out the shared cooldown in `acquire`.
+                }
+                Outcome::Transient {
+                    status,
+                    body_sent,
+                    message,
+                } => {
+                    // A timeout or reset after sending has an unknown outcome; an HTTP error
+                    // status is a known failure and is retried either way.
+                    if *body_sent && status.is_none() && !self.retry_unknown {
+                        let message = message.clone();
+                        return sub.end(Final::Unknown { message });
+                    }
+                    if retries >= self.policy.max_retries {
+                        return sub.end(Final::Done(outcome));
+                    }
+                    if *body_sent {
+                        sub.possible_double_charges += 1;
+                    }
+                    let wait = self.policy.backoff(retries, &mut rand::rng());
+                    tracing::info!(wait_ms = wait.as_millis() as u64, error = %message, "transient error: retrying");
+                    retries += 1;
+                    if !self.sleep_unless_stopped(wait).await {
+                        // Nothing more is sent: the counted retry never happened.
+                        if *body_sent {
+                            sub.possible_double_charges -= 1;
+                        }
+                        return sub.end(Final::Stopped {
+                            last: Some(outcome),
+                        });
+                    }
+                }
+            }
+            last = Some(outcome);
+        }
+    }
+
+    /// Sleep unless the stop token fires first; false when stopped.
+    async fn sleep_unless_stopped(&self, wait: Duration) -> bool {
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => false,
+            _ = tokio::time::sleep(wait) => true,
+        }
+    }
+}
+
+impl Submission {
+    fn end(mut self, outcome: Final) -> Self {
+        self.outcome = outcome;
+        self
+    }
+}
+
+fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_never_exceeds_its_limit() {
+        let b = Budget::new(2);
+        assert!(b.try_reserve());
+        assert!(b.try_reserve());
+        assert!(!b.try_reserve());
+        assert_eq!(b.used(), 2);
+        b.release();
+        assert_eq!(b.used(), 1);
+        assert!(b.try_reserve());
+        assert!(!b.try_reserve());
+        assert_eq!(b.limit(), 2);
+    }
+
+    #[test]
+    fn release_never_underflows() {
+        let b = Budget::new(1);
+        b.release();
+        assert_eq!(b.used(), 0);
+        assert!(b.try_reserve());
+    }
+
+    #[test]
+    fn budget_holds_under_contention() {
+        let b = Arc::new(Budget::new(1000));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || (0..500).filter(|_| b.try_reserve()).count())
+            })
+            .collect();
+        let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(total, 1000);
+        assert_eq!(b.used(), 1000);
+    }
+
+    #[test]
+    fn zero_budget_sends_nothing() {
+        assert!(!Budget::new(0).try_reserve());
+    }
+}

@@ -1,1 +1,13 @@
-//! Placeholder: the Didit client (being written).
+//! Didit's Passive Liveness API: request/response model, the HTTP client, and what each
+//! answer means (error classes).
+
+pub mod client;
+pub mod error;
+pub mod model;
+
+pub use client::{Attempt, Client, ClientConfig, ClientError, DEFAULT_BASE_URL, ENDPOINT_PATH};
+pub use error::{FatalKind, Outcome, classify, classify_transport};
+pub use model::{
+    Entity, Liveness, LivenessResponse, ParamError, Params, Upload, UserImage, Warning,
+    parse_metadata,
+};

@@ -1,1 +1,615 @@
-//! Placeholder: outputs (being written).
+//! Every output derived from the journal (results.csv, results.json, summary.json, summary.md,
+//! report.html), rebuilt from the whole journal in a few streaming passes, plus the `report`
+//! command that rebuilds them in place or merges shards.
+
+pub mod csv;
+pub mod html;
+pub mod json;
+pub mod summary;
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cli::ReportArgs;
+use crate::journal::{self, DirLock, Index, JOURNAL_FILE, JournalError, Line, Reader, TornTail};
+use crate::record::Record;
+
+pub use summary::{SIMULATED_NOTICE, Summary};
+
+/// Marks an out dir whose journal was written by [`merge`], so a later merge may replace it.
+pub const MERGE_MARKER: &str = ".liveness-batch-merge.json";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReportOptions {
+    /// Price of one billed call in US dollars, for the cost estimate.
+    pub price_per_call: f64,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        Self {
+            price_per_call: 0.10,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{dir} holds no journal.jsonl: is it a liveness-batch output folder (scan --out DIR)?")]
+    NoJournal { dir: PathBuf },
+    #[error(
+        "{out} already holds a journal ({journal}) that is not the output of an earlier merge; \
+         merging would replace it. Choose an empty --out folder, or move that journal away first"
+    )]
+    OutHoldsJournal { out: PathBuf, journal: PathBuf },
+}
+
+impl ReportError {
+    /// The process exit code for this error: all are usage or configuration problems.
+    pub fn exit_code(&self) -> i32 {
+        crate::exit::USAGE
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ReportError + '_ {
+    move |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Rebuild every output in `out_dir` from `out_dir/journal.jsonl`; returns the summary.
+/// The caller (a scan) holds the directory lock and has appended its end line already.
+pub fn write_outputs(out_dir: &Path, opts: &ReportOptions) -> Result<Summary, ReportError> {
+    build(out_dir, opts, Vec::new())
+}
+
+fn torn_warning(what: &str, t: TornTail) -> String {
+    format!(
+        "{what}'s last line (line {}, {} bytes at byte {}) was cut short, probably by a crash or a kill; \
+         that item has no result here and will be screened again by the next run",
+        t.line, t.len, t.offset
+    )
+}
+
+/// Whether the record at `offset` is its key's latest.
+fn is_latest(index: &Index, key: &str, offset: u64) -> bool {
+    index
+        .by_key
+        .get(&journal::key_digest(key))
+        .is_some_and(|d| d.offset == offset)
+}
+
+/// Stream the journal's lines that start before `limit`, calling `f` for each.
+fn each_line(
+    path: &Path,
+    limit: u64,
+    mut f: impl FnMut(u64, Line) -> io::Result<()>,
+) -> Result<(), ReportError> {
+    let reader = Reader::open(path)?;
+    for next in reader {
+        let (offset, line) = next?;
+        if offset >= limit {
+            break;
+        }
+        f(offset, line).map_err(io_err(path))?;
+    }
+    Ok(())
+}
+
+fn build(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    extra_warnings: Vec<String>,
+) -> Result<Summary, ReportError> {
+    let journal_path = out_dir.join(JOURNAL_FILE);
+    if !journal_path.is_file() {
+        return Err(ReportError::NoJournal {
+            dir: out_dir.to_path_buf(),
+        });
+    }
+
+    // Pass 1: the latest record of every key, and where the complete lines end (the journal
+    // may still grow if someone appends; everything past this point is ignored).
+    let mut reader = Reader::open(&journal_path)?;
+    let index = Index::build(&mut reader)?;
+    let limit = reader.good_len();
+    let torn = reader.torn_tail();
+    drop(reader);
+
+    // Pass 2: the summary, the union of carried columns, and the attention rows.
+    let mut acc = summary::Accumulator::new();
+    for w in extra_warnings {
+        acc.warn(w);
+    }
+    if let Some(t) = torn {
+        acc.warn(torn_warning("the journal", t));
+    }
+    let mut carried: BTreeSet<String> = BTreeSet::new();
+    let mut attention = html::Attention::new();
+    each_line(&journal_path, limit, |offset, line| {
+        match line {
+            Line::Run(run) => acc.on_run(&run),
+            Line::End(end) => acc.on_end(&end),
+            Line::Item(r) => {
+                let latest = is_latest(&index, &r.key, offset);
+                acc.on_record(&r, latest);
+                if latest {
+                    for name in r.columns.keys() {
+                        if !carried.contains(name) {
+                            carried.insert(name.clone());
+                        }
+                    }
+                    attention.offer(&r);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    let simulated = acc.simulated();
+    let summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
+
+    // Pass 3: results.csv and results.json side by side, one latest record at a time.
+    let csv_path = out_dir.join("results.csv");
+    let json_path = out_dir.join("results.json");
+    let layout = csv::Layout::new(simulated, &carried);
+    let mut failure: Option<ReportError> = None;
+    let mut json_failed = false;
+    journal::write_private_atomic(&csv_path, |cw| {
+        let mut csv_out = csv::CsvOut::new(cw, layout)?;
+        let json_result = journal::write_private_atomic(&json_path, |jw| {
+            let mut json_out = json::JsonOut::new(jw, simulated)?;
+            let walked = each_line(&journal_path, limit, |offset, line| {
+                if let Line::Item(r) = line
+                    && is_latest(&index, &r.key, offset)
+                {
+                    let r: &Record = &r;
+                    csv_out.write(r)?;
+                    json_out.write(r)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = walked {
+                failure = Some(e);
+                return Err(io::Error::other("reading the journal failed"));
+            }
+            json_out.finish().map(drop)
+        });
+        if let Err(e) = json_result {
+            json_failed = true;
+            return Err(e);
+        }
+        csv_out.finish().map(drop)
+    })
+    .map_err(|e| match failure.take() {
+        Some(f) => f,
+        None => ReportError::Io {
+            path: if json_failed {
+                json_path.clone()
+            } else {
+                csv_path.clone()
+            },
+            source: e,
+        },
+    })?;
+
+    // The summary in its three forms.
+    let summary_path = out_dir.join("summary.json");
+    journal::write_private_atomic(&summary_path, |w| {
+        serde_json::to_writer_pretty(&mut *w, &summary).map_err(io::Error::other)?;
+        w.write_all(b"\n")
+    })
+    .map_err(io_err(&summary_path))?;
+    let md_path = out_dir.join("summary.md");
+    journal::write_private_atomic(&md_path, |w| {
+        w.write_all(summary.render_markdown().as_bytes())
+    })
+    .map_err(io_err(&md_path))?;
+    let html_path = out_dir.join("report.html");
+    journal::write_private_atomic(&html_path, |w| {
+        w.write_all(html::render(&summary, &attention).as_bytes())
+    })
+    .map_err(io_err(&html_path))?;
+    Ok(summary)
+}
+
+/// What [`merge`] leaves next to the merged journal, so it can tell its own work from a scan's.
+#[derive(Debug, Serialize, Deserialize)]
+struct MergeMarker {
+    merged_from: Vec<String>,
+    journal_bytes: u64,
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Merge shard output folders: `out/journal.jsonl` becomes the concatenation of the shards'
+/// journals (complete lines only), then every output is rebuilt from it. A journal already in
+/// `out` is replaced only when an earlier merge wrote it and nothing was appended since.
+pub fn merge(dirs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Summary, ReportError> {
+    if dirs.is_empty() {
+        return Err(ReportError::Usage(
+            "report: give at least one DIR to merge".into(),
+        ));
+    }
+    for (i, d) in dirs.iter().enumerate() {
+        if !d.join(JOURNAL_FILE).is_file() {
+            return Err(ReportError::NoJournal { dir: d.clone() });
+        }
+        if same_dir(d, out) {
+            return Err(ReportError::Usage(format!(
+                "report: --out {} is one of the folders being merged; choose a new folder for the merged outputs",
+                out.display()
+            )));
+        }
+        if let Some(other) = dirs[..i].iter().find(|o| same_dir(o, d)) {
+            return Err(ReportError::Usage(format!(
+                "report: {} is given twice (as {} and {}); each shard may be merged once",
+                d.display(),
+                other.display(),
+                d.display()
+            )));
+        }
+    }
+    journal::create_private_dir(out).map_err(io_err(out))?;
+    let _lock = DirLock::acquire(out)?;
+    let out_journal = out.join(JOURNAL_FILE);
+    let marker_path = out.join(MERGE_MARKER);
+    if out_journal.exists() {
+        let len = std::fs::metadata(&out_journal)
+            .map_err(io_err(&out_journal))?
+            .len();
+        let ours = std::fs::read(&marker_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<MergeMarker>(&b).ok())
+            .is_some_and(|m| m.journal_bytes == len);
+        if !ours {
+            return Err(ReportError::OutHoldsJournal {
+                out: out.to_path_buf(),
+                journal: out_journal,
+            });
+        }
+    }
+
+    // Check every shard first (a journal, where its complete lines end, overlapping keys).
+    let mut warnings = Vec::new();
+    let mut shards = Vec::with_capacity(dirs.len());
+    let mut seen: HashSet<u128> = HashSet::new();
+    let mut overlapping = 0u64;
+    for d in dirs {
+        let path = d.join(JOURNAL_FILE);
+        let mut reader = Reader::open(&path)?;
+        let index = Index::build(&mut reader)?;
+        if let Some(t) = reader.torn_tail() {
+            warnings.push(torn_warning(&format!("the journal in {}", d.display()), t));
+        }
+        let before = seen.len();
+        let keys = index.by_key.len();
+        seen.extend(index.by_key.keys().copied());
+        overlapping += (keys - (seen.len() - before)) as u64;
+        shards.push((path, reader.good_len()));
+    }
+    if overlapping > 0 {
+        warnings.push(format!(
+            "{overlapping} item keys appear in more than one merged journal; each item's latest record \
+             (in the order the folders were given) is its result, and every record's billing is counted"
+        ));
+    }
+    drop(seen);
+
+    let mut total = 0u64;
+    journal::write_private_atomic(&out_journal, |w| {
+        for (path, len) in &shards {
+            let mut f = File::open(path)?;
+            let copied = io::copy(&mut (&mut f).take(*len), w)?;
+            if copied != *len {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} shrank while it was being merged", path.display()),
+                ));
+            }
+            total += copied;
+            if *len > 0 {
+                let mut last = [0u8; 1];
+                f.seek(SeekFrom::Start(len - 1))?;
+                f.read_exact(&mut last)?;
+                if last[0] != b'\n' {
+                    w.write_all(b"\n")?;
+                    total += 1;
+                }
+            }
+        }
+        Ok(())
+    })
+    .map_err(io_err(&out_journal))?;
+    let marker = MergeMarker {
+        merged_from: dirs.iter().map(|d| d.display().to_string()).collect(),
+        journal_bytes: total,
+    };
+    journal::write_private_atomic(&marker_path, |w| {
+        let mut bw = BufWriter::new(w);
+        serde_json::to_writer_pretty(&mut bw, &marker).map_err(io::Error::other)?;
+        bw.write_all(b"\n")?;
+        bw.flush()
+    })
+    .map_err(io_err(&marker_path))?;
+    build(out, opts, warnings)
+}
+
+/// `liveness-batch report DIR...`: rebuild one folder's outputs in place (or into --out), or
+/// merge several into --out. Prints the summary on stderr; returns 0 when every item has a
+/// result, 1 otherwise.
+pub async fn run_command(args: ReportArgs) -> Result<i32, ReportError> {
+    match tokio::task::spawn_blocking(move || run_blocking(&args)).await {
+        Ok(result) => result,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+fn run_blocking(args: &ReportArgs) -> Result<i32, ReportError> {
+    if !args.price_per_call.is_finite() || args.price_per_call < 0.0 {
+        return Err(ReportError::Usage(format!(
+            "report: --price-per-call must be a price in US dollars of 0 or more, not {}",
+            args.price_per_call
+        )));
+    }
+    let opts = ReportOptions {
+        price_per_call: args.price_per_call,
+    };
+    let summary = match (args.dirs.as_slice(), &args.out) {
+        ([], _) => return Err(ReportError::Usage("report: give at least one DIR".into())),
+        ([dir], out) if out.as_ref().is_none_or(|o| same_dir(o, dir)) => {
+            if !dir.join(JOURNAL_FILE).is_file() {
+                return Err(ReportError::NoJournal { dir: dir.clone() });
+            }
+            let _lock = DirLock::acquire(dir)?;
+            write_outputs(dir, &opts)?
+        }
+        (dirs, Some(out)) => merge(dirs, out, &opts)?,
+        (dirs, None) => {
+            return Err(ReportError::Usage(format!(
+                "report: {} folders were given; merging them needs --out DIR for the merged outputs \
+                 (e.g. liveness-batch report {} --out merged)",
+                dirs.len(),
+                dirs.iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )));
+        }
+    };
+    if summary.journals > 1 {
+        eprintln!(
+            "Merged {} journals into {}.",
+            summary.journals, summary.out_dir
+        );
+    }
+    eprint!("{}", summary.render_text());
+    Ok(if summary.all_have_results() {
+        crate::exit::OK
+    } else {
+        crate::exit::SOME_FAILED
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{RunEnd, RunInfo, Settings, Writer};
+    use crate::record::{Class, Decision};
+
+    fn run(resumed: bool, simulated: bool) -> Line {
+        Line::Run(RunInfo {
+            tool_version: "0.1.0".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            settings: Settings {
+                threshold: None,
+                rotate_image: false,
+                save_api_request: false,
+                api_host: "verification.didit.me".into(),
+                simulated,
+            },
+            sources: vec!["photos".into()],
+            rate: "240/min".into(),
+            concurrency: 8,
+            resumed,
+            dedupe: true,
+            max_requests: None,
+        })
+    }
+
+    fn item(key: &str, class: Class, billed: bool, score: Option<f64>) -> Line {
+        Line::Item(Box::new(
+            Record {
+                key: key.into(),
+                path: format!("{key}.jpg"),
+                class: Some(class),
+                status: (class == Class::Result).then_some(Decision::Approved),
+                score,
+                billed,
+                attempts: u32::from(class != Class::InvalidInput),
+                ..Default::default()
+            }
+            .with_action(),
+        ))
+    }
+
+    fn end() -> Line {
+        Line::End(RunEnd {
+            outcome: "completed".into(),
+            wall_secs: 1.0,
+            ..Default::default()
+        })
+    }
+
+    fn journal(dir: &Path, lines: &[Line]) {
+        let mut w = Writer::open(&dir.join(JOURNAL_FILE), None).unwrap();
+        for l in lines {
+            w.append(l).unwrap();
+        }
+        w.finish().unwrap();
+    }
+
+    fn csv_keys(dir: &Path) -> Vec<String> {
+        let mut r = ::csv::Reader::from_path(dir.join("results.csv")).unwrap();
+        r.records().map(|x| x.unwrap()[0].to_string()).collect()
+    }
+
+    #[test]
+    fn latest_record_wins_across_resumed_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        journal(
+            dir.path(),
+            &[
+                run(false, false),
+                item("a", Class::Transient, false, None),
+                item("b", Class::Result, true, Some(10.0)),
+                end(),
+                run(true, false),
+                item("a", Class::Result, true, Some(95.0)),
+                // b's image changed on disk and was screened again: billed twice
+                item("b", Class::Result, true, Some(50.0)),
+                end(),
+            ],
+        );
+        let s = write_outputs(dir.path(), &ReportOptions::default()).unwrap();
+        assert_eq!(s.items.total, 2);
+        assert_eq!(s.class_count(Class::Result), 2);
+        assert_eq!(s.class_count(Class::Transient), 0);
+        assert_eq!(
+            s.credits.used, 3,
+            "the superseded billed record still counts"
+        );
+        assert_eq!(s.scores.buckets[9].count, 1);
+        assert_eq!(s.scores.buckets[5].count, 1);
+        assert_eq!(s.scores.buckets[1].count, 0);
+        assert_eq!(s.runs, 2);
+        assert!(s.all_have_results());
+        assert_eq!(
+            csv_keys(dir.path()),
+            ["a", "b"],
+            "journal order of latest records"
+        );
+    }
+
+    #[test]
+    fn torn_tail_is_a_warning_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        journal(
+            dir.path(),
+            &[run(false, true), item("a", Class::Result, true, Some(70.0))],
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(JOURNAL_FILE))
+            .unwrap();
+        f.write_all(br#"{"type":"item","key":"b","pa"#).unwrap();
+        drop(f);
+        let s = write_outputs(dir.path(), &ReportOptions::default()).unwrap();
+        assert_eq!(s.items.total, 1);
+        assert_eq!(s.warnings.len(), 1, "{:?}", s.warnings);
+        assert!(s.warnings[0].contains("line 3") && s.warnings[0].contains("cut short"));
+        assert_eq!(s.outcome, "incomplete");
+        let text = s.render_text();
+        assert!(
+            text.contains("Warning: the journal's last line (line 3"),
+            "{text}"
+        );
+        let md = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+        assert!(md.contains("cut short"));
+        let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+        assert!(html.contains("cut short"));
+        assert!(html.contains(SIMULATED_NOTICE));
+    }
+
+    #[test]
+    fn missing_and_foreign_journals_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = write_outputs(dir.path(), &ReportOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("holds no journal.jsonl"), "{e}");
+        std::fs::write(
+            dir.path().join(JOURNAL_FILE),
+            "{\"type\":\"item\",\"key\":\"a\",\"class\":\"result\"}\n",
+        )
+        .unwrap();
+        let e = write_outputs(dir.path(), &ReportOptions::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("does not look like a liveness-batch journal"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn merge_concatenates_complete_lines_only() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let out = out.path().join("merged");
+        journal(
+            a.path(),
+            &[
+                run(false, false),
+                item("a1", Class::Result, true, Some(80.0)),
+                end(),
+            ],
+        );
+        journal(
+            b.path(),
+            &[
+                run(false, false),
+                item("b1", Class::Result, true, Some(80.0)),
+            ],
+        );
+        // shard b's last line was torn
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(b.path().join(JOURNAL_FILE))
+            .unwrap();
+        f.write_all(b"{\"type\":\"end\",\"fin").unwrap();
+        drop(f);
+        let dirs = [a.path().to_path_buf(), b.path().to_path_buf()];
+        let s = merge(&dirs, &out, &ReportOptions::default()).unwrap();
+        assert_eq!(s.items.total, 2);
+        assert_eq!(s.journals, 2);
+        assert!(
+            s.warnings.iter().any(|w| w.contains("cut short")),
+            "{:?}",
+            s.warnings
+        );
+        let lines: Vec<_> = Reader::open(&out.join(JOURNAL_FILE))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(lines.len(), 5);
+        // a second merge replaces the merge's own journal
+        merge(&dirs, &out, &ReportOptions::default()).unwrap();
+        // but not once something was appended to it
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(out.join(JOURNAL_FILE))
+            .unwrap();
+        f.write_all(b"\n").unwrap();
+        drop(f);
+        let e = merge(&dirs, &out, &ReportOptions::default()).unwrap_err();
+        assert!(matches!(e, ReportError::OutHoldsJournal { .. }), "{e}");
+    }
+}

@@ -1,1 +1,925 @@
-//! Integration tests: client (being written).
+//! Integration tests: the Didit client, error classification over real HTTP, and the retry
+//! driver, against a scripted loopback server (exact control of every answer) and the emulator.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use liveness_batch::didit::{Client, ClientConfig, FatalKind, Outcome, Params, Upload};
+use liveness_batch::pace::Pacer;
+use liveness_batch::retry::RetryPolicy;
+use liveness_batch::secret::ApiKey;
+use liveness_batch::submit::{Budget, Final, Submitter};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::common;
+
+pub const KEY: &str = "test_key_5f2b9c0d";
+
+/// What the scripted server does with one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Http {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Read the request, then close the connection without answering.
+    Drop,
+    /// Read the request, then never answer.
+    Stall,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: serde_json::Value) -> Self {
+        Reply::Http {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(&body).unwrap(),
+        }
+    }
+
+    pub fn raw(status: u16, content_type: &str, body: &[u8]) -> Self {
+        Reply::Http {
+            status,
+            headers: vec![("content-type".into(), content_type.into())],
+            body: body.to_vec(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        if let Reply::Http { headers, .. } = &mut self {
+            headers.push((name.into(), value.into()));
+        }
+        self
+    }
+}
+
+/// One request as the server read it.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub head: String,
+    pub body: Vec<u8>,
+    pub at: tokio::time::Instant,
+}
+
+impl Captured {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+
+    pub fn request_line(&self) -> &str {
+        self.head.lines().next().unwrap_or("")
+    }
+
+    /// The value of a text part of the multipart body.
+    pub fn field(&self, name: &str) -> Option<String> {
+        let body = String::from_utf8_lossy(&self.body);
+        let marker = format!("name=\"{name}\"\r\n\r\n");
+        let start = body.find(&marker)? + marker.len();
+        let end = body[start..].find("\r\n--")? + start;
+        Some(body[start..end].to_string())
+    }
+
+    /// The headers of the image part (filename, content type).
+    pub fn image_part_head(&self) -> Option<String> {
+        let body = String::from_utf8_lossy(&self.body);
+        let start = body.find("name=\"user_image\"")?;
+        let end = body[start..].find("\r\n\r\n")? + start;
+        Some(body[start..end].to_string())
+    }
+}
+
+/// A loopback HTTP/1.1 server answering from a script, one reply per request, in order.
+pub struct Scripted {
+    pub base_url: String,
+    script: Arc<Mutex<VecDeque<Reply>>>,
+    pub requests: Arc<Mutex<Vec<Captured>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Scripted {
+    pub async fn start(replies: Vec<Reply>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let script = Arc::new(Mutex::new(VecDeque::from(replies)));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (s, r) = (script.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(serve(sock, s.clone(), r.clone()));
+            }
+        });
+        Scripted {
+            base_url: format!("http://{addr}"),
+            script,
+            requests,
+            task,
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    pub fn captured(&self) -> Vec<Captured> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn remaining(&self) -> usize {
+        self.script.lock().unwrap().len()
+    }
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(
+    mut sock: TcpStream,
+    script: Arc<Mutex<VecDeque<Reply>>>,
+    requests: Arc<Mutex<Vec<Captured>>>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        // Read the head.
+        let head_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 8192];
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            let mut chunk = [0u8; 65536];
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = buf[head_end..head_end + len].to_vec();
+        buf.drain(..head_end + len);
+        requests.lock().unwrap().push(Captured {
+            head,
+            body,
+            at: tokio::time::Instant::now(),
+        });
+        let reply = script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| Reply::raw(500, "text/plain", b"script exhausted"));
+        match reply {
+            Reply::Drop => return,
+            Reply::Stall => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return;
+            }
+            Reply::Http {
+                status,
+                headers,
+                body,
+            } => {
+                let mut out = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
+                for (k, v) in headers {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                let mut bytes = out.into_bytes();
+                bytes.extend_from_slice(&body);
+                if sock.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+pub fn client(base: &str, timeout: Duration) -> Client {
+    Client::new(ClientConfig {
+        base_url: base.to_string(),
+        api_key: ApiKey::new(KEY).unwrap(),
+        timeout,
+    })
+    .unwrap()
+}
+
+pub fn png_upload(seed: u64) -> Upload {
+    Upload::new(Bytes::from(common::png(seed)), "png", "image/png")
+}
+
+/// A fast policy for tests: tiny backoff, Retry-After still honoured.
+pub fn fast_policy(max_retries: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_retries,
+        base: Duration::from_millis(5),
+        cap: Duration::from_millis(20),
+    }
+}
+
+pub fn submitter(base: &str, max_retries: u32) -> Submitter {
+    Submitter {
+        client: Arc::new(client(base, Duration::from_secs(10))),
+        pacer: Arc::new(Pacer::unlimited()),
+        policy: fast_policy(max_retries),
+        budget: None,
+        stop: CancellationToken::new(),
+        retry_unknown: true,
+    }
+}
+
+pub fn approved_body() -> serde_json::Value {
+    json!({
+        "request_id": "a1b2c3d4-e5f6-7890-1234-567890abcdef",
+        "liveness": {"status": "Approved", "method": "PASSIVE", "score": 95,
+            "user_image": {"entities": [{"bbox": [661, 728, 1688, 2188], "confidence": 0.732973,
+                "age": 26.91, "gender": "male", "race": null}], "best_angle": 0},
+            "warnings": [], "face_quality": 84.21, "face_luminance": 50.33},
+        "vendor_data": "user-123", "metadata": null,
+        "created_at": "2026-06-12T01:04:42.763237+00:00"
+    })
+}
+
+fn rate_limited_429(retry_after: &str) -> Reply {
+    Reply::json(
+        429,
+        json!({"detail": "Write request rate limit exceeded. You can make up to 300 requests per minute."}),
+    )
+    .with_header("retry-after", retry_after)
+    .with_header("x-ratelimit-limit", "300")
+    .with_header("x-ratelimit-remaining", "0")
+    .with_header("x-ratelimit-reset", "1781226299")
+}
+
+// ---------------------------------------------------------------- the request itself
+
+#[tokio::test]
+async fn sends_every_field_and_the_key_only_in_its_header() {
+    let server = Scripted::start(vec![Reply::json(200, approved_body())]).await;
+    let c = client(&server.base_url, Duration::from_secs(10));
+    let params = Params {
+        threshold: Some(80.5),
+        rotate_image: true,
+        save_api_request: false,
+        vendor_data: Some("user-42".into()),
+        metadata: Some(
+            liveness_batch::didit::parse_metadata(r#"{"batch": "q3", "n": 1}"#).unwrap(),
+        ),
+    };
+    let upload = Upload::new(Bytes::from(common::jpeg(1)), "jpg", "image/jpeg");
+    let a = c.send(&upload, &params).await;
+    assert!(
+        matches!(a.outcome, Outcome::Result { .. }),
+        "{:?}",
+        a.outcome
+    );
+    assert_eq!(a.http_status, Some(200));
+
+    let req = &server.captured()[0];
+    assert_eq!(req.request_line(), "POST /v3/passive-liveness/ HTTP/1.1");
+    assert_eq!(req.header("x-api-key").as_deref(), Some(KEY));
+    assert!(
+        req.header("content-type")
+            .unwrap()
+            .starts_with("multipart/form-data; boundary=")
+    );
+    assert_eq!(req.field("save_api_request").as_deref(), Some("false"));
+    assert_eq!(req.field("rotate_image").as_deref(), Some("true"));
+    assert_eq!(
+        req.field("face_liveness_score_decline_threshold")
+            .as_deref(),
+        Some("80.5")
+    );
+    assert_eq!(req.field("vendor_data").as_deref(), Some("user-42"));
+    let meta: serde_json::Value = serde_json::from_str(&req.field("metadata").unwrap()).unwrap();
+    assert_eq!(meta, json!({"batch": "q3", "n": 1}));
+    let image_head = req.image_part_head().unwrap();
+    assert!(
+        image_head.contains("filename=\"image.jpg\""),
+        "{image_head}"
+    );
+    assert!(
+        image_head.contains("Content-Type: image/jpeg"),
+        "{image_head}"
+    );
+    let body = &req.body;
+    let jpeg = common::jpeg(1);
+    assert!(
+        body.windows(jpeg.len()).any(|w| w == jpeg.as_slice()),
+        "image bytes sent intact"
+    );
+    // The key appears nowhere but the header.
+    assert!(!String::from_utf8_lossy(body).contains(KEY));
+}
+
+#[tokio::test]
+async fn save_api_request_is_always_explicit_and_defaults_are_left_to_didit() {
+    let server = Scripted::start(vec![
+        Reply::json(200, approved_body()),
+        Reply::json(200, approved_body()),
+    ])
+    .await;
+    let c = client(&format!("{}/", server.base_url), Duration::from_secs(10));
+    c.send(&png_upload(1), &Params::default()).await;
+    c.send(
+        &png_upload(1),
+        &Params {
+            save_api_request: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let reqs = server.captured();
+    assert_eq!(
+        reqs[0].request_line(),
+        "POST /v3/passive-liveness/ HTTP/1.1",
+        "no double slash"
+    );
+    assert_eq!(reqs[0].field("save_api_request").as_deref(), Some("false"));
+    assert_eq!(reqs[0].field("rotate_image").as_deref(), Some("false"));
+    assert_eq!(reqs[0].field("face_liveness_score_decline_threshold"), None);
+    assert_eq!(reqs[0].field("vendor_data"), None);
+    assert_eq!(reqs[0].field("metadata"), None);
+    assert!(
+        reqs[0]
+            .image_part_head()
+            .unwrap()
+            .contains("filename=\"image.png\"")
+    );
+    assert_eq!(reqs[1].field("save_api_request").as_deref(), Some("true"));
+}
+
+#[test]
+fn plain_http_to_a_remote_host_is_refused() {
+    let e = Client::new(ClientConfig {
+        base_url: "http://verification.didit.me".into(),
+        api_key: ApiKey::new(KEY).unwrap(),
+        timeout: Duration::from_secs(1),
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("refusing to send the API key over plain http"),
+        "{e}"
+    );
+    assert!(!e.contains(KEY));
+}
+
+// ---------------------------------------------------------------- answers, over real HTTP
+
+#[tokio::test]
+async fn a_200_with_unknown_fields_and_risk_codes_is_a_result() {
+    let body = json!({
+        "request_id": "r-1", "session_kind": "api", "node_id": 12,
+        "liveness": {"status": "Declined", "method": "PASSIVE", "score": 41.25, "model_version": "v9",
+            "user_image": {"entities": [{"bbox": [1, 2, 30, 40], "confidence": 0.9, "age": 33.3,
+                "gender": "female", "race": null, "pose": {"yaw": 3}}], "best_angle": null},
+            "warnings": [
+                {"risk": "DEEPFAKE_SUSPECTED", "feature": "LIVENESS", "additional_data": {"x": 1},
+                 "log_type": "error", "short_description": "New check", "long_description": "...", "node_id": "n1"},
+                {"risk": "DUPLICATED_FACE", "feature": "LIVENESS",
+                 "additional_data": {"duplicated_session_id": "s", "duplicated_session_number": 7, "api_service": "x"},
+                 "log_type": "information", "short_description": "Duplicated face", "long_description": "..."}
+            ],
+            "face_quality": 70.1, "face_luminance": null},
+        "vendor_data": null, "metadata": {"k": "v"}, "created_at": "2026-06-12T01:04:42Z"
+    });
+    let server = Scripted::start(vec![Reply::json(200, body.clone())]).await;
+    let a = client(&server.base_url, Duration::from_secs(10))
+        .send(&png_upload(2), &Params::default())
+        .await;
+    let Outcome::Result { response, raw } = a.outcome else {
+        panic!("{:?}", a.outcome)
+    };
+    assert_eq!(raw, body, "the raw JSON is kept whole for the journal");
+    assert_eq!(response.risks(), ["DEEPFAKE_SUSPECTED", "DUPLICATED_FACE"]);
+    assert_eq!(
+        response.decision(),
+        Some(liveness_batch::record::Decision::Declined)
+    );
+    assert_eq!(response.liveness.face_luminance, None);
+    let mut rec = liveness_batch::record::Record::default();
+    response.fill_record(raw, &mut rec);
+    let rec = rec.with_action();
+    assert_eq!(
+        rec.action,
+        Some(liveness_batch::record::Action::Review),
+        "unknown risk => review"
+    );
+    assert_eq!(rec.face.unwrap().gender.as_deref(), Some("female"));
+}
+
+#[tokio::test]
+async fn error_statuses_are_classified_over_http() {
+    let html502 = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>";
+    let server = Scripted::start(vec![
+        Reply::json(400, json!({"user_image": ["File size should not exceed 5 MB"]})),
+        Reply::json(400, json!({"error": "Invalid user image format."})),
+        Reply::json(401, json!({"detail": "Invalid API Key."})),
+        Reply::raw(402, "text/plain", b""),
+        Reply::json(403, json!({"detail": "You do not have permission to perform this action."})),
+        Reply::json(
+            403,
+            json!({"error": "You don't have enough credits to perform this request. Please top up at https://business.didit.me"}),
+        ),
+        Reply::json(404, json!({"detail": "Not found."})),
+        Reply::raw(413, "text/html", b"<html><title>413 Request Entity Too Large</title></html>"),
+        rate_limited_429("7"),
+        Reply::raw(500, "text/plain", b""),
+        Reply::raw(502, "text/html", html502),
+        Reply::raw(503, "text/plain", b"busy"),
+        Reply::raw(200, "text/html", b"<html>captive portal</html>"),
+    ])
+    .await;
+    let c = client(&server.base_url, Duration::from_secs(10));
+    let mut got = Vec::new();
+    for _ in 0..13 {
+        got.push(c.send(&png_upload(3), &Params::default()).await);
+    }
+    let field = |o: &Outcome| o.field().map(str::to_string);
+    assert!(
+        matches!(&got[0].outcome, Outcome::Rejected { status: 400, message, .. } if message.contains("5 MB"))
+    );
+    assert_eq!(field(&got[0].outcome).as_deref(), Some("user_image"));
+    assert!(
+        matches!(&got[1].outcome, Outcome::Rejected { status: 400, field: None, message } if message == "Invalid user image format.")
+    );
+    let kinds: Vec<_> = got[2..7]
+        .iter()
+        .map(|a| match &a.outcome {
+            Outcome::Fatal { kind, .. } => *kind,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            FatalKind::InvalidKey,
+            FatalKind::PaymentRequired,
+            FatalKind::Permission,
+            FatalKind::OutOfCredits,
+            FatalKind::NotFound
+        ]
+    );
+    assert!(matches!(
+        &got[7].outcome,
+        Outcome::Rejected { status: 413, .. }
+    ));
+    assert_eq!(
+        got[8].outcome,
+        Outcome::RateLimited {
+            retry_after: Some(Duration::from_secs(7)),
+            reset_at: Some(1781226299),
+            limit: Some(300),
+            remaining: Some(0)
+        }
+    );
+    for (a, s) in got[9..12].iter().zip([500u16, 502, 503]) {
+        assert!(
+            matches!(&a.outcome, Outcome::Transient { status: Some(x), body_sent: true, .. } if *x == s),
+            "{:?}",
+            a.outcome
+        );
+        assert_eq!(a.http_status, Some(s));
+    }
+    assert!(
+        matches!(&got[10].outcome, Outcome::Transient { message, .. } if message.contains("502 Bad Gateway"))
+    );
+    assert!(matches!(
+        &got[12].outcome,
+        Outcome::Transient {
+            status: Some(200),
+            body_sent: true,
+            ..
+        }
+    ));
+    for a in &got {
+        assert!(!format!("{:?}", a.outcome).contains(KEY));
+    }
+}
+
+#[tokio::test]
+async fn transport_failures_say_whether_the_body_was_sent() {
+    // Nothing listening: connection refused, nothing sent.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let a = client(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5))
+        .send(&png_upload(4), &Params::default())
+        .await;
+    match &a.outcome {
+        Outcome::Transient {
+            status: None,
+            body_sent: false,
+            message,
+        } => assert!(message.contains("could not connect"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(a.outcome.billed_nothing());
+
+    // Dropped after the request was read: unknown outcome.
+    let server = Scripted::start(vec![Reply::Drop, Reply::Stall]).await;
+    let c = client(&server.base_url, Duration::from_millis(700));
+    let a = c.send(&png_upload(4), &Params::default()).await;
+    assert!(
+        matches!(
+            &a.outcome,
+            Outcome::Transient {
+                status: None,
+                body_sent: true,
+                ..
+            }
+        ),
+        "{:?}",
+        a.outcome
+    );
+    assert!(!a.outcome.billed_nothing());
+    // Stalled past the client's timeout.
+    let a = c.send(&png_upload(4), &Params::default()).await;
+    match &a.outcome {
+        Outcome::Transient {
+            status: None,
+            body_sent: true,
+            message,
+        } => assert!(message.contains("timed out"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.count(), 2);
+}
+
+// ---------------------------------------------------------------- the retry driver
+
+#[tokio::test]
+async fn transient_errors_are_retried_and_counted_as_possible_double_charges() {
+    let server = Scripted::start(vec![
+        Reply::raw(500, "text/plain", b""),
+        Reply::raw(
+            502,
+            "text/html",
+            b"<html><title>502 Bad Gateway</title></html>",
+        ),
+        Reply::raw(503, "text/plain", b""),
+        Reply::json(200, approved_body()),
+    ])
+    .await;
+    let s = submitter(&server.base_url, 4);
+    let sub = s.submit(&png_upload(5), &Params::default()).await;
+    assert!(
+        matches!(sub.outcome, Final::Done(Outcome::Result { .. })),
+        "{:?}",
+        sub.outcome
+    );
+    assert_eq!(sub.attempts, 4);
+    assert_eq!(sub.possible_double_charges, 3);
+    assert_eq!(sub.rate_limited, 0);
+    assert_eq!(sub.http_status, Some(200));
+    assert!(sub.latency_ms.is_some());
+    assert_eq!(server.count(), 4);
+}
+
+#[tokio::test]
+async fn retries_are_bounded() {
+    let server = Scripted::start(vec![Reply::raw(500, "text/plain", b""); 10]).await;
+    let sub = submitter(&server.base_url, 2)
+        .submit(&png_upload(6), &Params::default())
+        .await;
+    assert!(
+        matches!(
+            sub.outcome,
+            Final::Done(Outcome::Transient {
+                status: Some(500),
+                ..
+            })
+        ),
+        "{:?}",
+        sub.outcome
+    );
+    assert_eq!(sub.attempts, 3);
+    assert_eq!(sub.possible_double_charges, 2);
+    assert_eq!(server.count(), 3);
+}
+
+#[tokio::test]
+async fn a_429_waits_at_least_retry_after_then_succeeds() {
+    let server = Scripted::start(vec![
+        rate_limited_429("1"),
+        Reply::json(200, approved_body()),
+    ])
+    .await;
+    let sub = submitter(&server.base_url, 4)
+        .submit(&png_upload(7), &Params::default())
+        .await;
+    assert!(
+        matches!(sub.outcome, Final::Done(Outcome::Result { .. })),
+        "{:?}",
+        sub.outcome
+    );
+    assert_eq!(sub.attempts, 2);
+    assert_eq!(sub.rate_limited, 1);
+    assert_eq!(
+        sub.possible_double_charges, 0,
+        "a 429 was not processed: no double charge"
+    );
+    let reqs = server.captured();
+    let gap = reqs[1].at - reqs[0].at;
+    assert!(
+        gap >= Duration::from_secs(1),
+        "Retry-After honoured: waited {gap:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_is_final_only_when_retries_are_spent() {
+    let server = Scripted::start(vec![rate_limited_429("0"); 5]).await;
+    let sub = submitter(&server.base_url, 2)
+        .submit(&png_upload(8), &Params::default())
+        .await;
+    assert!(
+        matches!(sub.outcome, Final::Done(Outcome::RateLimited { .. })),
+        "{:?}",
+        sub.outcome
+    );
+    assert_eq!(sub.attempts, 3);
+    assert_eq!(sub.rate_limited, 3);
+}
+
+#[tokio::test]
+async fn a_429_pauses_every_worker_sharing_the_pacer() {
+    // Worker A gets a 429 with Retry-After 1; worker B, arriving during the cooldown, waits too.
+    let server = Scripted::start(vec![
+        rate_limited_429("1"),
+        Reply::json(200, approved_body()),
+        Reply::json(200, approved_body()),
+    ])
+    .await;
+    let s = submitter(&server.base_url, 4);
+    let (sa, sb) = (s.clone(), s.clone());
+    let a = tokio::spawn(async move { sa.submit(&png_upload(9), &Params::default()).await });
+    while server.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = tokio::spawn(async move { sb.submit(&png_upload(10), &Params::default()).await });
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(a.rate_limited, 1);
+    assert!(matches!(a.outcome, Final::Done(Outcome::Result { .. })));
+    assert!(matches!(b.outcome, Final::Done(Outcome::Result { .. })));
+    assert_eq!(b.attempts, 1, "B never sent into the cooldown");
+    let reqs = server.captured();
+    assert_eq!(reqs.len(), 3);
+    for r in &reqs[1..] {
+        assert!(
+            r.at - reqs[0].at >= Duration::from_secs(1),
+            "every worker waited out the cooldown"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rejected_and_fatal_answers_are_final_at_once() {
+    let server = Scripted::start(vec![
+        Reply::json(400, json!({"user_image": ["No file was submitted."]})),
+        Reply::json(
+            403,
+            json!({"detail": "You do not have permission to perform this action."}),
+        ),
+    ])
+    .await;
+    let s = submitter(&server.base_url, 4);
+    let a = s.submit(&png_upload(11), &Params::default()).await;
+    assert!(matches!(
+        a.outcome,
+        Final::Done(Outcome::Rejected { status: 400, .. })
+    ));
+    assert_eq!(a.attempts, 1);
+    let b = s.submit(&png_upload(11), &Params::default()).await;
+    assert!(matches!(
+        b.outcome,
+        Final::Done(Outcome::Fatal {
+            kind: FatalKind::Permission,
+            ..
+        })
+    ));
+    assert_eq!(b.attempts, 1);
+    assert!(
+        !s.stop.is_cancelled(),
+        "the caller decides to stop, not the driver"
+    );
+    assert_eq!(server.count(), 2);
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_retried_by_default_or_recorded_as_unknown() {
+    let server = Scripted::start(vec![
+        Reply::Drop,
+        Reply::json(200, approved_body()),
+        Reply::Drop,
+    ])
+    .await;
+    let s = submitter(&server.base_url, 4);
+    let sub = s.submit(&png_upload(12), &Params::default()).await;
+    assert!(matches!(sub.outcome, Final::Done(Outcome::Result { .. })));
+    assert_eq!(sub.attempts, 2);
+    assert_eq!(sub.possible_double_charges, 1);
+
+    let s = Submitter {
+        retry_unknown: false,
+        ..s
+    };
+    let sub = s.submit(&png_upload(12), &Params::default()).await;
+    match &sub.outcome {
+        Final::Unknown { message } => assert!(message.contains("outcome unknown"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sub.attempts, 1);
+    assert_eq!(sub.possible_double_charges, 0);
+    assert_eq!(server.count(), 3);
+}
+
+#[tokio::test]
+async fn with_retry_unknown_off_a_5xx_is_still_retried() {
+    let server = Scripted::start(vec![
+        Reply::raw(503, "text/plain", b""),
+        Reply::json(200, approved_body()),
+    ])
+    .await;
+    let s = Submitter {
+        retry_unknown: false,
+        ..submitter(&server.base_url, 4)
+    };
+    let sub = s.submit(&png_upload(13), &Params::default()).await;
+    assert!(matches!(sub.outcome, Final::Done(Outcome::Result { .. })));
+    assert_eq!(sub.possible_double_charges, 1);
+}
+
+#[tokio::test]
+async fn a_stall_times_out_and_is_retried() {
+    let server = Scripted::start(vec![Reply::Stall, Reply::json(200, approved_body())]).await;
+    let s = Submitter {
+        client: Arc::new(client(&server.base_url, Duration::from_millis(500))),
+        ..submitter(&server.base_url, 4)
+    };
+    let sub = s.submit(&png_upload(14), &Params::default()).await;
+    assert!(
+        matches!(sub.outcome, Final::Done(Outcome::Result { .. })),
+        "{:?}",
+        sub.outcome
+    );
+    assert_eq!(sub.attempts, 2);
+    assert_eq!(sub.possible_double_charges, 1);
+}
+
+#[tokio::test]
+async fn a_stopped_submitter_sends_nothing() {
+    let server = Scripted::start(vec![Reply::json(200, approved_body())]).await;
+    let s = submitter(&server.base_url, 4);
+    s.stop.cancel();
+    let sub = s.submit(&png_upload(15), &Params::default()).await;
+    assert!(matches!(sub.outcome, Final::Stopped { last: None }));
+    assert_eq!(sub.attempts, 0);
+    assert_eq!(server.count(), 0);
+}
+
+#[tokio::test]
+async fn stopping_during_a_backoff_sends_nothing_more() {
+    let server = Scripted::start(vec![
+        Reply::raw(500, "text/plain", b""),
+        Reply::json(200, approved_body()),
+    ])
+    .await;
+    let s = Submitter {
+        policy: RetryPolicy {
+            max_retries: 4,
+            base: Duration::from_secs(30),
+            cap: Duration::from_secs(30),
+        },
+        ..submitter(&server.base_url, 4)
+    };
+    let stop = s.stop.clone();
+    let handle = tokio::spawn(async move { s.submit(&png_upload(16), &Params::default()).await });
+    while server.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    let sub = handle.await.unwrap();
+    match &sub.outcome {
+        Final::Stopped {
+            last: Some(Outcome::Transient {
+                status: Some(500), ..
+            }),
+        } => {}
+        // The backoff is uniform in [0, 30 s]: it may (rarely) have been short enough to retry.
+        Final::Done(Outcome::Result { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    if matches!(sub.outcome, Final::Stopped { .. }) {
+        assert_eq!(server.count(), 1);
+        assert_eq!(sub.possible_double_charges, 0, "no retry was sent");
+    }
+}
+
+#[tokio::test]
+async fn stopping_during_a_429_cooldown_sends_nothing_more() {
+    let server = Scripted::start(vec![
+        rate_limited_429("30"),
+        Reply::json(200, approved_body()),
+    ])
+    .await;
+    let s = submitter(&server.base_url, 4);
+    let stop = s.stop.clone();
+    let handle = tokio::spawn(async move { s.submit(&png_upload(17), &Params::default()).await });
+    while server.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop.cancel();
+    let sub = handle.await.unwrap();
+    assert!(
+        matches!(
+            sub.outcome,
+            Final::Stopped {
+                last: Some(Outcome::RateLimited { .. })
+            }
+        ),
+        "{:?}",
+        sub.outcome
+    );
+    assert_eq!(sub.rate_limited, 1);
+    assert_eq!(server.count(), 1);
+}
+
+#[tokio::test]
+async fn the_budget_is_reserved_before_sending_and_released_when_nothing_was_billed() {
+    let server = Scripted::start(vec![
+        Reply::json(400, json!({"error": "Invalid user image format."})),
+        rate_limited_429("0"),
+        Reply::json(200, approved_body()),
+        Reply::raw(500, "text/plain", b""),
+    ])
+    .await;
+    let budget = Arc::new(Budget::new(1));
+    let s = Submitter {
+        budget: Some(budget.clone()),
+        ..submitter(&server.base_url, 0)
+    };
+    // 400: released.
+    let sub = s.submit(&png_upload(18), &Params::default()).await;
+    assert!(matches!(sub.outcome, Final::Done(Outcome::Rejected { .. })));
+    assert_eq!(budget.used(), 0);
+    // 429 (no retries left): released.
+    s.submit(&png_upload(18), &Params::default()).await;
+    assert_eq!(budget.used(), 0);
+    // 200: kept.
+    let sub = s.submit(&png_upload(18), &Params::default()).await;
+    assert!(matches!(sub.outcome, Final::Done(Outcome::Result { .. })));
+    assert_eq!(budget.used(), 1);
+    // Spent: nothing more is sent.
+    let sub = s.submit(&png_upload(18), &Params::default()).await;
+    assert!(matches!(sub.outcome, Final::BudgetReached));
+    assert_eq!(sub.attempts, 0);
+    assert_eq!(server.count(), 3);
+    assert_eq!(server.remaining(), 1);
+}
+
+#[tokio::test]
+async fn a_5xx_keeps_its_budget_reservation() {
+    let server = Scripted::start(vec![Reply::raw(500, "text/plain", b"")]).await;
+    let budget = Arc::new(Budget::new(5));
+    let s = Submitter {
+        budget: Some(budget.clone()),
+        ..submitter(&server.base_url, 0)
+    };
+    s.submit(&png_upload(19), &Params::default()).await;
+    assert_eq!(budget.used(), 1, "a 5xx may have been billed");
+}

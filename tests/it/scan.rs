@@ -1,1 +1,520 @@
-//! Integration tests: scan (being written).
+//! Integration tests: `scan` end to end — the binary against an emulator on loopback.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::common::{self, KEY};
+
+/// Fast settings for tests: no pacing to speak of, tiny backoff.
+const FAST: &[&str] = &["--rate", "2000/s", "--backoff-ms", "5", "--quiet"];
+
+fn args<'a>(head: &[&'a str], out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["scan"];
+    v.extend_from_slice(head);
+    v.extend_from_slice(&["--out", out]);
+    v.extend_from_slice(FAST);
+    v.extend_from_slice(extra);
+    v
+}
+
+/// `n` distinct images under `dir`, alternating JPEG and PNG, spread over two subfolders.
+fn images(dir: &Path, n: u64, seed0: u64) {
+    for i in 0..n {
+        let seed = seed0 + i;
+        let (name, bytes) = if i % 2 == 0 {
+            (format!("a/img{i:03}.jpg"), common::jpeg(seed))
+        } else {
+            (format!("b/img{i:03}.png"), common::png(seed))
+        };
+        common::write(dir, &name, &bytes);
+    }
+}
+
+fn classes(items: &[serde_json::Value]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for i in items {
+        *m.entry(i["class"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    m
+}
+
+fn assert_private(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        if entry.file_type().unwrap().is_file() {
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "{} is readable by others: {mode:o}",
+                entry.path().display()
+            );
+        }
+    }
+    let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & 0o077, 0, "out dir mode {mode:o}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_scan_accounts_for_every_input_exactly_once() {
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    images(&src, 10, 100);
+    common::write(
+        &src,
+        "a/copy_of_img000.jpg",
+        &std::fs::read(src.join("a/img000.jpg")).unwrap(),
+    );
+    common::write(
+        &src,
+        "bad/not_a_photo.jpg",
+        b"this is a text file, not a selfie\n",
+    );
+    common::write(&src, "bad/empty.png", b"");
+    common::write(&src, "notes.json", b"{}");
+    let out = tmp.path().join("out");
+    let (src_s, out_s) = (src.to_str().unwrap(), out.to_str().unwrap());
+
+    let run = common::run_bin(
+        &args(&[src_s], out_s, &[]),
+        Some(&emu.base_url()),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(run.code, 1, "some inputs are bad, so exit 1: {run:?}");
+
+    let items = common::journal_items(&out);
+    assert_eq!(
+        items.len(),
+        13,
+        "10 images + 1 copy + 2 bad files: {:#?}",
+        classes(&items)
+    );
+    let keys: BTreeSet<_> = items
+        .iter()
+        .map(|i| i["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys.len(), 13, "every key once");
+    assert!(
+        keys.contains("a/img000.jpg") && keys.contains("bad/empty.png"),
+        "{keys:?}"
+    );
+    let c = classes(&items);
+    assert_eq!(c.get("result"), Some(&11));
+    assert_eq!(c.get("invalid_input"), Some(&2));
+
+    let text = items
+        .iter()
+        .find(|i| i["key"] == "bad/not_a_photo.jpg")
+        .unwrap();
+    assert!(
+        text["error"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("text"),
+        "{text}"
+    );
+    assert_eq!(text["action"], "fix_input");
+    let copy = items
+        .iter()
+        .find(|i| i["key"] == "a/copy_of_img000.jpg")
+        .unwrap();
+    let original = items.iter().find(|i| i["key"] == "a/img000.jpg").unwrap();
+    assert!(
+        copy["duplicate_of"] == "a/img000.jpg"
+            || original["duplicate_of"] == "a/copy_of_img000.jpg",
+        "identical images share one request"
+    );
+    // Only the 10 distinct images were sent.
+    assert_eq!(emu.stats().requests, 10);
+
+    // Every output agrees with the journal.
+    let rows = common::csv_rows(&out.join("results.csv"));
+    assert_eq!(rows.len(), 13);
+    let csv_keys: BTreeSet<_> = rows.iter().map(|r| r["key"].clone()).collect();
+    assert_eq!(csv_keys, keys);
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json.len(), 13);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        summary.to_string().contains("13"),
+        "summary mentions the total: {summary}"
+    );
+    for f in ["summary.md", "report.html"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    assert_private(&out);
+    // The run header and the end line frame the records.
+    let lines = common::journal_lines(&out);
+    assert_eq!(lines[0]["type"], "run");
+    assert_eq!(lines.last().unwrap()["type"], "end");
+    assert_eq!(lines.last().unwrap()["ignored"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_edge_cases_give_one_row_per_data_row() {
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    common::write(&dir, "img/one.jpg", &common::jpeg(1));
+    common::write(&dir, "img/two, with comma.png", &common::png(2));
+    common::write(&dir, "img/three.jpg", &common::jpeg(3));
+    let manifest = "\u{feff}id,path,vendor_data,branch\r\n\
+                    u1,img/one.jpg,user-1,\"North, East\"\r\n\
+                    \r\n\
+                    u2,\"img/two, with comma.png\",\"=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",\"multi\nline\"\r\n\
+                    u3,img/missing.jpg,user-3,South\r\n\
+                    u1,img/three.jpg,user-dup,West\r\n\
+                    u4,img/three.jpg,+cmd,\"say \"\"hi\"\"\"\r\n";
+    common::write(&dir, "manifest.csv", manifest.as_bytes());
+    let out = tmp.path().join("out");
+    let man = dir.join("manifest.csv");
+    let run = common::run_bin(
+        &args(&[man.to_str().unwrap()], out.to_str().unwrap(), &[]),
+        Some(&emu.base_url()),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(run.code, 1, "{run:?}");
+
+    let rows = common::csv_rows(&out.join("results.csv"));
+    assert_eq!(
+        rows.len(),
+        5,
+        "five data rows, blank line skipped: {rows:#?}"
+    );
+    let by_vendor = |v: &str| {
+        rows.iter()
+            .find(|r| r["vendor_data"] == v)
+            .unwrap_or_else(|| panic!("{v}: {rows:#?}"))
+    };
+    // Formula-looking cells are neutralised in the CSV.
+    let evil = by_vendor("'=HYPERLINK(\"http://evil\",\"x\")");
+    assert_eq!(evil["class"], "result");
+    assert_eq!(evil["branch"], "multi\nline");
+    assert_eq!(by_vendor("'+cmd")["branch"], "say \"hi\"");
+    assert_eq!(by_vendor("user-1")["branch"], "North, East");
+    let missing = by_vendor("user-3");
+    assert_eq!(missing["class"], "invalid_input");
+    assert!(missing["error"].contains("not found"), "{missing:?}");
+    let dup = by_vendor("user-dup");
+    assert_eq!(dup["class"], "invalid_input");
+    assert!(dup["error"].contains("duplicate id"), "{dup:?}");
+    // The JSON keeps the exact value.
+    let json = std::fs::read_to_string(out.join("results.json")).unwrap();
+    assert!(
+        json.contains(r#""=HYPERLINK(\"http://evil\",\"x\")""#),
+        "{json}"
+    );
+    // Three distinct readable images: one.jpg, two.png, three.jpg (u4).
+    assert_eq!(emu.stats().requests, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_items_survive_faults_and_none_fails_for_a_429() {
+    let emu = common::emulator(|c| {
+        c.rate_limit = Some((100_000, std::time::Duration::from_secs(1)));
+        c.faults.p500 = 0.10;
+        c.faults.p429 = 0.05;
+        c.faults.reset = 0.02;
+        c.faults.stall = 0.005;
+        c.stall = std::time::Duration::from_secs(5);
+        c.seed = 7;
+    })
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("m");
+    for i in 0..20u64 {
+        common::write(&dir, &format!("img/{i}.jpg"), &common::jpeg(500 + i));
+    }
+    let mut manifest = String::from("id,path\n");
+    for r in 0..500 {
+        manifest.push_str(&format!("row{r},img/{}.jpg\n", r % 20));
+    }
+    common::write(&dir, "manifest.csv", manifest.as_bytes());
+    let out = tmp.path().join("out");
+    let man = dir.join("manifest.csv");
+    let run = common::run_bin(
+        &args(
+            &[man.to_str().unwrap()],
+            out.to_str().unwrap(),
+            &[
+                "--no-dedupe",
+                "--concurrency",
+                "16",
+                "--max-retries",
+                "10",
+                "--timeout",
+                "1",
+            ],
+        ),
+        Some(&emu.base_url()),
+        Some(KEY),
+    )
+    .await;
+    let items = common::journal_items(&out);
+    let keys: BTreeSet<_> = items
+        .iter()
+        .map(|i| i["key"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(items.len(), 500, "{:?}", classes(&items));
+    assert_eq!(keys.len(), 500);
+    let c = classes(&items);
+    assert_eq!(
+        c.get("rate_limited"),
+        None,
+        "no item may fail for a 429: {c:?}"
+    );
+    assert_eq!(c.get("result"), Some(&500), "{c:?} {run:?}");
+    assert_eq!(run.code, 0, "{run:?}");
+    let stats = emu.stats();
+    assert!(
+        stats.rate_limited > 0 && stats.by_status.get(&500).copied().unwrap_or(0) > 0,
+        "{stats:?}"
+    );
+    let retried_429: u64 = items
+        .iter()
+        .map(|i| i["rate_limited"].as_u64().unwrap())
+        .sum();
+    assert!(retried_429 > 0, "429s were met and retried");
+    let double: u64 = items
+        .iter()
+        .map(|i| i["possible_double_charges"].as_u64().unwrap())
+        .sum();
+    assert!(
+        double > 0,
+        "retries after the body was sent are counted as possible double charges"
+    );
+    // Billed records equal the emulator's credits used.
+    let billed = items.iter().filter(|i| i["billed"] == true).count() as u64;
+    assert_eq!(billed, stats.credits_used);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_stops_the_run_at_once_with_exit_3() {
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    images(&src, 40, 900);
+    let out = tmp.path().join("out");
+    let wrong = "wrong-key-ABCDEF-123456";
+    let run = common::run_bin(
+        &args(
+            &[src.to_str().unwrap()],
+            out.to_str().unwrap(),
+            &["--concurrency", "4", "--rate", "20/s"],
+        ),
+        Some(&emu.base_url()),
+        Some(wrong),
+    )
+    .await;
+    assert_eq!(run.code, 3, "{run:?}");
+    let requests = emu.stats().requests;
+    assert!(
+        requests <= 5,
+        "at most concurrency + 1 requests, got {requests}"
+    );
+    assert!(!run.all().contains(wrong), "the key must never be printed");
+    let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    assert!(!summary.contains(wrong));
+    let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
+    assert!(!journal.contains(wrong));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_credits_stops_with_exit_4_and_resumes() {
+    let emu = common::emulator(|c| c.credits = Some(12)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    images(&src, 30, 300);
+    let out = tmp.path().join("out");
+    let (src_s, out_s) = (src.to_str().unwrap(), out.to_str().unwrap());
+    let run = common::run_bin(
+        &args(&[src_s], out_s, &["--concurrency", "3", "--rate", "50/s"]),
+        Some(&emu.base_url()),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(run.code, 4, "{run:?}");
+    let results = common::journal_items(&out)
+        .into_iter()
+        .filter(|i| i["class"] == "result")
+        .count();
+    assert_eq!(results, 12);
+    let summary = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    assert!(summary.to_lowercase().contains("credit"), "{summary}");
+
+    // Top up (a new emulator with credits) and rerun the same command: the rest is screened.
+    let emu2 = common::emulator(|_| {}).await;
+    let run2 = common::run_bin(
+        &args(&[src_s], out_s, &["--concurrency", "3", "--rate", "50/s"]),
+        Some(&emu2.base_url()),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(run2.code, 0, "{run2:?}");
+    assert_eq!(
+        emu2.stats().requests,
+        18,
+        "only the 18 unscreened images are sent"
+    );
+    let rows = common::csv_rows(&out.join("results.csv"));
+    assert_eq!(rows.len(), 30);
+    assert!(rows.iter().all(|r| r["class"] == "result"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_checks_everything_and_sends_nothing() {
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    images(&src, 6, 40);
+    common::write(&src, "x/not_a_photo.jpg", b"hello");
+    common::write(
+        &src,
+        "x/copy.jpg",
+        &std::fs::read(src.join("a/img000.jpg")).unwrap(),
+    );
+    let out = tmp.path().join("out");
+    let run = common::run_bin(
+        &[
+            "scan",
+            src.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--dry-run",
+            "--rate",
+            "60/min",
+        ],
+        Some(&emu.base_url()),
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(emu.stats().requests, 0);
+    assert!(!out.exists(), "a dry run writes nothing");
+    assert!(
+        run.stdout.contains("would send            6"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("refused locally       1"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("US$0.60"), "{}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emulator_flag_screens_and_stamps_everything_simulated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    images(&src, 4, 70);
+    let out = tmp.path().join("out");
+    let run = common::run_bin(
+        &[
+            "scan",
+            src.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--emulator",
+            "--rate",
+            "50/s",
+        ],
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("SIMULATED"), "{}", run.stderr);
+    assert_eq!(
+        common::journal_lines(&out)[0]["settings"]["simulated"],
+        true
+    );
+    for f in ["summary.json", "summary.md", "report.html"] {
+        let text = std::fs::read_to_string(out.join(f)).unwrap();
+        assert!(
+            text.contains("SIMULATED")
+                || text.contains("\"simulated\": true")
+                || text.contains("\"simulated\":true"),
+            "{f}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_invocations_exit_2_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let out = t.join("out");
+    let out_s = out.to_str().unwrap();
+    common::write(t, "nopath.csv", b"id,file\n1,a.jpg\n");
+    let nopath = t.join("nopath.csv");
+    let missing = t.join("does-not-exist");
+    let cases: Vec<(Vec<&str>, Option<&str>, &str)> = vec![
+        (
+            vec!["scan", missing.to_str().unwrap(), "--out", out_s],
+            Some(KEY),
+            "does-not-exist",
+        ),
+        (
+            vec!["scan", nopath.to_str().unwrap(), "--out", out_s],
+            Some(KEY),
+            "path",
+        ),
+        (
+            vec![
+                "scan",
+                t.to_str().unwrap(),
+                "--out",
+                out_s,
+                "--rate",
+                "lots",
+            ],
+            Some(KEY),
+            "invalid rate",
+        ),
+        (
+            vec!["scan", t.to_str().unwrap(), "--out", out_s],
+            None,
+            "DIDIT_API_KEY",
+        ),
+        (
+            vec![
+                "scan",
+                t.to_str().unwrap(),
+                "--out",
+                out_s,
+                "--base-url",
+                "http://example.com",
+            ],
+            Some(KEY),
+            "http",
+        ),
+        (
+            vec![
+                "scan",
+                t.to_str().unwrap(),
+                "--out",
+                out_s,
+                "--concurrency",
+                "0",
+            ],
+            Some(KEY),
+            "--concurrency",
+        ),
+    ];
+    for (argv, key, needle) in cases {
+        let run = common::run_bin(&argv, None, key).await;
+        assert_eq!(run.code, 2, "{argv:?}: {run:?}");
+        assert!(run.stderr.contains(needle), "{argv:?}: {}", run.stderr);
+    }
+    assert!(!out.join("journal.jsonl").exists());
+}

@@ -1,0 +1,461 @@
+//! The emulator's request form: reading the multipart body and validating every field with the
+//! exact Django REST Framework messages Didit answers in its 400 field maps.
+
+use std::collections::BTreeMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, Multipart, Request};
+use axum::http::request::Parts;
+use serde_json::{Map, Value, json};
+
+/// Largest accepted `user_image`: 5 MB as Didit counts it (5 × 1024 × 1024 bytes).
+pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
+/// Extensions Didit accepts, in the order its message lists them.
+pub const ALLOWED_EXTENSIONS: [&str; 5] = ["tiff", "jpg", "jpeg", "png", "webp"];
+/// Didit's default decline threshold.
+pub const DEFAULT_THRESHOLD: f64 = 30.0;
+
+/// One file part.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub file_name: String,
+    pub bytes: Bytes,
+}
+
+/// The `user_image` part as received.
+#[derive(Debug, Clone)]
+pub enum ImagePart {
+    File(Upload),
+    /// Sent as a plain text part (no filename): not a file.
+    Text,
+}
+
+/// Every part of the form, before validation. Later parts with the same name win, like
+/// Django's `QueryDict`.
+#[derive(Debug, Default)]
+pub struct RawForm {
+    pub image: Option<ImagePart>,
+    pub text: BTreeMap<String, String>,
+    /// What was received, for the request log: text values, or "<name> (N bytes)" for files.
+    pub log_fields: Map<String, Value>,
+}
+
+/// The validated request.
+#[derive(Debug, Clone)]
+pub struct LivenessForm {
+    pub image: Bytes,
+    pub threshold: f64,
+    pub rotate_image: bool,
+    pub save_api_request: bool,
+    pub vendor_data: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+/// Longest text value kept in the request log.
+const LOG_TEXT_MAX: usize = 2000;
+
+/// Read a multipart body. A body that is not `multipart/form-data` reads as an empty form (so it
+/// gets "No file was submitted."); a malformed multipart body is `Err(detail)` as DRF words it.
+pub async fn read_form(parts: &Parts, body: Bytes) -> Result<RawForm, String> {
+    let is_multipart = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    let mut form = RawForm::default();
+    if !is_multipart {
+        return Ok(form);
+    }
+    let mut builder = Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone());
+    for (name, value) in &parts.headers {
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(Body::from(body))
+        .map_err(|e| format!("Multipart form parse error - {e}"))?;
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| format!("Multipart form parse error - {}", e.body_text()))?;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) => return Err(format!("Multipart form parse error - {}", e.body_text())),
+        };
+        let name = field.name().unwrap_or("").to_string();
+        let file_name = field.file_name().map(str::to_string);
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| format!("Multipart form parse error - {}", e.body_text()))?;
+        match file_name {
+            Some(file_name) => {
+                form.log_fields.insert(
+                    name.clone(),
+                    Value::String(format!("{file_name} ({} bytes)", bytes.len())),
+                );
+                if name == "user_image" {
+                    // Django ignores a file part whose filename is empty: "No file was submitted."
+                    form.image = if file_name.is_empty() {
+                        None
+                    } else {
+                        Some(ImagePart::File(Upload { file_name, bytes }))
+                    };
+                }
+            }
+            None => {
+                let value = String::from_utf8_lossy(&bytes).into_owned();
+                form.log_fields
+                    .insert(name.clone(), Value::String(truncate(&value, LOG_TEXT_MAX)));
+                if name == "user_image" {
+                    form.image = Some(ImagePart::Text);
+                } else {
+                    form.text.insert(name, value);
+                }
+            }
+        }
+    }
+    Ok(form)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Validate every field like DRF does: all errors of all fields are collected into one map.
+pub fn validate(form: &RawForm) -> Result<LivenessForm, Value> {
+    let mut errors: Map<String, Value> = Map::new();
+    let mut fail = |field: &str, messages: Vec<String>| {
+        errors.insert(field.to_string(), json!(messages));
+    };
+
+    let image = match &form.image {
+        None => {
+            fail("user_image", vec!["No file was submitted.".into()]);
+            None
+        }
+        Some(ImagePart::Text) => {
+            fail(
+                "user_image",
+                vec![
+                    "The submitted data was not a file. Check the encoding type on the form."
+                        .into(),
+                ],
+            );
+            None
+        }
+        Some(ImagePart::File(upload)) => match image_errors(upload) {
+            messages if messages.is_empty() => Some(upload.bytes.clone()),
+            messages => {
+                fail("user_image", messages);
+                None
+            }
+        },
+    };
+
+    let threshold = match present(form, "face_liveness_score_decline_threshold") {
+        None => Some(DEFAULT_THRESHOLD),
+        Some(text) => match parse_threshold(text) {
+            Ok(value) => Some(value),
+            Err(message) => {
+                fail("face_liveness_score_decline_threshold", vec![message]);
+                None
+            }
+        },
+    };
+
+    let mut boolean = |field: &str, default: bool| match present(form, field) {
+        None => Some(default),
+        Some(text) => match parse_bool(text) {
+            Some(value) => Some(value),
+            None => {
+                fail(field, vec!["Must be a valid boolean.".into()]);
+                None
+            }
+        },
+    };
+    let rotate_image = boolean("rotate_image", false);
+    let save_api_request = boolean("save_api_request", true);
+
+    let metadata = match present(form, "metadata") {
+        None => Some(None),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(value @ Value::Object(_)) => Some(Some(value)),
+            _ => {
+                fail("metadata", vec!["Value must be valid JSON.".into()]);
+                None
+            }
+        },
+    };
+
+    let vendor_data = present(form, "vendor_data").map(str::to_string);
+
+    match (image, threshold, rotate_image, save_api_request, metadata) {
+        (
+            Some(image),
+            Some(threshold),
+            Some(rotate_image),
+            Some(save_api_request),
+            Some(metadata),
+        ) if errors.is_empty() => Ok(LivenessForm {
+            image,
+            threshold,
+            rotate_image,
+            save_api_request,
+            vendor_data,
+            metadata,
+        }),
+        _ => Err(Value::Object(errors)),
+    }
+}
+
+/// A text field that was sent and is not empty (DRF treats an empty optional field as absent).
+fn present<'a>(form: &'a RawForm, field: &str) -> Option<&'a str> {
+    form.text
+        .get(field)
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// DRF's FileField checks, then Didit's validators (extension, then size).
+fn image_errors(upload: &Upload) -> Vec<String> {
+    if upload.bytes.is_empty() {
+        return vec!["The submitted file is empty.".into()];
+    }
+    let mut messages = Vec::new();
+    let extension = extension_of(&upload.file_name);
+    if !ALLOWED_EXTENSIONS.contains(&extension.as_str()) {
+        messages.push(format!(
+            "File extension “{extension}” is not allowed. Allowed extensions are: {}.",
+            ALLOWED_EXTENSIONS.join(", ")
+        ));
+    }
+    if upload.bytes.len() > MAX_IMAGE_BYTES {
+        messages.push("File size should not exceed 5 MB".into());
+    }
+    messages
+}
+
+/// The lower-cased extension after the last dot of the file name's last path component, as
+/// Django's FileExtensionValidator takes it ("" when there is none).
+pub fn extension_of(file_name: &str) -> String {
+    let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
+    // Python's PurePath.suffix: the last dot counts unless it starts or ends the name.
+    match base.rfind('.') {
+        Some(i) if i > 0 && i + 1 < base.len() => base[i + 1..].to_lowercase(),
+        _ => String::new(),
+    }
+}
+
+/// DRF FloatField with min 0 and max 100.
+fn parse_threshold(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "A valid number is required.".to_string())?;
+    if value.is_nan() {
+        return Err("A valid number is required.".into());
+    }
+    if value > 100.0 {
+        return Err("Ensure this value is less than or equal to 100.".into());
+    }
+    if value < 0.0 {
+        return Err("Ensure this value is greater than or equal to 0.".into());
+    }
+    Ok(value)
+}
+
+/// DRF BooleanField's accepted spellings.
+fn parse_bool(text: &str) -> Option<bool> {
+    match text {
+        "t" | "T" | "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On"
+        | "ON" | "1" => Some(true),
+        "f" | "F" | "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off"
+        | "Off" | "OFF" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form_with(image: Option<(&str, &[u8])>, text: &[(&str, &str)]) -> RawForm {
+        RawForm {
+            image: image.map(|(name, bytes)| {
+                ImagePart::File(Upload {
+                    file_name: name.into(),
+                    bytes: Bytes::copy_from_slice(bytes),
+                })
+            }),
+            text: text
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            log_fields: Map::new(),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let f = validate(&form_with(Some(("a.JPG", b"xx")), &[])).unwrap();
+        assert_eq!(f.threshold, 30.0);
+        assert!(!f.rotate_image);
+        assert!(f.save_api_request, "Didit's default is true");
+        assert_eq!(f.vendor_data, None);
+        assert_eq!(f.metadata, None);
+    }
+
+    #[test]
+    fn all_fields() {
+        let f = validate(&form_with(
+            Some(("selfie.webp", b"xx")),
+            &[
+                ("face_liveness_score_decline_threshold", "72.5"),
+                ("rotate_image", "true"),
+                ("save_api_request", "False"),
+                ("vendor_data", "user-1"),
+                ("metadata", r#"{"a": 1}"#),
+                ("unknown", "ignored"),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(f.threshold, 72.5);
+        assert!(f.rotate_image);
+        assert!(!f.save_api_request);
+        assert_eq!(f.vendor_data.as_deref(), Some("user-1"));
+        assert_eq!(f.metadata, Some(json!({"a": 1})));
+    }
+
+    #[test]
+    fn errors_are_collected_per_field() {
+        let err = validate(&form_with(
+            Some(("notes.TXT", &vec![0u8; MAX_IMAGE_BYTES + 1])),
+            &[
+                ("face_liveness_score_decline_threshold", "abc"),
+                ("rotate_image", "maybe"),
+                ("metadata", "[1, 2]"),
+            ],
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err,
+            json!({
+                "user_image": [
+                    "File extension “txt” is not allowed. Allowed extensions are: tiff, jpg, jpeg, png, webp.",
+                    "File size should not exceed 5 MB"
+                ],
+                "face_liveness_score_decline_threshold": ["A valid number is required."],
+                "rotate_image": ["Must be a valid boolean."],
+                "metadata": ["Value must be valid JSON."]
+            })
+        );
+    }
+
+    #[test]
+    fn image_part_variants() {
+        assert_eq!(
+            validate(&form_with(None, &[])).unwrap_err(),
+            json!({"user_image": ["No file was submitted."]})
+        );
+        assert_eq!(
+            validate(&form_with(Some(("a.png", b"")), &[])).unwrap_err(),
+            json!({"user_image": ["The submitted file is empty."]})
+        );
+        let mut text = form_with(None, &[]);
+        text.image = Some(ImagePart::Text);
+        assert_eq!(
+            validate(&text).unwrap_err(),
+            json!({"user_image": ["The submitted data was not a file. Check the encoding type on the form."]})
+        );
+        assert_eq!(
+            validate(&form_with(Some(("noext", b"x")), &[])).unwrap_err(),
+            json!({"user_image": ["File extension “” is not allowed. Allowed extensions are: tiff, jpg, jpeg, png, webp."]})
+        );
+        // Exactly 5 MB is allowed.
+        assert!(
+            validate(&form_with(
+                Some(("a.tiff", &vec![1u8; MAX_IMAGE_BYTES])),
+                &[]
+            ))
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn thresholds() {
+        let t = |v: &str| {
+            validate(&form_with(
+                Some(("a.jpeg", b"x")),
+                &[("face_liveness_score_decline_threshold", v)],
+            ))
+            .map(|f| f.threshold)
+            .map_err(|e| e["face_liveness_score_decline_threshold"][0].clone())
+        };
+        assert_eq!(t("0"), Ok(0.0));
+        assert_eq!(t("100"), Ok(100.0));
+        assert_eq!(t(" 80 "), Ok(80.0));
+        assert_eq!(t(""), Ok(30.0), "empty means absent");
+        assert_eq!(
+            t("100.01"),
+            Err(json!("Ensure this value is less than or equal to 100."))
+        );
+        assert_eq!(
+            t("-1"),
+            Err(json!("Ensure this value is greater than or equal to 0."))
+        );
+        assert_eq!(t("NaN"), Err(json!("A valid number is required.")));
+        assert_eq!(t("ten"), Err(json!("A valid number is required.")));
+    }
+
+    #[test]
+    fn booleans_follow_drf() {
+        for (v, want) in [
+            ("1", true),
+            ("yes", true),
+            ("on", true),
+            ("0", false),
+            ("off", false),
+        ] {
+            let f = validate(&form_with(
+                Some(("a.jpg", b"x")),
+                &[("save_api_request", v)],
+            ))
+            .unwrap();
+            assert_eq!(f.save_api_request, want, "{v}");
+        }
+        let err = validate(&form_with(
+            Some(("a.jpg", b"x")),
+            &[("save_api_request", "TRUE!")],
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err,
+            json!({"save_api_request": ["Must be a valid boolean."]})
+        );
+    }
+
+    #[test]
+    fn extensions() {
+        assert_eq!(extension_of("a.JPG"), "jpg");
+        assert_eq!(extension_of("dir.x/a.tar.gz"), "gz");
+        assert_eq!(extension_of(".png"), "");
+        assert_eq!(extension_of("..png"), "png");
+        assert_eq!(extension_of("a."), "");
+        assert_eq!(extension_of("C:\\x\\y.webp"), "webp");
+        assert_eq!(extension_of("noext"), "");
+    }
+}

@@ -1,0 +1,704 @@
+//! CSV manifest sources: header checked up front, then rows read one at a time. A bad row becomes
+//! an item with a `problem` (an invalid_input result), never an abort.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use csv::ByteRecord;
+
+use super::{Event, InputError, Item, SourceOptions};
+
+type Input = Box<dyn Read + Send>;
+
+pub(super) struct Manifest {
+    /// The SOURCE argument ("-" for standard input).
+    source: String,
+    /// The name used in messages.
+    name: String,
+    /// Folder that relative paths resolve against; None resolves against the current folder.
+    base: Option<PathBuf>,
+    rdr: csv::Reader<Input>,
+    cols: Columns,
+    record: ByteRecord,
+    row: u64,
+    /// Hash of each key seen so far -> the row it was first on. 16 bytes a row, so a manifest of
+    /// a million rows costs tens of MB at most; a 64-bit hash collision is not a practical concern.
+    seen: HashMap<u64, u64>,
+    done: bool,
+}
+
+struct Columns {
+    names: Vec<String>,
+    path: usize,
+    id: Option<usize>,
+    vendor_data: Option<usize>,
+    metadata: Option<usize>,
+}
+
+impl Manifest {
+    pub(super) fn file(path: &Path, opts: &SourceOptions) -> Result<Self, InputError> {
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|error| InputError::Io {
+            path: name.clone(),
+            error,
+        })?;
+        let base = path.parent().map(Path::to_path_buf);
+        Manifest::new(
+            Box::new(io::BufReader::new(file)),
+            name.clone(),
+            name,
+            base,
+            opts,
+        )
+    }
+
+    pub(super) fn stdin(opts: &SourceOptions) -> Result<Self, InputError> {
+        let input: Input = Box::new(io::stdin());
+        Manifest::new(
+            input,
+            "-".to_string(),
+            "standard input".to_string(),
+            None,
+            opts,
+        )
+    }
+
+    fn new(
+        input: Input,
+        source: String,
+        name: String,
+        base: Option<PathBuf>,
+        opts: &SourceOptions,
+    ) -> Result<Self, InputError> {
+        let input = strip_bom(input, &name)?;
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(input);
+        let mut header = ByteRecord::new();
+        match rdr.read_byte_record(&mut header) {
+            Ok(true) => {}
+            Ok(false) => return Err(InputError::EmptyManifest(name)),
+            Err(error) => {
+                return Err(InputError::Csv {
+                    manifest: name,
+                    error,
+                });
+            }
+        }
+        let cols = Columns::resolve(&header, &name, opts)?;
+        Ok(Manifest {
+            source,
+            name,
+            base,
+            rdr,
+            cols,
+            record: ByteRecord::new(),
+            row: 0,
+            seen: HashMap::new(),
+            done: false,
+        })
+    }
+
+    fn item(&mut self) -> Item {
+        let row = self.row;
+        let mut problems = Vec::new();
+        let width = self.cols.names.len();
+        if self.record.len() != width {
+            problems.push(format!(
+                "row {row} has {} fields, the header has {width}",
+                self.record.len()
+            ));
+        }
+        let mut utf8 = true;
+        let cell = |i: usize, utf8: &mut bool| -> String {
+            let raw = self.record.get(i).unwrap_or(b"");
+            match std::str::from_utf8(raw) {
+                Ok(s) => s.to_string(),
+                Err(_) => {
+                    *utf8 = false;
+                    String::from_utf8_lossy(raw).into_owned()
+                }
+            }
+        };
+        let path_cell = cell(self.cols.path, &mut utf8).trim().to_string();
+        let id = self
+            .cols
+            .id
+            .map(|i| cell(i, &mut utf8).trim().to_string())
+            .filter(|s| !s.is_empty());
+        let vendor_data = self
+            .cols
+            .vendor_data
+            .map(|i| cell(i, &mut utf8))
+            .filter(|s| !s.is_empty());
+        let metadata_cell = self
+            .cols
+            .metadata
+            .map(|i| cell(i, &mut utf8))
+            .filter(|s| !s.trim().is_empty());
+        let mut columns = BTreeMap::new();
+        for (i, name) in self.cols.names.iter().enumerate() {
+            if !self.cols.is_used(i) {
+                columns.insert(name.clone(), cell(i, &mut utf8));
+            }
+        }
+        if !utf8 {
+            problems.push(format!(
+                "row {row} is not valid UTF-8 text; save the manifest as UTF-8"
+            ));
+        }
+        if path_cell.is_empty() {
+            problems.push(format!("row {row}: the path cell is empty"));
+        }
+        let metadata = metadata_cell.and_then(|m| match serde_json::from_str(&m) {
+            Ok(serde_json::Value::Object(map)) => Some(map),
+            Ok(other) => {
+                problems.push(format!(
+                    "row {row}: metadata is not a JSON object (it is {})",
+                    json_kind(&other)
+                ));
+                None
+            }
+            Err(e) => {
+                problems.push(format!("row {row}: metadata is not valid JSON: {e}"));
+                None
+            }
+        });
+
+        let (mut key, kind) = match (&id, path_cell.is_empty()) {
+            (Some(id), _) => (id.clone(), "id"),
+            (None, false) => (path_cell.clone(), "path"),
+            (None, true) => (format!("#row{row}"), ""),
+        };
+        if !kind.is_empty() {
+            let mut h = DefaultHasher::new();
+            key.hash(&mut h);
+            let first = *self.seen.entry(h.finish()).or_insert(row);
+            if first != row {
+                problems.push(format!("duplicate {kind} {key} (first on row {first})"));
+                key = format!("{key}#row{row}");
+            }
+        }
+
+        let path = PathBuf::from(&path_cell);
+        let path = match &self.base {
+            Some(base) if path.is_relative() && !path_cell.is_empty() => base.join(path),
+            _ => path,
+        };
+        Item {
+            key,
+            path,
+            display_path: path_cell,
+            source: self.source.clone(),
+            row: Some(row),
+            vendor_data,
+            metadata,
+            columns,
+            problem: if problems.is_empty() {
+                None
+            } else {
+                Some(problems.join("; "))
+            },
+        }
+    }
+}
+
+impl Iterator for Manifest {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        while !self.done {
+            match self.rdr.read_byte_record(&mut self.record) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Event::Warning(format!(
+                        "{}: reading stopped after row {}: {e}",
+                        self.name, self.row
+                    )));
+                }
+            }
+            self.row += 1;
+            // A row of only separators or spaces is a blank line too.
+            if self.record.iter().all(|f| f.trim_ascii().is_empty()) {
+                continue;
+            }
+            return Some(Event::Item(self.item()));
+        }
+        None
+    }
+}
+
+impl Columns {
+    fn resolve(
+        header: &ByteRecord,
+        manifest: &str,
+        opts: &SourceOptions,
+    ) -> Result<Self, InputError> {
+        let mut names = Vec::with_capacity(header.len());
+        for (i, raw) in header.iter().enumerate() {
+            let name = std::str::from_utf8(raw).map_err(|_| InputError::NotUtf8 {
+                manifest: manifest.to_string(),
+                what: "the header row is not UTF-8 text".to_string(),
+            })?;
+            let name = name.trim();
+            let name = if name.is_empty() {
+                format!("column_{}", i + 1)
+            } else {
+                name.to_string()
+            };
+            if names.contains(&name) {
+                return Err(InputError::DuplicateColumn {
+                    manifest: manifest.to_string(),
+                    column: name,
+                });
+            }
+            names.push(name);
+        }
+        let missing = |column: &str, hint: String| InputError::MissingColumn {
+            manifest: manifest.to_string(),
+            column: column.to_string(),
+            hint,
+            available: names.join(", "),
+        };
+        let path = match find(&names, &opts.path_column) {
+            Some(i) => i,
+            None if opts.path_column == "path" => {
+                return Err(missing(
+                    "path",
+                    " (choose one with --path-column)".to_string(),
+                ));
+            }
+            None => {
+                return Err(missing(
+                    &opts.path_column,
+                    " (given with --path-column)".to_string(),
+                ));
+            }
+        };
+        let pick = |given: &Option<String>, conventional: &str, option: &str| match given {
+            Some(c) => find(&names, c)
+                .map(Some)
+                .ok_or_else(|| missing(c, format!(" (given with {option})"))),
+            None => Ok(find(&names, conventional)),
+        };
+        let id = pick(&opts.id_column, "id", "--id-column")?;
+        let vendor_data = pick(
+            &opts.vendor_data_column,
+            "vendor_data",
+            "--vendor-data-column",
+        )?;
+        let metadata = pick(&opts.metadata_column, "metadata", "--metadata-column")?;
+        Ok(Columns {
+            names,
+            path,
+            id,
+            vendor_data,
+            metadata,
+        })
+    }
+
+    fn is_used(&self, i: usize) -> bool {
+        i == self.path || [self.id, self.vendor_data, self.metadata].contains(&Some(i))
+    }
+}
+
+/// A column by exact name, else by a unique case-insensitive match.
+fn find(names: &[String], wanted: &str) -> Option<usize> {
+    let wanted = wanted.trim();
+    if let Some(i) = names.iter().position(|n| n == wanted) {
+        return Some(i);
+    }
+    let mut matches = names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.eq_ignore_ascii_case(wanted));
+    match (matches.next(), matches.next()) {
+        (Some((i, _)), None) => Some(i),
+        _ => None,
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Drop a UTF-8 byte-order mark so the first column's name is right; refuse UTF-16.
+fn strip_bom(mut input: Input, name: &str) -> Result<Input, InputError> {
+    let mut head = [0u8; 3];
+    let mut n = 0;
+    while n < head.len() {
+        match input.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                return Err(InputError::Io {
+                    path: name.to_string(),
+                    error,
+                });
+            }
+        }
+    }
+    let head = &head[..n];
+    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+        return Err(InputError::NotUtf8 {
+            manifest: name.to_string(),
+            what: "the file is UTF-16 text".to_string(),
+        });
+    }
+    let rest = if head == b"\xEF\xBB\xBF" {
+        &[][..]
+    } else {
+        head
+    };
+    Ok(Box::new(io::Cursor::new(rest.to_vec()).chain(input)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_at(
+        dir: &Path,
+        content: &[u8],
+        opts: &SourceOptions,
+    ) -> Result<Vec<Item>, InputError> {
+        let p = dir.join("manifest.csv");
+        std::fs::write(&p, content).unwrap();
+        let m = Manifest::file(&p, opts)?;
+        Ok(m.map(|e| match e {
+            Event::Item(i) => i,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect())
+    }
+
+    fn items(content: &[u8]) -> Vec<Item> {
+        let dir = tempfile::tempdir().unwrap();
+        manifest_at(dir.path(), content, &SourceOptions::default()).unwrap()
+    }
+
+    fn error(content: &[u8], opts: &SourceOptions) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        match manifest_at(dir.path(), content, opts) {
+            Ok(items) => panic!("expected an error, got {items:?}"),
+            Err(e) => e
+                .to_string()
+                .replace(&dir.path().join("manifest.csv").display().to_string(), "M"),
+        }
+    }
+
+    #[test]
+    fn conventional_columns_and_carried_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let got = manifest_at(
+            dir.path(),
+            b"id,path,vendor_data,metadata,branch\nu1,a/1.jpg,user-1,\"{\"\"k\"\": 1}\",north\n",
+            &SourceOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(got.len(), 1);
+        let i = &got[0];
+        assert_eq!(i.key, "u1");
+        assert_eq!(i.path, dir.path().join("a/1.jpg"));
+        assert_eq!(i.display_path, "a/1.jpg");
+        assert_eq!(
+            i.source,
+            dir.path().join("manifest.csv").display().to_string()
+        );
+        assert_eq!(i.row, Some(1));
+        assert_eq!(i.vendor_data.as_deref(), Some("user-1"));
+        assert_eq!(
+            serde_json::Value::Object(i.metadata.clone().unwrap()),
+            serde_json::json!({"k": 1})
+        );
+        assert_eq!(
+            i.columns,
+            BTreeMap::from([("branch".to_string(), "north".to_string())])
+        );
+        assert_eq!(i.problem, None);
+    }
+
+    #[test]
+    fn absolute_paths_stay_and_key_is_the_path_without_id() {
+        let got = items(b"path\n/data/x.jpg\nb.png\n");
+        assert_eq!(got[0].path, PathBuf::from("/data/x.jpg"));
+        assert_eq!(got[0].key, "/data/x.jpg");
+        assert_eq!(got[1].key, "b.png");
+    }
+
+    #[test]
+    fn bom_crlf_quotes_and_blank_lines() {
+        let content = "\u{feff}id,path,vendor_data,note\r\n\
+            \r\n\
+            u1,\"dir, with comma/a.jpg\",\"say \"\"hi\"\"\",\"line one\r\nline two\"\r\n\
+            \r\n\
+            ,,,\r\n\
+            u2,b.jpg,=HYPERLINK(\"http://x\"),plain\r\n\
+            \r\n";
+        let got = items(content.as_bytes());
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].key, "u1");
+        assert_eq!(got[0].display_path, "dir, with comma/a.jpg");
+        assert_eq!(got[0].vendor_data.as_deref(), Some("say \"hi\""));
+        assert_eq!(got[0].columns["note"], "line one\r\nline two");
+        assert_eq!(got[0].row, Some(1));
+        assert_eq!(got[1].key, "u2");
+        assert_eq!(
+            got[1].vendor_data.as_deref(),
+            Some("=HYPERLINK(\"http://x\")"),
+            "passed through unchanged"
+        );
+        assert_eq!(
+            got[1].row,
+            Some(3),
+            "the all-empty row counts as a row but is skipped"
+        );
+        assert!(got.iter().all(|i| i.problem.is_none()));
+    }
+
+    #[test]
+    fn duplicate_ids_and_paths() {
+        let got = items(b"id,path\nu1,a.jpg\nu2,b.jpg\nu1,c.jpg\nu1,d.jpg\n");
+        let keys: Vec<&str> = got.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["u1", "u2", "u1#row3", "u1#row4"]);
+        assert_eq!(
+            got[2].problem.as_deref(),
+            Some("duplicate id u1 (first on row 1)")
+        );
+        assert_eq!(
+            got[3].problem.as_deref(),
+            Some("duplicate id u1 (first on row 1)")
+        );
+
+        let got = items(b"path,user\na.jpg,1\na.jpg,2\n");
+        assert_eq!(got[1].key, "a.jpg#row2");
+        assert_eq!(
+            got[1].problem.as_deref(),
+            Some("duplicate path a.jpg (first on row 1)")
+        );
+    }
+
+    #[test]
+    fn bad_rows_become_problems_not_aborts() {
+        let got = items(
+            b"id,path,metadata\n\
+              r1,,\n\
+              r2,a.jpg,[1]\n\
+              r3,b.jpg,{oops\n\
+              r4,c.jpg\n\
+              r5,d.jpg,{},extra\n\
+              ,,{}\n\
+              r7,e.jpg,\"{\"\"ok\"\": true}\"\n",
+        );
+        let probs: Vec<(&str, Option<&str>)> = got
+            .iter()
+            .map(|i| (i.key.as_str(), i.problem.as_deref()))
+            .collect();
+        assert_eq!(
+            probs,
+            [
+                ("r1", Some("row 1: the path cell is empty")),
+                (
+                    "r2",
+                    Some("row 2: metadata is not a JSON object (it is an array)")
+                ),
+                (
+                    "r3",
+                    Some(
+                        "row 3: metadata is not valid JSON: key must be a string at line 1 column 2"
+                    )
+                ),
+                ("r4", Some("row 4 has 2 fields, the header has 3")),
+                ("r5", Some("row 5 has 4 fields, the header has 3")),
+                ("#row6", Some("row 6: the path cell is empty")),
+                ("r7", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn non_utf8_row_is_a_problem_and_header_an_error() {
+        let got = items(b"id,path\nu1,caf\xE9.jpg\nu2,ok.jpg\n");
+        assert_eq!(
+            got[0].problem.as_deref(),
+            Some("row 1 is not valid UTF-8 text; save the manifest as UTF-8")
+        );
+        assert_eq!(got[0].display_path, "caf\u{FFFD}.jpg");
+        assert_eq!(got[1].problem, None);
+
+        let opts = SourceOptions::default();
+        assert_eq!(
+            error(b"id,p\xE4th\nu1,a.jpg\n", &opts),
+            "M: the header row is not UTF-8 text; save the manifest as UTF-8 CSV"
+        );
+        assert_eq!(
+            error(b"\xFF\xFEp\0a\0t\0h\0", &opts),
+            "M: the file is UTF-16 text; save the manifest as UTF-8 CSV"
+        );
+    }
+
+    #[test]
+    fn header_errors_name_the_columns() {
+        let opts = SourceOptions::default();
+        assert_eq!(
+            error(b"file,user\na.jpg,u\n", &opts),
+            "M has no \"path\" column (choose one with --path-column); its columns are: file, user"
+        );
+        let o = SourceOptions {
+            path_column: "image".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            error(b"file,user\n", &o),
+            "M has no \"image\" column (given with --path-column); its columns are: file, user"
+        );
+        let o = SourceOptions {
+            id_column: Some("uid".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            error(b"path,user\n", &o),
+            "M has no \"uid\" column (given with --id-column); its columns are: path, user"
+        );
+        let o = SourceOptions {
+            vendor_data_column: Some("who".into()),
+            ..Default::default()
+        };
+        assert!(error(b"path\n", &o).contains("(given with --vendor-data-column)"));
+        let o = SourceOptions {
+            metadata_column: Some("meta".into()),
+            ..Default::default()
+        };
+        assert!(error(b"path\n", &o).contains("(given with --metadata-column)"));
+        assert_eq!(
+            error(b"path,id,path\n", &opts),
+            "M: column \"path\" appears more than once in the header"
+        );
+        assert_eq!(
+            error(b"", &opts),
+            "M is empty: a manifest needs a header row naming its columns"
+        );
+        assert_eq!(
+            error(b"\xEF\xBB\xBF\r\n\r\n", &opts),
+            "M is empty: a manifest needs a header row naming its columns"
+        );
+    }
+
+    #[test]
+    fn chosen_columns_and_loose_header_names() {
+        let opts = SourceOptions {
+            path_column: "file".into(),
+            id_column: Some("customer".into()),
+            vendor_data_column: Some("user".into()),
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let got = manifest_at(
+            dir.path(),
+            b" Customer , FILE ,user,,id\nc1,x.jpg,u1,v,i1\n",
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(got[0].key, "c1");
+        assert_eq!(got[0].display_path, "x.jpg");
+        assert_eq!(got[0].vendor_data.as_deref(), Some("u1"));
+        assert_eq!(
+            got[0].columns,
+            BTreeMap::from([
+                ("column_4".to_string(), "v".to_string()),
+                ("id".to_string(), "i1".to_string())
+            ])
+        );
+    }
+
+    #[test]
+    fn header_only_manifest_has_no_items() {
+        assert!(items(b"id,path\r\n").is_empty());
+    }
+
+    #[test]
+    fn rows_stream_one_at_a_time() {
+        // A reader that fails after the first rows: the items before it still come out, then a warning.
+        struct Flaky(io::Cursor<Vec<u8>>);
+        impl Read for Flaky {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                match self.0.read(buf)? {
+                    0 => Err(io::Error::other("disk went away")),
+                    n => Ok(n),
+                }
+            }
+        }
+        let input: Input = Box::new(Flaky(io::Cursor::new(b"path\na.jpg\nb.jpg\n".to_vec())));
+        let m = Manifest::new(
+            input,
+            "m.csv".into(),
+            "m.csv".into(),
+            None,
+            &SourceOptions::default(),
+        )
+        .unwrap();
+        let events: Vec<Event> = m.collect();
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert!(
+            matches!(&events[1], Event::Item(i) if i.key == "b.jpg" && i.path == Path::new("b.jpg"))
+        );
+        assert!(
+            matches!(&events[2], Event::Warning(w) if w.starts_with("m.csv: reading stopped after row 2: "))
+        );
+    }
+
+    #[test]
+    fn an_endless_manifest_still_yields_items() {
+        // Rows generated forever: items come out one by one, so nothing is collected up front.
+        struct Endless(u64, Vec<u8>);
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.1.is_empty() {
+                    self.0 += 1;
+                    self.1 = if self.0 == 1 {
+                        b"path\n".to_vec()
+                    } else {
+                        format!("{}.jpg\n", self.0).into_bytes()
+                    };
+                }
+                let n = buf.len().min(self.1.len());
+                buf[..n].copy_from_slice(&self.1[..n]);
+                self.1.drain(..n);
+                Ok(n)
+            }
+        }
+        let input: Input = Box::new(Endless(0, Vec::new()));
+        let m = Manifest::new(
+            input,
+            "-".into(),
+            "standard input".into(),
+            None,
+            &SourceOptions::default(),
+        )
+        .unwrap();
+        let keys: Vec<String> = m
+            .take(3)
+            .map(|e| match e {
+                Event::Item(i) => i.key,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(keys, ["2.jpg", "3.jpg", "4.jpg"]);
+    }
+}

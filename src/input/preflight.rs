@@ -1,0 +1,664 @@
+//! Preflight: the local checks every file passes before any credit is spent: readable, not empty,
+//! at most 5 MB, and a JPEG, PNG, WebP or TIFF by its magic bytes (never by its name). It also
+//! hashes the full content (SHA-256), so every readable item has a content hash, refused or not.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+/// Didit's size limit for one image.
+pub const MAX_BYTES: u64 = 5 * 1024 * 1024;
+
+/// How many leading bytes the sniffer looks at.
+pub const SNIFF_LEN: usize = 1024;
+
+/// The formats Didit accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Jpeg,
+    Png,
+    Webp,
+    Tiff,
+}
+
+impl Format {
+    /// The usual file extension, used to name the multipart upload.
+    pub fn ext(self) -> &'static str {
+        match self {
+            Format::Jpeg => "jpg",
+            Format::Png => "png",
+            Format::Webp => "webp",
+            Format::Tiff => "tiff",
+        }
+    }
+
+    /// The MIME type sent with the upload.
+    pub fn mime(self) -> &'static str {
+        match self {
+            Format::Jpeg => "image/jpeg",
+            Format::Png => "image/png",
+            Format::Webp => "image/webp",
+            Format::Tiff => "image/tiff",
+        }
+    }
+
+    /// The name shown to people.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Jpeg => "JPEG",
+            Format::Png => "PNG",
+            Format::Webp => "WebP",
+            Format::Tiff => "TIFF",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A file that passed preflight: its content, ready to upload.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub bytes: Bytes,
+    pub sha256: [u8; 32],
+    pub format: Format,
+    pub size: u64,
+}
+
+/// Why a file is not sent. `sha256` and `size` are set whenever the file could be read;
+/// `detected` names what the content really is when that is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: String,
+    pub sha256: Option<[u8; 32]>,
+    pub size: Option<u64>,
+    pub detected: Option<String>,
+}
+
+impl Refusal {
+    fn unread(reason: String) -> Self {
+        Refusal {
+            reason,
+            sha256: None,
+            size: None,
+            detected: None,
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// Lowercase hex of a SHA-256 digest.
+pub fn hex(sha: &[u8; 32]) -> String {
+    hex::encode(sha)
+}
+
+/// Read, hash and check one file. Blocking: call it from a blocking context.
+pub fn preflight(path: &Path) -> Result<Prepared, Refusal> {
+    let shown = path.display();
+    // stat before opening: opening a FIFO would block, and a folder opens fine on Unix.
+    let meta = std::fs::metadata(path).map_err(|e| Refusal::unread(open_error(path, &e)))?;
+    if meta.is_dir() {
+        return Err(Refusal::unread(format!("is a folder, not a file: {shown}")));
+    }
+    if !meta.is_file() {
+        return Err(Refusal::unread(format!("not a regular file: {shown}")));
+    }
+    let mut file = File::open(path).map_err(|e| Refusal::unread(open_error(path, &e)))?;
+
+    let capacity = meta.len().min(MAX_BYTES + 1) as usize;
+    let mut buf = Vec::with_capacity(capacity);
+    let read_err = |e: io::Error| Refusal::unread(format!("cannot read {shown}: {e}"));
+    (&mut file)
+        .take(MAX_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(read_err)?;
+    let mut hasher = Sha256::new();
+    hasher.update(&buf);
+    let mut size = buf.len() as u64;
+    if size > MAX_BYTES {
+        // Too big to send, but the hash is still recorded: stream the rest through the hasher.
+        buf.truncate(SNIFF_LEN);
+        size += io::copy(&mut file, &mut hasher).map_err(read_err)?;
+    }
+    let sha256: [u8; 32] = hasher.finalize().into();
+
+    let sniffed = classify(&buf);
+    let refuse = |reason: String| Refusal {
+        reason,
+        sha256: Some(sha256),
+        size: Some(size),
+        detected: if size == 0 {
+            None
+        } else {
+            Some(sniffed.name().to_string())
+        },
+    };
+    if size == 0 {
+        return Err(refuse("empty file (0 bytes)".to_string()));
+    }
+    if size > MAX_BYTES {
+        return Err(refuse(format!(
+            "{} ({size} bytes) is over Didit's 5 MB limit",
+            megabytes(size)
+        )));
+    }
+    match sniffed {
+        Sniffed::Accepted(format) => Ok(Prepared {
+            bytes: Bytes::from(buf),
+            sha256,
+            format,
+            size,
+        }),
+        ref other => Err(refuse(unsupported_reason(other))),
+    }
+}
+
+/// What the bytes are: `Ok` for a format Didit accepts, else `Err` naming what it really is
+/// ("HEIC/HEIF", "PDF", "GIF", "text", "unknown binary", ...).
+pub fn sniff(bytes: &[u8]) -> Result<Format, String> {
+    match classify(bytes) {
+        Sniffed::Accepted(format) => Ok(format),
+        other => Err(other.name().to_string()),
+    }
+}
+
+/// Whether a file's first bytes say "image" of any kind (accepted or not): used by the folder
+/// walk to pick up images whatever their names. A text file never looks like an image.
+pub fn looks_like_image(head: &[u8]) -> bool {
+    matches!(
+        classify(head),
+        Sniffed::Accepted(_) | Sniffed::OtherImage(_)
+    )
+}
+
+fn open_error(path: &Path, e: &io::Error) -> String {
+    let shown = path.display();
+    match e.kind() {
+        io::ErrorKind::NotFound => format!("file not found: {shown}"),
+        io::ErrorKind::PermissionDenied => format!("permission denied: {shown}"),
+        _ => format!("cannot read {shown}: {e}"),
+    }
+}
+
+/// Sizes in the same unit as Didit's "5 MB" limit (MiB), one decimal.
+fn megabytes(size: u64) -> String {
+    format!("{:.1} MB", size as f64 / (1024.0 * 1024.0))
+}
+
+fn unsupported_reason(sniffed: &Sniffed) -> String {
+    let what = sniffed.name();
+    let hint = match sniffed {
+        Sniffed::OtherImage(_) => "; convert it to JPEG or PNG first",
+        _ => "",
+    };
+    format!("content is {what}, not JPEG, PNG, WebP or TIFF{hint}")
+}
+
+/// The sniffer's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Sniffed {
+    Empty,
+    Accepted(Format),
+    /// An image format Didit does not take (HEIC, AVIF, GIF, BMP, ...).
+    OtherImage(&'static str),
+    /// Anything else, named.
+    Other(String),
+}
+
+impl Sniffed {
+    fn name(&self) -> &str {
+        match self {
+            Sniffed::Empty => "empty",
+            Sniffed::Accepted(f) => f.name(),
+            Sniffed::OtherImage(name) => name,
+            Sniffed::Other(name) => name,
+        }
+    }
+}
+
+fn classify(bytes: &[u8]) -> Sniffed {
+    let b = &bytes[..bytes.len().min(SNIFF_LEN)];
+    if b.is_empty() {
+        return Sniffed::Empty;
+    }
+    if let Some(format) = accepted(b) {
+        return Sniffed::Accepted(format);
+    }
+    if let Some(name) = other_image(b) {
+        return Sniffed::OtherImage(name);
+    }
+    if let Some(name) = known_binary(b) {
+        return Sniffed::Other(name.to_string());
+    }
+    if let Some(name) = text(b) {
+        return Sniffed::Other(name.to_string());
+    }
+    if let Some(kind) = infer::get(b) {
+        let name = format!("{} ({})", kind.extension().to_uppercase(), kind.mime_type());
+        return match kind.matcher_type() {
+            // infer's looser image matchers (e.g. ICO's four bytes) still name an image.
+            infer::MatcherType::Image => Sniffed::Other(format!("{name} image")),
+            _ => Sniffed::Other(name),
+        };
+    }
+    Sniffed::Other("unknown binary".to_string())
+}
+
+fn accepted(b: &[u8]) -> Option<Format> {
+    if b.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Some(Format::Jpeg);
+    }
+    if b.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Some(Format::Png);
+    }
+    if b.len() >= 12 && &b[..4] == b"RIFF" && &b[8..12] == b"WEBP" {
+        return Some(Format::Webp);
+    }
+    let tiff = b.starts_with(b"II*\0") || b.starts_with(b"MM\0*");
+    if tiff && !is_cr2(b) {
+        return Some(Format::Tiff);
+    }
+    None
+}
+
+fn is_cr2(b: &[u8]) -> bool {
+    b.len() >= 10 && &b[8..10] == b"CR"
+}
+
+/// The ISO base media "ftyp" box: major brand and compatible brands.
+fn ftyp(b: &[u8]) -> Option<(&[u8], Vec<&[u8]>)> {
+    if b.len() < 12 || &b[4..8] != b"ftyp" {
+        return None;
+    }
+    let box_len = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+    let end = box_len.clamp(12, b.len());
+    let major = &b[8..12];
+    let compatible = if end > 16 {
+        b[16..end].chunks_exact(4).collect()
+    } else {
+        Vec::new()
+    };
+    Some((major, compatible))
+}
+
+fn other_image(b: &[u8]) -> Option<&'static str> {
+    if let Some((major, compatible)) = ftyp(b) {
+        let brands = || std::iter::once(major).chain(compatible.iter().copied());
+        if brands().any(|x| x == b"avif" || x == b"avis") {
+            return Some("AVIF");
+        }
+        const HEIF: [&[u8]; 11] = [
+            b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1",
+            b"msf1", b"mif2",
+        ];
+        if brands().any(|x| HEIF.contains(&x)) {
+            return Some("HEIC/HEIF");
+        }
+        return None;
+    }
+    if b.starts_with(b"GIF87a") || b.starts_with(b"GIF89a") {
+        return Some("GIF");
+    }
+    if is_bmp(b) {
+        return Some("BMP");
+    }
+    if b.starts_with(b"II*\0") || b.starts_with(b"MM\0*") {
+        return Some("Canon raw (CR2)");
+    }
+    if b.starts_with(b"II+\0") || b.starts_with(b"MM\0+") {
+        return Some("BigTIFF");
+    }
+    if b.starts_with(b"\0\0\0\x0CjP  \r\n\x87\n") || b.starts_with(&[0xFF, 0x4F, 0xFF, 0x51]) {
+        return Some("JPEG 2000");
+    }
+    if b.starts_with(&[0xFF, 0x0A]) || b.starts_with(b"\0\0\0\x0CJXL \r\n\x87\n") {
+        return Some("JPEG XL");
+    }
+    if b.starts_with(b"8BPS") {
+        return Some("Photoshop PSD");
+    }
+    None
+}
+
+/// BMP by its file header: "BM", zero reserved words, and a known DIB header size. Two bytes
+/// alone would call any text starting with "BM" an image.
+fn is_bmp(b: &[u8]) -> bool {
+    if b.len() < 18 || !b.starts_with(b"BM") || b[6..10] != [0, 0, 0, 0] {
+        return false;
+    }
+    let dib = u32::from_le_bytes([b[14], b[15], b[16], b[17]]);
+    matches!(dib, 12 | 16 | 40 | 52 | 56 | 64 | 108 | 124)
+}
+
+fn known_binary(b: &[u8]) -> Option<&'static str> {
+    if b.starts_with(b"%PDF-") {
+        return Some("PDF");
+    }
+    if b.starts_with(b"PK\x03\x04") || b.starts_with(b"PK\x05\x06") || b.starts_with(b"PK\x07\x08")
+    {
+        return Some("ZIP");
+    }
+    None
+}
+
+/// Text: valid UTF-8 (or UTF-16 with a byte-order mark) without control characters.
+/// SVG, XML and HTML are named as such.
+fn text(b: &[u8]) -> Option<&'static str> {
+    if b.starts_with(&[0xFF, 0xFE]) || b.starts_with(&[0xFE, 0xFF]) {
+        return Some("text (UTF-16)");
+    }
+    let b = b.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(b);
+    let s = match std::str::from_utf8(b) {
+        Ok(s) => s,
+        // A multi-byte character cut at the end of the sniffed prefix is still text.
+        Err(e) if e.error_len().is_none() && e.valid_up_to() > 0 => {
+            std::str::from_utf8(&b[..e.valid_up_to()]).ok()?
+        }
+        Err(_) => return None,
+    };
+    if s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\x0C'))
+    {
+        return None;
+    }
+    let start = s.trim_start().to_ascii_lowercase();
+    if start.contains("<svg") || start.starts_with("<?xml") {
+        return Some("SVG/XML");
+    }
+    if start.starts_with("<!doctype html") || start.starts_with("<html") {
+        return Some("HTML");
+    }
+    Some("text")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ftyp_box(major: &[u8; 4], compatible: &[&[u8; 4]]) -> Vec<u8> {
+        let len = 16 + 4 * compatible.len();
+        let mut v = (len as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(b"ftyp");
+        v.extend_from_slice(major);
+        v.extend_from_slice(&[0, 0, 0, 0]);
+        for c in compatible {
+            v.extend_from_slice(*c);
+        }
+        v.extend_from_slice(b"\0\0\0\x08meta");
+        v
+    }
+
+    fn bmp_header() -> Vec<u8> {
+        let mut v = b"BM".to_vec();
+        v.extend_from_slice(&70u32.to_le_bytes()); // file size
+        v.extend_from_slice(&[0, 0, 0, 0]); // reserved
+        v.extend_from_slice(&54u32.to_le_bytes()); // pixel offset
+        v.extend_from_slice(&40u32.to_le_bytes()); // BITMAPINFOHEADER
+        v.extend_from_slice(&[0; 16]);
+        v
+    }
+
+    #[test]
+    fn accepted_formats_by_magic_bytes() {
+        assert_eq!(
+            sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F']),
+            Ok(Format::Jpeg)
+        );
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Ok(Format::Png));
+        assert_eq!(sniff(b"RIFF\x24\0\0\0WEBPVP8L\x18\0\0\0"), Ok(Format::Webp));
+        assert_eq!(sniff(b"II*\0\x08\0\0\0\x10\0"), Ok(Format::Tiff));
+        assert_eq!(sniff(b"MM\0*\0\0\0\x08\0\x10"), Ok(Format::Tiff));
+    }
+
+    #[test]
+    fn real_encodings_are_recognised() {
+        use image::{ImageFormat, RgbImage};
+        let img = RgbImage::from_pixel(8, 8, image::Rgb([120, 100, 90]));
+        for (fmt, want) in [
+            (ImageFormat::Jpeg, Format::Jpeg),
+            (ImageFormat::Png, Format::Png),
+            (ImageFormat::WebP, Format::Webp),
+            (ImageFormat::Tiff, Format::Tiff),
+        ] {
+            let mut out = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut out, fmt).unwrap();
+            assert_eq!(sniff(out.get_ref()), Ok(want), "{fmt:?}");
+        }
+    }
+
+    #[test]
+    fn impostors_are_named() {
+        assert_eq!(
+            sniff(&ftyp_box(b"heic", &[b"mif1", b"heic"])),
+            Err("HEIC/HEIF".into())
+        );
+        assert_eq!(
+            sniff(&ftyp_box(b"mif1", &[b"mif1", b"heic"])),
+            Err("HEIC/HEIF".into())
+        );
+        assert_eq!(
+            sniff(&ftyp_box(b"avif", &[b"avif", b"mif1"])),
+            Err("AVIF".into())
+        );
+        assert_eq!(sniff(b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n"), Err("PDF".into()));
+        assert_eq!(sniff(b"GIF89a\x01\0\x01\0\x80\0\0"), Err("GIF".into()));
+        assert_eq!(sniff(&bmp_header()), Err("BMP".into()));
+        assert_eq!(sniff(b"PK\x03\x04\x14\0\0\0\x08\0"), Err("ZIP".into()));
+        assert_eq!(sniff(b"this is not a photo\n"), Err("text".into()));
+        assert_eq!(sniff("\u{feff}name,é\r\n".as_bytes()), Err("text".into()));
+        assert_eq!(
+            sniff(b"<?xml version=\"1.0\"?><svg/>"),
+            Err("SVG/XML".into())
+        );
+        assert_eq!(
+            sniff(b"  <svg xmlns=\"http://www.w3.org/2000/svg\"/>"),
+            Err("SVG/XML".into())
+        );
+        assert_eq!(sniff(b"<!DOCTYPE html><html></html>"), Err("HTML".into()));
+        assert_eq!(sniff(b"\xFF\xFEh\0i\0"), Err("text (UTF-16)".into()));
+        assert_eq!(sniff(b""), Err("empty".into()));
+        assert_eq!(
+            sniff(&[0x00, 0x13, 0x37, 0xC0, 0xDE, 0x99, 0x01]),
+            Err("unknown binary".into())
+        );
+        assert_eq!(
+            sniff(b"II*\0\x10\0\0\0CR\x02\0"),
+            Err("Canon raw (CR2)".into())
+        );
+        let mut elf = b"\x7FELF\x02\x01\x01".to_vec();
+        elf.resize(64, 0);
+        assert_eq!(sniff(&elf), Err("ELF (application/x-executable)".into()));
+        assert_eq!(
+            sniff(&ftyp_box(b"isom", &[b"mp41"])),
+            Err("MP4 (video/mp4)".into())
+        );
+    }
+
+    #[test]
+    fn text_starting_like_a_bmp_is_text() {
+        assert_eq!(sniff(b"BMW service notes\n"), Err("text".into()));
+        assert!(!looks_like_image(b"BMW service notes\n"));
+    }
+
+    #[test]
+    fn text_cut_mid_character_is_still_text() {
+        let mut s = "a".repeat(SNIFF_LEN - 1).into_bytes();
+        s.extend_from_slice("é and more".as_bytes());
+        assert_eq!(sniff(&s), Err("text".into()));
+    }
+
+    #[test]
+    fn image_like_heads() {
+        assert!(looks_like_image(&[0xFF, 0xD8, 0xFF, 0xDB]));
+        assert!(looks_like_image(&ftyp_box(b"heic", &[b"mif1"])));
+        assert!(looks_like_image(b"GIF87a\x01\0"));
+        assert!(looks_like_image(&bmp_header()));
+        assert!(!looks_like_image(&ftyp_box(b"isom", &[b"mp41"])));
+        assert!(!looks_like_image(b"{\"json\": true}"));
+        assert!(!looks_like_image(b"%PDF-1.4"));
+        assert!(!looks_like_image(b""));
+    }
+
+    #[test]
+    fn format_names() {
+        assert_eq!(
+            [Format::Jpeg, Format::Png, Format::Webp, Format::Tiff].map(|f| (
+                f.ext(),
+                f.mime(),
+                f.name()
+            )),
+            [
+                ("jpg", "image/jpeg", "JPEG"),
+                ("png", "image/png", "PNG"),
+                ("webp", "image/webp", "WebP"),
+                ("tiff", "image/tiff", "TIFF")
+            ]
+        );
+    }
+
+    fn sha(bytes: &[u8]) -> [u8; 32] {
+        Sha256::digest(bytes).into()
+    }
+
+    #[test]
+    fn preflight_accepts_and_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("face.bin");
+        let content = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDRrest".to_vec();
+        std::fs::write(&p, &content).unwrap();
+        let ok = preflight(&p).unwrap();
+        assert_eq!(ok.format, Format::Png);
+        assert_eq!(ok.size, content.len() as u64);
+        assert_eq!(&ok.bytes[..], &content[..]);
+        assert_eq!(ok.sha256, sha(&content));
+        assert_eq!(hex(&ok.sha256).len(), 64);
+    }
+
+    #[test]
+    fn hex_is_lowercase_sha256() {
+        assert_eq!(
+            hex(&sha(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn preflight_refuses_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("gone.jpg");
+        let r = preflight(&p).unwrap_err();
+        assert_eq!(r.reason, format!("file not found: {}", p.display()));
+        assert_eq!((r.sha256, r.size, r.detected), (None, None, None));
+    }
+
+    #[test]
+    fn preflight_refuses_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = preflight(dir.path()).unwrap_err();
+        assert!(r.reason.starts_with("is a folder, not a file: "), "{r}");
+    }
+
+    #[test]
+    fn preflight_refuses_empty_file_with_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("empty.png");
+        std::fs::write(&p, b"").unwrap();
+        let r = preflight(&p).unwrap_err();
+        assert_eq!(r.reason, "empty file (0 bytes)");
+        assert_eq!(r.size, Some(0));
+        assert_eq!(r.sha256, Some(sha(b"")));
+    }
+
+    #[test]
+    fn preflight_names_impostor() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("not_a_photo.jpg");
+        std::fs::write(&p, b"hello, I am text\n").unwrap();
+        let r = preflight(&p).unwrap_err();
+        assert_eq!(r.reason, "content is text, not JPEG, PNG, WebP or TIFF");
+        assert_eq!(r.detected.as_deref(), Some("text"));
+        assert_eq!(r.sha256, Some(sha(b"hello, I am text\n")));
+
+        let p = dir.path().join("IMG_0001.jpg");
+        std::fs::write(&p, ftyp_box(b"heic", &[b"mif1", b"heic"])).unwrap();
+        let r = preflight(&p).unwrap_err();
+        assert_eq!(
+            r.reason,
+            "content is HEIC/HEIF, not JPEG, PNG, WebP or TIFF; convert it to JPEG or PNG first"
+        );
+    }
+
+    #[test]
+    fn preflight_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut content = vec![0u8; MAX_BYTES as usize];
+        content[..3].copy_from_slice(&[0xFF, 0xD8, 0xFF]);
+        let at_limit = dir.path().join("at_limit.jpg");
+        std::fs::write(&at_limit, &content).unwrap();
+        assert_eq!(preflight(&at_limit).unwrap().size, MAX_BYTES);
+
+        content.push(0);
+        let over = dir.path().join("over.jpg");
+        std::fs::write(&over, &content).unwrap();
+        let r = preflight(&over).unwrap_err();
+        assert_eq!(
+            r.reason,
+            "5.0 MB (5242881 bytes) is over Didit's 5 MB limit"
+        );
+        assert_eq!(r.size, Some(MAX_BYTES + 1));
+        assert_eq!(r.sha256, Some(sha(&content)), "the full content is hashed");
+        assert_eq!(r.detected.as_deref(), Some("JPEG"));
+
+        content.resize(6_500_000, 7);
+        std::fs::write(&over, &content).unwrap();
+        let r = preflight(&over).unwrap_err();
+        assert_eq!(
+            r.reason,
+            "6.2 MB (6500000 bytes) is over Didit's 5 MB limit"
+        );
+        assert_eq!(r.sha256, Some(sha(&content)));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn preflight_refuses_unreadable_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("locked.jpg");
+        std::fs::write(&p, [0xFF, 0xD8, 0xFF, 0xE0]).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
+        let result = preflight(&p);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        match result {
+            // Running as root: file permissions do not apply, nothing to check here.
+            Ok(_) => {}
+            Err(r) => assert_eq!(r.reason, format!("permission denied: {}", p.display())),
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn preflight_refuses_fifo_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pipe.jpg");
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let r = preflight(&p).unwrap_err();
+        assert_eq!(r.reason, format!("not a regular file: {}", p.display()));
+    }
+}

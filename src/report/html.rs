@@ -1,0 +1,504 @@
+//! `report.html`: one self-contained page (inline CSS, no external assets, every value escaped)
+//! for a compliance reader: headline, actions, decisions, warnings, scores, costs, and the
+//! items that need attention.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::record::{Action, Class, Record};
+
+use super::summary::{
+    OUTPUT_FILES, SIMULATED_NOTICE, Summary, fmt_threshold, record_action, risk_action,
+};
+
+/// The attention table shows at most this many rows; results.csv has them all.
+pub const ATTENTION_CAP: usize = 2000;
+
+/// One row of the "needs attention" table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionRow {
+    pub key: String,
+    pub action: Action,
+    pub class: Class,
+    pub status: String,
+    pub score: Option<f64>,
+    pub risks: String,
+    pub error: String,
+    pub vendor_data: String,
+    pub path: String,
+}
+
+/// Collects the items needing attention, most urgent actions first, keeping at most
+/// [`ATTENTION_CAP`] rows per action so memory stays bounded.
+#[derive(Debug, Default)]
+pub struct Attention {
+    rows: BTreeMap<Action, Vec<AttentionRow>>,
+    total: u64,
+}
+
+impl Attention {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Consider an item's latest record.
+    pub fn offer(&mut self, r: &Record) {
+        let action = record_action(r);
+        if action == Action::Proceed {
+            return;
+        }
+        self.total += 1;
+        let rows = self.rows.entry(action).or_default();
+        if rows.len() >= ATTENTION_CAP {
+            return;
+        }
+        rows.push(AttentionRow {
+            key: r.key.clone(),
+            action,
+            class: r.class.unwrap_or(Class::Interrupted),
+            status: r.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+            score: r.score,
+            risks: r.risks().join(", "),
+            error: r.error.clone().unwrap_or_default(),
+            vendor_data: r.vendor_data.clone().unwrap_or_default(),
+            path: r.path.clone(),
+        });
+    }
+
+    /// Items needing attention, shown or not.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The rows to show: fraud first, then retake, review, fix_input, rerun; at most the cap.
+    pub fn shown(&self) -> impl Iterator<Item = &AttentionRow> {
+        self.rows.values().flatten().take(ATTENTION_CAP)
+    }
+}
+
+/// Escape text for HTML element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const CSS: &str = r#"
+:root{--ink:#1d2433;--muted:#5b6475;--line:#dfe3ea;--bg:#f6f7f9;--card:#fff;
+--fraud:#b42318;--retake:#b54708;--review:#a15c07;--proceed:#067647;--fix_input:#475467;--rerun:#3e4784}
+*{box-sizing:border-box}
+body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:var(--ink);background:var(--bg)}
+main{max-width:1100px;margin:0 auto;padding:24px 20px 48px}
+h1{font-size:24px;margin:0 0 4px}
+h2{font-size:17px;margin:0 0 12px}
+.sim{background:#b42318;color:#fff;font-weight:700;text-align:center;padding:12px;font-size:17px;letter-spacing:.02em}
+.headline{font-size:20px;font-weight:600;margin:8px 0 4px}
+.muted{color:var(--muted)}
+.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:16px 18px;margin:16px 0}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:16px}
+.grid .card{margin:0}
+.notice{border-left:4px solid var(--retake);background:#fffaeb}
+.notice.ok{border-left-color:var(--proceed);background:#f6fef9}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
+th{font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--muted);font-weight:600}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+code{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+.tag{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff;white-space:nowrap}
+.tag.fraud{background:var(--fraud)}.tag.retake{background:var(--retake)}.tag.review{background:var(--review)}
+.tag.proceed{background:var(--proceed)}.tag.fix_input{background:var(--fix_input)}.tag.rerun{background:var(--rerun)}
+.bars td{border:0;padding:3px 8px}
+.bar{height:16px;background:#2e5aac;border-radius:3px;min-width:1px}
+.bar.zero{background:transparent}
+.items td{font-size:13px}
+.items td.wrap{word-break:break-word;max-width:320px}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0}
+dt{color:var(--muted)}dd{margin:0}
+footer{margin-top:24px;font-size:13px}
+"#;
+
+fn tag(a: Action) -> String {
+    format!("<span class=\"tag {0}\">{0}</span>", a.as_str())
+}
+
+fn num(v: Option<f64>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_default()
+}
+
+/// The whole page.
+pub fn render(s: &Summary, attention: &Attention) -> String {
+    let mut h = String::with_capacity(64 * 1024);
+    let title = if s.simulated {
+        "SIMULATED liveness screening report"
+    } else {
+        "Liveness screening report"
+    };
+    let _ = write!(
+        h,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{title}</title><style>{CSS}</style></head><body>\n"
+    );
+    if s.simulated {
+        let _ = writeln!(
+            h,
+            "<div class=\"sim\" role=\"alert\">{}</div>",
+            esc(SIMULATED_NOTICE)
+        );
+    }
+    let _ = writeln!(h, "<main>\n<h1>{title}</h1>");
+    let _ = writeln!(h, "<p class=\"headline\">{}</p>", esc(&s.headline()));
+    let _ = writeln!(
+        h,
+        "<p class=\"muted\">{} · {} → {}</p>",
+        esc(&format!("liveness-batch {}", s.tool_version)),
+        esc(s.started_at.as_deref().unwrap_or("unknown start")),
+        esc(s.finished_at.as_deref().unwrap_or("not finished")),
+    );
+    let ok = s.outcome == "completed" && s.warnings.is_empty();
+    let _ = write!(
+        h,
+        "<div class=\"card notice{}\"><strong>{}.</strong>",
+        if ok { " ok" } else { "" },
+        esc(&s.outcome_line())
+    );
+    if !s.warnings.is_empty() {
+        h.push_str("<ul>");
+        for w in &s.warnings {
+            let _ = write!(h, "<li>{}</li>", esc(w));
+        }
+        h.push_str("</ul>");
+    }
+    h.push_str("</div>\n");
+
+    // What to do
+    h.push_str("<div class=\"card\"><h2>What to do with each image</h2><table><tr><th>Action</th><th class=\"n\">Images</th><th>Meaning</th></tr>");
+    for a in Action::ALL {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            tag(a),
+            s.action_count(a),
+            esc(a.describe())
+        );
+    }
+    h.push_str("</table></div>\n<div class=\"grid\">");
+
+    // Decisions
+    let _ = write!(
+        h,
+        "<div class=\"card\"><h2>Decisions</h2><table><tr><th>Decision</th><th class=\"n\">Images</th></tr>\
+         <tr><td>Approved</td><td class=\"n\">{}</td></tr><tr><td>Declined</td><td class=\"n\">{}</td></tr>\
+         <tr><td>No result</td><td class=\"n\">{}</td></tr><tr><td><strong>Total</strong></td><td class=\"n\"><strong>{}</strong></td></tr></table>",
+        s.by_decision.approved, s.by_decision.declined, s.items.without_result, s.items.total
+    );
+    let errors = s.errors_present();
+    if !errors.is_empty() {
+        h.push_str("<h2 style=\"margin-top:16px\">Without a result</h2><table><tr><th>Class</th><th class=\"n\">Images</th></tr>");
+        for (c, n) in errors {
+            let _ = write!(
+                h,
+                "<tr><td><code>{}</code></td><td class=\"n\">{n}</td></tr>",
+                c.as_str()
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</div>");
+
+    // Warnings
+    h.push_str("<div class=\"card\"><h2>Warnings</h2>");
+    let risks = s.risk_codes_by_count();
+    if risks.is_empty() {
+        h.push_str("<p class=\"muted\">No warnings.</p>");
+    } else {
+        h.push_str("<table><tr><th>Risk code</th><th class=\"n\">Count</th><th>Leads to</th></tr>");
+        for (c, n) in risks {
+            let _ = write!(
+                h,
+                "<tr><td><code>{}</code></td><td class=\"n\">{n}</td><td>{}</td></tr>",
+                esc(c),
+                tag(risk_action(c))
+            );
+        }
+        h.push_str("</table>");
+        h.push_str("<h2 style=\"margin-top:16px\">Severity</h2><table><tr><th>log_type</th><th class=\"n\">Count</th></tr>");
+        for (c, n) in s.log_types_by_count() {
+            let _ = write!(
+                h,
+                "<tr><td><code>{}</code></td><td class=\"n\">{n}</td></tr>",
+                esc(c)
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</div>");
+
+    // Scores
+    let max = s
+        .scores
+        .buckets
+        .iter()
+        .map(|b| b.count)
+        .chain([s.scores.no_score])
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    h.push_str("<div class=\"card\"><h2>Liveness scores</h2><table class=\"bars\">");
+    let bar = |label: &str, n: u64| {
+        let pct = n as f64 * 100.0 / max as f64;
+        format!(
+            "<tr><td class=\"n\">{}</td><td style=\"width:100%\"><div class=\"bar{}\" style=\"width:{pct:.1}%\"></div></td><td class=\"n\">{n}</td></tr>",
+            esc(label),
+            if n == 0 { " zero" } else { "" }
+        )
+    };
+    for b in &s.scores.buckets {
+        h.push_str(&bar(&b.range, b.count));
+    }
+    h.push_str(&bar("no score", s.scores.no_score));
+    h.push_str("</table></div>");
+
+    // Costs and rate
+    let c = &s.credits;
+    let r = &s.requests;
+    let _ = write!(
+        h,
+        "<div class=\"card\"><h2>Requests, credits and time</h2><dl>\
+         <dt>Credits used</dt><dd>{}</dd><dt>Estimated cost</dt><dd>US${:.2} <span class=\"muted\">at US${:.2} per call</span></dd>\
+         <dt>Saved by deduplication</dt><dd>{}</dd><dt>Requests sent</dt><dd>{}</dd><dt>Retries</dt><dd>{}</dd>\
+         <dt>Rate-limited (429)</dt><dd>{}</dd><dt>Possible double charges</dt><dd>{}</dd>\
+         <dt>Time</dt><dd>{}</dd><dt>Inputs</dt><dd>{}</dd></dl></div>",
+        c.used,
+        c.estimated_cost_usd,
+        c.price_per_call_usd,
+        c.saved_by_deduplication,
+        r.sent,
+        r.retries,
+        r.rate_limited_429,
+        r.possible_double_charges,
+        esc(&s.time_line()),
+        esc(&s.inputs_line()),
+    );
+
+    // Run
+    let _ = write!(h, "<div class=\"card\"><h2>Run</h2><dl>");
+    let mut dl = |k: &str, v: &str| {
+        let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
+    };
+    dl(
+        "Results from",
+        if s.simulated {
+            "the built-in emulator (SIMULATED)"
+        } else {
+            "Didit"
+        },
+    );
+    if let Some(st) = &s.settings {
+        dl("API host", &st.api_host);
+        dl("Threshold", &fmt_threshold(st.threshold));
+        dl("rotate_image", if st.rotate_image { "yes" } else { "no" });
+        dl(
+            "save_api_request",
+            if st.save_api_request { "yes" } else { "no" },
+        );
+    }
+    let runs = if s.journals > 1 {
+        format!("{} ({} journals merged)", s.runs, s.journals)
+    } else {
+        s.runs.to_string()
+    };
+    dl("Runs", &runs);
+    dl("Folder", &s.out_dir);
+    h.push_str("</dl></div></div>\n");
+
+    // Items needing attention
+    let _ = write!(
+        h,
+        "<div class=\"card\"><h2>Items needing attention ({})</h2>",
+        attention.total()
+    );
+    if attention.total() == 0 {
+        h.push_str("<p class=\"muted\">None: every image can proceed.</p>");
+    } else {
+        h.push_str(
+            "<table class=\"items\"><tr><th>Action</th><th>Key</th><th>Decision</th><th class=\"n\">Score</th>\
+             <th>Warnings / error</th><th>vendor_data</th><th>Path</th></tr>",
+        );
+        let mut shown = 0u64;
+        for row in attention.shown() {
+            shown += 1;
+            let detail = match (row.risks.is_empty(), row.error.is_empty()) {
+                (false, true) => row.risks.clone(),
+                (true, false) => row.error.clone(),
+                (false, false) => format!("{}; {}", row.risks, row.error),
+                (true, true) => row.class.as_str().to_string(),
+            };
+            let decision = if row.status.is_empty() {
+                row.class.as_str().to_string()
+            } else {
+                row.status.clone()
+            };
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"wrap\"><code>{}</code></td><td>{}</td><td class=\"n\">{}</td>\
+                 <td class=\"wrap\">{}</td><td class=\"wrap\">{}</td><td class=\"wrap\">{}</td></tr>",
+                tag(row.action),
+                esc(&row.key),
+                esc(&decision),
+                num(row.score),
+                esc(&detail),
+                esc(&row.vendor_data),
+                esc(&row.path),
+            );
+        }
+        h.push_str("</table>");
+        if shown < attention.total() {
+            let _ = write!(
+                h,
+                "<p class=\"muted\">Showing the first {shown} of {} (most urgent actions first). \
+                 Every item is in <code>results.csv</code> and <code>results.json</code>.</p>",
+                attention.total()
+            );
+        }
+    }
+    h.push_str("</div>\n");
+
+    let _ = write!(
+        h,
+        "<footer class=\"muted\">Files in {}: <code>journal.jsonl</code> (the source of truth), {}. \
+         Rebuild them at any time with <code>liveness-batch report DIR</code>.</footer>\n</main></body></html>\n",
+        esc(&s.out_dir),
+        OUTPUT_FILES
+            .iter()
+            .map(|f| format!("<code>{f}</code>"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{RunEnd, RunInfo, Settings};
+    use crate::record::{Decision, WarningRecord};
+    use crate::report::summary::Accumulator;
+
+    fn record(key: &str, class: Class, risk: Option<&str>) -> Record {
+        Record {
+            key: key.into(),
+            path: format!("{key}.jpg"),
+            class: Some(class),
+            status: (class == Class::Result).then_some(Decision::Declined),
+            warnings: risk
+                .map(|r| {
+                    vec![WarningRecord {
+                        risk: r.into(),
+                        log_type: "error".into(),
+                    }]
+                })
+                .unwrap_or_default(),
+            ..Default::default()
+        }
+        .with_action()
+    }
+
+    #[test]
+    fn escapes_everything() {
+        assert_eq!(
+            esc("<script>\"a\" & 'b'</script>"),
+            "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
+        );
+    }
+
+    #[test]
+    fn attention_is_capped_and_urgent_first() {
+        let mut a = Attention::new();
+        for i in 0..ATTENTION_CAP + 10 {
+            a.offer(&record(&format!("r{i}"), Class::Transient, None));
+        }
+        a.offer(&record("f", Class::Result, Some("LIVENESS_FACE_ATTACK")));
+        a.offer(&Record {
+            key: "ok".into(),
+            class: Some(Class::Result),
+            status: Some(Decision::Approved),
+            ..Default::default()
+        });
+        assert_eq!(a.total(), ATTENTION_CAP as u64 + 11);
+        let shown: Vec<_> = a.shown().collect();
+        assert_eq!(shown.len(), ATTENTION_CAP);
+        assert_eq!(shown[0].key, "f", "fraud first");
+        assert!(shown.iter().all(|r| r.key != "ok"));
+    }
+
+    #[test]
+    fn page_is_self_contained_escaped_and_stamped() {
+        let mut acc = Accumulator::new();
+        acc.on_run(&RunInfo {
+            tool_version: "0.1.0".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            settings: Settings {
+                threshold: Some(50.0),
+                rotate_image: false,
+                save_api_request: false,
+                api_host: "127.0.0.1:9".into(),
+                simulated: true,
+            },
+            sources: vec![],
+            rate: "240/min".into(),
+            concurrency: 8,
+            resumed: false,
+            dedupe: true,
+            max_requests: None,
+        });
+        let mut evil = record("<img src=x onerror=alert(1)>", Class::Rejected, None);
+        evil.error = Some("</td><script>alert(1)</script>".into());
+        evil.vendor_data = Some("=HYPERLINK(\"http://x\")".into());
+        let mut att = Attention::new();
+        for r in [
+            &evil,
+            &record("b", Class::Result, Some("LOW_LIVENESS_SCORE")),
+        ] {
+            acc.on_record(r, true);
+            att.offer(r);
+        }
+        acc.on_end(&RunEnd {
+            outcome: "completed".into(),
+            ..Default::default()
+        });
+        let s = acc.finish(0.1, "/tmp/<out>");
+        let page = render(&s, &att);
+        assert!(page.starts_with("<!doctype html>"));
+        assert!(page.contains(&format!(
+            "<div class=\"sim\" role=\"alert\">{SIMULATED_NOTICE}</div>"
+        )));
+        assert!(
+            !page.contains("<script"),
+            "no script at all, escaped values included"
+        );
+        assert!(!page.contains("<img"));
+        assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"));
+        assert!(page.contains("=HYPERLINK(&quot;http://x&quot;)"));
+        assert!(page.contains("/tmp/&lt;out&gt;"));
+        assert!(
+            !page.contains("src=\"") && !page.contains("href"),
+            "no external assets"
+        );
+        assert!(!page.contains("<link") && !page.contains("url("));
+        assert!(page.contains("Items needing attention (2)"));
+        for a in Action::ALL {
+            assert!(page.contains(&esc(a.describe())), "{a:?}");
+        }
+        assert!(page.contains("<code>LOW_LIVENESS_SCORE</code>"));
+    }
+}
