@@ -279,8 +279,8 @@ fn print_result<O: Write>(
     let decision = r.decision().map(Decision::as_str).unwrap_or("unknown");
     let threshold = params
         .threshold
-        .map(|t| format!("{} (--threshold)", fmt_num(t)))
-        .unwrap_or_else(|| "30 (Didit's default)".to_string());
+        .map(|t| format!("{}, set by --threshold", fmt_num(t)))
+        .unwrap_or_else(|| "30, Didit's default".to_string());
 
     writeln!(
         out,

@@ -9,7 +9,14 @@ use clap::{Args, Parser, Subcommand};
 /// The API key is read from the DIDIT_API_KEY environment variable or from --api-key-file;
 /// it is never accepted as a plain flag value and never printed.
 #[derive(Debug, Parser)]
-#[command(name = "liveness-batch", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "liveness-batch",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    args_override_self = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

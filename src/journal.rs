@@ -69,7 +69,7 @@ impl Settings {
                 what(journal.simulated),
                 what(self.simulated)
             ));
-        } else if !self.simulated && self.api_host != journal.api_host {
+        } else if !self.simulated && !same_api_host(&self.api_host, &journal.api_host) {
             out.push(format!(
                 "API host: journal has {}, this run has {}",
                 journal.api_host, self.api_host
@@ -77,6 +77,26 @@ impl Settings {
         }
         out
     }
+}
+
+/// Hosts name the same API when equal, or when both are on loopback (a local emulator gets a
+/// new port each time it starts).
+fn same_api_host(a: &str, b: &str) -> bool {
+    fn loopback(h: &str) -> bool {
+        let host = h.rsplit_once(':').map_or(h, |(host, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                host
+            } else {
+                h
+            }
+        });
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+    a == b || (loopback(a) && loopback(b))
 }
 
 /// The first line of a journal, and one more line each time a run resumes it.
@@ -797,6 +817,16 @@ mod tests {
         let mut s2 = s1.clone();
         s2.api_host = "127.0.0.1:2".into();
         assert!(s2.differences(&s1).is_empty());
+        // a local emulator restarted on another port is the same API; another host is not
+        let mut l1 = settings();
+        l1.api_host = "127.0.0.1:4000".into();
+        let mut l2 = settings();
+        l2.api_host = "localhost:5000".into();
+        assert!(l2.differences(&l1).is_empty());
+        let mut l3 = settings();
+        l3.api_host = "[::1]:6000".into();
+        assert!(l3.differences(&l1).is_empty());
+        assert_eq!(settings().differences(&l1).len(), 1);
     }
 
     #[test]

@@ -70,15 +70,8 @@ pub async fn read_form(parts: &Parts, body: Bytes) -> Result<RawForm, String> {
     if !is_multipart {
         return Ok(form);
     }
-    let mut builder = Request::builder()
-        .method(parts.method.clone())
-        .uri(parts.uri.clone());
-    for (name, value) in &parts.headers {
-        builder = builder.header(name, value);
-    }
-    let request = builder
-        .body(Body::from(body))
-        .map_err(|e| format!("Multipart form parse error - {e}"))?;
+    // The parts carry the router's body-limit setting (disabled: the body is already bounded).
+    let request = Request::from_parts(parts.clone(), Body::from(body));
     let mut multipart = Multipart::from_request(request, &())
         .await
         .map_err(|e| format!("Multipart form parse error - {}", e.body_text()))?;

@@ -129,9 +129,9 @@ pub fn window_phrase(window: Duration) -> String {
         1_000 => "second".into(),
         60_000 => "minute".into(),
         3_600_000 => "hour".into(),
-        _ if ms % 3_600_000 == 0 => format!("{} hours", ms / 3_600_000),
-        _ if ms % 60_000 == 0 => format!("{} minutes", ms / 60_000),
-        _ if ms % 1_000 == 0 => format!("{} seconds", ms / 1_000),
+        _ if ms.is_multiple_of(3_600_000) => format!("{} hours", ms / 3_600_000),
+        _ if ms.is_multiple_of(60_000) => format!("{} minutes", ms / 60_000),
+        _ if ms.is_multiple_of(1_000) => format!("{} seconds", ms / 1_000),
         _ => format!("{} seconds", window.as_secs_f64()),
     }
 }

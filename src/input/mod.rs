@@ -7,6 +7,7 @@ mod walk;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use crate::cli::VendorDataFrom;
 
@@ -85,6 +86,9 @@ pub enum InputError {
     NotASource(String),
     #[error("- (a manifest on standard input) is given more than once")]
     StdinTwice,
+    /// Standard input's manifest was refused by an earlier `open` in this process.
+    #[error("{0}")]
+    StdinFailed(String),
     #[error("{0} is given more than once")]
     GivenTwice(String),
     #[error("cannot read {path}: {error}")]
@@ -127,6 +131,8 @@ impl Iterator for Sources {
 }
 
 /// Validate every source up front (so a typo fails before anything is sent), then stream them.
+/// Folders and manifest files are read afresh by each call; standard input ("-") is read once
+/// per process and shared between calls.
 pub fn open(sources: &[PathBuf], opts: &SourceOptions) -> Result<Sources, InputError> {
     let mut queue: VecDeque<Box<dyn Iterator<Item = Event> + Send>> = VecDeque::new();
     let mut seen = Vec::new();
@@ -136,8 +142,7 @@ pub fn open(sources: &[PathBuf], opts: &SourceOptions) -> Result<Sources, InputE
     for src in sources {
         let shown = src.display().to_string();
         if src.as_os_str() == "-" {
-            let m = manifest::Manifest::stdin(opts)?;
-            queue.push_back(Box::new(m));
+            queue.push_back(Box::new(stdin_manifest(opts)?));
             continue;
         }
         let meta = std::fs::metadata(src).map_err(|e| match e.kind() {
@@ -162,6 +167,46 @@ pub fn open(sources: &[PathBuf], opts: &SourceOptions) -> Result<Sources, InputE
         }
     }
     Ok(Sources { queue })
+}
+
+/// Standard input can be read only once, yet callers may `open` the same sources twice (once to
+/// validate, once to run). So the stdin manifest is opened once per process and shared: a later
+/// `open` continues where the earlier stream stopped (after the header if it only validated).
+enum StdinSlot {
+    Unread,
+    Open(Arc<Mutex<manifest::Manifest>>),
+    Failed(String),
+}
+
+static STDIN: Mutex<StdinSlot> = Mutex::new(StdinSlot::Unread);
+
+struct SharedStdin(Arc<Mutex<manifest::Manifest>>);
+
+impl Iterator for SharedStdin {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).next()
+    }
+}
+
+fn stdin_manifest(opts: &SourceOptions) -> Result<SharedStdin, InputError> {
+    let mut slot = STDIN.lock().unwrap_or_else(|p| p.into_inner());
+    match &*slot {
+        StdinSlot::Open(m) => Ok(SharedStdin(m.clone())),
+        StdinSlot::Failed(msg) => Err(InputError::StdinFailed(msg.clone())),
+        StdinSlot::Unread => match manifest::Manifest::stdin(opts) {
+            Ok(m) => {
+                let m = Arc::new(Mutex::new(m));
+                *slot = StdinSlot::Open(m.clone());
+                Ok(SharedStdin(m))
+            }
+            Err(e) => {
+                *slot = StdinSlot::Failed(e.to_string());
+                Err(e)
+            }
+        },
+    }
 }
 
 fn is_csv(path: &Path) -> bool {

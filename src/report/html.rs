@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use crate::record::{Action, Class, Record};
 
 use super::summary::{
-    OUTPUT_FILES, SIMULATED_NOTICE, Summary, fmt_threshold, record_action, risk_action,
+    OUTPUT_FILES, SIMULATED_NOTICE, Summary, fmt_duration, fmt_threshold, record_action,
+    risk_action,
 };
 
 /// The attention table shows at most this many rows; results.csv has them all.
@@ -106,6 +107,7 @@ h2{font-size:17px;margin:0 0 12px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:16px 18px;margin:16px 0}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:16px}
 .grid .card{margin:0}
+.grid.two{grid-template-columns:repeat(auto-fit,minmax(420px,1fr));margin-top:16px}
 .notice{border-left:4px solid var(--retake);background:#fffaeb}
 .notice.ok{border-left-color:var(--proceed);background:#f6fef9}
 table{border-collapse:collapse;width:100%}
@@ -266,59 +268,107 @@ pub fn render(s: &Summary, attention: &Attention) -> String {
         h.push_str(&bar(&b.range, b.count));
     }
     h.push_str(&bar("no score", s.scores.no_score));
-    h.push_str("</table></div>");
+    h.push_str("</table></div></div>\n<div class=\"grid two\">");
 
     // Costs and rate
     let c = &s.credits;
     let r = &s.requests;
-    let _ = write!(
-        h,
-        "<div class=\"card\"><h2>Requests, credits and time</h2><dl>\
-         <dt>Credits used</dt><dd>{}</dd><dt>Estimated cost</dt><dd>US${:.2} <span class=\"muted\">at US${:.2} per call</span></dd>\
-         <dt>Saved by deduplication</dt><dd>{}</dd><dt>Requests sent</dt><dd>{}</dd><dt>Retries</dt><dd>{}</dd>\
-         <dt>Rate-limited (429)</dt><dd>{}</dd><dt>Possible double charges</dt><dd>{}</dd>\
-         <dt>Time</dt><dd>{}</dd><dt>Inputs</dt><dd>{}</dd></dl></div>",
-        c.used,
-        c.estimated_cost_usd,
-        c.price_per_call_usd,
-        c.saved_by_deduplication,
-        r.sent,
-        r.retries,
-        r.rate_limited_429,
-        r.possible_double_charges,
-        esc(&s.time_line()),
-        esc(&s.inputs_line()),
-    );
+    h.push_str("<div class=\"card\"><h2>Requests, credits and time</h2><dl>");
+    let mut rows: Vec<(&str, String)> = vec![
+        ("Credits used", c.used.to_string()),
+        (
+            "Estimated cost",
+            format!(
+                "US${:.2} at US${:.2} per call",
+                c.estimated_cost_usd, c.price_per_call_usd
+            ),
+        ),
+        (
+            "Saved by deduplication",
+            c.saved_by_deduplication.to_string(),
+        ),
+        ("Requests sent", r.sent.to_string()),
+        ("Retries", r.retries.to_string()),
+        ("Rate-limited (429)", r.rate_limited_429.to_string()),
+        (
+            "Possible double charges",
+            r.possible_double_charges.to_string(),
+        ),
+        ("Wall time", fmt_duration(s.wall_secs)),
+        (
+            "Achieved rate",
+            s.achieved_rate_per_min.map_or_else(
+                || "unknown".to_string(),
+                |x| format!("{x:.1} requests/min (last run)"),
+            ),
+        ),
+    ];
+    match &s.inputs {
+        Some(i) => rows.extend([
+            ("Inputs found", i.inputs.to_string()),
+            ("Ignored (not images)", i.ignored.to_string()),
+            ("Already done earlier", i.skipped_done.to_string()),
+            ("Deduplicated", i.deduplicated.to_string()),
+            ("Not processed", i.not_processed.to_string()),
+        ]),
+        None => rows.push(("Inputs", s.inputs_line())),
+    }
+    for (k, v) in &rows {
+        let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
+    }
+    h.push_str("</dl></div>");
 
     // Run
-    let _ = write!(h, "<div class=\"card\"><h2>Run</h2><dl>");
-    let mut dl = |k: &str, v: &str| {
-        let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
-    };
-    dl(
+    h.push_str("<div class=\"card\"><h2>Run</h2><dl>");
+    let mut rows: Vec<(&str, String)> = vec![(
         "Results from",
         if s.simulated {
             "the built-in emulator (SIMULATED)"
         } else {
             "Didit"
-        },
-    );
+        }
+        .to_string(),
+    )];
     if let Some(st) = &s.settings {
-        dl("API host", &st.api_host);
-        dl("Threshold", &fmt_threshold(st.threshold));
-        dl("rotate_image", if st.rotate_image { "yes" } else { "no" });
-        dl(
-            "save_api_request",
-            if st.save_api_request { "yes" } else { "no" },
-        );
+        rows.extend([
+            ("API host", st.api_host.clone()),
+            ("Threshold", fmt_threshold(st.threshold)),
+            (
+                "rotate_image",
+                if st.rotate_image { "yes" } else { "no" }.to_string(),
+            ),
+            (
+                "save_api_request",
+                if st.save_api_request { "yes" } else { "no" }.to_string(),
+            ),
+        ]);
     }
-    let runs = if s.journals > 1 {
-        format!("{} ({} journals merged)", s.runs, s.journals)
-    } else {
-        s.runs.to_string()
-    };
-    dl("Runs", &runs);
-    dl("Folder", &s.out_dir);
+    rows.extend([
+        ("Outcome", s.outcome.clone()),
+        (
+            "Started",
+            s.started_at.clone().unwrap_or_else(|| "unknown".into()),
+        ),
+        (
+            "Finished",
+            s.finished_at
+                .clone()
+                .unwrap_or_else(|| "not finished".into()),
+        ),
+        (
+            "Runs",
+            if s.journals > 1 {
+                format!("{} ({} journals merged)", s.runs, s.journals)
+            } else {
+                s.runs.to_string()
+            },
+        ),
+        ("Tool", format!("liveness-batch {}", s.tool_version)),
+        ("Folder", s.out_dir.clone()),
+    ]);
+    for (k, v) in &rows {
+        let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
+    }
     h.push_str("</dl></div></div>\n");
 
     // Items needing attention
@@ -439,6 +489,26 @@ mod tests {
         assert_eq!(shown.len(), ATTENTION_CAP);
         assert_eq!(shown[0].key, "f", "fraud first");
         assert!(shown.iter().all(|r| r.key != "ok"));
+    }
+
+    #[test]
+    fn capped_table_points_to_results_csv() {
+        let mut acc = Accumulator::new();
+        let mut att = Attention::new();
+        for i in 0..ATTENTION_CAP + 1 {
+            let r = record(&format!("k{i}"), Class::InvalidInput, None);
+            acc.on_record(&r, true);
+            att.offer(&r);
+        }
+        let page = render(&acc.finish(0.1, "/o"), &att);
+        assert!(page.contains(&format!("Items needing attention ({})", ATTENTION_CAP + 1)));
+        assert!(page.contains(&format!(
+            "Showing the first {ATTENTION_CAP} of {}",
+            ATTENTION_CAP + 1
+        )));
+        assert!(page.contains("<code>results.csv</code>"));
+        assert!(!page.contains(&format!("<code>k{ATTENTION_CAP}</code>")));
+        assert!(!page.contains("class=\"sim\""), "not simulated");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub struct JsonOut<W: Write> {
     w: W,
     simulated: bool,
     rows: u64,
+    buf: Vec<u8>,
 }
 
 impl<W: Write> JsonOut<W> {
@@ -24,24 +25,44 @@ impl<W: Write> JsonOut<W> {
             w,
             simulated,
             rows: 0,
+            buf: Vec::with_capacity(4096),
         })
     }
 
+    /// Write one record. Callers that own the record should clear `response` and fill in
+    /// `action` first (the fast path); otherwise a fixed-up copy is written.
     pub fn write(&mut self, r: &Record) -> io::Result<()> {
-        let mut v = serde_json::to_value(r).map_err(io::Error::other)?;
-        if let Value::Object(map) = &mut v {
-            map.remove("response");
-            map.insert(
-                "action".into(),
-                serde_json::to_value(record_action(r)).map_err(io::Error::other)?,
-            );
-            if self.simulated {
-                map.insert("simulated".into(), Value::Bool(true));
-            }
+        if r.response.is_some() || r.action.is_none() {
+            let mut copy = Record {
+                response: None,
+                ..r.clone()
+            };
+            copy.action = Some(record_action(r));
+            return self.write(&copy);
         }
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, r).map_err(io::Error::other)?;
+        // Fields keep the record's order; the absent response is dropped from the end.
+        const TAIL: &[u8] = b",\"response\":null}";
+        if self.buf.ends_with(TAIL) {
+            self.buf.truncate(self.buf.len() - TAIL.len());
+        } else {
+            // The record's field order changed: fall back to editing a JSON value.
+            let mut v: Value = serde_json::from_slice(&self.buf).map_err(io::Error::other)?;
+            if let Value::Object(map) = &mut v {
+                map.remove("response");
+            }
+            self.buf.clear();
+            serde_json::to_writer(&mut self.buf, &v).map_err(io::Error::other)?;
+            self.buf.pop();
+        }
+        if self.simulated {
+            self.buf.extend_from_slice(b",\"simulated\":true");
+        }
+        self.buf.push(b'}');
         self.w
             .write_all(if self.rows == 0 { b"\n" } else { b",\n" })?;
-        serde_json::to_writer(&mut self.w, &v).map_err(io::Error::other)?;
+        self.w.write_all(&self.buf)?;
         self.rows += 1;
         Ok(())
     }
@@ -88,6 +109,11 @@ mod tests {
         assert_eq!(v[0]["action"], "proceed");
         assert_eq!(v[0]["simulated"], true);
         assert_eq!(v[1]["key"], "b");
+        let text = String::from_utf8(buf.clone()).unwrap();
+        assert!(
+            text.starts_with("[\n{\"key\":\"a\",\"path\""),
+            "record field order kept: {text}"
+        );
         let back: Record = serde_json::from_value(v[0].clone()).unwrap();
         assert_eq!(back.key, "a");
     }

@@ -78,6 +78,24 @@ pub fn write_outputs(out_dir: &Path, opts: &ReportOptions) -> Result<Summary, Re
     build(out_dir, opts, Vec::new())
 }
 
+/// How many items' latest record is not an Approved/Declined result, from one light pass over
+/// `out_dir/journal.jsonl` (the index only). Cheaper than [`write_outputs`] when all a caller
+/// needs is the exit code, e.g. before it appends its run's end line.
+pub fn items_without_result(out_dir: &Path) -> Result<u64, ReportError> {
+    let path = out_dir.join(JOURNAL_FILE);
+    if !path.is_file() {
+        return Err(ReportError::NoJournal {
+            dir: out_dir.to_path_buf(),
+        });
+    }
+    let index = Index::build(&mut Reader::open(&path)?)?;
+    Ok(index
+        .by_key
+        .values()
+        .filter(|d| d.class != crate::record::Class::Result)
+        .count() as u64)
+}
+
 fn torn_warning(what: &str, t: TornTail) -> String {
     format!(
         "{what}'s last line (line {}, {} bytes at byte {}) was cut short, probably by a crash or a kill; \
@@ -177,9 +195,11 @@ fn build(
                 if let Line::Item(r) = line
                     && is_latest(&index, &r.key, offset)
                 {
-                    let r: &Record = &r;
-                    csv_out.write(r)?;
-                    json_out.write(r)?;
+                    let mut r: Record = *r;
+                    r.response = None;
+                    r.action = Some(summary::record_action(&r));
+                    csv_out.write(&r)?;
+                    json_out.write(&r)?;
                 }
                 Ok(())
             });
@@ -611,5 +631,21 @@ mod tests {
         drop(f);
         let e = merge(&dirs, &out, &ReportOptions::default()).unwrap_err();
         assert!(matches!(e, ReportError::OutHoldsJournal { .. }), "{e}");
+    }
+
+    #[test]
+    fn counts_items_without_result_from_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        journal(
+            dir.path(),
+            &[
+                run(false, false),
+                item("a", Class::Transient, false, None),
+                item("b", Class::InvalidInput, false, None),
+                item("a", Class::Result, true, Some(90.0)),
+                item("c", Class::Interrupted, false, None),
+            ],
+        );
+        assert_eq!(items_without_result(dir.path()).unwrap(), 2);
     }
 }

@@ -1,1 +1,568 @@
-//! Integration tests: check (being written).
+//! Integration tests: the `check` command against the emulator: readable and JSON output, exit
+//! codes by decision and by error class, local refusals that send nothing, and the key never
+//! appearing in any output.
+
+use std::path::Path;
+use std::process::Command as Process;
+use std::time::Duration;
+
+use clap::Parser;
+use liveness_batch::check::{SIMULATED, run_with};
+use liveness_batch::cli::{CheckArgs, Cli, Command};
+use liveness_batch::emulator::{self, Emulator, EmulatorConfig};
+
+use crate::common;
+
+const KEY: &str = "emu_check_key_3c9e1f7a";
+
+fn args(list: &[&str]) -> CheckArgs {
+    let mut v = vec!["liveness-batch", "check"];
+    v.extend_from_slice(list);
+    match Cli::try_parse_from(v).expect("valid arguments").command {
+        Command::Check(a) => a,
+        other => panic!("{other:?}"),
+    }
+}
+
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+async fn check(list: &[&str], env_key: Option<&str>) -> Run {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let code = run_with(args(list), env_key.map(str::to_string), &mut out, &mut err)
+        .await
+        .expect("check runs");
+    Run {
+        code,
+        out: String::from_utf8(out).unwrap(),
+        err: String::from_utf8(err).unwrap(),
+    }
+}
+
+async fn emu(cfg: EmulatorConfig) -> Emulator {
+    emulator::start(cfg, 0).await.expect("emulator starts")
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn decision_line(out: &str) -> &str {
+    out.lines()
+        .find(|l| l.starts_with("decision:"))
+        .expect("a decision line")
+}
+
+#[tokio::test]
+async fn emulator_check_prints_a_readable_result_and_exits_by_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..6 {
+        let img = common::write(
+            dir.path(),
+            &format!("selfie{seed}.jpg"),
+            &common::jpeg(seed),
+        );
+        let r = check(&[p(&img), "--emulator", "--vendor-data", "user-7"], None).await;
+        assert!(r.out.starts_with(SIMULATED), "{}", r.out);
+        for label in [
+            "decision:",
+            "score:",
+            "face quality:",
+            "luminance:",
+            "face:",
+            "action:",
+            "request_id:",
+            "warnings",
+        ] {
+            assert!(r.out.contains(label), "missing {label}: {}", r.out);
+        }
+        assert!(r.out.contains("vendor_data:    user-7"), "{}", r.out);
+        assert!(r.out.contains("save_api_request=false"), "{}", r.out);
+        let line = decision_line(&r.out);
+        match r.code {
+            0 => assert!(line.ends_with("Approved"), "{line}"),
+            1 => assert!(line.ends_with("Declined"), "{line}"),
+            other => panic!("exit {other}: {}{}", r.out, r.err),
+        }
+        seen.insert(r.code);
+    }
+    assert!(seen.contains(&0), "most photo-like images are approved");
+}
+
+#[tokio::test]
+async fn json_output_is_the_api_answer_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.png", &common::png(3));
+    let r = check(
+        &[
+            p(&img),
+            "--emulator",
+            "--json",
+            "--metadata",
+            r#"{"batch":"q3"}"#,
+        ],
+        None,
+    )
+    .await;
+    assert!(r.code == 0 || r.code == 1, "{}", r.err);
+    let v: serde_json::Value = serde_json::from_str(&r.out).expect("stdout is only JSON");
+    assert!(v["request_id"].is_string());
+    assert!(v["liveness"]["status"] == "Approved" || v["liveness"]["status"] == "Declined");
+    assert_eq!(v["liveness"]["method"], "PASSIVE");
+    assert!(v["liveness"]["warnings"].is_array());
+    assert!(v["liveness"]["user_image"]["entities"].is_array());
+    assert_eq!(v["metadata"], serde_json::json!({"batch": "q3"}));
+    assert!(v["created_at"].is_string());
+    assert_eq!(r.code == 0, v["liveness"]["status"] == "Approved");
+    assert!(
+        r.err.contains(SIMULATED),
+        "the simulated note goes to stderr with --json"
+    );
+}
+
+#[tokio::test]
+async fn no_face_detected_nulls_are_shown_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = common::encode(&image::RgbImage::new(1, 1), image::ImageFormat::Png);
+    let img = common::write(dir.path(), "tiny.png", &tiny);
+    let r = check(&[p(&img), "--emulator"], None).await;
+    assert_eq!(r.code, 1, "{}{}", r.out, r.err);
+    assert!(r.out.contains("decision:       Declined"), "{}", r.out);
+    assert!(
+        r.out.contains("score:          n/a (no score)"),
+        "{}",
+        r.out
+    );
+    assert!(r.out.contains("face quality:   n/a"), "{}", r.out);
+    assert!(r.out.contains("luminance:      n/a"), "{}", r.out);
+    assert!(r.out.contains("face:           none detected"), "{}", r.out);
+    assert!(r.out.contains("[error] NO_FACE_DETECTED"), "{}", r.out);
+    assert!(r.out.contains("action:         retake"), "{}", r.out);
+}
+
+#[tokio::test]
+async fn a_separate_emulator_gives_the_same_decision_as_the_built_in_one() {
+    let server = emu(EmulatorConfig::new(KEY)).await;
+    let dir = tempfile::tempdir().unwrap();
+    for seed in [11, 12, 13] {
+        let img = common::write(dir.path(), &format!("{seed}.jpg"), &common::jpeg(seed));
+        let a = check(&[p(&img), "--base-url", &server.base_url()], Some(KEY)).await;
+        let b = check(&[p(&img), "--emulator"], None).await;
+        assert_eq!(a.code, b.code, "{}\n{}", a.out, b.out);
+        assert_eq!(decision_line(&a.out), decision_line(&b.out));
+        assert!(
+            !a.out.contains("SIMULATED"),
+            "a real base URL is not stamped by check"
+        );
+    }
+    assert_eq!(server.stats().by_status.get(&200), Some(&3));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wrong_key_exits_3_and_is_never_printed() {
+    for auth_401 in [false, true] {
+        let mut cfg = EmulatorConfig::new(KEY);
+        cfg.auth_401 = auth_401;
+        let server = emu(cfg).await;
+        let dir = tempfile::tempdir().unwrap();
+        let img = common::write(dir.path(), "a.jpg", &common::jpeg(1));
+        let wrong = "wrong_key_value_d41d8cd98f";
+        for extra in [&[][..], &["--json"][..], &["-vv"][..]] {
+            let mut list = vec![p(&img), "--base-url", server.base_url().leak()];
+            list.extend_from_slice(extra);
+            let r = check(&list, Some(wrong)).await;
+            assert_eq!(r.code, 3, "{}{}", r.out, r.err);
+            assert!(r.err.contains("key was refused"), "{}", r.err);
+            assert!(r.out.is_empty(), "{}", r.out);
+            assert!(!r.out.contains(wrong) && !r.err.contains(wrong));
+            assert!(!r.err.contains(KEY));
+        }
+        // Refused keys are not retried.
+        assert_eq!(server.stats().requests, 3);
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_key_file_is_read() {
+    let server = emu(EmulatorConfig::new(KEY)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(2));
+    let key_file = common::write(dir.path(), "key.txt", format!("{KEY}\n").as_bytes());
+    let r = check(
+        &[
+            p(&img),
+            "--base-url",
+            &server.base_url(),
+            "--api-key-file",
+            p(&key_file),
+        ],
+        Some("ignored_env_key"),
+    )
+    .await;
+    assert!(r.code == 0 || r.code == 1, "{}", r.err);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn out_of_credits_exits_4_with_what_to_do() {
+    let mut cfg = EmulatorConfig::new(KEY);
+    cfg.credits = Some(0);
+    let server = emu(cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(3));
+    let r = check(&[p(&img), "--base-url", &server.base_url()], Some(KEY)).await;
+    assert_eq!(r.code, 4, "{}", r.err);
+    assert!(
+        r.err.contains("out of credits") && r.err.contains("top up"),
+        "{}",
+        r.err
+    );
+    assert_eq!(server.stats().requests, 1);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_retry_after() {
+    let mut cfg = EmulatorConfig::new(KEY);
+    cfg.rate_limit = Some((1, Duration::from_secs(1)));
+    let server = emu(cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(4));
+    let base = server.base_url();
+    let first = check(&[p(&img), "--base-url", &base], Some(KEY)).await;
+    let second = check(&[p(&img), "--base-url", &base], Some(KEY)).await;
+    assert_eq!(first.code, second.code, "{}", second.err);
+    assert!(second.code == 0 || second.code == 1);
+    let stats = server.stats();
+    assert!(stats.rate_limited >= 1, "{stats:?}");
+    assert_eq!(stats.by_status.get(&200), Some(&2), "{stats:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn persistent_server_errors_exit_5_after_the_retries() {
+    let mut cfg = EmulatorConfig::new(KEY);
+    cfg.faults.p503 = 1.0;
+    let server = emu(cfg).await;
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(5));
+    let r = check(
+        &[
+            p(&img),
+            "--base-url",
+            &server.base_url(),
+            "--max-retries",
+            "1",
+        ],
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.code, 5, "{}", r.err);
+    assert!(
+        r.err.contains("kept failing") && r.err.contains("503"),
+        "{}",
+        r.err
+    );
+    assert_eq!(server.stats().requests, 2);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_undecodable_image_refused_by_the_api_exits_2() {
+    let server = emu(EmulatorConfig::new(KEY)).await;
+    let dir = tempfile::tempdir().unwrap();
+    // JPEG magic bytes, then garbage: passes the local sniff, fails to decode at the API.
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    bytes.extend_from_slice(&[0x42; 4000]);
+    let img = common::write(dir.path(), "broken.jpg", &bytes);
+    let r = check(&[p(&img), "--base-url", &server.base_url()], Some(KEY)).await;
+    assert_eq!(r.code, 2, "{}{}", r.out, r.err);
+    assert!(
+        r.err.contains("Invalid user image format") && r.err.contains("nothing was billed"),
+        "{}",
+        r.err
+    );
+    assert_eq!(server.stats().credits_used, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_local_files_exit_2_and_send_nothing() {
+    let server = emu(EmulatorConfig::new(KEY)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::write(dir.path(), "notes.jpg", b"just some text, not a photo\n");
+    let empty = common::write(dir.path(), "empty.jpg", b"");
+    let mut big = common::jpeg(9);
+    big.resize(6 * 1024 * 1024, 0);
+    let big = common::write(dir.path(), "big.jpg", &big);
+    let missing = dir.path().join("missing.jpg");
+    let gif = common::write(
+        dir.path(),
+        "anim.jpg",
+        b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",
+    );
+    let cases: [(&Path, &str); 5] = [
+        (&text, "text"),
+        (&empty, "empty"),
+        (&big, "5 MB"),
+        (&missing, "not found"),
+        (&gif, "GIF"),
+    ];
+    for (path, want) in cases {
+        let r = check(&[p(path), "--base-url", &server.base_url()], Some(KEY)).await;
+        assert_eq!(r.code, 2, "{}: {}", path.display(), r.err);
+        assert!(r.err.contains(want), "{}: {}", path.display(), r.err);
+        assert!(r.err.contains("nothing was sent"), "{}", r.err);
+        assert!(r.out.is_empty());
+    }
+    assert_eq!(server.stats().requests, 0, "nothing reached the API");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_parameters_exit_2_and_send_nothing() {
+    let server = emu(EmulatorConfig::new(KEY)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(6));
+    let base = server.base_url();
+    for (extra, want) in [
+        (&["--threshold", "150"][..], "0 to 100"),
+        (&["--threshold=-1"][..], "0 to 100"),
+        (&["--threshold", "NaN"][..], "0 to 100"),
+        (&["--metadata", "[1,2]"][..], "must be a JSON object"),
+        (&["--metadata", "{oops"][..], "not valid JSON"),
+        (&["--timeout", "0"][..], "--timeout"),
+    ] {
+        let mut list = vec![p(&img), "--base-url", base.as_str()];
+        list.extend_from_slice(extra);
+        let r = check(&list, Some(KEY)).await;
+        assert_eq!(r.code, 2, "{extra:?}: {}", r.err);
+        assert!(r.err.contains(want), "{extra:?}: {}", r.err);
+    }
+    assert_eq!(server.stats().requests, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_key_names_both_ways_to_give_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(7));
+    let r = check(
+        &[p(&img), "--base-url", "https://verification.didit.me"],
+        None,
+    )
+    .await;
+    assert_eq!(r.code, 2);
+    assert!(
+        r.err.contains("DIDIT_API_KEY") && r.err.contains("--api-key-file"),
+        "{}",
+        r.err
+    );
+}
+
+#[tokio::test]
+async fn plain_http_off_loopback_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(8));
+    let r = check(
+        &[p(&img), "--base-url", "http://verification.didit.me"],
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.code, 2);
+    assert!(
+        r.err
+            .contains("refusing to send the API key over plain http"),
+        "{}",
+        r.err
+    );
+    assert!(!r.err.contains(KEY));
+}
+
+// ---------------------------------------------------------------- the binary
+
+fn run_bin(args: &[&str], key: Option<&str>) -> (i32, String, String) {
+    let mut cmd = Process::new(common::bin());
+    cmd.args(args)
+        .env_remove("DIDIT_API_KEY")
+        .env_remove("DIDIT_BASE_URL");
+    if let Some(k) = key {
+        cmd.env("DIDIT_API_KEY", k);
+    }
+    let o = cmd.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).to_string(),
+        String::from_utf8_lossy(&o.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_wrong_key_exits_3_without_printing_it() {
+    let server = emu(EmulatorConfig::new(KEY)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(1));
+    let wrong = "wrong_key_value_0cc175b9c0f1b6a8";
+    let base = server.base_url();
+    let img_s = p(&img).to_string();
+    for verbosity in [None, Some("-v"), Some("-vv")] {
+        let mut list = vec!["check", img_s.as_str(), "--base-url", base.as_str()];
+        list.extend(verbosity);
+        let (code, out, err) = tokio::task::block_in_place(|| run_bin(&list, Some(wrong)));
+        assert_eq!(code, 3, "{out}{err}");
+        assert!(err.contains("key was refused"), "{err}");
+        assert!(!out.contains(wrong) && !err.contains(wrong), "{out}{err}");
+    }
+    server.shutdown().await;
+}
+
+#[test]
+fn binary_emulator_check_and_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(2));
+    let (code, out, err) = run_bin(&["check", p(&img), "--emulator"], None);
+    assert!(code == 0 || code == 1, "{out}{err}");
+    assert!(
+        out.contains(SIMULATED) && out.contains("decision:"),
+        "{out}"
+    );
+    let (code, out, _) = run_bin(&["check", p(&img), "--emulator", "--json"], None);
+    assert!(code == 0 || code == 1);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("only JSON on stdout");
+    assert!(v["liveness"]["status"].is_string());
+
+    let text = common::write(dir.path(), "notes.jpg", b"hello\n");
+    let (code, _, err) = run_bin(&["check", p(&text), "--emulator"], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("text"), "{err}");
+    let (code, _, err) = run_bin(&["check", p(&img)], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("DIDIT_API_KEY") && err.contains("--api-key-file"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_proxy_is_honoured_and_never_sees_the_key() {
+    use crate::client::{Reply, Scripted};
+    // A loopback "proxy" that refuses the tunnel: the CONNECT it receives proves the proxy
+    // setting is used for https, and nothing leaves the machine.
+    let proxy = Scripted::start(vec![Reply::raw(403, "text/plain", b"no tunnels here"); 4]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(3));
+    let img_s = p(&img).to_string();
+    let proxy_url = proxy.base_url.clone();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        let o = Process::new(common::bin())
+            .args([
+                "check",
+                &img_s,
+                "--max-retries",
+                "0",
+                "--base-url",
+                "https://verification.didit.me",
+            ])
+            .env("DIDIT_API_KEY", KEY)
+            .env_remove("DIDIT_BASE_URL")
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .env("HTTPS_PROXY", &proxy_url)
+            .env("https_proxy", &proxy_url)
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 5, "{out}{err}");
+    let reqs = proxy.captured();
+    assert!(!reqs.is_empty(), "the proxy was used: {err}");
+    assert!(
+        reqs[0]
+            .request_line()
+            .starts_with("CONNECT verification.didit.me:443"),
+        "{}",
+        reqs[0].request_line()
+    );
+    for r in &reqs {
+        assert!(
+            !r.head.contains(KEY),
+            "the key travels only inside the TLS tunnel"
+        );
+    }
+    assert!(!out.contains(KEY) && !err.contains(KEY));
+}
+
+/// Acceptance: a separately started `liveness-batch emulator`, reached through DIDIT_API_KEY
+/// and DIDIT_BASE_URL, gives the same decision as `check --emulator`; a wrong key exits 3.
+#[test]
+fn binary_against_a_separate_emulator_process() {
+    use std::io::{BufRead, BufReader};
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Process::new(common::bin())
+        .args(["emulator", "--port", "0", "--api-key", KEY])
+        .env_remove("DIDIT_API_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let child = KillOnDrop(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no base URL in {line:?}"))
+        .to_string();
+
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(21));
+    let run = |key: &str, extra: &[&str]| {
+        let o = Process::new(common::bin())
+            .arg("check")
+            .arg(&img)
+            .args(extra)
+            .env("DIDIT_API_KEY", key)
+            .env("DIDIT_BASE_URL", &base)
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = run(KEY, &[]);
+    let (emu_code, emu_out, _) = run("unused", &["--emulator"]);
+    let wrong = "a_wrong_key_92eb5ffee6ae2fec";
+    let (wrong_code, wrong_out, wrong_err) = run(wrong, &[]);
+    drop(child);
+
+    assert!(code == 0 || code == 1, "{out}{err}");
+    assert_eq!(code, emu_code);
+    assert_eq!(decision_line(&out), decision_line(&emu_out));
+    assert_eq!(wrong_code, 3, "{wrong_out}{wrong_err}");
+    assert!(wrong_err.contains("key was refused"), "{wrong_err}");
+    assert!(!wrong_out.contains(wrong) && !wrong_err.contains(wrong));
+}

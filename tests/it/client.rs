@@ -923,3 +923,349 @@ async fn a_5xx_keeps_its_budget_reservation() {
     s.submit(&png_upload(19), &Params::default()).await;
     assert_eq!(budget.used(), 1, "a 5xx may have been billed");
 }
+
+// ---------------------------------------------------------------- against the emulator
+
+mod against_the_emulator {
+    use super::*;
+    use liveness_batch::emulator::{self, Emulator, EmulatorConfig};
+
+    async fn emu(cfg: EmulatorConfig) -> Emulator {
+        emulator::start(cfg, 0).await.expect("emulator starts")
+    }
+
+    fn rejected(o: &Outcome) -> (u16, Option<&str>, &str) {
+        match o {
+            Outcome::Rejected {
+                status,
+                field,
+                message,
+            } => (*status, field.as_deref(), message.as_str()),
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_400_variant() {
+        let server = emu(EmulatorConfig::new(KEY)).await;
+        let c = client(&server.base_url(), Duration::from_secs(10));
+
+        // No file: the client always sends one, so send the form by hand.
+        let form = reqwest::multipart::Form::new().text("save_api_request", "false");
+        let resp = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .post(c.endpoint())
+            .header("x-api-key", KEY)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.unwrap();
+        let o = liveness_batch::didit::classify(status, &headers, &body);
+        assert_eq!(
+            rejected(&o),
+            (400, Some("user_image"), "No file was submitted.")
+        );
+
+        // An extension Didit does not allow.
+        let txt = Upload::new(Bytes::from(common::png(1)), "txt", "text/plain");
+        let a = c.send(&txt, &Params::default()).await;
+        let (s, f, m) = rejected(&a.outcome);
+        assert_eq!((s, f), (400, Some("user_image")));
+        assert!(m.contains("File extension “txt” is not allowed"), "{m}");
+
+        // Over 5 MB (the local preflight would refuse it; the client sends what it is given).
+        let mut big = common::jpeg(1);
+        big.resize(5 * 1024 * 1024 + 1, 0);
+        let a = c
+            .send(
+                &Upload::new(Bytes::from(big), "jpg", "image/jpeg"),
+                &Params::default(),
+            )
+            .await;
+        let (s, f, m) = rejected(&a.outcome);
+        assert!(s == 400 || s == 413, "{s}");
+        if s == 400 {
+            assert_eq!(f, Some("user_image"), "{:?}", a.outcome);
+            assert!(m.contains("5 MB"), "{m}");
+        }
+
+        // Threshold out of range (Params::validate would refuse it locally).
+        let a = c
+            .send(
+                &png_upload(1),
+                &Params {
+                    threshold: Some(150.0),
+                    ..Default::default()
+                },
+            )
+            .await;
+        let (s, f, m) = rejected(&a.outcome);
+        assert_eq!((s, f), (400, Some("face_liveness_score_decline_threshold")));
+        assert!(m.contains("less than or equal to 100"), "{m}");
+
+        // Not an image at all, with an allowed extension: Didit's {"error"} shape.
+        let junk = Upload::new(
+            Bytes::from_static(b"\xFF\xD8\xFF\xE0 definitely not a jpeg"),
+            "jpg",
+            "image/jpeg",
+        );
+        let a = c.send(&junk, &Params::default()).await;
+        assert_eq!(
+            rejected(&a.outcome),
+            (400, None, "Invalid user image format.")
+        );
+
+        assert_eq!(server.stats().credits_used, 0, "400s are not billed");
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn wrong_keys_403_permission_or_401() {
+        for (auth_401, want) in [
+            (false, FatalKind::Permission),
+            (true, FatalKind::InvalidKey),
+        ] {
+            let mut cfg = EmulatorConfig::new(KEY);
+            cfg.auth_401 = auth_401;
+            let server = emu(cfg).await;
+            let c = Client::new(ClientConfig {
+                base_url: server.base_url(),
+                api_key: ApiKey::new("not_the_key").unwrap(),
+                timeout: Duration::from_secs(10),
+            })
+            .unwrap();
+            let a = c.send(&png_upload(2), &Params::default()).await;
+            match &a.outcome {
+                Outcome::Fatal { kind, status, .. } => {
+                    assert_eq!(*kind, want);
+                    assert_eq!(*status, if auth_401 { 401 } else { 403 });
+                    assert_eq!(kind.exit_code(), 3);
+                }
+                other => panic!("{other:?}"),
+            }
+            server.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn out_of_credits_is_403_credits() {
+        let mut cfg = EmulatorConfig::new(KEY);
+        cfg.credits = Some(1);
+        let server = emu(cfg).await;
+        let c = client(&server.base_url(), Duration::from_secs(10));
+        let first = c.send(&png_upload(3), &Params::default()).await;
+        assert!(
+            matches!(first.outcome, Outcome::Result { .. }),
+            "{:?}",
+            first.outcome
+        );
+        let second = c.send(&png_upload(4), &Params::default()).await;
+        assert!(
+            matches!(
+                &second.outcome,
+                Outcome::Fatal {
+                    kind: FatalKind::OutOfCredits,
+                    status: 403,
+                    ..
+                }
+            ),
+            "{:?}",
+            second.outcome
+        );
+        assert_eq!(server.stats().credits_used, 1);
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn rate_limit_429_carries_its_headers_and_the_retry_honours_them() {
+        let mut cfg = EmulatorConfig::new(KEY);
+        cfg.rate_limit = Some((2, Duration::from_secs(1)));
+        let server = emu(cfg).await;
+        let c = client(&server.base_url(), Duration::from_secs(10));
+        let mut limited = None;
+        for _ in 0..3 {
+            let a = c.send(&png_upload(5), &Params::default()).await;
+            if let o @ Outcome::RateLimited { .. } = a.outcome {
+                limited = Some(o);
+            }
+        }
+        match limited.expect("the third request in the window is limited") {
+            Outcome::RateLimited {
+                retry_after,
+                reset_at,
+                limit,
+                remaining,
+            } => {
+                let ra = retry_after.expect("Retry-After");
+                assert!(ra <= Duration::from_secs(1), "{ra:?}");
+                assert!(reset_at.is_some());
+                assert_eq!(limit, Some(2));
+                assert_eq!(remaining, Some(0));
+            }
+            _ => unreachable!(),
+        }
+
+        // The driver waits the cooldown out and gets through, without a double charge.
+        let s = submitter(&server.base_url(), 4);
+        let mut results = 0;
+        let mut rate_limited = 0;
+        for seed in 0..4 {
+            let sub = s.submit(&png_upload(seed), &Params::default()).await;
+            assert!(
+                matches!(sub.outcome, Final::Done(Outcome::Result { .. })),
+                "{:?}",
+                sub.outcome
+            );
+            assert_eq!(sub.possible_double_charges, 0);
+            results += 1;
+            rate_limited += sub.rate_limited;
+        }
+        assert_eq!(results, 4);
+        assert!(rate_limited >= 1, "the window of 2/s was hit");
+        assert_eq!(server.stats().rate_limited, 1 + rate_limited as u64);
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn server_errors_500_502_503() {
+        for (status, set) in [
+            (
+                500u16,
+                (|f: &mut emulator::Faults| f.p500 = 1.0) as fn(&mut emulator::Faults),
+            ),
+            (502, |f| f.p502 = 1.0),
+            (503, |f| f.p503 = 1.0),
+        ] {
+            let mut cfg = EmulatorConfig::new(KEY);
+            set(&mut cfg.faults);
+            let server = emu(cfg).await;
+            let a = client(&server.base_url(), Duration::from_secs(10))
+                .send(&png_upload(6), &Params::default())
+                .await;
+            match &a.outcome {
+                Outcome::Transient {
+                    status: Some(s),
+                    body_sent: true,
+                    ..
+                } => assert_eq!(*s, status),
+                other => panic!("{status}: {other:?}"),
+            }
+            // And the driver gives up after the retries with the last transient outcome.
+            let sub = submitter(&server.base_url(), 2)
+                .submit(&png_upload(6), &Params::default())
+                .await;
+            assert!(
+                matches!(sub.outcome, Final::Done(Outcome::Transient { .. })),
+                "{:?}",
+                sub.outcome
+            );
+            assert_eq!(sub.attempts, 3);
+            assert_eq!(server.stats().requests, 4);
+            server.shutdown().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_is_transient_after_sending() {
+        let mut cfg = EmulatorConfig::new(KEY);
+        cfg.faults.reset = 1.0;
+        let server = emu(cfg).await;
+        let a = client(&server.base_url(), Duration::from_secs(10))
+            .send(&png_upload(7), &Params::default())
+            .await;
+        assert!(
+            matches!(
+                &a.outcome,
+                Outcome::Transient {
+                    status: None,
+                    body_sent: true,
+                    ..
+                }
+            ),
+            "{:?}",
+            a.outcome
+        );
+        assert_eq!(server.stats().dropped, 1);
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_stall_times_out() {
+        let mut cfg = EmulatorConfig::new(KEY);
+        cfg.faults.stall = 1.0;
+        cfg.stall = Duration::from_secs(30);
+        let server = emu(cfg).await;
+        let a = client(&server.base_url(), Duration::from_millis(500))
+            .send(&png_upload(8), &Params::default())
+            .await;
+        match &a.outcome {
+            Outcome::Transient {
+                status: None,
+                body_sent: true,
+                message,
+            } => assert!(message.contains("timed out"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn no_face_detected_comes_back_with_nulls() {
+        let server = emu(EmulatorConfig::new(KEY)).await;
+        let tiny = common::encode(&image::RgbImage::new(1, 1), image::ImageFormat::Png);
+        let a = client(&server.base_url(), Duration::from_secs(10))
+            .send(
+                &Upload::new(Bytes::from(tiny), "png", "image/png"),
+                &Params::default(),
+            )
+            .await;
+        let Outcome::Result { response, raw } = a.outcome else {
+            panic!("{:?}", a.outcome)
+        };
+        assert_eq!(
+            response.decision(),
+            Some(liveness_batch::record::Decision::Declined)
+        );
+        assert_eq!(response.risks(), ["NO_FACE_DETECTED"]);
+        assert_eq!(response.liveness.warnings[0].log_type, "error");
+        assert_eq!(response.liveness.score, None);
+        assert_eq!(response.liveness.face_quality, None);
+        assert_eq!(response.liveness.face_luminance, None);
+        assert!(response.largest_face().is_none());
+        assert!(raw["liveness"]["score"].is_null());
+        let mut rec = liveness_batch::record::Record::default();
+        response.fill_record(raw, &mut rec);
+        assert_eq!(
+            rec.with_action().action,
+            Some(liveness_batch::record::Action::Retake)
+        );
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn every_field_reaches_the_emulator_and_is_echoed() {
+        let server = emu(EmulatorConfig::new(KEY)).await;
+        let params = Params {
+            threshold: Some(99.5),
+            rotate_image: true,
+            save_api_request: false,
+            vendor_data: Some("user-9".into()),
+            metadata: Some(liveness_batch::didit::parse_metadata(r#"{"batch":"q3"}"#).unwrap()),
+        };
+        let a = client(&server.base_url(), Duration::from_secs(10))
+            .send(&png_upload(9), &params)
+            .await;
+        let Outcome::Result { response, .. } = a.outcome else {
+            panic!("{:?}", a.outcome)
+        };
+        assert_eq!(response.vendor_data.as_deref(), Some("user-9"));
+        assert_eq!(response.metadata, Some(json!({"batch": "q3"})));
+        assert!(response.created_at_utc().is_some());
+        server.shutdown().await;
+    }
+}

@@ -378,3 +378,48 @@ fn oversized_file_is_refused_with_its_hash() {
     let want: [u8; 32] = sha2::Sha256::digest(&content).into();
     assert_eq!(r.sha256, Some(want));
 }
+
+/// A manifest on standard input survives the scan validating its sources before running them:
+/// standard input is read once and shared, so no row is lost. Paths resolve against the current
+/// folder.
+#[test]
+fn stdin_manifest_is_read_once_and_fully() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "in/a.jpg", &jpeg(11));
+    write(d, "in/b.png", &png(12));
+    let mut child = Command::new(crate::common::bin())
+        .args(["scan", "-", "--dry-run", "--out", "out"])
+        .current_dir(d)
+        .env_remove("DIDIT_API_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let manifest = "id,path\r\nr1,in/a.jpg\r\nr2,in/b.png\r\nr3,in/gone.jpg\r\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let found = text
+        .lines()
+        .find(|l| l.contains("images found"))
+        .unwrap_or_default();
+    assert!(
+        found.trim_end().ends_with(" 3"),
+        "all three rows are items: {text}"
+    );
+    assert!(text.contains("file not found"), "{text}");
+}
