@@ -412,6 +412,7 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
     // Dispatcher: in input order, skip what is done, hold back duplicates, hand out jobs.
     let mut events = preflighted(&cfg, stop.clone());
     let mut seen: HashMap<u128, Seen> = HashMap::new();
+    let mut keys = RunKeys::default();
     let mut waiting = 0usize;
     let mut in_flight_leaders = 0usize;
     let mut input_done = false;
@@ -470,8 +471,9 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
                     None => input_done = true,
                     Some(Ev::Ignored) => { counts.ignored.fetch_add(1, Ordering::Relaxed); }
                     Some(Ev::Warning(w)) => progress::eprint_line(&format!("warning: {w}")),
-                    Some(Ev::Ready(ready)) => {
+                    Some(Ev::Ready(mut ready)) => {
                         counts.inputs.fetch_add(1, Ordering::Relaxed);
+                        keys.make_unique(&mut ready.item);
                         match dispatch.ready(*ready, &mut seen, Vec::new()).await? {
                             Dispatched::Leader => in_flight_leaders += 1,
                             Dispatched::Waiting => waiting += 1,
@@ -571,6 +573,29 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
         }
     }
     Ok(provisional)
+}
+
+/// Keys seen in this run, as compact digests. Two sources can hold the same relative path
+/// (`a/x.jpg` in two folders): the later one is keyed `a/x.jpg [SOURCE]` so both are screened
+/// and neither overwrites the other's result.
+#[derive(Default)]
+struct RunKeys {
+    seen: std::collections::HashSet<u128>,
+}
+
+impl RunKeys {
+    fn make_unique(&mut self, item: &mut Item) {
+        if self.seen.insert(journal::key_digest(&item.key)) {
+            return;
+        }
+        let renamed = format!("{} [{}]", item.key, item.source);
+        progress::eprint_line(&format!(
+            "warning: the key {:?} appears in more than one source; this one is keyed {:?}",
+            item.key, renamed
+        ));
+        self.seen.insert(journal::key_digest(&renamed));
+        item.key = renamed;
+    }
 }
 
 /// Preflight stream items.

@@ -158,11 +158,10 @@ impl Submitter {
                     ..
                 } => {
                     sub.rate_limited += 1;
-                    if retries >= self.policy.max_retries {
-                        return sub.end(Final::Done(outcome));
-                    }
+                    // The key is over its limit for every worker: pause them all, even when
+                    // this item has no retry left.
                     let wait = self.policy.rate_limit_wait(
-                        retries,
+                        retries.min(self.policy.max_retries),
                         *retry_after,
                         *reset_at,
                         now_epoch(),
@@ -173,6 +172,9 @@ impl Submitter {
                         "rate limited (429): pausing every worker"
                     );
                     self.pacer.rate_limited(wait);
+                    if retries >= self.policy.max_retries {
+                        return sub.end(Final::Done(outcome));
+                    }
                     retries += 1;
                     // The next turn of the loop waits out the shared cooldown in `acquire`.
                 }

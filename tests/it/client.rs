@@ -707,6 +707,28 @@ async fn a_429_pauses_every_worker_sharing_the_pacer() {
 }
 
 #[tokio::test]
+async fn a_final_429_still_pauses_the_other_workers() {
+    let server = Scripted::start(vec![
+        rate_limited_429("1"),
+        Reply::json(200, approved_body()),
+    ])
+    .await;
+    let s = submitter(&server.base_url, 0);
+    let a = s.submit(&png_upload(20), &Params::default()).await;
+    assert!(matches!(
+        a.outcome,
+        Final::Done(Outcome::RateLimited { .. })
+    ));
+    let b = s.submit(&png_upload(21), &Params::default()).await;
+    assert!(matches!(b.outcome, Final::Done(Outcome::Result { .. })));
+    let reqs = server.captured();
+    assert!(
+        reqs[1].at - reqs[0].at >= Duration::from_secs(1),
+        "the cooldown applied to the next item"
+    );
+}
+
+#[tokio::test]
 async fn rejected_and_fatal_answers_are_final_at_once() {
     let server = Scripted::start(vec![
         Reply::json(400, json!({"user_image": ["No file was submitted."]})),

@@ -519,3 +519,36 @@ async fn bad_invocations_exit_2_with_a_clear_message() {
     }
     assert!(!out.join("journal.jsonl").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_relative_path_in_two_sources_keeps_both_results() {
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    common::write(&one, "x/selfie.jpg", &common::jpeg(1));
+    common::write(&two, "x/selfie.jpg", &common::jpeg(2));
+    let out = tmp.path().join("out");
+    let run = common::run_bin(
+        &args(
+            &[one.to_str().unwrap(), two.to_str().unwrap()],
+            out.to_str().unwrap(),
+            &[],
+        ),
+        Some(&emu.base_url()),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let keys: BTreeSet<String> = common::csv_rows(&out.join("results.csv"))
+        .into_iter()
+        .map(|r| r["key"].clone())
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.contains("x/selfie.jpg"));
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with("x/selfie.jpg [") && k.contains("two")),
+        "{keys:?}"
+    );
+    assert_eq!(emu.stats().requests, 2);
+}
