@@ -333,7 +333,7 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
     let submitter = Arc::new(Submitter {
         client: client.clone(),
         pacer: pacer.clone(),
-        policy: cfg.retry.clone(),
+        policy: cfg.retry,
         budget: cfg.max_requests.map(|n| Arc::new(Budget::new(n))),
         stop: stop.token().clone(),
         retry_unknown: cfg.retry_unknown,
@@ -498,7 +498,6 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
             }
         }
     }
-    drop(dispatch);
     drop(job_tx);
     for w in workers {
         w.await.map_err(|e| ScanError::Internal(e.to_string()))?;
