@@ -188,12 +188,30 @@ impl Schedule {
 #[derive(Debug)]
 pub struct Pacer {
     schedule: Mutex<Schedule>,
+    sends: Mutex<SendLog>,
+}
+
+/// How many requests went out, and when the first and the latest did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SendLog {
+    pub count: u64,
+    pub first: Option<Instant>,
+    pub last: Option<Instant>,
+}
+
+impl SendLog {
+    /// Requests per second between the first and the latest send (needs two sends).
+    pub fn achieved_per_second(&self) -> Option<f64> {
+        let span = self.last?.checked_duration_since(self.first?)?.as_secs_f64();
+        (self.count > 1 && span > 0.0).then(|| (self.count - 1) as f64 / span)
+    }
 }
 
 impl Pacer {
     pub fn new(rate: Rate) -> Self {
         Self {
             schedule: Mutex::new(Schedule::new(Some(rate))),
+            sends: Mutex::default(),
         }
     }
 
@@ -201,6 +219,7 @@ impl Pacer {
     pub fn unlimited() -> Self {
         Self {
             schedule: Mutex::new(Schedule::new(None)),
+            sends: Mutex::default(),
         }
     }
 
@@ -214,6 +233,11 @@ impl Pacer {
             let (slot, generation) = self.lock().reserve(Instant::now());
             tokio::time::sleep_until(slot).await;
             if self.lock().generation() == generation {
+                let now = Instant::now();
+                let mut log = self.sends.lock().unwrap_or_else(|p| p.into_inner());
+                log.count += 1;
+                log.first.get_or_insert(now);
+                log.last = Some(now);
                 return;
             }
         }
@@ -226,6 +250,11 @@ impl Pacer {
 
     pub fn succeeded(&self) {
         self.lock().succeeded();
+    }
+
+    /// The requests let through so far.
+    pub fn sends(&self) -> SendLog {
+        *self.sends.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Requests per second at the current pace (None when unpaced).
@@ -425,6 +454,10 @@ mod tests {
         times.sort();
         assert_eq!(times[0], Duration::ZERO);
         assert_eq!(times[4], ms(408));
+        let log = pacer.sends();
+        assert_eq!(log.count, 5);
+        let achieved = log.achieved_per_second().unwrap();
+        assert!((achieved - 1.0 / 0.102).abs() < 1e-6, "{achieved}");
     }
 
     #[tokio::test(start_paused = true)]

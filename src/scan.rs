@@ -393,7 +393,6 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
     // Workers.
     let (job_tx, job_rx) = mpsc::channel::<Job>(cfg.concurrency);
     let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
-    let first_send: Arc<Mutex<Option<Instant>>> = Arc::default();
     let mut workers = Vec::with_capacity(cfg.concurrency);
     for _ in 0..cfg.concurrency {
         let ctx = WorkerCtx {
@@ -404,7 +403,6 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
             stop: stop.clone(),
             counts: counts.clone(),
             dedupe: cfg.dedupe,
-            first_send: first_send.clone(),
         };
         workers.push(tokio::spawn(worker(ctx)));
     }
@@ -515,13 +513,7 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
     let cause = stop.cause();
     let wall = started.elapsed();
     let requests = counts.requests.load(Ordering::Relaxed);
-    let sending = first_send
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .map(|t| t.elapsed());
-    let achieved = sending
-        .filter(|d| requests > 1 && d.as_secs_f64() > 0.0)
-        .map(|d| requests as f64 / d.as_secs_f64() * 60.0);
+    let achieved = pacer.sends().achieved_per_second().map(|r| r * 60.0);
     let mut end = RunEnd {
         finished_at: now_rfc3339(),
         wall_secs: wall.as_secs_f64(),
@@ -823,7 +815,6 @@ struct WorkerCtx {
     stop: Stop,
     counts: Arc<RunCounts>,
     dedupe: bool,
-    first_send: Arc<Mutex<Option<Instant>>>,
 }
 
 async fn worker(ctx: WorkerCtx) {
@@ -847,10 +838,6 @@ async fn worker(ctx: WorkerCtx) {
             file_name: format!("image.{}", prepared.format.ext()),
             mime: prepared.format.mime(),
         };
-        {
-            let mut first = ctx.first_send.lock().unwrap_or_else(|p| p.into_inner());
-            first.get_or_insert_with(Instant::now);
-        }
         let submission = ctx.submitter.submit(&upload, &params).await;
         ctx.counts
             .requests

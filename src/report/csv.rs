@@ -46,6 +46,9 @@ pub const COLUMNS: [&str; 32] = [
     "finished_at",
 ];
 
+/// Written first so spreadsheets open the file as UTF-8.
+pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// The extra column present when results came from the emulator.
 pub const SIMULATED_COLUMN: &str = "simulated";
 
@@ -191,7 +194,10 @@ pub struct CsvOut<W: Write> {
 }
 
 impl<W: Write> CsvOut<W> {
-    pub fn new(w: W, layout: Layout) -> io::Result<Self> {
+    /// Starts with a UTF-8 byte-order mark so spreadsheet programs read non-ASCII text (names,
+    /// paths) as UTF-8; CSV libraries skip it.
+    pub fn new(mut w: W, layout: Layout) -> io::Result<Self> {
+        w.write_all(UTF8_BOM)?;
         let mut writer = csv::WriterBuilder::new()
             .terminator(csv::Terminator::CRLF)
             .from_writer(w);
@@ -279,6 +285,8 @@ mod tests {
         let mut out = CsvOut::new(Vec::new(), layout.clone()).unwrap();
         out.write(&rec).unwrap();
         let bytes = out.writer.into_inner().unwrap();
+        assert!(bytes.starts_with(UTF8_BOM));
+        assert!(bytes[3..].starts_with(b"key,action,class,"));
         let rows = read_back(&bytes);
         assert_eq!(rows.len(), 2);
         let col = |name: &str| rows[0].iter().position(|h| h == name).unwrap();
