@@ -43,9 +43,6 @@ const MEM_SMALL: usize = 10_000;
 const MEM_LARGE: usize = 100_000;
 const MEM_IMAGES: usize = 2_000;
 const MEM_CONCURRENCY: usize = 32;
-/// The extra real runs that send every row (no dedupe) use this many rows per size.
-const NODEDUPE_SMALL: usize = 2_000;
-const NODEDUPE_LARGE: usize = 20_000;
 
 /// An unthrottled pace for the scan (the emulator enforces no limit in these runs).
 const UNTHROTTLED: &str = "100000/s";
@@ -471,10 +468,6 @@ fn memory_and_resume(ctx: &Ctx) -> Result<Section, String> {
     let large = dir.join("manifest-100k.csv");
     write_manifest(&small, &names, MEM_SMALL)?;
     write_manifest(&large, &names, MEM_LARGE)?;
-    let nd_small = dir.join("manifest-nodedupe-small.csv");
-    let nd_large = dir.join("manifest-nodedupe-large.csv");
-    write_manifest(&nd_small, &names, NODEDUPE_SMALL)?;
-    write_manifest(&nd_large, &names, NODEDUPE_LARGE)?;
     eprintln!(
         "   generated {MEM_IMAGES} images and manifests in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -543,17 +536,17 @@ fn memory_and_resume(ctx: &Ctx) -> Result<Section, String> {
     measure("real 100k", &large, MEM_LARGE, &out_large, &[], 600)?;
     measure("resume 100k", &large, MEM_LARGE, &out_large, &[], 300)?;
     measure(
-        "no-dedupe 2k",
-        &nd_small,
-        NODEDUPE_SMALL,
+        "no-dedupe 10k",
+        &small,
+        MEM_SMALL,
         &dir.join("out-nd-small"),
         &["--no-dedupe"],
         300,
     )?;
     measure(
-        "no-dedupe 20k",
-        &nd_large,
-        NODEDUPE_LARGE,
+        "no-dedupe 100k",
+        &large,
+        MEM_LARGE,
         &dir.join("out-nd-large"),
         &["--no-dedupe"],
         600,
@@ -565,6 +558,7 @@ fn memory_and_resume(ctx: &Ctx) -> Result<Section, String> {
     for (mode, a, b) in [
         ("dry run", "dry 10k", "dry 100k"),
         ("real run", "real 10k", "real 100k"),
+        ("real, every row sent", "no-dedupe 10k", "no-dedupe 100k"),
     ] {
         let (a, b) = (get(a), get(b));
         let ratio = b.run.rss_mib() / a.run.rss_mib();
@@ -585,16 +579,6 @@ fn memory_and_resume(ctx: &Ctx) -> Result<Section, String> {
             ratio <= MAX_RSS_RATIO,
         ));
     }
-    let (a, b) = (get("no-dedupe 2k"), get("no-dedupe 20k"));
-    rows.push(Row::info(
-        "Memory (real, every row sent): 2k -> 20k rows",
-        format!(
-            "{:.1} -> {:.1} MiB ({:.2}x)",
-            a.run.rss_mib(),
-            b.run.rss_mib(),
-            b.run.rss_mib() / a.run.rss_mib()
-        ),
-    ));
     let r = get("resume 100k");
     rows.push(Row::check(
         "Resume 100k finished rows: requests sent",

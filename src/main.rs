@@ -20,7 +20,8 @@ fn main() {
         Ok(code) => code,
         Err(err) => {
             let code = err.exit_code();
-            eprintln!("liveness-batch: {:#}", anyhow::Error::from(err));
+            // Library errors carry their causes in their own message.
+            eprintln!("liveness-batch: {}", anyhow::Error::from(err));
             code
         }
     };

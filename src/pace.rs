@@ -202,7 +202,10 @@ pub struct SendLog {
 impl SendLog {
     /// Requests per second between the first and the latest send (needs two sends).
     pub fn achieved_per_second(&self) -> Option<f64> {
-        let span = self.last?.checked_duration_since(self.first?)?.as_secs_f64();
+        let span = self
+            .last?
+            .checked_duration_since(self.first?)?
+            .as_secs_f64();
         (self.count > 1 && span > 0.0).then(|| (self.count - 1) as f64 / span)
     }
 }

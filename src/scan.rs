@@ -532,22 +532,16 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
         requests,
         achieved_rate_per_min: achieved,
     };
-    // The exit code needs the whole journal's picture; write the end line after computing it.
-    let summary = report::write_outputs(
-        &cfg.out,
-        &ReportOptions {
-            price_per_call: cfg.price_per_call,
-        },
-    );
-    let provisional = match (&cause, &summary) {
-        (Some(c), _) => c.exit_code(),
-        (None, Ok(s)) if s.all_have_results() && end.not_processed == 0 => exit::OK,
-        _ => exit::SOME_FAILED,
+    // The exit code needs the whole journal's picture (a light pass over its index); the end
+    // line records it, then every output is rebuilt once, including that line.
+    let provisional = match &cause {
+        Some(c) => c.exit_code(),
+        None if end.not_processed == 0 && report::items_without_result(&cfg.out)? == 0 => exit::OK,
+        None => exit::SOME_FAILED,
     };
     end.exit_code = provisional;
     writer.append(&Line::End(end))?;
     writer.finish()?;
-    // Rebuild once more so the summary includes this run's end line.
     let summary = report::write_outputs(
         &cfg.out,
         &ReportOptions {

@@ -63,6 +63,8 @@ impl Default for SourceOptions {
 
 /// What the stream yields.
 #[derive(Debug, Clone, PartialEq)]
+// Items are by far the most common event, so boxing them would only add an allocation each.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     Item(Item),
     /// A file that is not an image (or hidden, or a link not followed): skipped and counted.

@@ -602,11 +602,16 @@ impl Summary {
 
     /// Time and rate in words.
     pub fn time_line(&self) -> String {
+        if self.finished_at.is_none() {
+            return "not recorded (no run has finished)".into();
+        }
         let mut s = fmt_duration(self.wall_secs);
         if self.runs > 1 {
             let _ = write!(s, " over {} runs", self.runs);
         }
-        if let Some(r) = self.achieved_rate_per_min {
+        if self.outcome == "incomplete" {
+            s.push_str(" (the last run did not finish; its time is not recorded)");
+        } else if let Some(r) = self.achieved_rate_per_min {
             let _ = write!(s, ", last run achieved {r:.1} requests/min");
         }
         s
@@ -1075,6 +1080,11 @@ mod tests {
         assert!(s.stop_reason.as_deref().unwrap().contains("did not finish"));
         assert!(s.inputs.is_none());
         assert!(s.all_have_results());
+        assert!(
+            s.time_line().contains("did not finish"),
+            "{}",
+            s.time_line()
+        );
 
         let mut acc = Accumulator::new();
         acc.on_run(&run(false, false));

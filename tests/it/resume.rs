@@ -1,1 +1,1103 @@
-//! Integration tests: resume (being written).
+//! Integration tests: resume, interruption and crash safety (issue 4). kill -9, Ctrl-C, SIGTERM,
+//! the out-dir lock, changed settings, torn journals, budgets and deduplication, each proved
+//! against the journal and the emulator's own counters and request log.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use image::ImageFormat;
+use liveness_batch::emulator::Emulator;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::process::{Child, Command};
+
+use crate::common::{self, KEY};
+
+/// Fast settings for tests: no pacing to speak of, tiny backoff.
+const FAST: &[&str] = &["--rate", "2000/s", "--backoff-ms", "5"];
+
+/// `scan SRC --out OUT` with the fast settings, `--quiet`, and `extra`.
+fn args(src: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v = loud_args(src, out, extra);
+    v.push("--quiet".into());
+    v
+}
+
+/// Like [`args`] but without `--quiet`, for checks on the summary and messages on stderr.
+fn loud_args(src: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "scan".into(),
+        src.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ];
+    v.extend(FAST.iter().map(|s| s.to_string()));
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+async fn run(emu: &Emulator, args: &[String]) -> common::Run {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::run_bin(&refs, Some(&emu.base_url()), Some(KEY)).await
+}
+
+/// Start the binary in the background against `emu`, output captured.
+fn spawn(emu: &Emulator, args: &[String]) -> Child {
+    spawn_with(emu, args, Stdio::piped)
+}
+
+fn spawn_with(emu: &Emulator, args: &[String], out: fn() -> Stdio) -> Child {
+    Command::new(common::bin())
+        .args(args)
+        .env("DIDIT_API_KEY", KEY)
+        .env("DIDIT_BASE_URL", emu.base_url())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(out())
+        .stderr(out())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn liveness-batch")
+}
+
+fn send_signal(child: &Child, sig: libc::c_int) {
+    let pid = child.id().expect("the child is still running") as libc::pid_t;
+    // SAFETY: kill(2) on the pid of a child we spawned and have not reaped yet.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+}
+
+/// Poll `cond` every 10 ms (for up to 30 s) until it holds.
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..3000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+/// `n` distinct 64×64 JPEGs `img000.jpg`... under `dir`; returns key → sha256 (hex).
+fn images(dir: &Path, n: u64, seed0: u64) -> HashMap<String, String> {
+    (0..n)
+        .map(|i| {
+            let bytes = common::encode(&common::photo(seed0 + i, 64, 64), ImageFormat::Jpeg);
+            let key = format!("img{i:03}.jpg");
+            common::write(dir, &key, &bytes);
+            (key, sha_hex(&bytes))
+        })
+        .collect()
+}
+
+fn sha_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A journal read the way a crashed run leaves it: every complete line must parse; a last line
+/// without its newline that is not JSON is reported as torn.
+struct Journal {
+    lines: Vec<Value>,
+    torn: bool,
+    ends_with_newline: bool,
+}
+
+impl Journal {
+    fn read(out: &Path) -> Option<Journal> {
+        let bytes = std::fs::read(out.join("journal.jsonl")).ok()?;
+        let text = String::from_utf8_lossy(&bytes);
+        let mut parts: Vec<&str> = text.split('\n').collect();
+        let last = parts.pop().unwrap_or("");
+        let mut lines: Vec<Value> = parts
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("journal line {} does not parse ({e}): {l}", i + 1))
+            })
+            .collect();
+        let mut torn = false;
+        if !last.is_empty() {
+            match serde_json::from_str(last) {
+                Ok(v) => lines.push(v),
+                Err(_) => torn = true,
+            }
+        }
+        Some(Journal {
+            lines,
+            torn,
+            ends_with_newline: bytes.is_empty() || bytes.ends_with(b"\n"),
+        })
+    }
+
+    fn items(&self) -> Vec<&Value> {
+        self.lines.iter().filter(|l| l["type"] == "item").collect()
+    }
+
+    fn item_count(out: &Path) -> usize {
+        Journal::read(out).map_or(0, |j| j.items().len())
+    }
+}
+
+/// The emulator's request log: POSTs to the endpoint, in the order they were answered.
+fn logged_posts(log: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["method"] == "POST" && v["path"] == "/v3/passive-liveness/")
+        .collect()
+}
+
+/// How many logged POSTs carried each image (by sha256).
+fn log_counts(log: &Path) -> HashMap<String, u64> {
+    let mut m = HashMap::new();
+    for v in logged_posts(log) {
+        if let Some(sha) = v["sha256"].as_str() {
+            *m.entry(sha.to_string()).or_default() += 1;
+        }
+    }
+    m
+}
+
+fn summary(out: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary.json"))
+        .expect("summary.json is JSON")
+}
+
+/// Keys of results.csv, checking each key appears once.
+fn csv_keys(out: &Path) -> BTreeSet<String> {
+    let rows = common::csv_rows(&out.join("results.csv"));
+    let keys: BTreeSet<String> = rows.iter().map(|r| r["key"].clone()).collect();
+    assert_eq!(keys.len(), rows.len(), "results.csv repeats a key");
+    keys
+}
+
+/// Assert results.csv holds exactly `want` keys, each with a result.
+fn assert_all_results(out: &Path, want: &BTreeSet<String>) {
+    let rows = common::csv_rows(&out.join("results.csv"));
+    let keys = csv_keys(out);
+    assert_eq!(&keys, want, "results.csv keys differ from the inputs");
+    for r in &rows {
+        assert_eq!(r["class"], "result", "row without a result: {r:?}");
+    }
+}
+
+/// Every item line of the journal names a distinct key.
+fn assert_one_record_per_key(items: &[&Value]) {
+    let mut seen = BTreeSet::new();
+    for i in items {
+        let key = i["key"].as_str().expect("item key");
+        assert!(seen.insert(key.to_string()), "{key} was recorded twice");
+    }
+}
+
+fn leftover_temp_files(out: &Path) -> Vec<String> {
+    std::fs::read_dir(out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect()
+}
+
+/// A tiny seeded xorshift, so the kill moments are the same on every run.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
+/// Acceptance 1: kill -9 at ten random moments of a 300-item run, rerunning after each. The
+/// final outputs hold one result per input; no image is sent again once its result is in the
+/// journal; each kill wastes at most the requests in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_moments_never_repays_a_journaled_item() {
+    const N: u64 = 300;
+    const CONCURRENCY: u64 = 8;
+    const KILLS: usize = 10;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("emulator.jsonl");
+    // Latency 100-300 ms: with 8 in flight the run takes several seconds, so every kill lands
+    // mid-run with requests in flight.
+    let emu = common::emulator(|c| {
+        c.latency = Duration::from_millis(100);
+        c.jitter = Duration::from_millis(200);
+        c.log = Some(log.clone());
+    })
+    .await;
+    let src = tmp.path().join("src");
+    let shas = images(&src, N, 7_000);
+    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
+    let out = tmp.path().join("out");
+    let argv = args(
+        &src,
+        &out,
+        &["--rate", "400/s", "--concurrency", "8", "--no-dedupe"],
+    );
+
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    // sha256 -> logged requests for it when its record was first seen in the journal.
+    let mut frozen: HashMap<String, u64> = HashMap::new();
+    let mut extras = Vec::new();
+    let mut torn_seen = 0;
+    for k in 0..KILLS {
+        let requests_before = emu.stats().requests;
+        let items_before = Journal::item_count(&out);
+        let moment = 50 + rng.next() % 1450;
+        let mut child = spawn_with(&emu, &argv, Stdio::null);
+        tokio::time::sleep(Duration::from_millis(moment)).await;
+        let finished_first = child.try_wait().unwrap().is_some();
+        if !finished_first {
+            child.start_kill().unwrap();
+        }
+        let status = child.wait().await.unwrap();
+        // Let anything the dead process had on the wire reach the emulator and its log.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+
+        let journal = Journal::read(&out);
+        let (items, torn) = match &journal {
+            Some(j) => (j.items(), j.torn),
+            None => (Vec::new(), false),
+        };
+        torn_seen += usize::from(torn);
+        assert_one_record_per_key(&items);
+        let sent = emu.stats().requests - requests_before;
+        let recorded = (items.len() - items_before) as u64;
+        assert!(
+            sent >= recorded,
+            "kill {k}: {recorded} new records but only {sent} requests"
+        );
+        let extra = sent - recorded;
+        eprintln!(
+            "kill {k}: at {moment} ms ({status}){}: {sent} requests, {recorded} recorded, \
+             {extra} extra{}",
+            if finished_first {
+                ", the run had already finished"
+            } else {
+                ""
+            },
+            if torn { ", torn journal tail" } else { "" }
+        );
+        assert!(
+            extra <= CONCURRENCY,
+            "kill {k}: {extra} requests were sent but not recorded; at most {CONCURRENCY} can be in flight"
+        );
+        extras.push(extra);
+        let counts = log_counts(&log);
+        for it in &items {
+            assert_eq!(it["class"], "result", "{it}");
+            let sha = it["sha256"].as_str().unwrap();
+            let logged = counts.get(sha).copied().unwrap_or(0);
+            assert!(logged >= 1, "{} is recorded but was never sent", it["key"]);
+            frozen.entry(sha.to_string()).or_insert(logged);
+        }
+    }
+
+    let requests_before = emu.stats().requests;
+    let items_before = Journal::item_count(&out);
+    let last = run(&emu, &argv).await;
+    assert_eq!(last.code, 0, "the final rerun completes: {last:?}");
+    let final_sent = emu.stats().requests - requests_before;
+
+    // The journal is clean: every line parses, it ends with a newline, one record per key.
+    let journal = Journal::read(&out).unwrap();
+    assert!(
+        !journal.torn && journal.ends_with_newline,
+        "torn final journal"
+    );
+    let items = journal.items();
+    assert_one_record_per_key(&items);
+    assert_eq!(items.len() as u64, N);
+    assert_eq!(
+        final_sent,
+        (items.len() - items_before) as u64,
+        "the final run sends exactly what it records"
+    );
+    let end = journal.lines.last().unwrap();
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["outcome"], "completed");
+    assert_all_results(&out, &inputs);
+    assert!(
+        leftover_temp_files(&out).is_empty(),
+        "{:?}",
+        leftover_temp_files(&out)
+    );
+    let s = summary(&out);
+    assert_eq!(s["items"]["total"], N);
+    assert_eq!(s["items"]["with_result"], N);
+    assert_eq!(s["outcome"], "completed");
+
+    // The emulator's log: nothing was sent again after its record was journaled.
+    let counts = log_counts(&log);
+    for (sha, logged) in &frozen {
+        assert_eq!(
+            counts.get(sha).copied().unwrap_or(0),
+            *logged,
+            "image {sha} was sent again after its result was in the journal"
+        );
+    }
+    for (key, sha) in &shas {
+        assert!(counts.contains_key(sha), "{key} never reached the emulator");
+    }
+    let total_extra: u64 = extras.iter().sum();
+    let logged_extra: u64 = counts.values().map(|c| c - 1).sum();
+    let stats = emu.stats();
+    eprintln!(
+        "kill -9 x{KILLS}: extra submissions per kill {extras:?} (total {total_extra}, max {}); \
+         {logged_extra} repeats in the request log; emulator requests {}, credits used {}; \
+         torn tails seen {torn_seen}; final run sent {final_sent}",
+        extras.iter().max().unwrap(),
+        stats.requests,
+        stats.credits_used
+    );
+    assert_eq!(stats.requests, N + total_extra);
+    assert!(logged_extra <= total_extra);
+}
+
+/// Interrupt (Ctrl-C or SIGTERM) a run once requests are flowing; check the exit code, the
+/// journal, the summary; then rerun and check only the rest is sent.
+async fn stop_mid_run_then_resume(sig: libc::c_int, code: i32, outcome: &str, extra: &[&str]) {
+    const N: u64 = 60;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("emulator.jsonl");
+    let emu = common::emulator(|c| {
+        c.latency = Duration::from_millis(100);
+        c.jitter = Duration::from_millis(50);
+        c.log = Some(log.clone());
+    })
+    .await;
+    let src = tmp.path().join("src");
+    let shas = images(&src, N, 20_000 + sig as u64 * 100);
+    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
+    let out = tmp.path().join("out");
+
+    let mut flags = vec!["--concurrency", "4"];
+    flags.extend_from_slice(extra);
+    let child = spawn(&emu, &loud_args(&src, &out, &flags));
+    wait_until("requests to flow", || emu.stats().requests >= 8).await;
+    send_signal(&child, sig);
+    let stopped = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains("stopping: no new requests"), "{stderr}");
+    assert!(stderr.contains("rerun the same command"), "{stderr}");
+
+    let journal = Journal::read(&out).unwrap();
+    assert!(!journal.torn && journal.ends_with_newline);
+    let items = journal.items();
+    assert_one_record_per_key(&items);
+    let done = items.len() as u64;
+    assert!(
+        (1..N).contains(&done),
+        "the signal should land mid-run: {done} of {N} done"
+    );
+    for it in &items {
+        assert_eq!(it["class"], "result", "requests in flight finish: {it}");
+    }
+    // Every request sent was answered and recorded: nothing paid for is lost.
+    assert_eq!(
+        emu.stats().requests,
+        done,
+        "requests sent vs records written"
+    );
+    let end = journal.lines.last().unwrap();
+    assert_eq!(end["type"], "end", "{end}");
+    assert_eq!(end["outcome"], outcome);
+    assert_eq!(end["exit_code"], code);
+    assert_eq!(end["recorded"], done);
+    assert_eq!(end["inputs"], N, "{end}");
+    assert_eq!(end["not_processed"], N - done, "{end}");
+    let s = summary(&out);
+    assert_eq!(s["interrupted"], true, "{s}");
+    assert_eq!(s["outcome"], outcome);
+    assert!(
+        s["stop_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("rerun")),
+        "{s}"
+    );
+    assert_eq!(csv_keys(&out).len() as u64, done);
+    let first_run: HashMap<String, u64> = log_counts(&log);
+
+    // The rerun sends exactly the items not done yet.
+    let before = emu.stats().requests;
+    let again = run(&emu, &args(&src, &out, &flags)).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(emu.stats().requests - before, N - done);
+    let counts = log_counts(&log);
+    for it in &items {
+        let sha = it["sha256"].as_str().unwrap();
+        assert_eq!(
+            counts.get(sha),
+            first_run.get(sha),
+            "{} was sent again",
+            it["key"]
+        );
+    }
+    assert_all_results(&out, &inputs);
+    let s = summary(&out);
+    assert_eq!(s["outcome"], "completed", "{s}");
+    assert_eq!(s["interrupted"], false, "{s}");
+    let journal = Journal::read(&out).unwrap();
+    assert_one_record_per_key(&journal.items());
+    assert_eq!(journal.lines.last().unwrap()["outcome"], "completed");
+}
+
+/// Acceptance 2: Ctrl-C mid-run exits 130, the summary says interrupted, the journal parses and
+/// ends with an `end` line; the rerun sends only what was not done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_mid_run_exits_130_and_the_rerun_sends_only_the_rest() {
+    stop_mid_run_then_resume(libc::SIGINT, 130, "interrupted", &[]).await;
+}
+
+/// The same without deduplication (the dispatcher then tracks no leaders): in-flight requests
+/// still finish and are recorded, and the counts still add up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_without_dedupe_still_records_every_request_in_flight() {
+    stop_mid_run_then_resume(libc::SIGINT, 130, "interrupted", &["--no-dedupe"]).await;
+}
+
+/// SIGTERM (cron, systemd, Kubernetes) behaves like the first Ctrl-C and exits 143.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_behaves_like_the_first_ctrl_c_and_exits_143() {
+    stop_mid_run_then_resume(libc::SIGTERM, 143, "terminated", &[]).await;
+}
+
+/// A second Ctrl-C exits at once without waiting for requests in flight, leaving a journal of
+/// whole lines; the next run completes everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_exits_at_once_and_the_next_run_completes() {
+    const N: u64 = 12;
+    let tmp = tempfile::tempdir().unwrap();
+    // Answers take 5 s: a run that waited for them would record them.
+    let slow = common::emulator(|c| c.latency = Duration::from_secs(5)).await;
+    let src = tmp.path().join("src");
+    let shas = images(&src, N, 30_000);
+    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
+    let out = tmp.path().join("out");
+
+    let child = spawn(&slow, &loud_args(&src, &out, &["--concurrency", "4"]));
+    wait_until("4 requests in flight", || slow.stats().requests >= 4).await;
+    send_signal(&child, libc::SIGINT);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send_signal(&child, libc::SIGINT);
+    let stopped = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("second signal"), "{stderr}");
+
+    let journal = Journal::read(&out).expect("a journal");
+    assert_eq!(journal.lines[0]["type"], "run");
+    assert!(
+        journal.items().is_empty(),
+        "it exited before any answer came back, so nothing is recorded"
+    );
+    assert!(
+        journal.lines.iter().all(|l| l["type"] != "end"),
+        "no end line: the process exited at once"
+    );
+
+    let fast = common::emulator(|_| {}).await;
+    let again = run(&fast, &loud_args(&src, &out, &[])).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    if journal.torn {
+        assert!(again.stderr.contains("cut short"), "{}", again.stderr);
+    }
+    assert_eq!(fast.stats().requests, N);
+    let journal = Journal::read(&out).unwrap();
+    assert!(!journal.torn && journal.ends_with_newline);
+    assert_one_record_per_key(&journal.items());
+    assert_all_results(&out, &inputs);
+}
+
+/// Acceptance 4: a rerun with another threshold is refused (exit 2) naming both values;
+/// `--force` runs it; `--fresh` keeps the old journal under a new name and starts a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_threshold_is_refused_unless_forced_and_fresh_keeps_the_old_journal() {
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    images(&src, 5, 40_000);
+    let out = tmp.path().join("out");
+
+    let first = run(&emu, &args(&src, &out, &["--threshold", "40"])).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(emu.stats().requests, 5);
+    let journal_before = std::fs::read(out.join("journal.jsonl")).unwrap();
+
+    let refused = run(&emu, &args(&src, &out, &["--threshold", "55.5"])).await;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains("threshold")
+            && refused.stderr.contains("40")
+            && refused.stderr.contains("55.5"),
+        "the message names the setting and both values: {}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
+    assert_eq!(emu.stats().requests, 5, "nothing was sent");
+    assert_eq!(
+        std::fs::read(out.join("journal.jsonl")).unwrap(),
+        journal_before,
+        "a refused run leaves the journal untouched"
+    );
+    // The default threshold differs from an explicit one too, and is named as such.
+    let refused = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("threshold"), "{}", refused.stderr);
+
+    let refused = run(
+        &emu,
+        &args(&src, &out, &["--threshold", "40", "--rotate-image"]),
+    )
+    .await;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains("rotate_image"),
+        "{}",
+        refused.stderr
+    );
+    // Another API host (not loopback): refused before anything is sent. 0.0.0.0 is not a
+    // loopback name but connects locally, so even a bug here sends nothing off this machine.
+    let other_host = loud_args(&src, &out, &["--threshold", "40"]);
+    let refs: Vec<&str> = other_host.iter().map(String::as_str).collect();
+    let refused = common::run_bin(&refs, Some("https://0.0.0.0:9"), Some(KEY)).await;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains("API host") && refused.stderr.contains("0.0.0.0:9"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        std::fs::read(out.join("journal.jsonl")).unwrap(),
+        journal_before
+    );
+
+    // --force: accepted, with a warning; done items stay done, new ones are screened.
+    images(&src.join("more"), 2, 41_000);
+    let forced = run(&emu, &args(&src, &out, &["--threshold", "55.5", "--force"])).await;
+    assert_eq!(forced.code, 0, "{forced:?}");
+    assert!(forced.stderr.contains("--force"), "{}", forced.stderr);
+    assert_eq!(emu.stats().requests, 7, "only the 2 new images were sent");
+    let runs: Vec<Value> = common::journal_lines(&out)
+        .into_iter()
+        .filter(|l| l["type"] == "run")
+        .collect();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1]["settings"]["threshold"], 55.5);
+    assert_eq!(runs[1]["resumed"], true);
+    let s = summary(&out);
+    assert!(
+        s["warnings"].to_string().contains("mix settings"),
+        "the summary warns that results mix settings: {}",
+        s["warnings"]
+    );
+
+    // --fresh: the old journal is kept aside, byte for byte; the new one starts over.
+    let journal_forced = std::fs::read(out.join("journal.jsonl")).unwrap();
+    let fresh = run(&emu, &args(&src, &out, &["--threshold", "60", "--fresh"])).await;
+    assert_eq!(fresh.code, 0, "{fresh:?}");
+    assert_eq!(
+        emu.stats().requests,
+        14,
+        "a fresh journal screens everything"
+    );
+    let kept: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with("journal-") && n.ends_with(".jsonl")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), journal_forced);
+    let name = kept[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(fresh.stderr.contains(&name), "{}", fresh.stderr);
+    let lines = common::journal_lines(&out);
+    assert_eq!(lines[0]["type"], "run");
+    assert_eq!(lines[0]["resumed"], false);
+    assert_eq!(lines[0]["settings"]["threshold"], 60.0);
+    assert_eq!(lines.iter().filter(|l| l["type"] == "run").count(), 1);
+    assert_eq!(csv_keys(&out).len(), 7);
+
+    // --fresh and --force together make no sense.
+    let both = run(&emu, &args(&src, &out, &["--fresh", "--force"])).await;
+    assert_eq!(both.code, 2, "{both:?}");
+}
+
+/// Acceptance 5: a second run on the same out dir exits 2 naming the lock; once the first is
+/// gone (killed with SIGKILL, or finished) nothing blocks the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_concurrent_run_is_refused_and_a_killed_runs_lock_never_blocks() {
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let shas = images(&src, 20, 50_000);
+    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
+    let out = tmp.path().join("out");
+
+    // A slow first run: 2 requests per second.
+    let mut first = spawn(
+        &emu,
+        &[
+            "scan".to_string(),
+            src.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+            "--rate".into(),
+            "2/s".into(),
+            "--quiet".into(),
+        ],
+    );
+    wait_until("the first run to send", || emu.stats().requests >= 1).await;
+    let second = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(second.code, 2, "{second:?}");
+    assert!(
+        second.stderr.contains(".liveness-batch.lock"),
+        "the message names the lock: {}",
+        second.stderr
+    );
+    let pid = first.id().unwrap().to_string();
+    assert!(
+        second.stderr.contains(&pid),
+        "and the process holding it ({pid}): {}",
+        second.stderr
+    );
+    let runs = common::journal_lines(&out)
+        .into_iter()
+        .filter(|l| l["type"] == "run")
+        .count();
+    assert_eq!(runs, 1, "the refused run wrote nothing to the journal");
+    // Not even --fresh may move the running journal away.
+    let fresh = run(&emu, &args(&src, &out, &["--fresh"])).await;
+    assert_eq!(fresh.code, 2, "{fresh:?}");
+    assert!(
+        fresh.stderr.contains(".liveness-batch.lock"),
+        "{}",
+        fresh.stderr
+    );
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("journal"))
+        .collect();
+    assert_eq!(names, vec!["journal.jsonl".to_string()]);
+
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let third = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(
+        third.code, 0,
+        "a killed run's lock does not block: {third:?}"
+    );
+    assert_all_results(&out, &inputs);
+    // And after a run that finished normally.
+    let before = emu.stats().requests;
+    let fourth = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(fourth.code, 0, "{fourth:?}");
+    assert_eq!(emu.stats().requests, before, "a finished run is not redone");
+}
+
+/// Acceptance 6, first half: identical images are sent once; the copies get the same result,
+/// marked as duplicates, and the summary shows the credits saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_images_are_sent_once_per_run() {
+    let emu = common::emulator(|c| c.latency = Duration::from_millis(20)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let shas = images(&src, 10, 60_000);
+    for (key, _) in shas.iter() {
+        let bytes = std::fs::read(src.join(key)).unwrap();
+        for copy in 0..3 {
+            common::write(&src, &format!("copy{copy}/{key}"), &bytes);
+        }
+    }
+    let out = tmp.path().join("out");
+    let r = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(emu.stats().requests, 10, "10 distinct images, 40 files");
+    let items = common::journal_items(&out);
+    assert_eq!(items.len(), 40);
+    let dups: Vec<&Value> = items
+        .iter()
+        .filter(|i| !i["duplicate_of"].is_null())
+        .collect();
+    assert_eq!(dups.len(), 30);
+    for d in &dups {
+        let leader = items
+            .iter()
+            .find(|i| i["key"] == d["duplicate_of"])
+            .expect("the leader is recorded");
+        assert_eq!(leader["sha256"], d["sha256"]);
+        assert_eq!(leader["status"], d["status"]);
+        assert_eq!(leader["score"], d["score"]);
+    }
+    let s = summary(&out);
+    assert_eq!(
+        s["credits"]["saved_by_deduplication"], 30,
+        "{}",
+        s["credits"]
+    );
+    assert_eq!(s["credits"]["used"], 10, "{}", s["credits"]);
+
+    // Another run with a new copy: reused from the journal, still nothing sent.
+    common::write(
+        &src,
+        "late/copy.jpg",
+        &std::fs::read(src.join("img000.jpg")).unwrap(),
+    );
+    let r = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(emu.stats().requests, 10);
+    assert_eq!(csv_keys(&out).len(), 41);
+}
+
+/// Acceptance 6, second half: `--max-requests 50` on 200 items sends exactly 50 billable calls
+/// and exits 4 asking for a rerun; the rerun without it sends exactly the other 150.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_is_a_hard_budget_and_the_rerun_finishes_the_rest() {
+    let emu = common::emulator(|c| {
+        c.latency = Duration::from_millis(5);
+        c.jitter = Duration::from_millis(10);
+    })
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let shas = images(&src, 200, 70_000);
+    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
+    let out = tmp.path().join("out");
+
+    let capped = run(&emu, &loud_args(&src, &out, &["--max-requests", "50"])).await;
+    assert_eq!(capped.code, 4, "{capped:?}");
+    assert!(
+        capped.stderr.contains("--max-requests") && capped.stderr.contains("rerun"),
+        "{}",
+        capped.stderr
+    );
+    let stats = emu.stats();
+    assert_eq!(stats.requests, 50, "{stats:?}");
+    assert_eq!(stats.credits_used, 50, "{stats:?}");
+    let items = common::journal_items(&out);
+    assert_eq!(items.len(), 50, "every paid call is recorded, nothing else");
+    assert!(items.iter().all(|i| i["class"] == "result"));
+    let end = common::journal_lines(&out).pop().unwrap();
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["exit_code"], 4);
+    assert_eq!(end["not_processed"], 150, "{end}");
+
+    let rest = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(rest.code, 0, "{rest:?}");
+    assert_eq!(emu.stats().requests, 200, "exactly the other 150 were sent");
+    let end = common::journal_lines(&out).pop().unwrap();
+    assert_eq!(end["skipped_done"], 50, "{end}");
+    assert_eq!(emu.stats().credits_used, 200);
+    assert_all_results(&out, &inputs);
+}
+
+/// A budget exactly as large as the work is not "reached": every item gets its result, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_that_covers_the_work_ends_normally() {
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let shas = images(&src, 5, 75_000);
+    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
+    let out = tmp.path().join("out");
+    let r = run(&emu, &args(&src, &out, &["--max-requests", "5"])).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(emu.stats().requests, 5);
+    assert_all_results(&out, &inputs);
+    assert_eq!(summary(&out)["outcome"], "completed");
+}
+
+/// A torn last line (a crash mid-write) is reported as a warning and that item is redone; the
+/// journal is repaired to whole lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_last_line_is_reported_and_its_item_redone() {
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let shas = images(&src, 6, 80_000);
+    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
+    let out = tmp.path().join("out");
+    let first = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(emu.stats().requests, 6);
+
+    // Drop the end line and the last item line; append half of that item line, no newline.
+    let path = out.join("journal.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert!(lines.pop().unwrap().contains("\"type\":\"end\""));
+    let last_item = lines.pop().unwrap();
+    let torn_key = serde_json::from_str::<Value>(last_item).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut cut = lines.join("\n");
+    cut.push('\n');
+    cut.push_str(&last_item[..last_item.len() / 2]);
+    std::fs::write(&path, cut).unwrap();
+
+    let again = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(
+        again.stderr.contains("warning") && again.stderr.contains("cut short"),
+        "the torn line is reported: {}",
+        again.stderr
+    );
+    assert_eq!(emu.stats().requests, 7, "only the torn item was redone");
+    let journal = Journal::read(&out).unwrap();
+    assert!(!journal.torn && journal.ends_with_newline, "repaired");
+    let items = journal.items();
+    assert_one_record_per_key(&items);
+    assert_eq!(items.last().unwrap()["key"], torn_key.as_str());
+    assert_all_results(&out, &inputs);
+    let s = summary(&out);
+    assert!(
+        !s["warnings"].to_string().contains("cut short"),
+        "the repaired journal has no torn tail left to warn about: {}",
+        s["warnings"]
+    );
+
+    // A torn end line: reported, nothing to redo.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let end_start = text.trim_end().rfind('\n').unwrap() + 1;
+    assert!(text[end_start..].contains("\"type\":\"end\""));
+    std::fs::write(&path, &text[..end_start + 20]).unwrap();
+    let again = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stderr.contains("cut short"), "{}", again.stderr);
+    assert_eq!(
+        emu.stats().requests,
+        7,
+        "no item was lost with the end line"
+    );
+    let journal = Journal::read(&out).unwrap();
+    assert!(!journal.torn && journal.ends_with_newline);
+    assert_eq!(journal.items().len(), 6);
+}
+
+/// A file that passes the local checks (JPEG magic bytes) but that the API refuses to decode.
+fn fake_jpeg(seed: u8) -> Vec<u8> {
+    let mut b = vec![
+        0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00,
+    ];
+    b.extend((0..600u32).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
+    b
+}
+
+/// `--retry-failed`: items that ended rejected or out of retries are skipped by a plain rerun
+/// and redone with the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_redoes_rejected_and_exhausted_items_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    images(&src, 4, 90_000);
+    common::write(&src, "fake1.jpg", &fake_jpeg(1));
+    common::write(&src, "fake2.jpg", &fake_jpeg(2));
+    let out = tmp.path().join("out");
+
+    let emu = common::emulator(|_| {}).await;
+    let first = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(first.code, 1, "two items were rejected: {first:?}");
+    assert_eq!(emu.stats().requests, 6);
+    let items = common::journal_items(&out);
+    let rejected: Vec<&Value> = items.iter().filter(|i| i["class"] == "rejected").collect();
+    assert_eq!(rejected.len(), 2, "{items:#?}");
+    assert!(rejected.iter().all(|r| r["action"] == "fix_input"));
+
+    let plain = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(plain.code, 1, "{plain:?}");
+    assert_eq!(
+        emu.stats().requests,
+        6,
+        "a plain rerun skips rejected items"
+    );
+
+    let dry = run(&emu, &args(&src, &out, &["--retry-failed", "--dry-run"])).await;
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert_eq!(would_send(&dry.stdout), 2, "{}", dry.stdout);
+    let retried = run(&emu, &args(&src, &out, &["--retry-failed"])).await;
+    assert_eq!(retried.code, 1, "{retried:?}");
+    assert_eq!(
+        emu.stats().requests,
+        8,
+        "--retry-failed sends the 2 rejected items again, and only them"
+    );
+    let latest = common::journal_items(&out);
+    assert_eq!(
+        latest.len(),
+        8,
+        "two more records, for the two rejected items"
+    );
+    assert!(
+        latest[6..]
+            .iter()
+            .all(|i| i["class"] == "rejected" && i["key"].as_str().unwrap().starts_with("fake"))
+    );
+    assert_eq!(csv_keys(&out).len(), 6);
+
+    // Retries exhausted (the API kept failing): skipped by a plain rerun, redone with the flag.
+    let out2 = tmp.path().join("out2");
+    let failing = common::emulator(|c| c.faults.p503 = 1.0).await;
+    let r = run(&failing, &args(&src, &out2, &["--max-retries", "1"])).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    let transient = common::journal_items(&out2)
+        .into_iter()
+        .filter(|i| i["class"] == "transient")
+        .count();
+    assert_eq!(transient, 6, "every item ran out of retries");
+    let healthy = common::emulator(|_| {}).await;
+    let plain = run(&healthy, &args(&src, &out2, &[])).await;
+    assert_eq!(plain.code, 1, "{plain:?}");
+    assert_eq!(healthy.stats().requests, 0, "a plain rerun skips them");
+    let retried = run(&healthy, &args(&src, &out2, &["--retry-failed"])).await;
+    assert_eq!(retried.code, 1, "{retried:?}");
+    assert_eq!(healthy.stats().requests, 6, "--retry-failed redoes all six");
+    let rows = common::csv_rows(&out2.join("results.csv"));
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows.iter().filter(|r| r["class"] == "result").count(), 4);
+    assert_eq!(rows.iter().filter(|r| r["class"] == "rejected").count(), 2);
+}
+
+/// The "would send N" figure of a dry run.
+fn would_send(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("would send"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no 'would send' line: {stdout}"))
+}
+
+/// An image that changed on disk since the last run is screened again; unchanged ones are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_image_is_screened_again_and_unchanged_ones_are_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("emulator.jsonl");
+    let emu = common::emulator(|c| c.log = Some(log.clone())).await;
+    let src = tmp.path().join("src");
+    let shas = images(&src, 5, 100_000);
+    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
+    let out = tmp.path().join("out");
+    let first = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(emu.stats().requests, 5);
+
+    let new_bytes = common::jpeg(424_242);
+    let new_sha = sha_hex(&new_bytes);
+    common::write(&src, "img002.jpg", &new_bytes);
+    let again = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(emu.stats().requests, 6, "only the changed image was sent");
+    let posts = logged_posts(&log);
+    assert_eq!(posts.last().unwrap()["sha256"], new_sha.as_str());
+    assert_all_results(&out, &inputs);
+    let rows = common::csv_rows(&out.join("results.csv"));
+    let row = rows.iter().find(|r| r["key"] == "img002.jpg").unwrap();
+    assert_eq!(
+        row["sha256"], new_sha,
+        "the outputs show the new content's result"
+    );
+
+    // Changing it back is a change too (the journal's latest record has the other content).
+    common::write(
+        &src,
+        "img002.jpg",
+        &common::encode(&common::photo(100_002, 64, 64), ImageFormat::Jpeg),
+    );
+    let back = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(back.code, 0, "{back:?}");
+    assert_eq!(
+        emu.stats().requests,
+        6,
+        "identical to an image already screened: its result is reused, nothing is sent"
+    );
+    let rows = common::csv_rows(&out.join("results.csv"));
+    let row = rows.iter().find(|r| r["key"] == "img002.jpg").unwrap();
+    assert_eq!(row["sha256"], shas["img002.jpg"]);
+}
+
+/// A timeout after the body was sent has an unknown outcome: `--no-retry-unknown` records it as
+/// `unknown` (skipped by a plain rerun, redone with `--retry-failed`); by default it is retried
+/// and every retry is counted as a possible double charge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_outcomes_are_recorded_or_retried_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let shas = images(&src, 3, 110_000);
+    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
+    let stalling = common::emulator(|c| {
+        c.faults.stall = 1.0;
+        c.stall = Duration::from_secs(5);
+    })
+    .await;
+
+    let out = tmp.path().join("out");
+    let r = run(
+        &stalling,
+        &args(&src, &out, &["--timeout", "0.4", "--no-retry-unknown"]),
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(stalling.stats().requests, 3, "not retried");
+    let items = common::journal_items(&out);
+    assert_eq!(items.len(), 3);
+    for i in &items {
+        assert_eq!(i["class"], "unknown", "{i}");
+        assert_eq!(i["action"], "rerun", "{i}");
+        assert_eq!(i["possible_double_charges"], 0, "{i}");
+    }
+    let s = summary(&out);
+    assert_eq!(s["by_class"]["unknown"], 3, "{}", s["by_class"]);
+    assert_eq!(s["requests"]["possible_double_charges"], 0);
+
+    let healthy = common::emulator(|_| {}).await;
+    let plain = run(&healthy, &args(&src, &out, &[])).await;
+    assert_eq!(plain.code, 1, "{plain:?}");
+    assert_eq!(
+        healthy.stats().requests,
+        0,
+        "unknown items wait for the user to reconcile"
+    );
+    let retried = run(&healthy, &args(&src, &out, &["--retry-failed"])).await;
+    assert_eq!(retried.code, 0, "{retried:?}");
+    assert_eq!(healthy.stats().requests, 3);
+    assert_all_results(&out, &inputs);
+
+    // Default: retried; each retry after a sent body may be billed twice, and is counted.
+    let out2 = tmp.path().join("out2");
+    let before = stalling.stats().requests;
+    let r = run(
+        &stalling,
+        &args(&src, &out2, &["--timeout", "0.4", "--max-retries", "2"]),
+    )
+    .await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(stalling.stats().requests - before, 9, "3 attempts per item");
+    let items = common::journal_items(&out2);
+    assert_eq!(items.len(), 3);
+    for i in &items {
+        assert_eq!(i["class"], "transient", "{i}");
+        assert_eq!(i["attempts"], 3, "{i}");
+        assert_eq!(i["possible_double_charges"], 2, "{i}");
+    }
+    let s = summary(&out2);
+    assert_eq!(
+        s["requests"]["possible_double_charges"], 6,
+        "{}",
+        s["requests"]
+    );
+}
