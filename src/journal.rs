@@ -367,8 +367,9 @@ pub struct Done {
 #[derive(Debug, Default)]
 pub struct Index {
     pub by_key: HashMap<u128, Done>,
-    /// Content digest -> offset of a result (or rejection) that identical images can reuse.
-    pub by_content: HashMap<u128, u64>,
+    /// Content digest -> offset and class of a result (or rejection) that identical images can
+    /// reuse; a result is preferred over a rejection. See [`Index::reusable`].
+    pub by_content: HashMap<u128, (u64, Class)>,
     /// The settings of the latest run header.
     pub settings: Option<Settings>,
     pub runs: u64,
@@ -430,7 +431,10 @@ impl Index {
                         && matches!(class, Class::Result | Class::Rejected)
                         && light.duplicate_of.is_none()
                     {
-                        index.by_content.entry(c).or_insert(offset);
+                        let slot = index.by_content.entry(c).or_insert((offset, class));
+                        if slot.1 == Class::Rejected && class == Class::Result {
+                            *slot = (offset, class);
+                        }
                     }
                 }
                 "end" => {}
@@ -440,11 +444,30 @@ impl Index {
         Ok(index)
     }
 
+    /// The offset of an earlier answer for this content that an identical image may reuse: a
+    /// result, or a rejection unless `retry_failed` asks for rejected images to be sent again.
+    pub fn reusable(&self, content: u128, retry_failed: bool) -> Option<u64> {
+        self.by_content
+            .get(&content)
+            .filter(|(_, class)| reusable_class(*class, retry_failed))
+            .map(|(offset, _)| *offset)
+    }
+
     /// Whether `key` is finished with this content (so a resumed run skips it).
     pub fn is_done(&self, key: &str, content: Option<u128>, retry_failed: bool) -> bool {
         self.by_key
             .get(&key_digest(key))
             .is_some_and(|d| d.content == content && d.class.is_done(retry_failed))
+    }
+}
+
+/// Whether an answer of this class can stand for an identical image: a result always, a
+/// rejection (the same bytes would be refused again, nothing billed) unless `retry_failed`.
+pub fn reusable_class(class: Class, retry_failed: bool) -> bool {
+    match class {
+        Class::Result => true,
+        Class::Rejected => !retry_failed,
+        _ => false,
     }
 }
 
@@ -795,7 +818,15 @@ mod tests {
             "--retry-failed redoes rejected items"
         );
         assert!(!index.is_done("c", a, false));
-        assert!(index.by_content.contains_key(&a.unwrap()));
+        assert!(index.reusable(a.unwrap(), false).is_some());
+        assert!(
+            index.reusable(b.unwrap(), false).is_some(),
+            "a rejection is reused..."
+        );
+        assert!(
+            index.reusable(b.unwrap(), true).is_none(),
+            "...unless --retry-failed"
+        );
         assert_eq!(index.settings, Some(settings()));
         assert_eq!(index.runs, 1);
     }

@@ -345,6 +345,7 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
     let writer_task = {
         let progress = progress.clone();
         let counts = counts.clone();
+        let retry_failed = cfg.retry_failed;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(journal::SYNC_EVERY);
             loop {
@@ -357,7 +358,9 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
                                 counts.recorded.fetch_add(1, Ordering::Relaxed);
                                 progress.record(&record);
                                 if let Some(content) = leader {
-                                    let reusable = matches!(record.class, Some(Class::Result | Class::Rejected))
+                                    let reusable = record
+                                        .class
+                                        .is_some_and(|c| journal::reusable_class(c, retry_failed))
                                         .then_some(offset);
                                     let _ = done_tx.send(Completion { content, reusable });
                                 }
@@ -740,7 +743,7 @@ impl Dispatch<'_> {
                     return Ok(Dispatched::Waiting);
                 }
                 Some(Seen::Done(offset)) => Some(*offset),
-                None => self.index.by_content.get(&content).copied(),
+                None => self.index.reusable(content, self.cfg.retry_failed),
             };
             if let Some(offset) = reusable {
                 self.follower(item, offset).await?;
@@ -1001,7 +1004,9 @@ async fn dry_run(cfg: &ScanConfig) -> Result<i32, ScanError> {
                     }
                     Ok(_) => {
                         let c = content.expect("hash");
-                        if cfg.dedupe && (!seen.insert(c) || index.by_content.contains_key(&c)) {
+                        if cfg.dedupe
+                            && (!seen.insert(c) || index.reusable(c, cfg.retry_failed).is_some())
+                        {
                             dupes += 1;
                         } else {
                             send += 1;

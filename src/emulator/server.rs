@@ -250,7 +250,7 @@ impl Fault {
 }
 
 /// One line of the request log.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct LogEntry {
     time: String,
     method: String,
@@ -449,7 +449,18 @@ async fn liveness(
     }
 
     let (reply, delay) = handle_post(&app, &parts, body, &mut entry).await;
+    // If the client goes away during the delay, hyper drops this handler: the guard still
+    // logs the request (it was received, and a 200 was billed).
+    let mut gone = ClientGoneLog {
+        app: app.clone(),
+        entry: Some(entry.clone()),
+        status: match &reply {
+            Reply::Send(response) => Some(response.status().as_u16()),
+            Reply::Drop | Reply::Stall => None,
+        },
+    };
     app.sleep(delay).await;
+    gone.entry = None;
     match reply {
         Reply::Send(response) => finish(&app, &mut entry, response),
         Reply::Drop => {
@@ -470,6 +481,24 @@ async fn liveness(
             app.write_log(&entry);
             app.sleep(app.config.stall).await;
             html(StatusCode::GATEWAY_TIMEOUT, "504 Gateway Time-out")
+        }
+    }
+}
+
+/// Logs a request whose client left before the (delayed) answer was sent.
+struct ClientGoneLog {
+    app: Arc<App>,
+    entry: Option<LogEntry>,
+    status: Option<u16>,
+}
+
+impl Drop for ClientGoneLog {
+    fn drop(&mut self) {
+        if let Some(mut entry) = self.entry.take() {
+            entry.status = self.status;
+            entry.fault = Some("client_gone");
+            entry.latency_ms = entry.started.elapsed().as_secs_f64() * 1000.0;
+            self.app.write_log(&entry);
         }
     }
 }

@@ -364,6 +364,162 @@ async fn kill_9_at_random_moments_never_repays_a_journaled_item() {
     assert!(logged_extra <= total_extra);
 }
 
+/// kill -9 with deduplication on: 30 distinct images, each in 10 files. Once an image's result
+/// is journaled it is never sent again (its copies reuse it, in this run or the next), and the
+/// final outputs hold one result per file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_duplicates_never_resends_a_journaled_image() {
+    const DISTINCT: u64 = 30;
+    const COPIES: u64 = 10;
+    const KILLS: usize = 5;
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("emulator.jsonl");
+    let emu = common::emulator(|c| {
+        c.latency = Duration::from_millis(150);
+        c.jitter = Duration::from_millis(200);
+        c.log = Some(log.clone());
+    })
+    .await;
+    let src = tmp.path().join("src");
+    let mut inputs = BTreeSet::new();
+    let mut bytes_of = Vec::new();
+    for i in 0..DISTINCT {
+        bytes_of.push(common::encode(
+            &common::photo(130_000 + i, 64, 64),
+            ImageFormat::Jpeg,
+        ));
+    }
+    // Copies interleaved, so identical images are far apart in the input order.
+    for c in 0..COPIES {
+        for (i, bytes) in bytes_of.iter().enumerate() {
+            let key = format!("c{c}/img{i:02}.jpg");
+            common::write(&src, &key, bytes);
+            inputs.insert(key);
+        }
+    }
+    let out = tmp.path().join("out");
+    let argv = args(&src, &out, &["--rate", "400/s", "--concurrency", "8"]);
+
+    let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
+    let mut frozen: HashMap<String, u64> = HashMap::new();
+    for k in 0..KILLS {
+        let requests_before = emu.stats().requests;
+        let moment = 100 + rng.next() % 900;
+        let mut child = spawn_with(&emu, &argv, Stdio::null);
+        tokio::time::sleep(Duration::from_millis(moment)).await;
+        if child.try_wait().unwrap().is_none() {
+            child.start_kill().unwrap();
+        }
+        child.wait().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let journal = Journal::read(&out);
+        let items = journal.as_ref().map(Journal::items).unwrap_or_default();
+        assert_one_record_per_key(&items);
+        let sent = emu.stats().requests - requests_before;
+        let leaders = items.iter().filter(|i| i["duplicate_of"].is_null()).count();
+        eprintln!(
+            "dedupe kill {k} at {moment} ms: {sent} requests; journal {} records, {leaders} sent",
+            items.len()
+        );
+        let counts = log_counts(&log);
+        for it in &items {
+            assert_eq!(it["class"], "result", "{it}");
+            let sha = it["sha256"].as_str().unwrap();
+            frozen
+                .entry(sha.to_string())
+                .or_insert(counts.get(sha).copied().unwrap_or(0));
+        }
+    }
+    let before = emu.stats().requests;
+    let last = run(&emu, &argv).await;
+    assert_eq!(last.code, 0, "{last:?}");
+    let journal = Journal::read(&out).unwrap();
+    assert!(!journal.torn && journal.ends_with_newline);
+    let items = journal.items();
+    assert_one_record_per_key(&items);
+    assert_all_results(&out, &inputs);
+    let counts = log_counts(&log);
+    for (sha, logged) in &frozen {
+        assert_eq!(
+            counts.get(sha).copied().unwrap_or(0),
+            *logged,
+            "image {sha} was sent again after its result was in the journal"
+        );
+    }
+    // The final run sends at most one request per image not yet journaled.
+    let not_yet = DISTINCT - frozen.len() as u64;
+    assert!(
+        emu.stats().requests - before <= not_yet,
+        "final run: {} requests for {not_yet} images without a result",
+        emu.stats().requests - before
+    );
+    let stats = emu.stats();
+    eprintln!(
+        "dedupe kill -9 x{KILLS}: {} requests for {DISTINCT} distinct images in {} files \
+         (credits used {})",
+        stats.requests,
+        inputs.len(),
+        stats.credits_used
+    );
+    assert!(stats.requests <= DISTINCT + 8 * KILLS as u64);
+}
+
+/// A run stopped while its requests are in flight and time out (an unknown outcome: the API may
+/// have processed and billed them) does not retry them; their records say so, and the rerun
+/// that sends them again counts the possible double charges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_after_an_unknown_outcome_keeps_the_possible_double_charge() {
+    const N: u64 = 4;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let shas = images(&src, N, 140_000);
+    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
+    let stalling = common::emulator(|c| {
+        c.faults.stall = 1.0;
+        c.stall = Duration::from_secs(5);
+    })
+    .await;
+    let out = tmp.path().join("out");
+    // A long backoff: after the timeout a worker would wait; the stop must cut that short.
+    let child = spawn(
+        &stalling,
+        &[
+            args(&src, &out, &["--timeout", "1", "--concurrency", "4"]),
+            vec!["--backoff-ms".into(), "60000".into()],
+        ]
+        .concat(),
+    );
+    wait_until("4 requests in flight", || stalling.stats().requests >= N).await;
+    send_signal(&child, libc::SIGINT);
+    let stopped = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(130), "{stderr}");
+    assert_eq!(
+        stalling.stats().requests,
+        N,
+        "nothing is retried after the stop"
+    );
+    let items = common::journal_items(&out);
+    assert_eq!(items.len() as u64, N, "each request sent has a record");
+    for i in &items {
+        assert_eq!(i["attempts"], 1, "{i}");
+        assert_eq!(i["action"], "rerun", "{i}");
+        assert_ne!(i["class"], "result", "{i}");
+    }
+
+    let healthy = common::emulator(|_| {}).await;
+    let again = run(&healthy, &args(&src, &out, &["--retry-failed"])).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(healthy.stats().requests, N);
+    assert_all_results(&out, &inputs);
+    let s = summary(&out);
+    assert_eq!(
+        s["requests"]["possible_double_charges"], N,
+        "each image was sent again after a timeout with its body sent: {}",
+        s["requests"]
+    );
+}
+
 /// Interrupt (Ctrl-C or SIGTERM) a run once requests are flowing; check the exit code, the
 /// journal, the summary; then rerun and check only the rest is sent.
 async fn stop_mid_run_then_resume(sig: libc::c_int, code: i32, outcome: &str, extra: &[&str]) {
