@@ -346,6 +346,7 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
         let progress = progress.clone();
         let counts = counts.clone();
         let retry_failed = cfg.retry_failed;
+        let pacer = pacer.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(journal::SYNC_EVERY);
             loop {
@@ -356,6 +357,7 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
                             ToWriter::Record { record, leader } => {
                                 let offset = writer.append(&Line::Item(record.clone()))?;
                                 counts.recorded.fetch_add(1, Ordering::Relaxed);
+                                progress.set_rate(pacer.current_rate());
                                 progress.record(&record);
                                 if let Some(content) = leader {
                                     let reusable = record
