@@ -63,7 +63,7 @@ pub struct ApiArgs {
 #[derive(Debug, Args, Clone)]
 pub struct RequestArgs {
     /// Liveness score at or below which Didit declines (0-100, decimals allowed). Didit's default is 30.
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub threshold: Option<f64>,
 
     /// Let Didit try 90-degree rotations of the image (slower).
@@ -166,7 +166,7 @@ pub struct ScanArgs {
     pub metadata_column: Option<String>,
 
     /// Price of one billed call in US dollars, for the cost estimate.
-    #[arg(long, value_name = "USD", default_value_t = 0.10)]
+    #[arg(long, value_name = "USD", default_value_t = 0.10, allow_negative_numbers = true)]
     pub price_per_call: f64,
 
     /// Stop cleanly (exit 4, resumable) once this many billable calls were sent in this run.
@@ -235,7 +235,7 @@ pub struct ReportArgs {
     pub out: Option<PathBuf>,
 
     /// Price of one billed call in US dollars, for the cost estimate.
-    #[arg(long, value_name = "USD", default_value_t = 0.10)]
+    #[arg(long, value_name = "USD", default_value_t = 0.10, allow_negative_numbers = true)]
     pub price_per_call: f64,
 }
 

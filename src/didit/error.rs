@@ -622,7 +622,8 @@ mod tests {
                 json!({"rotate_image": ["Must be a valid boolean."], "metadata": ["Value must be valid JSON."]}),
             ),
         ));
-        assert_eq!(field.as_deref(), Some("metadata"));
+        // The first field as the API listed it names the error.
+        assert_eq!(field.as_deref(), Some("rotate_image"));
         assert!(
             message.contains("rotate_image: Must be a valid boolean.")
                 && message.contains("metadata: Value"),
