@@ -199,10 +199,8 @@ impl Submitter {
                     tracing::info!(wait_ms = wait.as_millis() as u64, error = %message, "transient error: retrying");
                     retries += 1;
                     if !self.sleep_unless_stopped(wait).await {
-                        // Nothing more is sent: the counted retry never happened.
-                        if *body_sent {
-                            sub.possible_double_charges -= 1;
-                        }
+                        // The item ends `interrupted`, which the next run always sends again:
+                        // that resend is the possible double charge counted above.
                         return sub.end(Final::Stopped {
                             last: Some(outcome),
                         });
