@@ -42,19 +42,11 @@ impl CheckError {
     }
 }
 
-/// Run `check` with the process's stdout, stderr and `DIDIT_API_KEY`. Returns the exit code:
+/// Run `check` with the process's stdout, stderr and `DIDIT_API_KEY` (logging is set up by
+/// [`crate::run`]). Returns the exit code:
 /// 0 Approved, 1 Declined, 2 usage or bad local file (or a file the API refused), 3 key,
 /// permission or endpoint refused, 4 out of credits, 5 other API failure after retries.
 pub async fn run(args: CheckArgs) -> Result<i32, CheckError> {
-    if args.verbose > 0 {
-        let level = if args.verbose > 1 { "debug" } else { "info" };
-        let _ = tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
-                "liveness_batch={level}"
-            )))
-            .try_init();
-    }
     let env_key = std::env::var("DIDIT_API_KEY").ok();
     run_with(
         args,
