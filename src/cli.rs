@@ -166,7 +166,12 @@ pub struct ScanArgs {
     pub metadata_column: Option<String>,
 
     /// Price of one billed call in US dollars, for the cost estimate.
-    #[arg(long, value_name = "USD", default_value_t = 0.10, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "USD",
+        default_value_t = 0.10,
+        allow_negative_numbers = true
+    )]
     pub price_per_call: f64,
 
     /// Stop cleanly (exit 4, resumable) once this many billable calls were sent in this run.
@@ -235,7 +240,12 @@ pub struct ReportArgs {
     pub out: Option<PathBuf>,
 
     /// Price of one billed call in US dollars, for the cost estimate.
-    #[arg(long, value_name = "USD", default_value_t = 0.10, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "USD",
+        default_value_t = 0.10,
+        allow_negative_numbers = true
+    )]
     pub price_per_call: f64,
 }
 

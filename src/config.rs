@@ -151,6 +151,7 @@ impl ScanConfig {
                 id_column: args.id_column,
                 vendor_data_column: args.vendor_data_column,
                 metadata_column: args.metadata_column,
+                track_duplicates: true,
             },
             price_per_call: args.price_per_call,
             max_requests: args.max_requests,

@@ -143,6 +143,10 @@ pub struct RunEnd {
     pub requests: u64,
     /// Requests per minute over the time this run was sending.
     pub achieved_rate_per_min: Option<f64>,
+    /// True when the run stopped before reading a manifest on standard input to its end, so
+    /// `inputs` and `not_processed` cover only what was read.
+    #[serde(default)]
+    pub input_unread: bool,
 }
 
 /// One journal line.
@@ -162,7 +166,10 @@ pub enum JournalError {
         #[source]
         source: io::Error,
     },
-    #[error("the journal {path} is damaged at line {line}: {message}")]
+    #[error(
+        "the journal {path} is damaged at line {line}: {message}; repair or remove that line, \
+         or rerun with --fresh to start a new journal (the old one is kept)"
+    )]
     Corrupt {
         path: PathBuf,
         line: u64,

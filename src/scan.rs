@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ScanConfig;
 use crate::didit::{Client, ClientConfig, FatalKind, Outcome, Params, Upload};
 use crate::input::preflight::{self, Prepared};
-use crate::input::{self, Event, Item};
+use crate::input::{self, Event, Item, SourceOptions};
 use crate::journal::{
     self, DirLock, Index, JournalError, Line, Reader, RunEnd, RunInfo, Settings, Writer,
 };
@@ -59,7 +59,10 @@ impl ScanError {
         match self {
             ScanError::Input(_) | ScanError::Client(_) | ScanError::OutDir { .. } => exit::USAGE,
             ScanError::Journal(
-                JournalError::Locked { .. } | JournalError::SettingsChanged { .. },
+                JournalError::Locked { .. }
+                | JournalError::SettingsChanged { .. }
+                | JournalError::Corrupt { .. }
+                | JournalError::NotAJournal { .. },
             ) => exit::USAGE,
             _ => exit::SOME_FAILED,
         }
@@ -200,7 +203,7 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
     // Validate every source before touching the out dir.
     input::open(&cfg.sources, &cfg.source_options)?;
     if cfg.dry_run {
-        return dry_run(&cfg).await;
+        return dry_run(&cfg, &stop).await;
     }
 
     // The API: the real one, or an emulator in this process.
@@ -279,6 +282,16 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
     } else {
         (Index::default(), None, false)
     };
+    let index = Arc::new(index);
+    // Keys in the journal whose latest record has no result; kept current as records are
+    // written, so the exit code needs no extra pass over the journal.
+    let without_result = Arc::new(std::sync::atomic::AtomicI64::new(
+        index
+            .by_key
+            .values()
+            .filter(|d| d.class != Class::Result)
+            .count() as i64,
+    ));
     let mut writer = Writer::open(&journal_path, good_len)?;
     let started_at = now_rfc3339();
     writer.append(&Line::Run(RunInfo {
@@ -347,6 +360,8 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
         let counts = counts.clone();
         let retry_failed = cfg.retry_failed;
         let pacer = pacer.clone();
+        let index = index.clone();
+        let without_result = without_result.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(journal::SYNC_EVERY);
             loop {
@@ -355,13 +370,20 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
                         let Some(msg) = msg else { break };
                         match msg {
                             ToWriter::Record { record, leader } => {
-                                let offset = writer.append(&Line::Item(record.clone()))?;
                                 counts.recorded.fetch_add(1, Ordering::Relaxed);
                                 progress.set_rate(pacer.current_rate());
                                 progress.record(&record);
+                                let class = record.class;
+                                let had_no_result = index
+                                    .by_key
+                                    .get(&journal::key_digest(&record.key))
+                                    .map(|d| d.class != Class::Result);
+                                let has_no_result = class != Some(Class::Result);
+                                let delta = i64::from(has_no_result) - i64::from(had_no_result.unwrap_or(false));
+                                without_result.fetch_add(delta, Ordering::Relaxed);
+                                let offset = writer.append(&Line::Item(record))?;
                                 if let Some(content) = leader {
-                                    let reusable = record
-                                        .class
+                                    let reusable = class
                                         .is_some_and(|c| journal::reusable_class(c, retry_failed))
                                         .then_some(offset);
                                     let _ = done_tx.send(Completion { content, reusable });
@@ -415,7 +437,7 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
     // Dispatcher: in input order, skip what is done, hold back duplicates, hand out jobs.
     let mut events = preflighted(&cfg, stop.clone());
     let mut seen: HashMap<u128, Seen> = HashMap::new();
-    let mut keys = RunKeys::default();
+    let mut keys = RunKeys::new(cfg.sources.len());
     let mut waiting = 0usize;
     let mut in_flight_leaders = 0usize;
     let mut input_done = false;
@@ -489,18 +511,28 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
             else => break,
         }
     }
-    // Whatever the input still holds is not processed in this run: count it.
+    // Whatever the input still holds is not processed in this run: count it, by walking the
+    // rest of the sources without reading the files. Standard input is not waited for (its
+    // producer may still be writing): the end line then says the input was not read to its end.
+    let mut input_unread = false;
     if stop.is_stopped() {
         counts
             .not_processed
             .fetch_add(waiting as u64, Ordering::Relaxed);
-        while let Some(ev) = events.next().await {
-            if let Ev::Ready(_) = ev {
-                counts.inputs.fetch_add(1, Ordering::Relaxed);
-                counts.not_processed.fetch_add(1, Ordering::Relaxed);
+        if !input_done {
+            if reads_stdin(&cfg) {
+                input_unread = true;
+            } else {
+                while let Some(ev) = events.next().await {
+                    if let Ev::Ready(_) = ev {
+                        counts.inputs.fetch_add(1, Ordering::Relaxed);
+                        counts.not_processed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         }
     }
+    drop(events);
     drop(job_tx);
     for w in workers {
         w.await.map_err(|e| ScanError::Internal(e.to_string()))?;
@@ -536,12 +568,13 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
         not_processed: counts.not_processed.load(Ordering::Relaxed),
         requests,
         achieved_rate_per_min: achieved,
+        input_unread,
     };
-    // The exit code needs the whole journal's picture (a light pass over its index); the end
-    // line records it, then every output is rebuilt once, including that line.
+    // The exit code covers the whole journal (earlier runs too); the end line records it,
+    // then every output is rebuilt once, including that line.
     let provisional = match &cause {
         Some(c) => c.exit_code(),
-        None if end.not_processed == 0 && report::items_without_result(&cfg.out)? == 0 => exit::OK,
+        None if end.not_processed == 0 && without_result.load(Ordering::Relaxed) == 0 => exit::OK,
         None => exit::SOME_FAILED,
     };
     end.exit_code = provisional;
@@ -568,14 +601,23 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
 /// Keys seen in this run, as compact digests. Two sources can hold the same relative path
 /// (`a/x.jpg` in two folders): the later one is keyed `a/x.jpg [SOURCE]` so both are screened
 /// and neither overwrites the other's result.
-#[derive(Default)]
 struct RunKeys {
-    seen: std::collections::HashSet<u128>,
+    /// None with a single source: a folder's paths and a manifest's ids are unique already.
+    seen: Option<std::collections::HashSet<u128>>,
 }
 
 impl RunKeys {
+    fn new(sources: usize) -> Self {
+        Self {
+            seen: (sources > 1).then(Default::default),
+        }
+    }
+
     fn make_unique(&mut self, item: &mut Item) {
-        if self.seen.insert(journal::key_digest(&item.key)) {
+        let Some(seen) = self.seen.as_mut() else {
+            return;
+        };
+        if seen.insert(journal::key_digest(&item.key)) {
             return;
         }
         let renamed = format!("{} [{}]", item.key, item.source);
@@ -583,7 +625,7 @@ impl RunKeys {
             "warning: the key {:?} appears in more than one source; this one is keyed {:?}",
             item.key, renamed
         ));
-        self.seen.insert(journal::key_digest(&renamed));
+        seen.insert(journal::key_digest(&renamed));
         item.key = renamed;
     }
 }
@@ -952,13 +994,21 @@ fn record_for(item: &Item, prepared: &Prepared, sub: Submission) -> Option<Recor
     Some(rec.with_action())
 }
 
+/// Whether a source is a manifest on standard input.
+fn reads_stdin(cfg: &ScanConfig) -> bool {
+    cfg.sources.iter().any(|s| s.as_os_str() == "-")
+}
+
 /// Count the items the sources hold (for the progress bar); `None` for standard input.
 async fn count_inputs(cfg: &ScanConfig) -> Option<u64> {
-    if cfg.quiet || cfg.sources.iter().any(|s| s.as_os_str() == "-") {
+    if cfg.quiet || reads_stdin(cfg) {
         return None;
     }
     let sources = cfg.sources.clone();
-    let opts = cfg.source_options.clone();
+    let opts = SourceOptions {
+        track_duplicates: false,
+        ..cfg.source_options.clone()
+    };
     tokio::task::spawn_blocking(move || {
         let iter = input::open(&sources, &opts).ok()?;
         Some(iter.filter(|e| matches!(e, Event::Item(_))).count() as u64)
@@ -969,20 +1019,27 @@ async fn count_inputs(cfg: &ScanConfig) -> Option<u64> {
 }
 
 /// `--dry-run`: check every item, count what would be sent, estimate time and cost.
-async fn dry_run(cfg: &ScanConfig) -> Result<i32, ScanError> {
+async fn dry_run(cfg: &ScanConfig, stop: &Stop) -> Result<i32, ScanError> {
     let journal_path = cfg.out.join(journal::JOURNAL_FILE);
     let index = if journal_path.exists() && !cfg.fresh {
         Index::build(&mut Reader::open(&journal_path)?)?
     } else {
         Index::default()
     };
-    let stop = Stop::default();
-    let mut events = preflighted(cfg, stop);
+    let mut events = preflighted(cfg, stop.clone());
     let (mut items, mut ignored, mut invalid, mut done, mut dupes, mut send) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let mut seen = std::collections::HashSet::new();
     let mut reasons: std::collections::BTreeMap<String, u64> = Default::default();
-    while let Some(ev) = events.next().await {
+    loop {
+        let ev = tokio::select! {
+            biased;
+            _ = stop.token().cancelled() => break,
+            ev = events.next() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+        };
         match ev {
             Ev::Ignored => ignored += 1,
             Ev::Warning(w) => progress::eprint_line(&format!("warning: {w}")),
@@ -1025,6 +1082,10 @@ async fn dry_run(cfg: &ScanConfig) -> Result<i32, ScanError> {
     };
     let mut out = String::new();
     out.push_str("DRY RUN: nothing was sent and nothing was written.\n");
+    let cause = stop.cause();
+    if cause.is_some() {
+        out.push_str("INTERRUPTED: the counts cover only the items checked so far.\n");
+    }
     out.push_str(&format!("  images found          {items}\n"));
     if ignored > 0 {
         out.push_str(&format!("  other files ignored   {ignored}\n"));
@@ -1054,7 +1115,7 @@ async fn dry_run(cfg: &ScanConfig) -> Result<i32, ScanError> {
         ));
     }
     print!("{out}");
-    Ok(exit::OK)
+    Ok(cause.map_or(exit::OK, |c| c.exit_code()))
 }
 
 /// A short category for a refusal reason ("over 5 MB", "not an image: PDF", ...), for counts.

@@ -25,7 +25,8 @@ pub(super) struct Manifest {
     row: u64,
     /// Hash of each key seen so far -> the row it was first on. 16 bytes a row, so a manifest of
     /// a million rows costs tens of MB at most; a 64-bit hash collision is not a practical concern.
-    seen: HashMap<u64, u64>,
+    /// None when duplicates are not tracked (a counting pass).
+    seen: Option<HashMap<u64, u64>>,
     done: bool,
 }
 
@@ -97,7 +98,7 @@ impl Manifest {
             cols,
             record: ByteRecord::new(),
             row: 0,
-            seen: HashMap::new(),
+            seen: opts.track_duplicates.then(HashMap::new),
             done: false,
         })
     }
@@ -173,10 +174,10 @@ impl Manifest {
             (None, false) => (path_cell.clone(), "path"),
             (None, true) => (format!("#row{row}"), ""),
         };
-        if !kind.is_empty() {
+        if let Some(seen) = self.seen.as_mut().filter(|_| !kind.is_empty()) {
             let mut h = DefaultHasher::new();
             key.hash(&mut h);
-            let first = *self.seen.entry(h.finish()).or_insert(row);
+            let first = *seen.entry(h.finish()).or_insert(row);
             if first != row {
                 problems.push(format!("duplicate {kind} {key} (first on row {first})"));
                 key = format!("{key}#row{row}");

@@ -45,6 +45,9 @@ pub struct SourceOptions {
     pub id_column: Option<String>,
     pub vendor_data_column: Option<String>,
     pub metadata_column: Option<String>,
+    /// Report duplicate manifest ids (a compact map grows with the rows). Off only for a pass
+    /// that merely counts items.
+    pub track_duplicates: bool,
 }
 
 impl Default for SourceOptions {
@@ -57,6 +60,7 @@ impl Default for SourceOptions {
             id_column: None,
             vendor_data_column: None,
             metadata_column: None,
+            track_duplicates: true,
         }
     }
 }

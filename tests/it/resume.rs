@@ -364,18 +364,19 @@ async fn kill_9_at_random_moments_never_repays_a_journaled_item() {
     assert!(logged_extra <= total_extra);
 }
 
-/// kill -9 with deduplication on: 30 distinct images, each in 10 files. Once an image's result
+/// kill -9 with deduplication on: 60 distinct images, each in 5 files. Once an image's result
 /// is journaled it is never sent again (its copies reuse it, in this run or the next), and the
 /// final outputs hold one result per file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_with_duplicates_never_resends_a_journaled_image() {
-    const DISTINCT: u64 = 30;
-    const COPIES: u64 = 10;
+    const DISTINCT: u64 = 60;
+    const COPIES: u64 = 5;
+    const CONCURRENCY: u64 = 4;
     const KILLS: usize = 5;
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("emulator.jsonl");
     let emu = common::emulator(|c| {
-        c.latency = Duration::from_millis(150);
+        c.latency = Duration::from_millis(200);
         c.jitter = Duration::from_millis(200);
         c.log = Some(log.clone());
     })
@@ -392,13 +393,13 @@ async fn kill_9_with_duplicates_never_resends_a_journaled_image() {
     // Copies interleaved, so identical images are far apart in the input order.
     for c in 0..COPIES {
         for (i, bytes) in bytes_of.iter().enumerate() {
-            let key = format!("c{c}/img{i:02}.jpg");
+            let key = format!("c{c}/img{i:03}.jpg");
             common::write(&src, &key, bytes);
             inputs.insert(key);
         }
     }
     let out = tmp.path().join("out");
-    let argv = args(&src, &out, &["--rate", "400/s", "--concurrency", "8"]);
+    let argv = args(&src, &out, &["--rate", "400/s", "--concurrency", "4"]);
 
     let mut rng = XorShift(0xD1B5_4A32_D192_ED03);
     let mut frozen: HashMap<String, u64> = HashMap::new();
@@ -461,7 +462,7 @@ async fn kill_9_with_duplicates_never_resends_a_journaled_image() {
         inputs.len(),
         stats.credits_used
     );
-    assert!(stats.requests <= DISTINCT + 8 * KILLS as u64);
+    assert!(stats.requests <= DISTINCT + CONCURRENCY * KILLS as u64);
 }
 
 /// A run stopped while its requests are in flight and time out (an unknown outcome: the API may
@@ -583,6 +584,8 @@ async fn stop_mid_run_then_resume(sig: libc::c_int, code: i32, outcome: &str, ex
         "{s}"
     );
     assert_eq!(csv_keys(&out).len() as u64, done);
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains(outcome), "summary.md says {outcome}: {md}");
     let first_run: HashMap<String, u64> = log_counts(&log);
 
     // The rerun sends exactly the items not done yet.
@@ -604,6 +607,10 @@ async fn stop_mid_run_then_resume(sig: libc::c_int, code: i32, outcome: &str, ex
     let s = summary(&out);
     assert_eq!(s["outcome"], "completed", "{s}");
     assert_eq!(s["interrupted"], false, "{s}");
+    // The report's money figures agree with what the API counted, across both runs.
+    let stats = emu.stats();
+    assert_eq!(s["requests"]["sent"], stats.requests, "{}", s["requests"]);
+    assert_eq!(s["credits"]["used"], stats.credits_used, "{}", s["credits"]);
     let journal = Journal::read(&out).unwrap();
     assert_one_record_per_key(&journal.items());
     assert_eq!(journal.lines.last().unwrap()["outcome"], "completed");
@@ -674,6 +681,97 @@ async fn a_second_ctrl_c_exits_at_once_and_the_next_run_completes() {
     assert!(!journal.torn && journal.ends_with_newline);
     assert_one_record_per_key(&journal.items());
     assert_all_results(&out, &inputs);
+}
+
+/// Spawn `scan` reading its manifest from a standard input the test keeps open.
+fn spawn_stdin(emu: &Emulator, argv: &[String]) -> Child {
+    Command::new(common::bin())
+        .args(argv)
+        .env("DIDIT_API_KEY", KEY)
+        .env("DIDIT_BASE_URL", emu.base_url())
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn liveness-batch")
+}
+
+/// Wait up to 15 s for `child` to exit after a signal; fail (and kill it) if it does not.
+async fn exit_code_after_signal(child: &mut Child, what: &str) -> Option<i32> {
+    match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
+        Ok(status) => status.unwrap().code(),
+        Err(_) => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            panic!("{what}: the first Ctrl-C did not stop the run (still running 15 s later)");
+        }
+    }
+}
+
+/// `find ... | liveness-batch scan -`: the producer may still be writing when Ctrl-C comes.
+/// The first Ctrl-C must stop the run and write the outputs without waiting for the end of the
+/// input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_a_scan_whose_stdin_manifest_is_still_open() {
+    use tokio::io::AsyncWriteExt;
+    let emu = common::emulator(|c| c.latency = Duration::from_millis(100)).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let shas = images(&src, 20, 150_000);
+    let out = tmp.path().join("out");
+    let argv = args(Path::new("-"), &out, &["--concurrency", "2"]);
+    let mut child = spawn_stdin(&emu, &argv);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut manifest = String::from("path\n");
+    let mut keys: Vec<&String> = shas.keys().collect();
+    keys.sort();
+    for k in keys {
+        manifest.push_str(&format!("{}\n", src.join(k).display()));
+    }
+    stdin.write_all(manifest.as_bytes()).await.unwrap();
+    stdin.flush().await.unwrap();
+    wait_until("requests to flow", || emu.stats().requests >= 4).await;
+    send_signal(&child, libc::SIGINT);
+    let code = exit_code_after_signal(&mut child, "scan -").await;
+    drop(stdin);
+    assert_eq!(code, Some(130));
+    let end = common::journal_lines(&out).pop().unwrap();
+    assert_eq!(end["type"], "end", "{end}");
+    assert_eq!(end["outcome"], "interrupted", "{end}");
+    assert_eq!(summary(&out)["interrupted"], true);
+}
+
+/// A dry run over a large backlog reads and hashes every file, which takes a while: the first
+/// Ctrl-C must stop it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_a_dry_run() {
+    use tokio::io::AsyncWriteExt;
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut argv = args(Path::new("-"), &out, &[]);
+    argv.push("--dry-run".into());
+    let mut child = spawn_stdin(&emu, &argv);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut manifest = String::from("path\n");
+    for i in 0..6000 {
+        manifest.push_str(&format!("{}/missing/{i:05}.jpg\n", tmp.path().display()));
+    }
+    // More than a pipe holds: once written, the run is well under way.
+    stdin.write_all(manifest.as_bytes()).await.unwrap();
+    stdin.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send_signal(&child, libc::SIGINT);
+    let code = exit_code_after_signal(&mut child, "scan --dry-run -").await;
+    drop(stdin);
+    assert_eq!(code, Some(130));
+    assert_eq!(emu.stats().requests, 0);
+    assert!(
+        !out.join("journal.jsonl").exists(),
+        "a dry run writes nothing"
+    );
 }
 
 /// Acceptance 4: a rerun with another threshold is refused (exit 2) naming both values;
@@ -1043,6 +1141,71 @@ async fn a_torn_last_line_is_reported_and_its_item_redone() {
     let journal = Journal::read(&out).unwrap();
     assert!(!journal.torn && journal.ends_with_newline);
     assert_eq!(journal.items().len(), 6);
+}
+
+/// Damage in the middle of the journal (not a torn tail) is refused with a message naming the
+/// line, as a configuration problem (exit 2), before anything is sent; the journal is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_damaged_in_the_middle_is_refused_before_anything_is_sent() {
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    images(&src, 4, 85_000);
+    let out = tmp.path().join("out");
+    let first = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    let path = out.join("journal.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines[2] = lines[2][..lines[2].len() / 2].to_string();
+    let damaged = lines.join("\n") + "\n";
+    std::fs::write(&path, &damaged).unwrap();
+    // Another image, so a run that ignored the damage would send something.
+    images(&src.join("new"), 1, 86_000);
+
+    let r = run(&emu, &args(&src, &out, &[])).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("line 3") && r.stderr.contains("journal"),
+        "the message names the damaged line: {}",
+        r.stderr
+    );
+    assert_eq!(emu.stats().requests, 4, "nothing was sent");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), damaged);
+}
+
+/// An item refused locally (a missing file) is skipped while it stays missing, and screened once
+/// the file is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_file_is_screened_once_it_appears() {
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    images(&src, 2, 87_000);
+    let manifest = tmp.path().join("m.csv");
+    std::fs::write(
+        &manifest,
+        format!(
+            "id,path\na,{}\nb,{}\nc,{}\n",
+            src.join("img000.jpg").display(),
+            src.join("img001.jpg").display(),
+            src.join("late.jpg").display()
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let first = run(&emu, &args(&manifest, &out, &[])).await;
+    assert_eq!(first.code, 1, "{first:?}");
+    assert_eq!(emu.stats().requests, 2);
+    let again = run(&emu, &args(&manifest, &out, &[])).await;
+    assert_eq!(again.code, 1, "{again:?}");
+    assert_eq!(emu.stats().requests, 2, "still missing: nothing to send");
+    common::write(&src, "late.jpg", &common::jpeg(88_000));
+    let last = run(&emu, &args(&manifest, &out, &[])).await;
+    assert_eq!(last.code, 0, "{last:?}");
+    assert_eq!(emu.stats().requests, 3, "only the file that appeared");
+    let keys: BTreeSet<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    assert_all_results(&out, &keys);
 }
 
 /// A file that passes the local checks (JPEG magic bytes) but that the API refuses to decode.

@@ -292,9 +292,15 @@ async fn five_hundred_items_survive_faults_and_none_fails_for_a_429() {
         double > 0,
         "retries after the body was sent are counted as possible double charges"
     );
-    // Billed records equal the emulator's credits used.
+    // Every credit the emulator took is either a billed record or one of the possible double
+    // charges the journal owns up to (a timeout on a slow answer that was in fact billed).
     let billed = items.iter().filter(|i| i["billed"] == true).count() as u64;
-    assert_eq!(billed, stats.credits_used);
+    assert_eq!(billed, 500);
+    assert!(
+        stats.credits_used >= billed && stats.credits_used <= billed + double,
+        "credits used {} vs billed {billed} + possible double charges {double}",
+        stats.credits_used
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
