@@ -395,26 +395,45 @@ struct LightLine {
     settings: Option<Settings>,
 }
 
+/// Stream a journal's lines as the light fields indexes need, checking that it is a journal.
+fn for_each_light(
+    reader: &mut Reader,
+    mut f: impl FnMut(u64, LightLine) -> Result<(), &'static str>,
+) -> Result<(), JournalError> {
+    let mut first = true;
+    while let Some(next) = reader.next_raw() {
+        let (offset, raw) = next?;
+        if raw.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let light: LightLine = match serde_json::from_slice(raw) {
+            Ok(l) => l,
+            Err(e) => return Err(reader.corrupt(e.to_string())),
+        };
+        if first && light.kind != "run" {
+            return Err(JournalError::NotAJournal {
+                path: reader.path().to_path_buf(),
+            });
+        }
+        first = false;
+        match light.kind.as_str() {
+            "run" | "end" => {}
+            "item" if light.key.is_none() || light.class.is_none() => {
+                return Err(reader.corrupt("an item line without key or class"));
+            }
+            "item" => {}
+            other => return Err(reader.corrupt(format!("unknown line type {other:?}"))),
+        }
+        f(offset, light).map_err(|m| reader.corrupt(m))?;
+    }
+    Ok(())
+}
+
 impl Index {
     /// Build the index by streaming the journal once.
     pub fn build(reader: &mut Reader) -> Result<Self, JournalError> {
         let mut index = Index::default();
-        let mut first = true;
-        while let Some(next) = reader.next_raw() {
-            let (offset, raw) = next?;
-            if raw.iter().all(|b| b.is_ascii_whitespace()) {
-                continue;
-            }
-            let light: LightLine = match serde_json::from_slice(raw) {
-                Ok(l) => l,
-                Err(e) => return Err(reader.corrupt(e.to_string())),
-            };
-            if first && light.kind != "run" {
-                return Err(JournalError::NotAJournal {
-                    path: reader.path().to_path_buf(),
-                });
-            }
-            first = false;
+        for_each_light(reader, |offset, light| {
             match light.kind.as_str() {
                 "run" => {
                     index.runs += 1;
@@ -423,7 +442,7 @@ impl Index {
                 "item" => {
                     index.records += 1;
                     let (Some(key), Some(class)) = (light.key, light.class) else {
-                        return Err(reader.corrupt("an item line without key or class"));
+                        return Err("an item line without key or class");
                     };
                     let content = light.sha256.as_deref().and_then(content_digest);
                     index.by_key.insert(
@@ -444,10 +463,10 @@ impl Index {
                         }
                     }
                 }
-                "end" => {}
-                other => return Err(reader.corrupt(format!("unknown line type {other:?}"))),
+                _ => {}
             }
-        }
+            Ok(())
+        })?;
         Ok(index)
     }
 
@@ -465,6 +484,57 @@ impl Index {
         self.by_key
             .get(&key_digest(key))
             .is_some_and(|d| d.content == content && d.class.is_done(retry_failed))
+    }
+}
+
+/// Which record is each key's latest, as a sorted vector of (key digest, offset): 24 bytes a
+/// key, all that outputs need. Smaller than [`Index`], whose hash map also holds what resume needs.
+#[derive(Debug, Default)]
+pub struct Latest {
+    entries: Vec<([u64; 2], u64)>,
+}
+
+fn split_digest(d: u128) -> [u64; 2] {
+    [(d >> 64) as u64, d as u64]
+}
+
+impl Latest {
+    pub fn build(reader: &mut Reader) -> Result<Self, JournalError> {
+        let mut entries = Vec::new();
+        for_each_light(reader, |offset, light| {
+            if let Some(key) = light.key.as_deref().filter(|_| light.kind == "item") {
+                entries.push((split_digest(key_digest(key)), offset));
+            }
+            Ok(())
+        })?;
+        // Stable sort: a key's records stay in journal order, so its last one is the latest.
+        entries.sort_by_key(|e| e.0);
+        let mut latest: Vec<([u64; 2], u64)> = Vec::with_capacity(entries.len());
+        for e in entries {
+            match latest.last_mut() {
+                Some(last) if last.0 == e.0 => *last = e,
+                _ => latest.push(e),
+            }
+        }
+        latest.shrink_to_fit();
+        Ok(Self { entries: latest })
+    }
+
+    /// Whether the record at `offset` is the latest for `key`.
+    pub fn is_latest(&self, key: &str, offset: u64) -> bool {
+        let d = split_digest(key_digest(key));
+        self.entries
+            .binary_search_by_key(&d, |e| e.0)
+            .is_ok_and(|i| self.entries[i].1 == offset)
+    }
+
+    /// Distinct keys.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -836,6 +906,28 @@ mod tests {
         );
         assert_eq!(index.settings, Some(settings()));
         assert_eq!(index.runs, 1);
+    }
+
+    #[test]
+    fn latest_picks_each_keys_last_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(JOURNAL_FILE);
+        write_lines(
+            &p,
+            &[
+                run_line(),
+                item("a", SHA_A, Class::Transient),
+                item("b", SHA_B, Class::Result),
+                item("a", SHA_A, Class::Result),
+            ],
+        );
+        let offsets: Vec<u64> = Reader::open(&p).unwrap().map(|l| l.unwrap().0).collect();
+        let latest = Latest::build(&mut Reader::open(&p).unwrap()).unwrap();
+        assert_eq!(latest.len(), 2);
+        assert!(!latest.is_latest("a", offsets[1]));
+        assert!(latest.is_latest("b", offsets[2]));
+        assert!(latest.is_latest("a", offsets[3]));
+        assert!(!latest.is_latest("c", offsets[3]));
     }
 
     #[test]

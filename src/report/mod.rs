@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::ReportArgs;
-use crate::journal::{self, DirLock, Index, JOURNAL_FILE, JournalError, Line, Reader, TornTail};
+use crate::journal::{
+    self, DirLock, Index, JOURNAL_FILE, JournalError, Latest, Line, Reader, TornTail,
+};
 use crate::record::Record;
 
 pub use summary::{SIMULATED_NOTICE, Summary};
@@ -78,38 +80,12 @@ pub fn write_outputs(out_dir: &Path, opts: &ReportOptions) -> Result<Summary, Re
     build(out_dir, opts, Vec::new())
 }
 
-/// How many items' latest record is not an Approved/Declined result, from one light pass over
-/// `out_dir/journal.jsonl` (the index only). Cheaper than [`write_outputs`] when all a caller
-/// needs is the exit code, e.g. before it appends its run's end line.
-pub fn items_without_result(out_dir: &Path) -> Result<u64, ReportError> {
-    let path = out_dir.join(JOURNAL_FILE);
-    if !path.is_file() {
-        return Err(ReportError::NoJournal {
-            dir: out_dir.to_path_buf(),
-        });
-    }
-    let index = Index::build(&mut Reader::open(&path)?)?;
-    Ok(index
-        .by_key
-        .values()
-        .filter(|d| d.class != crate::record::Class::Result)
-        .count() as u64)
-}
-
 fn torn_warning(what: &str, t: TornTail) -> String {
     format!(
         "{what}'s last line (line {}, {} bytes at byte {}) was cut short, probably by a crash or a kill; \
          that item has no result here and will be screened again by the next run",
         t.line, t.len, t.offset
     )
-}
-
-/// Whether the record at `offset` is its key's latest.
-fn is_latest(index: &Index, key: &str, offset: u64) -> bool {
-    index
-        .by_key
-        .get(&journal::key_digest(key))
-        .is_some_and(|d| d.offset == offset)
 }
 
 /// Stream the journal's lines that start before `limit`, calling `f` for each.
@@ -144,7 +120,7 @@ fn build(
     // Pass 1: the latest record of every key, and where the complete lines end (the journal
     // may still grow if someone appends; everything past this point is ignored).
     let mut reader = Reader::open(&journal_path)?;
-    let index = Index::build(&mut reader)?;
+    let index = Latest::build(&mut reader)?;
     let limit = reader.good_len();
     let torn = reader.torn_tail();
     drop(reader);
@@ -164,7 +140,7 @@ fn build(
             Line::Run(run) => acc.on_run(&run),
             Line::End(end) => acc.on_end(&end),
             Line::Item(r) => {
-                let latest = is_latest(&index, &r.key, offset);
+                let latest = index.is_latest(&r.key, offset);
                 acc.on_record(&r, latest);
                 if latest {
                     for name in r.columns.keys() {
@@ -193,7 +169,7 @@ fn build(
             let mut json_out = json::JsonOut::new(jw, simulated)?;
             let walked = each_line(&journal_path, limit, |offset, line| {
                 if let Line::Item(r) = line
-                    && is_latest(&index, &r.key, offset)
+                    && index.is_latest(&r.key, offset)
                 {
                     let mut r: Record = *r;
                     r.response = None;
@@ -631,21 +607,5 @@ mod tests {
         drop(f);
         let e = merge(&dirs, &out, &ReportOptions::default()).unwrap_err();
         assert!(matches!(e, ReportError::OutHoldsJournal { .. }), "{e}");
-    }
-
-    #[test]
-    fn counts_items_without_result_from_the_index() {
-        let dir = tempfile::tempdir().unwrap();
-        journal(
-            dir.path(),
-            &[
-                run(false, false),
-                item("a", Class::Transient, false, None),
-                item("b", Class::InvalidInput, false, None),
-                item("a", Class::Result, true, Some(90.0)),
-                item("c", Class::Interrupted, false, None),
-            ],
-        );
-        assert_eq!(items_without_result(dir.path()).unwrap(), 2);
     }
 }
