@@ -19,8 +19,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use image::{ImageFormat, Rgb, RgbImage};
+use image::ImageFormat;
 use serde_json::{Value, json};
+
+/// The test suite's image generator, shared so benchmarks and tests use the same content.
+#[path = "../tests/it/common.rs"]
+mod common;
 
 /// The API key the emulator and the scans share (a bench-only value).
 const KEY: &str = "bench-key-0123456789";
@@ -1020,32 +1024,6 @@ impl StatsDelta {
 // Inputs and journals
 // ---------------------------------------------------------------------------------------------
 
-/// A photo-like image: smooth gradients plus seeded texture, so every seed gives different
-/// content (and so a different hash and score) with realistic brightness and sharpness.
-fn photo(seed: u64, width: u32, height: u32) -> RgbImage {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let (a, b, c) = (
-        (next() % 90) as u32,
-        (next() % 90) as u32,
-        (next() % 90) as u32,
-    );
-    RgbImage::from_fn(width, height, |x, y| {
-        let n = (next() % 40) as u32;
-        let r = (60 + a + x * 100 / width.max(1) + n).min(255) as u8;
-        let g = (50 + b + y * 100 / height.max(1) + n).min(255) as u8;
-        let bl = (40 + c + (x + y) * 50 / (width + height).max(1) + n).min(255) as u8;
-        Rgb([r, g, bl])
-    })
-}
-
 /// Write `count` distinct 48x48 images into `dir/sub`; returns their paths relative to `dir`.
 fn write_images(
     dir: &Path,
@@ -1060,7 +1038,7 @@ fn write_images(
     (0..count)
         .map(|i| {
             let mut buf = Cursor::new(Vec::new());
-            photo(seed0 + i as u64, 48, 48)
+            common::photo(seed0 + i as u64, 48, 48)
                 .write_to(&mut buf, format)
                 .map_err(|e| format!("encode image: {e}"))?;
             let name = format!("{sub}/{i:05}.{ext}");
