@@ -524,9 +524,15 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
                 input_unread = true;
             } else {
                 while let Some(ev) = events.next().await {
-                    if let Ev::Ready(_) = ev {
-                        counts.inputs.fetch_add(1, Ordering::Relaxed);
-                        counts.not_processed.fetch_add(1, Ordering::Relaxed);
+                    match ev {
+                        Ev::Ready(_) => {
+                            counts.inputs.fetch_add(1, Ordering::Relaxed);
+                            counts.not_processed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ev::Ignored => {
+                            counts.ignored.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ev::Warning(_) => {}
                     }
                 }
             }
@@ -590,10 +596,8 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
         emu.shutdown().await;
     }
     if !cfg.quiet {
+        // The summary names the stop reason and what to do next.
         eprintln!("{}", summary.render_text());
-        if let Some(c) = &cause {
-            eprintln!("{}", c.describe());
-        }
     }
     Ok(provisional)
 }
