@@ -598,6 +598,9 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
     if !cfg.quiet {
         // The summary names the stop reason and what to do next.
         eprintln!("{}", summary.render_text());
+    } else if let Some(c) = &cause {
+        // Even a quiet run says why it stopped early.
+        eprintln!("liveness-batch: {}", c.describe());
     }
     Ok(provisional)
 }
