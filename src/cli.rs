@@ -77,6 +77,19 @@ pub struct RequestArgs {
     pub save_api_request: bool,
 }
 
+/// How money is estimated: shared by `scan` and `report`.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct CostArgs {
+    /// Price of one billed call in US dollars, for the cost estimate.
+    #[arg(
+        long,
+        value_name = "USD",
+        default_value_t = 0.10,
+        allow_negative_numbers = true
+    )]
+    pub price_per_call: f64,
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The image to screen (JPEG, PNG, WebP or TIFF; at most 5 MB).
@@ -165,14 +178,8 @@ pub struct ScanArgs {
     #[arg(long, value_name = "C")]
     pub metadata_column: Option<String>,
 
-    /// Price of one billed call in US dollars, for the cost estimate.
-    #[arg(
-        long,
-        value_name = "USD",
-        default_value_t = 0.10,
-        allow_negative_numbers = true
-    )]
-    pub price_per_call: f64,
+    #[command(flatten)]
+    pub cost: CostArgs,
 
     /// Stop cleanly (exit 4, resumable) once this many billable calls were sent in this run.
     #[arg(long, value_name = "N")]
@@ -239,14 +246,8 @@ pub struct ReportArgs {
     #[arg(long, short, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
-    /// Price of one billed call in US dollars, for the cost estimate.
-    #[arg(
-        long,
-        value_name = "USD",
-        default_value_t = 0.10,
-        allow_negative_numbers = true
-    )]
-    pub price_per_call: f64,
+    #[command(flatten)]
+    pub cost: CostArgs,
 }
 
 #[derive(Debug, Args, Clone)]

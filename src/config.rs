@@ -115,8 +115,8 @@ impl ScanConfig {
         {
             return Err(ConfigError::Threshold(t));
         }
-        if !(args.price_per_call.is_finite() && args.price_per_call >= 0.0) {
-            return Err(ConfigError::Price(args.price_per_call));
+        if !(args.cost.price_per_call.is_finite() && args.cost.price_per_call >= 0.0) {
+            return Err(ConfigError::Price(args.cost.price_per_call));
         }
         if args.max_requests == Some(0) {
             return Err(ConfigError::MaxRequests);
@@ -153,7 +153,7 @@ impl ScanConfig {
                 metadata_column: args.metadata_column,
                 track_duplicates: true,
             },
-            price_per_call: args.price_per_call,
+            price_per_call: args.cost.price_per_call,
             max_requests: args.max_requests,
             dry_run: args.dry_run,
             retry_failed: args.retry_failed,

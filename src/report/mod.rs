@@ -361,14 +361,14 @@ pub async fn run_command(args: ReportArgs) -> Result<i32, ReportError> {
 }
 
 fn run_blocking(args: &ReportArgs) -> Result<i32, ReportError> {
-    if !args.price_per_call.is_finite() || args.price_per_call < 0.0 {
+    if !args.cost.price_per_call.is_finite() || args.cost.price_per_call < 0.0 {
         return Err(ReportError::Usage(format!(
             "report: --price-per-call must be a price in US dollars of 0 or more, not {}",
-            args.price_per_call
+            args.cost.price_per_call
         )));
     }
     let opts = ReportOptions {
-        price_per_call: args.price_per_call,
+        price_per_call: args.cost.price_per_call,
     };
     let summary = match (args.dirs.as_slice(), &args.out) {
         ([], _) => return Err(ReportError::Usage("report: give at least one DIR".into())),

@@ -680,7 +680,9 @@ async fn run_command_in_process() {
     let args = liveness_batch::cli::ReportArgs {
         dirs: vec![dir.path().to_path_buf()],
         out: None,
-        price_per_call: 0.1,
+        cost: liveness_batch::cli::CostArgs {
+            price_per_call: 0.1,
+        },
     };
     let code = report::run_command(args).await.unwrap();
     assert_eq!(code, 1, "2 items were not processed");
