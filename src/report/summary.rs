@@ -146,6 +146,10 @@ pub struct InputCounts {
     pub deduplicated: u64,
     /// Items left without a record because the run stopped before submitting them.
     pub not_processed: u64,
+    /// The run stopped before reading a manifest on standard input to its end: the counts
+    /// cover only what was read.
+    #[serde(default)]
+    pub input_unread: bool,
 }
 
 /// The 10-point bucket a score falls in (0..=9); 100 and above go in the last, below 0 in the first.
@@ -375,6 +379,7 @@ impl Accumulator {
                 c.skipped_done += e.skipped_done;
                 c.deduplicated += e.deduplicated;
                 c.not_processed += e.not_processed;
+                c.input_unread |= e.input_unread;
             }
             Some(c)
         } else {
@@ -622,8 +627,17 @@ impl Summary {
         match &self.inputs {
             None => "unknown (the last run did not finish)".into(),
             Some(i) => format!(
-                "{} found, {} ignored (not images), {} already done earlier, {} deduplicated, {} not processed",
-                i.inputs, i.ignored, i.skipped_done, i.deduplicated, i.not_processed
+                "{} found, {} ignored (not images), {} already done earlier, {} deduplicated, {} not processed{}",
+                i.inputs,
+                i.ignored,
+                i.skipped_done,
+                i.deduplicated,
+                i.not_processed,
+                if i.input_unread {
+                    " (the rest of standard input was not read)"
+                } else {
+                    ""
+                }
             ),
         }
     }

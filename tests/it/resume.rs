@@ -740,7 +740,12 @@ async fn ctrl_c_stops_a_scan_whose_stdin_manifest_is_still_open() {
     let end = common::journal_lines(&out).pop().unwrap();
     assert_eq!(end["type"], "end", "{end}");
     assert_eq!(end["outcome"], "interrupted", "{end}");
+    assert_eq!(
+        end["input_unread"], true,
+        "the open pipe was not waited for: {end}"
+    );
     assert_eq!(summary(&out)["interrupted"], true);
+    assert_eq!(summary(&out)["inputs"]["input_unread"], true);
 }
 
 /// A dry run over a large backlog reads and hashes every file, which takes a while: the first
