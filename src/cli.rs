@@ -22,11 +22,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+const SCAN_EXIT_CODES: &str = "Exit codes: 0 every image has a result · 1 finished, some images \
+have no result · 2 usage or configuration error · 3 stopped: key, permission or endpoint refused · \
+4 stopped: out of credits or --max-requests reached (resumable) · 130 interrupted · 143 terminated";
+
+const CHECK_EXIT_CODES: &str = "Exit codes: 0 Approved · 1 Declined · 2 usage error or bad local file \
+· 3 key, permission or endpoint refused · 4 out of credits · 5 the API kept failing after retries";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Screen every image in folders and/or CSV manifests (the main job). Resumable.
+    #[command(after_long_help = SCAN_EXIT_CODES)]
     Scan(ScanArgs),
     /// Screen one image and print the decision; the exit code is the decision.
+    #[command(after_long_help = CHECK_EXIT_CODES)]
     Check(CheckArgs),
     /// Rebuild results.csv/json, summary and report from the journal(s) in DIR.
     Report(ReportArgs),
