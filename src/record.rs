@@ -204,6 +204,9 @@ pub struct Record {
     /// Where the item came from (folder or manifest path as given on the command line).
     #[serde(default)]
     pub source: String,
+    /// The item's position in its run's input (outputs list items in this order).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     /// SHA-256 of the file's bytes; absent when the file could not be read.
     pub sha256: Option<String>,
     pub size_bytes: Option<u64>,

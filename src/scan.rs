@@ -924,6 +924,7 @@ fn base_record(item: &Item) -> Record {
         key: item.key.clone(),
         path: item.display_path.clone(),
         source: item.source.clone(),
+        seq: Some(item.seq),
         vendor_data: item.vendor_data.clone(),
         metadata: item.metadata.clone().map(serde_json::Value::Object),
         columns: item.columns.clone(),

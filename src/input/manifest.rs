@@ -203,6 +203,7 @@ impl Manifest {
             } else {
                 Some(problems.join("; "))
             },
+            seq: 0,
         }
     }
 }

@@ -33,6 +33,9 @@ pub struct Item {
     pub columns: BTreeMap<String, String>,
     /// Set when the row itself is bad: the item becomes an invalid_input result, never an abort.
     pub problem: Option<String>,
+    /// Position among all the items of the sources, in input order (0-based; set by [`Sources`]).
+    /// Outputs list items in this order.
+    pub seq: u64,
 }
 
 /// How sources are read (from the scan options).
@@ -119,6 +122,7 @@ pub enum InputError {
 /// The stream of every source's events, in the order the sources were given.
 pub struct Sources {
     queue: VecDeque<Box<dyn Iterator<Item = Event> + Send>>,
+    next_seq: u64,
 }
 
 impl Iterator for Sources {
@@ -127,6 +131,11 @@ impl Iterator for Sources {
     fn next(&mut self) -> Option<Event> {
         loop {
             match self.queue.front_mut()?.next() {
+                Some(Event::Item(mut item)) => {
+                    item.seq = self.next_seq;
+                    self.next_seq += 1;
+                    return Some(Event::Item(item));
+                }
                 Some(event) => return Some(event),
                 None => {
                     self.queue.pop_front();
@@ -172,7 +181,7 @@ pub fn open(sources: &[PathBuf], opts: &SourceOptions) -> Result<Sources, InputE
             return Err(InputError::NotASource(shown));
         }
     }
-    Ok(Sources { queue })
+    Ok(Sources { queue, next_seq: 0 })
 }
 
 /// Standard input can be read only once, yet callers may `open` the same sources twice (once to

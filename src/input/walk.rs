@@ -119,6 +119,7 @@ impl Walk {
             metadata: None,
             columns: BTreeMap::new(),
             problem: None,
+            seq: 0,
         }
     }
 

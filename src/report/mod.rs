@@ -9,7 +9,7 @@ pub mod summary;
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -105,6 +105,39 @@ fn each_line(
     Ok(())
 }
 
+/// Read the journal lines that start at `offsets` (in that order), calling `f` for each.
+/// Offsets that follow each other closely are read without seeking.
+fn each_line_at(
+    path: &Path,
+    offsets: impl Iterator<Item = u64>,
+    mut f: impl FnMut(Line) -> io::Result<()>,
+) -> Result<(), ReportError> {
+    let mut reader =
+        io::BufReader::with_capacity(64 * 1024, File::open(path).map_err(io_err(path))?);
+    let mut pos = 0u64;
+    let mut buf = Vec::with_capacity(4096);
+    for offset in offsets {
+        let ahead = offset.wrapping_sub(pos) as i64;
+        if (0..64 * 1024).contains(&ahead) {
+            reader.seek_relative(ahead).map_err(io_err(path))?;
+        } else {
+            reader.seek(SeekFrom::Start(offset)).map_err(io_err(path))?;
+        }
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(io_err(path))?;
+        pos = offset + n as u64;
+        let line: Line = serde_json::from_slice(buf.trim_ascii_end()).map_err(|e| {
+            ReportError::Journal(JournalError::Corrupt {
+                path: path.to_path_buf(),
+                line: 0,
+                message: format!("record at byte {offset}: {e}"),
+            })
+        })?;
+        f(line).map_err(io_err(path))?;
+    }
+    Ok(())
+}
+
 fn build(
     out_dir: &Path,
     opts: &ReportOptions,
@@ -135,6 +168,9 @@ fn build(
     }
     let mut carried: BTreeSet<String> = BTreeSet::new();
     let mut attention = html::Attention::new();
+    // Where each latest record is, in input order (records without a position go last, in
+    // journal order), so results list items as the sources did whatever order they finished in.
+    let mut order: Vec<(u64, u64)> = Vec::with_capacity(index.len());
     each_line(&journal_path, limit, |offset, line| {
         match line {
             Line::Run(run) => acc.on_run(&run),
@@ -143,6 +179,7 @@ fn build(
                 let latest = index.is_latest(&r.key, offset);
                 acc.on_record(&r, latest);
                 if latest {
+                    order.push((r.seq.unwrap_or(u64::MAX), offset));
                     for name in r.columns.keys() {
                         if !carried.contains(name) {
                             carried.insert(name.clone());
@@ -156,8 +193,11 @@ fn build(
     })?;
     let simulated = acc.simulated();
     let summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
+    drop(index);
+    order.sort_unstable();
 
-    // Pass 3: results.csv and results.json side by side, one latest record at a time.
+    // Pass 3: results.csv and results.json side by side, one latest record at a time, read
+    // back by offset in input order.
     let csv_path = out_dir.join("results.csv");
     let json_path = out_dir.join("results.json");
     let layout = csv::Layout::new(simulated, &carried);
@@ -167,10 +207,8 @@ fn build(
         let mut csv_out = csv::CsvOut::new(cw, layout)?;
         let json_result = journal::write_private_atomic(&json_path, |jw| {
             let mut json_out = json::JsonOut::new(jw, simulated)?;
-            let walked = each_line(&journal_path, limit, |offset, line| {
-                if let Line::Item(r) = line
-                    && index.is_latest(&r.key, offset)
-                {
+            let walked = each_line_at(&journal_path, order.iter().map(|o| o.1), |line| {
+                if let Line::Item(r) = line {
                     let mut r: Record = *r;
                     r.response = None;
                     r.action = Some(summary::record_action(&r));
