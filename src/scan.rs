@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -206,29 +206,7 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
         return dry_run(&cfg, &stop).await;
     }
 
-    // The API: the real one, or an emulator in this process.
-    let (api_key, base_url, emu) = if cfg.api.emulator {
-        let key = format!("emulator-{}", uuid::Uuid::new_v4().simple());
-        let mut ec = emulator::EmulatorConfig::new(key.clone());
-        ec.latency = Duration::from_millis(150);
-        ec.jitter = Duration::from_millis(120);
-        let emu = emulator::start(ec, 0).await?;
-        let url = emu.base_url();
-        let key = ApiKey::new(key).map_err(|e| ScanError::Internal(e.to_string()))?;
-        (key, url, Some(emu))
-    } else {
-        let key = cfg
-            .api
-            .key
-            .clone()
-            .ok_or_else(|| ScanError::Internal("no API key".into()))?;
-        (key, cfg.api.base_url.clone(), None)
-    };
-    let client = Arc::new(Client::new(ClientConfig {
-        base_url,
-        api_key,
-        timeout: cfg.api.timeout,
-    })?);
+    let (client, emu) = connect(&cfg).await?;
     let settings = Settings {
         threshold: cfg.params.threshold,
         rotate_image: cfg.params.rotate_image,
@@ -237,55 +215,17 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
         simulated: cfg.api.emulator,
     };
 
-    journal::create_private_dir(&cfg.out).map_err(|source| ScanError::OutDir {
-        path: cfg.out.clone(),
-        source,
-    })?;
-    let _lock = DirLock::acquire(&cfg.out)?;
-    let journal_path = cfg.out.join(journal::JOURNAL_FILE);
-    if cfg.fresh && journal_path.exists() {
-        let kept = set_aside(&journal_path)?;
-        progress::eprint_line(&format!(
-            "--fresh: the previous journal was kept as {}",
-            kept.display()
-        ));
-    }
-
-    // Resume: index what is done, refuse changed settings, cut a torn tail.
-    let (index, good_len, resumed) = if journal_path.exists() {
-        let mut reader = Reader::open(&journal_path)?;
-        let index = Index::build(&mut reader)?;
-        if let Some(torn) = reader.torn_tail() {
-            progress::eprint_line(&format!(
-                "warning: the journal's last line (line {}, {} bytes) was cut short by a crash; \
-                 that item will be screened again",
-                torn.line, torn.len
-            ));
-        }
-        if let Some(old) = &index.settings {
-            let diff = settings.differences(old);
-            if !diff.is_empty() {
-                if !cfg.force {
-                    return Err(JournalError::SettingsChanged {
-                        dir: cfg.out.clone(),
-                        differences: diff,
-                    }
-                    .into());
-                }
-                progress::eprint_line(&format!(
-                    "warning: --force: resuming with different settings ({})",
-                    diff.join("; ")
-                ));
-            }
-        }
-        (index, Some(reader.good_len()), true)
-    } else {
-        (Index::default(), None, false)
-    };
+    let OpenJournal {
+        _lock,
+        index,
+        good_len,
+        resumed,
+        journal_path,
+    } = open_journal(&cfg, &settings)?;
     let index = Arc::new(index);
     // Keys in the journal whose latest record has no result; kept current as records are
     // written, so the exit code needs no extra pass over the journal.
-    let without_result = Arc::new(std::sync::atomic::AtomicI64::new(
+    let without_result = Arc::new(AtomicI64::new(
         index
             .by_key
             .values()
@@ -311,30 +251,7 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
     }))?;
     writer.sync()?;
 
-    if !cfg.quiet {
-        if cfg.api.emulator {
-            progress::eprint_line(
-                "SIMULATED: screening against the built-in emulator, not Didit. Results are not real.",
-            );
-        }
-        progress::eprint_line(&format!(
-            "{} {} at {} with {} in flight into {}{}",
-            if resumed { "Resuming" } else { "Screening" },
-            cfg.sources
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            cfg.rate,
-            cfg.concurrency,
-            cfg.out.display(),
-            if cfg.params.save_api_request {
-                " (save_api_request=true: every image becomes a stored Didit session)"
-            } else {
-                ""
-            }
-        ));
-    }
+    announce(&cfg, resumed);
 
     let total = count_inputs(&cfg).await;
     let progress = Progress::new(total, cfg.quiet);
@@ -353,56 +270,21 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
     });
 
     // Writer task: the only one that touches the journal.
-    let (to_writer, mut writer_rx) = mpsc::channel::<ToWriter>(cfg.concurrency * 2 + 16);
+    let (to_writer, writer_rx) = mpsc::channel::<ToWriter>(cfg.concurrency * 2 + 16);
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Completion>();
-    let writer_task = {
-        let progress = progress.clone();
-        let counts = counts.clone();
-        let retry_failed = cfg.retry_failed;
-        let pacer = pacer.clone();
-        let index = index.clone();
-        let without_result = without_result.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(journal::SYNC_EVERY);
-            loop {
-                tokio::select! {
-                    msg = writer_rx.recv() => {
-                        let Some(msg) = msg else { break };
-                        match msg {
-                            ToWriter::Record { record, leader } => {
-                                counts.recorded.fetch_add(1, Ordering::Relaxed);
-                                progress.set_rate(pacer.current_rate());
-                                progress.record(&record);
-                                let class = record.class;
-                                let had_no_result = index
-                                    .by_key
-                                    .get(&journal::key_digest(&record.key))
-                                    .map(|d| d.class != Class::Result);
-                                let has_no_result = class != Some(Class::Result);
-                                let delta = i64::from(has_no_result) - i64::from(had_no_result.unwrap_or(false));
-                                without_result.fetch_add(delta, Ordering::Relaxed);
-                                let offset = writer.append(&Line::Item(record))?;
-                                if let Some(content) = leader {
-                                    let reusable = class
-                                        .is_some_and(|c| journal::reusable_class(c, retry_failed))
-                                        .then_some(offset);
-                                    let _ = done_tx.send(Completion { content, reusable });
-                                }
-                            }
-                            ToWriter::Unsent { leader } => {
-                                if let Some(content) = leader {
-                                    let _ = done_tx.send(Completion { content, reusable: None });
-                                }
-                            }
-                        }
-                    }
-                    _ = tick.tick() => writer.sync()?,
-                }
-            }
-            writer.sync()?;
-            Ok::<Writer, JournalError>(writer)
-        })
-    };
+    let writer_task = tokio::spawn(write_records(
+        writer,
+        writer_rx,
+        done_tx,
+        WriterCtx {
+            progress: progress.clone(),
+            counts: counts.clone(),
+            retry_failed: cfg.retry_failed,
+            pacer: pacer.clone(),
+            index: index.clone(),
+            without_result: without_result.clone(),
+        },
+    ));
 
     // Plain progress lines when stderr is not a terminal.
     let ticker = progress.is_plain().then(|| {
@@ -603,6 +485,191 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
         eprintln!("liveness-batch: {}", c.describe());
     }
     Ok(provisional)
+}
+
+/// The API: the real one, or an emulator started in this process (with a random key and a
+/// realistic latency).
+async fn connect(cfg: &ScanConfig) -> Result<(Arc<Client>, Option<emulator::Emulator>), ScanError> {
+    let (api_key, base_url, emu) = if cfg.api.emulator {
+        let key = format!("emulator-{}", uuid::Uuid::new_v4().simple());
+        let mut ec = emulator::EmulatorConfig::new(key.clone());
+        ec.latency = Duration::from_millis(150);
+        ec.jitter = Duration::from_millis(120);
+        let emu = emulator::start(ec, 0).await?;
+        let url = emu.base_url();
+        let key = ApiKey::new(key).map_err(|e| ScanError::Internal(e.to_string()))?;
+        (key, url, Some(emu))
+    } else {
+        let key = cfg
+            .api
+            .key
+            .clone()
+            .ok_or_else(|| ScanError::Internal("no API key".into()))?;
+        (key, cfg.api.base_url.clone(), None)
+    };
+    let client = Arc::new(Client::new(ClientConfig {
+        base_url,
+        api_key,
+        timeout: cfg.api.timeout,
+    })?);
+    Ok((client, emu))
+}
+
+/// The out dir, locked, with its journal indexed (a resume) or absent (a new run).
+struct OpenJournal {
+    _lock: DirLock,
+    index: Index,
+    /// Where the complete lines end (a torn tail past it is cut when the writer opens).
+    good_len: Option<u64>,
+    resumed: bool,
+    journal_path: PathBuf,
+}
+
+/// Create and lock the out dir; set an old journal aside with `--fresh`; index an existing one,
+/// refusing changed settings unless `--force`.
+fn open_journal(cfg: &ScanConfig, settings: &Settings) -> Result<OpenJournal, ScanError> {
+    journal::create_private_dir(&cfg.out).map_err(|source| ScanError::OutDir {
+        path: cfg.out.clone(),
+        source,
+    })?;
+    let lock = DirLock::acquire(&cfg.out)?;
+    let journal_path = cfg.out.join(journal::JOURNAL_FILE);
+    if cfg.fresh && journal_path.exists() {
+        let kept = set_aside(&journal_path)?;
+        progress::eprint_line(&format!(
+            "--fresh: the previous journal was kept as {}",
+            kept.display()
+        ));
+    }
+
+    // Resume: index what is done, refuse changed settings, cut a torn tail.
+    let (index, good_len, resumed) = if journal_path.exists() {
+        let mut reader = Reader::open(&journal_path)?;
+        let index = Index::build(&mut reader)?;
+        if let Some(torn) = reader.torn_tail() {
+            progress::eprint_line(&format!(
+                "warning: the journal's last line (line {}, {} bytes) was cut short by a crash; \
+                 that item will be screened again",
+                torn.line, torn.len
+            ));
+        }
+        if let Some(old) = &index.settings {
+            let diff = settings.differences(old);
+            if !diff.is_empty() {
+                if !cfg.force {
+                    return Err(JournalError::SettingsChanged {
+                        dir: cfg.out.clone(),
+                        differences: diff,
+                    }
+                    .into());
+                }
+                progress::eprint_line(&format!(
+                    "warning: --force: resuming with different settings ({})",
+                    diff.join("; ")
+                ));
+            }
+        }
+        (index, Some(reader.good_len()), true)
+    } else {
+        (Index::default(), None, false)
+    };
+    Ok(OpenJournal {
+        _lock: lock,
+        index,
+        good_len,
+        resumed,
+        journal_path,
+    })
+}
+
+/// The opening lines on stderr: what runs where, and whether it is simulated.
+fn announce(cfg: &ScanConfig, resumed: bool) {
+    if !cfg.quiet {
+        if cfg.api.emulator {
+            progress::eprint_line(
+                "SIMULATED: screening against the built-in emulator, not Didit. Results are not real.",
+            );
+        }
+        progress::eprint_line(&format!(
+            "{} {} at {} with {} in flight into {}{}",
+            if resumed { "Resuming" } else { "Screening" },
+            cfg.sources
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            cfg.rate,
+            cfg.concurrency,
+            cfg.out.display(),
+            if cfg.params.save_api_request {
+                " (save_api_request=true: every image becomes a stored Didit session)"
+            } else {
+                ""
+            }
+        ));
+    }
+}
+
+/// What the journal writer task shares with the run.
+struct WriterCtx {
+    progress: Progress,
+    counts: Arc<RunCounts>,
+    retry_failed: bool,
+    pacer: Arc<Pacer>,
+    index: Arc<Index>,
+    without_result: Arc<AtomicI64>,
+}
+
+/// The writer task: the only one that touches the journal. It appends each record, keeps the
+/// progress and the exit-code count current, syncs at least every second, and tells the
+/// dispatcher when a leader of identical images finished.
+async fn write_records(
+    mut writer: Writer,
+    mut rx: mpsc::Receiver<ToWriter>,
+    done_tx: mpsc::UnboundedSender<Completion>,
+    ctx: WriterCtx,
+) -> Result<Writer, JournalError> {
+    let mut tick = tokio::time::interval(journal::SYNC_EVERY);
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { break };
+                match msg {
+                    ToWriter::Record { record, leader } => {
+                        ctx.counts.recorded.fetch_add(1, Ordering::Relaxed);
+                        ctx.progress.set_rate(ctx.pacer.current_rate());
+                        ctx.progress.record(&record);
+                        let class = record.class;
+                        let had_no_result = ctx
+                            .index
+                            .by_key
+                            .get(&journal::key_digest(&record.key))
+                            .is_some_and(|d| d.class != Class::Result);
+                        let has_no_result = class != Some(Class::Result);
+                        ctx.without_result.fetch_add(
+                            i64::from(has_no_result) - i64::from(had_no_result),
+                            Ordering::Relaxed,
+                        );
+                        let offset = writer.append(&Line::Item(record))?;
+                        if let Some(content) = leader {
+                            let reusable = class
+                                .is_some_and(|c| journal::reusable_class(c, ctx.retry_failed))
+                                .then_some(offset);
+                            let _ = done_tx.send(Completion { content, reusable });
+                        }
+                    }
+                    ToWriter::Unsent { leader } => {
+                        if let Some(content) = leader {
+                            let _ = done_tx.send(Completion { content, reusable: None });
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => writer.sync()?,
+        }
+    }
+    writer.sync()?;
+    Ok(writer)
 }
 
 /// Keys seen in this run, as compact digests. Two sources can hold the same relative path
