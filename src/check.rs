@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -19,8 +18,6 @@ use crate::submit::{Final, Submission, Submitter};
 
 /// The line that marks every emulator result.
 pub const SIMULATED: &str = "SIMULATED: result from the built-in emulator, not Didit";
-/// Longest accepted `--timeout`.
-const MAX_TIMEOUT_SECS: f64 = 3600.0;
 
 /// Failures that are not an answer about the image (those are exit codes, see [`run`]).
 #[derive(Debug, thiserror::Error)]
@@ -73,13 +70,10 @@ where
         Ok(p) => p,
         Err(msg) => return usage(err, &msg),
     };
-    let timeout = args.api.timeout;
-    if !(timeout.is_finite() && timeout > 0.0 && timeout <= MAX_TIMEOUT_SECS) {
-        return usage(
-            err,
-            &format!("--timeout must be between 0 and {MAX_TIMEOUT_SECS} seconds, got {timeout}"),
-        );
-    }
+    let timeout = match crate::config::request_timeout(args.api.timeout) {
+        Ok(t) => t,
+        Err(e) => return usage(err, &e.to_string()),
+    };
     let path = args.image.clone();
     let prepared = match tokio::task::spawn_blocking(move || preflight(&path)).await {
         Ok(Ok(p)) => p,
@@ -114,7 +108,7 @@ where
     let client = match Client::new(ClientConfig {
         base_url,
         api_key,
-        timeout: Duration::from_secs_f64(timeout),
+        timeout,
     }) {
         Ok(c) => c,
         Err(e) => return usage(err, &e.to_string()),

@@ -38,6 +38,15 @@ pub enum ConfigError {
     OutNotDir(PathBuf),
 }
 
+/// `--timeout` in seconds, checked: positive and at most an hour.
+pub fn request_timeout(secs: f64) -> Result<Duration, ConfigError> {
+    if secs.is_finite() && secs > 0.0 && secs <= 3600.0 {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(ConfigError::Timeout(secs))
+    }
+}
+
 /// Where and how to reach the API.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
@@ -56,9 +65,7 @@ impl ApiConfig {
         key_env: Option<String>,
         key_optional: bool,
     ) -> Result<Self, ConfigError> {
-        if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 3600.0) {
-            return Err(ConfigError::Timeout(args.timeout));
-        }
+        let timeout = request_timeout(args.timeout)?;
         let key = if args.emulator {
             None
         } else {
@@ -71,7 +78,7 @@ impl ApiConfig {
         Ok(Self {
             base_url: args.base_url.clone(),
             key,
-            timeout: Duration::from_secs_f64(args.timeout),
+            timeout,
             emulator: args.emulator,
         })
     }

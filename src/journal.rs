@@ -206,6 +206,11 @@ pub fn key_digest(key: &str) -> u128 {
     u128::from_le_bytes(d[..16].try_into().expect("16 bytes"))
 }
 
+/// The first 16 bytes of a SHA-256 as a number, for compact content indexes.
+pub fn content_digest_of(sha256: &[u8; 32]) -> u128 {
+    u128::from_le_bytes(sha256[..16].try_into().expect("16 bytes"))
+}
+
 /// The first 16 bytes of a hex SHA-256 as a number, for compact content indexes.
 pub fn content_digest(sha256_hex: &str) -> Option<u128> {
     let bytes = hex::decode(sha256_hex.get(..32)?).ok()?;
@@ -343,22 +348,57 @@ impl Iterator for Reader {
     }
 }
 
-/// Read the one line that starts at `offset` (as given by the reader or the writer).
-pub fn read_line_at(path: &Path, offset: u64) -> Result<Line, JournalError> {
-    let io_err = |source| JournalError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = File::open(path).map_err(io_err)?;
-    file.seek(SeekFrom::Start(offset)).map_err(io_err)?;
-    let mut reader = BufReader::new(file);
-    let mut buf = Vec::new();
-    reader.read_until(b'\n', &mut buf).map_err(io_err)?;
-    serde_json::from_slice(buf.trim_ascii_end()).map_err(|e| JournalError::Corrupt {
-        path: path.to_path_buf(),
-        line: 0,
-        message: format!("record at byte {offset}: {e}"),
-    })
+/// Reads journal lines by their offsets (as given by the reader or the writer). Offsets that
+/// follow each other closely are read from the buffer without seeking, so reading many records
+/// in a nearly sequential order costs few system calls. The journal is append-only, so lines
+/// already written never change under the buffer.
+pub struct LinesAt {
+    path: PathBuf,
+    reader: BufReader<File>,
+    pos: u64,
+    buf: Vec<u8>,
+}
+
+impl LinesAt {
+    const BUFFER: usize = 64 * 1024;
+
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let file = File::open(path).map_err(|source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader: BufReader::with_capacity(Self::BUFFER, file),
+            pos: 0,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    /// The line that starts at `offset`.
+    pub fn read(&mut self, offset: u64) -> Result<Line, JournalError> {
+        let io_err = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let ahead = offset.wrapping_sub(self.pos) as i64;
+        if (0..Self::BUFFER as i64).contains(&ahead) {
+            self.reader.seek_relative(ahead).map_err(io_err)?;
+        } else {
+            self.reader.seek(SeekFrom::Start(offset)).map_err(io_err)?;
+        }
+        self.buf.clear();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut self.buf)
+            .map_err(io_err)?;
+        self.pos = offset + n as u64;
+        serde_json::from_slice(self.buf.trim_ascii_end()).map_err(|e| JournalError::Corrupt {
+            path: self.path.clone(),
+            line: 0,
+            message: format!("record at byte {offset}: {e}"),
+        })
+    }
 }
 
 /// What the resume logic needs to know about a key's latest record.
@@ -787,7 +827,14 @@ mod tests {
             lines
         );
         // offsets point at the lines
-        assert_eq!(read_line_at(&p, read[2].0).unwrap(), lines[2]);
+        let mut at = LinesAt::open(&p).unwrap();
+        assert_eq!(at.read(read[2].0).unwrap(), lines[2]);
+        assert_eq!(at.read(read[0].0).unwrap(), lines[0], "backwards");
+        assert_eq!(
+            at.read(read[1].0).unwrap(),
+            lines[1],
+            "forwards within the buffer"
+        );
         let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
@@ -977,6 +1024,8 @@ mod tests {
         assert_eq!(key_digest("a"), key_digest("a"));
         assert_ne!(key_digest("a"), key_digest("b"));
         assert!(content_digest(SHA_A).is_some());
+        let bytes: [u8; 32] = hex::decode(SHA_A).unwrap().try_into().unwrap();
+        assert_eq!(content_digest(SHA_A), Some(content_digest_of(&bytes)));
         assert!(content_digest("zz").is_none());
     }
 }

@@ -326,7 +326,7 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<i32, ScanError> {
     let mut dispatch = Dispatch {
         cfg: &cfg,
         index: &index,
-        journal_path: &journal_path,
+        leaders: journal::LinesAt::open(&journal_path)?,
         job_tx: &job_tx,
         to_writer: &to_writer,
         counts: &counts,
@@ -798,7 +798,8 @@ enum Dispatched {
 struct Dispatch<'a> {
     cfg: &'a ScanConfig,
     index: &'a Index,
-    journal_path: &'a Path,
+    /// Reads back the records that identical images reuse.
+    leaders: journal::LinesAt,
     job_tx: &'a mpsc::Sender<Job>,
     to_writer: &'a mpsc::Sender<ToWriter>,
     counts: &'a RunCounts,
@@ -894,8 +895,8 @@ impl Dispatch<'_> {
     }
 
     /// Record `item` with the result of the identical image recorded at `offset`.
-    async fn follower(&self, item: Item, offset: u64) -> Result<(), ScanError> {
-        let Line::Item(leader) = journal::read_line_at(self.journal_path, offset)? else {
+    async fn follower(&mut self, item: Item, offset: u64) -> Result<(), ScanError> {
+        let Line::Item(leader) = self.leaders.read(offset)? else {
             return Err(ScanError::Internal(format!(
                 "journal offset {offset} is not an item"
             )));
@@ -938,8 +939,8 @@ async fn worker(ctx: WorkerCtx) {
         let Some(Job { item, prepared }) = job else {
             return;
         };
-        let content = journal::content_digest(&preflight::hex(&prepared.sha256));
-        let leader = if ctx.dedupe { content } else { None };
+        let content = journal::content_digest_of(&prepared.sha256);
+        let leader = ctx.dedupe.then_some(content);
         if ctx.stop.is_stopped() {
             ctx.counts.not_processed.fetch_add(1, Ordering::Relaxed);
             let _ = ctx.to_writer.send(ToWriter::Unsent { leader }).await;

@@ -9,14 +9,14 @@ pub mod summary;
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
-use std::io::{self, BufRead, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::cli::ReportArgs;
 use crate::journal::{
-    self, DirLock, Index, JOURNAL_FILE, JournalError, Latest, Line, Reader, TornTail,
+    self, DirLock, Index, JOURNAL_FILE, JournalError, Latest, Line, LinesAt, Reader, TornTail,
 };
 use crate::record::Record;
 
@@ -106,34 +106,14 @@ fn each_line(
 }
 
 /// Read the journal lines that start at `offsets` (in that order), calling `f` for each.
-/// Offsets that follow each other closely are read without seeking.
 fn each_line_at(
     path: &Path,
     offsets: impl Iterator<Item = u64>,
     mut f: impl FnMut(Line) -> io::Result<()>,
 ) -> Result<(), ReportError> {
-    let mut reader =
-        io::BufReader::with_capacity(64 * 1024, File::open(path).map_err(io_err(path))?);
-    let mut pos = 0u64;
-    let mut buf = Vec::with_capacity(4096);
+    let mut lines = LinesAt::open(path)?;
     for offset in offsets {
-        let ahead = offset.wrapping_sub(pos) as i64;
-        if (0..64 * 1024).contains(&ahead) {
-            reader.seek_relative(ahead).map_err(io_err(path))?;
-        } else {
-            reader.seek(SeekFrom::Start(offset)).map_err(io_err(path))?;
-        }
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(io_err(path))?;
-        pos = offset + n as u64;
-        let line: Line = serde_json::from_slice(buf.trim_ascii_end()).map_err(|e| {
-            ReportError::Journal(JournalError::Corrupt {
-                path: path.to_path_buf(),
-                line: 0,
-                message: format!("record at byte {offset}: {e}"),
-            })
-        })?;
-        f(line).map_err(io_err(path))?;
+        f(lines.read(offset)?).map_err(io_err(path))?;
     }
     Ok(())
 }
