@@ -1,18 +1,104 @@
-//! Exit codes: the contract with scripts and cron jobs (documented in the README).
+//! Exit codes: the contract with scripts and cron jobs (documented in the README), as one enum.
 
-/// Every item has a result (scan), or the image was Approved (check).
-pub const OK: i32 = 0;
-/// Finished, but some items failed (scan), or the image was Declined (check).
-pub const SOME_FAILED: i32 = 1;
-/// Usage or configuration error, or a bad local file for `check`; nothing was sent.
-pub const USAGE: i32 = 2;
-/// Stopped: the API refused the key, the permission, or the endpoint (401, 403, 404).
-pub const AUTH: i32 = 3;
-/// Stopped: out of credits (402, 403 credits) or the --max-requests budget was reached. Resumable.
-pub const CREDITS: i32 = 4;
-/// `check` only: the API kept failing after every retry.
-pub const API_FAILED: i32 = 5;
-/// Interrupted by Ctrl-C (SIGINT).
-pub const INTERRUPTED: i32 = 130;
-/// Terminated by SIGTERM.
-pub const TERMINATED: i32 = 143;
+/// How the process ends. The numbers are a public contract; never renumber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[repr(i32)]
+pub enum Exit {
+    /// Every item has a result (scan), or the image was Approved (check).
+    Ok = 0,
+    /// Finished, but some items have no result (scan), or the image was Declined (check).
+    SomeFailed = 1,
+    /// Usage or configuration error, or a bad local file for `check`; nothing was sent.
+    Usage = 2,
+    /// Stopped: the API refused the key, the permission, or the endpoint (401, 403, 404).
+    Auth = 3,
+    /// Stopped: out of credits (402, 403 credits) or the --max-requests budget was reached.
+    Credits = 4,
+    /// `check` only: the API kept failing after every retry.
+    ApiFailed = 5,
+    /// A local I/O failure (disk full, out dir unwritable, journal not a file): the run
+    /// stopped; every record written before is kept.
+    Io = 6,
+    /// Object storage refused the credentials or the bucket.
+    Storage = 7,
+    /// `report` verification failed (broken journal chain, missing or mismatched shard, a
+    /// reconciliation that does not close).
+    Verify = 8,
+    /// A bug: a task panicked or an invariant broke.
+    Internal = 70,
+    /// Interrupted by Ctrl-C (SIGINT).
+    Interrupted = 130,
+    /// Terminated by SIGTERM.
+    Terminated = 143,
+}
+
+impl Exit {
+    pub const fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+impl TryFrom<i32> for Exit {
+    type Error = i32;
+
+    /// The exit code of this number (as a journal's end line records it).
+    fn try_from(code: i32) -> Result<Self, i32> {
+        const ALL: [Exit; 12] = [
+            Exit::Ok,
+            Exit::SomeFailed,
+            Exit::Usage,
+            Exit::Auth,
+            Exit::Credits,
+            Exit::ApiFailed,
+            Exit::Io,
+            Exit::Storage,
+            Exit::Verify,
+            Exit::Internal,
+            Exit::Interrupted,
+            Exit::Terminated,
+        ];
+        ALL.into_iter().find(|e| e.code() == code).ok_or(code)
+    }
+}
+
+impl From<Exit> for i32 {
+    fn from(e: Exit) -> i32 {
+        e.code()
+    }
+}
+
+pub const OK: i32 = Exit::Ok.code();
+pub const SOME_FAILED: i32 = Exit::SomeFailed.code();
+pub const USAGE: i32 = Exit::Usage.code();
+pub const AUTH: i32 = Exit::Auth.code();
+pub const CREDITS: i32 = Exit::Credits.code();
+pub const API_FAILED: i32 = Exit::ApiFailed.code();
+pub const IO: i32 = Exit::Io.code();
+pub const INTERRUPTED: i32 = Exit::Interrupted.code();
+pub const TERMINATED: i32 = Exit::Terminated.code();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_the_documented_numbers() {
+        let all = [
+            (Exit::Ok, 0),
+            (Exit::SomeFailed, 1),
+            (Exit::Usage, 2),
+            (Exit::Auth, 3),
+            (Exit::Credits, 4),
+            (Exit::ApiFailed, 5),
+            (Exit::Io, 6),
+            (Exit::Storage, 7),
+            (Exit::Verify, 8),
+            (Exit::Internal, 70),
+            (Exit::Interrupted, 130),
+            (Exit::Terminated, 143),
+        ];
+        for (e, n) in all {
+            assert_eq!(e.code(), n, "{e:?}");
+        }
+    }
+}

@@ -10,6 +10,7 @@ pub mod emulator;
 pub mod exit;
 pub mod input;
 pub mod journal;
+pub mod messages;
 pub mod pace;
 pub mod progress;
 pub mod record;
@@ -42,7 +43,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) => exit::USAGE,
-            Error::Scan(e) => e.exit_code(),
+            Error::Scan(e) => e.exit_code().code(),
             Error::Check(e) => e.exit_code(),
             Error::Report(_) | Error::Emulator(_) => exit::USAGE,
         }
@@ -77,7 +78,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             let signals = tokio::spawn(watch_signals(stop.clone()));
             let code = scan::run(cfg, stop).await;
             signals.abort();
-            Ok(code?)
+            Ok(code?.code())
         }
         Command::Check(args) => {
             init_logging(args.verbose);
@@ -114,7 +115,7 @@ async fn watch_signals(stop: scan::Stop) {
         seen += 1;
         if seen > 1 {
             progress::eprint_line("second signal: exiting now; rerun the same command to resume");
-            std::process::exit(cause.exit_code());
+            std::process::exit(cause.exit_code().code());
         }
         progress::eprint_line(
             "stopping: no new requests; waiting for those in flight (Ctrl-C again to exit at once)",

@@ -543,7 +543,7 @@ mod tests {
             att.offer(r);
         }
         acc.on_end(&RunEnd {
-            outcome: "completed".into(),
+            outcome: crate::journal::RunOutcome::Completed,
             ..Default::default()
         });
         let s = acc.finish(0.1, "/tmp/<out>");

@@ -63,7 +63,17 @@ pub enum ReportError {
 impl ReportError {
     /// The process exit code for this error: all are usage or configuration problems.
     pub fn exit_code(&self) -> i32 {
-        crate::exit::USAGE
+        if self.is_io() {
+            crate::exit::IO
+        } else {
+            crate::exit::USAGE
+        }
+    }
+
+    /// Whether this is a local I/O failure (a full disk, an unwritable out dir).
+    pub fn is_io(&self) -> bool {
+        matches!(self, ReportError::Io { .. })
+            || matches!(self, ReportError::Journal(e) if e.is_io())
     }
 }
 
@@ -155,6 +165,8 @@ fn build(
         match line {
             Line::Run(run) => acc.on_run(&run),
             Line::End(end) => acc.on_end(&end),
+            // Announced uploads matter to a resume, not to the outputs.
+            Line::Sending(_) => {}
             Line::Item(r) => {
                 let latest = index.is_latest(&r.key, offset);
                 acc.on_record(&r, latest);
@@ -468,7 +480,7 @@ mod tests {
 
     fn end() -> Line {
         Line::End(RunEnd {
-            outcome: "completed".into(),
+            outcome: crate::journal::RunOutcome::Completed,
             wall_secs: 1.0,
             ..Default::default()
         })

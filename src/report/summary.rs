@@ -388,7 +388,7 @@ impl Accumulator {
         let n = segments.len();
         let ended = |s: &Segment| -> (String, Option<String>) {
             match &s.last_end {
-                Some(e) => (e.outcome.clone(), e.stop_reason.clone()),
+                Some(e) => (e.outcome.to_string(), e.stop_reason.clone()),
                 None => (
                     "incomplete".into(),
                     Some(
@@ -928,7 +928,7 @@ mod tests {
         RunEnd {
             finished_at: "2026-01-01T01:00:00Z".into(),
             wall_secs: 60.0,
-            outcome: outcome.into(),
+            outcome: serde_json::from_value(outcome.into()).expect("an outcome"),
             stop_reason: (outcome != "completed")
                 .then(|| "out of credits: rerun the same command to resume".into()),
             inputs: 5,

@@ -57,7 +57,7 @@ fn end_line(outcome: &str, inputs: u64, not_processed: u64) -> Line {
     Line::End(RunEnd {
         finished_at: "2026-03-02T09:00:00Z".into(),
         wall_secs: 90.0,
-        outcome: outcome.into(),
+        outcome: serde_json::from_value(outcome.into()).expect("an outcome"),
         stop_reason: (outcome == "stopped")
             .then(|| "out of credits (403 from Didit): top up credits, then rerun the same command to resume".into()),
         exit_code: 0,

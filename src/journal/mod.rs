@@ -1,0 +1,586 @@
+//! The append-only journal (`journal.jsonl`): the run's source of truth. This module owns the
+//! line format; `read` streams lines (tolerating a torn last line), `index` builds the compact
+//! resume indexes, `write` appends and syncs, `files` holds the out dir's lock and private files.
+
+mod files;
+mod index;
+mod read;
+mod write;
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::record::Record;
+
+pub use files::{DirLock, create_private_dir, open_private, out_dir_warning, write_private_atomic};
+pub use index::{Done, Index, Latest, Orphan, reusable_record};
+pub use read::{LinesAt, Reader, TornTail};
+pub use write::Writer;
+
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+pub const LOCK_FILE: &str = ".liveness-batch.lock";
+/// The journal is synced to disk at least this often while records arrive, and at exit.
+pub const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// Settings that change what the API answers: a resumed run must use the same ones.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub threshold: Option<f64>,
+    pub rotate_image: bool,
+    pub save_api_request: bool,
+    /// Host of the API base URL (`verification.didit.me`, or `127.0.0.1:PORT` for an emulator).
+    pub api_host: String,
+    /// True when results came from the built-in emulator, not Didit.
+    pub simulated: bool,
+}
+
+impl Settings {
+    /// Human-readable differences from `other` (the journal's), empty when compatible.
+    /// The emulator's port changes every run, so for simulated runs only "simulated" counts.
+    pub fn differences(&self, journal: &Settings) -> Vec<String> {
+        let mut out = Vec::new();
+        let show = |t: Option<f64>| t.map_or("Didit's default (30)".to_string(), |t| t.to_string());
+        if self.threshold != journal.threshold {
+            out.push(format!(
+                "threshold: journal has {}, this run has {}",
+                show(journal.threshold),
+                show(self.threshold)
+            ));
+        }
+        if self.rotate_image != journal.rotate_image {
+            out.push(format!(
+                "rotate_image: journal has {}, this run has {}",
+                journal.rotate_image, self.rotate_image
+            ));
+        }
+        if self.save_api_request != journal.save_api_request {
+            out.push(format!(
+                "save_api_request: journal has {}, this run has {}",
+                journal.save_api_request, self.save_api_request
+            ));
+        }
+        if self.simulated != journal.simulated {
+            let what = |s: bool| {
+                if s {
+                    "the built-in emulator"
+                } else {
+                    "the API"
+                }
+            };
+            out.push(format!(
+                "results source: journal has {}, this run uses {}",
+                what(journal.simulated),
+                what(self.simulated)
+            ));
+        } else if !self.simulated && !same_api_host(&self.api_host, &journal.api_host) {
+            out.push(format!(
+                "API host: journal has {}, this run has {}",
+                journal.api_host, self.api_host
+            ));
+        }
+        out
+    }
+}
+
+/// Hosts name the same API when equal, or when both are on loopback (a local emulator gets a
+/// new port each time it starts).
+fn same_api_host(a: &str, b: &str) -> bool {
+    fn loopback(h: &str) -> bool {
+        let host = h.rsplit_once(':').map_or(h, |(host, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                host
+            } else {
+                h
+            }
+        });
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+    a == b || (loopback(a) && loopback(b))
+}
+
+/// The first line of a journal, and one more line each time a run resumes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub tool_version: String,
+    pub started_at: String,
+    pub settings: Settings,
+    pub sources: Vec<String>,
+    /// The configured pace, e.g. "240/min".
+    pub rate: String,
+    pub concurrency: usize,
+    /// False for the run that created the journal.
+    pub resumed: bool,
+    #[serde(default)]
+    pub dedupe: bool,
+    #[serde(default)]
+    pub max_requests: Option<u64>,
+}
+
+/// How a run ended, as written in the journal's end line (`outcome`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    #[default]
+    Completed,
+    Stopped,
+    Interrupted,
+    Terminated,
+    Failed,
+}
+
+impl RunOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Completed => "completed",
+            RunOutcome::Stopped => "stopped",
+            RunOutcome::Interrupted => "interrupted",
+            RunOutcome::Terminated => "terminated",
+            RunOutcome::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The last line a run writes: what this run did (counts that are not per item).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct RunEnd {
+    pub finished_at: String,
+    pub wall_secs: f64,
+    pub outcome: RunOutcome,
+    /// Why the run stopped early, in words, with what to do next.
+    pub stop_reason: Option<String>,
+    pub exit_code: i32,
+    /// Items found in this run's sources (images and would-be images, not ignored files).
+    pub inputs: u64,
+    /// Non-image files skipped by the folder walk.
+    pub ignored: u64,
+    /// Items already done by an earlier run with the same content, skipped.
+    pub skipped_done: u64,
+    /// Items that reused the result of an identical image (credits saved).
+    pub deduplicated: u64,
+    /// Records written by this run.
+    pub recorded: u64,
+    /// Items left without a record because the run stopped before submitting them.
+    pub not_processed: u64,
+    /// HTTP requests sent by this run.
+    pub requests: u64,
+    /// Requests per minute over the time this run was sending.
+    pub achieved_rate_per_min: Option<f64>,
+    /// True when the run stopped before reading a manifest on standard input to its end, so
+    /// `inputs` and `not_processed` cover only what was read.
+    #[serde(default)]
+    pub input_unread: bool,
+}
+
+/// Written (and synced) before an item's first upload: if the run dies before the item's
+/// record is written, the next run knows the request may have been processed and billed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sending {
+    pub key: String,
+}
+
+/// One journal line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Line {
+    Run(RunInfo),
+    Item(Box<Record>),
+    Sending(Sending),
+    End(RunEnd),
+}
+
+/// The kind of a journal line, as the light readers see it (same wire names as [`Line`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineKind {
+    Run,
+    Item,
+    Sending,
+    End,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// A local I/O failure: `op` names the operation ("write", "open", "sync", ...).
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{path} is a symbolic link; the out dir's files are never opened through links (someone \
+         may have planted it): remove it, or choose another --out"
+    )]
+    Symlink { path: PathBuf },
+    #[error("{path} is not a regular file; remove it, or choose another --out")]
+    NotAFile { path: PathBuf },
+    #[error(
+        "the journal {path} is damaged at line {line}: {message}; repair or remove that line, \
+         or rerun with --fresh to start a new journal (the old one is kept)"
+    )]
+    Corrupt {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error(
+        "{path} does not look like a liveness-batch journal (its first line is not a run header)"
+    )]
+    NotAJournal { path: PathBuf },
+    #[error(
+        "another liveness-batch run is using {dir} (lock file {lock}{holder}); wait for it to finish \
+         or choose another --out"
+    )]
+    Locked {
+        dir: PathBuf,
+        lock: PathBuf,
+        holder: String,
+    },
+    #[error(
+        "this run's settings differ from the journal in {dir}:\n  {}\nRerun with the journal's \
+         settings, add --force to resume anyway (results will mix settings), or --fresh to start a \
+         new journal (the old one is kept)",
+        differences.join("\n  ")
+    )]
+    SettingsChanged {
+        dir: PathBuf,
+        differences: Vec<String>,
+    },
+}
+
+/// A compact, fixed-size digest of an item key, for indexes that must stay small.
+pub fn key_digest(key: &str) -> u128 {
+    content_digest_of(&Sha256::digest(key.as_bytes()).into())
+}
+
+/// The first 16 bytes of a SHA-256 as a number, for compact content indexes.
+pub fn content_digest_of(sha256: &[u8; 32]) -> u128 {
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&sha256[..16]);
+    u128::from_le_bytes(first)
+}
+
+/// The first 16 bytes of a hex SHA-256 as a number, for compact content indexes.
+pub fn content_digest(sha256_hex: &str) -> Option<u128> {
+    let mut first = [0u8; 16];
+    hex::decode_to_slice(sha256_hex.get(..32)?, &mut first).ok()?;
+    Some(u128::from_le_bytes(first))
+}
+
+impl JournalError {
+    /// The local I/O failure `op` on `path`.
+    pub fn io<'a>(
+        op: &'static str,
+        path: &'a std::path::Path,
+    ) -> impl FnOnce(io::Error) -> Self + 'a {
+        move |source| JournalError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// Whether this is a local I/O failure (its own exit code), not a damaged or foreign file.
+    pub fn is_io(&self) -> bool {
+        matches!(self, JournalError::Io { .. })
+    }
+}
+
+/// Builders of run headers and records for the crate's unit tests (journal, report, scan).
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use std::path::Path;
+
+    use super::*;
+    use crate::record::{Class, Decision};
+
+    pub fn settings() -> Settings {
+        Settings {
+            threshold: None,
+            rotate_image: false,
+            save_api_request: false,
+            api_host: "verification.didit.me".into(),
+            simulated: false,
+        }
+    }
+
+    pub fn run_line() -> Line {
+        Line::Run(RunInfo {
+            tool_version: "0.1.0".into(),
+            started_at: "2026-11-27T00:00:00Z".into(),
+            settings: settings(),
+            sources: vec!["photos".into()],
+            rate: "240/min".into(),
+            concurrency: 8,
+            resumed: false,
+            dedupe: true,
+            max_requests: None,
+        })
+    }
+
+    pub fn item(key: &str, sha: &str, class: Class) -> Line {
+        Line::Item(Box::new(Record {
+            key: key.into(),
+            path: format!("{key}.jpg"),
+            sha256: Some(sha.into()),
+            class: Some(class),
+            status: (class == Class::Result).then_some(Decision::Approved),
+            ..Default::default()
+        }))
+    }
+
+    pub const SHA_A: &str = "aa00000000000000000000000000000000000000000000000000000000000000";
+    pub const SHA_B: &str = "bb00000000000000000000000000000000000000000000000000000000000000";
+
+    pub fn write_lines(path: &Path, lines: &[Line]) {
+        let mut w = Writer::open(path, None).unwrap();
+        for l in lines {
+            w.append(l).unwrap();
+        }
+        w.finish().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::fixtures::*;
+    use super::*;
+    use crate::record::Class;
+
+    #[test]
+    fn round_trips_lines_with_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(JOURNAL_FILE);
+        let lines = vec![
+            run_line(),
+            item("a", SHA_A, Class::Result),
+            item("b", SHA_B, Class::Transient),
+        ];
+        write_lines(&p, &lines);
+        let read: Vec<_> = Reader::open(&p).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(
+            read.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>(),
+            lines
+        );
+        // offsets point at the lines
+        let mut at = LinesAt::open(&p).unwrap();
+        assert_eq!(at.read(read[2].0).unwrap(), lines[2]);
+        assert_eq!(at.read(read[0].0).unwrap(), lines[0], "backwards");
+        assert_eq!(
+            at.read(read[1].0).unwrap(),
+            lines[1],
+            "forwards within the buffer"
+        );
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn torn_last_line_is_reported_and_cut_on_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(JOURNAL_FILE);
+        write_lines(&p, &[run_line(), item("a", SHA_A, Class::Result)]);
+        let good = std::fs::metadata(&p).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(br#"{"type":"item","key":"b","pa"#).unwrap();
+        drop(f);
+
+        let mut reader = Reader::open(&p).unwrap();
+        let index = Index::build(&mut reader).unwrap();
+        assert_eq!(index.records, 1);
+        let torn = reader.torn_tail().expect("torn tail detected");
+        assert_eq!(torn.offset, good);
+        assert_eq!(torn.line, 3);
+
+        let mut w = Writer::open(&p, Some(reader.good_len())).unwrap();
+        w.append(&item("b", SHA_B, Class::Result)).unwrap();
+        w.finish().unwrap();
+        let all: Vec<_> = Reader::open(&p).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(all.len(), 3);
+    }
+
+    #[test]
+    fn complete_last_line_without_newline_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(JOURNAL_FILE);
+        let mut text = serde_json::to_string(&run_line()).unwrap();
+        text.push('\n');
+        text.push_str(&serde_json::to_string(&item("a", SHA_A, Class::Result)).unwrap());
+        std::fs::write(&p, text).unwrap();
+        let mut reader = Reader::open(&p).unwrap();
+        let index = Index::build(&mut reader).unwrap();
+        assert_eq!(index.records, 1);
+        assert!(reader.torn_tail().is_none());
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_an_error_naming_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(JOURNAL_FILE);
+        let mut text = serde_json::to_string(&run_line()).unwrap();
+        text.push_str("\n{not json\n");
+        text.push_str(&serde_json::to_string(&item("a", SHA_A, Class::Result)).unwrap());
+        text.push('\n');
+        std::fs::write(&p, text).unwrap();
+        let e = Index::build(&mut Reader::open(&p).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+        let e = Reader::open(&p)
+            .unwrap()
+            .find_map(Result::err)
+            .unwrap()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_journal_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(JOURNAL_FILE);
+        std::fs::write(
+            &p,
+            format!(
+                "{}\n",
+                serde_json::to_string(&item("a", SHA_A, Class::Result)).unwrap()
+            ),
+        )
+        .unwrap();
+        let e = Index::build(&mut Reader::open(&p).unwrap()).unwrap_err();
+        assert!(matches!(e, JournalError::NotAJournal { .. }), "{e}");
+    }
+
+    #[test]
+    fn index_keeps_the_latest_record_per_key_and_checks_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(JOURNAL_FILE);
+        write_lines(
+            &p,
+            &[
+                run_line(),
+                item("a", SHA_A, Class::Transient),
+                item("b", SHA_B, Class::Rejected),
+                item("a", SHA_A, Class::Result),
+            ],
+        );
+        let index = Index::build(&mut Reader::open(&p).unwrap()).unwrap();
+        let a = content_digest(SHA_A);
+        let b = content_digest(SHA_B);
+        assert!(index.is_done("a", a, false));
+        assert!(index.is_done("a", a, true));
+        assert!(
+            !index.is_done("a", b, false),
+            "changed content is screened again"
+        );
+        assert!(index.is_done("b", b, false));
+        assert!(
+            !index.is_done("b", b, true),
+            "--retry-failed redoes rejected items"
+        );
+        assert!(!index.is_done("c", a, false));
+        assert!(index.reusable(a.unwrap(), false).is_some());
+        assert!(
+            index.reusable(b.unwrap(), false).is_some(),
+            "a rejection is reused..."
+        );
+        assert!(
+            index.reusable(b.unwrap(), true).is_none(),
+            "...unless --retry-failed"
+        );
+        assert_eq!(index.settings, Some(settings()));
+        assert_eq!(index.runs, 1);
+    }
+
+    #[test]
+    fn latest_picks_each_keys_last_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(JOURNAL_FILE);
+        write_lines(
+            &p,
+            &[
+                run_line(),
+                item("a", SHA_A, Class::Transient),
+                item("b", SHA_B, Class::Result),
+                item("a", SHA_A, Class::Result),
+            ],
+        );
+        let offsets: Vec<u64> = Reader::open(&p).unwrap().map(|l| l.unwrap().0).collect();
+        let latest = Latest::build(&mut Reader::open(&p).unwrap()).unwrap();
+        assert_eq!(latest.len(), 2);
+        assert!(!latest.is_latest("a", offsets[1]));
+        assert!(latest.is_latest("b", offsets[2]));
+        assert!(latest.is_latest("a", offsets[3]));
+        assert!(!latest.is_latest("c", offsets[3]));
+    }
+
+    #[test]
+    fn settings_differences_are_named() {
+        let a = settings();
+        let mut b = settings();
+        assert!(b.differences(&a).is_empty());
+        b.threshold = Some(50.0);
+        b.save_api_request = true;
+        let d = b.differences(&a);
+        assert_eq!(d.len(), 2);
+        assert!(d[0].contains("threshold") && d[0].contains("50"), "{d:?}");
+        // emulator ports differ run to run; that is not a difference
+        let mut s1 = settings();
+        s1.simulated = true;
+        s1.api_host = "127.0.0.1:1".into();
+        let mut s2 = s1.clone();
+        s2.api_host = "127.0.0.1:2".into();
+        assert!(s2.differences(&s1).is_empty());
+        // a local emulator restarted on another port is the same API; another host is not
+        let mut l1 = settings();
+        l1.api_host = "127.0.0.1:4000".into();
+        let mut l2 = settings();
+        l2.api_host = "localhost:5000".into();
+        assert!(l2.differences(&l1).is_empty());
+        let mut l3 = settings();
+        l3.api_host = "[::1]:6000".into();
+        assert!(l3.differences(&l1).is_empty());
+        assert_eq!(settings().differences(&l1).len(), 1);
+    }
+
+    #[test]
+    fn lock_is_exclusive_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DirLock::acquire(dir.path()).unwrap();
+        let e = DirLock::acquire(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(LOCK_FILE) && e.contains(&std::process::id().to_string()),
+            "{e}"
+        );
+        drop(first);
+        DirLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn digests_are_stable() {
+        assert_eq!(key_digest("a"), key_digest("a"));
+        assert_ne!(key_digest("a"), key_digest("b"));
+        assert!(content_digest(SHA_A).is_some());
+        let bytes: [u8; 32] = hex::decode(SHA_A).unwrap().try_into().unwrap();
+        assert_eq!(content_digest(SHA_A), Some(content_digest_of(&bytes)));
+        assert!(content_digest("zz").is_none());
+    }
+}

@@ -1,0 +1,188 @@
+//! Reading a journal: lines streamed with their byte offsets (a torn last line tolerated), and
+//! lines read back by offset.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use super::{JournalError, Line};
+
+/// Streams a journal's lines with their byte offsets. A last line that was cut short (no
+/// newline and not valid JSON: a crash mid-write) ends the stream and is reported by
+/// [`Reader::torn_tail`]; damage anywhere else is an error.
+pub struct Reader {
+    path: PathBuf,
+    inner: BufReader<File>,
+    offset: u64,
+    line_no: u64,
+    buf: Vec<u8>,
+    torn: Option<TornTail>,
+    done: bool,
+}
+
+/// Where a journal's cut-short last line starts, and how long it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TornTail {
+    pub offset: u64,
+    pub len: u64,
+    pub line: u64,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let file = super::files::open_read(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            inner: BufReader::with_capacity(256 * 1024, file),
+            offset: 0,
+            line_no: 0,
+            buf: Vec::with_capacity(4096),
+            torn: None,
+            done: false,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Set once the stream ended on a torn last line.
+    pub fn torn_tail(&self) -> Option<TornTail> {
+        self.torn
+    }
+
+    /// Offset just past the last complete line read so far.
+    pub fn good_len(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next raw line (without the newline) and its offset; `None` at the end or at a torn tail.
+    pub fn next_raw(&mut self) -> Option<Result<(u64, &[u8]), JournalError>> {
+        if self.done {
+            return None;
+        }
+        self.buf.clear();
+        let n = match self.inner.read_until(b'\n', &mut self.buf) {
+            Ok(n) => n,
+            Err(source) => {
+                self.done = true;
+                return Some(Err(JournalError::Io {
+                    op: "read",
+                    path: self.path.clone(),
+                    source,
+                }));
+            }
+        };
+        if n == 0 {
+            self.done = true;
+            return None;
+        }
+        self.line_no += 1;
+        let start = self.offset;
+        if self.buf.last() != Some(&b'\n') {
+            // No newline: the writer was stopped mid-line (or the last record's newline was lost).
+            // A complete JSON value is kept; anything else is a torn tail.
+            self.done = true;
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&self.buf).is_ok() {
+                self.offset += n as u64;
+                return Some(Ok((start, &self.buf[..])));
+            }
+            self.torn = Some(TornTail {
+                offset: start,
+                len: n as u64,
+                line: self.line_no,
+            });
+            return None;
+        }
+        self.offset += n as u64;
+        let mut line = &self.buf[..n - 1];
+        if line.last() == Some(&b'\r') {
+            line = &line[..line.len() - 1];
+        }
+        Some(Ok((start, line)))
+    }
+
+    pub(super) fn corrupt(&self, message: impl Into<String>) -> JournalError {
+        JournalError::Corrupt {
+            path: self.path.clone(),
+            line: self.line_no,
+            message: message.into(),
+        }
+    }
+}
+
+impl Iterator for Reader {
+    type Item = Result<(u64, Line), JournalError>;
+
+    /// Every line, parsed. Blank lines are skipped.
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (offset, raw) = match self.next_raw()? {
+                Ok(v) => v,
+                Err(e) => return Some(Err(e)),
+            };
+            if raw.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            return Some(match serde_json::from_slice::<Line>(raw) {
+                Ok(line) => Ok((offset, line)),
+                Err(e) => {
+                    let e = self.corrupt(e.to_string());
+                    self.done = true;
+                    Err(e)
+                }
+            });
+        }
+    }
+}
+
+/// Reads journal lines by their offsets (as given by the reader or the writer). Offsets that
+/// follow each other closely are read from the buffer without seeking, so reading many records
+/// in a nearly sequential order costs few system calls. The journal is append-only, so lines
+/// already written never change under the buffer.
+pub struct LinesAt {
+    path: PathBuf,
+    reader: BufReader<File>,
+    pos: u64,
+    buf: Vec<u8>,
+}
+
+impl LinesAt {
+    const BUFFER: usize = 64 * 1024;
+
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let file = super::files::open_read(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader: BufReader::with_capacity(Self::BUFFER, file),
+            pos: 0,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+
+    /// The line that starts at `offset`.
+    pub fn read(&mut self, offset: u64) -> Result<Line, JournalError> {
+        let io_err = |source| JournalError::Io {
+            op: "read",
+            path: self.path.clone(),
+            source,
+        };
+        let ahead = offset.wrapping_sub(self.pos) as i64;
+        if (0..Self::BUFFER as i64).contains(&ahead) {
+            self.reader.seek_relative(ahead).map_err(io_err)?;
+        } else {
+            self.reader.seek(SeekFrom::Start(offset)).map_err(io_err)?;
+        }
+        self.buf.clear();
+        let n = self
+            .reader
+            .read_until(b'\n', &mut self.buf)
+            .map_err(io_err)?;
+        self.pos = offset + n as u64;
+        serde_json::from_slice(self.buf.trim_ascii_end()).map_err(|e| JournalError::Corrupt {
+            path: self.path.clone(),
+            line: 0,
+            message: format!("record at byte {offset}: {e}"),
+        })
+    }
+}

@@ -1,0 +1,134 @@
+//! `--dry-run`: read and check every item, ask the dispatch state machine what a run would do
+//! with it, and print the counts, time and cost. Nothing is sent and nothing is written.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use super::dispatch::{Decision, Dispatcher, Facts};
+use super::source::{self, Ev};
+use super::{ScanError, Stop};
+use crate::config::ScanConfig;
+use crate::exit::Exit;
+use crate::journal::{self, Index, Reader};
+use crate::{messages, progress};
+
+/// What a run would do, by decision.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Estimate {
+    pub items: u64,
+    pub ignored: u64,
+    pub done: u64,
+    pub refused: u64,
+    pub reasons: BTreeMap<String, u64>,
+    pub reused: u64,
+    pub send: u64,
+}
+
+pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
+    let journal_path = cfg.out.join(journal::JOURNAL_FILE);
+    let index = if journal_path.exists() && !cfg.fresh {
+        Index::build(&mut Reader::open(&journal_path)?)?
+    } else {
+        Index::default()
+    };
+    let mut machine = Dispatcher::new(Arc::new(index), cfg.dedupe, cfg.retry_failed);
+    let mut events = source::preflighted(cfg, stop.clone());
+    let mut est = Estimate::default();
+    loop {
+        let ev = tokio::select! {
+            biased;
+            _ = stop.token().cancelled() => break,
+            ev = events.next() => match ev {
+                Some(ev) => ev,
+                None => break,
+            },
+        };
+        match ev {
+            Ev::Ignored { .. } => est.ignored += 1,
+            Ev::Warning(w) => messages::warn(&w),
+            Ev::Ready(ready) => {
+                est.items += 1;
+                let content = ready.sha256().map(journal::content_digest_of);
+                let facts = Facts {
+                    key: journal::key_digest(&ready.item.key),
+                    content,
+                    refused: ready.checked.is_err(),
+                };
+                match machine.admit((), facts) {
+                    Decision::Skip(()) => est.done += 1,
+                    Decision::Refuse(()) => {
+                        est.refused += 1;
+                        let reason = match (&ready.item.problem, &ready.checked) {
+                            (Some(p), _) => p.clone(),
+                            (None, Err(r)) => r.reason.clone(),
+                            (None, Ok(_)) => "refused".into(),
+                        };
+                        *est.reasons.entry(category(&reason)).or_default() += 1;
+                    }
+                    Decision::Follow((), _) | Decision::Wait => est.reused += 1,
+                    Decision::Lead(()) => {
+                        est.send += 1;
+                        // A dry run assumes the leader gets an answer the others can reuse.
+                        if let Some(c) = content {
+                            machine.complete(c, Some(0), false);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    print!("{}", render(cfg, &est, stop.cause().is_some()));
+    Ok(stop.cause().map_or(Exit::Ok, |c| c.exit_code()))
+}
+
+fn render(cfg: &ScanConfig, est: &Estimate, interrupted: bool) -> String {
+    let secs = if est.send == 0 {
+        0.0
+    } else {
+        (est.send - 1) as f64 / cfg.rate.per_second() * (1.0 + crate::pace::SAFETY_MARGIN)
+    };
+    let mut out = String::new();
+    out.push_str("DRY RUN: nothing was sent and nothing was written.\n");
+    if interrupted {
+        out.push_str("INTERRUPTED: the counts cover only the items checked so far.\n");
+    }
+    out.push_str(&format!("  images found          {}\n", est.items));
+    if est.ignored > 0 {
+        out.push_str(&format!("  other files ignored   {}\n", est.ignored));
+    }
+    out.push_str(&format!("  already done (skip)   {}\n", est.done));
+    out.push_str(&format!("  refused locally       {}\n", est.refused));
+    for (reason, n) in &est.reasons {
+        out.push_str(&format!("      {n:>6}  {reason}\n"));
+    }
+    if cfg.dedupe {
+        out.push_str(&format!("  identical (reused)    {}\n", est.reused));
+    }
+    out.push_str(&format!("  would send            {}\n", est.send));
+    out.push_str(&format!(
+        "  time at {}       about {}\n",
+        cfg.rate,
+        progress::human_duration(Duration::from_secs_f64(secs))
+    ));
+    out.push_str(&format!(
+        "  estimated cost        US${:.2} ({} calls at US${:.2})\n",
+        est.send as f64 * cfg.price_per_call,
+        est.send,
+        cfg.price_per_call
+    ));
+    if let Some(max) = cfg.max_requests {
+        out.push_str(&format!(
+            "  --max-requests        {max} (the run stops there, resumable)\n"
+        ));
+    }
+    out
+}
+
+/// A short category for a refusal reason ("over 5 MB", "not an image: PDF", ...), for counts.
+fn category(reason: &str) -> String {
+    let r = reason.split(':').next().unwrap_or(reason).trim();
+    r.chars().take(60).collect()
+}

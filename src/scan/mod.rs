@@ -1,0 +1,106 @@
+//! The `scan` command: sources → preflight → dispatch (skip done, dedupe) → pacer → workers
+//! submitting with retries → one journal writer → outputs. Bounded channels everywhere; only
+//! compact indexes grow with the backlog. `run` reads as the pipeline reads; each stage has its
+//! own module.
+
+mod dispatch;
+mod dry_run;
+mod ignored;
+mod open;
+mod run;
+mod source;
+mod stop;
+mod worker;
+mod writer;
+
+use std::path::PathBuf;
+
+use crate::exit::Exit;
+use crate::journal::JournalError;
+use crate::{emulator, input, report};
+
+pub use dispatch::{Decision, Dispatcher, Facts, Released};
+pub use run::run;
+pub use stop::{Stop, StopCause};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Input(#[from] input::InputError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Report(#[from] report::ReportError),
+    #[error(transparent)]
+    Client(#[from] crate::didit::ClientError),
+    #[error(transparent)]
+    Emulator(#[from] emulator::EmulatorError),
+    #[error("cannot {op} {path}: {source}")]
+    OutDir {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{dir} holds results of an earlier run ({evidence}) but its journal is {state}; resuming \
+         would screen (and bill) everything again. If that is what you want, rerun with --fresh \
+         (earlier files are kept); otherwise restore {journal}"
+    )]
+    JournalMissing {
+        dir: PathBuf,
+        journal: PathBuf,
+        state: &'static str,
+        evidence: String,
+    },
+    #[error("internal error: the {stage} panicked: {message}")]
+    Panicked {
+        stage: &'static str,
+        message: String,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ScanError {
+    pub fn exit_code(&self) -> Exit {
+        match self {
+            ScanError::Journal(e) if e.is_io() => Exit::Io,
+            ScanError::Report(e) if e.is_io() => Exit::Io,
+            ScanError::OutDir { .. } => Exit::Io,
+            ScanError::Input(_)
+            | ScanError::Client(_)
+            | ScanError::Journal(_)
+            | ScanError::Report(_)
+            | ScanError::Emulator(_)
+            | ScanError::JournalMissing { .. } => Exit::Usage,
+            ScanError::Panicked { .. } | ScanError::Internal(_) => Exit::Internal,
+        }
+    }
+}
+
+/// Run a stage's future as a task; a failure or a panic stops the run with its own cause.
+fn spawn_stage<F>(stage: &'static str, stop: Stop, fut: F) -> tokio::task::JoinHandle<()>
+where
+    F: std::future::Future<Output = Result<(), ScanError>> + Send + 'static,
+{
+    use futures::FutureExt;
+    tokio::spawn(async move {
+        match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => stop.fail(e),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".to_string());
+                stop.fail(ScanError::Panicked { stage, message });
+            }
+        }
+    })
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,285 @@
+//! Opening a run: the API (real, or the emulator in-process), the out dir (created private,
+//! locked, checked), and the journal (indexed for a resume, settings compared, a run header
+//! appended).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{ScanError, now_rfc3339};
+use crate::config::ScanConfig;
+use crate::didit::{Client, ClientConfig};
+use crate::journal::{self, DirLock, Index, JournalError, Line, Reader, RunInfo, Settings, Writer};
+use crate::secret::ApiKey;
+use crate::{emulator, messages};
+
+/// The API this run talks to.
+pub struct Api {
+    pub client: Arc<Client>,
+    /// The emulator started in this process, if any (shut down at the end).
+    pub emulator: Option<emulator::Emulator>,
+}
+
+/// The API: the real one, or an emulator started in this process (with a random key and a
+/// realistic latency).
+pub async fn connect(cfg: &ScanConfig) -> Result<Api, ScanError> {
+    let (api_key, base_url, emu) = if cfg.api.emulator {
+        let key = format!("emulator-{}", uuid::Uuid::new_v4().simple());
+        let mut ec = emulator::EmulatorConfig::new(key.clone());
+        ec.latency = Duration::from_millis(150);
+        ec.jitter = Duration::from_millis(120);
+        let emu = emulator::start(ec, 0).await?;
+        let url = emu.base_url();
+        let key = ApiKey::new(key).map_err(|e| ScanError::Internal(e.to_string()))?;
+        (key, url, Some(emu))
+    } else {
+        let key = cfg
+            .api
+            .key
+            .clone()
+            .ok_or_else(|| ScanError::Internal("no API key".into()))?;
+        (key, cfg.api.base_url.clone(), None)
+    };
+    let client = Arc::new(Client::new(ClientConfig {
+        base_url,
+        api_key,
+        timeout: cfg.api.timeout,
+    })?);
+    Ok(Api {
+        client,
+        emulator: emu,
+    })
+}
+
+/// The out dir, locked, with its journal indexed and a run header appended.
+pub struct Opened {
+    pub _lock: DirLock,
+    pub index: Index,
+    pub writer: Writer,
+    pub resumed: bool,
+    pub journal_path: PathBuf,
+}
+
+/// Create and lock the out dir; set an old journal aside with `--fresh`; index an existing one,
+/// refusing changed settings unless `--force`; append this run's header.
+pub fn open(cfg: &ScanConfig, settings: &Settings) -> Result<Opened, ScanError> {
+    journal::create_private_dir(&cfg.out).map_err(|source| ScanError::OutDir {
+        op: "create the out dir",
+        path: cfg.out.clone(),
+        source,
+    })?;
+    if let Some(w) = journal::out_dir_warning(&cfg.out) {
+        messages::warn(&w);
+    }
+    let lock = DirLock::acquire(&cfg.out)?;
+    let journal_path = cfg.out.join(journal::JOURNAL_FILE);
+    let present = journal_state(&journal_path)?;
+    if cfg.fresh && present.is_some() {
+        let kept = set_aside(&journal_path)?;
+        messages::note(&format!(
+            "--fresh: the previous journal was kept as {}",
+            kept.display()
+        ));
+    } else if !cfg.fresh {
+        refuse_lost_journal(&cfg.out, &journal_path, present)?;
+    }
+
+    let (index, good_len) = if !cfg.fresh && present == Some(true) {
+        resume_index(cfg, &journal_path, settings)?
+    } else {
+        (Index::default(), None)
+    };
+    let resumed = good_len.is_some();
+    let mut writer = Writer::open(&journal_path, good_len)?;
+    writer.append(&Line::Run(header(cfg, settings, resumed)))?;
+    writer.sync()?;
+    Ok(Opened {
+        _lock: lock,
+        index,
+        writer,
+        resumed,
+        journal_path,
+    })
+}
+
+/// `None` when there is no journal, `Some(false)` when it is empty, `Some(true)` otherwise.
+fn journal_state(path: &Path) -> Result<Option<bool>, ScanError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => Ok(Some(m.len() > 0 || !m.is_file())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(JournalError::Io {
+            op: "inspect",
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()),
+    }
+}
+
+/// Outputs of an earlier run without a journal to go with them: a deleted or emptied journal
+/// would silently screen (and bill) everything again.
+fn refuse_lost_journal(
+    dir: &Path,
+    journal_path: &Path,
+    present: Option<bool>,
+) -> Result<(), ScanError> {
+    if present == Some(true) {
+        return Ok(());
+    }
+    let mut evidence: Vec<String> = ["summary.json", "results.csv", "results.json", "report.html"]
+        .iter()
+        .filter(|f| dir.join(f).exists())
+        .map(|f| f.to_string())
+        .collect();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let kept = entries
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.starts_with("journal-") && n.ends_with(".jsonl")
+            })
+            .count();
+        if kept > 0 {
+            evidence.push(format!("{kept} earlier journal(s) set aside"));
+        }
+    }
+    if evidence.is_empty() {
+        return Ok(());
+    }
+    Err(ScanError::JournalMissing {
+        dir: dir.to_path_buf(),
+        journal: journal_path.to_path_buf(),
+        state: if present.is_some() {
+            "empty"
+        } else {
+            "missing"
+        },
+        evidence: evidence.join(", "),
+    })
+}
+
+/// Index an existing journal for a resume, refusing changed settings unless `--force`.
+/// Returns the index and where the complete lines end (a torn tail past it is cut).
+fn resume_index(
+    cfg: &ScanConfig,
+    journal_path: &Path,
+    settings: &Settings,
+) -> Result<(Index, Option<u64>), ScanError> {
+    let mut reader = Reader::open(journal_path)?;
+    let index = Index::build(&mut reader)?;
+    if let Some(torn) = reader.torn_tail() {
+        messages::warn(&format!(
+            "the journal's last line (line {}, {} bytes) was cut short by a crash; that item \
+             will be screened again",
+            torn.line, torn.len
+        ));
+    }
+    if let Some(old) = &index.settings {
+        let diff = settings.differences(old);
+        if !diff.is_empty() {
+            if !cfg.force {
+                return Err(JournalError::SettingsChanged {
+                    dir: cfg.out.clone(),
+                    differences: diff,
+                }
+                .into());
+            }
+            messages::warn(&format!(
+                "--force: resuming with different settings ({})",
+                diff.join("; ")
+            ));
+        }
+    }
+    if !index.orphans.is_empty() {
+        let shown: Vec<String> = index
+            .orphans
+            .iter()
+            .take(10)
+            .map(|o| messages::cut(&o.key))
+            .collect();
+        messages::warn(&format!(
+            "{} item(s) were being sent when an earlier run died (killed, crashed, or its disk \
+             filled): Didit may have processed and billed them without their answer being \
+             recorded. They are screened again and each counts one possible double charge: {}{}",
+            index.orphans.len(),
+            shown.join(", "),
+            if index.orphans.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok((index, Some(reader.good_len())))
+}
+
+fn header(cfg: &ScanConfig, settings: &Settings, resumed: bool) -> RunInfo {
+    RunInfo {
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: now_rfc3339(),
+        settings: settings.clone(),
+        sources: cfg
+            .sources
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        rate: cfg.rate.to_string(),
+        concurrency: cfg.concurrency,
+        resumed,
+        dedupe: cfg.dedupe,
+        max_requests: cfg.max_requests,
+    }
+}
+
+/// The opening lines on stderr: what runs where, and whether it is simulated.
+pub fn announce(cfg: &ScanConfig, resumed: bool) {
+    if cfg.quiet {
+        return;
+    }
+    if cfg.api.emulator {
+        messages::note(
+            "SIMULATED: screening against the built-in emulator, not Didit. Results are not real.",
+        );
+    }
+    messages::note(&format!(
+        "{} {} at {} with {} in flight into {}{}",
+        if resumed { "Resuming" } else { "Screening" },
+        cfg.sources
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        cfg.rate,
+        cfg.concurrency,
+        cfg.out.display(),
+        if cfg.params.save_api_request {
+            " (save_api_request=true: every image becomes a stored Didit session)"
+        } else {
+            ""
+        }
+    ));
+}
+
+/// Move an existing journal aside (`journal-YYYYmmddTHHMMSS.jsonl`), never overwriting.
+fn set_aside(journal_path: &Path) -> Result<PathBuf, ScanError> {
+    let dir = journal_path.parent().unwrap_or(Path::new("."));
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+    for n in 0.. {
+        let name = if n == 0 {
+            format!("journal-{stamp}.jsonl")
+        } else {
+            format!("journal-{stamp}-{n}.jsonl")
+        };
+        let target = dir.join(name);
+        if !target.exists() {
+            std::fs::rename(journal_path, &target).map_err(|source| ScanError::OutDir {
+                op: "set the previous journal aside as",
+                path: target.clone(),
+                source,
+            })?;
+            return Ok(target);
+        }
+    }
+    unreachable!("some name is free")
+}

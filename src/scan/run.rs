@@ -1,0 +1,590 @@
+//! The pipeline on one screen: open, dispatch, drain, finish.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Instant;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::dispatch::{Decision, Dispatcher, Facts, Released};
+use super::ignored;
+use super::open::{self, Api, Opened};
+use super::source::{self, Ev, Ready, RunKeys};
+use super::worker::{self, Job, WorkerCtx};
+use super::writer::{self, Completion, ToWriter, WriterCtx};
+use super::{ScanError, Stop, StopCause, dry_run, now_rfc3339, spawn_stage};
+use crate::config::ScanConfig;
+use crate::exit::Exit;
+use crate::input::{self, Item};
+use crate::journal::{self, DirLock, Index, Line, LinesAt, RunEnd, RunOutcome, Settings, Writer};
+use crate::messages;
+use crate::pace::Pacer;
+use crate::progress::{self, Progress};
+use crate::record::{Class, Record};
+use crate::report::{self, ReportOptions};
+use crate::submit::{Budget, Submitter};
+
+/// Items that may wait for an identical image in flight before the dispatcher stops reading.
+const MAX_WAITING: usize = 1024;
+
+/// Counters of this run that are not per record.
+#[derive(Default)]
+pub struct RunCounts {
+    pub inputs: AtomicU64,
+    pub ignored: AtomicU64,
+    pub skipped_done: AtomicU64,
+    pub deduplicated: AtomicU64,
+    pub recorded: AtomicU64,
+    pub not_processed: AtomicU64,
+    pub requests: AtomicU64,
+    /// Answers that came back after the journal writer failed: possibly billed, not recorded.
+    pub unrecorded: AtomicU64,
+}
+
+impl RunCounts {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Run `scan` to the end (or until stopped) and return the exit code.
+pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
+    // Validate every source before touching the out dir.
+    input::open(&cfg.sources, &cfg.source_options)?;
+    if cfg.dry_run {
+        return dry_run::run(&cfg, &stop).await;
+    }
+    let api = open::connect(&cfg).await?;
+    let settings = Settings {
+        threshold: cfg.params.threshold,
+        rotate_image: cfg.params.rotate_image,
+        save_api_request: cfg.params.save_api_request,
+        api_host: api.client.host(),
+        simulated: cfg.api.emulator,
+    };
+    let opened = open::open(&cfg, &settings)?;
+    open::announce(&cfg, opened.resumed);
+    let total = count_inputs(&cfg).await;
+    let mut pipeline = Pipeline::start(&cfg, &api, opened, stop.clone(), total)?;
+    let input_unread = pipeline.dispatch(&cfg).await;
+    let drained = pipeline.drain().await;
+    finish(&cfg, api, drained, &stop, input_unread).await
+}
+
+/// The running stages and what the dispatcher needs to feed them.
+struct Pipeline {
+    machine: Dispatcher<Item>,
+    leaders: LinesAt,
+    keys: RunKeys,
+    ignored: ignored::List,
+    job_tx: mpsc::Sender<Job>,
+    to_writer: mpsc::Sender<ToWriter>,
+    done_rx: mpsc::UnboundedReceiver<Completion>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    writer_task: tokio::task::JoinHandle<Option<Writer>>,
+    /// Held until the outputs are written.
+    lock: DirLock,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+    counts: Arc<RunCounts>,
+    progress: Progress,
+    pacer: Arc<Pacer>,
+    without_result: Arc<AtomicI64>,
+    stop: Stop,
+    started: Instant,
+}
+
+/// What the drained pipeline hands to the end of the run.
+struct Drained {
+    _lock: DirLock,
+    writer: Option<Writer>,
+    counts: Arc<RunCounts>,
+    pacer: Arc<Pacer>,
+    without_result: i64,
+    started: Instant,
+}
+
+impl Pipeline {
+    fn start(
+        cfg: &ScanConfig,
+        api: &Api,
+        opened: Opened,
+        stop: Stop,
+        total: Option<u64>,
+    ) -> Result<Self, ScanError> {
+        let Opened {
+            _lock,
+            index,
+            writer,
+            journal_path,
+            ..
+        } = opened;
+        let index = Arc::new(index);
+        let without_result = Arc::new(AtomicI64::new(
+            index
+                .by_key
+                .values()
+                .filter(|d| d.class != Class::Result)
+                .count() as i64,
+        ));
+        let progress = Progress::new(total, cfg.quiet);
+        progress.set_rate(Some(cfg.rate.per_second()));
+        let counts = Arc::new(RunCounts::default());
+        let pacer = Arc::new(Pacer::new(cfg.rate));
+
+        let (to_writer, writer_rx) = mpsc::channel::<ToWriter>(cfg.concurrency * 2 + 16);
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<Completion>();
+        let ctx = WriterCtx {
+            progress: progress.clone(),
+            counts: counts.clone(),
+            retry_failed: cfg.retry_failed,
+            pacer: pacer.clone(),
+            index: index.clone(),
+            without_result: without_result.clone(),
+            orphans: orphan_keys(&index),
+            stop: stop.clone(),
+        };
+        let writer_task = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                match writer::write_records(writer, writer_rx, done_tx, ctx).await {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        // Everyone learns at once: no new upload leaves after this.
+                        stop.fail(e);
+                        None
+                    }
+                }
+            })
+        };
+        let (job_tx, workers) = spawn_workers(cfg, api, &pacer, &to_writer, &stop, &counts);
+        Ok(Self {
+            machine: Dispatcher::new(index, cfg.dedupe, cfg.retry_failed),
+            leaders: LinesAt::open(&journal_path)?,
+            keys: RunKeys::default(),
+            ignored: ignored::List::create(&cfg.out)?,
+            job_tx,
+            to_writer,
+            done_rx,
+            workers,
+            writer_task,
+            lock: _lock,
+            ticker: progress.is_plain().then(|| spawn_ticker(progress.clone())),
+            counts,
+            progress,
+            pacer,
+            without_result,
+            stop,
+            started: Instant::now(),
+        })
+    }
+}
+
+fn spawn_workers(
+    cfg: &ScanConfig,
+    api: &Api,
+    pacer: &Arc<Pacer>,
+    to_writer: &mpsc::Sender<ToWriter>,
+    stop: &Stop,
+    counts: &Arc<RunCounts>,
+) -> (mpsc::Sender<Job>, Vec<tokio::task::JoinHandle<()>>) {
+    let submitter = Arc::new(Submitter {
+        client: api.client.clone(),
+        pacer: pacer.clone(),
+        policy: cfg.retry,
+        budget: cfg.max_requests.map(|n| Arc::new(Budget::new(n))),
+        stop: stop.token().clone(),
+        retry_unknown: cfg.retry_unknown,
+    });
+    let (job_tx, job_rx) = mpsc::channel::<Job>(cfg.concurrency);
+    let job_rx = Arc::new(tokio::sync::Mutex::new(job_rx));
+    let workers = (0..cfg.concurrency)
+        .map(|_| {
+            let ctx = WorkerCtx {
+                jobs: job_rx.clone(),
+                submitter: submitter.clone(),
+                params: cfg.params.clone(),
+                to_writer: to_writer.clone(),
+                stop: stop.clone(),
+                counts: counts.clone(),
+                dedupe: cfg.dedupe,
+            };
+            spawn_stage("worker", stop.clone(), worker::worker(ctx))
+        })
+        .collect();
+    (job_tx, workers)
+}
+
+/// Plain progress lines when stderr is not a terminal.
+fn spawn_ticker(progress: Progress) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(progress::PLAIN_EVERY);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            progress.tick_plain();
+        }
+    })
+}
+
+/// Keys a dead run may have sent without recording (a handful at most).
+fn orphan_keys(index: &Index) -> HashSet<u128> {
+    index
+        .orphans
+        .iter()
+        .map(|o| journal::key_digest(&o.key))
+        .collect()
+}
+
+impl Pipeline {
+    /// Feed every item through the dispatch state machine until the input ends or the run
+    /// stops, then wait for the leaders in flight. Returns whether standard input was left
+    /// unread.
+    async fn dispatch(&mut self, cfg: &ScanConfig) -> bool {
+        let mut events = source::preflighted(cfg, self.stop.clone());
+        let mut input_done = false;
+        loop {
+            if (input_done || self.stop.is_stopped()) && self.machine.leading() == 0 {
+                break;
+            }
+            let reading = !input_done && !self.stop.is_stopped();
+            let room = self.machine.waiting() < MAX_WAITING;
+            let stopped = self.stop.is_stopped();
+            tokio::select! {
+                biased;
+                Some(done) = self.done_rx.recv() => {
+                    let released = self.machine.complete(done.content, done.reusable, stopped);
+                    self.release(done.content, released).await;
+                }
+                next = events.next(), if reading && room => match next {
+                    None => input_done = true,
+                    Some(ev) => self.event(ev).await,
+                },
+                _ = self.stop.token().cancelled(), if !stopped => {}
+                else => break,
+            }
+        }
+        // Items still held behind a leader that will never answer (the writer failed).
+        RunCounts::add(&self.counts.not_processed, self.machine.waiting());
+        if !self.stop.is_stopped() || input_done {
+            return false;
+        }
+        self.count_rest(cfg, events).await
+    }
+
+    /// One event of the source stage.
+    async fn event(&mut self, ev: Ev) {
+        match ev {
+            Ev::Ignored { path, reason } => self.ignore(path, reason),
+            Ev::Warning(w) => messages::warn(&w),
+            Ev::Ready(mut ready) => {
+                RunCounts::add(&self.counts.inputs, 1);
+                self.keys.make_unique(&mut ready.item);
+                self.decide(*ready).await;
+            }
+        }
+    }
+
+    fn ignore(&mut self, path: String, reason: String) {
+        RunCounts::add(&self.counts.ignored, 1);
+        tracing::info!("ignored {}: {reason}", messages::cut(&path));
+        if let Err(e) = self.ignored.push(&path, &reason) {
+            self.stop.fail(e.into());
+        }
+    }
+
+    /// Ask the state machine about one read item and act on its decision.
+    async fn decide(&mut self, ready: Ready) {
+        let content = ready.sha256().map(journal::content_digest_of);
+        let facts = Facts {
+            key: journal::key_digest(&ready.item.key),
+            content,
+            refused: ready.checked.is_err(),
+        };
+        let Ready { item, checked } = ready;
+        match self.machine.admit(item, facts) {
+            Decision::Skip(_) => {
+                RunCounts::add(&self.counts.skipped_done, 1);
+                self.progress.skipped();
+            }
+            Decision::Refuse(item) => {
+                let mut rec = worker::base_record(&item);
+                if let Err(refusal) = checked {
+                    rec.sha256 = refusal.sha256.as_ref().map(crate::input::preflight::hex);
+                    rec.size_bytes = refusal.size;
+                    rec.format = refusal.detected.clone();
+                    rec.error = Some(item.problem.clone().unwrap_or(refusal.reason));
+                }
+                rec.class = Some(Class::InvalidInput);
+                self.write(rec.with_action()).await;
+            }
+            Decision::Lead(item) => match checked {
+                Ok(prepared) => self.send(Job { item, prepared }, content).await,
+                Err(_) => unreachable!("the state machine never leads a refused item"),
+            },
+            Decision::Follow(item, offset) => self.follow(item, offset).await,
+            Decision::Wait => {}
+        }
+    }
+
+    /// Hand a leader to the workers (or count it as not processed if the run stops first).
+    async fn send(&mut self, job: Job, content: Option<u128>) {
+        tokio::select! {
+            sent = self.job_tx.send(job) => {
+                if sent.is_err() {
+                    self.stop.fail(ScanError::Internal("every worker stopped".into()));
+                }
+            }
+            _ = self.stop.token().cancelled() => {
+                RunCounts::add(&self.counts.not_processed, 1);
+                if let Some(c) = content {
+                    let released = self.machine.complete(c, None, true);
+                    Box::pin(self.release(c, released)).await;
+                }
+            }
+        }
+    }
+
+    /// Act on what a finished leader released.
+    async fn release(&mut self, content: u128, released: Released<Item>) {
+        let Released {
+            follow,
+            offset,
+            lead,
+            dropped,
+        } = released;
+        RunCounts::add(&self.counts.not_processed, dropped.len());
+        if let Some(offset) = offset {
+            for item in follow {
+                self.follow(item, offset).await;
+            }
+        }
+        let Some(next) = lead else { return };
+        // The next waiter leads: read it again (only leaders keep their bytes).
+        let ready = source::read(next).await;
+        let same = ready.sha256().map(journal::content_digest_of) == Some(content);
+        match ready.checked {
+            Ok(prepared) if same => {
+                let item = ready.item;
+                self.send(Job { item, prepared }, Some(content)).await
+            }
+            _ => {
+                // It changed or became unreadable meanwhile: the next waiter leads, and this
+                // item is decided afresh.
+                let stopped = self.stop.is_stopped();
+                let released = self.machine.lead_failed(content, stopped);
+                Box::pin(self.release(content, released)).await;
+                Box::pin(self.decide(ready)).await;
+            }
+        }
+    }
+
+    /// Record `item` with the answer of the identical image recorded at `offset`.
+    async fn follow(&mut self, item: Item, offset: u64) {
+        match self.leaders.read(offset) {
+            Ok(Line::Item(leader)) => {
+                RunCounts::add(&self.counts.deduplicated, 1);
+                self.write(worker::follower_record(&item, *leader)).await;
+            }
+            Ok(_) => self.stop.fail(ScanError::Internal(format!(
+                "journal offset {offset} is not an item"
+            ))),
+            Err(e) => self.stop.fail(e.into()),
+        }
+    }
+
+    async fn write(&self, record: Record) {
+        let msg = ToWriter::Record {
+            record: Box::new(record),
+            leader: None,
+        };
+        if self.to_writer.send(msg).await.is_err() {
+            // The writer ended; it has stopped the run with its own error.
+            self.stop
+                .fail(ScanError::Internal("the journal writer stopped".into()));
+        }
+    }
+
+    /// After a stop, count what the input still holds as not processed, walking the rest of
+    /// the sources without reading the files. Standard input is not waited for (its producer
+    /// may still be writing): returns true when it was left unread.
+    async fn count_rest(
+        &mut self,
+        cfg: &ScanConfig,
+        mut events: impl futures::Stream<Item = Ev> + Unpin,
+    ) -> bool {
+        if cfg.sources.iter().any(|s| s.as_os_str() == "-") {
+            return true;
+        }
+        while let Some(ev) = events.next().await {
+            match ev {
+                Ev::Ready(_) => {
+                    RunCounts::add(&self.counts.inputs, 1);
+                    RunCounts::add(&self.counts.not_processed, 1);
+                }
+                Ev::Ignored { path, reason } => self.ignore(path, reason),
+                Ev::Warning(_) => {}
+            }
+        }
+        false
+    }
+
+    /// Close the channels and wait for every stage to end.
+    async fn drain(self) -> Drained {
+        let Pipeline {
+            job_tx,
+            workers,
+            to_writer,
+            writer_task,
+            lock,
+            ticker,
+            ignored,
+            counts,
+            progress,
+            pacer,
+            without_result,
+            stop,
+            started,
+            ..
+        } = self;
+        drop(job_tx);
+        for w in workers {
+            let _ = w.await;
+        }
+        drop(to_writer);
+        let writer = match writer_task.await {
+            Ok(w) => w,
+            Err(e) => {
+                stop.fail(ScanError::Panicked {
+                    stage: "journal writer",
+                    message: e.to_string(),
+                });
+                None
+            }
+        };
+        if let Some(t) = ticker {
+            t.abort();
+        }
+        if let Err(e) = ignored.finish() {
+            stop.fail(e.into());
+        }
+        progress.finish();
+        Drained {
+            _lock: lock,
+            writer,
+            counts,
+            pacer,
+            without_result: without_result.load(Ordering::Relaxed),
+            started,
+        }
+    }
+}
+
+/// The end line, the outputs, the summary; or, when a stage failed, its error.
+async fn finish(
+    cfg: &ScanConfig,
+    api: Api,
+    mut drained: Drained,
+    stop: &Stop,
+    input_unread: bool,
+) -> Result<Exit, ScanError> {
+    if let Some(emu) = api.emulator {
+        emu.shutdown().await;
+    }
+    let Some(mut writer) = drained.writer.take().filter(|_| !stop.has_failed()) else {
+        return Err(failed(stop, &drained.counts));
+    };
+    let cause = stop.cause();
+    let (end, exit) = end_line(&drained, cause.as_ref(), input_unread);
+    writer.append(&Line::End(end.clone()))?;
+    writer.finish()?;
+    let summary = report::write_outputs(
+        &cfg.out,
+        &ReportOptions {
+            price_per_call: cfg.price_per_call,
+        },
+    )?;
+    if !cfg.quiet {
+        // The summary names the stop reason and what to do next.
+        messages::note(&summary.render_text());
+        if end.ignored > 0 {
+            messages::note(&format!(
+                "{} file(s) were ignored (not images, links not followed, special files): each \
+                 is listed with its reason in {}",
+                end.ignored,
+                cfg.out.join(ignored::FILE).display()
+            ));
+        }
+    } else if let Some(c) = &cause {
+        // Even a quiet run says why it stopped early.
+        messages::note(&format!("{}: {}", messages::PREFIX, c.describe()));
+    }
+    Ok(exit)
+}
+
+/// The error a failed run ends with, after saying what happened to the requests in flight.
+fn failed(stop: &Stop, counts: &RunCounts) -> ScanError {
+    let unrecorded = counts.unrecorded.load(Ordering::Relaxed);
+    if unrecorded > 0 {
+        messages::warn(&format!(
+            "{unrecorded} answer(s) arrived after the journal could no longer be written: those \
+             requests may have been billed. Their `sending` lines are in the journal, so the \
+             next run screens them again and counts each as a possible double charge"
+        ));
+    }
+    stop.take_failure()
+        .unwrap_or_else(|| ScanError::Internal("the journal writer stopped".into()))
+}
+
+fn end_line(drained: &Drained, cause: Option<&StopCause>, input_unread: bool) -> (RunEnd, Exit) {
+    let counts = &drained.counts;
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let not_processed = load(&counts.not_processed);
+    // The exit code covers the whole journal (earlier runs too).
+    let exit_code = match cause {
+        Some(c) => c.exit_code(),
+        None if not_processed == 0 && drained.without_result == 0 => Exit::Ok,
+        None => Exit::SomeFailed,
+    };
+    let end = RunEnd {
+        finished_at: now_rfc3339(),
+        wall_secs: drained.started.elapsed().as_secs_f64(),
+        outcome: cause.map_or(RunOutcome::Completed, StopCause::outcome),
+        stop_reason: cause.map(StopCause::describe),
+        exit_code: exit_code.code(),
+        inputs: load(&counts.inputs),
+        ignored: load(&counts.ignored),
+        skipped_done: load(&counts.skipped_done),
+        deduplicated: load(&counts.deduplicated),
+        recorded: load(&counts.recorded),
+        not_processed,
+        requests: load(&counts.requests),
+        achieved_rate_per_min: drained
+            .pacer
+            .sends()
+            .achieved_per_second()
+            .map(|r| r * 60.0),
+        input_unread,
+    };
+    (end, exit_code)
+}
+
+/// Count the items the sources hold (for the progress bar); `None` for standard input.
+async fn count_inputs(cfg: &ScanConfig) -> Option<u64> {
+    if cfg.quiet || cfg.sources.iter().any(|s| s.as_os_str() == "-") {
+        return None;
+    }
+    let sources = cfg.sources.clone();
+    let opts = crate::input::SourceOptions {
+        track_duplicates: false,
+        ..cfg.source_options.clone()
+    };
+    tokio::task::spawn_blocking(move || {
+        let iter = input::open(&sources, &opts).ok()?;
+        Some(iter.filter(|e| matches!(e, input::Event::Item(_))).count() as u64)
+    })
+    .await
+    .ok()
+    .flatten()
+}

@@ -1,0 +1,152 @@
+//! The journal writer stage: the only task that appends to the journal. It records each
+//! finished item, announces uploads (a `sending` line, synced before the upload leaves), keeps
+//! the progress and the exit-code count current, syncs at least every second, and tells the
+//! dispatcher when a leader of identical images finished. A write that fails (a full disk)
+//! stops the whole run at once with that error.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::run::RunCounts;
+use super::{ScanError, Stop};
+use crate::journal::{self, Index, Line, Sending, Writer};
+use crate::pace::Pacer;
+use crate::progress::Progress;
+use crate::record::{Class, Record};
+
+/// What the writer receives.
+pub enum ToWriter {
+    /// A finished record; `leader` is the content digest when identical items wait on it.
+    Record {
+        record: Box<Record>,
+        leader: Option<u128>,
+    },
+    /// A leader that ended without a record (stopped before it was sent).
+    Unsent { leader: Option<u128> },
+    /// An upload is about to leave: journal it (synced) and answer on `ack`.
+    Sending {
+        key: String,
+        ack: oneshot::Sender<()>,
+    },
+}
+
+/// What the dispatcher learns when a leader finishes.
+pub struct Completion {
+    pub content: u128,
+    /// Offset of a record identical items can reuse.
+    pub reusable: Option<u64>,
+}
+
+/// What the writer task shares with the run.
+pub struct WriterCtx {
+    pub progress: Progress,
+    pub counts: Arc<RunCounts>,
+    pub retry_failed: bool,
+    pub pacer: Arc<Pacer>,
+    pub index: Arc<Index>,
+    /// Keys whose latest record has no result; the exit code needs no extra pass.
+    pub without_result: Arc<AtomicI64>,
+    /// Keys a dead run may have sent without recording: their next record counts one more
+    /// possible double charge.
+    pub orphans: HashSet<u128>,
+    pub stop: Stop,
+}
+
+/// The writer task. Returns the writer for the end line, or the error that stopped the run.
+pub async fn write_records(
+    mut writer: Writer,
+    mut rx: mpsc::Receiver<ToWriter>,
+    done_tx: mpsc::UnboundedSender<Completion>,
+    mut ctx: WriterCtx,
+) -> Result<Writer, ScanError> {
+    let mut tick = tokio::time::interval(journal::SYNC_EVERY);
+    let mut acks = Vec::new();
+    loop {
+        tokio::select! {
+            msg = rx.recv() => {
+                let Some(msg) = msg else { break };
+                let mut next = Some(msg);
+                // Take what else is queued, so announced uploads share one sync.
+                while let Some(msg) = next {
+                    ctx.handle(&mut writer, msg, &done_tx, &mut acks)?;
+                    next = rx.try_recv().ok();
+                }
+                if !acks.is_empty() {
+                    writer.sync()?;
+                    for ack in acks.drain(..) {
+                        let _ = ack.send(());
+                    }
+                }
+            }
+            _ = tick.tick() => writer.sync()?,
+        }
+    }
+    writer.sync()?;
+    Ok(writer)
+}
+
+impl WriterCtx {
+    fn handle(
+        &mut self,
+        writer: &mut Writer,
+        msg: ToWriter,
+        done_tx: &mpsc::UnboundedSender<Completion>,
+        acks: &mut Vec<oneshot::Sender<()>>,
+    ) -> Result<(), ScanError> {
+        match msg {
+            ToWriter::Record { mut record, leader } => {
+                if self.orphans.remove(&journal::key_digest(&record.key)) {
+                    record.possible_double_charges += 1;
+                }
+                self.counts.recorded.fetch_add(1, Ordering::Relaxed);
+                self.progress.set_rate(self.pacer.current_rate());
+                self.progress.record(&record);
+                self.track_result(&record);
+                let class = record.class;
+                let field = record.error_field.clone();
+                let offset = writer.append(&Line::Item(record))?;
+                if let Some(content) = leader {
+                    let reusable = class
+                        .is_some_and(|c| {
+                            journal::reusable_record(c, field.as_deref(), self.retry_failed)
+                        })
+                        .then_some(offset);
+                    let _ = done_tx.send(Completion { content, reusable });
+                }
+            }
+            ToWriter::Unsent { leader } => {
+                if let Some(content) = leader {
+                    let _ = done_tx.send(Completion {
+                        content,
+                        reusable: None,
+                    });
+                }
+            }
+            ToWriter::Sending { key, ack } => {
+                if self.stop.has_failed() {
+                    return Ok(());
+                }
+                writer.append(&Line::Sending(Sending { key }))?;
+                acks.push(ack);
+            }
+        }
+        Ok(())
+    }
+
+    /// Keep the count of keys without a result current as records replace earlier ones.
+    fn track_result(&self, record: &Record) {
+        let had_no_result = self
+            .index
+            .by_key
+            .get(&journal::key_digest(&record.key))
+            .is_some_and(|d| d.class != Class::Result);
+        let has_no_result = record.class != Some(Class::Result);
+        self.without_result.fetch_add(
+            i64::from(has_no_result) - i64::from(had_no_result),
+            Ordering::Relaxed,
+        );
+    }
+}
