@@ -29,8 +29,7 @@ pub fn note(message: &str) {
 /// characters, with the full length named when cut.
 pub fn cut(s: &str) -> String {
     let mut out = String::new();
-    let mut shown = 0;
-    for c in s.chars() {
+    for (shown, c) in s.chars().enumerate() {
         if shown == ECHO_MAX {
             return format!("{out}… ({} bytes in all)", s.len());
         }
@@ -39,7 +38,6 @@ pub fn cut(s: &str) -> String {
         } else {
             out.push(c);
         }
-        shown += 1;
     }
     out
 }

@@ -290,7 +290,7 @@ impl Pipeline {
         RunCounts::add(&self.counts.ignored, 1);
         tracing::info!("ignored {}: {reason}", messages::cut(&path));
         if let Err(e) = self.ignored.push(&path, &reason) {
-            self.stop.fail(e.into());
+            self.stop.fail(e);
         }
     }
 
@@ -467,7 +467,7 @@ impl Pipeline {
             t.abort();
         }
         if let Err(e) = ignored.finish() {
-            stop.fail(e.into());
+            stop.fail(e);
         }
         progress.finish();
         Drained {
