@@ -1018,6 +1018,12 @@ fn record_for(item: &Item, prepared: &Prepared, sub: Submission) -> Option<Recor
                 rec.class = Some(Class::Result);
                 response.fill_record(raw, &mut rec);
             }
+            Outcome::BadAnswer { message, raw } => {
+                rec.class = Some(Class::BadAnswer);
+                rec.error = Some(message);
+                rec.response = Some(raw);
+                rec.billed = true;
+            }
             Outcome::Rejected { field, message, .. } => {
                 rec.class = Some(Class::Rejected);
                 rec.error = Some(message);
