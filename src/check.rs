@@ -144,9 +144,7 @@ where
                 let _ = writeln!(e, "warning: {}", clean(w));
             }
         };
-        submitter
-            .submit_warning_to(&upload, &params, &warn)
-            .await
+        submitter.submit_warning_to(&upload, &params, &warn).await
     };
     let code = report(&args, &prepared, &params, &sub, out, err);
     if let Some(emu) = emulator {

@@ -248,9 +248,15 @@ mod tests {
         assert!(r.capped && r.wait == MAX_RATE_LIMIT_WAIT, "{r:?}");
         // Within the cap: obeyed, not reported.
         let r = p.rate_limit_pause(0, Some(s(100.0)), None, 0.0, &mut rng);
-        assert!(!r.capped && r.wait >= s(100.0) && r.wait <= MAX_RATE_LIMIT_WAIT, "{r:?}");
+        assert!(
+            !r.capped && r.wait >= s(100.0) && r.wait <= MAX_RATE_LIMIT_WAIT,
+            "{r:?}"
+        );
         let r = p.rate_limit_pause(9, None, None, 0.0, &mut rng);
-        assert!(!r.capped && r.asked.is_none() && r.wait <= MAX_RATE_LIMIT_WAIT, "{r:?}");
+        assert!(
+            !r.capped && r.asked.is_none() && r.wait <= MAX_RATE_LIMIT_WAIT,
+            "{r:?}"
+        );
         assert_eq!(MAX_RATE_LIMIT_WAIT, Duration::from_secs(120));
     }
 

@@ -218,20 +218,41 @@ mod tests {
     fn devices_fifos_and_folders_are_refused_without_reading() {
         let e = ApiKey::resolve(Some(Path::new("/dev/zero")), None).unwrap_err();
         assert!(
-            matches!(e, KeyError::NotAFile { kind: "a character device", .. }),
+            matches!(
+                e,
+                KeyError::NotAFile {
+                    kind: "a character device",
+                    ..
+                }
+            ),
             "{e}"
         );
         assert!(e.to_string().contains("/dev/zero"), "{e}");
         let dir = tempfile::tempdir().unwrap();
         let e = ApiKey::resolve(Some(dir.path()), None).unwrap_err();
-        assert!(matches!(e, KeyError::NotAFile { kind: "a folder", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                KeyError::NotAFile {
+                    kind: "a folder",
+                    ..
+                }
+            ),
+            "{e}"
+        );
         // A FIFO with no writer: refused at once (opening it must not block).
         let fifo = dir.path().join("key.fifo");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = ApiKey::resolve(Some(&fifo), None).unwrap_err();
         assert!(
-            matches!(e, KeyError::NotAFile { kind: "a named pipe", .. }),
+            matches!(
+                e,
+                KeyError::NotAFile {
+                    kind: "a named pipe",
+                    ..
+                }
+            ),
             "{e}"
         );
         assert!(e.to_string().contains("key.fifo"), "{e}");

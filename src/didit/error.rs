@@ -614,9 +614,18 @@ mod tests {
             (json!({"liveness": null}), "`liveness` is null"),
             (json!({"liveness": "Approved"}), "`liveness` is a string"),
             (json!({"liveness": [1]}), "`liveness` is an array"),
-            (json!({"liveness": {"score": 90}}), "`liveness.status` is missing"),
-            (json!({"liveness": {"status": null}}), "`liveness.status` is null"),
-            (json!({"liveness": {"status": 1}}), "`liveness.status` is a number"),
+            (
+                json!({"liveness": {"score": 90}}),
+                "`liveness.status` is missing",
+            ),
+            (
+                json!({"liveness": {"status": null}}),
+                "`liveness.status` is null",
+            ),
+            (
+                json!({"liveness": {"status": 1}}),
+                "`liveness.status` is a number",
+            ),
             (
                 json!({"liveness": {"status": "In Review", "warnings": []}}),
                 "\"In Review\" is neither Approved nor Declined",
@@ -643,7 +652,9 @@ mod tests {
         let o = classify(
             200,
             &none(),
-            &body(json!({"liveness": {"warnings": [{"risk": "NO_FACE_DETECTED", "log_type": "error"}]}})),
+            &body(
+                json!({"liveness": {"warnings": [{"risk": "NO_FACE_DETECTED", "log_type": "error"}]}}),
+            ),
         );
         assert_eq!(o.class(), Class::Result);
     }

@@ -30,17 +30,10 @@ pub enum Reply {
     },
     /// Like `Http`, with every `{KEY}` in the body replaced by the request's `x-api-key`
     /// header (a server or proxy reflecting the request).
-    Echo {
-        status: u16,
-        body: String,
-    },
+    Echo { status: u16, body: String },
     /// A body of `len` bytes of `fill`, without Content-Length: delimited by closing the
     /// connection, so only the reading loop can bound it.
-    Unsized {
-        status: u16,
-        fill: u8,
-        len: usize,
-    },
+    Unsized { status: u16, fill: u8, len: usize },
     /// Read the request, then close the connection without answering.
     Drop,
     /// Read the request, then never answer.
@@ -1517,10 +1510,7 @@ async fn huge_bodies_are_never_read_whole_nor_echoed() {
                 message, body_sent, ..
             } => {
                 assert!(*body_sent);
-                assert!(
-                    message.contains("larger than 4194304 bytes"),
-                    "{message}"
-                );
+                assert!(message.contains("larger than 4194304 bytes"), "{message}");
                 assert!(message.len() < 200, "{}", message.len());
             }
             other => panic!("{other:?}"),
@@ -1572,10 +1562,7 @@ async fn a_200_without_a_usable_liveness_is_a_bad_answer_billed_and_not_retried(
         match &sub.outcome {
             Final::Done(o @ Outcome::BadAnswer { message, raw }) => {
                 assert_eq!(raw, &body);
-                assert!(
-                    message.contains("without a usable result"),
-                    "{message}"
-                );
+                assert!(message.contains("without a usable result"), "{message}");
                 assert_eq!(o.class(), liveness_batch::record::Class::BadAnswer);
                 assert!(!o.billed_nothing());
             }
@@ -1630,7 +1617,11 @@ async fn a_key_echoed_in_any_answer_is_redacted_before_classification() {
     let c = client(&server.base_url, Duration::from_secs(10));
     let mut outcomes = Vec::new();
     for i in 0..6 {
-        outcomes.push(c.send(&png_upload(50 + i), &Params::default()).await.outcome);
+        outcomes.push(
+            c.send(&png_upload(50 + i), &Params::default())
+                .await
+                .outcome,
+        );
     }
     for o in &outcomes {
         let all = format!("{o:?} {o}");
@@ -1701,7 +1692,10 @@ async fn scan_records_a_bad_answer_as_billed_without_result_and_redoes_it_on_rer
         "--quiet",
     ];
     let run = common::run_bin(&args, Some(&server.base_url), Some(KEY)).await;
-    assert_eq!(run.code, 1, "an answer without a decision is no result: {run:?}");
+    assert_eq!(
+        run.code, 1,
+        "an answer without a decision is no result: {run:?}"
+    );
     assert_eq!(server.count(), 1, "not retried within the run");
     let items = common::journal_items(&out);
     assert_eq!(items.len(), 1);
@@ -1730,7 +1724,10 @@ async fn scan_records_a_bad_answer_as_billed_without_result_and_redoes_it_on_rer
     assert_eq!(server.count(), 2);
     let items = common::journal_items(&out);
     assert_eq!(items.last().unwrap()["class"], "result");
-    assert_eq!(items.last().unwrap()["response"]["metadata"]["k"], "[REDACTED]");
+    assert_eq!(
+        items.last().unwrap()["response"]["metadata"]["k"],
+        "[REDACTED]"
+    );
 
     // The key is in no output at all.
     for entry in std::fs::read_dir(&out).unwrap() {
