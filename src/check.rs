@@ -136,7 +136,16 @@ where
         prepared.format.ext(),
         prepared.format.mime(),
     );
-    let sub = submitter.submit(&upload, &params).await;
+    // Warnings (a capped Retry-After) go to this command's stderr as they happen.
+    let sub = {
+        let err_lock = std::sync::Mutex::new(&mut *err);
+        let warn = |w: &str| {
+            if let Ok(mut e) = err_lock.lock() {
+                let _ = writeln!(e, "warning: {}", clean(w));
+            }
+        };
+        submitter.submit_warning_to(&upload, &params, &warn).await
+    };
     let code = report(&args, &prepared, &params, &sub, out, err);
     if let Some(emu) = emulator {
         emu.stop().await;
@@ -211,6 +220,15 @@ fn report<O: Write, E: Write>(
                     Ok(exit::API_FAILED)
                 }
             }
+        }
+        Final::Done(o @ Outcome::BadAnswer { raw, .. }) => {
+            if args.json {
+                let text = serde_json::to_string_pretty(raw)
+                    .map_err(|e| CheckError::Internal(e.to_string()))?;
+                writeln!(out, "{text}")?;
+            }
+            writeln!(err, "error: {}", clean(&o.to_string()))?;
+            Ok(exit::API_FAILED)
         }
         Final::Done(o @ Outcome::Rejected { .. }) => {
             writeln!(err, "error: {}; nothing was billed", clean(&o.to_string()))?;

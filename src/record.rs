@@ -15,6 +15,10 @@ pub enum Class {
     InvalidInput,
     /// 400 or 413 from the API: the file or a field was refused; not retried.
     Rejected,
+    /// HTTP 200 without a usable `liveness` (missing, null, not an object, no Approved or
+    /// Declined status): billed, no decision; not retried within the run, always redone by
+    /// a rerun.
+    BadAnswer,
     /// 429 on every attempt until the retry budget was spent.
     RateLimited,
     /// 5xx, connection errors or timeouts until the retry budget was spent.
@@ -29,10 +33,11 @@ pub enum Class {
 }
 
 impl Class {
-    pub const ALL: [Class; 8] = [
+    pub const ALL: [Class; 9] = [
         Class::Result,
         Class::InvalidInput,
         Class::Rejected,
+        Class::BadAnswer,
         Class::RateLimited,
         Class::Transient,
         Class::Fatal,
@@ -45,6 +50,7 @@ impl Class {
             Class::Result => "result",
             Class::InvalidInput => "invalid_input",
             Class::Rejected => "rejected",
+            Class::BadAnswer => "bad_answer",
             Class::RateLimited => "rate_limited",
             Class::Transient => "transient",
             Class::Fatal => "fatal",
@@ -61,7 +67,7 @@ impl Class {
             Class::Rejected | Class::RateLimited | Class::Transient | Class::Unknown => {
                 !retry_failed
             }
-            Class::Fatal | Class::Interrupted => false,
+            Class::BadAnswer | Class::Fatal | Class::Interrupted => false,
         }
     }
 }
@@ -109,7 +115,8 @@ impl Action {
             Action::Proceed => "approved with no warning that needs attention",
             Action::FixInput => "the file itself was refused; nothing was billed",
             Action::Rerun => {
-                "no result yet (retries exhausted, interrupted or unknown outcome): rerun"
+                "no result yet (retries exhausted, interrupted, unknown outcome or an answer \
+                 without a decision): rerun"
             }
         }
     }
@@ -387,6 +394,7 @@ mod tests {
         assert_eq!(act(Class::InvalidInput, None, &[]), Action::FixInput);
         assert_eq!(act(Class::Rejected, None, &[]), Action::FixInput);
         for c in [
+            Class::BadAnswer,
             Class::RateLimited,
             Class::Transient,
             Class::Fatal,
@@ -406,6 +414,22 @@ mod tests {
         assert!(!Class::Transient.is_done(true));
         assert!(!Class::Interrupted.is_done(false));
         assert!(!Class::Fatal.is_done(false));
+        assert!(!Class::BadAnswer.is_done(false));
+        assert!(!Class::BadAnswer.is_done(true));
+    }
+
+    #[test]
+    fn bad_answer_has_its_wire_name() {
+        assert_eq!(Class::BadAnswer.as_str(), "bad_answer");
+        assert_eq!(
+            serde_json::to_string(&Class::BadAnswer).unwrap(),
+            "\"bad_answer\""
+        );
+        assert!(Class::ALL.contains(&Class::BadAnswer));
+        for c in Class::ALL {
+            let back: Class = serde_json::from_str(&format!("\"{}\"", c.as_str())).unwrap();
+            assert_eq!(back, c);
+        }
     }
 
     #[test]

@@ -6,13 +6,27 @@ use rand::Rng;
 
 /// With no rate-limit header to go by, 429 waits follow Didit's advice: about 5 s, 10 s, 20 s, 40 s.
 pub const RATE_LIMIT_FALLBACK_BASE: Duration = Duration::from_secs(5);
-/// No single 429 wait exceeds this, whatever the headers say (a garbled header must not hang a run).
-pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(600);
+/// No single 429 wait exceeds this, jitter included, whatever the headers say: twice Didit's
+/// 60-second window, which is always enough for the window to clear. A server that asks for
+/// more (`Retry-After: 999999999`, a reset time far ahead) is not obeyed beyond it; the caller
+/// is told ([`RateLimitWait::capped`]) so it can warn and count it.
+pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(120);
 /// Extra random wait on top of a 429 wait, as a share of it, so that workers (and other
 /// clients of the same key) do not come back in lockstep.
 pub const RATE_LIMIT_JITTER: f64 = 0.15;
 /// An `X-RateLimit-Reset` below this is read as seconds from now rather than an epoch time.
 const EPOCH_FLOOR: u64 = 1_000_000_000;
+
+/// How long to pause after a 429, and whether the server asked for longer than the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitWait {
+    /// The pause, at most [`MAX_RATE_LIMIT_WAIT`].
+    pub wait: Duration,
+    /// What the server asked for (`Retry-After`, or until `X-RateLimit-Reset`, the later).
+    pub asked: Option<Duration>,
+    /// True when `asked` exceeded [`MAX_RATE_LIMIT_WAIT`] and was not obeyed in full.
+    pub capped: bool,
+}
 
 /// Retries for 429 and transient errors share `max_retries`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +76,9 @@ impl RetryPolicy {
 
     /// How long every worker pauses after a 429: at least what the server asked
     /// (`Retry-After`, or until `X-RateLimit-Reset`), at least the exponential backoff
-    /// (5 s, 10 s, 20 s, 40 s... when the server said nothing), plus up to 15 % jitter on top.
-    /// `now_epoch` is the current UTC time in seconds.
+    /// (5 s, 10 s, 20 s, 40 s... when the server said nothing), plus up to 15 % jitter on top,
+    /// and never more than [`MAX_RATE_LIMIT_WAIT`]. `now_epoch` is the current UTC time in
+    /// seconds.
     pub fn rate_limit_wait(
         &self,
         retry: u32,
@@ -72,13 +87,25 @@ impl RetryPolicy {
         now_epoch: f64,
         rng: &mut impl Rng,
     ) -> Duration {
+        self.rate_limit_pause(retry, retry_after, reset_at, now_epoch, rng)
+            .wait
+    }
+
+    /// [`Self::rate_limit_wait`] with what the server asked and whether it was capped.
+    pub fn rate_limit_pause(
+        &self,
+        retry: u32,
+        retry_after: Option<Duration>,
+        reset_at: Option<u64>,
+        now_epoch: f64,
+        rng: &mut impl Rng,
+    ) -> RateLimitWait {
         let until_reset = reset_at.map(|r| {
             if r < EPOCH_FLOOR {
                 Duration::from_secs(r)
             } else {
-                Duration::from_secs_f64(
-                    (r as f64 - now_epoch).clamp(0.0, MAX_RATE_LIMIT_WAIT.as_secs_f64()),
-                )
+                // Bounded so that any epoch converts; anything this long is capped anyway.
+                Duration::from_secs_f64((r as f64 - now_epoch).clamp(0.0, 1e9))
             }
         });
         let told = retry_after.max(until_reset);
@@ -90,7 +117,11 @@ impl RetryPolicy {
         let exp = exp_ceiling(base, retry, self.cap.max(base));
         let wait = told.unwrap_or_default().max(exp).min(MAX_RATE_LIMIT_WAIT);
         let jitter = wait.mul_f64(rng.random_range(0.0..=RATE_LIMIT_JITTER));
-        wait + jitter
+        RateLimitWait {
+            wait: (wait + jitter).min(MAX_RATE_LIMIT_WAIT),
+            asked: told,
+            capped: told.is_some_and(|t| t > MAX_RATE_LIMIT_WAIT),
+        }
     }
 }
 
@@ -198,7 +229,35 @@ mod tests {
         let p = RetryPolicy::default_for_api();
         let mut rng = StdRng::seed_from_u64(6);
         let w = p.rate_limit_wait(0, Some(s(86_400.0)), Some(u64::MAX), 0.0, &mut rng);
-        assert!(w <= MAX_RATE_LIMIT_WAIT.mul_f64(1.15), "{w:?}");
+        assert!(w <= MAX_RATE_LIMIT_WAIT, "{w:?}");
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_capped_and_reported() {
+        let p = RetryPolicy::default_for_api();
+        let mut rng = StdRng::seed_from_u64(9);
+        for asked in [999_999_999.0, 121.0, 3600.0] {
+            let r = p.rate_limit_pause(0, Some(s(asked)), None, 0.0, &mut rng);
+            assert_eq!(r.wait, MAX_RATE_LIMIT_WAIT, "{asked}");
+            assert!(r.capped, "{asked}");
+            assert_eq!(r.asked, Some(s(asked)));
+        }
+        // A reset time an hour ahead is capped too.
+        let now = 1_781_226_000.0;
+        let r = p.rate_limit_pause(0, None, Some(1_781_229_600), now, &mut rng);
+        assert!(r.capped && r.wait == MAX_RATE_LIMIT_WAIT, "{r:?}");
+        // Within the cap: obeyed, not reported.
+        let r = p.rate_limit_pause(0, Some(s(100.0)), None, 0.0, &mut rng);
+        assert!(
+            !r.capped && r.wait >= s(100.0) && r.wait <= MAX_RATE_LIMIT_WAIT,
+            "{r:?}"
+        );
+        let r = p.rate_limit_pause(9, None, None, 0.0, &mut rng);
+        assert!(
+            !r.capped && r.asked.is_none() && r.wait <= MAX_RATE_LIMIT_WAIT,
+            "{r:?}"
+        );
+        assert_eq!(MAX_RATE_LIMIT_WAIT, Duration::from_secs(120));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::didit::{Client, Outcome, Params, Upload};
 use crate::pace::Pacer;
-use crate::retry::RetryPolicy;
+use crate::retry::{MAX_RATE_LIMIT_WAIT, RetryPolicy};
 
 /// A budget of billable calls for one run (`--max-requests`). A call is reserved before it is
 /// sent and released when the answer proves nothing was billed, so the budget is never exceeded
@@ -79,6 +79,9 @@ pub struct Submission {
     pub rate_limited: u32,
     /// Retries sent after an attempt whose body had been sent (each may have been billed).
     pub possible_double_charges: u32,
+    /// 429s whose server asked for a longer wait than [`MAX_RATE_LIMIT_WAIT`]: the pause was
+    /// cut to the cap (and a warning printed).
+    pub retry_after_capped: u32,
     /// The last answer's HTTP status.
     pub http_status: Option<u16>,
     /// The last attempt's latency.
@@ -87,8 +90,8 @@ pub struct Submission {
 
 #[derive(Debug, Clone)]
 pub enum Final {
-    /// The last attempt's outcome: Result, Rejected, Fatal, or RateLimited/Transient once the
-    /// retries were spent.
+    /// The last attempt's outcome: Result, Rejected, BadAnswer, Fatal, or RateLimited/Transient
+    /// once the retries were spent.
     Done(Outcome),
     /// A timeout or reset after the body was sent, not retried (`retry_unknown` false): it may
     /// have been billed.
@@ -102,12 +105,29 @@ pub enum Final {
 
 impl Submitter {
     /// Submit one image until it has a final outcome. See the module docs for the rules.
+    /// Warnings go to stderr through [`crate::progress::eprint_line`] (safe with the progress
+    /// bar).
     pub async fn submit(&self, upload: &Upload, params: &Params) -> Submission {
+        self.submit_warning_to(upload, params, &|w: &str| {
+            crate::progress::eprint_line(&format!("warning: {w}"))
+        })
+        .await
+    }
+
+    /// [`Self::submit`], with every warning (one line, without a `warning:` prefix) handed to
+    /// `warn`.
+    pub async fn submit_warning_to(
+        &self,
+        upload: &Upload,
+        params: &Params,
+        warn: &(dyn Fn(&str) + Sync),
+    ) -> Submission {
         let mut sub = Submission {
             outcome: Final::Stopped { last: None },
             attempts: 0,
             rate_limited: 0,
             possible_double_charges: 0,
+            retry_after_capped: 0,
             http_status: None,
             latency_ms: None,
         };
@@ -147,7 +167,9 @@ impl Submitter {
 
             let outcome = attempt.outcome;
             match &outcome {
-                Outcome::Result { .. } | Outcome::Rejected { .. } => {
+                // A 200 without a usable result was billed: sending it again in this run would
+                // be billed again for what is likely the same answer. A rerun redoes it.
+                Outcome::Result { .. } | Outcome::Rejected { .. } | Outcome::BadAnswer { .. } => {
                     self.pacer.succeeded();
                     return sub.end(Final::Done(outcome));
                 }
@@ -160,13 +182,18 @@ impl Submitter {
                     sub.rate_limited += 1;
                     // The key is over its limit for every worker: pause them all, even when
                     // this item has no retry left.
-                    let wait = self.policy.rate_limit_wait(
+                    let pause = self.policy.rate_limit_pause(
                         retries.min(self.policy.max_retries),
                         *retry_after,
                         *reset_at,
                         now_epoch(),
                         &mut rand::rng(),
                     );
+                    if pause.capped {
+                        sub.retry_after_capped += 1;
+                        warn(&capped_warning(pause.asked.unwrap_or_default()));
+                    }
+                    let wait = pause.wait;
                     tracing::info!(
                         wait_ms = wait.as_millis() as u64,
                         "rate limited (429): pausing every worker"
@@ -226,6 +253,16 @@ impl Submission {
         self.outcome = outcome;
         self
     }
+}
+
+/// The warning for a 429 whose requested wait was cut to [`MAX_RATE_LIMIT_WAIT`].
+pub fn capped_warning(asked: Duration) -> String {
+    format!(
+        "the API asked to wait {} s after a 429 (Retry-After or X-RateLimit-Reset); waiting {} s \
+         instead, the most this tool waits at once",
+        asked.as_secs(),
+        MAX_RATE_LIMIT_WAIT.as_secs()
+    )
 }
 
 fn now_epoch() -> f64 {

@@ -1,7 +1,7 @@
 //! The HTTP client for `POST {base}/v3/passive-liveness/`: one request per [`Client::send`],
 //! multipart rebuilt from the image bytes each time, the key only ever in the `x-api-key` header.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -16,8 +16,17 @@ use crate::secret::ApiKey;
 pub const ENDPOINT_PATH: &str = "/v3/passive-liveness/";
 /// Didit's production base URL.
 pub const DEFAULT_BASE_URL: &str = "https://verification.didit.me";
-/// Responses larger than this are cut off and treated as broken (a result is a few KB).
-const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// Responses larger than this are cut off and treated as broken (a result is a few KB): no
+/// more than this is ever held in memory for one answer.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+/// What replaces the API key wherever an answer echoes it.
+pub const REDACTED: &str = "[REDACTED]";
+/// The only name plain http may use; it is pinned to these loopback addresses, never resolved.
+const LOCALHOST: &str = "localhost";
+const LOCALHOST_ADDRS: [IpAddr; 2] = [
+    IpAddr::V4(Ipv4Addr::LOCALHOST),
+    IpAddr::V6(Ipv6Addr::LOCALHOST),
+];
 
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -31,7 +40,7 @@ pub struct ClientConfig {
 pub enum ClientError {
     #[error(
         "refusing to send the API key over plain http to {host}: use https://, or http:// only \
-         for a loopback host (127.0.0.1, ::1, localhost) such as the emulator"
+         for a loopback address (127.0.0.0/8, [::1]) or exactly `localhost`, such as the emulator"
     )]
     InsecureUrl { host: String },
     #[error("invalid base URL {url:?}: {reason}")]
@@ -63,8 +72,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// Build the client. Refuses `http://` unless the host is loopback, so the key never
-    /// crosses a network in clear. TLS is rustls with the operating system's certificate store
+    /// Build the client. Refuses `http://` unless the host is a loopback IP literal
+    /// (127.0.0.0/8, ::1, IPv4-mapped loopback) or exactly `localhost`, which is pinned to
+    /// 127.0.0.1 and ::1 (never looked up in DNS or the hosts file), so the key never crosses
+    /// a network in clear. TLS is rustls with the operating system's certificate store
     /// (so a corporate proxy's re-signing CA installed there is trusted); `HTTPS_PROXY`,
     /// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` are honoured, except for loopback hosts, which
     /// are always reached directly. Redirects are not followed.
@@ -78,7 +89,8 @@ impl Client {
         let host = url
             .host_str()
             .ok_or_else(|| bad("it has no host"))?
-            .to_string();
+            .to_string()
+            + &url.port().map(|p| format!(":{p}")).unwrap_or_default();
         if !url.username().is_empty() || url.password().is_some() {
             return Err(bad(
                 "credentials in the URL are not allowed; the key goes in DIDIT_API_KEY or --api-key-file",
@@ -89,7 +101,7 @@ impl Client {
                 "a base URL has no query or fragment (e.g. https://verification.didit.me)",
             ));
         }
-        let loopback = is_loopback(&url);
+        let loopback = url_is_loopback(&url);
         match url.scheme() {
             "https" => {}
             "http" if loopback => {}
@@ -120,14 +132,18 @@ impl Client {
         if loopback {
             builder = builder.no_proxy();
         }
+        if url.host_str() == Some(LOCALHOST) {
+            // Port 0: the URL's own port is used.
+            let pinned = LOCALHOST_ADDRS.map(|ip| SocketAddr::new(ip, 0));
+            builder = builder.resolve_to_addrs(LOCALHOST, &pinned);
+        }
         let http = builder.build().map_err(ClientError::Build)?;
 
         let base = url.as_str().trim_end_matches('/');
         Ok(Self {
             http,
             endpoint: format!("{base}{ENDPOINT_PATH}"),
-            host: url.host_str().unwrap_or_default().to_string()
-                + &url.port().map(|p| format!(":{p}")).unwrap_or_default(),
+            host,
             api_key: cfg.api_key,
         })
     }
@@ -142,7 +158,10 @@ impl Client {
         self.host.clone()
     }
 
-    /// Send one request and classify the answer. Never retries; never panics.
+    /// Send one request and classify the answer. Never retries; never panics. Every answer's
+    /// body is read at most [`MAX_RESPONSE_BYTES`] long and has the key removed
+    /// ([`redact_body`]) before anything looks at it, so no outcome, raw JSON or message
+    /// downstream can carry the key, whatever a server or proxy echoes.
     pub async fn send(&self, upload: &Upload, params: &Params) -> Attempt {
         let started = Instant::now();
         let (outcome, http_status) = match self
@@ -157,7 +176,10 @@ impl Client {
                 let status = resp.status().as_u16();
                 let headers = resp.headers().clone();
                 match read_capped(&mut resp).await {
-                    Ok(body) => (classify(status, &headers, &body), Some(status)),
+                    Ok(body) => {
+                        let body = redact_body(&body, self.api_key.expose());
+                        (classify(status, &headers, &body), Some(status))
+                    }
                     Err(BodyError::Transport(e)) => {
                         let mut o = classify_transport(&e);
                         if let Outcome::Transient {
@@ -176,7 +198,8 @@ impl Client {
                             status: Some(status),
                             body_sent: true,
                             message: format!(
-                                "HTTP {status} with a response larger than {MAX_RESPONSE_BYTES} bytes"
+                                "HTTP {status} with a response larger than {MAX_RESPONSE_BYTES} bytes \
+                                 (not read further)"
                             ),
                         },
                         Some(status),
@@ -191,18 +214,106 @@ impl Client {
         }
     }
 
-    /// Belt and braces: no message may carry the key, whatever a server or proxy echoes.
+    /// Belt and braces: no message may carry the key, whatever a server or proxy echoes
+    /// (headers such as `Location` are quoted in messages and never pass through
+    /// [`redact_body`]).
     fn redact(&self, mut outcome: Outcome) -> Outcome {
         let key = self.api_key.expose();
         if let Outcome::Rejected { message, .. }
         | Outcome::Transient { message, .. }
-        | Outcome::Fatal { message, .. } = &mut outcome
+        | Outcome::Fatal { message, .. }
+        | Outcome::BadAnswer { message, .. } = &mut outcome
             && message.contains(key)
         {
-            *message = message.replace(key, "<redacted>");
+            *message = message.replace(key, REDACTED);
         }
         outcome
     }
+}
+
+/// The body with every occurrence of `key` replaced by [`REDACTED`]: the raw bytes, the key's
+/// JSON-escaped forms (`\"`, `\\`, `\/`), and, when the body is JSON using `\uXXXX`
+/// escapes, any string that decodes to something containing the key (the JSON is then
+/// rewritten without those escapes).
+pub fn redact_body(body: &[u8], key: &str) -> Vec<u8> {
+    if key.is_empty() {
+        return body.to_vec();
+    }
+    let mut out = body.to_vec();
+    for form in key_forms(key) {
+        out = replace_bytes(&out, form.as_bytes(), REDACTED.as_bytes());
+    }
+    if memfind(&out, b"\\u").is_some()
+        && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&out)
+        && redact_value(&mut v, key)
+        && let Ok(text) = serde_json::to_vec(&v)
+    {
+        out = text;
+    }
+    out
+}
+
+/// The key as written raw and as a JSON string body may write it.
+fn key_forms(key: &str) -> Vec<String> {
+    let escaped = serde_json::to_string(key).unwrap_or_default();
+    let escaped = escaped
+        .strip_prefix('"')
+        .and_then(|e| e.strip_suffix('"'))
+        .unwrap_or(key)
+        .to_string();
+    let slashed = escaped.replace('/', "\\/");
+    let mut forms = vec![key.to_string(), escaped, slashed];
+    forms.dedup();
+    forms
+}
+
+/// Redact the key in every string and object key of a JSON value; true when anything changed.
+fn redact_value(v: &mut serde_json::Value, key: &str) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::String(s) if s.contains(key) => {
+            *s = s.replace(key, REDACTED);
+            true
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, i| redact_value(i, key) | changed),
+        Value::Object(map) => {
+            let mut changed = false;
+            let old = std::mem::take(map);
+            for (k, mut item) in old {
+                changed |= redact_value(&mut item, key);
+                let k = if k.contains(key) {
+                    changed = true;
+                    k.replace(key, REDACTED)
+                } else {
+                    k
+                };
+                map.insert(k, item);
+            }
+            changed
+        }
+        _ => false,
+    }
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn replace_bytes(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut rest = hay;
+    while let Some(i) = memfind(rest, needle) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(with);
+        rest = &rest[i + needle.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// The multipart body: the image part plus every field, `save_api_request` always explicit.
@@ -240,7 +351,16 @@ enum BodyError {
     TooLarge,
 }
 
+/// The whole body, or [`BodyError::TooLarge`] as soon as it is known to exceed
+/// [`MAX_RESPONSE_BYTES`] (from `Content-Length`, before reading anything, or while reading):
+/// never more than the cap is held.
 async fn read_capped(resp: &mut reqwest::Response) -> Result<Vec<u8>, BodyError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
@@ -251,17 +371,53 @@ async fn read_capped(resp: &mut reqwest::Response) -> Result<Vec<u8>, BodyError>
     Ok(body)
 }
 
-/// Loopback: 127.0.0.0/8, ::1 (and IPv4-mapped loopback), `localhost` and `*.localhost`.
-fn is_loopback(url: &Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
+/// Whether plain http may carry the key to this host: an IP literal in 127.0.0.0/8, `::1` or
+/// IPv4-mapped loopback (with or without brackets), or exactly `localhost` (which the client
+/// pins to 127.0.0.1 and ::1). `*.localhost`, `localhost.` and every other name are not
+/// loopback: a name can resolve anywhere. A `:port` suffix is allowed (`127.0.0.1:8080`,
+/// `[::1]:9`, `localhost:3000`), so host strings as journals keep them can be passed as is.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    let bare = if let Some(rest) = host.strip_prefix('[') {
+        // [v6] or [v6]:port
+        match rest.split_once(']') {
+            Some((inside, tail)) if tail.is_empty() || is_port_suffix(tail) => inside,
+            _ => return false,
+        }
+    } else if host.parse::<IpAddr>().is_ok() {
+        host
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, port)) if is_port_suffix(&format!(":{port}")) => h,
+            _ => host,
+        }
     };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
         return ip.to_canonical().is_loopback();
     }
-    let d = host.trim_end_matches('.').to_ascii_lowercase();
-    d == "localhost" || d.ends_with(".localhost")
+    bare.eq_ignore_ascii_case(LOCALHOST)
+}
+
+fn is_port_suffix(s: &str) -> bool {
+    s.strip_prefix(':')
+        .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// [`is_loopback_host`] for a parsed URL, whose host is already normalised: IPv4 in any
+/// notation becomes dotted decimal, IPv6 is bracketed, names are lower-cased (so `localhost.`
+/// and `api.localhost` stay themselves and are refused).
+fn url_is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => ip.to_canonical().is_loopback(),
+        Err(_) => host == LOCALHOST,
+    }
 }
 
 #[cfg(test)]
@@ -303,10 +459,10 @@ mod tests {
         for ok in [
             "http://127.0.0.1:1",
             "http://127.8.9.10",
+            "http://2130706433",
             "http://[::1]:9",
             "http://localhost:3000",
-            "http://LOCALHOST.",
-            "http://api.localhost",
+            "http://LOCALHOST",
             "http://[::ffff:127.0.0.1]",
         ] {
             assert!(Client::new(cfg(ok)).is_ok(), "{ok}");
@@ -316,6 +472,12 @@ mod tests {
             "http://10.0.0.1",
             "http://localhost.evil.com",
             "http://[::2]",
+            "http://api.localhost",
+            "http://localhost.",
+            "http://LOCALHOST.",
+            "http://127.0.0.1.nip.io",
+            "http://[::ffff:10.0.0.1]",
+            "http://0.0.0.0:8080",
         ] {
             let e = Client::new(cfg(bad)).unwrap_err().to_string();
             assert!(
@@ -324,6 +486,66 @@ mod tests {
             );
             assert!(!e.contains("k_secret_value"));
         }
+    }
+
+    #[test]
+    fn loopback_hosts_as_strings() {
+        for yes in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.255.0.9",
+            "::1",
+            "[::1]",
+            "[::1]:9",
+            "::ffff:127.0.0.1",
+            "[::ffff:127.0.0.1]:80",
+            "localhost",
+            "LocalHost:3000",
+        ] {
+            assert!(is_loopback_host(yes), "{yes}");
+        }
+        for no in [
+            "api.localhost",
+            "api.localhost:80",
+            "localhost.",
+            "localhost.:80",
+            "localhost.evil.com",
+            "10.0.0.1",
+            "10.0.0.1:80",
+            "[::2]",
+            "[::1]x",
+            "[::1]:",
+            "::ffff:10.0.0.1",
+            "verification.didit.me",
+            "",
+            "localhost:http",
+        ] {
+            assert!(!is_loopback_host(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn the_key_is_redacted_from_bodies_in_every_form() {
+        let key = "k/se\\cr\"et";
+        let raw = serde_json::json!({ "a": key, "nested": {"x": [format!("pre {key} post")]} });
+        let body = serde_json::to_vec(&raw).unwrap();
+        let out = String::from_utf8(redact_body(&body, key)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["a"], REDACTED);
+        assert_eq!(v["nested"]["x"][0], "pre [REDACTED] post");
+        // \/ escapes and \u escapes
+        let body = br#"{"a": "k\/se\\cr\"et", "b": "\u006b/se\\cr\"et", "\u006b/se\\cr\"et": 1}"#;
+        let out = redact_body(body, key);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["a"], REDACTED);
+        assert_eq!(v["b"], REDACTED);
+        assert_eq!(v[REDACTED], 1);
+        assert!(!v.to_string().contains(key));
+        // plain text and HTML bodies
+        let out = redact_body(format!("<p>{key}</p>{key}").as_bytes(), key);
+        assert_eq!(out, b"<p>[REDACTED]</p>[REDACTED]");
+        // nothing to do
+        assert_eq!(redact_body(b"{}", key), b"{}");
     }
 
     #[test]

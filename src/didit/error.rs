@@ -26,6 +26,11 @@ pub enum Outcome {
         field: Option<String>,
         message: String,
     },
+    /// HTTP 200 whose JSON object has no usable `liveness` (missing, null, not an object, or no
+    /// Approved/Declined status): billed, but no decision. Not retried within the run (the
+    /// same answer would be billed again); recorded so a rerun tries it again. `raw` is the
+    /// body as received (with the key already removed by the client).
+    BadAnswer { message: String, raw: Value },
     /// 429: refused before processing; safe to retry after waiting.
     RateLimited {
         retry_after: Option<Duration>,
@@ -118,6 +123,7 @@ impl Outcome {
         match self {
             Outcome::Result { .. } => Class::Result,
             Outcome::Rejected { .. } => Class::Rejected,
+            Outcome::BadAnswer { .. } => Class::BadAnswer,
             Outcome::RateLimited { .. } => Class::RateLimited,
             Outcome::Transient { .. } => Class::Transient,
             Outcome::Fatal { .. } => Class::Fatal,
@@ -127,7 +133,7 @@ impl Outcome {
     /// The HTTP status, when an answer arrived.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Outcome::Result { .. } => Some(200),
+            Outcome::Result { .. } | Outcome::BadAnswer { .. } => Some(200),
             Outcome::Rejected { status, .. } | Outcome::Fatal { status, .. } => Some(*status),
             Outcome::RateLimited { .. } => Some(429),
             Outcome::Transient { status, .. } => *status,
@@ -138,7 +144,7 @@ impl Outcome {
     /// 404/413/429 are refused before processing; a connection that never opened sent nothing).
     pub fn billed_nothing(&self) -> bool {
         match self {
-            Outcome::Result { .. } => false,
+            Outcome::Result { .. } | Outcome::BadAnswer { .. } => false,
             Outcome::Rejected { .. } | Outcome::RateLimited { .. } | Outcome::Fatal { .. } => true,
             Outcome::Transient { body_sent, .. } => !body_sent,
         }
@@ -180,7 +186,9 @@ impl fmt::Display for Outcome {
                 }
                 Ok(())
             }
-            Outcome::Transient { message, .. } => f.write_str(message),
+            Outcome::Transient { message, .. } | Outcome::BadAnswer { message, .. } => {
+                f.write_str(message)
+            }
             Outcome::Fatal { kind, .. } => f.write_str(kind.explain()),
         }
     }
@@ -188,8 +196,10 @@ impl fmt::Display for Outcome {
 
 /// Longest piece of a response body quoted in a message.
 const SNIPPET: usize = 200;
-/// Retry-After values beyond a day are not believed (e.g. an epoch sent by mistake).
-const MAX_RETRY_AFTER_SECS: f64 = 86_400.0;
+/// Retry-After values are kept up to this (about 31 years) so that any number converts to a
+/// `Duration`; the wait itself is capped by [`crate::retry::MAX_RATE_LIMIT_WAIT`], which also
+/// reports that the server asked for more.
+const MAX_RETRY_AFTER_SECS: f64 = 1e9;
 
 /// Decide what an HTTP answer means. Pure: status first, then the body's DRF shape.
 pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> Outcome {
@@ -199,7 +209,7 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> Outcome {
             let to = headers
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
-                .map(|l| format!(" to {}", clean(l)))
+                .map(|l| format!(" to {}", truncate(&clean(l), SNIPPET)))
                 .unwrap_or_default();
             Outcome::Fatal {
                 kind: FatalKind::NotFound,
@@ -283,16 +293,61 @@ fn classify_success(status: u16, body: &[u8]) -> Outcome {
         }
     };
     match serde_json::from_value::<LivenessResponse>(raw.clone()) {
-        Ok(response) => Outcome::Result {
-            response: Box::new(response),
-            raw,
+        Ok(response) => match unusable(&raw, &response) {
+            None => Outcome::Result {
+                response: Box::new(response),
+                raw,
+            },
+            Some(why) => Outcome::BadAnswer {
+                message: format!(
+                    "HTTP {status} without a usable result: {why} (billed, no decision; a rerun \
+                     sends it again)"
+                ),
+                raw,
+            },
         },
         // The model is lenient; this is unreachable for any JSON object, but never panic.
-        Err(e) => Outcome::Transient {
-            status: Some(status),
-            body_sent: true,
-            message: format!("HTTP {status} with an unreadable result: {e}"),
+        Err(e) => Outcome::BadAnswer {
+            message: format!(
+                "HTTP {status} with an unreadable result: {}",
+                truncate(&clean(&e.to_string()), SNIPPET)
+            ),
+            raw,
         },
+    }
+}
+
+/// Why a parsed 200 gives no decision, or `None` when it does. A missing or unknown status
+/// with an error-level warning is still Declined ([`LivenessResponse::decision`]).
+fn unusable(raw: &Value, response: &LivenessResponse) -> Option<String> {
+    if response.decision().is_some() {
+        return None;
+    }
+    let why = match raw.get("liveness") {
+        None => "no `liveness` object".to_string(),
+        Some(Value::Null) => "`liveness` is null".to_string(),
+        Some(Value::Object(l)) => match l.get("status") {
+            None => "`liveness.status` is missing".to_string(),
+            Some(Value::Null) => "`liveness.status` is null".to_string(),
+            Some(Value::String(st)) => format!(
+                "`liveness.status` {:?} is neither Approved nor Declined",
+                truncate(&clean(st), 40)
+            ),
+            Some(other) => format!("`liveness.status` is {}", json_kind(other)),
+        },
+        Some(other) => format!("`liveness` is {}, not an object", json_kind(other)),
+    };
+    Some(why)
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -311,8 +366,8 @@ fn classify_rate_limited(headers: &HeaderMap) -> Outcome {
     let mut reset_at = num("x-ratelimit-reset").map(|f| f.ceil() as u64);
     let retry_after = match text("retry-after") {
         Some(t) => match t.parse::<f64>() {
-            Ok(secs) if secs.is_finite() && (0.0..=MAX_RETRY_AFTER_SECS).contains(&secs) => {
-                Some(Duration::from_secs_f64(secs))
+            Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+                Some(Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER_SECS)))
             }
             Ok(_) => None,
             // The HTTP-date form: fold it into the reset time.
@@ -553,6 +608,67 @@ mod tests {
     }
 
     #[test]
+    fn row_200_without_a_usable_liveness_is_a_bad_answer() {
+        for (raw, want) in [
+            (json!({"request_id": "r"}), "no `liveness` object"),
+            (json!({"liveness": null}), "`liveness` is null"),
+            (json!({"liveness": "Approved"}), "`liveness` is a string"),
+            (json!({"liveness": [1]}), "`liveness` is an array"),
+            (
+                json!({"liveness": {"score": 90}}),
+                "`liveness.status` is missing",
+            ),
+            (
+                json!({"liveness": {"status": null}}),
+                "`liveness.status` is null",
+            ),
+            (
+                json!({"liveness": {"status": 1}}),
+                "`liveness.status` is a number",
+            ),
+            (
+                json!({"liveness": {"status": "In Review", "warnings": []}}),
+                "\"In Review\" is neither Approved nor Declined",
+            ),
+        ] {
+            let o = classify(200, &none(), &body(raw.clone()));
+            assert_eq!(o.class(), Class::BadAnswer, "{raw}");
+            assert_eq!(o.status(), Some(200));
+            assert!(!o.billed_nothing(), "a 200 is billed");
+            match o {
+                Outcome::BadAnswer { message, raw: kept } => {
+                    assert!(message.contains(want), "{message}");
+                    assert!(message.starts_with("HTTP 200 without a usable result"));
+                    assert_eq!(kept, raw);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A long unknown status is not echoed whole.
+        let long = "X".repeat(10_000);
+        let o = classify(200, &none(), &body(json!({"liveness": {"status": long}})));
+        assert!(o.to_string().len() < 300, "{o}");
+        // No status but an error-level warning is still Declined (as Didit derives it).
+        let o = classify(
+            200,
+            &none(),
+            &body(
+                json!({"liveness": {"warnings": [{"risk": "NO_FACE_DETECTED", "log_type": "error"}]}}),
+            ),
+        );
+        assert_eq!(o.class(), Class::Result);
+    }
+
+    #[test]
+    fn a_redirect_location_is_cut() {
+        let mut h = HeaderMap::new();
+        let long = format!("https://x.example/{}", "a".repeat(5000));
+        h.insert("location", HeaderValue::from_str(&long).unwrap());
+        let (_, message) = fatal_kind(classify(302, &h, b""));
+        assert!(message.len() < 600, "{}", message.len());
+    }
+
+    #[test]
     fn row_200_not_json_is_transient_and_may_be_billed() {
         for b in [&b"<html>oops</html>"[..], b"", b"[1,2]", b"{truncated"] {
             match classify(200, &none(), b) {
@@ -783,15 +899,18 @@ mod tests {
                 remaining: None
             }
         );
-        // An epoch sent as Retry-After is not believed; decimals are fine.
+        // A huge Retry-After is kept as asked (the wait is capped later, with a warning);
+        // absurd numbers stay convertible; decimals are fine.
         let mut h = HeaderMap::new();
-        h.insert("retry-after", HeaderValue::from_static("1781226299"));
+        h.insert("retry-after", HeaderValue::from_static("999999999"));
         assert!(matches!(
             classify(429, &h, b""),
-            Outcome::RateLimited {
-                retry_after: None,
-                ..
-            }
+            Outcome::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(999_999_999)
+        ));
+        h.insert("retry-after", HeaderValue::from_static("1e300"));
+        assert!(matches!(
+            classify(429, &h, b""),
+            Outcome::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(1_000_000_000)
         ));
         h.insert("retry-after", HeaderValue::from_static("1.5"));
         assert!(matches!(

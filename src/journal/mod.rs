@@ -89,21 +89,8 @@ impl Settings {
 /// Hosts name the same API when equal, or when both are on loopback (a local emulator gets a
 /// new port each time it starts).
 fn same_api_host(a: &str, b: &str) -> bool {
-    fn loopback(h: &str) -> bool {
-        let host = h.rsplit_once(':').map_or(h, |(host, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) {
-                host
-            } else {
-                h
-            }
-        });
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    }
-    a == b || (loopback(a) && loopback(b))
+    use crate::didit::is_loopback_host;
+    a == b || (is_loopback_host(a) && is_loopback_host(b))
 }
 
 /// The first line of a journal, and one more line each time a run resumes it.

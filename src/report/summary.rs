@@ -1022,9 +1022,9 @@ mod tests {
             0,
             "superseded records do not count as outcomes"
         );
-        assert_eq!(s.by_class.len(), 8, "all classes listed");
+        assert_eq!(s.by_class.len(), Class::ALL.len(), "all classes listed");
         assert_eq!(s.by_action.len(), 6, "all actions listed");
-        assert_eq!(s.errors_by_class.len(), 7);
+        assert_eq!(s.errors_by_class.len(), Class::ALL.len() - 1);
         assert_eq!(s.action_count(Action::Proceed), 1);
         assert_eq!(s.action_count(Action::Retake), 2);
         assert_eq!(s.action_count(Action::FixInput), 1);

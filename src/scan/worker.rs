@@ -168,6 +168,12 @@ pub fn record_for(item: &Item, prepared: &Prepared, sub: Submission) -> Option<R
             response.fill_record(raw, &mut rec);
             (Class::Result, None)
         }
+        Final::Done(Outcome::BadAnswer { message, raw }) => {
+            // A 200 is billed even when its answer cannot be used.
+            rec.response = Some(raw);
+            rec.billed = true;
+            (Class::BadAnswer, Some(message))
+        }
         Final::Done(Outcome::Rejected { field, message, .. }) => {
             rec.error_field = field;
             (Class::Rejected, Some(message))

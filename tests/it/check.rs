@@ -566,3 +566,217 @@ fn binary_against_a_separate_emulator_process() {
     assert!(wrong_err.contains("key was refused"), "{wrong_err}");
     assert!(!wrong_out.contains(wrong) && !wrong_err.contains(wrong));
 }
+
+// ---------------------------------------------------------------- a misbehaving server
+
+use crate::client::{Reply, Scripted};
+
+#[tokio::test]
+async fn plain_http_to_names_that_only_look_local_is_refused_before_any_connection() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(30));
+    for base in [
+        format!("http://api.localhost:{port}"),
+        format!("http://localhost.:{port}"),
+        "http://10.0.0.1".to_string(),
+    ] {
+        let r = check(&[p(&img), "--base-url", &base], Some(KEY)).await;
+        assert_eq!(r.code, 2, "{base}: {}", r.err);
+        assert!(
+            r.err
+                .contains("refusing to send the API key over plain http"),
+            "{base}: {}",
+            r.err
+        );
+        assert!(!r.err.contains(KEY) && !r.out.contains(KEY));
+    }
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("a connection was made: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn plain_http_to_localhost_reaches_loopback() {
+    let server = Scripted::start(vec![Reply::json(
+        200,
+        serde_json::json!({"liveness": {"status": "Approved", "score": 91, "warnings": []}}),
+    )])
+    .await;
+    let port = server.base_url.rsplit_once(':').unwrap().1;
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(31));
+    let base = format!("http://localhost:{port}");
+    let r = check(&[p(&img), "--base-url", &base], Some(KEY)).await;
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    assert_eq!(server.count(), 1);
+}
+
+#[tokio::test]
+async fn a_huge_retry_after_is_capped_with_a_warning() {
+    let server = Scripted::start(vec![
+        Reply::json(429, serde_json::json!({"detail": "slow down"}))
+            .with_header("retry-after", "999999999"),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(32));
+    let r = check(
+        &[
+            p(&img),
+            "--base-url",
+            &server.base_url,
+            "--max-retries",
+            "0",
+        ],
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.code, 5, "{}", r.err);
+    assert!(
+        r.err.contains(
+            "warning: the API asked to wait 999999999 s after a 429 (Retry-After or \
+             X-RateLimit-Reset); waiting 120 s instead"
+        ),
+        "{}",
+        r.err
+    );
+}
+
+#[tokio::test]
+async fn key_files_that_are_not_regular_files_are_refused_without_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(33));
+    let r = check(&[p(&img), "--api-key-file", "/dev/zero"], None).await;
+    assert_eq!(r.code, 2);
+    assert!(
+        r.err.contains("/dev/zero") && r.err.contains("not a regular file (a character device)"),
+        "{}",
+        r.err
+    );
+    let r = check(&[p(&img), "--api-key-file", p(dir.path())], None).await;
+    assert_eq!(r.code, 2);
+    assert!(r.err.contains("a folder"), "{}", r.err);
+
+    let big = dir.path().join("big.key");
+    std::fs::write(&big, "sk_not_a_key_line\n".repeat(500)).unwrap();
+    let r = check(&[p(&img), "--api-key-file", p(&big)], None).await;
+    assert_eq!(r.code, 2);
+    assert!(
+        r.err.contains("big.key") && r.err.contains("larger than 4096 bytes"),
+        "{}",
+        r.err
+    );
+    assert!(!r.err.contains("sk_not_a_key_line"), "{}", r.err);
+}
+
+#[test]
+fn a_fifo_key_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(34));
+    let fifo = dir.path().join("key.fifo");
+    let c = std::ffi::CString::new(p(&fifo)).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // The binary, so that a hang is caught by the deadline below instead of hanging the tests.
+    let mut child = Process::new(common::bin())
+        .args(["check", p(&img), "--api-key-file", p(&fifo)])
+        .env_remove("DIDIT_API_KEY")
+        .env_remove("DIDIT_BASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("check hung on a FIFO key file");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("key.fifo") && err.contains("a named pipe"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_200_without_a_decision_exits_5_and_json_still_shows_the_answer() {
+    let body = serde_json::json!({"request_id": "r", "liveness": {"status": "Pending"}});
+    let server = Scripted::start(vec![
+        Reply::json(200, body.clone()),
+        Reply::json(200, body.clone()),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(35));
+    let r = check(&[p(&img), "--base-url", &server.base_url], Some(KEY)).await;
+    assert_eq!(r.code, 5, "{}{}", r.out, r.err);
+    assert!(
+        r.err.contains("without a usable result")
+            && r.err
+                .contains("\"Pending\" is neither Approved nor Declined"),
+        "{}",
+        r.err
+    );
+    assert_eq!(server.count(), 1, "not retried");
+    let r = check(
+        &[p(&img), "--base-url", &server.base_url, "--json"],
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.code, 5);
+    let shown: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+    assert_eq!(shown, body);
+}
+
+#[tokio::test]
+async fn a_key_echoed_by_the_server_never_reaches_the_output() {
+    let echo = r#"{"request_id": "r", "liveness": {"status": "Approved", "score": 92, "warnings": []},
+        "vendor_data": "{KEY}", "metadata": {"seen": "{KEY}"}, "extra": "{KEY}"}"#;
+    let server = Scripted::start(vec![
+        Reply::Echo {
+            status: 200,
+            body: echo.to_string(),
+        },
+        Reply::Echo {
+            status: 200,
+            body: echo.to_string(),
+        },
+        Reply::Echo {
+            status: 400,
+            body: r#"{"error": "bad image, key {KEY}"}"#.to_string(),
+        },
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(36));
+    for extra in [&["--json"][..], &[], &[]] {
+        let mut list = vec![p(&img), "--base-url", server.base_url.as_str()];
+        list.extend_from_slice(extra);
+        let r = check(&list, Some(KEY)).await;
+        assert!(
+            !r.out.contains(KEY) && !r.err.contains(KEY),
+            "{}{}",
+            r.out,
+            r.err
+        );
+        assert!(
+            r.out.contains("[REDACTED]") || r.err.contains("[REDACTED]"),
+            "{}{}",
+            r.out,
+            r.err
+        );
+    }
+    assert_eq!(server.count(), 3);
+}

@@ -28,6 +28,12 @@ pub enum Reply {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     },
+    /// Like `Http`, with every `{KEY}` in the body replaced by the request's `x-api-key`
+    /// header (a server or proxy reflecting the request).
+    Echo { status: u16, body: String },
+    /// A body of `len` bytes of `fill`, without Content-Length: delimited by closing the
+    /// connection, so only the reading loop can bound it.
+    Unsized { status: u16, fill: u8, len: usize },
     /// Read the request, then close the connection without answering.
     Drop,
     /// Read the request, then never answer.
@@ -109,7 +115,12 @@ pub struct Scripted {
 
 impl Scripted {
     pub async fn start(replies: Vec<Reply>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0", replies).await
+    }
+
+    /// The same, listening on `addr` (e.g. `127.0.0.2:0`, `[::1]:0`).
+    pub async fn start_on(addr: &str, replies: Vec<Reply>) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let script = Arc::new(Mutex::new(VecDeque::from(replies)));
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -196,7 +207,40 @@ async fn serve(
             .unwrap()
             .pop_front()
             .unwrap_or_else(|| Reply::raw(500, "text/plain", b"script exhausted"));
+        let reply = match reply {
+            Reply::Echo { status, body } => {
+                let key = requests
+                    .lock()
+                    .unwrap()
+                    .last()
+                    .and_then(|c| c.header("x-api-key"))
+                    .unwrap_or_default();
+                Reply::raw(
+                    status,
+                    "application/json",
+                    body.replace("{KEY}", &key).as_bytes(),
+                )
+            }
+            other => other,
+        };
         match reply {
+            Reply::Echo { .. } => unreachable!("resolved above"),
+            Reply::Unsized { status, fill, len } => {
+                let head = format!("HTTP/1.1 {status} X\r\nconnection: close\r\n\r\n");
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![fill; 64 * 1024];
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if sock.write_all(&chunk[..n]).await.is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+                return;
+            }
             Reply::Drop => return,
             Reply::Stall => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -1292,4 +1336,410 @@ mod against_the_emulator {
         assert!(response.created_at_utc().is_some());
         server.shutdown().await;
     }
+}
+
+// ---------------------------------------------------------------- hardening against a hostile server
+
+fn port_of(base_url: &str) -> u16 {
+    base_url.rsplit_once(':').unwrap().1.parse().unwrap()
+}
+
+#[test]
+fn plain_http_to_names_that_only_look_local_is_refused() {
+    for base in [
+        "http://api.localhost:8080",
+        "http://localhost.:8080",
+        "http://LOCALHOST.",
+        "http://10.0.0.1",
+        "http://127.0.0.1.nip.io:80",
+        "http://[::ffff:10.0.0.1]:80",
+    ] {
+        let e = Client::new(ClientConfig {
+            base_url: base.to_string(),
+            api_key: ApiKey::new(KEY).unwrap(),
+            timeout: Duration::from_secs(5),
+        })
+        .unwrap_err();
+        assert!(
+            matches!(e, liveness_batch::didit::ClientError::InsecureUrl { .. }),
+            "{base}: {e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains("refusing to send the API key over plain http")
+                && msg.contains("exactly `localhost`"),
+            "{base}: {msg}"
+        );
+        assert!(!msg.contains(KEY));
+    }
+}
+
+#[tokio::test]
+async fn plain_http_to_real_loopback_is_accepted_and_localhost_is_pinned() {
+    // (where the server listens, the host the client is given)
+    for (bind, host) in [
+        ("127.0.0.1:0", "localhost"),
+        ("127.0.0.2:0", "127.0.0.2"),
+        ("[::1]:0", "[::1]"),
+        // Only on ::1: `localhost` still reaches it, through the pinned ::1.
+        ("[::1]:0", "localhost"),
+    ] {
+        let server = Scripted::start_on(bind, vec![Reply::json(200, approved_body())]).await;
+        let port = port_of(&server.base_url);
+        // Keep 127.0.0.1:port refused (bound, not listening) so `localhost` can only mean ::1.
+        let _guard = if bind.starts_with('[') && host == "localhost" {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            if sock.bind(([127, 0, 0, 1], port).into()).is_err() {
+                continue;
+            }
+            Some(sock)
+        } else {
+            None
+        };
+        let base = format!("http://{host}:{port}");
+        let c = client(&base, Duration::from_secs(10));
+        let a = c.send(&png_upload(40), &Params::default()).await;
+        assert!(
+            matches!(a.outcome, Outcome::Result { .. }),
+            "{base}: {:?}",
+            a.outcome
+        );
+        assert_eq!(server.count(), 1, "{base}");
+        assert_eq!(
+            server.captured()[0].header("x-api-key").as_deref(),
+            Some(KEY)
+        );
+    }
+}
+
+#[test]
+fn the_loopback_rule_is_public_for_host_strings() {
+    use liveness_batch::didit::is_loopback_host;
+    assert!(is_loopback_host("127.0.0.1:8080"));
+    assert!(is_loopback_host("[::1]:9"));
+    assert!(is_loopback_host("localhost:3000"));
+    assert!(!is_loopback_host("api.localhost:3000"));
+    assert!(!is_loopback_host("localhost.:3000"));
+    assert!(!is_loopback_host("10.0.0.1:80"));
+}
+
+#[tokio::test]
+async fn a_huge_retry_after_is_capped_counted_and_warned() {
+    use liveness_batch::retry::MAX_RATE_LIMIT_WAIT;
+    for asked in ["999999999", "3600"] {
+        let server = Scripted::start(vec![
+            Reply::json(429, json!({"detail": "slow down"})).with_header("retry-after", asked),
+        ])
+        .await;
+        // No retry left: the submission ends at once, but the shared pause is still set.
+        let s = submitter(&server.base_url, 0);
+        let warnings = Mutex::new(Vec::<String>::new());
+        let sub = s
+            .submit_warning_to(&png_upload(41), &Params::default(), &|w: &str| {
+                warnings.lock().unwrap().push(w.to_string())
+            })
+            .await;
+        assert!(
+            matches!(sub.outcome, Final::Done(Outcome::RateLimited { .. })),
+            "{:?}",
+            sub.outcome
+        );
+        assert_eq!(sub.retry_after_capped, 1, "{asked}");
+        let warnings = warnings.into_inner().unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains(&format!("asked to wait {asked} s"))
+                && warnings[0].contains("waiting 120 s"),
+            "{}",
+            warnings[0]
+        );
+        // The pause every worker waits out is the cap, not what was asked (virtual time).
+        tokio::time::pause();
+        let t0 = tokio::time::Instant::now();
+        s.pacer.acquire().await;
+        let waited = t0.elapsed();
+        tokio::time::resume();
+        // (tokio timers round up to the millisecond)
+        assert!(
+            waited <= MAX_RATE_LIMIT_WAIT + Duration::from_millis(5)
+                && waited >= MAX_RATE_LIMIT_WAIT - Duration::from_secs(2),
+            "{asked}: waited {waited:?}"
+        );
+    }
+    // Within the cap: obeyed, neither counted nor warned.
+    let server = Scripted::start(vec![
+        Reply::json(429, json!({})).with_header("retry-after", "0"),
+        Reply::json(200, approved_body()),
+    ])
+    .await;
+    let warned = Mutex::new(0);
+    let sub = submitter(&server.base_url, 2)
+        .submit_warning_to(&png_upload(42), &Params::default(), &|_: &str| {
+            *warned.lock().unwrap() += 1
+        })
+        .await;
+    assert!(matches!(sub.outcome, Final::Done(Outcome::Result { .. })));
+    assert_eq!(sub.retry_after_capped, 0);
+    assert_eq!(*warned.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn huge_bodies_are_never_read_whole_nor_echoed() {
+    let big = 10 * 1024 * 1024;
+    for reply in [
+        Reply::raw(200, "application/json", &vec![b'x'; big]),
+        Reply::raw(500, "text/plain", &vec![b'y'; big]),
+        Reply::raw(400, "application/json", &vec![b'w'; big]),
+        Reply::Unsized {
+            status: 200,
+            fill: b'z',
+            len: big,
+        },
+        Reply::Unsized {
+            status: 503,
+            fill: b'v',
+            len: big,
+        },
+    ] {
+        let server = Scripted::start(vec![reply]).await;
+        let a = client(&server.base_url, Duration::from_secs(20))
+            .send(&png_upload(43), &Params::default())
+            .await;
+        match &a.outcome {
+            Outcome::Transient {
+                message, body_sent, ..
+            } => {
+                assert!(*body_sent);
+                assert!(message.contains("larger than 4194304 bytes"), "{message}");
+                assert!(message.len() < 200, "{}", message.len());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Below the cap, echoed text is cut in every kind of message.
+    let long = "q".repeat(3 * 1024 * 1024);
+    for reply in [
+        Reply::raw(500, "text/plain", long.as_bytes()),
+        Reply::json(400, json!({"user_image": [long.clone()]})),
+        Reply::json(403, json!({"detail": long.clone()})),
+        Reply::json(200, json!({"liveness": {"status": long.clone()}})),
+    ] {
+        let server = Scripted::start(vec![reply]).await;
+        let a = client(&server.base_url, Duration::from_secs(20))
+            .send(&png_upload(44), &Params::default())
+            .await;
+        let text = a.outcome.to_string();
+        let message = match &a.outcome {
+            Outcome::Transient { message, .. }
+            | Outcome::Rejected { message, .. }
+            | Outcome::Fatal { message, .. }
+            | Outcome::BadAnswer { message, .. } => message.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(message.len() < 1000, "{}", message.len());
+        assert!(text.len() < 1000, "{}", text.len());
+    }
+}
+
+#[tokio::test]
+async fn a_200_without_a_usable_liveness_is_a_bad_answer_billed_and_not_retried() {
+    for body in [
+        json!({"request_id": "r"}),
+        json!({"request_id": "r", "liveness": null}),
+        json!({"liveness": "Approved"}),
+        json!({"liveness": {"status": 1}}),
+        json!({"liveness": {"status": "In Review", "warnings": []}}),
+    ] {
+        let server = Scripted::start(vec![
+            Reply::json(200, body.clone()),
+            Reply::json(200, approved_body()),
+        ])
+        .await;
+        let mut s = submitter(&server.base_url, 4);
+        let budget = Arc::new(Budget::new(5));
+        s.budget = Some(budget.clone());
+        let sub = s.submit(&png_upload(45), &Params::default()).await;
+        match &sub.outcome {
+            Final::Done(o @ Outcome::BadAnswer { message, raw }) => {
+                assert_eq!(raw, &body);
+                assert!(message.contains("without a usable result"), "{message}");
+                assert_eq!(o.class(), liveness_batch::record::Class::BadAnswer);
+                assert!(!o.billed_nothing());
+            }
+            other => panic!("{body}: {other:?}"),
+        }
+        assert_eq!(sub.attempts, 1, "not retried within the run");
+        assert_eq!(sub.http_status, Some(200));
+        assert_eq!(server.count(), 1);
+        assert_eq!(budget.used(), 1, "a 200 is billed");
+    }
+}
+
+#[tokio::test]
+async fn a_key_echoed_in_any_answer_is_redacted_before_classification() {
+    let echo_200 = r#"{"request_id": "r", "liveness": {"status": "Approved", "score": 90, "warnings": []},
+        "vendor_data": "{KEY}", "metadata": {"echo": "x-api-key: {KEY}", "list": ["{KEY}"]},
+        "reflected": {"headers": {"x-api-key": "{KEY}"}}, "{KEY}": true}"#;
+    let server = Scripted::start(vec![
+        Reply::Echo {
+            status: 200,
+            body: echo_200.to_string(),
+        },
+        Reply::Echo {
+            status: 200,
+            body: r#"{"echo": "{KEY}"}"#.to_string(),
+        },
+        Reply::Echo {
+            status: 400,
+            body: r#"{"user_image": ["bad request from {KEY}"]}"#.to_string(),
+        },
+        Reply::Echo {
+            status: 403,
+            body: r#"{"detail": "key {KEY} revoked"}"#.to_string(),
+        },
+        Reply::Echo {
+            status: 502,
+            body: "upstream rejected {KEY}".to_string(),
+        },
+        // The key written with a \u escape (as some JSON encoders do).
+        Reply::raw(
+            200,
+            "application/json",
+            format!(
+                r#"{{"liveness": {{"status": "Declined", "warnings": []}}, "u": "\u0074{}"}}"#,
+                &KEY[1..]
+            )
+            .as_bytes(),
+        ),
+    ])
+    .await;
+    assert!(KEY.starts_with('t'));
+    let c = client(&server.base_url, Duration::from_secs(10));
+    let mut outcomes = Vec::new();
+    for i in 0..6 {
+        outcomes.push(
+            c.send(&png_upload(50 + i), &Params::default())
+                .await
+                .outcome,
+        );
+    }
+    for o in &outcomes {
+        let all = format!("{o:?} {o}");
+        assert!(!all.contains(KEY), "{all}");
+    }
+    match &outcomes[0] {
+        Outcome::Result { response, raw } => {
+            assert!(!raw.to_string().contains(KEY));
+            assert_eq!(raw["vendor_data"], "[REDACTED]");
+            assert_eq!(raw["metadata"]["echo"], "x-api-key: [REDACTED]");
+            assert_eq!(raw["metadata"]["list"][0], "[REDACTED]");
+            assert_eq!(raw["reflected"]["headers"]["x-api-key"], "[REDACTED]");
+            assert_eq!(raw["[REDACTED]"], true);
+            assert_eq!(response.vendor_data.as_deref(), Some("[REDACTED]"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match &outcomes[1] {
+        Outcome::BadAnswer { raw, .. } => assert_eq!(raw["echo"], "[REDACTED]"),
+        other => panic!("{other:?}"),
+    }
+    for (o, class) in [
+        (&outcomes[2], "Rejected"),
+        (&outcomes[3], "Fatal"),
+        (&outcomes[4], "Transient"),
+    ] {
+        let dbg = format!("{o:?}");
+        assert!(
+            dbg.starts_with(class) && dbg.contains("[REDACTED]"),
+            "{dbg}"
+        );
+    }
+    match &outcomes[5] {
+        Outcome::Result { raw, .. } => assert_eq!(raw["u"], "[REDACTED]"),
+        other => panic!("{other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------- through the scan command
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_records_a_bad_answer_as_billed_without_result_and_redoes_it_on_rerun() {
+    let server = Scripted::start(vec![
+        Reply::Echo {
+            status: 200,
+            body: r#"{"request_id": "r1", "liveness": null, "vendor_data": "{KEY}"}"#.to_string(),
+        },
+        Reply::Echo {
+            status: 200,
+            body: r#"{"request_id": "r2", "liveness": {"status": "Approved", "score": 97, "warnings": []}, "metadata": {"k": "{KEY}"}}"#.to_string(),
+        },
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("in");
+    common::write(&src, "a.png", &common::png(60));
+    let out = dir.path().join("out");
+    let (src_s, out_s) = (src.to_str().unwrap(), out.to_str().unwrap());
+    let args = [
+        "scan",
+        src_s,
+        "--out",
+        out_s,
+        "--rate",
+        "2000/s",
+        "--backoff-ms",
+        "5",
+        "--quiet",
+    ];
+    let run = common::run_bin(&args, Some(&server.base_url), Some(KEY)).await;
+    assert_eq!(
+        run.code, 1,
+        "an answer without a decision is no result: {run:?}"
+    );
+    assert_eq!(server.count(), 1, "not retried within the run");
+    let items = common::journal_items(&out);
+    assert_eq!(items.len(), 1);
+    let item = &items[0];
+    assert_eq!(item["class"], "bad_answer");
+    assert_eq!(item["action"], "rerun");
+    assert_eq!(item["billed"], true);
+    assert_eq!(item["http_status"], 200);
+    assert_eq!(item["response"]["vendor_data"], "[REDACTED]");
+    assert!(
+        item["error"]
+            .as_str()
+            .unwrap()
+            .contains("`liveness` is null"),
+        "{item}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["by_class"]["bad_answer"], 1, "{summary}");
+    assert_eq!(summary["items"]["without_result"], 1, "{summary}");
+    assert_eq!(summary["credits"]["used"], 1, "{summary}");
+
+    // The rerun sends it again (a bad answer is never "done").
+    let run = common::run_bin(&args, Some(&server.base_url), Some(KEY)).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(server.count(), 2);
+    let items = common::journal_items(&out);
+    assert_eq!(items.last().unwrap()["class"], "result");
+    assert_eq!(
+        items.last().unwrap()["response"]["metadata"]["k"],
+        "[REDACTED]"
+    );
+
+    // The key is in no output at all.
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(KEY),
+                "{} holds the key",
+                path.display()
+            );
+        }
+    }
+    assert!(!run.all().contains(KEY));
 }
