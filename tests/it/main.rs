@@ -5,6 +5,7 @@ mod common;
 
 mod check;
 mod client;
+mod failures;
 mod emulator;
 mod input;
 mod report;

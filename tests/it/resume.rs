@@ -362,6 +362,13 @@ async fn kill_9_at_random_moments_never_repays_a_journaled_item() {
     );
     assert_eq!(stats.requests, N + total_extra);
     assert!(logged_extra <= total_extra);
+    // Every image Didit saw more than once is counted as a possible double charge: the dead
+    // runs announced their uploads before sending them.
+    let counted = s["requests"]["possible_double_charges"].as_u64().unwrap();
+    assert!(
+        counted >= logged_extra,
+        "the summary counts {counted} possible double charges; Didit saw {logged_extra} repeats"
+    );
 }
 
 /// kill -9 with deduplication on: 60 distinct images, each in 5 files. Once an image's result
