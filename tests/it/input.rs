@@ -288,7 +288,7 @@ fn folders_and_manifests_mix_in_the_order_given() {
     write(d, "photos/export.json", b"{}");
     let manifest = write(d, "list.csv", b"path,user\nphotos/a.png,u1\n");
     let opts = SourceOptions {
-        vendor_data_from: Some(liveness_batch::cli::VendorDataFrom::Stem),
+        vendor_data_from: Some(input::VendorDataFrom::Stem),
         ..Default::default()
     };
     let s = scan(&[d.join("photos"), manifest], &opts);
