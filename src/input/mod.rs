@@ -124,6 +124,10 @@ pub enum InputError {
     NotUtf8 { manifest: String, what: String },
     #[error("{manifest}: {error}")]
     Csv { manifest: String, error: csv::Error },
+    /// The manifest's structure is broken (an unclosed quote, a row too long to be real): it is
+    /// refused whole, before anything is sent, rather than read wrong.
+    #[error("{manifest}: {problem}")]
+    Malformed { manifest: String, problem: String },
 }
 
 /// A path's bytes as text, losslessly: a valid UTF-8 path is returned unchanged; in a path that
@@ -164,8 +168,7 @@ pub const SHOWN_CHARS: usize = 80;
 /// unchanged.
 pub fn shorten(value: &str) -> String {
     let mut out = String::new();
-    let mut shown = 0;
-    for c in value.chars() {
+    for (shown, c) in value.chars().enumerate() {
         if shown >= SHOWN_CHARS {
             out.push_str(&format!("… ({} bytes)", value.len()));
             return out;
@@ -175,7 +178,6 @@ pub fn shorten(value: &str) -> String {
         } else {
             out.push(c);
         }
-        shown += 1;
     }
     out
 }

@@ -287,6 +287,8 @@ fn pseudo_filesystem(file: &File) -> Option<&'static str> {
         return None;
     }
     // SAFETY: fstatfs succeeded, so it filled the buffer.
+    // The field's integer type differs between platforms.
+    #[allow(clippy::unnecessary_cast)]
     let magic = unsafe { st.assume_init() }.f_type as i64;
     #[allow(clippy::unnecessary_cast)]
     match magic {
