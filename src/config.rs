@@ -153,7 +153,10 @@ impl ScanConfig {
             source_options: SourceOptions {
                 hidden: args.hidden,
                 follow_links: args.follow_links,
-                vendor_data_from: args.vendor_data_from,
+                vendor_data_from: args.vendor_data_from.map(|v| match v {
+                    crate::cli::VendorDataFrom::Stem => crate::input::VendorDataFrom::Stem,
+                    crate::cli::VendorDataFrom::Parent => crate::input::VendorDataFrom::Parent,
+                }),
                 path_column: args.path_column,
                 id_column: args.id_column,
                 vendor_data_column: args.vendor_data_column,

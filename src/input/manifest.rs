@@ -8,9 +8,19 @@ use std::path::{Path, PathBuf};
 
 use csv::ByteRecord;
 
-use super::{Event, InputError, Item, SourceOptions};
+use super::{Event, InputError, Item, SourceOptions, escape_bytes, shorten};
 
 type Input = Box<dyn Read + Send>;
+
+/// The longest manifest row read, header included (1 MiB): a longer one is no real row, and
+/// reading it whole could exhaust memory.
+pub const MAX_ROW_BYTES: u64 = 1024 * 1024;
+
+/// How many line breaks one quoted field may hold before it is taken for a quote never closed.
+pub const MAX_BREAKS_IN_FIELD: u32 = 10;
+
+/// The longest path or id cell taken as a key (PATH_MAX on Linux).
+const MAX_KEY_BYTES: usize = 4096;
 
 pub(super) struct Manifest {
     /// The SOURCE argument ("-" for standard input).
@@ -41,10 +51,25 @@ struct Columns {
 impl Manifest {
     pub(super) fn file(path: &Path, opts: &SourceOptions) -> Result<Self, InputError> {
         let name = path.display().to_string();
-        let file = std::fs::File::open(path).map_err(|error| InputError::Io {
-            path: name.clone(),
-            error,
-        })?;
+        let open = || {
+            std::fs::File::open(path).map_err(|error| InputError::Io {
+                path: name.clone(),
+                error,
+            })
+        };
+        // One pass over the raw bytes first, so a broken structure (an unclosed quote, a row
+        // too long) stops the run before anything is sent, instead of rows going missing.
+        let mut check = Guard::new(io::BufReader::new(open()?));
+        if let Err(error) = io::copy(&mut check, &mut io::sink()) {
+            return Err(match Guard::<Input>::problem(&error) {
+                Some(problem) => InputError::Malformed {
+                    manifest: name,
+                    problem: problem.to_string(),
+                },
+                None => InputError::Io { path: name, error },
+            });
+        }
+        let file = open()?;
         let base = path.parent().map(Path::to_path_buf);
         Manifest::new(
             Box::new(io::BufReader::new(file)),
@@ -73,7 +98,7 @@ impl Manifest {
         base: Option<PathBuf>,
         opts: &SourceOptions,
     ) -> Result<Self, InputError> {
-        let input = strip_bom(input, &name)?;
+        let input: Input = Box::new(Guard::new(strip_bom(input, &name)?));
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -83,9 +108,15 @@ impl Manifest {
             Ok(true) => {}
             Ok(false) => return Err(InputError::EmptyManifest(name)),
             Err(error) => {
-                return Err(InputError::Csv {
-                    manifest: name,
-                    error,
+                return Err(match csv_problem(&error) {
+                    Some(problem) => InputError::Malformed {
+                        manifest: name,
+                        problem,
+                    },
+                    None => InputError::Csv {
+                        manifest: name,
+                        error,
+                    },
                 });
             }
         }
@@ -120,7 +151,8 @@ impl Manifest {
                 Ok(s) => s.to_string(),
                 Err(_) => {
                     *utf8 = false;
-                    String::from_utf8_lossy(raw).into_owned()
+                    // Lossless, so two different bad cells never look the same.
+                    escape_bytes(raw)
                 }
             }
         };
@@ -151,9 +183,36 @@ impl Manifest {
                 "row {row} is not valid UTF-8 text; save the manifest as UTF-8"
             ));
         }
+        let mut usable_path = !path_cell.is_empty();
         if path_cell.is_empty() {
             problems.push(format!("row {row}: the path cell is empty"));
+        } else if path_cell.contains('\0') {
+            usable_path = false;
+            problems.push(format!(
+                "row {row}: the path holds a NUL character: {}",
+                shorten(&path_cell)
+            ));
+        } else if path_cell.len() > MAX_KEY_BYTES {
+            usable_path = false;
+            problems.push(format!(
+                "row {row}: the path is {} bytes long, over the {MAX_KEY_BYTES}-byte limit: {}",
+                path_cell.len(),
+                shorten(&path_cell)
+            ));
         }
+        let mut usable_id = true;
+        let id = match id {
+            Some(id) if id.len() > MAX_KEY_BYTES => {
+                usable_id = false;
+                problems.push(format!(
+                    "row {row}: the id is {} bytes long, over the {MAX_KEY_BYTES}-byte limit: {}",
+                    id.len(),
+                    shorten(&id)
+                ));
+                None
+            }
+            other => other,
+        };
         let metadata = metadata_cell.and_then(|m| match serde_json::from_str(&m) {
             Ok(serde_json::Value::Object(map)) => Some(map),
             Ok(other) => {
@@ -169,17 +228,20 @@ impl Manifest {
             }
         });
 
-        let (mut key, kind) = match (&id, path_cell.is_empty()) {
+        let (mut key, kind) = match (&id, usable_path && usable_id) {
             (Some(id), _) => (id.clone(), "id"),
-            (None, false) => (path_cell.clone(), "path"),
-            (None, true) => (format!("#row{row}"), ""),
+            (None, true) => (path_cell.clone(), "path"),
+            (None, false) => (format!("#row{row}"), ""),
         };
         if let Some(seen) = self.seen.as_mut().filter(|_| !kind.is_empty()) {
             let mut h = DefaultHasher::new();
             key.hash(&mut h);
             let first = *seen.entry(h.finish()).or_insert(row);
             if first != row {
-                problems.push(format!("duplicate {kind} {key} (first on row {first})"));
+                problems.push(format!(
+                    "duplicate {kind} {} (first on row {first})",
+                    shorten(&key)
+                ));
                 key = format!("{key}#row{row}");
             }
         }
@@ -221,10 +283,15 @@ impl Iterator for Manifest {
                 }
                 Err(e) => {
                     self.done = true;
-                    return Some(Event::Warning(format!(
-                        "{}: reading stopped after row {}: {e}",
-                        self.name, self.row
-                    )));
+                    return Some(Event::Warning(match csv_problem(&e) {
+                        Some(problem) => format!(
+                            "{}: reading stopped: {problem}; the rows from there on were not read",
+                            self.name
+                        ),
+                        None => {
+                            format!("{}: reading stopped after row {}: {e}", self.name, self.row)
+                        }
+                    }));
                 }
             }
             self.row += 1;
@@ -259,16 +326,16 @@ impl Columns {
             if names.contains(&name) {
                 return Err(InputError::DuplicateColumn {
                     manifest: manifest.to_string(),
-                    column: name,
+                    column: shorten(&name),
                 });
             }
             names.push(name);
         }
         let missing = |column: &str, hint: String| InputError::MissingColumn {
             manifest: manifest.to_string(),
-            column: column.to_string(),
+            column: shorten(column),
             hint,
-            available: names.join(", "),
+            available: shorten(&names.join(", ")),
         };
         let path = match find(&names, &opts.path_column) {
             Some(i) => i,
@@ -336,6 +403,177 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// The structural problem behind a CSV read error, if that is what stopped it.
+fn csv_problem(e: &csv::Error) -> Option<String> {
+    match e.kind() {
+        csv::ErrorKind::Io(io) => Guard::<Input>::problem(io).map(|p| p.to_string()),
+        _ => None,
+    }
+}
+
+/// What is wrong with a manifest's structure, found while its bytes stream past.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum Structure {
+    #[error("{} (line {line}) is longer than {} MB, the limit for one manifest row", row_name(*.row), MAX_ROW_BYTES / (1024 * 1024))]
+    RowTooLong { row: u64, line: u64 },
+    #[error("the quoted field that begins on line {line} ({}) runs over more than {MAX_BREAKS_IN_FIELD} lines: is its closing quote (\") missing?", row_name(*.row))]
+    RunawayQuote { row: u64, line: u64 },
+    #[error("the quoted field that begins on line {line} ({}) is never closed: is its closing quote (\") missing?", row_name(*.row))]
+    UnclosedQuote { row: u64, line: u64 },
+}
+
+/// Data rows count from 1 after the header, like the rows of items.
+fn row_name(row: u64) -> String {
+    if row == 0 {
+        "the header row".to_string()
+    } else {
+        format!("row {row}")
+    }
+}
+
+/// A reader that follows the CSV structure of the bytes passing through it (the way the CSV
+/// parser reads them: a quote opens a quoted field only at the start of a field, `""` inside
+/// one is a quote, a line break outside quotes ends the row, blank lines are no rows) and fails
+/// with a [`Structure`] error as soon as a row grows too long or a quoted field runs on too far,
+/// so memory stays bounded and nothing is silently swallowed. Bytes before the fault are passed
+/// on first.
+pub(super) struct Guard<R> {
+    inner: R,
+    state: State,
+    line: u64,
+    /// Rows begun so far, the header included.
+    rows: u64,
+    row_bytes: u64,
+    row_line: u64,
+    quote_line: u64,
+    quote_breaks: u32,
+    failed: Option<Structure>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    RowStart,
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: the field's end, or the first of `""`.
+    QuoteInQuoted,
+}
+
+impl<R: Read> Guard<R> {
+    pub(super) fn new(inner: R) -> Self {
+        Guard {
+            inner,
+            state: State::RowStart,
+            line: 1,
+            rows: 0,
+            row_bytes: 0,
+            row_line: 1,
+            quote_line: 1,
+            quote_breaks: 0,
+            failed: None,
+        }
+    }
+
+    /// The structural problem an I/O error from a guard carries.
+    pub(super) fn problem(e: &io::Error) -> Option<&Structure> {
+        e.get_ref()?.downcast_ref::<Structure>()
+    }
+
+    fn row(&self) -> u64 {
+        self.rows.saturating_sub(1)
+    }
+
+    fn field_start(&mut self, b: u8) -> State {
+        match b {
+            b'"' => {
+                self.quote_line = self.line;
+                self.quote_breaks = 0;
+                State::Quoted
+            }
+            b',' => State::FieldStart,
+            b'\r' | b'\n' => State::RowStart,
+            _ => State::Unquoted,
+        }
+    }
+
+    /// Follow `chunk`; on a fault, how many of its bytes come before it.
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), (usize, Structure)> {
+        for (i, &b) in chunk.iter().enumerate() {
+            if self.state == State::RowStart {
+                if b == b'\r' || b == b'\n' {
+                    self.line += u64::from(b == b'\n');
+                    continue;
+                }
+                self.rows += 1;
+                self.row_bytes = 0;
+                self.row_line = self.line;
+            }
+            self.state = match (self.state, b) {
+                (State::RowStart | State::FieldStart, _) => self.field_start(b),
+                (State::Unquoted, b',') => State::FieldStart,
+                (State::Unquoted, b'\r' | b'\n') => State::RowStart,
+                (State::Unquoted, _) => State::Unquoted,
+                (State::Quoted, b'"') => State::QuoteInQuoted,
+                (State::Quoted, b'\n') => {
+                    self.quote_breaks += 1;
+                    if self.quote_breaks > MAX_BREAKS_IN_FIELD {
+                        let (row, line) = (self.row(), self.quote_line);
+                        return Err((i, Structure::RunawayQuote { row, line }));
+                    }
+                    State::Quoted
+                }
+                (State::Quoted, _) => State::Quoted,
+                (State::QuoteInQuoted, b'"') => State::Quoted,
+                (State::QuoteInQuoted, b',') => State::FieldStart,
+                (State::QuoteInQuoted, b'\r' | b'\n') => State::RowStart,
+                (State::QuoteInQuoted, _) => State::Unquoted,
+            };
+            // The row's bytes, its terminator aside.
+            if self.state != State::RowStart {
+                self.row_bytes += 1;
+                if self.row_bytes > MAX_ROW_BYTES {
+                    let (row, line) = (self.row(), self.row_line);
+                    return Err((i, Structure::RowTooLong { row, line }));
+                }
+            }
+            if b == b'\n' {
+                self.line += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, problem: Structure) -> io::Error {
+        self.failed = Some(problem.clone());
+        io::Error::new(io::ErrorKind::InvalidData, problem)
+    }
+}
+
+impl<R: Read> Read for Guard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(problem) = &self.failed {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, problem.clone()));
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            if self.state == State::Quoted {
+                let (row, line) = (self.row(), self.quote_line);
+                return Err(self.fail(Structure::UnclosedQuote { row, line }));
+            }
+            return Ok(0);
+        }
+        match self.feed(&buf[..n]) {
+            Ok(()) => Ok(n),
+            Err((0, problem)) => Err(self.fail(problem)),
+            Err((before, problem)) => {
+                self.failed = Some(problem);
+                Ok(before)
+            }
+        }
     }
 }
 
@@ -541,8 +779,19 @@ mod tests {
             got[0].problem.as_deref(),
             Some("row 1 is not valid UTF-8 text; save the manifest as UTF-8")
         );
-        assert_eq!(got[0].display_path, "caf\u{FFFD}.jpg");
+        assert_eq!(
+            got[0].display_path, "caf\\xe9.jpg",
+            "lossless, not a replacement mark"
+        );
         assert_eq!(got[1].problem, None);
+        // Two rows that differ only in their bad bytes stay two keys, not one "duplicate".
+        let got = items(b"path\nM\xfcller.jpg\nM\xe4ller.jpg\n");
+        let keys: Vec<&str> = got.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["M\\xfcller.jpg", "M\\xe4ller.jpg"]);
+        assert!(
+            got.iter()
+                .all(|i| !i.problem.as_ref().unwrap().contains("duplicate"))
+        );
 
         let opts = SourceOptions::default();
         assert_eq!(
@@ -627,6 +876,231 @@ mod tests {
                 ("id".to_string(), "i1".to_string())
             ])
         );
+    }
+
+    /// Follow `bytes` through a guard, in chunks of `chunk` bytes: the bytes passed on before
+    /// the fault (if any) and the fault.
+    fn guard(bytes: &[u8], chunk: usize) -> (usize, Option<Structure>) {
+        struct Chunks<'a>(&'a [u8], usize);
+        impl Read for Chunks<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut g = Guard::new(Chunks(bytes, chunk));
+        let mut passed = 0;
+        let mut buf = [0u8; 4096];
+        loop {
+            match g.read(&mut buf) {
+                Ok(0) => return (passed, None),
+                Ok(n) => passed += n,
+                Err(e) => return (passed, Guard::<Input>::problem(&e).cloned()),
+            }
+        }
+    }
+
+    #[test]
+    fn guard_follows_quotes_the_way_the_parser_does() {
+        for chunk in [1, 3, 4096] {
+            // Quotes inside an unquoted field are plain characters; "" inside a quoted field is
+            // a quote; two line breaks in a quoted field are fine; CR, LF and CRLF end rows.
+            let ok = b"id,path\r\na\"b,\"x \"\"y\"\" \nz\n\",c\rd,\"1\"2\n\n\n,,\n";
+            assert_eq!(guard(ok, chunk), (ok.len(), None), "chunk {chunk}");
+        }
+        // The fault is found where the quote began, and the bytes before it are passed on.
+        let mut text = b"path,note\na.jpg,fine\nb.jpg,\"never closed\n".to_vec();
+        for i in 0..20 {
+            text.extend_from_slice(format!("c{i}.jpg,x\n").as_bytes());
+        }
+        let (passed, fault) = guard(&text, 7);
+        assert_eq!(fault, Some(Structure::RunawayQuote { row: 2, line: 3 }));
+        assert!(passed > 30 && passed < text.len(), "{passed}");
+        assert_eq!(
+            guard(b"path\na.jpg\n\"b.jpg\n", 4096),
+            (18, Some(Structure::UnclosedQuote { row: 2, line: 3 }))
+        );
+        // Exactly ten line breaks inside one field is still a field.
+        let ten = format!("path,note\na.jpg,\"{}\"\n", "l\n".repeat(10));
+        assert_eq!(guard(ten.as_bytes(), 4096).1, None);
+        let eleven = format!("path,note\na.jpg,\"{}\"\n", "l\n".repeat(11));
+        assert_eq!(
+            guard(eleven.as_bytes(), 4096).1,
+            Some(Structure::RunawayQuote { row: 1, line: 2 })
+        );
+    }
+
+    #[test]
+    fn guard_bounds_one_row() {
+        let mut text = b"path\n\n".to_vec();
+        text.resize(text.len() + MAX_ROW_BYTES as usize, b'a');
+        text.push(b'\n');
+        assert_eq!(
+            guard(&text, 65536).1,
+            None,
+            "exactly the limit, terminator aside"
+        );
+        text.pop();
+        text.extend_from_slice(b"a\n");
+        assert_eq!(
+            guard(&text, 65536),
+            (
+                6 + MAX_ROW_BYTES as usize,
+                Some(Structure::RowTooLong { row: 1, line: 3 })
+            )
+        );
+        let header = vec![b'h'; MAX_ROW_BYTES as usize + 1];
+        assert_eq!(
+            Structure::RowTooLong { row: 0, line: 1 }.to_string(),
+            "the header row (line 1) is longer than 1 MB, the limit for one manifest row"
+        );
+        assert_eq!(
+            guard(&header, 4096).1,
+            Some(Structure::RowTooLong { row: 0, line: 1 })
+        );
+    }
+
+    #[test]
+    fn an_unclosed_quote_refuses_the_manifest_naming_its_line() {
+        let mut text =
+            "id,path,note\n1,a.jpg,ok\n2,b.jpg,\"two\nlines\"\n3,c.jpg,\"oops\n".to_string();
+        for i in 4..40 {
+            text.push_str(&format!("{i},{i}.jpg,\n"));
+        }
+        assert_eq!(
+            error(text.as_bytes(), &SourceOptions::default()),
+            "M: the quoted field that begins on line 5 (row 3) runs over more than 10 lines: \
+             is its closing quote (\") missing?"
+        );
+        assert_eq!(
+            error(
+                b"id,path\n1,a.jpg\n2,\"b.jpg\n3,c.jpg\n",
+                &SourceOptions::default()
+            ),
+            "M: the quoted field that begins on line 3 (row 2) is never closed: \
+             is its closing quote (\") missing?"
+        );
+    }
+
+    #[test]
+    fn a_huge_line_refuses_the_manifest_with_a_short_message() {
+        let mut text = b"path\na.jpg\n".to_vec();
+        text.resize(text.len() + 10_000_000, 0);
+        text.extend_from_slice(b"\nb.jpg\n");
+        let msg = error(&text, &SourceOptions::default());
+        assert_eq!(
+            msg,
+            "M: row 2 (line 3) is longer than 1 MB, the limit for one manifest row"
+        );
+    }
+
+    #[test]
+    fn a_huge_line_on_a_stream_stops_reading_with_memory_bounded() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        // Standard input cannot be checked up front: a header, a good row, then one line of
+        // NULs without end. Reading stops once the row passes the limit, having pulled little
+        // more than the limit from the stream.
+        struct Endless(Arc<AtomicU64>);
+        impl Read for Endless {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let at = self.0.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                let head = b"path\na.jpg\n";
+                for (i, b) in buf.iter_mut().enumerate() {
+                    *b = head.get(at as usize + i).copied().unwrap_or(0);
+                }
+                Ok(buf.len())
+            }
+        }
+        let pulled = Arc::new(AtomicU64::new(0));
+        let m = Manifest::new(
+            Box::new(Endless(pulled.clone())),
+            "-".into(),
+            "standard input".into(),
+            None,
+            &SourceOptions::default(),
+        )
+        .unwrap();
+        let events: Vec<Event> = m.collect();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(matches!(&events[0], Event::Item(i) if i.key == "a.jpg"));
+        assert_eq!(
+            events[1],
+            Event::Warning(
+                "standard input: reading stopped: row 2 (line 3) is longer than 1 MB, the limit \
+                 for one manifest row; the rows from there on were not read"
+                    .into()
+            )
+        );
+        assert!(
+            pulled.load(Ordering::Relaxed) < MAX_ROW_BYTES + 256 * 1024,
+            "{}",
+            pulled.load(Ordering::Relaxed)
+        );
+    }
+
+    #[test]
+    fn odd_path_and_id_cells_are_row_problems_with_short_messages() {
+        let long_id = "i".repeat(5000);
+        let long_path = "p".repeat(5000);
+        let text = format!(
+            "id,path\nr1,a\0b.jpg\n{long_id},x.jpg\n,{long_path}\n,{long_path}\nr5,ok.jpg\n"
+        );
+        let got = items(text.as_bytes());
+        let probs: Vec<(&str, &str)> = got
+            .iter()
+            .map(|i| (i.key.as_str(), i.problem.as_deref().unwrap_or("")))
+            .collect();
+        let cut = |c: &str| format!("{}… (5000 bytes)", c.repeat(80));
+        assert_eq!(
+            probs,
+            [
+                ("r1", "row 1: the path holds a NUL character: a\\u{0}b.jpg"),
+                (
+                    "#row2",
+                    &*format!(
+                        "row 2: the id is 5000 bytes long, over the 4096-byte limit: {}",
+                        cut("i")
+                    )
+                ),
+                (
+                    "#row3",
+                    &*format!(
+                        "row 3: the path is 5000 bytes long, over the 4096-byte limit: {}",
+                        cut("p")
+                    )
+                ),
+                (
+                    "#row4",
+                    &*format!(
+                        "row 4: the path is 5000 bytes long, over the 4096-byte limit: {}",
+                        cut("p")
+                    )
+                ),
+                ("r5", ""),
+            ]
+        );
+    }
+
+    #[test]
+    fn long_names_in_header_errors_are_cut() {
+        let long = "c".repeat(3000);
+        let msg = error(
+            format!("{long},{long}\n").as_bytes(),
+            &SourceOptions::default(),
+        );
+        assert_eq!(
+            msg,
+            format!(
+                "M: column \"{}… (3000 bytes)\" appears more than once in the header",
+                "c".repeat(80)
+            )
+        );
+        let msg = error(format!("{long},x\n").as_bytes(), &SourceOptions::default());
+        assert!(msg.len() < 300, "{msg}");
+        assert!(msg.ends_with("… (3003 bytes)"), "{msg}");
     }
 
     #[test]

@@ -9,8 +9,6 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::cli::VendorDataFrom;
-
 pub use walk::IMAGE_EXTENSIONS;
 
 /// One image to screen.
@@ -36,6 +34,15 @@ pub struct Item {
     /// Position among all the items of the sources, in input order (0-based; set by [`Sources`]).
     /// Outputs list items in this order.
     pub seq: u64,
+}
+
+/// Where a folder item's `vendor_data` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VendorDataFrom {
+    /// The file name without its extension.
+    Stem,
+    /// The name of the folder holding the file.
+    Parent,
 }
 
 /// How sources are read (from the scan options).
@@ -117,6 +124,62 @@ pub enum InputError {
     NotUtf8 { manifest: String, what: String },
     #[error("{manifest}: {error}")]
     Csv { manifest: String, error: csv::Error },
+    /// The manifest's structure is broken (an unclosed quote, a row too long to be real): it is
+    /// refused whole, before anything is sent, rather than read wrong.
+    #[error("{manifest}: {problem}")]
+    Malformed { manifest: String, problem: String },
+}
+
+/// A path's bytes as text, losslessly: a valid UTF-8 path is returned unchanged; in a path that
+/// is not valid UTF-8 each invalid byte is written `\xHH` and each literal backslash `\\`, so
+/// two different such paths never give the same text and the bytes can be told back from it.
+/// (A valid UTF-8 name that itself reads like an escape, such as a literal `M\xfcller.png`, is
+/// kept as written: old keys must stay the same.)
+pub fn escape_path(path: &Path) -> String {
+    escape_bytes(path.as_os_str().as_encoded_bytes())
+}
+
+/// [`escape_path`] for raw bytes.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// How many characters of a user-given value a message shows.
+pub const SHOWN_CHARS: usize = 80;
+
+/// A user-given value made safe to put in a message: control characters escaped, and cut to
+/// [`SHOWN_CHARS`] characters followed by "… (N bytes)" when longer. Short plain values are
+/// unchanged.
+pub fn shorten(value: &str) -> String {
+    let mut out = String::new();
+    for (shown, c) in value.chars().enumerate() {
+        if shown >= SHOWN_CHARS {
+            out.push_str(&format!("… ({} bytes)", value.len()));
+            return out;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The stream of every source's events, in the order the sources were given.
@@ -232,6 +295,8 @@ fn is_csv(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(unix)]
+    use std::os::unix::ffi::OsStrExt;
 
     fn assert_send<T: Send>() {}
 
@@ -246,6 +311,119 @@ mod tests {
         match open(&paths, &SourceOptions::default()) {
             Ok(_) => panic!("expected an error for {sources:?}"),
             Err(e) => e.to_string(),
+        }
+    }
+
+    /// The inverse of [`escape_bytes`] for names that are not UTF-8 (test only: it shows that
+    /// the escaping loses nothing).
+    fn unescape(s: &str) -> Vec<u8> {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\' {
+                if b[i + 1] == b'\\' {
+                    out.push(b'\\');
+                    i += 2;
+                } else {
+                    assert_eq!(b[i + 1], b'x', "{s}");
+                    let hex = std::str::from_utf8(&b[i + 2..i + 4]).unwrap();
+                    out.push(u8::from_str_radix(hex, 16).unwrap());
+                    i += 4;
+                }
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn utf8_names_are_unchanged() {
+        for name in [
+            "a/b.jpg",
+            "Müller.png",
+            "back\\slash \\xfc.jpg",
+            "😀 \"q\",x.jpg",
+            "",
+        ] {
+            assert_eq!(escape_bytes(name.as_bytes()), name);
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn invalid_bytes_are_escaped_and_distinct() {
+        assert_eq!(escape_bytes(b"M\xfcller.png"), "M\\xfcller.png");
+        assert_eq!(escape_bytes(b"M\xe4ller.png"), "M\\xe4ller.png");
+        assert_eq!(escape_bytes(b"a\\b\xff"), "a\\\\b\\xff");
+        assert_eq!(escape_bytes(b"\xc3\xa9\xff"), "é\\xff");
+        // A cut multi-byte character: each stray byte is escaped, valid ones around it kept.
+        assert_eq!(escape_bytes(b"\xc3(\xe2\x82"), "\\xc3(\\xe2\\x82");
+        assert_eq!(
+            escape_path(Path::new(std::ffi::OsStr::from_bytes(b"d\xe9/x.jpg"))),
+            "d\\xe9/x.jpg"
+        );
+    }
+
+    #[test]
+    fn escaping_round_trips_for_every_name_that_is_not_utf8() {
+        // Generated byte strings over an alphabet rich in the awkward bytes ('\\', 'x', hex
+        // digits, UTF-8 lead and continuation bytes): every one that is not UTF-8 escapes to a
+        // text that decodes back to it, so no two give the same key.
+        let alphabet = [
+            b'\\', b'x', b'f', b'c', b'a', b'/', 0xfc, 0xc3, 0xa9, 0x80, 0xff, b'0',
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut seen = std::collections::HashMap::new();
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 9) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| alphabet[((state >> (8 + 5 * i)) % alphabet.len() as u64) as usize])
+                .collect();
+            if std::str::from_utf8(&bytes).is_ok() {
+                continue;
+            }
+            let text = escape_bytes(&bytes);
+            assert_eq!(unescape(&text), bytes, "{text}");
+            if let Some(other) = seen.insert(text.clone(), bytes.clone()) {
+                assert_eq!(other, bytes, "two names gave {text}");
+            }
+        }
+        assert!(seen.len() > 1000, "{}", seen.len());
+    }
+
+    #[test]
+    fn long_or_odd_values_are_cut_for_messages() {
+        assert_eq!(shorten("a/b.jpg"), "a/b.jpg");
+        assert_eq!(shorten("tab\there"), "tab\\there");
+        let nuls = "\0".repeat(10_000_000);
+        let s = shorten(&nuls);
+        assert_eq!(
+            s,
+            format!("{}… (10000000 bytes)", "\\u{0}".repeat(SHOWN_CHARS))
+        );
+        let x = "é".repeat(100);
+        assert_eq!(shorten(&x), format!("{}… (200 bytes)", "é".repeat(80)));
+        assert_eq!(shorten(&"y".repeat(80)), "y".repeat(80));
+    }
+
+    /// The input stage stands alone: it takes its options from its own types, not from the
+    /// command line's.
+    #[test]
+    fn input_does_not_depend_on_the_command_line() {
+        let needle = concat!("crate::", "cli");
+        for (file, text) in [
+            ("mod.rs", include_str!("mod.rs")),
+            ("walk.rs", include_str!("walk.rs")),
+            ("manifest.rs", include_str!("manifest.rs")),
+            ("preflight.rs", include_str!("preflight.rs")),
+        ] {
+            assert!(!text.contains(needle), "src/input/{file} uses {needle}");
         }
     }
 

@@ -106,33 +106,38 @@ pub fn hex(sha: &[u8; 32]) -> String {
     hex::encode(sha)
 }
 
-/// Read, hash and check one file. Blocking: call it from a blocking context.
+/// Read, hash and check one file. Blocking: call it from a blocking context, but it never
+/// waits on anything but the disk: a FIFO, socket or device is refused without being read (and
+/// without being opened when it is one before the open), and so are /proc and /sys files.
+/// At most 5 MB + 1 byte is ever held in memory.
 pub fn preflight(path: &Path) -> Result<Prepared, Refusal> {
-    let shown = path.display();
-    // stat before opening: opening a FIFO would block, and a folder opens fine on Unix.
-    let meta = std::fs::metadata(path).map_err(|e| Refusal::unread(open_error(path, &e)))?;
-    if meta.is_dir() {
-        return Err(Refusal::unread(format!("is a folder, not a file: {shown}")));
-    }
-    if !meta.is_file() {
-        return Err(Refusal::unread(format!("not a regular file: {shown}")));
-    }
-    let mut file = File::open(path).map_err(|e| Refusal::unread(open_error(path, &e)))?;
+    let shown = shown(path);
+    let (mut file, meta) = open_regular(path).map_err(|u| Refusal::unread(u.describe()))?;
+    let declared = meta.len();
 
-    let capacity = meta.len().min(MAX_BYTES + 1) as usize;
-    let mut buf = Vec::with_capacity(capacity);
+    let mut buf = Vec::with_capacity(declared.min(MAX_BYTES + 1) as usize);
     let read_err = |e: io::Error| Refusal::unread(format!("cannot read {shown}: {e}"));
     (&mut file)
         .take(MAX_BYTES + 1)
         .read_to_end(&mut buf)
         .map_err(read_err)?;
+    if declared == 0 && !buf.is_empty() {
+        // A real file that says it is empty has nothing to read; pseudo-files (procfs and the
+        // like) say 0 and then produce data, possibly without end.
+        return Err(Refusal::unread(format!(
+            "not a regular file: it reports 0 bytes yet has content, like a /proc or /sys file: \
+             {shown}"
+        )));
+    }
     let mut hasher = Sha256::new();
     hasher.update(&buf);
     let mut size = buf.len() as u64;
     if size > MAX_BYTES {
-        // Too big to send, but the hash is still recorded: stream the rest through the hasher.
+        // Too big to send, but the hash is still recorded: stream the rest through the hasher
+        // (a few KB at a time), never past the size the file had when it was opened.
         buf.truncate(SNIFF_LEN);
-        size += io::copy(&mut file, &mut hasher).map_err(read_err)?;
+        let rest = declared.saturating_sub(size);
+        size += io::copy(&mut (&mut file).take(rest), &mut hasher).map_err(read_err)?;
     }
     let sha256: [u8; 32] = hasher.finalize().into();
 
@@ -167,6 +172,137 @@ pub fn preflight(path: &Path) -> Result<Prepared, Refusal> {
     }
 }
 
+/// A path as shown in messages: lossless for names that are not UTF-8, and cut when very long.
+fn shown(path: &Path) -> String {
+    super::shorten(&super::escape_path(path))
+}
+
+/// Why a path cannot be read as a regular file.
+#[derive(Debug)]
+pub(crate) enum Unreadable {
+    Open(String, io::Error),
+    Folder(String),
+    /// A FIFO, socket, device, ...: its kind.
+    Special(String, &'static str),
+    /// A file of a kernel pseudo-filesystem: which one.
+    Pseudo(String, &'static str),
+}
+
+impl Unreadable {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Unreadable::Open(shown, e) => match e.kind() {
+                io::ErrorKind::NotFound => format!("file not found: {shown}"),
+                io::ErrorKind::PermissionDenied => format!("permission denied: {shown}"),
+                _ => format!("cannot read {shown}: {e}"),
+            },
+            Unreadable::Folder(shown) => format!("is a folder, not a file: {shown}"),
+            Unreadable::Special(shown, kind) => {
+                format!("not a regular file: {kind}, never read: {shown}")
+            }
+            Unreadable::Pseudo(shown, fs) => {
+                format!("not a regular file: a {fs} file, never read: {shown}")
+            }
+        }
+    }
+}
+
+/// Open a regular file for reading, never blocking: the path is looked up first (a FIFO or
+/// device found there is never opened), then opened with O_NONBLOCK (so one swapped in meanwhile
+/// cannot hang the open) and the opened handle itself is checked (fstat, fstatfs), so what is
+/// read is what was checked.
+pub(crate) fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), Unreadable> {
+    let shown = || shown(path);
+    let before = std::fs::metadata(path).map_err(|e| Unreadable::Open(shown(), e))?;
+    check_kind(&before, path)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = options
+        .open(path)
+        .map_err(|e| Unreadable::Open(shown(), e))?;
+    let meta = file.metadata().map_err(|e| Unreadable::Open(shown(), e))?;
+    check_kind(&meta, path)?;
+    if let Some(fs) = pseudo_filesystem(&file) {
+        return Err(Unreadable::Pseudo(shown(), fs));
+    }
+    Ok((file, meta))
+}
+
+fn check_kind(meta: &std::fs::Metadata, path: &Path) -> Result<(), Unreadable> {
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        return Err(Unreadable::Folder(shown(path)));
+    }
+    if !ft.is_file() {
+        return Err(Unreadable::Special(shown(path), file_kind(&ft)));
+    }
+    Ok(())
+}
+
+/// What kind of file this is, in words ("FIFO", "socket", "character device", ...).
+pub fn file_kind(ft: &std::fs::FileType) -> &'static str {
+    if ft.is_file() {
+        return "regular file";
+    }
+    if ft.is_dir() {
+        return "folder";
+    }
+    if ft.is_symlink() {
+        return "symbolic link";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() {
+            return "FIFO";
+        }
+        if ft.is_socket() {
+            return "socket";
+        }
+        if ft.is_block_device() {
+            return "block device";
+        }
+        if ft.is_char_device() {
+            return "character device";
+        }
+    }
+    "special file"
+}
+
+/// The kernel pseudo-filesystem an opened file lives on (/proc, /sys), if any: their files
+/// report odd sizes and some block or never end when read.
+#[cfg(target_os = "linux")]
+fn pseudo_filesystem(file: &File) -> Option<&'static str> {
+    use std::os::fd::AsRawFd;
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: the descriptor is open for the duration of the call and `st` is a valid,
+    // writable statfs buffer.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: fstatfs succeeded, so it filled the buffer.
+    // The field's integer type differs between platforms.
+    #[allow(clippy::unnecessary_cast)]
+    let magic = unsafe { st.assume_init() }.f_type as i64;
+    #[allow(clippy::unnecessary_cast)]
+    match magic {
+        m if m == libc::PROC_SUPER_MAGIC as i64 => Some("/proc"),
+        m if m == libc::SYSFS_MAGIC as i64 => Some("/sys"),
+        _ => None,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn pseudo_filesystem(_: &File) -> Option<&'static str> {
+    None
+}
+
 /// What the bytes are: `Ok` for a format Didit accepts, else `Err` naming what it really is
 /// ("HEIC/HEIF", "PDF", "GIF", "text", "unknown binary", ...).
 pub fn sniff(bytes: &[u8]) -> Result<Format, String> {
@@ -183,15 +319,6 @@ pub fn looks_like_image(head: &[u8]) -> bool {
         classify(head),
         Sniffed::Accepted(_) | Sniffed::OtherImage(_)
     )
-}
-
-fn open_error(path: &Path, e: &io::Error) -> String {
-    let shown = path.display();
-    match e.kind() {
-        io::ErrorKind::NotFound => format!("file not found: {shown}"),
-        io::ErrorKind::PermissionDenied => format!("permission denied: {shown}"),
-        _ => format!("cannot read {shown}: {e}"),
-    }
 }
 
 /// Sizes in the same unit as Didit's "5 MB" limit (MiB), one decimal.
@@ -658,7 +785,70 @@ mod tests {
         let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let started = std::time::Instant::now();
         let r = preflight(&p).unwrap_err();
-        assert_eq!(r.reason, format!("not a regular file: {}", p.display()));
+        assert_eq!(
+            r.reason,
+            format!("not a regular file: FIFO, never read: {}", p.display())
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    /// The opened handle is what is checked: a FIFO reached by the open itself (after the path
+    /// was looked up) is refused by its fstat, without blocking.
+    #[cfg(unix)]
+    #[test]
+    fn the_opened_handle_is_checked_not_only_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pipe.jpg");
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let u = check_kind(&meta, &p).unwrap_err();
+        assert_eq!(
+            u.describe(),
+            format!("not a regular file: FIFO, never read: {}", p.display())
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn devices_are_refused_by_kind() {
+        let r = preflight(Path::new("/dev/null")).unwrap_err();
+        assert_eq!(
+            r.reason,
+            "not a regular file: character device, never read: /dev/null"
+        );
+        assert_eq!((r.sha256, r.size), (None, None));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn proc_and_sys_files_are_refused_unread() {
+        // /proc/self/status reports 0 bytes yet reads data; /proc/kmsg would block a read.
+        for (path, fs) in [
+            ("/proc/self/status", "/proc"),
+            ("/proc/kmsg", "/proc"),
+            ("/sys/kernel/mm/transparent_hugepage/enabled", "/sys"),
+        ] {
+            let p = Path::new(path);
+            if std::fs::File::open(p).is_err() {
+                continue; // not on this system, or not ours to open
+            }
+            let r = preflight(p).unwrap_err();
+            assert_eq!(
+                r.reason,
+                format!("not a regular file: a {fs} file, never read: {path}")
+            );
+        }
+    }
+
+    #[test]
+    fn a_very_long_path_is_cut_in_the_message() {
+        let long = format!("/no/such/{}.jpg", "x".repeat(10_000));
+        let r = preflight(Path::new(&long)).unwrap_err();
+        assert!(r.reason.len() < 200, "{}", r.reason);
+        assert!(r.reason.contains("x… (10013 bytes): "), "{}", r.reason);
     }
 }

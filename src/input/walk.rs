@@ -8,8 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use walkdir::{DirEntry, WalkDir};
 
-use super::{Event, Item, SourceOptions, preflight};
-use crate::cli::VendorDataFrom;
+use super::{Event, Item, SourceOptions, VendorDataFrom, escape_bytes, escape_path, preflight};
 
 /// File extensions that make a file an item whatever its content (lowercase). Preflight then
 /// refuses the ones Didit does not take, so every selfie gets a result.
@@ -35,7 +34,7 @@ impl Walk {
         let root_name = root
             .canonicalize()
             .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+            .and_then(|p| p.file_name().map(|n| escape_bytes(n.as_encoded_bytes())));
         let it = WalkDir::new(root)
             .follow_links(opts.follow_links)
             .sort_by_file_name()
@@ -55,7 +54,7 @@ impl Walk {
             return None;
         }
         let ft = entry.file_type();
-        let shown = entry.path().display().to_string();
+        let shown = escape_path(entry.path());
         if !self.hidden && is_hidden(entry.file_name()) {
             if ft.is_dir() {
                 self.it.skip_current_dir();
@@ -68,10 +67,14 @@ impl Walk {
         }
         if ft.is_symlink() {
             // Only seen when links are not followed.
-            return Some(ignored(shown, "symbolic link (--follow-links follows it)"));
+            return Some(ignored(shown, &link_reason(entry.path())));
         }
         if !ft.is_file() {
-            return Some(ignored(shown, "not a regular file"));
+            let kind = preflight::file_kind(&ft);
+            return Some(ignored(
+                shown,
+                &format!("not a regular file: {kind} (never opened)"),
+            ));
         }
         let path = entry.path();
         if !has_image_extension(path) {
@@ -84,10 +87,10 @@ impl Walk {
                     };
                     return Some(ignored(shown, &format!("not an image ({what})")));
                 }
-                Err(e) => {
+                Err(reason) => {
                     return Some(ignored(
                         shown,
-                        &format!("cannot read it to check its type: {e}"),
+                        &format!("cannot read it to check its type: {reason}"),
                     ));
                 }
             }
@@ -101,18 +104,18 @@ impl Walk {
         let vendor_data = match self.vendor_data_from {
             None => None,
             Some(VendorDataFrom::Stem) => {
-                path.file_stem().map(|s| s.to_string_lossy().into_owned())
+                path.file_stem().map(|s| escape_bytes(s.as_encoded_bytes()))
             }
             Some(VendorDataFrom::Parent) if depth <= 1 => self.root_name.clone(),
             Some(VendorDataFrom::Parent) => rel
                 .parent()
                 .and_then(|p| p.file_name())
-                .map(|s| s.to_string_lossy().into_owned()),
+                .map(|s| escape_bytes(s.as_encoded_bytes())),
         };
         Item {
             key,
             path: path.to_path_buf(),
-            display_path: path.display().to_string(),
+            display_path: escape_path(path),
             source: self.source.clone(),
             row: None,
             vendor_data,
@@ -126,12 +129,12 @@ impl Walk {
     fn error(&mut self, err: walkdir::Error) -> Option<Event> {
         let shown = err
             .path()
-            .map(|p| p.display().to_string())
+            .map(escape_path)
             .unwrap_or_else(|| self.source.clone());
         if let Some(ancestor) = err.loop_ancestor() {
             return Some(Event::Warning(format!(
                 "symbolic link loop skipped: {shown} leads back to {}",
-                ancestor.display()
+                escape_path(ancestor)
             )));
         }
         let io = err.io_error();
@@ -142,6 +145,13 @@ impl Walk {
         {
             let path = path.to_path_buf();
             return Some(Event::Item(self.item(&path, err.depth())));
+        }
+        // Any other broken link (links are followed here) is listed like an unfollowed one.
+        if let (Some(path), Some(io)) = (err.path(), io)
+            && io.kind() == std::io::ErrorKind::NotFound
+            && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Some(ignored(shown, BROKEN_LINK));
         }
         let what = io.map(|e| e.to_string()).unwrap_or_else(|| err.to_string());
         Some(Event::Warning(format!("cannot read {shown}: {what}")))
@@ -181,24 +191,58 @@ fn has_image_extension(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
-fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+const BROKEN_LINK: &str = "broken symbolic link";
+
+/// Why a symbolic link that is not followed is listed as ignored: what it points to. Only the
+/// link's target is looked up (stat), never opened.
+fn link_reason(link: &Path) -> String {
+    const HINT: &str = "not followed; --follow-links follows it";
+    match std::fs::metadata(link) {
+        Ok(m) if m.is_dir() => format!("symbolic link to a folder ({HINT})"),
+        Ok(m) if m.is_file() => format!("symbolic link to a file ({HINT})"),
+        Ok(m) => format!(
+            "symbolic link to a {} (not followed; never opened)",
+            preflight::file_kind(&m.file_type())
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BROKEN_LINK.to_string(),
+        Err(e) if is_link_loop(&e) => "symbolic link loop (it leads back to itself)".to_string(),
+        Err(e) => format!("symbolic link whose target cannot be looked up: {e}"),
+    }
+}
+
+#[cfg(unix)]
+fn is_link_loop(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
+}
+
+#[cfg(not(unix))]
+fn is_link_loop(_: &std::io::Error) -> bool {
+    false
+}
+
+/// The first bytes of a regular file, opened the way preflight opens it (never blocking).
+fn read_head(path: &Path) -> Result<Vec<u8>, String> {
+    let (file, _) = preflight::open_regular(path).map_err(|u| u.describe())?;
     let mut head = Vec::with_capacity(HEAD_LEN);
-    std::fs::File::open(path)?
-        .take(HEAD_LEN as u64)
-        .read_to_end(&mut head)?;
+    file.take(HEAD_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| e.to_string())?;
     Ok(head)
 }
 
-/// The relative path with '/' separators, whatever the platform.
+/// The relative path with '/' separators, whatever the platform; lossless (see
+/// [`escape_bytes`]).
 fn slash_key(rel: &Path) -> String {
-    let parts: Vec<String> = rel
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
-            _ => None,
-        })
-        .collect();
-    parts.join("/")
+    let mut bytes = Vec::new();
+    for c in rel.components() {
+        if let Component::Normal(s) = c {
+            if !bytes.is_empty() {
+                bytes.push(b'/');
+            }
+            bytes.extend_from_slice(s.as_encoded_bytes());
+        }
+    }
+    escape_bytes(&bytes)
 }
 
 #[cfg(test)]
@@ -393,8 +437,21 @@ mod tests {
                 "ignored:real/loop"
             ]
         );
-        assert!(matches!(&events[1], Event::Ignored { reason, .. }
-            if reason == "symbolic link (--follow-links follows it)"));
+        let reasons: Vec<&str> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Ignored { reason, .. } => Some(reason.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "broken symbolic link",
+                "symbolic link to a file (not followed; --follow-links follows it)",
+                "symbolic link to a folder (not followed; --follow-links follows it)",
+            ]
+        );
 
         let opts = SourceOptions {
             follow_links: true,
@@ -416,6 +473,148 @@ mod tests {
                 r.join("real").display()
             )
         );
+    }
+
+    /// Run `f` on another thread and fail (instead of hanging) if it takes more than 10 s.
+    fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("finished without blocking")
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn special_files_are_ignored_by_kind_never_opened() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path().to_path_buf();
+        let fifo = std::ffi::CString::new(r.join("pipe.jpg").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let _socket = std::os::unix::net::UnixListener::bind(r.join("sock.png")).unwrap();
+        symlink("/dev/null", r.join("tty.jpg")).unwrap();
+        symlink(r.join("pipe.jpg"), r.join("to_pipe.jpg")).unwrap();
+        put(&r, "z.jpg", JPEG);
+
+        let reasons = |follow_links: bool| {
+            let r = r.clone();
+            within(move || {
+                let opts = SourceOptions {
+                    follow_links,
+                    ..Default::default()
+                };
+                walk(&r, &opts)
+                    .into_iter()
+                    .map(|e| match e {
+                        Event::Ignored { path, reason } => {
+                            let name = Path::new(&path).file_name().unwrap();
+                            format!("{}: {reason}", name.to_str().unwrap())
+                        }
+                        Event::Item(i) => format!("item {}", i.key),
+                        Event::Warning(w) => format!("warning {w}"),
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            reasons(false),
+            [
+                "pipe.jpg: not a regular file: FIFO (never opened)",
+                "sock.png: not a regular file: socket (never opened)",
+                "to_pipe.jpg: symbolic link to a FIFO (not followed; never opened)",
+                "tty.jpg: symbolic link to a character device (not followed; never opened)",
+                "item z.jpg",
+            ]
+        );
+        assert_eq!(
+            reasons(true),
+            [
+                "pipe.jpg: not a regular file: FIFO (never opened)",
+                "sock.png: not a regular file: socket (never opened)",
+                "to_pipe.jpg: not a regular file: FIFO (never opened)",
+                "tty.jpg: not a regular file: character device (never opened)",
+                "item z.jpg",
+            ]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn broken_links_are_labelled_when_followed_too() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        symlink(r.join("gone"), r.join("notes")).unwrap();
+        let opts = SourceOptions {
+            follow_links: true,
+            ..Default::default()
+        };
+        let events = walk(r, &opts);
+        assert_eq!(
+            events,
+            [Event::Ignored {
+                path: r.join("notes").display().to_string(),
+                reason: "broken symbolic link".to_string()
+            }]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn names_that_are_not_utf8_keep_distinct_lossless_keys() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let raw = |b: &[u8]| r.join(OsStr::from_bytes(b));
+        std::fs::write(raw(b"M\xfcller.png"), b"\x89PNG\r\n\x1a\n1").unwrap();
+        std::fs::write(raw(b"M\xe4ller.png"), b"\x89PNG\r\n\x1a\n2").unwrap();
+        std::fs::create_dir(raw(b"caf\xe9")).unwrap();
+        std::fs::write(raw(b"caf\xe9/a\\b\xff.jpg"), JPEG).unwrap();
+        std::fs::write(raw(b"back\\slash.jpg"), JPEG).unwrap();
+        std::fs::write(raw(b"notes\xff.txt"), b"text").unwrap();
+        let opts = SourceOptions {
+            vendor_data_from: Some(VendorDataFrom::Stem),
+            ..Default::default()
+        };
+        let events = walk(r, &opts);
+        let items: Vec<&Item> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Item(i) => Some(i),
+                _ => None,
+            })
+            .collect();
+        let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "M\\xe4ller.png",
+                "M\\xfcller.png",
+                "back\\slash.jpg",
+                "caf\\xe9/a\\\\b\\xff.jpg"
+            ]
+        );
+        assert_eq!(
+            items[0].display_path,
+            format!("{}/M\\xe4ller.png", r.display())
+        );
+        assert_eq!(items[0].vendor_data.as_deref(), Some("M\\xe4ller"));
+        // The real bytes are kept: each file can still be read, and each is its own.
+        assert_eq!(items[0].path, raw(b"M\xe4ller.png"));
+        assert_eq!(preflight::preflight(&items[0].path).unwrap().size, 9);
+        assert_ne!(
+            preflight::preflight(&items[0].path).unwrap().sha256,
+            preflight::preflight(&items[1].path).unwrap().sha256
+        );
+        assert!(preflight::preflight(&items[3].path).is_ok());
+        assert!(events.contains(&Event::Ignored {
+            path: format!("{}/notes\\xff.txt", r.display()),
+            reason: "not an image (text)".to_string()
+        }));
     }
 
     #[test]

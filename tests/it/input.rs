@@ -288,7 +288,7 @@ fn folders_and_manifests_mix_in_the_order_given() {
     write(d, "photos/export.json", b"{}");
     let manifest = write(d, "list.csv", b"path,user\nphotos/a.png,u1\n");
     let opts = SourceOptions {
-        vendor_data_from: Some(liveness_batch::cli::VendorDataFrom::Stem),
+        vendor_data_from: Some(input::VendorDataFrom::Stem),
         ..Default::default()
     };
     let s = scan(&[d.join("photos"), manifest], &opts);
@@ -422,4 +422,301 @@ fn stdin_manifest_is_read_once_and_fully() {
         "all three rows are items: {text}"
     );
     assert!(text.contains("file not found"), "{text}");
+}
+
+/// Run the binary with `args` in `dir` against `base_url`, killed if it takes over 60 s (a hang
+/// fails the test instead of stalling the suite).
+async fn run_in(dir: &Path, args: &[&str], base_url: &str) -> crate::common::Run {
+    let mut cmd = tokio::process::Command::new(crate::common::bin());
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("DIDIT_API_KEY")
+        .env_remove("RUST_LOG")
+        .env("DIDIT_BASE_URL", base_url)
+        .env("DIDIT_API_KEY", crate::common::KEY)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output())
+        .await
+        .expect("the run finishes without blocking")
+        .expect("run liveness-batch");
+    crate::common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+const FAST: &[&str] = &["--rate", "2000/s", "--backoff-ms", "5", "--quiet"];
+
+fn scan_args<'a>(sources: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["scan"];
+    v.extend_from_slice(sources);
+    v.extend_from_slice(&["--out", "out"]);
+    v.extend_from_slice(FAST);
+    v.extend_from_slice(extra);
+    v
+}
+
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// Two files whose names differ only in bytes that are not UTF-8 (Latin-1 ü and ä) are two
+/// items with two keys and two results, and each is read from its own real path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_are_not_utf8_keep_distinct_keys_and_results() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let emu = crate::common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    std::fs::write(photos.join(OsStr::from_bytes(b"M\xfcller.png")), png(31)).unwrap();
+    std::fs::write(photos.join(OsStr::from_bytes(b"M\xe4ller.png")), png(32)).unwrap();
+    std::fs::write(photos.join("Müller.png"), png(33)).unwrap();
+
+    let s = scan(std::slice::from_ref(&photos), &SourceOptions::default());
+    let keys: Vec<&str> = s.items.iter().map(|i| i.key.as_str()).collect();
+    // Sorted by the names' bytes: 'ü' is 0xC3 0xBC in UTF-8, below 0xE4 and 0xFC.
+    assert_eq!(keys, ["Müller.png", "M\\xe4ller.png", "M\\xfcller.png"]);
+    for item in &s.items {
+        preflight::preflight(&item.path).expect("readable by its real path");
+    }
+
+    let run = run_in(tmp.path(), &scan_args(&["photos"], &[]), &emu.base_url()).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let rows = crate::common::csv_rows(&tmp.path().join("out/results.csv"));
+    let mut keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str()).collect();
+    keys.sort();
+    assert_eq!(keys, ["M\\xe4ller.png", "M\\xfcller.png", "Müller.png"]);
+    assert_eq!(emu.stats().requests, 3);
+}
+
+/// Unusual but valid UTF-8 names keep exactly their names as keys, whether they come from a
+/// manifest's path column (written by a CSV writer, so quotes, commas and line breaks are
+/// quoted) or from a folder walk.
+#[test]
+fn unusual_valid_names_round_trip_through_a_manifest_and_a_walk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    let names = [
+        "back\\slash.jpg",
+        "M\\xfcller.jpg",
+        "quote\"d, comma.jpg",
+        "emoji 😀.png",
+        "tab\there.jpg",
+        "line\nbreak.jpg",
+        "=formula.jpg",
+        "Ærøskøbing ß.png",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        write(&photos, name, &jpeg(40 + i as u64));
+    }
+    let manifest = tmp.path().join("m.csv");
+    let mut w = csv::Writer::from_path(&manifest).unwrap();
+    w.write_record(["path"]).unwrap();
+    for name in names {
+        w.write_record([format!("photos/{name}")]).unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+
+    let from_manifest = scan(std::slice::from_ref(&manifest), &SourceOptions::default());
+    assert!(
+        from_manifest.warnings.is_empty(),
+        "{:?}",
+        from_manifest.warnings
+    );
+    let got: Vec<(&str, &str)> = from_manifest
+        .items
+        .iter()
+        .map(|i| (i.key.as_str(), i.display_path.as_str()))
+        .collect();
+    let want: Vec<String> = names.iter().map(|n| format!("photos/{n}")).collect();
+    assert_eq!(
+        got,
+        want.iter()
+            .map(|w| (w.as_str(), w.as_str()))
+            .collect::<Vec<_>>()
+    );
+    for item in &from_manifest.items {
+        assert_eq!(item.problem, None, "{}", item.key);
+        assert_eq!(item.path, photos.join(&item.key["photos/".len()..]));
+        preflight::preflight(&item.path).expect("readable");
+    }
+
+    let walked = scan(std::slice::from_ref(&photos), &SourceOptions::default());
+    let mut walked_keys: Vec<&str> = walked.items.iter().map(|i| i.key.as_str()).collect();
+    let mut names_sorted = names.to_vec();
+    walked_keys.sort();
+    names_sorted.sort();
+    assert_eq!(
+        walked_keys, names_sorted,
+        "valid names are keys exactly as written"
+    );
+}
+
+/// A FIFO named like an image, in a folder and in a manifest: the folder lists it as ignored
+/// (never opened), the manifest row becomes invalid_input with its kind named, and neither
+/// blocks the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_in_a_folder_or_a_manifest_never_blocks_the_run() {
+    let emu = crate::common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "photos/ok.jpg", &jpeg(50));
+    mkfifo(&d.join("photos/pipe.jpg"));
+    write(
+        d,
+        "m.csv",
+        b"id,path\nr1,photos/pipe.jpg\nr2,photos/ok.jpg\n",
+    );
+
+    let s = scan(&[d.join("photos")], &SourceOptions::default());
+    assert_eq!(
+        s.ignored,
+        [(
+            d.join("photos/pipe.jpg").display().to_string(),
+            "not a regular file: FIFO (never opened)".to_string()
+        )]
+    );
+    let fifo = d.join("photos/pipe.jpg");
+    let started = std::time::Instant::now();
+    let r = preflight::preflight(&fifo).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(
+        r.reason,
+        format!("not a regular file: FIFO, never read: {}", fifo.display())
+    );
+
+    let run = run_in(d, &scan_args(&["m.csv"], &[]), &emu.base_url()).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    let rows = crate::common::csv_rows(&d.join("out/results.csv"));
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let pipe = rows.iter().find(|r| r["key"] == "r1").unwrap();
+    assert_eq!(pipe["class"], "invalid_input");
+    assert!(
+        pipe["error"].contains("not a regular file: FIFO"),
+        "{pipe:?}"
+    );
+    assert_eq!(
+        rows.iter().find(|r| r["key"] == "r2").unwrap()["class"],
+        "result"
+    );
+
+    let run = run_in(d, &scan_args(&["photos"], &["--fresh"]), &emu.base_url()).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let rows = crate::common::csv_rows(&d.join("out/results.csv"));
+    let keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str()).collect();
+    assert_eq!(keys, ["ok.jpg"], "the FIFO is no item");
+    assert_eq!(emu.stats().requests, 2);
+}
+
+/// A quote never closed would swallow every later row into one cell: the manifest is refused
+/// before anything is sent (exit 2), naming the line where the quote began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_with_an_unclosed_quote_stops_before_anything_is_sent() {
+    let emu = crate::common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let mut csv = "id,path,note\nr1,a.jpg,\"two\nlines\"\nr2,b.jpg,\"oops\n".to_string();
+    for i in 3..30 {
+        write(d, &format!("{i}.jpg"), &jpeg(60 + i));
+        csv.push_str(&format!("r{i},{i}.jpg,\n"));
+    }
+    write(d, "a.jpg", &jpeg(58));
+    write(d, "b.jpg", &jpeg(59));
+    write(d, "m.csv", csv.as_bytes());
+    let run = run_in(d, &scan_args(&["m.csv"], &[]), &emu.base_url()).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "m.csv: the quoted field that begins on line 4 (row 2) runs over more than 10 lines"
+        ),
+        "{run:?}"
+    );
+    assert_eq!(emu.stats().requests, 0);
+    assert!(!d.join("out/journal.jsonl").exists());
+}
+
+/// A 10 MB line (of NULs) is refused with a short message naming its row and the limit, not
+/// echoed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_megabyte_manifest_line_is_refused_with_a_short_message() {
+    let emu = crate::common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    write(d, "a.jpg", &jpeg(70));
+    let mut csv = b"path\na.jpg\n".to_vec();
+    csv.resize(csv.len() + 10_000_000, 0);
+    csv.push(b'\n');
+    write(d, "m.csv", &csv);
+    let run = run_in(d, &scan_args(&["m.csv"], &[]), &emu.base_url()).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.all().len() < 1000,
+        "{} bytes of output",
+        run.all().len()
+    );
+    assert!(
+        run.stderr
+            .contains("m.csv: row 2 (line 3) is longer than 1 MB, the limit for one manifest row"),
+        "{run:?}"
+    );
+    assert_eq!(emu.stats().requests, 0);
+}
+
+/// Standard input cannot be checked before it is read: a quote that runs on stops the reading
+/// there with a warning naming the line, and the rows before it are still counted.
+#[test]
+fn an_unclosed_quote_on_standard_input_stops_reading_with_a_warning() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "in/a.jpg", &jpeg(81));
+    let mut child = Command::new(crate::common::bin())
+        .args(["scan", "-", "--dry-run", "--out", "out"])
+        .current_dir(d)
+        .env_remove("DIDIT_API_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut manifest = "id,path,note\nr1,in/a.jpg,\nr2,in/b.jpg,\"oops\n".to_string();
+    for i in 3..40 {
+        manifest.push_str(&format!("r{i},in/{i}.jpg,\n"));
+    }
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(
+            "warning: standard input: reading stopped: the quoted field that begins on line 3 \
+             (row 2) runs over more than 10 lines"
+        ),
+        "{text}"
+    );
+    let found = text
+        .lines()
+        .find(|l| l.contains("images found"))
+        .unwrap_or_default();
+    assert!(
+        found.trim_end().ends_with(" 1"),
+        "only r1 is an item: {text}"
+    );
 }
