@@ -374,9 +374,15 @@ fn check_replaceable(
     }
 }
 
+/// One shard's journal and the length of its complete lines, the part a merge copies.
+struct Shard {
+    path: PathBuf,
+    len: u64,
+}
+
 /// Check every shard: its journal, where its complete lines end, and keys shared with the
-/// shards before it. Returns each journal with its length to copy, and the warnings.
-fn check_shards(dirs: &[PathBuf]) -> Result<(Vec<(PathBuf, u64)>, Vec<String>), ReportError> {
+/// shards before it. Returns the shards and the warnings.
+fn check_shards(dirs: &[PathBuf]) -> Result<(Vec<Shard>, Vec<String>), ReportError> {
     let mut warnings = Vec::new();
     let mut shards = Vec::with_capacity(dirs.len());
     let mut seen: HashSet<u128> = HashSet::new();
@@ -392,7 +398,10 @@ fn check_shards(dirs: &[PathBuf]) -> Result<(Vec<(PathBuf, u64)>, Vec<String>), 
         let keys = index.by_key.len();
         seen.extend(index.by_key.keys().copied());
         overlapping += (keys - (seen.len() - before)) as u64;
-        shards.push((path, reader.good_len()));
+        shards.push(Shard {
+            len: reader.good_len(),
+            path,
+        });
     }
     if overlapping > 0 {
         warnings.push(format!(
@@ -405,10 +414,10 @@ fn check_shards(dirs: &[PathBuf]) -> Result<(Vec<(PathBuf, u64)>, Vec<String>), 
 
 /// Write the shards' complete lines one after the other into `out_journal`, each ending with a
 /// line break; returns the bytes written.
-fn concatenate(shards: &[(PathBuf, u64)], out_journal: &Path) -> Result<u64, ReportError> {
+fn concatenate(shards: &[Shard], out_journal: &Path) -> Result<u64, ReportError> {
     let mut total = 0u64;
     journal::write_private_atomic(out_journal, |w| {
-        for (path, len) in shards {
+        for Shard { path, len } in shards {
             let mut f = File::open(path)?;
             let copied = io::copy(&mut (&mut f).take(*len), w)?;
             if copied != *len {
