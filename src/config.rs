@@ -274,3 +274,34 @@ mod tests {
         assert!(e.contains("not a folder"), "{e}");
     }
 }
+
+/// Everything `report` needs, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportConfig {
+    /// Output folders holding journal.jsonl; several are merged into `out`.
+    pub dirs: Vec<PathBuf>,
+    /// Where to write the outputs; None rebuilds the only folder in place.
+    pub out: Option<PathBuf>,
+    /// Price of one billed call in US dollars, for the cost estimate.
+    pub price_per_call: f64,
+}
+
+impl ReportConfig {
+    pub fn from_args(args: crate::cli::ReportArgs) -> Result<Self, ConfigError> {
+        Ok(Self {
+            price_per_call: Self::price_per_call(&args.cost)?,
+            dirs: args.dirs,
+            out: args.out,
+        })
+    }
+
+    /// `--price-per-call`, checked: a finite amount of zero or more US dollars.
+    pub fn price_per_call(cost: &crate::cli::CostArgs) -> Result<f64, ConfigError> {
+        let price = cost.price_per_call;
+        if price.is_finite() && price >= 0.0 {
+            Ok(price)
+        } else {
+            Err(ConfigError::Price(price))
+        }
+    }
+}

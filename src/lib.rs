@@ -86,7 +86,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         }
         Command::Report(args) => {
             init_logging(0);
-            Ok(report::run_command(args).await?)
+            Ok(report::run_command(config::ReportConfig::from_args(args)?).await?)
         }
         Command::Emulator(args) => {
             init_logging(1);

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use crate::record::{Action, Class, Record};
 
 use super::summary::{
-    OUTPUT_FILES, SIMULATED_NOTICE, Summary, fmt_duration, fmt_threshold, record_action,
+    Fact, Layout, OUTPUT_FILES, Row, SIMULATED_NOTICE, Summary, fmt_duration, record_action,
     risk_action,
 };
 
@@ -136,9 +136,45 @@ fn num(v: Option<f64>) -> String {
     v.map(|x| x.to_string()).unwrap_or_default()
 }
 
+/// The run details of the page's "Run" card (the settings rows only when a run was recorded).
+const RUN_ROWS: &Layout = &[
+    ("Results from", Fact::ResultsSource),
+    ("API host", Fact::ApiHost),
+    ("Threshold", Fact::Threshold),
+    ("rotate_image", Fact::RotateImage),
+    ("save_api_request", Fact::SaveApiRequest),
+    ("Outcome", Fact::Outcome),
+    ("Started", Fact::Started),
+    ("Finished", Fact::Finished),
+    ("Runs", Fact::RunCount),
+    ("Tool", Fact::Tool),
+    ("Folder", Fact::Folder),
+];
+
 /// The whole page.
 pub fn render(s: &Summary, attention: &Attention) -> String {
     let mut h = String::with_capacity(64 * 1024);
+    head(&mut h, s);
+    actions(&mut h, s);
+    h.push_str("<div class=\"grid\">");
+    decisions(&mut h, s);
+    warnings(&mut h, s);
+    scores(&mut h, s);
+    h.push_str("</div>\n<div class=\"grid two\">");
+    h.push_str("<div class=\"card\"><h2>Requests, credits and time</h2>");
+    details(&mut h, &usage_rows(s));
+    h.push_str("</div>");
+    h.push_str("<div class=\"card\"><h2>Run</h2>");
+    details(&mut h, &s.fact_rows(RUN_ROWS));
+    h.push_str("</div></div>\n");
+    attention_table(&mut h, attention);
+    footer(&mut h, s);
+    h
+}
+
+/// Document head, simulated banner, title, headline, times, and the outcome card with the
+/// warnings.
+fn head(h: &mut String, s: &Summary) {
     let title = if s.simulated {
         "SIMULATED liveness screening report"
     } else {
@@ -162,7 +198,7 @@ pub fn render(s: &Summary, attention: &Attention) -> String {
     let _ = writeln!(
         h,
         "<p class=\"muted\">{} · {} → {}</p>",
-        esc(&format!("liveness-batch {}", s.tool_version)),
+        esc(&s.fact(Fact::Tool).unwrap_or_default()),
         esc(s.started_at.as_deref().unwrap_or("unknown start")),
         esc(s.finished_at.as_deref().unwrap_or("not finished")),
     );
@@ -181,27 +217,31 @@ pub fn render(s: &Summary, attention: &Attention) -> String {
         h.push_str("</ul>");
     }
     h.push_str("</div>\n");
+}
 
-    // What to do
+fn actions(h: &mut String, s: &Summary) {
     h.push_str("<div class=\"card\"><h2>What to do with each image</h2><table><tr><th>Action</th><th class=\"n\">Images</th><th>Meaning</th></tr>");
-    for a in Action::ALL {
+    for (a, n) in s.action_rows() {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td class=\"n\">{n}</td><td>{}</td></tr>",
             tag(a),
-            s.action_count(a),
             esc(a.describe())
         );
     }
-    h.push_str("</table></div>\n<div class=\"grid\">");
+    h.push_str("</table></div>\n");
+}
 
-    // Decisions
+/// Decisions with their total, then the classes of the items without a result.
+fn decisions(h: &mut String, s: &Summary) {
+    h.push_str("<div class=\"card\"><h2>Decisions</h2><table><tr><th>Decision</th><th class=\"n\">Images</th></tr>");
+    for (label, n) in s.decision_rows() {
+        let _ = write!(h, "<tr><td>{label}</td><td class=\"n\">{n}</td></tr>");
+    }
     let _ = write!(
         h,
-        "<div class=\"card\"><h2>Decisions</h2><table><tr><th>Decision</th><th class=\"n\">Images</th></tr>\
-         <tr><td>Approved</td><td class=\"n\">{}</td></tr><tr><td>Declined</td><td class=\"n\">{}</td></tr>\
-         <tr><td>No result</td><td class=\"n\">{}</td></tr><tr><td><strong>Total</strong></td><td class=\"n\"><strong>{}</strong></td></tr></table>",
-        s.by_decision.approved, s.by_decision.declined, s.items.without_result, s.items.total
+        "<tr><td><strong>Total</strong></td><td class=\"n\"><strong>{}</strong></td></tr></table>",
+        s.items.total
     );
     let errors = s.errors_present();
     if !errors.is_empty() {
@@ -216,8 +256,10 @@ pub fn render(s: &Summary, attention: &Attention) -> String {
         h.push_str("</table>");
     }
     h.push_str("</div>");
+}
 
-    // Warnings
+/// Warnings by risk code (with the action each leads to), then by severity.
+fn warnings(h: &mut String, s: &Summary) {
     h.push_str("<div class=\"card\"><h2>Warnings</h2>");
     let risks = s.risk_codes_by_count();
     if risks.is_empty() {
@@ -244,8 +286,10 @@ pub fn render(s: &Summary, attention: &Attention) -> String {
         h.push_str("</table>");
     }
     h.push_str("</div>");
+}
 
-    // Scores
+/// The score histogram: one bar per bucket, scaled to the largest.
+fn scores(h: &mut String, s: &Summary) {
     let max = s
         .scores
         .buckets
@@ -268,13 +312,14 @@ pub fn render(s: &Summary, attention: &Attention) -> String {
         h.push_str(&bar(&b.range, b.count));
     }
     h.push_str(&bar("no score", s.scores.no_score));
-    h.push_str("</table></div></div>\n<div class=\"grid two\">");
+    h.push_str("</table></div>");
+}
 
-    // Costs and rate
+/// Requests, credits, time and inputs, figure by figure.
+fn usage_rows(s: &Summary) -> Vec<Row> {
     let c = &s.credits;
     let r = &s.requests;
-    h.push_str("<div class=\"card\"><h2>Requests, credits and time</h2><dl>");
-    let mut rows: Vec<(&str, String)> = vec![
+    let mut rows: Vec<Row> = vec![
         ("Credits used", c.used.to_string()),
         (
             "Estimated cost",
@@ -313,65 +358,20 @@ pub fn render(s: &Summary, attention: &Attention) -> String {
         ]),
         None => rows.push(("Inputs", s.inputs_line())),
     }
-    for (k, v) in &rows {
+    rows
+}
+
+/// (label, value) rows as a definition list.
+fn details(h: &mut String, rows: &[Row]) {
+    h.push_str("<dl>");
+    for (k, v) in rows {
         let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
     }
-    h.push_str("</dl></div>");
+    h.push_str("</dl>");
+}
 
-    // Run
-    h.push_str("<div class=\"card\"><h2>Run</h2><dl>");
-    let mut rows: Vec<(&str, String)> = vec![(
-        "Results from",
-        if s.simulated {
-            "the built-in emulator (SIMULATED)"
-        } else {
-            "Didit"
-        }
-        .to_string(),
-    )];
-    if let Some(st) = &s.settings {
-        rows.extend([
-            ("API host", st.api_host.clone()),
-            ("Threshold", fmt_threshold(st.threshold)),
-            (
-                "rotate_image",
-                if st.rotate_image { "yes" } else { "no" }.to_string(),
-            ),
-            (
-                "save_api_request",
-                if st.save_api_request { "yes" } else { "no" }.to_string(),
-            ),
-        ]);
-    }
-    rows.extend([
-        ("Outcome", s.outcome.clone()),
-        (
-            "Started",
-            s.started_at.clone().unwrap_or_else(|| "unknown".into()),
-        ),
-        (
-            "Finished",
-            s.finished_at
-                .clone()
-                .unwrap_or_else(|| "not finished".into()),
-        ),
-        (
-            "Runs",
-            if s.journals > 1 {
-                format!("{} ({} journals merged)", s.runs, s.journals)
-            } else {
-                s.runs.to_string()
-            },
-        ),
-        ("Tool", format!("liveness-batch {}", s.tool_version)),
-        ("Folder", s.out_dir.clone()),
-    ]);
-    for (k, v) in &rows {
-        let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
-    }
-    h.push_str("</dl></div></div>\n");
-
-    // Items needing attention
+/// The items needing attention, most urgent first, capped with a pointer to results.csv.
+fn attention_table(h: &mut String, attention: &Attention) {
     let _ = write!(
         h,
         "<div class=\"card\"><h2>Items needing attention ({})</h2>",
@@ -387,29 +387,7 @@ pub fn render(s: &Summary, attention: &Attention) -> String {
         let mut shown = 0u64;
         for row in attention.shown() {
             shown += 1;
-            let detail = match (row.risks.is_empty(), row.error.is_empty()) {
-                (false, true) => row.risks.clone(),
-                (true, false) => row.error.clone(),
-                (false, false) => format!("{}; {}", row.risks, row.error),
-                (true, true) => row.class.as_str().to_string(),
-            };
-            let decision = if row.status.is_empty() {
-                row.class.as_str().to_string()
-            } else {
-                row.status.clone()
-            };
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td class=\"wrap\"><code>{}</code></td><td>{}</td><td class=\"n\">{}</td>\
-                 <td class=\"wrap\">{}</td><td class=\"wrap\">{}</td><td class=\"wrap\">{}</td></tr>",
-                tag(row.action),
-                esc(&row.key),
-                esc(&decision),
-                num(row.score),
-                esc(&detail),
-                esc(&row.vendor_data),
-                esc(&row.path),
-            );
+            attention_row(h, row);
         }
         h.push_str("</table>");
         if shown < attention.total() {
@@ -422,7 +400,35 @@ pub fn render(s: &Summary, attention: &Attention) -> String {
         }
     }
     h.push_str("</div>\n");
+}
 
+fn attention_row(h: &mut String, row: &AttentionRow) {
+    let detail = match (row.risks.is_empty(), row.error.is_empty()) {
+        (false, true) => row.risks.clone(),
+        (true, false) => row.error.clone(),
+        (false, false) => format!("{}; {}", row.risks, row.error),
+        (true, true) => row.class.as_str().to_string(),
+    };
+    let decision = if row.status.is_empty() {
+        row.class.as_str().to_string()
+    } else {
+        row.status.clone()
+    };
+    let _ = write!(
+        h,
+        "<tr><td>{}</td><td class=\"wrap\"><code>{}</code></td><td>{}</td><td class=\"n\">{}</td>\
+         <td class=\"wrap\">{}</td><td class=\"wrap\">{}</td><td class=\"wrap\">{}</td></tr>",
+        tag(row.action),
+        esc(&row.key),
+        esc(&decision),
+        num(row.score),
+        esc(&detail),
+        esc(&row.vendor_data),
+        esc(&row.path),
+    );
+}
+
+fn footer(h: &mut String, s: &Summary) {
     let _ = write!(
         h,
         "<footer class=\"muted\">Files in {}: <code>journal.jsonl</code> (the source of truth), {}. \
@@ -434,7 +440,6 @@ pub fn render(s: &Summary, attention: &Attention) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    h
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cli::ReportArgs;
+use crate::config::ReportConfig;
 use crate::journal::{
     self, DirLock, Index, JOURNAL_FILE, JournalError, Latest, Line, LinesAt, Reader, TornTail,
 };
@@ -156,12 +156,40 @@ fn build(
     if let Some(t) = torn {
         acc.warn(torn_warning("the journal", t));
     }
+    let walked = walk_latest(&journal_path, limit, &index, &mut acc)?;
+    drop(index);
+    let simulated = acc.simulated();
+    let summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
+
+    // Pass 3: results.csv and results.json, then the summary in its three forms.
+    let layout = csv::Layout::new(simulated, &walked.carried);
+    write_results(out_dir, &journal_path, &walked.order, layout, simulated)?;
+    write_summaries(out_dir, &summary, &walked.attention)?;
+    Ok(summary)
+}
+
+/// What the summary pass gathers besides the summary itself.
+struct Walked {
+    /// Every manifest column carried by a latest record.
+    carried: BTreeSet<String>,
+    attention: html::Attention,
+    /// Where each latest record is, in input order (records without a position go last, in
+    /// journal order), so results list items as the sources did whatever order they finished in.
+    order: Vec<u64>,
+}
+
+/// Stream the journal's complete lines into `acc`, gathering the carried columns, the
+/// attention rows and the input order of the latest records.
+fn walk_latest(
+    journal_path: &Path,
+    limit: u64,
+    index: &Latest,
+    acc: &mut summary::Accumulator,
+) -> Result<Walked, ReportError> {
     let mut carried: BTreeSet<String> = BTreeSet::new();
     let mut attention = html::Attention::new();
-    // Where each latest record is, in input order (records without a position go last, in
-    // journal order), so results list items as the sources did whatever order they finished in.
     let mut order: Vec<(u64, u64)> = Vec::with_capacity(index.len());
-    each_line(&journal_path, limit, |offset, line| {
+    each_line(journal_path, limit, |offset, line| {
         match line {
             Line::Run(run) => acc.on_run(&run),
             Line::End(end) => acc.on_end(&end),
@@ -183,23 +211,32 @@ fn build(
         }
         Ok(())
     })?;
-    let simulated = acc.simulated();
-    let summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
-    drop(index);
     order.sort_unstable();
+    Ok(Walked {
+        carried,
+        attention,
+        order: order.into_iter().map(|o| o.1).collect(),
+    })
+}
 
-    // Pass 3: results.csv and results.json side by side, one latest record at a time, read
-    // back by offset in input order.
+/// results.csv and results.json side by side, one latest record at a time, read back by
+/// offset in input order.
+fn write_results(
+    out_dir: &Path,
+    journal_path: &Path,
+    order: &[u64],
+    layout: csv::Layout,
+    simulated: bool,
+) -> Result<(), ReportError> {
     let csv_path = out_dir.join("results.csv");
     let json_path = out_dir.join("results.json");
-    let layout = csv::Layout::new(simulated, &carried);
     let mut failure: Option<ReportError> = None;
     let mut json_failed = false;
     journal::write_private_atomic(&csv_path, |cw| {
         let mut csv_out = csv::CsvOut::new(cw, layout)?;
         let json_result = journal::write_private_atomic(&json_path, |jw| {
             let mut json_out = json::JsonOut::new(jw, simulated)?;
-            let walked = each_line_at(&journal_path, order.iter().map(|o| o.1), |line| {
+            let walked = each_line_at(journal_path, order.iter().copied(), |line| {
                 if let Line::Item(r) = line {
                     let mut r: Record = *r;
                     r.response = None;
@@ -224,19 +261,21 @@ fn build(
     .map_err(|e| match failure.take() {
         Some(f) => f,
         None => ReportError::Io {
-            path: if json_failed {
-                json_path.clone()
-            } else {
-                csv_path.clone()
-            },
+            path: if json_failed { json_path } else { csv_path },
             source: e,
         },
-    })?;
+    })
+}
 
-    // The summary in its three forms.
+/// The summary in its three forms: summary.json, summary.md and report.html.
+fn write_summaries(
+    out_dir: &Path,
+    summary: &Summary,
+    attention: &html::Attention,
+) -> Result<(), ReportError> {
     let summary_path = out_dir.join("summary.json");
     journal::write_private_atomic(&summary_path, |w| {
-        serde_json::to_writer_pretty(&mut *w, &summary).map_err(io::Error::other)?;
+        serde_json::to_writer_pretty(&mut *w, summary).map_err(io::Error::other)?;
         w.write_all(b"\n")
     })
     .map_err(io_err(&summary_path))?;
@@ -247,10 +286,9 @@ fn build(
     .map_err(io_err(&md_path))?;
     let html_path = out_dir.join("report.html");
     journal::write_private_atomic(&html_path, |w| {
-        w.write_all(html::render(&summary, &attention).as_bytes())
+        w.write_all(html::render(summary, attention).as_bytes())
     })
-    .map_err(io_err(&html_path))?;
-    Ok(summary)
+    .map_err(io_err(&html_path))
 }
 
 /// What [`merge`] leaves next to the merged journal, so it can tell its own work from a scan's.
@@ -271,6 +309,30 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// journals (complete lines only), then every output is rebuilt from it. A journal already in
 /// `out` is replaced only when an earlier merge wrote it and nothing was appended since.
 pub fn merge(dirs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Summary, ReportError> {
+    check_merge_dirs(dirs, out)?;
+    journal::create_private_dir(out).map_err(io_err(out))?;
+    let _lock = DirLock::acquire(out)?;
+    let out_journal = out.join(JOURNAL_FILE);
+    let marker_path = out.join(MERGE_MARKER);
+    check_replaceable(out, &out_journal, &marker_path)?;
+    let (shards, warnings) = check_shards(dirs)?;
+    let total = concatenate(&shards, &out_journal)?;
+    let marker = MergeMarker {
+        merged_from: dirs.iter().map(|d| d.display().to_string()).collect(),
+        journal_bytes: total,
+    };
+    journal::write_private_atomic(&marker_path, |w| {
+        let mut bw = BufWriter::new(w);
+        serde_json::to_writer_pretty(&mut bw, &marker).map_err(io::Error::other)?;
+        bw.write_all(b"\n")?;
+        bw.flush()
+    })
+    .map_err(io_err(&marker_path))?;
+    build(out, opts, warnings)
+}
+
+/// At least one folder, each holding a journal, none of them `out`, none given twice.
+fn check_merge_dirs(dirs: &[PathBuf], out: &Path) -> Result<(), ReportError> {
     if dirs.is_empty() {
         return Err(ReportError::Usage(
             "report: give at least one DIR to merge".into(),
@@ -295,27 +357,44 @@ pub fn merge(dirs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Summa
             )));
         }
     }
-    journal::create_private_dir(out).map_err(io_err(out))?;
-    let _lock = DirLock::acquire(out)?;
-    let out_journal = out.join(JOURNAL_FILE);
-    let marker_path = out.join(MERGE_MARKER);
-    if out_journal.exists() {
-        let len = std::fs::metadata(&out_journal)
-            .map_err(io_err(&out_journal))?
-            .len();
-        let ours = std::fs::read(&marker_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<MergeMarker>(&b).ok())
-            .is_some_and(|m| m.journal_bytes == len);
-        if !ours {
-            return Err(ReportError::OutHoldsJournal {
-                out: out.to_path_buf(),
-                journal: out_journal,
-            });
-        }
-    }
+    Ok(())
+}
 
-    // Check every shard first (a journal, where its complete lines end, overlapping keys).
+/// A journal already in `out` may be replaced only when an earlier merge wrote it, unchanged.
+fn check_replaceable(
+    out: &Path,
+    out_journal: &Path,
+    marker_path: &Path,
+) -> Result<(), ReportError> {
+    if !out_journal.exists() {
+        return Ok(());
+    }
+    let len = std::fs::metadata(out_journal)
+        .map_err(io_err(out_journal))?
+        .len();
+    let ours = std::fs::read(marker_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<MergeMarker>(&b).ok())
+        .is_some_and(|m| m.journal_bytes == len);
+    if ours {
+        Ok(())
+    } else {
+        Err(ReportError::OutHoldsJournal {
+            out: out.to_path_buf(),
+            journal: out_journal.to_path_buf(),
+        })
+    }
+}
+
+/// One shard's journal and the length of its complete lines, the part a merge copies.
+struct Shard {
+    path: PathBuf,
+    len: u64,
+}
+
+/// Check every shard: its journal, where its complete lines end, and keys shared with the
+/// shards before it. Returns the shards and the warnings.
+fn check_shards(dirs: &[PathBuf]) -> Result<(Vec<Shard>, Vec<String>), ReportError> {
     let mut warnings = Vec::new();
     let mut shards = Vec::with_capacity(dirs.len());
     let mut seen: HashSet<u128> = HashSet::new();
@@ -331,7 +410,10 @@ pub fn merge(dirs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Summa
         let keys = index.by_key.len();
         seen.extend(index.by_key.keys().copied());
         overlapping += (keys - (seen.len() - before)) as u64;
-        shards.push((path, reader.good_len()));
+        shards.push(Shard {
+            len: reader.good_len(),
+            path,
+        });
     }
     if overlapping > 0 {
         warnings.push(format!(
@@ -339,11 +421,15 @@ pub fn merge(dirs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Summa
              (in the order the folders were given) is its result, and every record's billing is counted"
         ));
     }
-    drop(seen);
+    Ok((shards, warnings))
+}
 
+/// Write the shards' complete lines one after the other into `out_journal`, each ending with a
+/// line break; returns the bytes written.
+fn concatenate(shards: &[Shard], out_journal: &Path) -> Result<u64, ReportError> {
     let mut total = 0u64;
-    journal::write_private_atomic(&out_journal, |w| {
-        for (path, len) in &shards {
+    journal::write_private_atomic(out_journal, |w| {
+        for Shard { path, len } in shards {
             let mut f = File::open(path)?;
             let copied = io::copy(&mut (&mut f).take(*len), w)?;
             if copied != *len {
@@ -365,42 +451,25 @@ pub fn merge(dirs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Summa
         }
         Ok(())
     })
-    .map_err(io_err(&out_journal))?;
-    let marker = MergeMarker {
-        merged_from: dirs.iter().map(|d| d.display().to_string()).collect(),
-        journal_bytes: total,
-    };
-    journal::write_private_atomic(&marker_path, |w| {
-        let mut bw = BufWriter::new(w);
-        serde_json::to_writer_pretty(&mut bw, &marker).map_err(io::Error::other)?;
-        bw.write_all(b"\n")?;
-        bw.flush()
-    })
-    .map_err(io_err(&marker_path))?;
-    build(out, opts, warnings)
+    .map_err(io_err(out_journal))?;
+    Ok(total)
 }
 
 /// `liveness-batch report DIR...`: rebuild one folder's outputs in place (or into --out), or
 /// merge several into --out. Prints the summary on stderr; returns 0 when every item has a
 /// result, 1 otherwise.
-pub async fn run_command(args: ReportArgs) -> Result<i32, ReportError> {
-    match tokio::task::spawn_blocking(move || run_blocking(&args)).await {
+pub async fn run_command(cfg: ReportConfig) -> Result<i32, ReportError> {
+    match tokio::task::spawn_blocking(move || run_blocking(&cfg)).await {
         Ok(result) => result,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 
-fn run_blocking(args: &ReportArgs) -> Result<i32, ReportError> {
-    if !args.cost.price_per_call.is_finite() || args.cost.price_per_call < 0.0 {
-        return Err(ReportError::Usage(format!(
-            "report: --price-per-call must be a price in US dollars of 0 or more, not {}",
-            args.cost.price_per_call
-        )));
-    }
+fn run_blocking(cfg: &ReportConfig) -> Result<i32, ReportError> {
     let opts = ReportOptions {
-        price_per_call: args.cost.price_per_call,
+        price_per_call: cfg.price_per_call,
     };
-    let summary = match (args.dirs.as_slice(), &args.out) {
+    let summary = match (cfg.dirs.as_slice(), &cfg.out) {
         ([], _) => return Err(ReportError::Usage("report: give at least one DIR".into())),
         ([dir], out) if out.as_ref().is_none_or(|o| same_dir(o, dir)) => {
             if !dir.join(JOURNAL_FILE).is_file() {

@@ -5,6 +5,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use clap::Parser;
+
+use liveness_batch::cli::{Cli, Command as Cmd, ReportArgs};
+use liveness_batch::config::{ConfigError, ReportConfig};
 use liveness_batch::journal::{
     self, DirLock, JOURNAL_FILE, Line, RunEnd, RunInfo, Settings, Writer,
 };
@@ -677,14 +681,8 @@ async fn run_command_in_process() {
             end_line("stopped", 3, 2),
         ],
     );
-    let args = liveness_batch::cli::ReportArgs {
-        dirs: vec![dir.path().to_path_buf()],
-        out: None,
-        cost: liveness_batch::cli::CostArgs {
-            price_per_call: 0.1,
-        },
-    };
-    let code = report::run_command(args).await.unwrap();
+    let cfg = ReportConfig::from_args(report_args(&[dir.path().to_str().unwrap()])).unwrap();
+    let code = report::run_command(cfg).await.unwrap();
     assert_eq!(code, 1, "2 items were not processed");
     let s = read_summary(dir.path());
     assert_eq!(s.outcome, "stopped");
@@ -722,4 +720,63 @@ fn large_journal_streams_with_bounded_attention_table() {
         "1500 rows fit under the cap"
     );
     assert_eq!(read_csv(dir.path()).1.len(), 3000);
+}
+
+/// `report` arguments as the command line gives them.
+fn report_args(args: &[&str]) -> ReportArgs {
+    let mut argv = vec!["liveness-batch", "report"];
+    argv.extend_from_slice(args);
+    match Cli::try_parse_from(argv).unwrap().command {
+        Cmd::Report(args) => args,
+        _ => unreachable!("a report command"),
+    }
+}
+
+#[test]
+fn report_config_carries_the_arguments_and_checks_the_price() {
+    let cfg = ReportConfig::from_args(report_args(&["a", "b", "--out", "m"])).unwrap();
+    assert_eq!(cfg.dirs, [Path::new("a"), Path::new("b")]);
+    assert_eq!(cfg.out.as_deref(), Some(Path::new("m")));
+    assert_eq!(cfg.price_per_call, 0.10, "the default price");
+    let free = ReportConfig::from_args(report_args(&["a", "--price-per-call", "0"])).unwrap();
+    assert_eq!(free.price_per_call, 0.0);
+    assert_eq!(free.out, None);
+    for bad in ["-0.01", "NaN", "inf"] {
+        let e = ReportConfig::from_args(report_args(&["a", "--price-per-call", bad])).unwrap_err();
+        assert!(matches!(e, ConfigError::Price(_)), "{bad}: {e}");
+        assert!(e.to_string().contains("--price-per-call"), "{bad}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn run_command_merges_into_out_without_touching_the_shards() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    for (dir, key) in [(&a, "a"), (&b, "b")] {
+        write_journal(
+            dir.path(),
+            &[
+                run_line(false, false),
+                item(result(key, 90.0, &[])),
+                end_line("completed", 1, 0),
+            ],
+        );
+    }
+    let top = tempfile::tempdir().unwrap();
+    let out = top.path().join("merged");
+    let cfg = ReportConfig {
+        dirs: vec![a.path().to_path_buf(), b.path().to_path_buf()],
+        out: Some(out.clone()),
+        price_per_call: 0.25,
+    };
+    assert_eq!(report::run_command(cfg).await.unwrap(), 0);
+    let s = read_summary(&out);
+    assert_eq!((s.journals, s.items.total), (2, 2));
+    assert_eq!(s.credits.price_per_call_usd, 0.25);
+    for dir in [&a, &b] {
+        assert!(
+            !dir.path().join("summary.json").exists(),
+            "shards untouched"
+        );
+    }
 }

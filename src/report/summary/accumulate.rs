@@ -1,0 +1,442 @@
+//! The [`Accumulator`]: builds a [`Summary`] from journal lines streamed in order, with memory
+//! bounded whatever the journal's length.
+
+use std::collections::BTreeMap;
+
+use crate::journal::{RunEnd, RunInfo, Settings};
+use crate::record::{Action, Class, Decision, Record};
+
+use super::{
+    Credits, DecisionCounts, InputCounts, ItemCounts, RequestCounts, SIMULATED_NOTICE, ScoreBucket,
+    ScoreDistribution, Summary, cents, record_action, score_bucket,
+};
+
+/// At most this many distinct journal warnings are kept (memory stays bounded).
+const MAX_WARNINGS: usize = 50;
+
+/// How one journal (one shard, or the only one) ended.
+#[derive(Debug, Clone, Default)]
+struct Segment {
+    /// The end line of the segment's latest run; None while that run has no end line.
+    last_end: Option<RunEnd>,
+    any_run: bool,
+}
+
+/// Builds a [`Summary`] from journal lines streamed in order. Memory stays bounded: counters,
+/// one entry per risk code / log type, and one small entry per merged journal.
+#[derive(Debug, Default)]
+pub struct Accumulator {
+    simulated: bool,
+    tool_version: Option<String>,
+    started_at: Option<String>,
+    settings: Option<Settings>,
+    runs: u64,
+    segments: Vec<Segment>,
+    wall_secs: f64,
+    last_end: Option<RunEnd>,
+    items: ItemCounts,
+    by_class: BTreeMap<Class, u64>,
+    by_decision: DecisionCounts,
+    by_action: BTreeMap<Action, u64>,
+    risk_codes: BTreeMap<String, u64>,
+    log_types: BTreeMap<String, u64>,
+    buckets: [u64; 10],
+    no_score: u64,
+    requests: RequestCounts,
+    credits_used: u64,
+    saved: u64,
+    warnings: Vec<String>,
+}
+
+impl Accumulator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A run header: a new journal when `resumed` is false (or it is the first), else a resume.
+    pub fn on_run(&mut self, run: &RunInfo) {
+        self.runs += 1;
+        self.simulated |= run.settings.simulated;
+        if self.started_at.is_none() {
+            self.started_at = Some(run.started_at.clone());
+        }
+        self.tool_version = Some(run.tool_version.clone());
+        if let Some(prev) = &self.settings {
+            let diff = run.settings.differences(prev);
+            if !diff.is_empty() {
+                let w = format!(
+                    "results mix settings: a later run (started {}) differs from the one before it: {}",
+                    run.started_at,
+                    diff.join("; ")
+                );
+                self.warn(w);
+            }
+        }
+        self.settings = Some(run.settings.clone());
+        if !run.resumed || self.segments.is_empty() {
+            self.segments.push(Segment::default());
+        }
+        let seg = self.segments.last_mut().expect("a segment");
+        seg.any_run = true;
+        seg.last_end = None;
+    }
+
+    /// A run's end line.
+    pub fn on_end(&mut self, end: &RunEnd) {
+        if self.segments.is_empty() {
+            self.segments.push(Segment::default());
+        }
+        self.wall_secs += end.wall_secs.max(0.0);
+        self.segments.last_mut().expect("a segment").last_end = Some(end.clone());
+        self.last_end = Some(end.clone());
+    }
+
+    /// An item record. Money counts over every record; `latest` marks the record that is the
+    /// item's outcome (the last one for its key).
+    pub fn on_record(&mut self, r: &Record, latest: bool) {
+        if r.billed {
+            self.credits_used += 1;
+        }
+        self.requests.sent += u64::from(r.attempts);
+        self.requests.retries += u64::from(r.attempts.saturating_sub(1));
+        self.requests.rate_limited_429 += u64::from(r.rate_limited);
+        self.requests.possible_double_charges += u64::from(r.possible_double_charges);
+        if !latest {
+            return;
+        }
+        let class = r.class.unwrap_or(Class::Interrupted);
+        let action = record_action(r);
+        self.items.total += 1;
+        *self.by_class.entry(class).or_default() += 1;
+        *self.by_action.entry(action).or_default() += 1;
+        if action != Action::Proceed {
+            self.items.needing_attention += 1;
+        }
+        if class != Class::Result {
+            self.items.without_result += 1;
+            return;
+        }
+        self.items.with_result += 1;
+        match r.status {
+            Some(Decision::Approved) => self.by_decision.approved += 1,
+            Some(Decision::Declined) => self.by_decision.declined += 1,
+            None => {}
+        }
+        match r.score.and_then(score_bucket) {
+            Some(b) => self.buckets[b] += 1,
+            None => self.no_score += 1,
+        }
+        for w in &r.warnings {
+            bump(&mut self.risk_codes, &w.risk);
+            bump(&mut self.log_types, &w.log_type);
+        }
+        if r.duplicate_of.is_some() {
+            self.saved += 1;
+        }
+    }
+
+    /// Add a warning (distinct texts only, bounded).
+    pub fn warn(&mut self, w: String) {
+        if self.warnings.len() < MAX_WARNINGS && !self.warnings.contains(&w) {
+            self.warnings.push(w);
+        }
+    }
+
+    pub fn simulated(&self) -> bool {
+        self.simulated
+    }
+
+    /// The summary of everything seen; `price_per_call` (US dollars) prices the credits used.
+    pub fn finish(self, price_per_call: f64, out_dir: &str) -> Summary {
+        let by_class = every_key(&Class::ALL, &self.by_class);
+        let errors_by_class = by_class
+            .iter()
+            .filter(|(c, _)| **c != Class::Result)
+            .map(|(c, n)| (*c, *n))
+            .collect();
+        let by_action = every_key(&Action::ALL, &self.by_action);
+        let segments: Vec<&Segment> = self.segments.iter().filter(|s| s.any_run).collect();
+        let (outcome, stop_reason) = outcome(&segments);
+        let price = if price_per_call.is_finite() {
+            price_per_call
+        } else {
+            0.0
+        };
+        Summary {
+            simulated: self.simulated,
+            notice: self.simulated.then(|| SIMULATED_NOTICE.to_string()),
+            tool_version: self
+                .tool_version
+                .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string()),
+            out_dir: out_dir.to_string(),
+            journals: segments.len() as u64,
+            runs: self.runs,
+            started_at: self.started_at,
+            finished_at: self.last_end.as_ref().map(|e| e.finished_at.clone()),
+            settings: self.settings,
+            outcome,
+            stop_reason,
+            interrupted: segments.iter().any(|s| s.interrupted()),
+            items: self.items,
+            by_class,
+            by_decision: self.by_decision,
+            by_action,
+            risk_codes: self.risk_codes,
+            log_types: self.log_types,
+            scores: score_distribution(&self.buckets, self.no_score),
+            errors_by_class,
+            requests: self.requests,
+            credits: Credits {
+                used: self.credits_used,
+                price_per_call_usd: price,
+                estimated_cost_usd: cents(self.credits_used as f64 * price),
+                saved_by_deduplication: self.saved,
+            },
+            inputs: last_inputs(&segments),
+            wall_secs: self.wall_secs,
+            achieved_rate_per_min: self.last_end.and_then(|e| e.achieved_rate_per_min),
+            warnings: self.warnings,
+        }
+    }
+}
+
+impl Segment {
+    /// How the segment's latest run ended, and why when it stopped early.
+    fn ended(&self) -> (String, Option<String>) {
+        match &self.last_end {
+            Some(e) => (e.outcome.to_string(), e.stop_reason.clone()),
+            None => (
+                "incomplete".into(),
+                Some(
+                    "the last run did not finish (killed or crashed); rerun the same command to resume"
+                        .into(),
+                ),
+            ),
+        }
+    }
+
+    /// True when the segment's latest run was interrupted (Ctrl-C) or terminated (SIGTERM).
+    fn interrupted(&self) -> bool {
+        self.last_end
+            .as_ref()
+            .is_some_and(|e| matches!(e.outcome.as_str(), "interrupted" | "terminated"))
+    }
+}
+
+/// How the journal(s) ended: the only segment's outcome, or the first merged journal that did
+/// not complete, named by its place.
+fn outcome(segments: &[&Segment]) -> (String, Option<String>) {
+    let n = segments.len();
+    match n {
+        0 => (
+            "incomplete".to_string(),
+            Some("no run has been recorded in this journal yet".to_string()),
+        ),
+        1 => segments[0].ended(),
+        _ => segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, s.ended()))
+            .find(|(_, (o, _))| o != "completed")
+            .map(|(i, (o, reason))| {
+                let reason = reason.unwrap_or_else(|| format!("the run ended {o}"));
+                (o, Some(format!("journal {} of {n}: {reason}", i + 1)))
+            })
+            .unwrap_or_else(|| ("completed".into(), None)),
+    }
+}
+
+/// The input counts summed over every segment's last end; None when any segment's latest run
+/// has no end line (or there is no run at all).
+fn last_inputs(segments: &[&Segment]) -> Option<InputCounts> {
+    if segments.is_empty() || segments.iter().any(|s| s.last_end.is_none()) {
+        return None;
+    }
+    let mut c = InputCounts::default();
+    for e in segments.iter().filter_map(|s| s.last_end.as_ref()) {
+        c.inputs += e.inputs;
+        c.ignored += e.ignored;
+        c.skipped_done += e.skipped_done;
+        c.deduplicated += e.deduplicated;
+        c.not_processed += e.not_processed;
+        c.input_unread |= e.input_unread;
+    }
+    Some(c)
+}
+
+/// Every key of `all` with its count (zeros included), so summary.json always lists them all.
+fn every_key<K: Ord + Copy>(all: &[K], counts: &BTreeMap<K, u64>) -> BTreeMap<K, u64> {
+    all.iter()
+        .map(|k| (*k, counts.get(k).copied().unwrap_or(0)))
+        .collect()
+}
+
+/// The ten 10-point buckets, named by their range.
+fn score_distribution(buckets: &[u64; 10], no_score: u64) -> ScoreDistribution {
+    ScoreDistribution {
+        buckets: buckets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ScoreBucket {
+                range: format!("{}-{}", i * 10, i * 10 + 10),
+                count: *n,
+            })
+            .collect(),
+        no_score,
+    }
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
+    match map.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            map.insert(key.to_string(), 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{end, failed, result, run};
+    use super::*;
+
+    #[test]
+    fn counts_latest_records_and_money_over_all() {
+        let mut acc = Accumulator::new();
+        acc.on_run(&run(false, false));
+        // a superseded attempt that was billed (e.g. the image changed and was redone)
+        acc.on_record(
+            &result("a", Some(12.0), &[("LOW_LIVENESS_SCORE", "error")]),
+            false,
+        );
+        acc.on_record(&failed("b", Class::Transient, 5), false);
+        acc.on_end(&end("stopped", 2));
+        acc.on_run(&run(true, false));
+        let mut a = result("a", Some(100.0), &[]);
+        a.rate_limited = 2;
+        a.attempts = 3;
+        a.possible_double_charges = 1;
+        acc.on_record(&a, true);
+        acc.on_record(&result("b", None, &[("NO_FACE_DETECTED", "error")]), true);
+        acc.on_record(&failed("c", Class::InvalidInput, 0), true);
+        let mut d = result("d", Some(55.0), &[("LOW_FACE_QUALITY", "warning")]);
+        d.billed = false;
+        d.attempts = 0;
+        d.duplicate_of = Some("a".into());
+        acc.on_record(&d, true);
+        acc.on_end(&end("completed", 0));
+        let s = acc.finish(0.10, "/out");
+
+        assert_eq!(s.items.total, 4);
+        assert_eq!(s.items.with_result, 3);
+        assert_eq!(s.items.without_result, 1);
+        assert_eq!(s.class_count(Class::Result), 3);
+        assert_eq!(s.class_count(Class::InvalidInput), 1);
+        assert_eq!(
+            s.class_count(Class::Transient),
+            0,
+            "superseded records do not count as outcomes"
+        );
+        assert_eq!(s.by_class.len(), Class::ALL.len(), "all classes listed");
+        assert_eq!(s.by_action.len(), 6, "all actions listed");
+        assert_eq!(s.errors_by_class.len(), Class::ALL.len() - 1);
+        assert_eq!(s.action_count(Action::Proceed), 1);
+        assert_eq!(s.action_count(Action::Retake), 2);
+        assert_eq!(s.action_count(Action::FixInput), 1);
+        assert_eq!(s.items.needing_attention, 3);
+        assert_eq!(s.by_decision.approved, 2);
+        assert_eq!(s.by_decision.declined, 1);
+        assert_eq!(s.scores.buckets[9].count, 1);
+        assert_eq!(s.scores.buckets[5].count, 1);
+        assert_eq!(
+            s.scores.buckets[1].count, 0,
+            "the superseded 12.0 is not counted"
+        );
+        assert_eq!(s.scores.no_score, 1);
+        assert_eq!(s.risk_codes.get("NO_FACE_DETECTED"), Some(&1));
+        assert_eq!(s.risk_codes.get("LOW_LIVENESS_SCORE"), None);
+        assert_eq!(s.log_types.get("error"), Some(&1));
+        assert_eq!(s.log_types.get("warning"), Some(&1));
+        // money: every record, superseded ones included
+        assert_eq!(s.credits.used, 3, "first a, latest a, b");
+        assert!((s.credits.estimated_cost_usd - 0.30).abs() < 1e-9);
+        assert_eq!(s.credits.saved_by_deduplication, 1);
+        assert_eq!(s.requests.sent, 1 + 5 + 3 + 1);
+        assert_eq!(s.requests.retries, 4 + 2);
+        assert_eq!(s.requests.rate_limited_429, 2);
+        assert_eq!(s.requests.possible_double_charges, 1);
+        // the last run's end
+        assert_eq!(s.outcome, "completed");
+        assert_eq!(s.stop_reason, None);
+        assert!(!s.interrupted);
+        assert_eq!(s.inputs.as_ref().unwrap().not_processed, 0);
+        assert_eq!(s.wall_secs, 120.0);
+        assert_eq!(s.runs, 2);
+        assert_eq!(s.journals, 1);
+        assert!(!s.all_have_results());
+        assert!(!s.simulated);
+        assert!(s.notice.is_none());
+    }
+
+    #[test]
+    fn stopped_and_crashed_runs_say_what_to_do() {
+        let mut acc = Accumulator::new();
+        acc.on_run(&run(false, false));
+        acc.on_record(&result("a", Some(80.0), &[]), true);
+        acc.on_end(&end("stopped", 3));
+        let s = acc.finish(0.10, "/out");
+        assert_eq!(s.outcome, "stopped");
+        assert!(
+            s.stop_reason
+                .as_deref()
+                .unwrap()
+                .contains("rerun the same command")
+        );
+        assert!(!s.all_have_results(), "3 items not processed");
+        assert!(
+            s.headline().contains("3 more not processed"),
+            "{}",
+            s.headline()
+        );
+
+        let mut acc = Accumulator::new();
+        acc.on_run(&run(false, false));
+        acc.on_record(&result("a", Some(80.0), &[]), true);
+        acc.on_end(&end("completed", 0));
+        acc.on_run(&run(true, false));
+        let s = acc.finish(0.10, "/out");
+        assert_eq!(s.outcome, "incomplete");
+        assert!(s.stop_reason.as_deref().unwrap().contains("did not finish"));
+        assert!(s.inputs.is_none());
+        assert!(s.all_have_results());
+        assert!(
+            s.time_line().contains("did not finish"),
+            "{}",
+            s.time_line()
+        );
+
+        let mut acc = Accumulator::new();
+        acc.on_run(&run(false, false));
+        acc.on_end(&end("interrupted", 4));
+        assert!(acc.finish(0.1, "/o").interrupted);
+    }
+
+    #[test]
+    fn merged_journals_sum_their_last_ends() {
+        let mut acc = Accumulator::new();
+        acc.on_run(&run(false, false));
+        acc.on_end(&end("completed", 0));
+        acc.on_run(&run(false, false));
+        acc.on_end(&end("stopped", 7));
+        let s = acc.finish(0.1, "/o");
+        assert_eq!(s.journals, 2);
+        assert_eq!(s.inputs.as_ref().unwrap().inputs, 10);
+        assert_eq!(s.inputs.as_ref().unwrap().not_processed, 7);
+        assert_eq!(s.outcome, "stopped");
+        assert!(
+            s.stop_reason
+                .unwrap()
+                .starts_with("journal 2 of 2: out of credits")
+        );
+    }
+}

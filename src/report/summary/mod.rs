@@ -1,0 +1,296 @@
+//! The run summary model: what `summary.json` holds (the [`Summary`] struct and its parts, with
+//! their serde form) and the plain queries on it. Accumulation, wording and the text and Markdown
+//! renderings live in the sibling modules; the HTML report renders the same struct.
+
+mod accumulate;
+#[cfg(test)]
+mod fixtures;
+mod markdown;
+mod text;
+mod words;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::journal::Settings;
+use crate::record::{Action, Class, FRAUD_RISKS, RETAKE_RISKS, Record, action_for};
+
+pub use accumulate::Accumulator;
+pub use markdown::md;
+pub use words::{Fact, Layout, Row, fmt_duration, fmt_threshold, fmt_usd};
+
+/// The stamp every output carries when its results came from the emulator.
+pub const SIMULATED_NOTICE: &str = "SIMULATED: results from the built-in emulator, not from Didit";
+
+/// The output files written next to the journal, in the order they are listed to the user.
+pub const OUTPUT_FILES: [&str; 5] = [
+    "results.csv",
+    "results.json",
+    "summary.json",
+    "summary.md",
+    "report.html",
+];
+
+/// Everything a reader of the outputs needs to know about the journal, computed in one pass.
+/// `summary.json` is exactly this struct; the text, Markdown and HTML renderings read it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// True when any run in the journal used the built-in emulator.
+    pub simulated: bool,
+    /// [`SIMULATED_NOTICE`] when simulated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+    /// Version of the tool that wrote the latest run header.
+    pub tool_version: String,
+    /// The folder holding the journal and these outputs.
+    pub out_dir: String,
+    /// Journals described: 1, or the number of shards merged.
+    pub journals: u64,
+    /// Runs recorded (the first run plus each resume).
+    pub runs: u64,
+    /// When the first run started.
+    pub started_at: Option<String>,
+    /// When the last finished run ended.
+    pub finished_at: Option<String>,
+    /// Settings of the latest run (threshold, rotate_image, save_api_request, host).
+    pub settings: Option<Settings>,
+    /// How the last run ended: completed, interrupted, terminated, stopped, or incomplete (no
+    /// end line: killed or crashed).
+    pub outcome: String,
+    /// Why it stopped early, with what to do next.
+    pub stop_reason: Option<String>,
+    /// True when the last run was interrupted (Ctrl-C) or terminated (SIGTERM).
+    pub interrupted: bool,
+    pub items: ItemCounts,
+    /// Latest record per item, by class (all classes, zeros included).
+    pub by_class: BTreeMap<Class, u64>,
+    pub by_decision: DecisionCounts,
+    /// Latest record per item, by action (all actions, zeros included).
+    pub by_action: BTreeMap<Action, u64>,
+    /// Warnings per risk code, over items with a result.
+    pub risk_codes: BTreeMap<String, u64>,
+    /// Warnings per severity (log_type), over items with a result.
+    pub log_types: BTreeMap<String, u64>,
+    pub scores: ScoreDistribution,
+    /// Items without a result, by class.
+    pub errors_by_class: BTreeMap<Class, u64>,
+    pub requests: RequestCounts,
+    pub credits: Credits,
+    /// Counts from the end of the last run; absent when the last run did not finish.
+    pub inputs: Option<InputCounts>,
+    /// Sum of every run's wall time, in seconds.
+    pub wall_secs: f64,
+    /// Requests per minute achieved by the last run.
+    pub achieved_rate_per_min: Option<f64>,
+    /// Problems found while reading the journal(s): cut-short last lines, mixed settings, ...
+    pub warnings: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct ItemCounts {
+    /// Distinct item keys in the journal.
+    pub total: u64,
+    /// Items whose latest record is an Approved/Declined result.
+    pub with_result: u64,
+    /// Items whose latest record is not a result.
+    pub without_result: u64,
+    /// Items whose action is anything but proceed.
+    pub needing_attention: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct DecisionCounts {
+    pub approved: u64,
+    pub declined: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ScoreDistribution {
+    /// Ten 10-point buckets: "0-10" holds [0, 10), ..., "90-100" holds [90, 100].
+    pub buckets: Vec<ScoreBucket>,
+    /// Results without a liveness score (e.g. no face detected).
+    pub no_score: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ScoreBucket {
+    pub range: String,
+    pub count: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct RequestCounts {
+    /// HTTP requests sent, over every record including superseded ones.
+    pub sent: u64,
+    /// Requests beyond each item's first.
+    pub retries: u64,
+    /// 429 answers received.
+    pub rate_limited_429: u64,
+    /// Retries after the body had been sent: each may have been billed twice.
+    pub possible_double_charges: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct Credits {
+    /// Billed calls (200 answers), over every record including superseded ones.
+    pub used: u64,
+    pub price_per_call_usd: f64,
+    /// used x price, rounded to cents.
+    pub estimated_cost_usd: f64,
+    /// Items that reused an identical image's result instead of being sent.
+    pub saved_by_deduplication: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct InputCounts {
+    /// Items found in the sources (images and would-be images).
+    pub inputs: u64,
+    /// Non-image files skipped by the folder walk.
+    pub ignored: u64,
+    /// Items already done by an earlier run, skipped.
+    pub skipped_done: u64,
+    /// Items that reused an identical image's result.
+    pub deduplicated: u64,
+    /// Items left without a record because the run stopped before submitting them.
+    pub not_processed: u64,
+    /// The run stopped before reading a manifest on standard input to its end: the counts
+    /// cover only what was read.
+    #[serde(default)]
+    pub input_unread: bool,
+}
+
+/// The 10-point bucket a score falls in (0..=9); 100 and above go in the last, below 0 in the first.
+pub fn score_bucket(score: f64) -> Option<usize> {
+    if score.is_nan() {
+        return None;
+    }
+    Some(((score / 10.0).floor().max(0.0) as usize).min(9))
+}
+
+/// Which action a risk code leads to on its own (for the warnings tables).
+pub fn risk_action(code: &str) -> Action {
+    if FRAUD_RISKS.contains(&code) {
+        Action::Fraud
+    } else if RETAKE_RISKS.contains(&code) {
+        Action::Retake
+    } else {
+        // REVIEW_RISKS, and any code this tool does not know
+        Action::Review
+    }
+}
+
+/// The action of a record: the stored one, or derived from class, status and warnings.
+pub fn record_action(r: &Record) -> Action {
+    r.action
+        .unwrap_or_else(|| action_for(r.class.unwrap_or(Class::Interrupted), r.status, &r.risks()))
+}
+
+/// Round a dollar amount to cents.
+pub fn cents(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+impl Summary {
+    pub fn class_count(&self, c: Class) -> u64 {
+        self.by_class.get(&c).copied().unwrap_or(0)
+    }
+
+    pub fn action_count(&self, a: Action) -> u64 {
+        self.by_action.get(&a).copied().unwrap_or(0)
+    }
+
+    /// True when every item has an Approved/Declined result and none was left unprocessed.
+    pub fn all_have_results(&self) -> bool {
+        self.items.without_result == 0 && self.inputs.as_ref().is_none_or(|i| i.not_processed == 0)
+    }
+
+    /// Risk codes, most frequent first.
+    pub fn risk_codes_by_count(&self) -> Vec<(&str, u64)> {
+        by_count(&self.risk_codes)
+    }
+
+    /// Severities, most frequent first.
+    pub fn log_types_by_count(&self) -> Vec<(&str, u64)> {
+        by_count(&self.log_types)
+    }
+
+    /// Classes without a result that occurred.
+    pub fn errors_present(&self) -> Vec<(Class, u64)> {
+        self.errors_by_class
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(c, n)| (*c, *n))
+            .collect()
+    }
+}
+
+fn by_count(map: &BTreeMap<String, u64>) -> Vec<(&str, u64)> {
+    let mut v: Vec<(&str, u64)> = map.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{end, failed, result, run};
+    use super::*;
+
+    #[test]
+    fn score_buckets_cover_edges() {
+        assert_eq!(score_bucket(0.0), Some(0));
+        assert_eq!(score_bucket(9.99), Some(0));
+        assert_eq!(score_bucket(10.0), Some(1));
+        assert_eq!(score_bucket(89.9), Some(8));
+        assert_eq!(score_bucket(90.0), Some(9));
+        assert_eq!(score_bucket(100.0), Some(9), "100 goes in the last bucket");
+        assert_eq!(score_bucket(-3.0), Some(0));
+        assert_eq!(score_bucket(f64::NAN), None);
+    }
+
+    #[test]
+    fn simulated_is_stamped_everywhere() {
+        let mut acc = Accumulator::new();
+        acc.on_run(&run(false, false));
+        acc.on_run(&run(true, true));
+        acc.on_record(&result("a", Some(80.0), &[]), true);
+        acc.on_end(&end("completed", 0));
+        let s = acc.finish(0.1, "/o");
+        assert!(s.simulated);
+        assert_eq!(s.notice.as_deref(), Some(SIMULATED_NOTICE));
+        assert!(
+            s.render_text()
+                .starts_with(&format!("*** {SIMULATED_NOTICE} ***"))
+        );
+        assert!(s.render_markdown().contains(SIMULATED_NOTICE));
+        assert!(
+            s.warnings
+                .iter()
+                .any(|w| w.contains("results mix settings")),
+            "{:?}",
+            s.warnings
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["simulated"], true);
+        assert_eq!(json["notice"], SIMULATED_NOTICE);
+    }
+
+    #[test]
+    fn summary_json_round_trips_with_named_classes() {
+        let mut acc = Accumulator::new();
+        acc.on_run(&run(false, false));
+        acc.on_record(&failed("x", Class::RateLimited, 5), true);
+        acc.on_end(&end("completed", 0));
+        let s = acc.finish(0.1, "/o");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["by_class"]["rate_limited"], 1);
+        assert_eq!(json["by_class"]["result"], 0);
+        assert_eq!(json["by_action"]["rerun"], 1);
+        assert_eq!(json["by_action"]["fix_input"], 0);
+        assert_eq!(json["errors_by_class"]["rate_limited"], 1);
+        assert!(json["errors_by_class"].get("result").is_none());
+        assert_eq!(json["scores"]["buckets"][9]["range"], "90-100");
+        let back: Summary = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
+    }
+}

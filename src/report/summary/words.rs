@@ -1,0 +1,314 @@
+//! The summary in words: the sentences, facts and (label, value) rows that the text, Markdown
+//! and HTML renderings share, each worded once here so the three cannot drift apart.
+
+use std::fmt::Write as _;
+
+use crate::record::Action;
+
+use super::{OUTPUT_FILES, Summary};
+
+/// One (label, value) row of a details table; each rendering formats a list of them its way.
+pub type Row = (&'static str, String);
+
+/// One fact about the run, worded once by [`Summary::fact`]. Each rendering shows the facts it
+/// lists in its layout, under its own labels and in its own order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fact {
+    /// "liveness-batch 0.1.0".
+    Tool,
+    /// When the first run started.
+    Started,
+    /// When the last finished run ended.
+    Finished,
+    /// Runs, and journals merged: "3 runs", "2 journals merged, 3 runs".
+    Runs,
+    /// Runs first, journals merged in brackets: "3", "3 (2 journals merged)".
+    RunCount,
+    /// Every setting of the latest run on one line.
+    Settings,
+    /// The latest run's API host (absent when no run was recorded).
+    ApiHost,
+    /// The latest run's threshold (absent when no run was recorded).
+    Threshold,
+    /// The latest run's rotate_image (absent when no run was recorded).
+    RotateImage,
+    /// The latest run's save_api_request (absent when no run was recorded).
+    SaveApiRequest,
+    /// Didit, or the built-in emulator.
+    ResultsSource,
+    /// How the last run ended.
+    Outcome,
+    /// The folder holding the journal and the outputs.
+    Folder,
+    /// The files in that folder.
+    Files,
+}
+
+/// Which rows of a layout the rendering shows: `(label, fact)` pairs, in order.
+pub type Layout = [(&'static str, Fact)];
+
+/// "1h 02m 03s", "4m 05s", "12.3s".
+pub fn fmt_duration(secs: f64) -> String {
+    if !secs.is_finite() || secs < 0.0 {
+        return "unknown".into();
+    }
+    if secs < 60.0 {
+        return format!("{secs:.1}s");
+    }
+    let s = secs.round() as u64;
+    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
+    if h > 0 {
+        format!("{h}h {m:02}m {s:02}s")
+    } else {
+        format!("{m}m {s:02}s")
+    }
+}
+
+/// "US$12.30".
+pub fn fmt_usd(x: f64) -> String {
+    format!("US${x:.2}")
+}
+
+/// A threshold as the user understands it.
+pub fn fmt_threshold(t: Option<f64>) -> String {
+    t.map_or_else(|| "30 (Didit's default)".to_string(), |t| t.to_string())
+}
+
+pub(super) fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+pub(super) fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}
+
+impl Summary {
+    /// One sentence: how many images and what became of them.
+    pub fn headline(&self) -> String {
+        let i = &self.items;
+        if i.total == 0 {
+            return "No images recorded in the journal yet.".into();
+        }
+        let mut s = format!(
+            "{} {}: {} approved, {} declined",
+            i.total,
+            plural(i.total, "image", "images"),
+            self.by_decision.approved,
+            self.by_decision.declined
+        );
+        if i.without_result > 0 {
+            let parts: Vec<String> = [Action::FixInput, Action::Rerun]
+                .iter()
+                .map(|a| (a, self.action_count(*a)))
+                .filter(|(_, n)| *n > 0)
+                .map(|(a, n)| format!("{n} {}", a.as_str()))
+                .collect();
+            let _ = write!(
+                s,
+                ", {} without a result (see {})",
+                i.without_result,
+                parts.join(", ")
+            );
+        }
+        s.push('.');
+        if let Some(np) = self
+            .inputs
+            .as_ref()
+            .map(|i| i.not_processed)
+            .filter(|n| *n > 0)
+        {
+            let _ = write!(s, " {np} more not processed yet.");
+        }
+        s
+    }
+
+    /// The outcome line: how the last run ended and what to do.
+    pub fn outcome_line(&self) -> String {
+        let mut s = format!("Run {}", self.outcome);
+        if let Some(r) = &self.stop_reason {
+            let _ = write!(s, ": {r}");
+        }
+        s
+    }
+
+    /// Settings in words.
+    pub fn settings_line(&self) -> String {
+        match &self.settings {
+            None => "unknown".into(),
+            Some(st) => format!(
+                "threshold {} · rotate_image {} · save_api_request {} · API {}",
+                fmt_threshold(st.threshold),
+                yes_no(st.rotate_image),
+                yes_no(st.save_api_request),
+                st.api_host
+            ),
+        }
+    }
+
+    /// Requests in words.
+    pub fn requests_line(&self) -> String {
+        let r = &self.requests;
+        format!(
+            "{} sent, {} {}, {} rate-limited (429) {}, {} possible double {}",
+            r.sent,
+            r.retries,
+            plural(r.retries, "retry", "retries"),
+            r.rate_limited_429,
+            plural(r.rate_limited_429, "answer", "answers"),
+            r.possible_double_charges,
+            plural(r.possible_double_charges, "charge", "charges"),
+        )
+    }
+
+    /// Credits and cost in words.
+    pub fn credits_line(&self) -> String {
+        let c = &self.credits;
+        let mut s = format!(
+            "{} used, estimated cost {} at {}/call",
+            c.used,
+            fmt_usd(c.estimated_cost_usd),
+            fmt_usd(c.price_per_call_usd)
+        );
+        if c.saved_by_deduplication > 0 {
+            let _ = write!(
+                s,
+                "; {} saved by deduplicating identical images",
+                c.saved_by_deduplication
+            );
+        }
+        s
+    }
+
+    /// Time and rate in words.
+    pub fn time_line(&self) -> String {
+        if self.finished_at.is_none() {
+            return "not recorded (no run has finished)".into();
+        }
+        let mut s = fmt_duration(self.wall_secs);
+        if self.runs > 1 {
+            let _ = write!(s, " over {} runs", self.runs);
+        }
+        if self.outcome == "incomplete" {
+            s.push_str(" (the last run did not finish; its time is not recorded)");
+        } else if let Some(r) = self.achieved_rate_per_min {
+            let _ = write!(s, ", last run achieved {r:.1} requests/min");
+        }
+        s
+    }
+
+    /// Inputs in words.
+    pub fn inputs_line(&self) -> String {
+        match &self.inputs {
+            None => "unknown (the last run did not finish)".into(),
+            Some(i) => format!(
+                "{} found, {} ignored (not images), {} already done earlier, {} deduplicated, {} not processed{}",
+                i.inputs,
+                i.ignored,
+                i.skipped_done,
+                i.deduplicated,
+                i.not_processed,
+                if i.input_unread {
+                    " (the rest of standard input was not read)"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+
+    /// The non-empty score buckets on one line: "20-30: 5 · 80-90: 22 · no score: 1".
+    pub fn scores_line(&self) -> String {
+        let mut parts: Vec<String> = self
+            .scores
+            .buckets
+            .iter()
+            .filter(|b| b.count > 0)
+            .map(|b| format!("{}: {}", b.range, b.count))
+            .collect();
+        if self.scores.no_score > 0 {
+            parts.push(format!("no score: {}", self.scores.no_score));
+        }
+        if parts.is_empty() {
+            return "none".into();
+        }
+        parts.join(" · ")
+    }
+
+    /// Requests, credits, time and inputs, one line each.
+    pub fn usage_rows(&self) -> [Row; 4] {
+        [
+            ("Requests", self.requests_line()),
+            ("Credits", self.credits_line()),
+            ("Time", self.time_line()),
+            ("Inputs", self.inputs_line()),
+        ]
+    }
+
+    /// The decision table: approved, declined, and items without a result.
+    pub fn decision_rows(&self) -> [(&'static str, u64); 3] {
+        [
+            ("Approved", self.by_decision.approved),
+            ("Declined", self.by_decision.declined),
+            ("No result", self.items.without_result),
+        ]
+    }
+
+    /// Every action with its number of images, in the order the tables list them.
+    pub fn action_rows(&self) -> impl Iterator<Item = (Action, u64)> + '_ {
+        Action::ALL.into_iter().map(|a| (a, self.action_count(a)))
+    }
+
+    /// One fact about the run in words; None when the journal does not record it.
+    pub fn fact(&self, fact: Fact) -> Option<String> {
+        let settings = self.settings.as_ref();
+        Some(match fact {
+            Fact::Tool => format!("liveness-batch {}", self.tool_version),
+            Fact::Started => self.started_at.clone().unwrap_or_else(|| "unknown".into()),
+            Fact::Finished => self
+                .finished_at
+                .clone()
+                .unwrap_or_else(|| "not finished".into()),
+            Fact::Runs if self.journals > 1 => {
+                format!("{} journals merged, {} runs", self.journals, self.runs)
+            }
+            Fact::Runs => format!("{} {}", self.runs, plural(self.runs, "run", "runs")),
+            Fact::RunCount if self.journals > 1 => {
+                format!("{} ({} journals merged)", self.runs, self.journals)
+            }
+            Fact::RunCount => self.runs.to_string(),
+            Fact::Settings => self.settings_line(),
+            Fact::ApiHost => settings?.api_host.clone(),
+            Fact::Threshold => fmt_threshold(settings?.threshold),
+            Fact::RotateImage => yes_no(settings?.rotate_image).to_string(),
+            Fact::SaveApiRequest => yes_no(settings?.save_api_request).to_string(),
+            Fact::ResultsSource if self.simulated => "the built-in emulator (SIMULATED)".into(),
+            Fact::ResultsSource => "Didit".into(),
+            Fact::Outcome => self.outcome.clone(),
+            Fact::Folder => self.out_dir.clone(),
+            Fact::Files => format!("journal.jsonl, {}", OUTPUT_FILES.join(", ")),
+        })
+    }
+
+    /// The rows of `layout` whose facts are recorded, labelled as the layout says.
+    pub fn fact_rows(&self, layout: &Layout) -> Vec<Row> {
+        layout
+            .iter()
+            .filter_map(|(label, fact)| Some((*label, self.fact(*fact)?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cents;
+    use super::*;
+
+    #[test]
+    fn durations_and_money_read_well() {
+        assert_eq!(fmt_duration(12.34), "12.3s");
+        assert_eq!(fmt_duration(125.0), "2m 05s");
+        assert_eq!(fmt_duration(3723.0), "1h 02m 03s");
+        assert_eq!(fmt_usd(cents(27.0 * 0.1)), "US$2.70");
+        assert_eq!(cents(0.125 * 3.0), 0.38);
+    }
+}
