@@ -21,6 +21,7 @@ pub mod secret;
 pub mod submit;
 
 use cli::{Cli, Command};
+use exit::Exit;
 use tracing_subscriber::EnvFilter;
 
 /// Everything that can end a command before it produced an exit code of its own.
@@ -40,12 +41,12 @@ pub enum Error {
 
 impl Error {
     /// The exit code this error ends the process with (see [`exit`]).
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_code(&self) -> Exit {
         match self {
-            Error::Config(_) => exit::USAGE,
-            Error::Scan(e) => e.exit_code().code(),
-            Error::Check(e) => e.exit_code(),
-            Error::Report(_) | Error::Emulator(_) => exit::USAGE,
+            Error::Config(_) | Error::Emulator(_) => Exit::Usage,
+            Error::Scan(e) => e.exit_code(),
+            Error::Check(e) => Exit::try_from(e.exit_code()).unwrap_or(Exit::Internal),
+            Error::Report(e) => e.exit_code(),
         }
     }
 }
@@ -69,7 +70,7 @@ pub fn init_logging(verbose: u8) {
 }
 
 /// Run one command; returns the process exit code. `DIDIT_API_KEY` is read here, once.
-pub async fn run(cli: Cli) -> Result<i32, Error> {
+pub async fn run(cli: Cli) -> Result<Exit, Error> {
     match cli.command {
         Command::Scan(args) => {
             init_logging(args.verbose);
@@ -78,11 +79,12 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
             let signals = tokio::spawn(watch_signals(stop.clone()));
             let code = scan::run(cfg, stop).await;
             signals.abort();
-            Ok(code?.code())
+            Ok(code?)
         }
         Command::Check(args) => {
             init_logging(args.verbose);
-            Ok(check::run(args).await?)
+            let code = check::run(args).await?;
+            Ok(Exit::try_from(code).unwrap_or(Exit::Internal))
         }
         Command::Report(args) => {
             init_logging(0);
@@ -91,7 +93,7 @@ pub async fn run(cli: Cli) -> Result<i32, Error> {
         Command::Emulator(args) => {
             init_logging(1);
             emulator::run_command(args).await?;
-            Ok(exit::OK)
+            Ok(Exit::Ok)
         }
     }
 }

@@ -17,9 +17,9 @@ fn main() {
         }
     };
     let code = match runtime.block_on(liveness_batch::run(cli)) {
-        Ok(code) => code,
+        Ok(exit) => exit.code(),
         Err(err) => {
-            let code = err.exit_code();
+            let code = err.exit_code().code();
             // Library errors carry their causes in their own message.
             eprintln!("liveness-batch: {}", anyhow::Error::from(err));
             code

@@ -29,8 +29,9 @@ pub struct Index {
     pub settings: Option<Settings>,
     pub runs: u64,
     pub records: u64,
-    /// Items whose upload a run announced (a `sending` line) but never recorded because that
-    /// run died (no end line): the request may have been processed and billed.
+    /// Uploads a run announced (a `sending` line) but never recorded because that run died
+    /// (no end line): each may have been processed and billed. A key appears once per dead run
+    /// that announced it.
     pub orphans: Vec<Orphan>,
 }
 

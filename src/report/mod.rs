@@ -7,6 +7,7 @@ pub mod html;
 pub mod json;
 pub mod summary;
 
+use crate::exit::Exit;
 use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -62,12 +63,8 @@ pub enum ReportError {
 
 impl ReportError {
     /// The process exit code for this error: all are usage or configuration problems.
-    pub fn exit_code(&self) -> i32 {
-        if self.is_io() {
-            crate::exit::IO
-        } else {
-            crate::exit::USAGE
-        }
+    pub fn exit_code(&self) -> Exit {
+        if self.is_io() { Exit::Io } else { Exit::Usage }
     }
 
     /// Whether this is a local I/O failure (a full disk, an unwritable out dir).
@@ -458,14 +455,14 @@ fn concatenate(shards: &[Shard], out_journal: &Path) -> Result<u64, ReportError>
 /// `liveness-batch report DIR...`: rebuild one folder's outputs in place (or into --out), or
 /// merge several into --out. Prints the summary on stderr; returns 0 when every item has a
 /// result, 1 otherwise.
-pub async fn run_command(cfg: ReportConfig) -> Result<i32, ReportError> {
+pub async fn run_command(cfg: ReportConfig) -> Result<Exit, ReportError> {
     match tokio::task::spawn_blocking(move || run_blocking(&cfg)).await {
         Ok(result) => result,
         Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }
 
-fn run_blocking(cfg: &ReportConfig) -> Result<i32, ReportError> {
+fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
     let opts = ReportOptions {
         price_per_call: cfg.price_per_call,
     };
@@ -499,9 +496,9 @@ fn run_blocking(cfg: &ReportConfig) -> Result<i32, ReportError> {
     }
     eprint!("{}", summary.render_text());
     Ok(if summary.all_have_results() {
-        crate::exit::OK
+        Exit::Ok
     } else {
-        crate::exit::SOME_FAILED
+        Exit::SomeFailed
     })
 }
 

@@ -30,14 +30,17 @@ impl List {
         let path = dir.join(FILE);
         let tmp = dir.join(format!("{FILE}.tmp"));
         let file = journal::open_private(&tmp, false).map_err(io_error("create", &tmp))?;
-        let mut out = io::BufWriter::new(file);
-        out.write_all(b"path,reason\n")
-            .map_err(io_error("write", &tmp))?;
-        Ok(Self {
+        // From here on, dropping the list removes the temporary file.
+        let mut list = Self {
             tmp,
             path,
-            out: Some(out),
-        })
+            out: Some(io::BufWriter::new(file)),
+        };
+        if let Some(out) = list.out.as_mut() {
+            out.write_all(b"path,reason\n")
+                .map_err(io_error("write", &list.tmp))?;
+        }
+        Ok(list)
     }
 
     pub fn push(&mut self, path: &str, reason: &str) -> Result<(), ScanError> {

@@ -199,7 +199,7 @@ fn resume_index(
             .map(|o| messages::cut(&o.key))
             .collect();
         messages::warn(&format!(
-            "{} item(s) were being sent when an earlier run died (killed, crashed, or its disk \
+            "{} upload(s) were in flight when an earlier run died (killed, crashed, or its disk \
              filled): Didit may have processed and billed them without their answer being \
              recorded. They are screened again and each counts one possible double charge: {}{}",
             index.orphans.len(),

@@ -1,6 +1,6 @@
 //! The pipeline on one screen: open, dispatch, drain, finish.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
@@ -228,13 +228,13 @@ fn spawn_ticker(progress: Progress) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Keys a dead run may have sent without recording (a handful at most).
-fn orphan_keys(index: &Index) -> HashSet<u128> {
-    index
-        .orphans
-        .iter()
-        .map(|o| journal::key_digest(&o.key))
-        .collect()
+/// Keys dead runs may have sent without recording (a handful at most), with how many times.
+fn orphan_keys(index: &Index) -> HashMap<u128, u32> {
+    let mut keys = HashMap::new();
+    for o in &index.orphans {
+        *keys.entry(journal::key_digest(&o.key)).or_default() += 1;
+    }
+    keys
 }
 
 impl Pipeline {

@@ -4,7 +4,7 @@
 //! dispatcher when a leader of identical images finished. A write that fails (a full disk)
 //! stops the whole run at once with that error.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -49,9 +49,9 @@ pub struct WriterCtx {
     pub index: Arc<Index>,
     /// Keys whose latest record has no result; the exit code needs no extra pass.
     pub without_result: Arc<AtomicI64>,
-    /// Keys a dead run may have sent without recording: their next record counts one more
-    /// possible double charge.
-    pub orphans: HashSet<u128>,
+    /// Keys dead runs may have sent without recording: their next record counts one more
+    /// possible double charge for each such upload.
+    pub orphans: HashMap<u128, u32>,
     pub stop: Stop,
 }
 
@@ -98,8 +98,8 @@ impl WriterCtx {
     ) -> Result<(), ScanError> {
         match msg {
             ToWriter::Record { mut record, leader } => {
-                if self.orphans.remove(&journal::key_digest(&record.key)) {
-                    record.possible_double_charges += 1;
+                if let Some(n) = self.orphans.remove(&journal::key_digest(&record.key)) {
+                    record.possible_double_charges += n;
                 }
                 self.counts.recorded.fetch_add(1, Ordering::Relaxed);
                 self.progress.set_rate(self.pacer.current_rate());

@@ -5,8 +5,8 @@ mod common;
 
 mod check;
 mod client;
-mod failures;
 mod emulator;
+mod failures;
 mod input;
 mod report;
 mod resume;

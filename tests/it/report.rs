@@ -683,7 +683,7 @@ async fn run_command_in_process() {
     );
     let cfg = ReportConfig::from_args(report_args(&[dir.path().to_str().unwrap()])).unwrap();
     let code = report::run_command(cfg).await.unwrap();
-    assert_eq!(code, 1, "2 items were not processed");
+    assert_eq!(code.code(), 1, "2 items were not processed");
     let s = read_summary(dir.path());
     assert_eq!(s.outcome, "stopped");
     assert!(s.stop_reason.unwrap().contains("rerun the same command"));
@@ -769,7 +769,7 @@ async fn run_command_merges_into_out_without_touching_the_shards() {
         out: Some(out.clone()),
         price_per_call: 0.25,
     };
-    assert_eq!(report::run_command(cfg).await.unwrap(), 0);
+    assert_eq!(report::run_command(cfg).await.unwrap().code(), 0);
     let s = read_summary(&out);
     assert_eq!((s.journals, s.items.total), (2, 2));
     assert_eq!(s.credits.price_per_call_usd, 0.25);
