@@ -116,10 +116,10 @@ async fn watch_signals(stop: scan::Stop) {
         };
         seen += 1;
         if seen > 1 {
-            progress::eprint_line("second signal: exiting now; rerun the same command to resume");
+            messages::note("second signal: exiting now; rerun the same command to resume");
             std::process::exit(cause.exit_code().code());
         }
-        progress::eprint_line(
+        messages::note(
             "stopping: no new requests; waiting for those in flight (Ctrl-C again to exit at once)",
         );
         stop.stop(cause);

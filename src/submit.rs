@@ -105,13 +105,10 @@ pub enum Final {
 
 impl Submitter {
     /// Submit one image until it has a final outcome. See the module docs for the rules.
-    /// Warnings go to stderr through [`crate::progress::eprint_line`] (safe with the progress
-    /// bar).
+    /// Warnings go to stderr through [`crate::messages::warn`] (safe with the progress bar).
     pub async fn submit(&self, upload: &Upload, params: &Params) -> Submission {
-        self.submit_warning_to(upload, params, &|w: &str| {
-            crate::progress::eprint_line(&format!("warning: {w}"))
-        })
-        .await
+        self.submit_warning_to(upload, params, &|w: &str| crate::messages::warn(w))
+            .await
     }
 
     /// [`Self::submit`], with every warning (one line, without a `warning:` prefix) handed to

@@ -170,6 +170,9 @@ pub struct RunEnd {
     /// `inputs` and `not_processed` cover only what was read.
     #[serde(default)]
     pub input_unread: bool,
+    /// Waits a server asked for (`Retry-After`) that were longer than the cap and were cut.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retry_after_capped: u64,
 }
 
 /// Written (and synced) before an item's first upload: if the run dies before the item's
@@ -177,6 +180,10 @@ pub struct RunEnd {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sending {
     pub key: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One journal line.

@@ -489,12 +489,12 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
         }
     };
     if summary.journals > 1 {
-        eprintln!(
+        crate::messages::note(&format!(
             "Merged {} journals into {}.",
             summary.journals, summary.out_dir
-        );
+        ));
     }
-    eprint!("{}", summary.render_text());
+    crate::messages::note(summary.render_text().trim_end());
     Ok(if summary.all_have_results() {
         Exit::Ok
     } else {

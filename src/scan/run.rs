@@ -41,6 +41,8 @@ pub struct RunCounts {
     pub requests: AtomicU64,
     /// Answers that came back after the journal writer failed: possibly billed, not recorded.
     pub unrecorded: AtomicU64,
+    /// Waits a server asked for (Retry-After) that were longer than the cap.
+    pub retry_after_capped: AtomicU64,
 }
 
 impl RunCounts {
@@ -566,6 +568,7 @@ fn end_line(drained: &Drained, cause: Option<&StopCause>, input_unread: bool) ->
             .achieved_per_second()
             .map(|r| r * 60.0),
         input_unread,
+        retry_after_capped: load(&counts.retry_after_capped),
     };
     (end, exit_code)
 }

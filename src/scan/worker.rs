@@ -58,6 +58,9 @@ pub async fn worker(ctx: WorkerCtx) -> Result<(), super::ScanError> {
         ctx.counts
             .requests
             .fetch_add(submission.attempts as u64, Ordering::Relaxed);
+        ctx.counts
+            .retry_after_capped
+            .fetch_add(u64::from(submission.retry_after_capped), Ordering::Relaxed);
         ctx.stop_on(&submission.outcome);
         let attempts = submission.attempts;
         let msg = match record_for(&item, &prepared, submission) {

@@ -87,6 +87,7 @@ impl Accumulator {
             self.segments.push(Segment::default());
         }
         self.wall_secs += end.wall_secs.max(0.0);
+        self.requests.retry_after_capped += end.retry_after_capped;
         self.segments.last_mut().expect("a segment").last_end = Some(end.clone());
         self.last_end = Some(end.clone());
     }

@@ -127,8 +127,12 @@ pub struct RequestCounts {
     pub retries: u64,
     /// 429 answers received.
     pub rate_limited_429: u64,
-    /// Retries after the body had been sent: each may have been billed twice.
+    /// Retries after the body had been sent, and uploads a dead run never recorded: each may
+    /// have been billed twice.
     pub possible_double_charges: u64,
+    /// `Retry-After` waits longer than the cap, cut to it.
+    #[serde(default)]
+    pub retry_after_capped: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]

@@ -148,7 +148,7 @@ impl Summary {
     /// Requests in words.
     pub fn requests_line(&self) -> String {
         let r = &self.requests;
-        format!(
+        let mut line = format!(
             "{} sent, {} {}, {} rate-limited (429) {}, {} possible double {}",
             r.sent,
             r.retries,
@@ -157,7 +157,17 @@ impl Summary {
             plural(r.rate_limited_429, "answer", "answers"),
             r.possible_double_charges,
             plural(r.possible_double_charges, "charge", "charges"),
-        )
+        );
+        if r.retry_after_capped > 0 {
+            let _ = write!(
+                line,
+                ", {} Retry-After {} cut to {} s",
+                r.retry_after_capped,
+                plural(r.retry_after_capped, "wait", "waits"),
+                crate::retry::MAX_RATE_LIMIT_WAIT.as_secs()
+            );
+        }
+        line
     }
 
     /// Credits and cost in words.
