@@ -103,6 +103,24 @@ pub enum Final {
     BudgetReached,
 }
 
+/// Why no request was sent.
+enum Halt {
+    Stopped,
+    Budget,
+}
+
+/// What follows one answer.
+enum Step {
+    /// The answer is final.
+    Done,
+    /// The submission ends otherwise.
+    End(Final),
+    /// Send again.
+    Retry,
+    /// The run stopped during the backoff before a retry.
+    StoppedInBackoff,
+}
+
 impl Submitter {
     /// Submit one image until it has a final outcome. See the module docs for the rules.
     /// Warnings go to stderr through [`crate::messages::warn`] (safe with the progress bar).
@@ -131,108 +149,150 @@ impl Submitter {
         let mut retries = 0u32;
         let mut last: Option<Outcome> = None;
         loop {
-            tokio::select! {
-                biased;
-                _ = self.stop.cancelled() => return sub.end(Final::Stopped { last }),
-                _ = self.pacer.acquire() => {}
-            }
-            if self.stop.is_cancelled() {
-                return sub.end(Final::Stopped { last });
-            }
-            if let Some(b) = &self.budget
-                && !b.try_reserve()
-            {
-                return sub.end(Final::BudgetReached);
-            }
-
-            sub.attempts += 1;
-            let attempt = self.client.send(upload, params).await;
-            sub.http_status = attempt.http_status;
-            sub.latency_ms = Some(attempt.latency.as_millis().min(u64::MAX as u128) as u64);
-            if let Some(b) = &self.budget
-                && attempt.outcome.billed_nothing()
-            {
-                b.release();
-            }
-            tracing::debug!(
-                attempt = sub.attempts,
-                status = ?attempt.http_status,
-                latency_ms = sub.latency_ms,
-                outcome = %attempt.outcome,
-                "request finished"
-            );
-
-            let outcome = attempt.outcome;
-            match &outcome {
-                // A 200 without a usable result was billed: sending it again in this run would
-                // be billed again for what is likely the same answer. A rerun redoes it.
-                Outcome::Result { .. } | Outcome::Rejected { .. } | Outcome::BadAnswer { .. } => {
-                    self.pacer.succeeded();
-                    return sub.end(Final::Done(outcome));
+            let outcome = match self.send_once(upload, params, &mut sub).await {
+                Ok(outcome) => outcome,
+                Err(Halt::Stopped) => return sub.end(Final::Stopped { last }),
+                Err(Halt::Budget) => return sub.end(Final::BudgetReached),
+            };
+            match self.next_step(&outcome, &mut retries, &mut sub, warn).await {
+                Step::Done => return sub.end(Final::Done(outcome)),
+                Step::End(fin) => return sub.end(fin),
+                Step::StoppedInBackoff => {
+                    // The item ends `interrupted`, which the next run always sends again:
+                    // that resend is the possible double charge already counted.
+                    return sub.end(Final::Stopped {
+                        last: Some(outcome),
+                    });
                 }
-                Outcome::Fatal { .. } => return sub.end(Final::Done(outcome)),
-                Outcome::RateLimited {
-                    retry_after,
-                    reset_at,
-                    ..
-                } => {
-                    sub.rate_limited += 1;
-                    // The key is over its limit for every worker: pause them all, even when
-                    // this item has no retry left.
-                    let pause = self.policy.rate_limit_pause(
-                        retries.min(self.policy.max_retries),
-                        *retry_after,
-                        *reset_at,
-                        now_epoch(),
-                        &mut rand::rng(),
-                    );
-                    if pause.capped {
-                        sub.retry_after_capped += 1;
-                        warn(&capped_warning(pause.asked.unwrap_or_default()));
-                    }
-                    let wait = pause.wait;
-                    tracing::info!(
-                        wait_ms = wait.as_millis() as u64,
-                        "rate limited (429): pausing every worker"
-                    );
-                    self.pacer.rate_limited(wait);
-                    if retries >= self.policy.max_retries {
-                        return sub.end(Final::Done(outcome));
-                    }
-                    retries += 1;
-                    // The next turn of the loop waits out the shared cooldown in `acquire`.
-                }
-                Outcome::Transient {
-                    status,
-                    body_sent,
-                    message,
-                } => {
-                    // A timeout or reset after sending has an unknown outcome; an HTTP error
-                    // status is a known failure and is retried either way.
-                    if *body_sent && status.is_none() && !self.retry_unknown {
-                        let message = message.clone();
-                        return sub.end(Final::Unknown { message });
-                    }
-                    if retries >= self.policy.max_retries {
-                        return sub.end(Final::Done(outcome));
-                    }
-                    if *body_sent {
-                        sub.possible_double_charges += 1;
-                    }
-                    let wait = self.policy.backoff(retries, &mut rand::rng());
-                    tracing::info!(wait_ms = wait.as_millis() as u64, error = %message, "transient error: retrying");
-                    retries += 1;
-                    if !self.sleep_unless_stopped(wait).await {
-                        // The item ends `interrupted`, which the next run always sends again:
-                        // that resend is the possible double charge counted above.
-                        return sub.end(Final::Stopped {
-                            last: Some(outcome),
-                        });
-                    }
-                }
+                Step::Retry => last = Some(outcome),
             }
-            last = Some(outcome);
         }
+    }
+
+    /// One paced request, within the budget; its counters go into `sub`.
+    async fn send_once(
+        &self,
+        upload: &Upload,
+        params: &Params,
+        sub: &mut Submission,
+    ) -> Result<Outcome, Halt> {
+        tokio::select! {
+            biased;
+            _ = self.stop.cancelled() => return Err(Halt::Stopped),
+            _ = self.pacer.acquire() => {}
+        }
+        if self.stop.is_cancelled() {
+            return Err(Halt::Stopped);
+        }
+        if let Some(b) = &self.budget
+            && !b.try_reserve()
+        {
+            return Err(Halt::Budget);
+        }
+        sub.attempts += 1;
+        let attempt = self.client.send(upload, params).await;
+        sub.http_status = attempt.http_status;
+        sub.latency_ms = Some(attempt.latency.as_millis().min(u64::MAX as u128) as u64);
+        if let Some(b) = &self.budget
+            && attempt.outcome.billed_nothing()
+        {
+            b.release();
+        }
+        tracing::debug!(
+            attempt = sub.attempts,
+            status = ?attempt.http_status,
+            latency_ms = sub.latency_ms,
+            outcome = %attempt.outcome,
+            "request finished"
+        );
+        Ok(attempt.outcome)
+    }
+
+    /// What follows an answer: the end, or a retry (after a shared pause or a backoff).
+    async fn next_step(
+        &self,
+        outcome: &Outcome,
+        retries: &mut u32,
+        sub: &mut Submission,
+        warn: &(dyn Fn(&str) + Sync),
+    ) -> Step {
+        match outcome {
+            // A 200 without a usable result was billed: sending it again in this run would
+            // be billed again for what is likely the same answer. A rerun redoes it.
+            Outcome::Result { .. } | Outcome::Rejected { .. } | Outcome::BadAnswer { .. } => {
+                self.pacer.succeeded();
+                Step::Done
+            }
+            Outcome::Fatal { .. } => Step::Done,
+            Outcome::RateLimited {
+                retry_after,
+                reset_at,
+                ..
+            } => {
+                self.pause_for_rate_limit(*retries, *retry_after, *reset_at, sub, warn);
+                if *retries >= self.policy.max_retries {
+                    return Step::Done;
+                }
+                *retries += 1;
+                // The next attempt waits out the shared cooldown in `acquire`.
+                Step::Retry
+            }
+            Outcome::Transient {
+                status,
+                body_sent,
+                message,
+            } => {
+                // A timeout or reset after sending has an unknown outcome; an HTTP error
+                // status is a known failure and is retried either way.
+                if *body_sent && status.is_none() && !self.retry_unknown {
+                    let message = message.clone();
+                    return Step::End(Final::Unknown { message });
+                }
+                if *retries >= self.policy.max_retries {
+                    return Step::Done;
+                }
+                if *body_sent {
+                    sub.possible_double_charges += 1;
+                }
+                let wait = self.policy.backoff(*retries, &mut rand::rng());
+                tracing::info!(wait_ms = wait.as_millis() as u64, error = %message, "transient error: retrying");
+                *retries += 1;
+                if self.sleep_unless_stopped(wait).await {
+                    Step::Retry
+                } else {
+                    Step::StoppedInBackoff
+                }
+            }
+        }
+    }
+
+    /// A 429: the key is over its limit for every worker, so pause them all (even when this
+    /// item has no retry left), for at most the capped wait.
+    fn pause_for_rate_limit(
+        &self,
+        retries: u32,
+        retry_after: Option<Duration>,
+        reset_at: Option<u64>,
+        sub: &mut Submission,
+        warn: &(dyn Fn(&str) + Sync),
+    ) {
+        sub.rate_limited += 1;
+        let pause = self.policy.rate_limit_pause(
+            retries.min(self.policy.max_retries),
+            retry_after,
+            reset_at,
+            now_epoch(),
+            &mut rand::rng(),
+        );
+        if pause.capped {
+            sub.retry_after_capped += 1;
+            warn(&capped_warning(pause.asked.unwrap_or_default()));
+        }
+        tracing::info!(
+            wait_ms = pause.wait.as_millis() as u64,
+            "rate limited (429): pausing every worker"
+        );
+        self.pacer.rate_limited(pause.wait);
     }
 
     /// Sleep unless the stop token fires first; false when stopped.
