@@ -144,93 +144,100 @@ impl Manifest {
                 self.record.len()
             ));
         }
-        let mut utf8 = true;
-        let cell = |i: usize, utf8: &mut bool| -> String {
-            let raw = self.record.get(i).unwrap_or(b"");
-            match std::str::from_utf8(raw) {
-                Ok(s) => s.to_string(),
-                Err(_) => {
-                    *utf8 = false;
-                    // Lossless, so two different bad cells never look the same.
-                    escape_bytes(raw)
-                }
-            }
-        };
-        let path_cell = cell(self.cols.path, &mut utf8).trim().to_string();
-        let id = self
-            .cols
-            .id
-            .map(|i| cell(i, &mut utf8).trim().to_string())
-            .filter(|s| !s.is_empty());
-        let vendor_data = self
-            .cols
-            .vendor_data
-            .map(|i| cell(i, &mut utf8))
-            .filter(|s| !s.is_empty());
-        let metadata_cell = self
-            .cols
-            .metadata
-            .map(|i| cell(i, &mut utf8))
-            .filter(|s| !s.trim().is_empty());
-        let mut columns = BTreeMap::new();
-        for (i, name) in self.cols.names.iter().enumerate() {
-            if !self.cols.is_used(i) {
-                columns.insert(name.clone(), cell(i, &mut utf8));
-            }
-        }
-        if !utf8 {
+        let cells = self.cells();
+        if !cells.utf8 {
             problems.push(format!(
                 "row {row} is not valid UTF-8 text; save the manifest as UTF-8"
             ));
         }
-        let mut usable_path = !path_cell.is_empty();
-        if path_cell.is_empty() {
-            problems.push(format!("row {row}: the path cell is empty"));
-        } else if path_cell.contains('\0') {
-            usable_path = false;
-            problems.push(format!(
-                "row {row}: the path holds a NUL character: {}",
-                shorten(&path_cell)
-            ));
-        } else if path_cell.len() > MAX_KEY_BYTES {
-            usable_path = false;
-            problems.push(format!(
-                "row {row}: the path is {} bytes long, over the {MAX_KEY_BYTES}-byte limit: {}",
-                path_cell.len(),
-                shorten(&path_cell)
-            ));
-        }
-        let mut usable_id = true;
-        let id = match id {
-            Some(id) if id.len() > MAX_KEY_BYTES => {
-                usable_id = false;
-                problems.push(format!(
-                    "row {row}: the id is {} bytes long, over the {MAX_KEY_BYTES}-byte limit: {}",
-                    id.len(),
-                    shorten(&id)
-                ));
-                None
-            }
-            other => other,
+        let usable_path = check_path(&cells.path, row, &mut problems);
+        let (id, usable_id) = check_id(cells.id, row, &mut problems);
+        let metadata = cells
+            .metadata
+            .and_then(|m| parse_metadata(&m, row, &mut problems));
+        let key = self.unique_key(id, &cells.path, usable_path && usable_id, &mut problems);
+        let path = PathBuf::from(&cells.path);
+        let path = match &self.base {
+            Some(base) if path.is_relative() && !cells.path.is_empty() => base.join(path),
+            _ => path,
         };
-        let metadata = metadata_cell.and_then(|m| match serde_json::from_str(&m) {
-            Ok(serde_json::Value::Object(map)) => Some(map),
-            Ok(other) => {
-                problems.push(format!(
-                    "row {row}: metadata is not a JSON object (it is {})",
-                    json_kind(&other)
-                ));
+        Item {
+            key,
+            path,
+            display_path: cells.path,
+            source: self.source.clone(),
+            row: Some(row),
+            vendor_data: cells.vendor_data,
+            metadata,
+            columns: cells.columns,
+            problem: if problems.is_empty() {
                 None
-            }
-            Err(e) => {
-                problems.push(format!("row {row}: metadata is not valid JSON: {e}"));
-                None
-            }
-        });
+            } else {
+                Some(problems.join("; "))
+            },
+            seq: 0,
+        }
+    }
 
-        let (mut key, kind) = match (&id, usable_path && usable_id) {
-            (Some(id), _) => (id.clone(), "id"),
-            (None, true) => (path_cell.clone(), "path"),
+    /// The current row's cells by role; a cell that is not UTF-8 is escaped losslessly (so two
+    /// different bad cells never look the same) and noted.
+    fn cells(&self) -> Cells {
+        let mut utf8 = true;
+        let mut cell = |i: usize| -> String {
+            let raw = self.record.get(i).unwrap_or(b"");
+            match std::str::from_utf8(raw) {
+                Ok(s) => s.to_string(),
+                Err(_) => {
+                    utf8 = false;
+                    escape_bytes(raw)
+                }
+            }
+        };
+        let path = cell(self.cols.path).trim().to_string();
+        let id = self
+            .cols
+            .id
+            .map(|i| cell(i).trim().to_string())
+            .filter(|s| !s.is_empty());
+        let vendor_data = self
+            .cols
+            .vendor_data
+            .map(&mut cell)
+            .filter(|s| !s.is_empty());
+        let metadata = self
+            .cols
+            .metadata
+            .map(&mut cell)
+            .filter(|s| !s.trim().is_empty());
+        let mut columns = BTreeMap::new();
+        for (i, name) in self.cols.names.iter().enumerate() {
+            if !self.cols.is_used(i) {
+                columns.insert(name.clone(), cell(i));
+            }
+        }
+        Cells {
+            path,
+            id,
+            vendor_data,
+            metadata,
+            columns,
+            utf8,
+        }
+    }
+
+    /// The row's key: its id, else its path, else `#rowN`; a duplicate is noted and made
+    /// unique with its row number.
+    fn unique_key(
+        &mut self,
+        id: Option<String>,
+        path: &str,
+        usable: bool,
+        problems: &mut Vec<String>,
+    ) -> String {
+        let row = self.row;
+        let (mut key, kind) = match (id, usable) {
+            (Some(id), _) => (id, "id"),
+            (None, true) => (path.to_string(), "path"),
             (None, false) => (format!("#row{row}"), ""),
         };
         if let Some(seen) = self.seen.as_mut().filter(|_| !kind.is_empty()) {
@@ -245,27 +252,77 @@ impl Manifest {
                 key = format!("{key}#row{row}");
             }
         }
+        key
+    }
+}
 
-        let path = PathBuf::from(&path_cell);
-        let path = match &self.base {
-            Some(base) if path.is_relative() && !path_cell.is_empty() => base.join(path),
-            _ => path,
-        };
-        Item {
-            key,
-            path,
-            display_path: path_cell,
-            source: self.source.clone(),
-            row: Some(row),
-            vendor_data,
-            metadata,
-            columns,
-            problem: if problems.is_empty() {
-                None
-            } else {
-                Some(problems.join("; "))
-            },
-            seq: 0,
+/// One row's cells by role.
+struct Cells {
+    path: String,
+    id: Option<String>,
+    vendor_data: Option<String>,
+    metadata: Option<String>,
+    columns: BTreeMap<String, String>,
+    utf8: bool,
+}
+
+/// Whether the path cell can name a file (empty, a NUL, or too long cannot); notes why not.
+fn check_path(path: &str, row: u64, problems: &mut Vec<String>) -> bool {
+    if path.is_empty() {
+        problems.push(format!("row {row}: the path cell is empty"));
+        return false;
+    }
+    if path.contains('\0') {
+        problems.push(format!(
+            "row {row}: the path holds a NUL character: {}",
+            shorten(path)
+        ));
+        return false;
+    }
+    if path.len() > MAX_KEY_BYTES {
+        problems.push(format!(
+            "row {row}: the path is {} bytes long, over the {MAX_KEY_BYTES}-byte limit: {}",
+            path.len(),
+            shorten(path)
+        ));
+        return false;
+    }
+    true
+}
+
+/// The id if it can be a key (not over the limit), and whether it could.
+fn check_id(id: Option<String>, row: u64, problems: &mut Vec<String>) -> (Option<String>, bool) {
+    match id {
+        Some(id) if id.len() > MAX_KEY_BYTES => {
+            problems.push(format!(
+                "row {row}: the id is {} bytes long, over the {MAX_KEY_BYTES}-byte limit: {}",
+                id.len(),
+                shorten(&id)
+            ));
+            (None, false)
+        }
+        other => (other, true),
+    }
+}
+
+/// The metadata cell as a JSON object; anything else is noted.
+fn parse_metadata(
+    cell: &str,
+    row: u64,
+    problems: &mut Vec<String>,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::from_str(cell) {
+        Ok(serde_json::Value::Object(map)) => Some(map),
+        Ok(other) => {
+            problems.push(format!(
+                "row {row}: metadata is not a JSON object (it is {})",
+                json_kind(&other)
+            ));
+            None
+        }
+        Err(e) => {
+            problems.push(format!("row {row}: metadata is not valid JSON: {e}"));
+            None
         }
     }
 }
