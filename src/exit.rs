@@ -33,6 +33,22 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// Every exit code, in numeric order.
+    pub const ALL: [Exit; 12] = [
+        Exit::Ok,
+        Exit::SomeFailed,
+        Exit::Usage,
+        Exit::Auth,
+        Exit::Credits,
+        Exit::ApiFailed,
+        Exit::Io,
+        Exit::Storage,
+        Exit::Verify,
+        Exit::Internal,
+        Exit::Interrupted,
+        Exit::Terminated,
+    ];
+
     pub const fn code(self) -> i32 {
         self as i32
     }
@@ -43,21 +59,7 @@ impl TryFrom<i32> for Exit {
 
     /// The exit code of this number (as a journal's end line records it).
     fn try_from(code: i32) -> Result<Self, i32> {
-        const ALL: [Exit; 12] = [
-            Exit::Ok,
-            Exit::SomeFailed,
-            Exit::Usage,
-            Exit::Auth,
-            Exit::Credits,
-            Exit::ApiFailed,
-            Exit::Io,
-            Exit::Storage,
-            Exit::Verify,
-            Exit::Internal,
-            Exit::Interrupted,
-            Exit::Terminated,
-        ];
-        ALL.into_iter().find(|e| e.code() == code).ok_or(code)
+        Exit::ALL.into_iter().find(|e| e.code() == code).ok_or(code)
     }
 }
 
@@ -83,22 +85,12 @@ mod tests {
 
     #[test]
     fn codes_are_the_documented_numbers() {
-        let all = [
-            (Exit::Ok, 0),
-            (Exit::SomeFailed, 1),
-            (Exit::Usage, 2),
-            (Exit::Auth, 3),
-            (Exit::Credits, 4),
-            (Exit::ApiFailed, 5),
-            (Exit::Io, 6),
-            (Exit::Storage, 7),
-            (Exit::Verify, 8),
-            (Exit::Internal, 70),
-            (Exit::Interrupted, 130),
-            (Exit::Terminated, 143),
-        ];
+        let numbers = [0, 1, 2, 3, 4, 5, 6, 7, 8, 70, 130, 143];
+        let all = Exit::ALL.into_iter().zip(numbers);
         for (e, n) in all {
             assert_eq!(e.code(), n, "{e:?}");
+            assert_eq!(Exit::try_from(n), Ok(e));
         }
+        assert_eq!(Exit::try_from(9), Err(9));
     }
 }

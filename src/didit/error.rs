@@ -8,6 +8,8 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName};
 use serde_json::Value;
 
+use super::model::json_kind;
+
 use super::model::LivenessResponse;
 use crate::exit;
 use crate::record::Class;
@@ -338,17 +340,6 @@ fn unusable(raw: &Value, response: &LivenessResponse) -> Option<String> {
         Some(other) => format!("`liveness` is {}, not an object", json_kind(other)),
     };
     Some(why)
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 fn classify_rate_limited(headers: &HeaderMap) -> Outcome {

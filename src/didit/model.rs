@@ -321,7 +321,8 @@ pub fn parse_metadata(s: &str) -> Result<Map<String, Value>, ParamError> {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// How a JSON value is named in messages ("a string", "an array", ...).
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

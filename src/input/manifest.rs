@@ -1,6 +1,7 @@
 //! CSV manifest sources: header checked up front, then rows read one at a time. A bad row becomes
 //! an item with a `problem` (an invalid_input result), never an abort.
 
+use crate::didit::model::json_kind;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, Read};
@@ -449,17 +450,6 @@ fn find(names: &[String], wanted: &str) -> Option<usize> {
     match (matches.next(), matches.next()) {
         (Some((i, _)), None) => Some(i),
         _ => None,
-    }
-}
-
-fn json_kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
     }
 }
 
