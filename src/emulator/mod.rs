@@ -50,7 +50,7 @@
 //! is raised when the same image bytes were earlier saved (`save_api_request=true`, Approved)
 //! under a different or no vendor_data.
 
-mod form;
+pub mod form;
 mod ratelimit;
 pub mod results;
 mod server;

@@ -6,6 +6,7 @@ mod common;
 mod check;
 mod client;
 mod emulator;
+mod fuzz_regressions;
 mod input;
 mod report;
 mod resume;
