@@ -99,13 +99,22 @@ pub fn journal(data: &[u8]) {
     }
     assert!(reader.good_len() <= data.len() as u64);
     if let Some(torn) = reader.torn_tail() {
-        assert_eq!(torn.offset + torn.len, data.len() as u64, "a torn tail ends the file");
+        assert_eq!(
+            torn.offset + torn.len,
+            data.len() as u64,
+            "a torn tail ends the file"
+        );
     }
 
     let mut at = LinesAt::open(&file.0).expect("open the journal for reading by offset");
     for (offset, line) in &lines {
-        let again = at.read(*offset).expect("a line the reader parsed reads by offset");
-        assert_eq!(&again, line, "the line at byte {offset} reads differently by offset");
+        let again = at
+            .read(*offset)
+            .expect("a line the reader parsed reads by offset");
+        assert_eq!(
+            &again, line,
+            "the line at byte {offset} reads differently by offset"
+        );
         let text = serde_json::to_vec(line).expect("a journal line serializes");
         let back: Line = serde_json::from_slice(&text).expect("a written line parses");
         assert_eq!(&back, line, "a line changes when written and read back");
@@ -176,8 +185,7 @@ pub fn classify(data: &[u8]) {
             let policy = RetryPolicy::default();
             let mut rng = StdRng::seed_from_u64(u64::from(status));
             for retry in 0..=policy.max_retries {
-                let wait =
-                    policy.rate_limit_wait(retry, retry_after, reset_at, 1.78e9, &mut rng);
+                let wait = policy.rate_limit_wait(retry, retry_after, reset_at, 1.78e9, &mut rng);
                 let most = MAX_RATE_LIMIT_WAIT.mul_f64(1.0 + RATE_LIMIT_JITTER);
                 assert!(
                     wait <= most + Duration::from_millis(1),

@@ -9,7 +9,9 @@ mod harness;
 
 /// Feed every file of `<root>/<target>/` to `run`; how many there were.
 fn replay(root: &str, target: &str, run: fn(&[u8])) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(root).join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(root)
+        .join(target);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return 0;
     };
