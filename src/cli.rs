@@ -309,6 +309,10 @@ pub struct EmulatorArgs {
     #[arg(long, default_value_t = 0.0)]
     pub fault_429: f64,
 
+    /// Retry-After, in whole seconds, of a spurious 429 (--fault-429); 0 allowed.
+    #[arg(long, default_value_t = 1, value_name = "SECS")]
+    pub fault_429_retry_after: u64,
+
     /// Probability (0-1) that the connection is dropped mid-request.
     #[arg(long, default_value_t = 0.0)]
     pub fault_reset: f64,

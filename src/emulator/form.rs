@@ -56,6 +56,9 @@ const LOG_TEXT_MAX: usize = 2000;
 
 /// Read a multipart body. A body that is not `multipart/form-data` reads as an empty form (so it
 /// gets "No file was submitted."); a malformed multipart body is `Err(detail)` as DRF words it.
+///
+/// `parts` are the request's head (only its `Content-Type` is read); `body` is the whole body,
+/// already received and bounded by the server. Public so that it can be fuzzed on its own.
 pub async fn read_form(parts: &Parts, body: Bytes) -> Result<RawForm, String> {
     let is_multipart = parts
         .headers

@@ -22,8 +22,9 @@
 //!    the oldest counted request leaves the window) and `Retry-After` (whole seconds, at least 1)
 //!    headers the emulator ever sends;
 //! 4. injected faults (seeded): 500 with an empty body, 502 with an HTML body, 503 with DRF's
-//!    `{"detail": ...}`, a spurious 429 with the four headers and `Retry-After: 1` (another client
-//!    on the same key used the budget; counted in `by_status` but not in `rate_limited`), the
+//!    `{"detail": ...}`, a spurious 429 with the four headers and `Retry-After:
+//!    spurious_retry_after` (1 by default; another client on the same key used the budget; counted
+//!    in `by_status` but not in `rate_limited`), the
 //!    connection dropped after the request was received (the client sees the connection closed
 //!    without any response), or a stall of `stall` (then an HTML 504, unless the client gave up);
 //! 5. validation, with DRF's field maps (all failing fields at once) and Didit's texts;
@@ -49,7 +50,7 @@
 //! is raised when the same image bytes were earlier saved (`save_api_request=true`, Approved)
 //! under a different or no vendor_data.
 
-mod form;
+pub mod form;
 mod ratelimit;
 pub mod results;
 mod server;
@@ -112,6 +113,9 @@ impl Faults {
     }
 }
 
+/// Largest `Retry-After` of a spurious 429: a day.
+const MAX_SPURIOUS_RETRY_AFTER: u64 = 86_400;
+
 /// How the emulator behaves. [`EmulatorConfig::new`] gives Didit's defaults.
 #[derive(Clone)]
 pub struct EmulatorConfig {
@@ -132,6 +136,9 @@ pub struct EmulatorConfig {
     pub faults: Faults,
     /// How long a stalled request stalls.
     pub stall: Duration,
+    /// `Retry-After` (whole seconds) of a spurious 429; 0 is allowed (`Retry-After: 0`, with an
+    /// `X-RateLimit-Reset` of the current second), so tests with many spurious 429s stay fast.
+    pub spurious_retry_after: u64,
     /// Seed of the fault/jitter RNG.
     pub seed: u64,
     /// Append one JSON line per request to this file.
@@ -150,6 +157,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("jitter", &self.jitter)
             .field("faults", &self.faults)
             .field("stall", &self.stall)
+            .field("spurious_retry_after", &self.spurious_retry_after)
             .field("seed", &self.seed)
             .field("log", &self.log)
             .finish()
@@ -169,6 +177,7 @@ impl EmulatorConfig {
             jitter: Duration::ZERO,
             faults: Faults::default(),
             stall: Duration::from_secs(600),
+            spurious_retry_after: 1,
             seed: 0,
             log: None,
         }
@@ -194,6 +203,7 @@ impl EmulatorConfig {
                 stall: args.fault_stall,
             },
             stall: Duration::from_secs(args.stall_secs),
+            spurious_retry_after: args.fault_429_retry_after,
             seed: args.seed,
             log: args.log.clone(),
         };
@@ -211,6 +221,9 @@ impl EmulatorConfig {
             return Err(EmulatorError::RateLimit(
                 "the rate-limit window must be longer than 0".into(),
             ));
+        }
+        if self.spurious_retry_after > MAX_SPURIOUS_RETRY_AFTER {
+            return Err(EmulatorError::SpuriousRetryAfter(self.spurious_retry_after));
         }
         self.faults.validate()
     }
@@ -235,7 +248,14 @@ impl EmulatorConfig {
         let faults = if faults.is_empty() {
             "none".into()
         } else {
-            format!("{} (seed {})", faults.join(" "), self.seed)
+            let mut named = faults.join(" ");
+            if self.faults.p429 > 0.0 {
+                named.push_str(&format!(
+                    " (spurious 429s say Retry-After: {})",
+                    self.spurious_retry_after
+                ));
+            }
+            format!("{named} (seed {})", self.seed)
         };
         let mut note = format!(
             "SIMULATED Didit Passive Liveness API (a local emulator, not Didit's service): \
@@ -320,6 +340,8 @@ pub enum EmulatorError {
     Probability { name: &'static str, value: f64 },
     #[error("the fault probabilities add up to {0}, more than 1")]
     FaultSum(f64),
+    #[error("--fault-429-retry-after must be at most {MAX_SPURIOUS_RETRY_AFTER} seconds, got {0}")]
+    SpuriousRetryAfter(u64),
     #[error("the emulator's API key must not be empty (--api-key or DIDIT_API_KEY)")]
     EmptyApiKey,
     #[error("cannot open the emulator's request log {path}: {source}")]
@@ -445,6 +467,7 @@ mod tests {
         assert_eq!(c.credits, None);
         assert_eq!(c.faults, Faults::default());
         assert_eq!(c.stall, Duration::from_secs(600));
+        assert_eq!(c.spurious_retry_after, 1, "Retry-After: 1 as before");
         assert!(
             !format!("{c:?}").contains("\"k\""),
             "Debug must not show the key"
@@ -474,6 +497,11 @@ mod tests {
         assert_eq!(c.faults.reset, 0.5);
         assert_eq!(c.latency, Duration::from_millis(20));
         assert_eq!(c.seed, 9);
+        assert_eq!(c.spurious_retry_after, 1);
+        let c = EmulatorConfig::from_args(&args(&["--fault-429-retry-after", "0"])).unwrap();
+        assert_eq!(c.spurious_retry_after, 0);
+        let c = EmulatorConfig::from_args(&args(&["--fault-429-retry-after", "30"])).unwrap();
+        assert_eq!(c.spurious_retry_after, 30);
         let off = EmulatorConfig::from_args(&args(&["--rate-limit", "0/60s"])).unwrap();
         assert_eq!(off.rate_limit, None);
     }
@@ -492,6 +520,20 @@ mod tests {
         let err = EmulatorConfig::from_args(&args(&["--fault-500", "0.7", "--fault-503", "0.7"]))
             .unwrap_err();
         assert!(err.to_string().contains("add up to 1.4"), "{err}");
+        let err =
+            EmulatorConfig::from_args(&args(&["--fault-429-retry-after", "86401"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--fault-429-retry-after must be at most 86400 seconds, got 86401"
+        );
+        let negative = [
+            "liveness-batch",
+            "emulator",
+            "--api-key",
+            "k",
+            "--fault-429-retry-after=-1",
+        ];
+        assert!(crate::cli::Cli::try_parse_from(negative).is_err());
         let mut a = args(&[]);
         a.api_key = "  ".into();
         assert!(matches!(
@@ -510,7 +552,15 @@ mod tests {
         assert!(d.contains("300 requests per minute per key"), "{d}");
         assert!(d.contains("credits 3"), "{d}");
         assert!(d.contains("503=0.1"), "{d}");
+        assert!(!d.contains("Retry-After"), "no spurious 429s: {d}");
         assert!(!d.contains("secret-key-value"));
+        c.faults.p429 = 0.2;
+        c.spurious_retry_after = 0;
+        let d = c.describe();
+        assert!(
+            d.contains("429=0.2 (spurious 429s say Retry-After: 0) (seed 0)"),
+            "{d}"
+        );
     }
 
     #[test]

@@ -154,6 +154,27 @@ pub fn limit_headers(limit: u32, wait: Duration, now: SystemTime) -> [(&'static 
     ]
 }
 
+/// The four headers of a spurious 429 (another client used the budget): `Retry-After` is exactly
+/// `retry_after` whole seconds. Above 0 they are [`limit_headers`] for that wait; with 0,
+/// `Retry-After: 0` and an `X-RateLimit-Reset` of the current epoch second (already begun), so
+/// neither header asks the client to wait.
+pub fn spurious_headers(
+    limit: u32,
+    retry_after: u64,
+    now: SystemTime,
+) -> [(&'static str, String); 4] {
+    if retry_after > 0 {
+        return limit_headers(limit, Duration::from_secs(retry_after), now);
+    }
+    let now = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    [
+        ("x-ratelimit-limit", limit.to_string()),
+        ("x-ratelimit-remaining", "0".to_string()),
+        ("x-ratelimit-reset", now.as_secs().to_string()),
+        ("retry-after", "0".to_string()),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,5 +310,23 @@ mod tests {
         assert_eq!(h[3].1, "3");
         let h = limit_headers(5, Duration::ZERO, now);
         assert_eq!(h[3].1, "1", "Retry-After is at least 1");
+    }
+
+    #[test]
+    fn spurious_headers_say_exactly_the_configured_wait() {
+        let now = UNIX_EPOCH + Duration::from_millis(1_000_000_500);
+        let h = spurious_headers(300, 0, now);
+        assert_eq!(h[0], ("x-ratelimit-limit", "300".into()));
+        assert_eq!(h[1], ("x-ratelimit-remaining", "0".into()));
+        assert_eq!(h[2], ("x-ratelimit-reset", "1000000".into()));
+        assert_eq!(h[3], ("retry-after", "0".into()));
+        let h = spurious_headers(10, 7, now);
+        assert_eq!(h[0].1, "10");
+        assert_eq!(h[2].1, "1000008", "rounded up, as the limiter's own 429s");
+        assert_eq!(h[3].1, "7");
+        assert_eq!(
+            spurious_headers(10, 1, now),
+            limit_headers(10, ms(1000), now)
+        );
     }
 }

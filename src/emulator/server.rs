@@ -40,8 +40,6 @@ pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 /// Extra time `rotate_image=true` costs.
 const ROTATE_COST: Duration = Duration::from_millis(25);
-/// Retry-After of a spurious 429.
-const SPURIOUS_WAIT: Duration = Duration::from_secs(1);
 
 const LIVENESS_PATH: &str = "/v3/passive-liveness/";
 const BALANCE_PATH: &str = "/v3/billing/balance/";
@@ -354,13 +352,14 @@ fn html(status: StatusCode, title: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "text/html")], body).into_response()
 }
 
-fn too_many(limit: u32, window: Duration, wait: Duration) -> Response {
+/// A 429 with Didit's body and the given rate-limit headers.
+fn too_many(limit: u32, window: Duration, headers: [(&'static str, String); 4]) -> Response {
     let mut response = (
         StatusCode::TOO_MANY_REQUESTS,
         Json(json!({ "detail": ratelimit::limit_message(limit, window) })),
     )
         .into_response();
-    for (name, value) in ratelimit::limit_headers(limit, wait, SystemTime::now()) {
+    for (name, value) in headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, value);
         }
@@ -604,7 +603,8 @@ async fn handle_post(
     if let Some(limiter) = &app.limiter {
         let mut window = lock(limiter);
         if let Admission::Limited { wait } = window.admit(Instant::now()) {
-            let response = too_many(window.limit(), window.window(), wait);
+            let headers = ratelimit::limit_headers(window.limit(), wait, SystemTime::now());
+            let response = too_many(window.limit(), window.window(), headers);
             drop(window);
             lock(&app.stats).rate_limited += 1;
             return (Reply::Send(response), delay);
@@ -625,7 +625,12 @@ async fn handle_post(
                     .config
                     .rate_limit
                     .unwrap_or((300, Duration::from_secs(60)));
-                Reply::Send(too_many(limit, window, SPURIOUS_WAIT))
+                let headers = ratelimit::spurious_headers(
+                    limit,
+                    app.config.spurious_retry_after,
+                    SystemTime::now(),
+                );
+                Reply::Send(too_many(limit, window, headers))
             }
             Fault::Reset => Reply::Drop,
             Fault::Stall => Reply::Stall,

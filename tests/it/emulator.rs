@@ -532,6 +532,58 @@ async fn fault_429_is_spurious_with_headers() {
 }
 
 #[tokio::test]
+async fn a_spurious_429_carries_the_configured_retry_after() {
+    fn epoch_now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+    let mut config = faulty(Faults {
+        p429: 1.0,
+        ..Faults::default()
+    });
+    config.rate_limit = Some((10, Duration::from_secs(2)));
+    config.spurious_retry_after = 0;
+    let e = emu(config).await;
+    let before = epoch_now();
+    let r = post(&e, form(common::jpeg(1), "a.jpg", &[])).await;
+    let after = epoch_now();
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(header(&r, "retry-after"), 0);
+    assert_eq!(header(&r, "x-ratelimit-limit"), 10);
+    assert_eq!(header(&r, "x-ratelimit-remaining"), 0);
+    let reset = header(&r, "x-ratelimit-reset");
+    assert!(
+        (before..=after).contains(&reset),
+        "a zero wait resets in the current second: {reset} not in {before}..={after}"
+    );
+    assert_eq!(
+        json_of(r).await.1["detail"],
+        "Write request rate limit exceeded. You can make up to 10 requests per 2 seconds."
+    );
+    assert_eq!(e.stats().rate_limited, 0, "not from the limiter");
+    e.shutdown().await;
+
+    let mut config = faulty(Faults {
+        p429: 1.0,
+        ..Faults::default()
+    });
+    config.spurious_retry_after = 45;
+    let e = emu(config).await;
+    let before = epoch_now();
+    let r = post(&e, form(common::jpeg(1), "a.jpg", &[])).await;
+    let after = epoch_now();
+    assert_eq!(header(&r, "retry-after"), 45);
+    let reset = header(&r, "x-ratelimit-reset");
+    assert!(
+        (before + 45..=after + 46).contains(&reset),
+        "reset {reset} is 45 s after {before}..={after}"
+    );
+    e.shutdown().await;
+}
+
+#[tokio::test]
 async fn fault_reset_drops_the_connection_without_an_answer() {
     let e = emu(faulty(Faults {
         reset: 1.0,

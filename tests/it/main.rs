@@ -7,6 +7,7 @@ mod check;
 mod client;
 mod emulator;
 mod failures;
+mod fuzz_regressions;
 mod input;
 mod report;
 mod resume;
