@@ -92,7 +92,8 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
         }
         Command::Emulator(args) => {
             init_logging(1);
-            emulator::run_command(args).await?;
+            let cmd = config::EmulatorCommand::from_args(args)?;
+            emulator::run_command(cmd.config, cmd.port).await?;
             Ok(Exit::Ok)
         }
     }

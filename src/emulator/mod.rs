@@ -183,35 +183,8 @@ impl EmulatorConfig {
         }
     }
 
-    /// Settings from the `emulator` subcommand's options, validated.
-    pub fn from_args(args: &crate::cli::EmulatorArgs) -> Result<Self, EmulatorError> {
-        let rate_limit = parse_rate_limit(&args.rate_limit).map_err(EmulatorError::RateLimit)?;
-        let config = Self {
-            api_key: args.api_key.trim().to_string(),
-            auth_401: args.auth_401,
-            rate_limit,
-            credits: args.credits,
-            sandbox: args.sandbox,
-            latency: Duration::from_millis(args.latency_ms),
-            jitter: Duration::from_millis(args.jitter_ms),
-            faults: Faults {
-                p500: args.fault_500,
-                p502: args.fault_502,
-                p503: args.fault_503,
-                p429: args.fault_429,
-                reset: args.fault_reset,
-                stall: args.fault_stall,
-            },
-            stall: Duration::from_secs(args.stall_secs),
-            spurious_retry_after: args.fault_429_retry_after,
-            seed: args.seed,
-            log: args.log.clone(),
-        };
-        config.validate()?;
-        Ok(config)
-    }
-
-    fn validate(&self) -> Result<(), EmulatorError> {
+    /// Check the settings (an API key, a window longer than 0, probabilities that add up).
+    pub fn validate(&self) -> Result<(), EmulatorError> {
         if self.api_key.trim().is_empty() {
             return Err(EmulatorError::EmptyApiKey);
         }
@@ -414,20 +387,19 @@ impl Drop for Emulator {
 
 /// The `liveness-batch emulator` subcommand: serve until Ctrl-C or SIGTERM, then print the
 /// counters on stderr.
-pub async fn run_command(args: crate::cli::EmulatorArgs) -> Result<(), EmulatorError> {
-    let config = EmulatorConfig::from_args(&args)?;
+pub async fn run_command(config: EmulatorConfig, port: u16) -> Result<(), EmulatorError> {
     let note = config.describe();
-    let emulator = start(config, args.port).await?;
+    let emulator = start(config, port).await?;
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "Didit emulator listening on {}", emulator.base_url())?;
         out.flush()?;
     }
-    eprintln!("{note}");
+    crate::messages::note(&note);
     wait_for_stop().await?;
     let app = emulator.app.clone();
     emulator.shutdown().await;
-    eprintln!("{}", app.stats().summary());
+    crate::messages::note(&app.stats().summary());
     Ok(())
 }
 
@@ -449,98 +421,6 @@ async fn wait_for_stop() -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    fn args(extra: &[&str]) -> crate::cli::EmulatorArgs {
-        let mut argv = vec!["liveness-batch", "emulator", "--api-key", "k"];
-        argv.extend_from_slice(extra);
-        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
-            crate::cli::Command::Emulator(a) => a,
-            _ => unreachable!(),
-        }
-    }
-
-    #[test]
-    fn from_args_defaults() {
-        let c = EmulatorConfig::from_args(&args(&[])).unwrap();
-        assert_eq!(c.rate_limit, Some((300, Duration::from_secs(60))));
-        assert_eq!(c.credits, None);
-        assert_eq!(c.faults, Faults::default());
-        assert_eq!(c.stall, Duration::from_secs(600));
-        assert_eq!(c.spurious_retry_after, 1, "Retry-After: 1 as before");
-        assert!(
-            !format!("{c:?}").contains("\"k\""),
-            "Debug must not show the key"
-        );
-    }
-
-    #[test]
-    fn from_args_options() {
-        let c = EmulatorConfig::from_args(&args(&[
-            "--rate-limit",
-            "10/2s",
-            "--credits",
-            "5",
-            "--fault-500",
-            "0.25",
-            "--fault-reset",
-            "0.5",
-            "--latency-ms",
-            "20",
-            "--seed",
-            "9",
-        ]))
-        .unwrap();
-        assert_eq!(c.rate_limit, Some((10, Duration::from_secs(2))));
-        assert_eq!(c.credits, Some(5));
-        assert_eq!(c.faults.p500, 0.25);
-        assert_eq!(c.faults.reset, 0.5);
-        assert_eq!(c.latency, Duration::from_millis(20));
-        assert_eq!(c.seed, 9);
-        assert_eq!(c.spurious_retry_after, 1);
-        let c = EmulatorConfig::from_args(&args(&["--fault-429-retry-after", "0"])).unwrap();
-        assert_eq!(c.spurious_retry_after, 0);
-        let c = EmulatorConfig::from_args(&args(&["--fault-429-retry-after", "30"])).unwrap();
-        assert_eq!(c.spurious_retry_after, 30);
-        let off = EmulatorConfig::from_args(&args(&["--rate-limit", "0/60s"])).unwrap();
-        assert_eq!(off.rate_limit, None);
-    }
-
-    #[test]
-    fn from_args_refuses_bad_options() {
-        let err = EmulatorConfig::from_args(&args(&["--rate-limit", "lots"])).unwrap_err();
-        assert!(err.to_string().contains("expected N/Ws"), "{err}");
-        let err = EmulatorConfig::from_args(&args(&["--fault-502", "1.5"])).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "--fault-502 must be a probability between 0 and 1, got 1.5"
-        );
-        let err = EmulatorConfig::from_args(&args(&["--fault-stall=-0.1"])).unwrap_err();
-        assert!(err.to_string().contains("--fault-stall"), "{err}");
-        let err = EmulatorConfig::from_args(&args(&["--fault-500", "0.7", "--fault-503", "0.7"]))
-            .unwrap_err();
-        assert!(err.to_string().contains("add up to 1.4"), "{err}");
-        let err =
-            EmulatorConfig::from_args(&args(&["--fault-429-retry-after", "86401"])).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "--fault-429-retry-after must be at most 86400 seconds, got 86401"
-        );
-        let negative = [
-            "liveness-batch",
-            "emulator",
-            "--api-key",
-            "k",
-            "--fault-429-retry-after=-1",
-        ];
-        assert!(crate::cli::Cli::try_parse_from(negative).is_err());
-        let mut a = args(&[]);
-        a.api_key = "  ".into();
-        assert!(matches!(
-            EmulatorConfig::from_args(&a).unwrap_err(),
-            EmulatorError::EmptyApiKey
-        ));
-    }
 
     #[test]
     fn description_names_the_settings_not_the_key() {
