@@ -6,22 +6,53 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::CheckArgs;
-use crate::didit::{Client, ClientConfig, Outcome, Params, Upload, parse_metadata};
-use crate::exit;
+use crate::config::{ApiConfig, CheckConfig};
+use crate::didit::{Client, ClientConfig, ClientError, FatalKind, Outcome, Params, Upload};
+use crate::exit::Exit;
 use crate::input::preflight::{Prepared, preflight};
 use crate::pace::Pacer;
 use crate::record::{self, Class, Decision};
-use crate::retry::RetryPolicy;
 use crate::secret::ApiKey;
 use crate::submit::{Final, Submission, Submitter};
 
 /// The line that marks every emulator result.
 pub const SIMULATED: &str = "SIMULATED: result from the built-in emulator, not Didit";
 
-/// Failures that are not an answer about the image (those are exit codes, see [`run`]).
+/// Why `check` ended without a decision about the image. The caller prints it; the decision
+/// itself (Approved, Declined) is a result, not an error (see [`run`]).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
+    /// The image cannot be sent (missing, empty, too big, not an image...): nothing was sent.
+    #[error("{0}; nothing was sent")]
+    BadFile(String),
+    /// The client could not be set up for the base URL and key (plain http off loopback...).
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The API refused the file (400): nothing was billed.
+    #[error("{0}; nothing was billed")]
+    Rejected(String),
+    /// The API refused the key, the permission, the endpoint, or the payment.
+    #[error("{}; the API said: {message}", kind.explain())]
+    Fatal { kind: FatalKind, message: String },
+    /// Still rate limited after every retry.
+    #[error(
+        "still {status} after {tries}: the key's rate limit is used up by other traffic; try \
+         again in a minute or raise --max-retries"
+    )]
+    RateLimited { status: String, tries: String },
+    /// Transient failures (5xx, timeouts, resets) after every retry.
+    #[error("the API kept failing ({tries}): {message}")]
+    ApiFailed { tries: String, message: String },
+    /// A 200 that gives no decision.
+    #[error("{0}")]
+    BadAnswer(String),
+    /// The request may have reached the API but no answer came (not retried).
+    #[error("outcome unknown: {0}")]
+    Unknown(String),
+    #[error("interrupted before an answer arrived")]
+    Interrupted,
+    #[error("the request budget is spent")]
+    BudgetReached,
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
     #[error("cannot start the built-in emulator: {0}")]
@@ -31,90 +62,54 @@ pub enum CheckError {
 }
 
 impl CheckError {
-    pub fn exit_code(&self) -> i32 {
+    /// The exit code this error ends the process with.
+    pub fn exit_code(&self) -> Exit {
         match self {
-            CheckError::Output(_) | CheckError::Internal(_) => exit::SOME_FAILED,
-            CheckError::Emulator(_) => exit::USAGE,
+            CheckError::BadFile(_)
+            | CheckError::Client(_)
+            | CheckError::Rejected(_)
+            | CheckError::Emulator(_) => Exit::Usage,
+            CheckError::Fatal { kind, .. } => kind.exit_code(),
+            CheckError::RateLimited { .. }
+            | CheckError::ApiFailed { .. }
+            | CheckError::BadAnswer(_)
+            | CheckError::Unknown(_) => Exit::ApiFailed,
+            CheckError::Interrupted => Exit::Interrupted,
+            CheckError::BudgetReached => Exit::Credits,
+            CheckError::Output(_) => Exit::Io,
+            CheckError::Internal(_) => Exit::Internal,
         }
     }
 }
 
-/// Run `check` with the process's stdout, stderr and `DIDIT_API_KEY` (logging is set up by
-/// [`crate::run`]). Returns the exit code:
-/// 0 Approved, 1 Declined, 2 usage or bad local file (or a file the API refused), 3 key,
-/// permission or endpoint refused, 4 out of credits, 5 other API failure after retries.
-pub async fn run(args: CheckArgs) -> Result<i32, CheckError> {
-    let env_key = std::env::var("DIDIT_API_KEY").ok();
-    run_with(
-        args,
-        env_key,
-        &mut std::io::stdout(),
-        &mut std::io::stderr(),
-    )
-    .await
+/// Run `check` with the process's stdout and stderr (logging is set up by [`crate::run`]).
+/// `Ok` is the decision: [`Exit::Ok`] Approved, [`Exit::SomeFailed`] Declined. Everything else
+/// is a [`CheckError`] with its own exit code: a bad local file or a file the API refused
+/// (2), key, permission or endpoint refused (3), out of credits (4), other API failure after
+/// the retries (5).
+pub async fn run(cfg: CheckConfig) -> Result<Exit, CheckError> {
+    run_with(cfg, &mut std::io::stdout(), &mut std::io::stderr()).await
 }
 
-/// [`run`] with the key's environment value and the output streams given (for tests).
-pub async fn run_with<O, E>(
-    args: CheckArgs,
-    env_key: Option<String>,
-    out: &mut O,
-    err: &mut E,
-) -> Result<i32, CheckError>
+/// [`run`] with the output streams given (for tests). The result goes to `out`; notes and
+/// warnings to `err` as they happen; errors are returned, not printed.
+pub async fn run_with<O, E>(cfg: CheckConfig, out: &mut O, err: &mut E) -> Result<Exit, CheckError>
 where
     O: Write + Send,
     E: Write + Send,
 {
-    // 1. Everything local first: nothing is sent unless all of it is right.
-    let params = match params_from(&args) {
-        Ok(p) => p,
-        Err(msg) => return usage(err, &msg),
-    };
-    let timeout = match crate::config::request_timeout(args.api.timeout) {
-        Ok(t) => t,
-        Err(e) => return usage(err, &e.to_string()),
-    };
-    let path = args.image.clone();
-    let prepared = match tokio::task::spawn_blocking(move || preflight(&path)).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(refusal)) => {
-            let shown = args.image.display().to_string();
-            let reason = if refusal.reason.contains(&shown) {
-                refusal.reason.clone()
-            } else {
-                format!("{shown}: {}", refusal.reason)
-            };
-            return usage(err, &format!("{reason}; nothing was sent"));
-        }
-        Err(e) => return Err(CheckError::Internal(e.to_string())),
-    };
+    // 1. The file first: nothing is sent unless it is right (the settings already are).
+    let prepared = prepare(&cfg).await?;
 
     // 2. Where to send it, with which key.
-    let emulator = if args.api.emulator {
+    let emulator = if cfg.api.emulator {
         Some(start_emulator().await?)
     } else {
         None
     };
-    let (base_url, api_key) = match &emulator {
-        Some(emu) => (emu.base_url.clone(), emu.key.clone()),
-        None => {
-            let key = match ApiKey::resolve(args.api.api_key_file.as_deref(), env_key) {
-                Ok(k) => k,
-                Err(e) => return usage(err, &e.to_string()),
-            };
-            (args.api.base_url.clone(), key)
-        }
-    };
-    let client = match Client::new(ClientConfig {
-        base_url,
-        api_key,
-        timeout,
-    }) {
-        Ok(c) => c,
-        Err(e) => return usage(err, &e.to_string()),
-    };
+    let client = client_for(&cfg.api, emulator.as_ref())?;
     if emulator.is_some() {
-        if args.json {
+        if cfg.json {
             writeln!(err, "{SIMULATED}")?;
         } else {
             writeln!(out, "{SIMULATED}")?;
@@ -123,10 +118,61 @@ where
     tracing::info!(endpoint = client.endpoint(), "sending one request");
 
     // 3. Submit with retries (429s honour Retry-After; transient errors back off).
+    let sub = submit(&cfg, client, &prepared, err).await;
+    let result = report(&cfg, &prepared, &sub, out, err);
+    if let Some(emu) = emulator {
+        emu.stop().await;
+    }
+    result
+}
+
+/// Read and check the image; a refusal names the file once.
+async fn prepare(cfg: &CheckConfig) -> Result<Prepared, CheckError> {
+    let path = cfg.image.clone();
+    match tokio::task::spawn_blocking(move || preflight(&path)).await {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(refusal)) => {
+            let shown = cfg.image.display().to_string();
+            let reason = if refusal.reason.contains(&shown) {
+                refusal.reason.clone()
+            } else {
+                format!("{shown}: {}", refusal.reason)
+            };
+            Err(CheckError::BadFile(clean(&reason)))
+        }
+        Err(e) => Err(CheckError::Internal(e.to_string())),
+    }
+}
+
+/// The client for the configured API, or for the built-in emulator with its own key.
+fn client_for(api: &ApiConfig, emulator: Option<&LocalEmulator>) -> Result<Client, CheckError> {
+    let (base_url, api_key) = match (emulator, &api.key) {
+        (Some(emu), _) => (emu.base_url.clone(), emu.key.clone()),
+        (None, Some(key)) => (api.base_url.clone(), key.clone()),
+        (None, None) => {
+            return Err(CheckError::Internal(
+                "no API key in a validated configuration".into(),
+            ));
+        }
+    };
+    Ok(Client::new(ClientConfig {
+        base_url,
+        api_key,
+        timeout: api.timeout,
+    })?)
+}
+
+/// One submission with retries; warnings (a capped Retry-After) go to `err` as they happen.
+async fn submit<E: Write + Send>(
+    cfg: &CheckConfig,
+    client: Client,
+    prepared: &Prepared,
+    err: &mut E,
+) -> Submission {
     let submitter = Submitter {
         client: Arc::new(client),
         pacer: Arc::new(Pacer::unlimited()),
-        policy: RetryPolicy::default_for_api().with_max_retries(args.max_retries),
+        policy: cfg.retry,
         budget: None,
         stop: CancellationToken::new(),
         retry_unknown: true,
@@ -136,143 +182,89 @@ where
         prepared.format.ext(),
         prepared.format.mime(),
     );
-    // Warnings (a capped Retry-After) go to this command's stderr as they happen.
-    let sub = {
-        let err_lock = std::sync::Mutex::new(&mut *err);
-        let warn = |w: &str| {
-            if let Ok(mut e) = err_lock.lock() {
-                let _ = writeln!(e, "warning: {}", clean(w));
-            }
-        };
-        submitter.submit_warning_to(&upload, &params, &warn).await
+    let err_lock = std::sync::Mutex::new(err);
+    let warn = |w: &str| {
+        if let Ok(mut e) = err_lock.lock() {
+            let _ = writeln!(e, "warning: {}", clean(w));
+        }
     };
-    let code = report(&args, &prepared, &params, &sub, out, err);
-    if let Some(emu) = emulator {
-        emu.stop().await;
-    }
-    code
+    submitter
+        .submit_warning_to(&upload, &cfg.params, &warn)
+        .await
 }
 
-fn usage<E: Write>(err: &mut E, msg: &str) -> Result<i32, CheckError> {
-    writeln!(err, "error: {}", clean(msg))?;
-    Ok(exit::USAGE)
-}
-
-/// The request fields from the arguments, validated.
-fn params_from(args: &CheckArgs) -> Result<Params, String> {
-    let metadata = match &args.metadata {
-        Some(text) => Some(parse_metadata(text).map_err(|e| format!("--metadata: {e}"))?),
-        None => None,
-    };
-    let params = Params {
-        threshold: args.request.threshold,
-        rotate_image: args.request.rotate_image,
-        save_api_request: args.request.save_api_request,
-        vendor_data: args.vendor_data.clone(),
-        metadata,
-    };
-    params.validate().map_err(|e| e.to_string())?;
-    Ok(params)
-}
-
-/// Print the outcome and choose the exit code.
+/// Print the result (or the API's JSON) and choose the exit code; anything else is an error.
 fn report<O: Write, E: Write>(
-    args: &CheckArgs,
+    cfg: &CheckConfig,
     prepared: &Prepared,
-    params: &Params,
     sub: &Submission,
     out: &mut O,
     err: &mut E,
-) -> Result<i32, CheckError> {
+) -> Result<Exit, CheckError> {
     let tries = match sub.attempts {
         1 => "1 attempt".to_string(),
         n => format!("{n} attempts"),
     };
     if sub.possible_double_charges > 0 {
+        let n = sub.possible_double_charges;
         writeln!(
             err,
-            "note: {} retr{} after the request had reached the API: it may have been billed more than once",
-            sub.possible_double_charges,
-            if sub.possible_double_charges == 1 {
-                "y"
-            } else {
-                "ies"
-            }
+            "note: {n} retr{} after the request had reached the API: it may have been billed more than once",
+            if n == 1 { "y" } else { "ies" }
         )?;
     }
-    match &sub.outcome {
-        Final::Done(Outcome::Result { response, raw }) => {
-            if args.json {
-                let text = serde_json::to_string_pretty(raw)
-                    .map_err(|e| CheckError::Internal(e.to_string()))?;
-                writeln!(out, "{text}")?;
+    let outcome = match &sub.outcome {
+        Final::Done(o) => o,
+        Final::Unknown { message } => return Err(CheckError::Unknown(clean(message))),
+        Final::Stopped { .. } => return Err(CheckError::Interrupted),
+        Final::BudgetReached => return Err(CheckError::BudgetReached),
+    };
+    match outcome {
+        Outcome::Result { response, raw } => {
+            if cfg.json {
+                print_json(raw, out)?;
             } else {
-                print_result(args, prepared, params, response, out)?;
+                print_result(&cfg.image, prepared, &cfg.params, response, out)?;
             }
             match response.decision() {
-                Some(Decision::Approved) => Ok(exit::OK),
-                Some(Decision::Declined) => Ok(exit::SOME_FAILED),
-                None => {
-                    writeln!(
-                        err,
-                        "error: the API answered 200 without an Approved or Declined status"
-                    )?;
-                    Ok(exit::API_FAILED)
-                }
+                Some(Decision::Approved) => Ok(Exit::Ok),
+                Some(Decision::Declined) => Ok(Exit::SomeFailed),
+                None => Err(CheckError::BadAnswer(
+                    "the API answered 200 without an Approved or Declined status".into(),
+                )),
             }
         }
-        Final::Done(o @ Outcome::BadAnswer { raw, .. }) => {
-            if args.json {
-                let text = serde_json::to_string_pretty(raw)
-                    .map_err(|e| CheckError::Internal(e.to_string()))?;
-                writeln!(out, "{text}")?;
+        o @ Outcome::BadAnswer { raw, .. } => {
+            if cfg.json {
+                print_json(raw, out)?;
             }
-            writeln!(err, "error: {}", clean(&o.to_string()))?;
-            Ok(exit::API_FAILED)
+            Err(CheckError::BadAnswer(clean(&o.to_string())))
         }
-        Final::Done(o @ Outcome::Rejected { .. }) => {
-            writeln!(err, "error: {}; nothing was billed", clean(&o.to_string()))?;
-            Ok(exit::USAGE)
-        }
-        Final::Done(Outcome::Fatal { kind, message, .. }) => {
-            writeln!(err, "error: {}", kind.explain())?;
-            writeln!(err, "  the API said: {}", clean(message))?;
-            Ok(kind.exit_code())
-        }
-        Final::Done(o @ Outcome::RateLimited { .. }) => {
-            writeln!(
-                err,
-                "error: still {} after {tries}: the key's rate limit is used up by other traffic; \
-                 try again in a minute or raise --max-retries",
-                clean(&o.to_string())
-            )?;
-            Ok(exit::API_FAILED)
-        }
-        Final::Done(Outcome::Transient { message, .. }) => {
-            writeln!(
-                err,
-                "error: the API kept failing ({tries}): {}",
-                clean(message)
-            )?;
-            Ok(exit::API_FAILED)
-        }
-        Final::Unknown { message } => {
-            writeln!(err, "error: outcome unknown: {}", clean(message))?;
-            Ok(exit::API_FAILED)
-        }
-        Final::Stopped { .. } => {
-            writeln!(err, "interrupted before an answer arrived")?;
-            Ok(exit::INTERRUPTED)
-        }
-        Final::BudgetReached => {
-            writeln!(err, "error: the request budget is spent")?;
-            Ok(exit::CREDITS)
-        }
+        o @ Outcome::Rejected { .. } => Err(CheckError::Rejected(clean(&o.to_string()))),
+        Outcome::Fatal { kind, message, .. } => Err(CheckError::Fatal {
+            kind: *kind,
+            message: clean(message),
+        }),
+        o @ Outcome::RateLimited { .. } => Err(CheckError::RateLimited {
+            status: clean(&o.to_string()),
+            tries,
+        }),
+        Outcome::Transient { message, .. } => Err(CheckError::ApiFailed {
+            tries,
+            message: clean(message),
+        }),
     }
 }
 
+fn print_json<O: Write>(raw: &serde_json::Value, out: &mut O) -> Result<(), CheckError> {
+    let text =
+        serde_json::to_string_pretty(raw).map_err(|e| CheckError::Internal(e.to_string()))?;
+    writeln!(out, "{text}")?;
+    Ok(())
+}
+
 fn print_result<O: Write>(
-    args: &CheckArgs,
+    image: &std::path::Path,
     prepared: &Prepared,
     params: &Params,
     r: &crate::didit::LivenessResponse,
@@ -289,7 +281,7 @@ fn print_result<O: Write>(
     writeln!(
         out,
         "image:          {} ({}, {})",
-        clean(&args.image.display().to_string()),
+        clean(&image.display().to_string()),
         prepared.format.name(),
         human_size(prepared.size)
     )?;
@@ -440,6 +432,64 @@ mod tests {
         assert_eq!(human_size(500), "500 bytes");
         assert_eq!(human_size(2048), "2.0 KB");
         assert_eq!(human_size(6 * 1024 * 1024), "6.0 MB");
+    }
+
+    /// The errors a `check` run cannot reach today (no stop signal, no budget, unknown outcomes
+    /// retried, an emulator on a free port) still keep their messages and exit codes.
+    #[test]
+    fn unreachable_errors_keep_their_messages_and_codes() {
+        let cases = [
+            (
+                CheckError::Unknown("timed out after the upload".into()),
+                "outcome unknown: timed out after the upload",
+                Exit::ApiFailed,
+            ),
+            (
+                CheckError::Interrupted,
+                "interrupted before an answer arrived",
+                Exit::Interrupted,
+            ),
+            (
+                CheckError::BudgetReached,
+                "the request budget is spent",
+                Exit::Credits,
+            ),
+            (
+                CheckError::Emulator("address in use".into()),
+                "cannot start the built-in emulator: address in use",
+                Exit::Usage,
+            ),
+            (
+                CheckError::Internal("task panicked".into()),
+                "internal error: task panicked",
+                Exit::SomeFailed,
+            ),
+        ];
+        for (e, msg, code) in cases {
+            assert_eq!(e.to_string(), msg);
+            assert_eq!(e.exit_code(), code, "{e}");
+        }
+    }
+
+    #[test]
+    fn fatal_refusals_keep_the_kind_s_exit_code() {
+        for (kind, code) in [
+            (FatalKind::InvalidKey, Exit::Auth),
+            (FatalKind::Permission, Exit::Auth),
+            (FatalKind::NotFound, Exit::Auth),
+            (FatalKind::PaymentRequired, Exit::Credits),
+            (FatalKind::OutOfCredits, Exit::Credits),
+        ] {
+            let e = CheckError::Fatal {
+                kind,
+                message: "no".into(),
+            };
+            assert_eq!(e.exit_code(), code, "{kind:?}");
+            assert_eq!(
+                e.to_string(),
+                format!("{}; the API said: no", kind.explain())
+            );
+        }
     }
 
     #[test]

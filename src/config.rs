@@ -39,6 +39,8 @@ pub enum ConfigError {
     OutNotDir(PathBuf),
     #[error(transparent)]
     Emulator(#[from] EmulatorError),
+    #[error("--metadata: {0}")]
+    Metadata(crate::didit::ParamError),
 }
 
 /// `--timeout` in seconds, checked: positive and at most an hour.
@@ -448,5 +450,65 @@ mod emulator_tests {
             emulator_config(a).unwrap_err(),
             ConfigError::Emulator(EmulatorError::EmptyApiKey)
         ));
+    }
+}
+/// `--threshold`, checked: absent (Didit's default) or a finite number from 0 to 100.
+pub(crate) fn threshold(t: Option<f64>) -> Result<Option<f64>, ConfigError> {
+    match t {
+        Some(t) if !(t.is_finite() && (0.0..=100.0).contains(&t)) => Err(ConfigError::Threshold(t)),
+        _ => Ok(t),
+    }
+}
+
+/// `--max-retries`, checked: at most [`MAX_RETRIES`].
+pub(crate) fn max_retries(n: u32) -> Result<u32, ConfigError> {
+    if n > MAX_RETRIES {
+        Err(ConfigError::Retries(n))
+    } else {
+        Ok(n)
+    }
+}
+
+/// Everything `check` needs, validated: nothing is read or sent before all of it is right.
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    /// The one image to screen (read and checked by `check` itself).
+    pub image: PathBuf,
+    /// Every request field, vendor_data and metadata included.
+    pub params: Params,
+    /// Print the API's JSON as received instead of the readable summary.
+    pub json: bool,
+    pub retry: RetryPolicy,
+    pub api: ApiConfig,
+    pub verbose: u8,
+}
+
+impl CheckConfig {
+    /// `key_env` is the value of `DIDIT_API_KEY`; a key is required unless `--emulator`.
+    pub fn from_args(
+        args: crate::cli::CheckArgs,
+        key_env: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let threshold = threshold(args.request.threshold)?;
+        let metadata = match &args.metadata {
+            Some(text) => Some(crate::didit::parse_metadata(text).map_err(ConfigError::Metadata)?),
+            None => None,
+        };
+        let retry = RetryPolicy::default_for_api().with_max_retries(max_retries(args.max_retries)?);
+        let api = ApiConfig::from_args(&args.api, key_env, false)?;
+        Ok(Self {
+            image: args.image,
+            params: Params {
+                threshold,
+                rotate_image: args.request.rotate_image,
+                save_api_request: args.request.save_api_request,
+                vendor_data: args.vendor_data,
+                metadata,
+            },
+            json: args.json,
+            retry,
+            api,
+            verbose: args.verbose,
+        })
     }
 }

@@ -69,16 +69,6 @@ impl From<Exit> for i32 {
     }
 }
 
-pub const OK: i32 = Exit::Ok.code();
-pub const SOME_FAILED: i32 = Exit::SomeFailed.code();
-pub const USAGE: i32 = Exit::Usage.code();
-pub const AUTH: i32 = Exit::Auth.code();
-pub const CREDITS: i32 = Exit::Credits.code();
-pub const API_FAILED: i32 = Exit::ApiFailed.code();
-pub const IO: i32 = Exit::Io.code();
-pub const INTERRUPTED: i32 = Exit::Interrupted.code();
-pub const TERMINATED: i32 = Exit::Terminated.code();
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,7 @@ impl Error {
         match self {
             Error::Config(_) | Error::Emulator(_) => Exit::Usage,
             Error::Scan(e) => e.exit_code(),
-            Error::Check(e) => Exit::try_from(e.exit_code()).unwrap_or(Exit::Internal),
+            Error::Check(e) => e.exit_code(),
             Error::Report(e) => e.exit_code(),
         }
     }
@@ -83,8 +83,8 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
         }
         Command::Check(args) => {
             init_logging(args.verbose);
-            let code = check::run(args).await?;
-            Ok(Exit::try_from(code).unwrap_or(Exit::Internal))
+            let cfg = config::CheckConfig::from_args(args, std::env::var("DIDIT_API_KEY").ok())?;
+            Ok(check::run(cfg).await?)
         }
         Command::Report(args) => {
             init_logging(0);

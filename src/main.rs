@@ -13,7 +13,7 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("liveness-batch: cannot start the async runtime: {e}");
-            std::process::exit(liveness_batch::exit::USAGE);
+            std::process::exit(liveness_batch::exit::Exit::Usage.code());
         }
     };
     let code = match runtime.block_on(liveness_batch::run(cli)) {

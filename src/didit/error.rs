@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::model::json_kind;
 
 use super::model::LivenessResponse;
-use crate::exit;
+use crate::exit::Exit;
 use crate::record::Class;
 
 /// The outcome of one request.
@@ -73,10 +73,10 @@ pub enum FatalKind {
 }
 
 impl FatalKind {
-    pub fn exit_code(self) -> i32 {
+    pub fn exit_code(self) -> Exit {
         match self {
-            FatalKind::InvalidKey | FatalKind::Permission | FatalKind::NotFound => exit::AUTH,
-            FatalKind::PaymentRequired | FatalKind::OutOfCredits => exit::CREDITS,
+            FatalKind::InvalidKey | FatalKind::Permission | FatalKind::NotFound => Exit::Auth,
+            FatalKind::PaymentRequired | FatalKind::OutOfCredits => Exit::Credits,
         }
     }
 
@@ -754,7 +754,7 @@ mod tests {
         ));
         assert_eq!(kind, FatalKind::InvalidKey);
         assert!(message.contains("Invalid API Key."), "{message}");
-        assert_eq!(kind.exit_code(), 3);
+        assert_eq!(kind.exit_code().code(), 3);
         assert!(kind.explain().contains("key was refused"));
     }
 
@@ -762,7 +762,7 @@ mod tests {
     fn row_402_payment_required() {
         let (kind, _) = fatal_kind(classify(402, &none(), b""));
         assert_eq!(kind, FatalKind::PaymentRequired);
-        assert_eq!(kind.exit_code(), 4);
+        assert_eq!(kind.exit_code().code(), 4);
         assert!(kind.explain().contains("rerun the same command"));
     }
 
@@ -775,7 +775,7 @@ mod tests {
         ));
         assert_eq!(kind, FatalKind::Permission);
         assert!(message.contains("permission"), "{message}");
-        assert_eq!(kind.exit_code(), 3);
+        assert_eq!(kind.exit_code().code(), 3);
         assert!(kind.explain().contains("key was refused"));
 
         let (kind, _) = fatal_kind(classify(
@@ -786,7 +786,7 @@ mod tests {
             ),
         ));
         assert_eq!(kind, FatalKind::OutOfCredits);
-        assert_eq!(kind.exit_code(), 4);
+        assert_eq!(kind.exit_code().code(), 4);
         assert!(
             kind.explain().contains("top up") && kind.explain().contains("rerun the same command")
         );
@@ -811,7 +811,7 @@ mod tests {
                 &body(json!({"detail": "Not found."})),
             ));
             assert_eq!(kind, FatalKind::NotFound);
-            assert_eq!(kind.exit_code(), 3);
+            assert_eq!(kind.exit_code().code(), 3);
         }
         let mut h = HeaderMap::new();
         h.insert(

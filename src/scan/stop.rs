@@ -29,7 +29,7 @@ pub enum StopCause {
 impl StopCause {
     pub fn exit_code(&self) -> Exit {
         match self {
-            StopCause::Fatal { kind, .. } => Exit::try_from(kind.exit_code()).unwrap_or(Exit::Auth),
+            StopCause::Fatal { kind, .. } => kind.exit_code(),
             StopCause::Budget { .. } => Exit::Credits,
             StopCause::Interrupted => Exit::Interrupted,
             StopCause::Terminated => Exit::Terminated,

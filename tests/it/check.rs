@@ -7,9 +7,11 @@ use std::process::Command as Process;
 use std::time::Duration;
 
 use clap::Parser;
-use liveness_batch::check::{SIMULATED, run_with};
+use liveness_batch::check::{CheckError, SIMULATED, run_with};
 use liveness_batch::cli::{CheckArgs, Cli, Command};
+use liveness_batch::config::CheckConfig;
 use liveness_batch::emulator::{self, Emulator, EmulatorConfig};
+use liveness_batch::exit::Exit;
 
 use crate::common;
 
@@ -30,16 +32,47 @@ struct Run {
     err: String,
 }
 
+/// Run `check` as the binary does: validate the settings, run, and print an error (with its
+/// exit code) the way `main` does.
 async fn check(list: &[&str], env_key: Option<&str>) -> Run {
+    let (result, out, mut err) = check_result(list, env_key).await;
+    let code = match result {
+        Ok(exit) => exit,
+        Err(e) => {
+            err.push_str(&format!("liveness-batch: {e}\n"));
+            e.exit_code()
+        }
+    };
+    Run {
+        code: code.code(),
+        out,
+        err,
+    }
+}
+
+/// The library's own answer: the decision, or the error (config errors as the binary maps them).
+async fn check_result(
+    list: &[&str],
+    env_key: Option<&str>,
+) -> (Result<Exit, liveness_batch::Error>, String, String) {
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let code = run_with(args(list), env_key.map(str::to_string), &mut out, &mut err)
-        .await
-        .expect("check runs");
-    Run {
-        code,
-        out: String::from_utf8(out).unwrap(),
-        err: String::from_utf8(err).unwrap(),
+    let result = match CheckConfig::from_args(args(list), env_key.map(str::to_string)) {
+        Ok(cfg) => run_with(cfg, &mut out, &mut err).await.map_err(Into::into),
+        Err(e) => Err(e.into()),
+    };
+    (
+        result,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+/// The `CheckError` a run ended with (panics on a decision or a settings error).
+async fn check_error(list: &[&str], env_key: Option<&str>) -> (CheckError, String) {
+    match check_result(list, env_key).await {
+        (Err(liveness_batch::Error::Check(e)), out, _) => (e, out),
+        (other, out, err) => panic!("expected a check error, got {other:?}: {out}{err}"),
     }
 }
 
@@ -779,4 +812,232 @@ async fn a_key_echoed_by_the_server_never_reaches_the_output() {
         );
     }
     assert_eq!(server.count(), 3);
+}
+
+// ---------------------------------------------------------------- errors as values
+
+/// Arguments, key, the expected variant, its exit code, and what its message must say.
+type ErrorCase<'a> = (
+    Vec<&'a str>,
+    Option<&'a str>,
+    fn(&CheckError) -> bool,
+    Exit,
+    &'a [&'a str],
+);
+
+#[tokio::test]
+async fn each_failure_is_returned_as_its_error_with_its_exit_code() {
+    use liveness_batch::didit::FatalKind;
+    let server = emu(EmulatorConfig::new(KEY)).await;
+    let mut broke = EmulatorConfig::new(KEY);
+    broke.credits = Some(0);
+    let broke = emu(broke).await;
+    let mut failing = EmulatorConfig::new(KEY);
+    failing.faults.p503 = 1.0;
+    let failing = emu(failing).await;
+    let limited = Scripted::start(vec![
+        Reply::json(429, serde_json::json!({"detail": "slow down"}))
+            .with_header("retry-after", "0"),
+    ])
+    .await;
+    let pending = Scripted::start(vec![Reply::json(
+        200,
+        serde_json::json!({"request_id": "r", "liveness": {"status": "Pending"}}),
+    )])
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(40));
+    let img = p(&img).to_string();
+    let mut broken = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    broken.extend_from_slice(&[0x42; 4000]);
+    let broken = common::write(dir.path(), "broken.jpg", &broken);
+    let missing = dir.path().join("missing.jpg");
+    let (base, broke_base, failing_base) =
+        (server.base_url(), broke.base_url(), failing.base_url());
+
+    let cases: Vec<ErrorCase> = vec![
+        (
+            vec![p(&missing), "--base-url", &base],
+            Some(KEY),
+            |e| matches!(e, CheckError::BadFile(_)),
+            Exit::Usage,
+            &["missing.jpg", "not found", "; nothing was sent"],
+        ),
+        (
+            vec![&img, "--base-url", "http://verification.didit.me"],
+            Some(KEY),
+            |e| matches!(e, CheckError::Client(_)),
+            Exit::Usage,
+            &["refusing to send the API key over plain http to verification.didit.me"],
+        ),
+        (
+            vec![p(&broken), "--base-url", &base],
+            Some(KEY),
+            |e| matches!(e, CheckError::Rejected(_)),
+            Exit::Usage,
+            &["Invalid user image format", "; nothing was billed"],
+        ),
+        (
+            vec![&img, "--base-url", &base],
+            Some("wrong_key_for_the_table"),
+            |e| {
+                matches!(
+                    e,
+                    CheckError::Fatal {
+                        kind: FatalKind::Permission | FatalKind::InvalidKey,
+                        ..
+                    }
+                )
+            },
+            Exit::Auth,
+            &["key was refused", "; the API said: "],
+        ),
+        (
+            vec![&img, "--base-url", &broke_base],
+            Some(KEY),
+            |e| {
+                matches!(
+                    e,
+                    CheckError::Fatal {
+                        kind: FatalKind::OutOfCredits,
+                        ..
+                    }
+                )
+            },
+            Exit::Credits,
+            &["out of credits (403)", "top up", "; the API said: "],
+        ),
+        (
+            vec![&img, "--base-url", &limited.base_url, "--max-retries", "0"],
+            Some(KEY),
+            |e| matches!(e, CheckError::RateLimited { .. }),
+            Exit::ApiFailed,
+            &["after 1 attempt:", "rate limit is used up", "--max-retries"],
+        ),
+        (
+            vec![&img, "--base-url", &failing_base, "--max-retries", "1"],
+            Some(KEY),
+            |e| matches!(e, CheckError::ApiFailed { .. }),
+            Exit::ApiFailed,
+            &["the API kept failing (2 attempts)", "503"],
+        ),
+        (
+            vec![&img, "--base-url", &pending.base_url],
+            Some(KEY),
+            |e| matches!(e, CheckError::BadAnswer(_)),
+            Exit::ApiFailed,
+            &[
+                "without a usable result",
+                "\"Pending\" is neither Approved nor Declined",
+            ],
+        ),
+    ];
+    for (list, key, is, exit, wants) in cases {
+        let (e, out) = check_error(&list, key).await;
+        assert!(is(&e), "{list:?}: {e:?}");
+        assert_eq!(e.exit_code(), exit, "{list:?}: {e}");
+        let msg = e.to_string();
+        for want in wants {
+            assert!(msg.contains(want), "{list:?}: missing {want:?} in {msg}");
+        }
+        assert!(!msg.contains('\n'), "one line: {msg}");
+        assert!(out.is_empty(), "{list:?}: {out}");
+    }
+    assert_eq!(server.stats().credits_used, 0, "only refusals reached it");
+    for s in [server, broke, failing] {
+        s.shutdown().await;
+    }
+}
+
+/// A writer that refuses every write, like a closed pipe.
+struct Closed;
+
+impl std::io::Write for Closed {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "stdout is closed",
+        ))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_unwritable_output_is_an_output_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(41));
+    let cfg = CheckConfig::from_args(args(&[p(&img), "--emulator"]), None).unwrap();
+    let mut err = Vec::new();
+    let e = run_with(cfg, &mut Closed, &mut err).await.unwrap_err();
+    assert!(matches!(e, CheckError::Output(_)), "{e:?}");
+    assert_eq!(e.exit_code(), Exit::SomeFailed);
+    assert_eq!(e.to_string(), "cannot write the output: stdout is closed");
+}
+
+#[tokio::test]
+async fn settings_are_validated_before_the_file_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.jpg");
+    for (extra, want) in [
+        (
+            &["--metadata", "{oops"][..],
+            "--metadata: metadata is not valid JSON",
+        ),
+        (
+            &["--metadata", "7"][..],
+            "--metadata: metadata must be a JSON object",
+        ),
+        (
+            &["--max-retries", "21"][..],
+            "--max-retries must be at most 20, got 21",
+        ),
+        (
+            &["--threshold", "100.5"][..],
+            "--threshold must be a number from 0 to 100",
+        ),
+    ] {
+        let mut list = vec![p(&missing), "--emulator"];
+        list.extend_from_slice(extra);
+        match check_result(&list, None).await {
+            (Err(e @ liveness_batch::Error::Config(_)), out, err) => {
+                assert_eq!(e.exit_code(), Exit::Usage);
+                assert!(e.to_string().starts_with(want), "{extra:?}: {e}");
+                assert!(out.is_empty() && err.is_empty());
+            }
+            other => panic!("{extra:?}: {other:?}"),
+        }
+    }
+    let cfg = CheckConfig::from_args(
+        args(&[p(&missing), "--max-retries", "20"]),
+        Some(KEY.into()),
+    )
+    .unwrap();
+    assert_eq!(cfg.retry.max_retries, 20);
+}
+
+#[test]
+fn binary_prints_each_error_once_with_its_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::write(dir.path(), "notes.jpg", b"hello\n");
+    let (code, out, err) = run_bin(&["check", p(&text), "--emulator"], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty(), "{out}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("liveness-batch: ") && lines[0].ends_with("; nothing was sent"),
+        "{err}"
+    );
+    let (code, _, err) = run_bin(
+        &["check", p(&text), "--emulator", "--max-retries", "99"],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "liveness-batch: --max-retries must be at most 20, got 99"
+    );
 }

@@ -1112,7 +1112,7 @@ mod against_the_emulator {
                 Outcome::Fatal { kind, status, .. } => {
                     assert_eq!(*kind, want);
                     assert_eq!(*status, if auth_401 { 401 } else { 403 });
-                    assert_eq!(kind.exit_code(), 3);
+                    assert_eq!(kind.exit_code().code(), 3);
                 }
                 other => panic!("{other:?}"),
             }
