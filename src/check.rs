@@ -462,7 +462,7 @@ mod tests {
             (
                 CheckError::Internal("task panicked".into()),
                 "internal error: task panicked",
-                Exit::SomeFailed,
+                Exit::Internal,
             ),
         ];
         for (e, msg, code) in cases {

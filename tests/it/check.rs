@@ -973,7 +973,7 @@ async fn an_unwritable_output_is_an_output_error() {
     let mut err = Vec::new();
     let e = run_with(cfg, &mut Closed, &mut err).await.unwrap_err();
     assert!(matches!(e, CheckError::Output(_)), "{e:?}");
-    assert_eq!(e.exit_code(), Exit::SomeFailed);
+    assert_eq!(e.exit_code(), Exit::Io);
     assert_eq!(e.to_string(), "cannot write the output: stdout is closed");
 }
 
