@@ -464,6 +464,69 @@ mod tests {
     }
 
     #[test]
+    fn a_rejection_of_a_rows_own_fields_is_never_reused_by_content() {
+        assert!(reusable_record(Class::Result, None, true));
+        assert!(reusable_record(Class::Rejected, Some("user_image"), false));
+        assert!(reusable_record(Class::Rejected, None, false));
+        assert!(!reusable_record(Class::Rejected, Some("user_image"), true));
+        for field in ["metadata", "vendor_data", "something_new"] {
+            assert!(
+                !reusable_record(Class::Rejected, Some(field), false),
+                "{field}"
+            );
+        }
+        // The index of an earlier run agrees: a metadata rejection stands for no other row.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(JOURNAL_FILE);
+        let Line::Item(mut by_row) = item("row", SHA_A, Class::Rejected) else {
+            unreachable!()
+        };
+        by_row.error_field = Some("metadata".into());
+        let Line::Item(mut by_image) = item("img", SHA_B, Class::Rejected) else {
+            unreachable!()
+        };
+        by_image.error_field = Some("user_image".into());
+        write_lines(&p, &[run_line(), Line::Item(by_row), Line::Item(by_image)]);
+        let index = Index::build(&mut Reader::open(&p).unwrap()).unwrap();
+        assert_eq!(index.reusable(content_digest(SHA_A).unwrap(), false), None);
+        assert!(
+            index
+                .reusable(content_digest(SHA_B).unwrap(), false)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn uploads_of_a_dead_run_are_orphans_until_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(JOURNAL_FILE);
+        let sending = |k: &str| Line::Sending(Sending { key: k.into() });
+        let end = Line::End(RunEnd::default());
+        write_lines(
+            &p,
+            &[
+                // A clean run: its announced-and-recorded upload is no orphan.
+                run_line(),
+                sending("a"),
+                item("a", SHA_A, Class::Result),
+                end.clone(),
+                // A run killed with "b" and "c" in flight.
+                run_line(),
+                sending("b"),
+                sending("c"),
+                // The next run records "b" (its record carried the charge), then dies with "c"
+                // announced again.
+                run_line(),
+                item("b", SHA_B, Class::Result),
+                sending("c"),
+            ],
+        );
+        let index = Index::build(&mut Reader::open(&p).unwrap()).unwrap();
+        let keys: Vec<&str> = index.orphans.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["c", "c"], "each dead upload of c counts");
+    }
+
+    #[test]
     fn index_keeps_the_latest_record_per_key_and_checks_content() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(JOURNAL_FILE);
