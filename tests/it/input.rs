@@ -379,27 +379,20 @@ fn oversized_file_is_refused_with_its_hash() {
     assert_eq!(r.sha256, Some(want));
 }
 
-/// A manifest on standard input survives the scan validating its sources before running them:
-/// standard input is read once and shared, so no row is lost. Paths resolve against the current
-/// folder.
-#[test]
-fn stdin_manifest_is_read_once_and_fully() {
+/// `scan - --dry-run --out out` in `dir` with `manifest` on standard input: how it exited and
+/// what it printed (stdout then stderr).
+fn dry_run_on_stdin(dir: &std::path::Path, manifest: &str) -> (std::process::ExitStatus, String) {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    write(d, "in/a.jpg", &jpeg(11));
-    write(d, "in/b.png", &png(12));
     let mut child = Command::new(crate::common::bin())
         .args(["scan", "-", "--dry-run", "--out", "out"])
-        .current_dir(d)
+        .current_dir(dir)
         .env_remove("DIDIT_API_KEY")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let manifest = "id,path\r\nr1,in/a.jpg\r\nr2,in/b.png\r\nr3,in/gone.jpg\r\n";
     child
         .stdin
         .take()
@@ -412,7 +405,21 @@ fn stdin_manifest_is_read_once_and_fully() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "{text}");
+    (out.status, text)
+}
+
+/// A manifest on standard input survives the scan validating its sources before running them:
+/// standard input is read once and shared, so no row is lost. Paths resolve against the current
+/// folder.
+#[test]
+fn stdin_manifest_is_read_once_and_fully() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "in/a.jpg", &jpeg(11));
+    write(d, "in/b.png", &png(12));
+    let manifest = "id,path\r\nr1,in/a.jpg\r\nr2,in/b.png\r\nr3,in/gone.jpg\r\n";
+    let (status, text) = dry_run_on_stdin(d, &manifest);
+    assert!(status.success(), "{text}");
     let found = text
         .lines()
         .find(|l| l.contains("images found"))
@@ -674,36 +681,14 @@ async fn a_ten_megabyte_manifest_line_is_refused_with_a_short_message() {
 /// there with a warning naming the line, and the rows before it are still counted.
 #[test]
 fn an_unclosed_quote_on_standard_input_stops_reading_with_a_warning() {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write(d, "in/a.jpg", &jpeg(81));
-    let mut child = Command::new(crate::common::bin())
-        .args(["scan", "-", "--dry-run", "--out", "out"])
-        .current_dir(d)
-        .env_remove("DIDIT_API_KEY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let mut manifest = "id,path,note\nr1,in/a.jpg,\nr2,in/b.jpg,\"oops\n".to_string();
     for i in 3..40 {
         manifest.push_str(&format!("r{i},in/{i}.jpg,\n"));
     }
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, text) = dry_run_on_stdin(d, &manifest);
     assert!(
         text.contains(
             "warning: standard input: reading stopped: the quoted field that begins on line 3 \

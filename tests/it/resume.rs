@@ -92,6 +92,95 @@ fn images(dir: &Path, n: u64, seed0: u64) -> HashMap<String, String> {
         .collect()
 }
 
+/// A temporary folder, `src` in it with `n` distinct images from `seed0` on (see [`images`]),
+/// the path of `out` next to it, key -> sha256 of every image, and the set of keys.
+type Batch = (
+    tempfile::TempDir,
+    PathBuf,
+    PathBuf,
+    HashMap<String, String>,
+    BTreeSet<String>,
+);
+
+fn batch(n: u64, seed0: u64) -> Batch {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let shas = images(&src, n, seed0);
+    let inputs = shas.keys().cloned().collect();
+    let out = tmp.path().join("out");
+    (tmp, src, out, shas, inputs)
+}
+
+/// An emulator that answers after `latency` plus up to `jitter` and logs every request to `log`.
+async fn logging_emulator(log: &Path, latency_ms: u64, jitter_ms: u64) -> Emulator {
+    let log = log.to_path_buf();
+    common::emulator(|c| {
+        c.latency = Duration::from_millis(latency_ms);
+        c.jitter = Duration::from_millis(jitter_ms);
+        c.log = Some(log);
+    })
+    .await
+}
+
+/// An emulator on which every request stalls for 5 s.
+async fn stalling_emulator() -> Emulator {
+    common::emulator(|c| {
+        c.faults.stall = 1.0;
+        c.stall = Duration::from_secs(5);
+    })
+    .await
+}
+
+/// Start a run, kill -9 it after `moment_ms` unless it has finished by then, reap it, and let
+/// anything it had on the wire reach the emulator and its log. Returns the exit status and
+/// whether the run had finished before the kill.
+async fn kill_9_after(
+    emu: &Emulator,
+    argv: &[String],
+    moment_ms: u64,
+) -> (std::process::ExitStatus, bool) {
+    let mut child = spawn_with(emu, argv, Stdio::null);
+    tokio::time::sleep(Duration::from_millis(moment_ms)).await;
+    let finished_first = child.try_wait().unwrap().is_some();
+    if !finished_first {
+        child.start_kill().unwrap();
+    }
+    let status = child.wait().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    (status, finished_first)
+}
+
+/// Note, for each journaled item (each must hold a result), how many logged requests carried
+/// its image when its record was first seen; returns the current counts.
+fn freeze_journaled(
+    items: &[&Value],
+    log: &Path,
+    frozen: &mut HashMap<String, u64>,
+) -> HashMap<String, u64> {
+    let counts = log_counts(log);
+    for it in items {
+        assert_eq!(it["class"], "result", "{it}");
+        let sha = it["sha256"].as_str().unwrap();
+        frozen
+            .entry(sha.to_string())
+            .or_insert(counts.get(sha).copied().unwrap_or(0));
+    }
+    counts
+}
+
+/// No image in `frozen` was sent again after its record was journaled; returns the log counts.
+fn assert_none_sent_again(log: &Path, frozen: &HashMap<String, u64>) -> HashMap<String, u64> {
+    let counts = log_counts(log);
+    for (sha, logged) in frozen {
+        assert_eq!(
+            counts.get(sha).copied().unwrap_or(0),
+            *logged,
+            "image {sha} was sent again after its result was in the journal"
+        );
+    }
+    counts
+}
+
 fn sha_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -225,20 +314,11 @@ async fn kill_9_at_random_moments_never_repays_a_journaled_item() {
     const N: u64 = 300;
     const CONCURRENCY: u64 = 8;
     const KILLS: usize = 10;
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, src, out, shas, inputs) = batch(N, 7_000);
     let log = tmp.path().join("emulator.jsonl");
     // Latency 100-300 ms: with 8 in flight the run takes several seconds, so every kill lands
     // mid-run with requests in flight.
-    let emu = common::emulator(|c| {
-        c.latency = Duration::from_millis(100);
-        c.jitter = Duration::from_millis(200);
-        c.log = Some(log.clone());
-    })
-    .await;
-    let src = tmp.path().join("src");
-    let shas = images(&src, N, 7_000);
-    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
-    let out = tmp.path().join("out");
+    let emu = logging_emulator(&log, 100, 200).await;
     let argv = args(
         &src,
         &out,
@@ -254,15 +334,7 @@ async fn kill_9_at_random_moments_never_repays_a_journaled_item() {
         let requests_before = emu.stats().requests;
         let items_before = Journal::item_count(&out);
         let moment = 50 + rng.next() % 1450;
-        let mut child = spawn_with(&emu, &argv, Stdio::null);
-        tokio::time::sleep(Duration::from_millis(moment)).await;
-        let finished_first = child.try_wait().unwrap().is_some();
-        if !finished_first {
-            child.start_kill().unwrap();
-        }
-        let status = child.wait().await.unwrap();
-        // Let anything the dead process had on the wire reach the emulator and its log.
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (status, finished_first) = kill_9_after(&emu, &argv, moment).await;
 
         let journal = Journal::read(&out);
         let (items, torn) = match &journal {
@@ -293,13 +365,14 @@ async fn kill_9_at_random_moments_never_repays_a_journaled_item() {
             "kill {k}: {extra} requests were sent but not recorded; at most {CONCURRENCY} can be in flight"
         );
         extras.push(extra);
-        let counts = log_counts(&log);
+        let counts = freeze_journaled(&items, &log, &mut frozen);
         for it in &items {
-            assert_eq!(it["class"], "result", "{it}");
-            let sha = it["sha256"].as_str().unwrap();
-            let logged = counts.get(sha).copied().unwrap_or(0);
-            assert!(logged >= 1, "{} is recorded but was never sent", it["key"]);
-            frozen.entry(sha.to_string()).or_insert(logged);
+            let logged = counts.get(it["sha256"].as_str().unwrap()).copied();
+            assert!(
+                logged.unwrap_or(0) >= 1,
+                "{} is recorded but was never sent",
+                it["key"]
+            );
         }
     }
 
@@ -338,14 +411,7 @@ async fn kill_9_at_random_moments_never_repays_a_journaled_item() {
     assert_eq!(s["outcome"], "completed");
 
     // The emulator's log: nothing was sent again after its record was journaled.
-    let counts = log_counts(&log);
-    for (sha, logged) in &frozen {
-        assert_eq!(
-            counts.get(sha).copied().unwrap_or(0),
-            *logged,
-            "image {sha} was sent again after its result was in the journal"
-        );
-    }
+    let counts = assert_none_sent_again(&log, &frozen);
     for (key, sha) in &shas {
         assert!(counts.contains_key(sha), "{key} never reached the emulator");
     }
@@ -382,12 +448,7 @@ async fn kill_9_with_duplicates_never_resends_a_journaled_image() {
     const KILLS: usize = 5;
     let tmp = tempfile::tempdir().unwrap();
     let log = tmp.path().join("emulator.jsonl");
-    let emu = common::emulator(|c| {
-        c.latency = Duration::from_millis(200);
-        c.jitter = Duration::from_millis(200);
-        c.log = Some(log.clone());
-    })
-    .await;
+    let emu = logging_emulator(&log, 200, 200).await;
     let src = tmp.path().join("src");
     let mut inputs = BTreeSet::new();
     let mut bytes_of = Vec::new();
@@ -413,13 +474,7 @@ async fn kill_9_with_duplicates_never_resends_a_journaled_image() {
     for k in 0..KILLS {
         let requests_before = emu.stats().requests;
         let moment = 100 + rng.next() % 900;
-        let mut child = spawn_with(&emu, &argv, Stdio::null);
-        tokio::time::sleep(Duration::from_millis(moment)).await;
-        if child.try_wait().unwrap().is_none() {
-            child.start_kill().unwrap();
-        }
-        child.wait().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        kill_9_after(&emu, &argv, moment).await;
         let journal = Journal::read(&out);
         let items = journal.as_ref().map(Journal::items).unwrap_or_default();
         assert_one_record_per_key(&items);
@@ -429,14 +484,7 @@ async fn kill_9_with_duplicates_never_resends_a_journaled_image() {
             "dedupe kill {k} at {moment} ms: {sent} requests; journal {} records, {leaders} sent",
             items.len()
         );
-        let counts = log_counts(&log);
-        for it in &items {
-            assert_eq!(it["class"], "result", "{it}");
-            let sha = it["sha256"].as_str().unwrap();
-            frozen
-                .entry(sha.to_string())
-                .or_insert(counts.get(sha).copied().unwrap_or(0));
-        }
+        freeze_journaled(&items, &log, &mut frozen);
     }
     let before = emu.stats().requests;
     let last = run(&emu, &argv).await;
@@ -446,14 +494,7 @@ async fn kill_9_with_duplicates_never_resends_a_journaled_image() {
     let items = journal.items();
     assert_one_record_per_key(&items);
     assert_all_results(&out, &inputs);
-    let counts = log_counts(&log);
-    for (sha, logged) in &frozen {
-        assert_eq!(
-            counts.get(sha).copied().unwrap_or(0),
-            *logged,
-            "image {sha} was sent again after its result was in the journal"
-        );
-    }
+    assert_none_sent_again(&log, &frozen);
     // The final run sends at most one request per image not yet journaled.
     let not_yet = DISTINCT - frozen.len() as u64;
     assert!(
@@ -478,16 +519,8 @@ async fn kill_9_with_duplicates_never_resends_a_journaled_image() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_after_an_unknown_outcome_keeps_the_possible_double_charge() {
     const N: u64 = 4;
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    let shas = images(&src, N, 140_000);
-    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
-    let stalling = common::emulator(|c| {
-        c.faults.stall = 1.0;
-        c.stall = Duration::from_secs(5);
-    })
-    .await;
-    let out = tmp.path().join("out");
+    let (_tmp, src, out, _, inputs) = batch(N, 140_000);
+    let stalling = stalling_emulator().await;
     // A long backoff: after the timeout a worker would wait; the stop must cut that short.
     let child = spawn(
         &stalling,
@@ -532,18 +565,9 @@ async fn a_stop_after_an_unknown_outcome_keeps_the_possible_double_charge() {
 /// journal, the summary; then rerun and check only the rest is sent.
 async fn stop_mid_run_then_resume(sig: libc::c_int, code: i32, outcome: &str, extra: &[&str]) {
     const N: u64 = 60;
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, src, out, _, inputs) = batch(N, 20_000 + sig as u64 * 100);
     let log = tmp.path().join("emulator.jsonl");
-    let emu = common::emulator(|c| {
-        c.latency = Duration::from_millis(100);
-        c.jitter = Duration::from_millis(50);
-        c.log = Some(log.clone());
-    })
-    .await;
-    let src = tmp.path().join("src");
-    let shas = images(&src, N, 20_000 + sig as u64 * 100);
-    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
-    let out = tmp.path().join("out");
+    let emu = logging_emulator(&log, 100, 50).await;
 
     let mut flags = vec!["--concurrency", "4"];
     flags.extend_from_slice(extra);
@@ -648,13 +672,9 @@ async fn sigterm_behaves_like_the_first_ctrl_c_and_exits_143() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_ctrl_c_exits_at_once_and_the_next_run_completes() {
     const N: u64 = 12;
-    let tmp = tempfile::tempdir().unwrap();
+    let (_tmp, src, out, _, inputs) = batch(N, 30_000);
     // Answers take 5 s: a run that waited for them would record them.
     let slow = common::emulator(|c| c.latency = Duration::from_secs(5)).await;
-    let src = tmp.path().join("src");
-    let shas = images(&src, N, 30_000);
-    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
-    let out = tmp.path().join("out");
 
     let child = spawn(&slow, &loud_args(&src, &out, &["--concurrency", "4"]));
     wait_until("4 requests in flight", || slow.stats().requests >= 4).await;
@@ -907,11 +927,7 @@ async fn changed_threshold_is_refused_unless_forced_and_fresh_keeps_the_old_jour
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_concurrent_run_is_refused_and_a_killed_runs_lock_never_blocks() {
     let emu = common::emulator(|_| {}).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    let shas = images(&src, 20, 50_000);
-    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
-    let out = tmp.path().join("out");
+    let (_tmp, src, out, _, inputs) = batch(20, 50_000);
 
     // A slow first run: 2 requests per second.
     let mut first = spawn(
@@ -1038,11 +1054,7 @@ async fn max_requests_is_a_hard_budget_and_the_rerun_finishes_the_rest() {
         c.jitter = Duration::from_millis(10);
     })
     .await;
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    let shas = images(&src, 200, 70_000);
-    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
-    let out = tmp.path().join("out");
+    let (_tmp, src, out, _, inputs) = batch(200, 70_000);
 
     let capped = run(&emu, &loud_args(&src, &out, &["--max-requests", "50"])).await;
     assert_eq!(capped.code, 4, "{capped:?}");
@@ -1075,11 +1087,7 @@ async fn max_requests_is_a_hard_budget_and_the_rerun_finishes_the_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_that_covers_the_work_ends_normally() {
     let emu = common::emulator(|_| {}).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    let shas = images(&src, 5, 75_000);
-    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
-    let out = tmp.path().join("out");
+    let (_tmp, src, out, _, inputs) = batch(5, 75_000);
     let r = run(&emu, &args(&src, &out, &["--max-requests", "5"])).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(emu.stats().requests, 5);
@@ -1092,11 +1100,7 @@ async fn a_budget_that_covers_the_work_ends_normally() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_last_line_is_reported_and_its_item_redone() {
     let emu = common::emulator(|_| {}).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    let shas = images(&src, 6, 80_000);
-    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
-    let out = tmp.path().join("out");
+    let (_tmp, src, out, _, inputs) = batch(6, 80_000);
     let first = run(&emu, &args(&src, &out, &[])).await;
     assert_eq!(first.code, 0, "{first:?}");
     assert_eq!(emu.stats().requests, 6);
@@ -1316,13 +1320,9 @@ fn would_send(stdout: &str) -> u64 {
 /// An image that changed on disk since the last run is screened again; unchanged ones are not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_image_is_screened_again_and_unchanged_ones_are_not() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, src, out, shas, inputs) = batch(5, 100_000);
     let log = tmp.path().join("emulator.jsonl");
     let emu = common::emulator(|c| c.log = Some(log.clone())).await;
-    let src = tmp.path().join("src");
-    let shas = images(&src, 5, 100_000);
-    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
-    let out = tmp.path().join("out");
     let first = run(&emu, &args(&src, &out, &[])).await;
     assert_eq!(first.code, 0, "{first:?}");
     assert_eq!(emu.stats().requests, 5);
@@ -1366,17 +1366,9 @@ async fn a_changed_image_is_screened_again_and_unchanged_ones_are_not() {
 /// and every retry is counted as a possible double charge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_outcomes_are_recorded_or_retried_and_counted() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    let shas = images(&src, 3, 110_000);
-    let inputs: BTreeSet<String> = shas.keys().cloned().collect();
-    let stalling = common::emulator(|c| {
-        c.faults.stall = 1.0;
-        c.stall = Duration::from_secs(5);
-    })
-    .await;
+    let (tmp, src, out, _, inputs) = batch(3, 110_000);
+    let stalling = stalling_emulator().await;
 
-    let out = tmp.path().join("out");
     let r = run(
         &stalling,
         &args(&src, &out, &["--timeout", "0.4", "--no-retry-unknown"]),

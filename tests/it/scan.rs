@@ -2,9 +2,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::common::{self, KEY};
+use liveness_batch::emulator::Emulator;
+
+use crate::common::{self, KEY, Run};
 
 /// Fast settings for tests: no pacing to speak of, tiny backoff.
 const FAST: &[&str] = &["--rate", "2000/s", "--backoff-ms", "5", "--quiet"];
@@ -29,6 +31,36 @@ fn images(dir: &Path, n: u64, seed0: u64) {
         };
         common::write(dir, &name, &bytes);
     }
+}
+
+/// A temporary folder with `n` images from `seed0` on (see [`images`]) in `src`, and the path
+/// of `out` next to it.
+fn source(n: u64, seed0: u64) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    images(&src, n, seed0);
+    let out = tmp.path().join("out");
+    (tmp, src, out)
+}
+
+/// `scan SRC --out OUT` with the fast settings and `extra`, against `emu` with `key`.
+async fn scan_fast(emu: &Emulator, src: &Path, out: &Path, extra: &[&str], key: &str) -> Run {
+    let (src, out) = (src.to_str().unwrap(), out.to_str().unwrap());
+    common::run_bin(&args(&[src], out, extra), Some(&emu.base_url()), Some(key)).await
+}
+
+/// `scan SRC --out OUT` and `extra` as given (printing, no fast settings), with no API key and
+/// pointed at `emu` if any.
+async fn scan_plain(src: &Path, out: &Path, extra: &[&str], emu: Option<&Emulator>) -> Run {
+    let mut argv = vec![
+        "scan",
+        src.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    argv.extend_from_slice(extra);
+    let url = emu.map(Emulator::base_url);
+    common::run_bin(&argv, url.as_deref(), None).await
 }
 
 fn classes(items: &[serde_json::Value]) -> BTreeMap<String, usize> {
@@ -60,9 +92,7 @@ fn assert_private(dir: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folder_scan_accounts_for_every_input_exactly_once() {
     let emu = common::emulator(|_| {}).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    images(&src, 10, 100);
+    let (_tmp, src, out) = source(10, 100);
     common::write(
         &src,
         "a/copy_of_img000.jpg",
@@ -75,15 +105,8 @@ async fn folder_scan_accounts_for_every_input_exactly_once() {
     );
     common::write(&src, "bad/empty.png", b"");
     common::write(&src, "notes.json", b"{}");
-    let out = tmp.path().join("out");
-    let (src_s, out_s) = (src.to_str().unwrap(), out.to_str().unwrap());
 
-    let run = common::run_bin(
-        &args(&[src_s], out_s, &[]),
-        Some(&emu.base_url()),
-        Some(KEY),
-    )
-    .await;
+    let run = scan_fast(&emu, &src, &out, &[], KEY).await;
     assert_eq!(run.code, 1, "some inputs are bad, so exit 1: {run:?}");
 
     let items = common::journal_items(&out);
@@ -316,21 +339,10 @@ async fn five_hundred_items_survive_faults_and_none_fails_for_a_429() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_key_stops_the_run_at_once_with_exit_3() {
     let emu = common::emulator(|_| {}).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    images(&src, 40, 900);
-    let out = tmp.path().join("out");
+    let (_tmp, src, out) = source(40, 900);
     let wrong = "wrong-key-ABCDEF-123456";
-    let run = common::run_bin(
-        &args(
-            &[src.to_str().unwrap()],
-            out.to_str().unwrap(),
-            &["--concurrency", "4", "--rate", "20/s"],
-        ),
-        Some(&emu.base_url()),
-        Some(wrong),
-    )
-    .await;
+    let flags = ["--concurrency", "4", "--rate", "20/s"];
+    let run = scan_fast(&emu, &src, &out, &flags, wrong).await;
     assert_eq!(run.code, 3, "{run:?}");
     let requests = emu.stats().requests;
     assert!(
@@ -347,17 +359,9 @@ async fn a_refused_key_stops_the_run_at_once_with_exit_3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_credits_stops_with_exit_4_and_resumes() {
     let emu = common::emulator(|c| c.credits = Some(12)).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    images(&src, 30, 300);
-    let out = tmp.path().join("out");
-    let (src_s, out_s) = (src.to_str().unwrap(), out.to_str().unwrap());
-    let run = common::run_bin(
-        &args(&[src_s], out_s, &["--concurrency", "3", "--rate", "50/s"]),
-        Some(&emu.base_url()),
-        Some(KEY),
-    )
-    .await;
+    let (_tmp, src, out) = source(30, 300);
+    let flags = ["--concurrency", "3", "--rate", "50/s"];
+    let run = scan_fast(&emu, &src, &out, &flags, KEY).await;
     assert_eq!(run.code, 4, "{run:?}");
     let results = common::journal_items(&out)
         .into_iter()
@@ -369,12 +373,7 @@ async fn running_out_of_credits_stops_with_exit_4_and_resumes() {
 
     // Top up (a new emulator with credits) and rerun the same command: the rest is screened.
     let emu2 = common::emulator(|_| {}).await;
-    let run2 = common::run_bin(
-        &args(&[src_s], out_s, &["--concurrency", "3", "--rate", "50/s"]),
-        Some(&emu2.base_url()),
-        Some(KEY),
-    )
-    .await;
+    let run2 = scan_fast(&emu2, &src, &out, &flags, KEY).await;
     assert_eq!(run2.code, 0, "{run2:?}");
     assert_eq!(
         emu2.stats().requests,
@@ -389,30 +388,14 @@ async fn running_out_of_credits_stops_with_exit_4_and_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_checks_everything_and_sends_nothing() {
     let emu = common::emulator(|_| {}).await;
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    images(&src, 6, 40);
+    let (_tmp, src, out) = source(6, 40);
     common::write(&src, "x/not_a_photo.jpg", b"hello");
     common::write(
         &src,
         "x/copy.jpg",
         &std::fs::read(src.join("a/img000.jpg")).unwrap(),
     );
-    let out = tmp.path().join("out");
-    let run = common::run_bin(
-        &[
-            "scan",
-            src.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--dry-run",
-            "--rate",
-            "60/min",
-        ],
-        Some(&emu.base_url()),
-        None,
-    )
-    .await;
+    let run = scan_plain(&src, &out, &["--dry-run", "--rate", "60/min"], Some(&emu)).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(emu.stats().requests, 0);
     assert!(!out.exists(), "a dry run writes nothing");
@@ -431,24 +414,8 @@ async fn dry_run_checks_everything_and_sends_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emulator_flag_screens_and_stamps_everything_simulated() {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    images(&src, 4, 70);
-    let out = tmp.path().join("out");
-    let run = common::run_bin(
-        &[
-            "scan",
-            src.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--emulator",
-            "--rate",
-            "50/s",
-        ],
-        None,
-        None,
-    )
-    .await;
+    let (_tmp, src, out) = source(4, 70);
+    let run = scan_plain(&src, &out, &["--emulator", "--rate", "50/s"], None).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("SIMULATED"), "{}", run.stderr);
     assert_eq!(
@@ -567,4 +534,12 @@ async fn the_same_relative_path_in_two_sources_keeps_both_results() {
         "{keys:?}"
     );
     assert_eq!(emu.stats().requests, 2);
+}
+
+/// The command-line definition is consistent: clap's own checks on every argument and
+/// subcommand (names, conflicts, defaults) pass.
+#[test]
+fn the_command_line_definition_is_consistent() {
+    use clap::CommandFactory;
+    liveness_batch::cli::Cli::command().debug_assert();
 }
