@@ -418,7 +418,7 @@ fn stdin_manifest_is_read_once_and_fully() {
     write(d, "in/a.jpg", &jpeg(11));
     write(d, "in/b.png", &png(12));
     let manifest = "id,path\r\nr1,in/a.jpg\r\nr2,in/b.png\r\nr3,in/gone.jpg\r\n";
-    let (status, text) = dry_run_on_stdin(d, &manifest);
+    let (status, text) = dry_run_on_stdin(d, manifest);
     assert!(status.success(), "{text}");
     let found = text
         .lines()

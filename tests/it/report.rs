@@ -589,23 +589,19 @@ fn report_command_merges_into_out() {
         one_result_journal(d, true, k, 70.0, end_line("completed", 1, 0));
     }
     let out = top.path().join("merged");
-    let (code, stderr) = report_cmd(&[
+    let merge = [
         a.path().as_os_str(),
         b.path().as_os_str(),
         "--out".as_ref(),
         out.as_os_str(),
-    ]);
+    ];
+    let (code, stderr) = report_cmd(&merge);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("Merged 2 journals into"), "{stderr}");
     assert!(stderr.contains(SIMULATED_NOTICE), "{stderr}");
     assert_eq!(read_summary(&out).items.total, 2);
     // rerunning the merge replaces its own output
-    let (code, stderr) = report_cmd(&[
-        a.path().as_os_str(),
-        b.path().as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ]);
+    let (code, stderr) = report_cmd(&merge);
     assert_eq!(code, 0, "{stderr}");
 
     // one DIR with --out elsewhere: outputs go there, the source folder is left alone
