@@ -57,6 +57,11 @@ impl Reply {
         }
     }
 
+    /// A `text/plain` answer with no body.
+    pub fn empty(status: u16) -> Self {
+        Self::raw(status, "text/plain", b"")
+    }
+
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         if let Reply::Http { headers, .. } = &mut self {
             headers.push((name.into(), value.into()));
@@ -303,6 +308,11 @@ pub fn submitter(base: &str, max_retries: u32) -> Submitter {
     }
 }
 
+/// A 200 with an approved result.
+pub fn approved() -> Reply {
+    Reply::json(200, approved_body())
+}
+
 pub fn approved_body() -> serde_json::Value {
     json!({
         "request_id": "a1b2c3d4-e5f6-7890-1234-567890abcdef",
@@ -313,6 +323,35 @@ pub fn approved_body() -> serde_json::Value {
         "vendor_data": "user-123", "metadata": null,
         "created_at": "2026-06-12T01:04:42.763237+00:00"
     })
+}
+
+/// A transport failure after the body was sent: the outcome is unknown.
+#[track_caller]
+fn assert_unknown_after_sending(outcome: &Outcome) {
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Transient {
+                status: None,
+                body_sent: true,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+}
+
+/// The client's timeout struck after the body was sent.
+#[track_caller]
+fn assert_timed_out_after_sending(outcome: &Outcome) {
+    match outcome {
+        Outcome::Transient {
+            status: None,
+            body_sent: true,
+            message,
+        } => assert!(message.contains("timed out"), "{message}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 fn rate_limited_429(retry_after: &str) -> Reply {
@@ -330,7 +369,7 @@ fn rate_limited_429(retry_after: &str) -> Reply {
 
 #[tokio::test]
 async fn sends_every_field_and_the_key_only_in_its_header() {
-    let server = Scripted::start(vec![Reply::json(200, approved_body())]).await;
+    let server = Scripted::start(vec![approved()]).await;
     let c = client(&server.base_url, Duration::from_secs(10));
     let params = Params {
         threshold: Some(80.5),
@@ -389,11 +428,7 @@ async fn sends_every_field_and_the_key_only_in_its_header() {
 
 #[tokio::test]
 async fn save_api_request_is_always_explicit_and_defaults_are_left_to_didit() {
-    let server = Scripted::start(vec![
-        Reply::json(200, approved_body()),
-        Reply::json(200, approved_body()),
-    ])
-    .await;
+    let server = Scripted::start(vec![approved(), approved()]).await;
     let c = client(&format!("{}/", server.base_url), Duration::from_secs(10));
     c.send(&png_upload(1), &Params::default()).await;
     c.send(
@@ -491,7 +526,7 @@ async fn error_statuses_are_classified_over_http() {
         Reply::json(400, json!({"user_image": ["File size should not exceed 5 MB"]})),
         Reply::json(400, json!({"error": "Invalid user image format."})),
         Reply::json(401, json!({"detail": "Invalid API Key."})),
-        Reply::raw(402, "text/plain", b""),
+        Reply::empty(402),
         Reply::json(403, json!({"detail": "You do not have permission to perform this action."})),
         Reply::json(
             403,
@@ -500,7 +535,7 @@ async fn error_statuses_are_classified_over_http() {
         Reply::json(404, json!({"detail": "Not found."})),
         Reply::raw(413, "text/html", b"<html><title>413 Request Entity Too Large</title></html>"),
         rate_limited_429("7"),
-        Reply::raw(500, "text/plain", b""),
+        Reply::empty(500),
         Reply::raw(502, "text/html", html502),
         Reply::raw(503, "text/plain", b"busy"),
         Reply::raw(200, "text/html", b"<html>captive portal</html>"),
@@ -596,29 +631,11 @@ async fn transport_failures_say_whether_the_body_was_sent() {
     let server = Scripted::start(vec![Reply::Drop, Reply::Stall]).await;
     let c = client(&server.base_url, Duration::from_millis(700));
     let a = c.send(&png_upload(4), &Params::default()).await;
-    assert!(
-        matches!(
-            &a.outcome,
-            Outcome::Transient {
-                status: None,
-                body_sent: true,
-                ..
-            }
-        ),
-        "{:?}",
-        a.outcome
-    );
+    assert_unknown_after_sending(&a.outcome);
     assert!(!a.outcome.billed_nothing());
     // Stalled past the client's timeout.
     let a = c.send(&png_upload(4), &Params::default()).await;
-    match &a.outcome {
-        Outcome::Transient {
-            status: None,
-            body_sent: true,
-            message,
-        } => assert!(message.contains("timed out"), "{message}"),
-        other => panic!("{other:?}"),
-    }
+    assert_timed_out_after_sending(&a.outcome);
     assert_eq!(server.count(), 2);
 }
 
@@ -627,14 +644,14 @@ async fn transport_failures_say_whether_the_body_was_sent() {
 #[tokio::test]
 async fn transient_errors_are_retried_and_counted_as_possible_double_charges() {
     let server = Scripted::start(vec![
-        Reply::raw(500, "text/plain", b""),
+        Reply::empty(500),
         Reply::raw(
             502,
             "text/html",
             b"<html><title>502 Bad Gateway</title></html>",
         ),
-        Reply::raw(503, "text/plain", b""),
-        Reply::json(200, approved_body()),
+        Reply::empty(503),
+        approved(),
     ])
     .await;
     let s = submitter(&server.base_url, 4);
@@ -654,7 +671,7 @@ async fn transient_errors_are_retried_and_counted_as_possible_double_charges() {
 
 #[tokio::test]
 async fn retries_are_bounded() {
-    let server = Scripted::start(vec![Reply::raw(500, "text/plain", b""); 10]).await;
+    let server = Scripted::start(vec![Reply::empty(500); 10]).await;
     let sub = submitter(&server.base_url, 2)
         .submit(&png_upload(6), &Params::default())
         .await;
@@ -676,11 +693,7 @@ async fn retries_are_bounded() {
 
 #[tokio::test]
 async fn a_429_waits_at_least_retry_after_then_succeeds() {
-    let server = Scripted::start(vec![
-        rate_limited_429("1"),
-        Reply::json(200, approved_body()),
-    ])
-    .await;
+    let server = Scripted::start(vec![rate_limited_429("1"), approved()]).await;
     let sub = submitter(&server.base_url, 4)
         .submit(&png_upload(7), &Params::default())
         .await;
@@ -721,12 +734,7 @@ async fn a_429_is_final_only_when_retries_are_spent() {
 #[tokio::test]
 async fn a_429_pauses_every_worker_sharing_the_pacer() {
     // Worker A gets a 429 with Retry-After 1; worker B, arriving during the cooldown, waits too.
-    let server = Scripted::start(vec![
-        rate_limited_429("1"),
-        Reply::json(200, approved_body()),
-        Reply::json(200, approved_body()),
-    ])
-    .await;
+    let server = Scripted::start(vec![rate_limited_429("1"), approved(), approved()]).await;
     let s = submitter(&server.base_url, 4);
     let (sa, sb) = (s.clone(), s.clone());
     let a = tokio::spawn(async move { sa.submit(&png_upload(9), &Params::default()).await });
@@ -752,11 +760,7 @@ async fn a_429_pauses_every_worker_sharing_the_pacer() {
 
 #[tokio::test]
 async fn a_final_429_still_pauses_the_other_workers() {
-    let server = Scripted::start(vec![
-        rate_limited_429("1"),
-        Reply::json(200, approved_body()),
-    ])
-    .await;
+    let server = Scripted::start(vec![rate_limited_429("1"), approved()]).await;
     let s = submitter(&server.base_url, 0);
     let a = s.submit(&png_upload(20), &Params::default()).await;
     assert!(matches!(
@@ -807,12 +811,7 @@ async fn rejected_and_fatal_answers_are_final_at_once() {
 
 #[tokio::test]
 async fn an_unknown_outcome_is_retried_by_default_or_recorded_as_unknown() {
-    let server = Scripted::start(vec![
-        Reply::Drop,
-        Reply::json(200, approved_body()),
-        Reply::Drop,
-    ])
-    .await;
+    let server = Scripted::start(vec![Reply::Drop, approved(), Reply::Drop]).await;
     let s = submitter(&server.base_url, 4);
     let sub = s.submit(&png_upload(12), &Params::default()).await;
     assert!(matches!(sub.outcome, Final::Done(Outcome::Result { .. })));
@@ -835,11 +834,7 @@ async fn an_unknown_outcome_is_retried_by_default_or_recorded_as_unknown() {
 
 #[tokio::test]
 async fn with_retry_unknown_off_a_5xx_is_still_retried() {
-    let server = Scripted::start(vec![
-        Reply::raw(503, "text/plain", b""),
-        Reply::json(200, approved_body()),
-    ])
-    .await;
+    let server = Scripted::start(vec![Reply::empty(503), approved()]).await;
     let s = Submitter {
         retry_unknown: false,
         ..submitter(&server.base_url, 4)
@@ -851,7 +846,7 @@ async fn with_retry_unknown_off_a_5xx_is_still_retried() {
 
 #[tokio::test]
 async fn a_stall_times_out_and_is_retried() {
-    let server = Scripted::start(vec![Reply::Stall, Reply::json(200, approved_body())]).await;
+    let server = Scripted::start(vec![Reply::Stall, approved()]).await;
     let s = Submitter {
         client: Arc::new(client(&server.base_url, Duration::from_millis(500))),
         ..submitter(&server.base_url, 4)
@@ -868,7 +863,7 @@ async fn a_stall_times_out_and_is_retried() {
 
 #[tokio::test]
 async fn a_stopped_submitter_sends_nothing() {
-    let server = Scripted::start(vec![Reply::json(200, approved_body())]).await;
+    let server = Scripted::start(vec![approved()]).await;
     let s = submitter(&server.base_url, 4);
     s.stop.cancel();
     let sub = s.submit(&png_upload(15), &Params::default()).await;
@@ -879,11 +874,7 @@ async fn a_stopped_submitter_sends_nothing() {
 
 #[tokio::test]
 async fn stopping_during_a_backoff_sends_nothing_more() {
-    let server = Scripted::start(vec![
-        Reply::raw(500, "text/plain", b""),
-        Reply::json(200, approved_body()),
-    ])
-    .await;
+    let server = Scripted::start(vec![Reply::empty(500), approved()]).await;
     let s = Submitter {
         policy: RetryPolicy {
             max_retries: 4,
@@ -919,11 +910,7 @@ async fn stopping_during_a_backoff_sends_nothing_more() {
 
 #[tokio::test]
 async fn stopping_during_a_429_cooldown_sends_nothing_more() {
-    let server = Scripted::start(vec![
-        rate_limited_429("30"),
-        Reply::json(200, approved_body()),
-    ])
-    .await;
+    let server = Scripted::start(vec![rate_limited_429("30"), approved()]).await;
     let s = submitter(&server.base_url, 4);
     let stop = s.stop.clone();
     let handle = tokio::spawn(async move { s.submit(&png_upload(17), &Params::default()).await });
@@ -952,8 +939,8 @@ async fn the_budget_is_reserved_before_sending_and_released_when_nothing_was_bil
     let server = Scripted::start(vec![
         Reply::json(400, json!({"error": "Invalid user image format."})),
         rate_limited_429("0"),
-        Reply::json(200, approved_body()),
-        Reply::raw(500, "text/plain", b""),
+        approved(),
+        Reply::empty(500),
     ])
     .await;
     let budget = Arc::new(Budget::new(1));
@@ -982,7 +969,7 @@ async fn the_budget_is_reserved_before_sending_and_released_when_nothing_was_bil
 
 #[tokio::test]
 async fn a_5xx_keeps_its_budget_reservation() {
-    let server = Scripted::start(vec![Reply::raw(500, "text/plain", b"")]).await;
+    let server = Scripted::start(vec![Reply::empty(500)]).await;
     let budget = Arc::new(Budget::new(5));
     let s = Submitter {
         budget: Some(budget.clone()),
@@ -1246,18 +1233,7 @@ mod against_the_emulator {
         let a = client(&server.base_url(), Duration::from_secs(10))
             .send(&png_upload(7), &Params::default())
             .await;
-        assert!(
-            matches!(
-                &a.outcome,
-                Outcome::Transient {
-                    status: None,
-                    body_sent: true,
-                    ..
-                }
-            ),
-            "{:?}",
-            a.outcome
-        );
+        assert_unknown_after_sending(&a.outcome);
         assert_eq!(server.stats().dropped, 1);
         server.shutdown().await;
     }
@@ -1271,14 +1247,7 @@ mod against_the_emulator {
         let a = client(&server.base_url(), Duration::from_millis(500))
             .send(&png_upload(8), &Params::default())
             .await;
-        match &a.outcome {
-            Outcome::Transient {
-                status: None,
-                body_sent: true,
-                message,
-            } => assert!(message.contains("timed out"), "{message}"),
-            other => panic!("{other:?}"),
-        }
+        assert_timed_out_after_sending(&a.outcome);
         server.shutdown().await;
     }
 
@@ -1384,7 +1353,7 @@ async fn plain_http_to_real_loopback_is_accepted_and_localhost_is_pinned() {
         // Only on ::1: `localhost` still reaches it, through the pinned ::1.
         ("[::1]:0", "localhost"),
     ] {
-        let server = Scripted::start_on(bind, vec![Reply::json(200, approved_body())]).await;
+        let server = Scripted::start_on(bind, vec![approved()]).await;
         let port = port_of(&server.base_url);
         // Keep 127.0.0.1:port refused (bound, not listening) so `localhost` can only mean ::1.
         let _guard = if bind.starts_with('[') && host == "localhost" {
@@ -1469,7 +1438,7 @@ async fn a_huge_retry_after_is_capped_counted_and_warned() {
     // Within the cap: obeyed, neither counted nor warned.
     let server = Scripted::start(vec![
         Reply::json(429, json!({})).with_header("retry-after", "0"),
-        Reply::json(200, approved_body()),
+        approved(),
     ])
     .await;
     let warned = Mutex::new(0);
@@ -1550,11 +1519,7 @@ async fn a_200_without_a_usable_liveness_is_a_bad_answer_billed_and_not_retried(
         json!({"liveness": {"status": 1}}),
         json!({"liveness": {"status": "In Review", "warnings": []}}),
     ] {
-        let server = Scripted::start(vec![
-            Reply::json(200, body.clone()),
-            Reply::json(200, approved_body()),
-        ])
-        .await;
+        let server = Scripted::start(vec![Reply::json(200, body.clone()), approved()]).await;
         let mut s = submitter(&server.base_url, 4);
         let budget = Arc::new(Budget::new(5));
         s.budget = Some(budget.clone());

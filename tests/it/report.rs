@@ -139,6 +139,19 @@ fn write_journal(dir: &Path, lines: &[Line]) {
     w.finish().unwrap();
 }
 
+/// A journal of a first run (`simulated` or not) with one result, `key` scored `score`, then
+/// `end`.
+fn one_result_journal(dir: &Path, simulated: bool, key: &str, score: f64, end: Line) {
+    write_journal(
+        dir,
+        &[
+            run_line(false, simulated),
+            item(result(key, score, &[])),
+            end,
+        ],
+    );
+}
+
 fn item(r: Record) -> Line {
     Line::Item(Box::new(r))
 }
@@ -468,14 +481,7 @@ fn merge_warns_about_keys_in_several_shards_and_refuses_bad_outs() {
     let b = tempfile::tempdir().unwrap();
     let top = tempfile::tempdir().unwrap();
     for d in [a.path(), b.path()] {
-        write_journal(
-            d,
-            &[
-                run_line(false, false),
-                item(result("same", 80.0, &[])),
-                end_line("completed", 1, 0),
-            ],
-        );
+        one_result_journal(d, false, "same", 80.0, end_line("completed", 1, 0));
     }
     let dirs = [a.path().to_path_buf(), b.path().to_path_buf()];
     let out = top.path().join("m");
@@ -560,14 +566,7 @@ fn report_command_rebuilds_in_place_with_exit_code() {
     }
 
     let clean = tempfile::tempdir().unwrap();
-    write_journal(
-        clean.path(),
-        &[
-            run_line(false, false),
-            item(result("a", 90.0, &[])),
-            end_line("completed", 1, 0),
-        ],
-    );
+    one_result_journal(clean.path(), false, "a", 90.0, end_line("completed", 1, 0));
     let (code, stderr) = report_cmd(&[
         clean.path().as_os_str(),
         "--price-per-call".as_ref(),
@@ -587,33 +586,22 @@ fn report_command_merges_into_out() {
     let b = tempfile::tempdir().unwrap();
     let top = tempfile::tempdir().unwrap();
     for (d, k) in [(a.path(), "a"), (b.path(), "b")] {
-        write_journal(
-            d,
-            &[
-                run_line(false, true),
-                item(result(k, 70.0, &[])),
-                end_line("completed", 1, 0),
-            ],
-        );
+        one_result_journal(d, true, k, 70.0, end_line("completed", 1, 0));
     }
     let out = top.path().join("merged");
-    let (code, stderr) = report_cmd(&[
+    let merge = [
         a.path().as_os_str(),
         b.path().as_os_str(),
         "--out".as_ref(),
         out.as_os_str(),
-    ]);
+    ];
+    let (code, stderr) = report_cmd(&merge);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("Merged 2 journals into"), "{stderr}");
     assert!(stderr.contains(SIMULATED_NOTICE), "{stderr}");
     assert_eq!(read_summary(&out).items.total, 2);
     // rerunning the merge replaces its own output
-    let (code, stderr) = report_cmd(&[
-        a.path().as_os_str(),
-        b.path().as_os_str(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ]);
+    let (code, stderr) = report_cmd(&merge);
     assert_eq!(code, 0, "{stderr}");
 
     // one DIR with --out elsewhere: outputs go there, the source folder is left alone
@@ -673,14 +661,7 @@ fn report_refuses_a_folder_a_scan_is_using() {
 #[tokio::test]
 async fn run_command_in_process() {
     let dir = tempfile::tempdir().unwrap();
-    write_journal(
-        dir.path(),
-        &[
-            run_line(false, false),
-            item(result("a", 90.0, &[])),
-            end_line("stopped", 3, 2),
-        ],
-    );
+    one_result_journal(dir.path(), false, "a", 90.0, end_line("stopped", 3, 2));
     let cfg = ReportConfig::from_args(report_args(&[dir.path().to_str().unwrap()])).unwrap();
     let code = report::run_command(cfg).await.unwrap();
     assert_eq!(code.code(), 1, "2 items were not processed");
@@ -753,14 +734,7 @@ async fn run_command_merges_into_out_without_touching_the_shards() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     for (dir, key) in [(&a, "a"), (&b, "b")] {
-        write_journal(
-            dir.path(),
-            &[
-                run_line(false, false),
-                item(result(key, 90.0, &[])),
-                end_line("completed", 1, 0),
-            ],
-        );
+        one_result_journal(dir.path(), false, key, 90.0, end_line("completed", 1, 0));
     }
     let top = tempfile::tempdir().unwrap();
     let out = top.path().join("merged");
