@@ -207,7 +207,12 @@ pub fn classify(data: &[u8]) {
     let _ = outcome.to_string();
     let _ = (outcome.class(), outcome.billed_nothing(), outcome.field());
     if let Some(s) = outcome.status() {
-        assert_eq!(s, status);
+        // A result reports 200 for any 2xx (see `fuzz/findings/classify-2xx-status.bin`).
+        let result_2xx = matches!(outcome, Outcome::Result { .. }) && s == 200;
+        assert!(
+            s == status || (result_2xx && (200..300).contains(&status)),
+            "HTTP {status} classified as {s}"
+        );
     }
     match outcome {
         Outcome::RateLimited {
