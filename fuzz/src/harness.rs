@@ -119,7 +119,7 @@ pub fn journal(data: &[u8]) {
         let back: Line = serde_json::from_slice(&text).expect("a written line parses");
         let (back, line) = (json_of(&back), json_of(line));
         assert!(
-            same_json(&back, &line),
+            back == line,
             "a line changes when written and read back: {line} became {back}"
         );
     }
@@ -148,31 +148,6 @@ pub fn journal(data: &[u8]) {
 
 fn json_of(line: &Line) -> serde_json::Value {
     serde_json::to_value(line).expect("a journal line serializes")
-}
-
-/// Equal JSON, except that numbers may differ in their last bits: the JSON parser is not
-/// correctly rounded for 17-digit numbers (see `fuzz/findings/journal-float-roundtrip.jsonl`),
-/// so a float written to the journal can read back one or two units in the last place off.
-fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
-            let (x, y) = (
-                x.as_f64().unwrap_or(f64::NAN),
-                y.as_f64().unwrap_or(f64::NAN),
-            );
-            x == y || (x - y).abs() <= 4.0 * f64::EPSILON * x.abs().max(y.abs())
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
-        }
-        _ => a == b,
-    }
 }
 
 /// `classify`: two bytes choose the HTTP status (100..=999, as a client can receive), then up to
@@ -206,14 +181,6 @@ pub fn classify(data: &[u8]) {
 
     let _ = outcome.to_string();
     let _ = (outcome.class(), outcome.billed_nothing(), outcome.field());
-    if let Some(s) = outcome.status() {
-        // A result reports 200 for any 2xx (see `fuzz/findings/classify-2xx-status.bin`).
-        let result_2xx = matches!(outcome, Outcome::Result { .. }) && s == 200;
-        assert!(
-            s == status || (result_2xx && (200..300).contains(&status)),
-            "HTTP {status} classified as {s}"
-        );
-    }
     match outcome {
         Outcome::RateLimited {
             retry_after,
@@ -243,7 +210,7 @@ pub fn classify(data: &[u8]) {
             let back: Line = serde_json::from_slice(&text).expect("a written record parses");
             let (back, line) = (json_of(&back), json_of(&line));
             assert!(
-                same_json(&back, &line),
+                back == line,
                 "a record changes when written and read back: {line} became {back}"
             );
         }

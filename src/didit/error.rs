@@ -132,16 +132,6 @@ impl Outcome {
         }
     }
 
-    /// The HTTP status, when an answer arrived.
-    pub fn status(&self) -> Option<u16> {
-        match self {
-            Outcome::Result { .. } | Outcome::BadAnswer { .. } => Some(200),
-            Outcome::Rejected { status, .. } | Outcome::Fatal { status, .. } => Some(*status),
-            Outcome::RateLimited { .. } => Some(429),
-            Outcome::Transient { status, .. } => *status,
-        }
-    }
-
     /// True when the answer proves nothing was billed (Didit bills 200s only; 400/401/402/403/
     /// 404/413/429 are refused before processing; a connection that never opened sent nothing).
     pub fn billed_nothing(&self) -> bool {
@@ -624,7 +614,6 @@ mod tests {
         ] {
             let o = classify(200, &none(), &body(raw.clone()));
             assert_eq!(o.class(), Class::BadAnswer, "{raw}");
-            assert_eq!(o.status(), Some(200));
             assert!(!o.billed_nothing(), "a 200 is billed");
             match o {
                 Outcome::BadAnswer { message, raw: kept } => {

@@ -241,18 +241,32 @@ impl Manifest {
             (None, true) => (path.to_string(), "path"),
             (None, false) => (format!("#row{row}"), ""),
         };
-        if let Some(seen) = self.seen.as_mut().filter(|_| !kind.is_empty()) {
+        let Some(seen) = self.seen.as_mut() else {
+            return key;
+        };
+        let digest = |k: &str| {
             let mut h = DefaultHasher::new();
-            key.hash(&mut h);
-            let first = *seen.entry(h.finish()).or_insert(row);
-            if first != row {
+            k.hash(&mut h);
+            h.finish()
+        };
+        if let Some(&first) = seen.get(&digest(&key)) {
+            if !kind.is_empty() {
                 problems.push(format!(
                     "duplicate {kind} {} (first on row {first})",
                     shorten(&key)
                 ));
-                key = format!("{key}#row{row}");
+            }
+            // Every key given out is remembered, renamed ones too, so a later (or earlier) row
+            // whose id happens to read `KEY#rowN` never shares it.
+            let base = std::mem::take(&mut key);
+            key = format!("{base}#row{row}");
+            let mut n = 1;
+            while seen.contains_key(&digest(&key)) {
+                n += 1;
+                key = format!("{base}#row{row}.{n}");
             }
         }
+        seen.insert(digest(&key), row);
         key
     }
 }
@@ -673,6 +687,22 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         })
         .collect())
+    }
+
+    #[test]
+    fn renamed_duplicates_never_take_another_rows_key() {
+        for manifest in [
+            "id,path\nx,a.jpg\nx,b.jpg\nx#row2,c.jpg\n",
+            "id,path,other\nx,a.jpg,\n,,y\n#row2,c.jpg,\n",
+            "id,path\nx#row2,c.jpg\nx,a.jpg\nx,b.jpg\n",
+        ] {
+            let keys: Vec<String> = items(manifest.as_bytes())
+                .into_iter()
+                .map(|i| i.key)
+                .collect();
+            let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
+            assert_eq!(distinct.len(), 3, "{manifest:?} gave {keys:?}");
+        }
     }
 
     fn items(content: &[u8]) -> Vec<Item> {
