@@ -133,72 +133,26 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Validate every field like DRF does: all errors of all fields are collected into one map.
 pub fn validate(form: &RawForm) -> Result<LivenessForm, Value> {
+    // Fields are checked in Didit's order, so its error map lists them in that order.
     let mut errors: Map<String, Value> = Map::new();
-    let mut fail = |field: &str, messages: Vec<String>| {
-        errors.insert(field.to_string(), json!(messages));
-    };
-
-    let image = match &form.image {
-        None => {
-            fail("user_image", vec!["No file was submitted.".into()]);
-            None
-        }
-        Some(ImagePart::Text) => {
-            fail(
-                "user_image",
-                vec![
-                    "The submitted data was not a file. Check the encoding type on the form."
-                        .into(),
-                ],
-            );
-            None
-        }
-        Some(ImagePart::File(upload)) => match image_errors(upload) {
-            messages if messages.is_empty() => Some(upload.bytes.clone()),
-            messages => {
-                fail("user_image", messages);
-                None
-            }
-        },
-    };
-
-    let threshold = match present(form, "face_liveness_score_decline_threshold") {
-        None => Some(DEFAULT_THRESHOLD),
-        Some(text) => match parse_threshold(text) {
-            Ok(value) => Some(value),
-            Err(message) => {
-                fail("face_liveness_score_decline_threshold", vec![message]);
-                None
-            }
-        },
-    };
-
-    let mut boolean = |field: &str, default: bool| match present(form, field) {
-        None => Some(default),
-        Some(text) => match parse_bool(text) {
-            Some(value) => Some(value),
-            None => {
-                fail(field, vec!["Must be a valid boolean.".into()]);
-                None
-            }
-        },
-    };
-    let rotate_image = boolean("rotate_image", false);
-    let save_api_request = boolean("save_api_request", true);
-
-    let metadata = match present(form, "metadata") {
-        None => Some(None),
-        Some(text) => match serde_json::from_str::<Value>(text) {
-            Ok(value @ Value::Object(_)) => Some(Some(value)),
-            _ => {
-                fail("metadata", vec!["Value must be valid JSON.".into()]);
-                None
-            }
-        },
-    };
-
+    let image = keep(&mut errors, "user_image", image_field(form));
+    let threshold = keep(
+        &mut errors,
+        "face_liveness_score_decline_threshold",
+        threshold_field(form),
+    );
+    let rotate_image = keep(
+        &mut errors,
+        "rotate_image",
+        bool_field(form, "rotate_image", false),
+    );
+    let save_api_request = keep(
+        &mut errors,
+        "save_api_request",
+        bool_field(form, "save_api_request", true),
+    );
+    let metadata = keep(&mut errors, "metadata", metadata_field(form));
     let vendor_data = present(form, "vendor_data").map(str::to_string);
-
     match (image, threshold, rotate_image, save_api_request, metadata) {
         (
             Some(image),
@@ -215,6 +169,54 @@ pub fn validate(form: &RawForm) -> Result<LivenessForm, Value> {
             metadata,
         }),
         _ => Err(Value::Object(errors)),
+    }
+}
+
+/// A field's value, or its messages added to `errors` under its name.
+fn keep<T>(errors: &mut Map<String, Value>, field: &str, r: Result<T, Vec<String>>) -> Option<T> {
+    match r {
+        Ok(value) => Some(value),
+        Err(messages) => {
+            errors.insert(field.to_string(), json!(messages));
+            None
+        }
+    }
+}
+
+fn image_field(form: &RawForm) -> Result<Bytes, Vec<String>> {
+    match &form.image {
+        None => Err(vec!["No file was submitted.".into()]),
+        Some(ImagePart::Text) => Err(vec![
+            "The submitted data was not a file. Check the encoding type on the form.".into(),
+        ]),
+        Some(ImagePart::File(upload)) => match image_errors(upload) {
+            messages if messages.is_empty() => Ok(upload.bytes.clone()),
+            messages => Err(messages),
+        },
+    }
+}
+
+fn threshold_field(form: &RawForm) -> Result<f64, Vec<String>> {
+    match present(form, "face_liveness_score_decline_threshold") {
+        None => Ok(DEFAULT_THRESHOLD),
+        Some(text) => parse_threshold(text).map_err(|message| vec![message]),
+    }
+}
+
+fn bool_field(form: &RawForm, field: &str, default: bool) -> Result<bool, Vec<String>> {
+    match present(form, field) {
+        None => Ok(default),
+        Some(text) => parse_bool(text).ok_or_else(|| vec!["Must be a valid boolean.".into()]),
+    }
+}
+
+fn metadata_field(form: &RawForm) -> Result<Option<Value>, Vec<String>> {
+    match present(form, "metadata") {
+        None => Ok(None),
+        Some(text) => match serde_json::from_str::<Value>(text) {
+            Ok(value @ Value::Object(_)) => Ok(Some(value)),
+            _ => Err(vec!["Value must be valid JSON.".into()]),
+        },
     }
 }
 

@@ -562,27 +562,8 @@ async fn handle_post(
 ) -> (Reply, Duration) {
     let bytes = match read_body(parts, body).await {
         Ok(bytes) => bytes,
-        Err(BodyError::TooLarge { drained }) => {
-            let mut response = html(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "413 Request Entity Too Large",
-            );
-            if !drained {
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            return (Reply::Send(response), Duration::ZERO);
-        }
-        Err(BodyError::Broken) => {
-            let response = detail(
-                StatusCode::BAD_REQUEST,
-                "The request body was not received in full.",
-            );
-            return (Reply::Send(response), Duration::ZERO);
-        }
+        Err(e) => return (Reply::Send(body_failure(e)), Duration::ZERO),
     };
-
     // Parse first so the log shows what was sent, whatever the answer.
     let form = form::read_form(parts, bytes).await;
     if let Ok(raw) = &form {
@@ -593,27 +574,81 @@ async fn handle_post(
         }
     }
     let (fault, delay) = app.draw();
-
-    let key = app.check_key(&parts.headers);
-    entry.api_key = Some(key.as_str());
-    if key != KeyCheck::Valid {
-        return (Reply::Send(app.auth_failure()), delay);
+    // In Didit's order: auth, rate limit, (injected faults), validation, credits, result.
+    if let Some(refusal) = app.refuse_before_work(parts, entry) {
+        return (Reply::Send(refusal), delay);
     }
-
-    if let Some(limiter) = &app.limiter {
-        let mut window = lock(limiter);
-        if let Admission::Limited { wait } = window.admit(Instant::now()) {
-            let headers = ratelimit::limit_headers(window.limit(), wait, SystemTime::now());
-            let response = too_many(window.limit(), window.window(), headers);
-            drop(window);
-            lock(&app.stats).rate_limited += 1;
-            return (Reply::Send(response), delay);
-        }
-    }
-
     if let Some(fault) = fault {
         entry.fault = Some(fault.as_str());
-        let reply = match fault {
+        return (app.fault_reply(fault), delay);
+    }
+    let raw = match form {
+        Ok(raw) => raw,
+        Err(message) => {
+            let response = detail(StatusCode::BAD_REQUEST, &message);
+            return (Reply::Send(response), delay);
+        }
+    };
+    let valid = match form::validate(&raw) {
+        Ok(valid) => valid,
+        Err(errors) => {
+            let response = (StatusCode::BAD_REQUEST, Json(errors)).into_response();
+            return (Reply::Send(response), delay);
+        }
+    };
+    let extra = if valid.rotate_image {
+        ROTATE_COST
+    } else {
+        Duration::ZERO
+    };
+    (Reply::Send(app.answer_billed(&valid).await), delay + extra)
+}
+
+/// The answer to a body that was too large or did not arrive in full.
+fn body_failure(e: BodyError) -> Response {
+    match e {
+        BodyError::TooLarge { drained } => {
+            let mut response = html(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "413 Request Entity Too Large",
+            );
+            if !drained {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
+        BodyError::Broken => detail(
+            StatusCode::BAD_REQUEST,
+            "The request body was not received in full.",
+        ),
+    }
+}
+
+impl App {
+    /// A wrong key, or a key over its rate limit: answered before any work.
+    fn refuse_before_work(&self, parts: &Parts, entry: &mut LogEntry) -> Option<Response> {
+        let key = self.check_key(&parts.headers);
+        entry.api_key = Some(key.as_str());
+        if key != KeyCheck::Valid {
+            return Some(self.auth_failure());
+        }
+        let limiter = self.limiter.as_ref()?;
+        let mut window = lock(limiter);
+        let Admission::Limited { wait } = window.admit(Instant::now()) else {
+            return None;
+        };
+        let headers = ratelimit::limit_headers(window.limit(), wait, SystemTime::now());
+        let response = too_many(window.limit(), window.window(), headers);
+        drop(window);
+        lock(&self.stats).rate_limited += 1;
+        Some(response)
+    }
+
+    /// What an injected fault answers (or does to the connection).
+    fn fault_reply(&self, fault: Fault) -> Reply {
+        match fault {
             Fault::E500 => Reply::Send(StatusCode::INTERNAL_SERVER_ERROR.into_response()),
             Fault::E502 => Reply::Send(html(StatusCode::BAD_GATEWAY, "502 Bad Gateway")),
             Fault::E503 => Reply::Send(detail(
@@ -621,63 +656,39 @@ async fn handle_post(
                 "Service temporarily unavailable, try again later.",
             )),
             Fault::E429 => {
-                let (limit, window) = app
+                let (limit, window) = self
                     .config
                     .rate_limit
                     .unwrap_or((300, Duration::from_secs(60)));
                 let headers = ratelimit::spurious_headers(
                     limit,
-                    app.config.spurious_retry_after,
+                    self.config.spurious_retry_after,
                     SystemTime::now(),
                 );
                 Reply::Send(too_many(limit, window, headers))
             }
             Fault::Reset => Reply::Drop,
             Fault::Stall => Reply::Stall,
-        };
-        return (reply, delay);
-    }
-
-    let raw = match form {
-        Ok(raw) => raw,
-        Err(message) => {
-            return (
-                Reply::Send(detail(StatusCode::BAD_REQUEST, &message)),
-                delay,
-            );
-        }
-    };
-    let valid = match form::validate(&raw) {
-        Ok(valid) => valid,
-        Err(errors) => {
-            return (
-                Reply::Send((StatusCode::BAD_REQUEST, Json(errors)).into_response()),
-                delay,
-            );
-        }
-    };
-
-    let billed = !app.config.sandbox;
-    if billed && app.reserve_credit().is_err() {
-        let response =
-            (StatusCode::FORBIDDEN, Json(json!({ "error": NO_CREDITS }))).into_response();
-        return (Reply::Send(response), delay);
-    }
-
-    let response = process(app, &valid).await;
-    if billed {
-        if response.status() == StatusCode::OK {
-            lock(&app.stats).credits_used += 1;
-        } else {
-            app.refund_credit();
         }
     }
-    let extra = if valid.rotate_image {
-        ROTATE_COST
-    } else {
-        Duration::ZERO
-    };
-    (Reply::Send(response), delay + extra)
+
+    /// A valid request: a credit is reserved (unless sandboxed), the result computed, and the
+    /// credit kept only for a 200.
+    async fn answer_billed(&self, valid: &form::LivenessForm) -> Response {
+        let billed = !self.config.sandbox;
+        if billed && self.reserve_credit().is_err() {
+            return (StatusCode::FORBIDDEN, Json(json!({ "error": NO_CREDITS }))).into_response();
+        }
+        let response = process(self, valid).await;
+        if billed {
+            if response.status() == StatusCode::OK {
+                lock(&self.stats).credits_used += 1;
+            } else {
+                self.refund_credit();
+            }
+        }
+        response
+    }
 }
 
 /// Decode (bounded, off the async threads), assess, detect duplicates, enroll, answer.
