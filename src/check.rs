@@ -296,45 +296,8 @@ fn print_result<O: Write>(
     )?;
     writeln!(out, "face quality:   {}", num(r.liveness.face_quality))?;
     writeln!(out, "luminance:      {}", num(r.liveness.face_luminance))?;
-    let faces = r
-        .liveness
-        .user_image
-        .as_ref()
-        .map_or(0, |u| u.entities.len());
-    match r.largest_face() {
-        Some(f) => {
-            let mut text = format!(
-                "{}, age {}",
-                f.gender
-                    .as_deref()
-                    .map(clean)
-                    .unwrap_or_else(|| "gender n/a".to_string()),
-                f.age.map(|a| format!("{:.0}", a)).unwrap_or_else(na)
-            );
-            if let Some(c) = f.confidence {
-                text.push_str(&format!(", detection confidence {}", fmt_num(c)));
-            }
-            if faces > 1 {
-                text.push_str(&format!(" (largest of {faces} faces)"));
-            }
-            writeln!(out, "face:           {text}")?;
-        }
-        None => writeln!(out, "face:           none detected")?,
-    }
-    if r.liveness.warnings.is_empty() {
-        writeln!(out, "warnings:       none")?;
-    } else {
-        writeln!(out, "warnings:")?;
-        for w in &r.liveness.warnings {
-            let desc = w
-                .short_description
-                .as_deref()
-                .or(w.long_description.as_deref())
-                .map(|d| format!(": {}", clean(d)))
-                .unwrap_or_default();
-            writeln!(out, "  [{}] {}{desc}", clean(&w.log_type), clean(&w.risk))?;
-        }
-    }
+    writeln!(out, "face:           {}", face_line(r))?;
+    print_warnings(r, out)?;
     let risks = r.risks();
     let action = record::action_for(Class::Result, r.decision(), &risks);
     writeln!(
@@ -366,6 +329,55 @@ fn print_result<O: Write>(
             "no (save_api_request=false: one-shot, nothing stored)"
         }
     )?;
+    Ok(())
+}
+
+/// The largest face in words: gender, age, detection confidence, how many faces.
+fn face_line(r: &crate::didit::LivenessResponse) -> String {
+    let Some(f) = r.largest_face() else {
+        return "none detected".to_string();
+    };
+    let faces = r
+        .liveness
+        .user_image
+        .as_ref()
+        .map_or(0, |u| u.entities.len());
+    let mut text = format!(
+        "{}, age {}",
+        f.gender
+            .as_deref()
+            .map(clean)
+            .unwrap_or_else(|| "gender n/a".to_string()),
+        f.age
+            .map(|a| format!("{:.0}", a))
+            .unwrap_or_else(|| "n/a".to_string())
+    );
+    if let Some(c) = f.confidence {
+        text.push_str(&format!(", detection confidence {}", fmt_num(c)));
+    }
+    if faces > 1 {
+        text.push_str(&format!(" (largest of {faces} faces)"));
+    }
+    text
+}
+
+fn print_warnings<O: Write>(
+    r: &crate::didit::LivenessResponse,
+    out: &mut O,
+) -> std::io::Result<()> {
+    if r.liveness.warnings.is_empty() {
+        return writeln!(out, "warnings:       none");
+    }
+    writeln!(out, "warnings:")?;
+    for w in &r.liveness.warnings {
+        let desc = w
+            .short_description
+            .as_deref()
+            .or(w.long_description.as_deref())
+            .map(|d| format!(": {}", clean(d)))
+            .unwrap_or_default();
+        writeln!(out, "  [{}] {}{desc}", clean(&w.log_type), clean(&w.risk))?;
+    }
     Ok(())
 }
 
