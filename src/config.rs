@@ -181,6 +181,18 @@ impl ScanConfig {
     }
 }
 
+/// `scan ARGV...` as settings, for the crate's unit tests.
+#[cfg(test)]
+pub(crate) fn scan_config(argv: &[&str]) -> Result<ScanConfig, ConfigError> {
+    use clap::Parser;
+    let argv = ["liveness-batch", "scan"].iter().chain(argv);
+    let crate::cli::Command::Scan(args) = crate::cli::Cli::try_parse_from(argv).unwrap().command
+    else {
+        unreachable!()
+    };
+    ScanConfig::from_args(args, Some("k3y".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,12 +200,9 @@ mod tests {
     use clap::Parser;
 
     fn parse(extra: &[&str]) -> Result<ScanConfig, ConfigError> {
-        let mut argv = vec!["liveness-batch", "scan", "photos"];
+        let mut argv = vec!["photos"];
         argv.extend_from_slice(extra);
-        let Command::Scan(args) = Cli::try_parse_from(argv).unwrap().command else {
-            unreachable!()
-        };
-        ScanConfig::from_args(args, Some("k3y".into()))
+        scan_config(&argv)
     }
 
     #[test]

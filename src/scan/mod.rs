@@ -104,3 +104,58 @@ where
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_or_panicking_stage_stops_the_run_with_its_own_cause() {
+        let stop = Stop::default();
+        spawn_stage("worker", stop.clone(), async {
+            Err(ScanError::Internal("the worker's own error".into()))
+        })
+        .await
+        .unwrap();
+        assert!(stop.is_stopped(), "everyone learns at once");
+        let err = stop.take_failure().unwrap();
+        assert!(err.to_string().contains("the worker's own error"), "{err}");
+
+        let stop = Stop::default();
+        spawn_stage("worker", stop.clone(), async {
+            if stop_now() {
+                panic!("index out of bounds");
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert!(stop.is_stopped());
+        let err = stop.take_failure().unwrap();
+        assert!(
+            matches!(
+                err,
+                ScanError::Panicked {
+                    stage: "worker",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "internal error: the worker panicked: index out of bounds"
+        );
+        assert_eq!(err.exit_code(), Exit::Internal);
+
+        let stop = Stop::default();
+        spawn_stage("worker", stop.clone(), async { Ok(()) })
+            .await
+            .unwrap();
+        assert!(!stop.is_stopped(), "a stage that ends well stops nothing");
+    }
+
+    fn stop_now() -> bool {
+        true
+    }
+}

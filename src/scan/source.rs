@@ -70,11 +70,13 @@ pub fn preflighted(
     let (tx, rx) = mpsc::channel::<Event>(256);
     let sources = cfg.sources.clone();
     let opts = cfg.source_options.clone();
+    let source_stop = stop.clone();
     std::thread::spawn(move || {
         let iter = match input::open(&sources, &opts) {
             Ok(it) => it,
             Err(e) => {
-                let _ = tx.blocking_send(Event::Warning(e.to_string()));
+                // The sources changed since they were checked: the run cannot go on as asked.
+                source_stop.fail(e.into());
                 return;
             }
         };
@@ -161,6 +163,23 @@ mod tests {
             problem: None,
             seq: 0,
         }
+    }
+
+    #[tokio::test]
+    async fn a_source_that_fails_once_the_run_started_stops_it_with_its_own_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("selfies");
+        let cfg = crate::config::scan_config(&[gone.to_str().unwrap(), "--emulator"]).unwrap();
+        let stop = Stop::default();
+        let events: Vec<Ev> = preflighted(&cfg, stop.clone()).collect().await;
+        assert!(events.is_empty());
+        assert!(stop.is_stopped());
+        let err = stop.take_failure().expect("the source's error");
+        assert!(
+            matches!(err, super::super::ScanError::Input(_))
+                && err.to_string().contains("not found"),
+            "{err}"
+        );
     }
 
     #[test]
