@@ -1,9 +1,23 @@
 //! Exit codes: the contract with scripts and cron jobs (documented in the README), as one enum.
 
-/// How the process ends. The numbers are a public contract; never renumber.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[repr(i32)]
-pub enum Exit {
+/// Declares [`Exit`] and the list of all its values from one table.
+macro_rules! exit_codes {
+    ($($(#[$doc:meta])* $name:ident = $code:literal,)*) => {
+        /// How the process ends. The numbers are a public contract; never renumber.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[repr(i32)]
+        pub enum Exit {
+            $($(#[$doc])* $name = $code,)*
+        }
+
+        impl Exit {
+            /// Every exit code, in numeric order.
+            pub const ALL: &[Exit] = &[$(Exit::$name),*];
+        }
+    };
+}
+
+exit_codes! {
     /// Every item has a result (scan), or the image was Approved (check).
     Ok = 0,
     /// Finished, but some items have no result (scan), or the image was Declined (check).
@@ -33,22 +47,6 @@ pub enum Exit {
 }
 
 impl Exit {
-    /// Every exit code, in numeric order.
-    pub const ALL: [Exit; 12] = [
-        Exit::Ok,
-        Exit::SomeFailed,
-        Exit::Usage,
-        Exit::Auth,
-        Exit::Credits,
-        Exit::ApiFailed,
-        Exit::Io,
-        Exit::Storage,
-        Exit::Verify,
-        Exit::Internal,
-        Exit::Interrupted,
-        Exit::Terminated,
-    ];
-
     pub const fn code(self) -> i32 {
         self as i32
     }
@@ -59,7 +57,11 @@ impl TryFrom<i32> for Exit {
 
     /// The exit code of this number (as a journal's end line records it).
     fn try_from(code: i32) -> Result<Self, i32> {
-        Exit::ALL.into_iter().find(|e| e.code() == code).ok_or(code)
+        Exit::ALL
+            .iter()
+            .copied()
+            .find(|e| e.code() == code)
+            .ok_or(code)
     }
 }
 
@@ -76,7 +78,7 @@ mod tests {
     #[test]
     fn codes_are_the_documented_numbers() {
         let numbers = [0, 1, 2, 3, 4, 5, 6, 7, 8, 70, 130, 143];
-        let all = Exit::ALL.into_iter().zip(numbers);
+        let all = Exit::ALL.iter().copied().zip(numbers);
         for (e, n) in all {
             assert_eq!(e.code(), n, "{e:?}");
             assert_eq!(Exit::try_from(n), Ok(e));

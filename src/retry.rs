@@ -77,21 +77,8 @@ impl RetryPolicy {
     /// How long every worker pauses after a 429: at least what the server asked
     /// (`Retry-After`, or until `X-RateLimit-Reset`), at least the exponential backoff
     /// (5 s, 10 s, 20 s, 40 s... when the server said nothing), plus up to 15 % jitter on top,
-    /// and never more than [`MAX_RATE_LIMIT_WAIT`]. `now_epoch` is the current UTC time in
-    /// seconds.
-    pub fn rate_limit_wait(
-        &self,
-        retry: u32,
-        retry_after: Option<Duration>,
-        reset_at: Option<u64>,
-        now_epoch: f64,
-        rng: &mut impl Rng,
-    ) -> Duration {
-        self.rate_limit_pause(retry, retry_after, reset_at, now_epoch, rng)
-            .wait
-    }
-
-    /// [`Self::rate_limit_wait`] with what the server asked and whether it was capped.
+    /// and never more than [`MAX_RATE_LIMIT_WAIT`]; with what the server asked and whether it
+    /// was capped. `now_epoch` is the current UTC time in seconds.
     pub fn rate_limit_pause(
         &self,
         retry: u32,
@@ -179,7 +166,9 @@ mod tests {
         let p = RetryPolicy::default_for_api();
         let mut rng = StdRng::seed_from_u64(2);
         for _ in 0..200 {
-            let w = p.rate_limit_wait(0, Some(s(17.0)), None, 1e9, &mut rng);
+            let w = p
+                .rate_limit_pause(0, Some(s(17.0)), None, 1e9, &mut rng)
+                .wait;
             assert!(w >= s(17.0) && w <= s(17.0 * 1.15), "{w:?}");
         }
     }
@@ -189,13 +178,17 @@ mod tests {
         let p = RetryPolicy::default_for_api();
         let mut rng = StdRng::seed_from_u64(3);
         let now = 1_781_226_000.0;
-        let w = p.rate_limit_wait(0, Some(s(2.0)), Some(1_781_226_030), now, &mut rng);
+        let w = p
+            .rate_limit_pause(0, Some(s(2.0)), Some(1_781_226_030), now, &mut rng)
+            .wait;
         assert!(w >= s(30.0) && w <= s(30.0 * 1.15), "{w:?}");
         // a reset in the past leaves Retry-After in charge
-        let w = p.rate_limit_wait(0, Some(s(2.0)), Some(1_781_225_000), now, &mut rng);
+        let w = p
+            .rate_limit_pause(0, Some(s(2.0)), Some(1_781_225_000), now, &mut rng)
+            .wait;
         assert!(w >= s(2.0) && w <= s(2.3), "{w:?}");
         // a small reset value is seconds from now
-        let w = p.rate_limit_wait(0, None, Some(12), now, &mut rng);
+        let w = p.rate_limit_pause(0, None, Some(12), now, &mut rng).wait;
         assert!(w >= s(12.0) && w <= s(12.0 * 1.15), "{w:?}");
     }
 
@@ -203,7 +196,9 @@ mod tests {
     fn exponential_part_grows_past_a_short_retry_after() {
         let p = RetryPolicy::default_for_api();
         let mut rng = StdRng::seed_from_u64(4);
-        let w = p.rate_limit_wait(4, Some(s(1.0)), None, 0.0, &mut rng);
+        let w = p
+            .rate_limit_pause(4, Some(s(1.0)), None, 0.0, &mut rng)
+            .wait;
         assert!(w >= s(16.0), "{w:?}");
     }
 
@@ -219,7 +214,7 @@ mod tests {
             (4, 60.0),
             (9, 60.0),
         ] {
-            let w = p.rate_limit_wait(retry, None, None, 0.0, &mut rng);
+            let w = p.rate_limit_pause(retry, None, None, 0.0, &mut rng).wait;
             assert!(w >= s(want) && w <= s(want * 1.15), "retry {retry}: {w:?}");
         }
     }
@@ -228,7 +223,9 @@ mod tests {
     fn absurd_headers_cannot_hang_a_run() {
         let p = RetryPolicy::default_for_api();
         let mut rng = StdRng::seed_from_u64(6);
-        let w = p.rate_limit_wait(0, Some(s(86_400.0)), Some(u64::MAX), 0.0, &mut rng);
+        let w = p
+            .rate_limit_pause(0, Some(s(86_400.0)), Some(u64::MAX), 0.0, &mut rng)
+            .wait;
         assert!(w <= MAX_RATE_LIMIT_WAIT, "{w:?}");
     }
 
@@ -268,7 +265,9 @@ mod tests {
             cap: Duration::from_millis(100),
         };
         let mut rng = StdRng::seed_from_u64(8);
-        let w = p.rate_limit_wait(0, Some(s(1.0)), None, 0.0, &mut rng);
+        let w = p
+            .rate_limit_pause(0, Some(s(1.0)), None, 0.0, &mut rng)
+            .wait;
         assert!(w >= s(1.0) && w <= s(1.15), "{w:?}");
         assert!(p.backoff(5, &mut rng) <= Duration::from_millis(100));
     }

@@ -190,7 +190,9 @@ pub fn classify(data: &[u8]) {
             let policy = RetryPolicy::default();
             let mut rng = StdRng::seed_from_u64(u64::from(status));
             for retry in 0..=policy.max_retries {
-                let wait = policy.rate_limit_wait(retry, retry_after, reset_at, 1.78e9, &mut rng);
+                let wait = policy
+                    .rate_limit_pause(retry, retry_after, reset_at, 1.78e9, &mut rng)
+                    .wait;
                 let most = MAX_RATE_LIMIT_WAIT.mul_f64(1.0 + RATE_LIMIT_JITTER);
                 assert!(
                     wait <= most + Duration::from_millis(1),

@@ -37,7 +37,7 @@ pub enum Outcome {
     RateLimited {
         retry_after: Option<Duration>,
         /// `X-RateLimit-Reset` as sent: UTC epoch seconds (a small value is read as seconds
-        /// from now by [`crate::retry::RetryPolicy::rate_limit_wait`]).
+        /// from now by [`crate::retry::RetryPolicy::rate_limit_pause`]).
         reset_at: Option<u64>,
         limit: Option<u32>,
         remaining: Option<u32>,
@@ -735,51 +735,58 @@ mod tests {
     }
 
     #[test]
-    fn row_401_invalid_key() {
-        let (kind, message) = fatal_kind(classify(
-            401,
-            &none(),
-            &body(json!({"detail": "Invalid API Key."})),
-        ));
-        assert_eq!(kind, FatalKind::InvalidKey);
-        assert!(message.contains("Invalid API Key."), "{message}");
-        assert_eq!(kind.exit_code().code(), 3);
-        assert!(kind.explain().contains("key was refused"));
-    }
-
-    #[test]
-    fn row_402_payment_required() {
-        let (kind, _) = fatal_kind(classify(402, &none(), b""));
-        assert_eq!(kind, FatalKind::PaymentRequired);
-        assert_eq!(kind.exit_code().code(), 4);
-        assert!(kind.explain().contains("rerun the same command"));
-    }
-
-    #[test]
-    fn row_403_both_shapes() {
-        let (kind, message) = fatal_kind(classify(
-            403,
-            &none(),
-            &body(json!({"detail": "You do not have permission to perform this action."})),
-        ));
-        assert_eq!(kind, FatalKind::Permission);
-        assert!(message.contains("permission"), "{message}");
-        assert_eq!(kind.exit_code().code(), 3);
-        assert!(kind.explain().contains("key was refused"));
-
-        let (kind, _) = fatal_kind(classify(
-            403,
-            &none(),
-            &body(
-                json!({"error": "You don't have enough credits to perform this request. Please top up at https://business.didit.me"}),
+    fn rows_401_402_403_stop_the_run_with_their_kind() {
+        let credits = json!({"error": "You don't have enough credits to perform this request. Please top up at https://business.didit.me"});
+        let cases = [
+            (
+                401,
+                body(json!({"detail": "Invalid API Key."})),
+                FatalKind::InvalidKey,
+                "Invalid API Key.",
+                3,
+                "key was refused",
             ),
-        ));
-        assert_eq!(kind, FatalKind::OutOfCredits);
-        assert_eq!(kind.exit_code().code(), 4);
+            (
+                402,
+                Vec::new(),
+                FatalKind::PaymentRequired,
+                "",
+                4,
+                "rerun the same command",
+            ),
+            (
+                403,
+                body(json!({"detail": "You do not have permission to perform this action."})),
+                FatalKind::Permission,
+                "permission",
+                3,
+                "key was refused",
+            ),
+            (
+                403,
+                body(credits),
+                FatalKind::OutOfCredits,
+                "credits",
+                4,
+                "top up",
+            ),
+        ];
+        for (status, raw, want, said, code, explains) in cases {
+            let (kind, message) = fatal_kind(classify(status, &none(), &raw));
+            assert_eq!(kind, want, "HTTP {status}");
+            assert!(message.contains(said), "{message}");
+            assert_eq!(kind.exit_code().code(), code, "{kind:?}");
+            assert!(kind.explain().contains(explains), "{kind:?}");
+        }
         assert!(
-            kind.explain().contains("top up") && kind.explain().contains("rerun the same command")
+            FatalKind::OutOfCredits
+                .explain()
+                .contains("rerun the same command")
         );
+    }
 
+    #[test]
+    fn a_403_without_didits_body_is_read_by_its_words() {
         // A proxy's HTML 403 is a permission problem; plain text about credits is credits.
         assert_eq!(
             fatal_kind(classify(403, &none(), b"<html>Forbidden</html>")).0,

@@ -832,7 +832,7 @@ mod tests {
         assert!(decode_bounded(&png).is_ok());
         png[16..20].copy_from_slice(&60_000u32.to_be_bytes());
         png[20..24].copy_from_slice(&60_000u32.to_be_bytes());
-        let crc = crc32(&png[12..29]);
+        let crc = crc32fast::hash(&png[12..29]);
         png[29..33].copy_from_slice(&crc.to_be_bytes());
         let err = decode_bounded(&png).unwrap_err();
         assert!(
@@ -840,20 +840,5 @@ mod tests {
             "refused by the limits, not by a checksum: {err}"
         );
         assert!(decode_bounded(b"not an image").is_err());
-    }
-
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
     }
 }

@@ -249,6 +249,17 @@ fn slash_key(rel: &Path) -> String {
 mod tests {
     use super::*;
 
+    /// The reasons of the ignored entries, in order.
+    fn ignored_reasons(events: &[Event]) -> Vec<&str> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Ignored { reason, .. } => Some(reason.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10];
 
     fn put(root: &Path, rel: &str, bytes: &[u8]) {
@@ -304,13 +315,7 @@ mod tests {
                 "ignored:c/notes.txt",
             ]
         );
-        let reasons: Vec<&str> = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Ignored { reason, .. } => Some(reason.as_str()),
-                _ => None,
-            })
-            .collect();
+        let reasons = ignored_reasons(&events);
         assert_eq!(
             reasons,
             [
@@ -437,13 +442,7 @@ mod tests {
                 "ignored:real/loop"
             ]
         );
-        let reasons: Vec<&str> = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Ignored { reason, .. } => Some(reason.as_str()),
-                _ => None,
-            })
-            .collect();
+        let reasons = ignored_reasons(&events);
         assert_eq!(
             reasons,
             [

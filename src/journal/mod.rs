@@ -304,27 +304,37 @@ pub(crate) mod fixtures {
     use crate::record::{Class, Decision};
 
     pub fn settings() -> Settings {
+        settings_of(false)
+    }
+
+    /// Didit's defaults against the real API, or the emulator's (`simulated`).
+    pub fn settings_of(simulated: bool) -> Settings {
         Settings {
             threshold: None,
             rotate_image: false,
             save_api_request: false,
             api_host: "verification.didit.me".into(),
-            simulated: false,
+            simulated,
+        }
+    }
+
+    /// A run header: the first run (`resumed` false) or a resumed one.
+    pub fn run_info(resumed: bool, simulated: bool) -> RunInfo {
+        RunInfo {
+            tool_version: "0.1.0".into(),
+            started_at: "2026-01-01T00:00:00Z".into(),
+            settings: settings_of(simulated),
+            sources: vec!["photos".into()],
+            rate: "240/min".into(),
+            concurrency: 8,
+            resumed,
+            dedupe: true,
+            max_requests: None,
         }
     }
 
     pub fn run_line() -> Line {
-        Line::Run(RunInfo {
-            tool_version: "0.1.0".into(),
-            started_at: "2026-11-27T00:00:00Z".into(),
-            settings: settings(),
-            sources: vec!["photos".into()],
-            rate: "240/min".into(),
-            concurrency: 8,
-            resumed: false,
-            dedupe: true,
-            max_requests: None,
-        })
+        Line::Run(run_info(false, false))
     }
 
     pub fn item(key: &str, sha: &str, class: Class) -> Line {
@@ -340,6 +350,14 @@ pub(crate) mod fixtures {
 
     pub const SHA_A: &str = "aa00000000000000000000000000000000000000000000000000000000000000";
     pub const SHA_B: &str = "bb00000000000000000000000000000000000000000000000000000000000000";
+
+    /// The index of a journal holding `lines`.
+    pub fn index_of(lines: &[Line]) -> Index {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(JOURNAL_FILE);
+        write_lines(&p, lines);
+        Index::build(&mut Reader::open(&p).unwrap()).unwrap()
+    }
 
     pub fn write_lines(path: &Path, lines: &[Line]) {
         let mut w = Writer::open(path, None).unwrap();
@@ -476,8 +494,6 @@ mod tests {
             );
         }
         // The index of an earlier run agrees: a metadata rejection stands for no other row.
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join(JOURNAL_FILE);
         let Line::Item(mut by_row) = item("row", SHA_A, Class::Rejected) else {
             unreachable!()
         };
@@ -486,8 +502,7 @@ mod tests {
             unreachable!()
         };
         by_image.error_field = Some("user_image".into());
-        write_lines(&p, &[run_line(), Line::Item(by_row), Line::Item(by_image)]);
-        let index = Index::build(&mut Reader::open(&p).unwrap()).unwrap();
+        let index = index_of(&[run_line(), Line::Item(by_row), Line::Item(by_image)]);
         assert_eq!(index.reusable(content_digest(SHA_A).unwrap(), false), None);
         assert!(
             index
@@ -498,48 +513,36 @@ mod tests {
 
     #[test]
     fn uploads_of_a_dead_run_are_orphans_until_recorded() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join(JOURNAL_FILE);
         let sending = |k: &str| Line::Sending(Sending { key: k.into() });
         let end = Line::End(RunEnd::default());
-        write_lines(
-            &p,
-            &[
-                // A clean run: its announced-and-recorded upload is no orphan.
-                run_line(),
-                sending("a"),
-                item("a", SHA_A, Class::Result),
-                end.clone(),
-                // A run killed with "b" and "c" in flight.
-                run_line(),
-                sending("b"),
-                sending("c"),
-                // The next run records "b" (its record carried the charge), then dies with "c"
-                // announced again.
-                run_line(),
-                item("b", SHA_B, Class::Result),
-                sending("c"),
-            ],
-        );
-        let index = Index::build(&mut Reader::open(&p).unwrap()).unwrap();
+        let index = index_of(&[
+            // A clean run: its announced-and-recorded upload is no orphan.
+            run_line(),
+            sending("a"),
+            item("a", SHA_A, Class::Result),
+            end.clone(),
+            // A run killed with "b" and "c" in flight.
+            run_line(),
+            sending("b"),
+            sending("c"),
+            // The next run records "b" (its record carried the charge), then dies with "c"
+            // announced again.
+            run_line(),
+            item("b", SHA_B, Class::Result),
+            sending("c"),
+        ]);
         let keys: Vec<&str> = index.orphans.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(keys, ["c", "c"], "each dead upload of c counts");
     }
 
     #[test]
     fn index_keeps_the_latest_record_per_key_and_checks_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join(JOURNAL_FILE);
-        write_lines(
-            &p,
-            &[
-                run_line(),
-                item("a", SHA_A, Class::Transient),
-                item("b", SHA_B, Class::Rejected),
-                item("a", SHA_A, Class::Result),
-            ],
-        );
-        let index = Index::build(&mut Reader::open(&p).unwrap()).unwrap();
+        let index = index_of(&[
+            run_line(),
+            item("a", SHA_A, Class::Transient),
+            item("b", SHA_B, Class::Rejected),
+            item("a", SHA_A, Class::Result),
+        ]);
         let a = content_digest(SHA_A);
         let b = content_digest(SHA_B);
         assert!(index.is_done("a", a, false));

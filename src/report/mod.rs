@@ -505,27 +505,11 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{RunEnd, RunInfo, Settings, Writer};
+    use crate::journal::{RunEnd, Writer};
     use crate::record::{Class, Decision};
 
     fn run(resumed: bool, simulated: bool) -> Line {
-        Line::Run(RunInfo {
-            tool_version: "0.1.0".into(),
-            started_at: "2026-01-01T00:00:00Z".into(),
-            settings: Settings {
-                threshold: None,
-                rotate_image: false,
-                save_api_request: false,
-                api_host: "verification.didit.me".into(),
-                simulated,
-            },
-            sources: vec!["photos".into()],
-            rate: "240/min".into(),
-            concurrency: 8,
-            resumed,
-            dedupe: true,
-            max_requests: None,
-        })
+        Line::Run(crate::journal::fixtures::run_info(resumed, simulated))
     }
 
     fn item(key: &str, class: Class, billed: bool, score: Option<f64>) -> Line {

@@ -97,24 +97,9 @@ fn bomb_png(side: u32) -> Vec<u8> {
     let mut png = png_of(&RgbImage::from_pixel(1, 1, Rgb([9, 9, 9])));
     png[16..20].copy_from_slice(&side.to_be_bytes());
     png[20..24].copy_from_slice(&side.to_be_bytes());
-    let crc = crc32(&png[12..29]);
+    let crc = crc32fast::hash(&png[12..29]);
     png[29..33].copy_from_slice(&crc.to_be_bytes());
     png
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 fn risks(body: &Value) -> Vec<String> {
@@ -451,14 +436,20 @@ fn faulty(faults: Faults) -> EmulatorConfig {
     config
 }
 
+/// An emulator whose every answer is the given fault, and its answer to one valid request.
+async fn one_request_with(faults: Faults) -> (Emulator, reqwest::Response) {
+    let e = emu(faulty(faults)).await;
+    let r = post(&e, form(common::jpeg(1), "a.jpg", &[])).await;
+    (e, r)
+}
+
 #[tokio::test]
 async fn fault_500_has_an_empty_body() {
-    let e = emu(faulty(Faults {
+    let (e, r) = one_request_with(Faults {
         p500: 1.0,
         ..Faults::default()
-    }))
+    })
     .await;
-    let r = post(&e, form(common::jpeg(1), "a.jpg", &[])).await;
     assert_eq!(r.status().as_u16(), 500);
     no_rate_headers(&r);
     assert_eq!(r.bytes().await.unwrap().len(), 0);
@@ -468,12 +459,11 @@ async fn fault_500_has_an_empty_body() {
 
 #[tokio::test]
 async fn fault_502_has_an_html_body() {
-    let e = emu(faulty(Faults {
+    let (e, r) = one_request_with(Faults {
         p502: 1.0,
         ..Faults::default()
-    }))
+    })
     .await;
-    let r = post(&e, form(common::jpeg(1), "a.jpg", &[])).await;
     assert_eq!(r.status().as_u16(), 502);
     assert!(
         r.headers()["content-type"]
@@ -487,12 +477,11 @@ async fn fault_502_has_an_html_body() {
 
 #[tokio::test]
 async fn fault_503_says_unavailable() {
-    let e = emu(faulty(Faults {
+    let (e, r) = one_request_with(Faults {
         p503: 1.0,
         ..Faults::default()
-    }))
+    })
     .await;
-    let r = post(&e, form(common::jpeg(1), "a.jpg", &[])).await;
     assert_eq!(
         json_of(r).await,
         (
@@ -505,12 +494,11 @@ async fn fault_503_says_unavailable() {
 
 #[tokio::test]
 async fn fault_429_is_spurious_with_headers() {
-    let e = emu(faulty(Faults {
+    let (e, r) = one_request_with(Faults {
         p429: 1.0,
         ..Faults::default()
-    }))
+    })
     .await;
-    let r = post(&e, form(common::jpeg(1), "a.jpg", &[])).await;
     assert_eq!(r.status().as_u16(), 429);
     assert_eq!(header(&r, "x-ratelimit-limit"), 300);
     assert_eq!(header(&r, "x-ratelimit-remaining"), 0);

@@ -1,30 +1,10 @@
 //! Journal lines and records shared by the summary's unit tests.
 
-use crate::journal::{RunEnd, RunInfo, Settings};
+use crate::journal::{RunEnd, RunInfo};
 use crate::record::{Class, Decision, Record, WarningRecord};
 
-fn settings(simulated: bool) -> Settings {
-    Settings {
-        threshold: None,
-        rotate_image: false,
-        save_api_request: false,
-        api_host: "verification.didit.me".into(),
-        simulated,
-    }
-}
-
 pub(super) fn run(resumed: bool, simulated: bool) -> RunInfo {
-    RunInfo {
-        tool_version: "0.1.0".into(),
-        started_at: "2026-01-01T00:00:00Z".into(),
-        settings: settings(simulated),
-        sources: vec!["photos".into()],
-        rate: "240/min".into(),
-        concurrency: 8,
-        resumed,
-        dedupe: true,
-        max_requests: None,
-    }
+    crate::journal::fixtures::run_info(resumed, simulated)
 }
 
 pub(super) fn end(outcome: &str, not_processed: u64) -> RunEnd {
