@@ -192,6 +192,15 @@ pub struct WarningRecord {
     pub log_type: String,
 }
 
+impl WarningRecord {
+    pub fn new(risk: &str, log_type: &str) -> Self {
+        Self {
+            risk: risk.to_string(),
+            log_type: log_type.to_string(),
+        }
+    }
+}
+
 /// The largest face Didit found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct FaceRecord {

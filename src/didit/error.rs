@@ -863,29 +863,19 @@ mod tests {
 
     #[test]
     fn row_429_missing_or_garbled_headers() {
-        assert_eq!(
-            classify(429, &none(), b""),
-            Outcome::RateLimited {
-                retry_after: None,
-                reset_at: None,
-                limit: None,
-                remaining: None
-            }
-        );
+        let nothing_known = Outcome::RateLimited {
+            retry_after: None,
+            reset_at: None,
+            limit: None,
+            remaining: None,
+        };
+        assert_eq!(classify(429, &none(), b""), nothing_known);
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_static("soon"));
         h.insert("x-ratelimit-limit", HeaderValue::from_static("-5"));
         h.insert("x-ratelimit-remaining", HeaderValue::from_static("lots"));
         h.insert("x-ratelimit-reset", HeaderValue::from_static("NaN"));
-        assert_eq!(
-            classify(429, &h, b"<html>slow down</html>"),
-            Outcome::RateLimited {
-                retry_after: None,
-                reset_at: None,
-                limit: None,
-                remaining: None
-            }
-        );
+        assert_eq!(classify(429, &h, b"<html>slow down</html>"), nothing_known);
         // A huge Retry-After is kept as asked (the wait is capped later, with a warning);
         // absurd numbers stay convertible; decimals are fine.
         let mut h = HeaderMap::new();

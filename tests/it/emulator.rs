@@ -180,6 +180,17 @@ async fn missing_or_wrong_key_is_403_and_401_in_that_mode() {
 async fn every_validation_error_has_didits_body() {
     let e = emu(EmulatorConfig::new(KEY)).await;
     let jpg = common::jpeg(2);
+    let threshold_case = |value: &str, message: &str| {
+        let f = form(
+            jpg.clone(),
+            "a.jpg",
+            &[("face_liveness_score_decline_threshold", value)],
+        );
+        (
+            f,
+            json!({ "face_liveness_score_decline_threshold": [message] }),
+        )
+    };
     let png = common::png(2);
     let cases: Vec<(Form, Value)> = vec![
         (
@@ -202,30 +213,9 @@ async fn every_validation_error_has_didits_body() {
             Form::new().text("user_image", "not a file"),
             json!({"user_image": ["The submitted data was not a file. Check the encoding type on the form."]}),
         ),
-        (
-            form(
-                jpg.clone(),
-                "a.jpg",
-                &[("face_liveness_score_decline_threshold", "101")],
-            ),
-            json!({"face_liveness_score_decline_threshold": ["Ensure this value is less than or equal to 100."]}),
-        ),
-        (
-            form(
-                jpg.clone(),
-                "a.jpg",
-                &[("face_liveness_score_decline_threshold", "-0.5")],
-            ),
-            json!({"face_liveness_score_decline_threshold": ["Ensure this value is greater than or equal to 0."]}),
-        ),
-        (
-            form(
-                jpg.clone(),
-                "a.jpg",
-                &[("face_liveness_score_decline_threshold", "high")],
-            ),
-            json!({"face_liveness_score_decline_threshold": ["A valid number is required."]}),
-        ),
+        threshold_case("101", "Ensure this value is less than or equal to 100."),
+        threshold_case("-0.5", "Ensure this value is greater than or equal to 0."),
+        threshold_case("high", "A valid number is required."),
         (
             form(jpg.clone(), "a.jpg", &[("rotate_image", "perhaps")]),
             json!({"rotate_image": ["Must be a valid boolean."]}),
@@ -311,19 +301,27 @@ async fn a_decompression_bomb_is_refused_not_decoded() {
     e.shutdown().await;
 }
 
+/// `GET /v3/billing/balance/` with the key: the status and the JSON body.
+async fn get_balance(e: &Emulator) -> (u16, Value) {
+    let r = client()
+        .get(format!("{}/v3/billing/balance/", e.base_url()))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    json_of(r).await
+}
+
 #[tokio::test]
 async fn credits_run_out_with_403_and_nothing_billed() {
     let mut config = EmulatorConfig::new(KEY);
     config.credits = Some(2);
     let e = emu(config).await;
     let balance = || async {
-        let r = client()
-            .get(format!("{}/v3/billing/balance/", e.base_url()))
-            .header("x-api-key", KEY)
-            .send()
-            .await
-            .unwrap();
-        json_of(r).await.1["balance"].as_str().unwrap().to_string()
+        get_balance(&e).await.1["balance"]
+            .as_str()
+            .unwrap()
+            .to_string()
     };
     assert_eq!(balance().await, "2.0000");
     // A rejected file spends nothing.
@@ -353,13 +351,7 @@ async fn credits_run_out_with_403_and_nothing_billed() {
 #[tokio::test]
 async fn unlimited_credits_show_a_large_balance() {
     let e = emu(EmulatorConfig::new(KEY)).await;
-    let r = client()
-        .get(format!("{}/v3/billing/balance/", e.base_url()))
-        .header("x-api-key", KEY)
-        .send()
-        .await
-        .unwrap();
-    let (s, body) = json_of(r).await;
+    let (s, body) = get_balance(&e).await;
     assert_eq!(s, 200);
     let balance: f64 = body["balance"].as_str().unwrap().parse().unwrap();
     assert!(balance > 1e6);
@@ -437,7 +429,9 @@ fn faulty(faults: Faults) -> EmulatorConfig {
 }
 
 /// An emulator whose every answer is the given fault, and its answer to one valid request.
-async fn one_request_with(faults: Faults) -> (Emulator, reqwest::Response) {
+async fn one_request_with(fault: impl FnOnce(&mut Faults)) -> (Emulator, reqwest::Response) {
+    let mut faults = Faults::default();
+    fault(&mut faults);
     let e = emu(faulty(faults)).await;
     let r = post(&e, form(common::jpeg(1), "a.jpg", &[])).await;
     (e, r)
@@ -445,11 +439,7 @@ async fn one_request_with(faults: Faults) -> (Emulator, reqwest::Response) {
 
 #[tokio::test]
 async fn fault_500_has_an_empty_body() {
-    let (e, r) = one_request_with(Faults {
-        p500: 1.0,
-        ..Faults::default()
-    })
-    .await;
+    let (e, r) = one_request_with(|f| f.p500 = 1.0).await;
     assert_eq!(r.status().as_u16(), 500);
     no_rate_headers(&r);
     assert_eq!(r.bytes().await.unwrap().len(), 0);
@@ -459,11 +449,7 @@ async fn fault_500_has_an_empty_body() {
 
 #[tokio::test]
 async fn fault_502_has_an_html_body() {
-    let (e, r) = one_request_with(Faults {
-        p502: 1.0,
-        ..Faults::default()
-    })
-    .await;
+    let (e, r) = one_request_with(|f| f.p502 = 1.0).await;
     assert_eq!(r.status().as_u16(), 502);
     assert!(
         r.headers()["content-type"]
@@ -477,11 +463,7 @@ async fn fault_502_has_an_html_body() {
 
 #[tokio::test]
 async fn fault_503_says_unavailable() {
-    let (e, r) = one_request_with(Faults {
-        p503: 1.0,
-        ..Faults::default()
-    })
-    .await;
+    let (e, r) = one_request_with(|f| f.p503 = 1.0).await;
     assert_eq!(
         json_of(r).await,
         (
@@ -494,11 +476,7 @@ async fn fault_503_says_unavailable() {
 
 #[tokio::test]
 async fn fault_429_is_spurious_with_headers() {
-    let (e, r) = one_request_with(Faults {
-        p429: 1.0,
-        ..Faults::default()
-    })
-    .await;
+    let (e, r) = one_request_with(|f| f.p429 = 1.0).await;
     assert_eq!(r.status().as_u16(), 429);
     assert_eq!(header(&r, "x-ratelimit-limit"), 300);
     assert_eq!(header(&r, "x-ratelimit-remaining"), 0);
@@ -864,41 +842,35 @@ async fn varied_images_mostly_approve_and_status_follows_error_warnings() {
     e.shutdown().await;
 }
 
+/// The answer to `bytes` sent for `vendor` without saving it.
+async fn unsaved_answer(e: &Emulator, bytes: &[u8], vendor: &str) -> Value {
+    let f = form(
+        bytes.to_vec(),
+        "a.jpg",
+        &[("vendor_data", vendor), ("save_api_request", "false")],
+    );
+    json_of(post(e, f).await).await.1
+}
+
+async fn unsaved_risks(e: &Emulator, bytes: &[u8], vendor: &str) -> Vec<String> {
+    risks(&unsaved_answer(e, bytes, vendor).await)
+}
+
 #[tokio::test]
 async fn a_saved_face_is_a_duplicate_for_another_vendor_only() {
     let e = emu(EmulatorConfig::new(KEY)).await;
     let bytes = clean_jpeg(&e).await;
     // Not saved: nothing enrolled.
-    let f = form(
-        bytes.clone(),
-        "a.jpg",
-        &[("vendor_data", "alice"), ("save_api_request", "false")],
-    );
-    assert!(risks(&json_of(post(&e, f).await).await.1).is_empty());
-    let f = form(
-        bytes.clone(),
-        "a.jpg",
-        &[("vendor_data", "bob"), ("save_api_request", "false")],
-    );
-    assert!(risks(&json_of(post(&e, f).await).await.1).is_empty());
+    assert!(unsaved_risks(&e, &bytes, "alice").await.is_empty());
+    assert!(unsaved_risks(&e, &bytes, "bob").await.is_empty());
     // Saved (Didit's default) under alice.
     let f = form(bytes.clone(), "a.jpg", &[("vendor_data", "alice")]);
     let (_, first) = json_of(post(&e, f).await).await;
     assert!(risks(&first).is_empty());
     // Alice again: her own faces are excluded.
-    let f = form(
-        bytes.clone(),
-        "a.jpg",
-        &[("vendor_data", "alice"), ("save_api_request", "false")],
-    );
-    assert!(risks(&json_of(post(&e, f).await).await.1).is_empty());
+    assert!(unsaved_risks(&e, &bytes, "alice").await.is_empty());
     // Bob with the same face: DUPLICATED_FACE pointing at alice's session; still Approved.
-    let f = form(
-        bytes.clone(),
-        "a.jpg",
-        &[("vendor_data", "bob"), ("save_api_request", "false")],
-    );
-    let (_, dup) = json_of(post(&e, f).await).await;
+    let dup = unsaved_answer(&e, &bytes, "bob").await;
     assert_eq!(risks(&dup), ["DUPLICATED_FACE"]);
     assert_eq!(dup["liveness"]["status"], "Approved");
     let w = &dup["liveness"]["warnings"][0];

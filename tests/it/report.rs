@@ -94,10 +94,7 @@ fn result(key: &str, score: f64, risks: &[(&str, &str)]) -> Record {
         face_luminance: Some(55.5),
         warnings: risks
             .iter()
-            .map(|(r, l)| WarningRecord {
-                risk: (*r).into(),
-                log_type: (*l).into(),
-            })
+            .map(|(r, l)| WarningRecord::new(r, l))
             .collect(),
         face: Some(FaceRecord {
             age: Some(33.0),

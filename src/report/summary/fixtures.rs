@@ -34,10 +34,7 @@ pub(super) fn result(key: &str, score: Option<f64>, risks: &[(&str, &str)]) -> R
         score,
         warnings: risks
             .iter()
-            .map(|(r, l)| WarningRecord {
-                risk: (*r).into(),
-                log_type: (*l).into(),
-            })
+            .map(|(r, l)| WarningRecord::new(r, l))
             .collect(),
         attempts: 1,
         billed: true,
