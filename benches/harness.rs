@@ -117,6 +117,26 @@ fn main() {
     let text = report.render(&machine, total, load_after.as_deref());
     println!("{text}");
 
+    write_results(&target_dir, &machine, &report, total, load_after);
+
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        let kept = tmp.keep();
+        eprintln!("kept the work folder: {}", kept.display());
+    }
+    if !report.broken.is_empty() {
+        eprintln!("{} section(s) broke: see above", report.broken.len());
+        std::process::exit(1);
+    }
+}
+
+/// The figures as JSON in `target/bench-results.json`.
+fn write_results(
+    target_dir: &Path,
+    machine: &Machine,
+    report: &Report,
+    total: f64,
+    load_after: Option<String>,
+) {
     let results = json!({
         "tool": "liveness-batch",
         "command": "cargo bench --bench harness",
@@ -134,15 +154,6 @@ fn main() {
     ) {
         Ok(()) => eprintln!("figures written to {}", out.display()),
         Err(e) => eprintln!("warning: cannot write {}: {e}", out.display()),
-    }
-
-    if std::env::var_os("BENCH_KEEP").is_some() {
-        let kept = tmp.keep();
-        eprintln!("kept the work folder: {}", kept.display());
-    }
-    if !report.broken.is_empty() {
-        eprintln!("{} section(s) broke: see above", report.broken.len());
-        std::process::exit(1);
     }
 }
 
@@ -236,135 +247,193 @@ fn pacing(ctx: &Ctx) -> Result<Section, String> {
     emu.stop();
     run.expect_code(0)?;
 
-    let delta = StatsDelta::new(&before, &after);
-    let items = journal_items(&out)?;
-    let end = journal_end(&out)?;
-    let journal_429: u64 = items
-        .iter()
-        .map(|i| i["rate_limited"].as_u64().unwrap_or(0))
-        .sum();
-    let arrivals = request_arrivals(&log)?;
-    let limit_per_s = f64::from(PACE_LIMIT) / f64::from(PACE_WINDOW_SECS);
-    let span = match (arrivals.first(), arrivals.last()) {
-        (Some(a), Some(b)) => (*b - *a).as_secs_f64(),
-        _ => 0.0,
-    };
-    let arrival_rate = if arrivals.len() > 1 && span > 0.0 {
-        (arrivals.len() - 1) as f64 / span
-    } else {
-        0.0
-    };
-    let journal_rate = end["achieved_rate_per_min"].as_f64().unwrap_or(0.0) / 60.0;
-    let max_in_window = max_in_window(&arrivals, Duration::from_secs(PACE_WINDOW_SECS.into()));
-    let (first_fin, last_fin) = finished_span(&items);
-    let finished_rate = match (first_fin, last_fin) {
-        (Some(a), Some(b)) if b > a && items.len() > 1 => {
-            (items.len() - 1) as f64 / (b - a).as_secs_f64()
-        }
-        _ => 0.0,
-    };
-    let f_arrival = arrival_rate / limit_per_s;
-    let f_journal = journal_rate / limit_per_s;
-    let f_finished = finished_rate / limit_per_s;
+    let p = Pacing::measure(limit, run, StatsDelta::new(&before, &after), &out, &log)?;
+    Ok(Section {
+        title: "Pacing at the limit".into(),
+        rows: pacing_rows(&p),
+        details: pacing_details(&p),
+        json: pacing_json(&p),
+        broken: Vec::new(),
+    })
+}
 
+impl Pacing {
+    /// The figures of a finished pacing run, from its journal and the emulator's request log.
+    fn measure(
+        limit: String,
+        run: Measured,
+        delta: StatsDelta,
+        out: &Path,
+        log: &Path,
+    ) -> Result<Pacing, String> {
+        let items = journal_items(out)?;
+        let end = journal_end(out)?;
+        let journal_429: u64 = items
+            .iter()
+            .map(|i| i["rate_limited"].as_u64().unwrap_or(0))
+            .sum();
+        let arrivals = request_arrivals(log)?;
+        let limit_per_s = f64::from(PACE_LIMIT) / f64::from(PACE_WINDOW_SECS);
+        let span = match (arrivals.first(), arrivals.last()) {
+            (Some(a), Some(b)) => (*b - *a).as_secs_f64(),
+            _ => 0.0,
+        };
+        let arrival_rate = if arrivals.len() > 1 && span > 0.0 {
+            (arrivals.len() - 1) as f64 / span
+        } else {
+            0.0
+        };
+        let journal_rate = end["achieved_rate_per_min"].as_f64().unwrap_or(0.0) / 60.0;
+        let max_in_window = max_in_window(&arrivals, Duration::from_secs(PACE_WINDOW_SECS.into()));
+        let (first_fin, last_fin) = finished_span(&items);
+        let finished_rate = match (first_fin, last_fin) {
+            (Some(a), Some(b)) if b > a && items.len() > 1 => {
+                (items.len() - 1) as f64 / (b - a).as_secs_f64()
+            }
+            _ => 0.0,
+        };
+        let f_arrival = arrival_rate / limit_per_s;
+        let f_journal = journal_rate / limit_per_s;
+        let f_finished = finished_rate / limit_per_s;
+
+        Ok(Pacing {
+            limit,
+            run,
+            delta,
+            end,
+            journal_429,
+            arrivals: arrivals.len(),
+            span,
+            arrival_rate,
+            journal_rate,
+            limit_per_s,
+            max_in_window,
+            f_arrival,
+            f_journal,
+            f_finished,
+        })
+    }
+}
+
+/// What the pacing run measured.
+struct Pacing {
+    limit: String,
+    run: Measured,
+    delta: StatsDelta,
+    end: Value,
+    journal_429: u64,
+    arrivals: usize,
+    span: f64,
+    arrival_rate: f64,
+    journal_rate: f64,
+    limit_per_s: f64,
+    max_in_window: usize,
+    f_arrival: f64,
+    f_journal: f64,
+    f_finished: f64,
+}
+
+fn pacing_rows(p: &Pacing) -> Vec<Row> {
     let mut rows = vec![
         Row::check(
             "Pacing: 429s received (emulator by_status)",
-            delta.status(429).to_string(),
+            p.delta.status(429).to_string(),
             "0",
-            delta.status(429) == 0,
+            p.delta.status(429) == 0,
         ),
         Row::check(
             "Pacing: 429s received (journal rate_limited sum)",
-            journal_429.to_string(),
+            p.journal_429.to_string(),
             "0",
-            journal_429 == 0,
+            p.journal_429 == 0,
         ),
         Row::check(
             "Pacing: achieved rate / limit (emulator arrivals, first to last)",
             format!(
                 "{:.1} % ({:.3}/s of {:.0}/s)",
-                f_arrival * 100.0,
-                arrival_rate,
-                limit_per_s
+                p.f_arrival * 100.0,
+                p.arrival_rate,
+                p.limit_per_s
             ),
             ">= 97 %",
-            f_arrival >= MIN_PACE_FRACTION,
+            p.f_arrival >= MIN_PACE_FRACTION,
         ),
         Row::check(
             "Pacing: achieved rate / limit (journal end line)",
             format!(
                 "{:.1} % ({:.1}/min of {:.0}/min)",
-                f_journal * 100.0,
-                journal_rate * 60.0,
-                limit_per_s * 60.0
+                p.f_journal * 100.0,
+                p.journal_rate * 60.0,
+                p.limit_per_s * 60.0
             ),
             ">= 97 %",
-            f_journal >= MIN_PACE_FRACTION,
+            p.f_journal >= MIN_PACE_FRACTION,
         ),
     ];
     rows.push(Row::info(
         "Pacing: most requests in any 6 s window",
-        format!("{max_in_window} of {PACE_LIMIT} allowed"),
+        format!("{} of {PACE_LIMIT} allowed", p.max_in_window),
     ));
 
+    rows
+}
+
+fn pacing_details(p: &Pacing) -> String {
     let mut d = String::new();
     let _ = writeln!(
         d,
         "  emulator --rate-limit {limit} --latency-ms {PACE_LATENCY_MS} --jitter-ms {PACE_JITTER_MS}; \
-         scan --rate {limit} --concurrency {PACE_CONCURRENCY} over {PACE_IMAGES} distinct JPEGs"
+         scan --rate {limit} --concurrency {PACE_CONCURRENCY} over {PACE_IMAGES} distinct JPEGs",
+        limit = p.limit
     );
     let _ = writeln!(
         d,
         "  requests {} (answers: {}), exit {}, wall {:.2} s, client CPU {:.2} s, peak RSS {:.1} MiB",
-        delta.requests,
-        delta.statuses(),
-        run.code,
-        run.wall.as_secs_f64(),
-        run.cpu().as_secs_f64(),
-        run.rss_mib()
+        p.delta.requests,
+        p.delta.statuses(),
+        p.run.code,
+        p.run.wall.as_secs_f64(),
+        p.run.cpu().as_secs_f64(),
+        p.run.rss_mib()
     );
     let _ = writeln!(
         d,
         "  achieved rate: {:.1} % from the emulator's arrival times ((N-1)/(last-first) = {}/{:.3} s); \
          {:.1} % from the scan's own figure (journal end line achieved_rate_per_min, first to last send); \
          {:.1} % from the items' first to last finished_at",
-        f_arrival * 100.0,
-        arrivals.len().saturating_sub(1),
-        span,
-        f_journal * 100.0,
-        f_finished * 100.0
+        p.f_arrival * 100.0,
+        p.arrivals.saturating_sub(1),
+        p.span,
+        p.f_journal * 100.0,
+        p.f_finished * 100.0
     );
     let _ = writeln!(
         d,
         "  the pacer keeps a {:.0} % safety margin under the configured rate, so 98 % is its ceiling",
         2.0
     );
-    let js = json!({
-        "emulator_rate_limit": limit,
+    d
+}
+
+fn pacing_json(p: &Pacing) -> Value {
+    json!({
+        "emulator_rate_limit": p.limit,
         "latency_ms": format!("{PACE_LATENCY_MS} + 0..{PACE_JITTER_MS}"),
-        "scan_rate": limit,
+        "scan_rate": p.limit,
         "concurrency": PACE_CONCURRENCY,
         "images": PACE_IMAGES,
-        "requests": delta.requests,
-        "by_status": delta.by_status,
-        "emulator_429": delta.status(429),
-        "journal_rate_limited": journal_429,
-        "limiter_rate_limited": delta.rate_limited,
-        "arrival_span_secs": round(span, 3),
-        "achieved_fraction_arrivals": round(f_arrival, 4),
-        "achieved_fraction_journal": round(f_journal, 4),
-        "achieved_fraction_finished_at": round(f_finished, 4),
-        "journal_achieved_rate_per_min": end["achieved_rate_per_min"],
-        "max_requests_in_any_window": max_in_window,
-        "run": run.json(),
-    });
-    Ok(Section {
-        title: "Pacing at the limit".into(),
-        rows,
-        details: d,
-        json: js,
-        broken: Vec::new(),
+        "requests": p.delta.requests,
+        "by_status": p.delta.by_status,
+        "emulator_429": p.delta.status(429),
+        "journal_rate_limited": p.journal_429,
+        "limiter_rate_limited": p.delta.rate_limited,
+        "arrival_span_secs": round(p.span, 3),
+        "achieved_fraction_arrivals": round(p.f_arrival, 4),
+        "achieved_fraction_journal": round(p.f_journal, 4),
+        "achieved_fraction_finished_at": round(p.f_finished, 4),
+        "journal_achieved_rate_per_min": p.end["achieved_rate_per_min"],
+        "max_requests_in_any_window": p.max_in_window,
+        "run": p.run.json(),
     })
 }
 
@@ -424,6 +493,41 @@ fn throughput(ctx: &Ctx) -> Result<Section, String> {
             ),
         ),
     ];
+    let tp = Throughput {
+        run,
+        delta,
+        emu_cpu,
+        wall_rate,
+        send_rate,
+        cpu_per_req,
+    };
+    Ok(Section {
+        title: "Throughput and cost per request".into(),
+        rows,
+        details: throughput_details(&tp),
+        json: throughput_json(&tp),
+        broken: Vec::new(),
+    })
+}
+
+/// What the throughput run measured.
+struct Throughput {
+    run: Measured,
+    delta: StatsDelta,
+    emu_cpu: Option<f64>,
+    wall_rate: f64,
+    send_rate: f64,
+    cpu_per_req: f64,
+}
+
+impl Throughput {
+    fn requests(&self) -> f64 {
+        self.delta.requests.max(1) as f64
+    }
+}
+
+fn throughput_details(tp: &Throughput) -> String {
+    let (run, delta, emu_cpu, req) = (&tp.run, &tp.delta, tp.emu_cpu, tp.requests());
     let mut d = String::new();
     let _ = writeln!(
         d,
@@ -450,7 +554,14 @@ fn throughput(ctx: &Ctx) -> Result<Section, String> {
             ))
             .unwrap_or_default()
     );
-    let js = json!({
+    d
+}
+
+fn throughput_json(tp: &Throughput) -> Value {
+    let (run, delta, req) = (&tp.run, &tp.delta, tp.requests());
+    let (wall_rate, send_rate, cpu_per_req, emu_cpu) =
+        (tp.wall_rate, tp.send_rate, tp.cpu_per_req, tp.emu_cpu);
+    json!({
         "rows": TP_ROWS,
         "distinct_images": TP_IMAGES,
         "concurrency": TP_CONCURRENCY,
@@ -463,13 +574,6 @@ fn throughput(ctx: &Ctx) -> Result<Section, String> {
         "client_sys_us_per_request": round(run.sys.as_secs_f64() / req * 1e6, 1),
         "emulator_cpu_secs": emu_cpu.map(|c| round(c, 3)),
         "run": run.json(),
-    });
-    Ok(Section {
-        title: "Throughput and cost per request".into(),
-        rows,
-        details: d,
-        json: js,
-        broken: Vec::new(),
     })
 }
 
@@ -500,52 +604,15 @@ fn memory_and_resume(ctx: &Ctx) -> Result<Section, String> {
     let mut runs: Vec<MemRun> = Vec::new();
     let mut broken: Vec<String> = Vec::new();
     let mut measure = |label: &str, manifest: &Path, rows: usize, out: &Path, extra: &[&str]| {
-        let args = scan_args(manifest, out, UNTHROTTLED, MEM_CONCURRENCY, extra);
-        eprintln!(
-            "   {label}: scan {} {}",
-            manifest_name(manifest),
-            extra.join(" ")
-        );
-        let dry = extra.contains(&"--dry-run");
-        let result = (|| -> Result<MemRun, String> {
-            let before = emu.stats()?;
-            let run = run_scan(
-                ctx,
-                &emu,
-                &args,
-                &dir.join(label.replace(' ', "-")),
-                Duration::from_secs(600),
-            )?;
-            let after = emu.stats()?;
-            run.expect_code(0)?;
-            let requests = StatsDelta::new(&before, &after).requests;
-            let end = if dry { Value::Null } else { journal_end(out)? };
-            if !dry && end["inputs"].as_u64() != Some(rows as u64) {
-                return Err(format!(
-                    "the end line counts {} inputs, the manifest has {rows} rows",
-                    end["inputs"]
-                ));
-            }
-            Ok(MemRun {
-                label: label.to_string(),
-                rows,
-                run,
-                requests,
-                end,
-            })
-        })();
-        match result {
-            Ok(r) => {
-                eprintln!(
-                    "      exit {}, wall {:.2} s, CPU {:.2} s, peak RSS {:.1} MiB, requests {}",
-                    r.run.code,
-                    r.run.wall.as_secs_f64(),
-                    r.run.cpu().as_secs_f64(),
-                    r.run.rss_mib(),
-                    r.requests
-                );
-                runs.push(r);
-            }
+        let mem = MemCase {
+            label,
+            manifest,
+            rows,
+            out,
+            extra,
+        };
+        match measure_memory(ctx, &emu, &dir, &mem) {
+            Ok(r) => runs.push(r),
             Err(e) => {
                 eprintln!("      BROKE: {e}");
                 broken.push(format!("{label}: {e}"));
@@ -576,6 +643,78 @@ fn memory_and_resume(ctx: &Ctx) -> Result<Section, String> {
     );
     emu.stop();
 
+    Ok(Section {
+        title: "Memory and resume".into(),
+        rows: memory_rows(&runs),
+        details: memory_details(&runs),
+        json: memory_json(&runs),
+        broken,
+    })
+}
+
+/// One scan of the memory figures.
+struct MemCase<'a> {
+    label: &'a str,
+    manifest: &'a Path,
+    rows: usize,
+    out: &'a Path,
+    extra: &'a [&'a str],
+}
+
+/// Run one memory case and print its figures.
+fn measure_memory(ctx: &Ctx, emu: &Emulator, dir: &Path, mem: &MemCase) -> Result<MemRun, String> {
+    let MemCase {
+        label,
+        manifest,
+        rows,
+        out,
+        extra,
+    } = *mem;
+    let args = scan_args(manifest, out, UNTHROTTLED, MEM_CONCURRENCY, extra);
+    eprintln!(
+        "   {label}: scan {} {}",
+        manifest_name(manifest),
+        extra.join(" ")
+    );
+    let dry = extra.contains(&"--dry-run");
+    let before = emu.stats()?;
+    let run = run_scan(
+        ctx,
+        emu,
+        &args,
+        &dir.join(label.replace(' ', "-")),
+        Duration::from_secs(600),
+    )?;
+    let after = emu.stats()?;
+    run.expect_code(0)?;
+    let requests = StatsDelta::new(&before, &after).requests;
+    let end = if dry { Value::Null } else { journal_end(out)? };
+    if !dry && end["inputs"].as_u64() != Some(rows as u64) {
+        return Err(format!(
+            "the end line counts {} inputs, the manifest has {rows} rows",
+            end["inputs"]
+        ));
+    }
+    let r = MemRun {
+        label: label.to_string(),
+        rows,
+        run,
+        requests,
+        end,
+    };
+    eprintln!(
+        "      exit {}, wall {:.2} s, CPU {:.2} s, peak RSS {:.1} MiB, requests {}",
+        r.run.code,
+        r.run.wall.as_secs_f64(),
+        r.run.cpu().as_secs_f64(),
+        r.run.rss_mib(),
+        r.requests
+    );
+    Ok(r)
+}
+
+/// The memory and resume rows of the figures table.
+fn memory_rows(runs: &[MemRun]) -> Vec<Row> {
     let get = |label: &str| runs.iter().find(|r| r.label == label);
     let mut rows = Vec::new();
     for (mode, a, b) in [
@@ -623,6 +762,11 @@ fn memory_and_resume(ctx: &Ctx) -> Result<Section, String> {
         ));
     }
 
+    rows
+}
+
+/// The memory section's details: one line per run.
+fn memory_details(runs: &[MemRun]) -> String {
     let mut d = String::new();
     let _ = writeln!(
         d,
@@ -634,7 +778,7 @@ fn memory_and_resume(ctx: &Ctx) -> Result<Section, String> {
         "  {:<14} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8}  extra flags / end line",
         "run", "rows", "RSS MiB", "wall s", "CPU s", "requests", "recorded", "skipped"
     );
-    for r in &runs {
+    for r in runs {
         let extra = match r.label.as_str() {
             l if l.starts_with("dry") => "--dry-run (no journal)".to_string(),
             l if l.starts_with("no-dedupe") => "--no-dedupe: every row sent".to_string(),
@@ -661,7 +805,11 @@ fn memory_and_resume(ctx: &Ctx) -> Result<Section, String> {
                 .map_or("-".into(), |n| n.to_string()),
         );
     }
-    let js = json!({
+    d
+}
+
+fn memory_json(runs: &[MemRun]) -> Value {
+    json!({
         "distinct_images": MEM_IMAGES,
         "concurrency": MEM_CONCURRENCY,
         "rate": UNTHROTTLED,
@@ -673,13 +821,6 @@ fn memory_and_resume(ctx: &Ctx) -> Result<Section, String> {
             "end_line": r.end,
             "run": r.run.json(),
         })).collect::<Vec<_>>(),
-    });
-    Ok(Section {
-        title: "Memory and resume".into(),
-        rows,
-        details: d,
-        json: js,
-        broken,
     })
 }
 
