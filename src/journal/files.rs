@@ -4,7 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{JournalError, LOCK_FILE};
@@ -52,18 +52,10 @@ fn regular(path: &Path, file: File) -> io::Result<File> {
     if ft.is_file() {
         return Ok(file);
     }
-    let kind = if ft.is_dir() {
-        "a folder"
-    } else if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_socket() {
-        "a socket"
-    } else {
-        "a device or special file"
-    };
     Err(io::Error::other(format!(
-        "{} is {kind}, not a regular file: remove it, or choose another --out",
-        path.display()
+        "{} is not a regular file ({}): remove it, or choose another --out",
+        path.display(),
+        crate::input::preflight::file_kind(&ft)
     )))
 }
 

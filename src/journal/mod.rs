@@ -217,13 +217,6 @@ pub enum JournalError {
         source: io::Error,
     },
     #[error(
-        "{path} is a symbolic link; the out dir's files are never opened through links (someone \
-         may have planted it): remove it, or choose another --out"
-    )]
-    Symlink { path: PathBuf },
-    #[error("{path} is not a regular file; remove it, or choose another --out")]
-    NotAFile { path: PathBuf },
-    #[error(
         "the journal {path} is damaged at line {line}: {message}; repair or remove that line, \
          or rerun with --fresh to start a new journal (the old one is kept)"
     )]
