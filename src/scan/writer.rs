@@ -98,7 +98,9 @@ impl WriterCtx {
     ) -> Result<(), ScanError> {
         match msg {
             ToWriter::Record { mut record, leader } => {
-                if let Some(n) = self.orphans.remove(&journal::key_digest(&record.key)) {
+                if !self.orphans.is_empty()
+                    && let Some(n) = self.orphans.remove(&journal::key_digest(&record.key))
+                {
                     record.possible_double_charges += n;
                 }
                 self.counts.recorded.fetch_add(1, Ordering::Relaxed);
