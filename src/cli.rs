@@ -202,6 +202,12 @@ pub struct ScanArgs {
     #[arg(long)]
     pub retry_failed: bool,
 
+    /// On resume, read and hash every item an earlier run finished, even when its size and
+    /// modification time are the ones recorded; only changed content is sent again. For copies
+    /// that keep times but not content.
+    #[arg(long)]
+    pub checksum: bool,
+
     /// Start a new journal; the old one is kept under a new name.
     #[arg(long, conflicts_with = "force")]
     pub fresh: bool,

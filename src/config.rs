@@ -104,6 +104,8 @@ pub struct ScanConfig {
     pub max_requests: Option<u64>,
     pub dry_run: bool,
     pub retry_failed: bool,
+    /// Read every finished item on resume, whatever its version (`--checksum`).
+    pub checksum: bool,
     pub fresh: bool,
     pub force: bool,
     pub dedupe: bool,
@@ -170,6 +172,7 @@ impl ScanConfig {
             max_requests: args.max_requests,
             dry_run: args.dry_run,
             retry_failed: args.retry_failed,
+            checksum: args.checksum,
             fresh: args.fresh,
             force: args.force,
             dedupe: !args.no_dedupe,

@@ -226,6 +226,10 @@ pub struct Record {
     /// SHA-256 of the file's bytes; absent when the file could not be read.
     pub sha256: Option<String>,
     pub size_bytes: Option<u64>,
+    /// The version of what was read (for a file, its size and modification time), which a
+    /// resume compares before reading the item again. Absent in journals written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// Detected format by magic bytes (jpeg, png, webp, tiff, or what it really is).
     pub format: Option<String>,
     pub vendor_data: Option<String>,

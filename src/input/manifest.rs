@@ -2,7 +2,7 @@
 //! an item with a `problem` (an invalid_input result), never an abort.
 
 use crate::didit::model::json_kind;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use csv::ByteRecord;
 
 use super::{Event, InputError, Item, SourceOptions, escape_bytes, shorten};
+use crate::compact::CompactMap;
 
 type Input = Box<dyn Read + Send>;
 
@@ -34,10 +35,10 @@ pub(super) struct Manifest {
     cols: Columns,
     record: ByteRecord,
     row: u64,
-    /// Hash of each key seen so far -> the row it was first on. 16 bytes a row, so a manifest of
-    /// a million rows costs tens of MB at most; a 64-bit hash collision is not a practical concern.
+    /// Hash of each key seen so far -> the row it was first on. 16 bytes a row (16 MB for a
+    /// million rows); a 64-bit hash collision is not a practical concern.
     /// None when duplicates are not tracked (a counting pass).
-    seen: Option<HashMap<u64, u64>>,
+    seen: Option<CompactMap<u64, u64>>,
     done: bool,
 }
 
@@ -130,7 +131,7 @@ impl Manifest {
             cols,
             record: ByteRecord::new(),
             row: 0,
-            seen: opts.track_duplicates.then(HashMap::new),
+            seen: opts.track_duplicates.then(CompactMap::new),
             done: false,
         })
     }
@@ -177,6 +178,7 @@ impl Manifest {
                 Some(problems.join("; "))
             },
             seq: 0,
+            version: None,
         }
     }
 
@@ -249,7 +251,7 @@ impl Manifest {
             k.hash(&mut h);
             h.finish()
         };
-        if let Some(&first) = seen.get(&digest(&key)) {
+        if let Some(first) = seen.get(&digest(&key)) {
             if !kind.is_empty() {
                 problems.push(format!(
                     "duplicate {kind} {} (first on row {first})",

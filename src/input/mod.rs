@@ -3,6 +3,7 @@
 
 mod manifest;
 pub mod preflight;
+pub mod version;
 mod walk;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -34,6 +35,9 @@ pub struct Item {
     /// Position among all the items of the sources, in input order (0-based; set by [`Sources`]).
     /// Outputs list items in this order.
     pub seq: u64,
+    /// The item's version when known: set by the scan from the file's metadata (the opened
+    /// file's, once it is read).
+    pub version: Option<version::Version>,
 }
 
 /// Where a folder item's `vendor_data` comes from.

@@ -10,6 +10,8 @@ use std::path::Path;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use super::version::Version;
+
 /// Didit's size limit for one image.
 pub const MAX_BYTES: u64 = 5 * 1024 * 1024;
 
@@ -70,6 +72,8 @@ pub struct Prepared {
     pub sha256: [u8; 32],
     pub format: Format,
     pub size: u64,
+    /// The version of what was read (from the opened file's own metadata).
+    pub version: Option<Version>,
 }
 
 /// Why a file is not sent. `sha256` and `size` are set whenever the file could be read;
@@ -79,16 +83,19 @@ pub struct Refusal {
     pub reason: String,
     pub sha256: Option<[u8; 32]>,
     pub size: Option<u64>,
-    pub detected: Option<String>,
+    pub detected: Option<Box<str>>,
+    /// Set whenever the file could be opened.
+    pub version: Option<Version>,
 }
 
 impl Refusal {
-    fn unread(reason: String) -> Self {
+    pub fn unread(reason: String) -> Self {
         Refusal {
             reason,
             sha256: None,
             size: None,
             detected: None,
+            version: None,
         }
     }
 }
@@ -114,6 +121,7 @@ pub fn preflight(path: &Path) -> Result<Prepared, Refusal> {
     let shown = shown(path);
     let (mut file, meta) = open_regular(path).map_err(|u| Refusal::unread(u.describe()))?;
     let declared = meta.len();
+    let version = Version::of_file(&meta);
 
     let mut buf = Vec::with_capacity(declared.min(MAX_BYTES + 1) as usize);
     let read_err = |e: io::Error| Refusal::unread(format!("cannot read {shown}: {e}"));
@@ -149,8 +157,9 @@ pub fn preflight(path: &Path) -> Result<Prepared, Refusal> {
         detected: if size == 0 {
             None
         } else {
-            Some(sniffed.name().to_string())
+            Some(sniffed.name().into())
         },
+        version,
     };
     if size == 0 {
         return Err(refuse("empty file (0 bytes)".to_string()));
@@ -167,6 +176,7 @@ pub fn preflight(path: &Path) -> Result<Prepared, Refusal> {
             sha256,
             format,
             size,
+            version,
         }),
         ref other => Err(refuse(unsupported_reason(other))),
     }

@@ -123,6 +123,7 @@ impl Walk {
             columns: BTreeMap::new(),
             problem: None,
             seq: 0,
+            version: None,
         }
     }
 

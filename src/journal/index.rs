@@ -1,30 +1,65 @@
 //! The compact indexes a resume and the outputs need, built by streaming the journal once:
-//! the latest record per key, reusable answers by content, and requests that a run which
-//! died may have sent without recording their answer.
+//! the latest record per key (with its version, so a resume can skip an unchanged item without
+//! reading it), reusable answers by content, and requests that a run which died may have sent
+//! without recording their answer.
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 
 use super::{JournalError, LineKind, Reader, Settings, content_digest, key_digest};
+use crate::compact::CompactMap;
 use crate::record::Class;
 
-/// What the resume logic needs to know about a key's latest record.
+/// What a resume knows about a key's latest record: 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Done {
-    pub content: Option<u128>,
-    pub class: Class,
-    pub offset: u64,
+struct KeyState {
+    /// The version's digest in the upper 56 bits (0 when the record has no version), the
+    /// class's code in the lowest 8.
+    version_class: u64,
+    /// The content's digest ([`short`]), 0 when nothing was read.
+    content: u64,
 }
 
-/// Compact index of a journal: the latest record per key, and the first reusable result per
-/// content hash. Memory grows with the number of distinct keys only (about 60 bytes each).
+impl KeyState {
+    fn class(self) -> Class {
+        Class::ALL[(self.version_class & 0xff) as usize]
+    }
+
+    fn version(self) -> u64 {
+        self.version_class & !0xff
+    }
+}
+
+/// A class as one byte: its position in [`Class::ALL`].
+fn class_code(class: Class) -> u64 {
+    Class::ALL.iter().position(|c| *c == class).unwrap_or(0) as u64
+}
+
+/// A digest in 64 bits; 0 stands for "none".
+fn short(digest: u128) -> u64 {
+    (digest as u64).max(1)
+}
+
+/// The digest of a version's text as the index keeps it (56 bits, never 0).
+pub fn version_digest(version: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let d: [u8; 32] = Sha256::digest(version.as_bytes()).into();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&d[..8]);
+    (u64::from_le_bytes(first) & !0xff).max(0x100)
+}
+
+/// The compact index of a journal a resume needs: each key's latest record (its class, version
+/// and content digests: 24 bytes a key), and the first reusable answer per content (24 bytes a
+/// distinct image). Keys and versions are compared as 64-bit digests: two keys whose digests
+/// collide would also need the same version or content to be mistaken for each other.
 #[derive(Debug, Default)]
 pub struct Index {
-    pub by_key: HashMap<u128, Done>,
-    /// Content digest -> offset and class of a result (or rejection) that identical images can
-    /// reuse; a result is preferred over a rejection. See [`Index::reusable`].
-    pub by_content: HashMap<u128, (u64, Class)>,
+    by_key: CompactMap<u64, KeyState>,
+    /// Content digest -> offset (upper 56 bits) and class code of a result (or rejection) that
+    /// identical images can reuse; a result is preferred over a rejection. See [`Index::reusable`].
+    by_content: CompactMap<u128, u64>,
     /// The settings of the latest run header.
     pub settings: Option<Settings>,
     pub runs: u64,
@@ -50,6 +85,7 @@ struct LightLine {
     kind: LineKind,
     key: Option<String>,
     sha256: Option<String>,
+    version: Option<String>,
     class: Option<Class>,
     error_field: Option<String>,
     duplicate_of: Option<String>,
@@ -84,7 +120,16 @@ fn for_each_light(
             LineKind::Sending if light.key.is_none() => {
                 return Err(reader.corrupt("a sending line without key"));
             }
-            LineKind::Run | LineKind::End | LineKind::Item | LineKind::Sending => {}
+            LineKind::Unchanged
+                if light.key.is_none() || light.version.is_none() || light.sha256.is_none() =>
+            {
+                return Err(reader.corrupt("an unchanged line without key, version or sha256"));
+            }
+            LineKind::Run
+            | LineKind::End
+            | LineKind::Item
+            | LineKind::Sending
+            | LineKind::Unchanged => {}
         }
         f(offset, light).map_err(|m| reader.corrupt(m))?;
     }
@@ -111,32 +156,25 @@ impl Index {
                     let key = light.key.unwrap_or_default();
                     announced.insert(key_digest(&key), Orphan { key, offset });
                 }
+                LineKind::Unchanged => index.unchanged(&light),
                 LineKind::Item => {
                     index.records += 1;
-                    let (Some(key), Some(class)) = (light.key, light.class) else {
+                    let (Some(key), Some(class)) = (light.key.as_deref(), light.class) else {
                         return Err("an item line without key or class");
                     };
-                    let digest = key_digest(&key);
+                    let digest = key_digest(key);
                     announced.remove(&digest);
                     // A later record of a dead run's item carries that run's possible charge.
-                    dead.retain(|o| o.key != key);
+                    if !dead.is_empty() {
+                        dead.retain(|o| o.key != key);
+                    }
                     let content = light.sha256.as_deref().and_then(content_digest);
-                    index.by_key.insert(
-                        digest,
-                        Done {
-                            content,
-                            class,
-                            offset,
-                        },
-                    );
+                    index.insert(digest, light.version.as_deref(), content, class);
                     if let Some(c) = content
                         && light.duplicate_of.is_none()
                         && reusable_record(class, light.error_field.as_deref(), false)
                     {
-                        let slot = index.by_content.entry(c).or_insert((offset, class));
-                        if slot.1 == Class::Rejected && class == Class::Result {
-                            *slot = (offset, class);
-                        }
+                        index.offer(c, offset, class);
                     }
                 }
             }
@@ -148,13 +186,58 @@ impl Index {
         Ok(index)
     }
 
+    /// Record `key`'s latest record.
+    fn insert(&mut self, key: u128, version: Option<&str>, content: Option<u128>, class: Class) {
+        let state = KeyState {
+            version_class: version.map_or(0, version_digest) | class_code(class),
+            content: content.map_or(0, short),
+        };
+        self.by_key.insert(key as u64, state);
+    }
+
+    /// An `unchanged` line: the key's record stands for its new version, when it is still
+    /// about the same content.
+    fn unchanged(&mut self, light: &LightLine) {
+        let (Some(key), Some(version), Some(content)) = (
+            light.key.as_deref(),
+            light.version.as_deref(),
+            light.sha256.as_deref().and_then(content_digest),
+        ) else {
+            return;
+        };
+        let key = key_digest(key) as u64;
+        if let Some(mut state) = self.by_key.get(&key)
+            && state.content == short(content)
+        {
+            state.version_class = version_digest(version) | (state.version_class & 0xff);
+            self.by_key.insert(key, state);
+        }
+    }
+
+    /// An answer identical images may reuse; a result replaces a rejection.
+    fn offer(&mut self, content: u128, offset: u64, class: Class) {
+        let packed = (offset << 8) | class_code(class);
+        match self.by_content.get(&content) {
+            None => {
+                self.by_content.insert(content, packed);
+            }
+            Some(old)
+                if Class::ALL[(old & 0xff) as usize] == Class::Rejected
+                    && class == Class::Result =>
+            {
+                self.by_content.insert(content, packed);
+            }
+            Some(_) => {}
+        }
+    }
+
     /// The offset of an earlier answer for this content that an identical image may reuse: a
     /// result, or a rejection unless `retry_failed` asks for rejected images to be sent again.
     pub fn reusable(&self, content: u128, retry_failed: bool) -> Option<u64> {
         self.by_content
             .get(&content)
-            .filter(|(_, class)| *class == Class::Result || !retry_failed)
-            .map(|(offset, _)| *offset)
+            .filter(|packed| Class::ALL[(packed & 0xff) as usize] == Class::Result || !retry_failed)
+            .map(|packed| packed >> 8)
     }
 
     /// Whether `key` is finished with this content (so a resumed run skips it).
@@ -164,9 +247,53 @@ impl Index {
 
     /// [`Index::is_done`] for a key's digest.
     pub fn is_done_digest(&self, key: u128, content: Option<u128>, retry_failed: bool) -> bool {
+        self.by_key.get(&(key as u64)).is_some_and(|s| {
+            s.content == content.map_or(0, short) && s.class().is_done(retry_failed)
+        })
+    }
+
+    /// Whether `key` is finished at this version ([`version_digest`]): a resume skips it
+    /// without reading it.
+    pub fn is_current(&self, key: u128, version: u64, retry_failed: bool) -> bool {
+        self.by_key.get(&(key as u64)).is_some_and(|s| {
+            s.version() != 0 && s.version() == version & !0xff && s.class().is_done(retry_failed)
+        })
+    }
+
+    /// The version digest of `key`'s latest record, when it has one.
+    pub fn version_of(&self, key: u128) -> Option<u64> {
         self.by_key
-            .get(&key)
-            .is_some_and(|d| d.content == content && d.class.is_done(retry_failed))
+            .get(&(key as u64))
+            .map(KeyState::version)
+            .filter(|v| *v != 0)
+    }
+
+    /// Whether the journal has a record for `key`.
+    pub fn has_key(&self, key: u128) -> bool {
+        self.by_key.contains_key(&(key as u64))
+    }
+
+    /// The class of `key`'s latest record.
+    pub fn class_of(&self, key: u128) -> Option<Class> {
+        self.by_key.get(&(key as u64)).map(KeyState::class)
+    }
+
+    /// Keys whose latest record has no result.
+    pub fn without_result(&self) -> usize {
+        self.by_key
+            .iter()
+            .filter(|(_, s)| s.class() != Class::Result)
+            .count()
+    }
+
+    /// Distinct keys recorded.
+    pub fn keys(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Each distinct key's 64-bit digest, in no particular order.
+    pub fn key_digests(&self) -> impl Iterator<Item = u64> + '_ {
+        self.by_key.iter().map(|(k, _)| k)
     }
 }
 
@@ -234,5 +361,25 @@ pub fn reusable_record(class: Class, error_field: Option<&str>, retry_failed: bo
         Class::Result => true,
         Class::Rejected => !retry_failed && matches!(error_field, None | Some("user_image")),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+impl Index {
+    /// Add a record as [`Index::build`] would read it.
+    pub(crate) fn add_record(
+        &mut self,
+        key: &str,
+        version: Option<&str>,
+        content: Option<u128>,
+        class: Class,
+        offset: u64,
+    ) {
+        self.insert(key_digest(key), version, content, class);
+        if let Some(c) = content
+            && reusable_record(class, None, false)
+        {
+            self.offer(c, offset, class);
+        }
     }
 }

@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::record::Record;
 
 pub use files::{DirLock, create_private_dir, open_private, out_dir_warning, write_private_atomic};
-pub use index::{Done, Index, Latest, Orphan, reusable_record};
+pub use index::{Index, Latest, Orphan, reusable_record, version_digest};
 pub use read::{LinesAt, Reader, TornTail};
 pub use write::Writer;
 
@@ -156,6 +156,10 @@ pub struct RunEnd {
     pub ignored: u64,
     /// Items already done by an earlier run with the same content, skipped.
     pub skipped_done: u64,
+    /// Of those, the items skipped without being read: their version (a file's size and
+    /// modification time) was the one recorded.
+    #[serde(default)]
+    pub skipped_unread: u64,
     /// Items that reused the result of an identical image (credits saved).
     pub deduplicated: u64,
     /// Records written by this run.
@@ -182,6 +186,16 @@ pub struct Sending {
     pub key: String,
 }
 
+/// Written when a resumed run read an item again because its version changed (a file touched
+/// or copied with new times) and found the same content it screened before: nothing is sent, and
+/// the next resume trusts the new version without reading the item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unchanged {
+    pub key: String,
+    pub version: String,
+    pub sha256: String,
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -193,6 +207,7 @@ pub enum Line {
     Run(RunInfo),
     Item(Box<Record>),
     Sending(Sending),
+    Unchanged(Unchanged),
     End(RunEnd),
 }
 
@@ -203,6 +218,7 @@ pub enum LineKind {
     Run,
     Item,
     Sending,
+    Unchanged,
     End,
 }
 

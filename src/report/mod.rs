@@ -190,8 +190,9 @@ fn walk_latest(
         match line {
             Line::Run(run) => acc.on_run(&run),
             Line::End(end) => acc.on_end(&end),
-            // Announced uploads matter to a resume, not to the outputs.
-            Line::Sending(_) => {}
+            // Announced uploads and new versions of unchanged items matter to a resume, not to
+            // the outputs.
+            Line::Sending(_) | Line::Unchanged(_) => {}
             Line::Item(r) => {
                 let latest = index.is_latest(&r.key, offset);
                 acc.on_record(&r, latest);
@@ -394,7 +395,7 @@ struct Shard {
 fn check_shards(dirs: &[PathBuf]) -> Result<(Vec<Shard>, Vec<String>), ReportError> {
     let mut warnings = Vec::new();
     let mut shards = Vec::with_capacity(dirs.len());
-    let mut seen: HashSet<u128> = HashSet::new();
+    let mut seen: HashSet<u64> = HashSet::new();
     let mut overlapping = 0u64;
     for d in dirs {
         let path = d.join(JOURNAL_FILE);
@@ -404,8 +405,8 @@ fn check_shards(dirs: &[PathBuf]) -> Result<(Vec<Shard>, Vec<String>), ReportErr
             warnings.push(torn_warning(&format!("the journal in {}", d.display()), t));
         }
         let before = seen.len();
-        let keys = index.by_key.len();
-        seen.extend(index.by_key.keys().copied());
+        let keys = index.keys();
+        seen.extend(index.key_digests());
         overlapping += (keys - (seen.len() - before)) as u64;
         shards.push(Shard {
             len: reader.good_len(),

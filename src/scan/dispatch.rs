@@ -6,6 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use crate::compact::CompactMap;
 use crate::journal::Index;
 
 /// What the dispatcher knows of one item once it has been read (or found unreadable).
@@ -17,12 +18,16 @@ pub struct Facts {
     pub content: Option<u128>,
     /// Refused locally (not an image, too large, unreadable, a bad manifest row).
     pub refused: bool,
+    /// The quick check found an earlier run finished this key at the item's current version:
+    /// the item was not read.
+    pub current: bool,
 }
 
 /// What to do with one item.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decision<T> {
-    /// An earlier run finished this key with the same content: nothing to do.
+    /// An earlier run finished this key at the same version or with the same content: nothing
+    /// to do.
     Skip(T),
     /// Refused locally: record it, never send it.
     Refuse(T),
@@ -58,19 +63,16 @@ impl<T> Default for Released<T> {
     }
 }
 
-enum Slot<T> {
-    /// A leader is in flight; these wait for it, in input order.
-    InFlight(VecDeque<T>),
-    /// Identical images reuse the record at this offset.
-    Done(u64),
-}
-
 /// The state machine. `T` is whatever the run carries per item (the item itself in a run).
 pub struct Dispatcher<T> {
     index: Arc<Index>,
     dedupe: bool,
     retry_failed: bool,
-    slots: HashMap<u128, Slot<T>>,
+    /// Contents with a leader in flight, and the identical items waiting for it, in input order.
+    in_flight: HashMap<u128, VecDeque<T>>,
+    /// Contents this run finished: identical items reuse the record at this offset. Compact,
+    /// as it grows with every distinct image of the run.
+    done: CompactMap<u128, u64>,
     waiting: usize,
     leading: usize,
 }
@@ -81,7 +83,8 @@ impl<T> Dispatcher<T> {
             index,
             dedupe,
             retry_failed,
-            slots: HashMap::new(),
+            in_flight: HashMap::new(),
+            done: CompactMap::new(),
             waiting: 0,
             leading: 0,
         }
@@ -89,9 +92,10 @@ impl<T> Dispatcher<T> {
 
     /// Decide what happens to one item.
     pub fn admit(&mut self, item: T, facts: Facts) -> Decision<T> {
-        if self
-            .index
-            .is_done_digest(facts.key, facts.content, self.retry_failed)
+        if facts.current
+            || self
+                .index
+                .is_done_digest(facts.key, facts.content, self.retry_failed)
         {
             return Decision::Skip(item);
         }
@@ -101,20 +105,19 @@ impl<T> Dispatcher<T> {
         if !self.dedupe {
             return Decision::Lead(item);
         }
-        match self.slots.get_mut(&content) {
-            Some(Slot::InFlight(waiters)) => {
-                waiters.push_back(item);
-                self.waiting += 1;
-                return Decision::Wait;
-            }
-            Some(Slot::Done(offset)) => return Decision::Follow(item, *offset),
-            None => {}
+        if let Some(waiters) = self.in_flight.get_mut(&content) {
+            waiters.push_back(item);
+            self.waiting += 1;
+            return Decision::Wait;
         }
-        if let Some(offset) = self.index.reusable(content, self.retry_failed) {
-            self.slots.insert(content, Slot::Done(offset));
+        if let Some(offset) = self
+            .done
+            .get(&content)
+            .or_else(|| self.index.reusable(content, self.retry_failed))
+        {
             return Decision::Follow(item, offset);
         }
-        self.slots.insert(content, Slot::InFlight(VecDeque::new()));
+        self.in_flight.insert(content, VecDeque::new());
         self.leading += 1;
         Decision::Lead(item)
     }
@@ -127,14 +130,14 @@ impl<T> Dispatcher<T> {
         if !self.dedupe {
             return Released::default();
         }
-        let Some(Slot::InFlight(mut waiters)) = self.slots.remove(&content) else {
+        let Some(mut waiters) = self.in_flight.remove(&content) else {
             return Released::default();
         };
         self.leading -= 1;
         self.waiting -= waiters.len();
         match reusable {
             Some(offset) => {
-                self.slots.insert(content, Slot::Done(offset));
+                self.done.insert(content, offset);
                 Released {
                     follow: waiters.into(),
                     offset: Some(offset),
@@ -150,7 +153,7 @@ impl<T> Dispatcher<T> {
                 if lead.is_some() {
                     self.waiting += waiters.len();
                     self.leading += 1;
-                    self.slots.insert(content, Slot::InFlight(waiters));
+                    self.in_flight.insert(content, waiters);
                 }
                 Released {
                     lead,
@@ -181,7 +184,6 @@ impl<T> Dispatcher<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::Done;
     use crate::record::Class;
 
     const A: u128 = 0xa;
@@ -192,6 +194,7 @@ mod tests {
             key: crate::journal::key_digest(key),
             content: Some(content),
             refused: false,
+            current: false,
         }
     }
 
@@ -201,17 +204,7 @@ mod tests {
 
     fn index_with(key: &str, content: u128, class: Class, offset: u64) -> Index {
         let mut index = Index::default();
-        index.by_key.insert(
-            crate::journal::key_digest(key),
-            Done {
-                content: Some(content),
-                class,
-                offset,
-            },
-        );
-        if matches!(class, Class::Result | Class::Rejected) {
-            index.by_content.insert(content, (offset, class));
-        }
+        index.add_record(key, None, Some(content), class, offset);
         index
     }
 
@@ -230,12 +223,14 @@ mod tests {
             key: crate::journal::key_digest("x"),
             content: Some(A),
             refused: true,
+            current: false,
         };
         assert_eq!(d.admit("x", refused), Decision::Refuse("x"));
         let unreadable = Facts {
             key: crate::journal::key_digest("y"),
             content: None,
             refused: true,
+            current: false,
         };
         assert_eq!(d.admit("y", unreadable), Decision::Refuse("y"));
         assert_eq!(d.leading(), 0);
@@ -344,5 +339,41 @@ mod tests {
         assert_eq!(d.complete(A, None, false), Released::default());
         // Resume still skips finished keys.
         assert_eq!(d.admit("old", facts("old", A)), Decision::Skip("old"));
+    }
+}
+
+#[cfg(test)]
+mod quick_check {
+    use super::*;
+    use crate::record::Class;
+
+    #[test]
+    fn an_item_found_current_is_skipped_unread_and_a_changed_one_is_decided_by_content() {
+        let mut index = Index::default();
+        index.add_record("k", Some("size=1 mtime=t1"), Some(0xa), Class::Result, 7);
+        let mut d = Dispatcher::new(Arc::new(index), true, false);
+        let key = crate::journal::key_digest("k");
+        // Found current by the quick check: nothing was read.
+        let current = Facts {
+            key,
+            content: None,
+            refused: false,
+            current: true,
+        };
+        assert_eq!(d.admit("k", current), Decision::Skip("k"));
+        // Read because its version changed: the same bytes are still skipped...
+        let touched = Facts {
+            key,
+            content: Some(0xa),
+            refused: false,
+            current: false,
+        };
+        assert_eq!(d.admit("k", touched), Decision::Skip("k"));
+        // ...and new bytes are screened again.
+        let changed = Facts {
+            content: Some(0xb),
+            ..touched
+        };
+        assert_eq!(d.admit("k", changed), Decision::Lead("k"));
     }
 }

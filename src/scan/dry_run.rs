@@ -1,5 +1,6 @@
-//! `--dry-run`: read and check every item, ask the dispatch state machine what a run would do
-//! with it, and print the counts, time and cost. Nothing is sent and nothing is written.
+//! `--dry-run`: read and check every item (only stat those an earlier run finished at the same
+//! version), ask the dispatch state machine what a run would do with it, and print the counts,
+//! time and cost. Nothing is sent and nothing is written.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use super::dispatch::{Decision, Dispatcher, Facts};
-use super::source::{self, Ev};
+use super::source::{self, Checked, Ev, QuickCheck};
 use super::{ScanError, Stop};
 use crate::config::ScanConfig;
 use crate::exit::Exit;
@@ -34,8 +35,14 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
     } else {
         Index::default()
     };
-    let mut machine = Dispatcher::new(Arc::new(index), cfg.dedupe, cfg.retry_failed);
-    let mut events = source::preflighted(cfg, stop.clone());
+    let index = Arc::new(index);
+    let mut machine = Dispatcher::new(index.clone(), cfg.dedupe, cfg.retry_failed);
+    let quick = QuickCheck {
+        index,
+        retry_failed: cfg.retry_failed,
+        checksum: cfg.checksum,
+    };
+    let mut events = source::preflighted(cfg, stop.clone(), quick);
     let mut est = Estimate::default();
     loop {
         let ev = tokio::select! {
@@ -53,9 +60,10 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
                 est.items += 1;
                 let content = ready.sha256().map(journal::content_digest_of);
                 let facts = Facts {
-                    key: journal::key_digest(&ready.item.key),
+                    key: ready.key,
                     content,
-                    refused: ready.checked.is_err(),
+                    refused: ready.refused(),
+                    current: matches!(ready.checked, Checked::Current),
                 };
                 match machine.admit((), facts) {
                     Decision::Skip(()) => est.done += 1,
@@ -63,8 +71,8 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
                         est.refused += 1;
                         let reason = match (&ready.item.problem, &ready.checked) {
                             (Some(p), _) => p.clone(),
-                            (None, Err(r)) => r.reason.clone(),
-                            (None, Ok(_)) => "refused".into(),
+                            (None, Checked::Read(Err(r))) => r.reason.clone(),
+                            (None, _) => "refused".into(),
                         };
                         *est.reasons.entry(category(&reason)).or_default() += 1;
                     }

@@ -11,14 +11,16 @@ use tokio::sync::mpsc;
 use super::dispatch::{Decision, Dispatcher, Facts, Released};
 use super::ignored;
 use super::open::{self, Api, Opened};
-use super::source::{self, Ev, Ready, RunKeys};
+use super::source::{self, Checked, Ev, QuickCheck, Ready};
 use super::worker::{self, Job, WorkerCtx};
 use super::writer::{self, Completion, ToWriter, WriterCtx};
 use super::{ScanError, Stop, StopCause, dry_run, now_rfc3339, spawn_stage};
 use crate::config::ScanConfig;
 use crate::exit::Exit;
 use crate::input::{self, Item};
-use crate::journal::{self, DirLock, Index, Line, LinesAt, RunEnd, RunOutcome, Settings, Writer};
+use crate::journal::{
+    self, DirLock, Index, Line, LinesAt, RunEnd, RunOutcome, Settings, Unchanged, Writer,
+};
 use crate::messages;
 use crate::pace::Pacer;
 use crate::progress::{self, Progress};
@@ -35,6 +37,8 @@ pub struct RunCounts {
     pub inputs: AtomicU64,
     pub ignored: AtomicU64,
     pub skipped_done: AtomicU64,
+    /// Of those, the items skipped without being read (same version as recorded).
+    pub skipped_unread: AtomicU64,
     pub deduplicated: AtomicU64,
     pub recorded: AtomicU64,
     pub not_processed: AtomicU64,
@@ -78,8 +82,8 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
 /// The running stages and what the dispatcher needs to feed them.
 struct Pipeline {
     machine: Dispatcher<Item>,
+    quick: QuickCheck,
     leaders: LinesAt,
-    keys: RunKeys,
     ignored: ignored::List,
     job_tx: mpsc::Sender<Job>,
     to_writer: mpsc::Sender<ToWriter>,
@@ -123,13 +127,7 @@ impl Pipeline {
             ..
         } = opened;
         let index = Arc::new(index);
-        let without_result = Arc::new(AtomicI64::new(
-            index
-                .by_key
-                .values()
-                .filter(|d| d.class != Class::Result)
-                .count() as i64,
-        ));
+        let without_result = Arc::new(AtomicI64::new(index.without_result() as i64));
         let progress = Progress::new(total, cfg.quiet);
         progress.set_rate(Some(cfg.rate.per_second()));
         let counts = Arc::new(RunCounts::default());
@@ -162,9 +160,13 @@ impl Pipeline {
         };
         let (job_tx, workers) = spawn_workers(cfg, api, &pacer, &to_writer, &stop, &counts);
         Ok(Self {
-            machine: Dispatcher::new(index, cfg.dedupe, cfg.retry_failed),
+            machine: Dispatcher::new(index.clone(), cfg.dedupe, cfg.retry_failed),
+            quick: QuickCheck {
+                index,
+                retry_failed: cfg.retry_failed,
+                checksum: cfg.checksum,
+            },
             leaders: LinesAt::open(&journal_path)?,
-            keys: RunKeys::default(),
             ignored: ignored::List::create(&cfg.out)?,
             job_tx,
             to_writer,
@@ -244,7 +246,7 @@ impl Pipeline {
     /// stops, then wait for the leaders in flight. Returns whether standard input was left
     /// unread.
     async fn dispatch(&mut self, cfg: &ScanConfig) -> bool {
-        let mut events = source::preflighted(cfg, self.stop.clone());
+        let mut events = source::preflighted(cfg, self.stop.clone(), self.quick.clone());
         let mut input_done = false;
         loop {
             if (input_done || self.stop.is_stopped()) && self.machine.leading() == 0 {
@@ -280,9 +282,8 @@ impl Pipeline {
         match ev {
             Ev::Ignored { path, reason } => self.ignore(path, reason),
             Ev::Warning(w) => messages::warn(&w),
-            Ev::Ready(mut ready) => {
+            Ev::Ready(ready) => {
                 RunCounts::add(&self.counts.inputs, 1);
-                self.keys.make_unique(&mut ready.item);
                 self.decide(*ready).await;
             }
         }
@@ -300,33 +301,62 @@ impl Pipeline {
     async fn decide(&mut self, ready: Ready) {
         let content = ready.sha256().map(journal::content_digest_of);
         let facts = Facts {
-            key: journal::key_digest(&ready.item.key),
+            key: ready.key,
             content,
-            refused: ready.checked.is_err(),
+            refused: ready.refused(),
+            current: matches!(ready.checked, Checked::Current),
         };
-        let Ready { item, checked } = ready;
+        let sha256 = ready.sha256().map(crate::input::preflight::hex);
+        let Ready { item, key, checked } = ready;
         match self.machine.admit(item, facts) {
-            Decision::Skip(_) => {
+            Decision::Skip(item) => {
                 RunCounts::add(&self.counts.skipped_done, 1);
+                if facts.current {
+                    RunCounts::add(&self.counts.skipped_unread, 1);
+                } else {
+                    self.note_version(&item, key, sha256).await;
+                }
                 self.progress.skipped();
             }
             Decision::Refuse(item) => {
                 let mut rec = worker::base_record(&item);
-                if let Err(refusal) = checked {
+                if let Checked::Read(Err(refusal)) = checked {
                     rec.sha256 = refusal.sha256.as_ref().map(crate::input::preflight::hex);
                     rec.size_bytes = refusal.size;
-                    rec.format = refusal.detected.clone();
+                    rec.format = refusal.detected.as_deref().map(str::to_string);
                     rec.error = Some(item.problem.clone().unwrap_or(refusal.reason));
                 }
                 rec.class = Some(Class::InvalidInput);
                 self.write(rec.with_action()).await;
             }
             Decision::Lead(item) => match checked {
-                Ok(prepared) => self.send(Job { item, prepared }, content).await,
-                Err(_) => unreachable!("the state machine never leads a refused item"),
+                Checked::Read(Ok(prepared)) => self.send(Job { item, prepared }, content).await,
+                _ => unreachable!("the state machine leads only items it read and accepted"),
             },
             Decision::Follow(item, offset) => self.follow(item, offset).await,
             Decision::Wait => {}
+        }
+    }
+
+    /// An item read again and skipped (same content as recorded): when its version is not the
+    /// one recorded (a touched file, a copy with new times), journal the new version so the
+    /// next resume skips it without reading it.
+    async fn note_version(&self, item: &Item, key: u128, sha256: Option<String>) {
+        let (Some(version), Some(sha256)) = (item.version, sha256) else {
+            return;
+        };
+        let version = version.to_string();
+        if self.quick.index.version_of(key) == Some(journal::version_digest(&version)) {
+            return;
+        }
+        let line = Unchanged {
+            key: item.key.clone(),
+            version,
+            sha256,
+        };
+        if self.to_writer.send(ToWriter::Unchanged(line)).await.is_err() {
+            self.stop
+                .fail(ScanError::Internal("the journal writer stopped".into()));
         }
     }
 
@@ -364,10 +394,11 @@ impl Pipeline {
         }
         let Some(next) = lead else { return };
         // The next waiter leads: read it again (only leaders keep their bytes).
-        let ready = source::read(next).await;
+        let key = journal::key_digest(&next.key);
+        let ready = source::read(next, key).await;
         let same = ready.sha256().map(journal::content_digest_of) == Some(content);
         match ready.checked {
-            Ok(prepared) if same => {
+            Checked::Read(Ok(prepared)) if same => {
                 let item = ready.item;
                 self.send(Job { item, prepared }, Some(content)).await
             }
@@ -558,6 +589,7 @@ fn end_line(drained: &Drained, cause: Option<&StopCause>, input_unread: bool) ->
         inputs: load(&counts.inputs),
         ignored: load(&counts.ignored),
         skipped_done: load(&counts.skipped_done),
+        skipped_unread: load(&counts.skipped_unread),
         deduplicated: load(&counts.deduplicated),
         recorded: load(&counts.recorded),
         not_processed,

@@ -1,5 +1,9 @@
-//! The source stage: every source walked on a blocking thread and preflighted (read, sniffed,
-//! hashed) a few items ahead of the dispatcher, in input order; keys made unique in the run.
+//! The source stage: every source walked on a blocking thread, each item keyed uniquely in the
+//! run and quick-checked against the journal (an item an earlier run finished at the same
+//! version is passed on without being opened), the others preflighted (read, sniffed, hashed)
+//! a few items ahead of the dispatcher, in input order.
+
+use std::sync::Arc;
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -7,26 +11,43 @@ use tokio::sync::mpsc;
 use super::Stop;
 use crate::config::ScanConfig;
 use crate::input::preflight::{self, Prepared, Refusal};
+use crate::input::version::Version;
 use crate::input::{self, Event, Item};
-use crate::journal;
+use crate::journal::{self, Index};
 use crate::messages;
 
 /// Files preflighted (read and hashed) at once, ahead of the dispatcher.
 const PREFLIGHT_AHEAD: usize = 4;
 
-/// An item after preflight.
+/// What the source stage found for one item.
+pub enum Checked {
+    /// An earlier run finished the item at this version: not opened.
+    Current,
+    /// Read and checked (or refused without being read).
+    Read(Result<Prepared, Refusal>),
+}
+
+/// An item after the quick check and preflight.
 pub struct Ready {
     pub item: Item,
-    pub checked: Result<Prepared, Refusal>,
+    /// The digest of the item's key ([`journal::key_digest`]).
+    pub key: u128,
+    pub checked: Checked,
 }
 
 impl Ready {
     /// The SHA-256 of what was read, if anything was.
     pub fn sha256(&self) -> Option<&[u8; 32]> {
         match &self.checked {
-            Ok(p) => Some(&p.sha256),
-            Err(r) => r.sha256.as_ref(),
+            Checked::Read(Ok(p)) => Some(&p.sha256),
+            Checked::Read(Err(r)) => r.sha256.as_ref(),
+            Checked::Current => None,
         }
+    }
+
+    /// Refused locally (never sent).
+    pub fn refused(&self) -> bool {
+        matches!(self.checked, Checked::Read(Err(_)))
     }
 }
 
@@ -37,37 +58,83 @@ pub enum Ev {
     Warning(String),
 }
 
-fn refusal(reason: impl Into<String>) -> Refusal {
-    Refusal {
-        reason: reason.into(),
-        sha256: None,
-        size: None,
-        detected: None,
+/// How the source stage decides what it needs to read.
+#[derive(Clone)]
+pub struct QuickCheck {
+    pub index: Arc<Index>,
+    pub retry_failed: bool,
+    /// `--checksum`: read every item, whatever its version.
+    pub checksum: bool,
+}
+
+impl QuickCheck {
+    /// Look `item` up in the journal: a key an earlier run finished is stat'ed (never opened),
+    /// and passed on as current when its version is the one recorded.
+    fn look(&self, item: &mut Item, key: u128) -> bool {
+        if item.problem.is_some() || !self.index.has_key(key) {
+            return false;
+        }
+        item.version = std::fs::metadata(&item.path)
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| Version::of_file(&m));
+        !self.checksum
+            && item.version.is_some_and(|v| {
+                self.index.is_current(
+                    key,
+                    journal::version_digest(&v.to_string()),
+                    self.retry_failed,
+                )
+            })
     }
 }
 
-/// Read one item's file on a blocking thread (a bad manifest row is not read at all).
-pub async fn read(item: Item) -> Ready {
+/// An item on its way from the walking thread.
+struct Found {
+    item: Item,
+    key: u128,
+    current: bool,
+}
+
+enum Walked {
+    Item(Box<Found>),
+    Ignored { path: String, reason: String },
+    Warning(String),
+}
+
+/// Read one item's file on a blocking thread (a bad manifest row is not read at all). The
+/// item's version becomes that of the opened file.
+pub async fn read(mut item: Item, key: u128) -> Ready {
     if item.problem.is_some() {
         return Ready {
             item,
-            checked: Err(refusal(String::new())),
+            key,
+            checked: Checked::Read(Err(Refusal::unread(String::new()))),
         };
     }
     let path = item.path.clone();
     let checked = tokio::task::spawn_blocking(move || preflight::preflight(&path))
         .await
-        .unwrap_or_else(|e| Err(refusal(format!("reading the file failed: {e}"))));
-    Ready { item, checked }
+        .unwrap_or_else(|e| Err(Refusal::unread(format!("reading the file failed: {e}"))));
+    item.version = match &checked {
+        Ok(p) => p.version,
+        Err(r) => r.version,
+    };
+    Ready {
+        item,
+        key,
+        checked: Checked::Read(checked),
+    }
 }
 
-/// The sources' events, items preflighted a few at a time, in input order. Once the run is
-/// stopped, items pass through unread (to be counted as not processed).
+/// The sources' events, items quick-checked and preflighted a few at a time, in input order.
+/// Once the run is stopped, items pass through unread (to be counted as not processed).
 pub fn preflighted(
     cfg: &ScanConfig,
     stop: Stop,
+    quick: QuickCheck,
 ) -> impl futures::Stream<Item = Ev> + Unpin + use<> {
-    let (tx, rx) = mpsc::channel::<Event>(256);
+    let (tx, rx) = mpsc::channel::<Walked>(256);
     let sources = cfg.sources.clone();
     let opts = cfg.source_options.clone();
     let source_stop = stop.clone();
@@ -80,8 +147,19 @@ pub fn preflighted(
                 return;
             }
         };
+        let mut keys = RunKeys::for_sources(&sources);
         for ev in iter {
-            if tx.blocking_send(ev).is_err() {
+            let walked = match ev {
+                Event::Item(mut item) => {
+                    keys.make_unique(&mut item);
+                    let key = journal::key_digest(&item.key);
+                    let current = !source_stop.is_stopped() && quick.look(&mut item, key);
+                    Walked::Item(Box::new(Found { item, key, current }))
+                }
+                Event::Ignored { path, reason } => Walked::Ignored { path, reason },
+                Event::Warning(w) => Walked::Warning(w),
+            };
+            if tx.blocking_send(walked).is_err() {
                 return;
             }
         }
@@ -94,13 +172,29 @@ pub fn preflighted(
                 let stop = stop.clone();
                 async move {
                     match ev {
-                        Event::Ignored { path, reason } => Ev::Ignored { path, reason },
-                        Event::Warning(w) => Ev::Warning(w),
-                        Event::Item(item) if stop.is_stopped() => Ev::Ready(Box::new(Ready {
-                            item,
-                            checked: Err(refusal("not read: the run stopped")),
-                        })),
-                        Event::Item(item) => Ev::Ready(Box::new(read(item).await)),
+                        Walked::Ignored { path, reason } => Ev::Ignored { path, reason },
+                        Walked::Warning(w) => Ev::Warning(w),
+                        Walked::Item(found) => {
+                            let Found { item, key, current } = *found;
+                            let ready = if current {
+                                Ready {
+                                    item,
+                                    key,
+                                    checked: Checked::Current,
+                                }
+                            } else if stop.is_stopped() {
+                                Ready {
+                                    item,
+                                    key,
+                                    checked: Checked::Read(Err(Refusal::unread(
+                                        "not read: the run stopped".into(),
+                                    ))),
+                                }
+                            } else {
+                                read(item, key).await
+                            };
+                            Ev::Ready(Box::new(ready))
+                        }
                     }
                 }
             })
@@ -116,12 +210,36 @@ pub fn preflighted(
 pub struct RunKeys {
     // 8 bytes of the key digest each: a false match (about 1 in 10^13 per pair) only renames a
     // key, never merges two items.
-    seen: std::collections::HashSet<u64>,
+    seen: crate::compact::CompactMap<u64, ()>,
+    /// Off for a single manifest, which renames its repeated ids itself.
+    off: bool,
 }
 
 impl RunKeys {
+    /// For a run of `sources` sources. A single source keys its items uniquely itself (a
+    /// manifest renames repeated ids; a folder's relative paths differ) except for one case: a
+    /// name that is not UTF-8, written losslessly, can spell another file's valid name. So
+    /// only a single manifest needs no tracking (and saves 8 bytes a key).
+    pub fn for_sources(sources: &[std::path::PathBuf]) -> Self {
+        let single_manifest = match sources {
+            [one] => !std::fs::metadata(one).is_ok_and(|m| m.is_dir()),
+            _ => false,
+        };
+        Self {
+            off: single_manifest,
+            ..Self::default()
+        }
+    }
+
     pub fn make_unique(&mut self, item: &mut Item) {
-        if self.seen.insert(journal::key_digest(&item.key) as u64) {
+        if self.off {
+            return;
+        }
+        if self
+            .seen
+            .insert(journal::key_digest(&item.key) as u64, ())
+            .is_none()
+        {
             return;
         }
         let mut n = 1;
@@ -131,7 +249,11 @@ impl RunKeys {
             } else {
                 format!("{} [{} #{n}]", item.key, item.source)
             };
-            if self.seen.insert(journal::key_digest(&candidate) as u64) {
+            if self
+                .seen
+                .insert(journal::key_digest(&candidate) as u64, ())
+                .is_none()
+            {
                 break candidate;
             }
             n += 1;
@@ -162,6 +284,7 @@ mod tests {
             columns: Default::default(),
             problem: None,
             seq: 0,
+            version: None,
         }
     }
 
@@ -171,7 +294,12 @@ mod tests {
         let gone = dir.path().join("selfies");
         let cfg = crate::config::scan_config(&[gone.to_str().unwrap(), "--emulator"]).unwrap();
         let stop = Stop::default();
-        let events: Vec<Ev> = preflighted(&cfg, stop.clone()).collect().await;
+        let quick = QuickCheck {
+            index: Default::default(),
+            retry_failed: false,
+            checksum: false,
+        };
+        let events: Vec<Ev> = preflighted(&cfg, stop.clone(), quick).collect().await;
         assert!(events.is_empty());
         assert!(stop.is_stopped());
         let err = stop.take_failure().expect("the source's error");

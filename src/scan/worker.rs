@@ -122,6 +122,7 @@ pub fn base_record(item: &Item) -> Record {
         vendor_data: item.vendor_data.clone(),
         metadata: item.metadata.clone().map(serde_json::Value::Object),
         columns: item.columns.clone(),
+        version: item.version.map(|v| v.to_string()),
         finished_at: Some(now_rfc3339()),
         ..Default::default()
     }
@@ -141,6 +142,7 @@ pub fn follower_record(item: &Item, leader: Record) -> Record {
         vendor_data: own.vendor_data,
         metadata: own.metadata,
         columns: own.columns,
+        version: own.version,
         finished_at: own.finished_at,
         duplicate_of,
         // Nothing was sent for this item.
@@ -238,6 +240,7 @@ mod tests {
             columns: [("team".to_string(), format!("t-{key}"))].into(),
             problem: None,
             seq: 9,
+            version: None,
         }
     }
 

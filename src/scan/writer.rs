@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::run::RunCounts;
 use super::{ScanError, Stop};
-use crate::journal::{self, Index, Line, Sending, Writer};
+use crate::journal::{self, Index, Line, Sending, Unchanged, Writer};
 use crate::pace::Pacer;
 use crate::progress::Progress;
 use crate::record::{Class, Record};
@@ -26,6 +26,8 @@ pub enum ToWriter {
     },
     /// A leader that ended without a record (stopped before it was sent).
     Unsent { leader: Option<u128> },
+    /// An item read again whose content is the one recorded, at a new version.
+    Unchanged(Unchanged),
     /// An upload is about to leave: journal it (synced) and answer on `ack`.
     Sending {
         key: String,
@@ -127,6 +129,9 @@ impl WriterCtx {
                     });
                 }
             }
+            ToWriter::Unchanged(line) => {
+                writer.append(&Line::Unchanged(line))?;
+            }
             ToWriter::Sending { key, ack } => {
                 if self.stop.has_failed() {
                     return Ok(());
@@ -142,9 +147,8 @@ impl WriterCtx {
     fn track_result(&self, record: &Record) {
         let had_no_result = self
             .index
-            .by_key
-            .get(&journal::key_digest(&record.key))
-            .is_some_and(|d| d.class != Class::Result);
+            .class_of(journal::key_digest(&record.key))
+            .is_some_and(|c| c != Class::Result);
         let has_no_result = record.class != Some(Class::Result);
         self.without_result.fetch_add(
             i64::from(has_no_result) - i64::from(had_no_result),
