@@ -112,7 +112,11 @@ mod tests {
             x ^= x >> 7;
             x ^= x << 17;
             let key = x % (RECENT_MAX as u64 * 3);
-            assert_eq!(map.insert(key, step), model.insert(key, step), "step {step}");
+            assert_eq!(
+                map.insert(key, step),
+                model.insert(key, step),
+                "step {step}"
+            );
         }
         assert_eq!(map.len(), model.len());
         for (k, v) in &model {

@@ -3,8 +3,8 @@
 //! The binary is a thin shell around [`run`]; integration tests call the same entry points.
 
 pub mod check;
-pub mod compact;
 pub mod cli;
+pub mod compact;
 pub mod config;
 pub mod didit;
 pub mod emulator;

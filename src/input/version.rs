@@ -65,7 +65,10 @@ mod tests {
             size: 3134,
             mtime_ns: at(UNIX_EPOCH + Duration::new(1_764_493_964, 123_456_789)),
         };
-        assert_eq!(v.to_string(), "size=3134 mtime=2025-11-30T09:12:44.123456789Z");
+        assert_eq!(
+            v.to_string(),
+            "size=3134 mtime=2025-11-30T09:12:44.123456789Z"
+        );
         let w = Version::File {
             size: 3134,
             mtime_ns: at(UNIX_EPOCH + Duration::new(1_764_493_964, 123_456_790)),
@@ -75,7 +78,10 @@ mod tests {
             size: 1,
             mtime_ns: at(UNIX_EPOCH - Duration::from_secs(86_400)),
         };
-        assert_eq!(old.to_string(), "size=1 mtime=1969-12-31T00:00:00.000000000Z");
+        assert_eq!(
+            old.to_string(),
+            "size=1 mtime=1969-12-31T00:00:00.000000000Z"
+        );
     }
 
     #[test]

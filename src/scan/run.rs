@@ -354,7 +354,12 @@ impl Pipeline {
             version,
             sha256,
         };
-        if self.to_writer.send(ToWriter::Unchanged(line)).await.is_err() {
+        if self
+            .to_writer
+            .send(ToWriter::Unchanged(line))
+            .await
+            .is_err()
+        {
             self.stop
                 .fail(ScanError::Internal("the journal writer stopped".into()));
         }
