@@ -9,6 +9,7 @@ mod emulator;
 mod failures;
 mod fuzz_regressions;
 mod input;
+mod outputs;
 mod report;
 mod resume;
 mod scan;
