@@ -9,13 +9,14 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::json::{self, JsonOut, Shape};
+use super::read::{LinesAt, parse_line};
 use super::sort::{self, Sorted};
 use super::state::{self, Checkpoint};
 use super::summary::{self, Accumulator, BuiltFrom};
 use super::{
     Outputs, ReportError, ReportOptions, ResultsFormat, Summary, csv, html, io_err, latest,
 };
-use crate::journal::{self, JOURNAL_FILE, Line, LinesAt, Reader, TornTail};
+use crate::journal::{self, JOURNAL_FILE, JournalError, Line, Reader, TornTail};
 
 /// An output file written owner-only under a temporary name and renamed into place by
 /// [`AtomicOut::commit`]. Dropped uncommitted (an error, a full disk), it removes its temporary
@@ -219,11 +220,22 @@ fn walk_latest(
     let mut carried: BTreeSet<String> = BTreeSet::new();
     let mut attention = html::Attention::new();
     let mut next_latest = latest.next().transpose().map_err(&sort_err)?;
-    for next in Reader::open(journal_path)? {
-        let (offset, line) = next?;
+    let mut reader = Reader::open(journal_path)?;
+    let mut line_no = 0u64;
+    while let Some(next) = reader.next_raw() {
+        let (offset, raw) = next?;
+        line_no += 1;
         if offset >= limit {
             break;
         }
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let line = parse_line(raw).map_err(|e| JournalError::Corrupt {
+            path: journal_path.to_path_buf(),
+            line: line_no,
+            message: e.to_string(),
+        })?;
         match line {
             Line::Run(run) => acc.on_run(&run),
             Line::End(end) => acc.on_end(&end),

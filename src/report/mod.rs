@@ -9,6 +9,7 @@ pub mod csv;
 pub mod html;
 pub mod json;
 mod latest;
+mod read;
 mod sort;
 pub mod state;
 pub mod summary;

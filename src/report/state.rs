@@ -47,7 +47,7 @@ pub struct Checkpoint {
 }
 
 /// Open an out dir file for reading, never through a symbolic link, only if it is a regular file.
-fn open_read(path: &Path) -> std::io::Result<File> {
+pub(super) fn open_read(path: &Path) -> std::io::Result<File> {
     let f = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
