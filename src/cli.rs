@@ -99,6 +99,23 @@ pub struct CostArgs {
     pub price_per_call: f64,
 }
 
+/// Which JSON form of the results to write: shared by `scan` and `report`.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct ResultsArgs {
+    /// JSON form of the results beside results.csv: json (results.json, one array), jsonl
+    /// (results.jsonl, one object a line: for large runs) or both. Default: the form the out
+    /// dir already has, else json.
+    #[arg(long, value_name = "json|jsonl|both")]
+    pub results_format: Option<ResultsFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResultsFormat {
+    Json,
+    Jsonl,
+    Both,
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The image to screen (JPEG, PNG, WebP or TIFF; at most 5 MB).
@@ -190,6 +207,9 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub cost: CostArgs,
 
+    #[command(flatten)]
+    pub results: ResultsArgs,
+
     /// Stop cleanly (exit 4, resumable) once this many billable calls were sent in this run.
     #[arg(long, value_name = "N")]
     pub max_requests: Option<u64>,
@@ -263,6 +283,9 @@ pub struct ReportArgs {
 
     #[command(flatten)]
     pub cost: CostArgs,
+
+    #[command(flatten)]
+    pub results: ResultsArgs,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -9,6 +9,7 @@ use crate::cli::{ApiArgs, ScanArgs};
 use crate::didit::Params;
 use crate::input::SourceOptions;
 use crate::pace::{Rate, RateError};
+use crate::report::ResultsFormat;
 use crate::retry::RetryPolicy;
 use crate::secret::{ApiKey, KeyError};
 
@@ -101,6 +102,8 @@ pub struct ScanConfig {
     pub params: Params,
     pub source_options: SourceOptions,
     pub price_per_call: f64,
+    /// `--results-format`; `None` keeps the out dir's.
+    pub results_format: Option<ResultsFormat>,
     pub max_requests: Option<u64>,
     pub dry_run: bool,
     pub retry_failed: bool,
@@ -169,6 +172,7 @@ impl ScanConfig {
                 track_duplicates: true,
             },
             price_per_call: args.cost.price_per_call,
+            results_format: results_format(&args.results),
             max_requests: args.max_requests,
             dry_run: args.dry_run,
             retry_failed: args.retry_failed,
@@ -299,12 +303,24 @@ pub struct ReportConfig {
     pub out: Option<PathBuf>,
     /// Price of one billed call in US dollars, for the cost estimate.
     pub price_per_call: f64,
+    /// `--results-format`; `None` keeps the out dir's.
+    pub results_format: Option<ResultsFormat>,
+}
+
+/// `--results-format`, as the outputs name it.
+pub fn results_format(args: &crate::cli::ResultsArgs) -> Option<ResultsFormat> {
+    args.results_format.map(|f| match f {
+        crate::cli::ResultsFormat::Json => ResultsFormat::Json,
+        crate::cli::ResultsFormat::Jsonl => ResultsFormat::Jsonl,
+        crate::cli::ResultsFormat::Both => ResultsFormat::Both,
+    })
 }
 
 impl ReportConfig {
     pub fn from_args(args: crate::cli::ReportArgs) -> Result<Self, ConfigError> {
         Ok(Self {
             price_per_call: Self::price_per_call(&args.cost)?,
+            results_format: results_format(&args.results),
             dirs: args.dirs,
             out: args.out,
         })

@@ -5,18 +5,19 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use serde::{Deserialize, Serialize};
+
 use crate::record::{Action, Class, Record};
 
 use super::summary::{
-    Fact, Layout, OUTPUT_FILES, Row, SIMULATED_NOTICE, Summary, fmt_duration, record_action,
-    risk_action,
+    Fact, Layout, Row, SIMULATED_NOTICE, Summary, fmt_duration, record_action, risk_action,
 };
 
 /// The attention table shows at most this many rows; results.csv has them all.
 pub const ATTENTION_CAP: usize = 2000;
 
 /// One row of the "needs attention" table.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttentionRow {
     pub key: String,
     pub action: Action,
@@ -75,6 +76,33 @@ impl Attention {
     pub fn shown(&self) -> impl Iterator<Item = &AttentionRow> {
         self.rows.values().flatten().take(ATTENTION_CAP)
     }
+
+    /// What the page shows, to be kept and shown again without reading the journal.
+    pub fn snapshot(&self) -> AttentionSnapshot {
+        AttentionSnapshot {
+            total: self.total,
+            rows: self.shown().cloned().collect(),
+        }
+    }
+
+    /// The table a [`Attention::snapshot`] was taken of (as far as the page shows it).
+    pub fn from_snapshot(snapshot: AttentionSnapshot) -> Self {
+        let mut rows: BTreeMap<Action, Vec<AttentionRow>> = BTreeMap::new();
+        for row in snapshot.rows {
+            rows.entry(row.action).or_default().push(row);
+        }
+        Self {
+            rows,
+            total: snapshot.total,
+        }
+    }
+}
+
+/// The rows the page shows and the number of items needing attention.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AttentionSnapshot {
+    pub total: u64,
+    pub rows: Vec<AttentionRow>,
 }
 
 /// Escape text for HTML element content and attribute values.
@@ -167,7 +195,7 @@ pub fn render(s: &Summary, attention: &Attention) -> String {
     h.push_str("<div class=\"card\"><h2>Run</h2>");
     details(&mut h, &s.fact_rows(RUN_ROWS));
     h.push_str("</div></div>\n");
-    attention_table(&mut h, attention);
+    attention_table(&mut h, attention, &s.results_files());
     footer(&mut h, s);
     h
 }
@@ -371,7 +399,7 @@ fn details(h: &mut String, rows: &[Row]) {
 }
 
 /// The items needing attention, most urgent first, capped with a pointer to results.csv.
-fn attention_table(h: &mut String, attention: &Attention) {
+fn attention_table(h: &mut String, attention: &Attention, results: &[&str]) {
     let _ = write!(
         h,
         "<div class=\"card\"><h2>Items needing attention ({})</h2>",
@@ -394,8 +422,13 @@ fn attention_table(h: &mut String, attention: &Attention) {
             let _ = write!(
                 h,
                 "<p class=\"muted\">Showing the first {shown} of {} (most urgent actions first). \
-                 Every item is in <code>results.csv</code> and <code>results.json</code>.</p>",
-                attention.total()
+                 Every item is in {}.</p>",
+                attention.total(),
+                results
+                    .iter()
+                    .map(|f| format!("<code>{f}</code>"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
             );
         }
     }
@@ -434,7 +467,7 @@ fn footer(h: &mut String, s: &Summary) {
         "<footer class=\"muted\">Files in {}: <code>journal.jsonl</code> (the source of truth), {}. \
          Rebuild them at any time with <code>liveness-batch report DIR</code>.</footer>\n</main></body></html>\n",
         esc(&s.out_dir),
-        OUTPUT_FILES
+        s.output_files()
             .iter()
             .map(|f| format!("<code>{f}</code>"))
             .collect::<Vec<_>>()

@@ -1,5 +1,6 @@
-//! `results.json`: a JSON array of every item's latest record (without the raw API response),
-//! streamed one record per line so memory never holds more than one.
+//! `results.json` (a JSON array) and `results.jsonl` (one JSON object a line): every item's
+//! latest record without the raw API response, the same object in both, streamed one record at
+//! a time so memory never holds more than one.
 
 use std::io::{self, Write};
 
@@ -9,9 +10,19 @@ use crate::record::Record;
 
 use super::summary::record_action;
 
-/// Streams records into a JSON array.
+/// How the records are laid out in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `results.json`: one JSON array, a record a line between `[` and `]`.
+    Array,
+    /// `results.jsonl`: one record a line and nothing else, for files too large to load whole.
+    Lines,
+}
+
+/// Streams records into a JSON array or JSON lines.
 pub struct JsonOut<W: Write> {
     w: W,
+    shape: Shape,
     simulated: bool,
     rows: u64,
     buf: Vec<u8>,
@@ -19,10 +30,17 @@ pub struct JsonOut<W: Write> {
 
 impl<W: Write> JsonOut<W> {
     /// `simulated` adds `"simulated": true` to every object, so no result can be mistaken for Didit's.
-    pub fn new(mut w: W, simulated: bool) -> io::Result<Self> {
-        w.write_all(b"[")?;
+    pub fn new(w: W, simulated: bool) -> io::Result<Self> {
+        Self::with_shape(w, Shape::Array, simulated)
+    }
+
+    pub fn with_shape(mut w: W, shape: Shape, simulated: bool) -> io::Result<Self> {
+        if shape == Shape::Array {
+            w.write_all(b"[")?;
+        }
         Ok(Self {
             w,
+            shape,
             simulated,
             rows: 0,
             buf: Vec::with_capacity(4096),
@@ -32,47 +50,71 @@ impl<W: Write> JsonOut<W> {
     /// Write one record. Callers that own the record should clear `response` and fill in
     /// `action` first (the fast path); otherwise a fixed-up copy is written.
     pub fn write(&mut self, r: &Record) -> io::Result<()> {
-        if r.response.is_some() || r.action.is_none() {
-            let mut copy = Record {
-                response: None,
-                ..r.clone()
-            };
-            copy.action = Some(record_action(r));
-            return self.write(&copy);
-        }
-        self.buf.clear();
-        serde_json::to_writer(&mut self.buf, r).map_err(io::Error::other)?;
-        // Fields keep the record's order; the absent response is dropped from the end.
-        const TAIL: &[u8] = b",\"response\":null}";
-        if self.buf.ends_with(TAIL) {
-            self.buf.truncate(self.buf.len() - TAIL.len());
-        } else {
-            // The record's field order changed: fall back to editing a JSON value.
-            let mut v: Value = serde_json::from_slice(&self.buf).map_err(io::Error::other)?;
-            if let Value::Object(map) = &mut v {
-                map.remove("response");
+        let mut buf = std::mem::take(&mut self.buf);
+        let written = encode(r, self.simulated, &mut buf).and_then(|()| self.write_encoded(&buf));
+        self.buf = buf;
+        written
+    }
+
+    /// Write one record already encoded by [`encode`] (with the same `simulated`).
+    pub fn write_encoded(&mut self, object: &[u8]) -> io::Result<()> {
+        match self.shape {
+            Shape::Array => {
+                self.w
+                    .write_all(if self.rows == 0 { b"\n" } else { b",\n" })?;
+                self.w.write_all(object)?;
             }
-            self.buf.clear();
-            serde_json::to_writer(&mut self.buf, &v).map_err(io::Error::other)?;
-            self.buf.pop();
+            Shape::Lines => {
+                self.w.write_all(object)?;
+                self.w.write_all(b"\n")?;
+            }
         }
-        if self.simulated {
-            self.buf.extend_from_slice(b",\"simulated\":true");
-        }
-        self.buf.push(b'}');
-        self.w
-            .write_all(if self.rows == 0 { b"\n" } else { b",\n" })?;
-        self.w.write_all(&self.buf)?;
         self.rows += 1;
         Ok(())
     }
 
     /// Close the array; returns the number of records written.
     pub fn finish(mut self) -> io::Result<u64> {
-        self.w.write_all(b"\n]\n")?;
+        if self.shape == Shape::Array {
+            self.w.write_all(b"\n]\n")?;
+        }
         self.w.flush()?;
         Ok(self.rows)
     }
+}
+
+/// One record as the JSON object both files hold, into `buf` (cleared first): the record's
+/// fields in their order without `response`, then `"simulated": true` when `simulated`.
+pub fn encode(r: &Record, simulated: bool, buf: &mut Vec<u8>) -> io::Result<()> {
+    if r.response.is_some() || r.action.is_none() {
+        let mut copy = Record {
+            response: None,
+            ..r.clone()
+        };
+        copy.action = Some(record_action(r));
+        return encode(&copy, simulated, buf);
+    }
+    buf.clear();
+    serde_json::to_writer(&mut *buf, r).map_err(io::Error::other)?;
+    // Fields keep the record's order; the absent response is dropped from the end.
+    const TAIL: &[u8] = b",\"response\":null}";
+    if buf.ends_with(TAIL) {
+        buf.truncate(buf.len() - TAIL.len());
+    } else {
+        // The record's field order changed: fall back to editing a JSON value.
+        let mut v: Value = serde_json::from_slice(buf).map_err(io::Error::other)?;
+        if let Value::Object(map) = &mut v {
+            map.remove("response");
+        }
+        buf.clear();
+        serde_json::to_writer(&mut *buf, &v).map_err(io::Error::other)?;
+        buf.pop();
+    }
+    if simulated {
+        buf.extend_from_slice(b",\"simulated\":true");
+    }
+    buf.push(b'}');
+    Ok(())
 }
 
 #[cfg(test)]
@@ -132,5 +174,43 @@ mod tests {
         out.finish().unwrap();
         let v: Vec<Value> = serde_json::from_slice(&buf).unwrap();
         assert!(v[0].get("simulated").is_none());
+    }
+
+    #[test]
+    fn lines_hold_the_same_objects_one_a_line() {
+        let r = Record {
+            key: "a\nb".into(),
+            class: Some(Class::Result),
+            status: Some(Decision::Approved),
+            error: Some("two\nlines".into()),
+            response: Some(serde_json::json!({"big": "raw"})),
+            ..Default::default()
+        };
+        let mut array = Vec::new();
+        let mut lines = Vec::new();
+        let mut a = JsonOut::new(&mut array, true).unwrap();
+        let mut l = JsonOut::with_shape(&mut lines, Shape::Lines, true).unwrap();
+        for key in ["x", "y"] {
+            let r = Record {
+                key: key.into(),
+                ..r.clone()
+            };
+            a.write(&r).unwrap();
+            l.write(&r).unwrap();
+        }
+        a.finish().unwrap();
+        assert_eq!(l.finish().unwrap(), 2);
+        let text = String::from_utf8(lines).unwrap();
+        assert!(text.ends_with("}\n"), "{text}");
+        let from_lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let from_array: Vec<Value> = serde_json::from_slice(&array).unwrap();
+        assert_eq!(from_lines, from_array);
+        assert_eq!(from_lines[1]["key"], "y");
+        assert!(from_lines[0].get("response").is_none());
+        let empty = JsonOut::with_shape(Vec::new(), Shape::Lines, false).unwrap();
+        assert_eq!(empty.finish().unwrap(), 0);
     }
 }

@@ -1,14 +1,21 @@
-//! Every output derived from the journal (results.csv, results.json, summary.json, summary.md,
-//! report.html), rebuilt from the whole journal in a few streaming passes, plus the `report`
-//! command that rebuilds them in place or merges shards.
+//! Every output derived from the journal (results.csv, results.json and/or results.jsonl,
+//! summary.json, summary.md, report.html), built from the whole journal in a few streaming
+//! passes with bounded memory, or, when a scan added no item record since they were built,
+//! left as they are but for the summary; plus the `report` command that rebuilds them in place
+//! or merges shards.
 
+mod build;
 pub mod csv;
 pub mod html;
 pub mod json;
+mod latest;
+mod read;
+mod sort;
+pub mod state;
 pub mod summary;
 
 use crate::exit::Exit;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -16,10 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ReportConfig;
-use crate::journal::{
-    self, DirLock, Index, JOURNAL_FILE, JournalError, Latest, Line, LinesAt, Reader, TornTail,
-};
-use crate::record::Record;
+use crate::journal::{self, DirLock, Index, JOURNAL_FILE, JournalError, Reader};
 
 pub use summary::{SIMULATED_NOTICE, Summary};
 
@@ -30,13 +34,111 @@ pub const MERGE_MARKER: &str = ".liveness-batch-merge.json";
 pub struct ReportOptions {
     /// Price of one billed call in US dollars, for the cost estimate.
     pub price_per_call: f64,
+    /// Which JSON form of the results to write; `None` keeps the one the out dir has
+    /// (results.json for a new one).
+    pub results_format: Option<ResultsFormat>,
 }
 
 impl Default for ReportOptions {
     fn default() -> Self {
         Self {
             price_per_call: 0.10,
+            results_format: None,
         }
+    }
+}
+
+/// The JSON form of the results, beside results.csv (which is always written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultsFormat {
+    /// results.json: one JSON array, easy to load whole; for runs up to about 100,000 rows.
+    #[default]
+    Json,
+    /// results.jsonl: one JSON object a line, to stream; for large runs.
+    Jsonl,
+    /// Both files.
+    Both,
+}
+
+impl ResultsFormat {
+    pub fn json(self) -> bool {
+        matches!(self, ResultsFormat::Json | ResultsFormat::Both)
+    }
+
+    pub fn jsonl(self) -> bool {
+        matches!(self, ResultsFormat::Jsonl | ResultsFormat::Both)
+    }
+
+    /// Every output file written with this format, in the order they are listed.
+    pub fn files(self) -> Vec<&'static str> {
+        let mut files = vec!["results.csv"];
+        if self.json() {
+            files.push("results.json");
+        }
+        if self.jsonl() {
+            files.push("results.jsonl");
+        }
+        files.extend(["summary.json", "summary.md", "report.html"]);
+        files
+    }
+}
+
+/// What writing the outputs did.
+#[derive(Debug)]
+pub struct Outputs {
+    pub summary: Summary,
+    /// The results files left exactly as they were because no item record was added since
+    /// they were built (only the summary files were written again); empty after a rebuild.
+    pub left: Vec<String>,
+    /// Results files of a JSON form no longer written, removed so they cannot be taken for
+    /// current ones.
+    pub removed: Vec<String>,
+}
+
+impl Outputs {
+    /// The lines to tell the user after the summary: outputs left as they were, files removed.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.left.is_empty() {
+            let small: Vec<&str> = self
+                .summary
+                .output_files()
+                .into_iter()
+                .filter(|f| !self.left.iter().any(|l| l == f))
+                .collect();
+            notes.push(format!(
+                "Nothing new since the outputs were built (no item record added to the journal): \
+                 {} left as they are; {} updated with this run.",
+                and_list(&self.left),
+                and_list(&small)
+            ));
+        }
+        if !self.removed.is_empty() {
+            let now: Vec<&str> = self.summary.results_files();
+            notes.push(format!(
+                "Removed {} (it would describe an older journal state): the results are now in {}.",
+                and_list(&self.removed),
+                and_list(&now)
+            ));
+        }
+        notes
+    }
+}
+
+/// "a", "a and b", "a, b and c".
+fn and_list<S: AsRef<str>>(items: &[S]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.as_ref().to_string(),
+        [rest @ .., last] => format!(
+            "{} and {}",
+            rest.iter()
+                .map(AsRef::as_ref)
+                .collect::<Vec<_>>()
+                .join(", "),
+            last.as_ref()
+        ),
     }
 }
 
@@ -82,211 +184,26 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ReportError + '_ {
 }
 
 /// Rebuild every output in `out_dir` from `out_dir/journal.jsonl`; returns the summary.
-/// The caller (a scan) holds the directory lock and has appended its end line already.
+/// The caller holds the directory lock (a scan has appended its end line already).
 pub fn write_outputs(out_dir: &Path, opts: &ReportOptions) -> Result<Summary, ReportError> {
-    build(out_dir, opts, Vec::new())
+    Ok(rebuild(out_dir, opts)?.summary)
 }
 
-fn torn_warning(what: &str, t: TornTail) -> String {
-    format!(
-        "{what}'s last line (line {}, {} bytes at byte {}) was cut short, probably by a crash or a kill; \
-         that item has no result here and will be screened again by the next run",
-        t.line, t.len, t.offset
-    )
+/// Rebuild every output in `out_dir` from its journal (what `report` does).
+pub fn rebuild(out_dir: &Path, opts: &ReportOptions) -> Result<Outputs, ReportError> {
+    build::build(out_dir, opts, Vec::new())
 }
 
-/// Stream the journal's lines that start before `limit`, calling `f` for each.
-fn each_line(
-    path: &Path,
-    limit: u64,
-    mut f: impl FnMut(u64, Line) -> io::Result<()>,
-) -> Result<(), ReportError> {
-    let reader = Reader::open(path)?;
-    for next in reader {
-        let (offset, line) = next?;
-        if offset >= limit {
-            break;
-        }
-        f(offset, line).map_err(io_err(path))?;
+/// What the end of a scan does: when the outputs were built from this journal with the same
+/// options and no item record was added since (only run, end and sending lines), the results
+/// files are left exactly as they are and only summary.json, summary.md and report.html are
+/// written again, without reading the journal but for the lines appended since; otherwise
+/// every output is rebuilt.
+pub fn refresh_outputs(out_dir: &Path, opts: &ReportOptions) -> Result<Outputs, ReportError> {
+    match state::refresh(out_dir, opts)? {
+        Some(outputs) => Ok(outputs),
+        None => rebuild(out_dir, opts),
     }
-    Ok(())
-}
-
-/// Read the journal lines that start at `offsets` (in that order), calling `f` for each.
-fn each_line_at(
-    path: &Path,
-    offsets: impl Iterator<Item = u64>,
-    mut f: impl FnMut(Line) -> io::Result<()>,
-) -> Result<(), ReportError> {
-    let mut lines = LinesAt::open(path)?;
-    for offset in offsets {
-        f(lines.read(offset)?).map_err(io_err(path))?;
-    }
-    Ok(())
-}
-
-fn build(
-    out_dir: &Path,
-    opts: &ReportOptions,
-    extra_warnings: Vec<String>,
-) -> Result<Summary, ReportError> {
-    let journal_path = out_dir.join(JOURNAL_FILE);
-    if !journal_path.is_file() {
-        return Err(ReportError::NoJournal {
-            dir: out_dir.to_path_buf(),
-        });
-    }
-
-    // Pass 1: the latest record of every key, and where the complete lines end (the journal
-    // may still grow if someone appends; everything past this point is ignored).
-    let mut reader = Reader::open(&journal_path)?;
-    let index = Latest::build(&mut reader)?;
-    let limit = reader.good_len();
-    let torn = reader.torn_tail();
-    drop(reader);
-
-    // Pass 2: the summary, the union of carried columns, and the attention rows.
-    let mut acc = summary::Accumulator::new();
-    for w in extra_warnings {
-        acc.warn(w);
-    }
-    if let Some(t) = torn {
-        acc.warn(torn_warning("the journal", t));
-    }
-    let walked = walk_latest(&journal_path, limit, &index, &mut acc)?;
-    drop(index);
-    let simulated = acc.simulated();
-    let summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
-
-    // Pass 3: results.csv and results.json, then the summary in its three forms.
-    let layout = csv::Layout::new(simulated, &walked.carried);
-    write_results(out_dir, &journal_path, &walked.order, layout, simulated)?;
-    write_summaries(out_dir, &summary, &walked.attention)?;
-    Ok(summary)
-}
-
-/// What the summary pass gathers besides the summary itself.
-struct Walked {
-    /// Every manifest column carried by a latest record.
-    carried: BTreeSet<String>,
-    attention: html::Attention,
-    /// Where each latest record is, in input order (records without a position go last, in
-    /// journal order), so results list items as the sources did whatever order they finished in.
-    order: Vec<u64>,
-}
-
-/// Stream the journal's complete lines into `acc`, gathering the carried columns, the
-/// attention rows and the input order of the latest records.
-fn walk_latest(
-    journal_path: &Path,
-    limit: u64,
-    index: &Latest,
-    acc: &mut summary::Accumulator,
-) -> Result<Walked, ReportError> {
-    let mut carried: BTreeSet<String> = BTreeSet::new();
-    let mut attention = html::Attention::new();
-    let mut order: Vec<(u64, u64)> = Vec::with_capacity(index.len());
-    each_line(journal_path, limit, |offset, line| {
-        match line {
-            Line::Run(run) => acc.on_run(&run),
-            Line::End(end) => acc.on_end(&end),
-            // Announced uploads and new versions of unchanged items matter to a resume, not to
-            // the outputs.
-            Line::Sending(_) | Line::Unchanged(_) => {}
-            Line::Item(r) => {
-                let latest = index.is_latest(&r.key, offset);
-                acc.on_record(&r, latest);
-                if latest {
-                    order.push((r.seq.unwrap_or(u64::MAX), offset));
-                    for name in r.columns.keys() {
-                        if !carried.contains(name) {
-                            carried.insert(name.clone());
-                        }
-                    }
-                    attention.offer(&r);
-                }
-            }
-        }
-        Ok(())
-    })?;
-    order.sort_unstable();
-    Ok(Walked {
-        carried,
-        attention,
-        order: order.into_iter().map(|o| o.1).collect(),
-    })
-}
-
-/// results.csv and results.json side by side, one latest record at a time, read back by
-/// offset in input order.
-fn write_results(
-    out_dir: &Path,
-    journal_path: &Path,
-    order: &[u64],
-    layout: csv::Layout,
-    simulated: bool,
-) -> Result<(), ReportError> {
-    let csv_path = out_dir.join("results.csv");
-    let json_path = out_dir.join("results.json");
-    let mut failure: Option<ReportError> = None;
-    let mut json_failed = false;
-    journal::write_private_atomic(&csv_path, |cw| {
-        let mut csv_out = csv::CsvOut::new(cw, layout)?;
-        let json_result = journal::write_private_atomic(&json_path, |jw| {
-            let mut json_out = json::JsonOut::new(jw, simulated)?;
-            let walked = each_line_at(journal_path, order.iter().copied(), |line| {
-                if let Line::Item(r) = line {
-                    let mut r: Record = *r;
-                    r.response = None;
-                    r.action = Some(summary::record_action(&r));
-                    csv_out.write(&r)?;
-                    json_out.write(&r)?;
-                }
-                Ok(())
-            });
-            if let Err(e) = walked {
-                failure = Some(e);
-                return Err(io::Error::other("reading the journal failed"));
-            }
-            json_out.finish().map(drop)
-        });
-        if let Err(e) = json_result {
-            json_failed = true;
-            return Err(e);
-        }
-        csv_out.finish().map(drop)
-    })
-    .map_err(|e| match failure.take() {
-        Some(f) => f,
-        None => ReportError::Io {
-            path: if json_failed { json_path } else { csv_path },
-            source: e,
-        },
-    })
-}
-
-/// The summary in its three forms: summary.json, summary.md and report.html.
-fn write_summaries(
-    out_dir: &Path,
-    summary: &Summary,
-    attention: &html::Attention,
-) -> Result<(), ReportError> {
-    let summary_path = out_dir.join("summary.json");
-    journal::write_private_atomic(&summary_path, |w| {
-        serde_json::to_writer_pretty(&mut *w, summary).map_err(io::Error::other)?;
-        w.write_all(b"\n")
-    })
-    .map_err(io_err(&summary_path))?;
-    let md_path = out_dir.join("summary.md");
-    journal::write_private_atomic(&md_path, |w| {
-        w.write_all(summary.render_markdown().as_bytes())
-    })
-    .map_err(io_err(&md_path))?;
-    let html_path = out_dir.join("report.html");
-    journal::write_private_atomic(&html_path, |w| {
-        w.write_all(html::render(summary, attention).as_bytes())
-    })
-    .map_err(io_err(&html_path))
 }
 
 /// What [`merge`] leaves next to the merged journal, so it can tell its own work from a scan's.
@@ -307,6 +224,14 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// journals (complete lines only), then every output is rebuilt from it. A journal already in
 /// `out` is replaced only when an earlier merge wrote it and nothing was appended since.
 pub fn merge(dirs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Summary, ReportError> {
+    Ok(merge_outputs(dirs, out, opts)?.summary)
+}
+
+fn merge_outputs(
+    dirs: &[PathBuf],
+    out: &Path,
+    opts: &ReportOptions,
+) -> Result<Outputs, ReportError> {
     check_merge_dirs(dirs, out)?;
     journal::create_private_dir(out).map_err(io_err(out))?;
     let _lock = DirLock::acquire(out)?;
@@ -326,7 +251,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Summa
         bw.flush()
     })
     .map_err(io_err(&marker_path))?;
-    build(out, opts, warnings)
+    build::build(out, opts, warnings)
 }
 
 /// At least one folder, each holding a journal, none of them `out`, none given twice.
@@ -402,7 +327,7 @@ fn check_shards(dirs: &[PathBuf]) -> Result<(Vec<Shard>, Vec<String>), ReportErr
         let mut reader = Reader::open(&path)?;
         let index = Index::build(&mut reader)?;
         if let Some(t) = reader.torn_tail() {
-            warnings.push(torn_warning(&format!("the journal in {}", d.display()), t));
+            warnings.push(build::torn_shard_warning(d, t));
         }
         let before = seen.len();
         let keys = index.keys();
@@ -466,17 +391,18 @@ pub async fn run_command(cfg: ReportConfig) -> Result<Exit, ReportError> {
 fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
     let opts = ReportOptions {
         price_per_call: cfg.price_per_call,
+        results_format: cfg.results_format,
     };
-    let summary = match (cfg.dirs.as_slice(), &cfg.out) {
+    let outputs = match (cfg.dirs.as_slice(), &cfg.out) {
         ([], _) => return Err(ReportError::Usage("report: give at least one DIR".into())),
         ([dir], out) if out.as_ref().is_none_or(|o| same_dir(o, dir)) => {
             if !dir.join(JOURNAL_FILE).is_file() {
                 return Err(ReportError::NoJournal { dir: dir.clone() });
             }
             let _lock = DirLock::acquire(dir)?;
-            write_outputs(dir, &opts)?
+            rebuild(dir, &opts)?
         }
-        (dirs, Some(out)) => merge(dirs, out, &opts)?,
+        (dirs, Some(out)) => merge_outputs(dirs, out, &opts)?,
         (dirs, None) => {
             return Err(ReportError::Usage(format!(
                 "report: {} folders were given; merging them needs --out DIR for the merged outputs \
@@ -489,6 +415,7 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
             )));
         }
     };
+    let summary = &outputs.summary;
     if summary.journals > 1 {
         crate::messages::note(&format!(
             "Merged {} journals into {}.",
@@ -496,6 +423,9 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
         ));
     }
     crate::messages::note(summary.render_text().trim_end());
+    for note in outputs.notes() {
+        crate::messages::note(&note);
+    }
     Ok(if summary.all_have_results() {
         Exit::Ok
     } else {
@@ -506,8 +436,8 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{RunEnd, Writer};
-    use crate::record::{Class, Decision};
+    use crate::journal::{Line, RunEnd, Writer};
+    use crate::record::{Class, Decision, Record};
 
     fn run(resumed: bool, simulated: bool) -> Line {
         Line::Run(crate::journal::fixtures::run_info(resumed, simulated))

@@ -537,15 +537,21 @@ async fn finish(
     let (end, exit) = end_line(&drained, cause.as_ref(), input_unread);
     writer.append(&Line::End(end.clone()))?;
     writer.finish()?;
-    let summary = report::write_outputs(
+    // Outputs built from this journal with nothing new since are left as they are but for
+    // the summary files, which describe this run too.
+    let outputs = report::refresh_outputs(
         &cfg.out,
         &ReportOptions {
             price_per_call: cfg.price_per_call,
+            results_format: cfg.results_format,
         },
     )?;
     if !cfg.quiet {
         // The summary names the stop reason and what to do next.
-        messages::note(&summary.render_text());
+        messages::note(&outputs.summary.render_text());
+        for note in outputs.notes() {
+            messages::note(&note);
+        }
         if end.ignored > 0 {
             messages::note(&format!(
                 "{} file(s) were ignored (not images, links not followed, special files): each \

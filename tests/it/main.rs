@@ -9,6 +9,7 @@ mod emulator;
 mod failures;
 mod fuzz_regressions;
 mod input;
+mod outputs;
 mod quick_check;
 mod report;
 mod resume;

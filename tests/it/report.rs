@@ -254,6 +254,7 @@ fn every_output_is_written_owner_only_and_they_agree() {
         dir.path(),
         &ReportOptions {
             price_per_call: 0.25,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -739,6 +740,7 @@ async fn run_command_merges_into_out_without_touching_the_shards() {
         dirs: vec![a.path().to_path_buf(), b.path().to_path_buf()],
         out: Some(out.clone()),
         price_per_call: 0.25,
+        results_format: None,
     };
     assert_eq!(report::run_command(cfg).await.unwrap().code(), 0);
     let s = read_summary(&out);

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::journal::{RunEnd, RunInfo, Settings};
 use crate::record::{Action, Class, Decision, Record};
 
@@ -15,7 +17,7 @@ use super::{
 const MAX_WARNINGS: usize = 50;
 
 /// How one journal (one shard, or the only one) ended.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Segment {
     /// The end line of the segment's latest run; None while that run has no end line.
     last_end: Option<RunEnd>,
@@ -23,8 +25,10 @@ struct Segment {
 }
 
 /// Builds a [`Summary`] from journal lines streamed in order. Memory stays bounded: counters,
-/// one entry per risk code / log type, and one small entry per merged journal.
-#[derive(Debug, Default)]
+/// one entry per risk code / log type, and one small entry per merged journal. Its state can be
+/// saved (serde) and fed more lines later: a summary brought up to date that way equals one
+/// built from the whole journal.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Accumulator {
     simulated: bool,
     tool_version: Option<String>,
@@ -197,6 +201,7 @@ impl Accumulator {
             wall_secs: self.wall_secs,
             achieved_rate_per_min: self.last_end.and_then(|e| e.achieved_rate_per_min),
             warnings: self.warnings,
+            built_from: None,
         }
     }
 }

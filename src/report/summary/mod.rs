@@ -23,7 +23,8 @@ pub use words::{Fact, Layout, Row, fmt_duration, fmt_threshold, fmt_usd};
 /// The stamp every output carries when its results came from the emulator.
 pub const SIMULATED_NOTICE: &str = "SIMULATED: results from the built-in emulator, not from Didit";
 
-/// The output files written next to the journal, in the order they are listed to the user.
+/// The output files written next to the journal by default, in the order they are listed to the
+/// user (`--results-format` swaps or adds results.jsonl).
 pub const OUTPUT_FILES: [&str; 5] = [
     "results.csv",
     "results.json",
@@ -85,6 +86,43 @@ pub struct Summary {
     pub achieved_rate_per_min: Option<f64>,
     /// Problems found while reading the journal(s): cut-short last lines, mixed settings, ...
     pub warnings: Vec<String>,
+    /// Which journal state these outputs describe, and which files they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_from: Option<BuiltFrom>,
+}
+
+/// Which journal state the outputs were built from and which files they are: `built_from` in
+/// summary.json. A scan that adds no item record leaves the results files alone while this
+/// still describes the journal (see [`crate::report::refresh_outputs`]).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct BuiltFrom {
+    /// Version of the outputs' layout: outputs of another version are always rebuilt.
+    pub format: u32,
+    /// The build of the tool that wrote them (another build rebuilds them too).
+    pub tool_version: String,
+    pub journal: JournalState,
+    /// The output files next to the journal, in the order they are listed.
+    pub files: Vec<String>,
+}
+
+/// A journal state, identified without reading the whole journal again.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct JournalState {
+    /// Bytes of complete lines described (the journal's length when the summary was written).
+    pub bytes: u64,
+    /// Item records, superseded ones included.
+    pub item_records: u64,
+    /// The journal's first line (the first run's header).
+    pub first_line: Option<LineMark>,
+    /// The last item record: the results files describe every record up to this one.
+    pub last_item: Option<LineMark>,
+}
+
+/// Where a journal line starts and the SHA-256 (hex) of its bytes, line break excluded.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct LineMark {
+    pub offset: u64,
+    pub sha256: String,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -196,6 +234,23 @@ pub fn cents(x: f64) -> f64 {
 }
 
 impl Summary {
+    /// The output files next to the journal, as built (the default set for a summary that does
+    /// not say).
+    pub fn output_files(&self) -> Vec<&str> {
+        match &self.built_from {
+            Some(b) => b.files.iter().map(String::as_str).collect(),
+            None => OUTPUT_FILES.to_vec(),
+        }
+    }
+
+    /// The files holding one row per item (results.csv, and results.json and/or results.jsonl).
+    pub fn results_files(&self) -> Vec<&str> {
+        self.output_files()
+            .into_iter()
+            .filter(|f| f.starts_with("results."))
+            .collect()
+    }
+
     pub fn class_count(&self, c: Class) -> u64 {
         self.by_class.get(&c).copied().unwrap_or(0)
     }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::record::Action;
 
-use super::{OUTPUT_FILES, Summary};
+use super::Summary;
 
 /// One (label, value) row of a details table; each rendering formats a list of them its way.
 pub type Row = (&'static str, String);
@@ -295,7 +295,7 @@ impl Summary {
             Fact::ResultsSource => "Didit".into(),
             Fact::Outcome => self.outcome.clone(),
             Fact::Folder => self.out_dir.clone(),
-            Fact::Files => format!("journal.jsonl, {}", OUTPUT_FILES.join(", ")),
+            Fact::Files => format!("journal.jsonl, {}", self.output_files().join(", ")),
         })
     }
 

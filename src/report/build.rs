@@ -1,0 +1,474 @@
+//! Building every output from the journal in three streaming passes: [`latest::scan`] finds
+//! each key's latest record, a second pass sums the summary and picks the rows needing
+//! attention, a third writes the results files in input order, reading each latest record back
+//! by its offset. Memory stays bounded whatever the journal's length.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::json::{self, JsonOut, Shape};
+use super::read::{LinesAt, parse_line};
+use super::sort::{self, Sorted};
+use super::state::{self, Checkpoint};
+use super::summary::{self, Accumulator, BuiltFrom};
+use super::{
+    Outputs, ReportError, ReportOptions, ResultsFormat, Summary, csv, html, io_err, latest,
+};
+use crate::journal::{self, JOURNAL_FILE, JournalError, Line, Reader, TornTail};
+
+/// An output file written owner-only under a temporary name and renamed into place by
+/// [`AtomicOut::commit`]. Dropped uncommitted (an error, a full disk), it removes its temporary
+/// file, and the previous version of the output stays as it was.
+pub(super) struct AtomicOut {
+    path: PathBuf,
+    tmp: PathBuf,
+    w: Option<BufWriter<File>>,
+    committed: bool,
+}
+
+impl AtomicOut {
+    pub(super) fn create(path: &Path) -> io::Result<Self> {
+        let tmp = path.with_extension(format!(
+            "{}.tmp",
+            path.extension().and_then(|e| e.to_str()).unwrap_or("out")
+        ));
+        match journal::open_private(&tmp, false) {
+            Ok(f) => Ok(Self {
+                path: path.to_path_buf(),
+                tmp,
+                w: Some(BufWriter::with_capacity(256 << 10, f)),
+                committed: false,
+            }),
+            Err(e) => {
+                // A planted link is removed, never followed.
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    fn writer(&mut self) -> io::Result<&mut BufWriter<File>> {
+        self.w
+            .as_mut()
+            .ok_or_else(|| io::Error::other("output already committed"))
+    }
+
+    /// Flush, sync and rename into place; returns the file's size.
+    pub(super) fn commit(mut self) -> io::Result<u64> {
+        let w = self.w.take().expect("committed once");
+        let f = w.into_inner().map_err(|e| e.into_error())?;
+        f.sync_data()?;
+        let len = f.metadata()?.len();
+        std::fs::rename(&self.tmp, &self.path)?;
+        self.committed = true;
+        Ok(len)
+    }
+}
+
+impl Write for AtomicOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.writer()?.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.writer()?.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer()?.flush()
+    }
+}
+
+impl Drop for AtomicOut {
+    fn drop(&mut self) {
+        if !self.committed {
+            drop(self.w.take());
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+fn torn_warning(what: &str, t: TornTail) -> String {
+    format!(
+        "{what}'s last line (line {}, {} bytes at byte {}) was cut short, probably by a crash or a kill; \
+         that item has no result here and will be screened again by the next run",
+        t.line, t.len, t.offset
+    )
+}
+
+pub(super) fn torn_shard_warning(dir: &Path, t: TornTail) -> String {
+    torn_warning(&format!("the journal in {}", dir.display()), t)
+}
+
+/// A failure of the temporary sort files in `dir`.
+fn sort_err(dir: &Path) -> impl Fn(io::Error) -> ReportError + '_ {
+    move |source| ReportError::Io {
+        path: dir.to_path_buf(),
+        source,
+    }
+}
+
+/// Rebuild every output in `out_dir` from its journal. `extra_warnings` (a merge's) go in the
+/// summary first.
+pub(super) fn build(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    extra_warnings: Vec<String>,
+) -> Result<Outputs, ReportError> {
+    build_with(out_dir, opts, extra_warnings, sort::BUDGET)
+}
+
+/// [`build`] with each sorter holding at most `budget` bytes in memory.
+fn build_with(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    extra_warnings: Vec<String>,
+    budget: usize,
+) -> Result<Outputs, ReportError> {
+    let journal_path = out_dir.join(JOURNAL_FILE);
+    if !journal_path.is_file() {
+        return Err(ReportError::NoJournal {
+            dir: out_dir.to_path_buf(),
+        });
+    }
+    let format = state::results_format(out_dir, opts.results_format);
+    // Until every output is written, nothing claims they describe the journal.
+    state::forget(out_dir)?;
+
+    // Pass 1: each key's latest record, the order of the results, where the lines end.
+    let scanned = latest::scan(&journal_path, out_dir, budget)?;
+
+    // Pass 2: the summary, the union of carried columns, and the attention rows. A summary
+    // with warnings from outside the journal cannot be brought up to date from the journal
+    // alone, so it gets no checkpoint (the next scan rebuilds).
+    let resumable = extra_warnings.is_empty() && scanned.torn.is_none();
+    let mut acc = Accumulator::new();
+    for w in extra_warnings {
+        acc.warn(w);
+    }
+    if let Some(t) = scanned.torn {
+        acc.warn(torn_warning("the journal", t));
+    }
+    let walked = walk_latest(
+        &journal_path,
+        scanned.limit,
+        scanned.latest,
+        &mut acc,
+        out_dir,
+    )?;
+    let simulated = acc.simulated();
+    let checkpoint = resumable.then(|| acc.clone());
+    let mut summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
+
+    // Pass 3: the results files, then the summary in its three forms.
+    let layout = csv::Layout::new(simulated, &walked.carried);
+    let sizes = write_results(
+        out_dir,
+        &journal_path,
+        scanned.order,
+        layout,
+        simulated,
+        format,
+    )?;
+    summary.built_from = Some(BuiltFrom {
+        format: state::FORMAT,
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        journal: scanned.state,
+        files: format.files().iter().map(|f| f.to_string()).collect(),
+    });
+    write_summaries(out_dir, &summary, &walked.attention)?;
+    let removed = remove_other_results(out_dir, format)?;
+    if let Some(accumulator) = checkpoint {
+        state::save(
+            out_dir,
+            &Checkpoint {
+                built_from: summary.built_from.clone().expect("set above"),
+                price_per_call: opts.price_per_call,
+                results: format,
+                sizes,
+                accumulator,
+                attention: walked.attention.snapshot(),
+            },
+        )?;
+    }
+    Ok(Outputs {
+        summary,
+        left: Vec::new(),
+        removed,
+    })
+}
+
+/// What the summary pass gathers besides the summary itself.
+struct Walked {
+    /// Every manifest column carried by a latest record.
+    carried: BTreeSet<String>,
+    attention: html::Attention,
+}
+
+/// Stream the journal's complete lines into `acc`, gathering the carried columns and the
+/// attention rows of the latest records (`latest`: their offsets, ascending).
+fn walk_latest(
+    journal_path: &Path,
+    limit: u64,
+    mut latest: Sorted<u64>,
+    acc: &mut summary::Accumulator,
+    tmp_dir: &Path,
+) -> Result<Walked, ReportError> {
+    let sort_err = sort_err(tmp_dir);
+    let mut carried: BTreeSet<String> = BTreeSet::new();
+    let mut attention = html::Attention::new();
+    let mut next_latest = latest.next().transpose().map_err(&sort_err)?;
+    let mut reader = Reader::open(journal_path)?;
+    let mut line_no = 0u64;
+    while let Some(next) = reader.next_raw() {
+        let (offset, raw) = next?;
+        line_no += 1;
+        if offset >= limit {
+            break;
+        }
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let line = parse_line(raw).map_err(|e| JournalError::Corrupt {
+            path: journal_path.to_path_buf(),
+            line: line_no,
+            message: e.to_string(),
+        })?;
+        match line {
+            Line::Run(run) => acc.on_run(&run),
+            Line::End(end) => acc.on_end(&end),
+            // Announced uploads and new versions of unchanged items matter to a resume, not to
+            // the outputs.
+            Line::Sending(_) | Line::Unchanged(_) => {}
+            Line::Item(r) => {
+                while next_latest.is_some_and(|l| l < offset) {
+                    next_latest = latest.next().transpose().map_err(&sort_err)?;
+                }
+                let is_latest = next_latest == Some(offset);
+                acc.on_record(&r, is_latest);
+                if is_latest {
+                    for name in r.columns.keys() {
+                        if !carried.contains(name) {
+                            carried.insert(name.clone());
+                        }
+                    }
+                    attention.offer(&r);
+                }
+            }
+        }
+    }
+    Ok(Walked { carried, attention })
+}
+
+/// The results files side by side, one latest record at a time, read back by offset in input
+/// order (`order`); returns each file's name and size.
+fn write_results(
+    out_dir: &Path,
+    journal_path: &Path,
+    order: Sorted<(u64, u64)>,
+    layout: csv::Layout,
+    simulated: bool,
+    format: ResultsFormat,
+) -> Result<Vec<(String, u64)>, ReportError> {
+    let csv_path = out_dir.join("results.csv");
+    let json_path = out_dir.join("results.json");
+    let jsonl_path = out_dir.join("results.jsonl");
+    let create = |path: &Path, wanted: bool| {
+        wanted
+            .then(|| AtomicOut::create(path))
+            .transpose()
+            .map_err(io_err(path))
+    };
+    let mut csv_file = create(&csv_path, true)?.expect("always written");
+    let mut json_file = create(&json_path, format.json())?;
+    let mut jsonl_file = create(&jsonl_path, format.jsonl())?;
+    {
+        let mut csv_out = csv::CsvOut::new(&mut csv_file, layout).map_err(io_err(&csv_path))?;
+        let mut json_out = json_file
+            .as_mut()
+            .map(|f| JsonOut::with_shape(f, Shape::Array, simulated))
+            .transpose()
+            .map_err(io_err(&json_path))?;
+        let mut jsonl_out = jsonl_file
+            .as_mut()
+            .map(|f| JsonOut::with_shape(f, Shape::Lines, simulated))
+            .transpose()
+            .map_err(io_err(&jsonl_path))?;
+        let sort_err = sort_err(out_dir);
+        let mut lines = LinesAt::open(journal_path)?;
+        let mut object = Vec::with_capacity(4096);
+        for next in order {
+            let (_, offset) = next.map_err(&sort_err)?;
+            let Line::Item(r) = lines.read(offset)? else {
+                continue;
+            };
+            let mut r = *r;
+            r.response = None;
+            r.action = Some(summary::record_action(&r));
+            csv_out.write(&r).map_err(io_err(&csv_path))?;
+            if json_out.is_none() && jsonl_out.is_none() {
+                continue;
+            }
+            json::encode(&r, simulated, &mut object).map_err(io_err(&json_path))?;
+            if let Some(out) = json_out.as_mut() {
+                out.write_encoded(&object).map_err(io_err(&json_path))?;
+            }
+            if let Some(out) = jsonl_out.as_mut() {
+                out.write_encoded(&object).map_err(io_err(&jsonl_path))?;
+            }
+        }
+        csv_out.finish().map_err(io_err(&csv_path))?;
+        if let Some(out) = json_out {
+            out.finish().map_err(io_err(&json_path))?;
+        }
+        if let Some(out) = jsonl_out {
+            out.finish().map_err(io_err(&jsonl_path))?;
+        }
+    }
+    let mut sizes = Vec::new();
+    for (name, path, file) in [
+        ("results.json", &json_path, json_file),
+        ("results.jsonl", &jsonl_path, jsonl_file),
+        ("results.csv", &csv_path, Some(csv_file)),
+    ] {
+        if let Some(f) = file {
+            sizes.push((name.to_string(), f.commit().map_err(io_err(path))?));
+        }
+    }
+    sizes.sort();
+    Ok(sizes)
+}
+
+/// The summary in its three forms: summary.json, summary.md and report.html.
+pub(super) fn write_summaries(
+    out_dir: &Path,
+    summary: &Summary,
+    attention: &html::Attention,
+) -> Result<(), ReportError> {
+    let summary_path = out_dir.join("summary.json");
+    journal::write_private_atomic(&summary_path, |w| {
+        serde_json::to_writer_pretty(&mut *w, summary).map_err(io::Error::other)?;
+        w.write_all(b"\n")
+    })
+    .map_err(io_err(&summary_path))?;
+    let md_path = out_dir.join("summary.md");
+    journal::write_private_atomic(&md_path, |w| {
+        w.write_all(summary.render_markdown().as_bytes())
+    })
+    .map_err(io_err(&md_path))?;
+    let html_path = out_dir.join("report.html");
+    journal::write_private_atomic(&html_path, |w| {
+        w.write_all(html::render(summary, attention).as_bytes())
+    })
+    .map_err(io_err(&html_path))
+}
+
+/// Remove the results file of the JSON form no longer written (after `--results-format`
+/// changed), so it cannot be taken for a current one; returns the names removed.
+fn remove_other_results(out_dir: &Path, format: ResultsFormat) -> Result<Vec<String>, ReportError> {
+    let mut removed = Vec::new();
+    for name in ["results.json", "results.jsonl"] {
+        if format.files().contains(&name) {
+            continue;
+        }
+        let path = out_dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(name.to_string()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::fixtures::{run_info, write_lines};
+    use crate::journal::{Line, RunEnd};
+    use crate::record::{Class, Decision, Record};
+
+    /// A journal of 600 keys over two runs, records finishing out of input order, a third of
+    /// the keys redone by the second run.
+    fn journal(dir: &Path) {
+        let mut lines = vec![Line::Run(run_info(false, false))];
+        let record = |i: u64, class: Class, score: f64| {
+            let mut r = Record {
+                key: format!("key-{i:04}"),
+                path: format!("{i}.jpg"),
+                seq: Some(i),
+                class: Some(class),
+                status: (class == Class::Result).then_some(Decision::Approved),
+                score: (class == Class::Result).then_some(score),
+                attempts: 1,
+                billed: class == Class::Result,
+                ..Default::default()
+            };
+            r.columns.insert(format!("col{}", i % 3), i.to_string());
+            Line::Item(Box::new(r.with_action()))
+        };
+        for i in 0..600u64 {
+            let i = (i * 7919) % 600;
+            let class = if i % 3 == 0 {
+                Class::Transient
+            } else {
+                Class::Result
+            };
+            lines.push(record(i, class, (i % 100) as f64));
+        }
+        lines.push(Line::End(RunEnd::default()));
+        lines.push(Line::Run(run_info(true, false)));
+        for i in (0..600u64).rev().filter(|i| i % 3 == 0) {
+            lines.push(record(i, Class::Result, 50.0));
+        }
+        lines.push(Line::End(RunEnd::default()));
+        write_lines(&dir.join(JOURNAL_FILE), &lines);
+    }
+
+    fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        [
+            "results.csv",
+            "results.json",
+            "results.jsonl",
+            "summary.json",
+            "summary.md",
+            "report.html",
+        ]
+        .iter()
+        .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
+        .collect()
+    }
+
+    #[test]
+    fn spilling_to_disk_changes_nothing_in_the_outputs() {
+        let opts = ReportOptions {
+            results_format: Some(ResultsFormat::Both),
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        journal(dir.path());
+        let in_memory = build(dir.path(), &opts, Vec::new()).unwrap();
+        let expected = outputs(dir.path());
+        // 64 entries a run: every sort spills about ten runs
+        let spilled = build_with(dir.path(), &opts, Vec::new(), 64 * 16).unwrap();
+        assert_eq!(spilled.summary, in_memory.summary);
+        for ((f, got), (_, want)) in outputs(dir.path()).iter().zip(&expected) {
+            assert!(got == want, "{f} differs");
+        }
+        assert_eq!(in_memory.summary.items.total, 600);
+        assert_eq!(in_memory.summary.class_count(Class::Transient), 0);
+        assert_eq!(in_memory.summary.credits.used, 600);
+        let mut r = ::csv::Reader::from_path(dir.path().join("results.csv")).unwrap();
+        let keys: Vec<String> = r.records().map(|x| x.unwrap()[0].to_string()).collect();
+        let sorted: Vec<String> = (0..600).map(|i| format!("key-{i:04}")).collect();
+        assert_eq!(keys, sorted, "input order whatever the finishing order");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("tmp") || n.contains("sort"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}

@@ -1,0 +1,222 @@
+//! Which journal state the outputs were built from, kept beside them in a small private file,
+//! and the cheap check a scan makes before rebuilding: when no item record was added since,
+//! the results files are left exactly as they are and only the small files that describe the
+//! latest run (summary.json, summary.md, report.html) are written again, from a checkpoint of
+//! the summary's running totals and the lines appended since, never from a pass over the
+//! whole journal.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::build::write_summaries;
+use super::html::{Attention, AttentionSnapshot};
+use super::summary::{Accumulator, BuiltFrom};
+use super::{Outputs, ReportError, ReportOptions, ResultsFormat, io_err};
+use crate::journal::{self, JOURNAL_FILE, Line};
+
+/// The checkpoint next to the outputs (owner-only, like every file of the out dir).
+pub const STATE_FILE: &str = ".liveness-batch-outputs.json";
+
+/// Version of the outputs' layout. Raise it whenever the outputs of the same journal change:
+/// outputs another version wrote are rebuilt, never patched.
+pub const FORMAT: u32 = 2;
+
+/// Largest checkpoint read back; real ones are far smaller (the attention rows are capped).
+const MAX_STATE_BYTES: u64 = 32 << 20;
+
+/// What the outputs were built from and the state to bring their summary up to date.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// As written in summary.json.
+    pub built_from: BuiltFrom,
+    /// The report options they were built with.
+    pub price_per_call: f64,
+    pub results: ResultsFormat,
+    /// Name and size of each results file as written: a file deleted, cut or replaced since is
+    /// noticed and rebuilt.
+    pub sizes: Vec<(String, u64)>,
+    /// The summary's running totals at `built_from.journal.bytes`.
+    pub accumulator: Accumulator,
+    /// The rows report.html shows.
+    pub attention: AttentionSnapshot,
+}
+
+/// Open an out dir file for reading, never through a symbolic link, only if it is a regular file.
+pub(super) fn open_read(path: &Path) -> std::io::Result<File> {
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if f.metadata()?.is_file() {
+        Ok(f)
+    } else {
+        Err(std::io::Error::other("not a regular file"))
+    }
+}
+
+/// Remove the checkpoint: the outputs no longer claim to describe the journal.
+pub fn forget(out_dir: &Path) -> Result<(), ReportError> {
+    let path = out_dir.join(STATE_FILE);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+        _ => Ok(()),
+    }
+}
+
+pub fn save(out_dir: &Path, checkpoint: &Checkpoint) -> Result<(), ReportError> {
+    let path = out_dir.join(STATE_FILE);
+    journal::write_private_atomic(&path, |w| {
+        serde_json::to_writer(&mut *w, checkpoint).map_err(std::io::Error::other)?;
+        w.write_all(b"\n")
+    })
+    .map_err(io_err(&path))
+}
+
+/// The checkpoint, if there is a readable one.
+fn load(out_dir: &Path) -> Option<Checkpoint> {
+    let f = open_read(&out_dir.join(STATE_FILE)).ok()?;
+    let mut bytes = Vec::new();
+    f.take(MAX_STATE_BYTES + 1).read_to_end(&mut bytes).ok()?;
+    if bytes.len() as u64 > MAX_STATE_BYTES {
+        return None;
+    }
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The results format to write: the one asked for, else the one the out dir already has (its
+/// checkpoint's, else the results files present), else results.json.
+pub fn results_format(out_dir: &Path, asked: Option<ResultsFormat>) -> ResultsFormat {
+    if let Some(f) = asked {
+        return f;
+    }
+    if let Some(cp) = load(out_dir) {
+        return cp.results;
+    }
+    let present = |name: &str| {
+        std::fs::symlink_metadata(out_dir.join(name)).is_ok_and(|m| m.file_type().is_file())
+    };
+    match (present("results.json"), present("results.jsonl")) {
+        (false, true) => ResultsFormat::Jsonl,
+        (true, true) => ResultsFormat::Both,
+        _ => ResultsFormat::Json,
+    }
+}
+
+/// Bring the outputs up to date without a pass over the journal when no item record was added
+/// since they were built: the results files are left as they are, the summary files are
+/// written again with the runs appended since. `None` when the outputs must be rebuilt.
+pub fn refresh(out_dir: &Path, opts: &ReportOptions) -> Result<Option<Outputs>, ReportError> {
+    let Some(cp) = load(out_dir) else {
+        return Ok(None);
+    };
+    let Some((accumulator, bytes)) = unchanged(out_dir, opts, &cp) else {
+        return Ok(None);
+    };
+    let mut built_from = cp.built_from;
+    built_from.journal.bytes = bytes;
+    let mut summary = accumulator
+        .clone()
+        .finish(opts.price_per_call, &out_dir.display().to_string());
+    summary.built_from = Some(built_from.clone());
+    let attention = Attention::from_snapshot(cp.attention);
+    write_summaries(out_dir, &summary, &attention)?;
+    let left = cp.sizes.iter().map(|(name, _)| name.clone()).collect();
+    save(
+        out_dir,
+        &Checkpoint {
+            built_from,
+            accumulator,
+            attention: attention.snapshot(),
+            ..cp
+        },
+    )?;
+    Ok(Some(Outputs {
+        summary,
+        left,
+        removed: Vec::new(),
+    }))
+}
+
+/// When the checkpoint still describes the outputs and the journal holds no item record past
+/// it: the summary's totals with the lines appended since, and where the complete lines end.
+fn unchanged(out_dir: &Path, opts: &ReportOptions, cp: &Checkpoint) -> Option<(Accumulator, u64)> {
+    let built = &cp.built_from;
+    let same_build = built.format == FORMAT && built.tool_version == env!("CARGO_PKG_VERSION");
+    let same_options = cp.price_per_call.to_bits() == opts.price_per_call.to_bits()
+        && opts.results_format.is_none_or(|f| f == cp.results);
+    if !same_build || !same_options {
+        return None;
+    }
+    for (name, size) in &cp.sizes {
+        let m = std::fs::symlink_metadata(out_dir.join(name)).ok()?;
+        if !m.file_type().is_file() || m.len() != *size {
+            return None;
+        }
+    }
+    let file = open_read(&out_dir.join(JOURNAL_FILE)).ok()?;
+    if file.metadata().ok()?.len() < built.journal.bytes {
+        return None;
+    }
+    let mut r = BufReader::with_capacity(64 << 10, file);
+    // The same journal: its first line and its last item record are where they were.
+    let marks = [&built.journal.first_line, &built.journal.last_item];
+    for mark in marks.into_iter().flatten() {
+        let line = line_at(&mut r, mark.offset)?;
+        if hex::encode(Sha256::digest(&line)) != mark.sha256 {
+            return None;
+        }
+    }
+    // Only run, end and sending lines since: they change the summary, not the results.
+    let mut accumulator = cp.accumulator.clone();
+    let mut pos = built.journal.bytes;
+    r.seek(SeekFrom::Start(pos)).ok()?;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = r.read_until(b'\n', &mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        let line = trim_line(&buf);
+        if buf.ends_with(b"\n") && line.iter().all(u8::is_ascii_whitespace) {
+            pos += n as u64;
+            continue;
+        }
+        // A damaged or cut-short line: the rebuild reports it.
+        match serde_json::from_slice::<Line>(line).ok()? {
+            Line::Item(_) => return None,
+            Line::Run(run) => accumulator.on_run(&run),
+            Line::End(end) => accumulator.on_end(&end),
+            Line::Sending(_) | Line::Unchanged(_) => {}
+        }
+        pos += n as u64;
+    }
+    // A run on the emulator after real ones (or the reverse, with --force) stamps the results.
+    if accumulator.simulated() != cp.accumulator.simulated() {
+        return None;
+    }
+    Some((accumulator, pos))
+}
+
+/// A line without its line break (and a CR before it), as the journal reader gives it.
+fn trim_line(buf: &[u8]) -> &[u8] {
+    match buf.strip_suffix(b"\n") {
+        Some(line) => line.strip_suffix(b"\r").unwrap_or(line),
+        None => buf,
+    }
+}
+
+/// The line starting at `offset`.
+fn line_at(r: &mut BufReader<File>, offset: u64) -> Option<Vec<u8>> {
+    r.seek(SeekFrom::Start(offset)).ok()?;
+    let mut buf = Vec::new();
+    r.read_until(b'\n', &mut buf).ok()?;
+    let len = trim_line(&buf).len();
+    buf.truncate(len);
+    Some(buf)
+}
