@@ -27,6 +27,9 @@ use serde_json::{Value, json};
 /// The test suite's image generator, shared so benchmarks and tests use the same content.
 #[path = "../tests/it/common.rs"]
 mod common;
+/// A server answering Didit's endpoint at once, for the photos section.
+#[path = "harness/instant.rs"]
+mod instant;
 /// 1,000,000 rows: first run, rerun of the finished run, resume of a run stopped at 90 %, report.
 #[path = "harness/million.rs"]
 mod million;
@@ -71,10 +74,12 @@ const MAX_RSS_RATIO: f64 = 1.5;
 const MAX_RESUME_SECS: f64 = 10.0;
 
 fn main() {
-    // The floor of the photos section: this binary re-invoked as a minimal client.
-    if std::env::args().nth(1).as_deref() == Some(photos::FLOOR_CLIENT_ARG) {
-        photos::floor_client_main();
-        return;
+    // The photos section re-invokes this binary as the floor's client and as a server that
+    // answers at once.
+    match std::env::args().nth(1).as_deref() {
+        Some(photos::FLOOR_CLIENT_ARG) => return photos::floor_client_main(),
+        Some(instant::INSTANT_ARG) => return instant::instant_main(),
+        _ => {}
     }
     // `cargo bench` passes --bench; `cargo test --all-targets` / `--benches` does not, and must
     // not start a several-minute benchmark.
@@ -1122,20 +1127,23 @@ struct Emulator {
 
 impl Emulator {
     fn start(ctx: &Ctx, dir: &Path, extra: &[&str], log: Option<&Path>) -> Result<Self, String> {
-        let stderr = dir.join("emulator.stderr");
         let mut cmd = Command::new(&ctx.bin);
         cmd.args(["emulator", "--port", "0"])
             .args(extra)
-            .env_remove("RUST_LOG")
-            .env("DIDIT_API_KEY", KEY)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(
-                File::create(&stderr).map_err(|e| format!("create {}: {e}", stderr.display()))?,
-            );
+            .env("DIDIT_API_KEY", KEY);
         if let Some(log) = log {
             cmd.arg("--log").arg(log);
         }
+        Self::launch(cmd, &dir.join("emulator.stderr"))
+    }
+
+    /// Start a server that prints `... listening on URL` as its first line and serves
+    /// `GET /emulator/stats` (the emulator, or the photos section's instant answerer).
+    fn launch(mut cmd: Command, stderr: &Path) -> Result<Self, String> {
+        cmd.env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(stderr).map_err(|e| format!("create {}: {e}", stderr.display()))?);
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start the emulator: {e}"))?;
@@ -1144,12 +1152,12 @@ impl Emulator {
         let _ = out.read_line(&mut line);
         let Some(url) = line
             .trim()
-            .strip_prefix("Didit emulator listening on ")
-            .map(str::to_string)
+            .rsplit_once(" listening on ")
+            .map(|(_, url)| url.to_string())
         else {
             let _ = child.kill();
             let _ = child.wait();
-            let err = std::fs::read_to_string(&stderr).unwrap_or_default();
+            let err = std::fs::read_to_string(stderr).unwrap_or_default();
             return Err(format!(
                 "the emulator did not start (stdout {line:?}); stderr: {err}"
             ));

@@ -5,12 +5,15 @@
 //! first, so both measurements below run on a warm page cache. Then:
 //!
 //! - the client: `scan` of that folder with a fresh out dir, unthrottled, `--concurrency 32`,
-//!   against an emulator in its own process (no rate limit, no latency, no faults), so only the
+//!   against a server that answers at once (`instant.rs`, in its own process), so only the
 //!   client's CPU is counted (user + system, from `wait4`);
-//! - the floor, twice (before and after the scan): this binary re-invoked as a minimal client
+//! - the floor, just before and just after that scan: this binary re-invoked as a minimal client
 //!   that reads each file into a buffer, hashes it with SHA-256 and sends the bytes over one
 //!   loopback TCP connection to a sink (a thread of the harness, not counted) that reads them
-//!   and answers at once, one file after the other.
+//!   and answers at once, one file after the other;
+//! - for information, the client's CPU against the emulator on the first 1,000 photos: the
+//!   emulator decodes each photo (about 20 ms of CPU), so the client waits on it, and it costs
+//!   the client more CPU per request than against a server that answers at once.
 //!
 //! The hash is the `sha2` crate (0.10), the one the tool itself uses: it detects the CPU's SHA
 //! extensions at run time, the instructions OpenSSL uses too.
@@ -30,6 +33,8 @@ pub const FLOOR_CLIENT_ARG: &str = "--floor-client";
 const PHOTOS: usize = 6_000;
 const CONCURRENCY: usize = 32;
 const MAX_CPU_RATIO: f64 = 1.3;
+/// Photos scanned against the emulator too (it decodes each: about 20 ms of CPU a photo).
+const EMULATED_PHOTOS: usize = 1_000;
 /// Bump when the generated set changes: a cached set with another version is regenerated.
 const SET_VERSION: &str = "bench-photos v1";
 /// The demo images the photos are derived from (the larger, well-exposed ones).
@@ -228,25 +233,42 @@ struct Photos {
     mib: f64,
     generated_secs: Option<f64>,
     warm_secs: f64,
-    scan: Measured,
-    requests: u64,
-    by_status: String,
-    emu_cpu: Option<f64>,
+    /// The scan against the server that answers at once: the figure held against the floor.
+    instant: ClientScan,
+    /// The scan of the first photos against the emulator, which decodes each one.
+    emulated: ClientScan,
     floors: Vec<Floor>,
 }
 
 impl Photos {
-    fn client_us(&self) -> f64 {
-        self.scan.cpu().as_secs_f64() / self.requests.max(1) as f64 * 1e6
-    }
-
     /// The floor per request: the mean of the floor runs.
     fn floor_us(&self) -> f64 {
         self.floors.iter().map(Floor::us).sum::<f64>() / self.floors.len().max(1) as f64
     }
 
     fn ratio(&self) -> f64 {
-        self.client_us() / self.floor_us()
+        self.instant.us() / self.floor_us()
+    }
+}
+
+/// One measured scan of a photo folder.
+struct ClientScan {
+    photos: usize,
+    run: Measured,
+    requests: u64,
+    by_status: String,
+    /// The server's CPU over the scan (not counted in the client's).
+    server_cpu: Option<f64>,
+}
+
+impl ClientScan {
+    /// Client CPU per request, in microseconds.
+    fn us(&self) -> f64 {
+        self.run.cpu().as_secs_f64() / self.requests.max(1) as f64 * 1e6
+    }
+
+    fn per_request(&self, d: Duration) -> f64 {
+        d.as_secs_f64() / self.requests.max(1) as f64 * 1e6
     }
 }
 
@@ -282,48 +304,24 @@ pub(super) fn photos(ctx: &Ctx) -> Result<Section, String> {
     );
     let dir = ctx.dir("photos");
     let mut floors = vec![measure_floor(&set, &dir, "floor-1")?];
-
-    let emu = Emulator::start(ctx, &dir, &["--rate-limit", "0/60s"], None)?;
-    let args = scan_args(
-        &set.dir,
-        &dir.join("out"),
-        UNTHROTTLED,
-        CONCURRENCY,
-        &[] as &[&str],
-    );
-    eprintln!("   scan of the photos folder, --rate {UNTHROTTLED} --concurrency {CONCURRENCY}");
-    let before = emu.stats()?;
-    let emu_cpu0 = emu.cpu();
-    let scan = run_scan(
-        ctx,
-        &emu,
-        &args,
-        &dir.join("scan"),
-        Duration::from_secs(900),
-    )?;
-    let emu_cpu = emu.cpu().zip(emu_cpu0).map(|(a, b)| a - b);
-    let after = emu.stats()?;
-    emu.stop();
-    scan.expect_code(0)?;
-    let delta = StatsDelta::new(&before, &after);
-    eprintln!(
-        "      exit {}, wall {:.1} s, CPU {:.2} s, requests {}",
-        scan.code,
-        scan.wall.as_secs_f64(),
-        scan.cpu().as_secs_f64(),
-        delta.requests
-    );
+    let exe = std::env::current_exe().map_err(|e| format!("this binary's path: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(instant::INSTANT_ARG);
+    let server = Emulator::launch(cmd, &dir.join("instant-server.stderr"))?;
+    let instant = scan_photos(ctx, server, &set.dir, set.files.len(), &dir, "instant")?;
     floors.push(measure_floor(&set, &dir, "floor-2")?);
+
+    let subset = link_first(&set, EMULATED_PHOTOS, &dir.join("first-photos"))?;
+    let emu = Emulator::start(ctx, &dir, &["--rate-limit", "0/60s"], None)?;
+    let emulated = scan_photos(ctx, emu, &subset, EMULATED_PHOTOS, &dir, "emulator")?;
 
     let p = Photos {
         photos: set.files.len(),
         mib: set.mib(),
         generated_secs: set.generated_secs,
         warm_secs,
-        scan,
-        requests: delta.requests,
-        by_status: delta.statuses(),
-        emu_cpu,
+        instant,
+        emulated,
         floors,
     };
     Ok(Section {
@@ -333,6 +331,65 @@ pub(super) fn photos(ctx: &Ctx) -> Result<Section, String> {
         json: photos_json(&p),
         broken: Vec::new(),
     })
+}
+
+/// A folder of hard links to the first `n` photos (copies where links fail).
+fn link_first(set: &PhotoSet, n: usize, folder: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(folder).map_err(|e| format!("create {}: {e}", folder.display()))?;
+    for f in set.files.iter().take(n) {
+        let to = folder.join(f.file_name().unwrap_or_default());
+        if std::fs::hard_link(f, &to).is_err() {
+            std::fs::copy(f, &to).map_err(|e| format!("copy {}: {e}", f.display()))?;
+        }
+    }
+    Ok(folder.to_path_buf())
+}
+
+/// `scan` of a photo folder against `server` (stopped after), fresh out dir, unthrottled.
+fn scan_photos(
+    ctx: &Ctx,
+    server: Emulator,
+    folder: &Path,
+    photos: usize,
+    dir: &Path,
+    label: &str,
+) -> Result<ClientScan, String> {
+    let out = dir.join(format!("out-{label}"));
+    let args = scan_args(folder, &out, UNTHROTTLED, CONCURRENCY, &[] as &[&str]);
+    eprintln!(
+        "   {label}: scan of {photos} photos, --rate {UNTHROTTLED} --concurrency {CONCURRENCY}"
+    );
+    let before = server.stats()?;
+    let cpu0 = server.cpu();
+    let log = dir.join(format!("scan-{label}"));
+    let run = run_scan(ctx, &server, &args, &log, Duration::from_secs(900))?;
+    let server_cpu = server.cpu().zip(cpu0).map(|(a, b)| a - b);
+    let after = server.stats()?;
+    server.stop();
+    run.expect_code(0)?;
+    let delta = StatsDelta::new(&before, &after);
+    let scan = ClientScan {
+        photos,
+        run,
+        requests: delta.requests,
+        by_status: delta.statuses(),
+        server_cpu,
+    };
+    eprintln!(
+        "      exit {}, wall {:.1} s, CPU {:.2} s ({:.0} µs per request), requests {}",
+        scan.run.code,
+        scan.run.wall.as_secs_f64(),
+        scan.run.cpu().as_secs_f64(),
+        scan.us(),
+        scan.requests
+    );
+    if scan.requests != photos as u64 {
+        return Err(format!(
+            "{label}: {} requests for {photos} photos",
+            scan.requests
+        ));
+    }
+    Ok(scan)
 }
 
 /// Run the floor's client (this binary, re-invoked) against a sink thread.
@@ -491,16 +548,16 @@ fn floor_client(args: &[String]) -> std::io::Result<()> {
 // ---------------------------------------------------------------------------------------------
 
 fn photos_rows(p: &Photos) -> Vec<Row> {
-    let req = p.requests.max(1) as f64;
+    let (i, e) = (&p.instant, &p.emulated);
     vec![
         Row::info(
-            "Photos: client CPU per request (scan of the photos)",
+            "Photos: client CPU per request (scan; server answers at once)",
             format!(
                 "{:.0} µs (user {:.0} + sys {:.0}; {} requests)",
-                p.client_us(),
-                p.scan.user.as_secs_f64() / req * 1e6,
-                p.scan.sys.as_secs_f64() / req * 1e6,
-                p.requests
+                i.us(),
+                i.per_request(i.run.user),
+                i.per_request(i.run.sys),
+                i.requests
             ),
         ),
         Row::info(
@@ -522,11 +579,21 @@ fn photos_rows(p: &Photos) -> Vec<Row> {
             p.ratio() <= MAX_CPU_RATIO,
         ),
         Row::info(
-            "Photos: scan wall time",
+            "Photos: scan wall time (server answers at once)",
             format!(
                 "{:.1} s ({:.0} requests/s)",
-                p.scan.wall.as_secs_f64(),
-                p.requests as f64 / p.scan.wall.as_secs_f64()
+                i.run.wall.as_secs_f64(),
+                i.requests as f64 / i.run.wall.as_secs_f64()
+            ),
+        ),
+        Row::info(
+            "Photos: client CPU per request against the emulator (decodes each)",
+            format!(
+                "{:.0} µs ({:.2}x the floor; first {} photos, wall {:.1} s)",
+                e.us(),
+                e.us() / p.floor_us(),
+                e.photos,
+                e.run.wall.as_secs_f64()
             ),
         ),
     ]
@@ -537,8 +604,8 @@ fn photos_details(p: &Photos) -> String {
     let _ = writeln!(
         d,
         "  {} distinct JPEG photos, {:.0} MiB ({:.0} KiB each on average), 1000-1500 px, derived \
-         from sample_data's portraits; {}; every file read once before both measurements \
-         ({:.1} s), so both run on a warm page cache",
+         from sample_data's portraits; {}; every file read once before the measurements \
+         ({:.1} s), so all of them run on a warm page cache",
         p.photos,
         p.mib,
         p.mib * 1024.0 / p.photos.max(1) as f64,
@@ -548,44 +615,64 @@ fn photos_details(p: &Photos) -> String {
             )),
         p.warm_secs
     );
-    let rchar = |m: &Measured| {
-        m.rchar()
-            .map_or("?".into(), |b| format!("{:.2}", b as f64 / (p.mib * MIB)))
-    };
     let _ = writeln!(
         d,
         "  client: scan FOLDER --rate {UNTHROTTLED} --concurrency {CONCURRENCY}, fresh out dir, \
-         against an emulator in its own process (--rate-limit 0/60s, no latency, no faults; it \
-         decodes every photo); requests {} (answers: {}), exit {}, wall {:.1} s, CPU {:.2} s \
-         (user {:.2}, sys {:.2}), peak RSS {:.1} MiB, bytes read / photo bytes {}{}",
-        p.requests,
-        p.by_status,
-        p.scan.code,
-        p.scan.wall.as_secs_f64(),
-        p.scan.cpu().as_secs_f64(),
-        p.scan.user.as_secs_f64(),
-        p.scan.sys.as_secs_f64(),
-        p.scan.rss_mib(),
-        rchar(&p.scan),
-        p.emu_cpu
-            .map(|c| format!("; emulator CPU {c:.1} s (not counted)"))
-            .unwrap_or_default()
+         measured with wait4 (user + system CPU of every thread)"
     );
+    let photo_bytes = p.mib * MIB / p.photos.max(1) as f64;
+    for (name, s) in [
+        (
+            "server answering at once (this binary, --instant-server: reads the upload, answers \
+             the emulator's sandbox result, no decoding)",
+            &p.instant,
+        ),
+        (
+            "emulator (--rate-limit 0/60s, no latency, no faults; decodes and measures every \
+             photo)",
+            &p.emulated,
+        ),
+    ] {
+        let _ = writeln!(
+            d,
+            "  against the {name}: {} photos, requests {} (answers: {}), exit {}, wall {:.1} s, \
+             CPU {:.2} s (user {:.2}, sys {:.2}) = {:.0} µs per request, peak RSS {:.1} MiB, \
+             bytes read / photo bytes {}{}",
+            s.photos,
+            s.requests,
+            s.by_status,
+            s.run.code,
+            s.run.wall.as_secs_f64(),
+            s.run.cpu().as_secs_f64(),
+            s.run.user.as_secs_f64(),
+            s.run.sys.as_secs_f64(),
+            s.us(),
+            s.run.rss_mib(),
+            s.run.rchar().map_or("?".into(), |b| format!(
+                "{:.2}",
+                b as f64 / (photo_bytes * s.photos as f64)
+            )),
+            s.server_cpu
+                .map(|c| format!("; server CPU {c:.1} s (not counted)"))
+                .unwrap_or_default()
+        );
+    }
     let _ = writeln!(
         d,
         "  floor: this binary re-invoked (--floor-client): for each file, one after the other, \
          std::fs::read, SHA-256 (sha2 0.10, the tool's own hash; SHA extensions detected at run \
          time), an 8-byte length and the bytes written to one loopback TCP connection \
          (TCP_NODELAY), one byte of answer read back; the sink is a harness thread (not counted). \
-         Run before and after the scan; the floor is their mean."
+         Run just before and just after the scan against the instant server; the floor is their \
+         mean."
     );
-    for (i, f) in p.floors.iter().enumerate() {
+    for (n, f) in p.floors.iter().enumerate() {
         let _ = writeln!(
             d,
             "  floor run {}: CPU {:.2} s (user {:.2}, sys {:.2}) = {:.0} µs per file; wall {:.2} s \
              (read {:.2}, SHA-256 {:.2} = {:.0} MB/s, send and answer {:.2}); bytes read / photo \
              bytes {}",
-            i + 1,
+            n + 1,
             f.run.cpu().as_secs_f64(),
             f.run.user.as_secs_f64(),
             f.run.sys.as_secs_f64(),
@@ -595,10 +682,22 @@ fn photos_details(p: &Photos) -> String {
             f.hash_secs,
             f.hash_mb_per_s(),
             f.send_secs,
-            rchar(&f.run)
+            f.run
+                .rchar()
+                .map_or("?".into(), |b| format!("{:.2}", b as f64 / (p.mib * MIB)))
         );
     }
     d
+}
+
+fn scan_json(s: &ClientScan) -> Value {
+    json!({
+        "photos": s.photos,
+        "requests": s.requests,
+        "cpu_us_per_request": round(s.us(), 1),
+        "server_cpu_secs": s.server_cpu.map(|c| round(c, 2)),
+        "run": s.run.json(),
+    })
 }
 
 fn photos_json(p: &Photos) -> Value {
@@ -609,12 +708,11 @@ fn photos_json(p: &Photos) -> Value {
         "warm_cache_secs": round(p.warm_secs, 2),
         "concurrency": CONCURRENCY,
         "rate": UNTHROTTLED,
-        "requests": p.requests,
-        "client_cpu_us_per_request": round(p.client_us(), 1),
+        "client_cpu_us_per_request": round(p.instant.us(), 1),
         "floor_cpu_us_per_request": round(p.floor_us(), 1),
         "ratio": round(p.ratio(), 3),
-        "emulator_cpu_secs": p.emu_cpu.map(|c| round(c, 2)),
-        "scan": p.scan.json(),
+        "scan_instant_server": scan_json(&p.instant),
+        "scan_emulator": scan_json(&p.emulated),
         "floors": p.floors.iter().map(|f| json!({
             "files": f.files,
             "bytes": f.bytes,
