@@ -605,18 +605,29 @@ fn million_details(runs: &[MRun], inputs: &Inputs) -> String {
     let _ = writeln!(
         d,
         "  read = rchar of /proc/<pid>/io after exit: bytes returned by read()/pread() on files \
-         (journal, manifest, images, /proc), not socket recv() nor mmap. opened = IN_OPEN events \
-         of inotify on the two image folders (image files only)."
+         (journal, manifest, images, /proc), not socket recv() nor mmap; disk = its read_bytes, \
+         what the block device delivered (0 when the page cache holds everything); journal = \
+         the journal's size before the run. opened = IN_OPEN events of inotify on the two image \
+         folders (image files only)."
     );
     let _ = writeln!(
         d,
-        "  {:<11} {:>7} {:>8} {:>8} {:>8} {:>8} {:>11} {:>10} {:>9}  notes",
-        "run", "rows", "wall s", "CPU s", "RSS MiB", "requests", "read MiB", "journal", "opened"
+        "  {:<11} {:>7} {:>8} {:>8} {:>8} {:>8} {:>11} {:>9} {:>10} {:>9}  notes",
+        "run",
+        "rows",
+        "wall s",
+        "CPU s",
+        "RSS MiB",
+        "requests",
+        "read MiB",
+        "disk MiB",
+        "journal",
+        "opened"
     );
     for r in runs {
         let _ = writeln!(
             d,
-            "  {:<11} {:>7} {:>8.2} {:>8.2} {:>8.1} {:>8} {:>11} {:>10} {:>9}  {}",
+            "  {:<11} {:>7} {:>8.2} {:>8.2} {:>8.1} {:>8} {:>11} {:>9} {:>10} {:>9}  {}",
             r.label,
             r.rows,
             r.run.wall.as_secs_f64(),
@@ -626,6 +637,10 @@ fn million_details(runs: &[MRun], inputs: &Inputs) -> String {
             r.run
                 .rchar()
                 .map_or("?".into(), |b| format!("{:.1}", b as f64 / MIB)),
+            r.run.io.map_or("?".into(), |io| format!(
+                "{:.1}",
+                io.read_bytes as f64 / MIB
+            )),
             format!("{:.1}", r.journal_before as f64 / MIB),
             r.opened.map_or("-".into(), |o| o.opened.to_string()),
             run_notes(r)
