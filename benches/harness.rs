@@ -1,7 +1,9 @@
 //! The performance harness: drives the release `liveness-batch` binary and its emulator as
-//! child processes and prints the pacing, throughput, memory and resume figures with their
-//! acceptance thresholds. Run it with `cargo bench --bench harness` (optionally followed by
-//! `-- pacing throughput memory`, to run only some figures). It is never part of `cargo test`:
+//! child processes and prints the pacing, throughput, memory and resume figures, the
+//! million-row figures (`million.rs`) and the client's CPU on real-size photos beside the floor
+//! (`photos.rs`), with their acceptance thresholds. Run it with `cargo bench --bench harness`
+//! (optionally followed by `-- pacing throughput memory million photos`, to run only some
+//! figures). It is never part of `cargo test`:
 //! it asserts nothing about timing, reports what one run measured, and exits non-zero only when
 //! a run itself broke (a child failed, an emulator did not start, a journal was missing).
 //!
@@ -17,7 +19,7 @@ use std::io::{BufRead, BufReader, Cursor, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use image::ImageFormat;
 use serde_json::{Value, json};
@@ -25,6 +27,18 @@ use serde_json::{Value, json};
 /// The test suite's image generator, shared so benchmarks and tests use the same content.
 #[path = "../tests/it/common.rs"]
 mod common;
+/// A server answering Didit's endpoint at once, for the photos section.
+#[path = "harness/instant.rs"]
+mod instant;
+/// 1,000,000 rows: first run, rerun of the finished run, resume of a run stopped at 90 %, report.
+#[path = "harness/million.rs"]
+mod million;
+/// Client CPU per request on 6,000 real-size photos, beside the floor measured in the same run.
+#[path = "harness/photos.rs"]
+mod photos;
+/// Watching a child from outside: image files it opens (inotify), output files it rewrites.
+#[path = "harness/watch.rs"]
+mod watch;
 
 /// The API key the emulator and the scans share (a bench-only value).
 const KEY: &str = "bench-key-0123456789";
@@ -60,6 +74,13 @@ const MAX_RSS_RATIO: f64 = 1.5;
 const MAX_RESUME_SECS: f64 = 10.0;
 
 fn main() {
+    // The photos section re-invokes this binary as the floor's client and as a server that
+    // answers at once.
+    match std::env::args().nth(1).as_deref() {
+        Some(photos::FLOOR_CLIENT_ARG) => return photos::floor_client_main(),
+        Some(instant::INSTANT_ARG) => return instant::instant_main(),
+        _ => {}
+    }
     // `cargo bench` passes --bench; `cargo test --all-targets` / `--benches` does not, and must
     // not start a several-minute benchmark.
     if !std::env::args().any(|a| a == "--bench") {
@@ -98,6 +119,7 @@ fn main() {
     let ctx = Ctx {
         bin,
         root: tmp.path().to_path_buf(),
+        target_dir: target_dir.clone(),
     };
     eprintln!("work folder: {}", ctx.root.display());
 
@@ -110,6 +132,12 @@ fn main() {
     }
     if runs("memory") || runs("resume") {
         section(&mut report, "memory", || memory_and_resume(&ctx));
+    }
+    if runs("million") {
+        section(&mut report, "million", || million::million(&ctx));
+    }
+    if runs("photos") {
+        section(&mut report, "photos", || photos::photos(&ctx));
     }
 
     let total = started.elapsed().as_secs_f64();
@@ -145,6 +173,9 @@ fn write_results(
         "harness_secs": round(total, 1),
         "figures": report.rows.iter().map(Row::json).collect::<Vec<_>>(),
         "sections": report.sections,
+        "section_secs": report.section_secs.iter()
+            .map(|(k, v)| (k.clone(), json!(round(*v, 1))))
+            .collect::<serde_json::Map<_, _>>(),
         "broken": report.broken,
     });
     let out = target_dir.join("bench-results.json");
@@ -161,9 +192,12 @@ fn write_results(
 fn section(report: &mut Report, name: &str, f: impl FnOnce() -> Result<Section, String>) {
     eprintln!("\n== {name} ==");
     let t = Instant::now();
-    match f() {
+    let result = f();
+    let secs = t.elapsed().as_secs_f64();
+    report.section_secs.push((name.to_string(), secs));
+    match result {
         Ok(s) => {
-            eprintln!("   ({name} took {:.1} s)", t.elapsed().as_secs_f64());
+            eprintln!("   ({name} took {secs:.1} s)");
             report.rows.extend(s.rows);
             for b in s.broken {
                 report.rows.push(Row {
@@ -197,6 +231,8 @@ fn section(report: &mut Report, name: &str, f: impl FnOnce() -> Result<Section, 
 struct Ctx {
     bin: PathBuf,
     root: PathBuf,
+    /// Cargo's target folder: `bench-results.json` and inputs cached between runs.
+    target_dir: PathBuf,
 }
 
 impl Ctx {
@@ -863,6 +899,11 @@ struct Measured {
     sys: Duration,
     /// Peak resident set size in KiB (Linux `ru_maxrss`).
     max_rss_kib: u64,
+    /// What the child read, from `/proc/<pid>/io` just after it exited (before it was reaped).
+    io: Option<ProcIo>,
+    /// When it was started (wall clock, to compare with the emulator's request log).
+    started_at: SystemTime,
+    stdout: PathBuf,
     stderr: PathBuf,
 }
 
@@ -875,6 +916,11 @@ impl Measured {
         self.max_rss_kib as f64 * 1024.0 / MIB
     }
 
+    /// Bytes the child passed to `read()`/`pread()` (`rchar`), if measured.
+    fn rchar(&self) -> Option<u64> {
+        self.io.map(|io| io.rchar)
+    }
+
     fn expect_code(&self, want: i32) -> Result<(), String> {
         if self.code == want {
             return Ok(());
@@ -883,7 +929,7 @@ impl Measured {
         let tail: Vec<&str> = log.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         Err(format!(
-            "scan exited {} (expected {want}); stderr ({}) ends with:\n{}",
+            "the child exited {} (expected {want}); stderr ({}) ends with:\n{}",
             self.code,
             self.stderr.display(),
             tail.join("\n")
@@ -897,12 +943,44 @@ impl Measured {
             "user_secs": round(self.user.as_secs_f64(), 3),
             "sys_secs": round(self.sys.as_secs_f64(), 3),
             "peak_rss_kib": self.max_rss_kib,
+            "io": self.io.map(|io| io.json()),
         })
     }
 }
 
-/// Run `liveness-batch <args>` against `emu`, measured with `wait4`; `log` is the base name for
-/// its stdout/stderr files. A child still running after `timeout` is killed (a broken run).
+/// The I/O counters of `/proc/<pid>/io` (whole process, every thread).
+#[derive(Clone, Copy)]
+struct ProcIo {
+    /// Bytes returned by `read()`/`pread()`-family calls on any file descriptor that goes through
+    /// the VFS (files, pipes, `/proc`); not socket `recv()` and not pages touched through `mmap`.
+    rchar: u64,
+    /// `read()`-family calls.
+    syscr: u64,
+    /// Bytes the block layer fetched from storage for this process (0 with a warm page cache).
+    read_bytes: u64,
+}
+
+impl ProcIo {
+    fn read(pid: libc::pid_t) -> Option<Self> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        Some(Self {
+            rchar: field("rchar")?,
+            syscr: field("syscr")?,
+            read_bytes: field("read_bytes")?,
+        })
+    }
+
+    fn json(&self) -> Value {
+        json!({ "rchar": self.rchar, "syscr": self.syscr, "read_bytes": self.read_bytes })
+    }
+}
+
+/// Run `liveness-batch <args>` against `emu`; see [`run_child`].
 fn run_scan(
     ctx: &Ctx,
     emu: &Emulator,
@@ -910,52 +988,71 @@ fn run_scan(
     log: &Path,
     timeout: Duration,
 ) -> Result<Measured, String> {
-    let stdout = log.with_extension("stdout");
-    let stderr = log.with_extension("stderr");
-    let mut cmd = Command::new(&ctx.bin);
-    cmd.args(args)
+    let child = ChildRun {
+        program: &ctx.bin,
+        args,
+        emu: Some(emu),
+        log,
+        timeout,
+    };
+    run_child(&child, &mut |_| {})
+}
+
+/// One child process to run and measure.
+struct ChildRun<'a> {
+    program: &'a Path,
+    args: &'a [String],
+    /// The emulator the child talks to (`DIDIT_BASE_URL`), if any.
+    emu: Option<&'a Emulator>,
+    /// Base name of its stdout/stderr files.
+    log: &'a Path,
+    /// A child still running after this long is killed (a broken run).
+    timeout: Duration,
+}
+
+/// Run a child to its end, measured with `wait4` (peak RSS, user and system CPU, wall time);
+/// `/proc/<pid>/io` is read once it has exited and before it is reaped (`waitid` with
+/// `WNOWAIT`), so the counters are complete. `tick` is called with the pid about every
+/// millisecond while it runs.
+fn run_child(c: &ChildRun, tick: &mut dyn FnMut(libc::pid_t)) -> Result<Measured, String> {
+    let stdout = c.log.with_extension("stdout");
+    let stderr = c.log.with_extension("stderr");
+    let mut cmd = Command::new(c.program);
+    cmd.args(c.args)
         .env_remove("RUST_LOG")
-        .env("DIDIT_API_KEY", KEY)
-        .env("DIDIT_BASE_URL", &emu.url)
         .stdin(Stdio::null())
         .stdout(File::create(&stdout).map_err(|e| format!("create {}: {e}", stdout.display()))?)
         .stderr(File::create(&stderr).map_err(|e| format!("create {}: {e}", stderr.display()))?);
+    if let Some(emu) = c.emu {
+        cmd.env("DIDIT_API_KEY", KEY)
+            .env("DIDIT_BASE_URL", &emu.url);
+    }
+    let started_at = SystemTime::now();
     let started = Instant::now();
     let child = cmd
         .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", ctx.bin.display()))?;
+        .map_err(|e| format!("cannot start {}: {e}", c.program.display()))?;
     let pid = child.id() as libc::pid_t;
     // `child` is reaped by wait4 below, never by std.
     drop(child);
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is a plain C struct; all-zero is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let mut killed = false;
-    loop {
-        // SAFETY: valid pointers to locals; pid is our own unreaped child.
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if r == pid {
-            break;
-        }
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(format!("wait4 failed: {e}"));
-        }
-        if !killed && started.elapsed() > timeout {
+    while !exited(pid)? {
+        if !killed && started.elapsed() > c.timeout {
             // SAFETY: signalling our own child, which has not been reaped yet.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             killed = true;
         }
+        tick(pid);
         std::thread::sleep(Duration::from_millis(1));
     }
     let wall = started.elapsed();
+    let io = ProcIo::read(pid);
+    let (status, usage) = reap(pid)?;
     if killed {
         return Err(format!(
-            "scan did not finish within {} s and was killed (log: {})",
-            timeout.as_secs(),
+            "{} did not finish within {} s and was killed (log: {})",
+            c.args.first().map_or("the child", String::as_str),
+            c.timeout.as_secs(),
             stderr.display()
         ));
     }
@@ -975,8 +1072,48 @@ fn run_scan(
         user: tv(usage.ru_utime),
         sys: tv(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss as u64,
+        io,
+        started_at,
+        stdout,
         stderr,
     })
+}
+
+/// Whether our child `pid` has exited, leaving it unreaped (its `/proc` entry stays readable).
+fn exited(pid: libc::pid_t) -> Result<bool, String> {
+    loop {
+        // SAFETY: siginfo_t is a plain C struct; all-zero is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        // SAFETY: a valid pointer to a local; pid is our own unreaped child.
+        let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
+        if r == 0 {
+            // SAFETY: waitid filled `info` (si_pid stays 0 while the child runs).
+            return Ok(unsafe { info.si_pid() } == pid);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("waitid failed: {e}"));
+        }
+    }
+}
+
+/// Reap our exited child `pid`: its wait status and resource usage.
+fn reap(pid: libc::pid_t) -> Result<(libc::c_int, libc::rusage), String> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is a plain C struct; all-zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to locals; pid is our own unreaped child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            return Ok((status, usage));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("wait4 failed: {e}"));
+        }
+    }
 }
 
 /// An emulator child process on a free loopback port.
@@ -990,20 +1127,23 @@ struct Emulator {
 
 impl Emulator {
     fn start(ctx: &Ctx, dir: &Path, extra: &[&str], log: Option<&Path>) -> Result<Self, String> {
-        let stderr = dir.join("emulator.stderr");
         let mut cmd = Command::new(&ctx.bin);
         cmd.args(["emulator", "--port", "0"])
             .args(extra)
-            .env_remove("RUST_LOG")
-            .env("DIDIT_API_KEY", KEY)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(
-                File::create(&stderr).map_err(|e| format!("create {}: {e}", stderr.display()))?,
-            );
+            .env("DIDIT_API_KEY", KEY);
         if let Some(log) = log {
             cmd.arg("--log").arg(log);
         }
+        Self::launch(cmd, &dir.join("emulator.stderr"))
+    }
+
+    /// Start a server that prints `... listening on URL` as its first line and serves
+    /// `GET /emulator/stats` (the emulator, or the photos section's instant answerer).
+    fn launch(mut cmd: Command, stderr: &Path) -> Result<Self, String> {
+        cmd.env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(stderr).map_err(|e| format!("create {}: {e}", stderr.display()))?);
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start the emulator: {e}"))?;
@@ -1012,12 +1152,12 @@ impl Emulator {
         let _ = out.read_line(&mut line);
         let Some(url) = line
             .trim()
-            .strip_prefix("Didit emulator listening on ")
-            .map(str::to_string)
+            .rsplit_once(" listening on ")
+            .map(|(_, url)| url.to_string())
         else {
             let _ = child.kill();
             let _ = child.wait();
-            let err = std::fs::read_to_string(&stderr).unwrap_or_default();
+            let err = std::fs::read_to_string(stderr).unwrap_or_default();
             return Err(format!(
                 "the emulator did not start (stdout {line:?}); stderr: {err}"
             ));
@@ -1356,6 +1496,8 @@ struct Report {
     rows: Vec<Row>,
     details: Vec<(String, String)>,
     sections: BTreeMap<String, Value>,
+    /// How long each section took, in the order they ran.
+    section_secs: Vec<(String, f64)>,
     broken: Vec<String>,
 }
 
@@ -1426,9 +1568,15 @@ impl Report {
             .iter()
             .filter(|r| r.verdict == Verdict::Pass)
             .count();
+        let took: Vec<String> = self
+            .section_secs
+            .iter()
+            .map(|(name, secs)| format!("{name} {secs:.0} s"))
+            .collect();
+        let _ = writeln!(s, "\nsections took: {}", took.join(", "));
         let _ = writeln!(
             s,
-            "\n{passes} PASS, {fails} FAIL, {} broken; harness took {total_secs:.0} s; load average after: {}",
+            "{passes} PASS, {fails} FAIL, {} broken; harness took {total_secs:.0} s; load average after: {}",
             self.broken.len(),
             load_after.unwrap_or("unknown")
         );
