@@ -251,7 +251,7 @@ impl Manifest {
             k.hash(&mut h);
             h.finish()
         };
-        if let Some(first) = seen.get(&digest(&key)) {
+        if let Some(first) = seen.insert_new(digest(&key), row) {
             if !kind.is_empty() {
                 problems.push(format!(
                     "duplicate {kind} {} (first on row {first})",
@@ -263,12 +263,11 @@ impl Manifest {
             let base = std::mem::take(&mut key);
             key = format!("{base}#row{row}");
             let mut n = 1;
-            while seen.contains_key(&digest(&key)) {
+            while seen.insert_new(digest(&key), row).is_some() {
                 n += 1;
                 key = format!("{base}#row{row}.{n}");
             }
         }
-        seen.insert(digest(&key), row);
         key
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::fs::Metadata;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use chrono::DateTime;
+use chrono::{DateTime, SecondsFormat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -43,7 +43,7 @@ impl fmt::Display for Version {
                 write!(
                     f,
                     "size={size} mtime={}",
-                    at.format("%Y-%m-%dT%H:%M:%S%.9fZ")
+                    at.to_rfc3339_opts(SecondsFormat::Nanos, true)
                 )
             }
         }

@@ -13,7 +13,7 @@ use crate::record::Class;
 
 /// What a resume knows about a key's latest record: 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct KeyState {
+pub struct KeyState {
     /// The version's digest in the upper 56 bits (0 when the record has no version), the
     /// class's code in the lowest 8.
     version_class: u64,
@@ -22,12 +22,20 @@ struct KeyState {
 }
 
 impl KeyState {
-    fn class(self) -> Class {
+    pub fn class(self) -> Class {
         Class::ALL[(self.version_class & 0xff) as usize]
     }
 
     fn version(self) -> u64 {
         self.version_class & !0xff
+    }
+
+    /// Whether the record finished the item at this version ([`version_digest`]): a resume
+    /// skips it without reading it.
+    pub fn is_current(self, version: u64, retry_failed: bool) -> bool {
+        self.version() != 0
+            && self.version() == version & !0xff
+            && self.class().is_done(retry_failed)
     }
 }
 
@@ -252,12 +260,9 @@ impl Index {
         })
     }
 
-    /// Whether `key` is finished at this version ([`version_digest`]): a resume skips it
-    /// without reading it.
-    pub fn is_current(&self, key: u128, version: u64, retry_failed: bool) -> bool {
-        self.by_key.get(&(key as u64)).is_some_and(|s| {
-            s.version() != 0 && s.version() == version & !0xff && s.class().is_done(retry_failed)
-        })
+    /// What the journal knows of `key`'s latest record.
+    pub fn latest(&self, key: u128) -> Option<KeyState> {
+        self.by_key.get(&(key as u64))
     }
 
     /// The version digest of `key`'s latest record, when it has one.
@@ -266,11 +271,6 @@ impl Index {
             .get(&(key as u64))
             .map(KeyState::version)
             .filter(|v| *v != 0)
-    }
-
-    /// Whether the journal has a record for `key`.
-    pub fn has_key(&self, key: u128) -> bool {
-        self.by_key.contains_key(&(key as u64))
     }
 
     /// The class of `key`'s latest record.

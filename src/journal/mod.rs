@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::record::Record;
 
 pub use files::{DirLock, create_private_dir, open_private, out_dir_warning, write_private_atomic};
-pub use index::{Index, Latest, Orphan, reusable_record, version_digest};
+pub use index::{Index, KeyState, Latest, Orphan, reusable_record, version_digest};
 pub use read::{LinesAt, Reader, TornTail};
 pub use write::Writer;
 

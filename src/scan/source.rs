@@ -19,6 +19,9 @@ use crate::messages;
 /// Files preflighted (read and hashed) at once, ahead of the dispatcher.
 const PREFLIGHT_AHEAD: usize = 4;
 
+/// Items sent from the walking thread at once.
+const BATCH: usize = 64;
+
 /// What the source stage found for one item.
 pub enum Checked {
     /// An earlier run finished the item at this version: not opened.
@@ -71,20 +74,19 @@ impl QuickCheck {
     /// Look `item` up in the journal: a key an earlier run finished is stat'ed (never opened),
     /// and passed on as current when its version is the one recorded.
     fn look(&self, item: &mut Item, key: u128) -> bool {
-        if item.problem.is_some() || !self.index.has_key(key) {
+        if item.problem.is_some() {
             return false;
         }
+        let Some(recorded) = self.index.latest(key) else {
+            return false;
+        };
         item.version = std::fs::metadata(&item.path)
             .ok()
             .filter(|m| m.is_file())
             .and_then(|m| Version::of_file(&m));
         !self.checksum
             && item.version.is_some_and(|v| {
-                self.index.is_current(
-                    key,
-                    journal::version_digest(&v.to_string()),
-                    self.retry_failed,
-                )
+                recorded.is_current(journal::version_digest(&v.to_string()), self.retry_failed)
             })
     }
 }
@@ -134,7 +136,14 @@ pub fn preflighted(
     stop: Stop,
     quick: QuickCheck,
 ) -> impl futures::Stream<Item = Ev> + Unpin + use<> {
-    let (tx, rx) = mpsc::channel::<Walked>(256);
+    let (tx, rx) = mpsc::channel::<Vec<Walked>>(8);
+    // Items cross to the pipeline in batches (one wake-up each, not one per item), except from
+    // standard input, whose rows may trickle in and must not wait for a batch to fill.
+    let batch_len = if cfg.sources.iter().any(|s| s.as_os_str() == "-") {
+        1
+    } else {
+        BATCH
+    };
     let sources = cfg.sources.clone();
     let opts = cfg.source_options.clone();
     let source_stop = stop.clone();
@@ -148,6 +157,7 @@ pub fn preflighted(
             }
         };
         let mut keys = RunKeys::for_sources(&sources);
+        let mut batch = Vec::with_capacity(batch_len);
         for ev in iter {
             let walked = match ev {
                 Event::Item(mut item) => {
@@ -159,13 +169,22 @@ pub fn preflighted(
                 Event::Ignored { path, reason } => Walked::Ignored { path, reason },
                 Event::Warning(w) => Walked::Warning(w),
             };
-            if tx.blocking_send(walked).is_err() {
+            batch.push(walked);
+            if batch.len() >= batch_len
+                && tx
+                    .blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(batch_len)))
+                    .is_err()
+            {
                 return;
             }
         }
+        if !batch.is_empty() {
+            let _ = tx.blocking_send(batch);
+        }
     });
     let stream =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
+            .flat_map(futures::stream::iter);
     Box::pin(
         stream
             .map(move |ev| {
