@@ -148,6 +148,27 @@ impl<K: Digest, V: Copy> CompactMap<K, V> {
             .chain(self.recent.iter().map(|(k, v)| (*k, *v)))
     }
 
+    /// Every entry in key order (recent inserts merged first).
+    pub fn sorted(&mut self) -> &[(K, V)] {
+        if !self.recent.is_empty() {
+            self.merge();
+        }
+        &self.sorted
+    }
+
+    /// A map of entries already sorted by key with no key twice; `None` when they are not.
+    pub fn from_sorted(sorted: Vec<(K, V)>) -> Option<Self> {
+        if !sorted.windows(2).all(|w| w[0].0 < w[1].0) || sorted.len() > u32::MAX as usize {
+            return None;
+        }
+        let mut map = Self {
+            sorted,
+            ..Self::default()
+        };
+        map.index_ranges();
+        Some(map)
+    }
+
     /// Move the recent inserts into the sorted vector, merging from the back so no second
     /// copy of the vector is ever made.
     fn merge(&mut self) {
@@ -227,6 +248,32 @@ mod tests {
         assert_eq!(map.insert_new(u64::MAX, 7), map.get(&u64::MAX));
         assert_eq!(map.insert_new(12345, 7), None);
         assert_eq!(map.get(&12345), Some(7));
+    }
+
+    #[test]
+    fn sorted_entries_rebuild_the_same_map_and_unsorted_ones_are_refused() {
+        let mut map = CompactMap::new();
+        for k in 0..(RECENT_MAX as u64 + 500) {
+            map.insert(k.wrapping_mul(0x9e37_79b9_7f4a_7c15), k);
+        }
+        let sorted = map.sorted().to_vec();
+        assert_eq!(sorted.len(), RECENT_MAX + 500);
+        let copy = CompactMap::from_sorted(sorted.clone()).unwrap();
+        for (k, v) in &sorted {
+            assert_eq!(copy.get(k), Some(*v));
+        }
+        assert_eq!(copy.len(), sorted.len());
+        let mut swapped = sorted.clone();
+        swapped.swap(3, 4);
+        assert!(CompactMap::from_sorted(swapped).is_none());
+        let mut twice = sorted;
+        twice[5].0 = twice[4].0;
+        assert!(CompactMap::from_sorted(twice).is_none());
+        assert!(
+            CompactMap::<u64, u64>::from_sorted(Vec::new())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -16,9 +16,9 @@ use crate::record::Class;
 pub struct KeyState {
     /// The version's digest in the upper 56 bits (0 when the record has no version), the
     /// class's code in the lowest 8.
-    version_class: u64,
+    pub(super) version_class: u64,
     /// The content's digest ([`short`]), 0 when nothing was read.
-    content: u64,
+    pub(super) content: u64,
 }
 
 impl KeyState {
@@ -64,10 +64,10 @@ pub fn version_digest(version: &str) -> u64 {
 /// collide would also need the same version or content to be mistaken for each other.
 #[derive(Debug, Default)]
 pub struct Index {
-    by_key: CompactMap<u64, KeyState>,
+    pub(super) by_key: CompactMap<u64, KeyState>,
     /// Content digest -> offset (upper 56 bits) and class code of a result (or rejection) that
     /// identical images can reuse; a result is preferred over a rejection. See [`Index::reusable`].
-    by_content: CompactMap<u128, u64>,
+    pub(super) by_content: CompactMap<u128, u64>,
     /// The settings of the latest run header.
     pub settings: Option<Settings>,
     pub runs: u64,
@@ -100,12 +100,14 @@ struct LightLine {
     settings: Option<Settings>,
 }
 
-/// Stream a journal's lines as the light fields indexes need, checking that it is a journal.
+/// Stream a journal's lines as the light fields indexes need, checking that it is a journal
+/// (its first line a run header; `from_start` is false for a reader opened past the header).
 fn for_each_light(
     reader: &mut Reader,
+    from_start: bool,
     mut f: impl FnMut(u64, LightLine) -> Result<(), &'static str>,
 ) -> Result<(), JournalError> {
-    let mut first = true;
+    let mut first = from_start;
     while let Some(next) = reader.next_raw() {
         let (offset, raw) = next?;
         if raw.iter().all(|b| b.is_ascii_whitespace()) {
@@ -144,54 +146,99 @@ fn for_each_light(
     Ok(())
 }
 
+/// An [`Index`] being built line by line, with what the build needs besides it: uploads the
+/// current run segment announced and has not recorded yet, and those of runs that died.
+#[derive(Debug, Default)]
+pub(super) struct Builder {
+    pub(super) index: Index,
+    announced: HashMap<u128, Orphan>,
+    dead: Vec<Orphan>,
+    /// The offset of the last line read.
+    pub(super) last: Option<u64>,
+}
+
+impl Builder {
+    /// Go on from a finished index (its orphans are the dead runs' uploads so far).
+    pub(super) fn resume(mut index: Index) -> Self {
+        let dead = std::mem::take(&mut index.orphans);
+        Self {
+            index,
+            announced: HashMap::new(),
+            dead,
+            last: None,
+        }
+    }
+
+    /// Whether no upload is announced and unrecorded: the index is complete as it stands
+    /// (true after a run's end line).
+    pub(super) fn settled(&self) -> bool {
+        self.announced.is_empty()
+    }
+
+    /// Stream `reader`'s lines into the index.
+    pub(super) fn read(
+        &mut self,
+        reader: &mut Reader,
+        from_start: bool,
+    ) -> Result<(), JournalError> {
+        for_each_light(reader, from_start, |offset, light| self.line(offset, light))
+    }
+
+    fn line(&mut self, offset: u64, light: LightLine) -> Result<(), &'static str> {
+        self.last = Some(offset);
+        let index = &mut self.index;
+        match light.kind {
+            LineKind::Run => {
+                // A run header after a segment without an end line: that run died.
+                self.dead.extend(self.announced.drain().map(|(_, o)| o));
+                index.runs += 1;
+                index.settings = light.settings;
+            }
+            LineKind::End => self.announced.clear(),
+            LineKind::Sending => {
+                let key = light.key.unwrap_or_default();
+                self.announced
+                    .insert(key_digest(&key), Orphan { key, offset });
+            }
+            LineKind::Unchanged => index.unchanged(&light),
+            LineKind::Item => {
+                index.records += 1;
+                let (Some(key), Some(class)) = (light.key.as_deref(), light.class) else {
+                    return Err("an item line without key or class");
+                };
+                let digest = key_digest(key);
+                self.announced.remove(&digest);
+                // A later record of a dead run's item carries that run's possible charge.
+                if !self.dead.is_empty() {
+                    self.dead.retain(|o| o.key != key);
+                }
+                let content = light.sha256.as_deref().and_then(content_digest);
+                index.insert(digest, light.version.as_deref(), content, class);
+                if let Some(c) = content
+                    && light.duplicate_of.is_none()
+                    && reusable_record(class, light.error_field.as_deref(), false)
+                {
+                    index.offer(c, offset, class);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(mut self) -> Index {
+        self.dead.extend(self.announced.into_values());
+        self.dead.sort_by_key(|o| o.offset);
+        self.index.orphans = self.dead;
+        self.index
+    }
+}
+
 impl Index {
     /// Build the index by streaming the journal once.
     pub fn build(reader: &mut Reader) -> Result<Self, JournalError> {
-        let mut index = Index::default();
-        // Uploads announced by the current run segment and not recorded yet.
-        let mut announced: HashMap<u128, Orphan> = HashMap::new();
-        let mut dead: Vec<Orphan> = Vec::new();
-        for_each_light(reader, |offset, light| {
-            match light.kind {
-                LineKind::Run => {
-                    // A run header after a segment without an end line: that run died.
-                    dead.extend(announced.drain().map(|(_, o)| o));
-                    index.runs += 1;
-                    index.settings = light.settings;
-                }
-                LineKind::End => announced.clear(),
-                LineKind::Sending => {
-                    let key = light.key.unwrap_or_default();
-                    announced.insert(key_digest(&key), Orphan { key, offset });
-                }
-                LineKind::Unchanged => index.unchanged(&light),
-                LineKind::Item => {
-                    index.records += 1;
-                    let (Some(key), Some(class)) = (light.key.as_deref(), light.class) else {
-                        return Err("an item line without key or class");
-                    };
-                    let digest = key_digest(key);
-                    announced.remove(&digest);
-                    // A later record of a dead run's item carries that run's possible charge.
-                    if !dead.is_empty() {
-                        dead.retain(|o| o.key != key);
-                    }
-                    let content = light.sha256.as_deref().and_then(content_digest);
-                    index.insert(digest, light.version.as_deref(), content, class);
-                    if let Some(c) = content
-                        && light.duplicate_of.is_none()
-                        && reusable_record(class, light.error_field.as_deref(), false)
-                    {
-                        index.offer(c, offset, class);
-                    }
-                }
-            }
-            Ok(())
-        })?;
-        dead.extend(announced.into_values());
-        dead.sort_by_key(|o| o.offset);
-        index.orphans = dead;
-        Ok(index)
+        let mut builder = Builder::default();
+        builder.read(reader, true)?;
+        Ok(builder.finish())
     }
 
     /// Record `key`'s latest record.
@@ -311,7 +358,7 @@ fn split_digest(d: u128) -> [u64; 2] {
 impl Latest {
     pub fn build(reader: &mut Reader) -> Result<Self, JournalError> {
         let mut entries = Vec::new();
-        for_each_light(reader, |offset, light| {
+        for_each_light(reader, true, |offset, light| {
             if let Some(key) = light
                 .key
                 .as_deref()

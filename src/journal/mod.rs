@@ -1,10 +1,11 @@
 //! The append-only journal (`journal.jsonl`): the run's source of truth. This module owns the
 //! line format; `read` streams lines (tolerating a torn last line), `index` builds the compact
-//! resume indexes, `write` appends and syncs, `files` holds the out dir's lock and private files.
+//! resume indexes (`snapshot` saves them beside the journal), `write` appends and syncs, `files` holds the out dir's lock and private files.
 
 mod files;
 mod index;
 mod read;
+mod snapshot;
 mod write;
 
 use std::io;
@@ -19,6 +20,7 @@ use crate::record::Record;
 pub use files::{DirLock, create_private_dir, open_private, out_dir_warning, write_private_atomic};
 pub use index::{Index, KeyState, Latest, Orphan, reusable_record, version_digest};
 pub use read::{LinesAt, Reader, TornTail};
+pub use snapshot::{INDEX_FILE, Loaded, load as load_index, refresh as refresh_index};
 pub use write::Writer;
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";

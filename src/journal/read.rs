@@ -42,8 +42,26 @@ impl Reader {
         })
     }
 
+    /// A reader that starts at `offset`, the start of line `line_no + 1` (for reading only a
+    /// journal's tail; the caller knows where its lines start).
+    pub fn open_at(path: &Path, offset: u64, line_no: u64) -> Result<Self, JournalError> {
+        let mut reader = Self::open(path)?;
+        reader
+            .inner
+            .seek(SeekFrom::Start(offset))
+            .map_err(JournalError::io("read", path))?;
+        reader.offset = offset;
+        reader.line_no = line_no;
+        Ok(reader)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Lines read so far (the number of the last one).
+    pub fn line_no(&self) -> u64 {
+        self.line_no
     }
 
     /// Set once the stream ended on a torn last line.

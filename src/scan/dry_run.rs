@@ -13,7 +13,7 @@ use super::source::{self, Checked, Ev, QuickCheck};
 use super::{ScanError, Stop};
 use crate::config::ScanConfig;
 use crate::exit::Exit;
-use crate::journal::{self, Index, Reader};
+use crate::journal::{self, Index};
 use crate::{messages, progress};
 
 /// What a run would do, by decision.
@@ -31,7 +31,7 @@ pub struct Estimate {
 pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
     let journal_path = cfg.out.join(journal::JOURNAL_FILE);
     let index = if journal_path.exists() && !cfg.fresh {
-        Index::build(&mut Reader::open(&journal_path)?)?
+        journal::load_index(&journal_path)?.0
     } else {
         Index::default()
     };

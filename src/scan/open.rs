@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{ScanError, now_rfc3339};
 use crate::config::ScanConfig;
 use crate::didit::{Client, ClientConfig};
-use crate::journal::{self, DirLock, Index, JournalError, Line, Reader, RunInfo, Settings, Writer};
+use crate::journal::{self, DirLock, Index, JournalError, Line, RunInfo, Settings, Writer};
 use crate::secret::ApiKey;
 use crate::{emulator, messages};
 
@@ -166,8 +166,13 @@ fn resume_index(
     journal_path: &Path,
     settings: &Settings,
 ) -> Result<(Index, Option<u64>), ScanError> {
-    let mut reader = Reader::open(journal_path)?;
-    let index = Index::build(&mut reader)?;
+    let (index, reader, loaded) = journal::load_index(journal_path)?;
+    if let journal::Loaded::Snapshot { tail } = loaded {
+        tracing::debug!(
+            tail,
+            "resume index from its snapshot and the journal's tail"
+        );
+    }
     if let Some(torn) = reader.torn_tail() {
         messages::warn(&format!(
             "the journal's last line (line {}, {} bytes) was cut short by a crash; that item \

@@ -537,6 +537,12 @@ async fn finish(
     let (end, exit) = end_line(&drained, cause.as_ref(), input_unread);
     writer.append(&Line::End(end.clone()))?;
     writer.finish()?;
+    // The next resume reads the saved index and only the lines after it.
+    if let Err(e) = journal::refresh_index(&cfg.out.join(journal::JOURNAL_FILE)) {
+        messages::warn(&format!(
+            "could not save the resume index ({e}); the next run reads the whole journal instead"
+        ));
+    }
     // Outputs built from this journal with nothing new since are left as they are but for
     // the summary files, which describe this run too.
     let outputs = report::refresh_outputs(

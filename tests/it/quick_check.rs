@@ -289,3 +289,41 @@ async fn a_journal_without_versions_resumes_by_content_then_by_version() {
     let tiny = rows.iter().find(|r| r["key"] == "tiny.png").unwrap();
     assert_eq!(tiny["action"], "retake", "the old record still stands");
 }
+
+#[tokio::test]
+async fn the_saved_index_is_private_and_a_missing_or_damaged_one_changes_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let emu = common::emulator(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = three_images(dir.path());
+    let out = dir.path().join("out");
+    assert_eq!(scan(&emu, &src, &out, &[]).await.code, 0);
+    let saved = out.join(".liveness-batch-index");
+    let meta = std::fs::metadata(&saved).expect("the index is saved at the end of a run");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    // b.jpg changes; the index saved by the first run knows nothing of the second's lines,
+    // which are read from the journal's tail.
+    std::fs::write(src.join("b.jpg"), common::jpeg(31337)).unwrap();
+    set_mtime(
+        &src.join("b.jpg"),
+        SystemTime::now() + Duration::from_secs(60),
+    );
+    assert_eq!(scan(&emu, &src, &out, &[]).await.code, 0);
+    assert_eq!(emu.stats().requests, 4);
+
+    // Damaged, then missing: the journal is read in full, with the same decisions.
+    let mut bytes = std::fs::read(&saved).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&saved, &bytes).unwrap();
+    let run = scan(&emu, &src, &out, &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(end_line(&out)["skipped_unread"], 3);
+    std::fs::remove_file(&saved).unwrap();
+    let run = scan(&emu, &src, &out, &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(end_line(&out)["skipped_unread"], 3);
+    assert_eq!(emu.stats().requests, 4, "nothing sent again");
+    assert!(saved.exists(), "saved again");
+}

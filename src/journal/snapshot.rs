@@ -1,0 +1,496 @@
+//! The resume index saved beside the journal (`.liveness-batch-index`), so a resume reads the
+//! journal's tail instead of all of it: a million-record journal is about 850 MB of JSON, its
+//! index about 30 MB of fixed-size entries. The snapshot names the journal state it covers (its
+//! length, and SHA-256 of its first line and of the line ending there) and ends with a SHA-256 of
+//! itself; anything that does not match (another journal, a journal cut shorter or rewritten, a
+//! damaged or foreign file) is ignored and the journal is read in full, as without a snapshot.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::index::{Builder, KeyState};
+use super::{Index, JournalError, Orphan, Reader, Settings, files};
+use crate::compact::CompactMap;
+use crate::record::Class;
+
+pub const INDEX_FILE: &str = ".liveness-batch-index";
+
+const MAGIC: &[u8; 8] = b"LBINDEX1";
+
+/// How an index was loaded, for the run's log and the tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loaded {
+    /// From the snapshot, then the journal's lines after it (`tail` bytes).
+    Snapshot { tail: u64 },
+    /// From the whole journal: no snapshot, or one that did not match.
+    Journal,
+}
+
+/// The index of the journal at `journal`, from the snapshot beside it when that matches the
+/// journal, else by reading the whole journal. Returns the reader at the journal's end (for its
+/// torn tail and length) and how it was loaded.
+pub fn load(journal: &Path) -> Result<(Index, Reader, Loaded), JournalError> {
+    let snapshot = path_for(journal);
+    if let Some(state) = read_snapshot(&snapshot, journal) {
+        let mut builder = Builder::resume(state.index);
+        let mut reader = Reader::open_at(journal, state.covered, state.lines)?;
+        builder.read(&mut reader, false)?;
+        let tail = reader.good_len() - state.covered;
+        return Ok((builder.finish(), reader, Loaded::Snapshot { tail }));
+    }
+    let mut reader = Reader::open(journal)?;
+    let index = Index::build(&mut reader)?;
+    Ok((index, reader, Loaded::Journal))
+}
+
+/// Bring the snapshot up to date with the journal (after a run wrote its end line): loads the
+/// index as [`load`] does, then saves it when it is complete (no upload announced without its
+/// record). Saving is an optimisation: a failure leaves the previous snapshot or none.
+pub fn refresh(journal: &Path) -> Result<(), JournalError> {
+    let snapshot = path_for(journal);
+    let loaded = read_snapshot(&snapshot, journal);
+    let (mut builder, mut reader) = match loaded {
+        Some(state) => {
+            let reader = Reader::open_at(journal, state.covered, state.lines)?;
+            (Builder::resume(state.index), reader)
+        }
+        None => (Builder::default(), Reader::open(journal)?),
+    };
+    let from_start = reader.good_len() == 0;
+    let start = reader.good_len();
+    builder.read(&mut reader, from_start)?;
+    if reader.good_len() == start && start > 0 {
+        return Ok(()); // Nothing new since the snapshot.
+    }
+    if !builder.settled() || reader.torn_tail().is_some() {
+        return Ok(());
+    }
+    let Some(last) = builder.last else {
+        return Ok(());
+    };
+    let covered = reader.good_len();
+    let lines = reader.line_no();
+    let first = first_line_hash(journal)?;
+    let last_hash = range_hash(journal, last, covered)?;
+    let mut index = builder.finish();
+    files::write_private_atomic(&snapshot, |w| {
+        let mut w = Hashing::new(w);
+        w.write_all(MAGIC)?;
+        for n in [covered, lines, last] {
+            w.write_all(&n.to_le_bytes())?;
+        }
+        w.write_all(&first)?;
+        w.write_all(&last_hash)?;
+        write_index(&mut w, &mut index)?;
+        let sum = w.hasher.finalize_reset();
+        w.inner.write_all(&sum)
+    })
+    .map_err(JournalError::io("write", &snapshot))
+}
+
+/// A snapshot's index and the journal state it covers.
+struct State {
+    index: Index,
+    covered: u64,
+    lines: u64,
+}
+
+/// The snapshot at `path` when it is whole and covers a prefix of `journal`; `None` otherwise.
+fn read_snapshot(path: &Path, journal: &Path) -> Option<State> {
+    let file = files::open_read(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let mut r = Hashing::new(BufReader::with_capacity(256 * 1024, file));
+    let mut magic = [0u8; 8];
+    r.read_exact(&mut magic).ok()?;
+    if &magic != MAGIC {
+        return None;
+    }
+    let covered = r.u64().ok()?;
+    let lines = r.u64().ok()?;
+    let last = r.u64().ok()?;
+    let first = r.array::<32>().ok()?;
+    let last_hash = r.array::<32>().ok()?;
+    // The journal first: a snapshot of another journal is not read further.
+    if last >= covered
+        || std::fs::metadata(journal).ok()?.len() < covered
+        || first_line_hash(journal).ok()? != first
+        || range_hash(journal, last, covered).ok()? != last_hash
+    {
+        return None;
+    }
+    let index = read_index(&mut r, len).ok()?;
+    let sum = r.hasher.finalize_reset();
+    let mut stored = [0u8; 32];
+    r.inner.read_exact(&mut stored).ok()?;
+    let mut more = [0u8; 1];
+    if sum[..] != stored || r.inner.read(&mut more).ok()? != 0 {
+        return None;
+    }
+    Some(State {
+        index,
+        covered,
+        lines,
+    })
+}
+
+fn write_index(w: &mut impl Write, index: &mut Index) -> io::Result<()> {
+    let settings = serde_json::to_vec(&index.settings).map_err(io::Error::other)?;
+    w.write_all(&(settings.len() as u64).to_le_bytes())?;
+    w.write_all(&settings)?;
+    for n in [index.runs, index.records, index.orphans.len() as u64] {
+        w.write_all(&n.to_le_bytes())?;
+    }
+    for o in &index.orphans {
+        w.write_all(&o.offset.to_le_bytes())?;
+        w.write_all(&(o.key.len() as u64).to_le_bytes())?;
+        w.write_all(o.key.as_bytes())?;
+    }
+    let by_key = index.by_key.sorted();
+    w.write_all(&(by_key.len() as u64).to_le_bytes())?;
+    for (k, s) in by_key {
+        w.write_all(&k.to_le_bytes())?;
+        w.write_all(&s.version_class.to_le_bytes())?;
+        w.write_all(&s.content.to_le_bytes())?;
+    }
+    let by_content = index.by_content.sorted();
+    w.write_all(&(by_content.len() as u64).to_le_bytes())?;
+    for (k, v) in by_content {
+        w.write_all(&k.to_le_bytes())?;
+        w.write_all(&v.to_le_bytes())?;
+    }
+    Ok(())
+}
+
+/// The index part of a snapshot of `len` bytes; counts are checked against the length before
+/// anything is allocated for them.
+fn read_index<R: Read>(r: &mut Hashing<R>, len: u64) -> io::Result<Index> {
+    let bad = || io::Error::from(io::ErrorKind::InvalidData);
+    let count = |r: &mut Hashing<R>, size: u64| -> io::Result<usize> {
+        let n = r.u64()?;
+        if n.checked_mul(size).is_none_or(|bytes| bytes > len) {
+            return Err(bad());
+        }
+        Ok(n as usize)
+    };
+    let settings_len = count(r, 1)?;
+    let mut settings = vec![0u8; settings_len];
+    r.read_exact(&mut settings)?;
+    let settings: Option<Settings> = serde_json::from_slice(&settings).map_err(|_| bad())?;
+    let runs = r.u64()?;
+    let records = r.u64()?;
+    let orphan_count = count(r, 16)?;
+    let mut orphans = Vec::with_capacity(orphan_count);
+    for _ in 0..orphan_count {
+        let offset = r.u64()?;
+        let mut key = vec![0u8; count(r, 1)?];
+        r.read_exact(&mut key)?;
+        let key = String::from_utf8(key).map_err(|_| bad())?;
+        orphans.push(Orphan { key, offset });
+    }
+    let class_ok = |code: u64| ((code & 0xff) as usize) < Class::ALL.len();
+    let n = count(r, 24)?;
+    let mut by_key = Vec::with_capacity(n);
+    for _ in 0..n {
+        let k = r.u64()?;
+        let state = KeyState {
+            version_class: r.u64()?,
+            content: r.u64()?,
+        };
+        if !class_ok(state.version_class) {
+            return Err(bad());
+        }
+        by_key.push((k, state));
+    }
+    let n = count(r, 24)?;
+    let mut by_content = Vec::with_capacity(n);
+    for _ in 0..n {
+        let k = u128::from_le_bytes(r.array::<16>()?);
+        let v = r.u64()?;
+        if !class_ok(v) {
+            return Err(bad());
+        }
+        by_content.push((k, v));
+    }
+    Ok(Index {
+        by_key: CompactMap::from_sorted(by_key).ok_or_else(bad)?,
+        by_content: CompactMap::from_sorted(by_content).ok_or_else(bad)?,
+        settings,
+        runs,
+        records,
+        orphans,
+    })
+}
+
+/// SHA-256 of the journal's first line (with its newline).
+fn first_line_hash(journal: &Path) -> Result<[u8; 32], JournalError> {
+    let file = files::open_read(journal)?;
+    let mut line = Vec::new();
+    BufReader::new(file.take(1 << 20))
+        .read_until(b'\n', &mut line)
+        .map_err(JournalError::io("read", journal))?;
+    Ok(Sha256::digest(&line).into())
+}
+
+/// SHA-256 of the journal's bytes from `start` to `end`.
+fn range_hash(journal: &Path, start: u64, end: u64) -> Result<[u8; 32], JournalError> {
+    let read = |mut file: File| -> io::Result<[u8; 32]> {
+        file.seek(SeekFrom::Start(start))?;
+        let mut hasher = Sha256::new();
+        let n = io::copy(&mut file.take(end - start), &mut hasher)?;
+        if n != end - start {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        Ok(hasher.finalize().into())
+    };
+    read(files::open_read(journal)?).map_err(JournalError::io("read", journal))
+}
+
+/// A reader or writer that hashes what passes through it.
+struct Hashing<T> {
+    inner: T,
+    hasher: Sha256,
+}
+
+impl<T> Hashing<T> {
+    fn new(inner: T) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+}
+
+impl<R: Read> Hashing<R> {
+    fn array<const N: usize>(&mut self) -> io::Result<[u8; N]> {
+        let mut a = [0u8; N];
+        self.read_exact(&mut a)?;
+        Ok(a)
+    }
+
+    fn u64(&mut self) -> io::Result<u64> {
+        self.array::<8>().map(u64::from_le_bytes)
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The snapshot's path for a journal.
+pub fn path_for(journal: &Path) -> PathBuf {
+    journal.with_file_name(INDEX_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::journal::fixtures::*;
+    use crate::journal::{JOURNAL_FILE, Line, RunEnd, Sending, Writer};
+
+    /// Everything an index holds, comparable.
+    fn contents(index: &mut Index) -> String {
+        format!(
+            "{:?} {} {} {:?} {:?} {:?}",
+            index.settings,
+            index.runs,
+            index.records,
+            index.orphans,
+            index.by_key.sorted(),
+            index.by_content.sorted()
+        )
+    }
+
+    fn sha(n: usize) -> String {
+        format!("{n:064x}")
+    }
+
+    fn append(path: &Path, lines: &[Line]) {
+        let len = std::fs::metadata(path).map(|m| m.len()).ok();
+        let mut w = Writer::open(path, len).unwrap();
+        for l in lines {
+            w.append(l).unwrap();
+        }
+        w.finish().unwrap();
+    }
+
+    /// A journal of `n` items over a few runs, a dead run's orphan among them, ending cleanly.
+    fn journal(dir: &Path, n: usize) -> PathBuf {
+        let p = dir.join(JOURNAL_FILE);
+        let mut lines = vec![run_line(), Line::Sending(Sending { key: "lost".into() })];
+        lines.push(run_line());
+        for i in 0..n {
+            let class = if i % 7 == 0 {
+                Class::Transient
+            } else {
+                Class::Result
+            };
+            lines.push(item(&format!("k{i}"), &sha(i % 50), class));
+        }
+        lines.push(Line::End(RunEnd::default()));
+        write_lines(&p, &lines);
+        p
+    }
+
+    fn built(p: &Path) -> Index {
+        Index::build(&mut Reader::open(p).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_and_the_tail_give_the_index_of_the_whole_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = journal(dir.path(), 3_000);
+        refresh(&p).unwrap();
+        let snap = path_for(&p);
+        let mode = std::fs::metadata(&snap).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (mut index, _, loaded) = load(&p).unwrap();
+        assert_eq!(loaded, Loaded::Snapshot { tail: 0 });
+        assert_eq!(contents(&mut index), contents(&mut built(&p)));
+
+        // A resumed run appends: the tail is read on top of the snapshot.
+        let mut resumed = vec![Line::Run(run_info(true, false))];
+        resumed.push(item("k0", &sha(3), Class::Result));
+        resumed.push(item("new", &sha(99), Class::Result));
+        resumed.push(Line::Sending(Sending { key: "k1".into() }));
+        append(&p, &resumed);
+        let (mut index, reader, loaded) = load(&p).unwrap();
+        assert!(matches!(loaded, Loaded::Snapshot { tail } if tail > 0));
+        assert_eq!(reader.good_len(), std::fs::metadata(&p).unwrap().len());
+        assert_eq!(contents(&mut index), contents(&mut built(&p)));
+
+        // That run died (no end line): the snapshot is not refreshed past an open upload.
+        let before = std::fs::read(&snap).unwrap();
+        refresh(&p).unwrap();
+        assert_eq!(std::fs::read(&snap).unwrap(), before);
+        // The next run ends cleanly: the snapshot now covers everything.
+        append(
+            &p,
+            &[
+                Line::Run(run_info(true, false)),
+                Line::End(RunEnd::default()),
+            ],
+        );
+        refresh(&p).unwrap();
+        let (mut index, _, loaded) = load(&p).unwrap();
+        assert_eq!(loaded, Loaded::Snapshot { tail: 0 });
+        assert_eq!(contents(&mut index), contents(&mut built(&p)));
+        assert_eq!(index.orphans.len(), 2, "lost, and k1 of the dead run");
+    }
+
+    #[test]
+    fn a_snapshot_that_does_not_match_its_journal_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = journal(dir.path(), 300);
+        refresh(&p).unwrap();
+        let snap = path_for(&p);
+        let good = std::fs::read(&snap).unwrap();
+        let journal_bytes = std::fs::read(&p).unwrap();
+        let expect = |why: &str| {
+            let (mut index, _, loaded) = load(&p).unwrap();
+            assert_eq!(loaded, Loaded::Journal, "{why}");
+            assert_eq!(contents(&mut index), contents(&mut built(&p)), "{why}");
+        };
+
+        // Damaged anywhere (the trailing checksum, a count, an entry), cut short, or grown.
+        for at in [0, 20, good.len() / 2, good.len() - 40, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x40;
+            std::fs::write(&snap, &bad).unwrap();
+            expect(&format!("byte {at} flipped"));
+        }
+        std::fs::write(&snap, &good[..good.len() - 1]).unwrap();
+        expect("cut short");
+        std::fs::write(&snap, [&good[..], b"x"].concat()).unwrap();
+        expect("a byte more");
+        std::fs::write(&snap, b"").unwrap();
+        expect("empty");
+
+        // Another journal in its place (set aside by --fresh and started again).
+        std::fs::write(&snap, &good).unwrap();
+        let other = journal(&dir.path().join("x").tap_mkdir(), 300);
+        std::fs::copy(&other, &p).unwrap();
+        let mut header = std::fs::read(&p).unwrap();
+        let at = header.iter().position(|b| *b == b'8').unwrap(); // concurrency 8 -> 9
+        header[at] = b'9';
+        std::fs::write(&p, &header).unwrap();
+        expect("another journal");
+
+        // The journal cut shorter than the snapshot covers, or its last covered line changed.
+        std::fs::write(&p, &journal_bytes[..journal_bytes.len() - 3]).unwrap();
+        expect("journal cut short");
+        let end = journal_bytes[..journal_bytes.len() - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .unwrap();
+        std::fs::write(&p, &journal_bytes[..=end]).unwrap();
+        append(
+            &p,
+            &[Line::End(RunEnd {
+                inputs: 300,
+                ..RunEnd::default()
+            })],
+        );
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            journal_bytes.len() as u64 + 2
+        );
+        expect("last covered line changed");
+        std::fs::write(&p, &journal_bytes[..=end]).unwrap();
+        append(
+            &p,
+            &[Line::End(RunEnd {
+                wall_secs: 1.0,
+                ..RunEnd::default()
+            })],
+        );
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            journal_bytes.len() as u64
+        );
+        expect("last covered line changed, same length");
+
+        // A link planted in the snapshot's place is not followed.
+        std::fs::write(&p, &journal_bytes).unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, &good).unwrap();
+        std::fs::remove_file(&snap).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &snap).unwrap();
+        expect("a link");
+        refresh(&p).unwrap();
+        assert!(!std::fs::symlink_metadata(&snap).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), good, "target untouched");
+        assert!(matches!(load(&p).unwrap().2, Loaded::Snapshot { tail: 0 }));
+    }
+
+    trait TapMkdir {
+        fn tap_mkdir(self) -> PathBuf;
+    }
+
+    impl TapMkdir for PathBuf {
+        fn tap_mkdir(self) -> PathBuf {
+            std::fs::create_dir_all(&self).unwrap();
+            self
+        }
+    }
+}
