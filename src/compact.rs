@@ -6,11 +6,16 @@
 //! `HashMap` of the same entries takes 32 to 36 MB at its usual load.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-/// Recent inserts held in the hash map before they are merged into the sorted vector: large
-/// enough that merges are rare (each moves the whole vector once), small enough to be cheap.
+/// Recent inserts held in the hash map before they are merged into the sorted vector, at
+/// least: large enough that merges are rare, small enough to be cheap.
 const RECENT_MAX: usize = 16 * 1024;
+
+/// The recent inserts may grow to this fraction of the sorted entries before a merge, so the
+/// merges (each moves the whole vector once) cost a constant number of moves per entry in all,
+/// not one per entry per merge.
+const RECENT_SHARE: usize = 8;
 
 /// Entries per range of the start table, on average.
 const PER_RANGE: usize = 4;
@@ -42,7 +47,37 @@ pub struct CompactMap<K, V> {
     starts: Vec<u32>,
     bits: u32,
     /// Keys never in `sorted`.
-    recent: HashMap<K, V>,
+    recent: HashMap<K, V, BuildHasherDefault<DigestHasher>>,
+}
+
+/// The hash of a digest is its own bits: keys are digests already, so hashing them again (as
+/// the default hasher does, to resist chosen keys) would only cost time.
+#[derive(Default)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by u64 and u128 keys; folds anything else in.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0 ^ u64::from_le_bytes(b))
+                .rotate_left(29)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= (n >> 64) as u64 ^ n as u64;
+    }
 }
 
 impl<K, V> Default for CompactMap<K, V> {
@@ -51,7 +86,7 @@ impl<K, V> Default for CompactMap<K, V> {
             sorted: Vec::new(),
             starts: vec![0, 0],
             bits: 0,
-            recent: HashMap::new(),
+            recent: HashMap::default(),
         }
     }
 }
@@ -109,9 +144,7 @@ impl<K: Digest, V: Copy> CompactMap<K, V> {
             return Some(v);
         }
         self.recent.insert(key, value);
-        if self.recent.len() >= RECENT_MAX {
-            self.merge();
-        }
+        self.merge_if_full();
         None
     }
 
@@ -125,9 +158,7 @@ impl<K: Digest, V: Copy> CompactMap<K, V> {
             return Some(std::mem::replace(&mut self.sorted[i].1, value));
         }
         let old = self.recent.insert(key, value);
-        if self.recent.len() >= RECENT_MAX {
-            self.merge();
-        }
+        self.merge_if_full();
         old
     }
 
@@ -146,6 +177,12 @@ impl<K: Digest, V: Copy> CompactMap<K, V> {
             .iter()
             .copied()
             .chain(self.recent.iter().map(|(k, v)| (*k, *v)))
+    }
+
+    fn merge_if_full(&mut self) {
+        if self.recent.len() >= RECENT_MAX.max(self.sorted.len() / RECENT_SHARE) {
+            self.merge();
+        }
     }
 
     /// Every entry in key order (recent inserts merged first).
