@@ -17,6 +17,9 @@ const RECENT_MAX: usize = 16 * 1024;
 /// not one per entry per merge.
 const RECENT_SHARE: usize = 8;
 
+/// And never beyond this many (about 3 MB of hash map for 16-byte values).
+const RECENT_CAP: usize = 64 * 1024;
+
 /// Entries per range of the start table, on average.
 const PER_RANGE: usize = 4;
 
@@ -180,7 +183,8 @@ impl<K: Digest, V: Copy> CompactMap<K, V> {
     }
 
     fn merge_if_full(&mut self) {
-        if self.recent.len() >= RECENT_MAX.max(self.sorted.len() / RECENT_SHARE) {
+        let limit = (self.sorted.len() / RECENT_SHARE).clamp(RECENT_MAX, RECENT_CAP);
+        if self.recent.len() >= limit {
             self.merge();
         }
     }

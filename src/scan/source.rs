@@ -147,6 +147,10 @@ pub fn preflighted(
     let sources = cfg.sources.clone();
     let opts = cfg.source_options.clone();
     let source_stop = stop.clone();
+    // Two threads in a pipeline: one walks and keys the items, the other quick-checks them
+    // (a journal lookup and a `stat` each), so a resume's pass over a million finished rows
+    // takes the longer of the two, not their sum.
+    let (walked_tx, walked_rx) = std::sync::mpsc::sync_channel::<Vec<Walked>>(8);
     std::thread::spawn(move || {
         let iter = match input::open(&sources, &opts) {
             Ok(it) => it,
@@ -163,23 +167,40 @@ pub fn preflighted(
                 Event::Item(mut item) => {
                     keys.make_unique(&mut item);
                     let key = journal::key_digest(&item.key);
-                    let current = !source_stop.is_stopped() && quick.look(&mut item, key);
-                    Walked::Item(Box::new(Found { item, key, current }))
+                    Walked::Item(Box::new(Found {
+                        item,
+                        key,
+                        current: false,
+                    }))
                 }
                 Event::Ignored { path, reason } => Walked::Ignored { path, reason },
                 Event::Warning(w) => Walked::Warning(w),
             };
             batch.push(walked);
             if batch.len() >= batch_len
-                && tx
-                    .blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(batch_len)))
+                && walked_tx
+                    .send(std::mem::replace(&mut batch, Vec::with_capacity(batch_len)))
                     .is_err()
             {
                 return;
             }
         }
         if !batch.is_empty() {
-            let _ = tx.blocking_send(batch);
+            let _ = walked_tx.send(batch);
+        }
+    });
+    let check_stop = stop.clone();
+    std::thread::spawn(move || {
+        for mut batch in walked_rx {
+            for walked in &mut batch {
+                if let Walked::Item(found) = walked {
+                    found.current =
+                        !check_stop.is_stopped() && quick.look(&mut found.item, found.key);
+                }
+            }
+            if tx.blocking_send(batch).is_err() {
+                return;
+            }
         }
     });
     let stream =
