@@ -253,6 +253,22 @@ pub struct ScanArgs {
     #[arg(long)]
     pub follow_links: bool,
 
+    /// Screen only part K of N of the input (1-based), split by a stable hash of each item's
+    /// key, for array jobs: every task runs the same command with its own K. --rate and
+    /// --max-requests stay the key's budget; each shard takes 1/N of it.
+    #[arg(long, value_name = "K/N", conflicts_with = "shard_from_env")]
+    pub shard: Option<String>,
+
+    /// Take K from the scheduler: JOB_COMPLETION_INDEX (Kubernetes Indexed Job),
+    /// AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch) or SLURM_ARRAY_TASK_ID (Slurm, with its MIN, STEP
+    /// and COUNT); N from --shard-total or SLURM_ARRAY_TASK_COUNT.
+    #[arg(long)]
+    pub shard_from_env: bool,
+
+    /// With --shard-from-env: the number of tasks (the Job's completions, the array size).
+    #[arg(long, value_name = "N", requires = "shard_from_env")]
+    pub shard_total: Option<u32>,
+
     #[command(flatten)]
     pub api: ApiArgs,
 

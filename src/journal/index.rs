@@ -70,6 +70,10 @@ pub struct Index {
     by_content: CompactMap<u128, u64>,
     /// The settings of the latest run header.
     pub settings: Option<Settings>,
+    /// The shard of the latest run header (`None`: not sharded).
+    pub shard: Option<crate::shard::ShardHeader>,
+    /// True when the run headers do not all name the same shard (or some none).
+    pub shard_changed: bool,
     pub runs: u64,
     pub records: u64,
     /// Uploads a run announced (a `sending` line) but never recorded because that run died
@@ -98,6 +102,7 @@ struct LightLine {
     error_field: Option<String>,
     duplicate_of: Option<String>,
     settings: Option<Settings>,
+    shard: Option<crate::shard::ShardHeader>,
 }
 
 /// Stream a journal's lines as the light fields indexes need, checking that it is a journal.
@@ -158,6 +163,10 @@ impl Index {
                     dead.extend(announced.drain().map(|(_, o)| o));
                     index.runs += 1;
                     index.settings = light.settings;
+                    if index.runs > 1 && index.shard != light.shard {
+                        index.shard_changed = true;
+                    }
+                    index.shard = light.shard;
                 }
                 LineKind::End => announced.clear(),
                 LineKind::Sending => {
@@ -294,6 +303,16 @@ impl Index {
     /// Each distinct key's 64-bit digest, in no particular order.
     pub fn key_digests(&self) -> impl Iterator<Item = u64> + '_ {
         self.by_key.iter().map(|(k, _)| k)
+    }
+
+    /// The content digest of each distinct image answered with a result (not a follower's
+    /// reused answer), for counting identical images screened in more than one shard.
+    pub fn result_contents(&self) -> impl Iterator<Item = u128> + '_ {
+        let result = class_code(Class::Result);
+        self.by_content
+            .iter()
+            .filter(move |(_, packed)| packed & 0xff == result)
+            .map(|(content, _)| content)
     }
 }
 

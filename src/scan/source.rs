@@ -147,6 +147,7 @@ pub fn preflighted(
     let sources = cfg.sources.clone();
     let opts = cfg.source_options.clone();
     let source_stop = stop.clone();
+    let shard = cfg.shard.as_ref().map(|p| p.shard);
     std::thread::spawn(move || {
         let iter = match input::open(&sources, &opts) {
             Ok(it) => it,
@@ -163,8 +164,16 @@ pub fn preflighted(
                 Event::Item(mut item) => {
                     keys.make_unique(&mut item);
                     let key = journal::key_digest(&item.key);
+                    if shard.is_some_and(|s| !s.holds(key)) {
+                        continue; // another shard's item: not statted, not read
+                    }
                     let current = !source_stop.is_stopped() && quick.look(&mut item, key);
                     Walked::Item(Box::new(Found { item, key, current }))
+                }
+                Event::Ignored { path, .. }
+                    if shard.is_some_and(|s| !s.holds(journal::key_digest(&path))) =>
+                {
+                    continue; // listed by the shard its path hashes to
                 }
                 Event::Ignored { path, reason } => Walked::Ignored { path, reason },
                 Event::Warning(w) => Walked::Warning(w),
