@@ -402,7 +402,10 @@ mod tests {
 
     #[test]
     fn parses_k_of_n_and_refuses_the_rest_clearly() {
-        assert_eq!("2/8".parse::<Shard>().unwrap(), Shard { index: 2, total: 8 });
+        assert_eq!(
+            "2/8".parse::<Shard>().unwrap(),
+            Shard { index: 2, total: 8 }
+        );
         assert_eq!(" 1 / 1 ".parse::<Shard>().unwrap().to_string(), "1/1");
         let cases = [
             ("0/4", "count from 1"),
@@ -434,9 +437,15 @@ mod tests {
     #[test]
     fn adding_inputs_moves_no_item_between_shards() {
         let keys: Vec<String> = (0..2000).map(|i| format!("selfies/{i:05}.jpg")).collect();
-        let before: HashMap<&str, u32> = keys.iter().map(|k| (k.as_str(), Shard::of_key(k, 4))).collect();
+        let before: HashMap<&str, u32> = keys
+            .iter()
+            .map(|k| (k.as_str(), Shard::of_key(k, 4)))
+            .collect();
         // A bigger input, listed in another order: every old key keeps its shard.
-        let mut more: Vec<String> = (0..5000).rev().map(|i| format!("selfies/{i:05}.jpg")).collect();
+        let mut more: Vec<String> = (0..5000)
+            .rev()
+            .map(|i| format!("selfies/{i:05}.jpg"))
+            .collect();
         more.push("new/other.png".into());
         for k in &more {
             if let Some(s) = before.get(k.as_str()) {
@@ -447,7 +456,11 @@ mod tests {
         let mut sizes = [0u32; 4];
         for k in &keys {
             let holders: Vec<u32> = (1..=4)
-                .filter(|i| Shard::new(*i, 4).unwrap().holds(crate::journal::key_digest(k)))
+                .filter(|i| {
+                    Shard::new(*i, 4)
+                        .unwrap()
+                        .holds(crate::journal::key_digest(k))
+                })
                 .collect();
             assert_eq!(holders.len(), 1, "{k}");
             sizes[holders[0] as usize - 1] += 1;
@@ -551,14 +564,20 @@ mod tests {
             ("SLURM_ARRAY_TASK_STEP", "2"),
             ("SLURM_ARRAY_TASK_COUNT", "8"),
         ];
-        assert_eq!(from_env(env(&last), None).unwrap().shard, Shard { index: 8, total: 8 });
+        assert_eq!(
+            from_env(env(&last), None).unwrap().shard,
+            Shard { index: 8, total: 8 }
+        );
         // --array=0-3 without a step variable: step 1.
         let plain = [
             ("SLURM_ARRAY_TASK_ID", "0"),
             ("SLURM_ARRAY_TASK_MIN", "0"),
             ("SLURM_ARRAY_TASK_COUNT", "4"),
         ];
-        assert_eq!(from_env(env(&plain), None).unwrap().shard, Shard { index: 1, total: 4 });
+        assert_eq!(
+            from_env(env(&plain), None).unwrap().shard,
+            Shard { index: 1, total: 4 }
+        );
         // An id off the regular range, a missing min, no count and no total.
         let off = [
             ("SLURM_ARRAY_TASK_ID", "4"),

@@ -175,6 +175,7 @@ const RUN_ROWS: &Layout = &[
     ("Started", Fact::Started),
     ("Finished", Fact::Finished),
     ("Runs", Fact::RunCount),
+    ("Shards", Fact::Shards),
     ("Tool", Fact::Tool),
     ("Folder", Fact::Folder),
 ];

@@ -631,7 +631,10 @@ async fn count_inputs(cfg: &ScanConfig) -> Option<u64> {
         let iter = input::open(&sources, &opts).ok()?;
         // A shard's share (by the key as listed; a rare renamed duplicate key may land elsewhere).
         let mine = |i: &Item| shard.is_none_or(|s| s.holds(journal::key_digest(&i.key)));
-        Some(iter.filter(|e| matches!(e, input::Event::Item(i) if mine(i))).count() as u64)
+        Some(
+            iter.filter(|e| matches!(e, input::Event::Item(i) if mine(i)))
+                .count() as u64,
+        )
     })
     .await
     .ok()

@@ -50,6 +50,8 @@ pub struct Accumulator {
     credits_used: u64,
     saved: u64,
     warnings: Vec<String>,
+    #[serde(default)]
+    shard: Option<crate::shard::ShardHeader>,
 }
 
 impl Accumulator {
@@ -77,6 +79,7 @@ impl Accumulator {
             }
         }
         self.settings = Some(run.settings.clone());
+        self.shard = run.shard.clone();
         if !run.resumed || self.segments.is_empty() {
             self.segments.push(Segment::default());
         }
@@ -198,6 +201,8 @@ impl Accumulator {
                 saved_by_deduplication: self.saved,
             },
             inputs: last_inputs(&segments),
+            shard: self.shard,
+            shards: None,
             wall_secs: self.wall_secs,
             achieved_rate_per_min: self.last_end.and_then(|e| e.achieved_rate_per_min),
             warnings: self.warnings,
