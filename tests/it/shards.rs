@@ -513,3 +513,65 @@ async fn report_names_missing_shards_and_refuses_mismatched_ones() {
         );
     }
 }
+
+/// The Slurm array script, run as Slurm would run its tasks (an array 1-5:2: ids 1, 3 and 5),
+/// with the built binary on PATH: three shard folders that merge into a verified report.
+#[tokio::test]
+async fn the_slurm_script_runs_each_array_task_as_its_shard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = small_source(tmp.path(), 7);
+    let results = tmp.path().join("results");
+    let key_file = tmp.path().join("didit.key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let emu = common::emulator(|_| {}).await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/slurm/liveness-batch.sbatch");
+    let bin_dir = common::bin().parent().unwrap().to_path_buf();
+    let path_var = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for id in ["1", "3", "5"] {
+        let env = [
+            ("PATH", path_var.as_str()),
+            ("INPUT", src.to_str().unwrap()),
+            ("RESULTS", results.to_str().unwrap()),
+            ("DIDIT_API_KEY_FILE", key_file.to_str().unwrap()),
+            ("RATE", "2000/s"),
+            ("SLURM_ARRAY_TASK_ID", id),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_STEP", "2"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ];
+        let out = Command::new("bash")
+            .arg(&script)
+            .env_clear()
+            .envs(env)
+            .env("DIDIT_BASE_URL", emu.base_url())
+            .env("HOME", tmp.path())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("run bash");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "task {id}: {stderr}");
+        let k = (id.parse::<u32>().unwrap() - 1) / 2 + 1;
+        assert!(
+            stderr.contains(&format!("Shard {k}/3 (from SLURM_ARRAY_TASK_ID={id}")),
+            "task {id}: {stderr}"
+        );
+        assert!(
+            results
+                .join(format!("shard-{}", k - 1))
+                .join("journal.jsonl")
+                .is_file()
+        );
+    }
+    let mut argv = strings(&["report"]);
+    argv.extend((0..3).map(|i| path(&results.join(format!("shard-{i}")))));
+    argv.extend(strings(&["--out", &path(&results.join("merged"))]));
+    let r = run(None, &argv, &[]).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("3 of 3 shards merged"), "{}", r.stderr);
+    assert_eq!(summary(&results.join("merged"))["items"]["total"], 7);
+}
