@@ -331,13 +331,14 @@ struct Shard {
     len: u64,
 }
 
+/// The shards to concatenate, the warnings, and (for a sharded run) the coverage.
+type Checked = (Vec<Shard>, Vec<String>, Option<shards::Coverage>);
+
 /// Check every shard: its journal, where its complete lines end, keys shared with the shards
 /// before it, and (for the shards of a sharded run) that together they cover one input once.
 /// Returns the shards, the warnings and the coverage; folders that are not the shards of one
 /// run are refused.
-fn check_shards(
-    dirs: &[PathBuf],
-) -> Result<(Vec<Shard>, Vec<String>, Option<shards::Coverage>), ReportError> {
+fn check_shards(dirs: &[PathBuf]) -> Result<Checked, ReportError> {
     let mut warnings = Vec::new();
     let mut shards = Vec::with_capacity(dirs.len());
     let mut seen: HashSet<u64> = HashSet::new();

@@ -22,6 +22,9 @@ const SCHEDULER_VARS: &[&str] = &[
     "SLURM_ARRAY_TASK_COUNT",
 ];
 
+/// Environment variables set for a child.
+type Env<'a> = &'a [(&'a str, &'a str)];
+
 fn command(emu: Option<&Emulator>, args: &[String], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(common::bin());
     cmd.args(args)
@@ -303,7 +306,7 @@ async fn shard_from_env_resolves_each_schedulers_variables() {
     let src = small_source(tmp.path(), 9);
     let emu = common::emulator(|_| {}).await;
     let fast = ["--rate", "2000/s", "--shard-from-env"];
-    let cases: [(&str, &[(&str, &str)], &[&str], &str); 3] = [
+    let cases: [(&str, Env, &[&str], &str); 3] = [
         (
             "k8s",
             &[("JOB_COMPLETION_INDEX", "1")],
@@ -381,7 +384,7 @@ async fn bad_shard_options_get_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let src = small_source(tmp.path(), 1);
     let out = tmp.path().join("out");
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[(&[&str], Env, &str)] = &[
         (&["--shard", "0/4"], &[], "shards count from 1"),
         (&["--shard", "5/4"], &[], "K must be at most N (4)"),
         (&["--shard", "1/0"], &[], "must be at least 1"),
