@@ -361,6 +361,31 @@ async fn shard_from_env_resolves_each_schedulers_variables() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(summary(&merged)["items"]["total"], 9);
 
+    // A dry run counts only its own shard's items, and says which shard.
+    let mine = (0..9)
+        .filter(|i| Shard::of_key(&format!("img/{i:03}.jpg"), 3) == 1)
+        .count();
+    let r = run(
+        None,
+        &scan_args(
+            &src,
+            &tmp.path().join("dry"),
+            &["--dry-run", "--shard-from-env", "--shard-total", "3"],
+        ),
+        &[("JOB_COMPLETION_INDEX", "0")],
+    )
+    .await;
+    let all = r.all();
+    assert_eq!(r.code, 0, "{all}");
+    assert!(
+        all.contains("Shard 1/3 (from JOB_COMPLETION_INDEX=0)"),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("would send            {mine}\n")),
+        "{all}"
+    );
+
     // A Slurm task off the array's regular range is refused before anything is read.
     let r = run(
         Some(&emu),
