@@ -72,7 +72,7 @@ pub struct Index {
     pub settings: Option<Settings>,
     /// The shard of the latest run header (`None`: not sharded).
     pub shard: Option<crate::shard::ShardHeader>,
-    /// True when the run headers do not all name the same shard (or some none).
+    /// True when the run headers do not all name the same shard and split (or some none).
     pub shard_changed: bool,
     pub runs: u64,
     pub records: u64,
@@ -163,7 +163,11 @@ impl Index {
                     dead.extend(announced.drain().map(|(_, o)| o));
                     index.runs += 1;
                     index.settings = light.settings;
-                    if index.runs > 1 && index.shard != light.shard {
+                    // Another split, not a resume with a grown input (its fingerprint changes).
+                    let split = |h: &Option<crate::shard::ShardHeader>| {
+                        h.as_ref().map(|h| (h.shard(), h.algorithm.clone()))
+                    };
+                    if index.runs > 1 && split(&index.shard) != split(&light.shard) {
                         index.shard_changed = true;
                     }
                     index.shard = light.shard;

@@ -337,6 +337,29 @@ mod tests {
     }
 
     #[test]
+    fn the_index_reads_a_journals_shard_and_notices_another_split() {
+        use crate::journal::Line;
+        use crate::journal::fixtures::{index_of, run_info};
+        let header = |k: u32, fingerprint: &str, resumed: bool| {
+            let mut r = run_info(resumed, false);
+            r.shard = dir("x", k, 2).header.map(|mut h| {
+                h.input_fingerprint = fingerprint.into();
+                h
+            });
+            Line::Run(r)
+        };
+        // Resumed with a grown input: the same shard, the latest fingerprint.
+        let index = index_of(&[header(1, "sha256:aa", false), header(1, "sha256:bb", true)]);
+        assert!(!index.shard_changed);
+        assert_eq!(index.shard.unwrap().input_fingerprint, "sha256:bb");
+        // Resumed as another shard (with --force or by hand): the split changed.
+        let index = index_of(&[header(1, "sha256:aa", false), header(2, "sha256:aa", true)]);
+        assert!(index.shard_changed);
+        let index = index_of(&[Line::Run(run_info(false, false))]);
+        assert_eq!((index.shard, index.shard_changed), (None, false));
+    }
+
+    #[test]
     fn journals_without_shards_merge_as_before() {
         let mut a = dir("a", 1, 2);
         a.header = None;
