@@ -8,6 +8,10 @@
 #     liveness-batch liveness-batch scan /data --out /results
 
 FROM rust:1.95-slim-bookworm AS build
+# cmake for the TLS library's C build (aws-lc); the image has the C compiler already.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
