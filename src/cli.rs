@@ -29,6 +29,11 @@ have no result · 2 usage or configuration error · 3 stopped: key, permission o
 const CHECK_EXIT_CODES: &str = "Exit codes: 0 Approved · 1 Declined · 2 usage error or bad local file \
 · 3 key, permission or endpoint refused · 4 out of credits · 5 the API kept failing after retries";
 
+const REPORT_EXIT_CODES: &str = "Exit codes: 0 every item has a result · 1 some items have no \
+result · 2 usage error or unreadable journal · 6 outputs could not be written · 8 merged shard \
+folders do not prove coverage (a shard missing or given twice, other settings or input, a key in \
+two shards)";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Screen every image in folders and/or CSV manifests (the main job). Resumable.
@@ -37,7 +42,9 @@ pub enum Command {
     /// Screen one image and print the decision; the exit code is the decision.
     #[command(after_long_help = CHECK_EXIT_CODES)]
     Check(CheckArgs),
-    /// Rebuild results.csv/json, summary and report from the journal(s) in DIR.
+    /// Rebuild results.csv/json, summary and report from the journal(s) in DIR; merge and
+    /// verify shard folders.
+    #[command(after_long_help = REPORT_EXIT_CODES)]
     Report(ReportArgs),
     /// Run the local Didit-compatible emulator of the Passive Liveness endpoint.
     Emulator(EmulatorArgs),
@@ -252,6 +259,22 @@ pub struct ScanArgs {
     /// Follow symbolic links when walking (loops are detected).
     #[arg(long)]
     pub follow_links: bool,
+
+    /// Screen only part K of N of the input (1-based), split by a stable hash of each item's
+    /// key, for array jobs: every task runs the same command with its own K. --rate and
+    /// --max-requests stay the key's budget; each shard takes 1/N of it.
+    #[arg(long, value_name = "K/N", conflicts_with = "shard_from_env")]
+    pub shard: Option<String>,
+
+    /// Take K from the scheduler: JOB_COMPLETION_INDEX (Kubernetes Indexed Job),
+    /// AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch) or SLURM_ARRAY_TASK_ID (Slurm, with its MIN, STEP
+    /// and COUNT); N from --shard-total or SLURM_ARRAY_TASK_COUNT.
+    #[arg(long)]
+    pub shard_from_env: bool,
+
+    /// With --shard-from-env: the number of tasks (the Job's completions, the array size).
+    #[arg(long, value_name = "N", requires = "shard_from_env")]
+    pub shard_total: Option<u32>,
 
     #[command(flatten)]
     pub api: ApiArgs,

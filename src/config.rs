@@ -42,6 +42,8 @@ pub enum ConfigError {
     Emulator(#[from] EmulatorError),
     #[error("--metadata: {0}")]
     Metadata(crate::didit::ParamError),
+    #[error(transparent)]
+    Shard(#[from] crate::shard::ShardError),
 }
 
 /// `--timeout` in seconds, checked: positive and at most an hour.
@@ -104,7 +106,11 @@ pub struct ScanConfig {
     pub price_per_call: f64,
     /// `--results-format`; `None` keeps the out dir's.
     pub results_format: Option<ResultsFormat>,
+    /// This shard's share of `--max-requests` (all of it when not sharded).
     pub max_requests: Option<u64>,
+    /// `--shard K/N` or `--shard-from-env`; `rate` and `max_requests` are then this shard's
+    /// share of the key's budget.
+    pub shard: Option<crate::shard::Plan>,
     pub dry_run: bool,
     pub retry_failed: bool,
     /// Read every finished item on resume, whatever its version (`--checksum`).
@@ -139,6 +145,18 @@ impl ScanConfig {
         if args.out.exists() && !args.out.is_dir() {
             return Err(ConfigError::OutNotDir(args.out));
         }
+        let shard = crate::shard::Plan::resolve(
+            args.shard.as_deref(),
+            args.shard_from_env,
+            args.shard_total,
+            rate,
+            args.max_requests,
+            |name| std::env::var(name).ok(),
+        )?;
+        let (rate, max_requests) = match &shard {
+            Some(plan) => (plan.rate(), plan.max_requests()),
+            None => (rate, args.max_requests),
+        };
         let api = ApiConfig::from_args(&args.api, key_env, args.dry_run)?;
         let retry = RetryPolicy {
             max_retries: args.max_retries,
@@ -173,7 +191,8 @@ impl ScanConfig {
             },
             price_per_call: args.cost.price_per_call,
             results_format: results_format(&args.results),
-            max_requests: args.max_requests,
+            max_requests,
+            shard,
             dry_run: args.dry_run,
             retry_failed: args.retry_failed,
             checksum: args.checksum,

@@ -19,6 +19,7 @@ pub mod report;
 pub mod retry;
 pub mod scan;
 pub mod secret;
+pub mod shard;
 pub mod submit;
 
 use cli::{Cli, Command};

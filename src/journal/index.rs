@@ -70,6 +70,10 @@ pub struct Index {
     pub(super) by_content: CompactMap<u128, u64>,
     /// The settings of the latest run header.
     pub settings: Option<Settings>,
+    /// The shard of the latest run header (`None`: not sharded).
+    pub shard: Option<crate::shard::ShardHeader>,
+    /// True when the run headers do not all name the same shard and split (or some none).
+    pub shard_changed: bool,
     pub runs: u64,
     pub records: u64,
     /// Uploads a run announced (a `sending` line) but never recorded because that run died
@@ -98,6 +102,7 @@ struct LightLine {
     error_field: Option<String>,
     duplicate_of: Option<String>,
     settings: Option<Settings>,
+    shard: Option<crate::shard::ShardHeader>,
 }
 
 /// Stream a journal's lines as the light fields indexes need, checking that it is a journal
@@ -193,6 +198,14 @@ impl Builder {
                 self.dead.extend(self.announced.drain().map(|(_, o)| o));
                 index.runs += 1;
                 index.settings = light.settings;
+                // Another split, not a resume with a grown input (its fingerprint changes).
+                let split = |h: &Option<crate::shard::ShardHeader>| {
+                    h.as_ref().map(|h| (h.shard(), h.algorithm.clone()))
+                };
+                if index.runs > 1 && split(&index.shard) != split(&light.shard) {
+                    index.shard_changed = true;
+                }
+                index.shard = light.shard;
             }
             LineKind::End => self.announced.clear(),
             LineKind::Sending => {
@@ -341,6 +354,16 @@ impl Index {
     /// Each distinct key's 64-bit digest, in no particular order.
     pub fn key_digests(&self) -> impl Iterator<Item = u64> + '_ {
         self.by_key.iter().map(|(k, _)| k)
+    }
+
+    /// The content digest of each distinct image answered with a result (not a follower's
+    /// reused answer), for counting identical images screened in more than one shard.
+    pub fn result_contents(&self) -> impl Iterator<Item = u128> + '_ {
+        let result = class_code(Class::Result);
+        self.by_content
+            .iter()
+            .filter(move |(_, packed)| packed & 0xff == result)
+            .map(|(content, _)| content)
     }
 }
 

@@ -111,6 +111,10 @@ pub struct RunInfo {
     pub dedupe: bool,
     #[serde(default)]
     pub max_requests: Option<u64>,
+    /// With `--shard K/N`: which shard, the split, the input's fingerprint and the key's
+    /// budget (`rate` and `max_requests` above are this shard's share). Absent when not sharded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::ShardHeader>,
 }
 
 /// How a run ended, as written in the journal's end line (`outcome`).
@@ -341,6 +345,7 @@ pub(crate) mod fixtures {
             resumed,
             dedupe: true,
             max_requests: None,
+            shard: None,
         }
     }
 

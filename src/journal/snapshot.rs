@@ -15,10 +15,11 @@ use super::index::{Builder, KeyState};
 use super::{Index, JournalError, Orphan, Reader, Settings, files};
 use crate::compact::CompactMap;
 use crate::record::Class;
+use crate::shard::ShardHeader;
 
 pub const INDEX_FILE: &str = ".liveness-batch-index";
 
-const MAGIC: &[u8; 8] = b"LBINDEX1";
+const MAGIC: &[u8; 8] = b"LBINDEX2";
 
 /// How an index was loaded, for the run's log and the tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +138,8 @@ fn read_snapshot(path: &Path, journal: &Path) -> Option<State> {
 }
 
 fn write_index(w: &mut impl Write, index: &mut Index) -> io::Result<()> {
-    let settings = serde_json::to_vec(&index.settings).map_err(io::Error::other)?;
+    let header = (&index.settings, &index.shard, index.shard_changed);
+    let settings = serde_json::to_vec(&header).map_err(io::Error::other)?;
     w.write_all(&(settings.len() as u64).to_le_bytes())?;
     w.write_all(&settings)?;
     for n in [index.runs, index.records, index.orphans.len() as u64] {
@@ -178,7 +180,9 @@ fn read_index<R: Read>(r: &mut Hashing<R>, len: u64) -> io::Result<Index> {
     let settings_len = count(r, 1)?;
     let mut settings = vec![0u8; settings_len];
     r.read_exact(&mut settings)?;
-    let settings: Option<Settings> = serde_json::from_slice(&settings).map_err(|_| bad())?;
+    type Header = (Option<Settings>, Option<ShardHeader>, bool);
+    let (settings, shard, shard_changed): Header =
+        serde_json::from_slice(&settings).map_err(|_| bad())?;
     let runs = r.u64()?;
     let records = r.u64()?;
     let orphan_count = count(r, 16)?;
@@ -218,6 +222,8 @@ fn read_index<R: Read>(r: &mut Hashing<R>, len: u64) -> io::Result<Index> {
         by_key: CompactMap::from_sorted(by_key).ok_or_else(bad)?,
         by_content: CompactMap::from_sorted(by_content).ok_or_else(bad)?,
         settings,
+        shard,
+        shard_changed,
         runs,
         records,
         orphans,
@@ -311,8 +317,10 @@ mod tests {
     /// Everything an index holds, comparable.
     fn contents(index: &mut Index) -> String {
         format!(
-            "{:?} {} {} {:?} {:?} {:?}",
+            "{:?} {:?} {} {} {} {:?} {:?} {:?}",
             index.settings,
+            index.shard,
+            index.shard_changed,
             index.runs,
             index.records,
             index.orphans,

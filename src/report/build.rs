@@ -117,7 +117,17 @@ pub(super) fn build(
     opts: &ReportOptions,
     extra_warnings: Vec<String>,
 ) -> Result<Outputs, ReportError> {
-    build_with(out_dir, opts, extra_warnings, sort::BUDGET)
+    build_with(out_dir, opts, extra_warnings, sort::BUDGET, None)
+}
+
+/// [`build`] for a merge, with the shards' coverage (when the merged folders were shards).
+pub(super) fn build_merged(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    extra_warnings: Vec<String>,
+    shards: Option<super::shards::Coverage>,
+) -> Result<Outputs, ReportError> {
+    build_with(out_dir, opts, extra_warnings, sort::BUDGET, shards)
 }
 
 /// [`build`] with each sorter holding at most `budget` bytes in memory.
@@ -126,6 +136,7 @@ fn build_with(
     opts: &ReportOptions,
     extra_warnings: Vec<String>,
     budget: usize,
+    shards: Option<super::shards::Coverage>,
 ) -> Result<Outputs, ReportError> {
     let journal_path = out_dir.join(JOURNAL_FILE);
     if !journal_path.is_file() {
@@ -161,6 +172,11 @@ fn build_with(
     let simulated = acc.simulated();
     let checkpoint = resumable.then(|| acc.clone());
     let mut summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
+    if shards.is_some() {
+        // A merge of shards: its coverage replaces any one shard's header.
+        summary.shard = None;
+        summary.shards = shards;
+    }
 
     // Pass 3: the results files, then the summary in its three forms.
     let layout = csv::Layout::new(simulated, &walked.carried);
@@ -452,7 +468,7 @@ mod tests {
         let in_memory = build(dir.path(), &opts, Vec::new()).unwrap();
         let expected = outputs(dir.path());
         // 64 entries a run: every sort spills about ten runs
-        let spilled = build_with(dir.path(), &opts, Vec::new(), 64 * 16).unwrap();
+        let spilled = build_with(dir.path(), &opts, Vec::new(), 64 * 16, None).unwrap();
         assert_eq!(spilled.summary, in_memory.summary);
         for ((f, got), (_, want)) in outputs(dir.path()).iter().zip(&expected) {
             assert!(got == want, "{f} differs");

@@ -175,6 +175,7 @@ const RUN_ROWS: &Layout = &[
     ("Started", Fact::Started),
     ("Finished", Fact::Finished),
     ("Runs", Fact::RunCount),
+    ("Shards", Fact::Shards),
     ("Tool", Fact::Tool),
     ("Folder", Fact::Folder),
 ];
@@ -568,6 +569,7 @@ mod tests {
             resumed: false,
             dedupe: true,
             max_requests: None,
+            shard: None,
         });
         let mut evil = record("<img src=x onerror=alert(1)>", Class::Rejected, None);
         evil.error = Some("</td><script>alert(1)</script>".into());

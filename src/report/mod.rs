@@ -10,6 +10,7 @@ pub mod html;
 pub mod json;
 mod latest;
 mod read;
+pub mod shards;
 mod sort;
 pub mod state;
 pub mod summary;
@@ -157,6 +158,12 @@ pub enum ReportError {
     #[error("{dir} holds no journal.jsonl: is it a liveness-batch output folder (scan --out DIR)?")]
     NoJournal { dir: PathBuf },
     #[error(
+        "report: these folders are not the shards of one sharded run, so nothing was merged:\n  \
+         {}\nMerge the N folders of one run: the same --shard N, settings and input",
+        .0.join("\n  ")
+    )]
+    ShardsRefused(Vec<String>),
+    #[error(
         "{out} already holds a journal ({journal}) that is not the output of an earlier merge; \
          merging would replace it. Choose an empty --out folder, or move that journal away first"
     )]
@@ -166,7 +173,13 @@ pub enum ReportError {
 impl ReportError {
     /// The process exit code for this error: all are usage or configuration problems.
     pub fn exit_code(&self) -> Exit {
-        if self.is_io() { Exit::Io } else { Exit::Usage }
+        if self.is_io() {
+            Exit::Io
+        } else if matches!(self, ReportError::ShardsRefused(_)) {
+            Exit::Verify
+        } else {
+            Exit::Usage
+        }
     }
 
     /// Whether this is a local I/O failure (a full disk, an unwritable out dir).
@@ -238,7 +251,10 @@ fn merge_outputs(
     let out_journal = out.join(JOURNAL_FILE);
     let marker_path = out.join(MERGE_MARKER);
     check_replaceable(out, &out_journal, &marker_path)?;
-    let (shards, warnings) = check_shards(dirs)?;
+    let (shards, mut warnings, coverage) = check_shards(dirs)?;
+    if let Some(c) = &coverage {
+        warnings.extend(c.problems.iter().cloned());
+    }
     let total = concatenate(&shards, &out_journal)?;
     let marker = MergeMarker {
         merged_from: dirs.iter().map(|d| d.display().to_string()).collect(),
@@ -251,7 +267,7 @@ fn merge_outputs(
         bw.flush()
     })
     .map_err(io_err(&marker_path))?;
-    build::build(out, opts, warnings)
+    build::build_merged(out, opts, warnings, coverage)
 }
 
 /// At least one folder, each holding a journal, none of them `out`, none given twice.
@@ -315,13 +331,23 @@ struct Shard {
     len: u64,
 }
 
-/// Check every shard: its journal, where its complete lines end, and keys shared with the
-/// shards before it. Returns the shards and the warnings.
-fn check_shards(dirs: &[PathBuf]) -> Result<(Vec<Shard>, Vec<String>), ReportError> {
+/// The shards to concatenate, the warnings, and (for a sharded run) the coverage.
+type Checked = (Vec<Shard>, Vec<String>, Option<shards::Coverage>);
+
+/// Check every shard: its journal, where its complete lines end, keys shared with the shards
+/// before it, and (for the shards of a sharded run) that together they cover one input once.
+/// Returns the shards, the warnings and the coverage; folders that are not the shards of one
+/// run are refused.
+fn check_shards(dirs: &[PathBuf]) -> Result<Checked, ReportError> {
     let mut warnings = Vec::new();
     let mut shards = Vec::with_capacity(dirs.len());
     let mut seen: HashSet<u64> = HashSet::new();
     let mut overlapping = 0u64;
+    let mut headers = Vec::with_capacity(dirs.len());
+    // Images answered with a result, by content: a second shard's answer to the same image
+    // is one a single run would have reused.
+    let mut contents: HashSet<u64> = HashSet::new();
+    let mut cross_duplicates = 0u64;
     for d in dirs {
         let path = d.join(JOURNAL_FILE);
         let mut reader = Reader::open(&path)?;
@@ -333,18 +359,37 @@ fn check_shards(dirs: &[PathBuf]) -> Result<(Vec<Shard>, Vec<String>), ReportErr
         let keys = index.keys();
         seen.extend(index.key_digests());
         overlapping += (keys - (seen.len() - before)) as u64;
+        for c in index.result_contents() {
+            if !contents.insert(c as u64) {
+                cross_duplicates += 1;
+            }
+        }
+        headers.push(shards::ShardDir {
+            dir: d.clone(),
+            header: index.shard.clone(),
+            changed: index.shard_changed,
+            settings: index.settings.clone(),
+        });
         shards.push(Shard {
             len: reader.good_len(),
             path,
         });
     }
-    if overlapping > 0 {
+    let coverage = match shards::verify(&headers) {
+        shards::Verdict::NotSharded => None,
+        shards::Verdict::Refused(problems) => return Err(ReportError::ShardsRefused(problems)),
+        shards::Verdict::Checked(mut c) => {
+            c.conclude(overlapping, cross_duplicates);
+            Some(c)
+        }
+    };
+    if overlapping > 0 && coverage.is_none() {
         warnings.push(format!(
             "{overlapping} item keys appear in more than one merged journal; each item's latest record \
              (in the order the folders were given) is its result, and every record's billing is counted"
         ));
     }
-    Ok((shards, warnings))
+    Ok((shards, warnings, coverage))
 }
 
 /// Write the shards' complete lines one after the other into `out_journal`, each ending with a
@@ -426,7 +471,9 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
     for note in outputs.notes() {
         crate::messages::note(&note);
     }
-    Ok(if summary.all_have_results() {
+    Ok(if summary.shards.as_ref().is_some_and(|c| !c.verified) {
+        Exit::Verify
+    } else if summary.all_have_results() {
         Exit::Ok
     } else {
         Exit::SomeFailed

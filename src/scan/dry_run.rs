@@ -103,6 +103,9 @@ fn render(cfg: &ScanConfig, est: &Estimate, interrupted: bool) -> String {
     if interrupted {
         out.push_str("INTERRUPTED: the counts cover only the items checked so far.\n");
     }
+    if let Some(plan) = &cfg.shard {
+        out.push_str(&format!("{}.\n", plan.describe()));
+    }
     out.push_str(&format!("  images found          {}\n", est.items));
     if est.ignored > 0 {
         out.push_str(&format!("  other files ignored   {}\n", est.ignored));

@@ -53,6 +53,16 @@ pub enum ScanError {
         state: &'static str,
         evidence: String,
     },
+    #[error(
+        "{dir} holds the journal of {journal}, and this run has {this}; a folder holds one \
+         shard's journal. Use that shard's own --out folder, or --fresh to start a new journal \
+         here (the old one is kept)"
+    )]
+    ShardChanged {
+        dir: PathBuf,
+        journal: String,
+        this: String,
+    },
     #[error("internal error: the {stage} panicked: {message}")]
     Panicked {
         stage: &'static str,
@@ -73,7 +83,8 @@ impl ScanError {
             | ScanError::Journal(_)
             | ScanError::Report(_)
             | ScanError::Emulator(_)
-            | ScanError::JournalMissing { .. } => Exit::Usage,
+            | ScanError::JournalMissing { .. }
+            | ScanError::ShardChanged { .. } => Exit::Usage,
             ScanError::Panicked { .. } | ScanError::Internal(_) => Exit::Internal,
         }
     }

@@ -11,6 +11,7 @@ use crate::config::ScanConfig;
 use crate::didit::{Client, ClientConfig};
 use crate::journal::{self, DirLock, Index, JournalError, Line, RunInfo, Settings, Writer};
 use crate::secret::ApiKey;
+use crate::shard::{self, ShardHeader};
 use crate::{emulator, messages};
 
 /// The API this run talks to.
@@ -84,14 +85,20 @@ pub fn open(cfg: &ScanConfig, settings: &Settings) -> Result<Opened, ScanError> 
         refuse_lost_journal(&cfg.out, &journal_path, present)?;
     }
 
+    let shard = shard_header(cfg)?;
     let (index, good_len) = if !cfg.fresh && present == Some(true) {
         resume_index(cfg, &journal_path, settings)?
     } else {
         (Index::default(), None)
     };
+    if good_len.is_some() {
+        same_shard(cfg, &index, shard.as_ref())?;
+    }
     let resumed = good_len.is_some();
     let mut writer = Writer::open(&journal_path, good_len)?;
-    writer.append(&Line::Run(header(cfg, settings, resumed)))?;
+    let mut run = header(cfg, settings, resumed);
+    run.shard = shard;
+    writer.append(&Line::Run(run))?;
     writer.sync()?;
     Ok(Opened {
         _lock: lock,
@@ -219,6 +226,50 @@ fn resume_index(
     Ok((index, Some(reader.good_len())))
 }
 
+/// What the journal header records about this run's shard, with the input's fingerprint.
+fn shard_header(cfg: &ScanConfig) -> Result<Option<ShardHeader>, ScanError> {
+    let Some(plan) = &cfg.shard else {
+        return Ok(None);
+    };
+    let input_fingerprint =
+        shard::fingerprint(&cfg.sources).map_err(|source| ScanError::OutDir {
+            op: "fingerprint the sources of",
+            path: cfg.sources.first().cloned().unwrap_or_default(),
+            source,
+        })?;
+    Ok(Some(ShardHeader {
+        index: plan.shard.index,
+        total: plan.shard.total,
+        algorithm: shard::ALGORITHM.to_string(),
+        input_fingerprint,
+        key_rate: plan.key_rate.to_string(),
+        key_max_requests: plan.key_max_requests,
+    }))
+}
+
+/// A journal is resumed only by the shard that wrote it: another K or N (or sharding switched
+/// on or off) would leave items of the old split in this folder and break the coverage proof.
+fn same_shard(
+    cfg: &ScanConfig,
+    index: &Index,
+    shard: Option<&ShardHeader>,
+) -> Result<(), ScanError> {
+    let split = |h: Option<&ShardHeader>| h.map(|h| (h.shard(), h.algorithm.clone()));
+    if split(index.shard.as_ref()) == split(shard) {
+        return Ok(());
+    }
+    let words = |h: Option<&ShardHeader>| {
+        h.map_or("no --shard (the whole input)".to_string(), |h| {
+            format!("--shard {}", h.shard())
+        })
+    };
+    Err(ScanError::ShardChanged {
+        dir: cfg.out.clone(),
+        journal: words(index.shard.as_ref()),
+        this: words(shard),
+    })
+}
+
 fn header(cfg: &ScanConfig, settings: &Settings, resumed: bool) -> RunInfo {
     RunInfo {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -234,12 +285,17 @@ fn header(cfg: &ScanConfig, settings: &Settings, resumed: bool) -> RunInfo {
         resumed,
         dedupe: cfg.dedupe,
         max_requests: cfg.max_requests,
+        shard: None,
     }
 }
 
 /// The opening lines on stderr: what runs where, and whether it is simulated.
 pub fn announce(cfg: &ScanConfig, resumed: bool) {
     if cfg.quiet {
+        // Even a quiet shard says which part it screens.
+        if let Some(plan) = &cfg.shard {
+            messages::note(&plan.describe());
+        }
         return;
     }
     if cfg.api.emulator {
@@ -264,6 +320,9 @@ pub fn announce(cfg: &ScanConfig, resumed: bool) {
             ""
         }
     ));
+    if let Some(plan) = &cfg.shard {
+        messages::note(&plan.describe());
+    }
 }
 
 /// Move an existing journal aside (`journal-YYYYmmddTHHMMSS.jsonl`), never overwriting.

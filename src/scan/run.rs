@@ -646,9 +646,15 @@ async fn count_inputs(cfg: &ScanConfig) -> Option<u64> {
         track_duplicates: false,
         ..cfg.source_options.clone()
     };
+    let shard = cfg.shard.as_ref().map(|p| p.shard);
     tokio::task::spawn_blocking(move || {
         let iter = input::open(&sources, &opts).ok()?;
-        Some(iter.filter(|e| matches!(e, input::Event::Item(_))).count() as u64)
+        // A shard's share (by the key as listed; a rare renamed duplicate key may land elsewhere).
+        let mine = |i: &Item| shard.is_none_or(|s| s.holds(journal::key_digest(&i.key)));
+        Some(
+            iter.filter(|e| matches!(e, input::Event::Item(i) if mine(i)))
+                .count() as u64,
+        )
     })
     .await
     .ok()

@@ -147,6 +147,7 @@ pub fn preflighted(
     let sources = cfg.sources.clone();
     let opts = cfg.source_options.clone();
     let source_stop = stop.clone();
+    let shard = cfg.shard.as_ref().map(|p| p.shard);
     // Two threads in a pipeline: one walks and keys the items, the other quick-checks them
     // (a journal lookup and a `stat` each), so a resume's pass over a million finished rows
     // takes the longer of the two, not their sum.
@@ -167,11 +168,19 @@ pub fn preflighted(
                 Event::Item(mut item) => {
                     keys.make_unique(&mut item);
                     let key = journal::key_digest(&item.key);
+                    if shard.is_some_and(|s| !s.holds(key)) {
+                        continue; // another shard's item: not statted, not read
+                    }
                     Walked::Item(Box::new(Found {
                         item,
                         key,
                         current: false,
                     }))
+                }
+                Event::Ignored { path, .. }
+                    if shard.is_some_and(|s| !s.holds(journal::key_digest(&path))) =>
+                {
+                    continue; // listed by the shard its path hashes to
                 }
                 Event::Ignored { path, reason } => Walked::Ignored { path, reason },
                 Event::Warning(w) => Walked::Warning(w),

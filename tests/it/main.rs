@@ -14,3 +14,4 @@ mod quick_check;
 mod report;
 mod resume;
 mod scan;
+mod shards;

@@ -343,6 +343,7 @@ fn run_line(resumed: bool) -> Line {
         resumed,
         dedupe: true,
         max_requests: None,
+        shard: None,
     })
 }
 

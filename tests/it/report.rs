@@ -54,6 +54,7 @@ fn run_line(resumed: bool, simulated: bool) -> Line {
         resumed,
         dedupe: true,
         max_requests: None,
+        shard: None,
     })
 }
 

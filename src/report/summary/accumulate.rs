@@ -50,6 +50,11 @@ pub struct Accumulator {
     credits_used: u64,
     saved: u64,
     warnings: Vec<String>,
+    #[serde(default)]
+    shard: Option<crate::shard::ShardHeader>,
+    /// Run headers of different shards were seen (a merged journal): no one shard describes it.
+    #[serde(default)]
+    shards_mixed: bool,
 }
 
 impl Accumulator {
@@ -77,6 +82,12 @@ impl Accumulator {
             }
         }
         self.settings = Some(run.settings.clone());
+        if self.runs > 1
+            && self.shard.as_ref().map(|h| h.shard()) != run.shard.as_ref().map(|h| h.shard())
+        {
+            self.shards_mixed = true;
+        }
+        self.shard = run.shard.clone();
         if !run.resumed || self.segments.is_empty() {
             self.segments.push(Segment::default());
         }
@@ -198,6 +209,8 @@ impl Accumulator {
                 saved_by_deduplication: self.saved,
             },
             inputs: last_inputs(&segments),
+            shard: self.shard.filter(|_| !self.shards_mixed),
+            shards: None,
             wall_secs: self.wall_secs,
             achieved_rate_per_min: self.last_end.and_then(|e| e.achieved_rate_per_min),
             warnings: self.warnings,
@@ -305,6 +318,40 @@ fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
 mod tests {
     use super::super::fixtures::{end, failed, result, run};
     use super::*;
+
+    fn shard_run(k: u32, resumed: bool) -> RunInfo {
+        let mut r = run(resumed, false);
+        r.shard = Some(crate::shard::ShardHeader {
+            index: k,
+            total: 2,
+            algorithm: crate::shard::ALGORITHM.into(),
+            input_fingerprint: "sha256:aa".into(),
+            key_rate: "240/min".into(),
+            key_max_requests: None,
+        });
+        r
+    }
+
+    #[test]
+    fn a_shards_own_journal_names_its_shard_and_a_merged_one_does_not() {
+        let mut acc = Accumulator::new();
+        acc.on_run(&shard_run(2, false));
+        acc.on_run(&shard_run(2, true));
+        let s = acc.finish(0.1, "out");
+        assert_eq!(s.shard.as_ref().map(|h| h.index), Some(2));
+        let line = s.fact(super::super::words::Fact::Shards).unwrap();
+        assert!(
+            line.starts_with("shard 2 of 2") && line.contains("240/min"),
+            "{line}"
+        );
+
+        let mut acc = Accumulator::new();
+        acc.on_run(&shard_run(1, false));
+        acc.on_run(&shard_run(2, false));
+        let s = acc.finish(0.1, "merged");
+        assert_eq!(s.shard, None, "a merged journal is no one shard");
+        assert_eq!(s.fact(super::super::words::Fact::Shards), None);
+    }
 
     #[test]
     fn counts_latest_records_and_money_over_all() {

@@ -13,6 +13,7 @@ const RUN_ROWS: &Layout = &[
     ("Finished", Fact::Finished),
     ("Runs", Fact::Runs),
     ("Settings", Fact::Settings),
+    ("Shards", Fact::Shards),
     ("Results source", Fact::ResultsSource),
     ("Folder", Fact::Folder),
     ("Files", Fact::Files),

@@ -89,6 +89,13 @@ pub struct Summary {
     /// Which journal state these outputs describe, and which files they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub built_from: Option<BuiltFrom>,
+    /// A shard's own folder (`scan --shard K/N`): the latest run's shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::ShardHeader>,
+    /// A merge of shards (`report DIR... --out`): whether together they cover one input
+    /// exactly once, and identical images screened in more than one shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<super::shards::Coverage>,
 }
 
 /// Which journal state the outputs were built from and which files they are: `built_from` in

@@ -7,7 +7,7 @@ use super::Summary;
 use super::words::{Fact, Layout, Row};
 
 /// The run details the terminal shows (the folder and its files come last, on one line).
-const RUN_ROWS: &Layout = &[("Settings", Fact::Settings)];
+const RUN_ROWS: &Layout = &[("Settings", Fact::Settings), ("Shards", Fact::Shards)];
 
 impl Summary {
     /// A compact terminal summary that reads without explanation.

@@ -42,6 +42,8 @@ pub enum Fact {
     Folder,
     /// The files in that folder.
     Files,
+    /// A shard's place in its array job, or a merge's coverage (absent when not sharded).
+    Shards,
 }
 
 /// Which rows of a layout the rendering shows: `(label, fact)` pairs, in order.
@@ -296,6 +298,15 @@ impl Summary {
             Fact::Outcome => self.outcome.clone(),
             Fact::Folder => self.out_dir.clone(),
             Fact::Files => format!("journal.jsonl, {}", self.output_files().join(", ")),
+            Fact::Shards => match (&self.shards, &self.shard) {
+                (Some(c), _) => c.line(),
+                (None, Some(h)) => format!(
+                    "shard {} of {} (split {}); --rate {} is the key's budget, shared by {} \
+                     shards; merge all {} folders with `liveness-batch report DIR... --out DIR`",
+                    h.index, h.total, h.algorithm, h.key_rate, h.total, h.total
+                ),
+                (None, None) => return None,
+            },
         })
     }
 

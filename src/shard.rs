@@ -1,0 +1,616 @@
+//! Sharding: which part of the input this process screens (`--shard K/N`, or K/N resolved from
+//! an array job's variables by `--shard-from-env`), the stable split by a hash of each item's
+//! key, the key's budget shared between shards, and the input fingerprint shards compare.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::pace::Rate;
+
+/// The split, as journals record it: the first 8 bytes of the SHA-256 of the item key's UTF-8
+/// bytes, read as a little-endian integer, modulo N (plus one: shards count from 1). A fixed
+/// algorithm, so every task of an array job, on any machine and any version, agrees.
+pub const ALGORITHM: &str = "sha256(key)[0..8] little-endian mod N";
+
+/// More shards than this is refused (and would be far past the point where a key's budget,
+/// not reading, is the limit).
+pub const MAX_SHARDS: u32 = 10_000;
+
+/// One shard of an array job: the `index`-th (1-based) of `total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub total: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    #[error("--shard {0:?}: expected K/N, this task's number K of N tasks (e.g. --shard 2/8)")]
+    Format(String),
+    #[error(
+        "--shard {0}/{1}: shards count from 1 (1/{1} is the first). A scheduler's 0-based index \
+         (JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX) is taken as it is with --shard-from-env"
+    )]
+    ZeroIndex(u32, u32),
+    #[error("--shard {0}/{1}: K must be at most N ({1})")]
+    IndexAboveTotal(u32, u32),
+    #[error("--shard K/0: N, the number of shards, must be at least 1")]
+    ZeroTotal,
+    #[error("--shard K/{0}: at most {MAX_SHARDS} shards")]
+    TooMany(u32),
+    #[error(
+        "--shard-from-env: none of JOB_COMPLETION_INDEX (Kubernetes Indexed Job), \
+         AWS_BATCH_JOB_ARRAY_INDEX (AWS Batch array job) or SLURM_ARRAY_TASK_ID (Slurm array) is \
+         set; run inside an array job, or give --shard K/N"
+    )]
+    NoScheduler,
+    #[error(
+        "--shard-from-env: both {0} and {1} are set; which scheduler runs this task is ambiguous, \
+         so give --shard K/N explicitly"
+    )]
+    Ambiguous(&'static str, &'static str),
+    #[error("--shard-from-env: {name}={value:?} is not a whole number")]
+    NotANumber { name: &'static str, value: String },
+    #[error(
+        "--shard-from-env: {0} gives this task's index but not how many tasks there are; add \
+         --shard-total N (the Job's completions, or the array size)"
+    )]
+    NeedTotal(&'static str),
+    #[error("--shard-total must be at least 1")]
+    ZeroShardTotal,
+    #[error(
+        "--shard-from-env: {name}={value} is task {index} (counting from 0) but there are only \
+         {total} tasks (--shard-total or SLURM_ARRAY_TASK_COUNT)"
+    )]
+    OutOfRange {
+        name: &'static str,
+        value: u64,
+        index: u64,
+        total: u32,
+    },
+    #[error("--shard-from-env: SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_MIN is not")]
+    SlurmNoMin,
+    #[error(
+        "--shard-from-env: SLURM_ARRAY_TASK_ID={id} is not on the array's regular range (min \
+         {min}, step {step}); use a range such as --array=0-7 or --array=1-15:2, not a list"
+    )]
+    SlurmIrregular { id: u64, min: u64, step: u64 },
+    #[error(
+        "--shard-from-env: --shard-total {given} but SLURM_ARRAY_TASK_COUNT={count}; the array \
+         size is the number of shards"
+    )]
+    TotalMismatch { given: u32, count: u32 },
+    #[error(
+        "--max-requests {0} is fewer than the {1} shards it is split between; give at least {1}"
+    )]
+    BudgetTooSmall(u64, u32),
+}
+
+impl Shard {
+    pub fn new(index: u32, total: u32) -> Result<Self, ShardError> {
+        if total == 0 {
+            return Err(ShardError::ZeroTotal);
+        }
+        if total > MAX_SHARDS {
+            return Err(ShardError::TooMany(total));
+        }
+        if index == 0 {
+            return Err(ShardError::ZeroIndex(index, total));
+        }
+        if index > total {
+            return Err(ShardError::IndexAboveTotal(index, total));
+        }
+        Ok(Self { index, total })
+    }
+
+    /// The shard (1-based) of a key whose [`crate::journal::key_digest`] is `digest` (the
+    /// first 16 bytes of the key's SHA-256, little-endian), among `total` shards.
+    pub fn of_digest(digest: u128, total: u32) -> u32 {
+        ((digest as u64) % u64::from(total.max(1))) as u32 + 1
+    }
+
+    /// The shard (1-based) of `key` among `total` shards.
+    pub fn of_key(key: &str, total: u32) -> u32 {
+        Self::of_digest(crate::journal::key_digest(key), total)
+    }
+
+    /// Whether the key with this digest belongs to this shard.
+    pub fn holds(&self, digest: u128) -> bool {
+        Self::of_digest(digest, self.total) == self.index
+    }
+
+    /// This shard's share of the key's rate: the same count over N times the period, so the
+    /// N shards together pace at the rate the user gave.
+    pub fn rate(&self, key_rate: Rate) -> Rate {
+        Rate {
+            count: key_rate.count,
+            per: key_rate.per * self.total,
+        }
+    }
+
+    /// This shard's share of a request budget: N shares that add up to exactly `budget` (the
+    /// first `budget % N` shards take one more). Refused when a shard would get nothing.
+    pub fn budget(&self, budget: u64) -> Result<u64, ShardError> {
+        let n = u64::from(self.total);
+        if budget < n {
+            return Err(ShardError::BudgetTooSmall(budget, self.total));
+        }
+        Ok(budget / n + u64::from(u64::from(self.index) <= budget % n))
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.total)
+    }
+}
+
+impl FromStr for Shard {
+    type Err = ShardError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ShardError::Format(s.to_string());
+        let (k, n) = s.trim().split_once('/').ok_or_else(bad)?;
+        let k: u32 = k.trim().parse().map_err(|_| bad())?;
+        let n: u32 = n.trim().parse().map_err(|_| bad())?;
+        Shard::new(k, n)
+    }
+}
+
+/// A scan's sharding, validated: this shard, and the key's budget it takes 1/N of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub shard: Shard,
+    /// `--rate` as given: the key's budget, shared by every shard.
+    pub key_rate: Rate,
+    /// `--max-requests` as given, for the whole key.
+    pub key_max_requests: Option<u64>,
+    /// Where K/N came from with `--shard-from-env` (e.g. "JOB_COMPLETION_INDEX=2").
+    pub from_env: Option<String>,
+}
+
+impl Plan {
+    /// From `--shard`, or `--shard-from-env` (+ `--shard-total`) with `env` looking variables
+    /// up. `None` when not sharded, or when N is 1 (no sharding).
+    pub fn resolve(
+        shard: Option<&str>,
+        shard_from_env: bool,
+        shard_total: Option<u32>,
+        key_rate: Rate,
+        key_max_requests: Option<u64>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, ShardError> {
+        let (shard, from_env) = match (shard, shard_from_env) {
+            (Some(s), _) => (s.parse::<Shard>()?, None),
+            (None, true) => {
+                let r = from_env(env, shard_total)?;
+                (r.shard, Some(r.source))
+            }
+            (None, false) => return Ok(None),
+        };
+        if shard.total == 1 {
+            return Ok(None);
+        }
+        if let Some(m) = key_max_requests {
+            shard.budget(m)?;
+        }
+        Ok(Some(Self {
+            shard,
+            key_rate,
+            key_max_requests,
+            from_env,
+        }))
+    }
+
+    /// The pace this shard keeps.
+    pub fn rate(&self) -> Rate {
+        self.shard.rate(self.key_rate)
+    }
+
+    /// This shard's share of `--max-requests`.
+    pub fn max_requests(&self) -> Option<u64> {
+        self.key_max_requests
+            .map(|m| self.shard.budget(m).unwrap_or(m))
+    }
+
+    /// The banner's words: which shard, from where, and its share of the key's budget.
+    pub fn describe(&self) -> String {
+        let mut s = format!("Shard {}", self.shard);
+        if let Some(src) = &self.from_env {
+            s.push_str(&format!(" (from {src})"));
+        }
+        s.push_str(&format!(
+            ": screening only the items whose key hashes to this shard; --rate {} is the key's \
+             budget, shared by {} shards, so this shard paces at {:.1}/min",
+            self.key_rate,
+            self.shard.total,
+            self.rate().per_minute_f64()
+        ));
+        if let (Some(all), Some(mine)) = (self.key_max_requests, self.max_requests()) {
+            s.push_str(&format!(
+                "; --max-requests {all} is split too: {mine} for this shard"
+            ));
+        }
+        s
+    }
+}
+
+/// A shard resolved from a scheduler's variables, with the words saying where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FromEnv {
+    pub shard: Shard,
+    /// E.g. "SLURM_ARRAY_TASK_ID=5 (min 1, step 2, count 8)".
+    pub source: String,
+}
+
+/// The scheduler variables `--shard-from-env` reads, in the order they are looked for.
+pub const SCHEDULER_VARS: [&str; 3] = [
+    "JOB_COMPLETION_INDEX",
+    "AWS_BATCH_JOB_ARRAY_INDEX",
+    "SLURM_ARRAY_TASK_ID",
+];
+
+/// Resolve K/N from an array job's variables (`env` looks one up): Kubernetes'
+/// `JOB_COMPLETION_INDEX` and AWS Batch's `AWS_BATCH_JOB_ARRAY_INDEX` count from 0 and need
+/// `total` (`--shard-total`); Slurm's `SLURM_ARRAY_TASK_ID` is normalised with
+/// `SLURM_ARRAY_TASK_MIN` and `_STEP`, and `SLURM_ARRAY_TASK_COUNT` gives N.
+pub fn from_env(
+    env: impl Fn(&str) -> Option<String>,
+    total: Option<u32>,
+) -> Result<FromEnv, ShardError> {
+    if total == Some(0) {
+        return Err(ShardError::ZeroShardTotal);
+    }
+    let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let present: Vec<&'static str> = SCHEDULER_VARS
+        .into_iter()
+        .filter(|n| get(n).is_some())
+        .collect();
+    let name = match present.as_slice() {
+        [] => return Err(ShardError::NoScheduler),
+        [one] => *one,
+        [a, b, ..] => return Err(ShardError::Ambiguous(a, b)),
+    };
+    let number = |name: &'static str| -> Result<Option<u64>, ShardError> {
+        get(name)
+            .map(|v| {
+                v.trim().parse::<u64>().map_err(|_| ShardError::NotANumber {
+                    name,
+                    value: v.clone(),
+                })
+            })
+            .transpose()
+    };
+    let value = number(name)?.expect("present");
+    let (index0, total, source) = if name == "SLURM_ARRAY_TASK_ID" {
+        let min = number("SLURM_ARRAY_TASK_MIN")?.ok_or(ShardError::SlurmNoMin)?;
+        let step = number("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
+        let count = number("SLURM_ARRAY_TASK_COUNT")?
+            .map(|c| {
+                u32::try_from(c).map_err(|_| ShardError::TooMany(u32::MAX))
+                // A count too large for u32 is far past MAX_SHARDS anyway.
+            })
+            .transpose()?;
+        if value < min || (value - min) % step != 0 {
+            return Err(ShardError::SlurmIrregular {
+                id: value,
+                min,
+                step,
+            });
+        }
+        let total = match (total, count) {
+            (Some(given), Some(count)) if given != count => {
+                return Err(ShardError::TotalMismatch { given, count });
+            }
+            (Some(t), _) | (None, Some(t)) => t,
+            (None, None) => return Err(ShardError::NeedTotal(name)),
+        };
+        let source = format!(
+            "SLURM_ARRAY_TASK_ID={value} (min {min}, step {step}{})",
+            count.map_or(String::new(), |c| format!(", count {c}"))
+        );
+        ((value - min) / step, total, source)
+    } else {
+        let total = total.ok_or(ShardError::NeedTotal(name))?;
+        (value, total, format!("{name}={value}"))
+    };
+    if index0 >= u64::from(total) {
+        return Err(ShardError::OutOfRange {
+            name,
+            value,
+            index: index0,
+            total,
+        });
+    }
+    Ok(FromEnv {
+        shard: Shard::new(index0 as u32 + 1, total)?,
+        source,
+    })
+}
+
+/// What a shard's journal header records about the split, so `report` can prove that a set of
+/// shard folders covers one input exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardHeader {
+    /// 1-based.
+    pub index: u32,
+    pub total: u32,
+    /// [`ALGORITHM`].
+    pub algorithm: String,
+    /// [`fingerprint`] of the sources.
+    pub input_fingerprint: String,
+    /// The key's rate the user gave (`--rate`); this shard paced at rate / N.
+    pub key_rate: String,
+    /// `--max-requests` as given, for the whole key; this shard's share is in the run header.
+    #[serde(default)]
+    pub key_max_requests: Option<u64>,
+}
+
+impl ShardHeader {
+    pub fn shard(&self) -> Shard {
+        Shard {
+            index: self.index,
+            total: self.total,
+        }
+    }
+}
+
+/// A fingerprint of the input as given: `sha256:` of one line per source, in order: a manifest
+/// by the SHA-256 of its bytes, a folder by its path as given (its listing may change between
+/// tasks; the split does not depend on it), standard input as `stdin` (it cannot be read twice).
+pub fn fingerprint(sources: &[PathBuf]) -> io::Result<String> {
+    let mut all = Sha256::new();
+    for s in sources {
+        let line = if s.as_os_str() == "-" {
+            "stdin".to_string()
+        } else if std::fs::metadata(s)?.is_dir() {
+            format!("folder {}", s.display())
+        } else {
+            format!("manifest sha256:{}", file_sha256(s)?)
+        };
+        all.update(line.as_bytes());
+        all.update(b"\n");
+    }
+    Ok(format!("sha256:{}", hex::encode(all.finalize())))
+}
+
+fn file_sha256(path: &Path) -> io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn parses_k_of_n_and_refuses_the_rest_clearly() {
+        assert_eq!(
+            "2/8".parse::<Shard>().unwrap(),
+            Shard { index: 2, total: 8 }
+        );
+        assert_eq!(" 1 / 1 ".parse::<Shard>().unwrap().to_string(), "1/1");
+        let cases = [
+            ("0/4", "count from 1"),
+            ("5/4", "at most N (4)"),
+            ("1/0", "at least 1"),
+            ("0/0", "at least 1"),
+            ("2", "expected K/N"),
+            ("a/4", "expected K/N"),
+            ("-1/4", "expected K/N"),
+            ("1/20000", "at most 10000"),
+        ];
+        for (input, needle) in cases {
+            let e = input.parse::<Shard>().unwrap_err().to_string();
+            assert!(e.contains(needle), "{input}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_split_is_pinned_to_sha256_of_the_key() {
+        // SHA-256("a") = ca978112ca1bbdca...; its first 8 bytes little-endian are
+        // 0xcabd1bca1281 97ca = 14607384022101826762.
+        let first8 = u64::from_le_bytes([0xca, 0x97, 0x81, 0x12, 0xca, 0x1b, 0xbd, 0xca]);
+        for n in [1u32, 2, 3, 4, 7, 1000] {
+            assert_eq!(Shard::of_key("a", n), (first8 % u64::from(n)) as u32 + 1);
+        }
+        assert_eq!(Shard::of_key("anything", 1), 1);
+    }
+
+    #[test]
+    fn adding_inputs_moves_no_item_between_shards() {
+        let keys: Vec<String> = (0..2000).map(|i| format!("selfies/{i:05}.jpg")).collect();
+        let before: HashMap<&str, u32> = keys
+            .iter()
+            .map(|k| (k.as_str(), Shard::of_key(k, 4)))
+            .collect();
+        // A bigger input, listed in another order: every old key keeps its shard.
+        let mut more: Vec<String> = (0..5000)
+            .rev()
+            .map(|i| format!("selfies/{i:05}.jpg"))
+            .collect();
+        more.push("new/other.png".into());
+        for k in &more {
+            if let Some(s) = before.get(k.as_str()) {
+                assert_eq!(Shard::of_key(k, 4), *s, "{k}");
+            }
+        }
+        // And every key is in exactly one shard, the shards about even.
+        let mut sizes = [0u32; 4];
+        for k in &keys {
+            let holders: Vec<u32> = (1..=4)
+                .filter(|i| {
+                    Shard::new(*i, 4)
+                        .unwrap()
+                        .holds(crate::journal::key_digest(k))
+                })
+                .collect();
+            assert_eq!(holders.len(), 1, "{k}");
+            sizes[holders[0] as usize - 1] += 1;
+        }
+        assert!(sizes.iter().all(|s| (400..600).contains(s)), "{sizes:?}");
+    }
+
+    #[test]
+    fn rate_and_budget_are_split_between_shards() {
+        let key: Rate = "60/6s".parse().unwrap();
+        let s = Shard::new(3, 4).unwrap();
+        assert_eq!(s.rate(key).per_second() * 4.0, key.per_second());
+        assert_eq!(s.rate(key).per, Duration::from_secs(24));
+        let shares: Vec<u64> = (1..=4)
+            .map(|k| Shard::new(k, 4).unwrap().budget(10).unwrap())
+            .collect();
+        assert_eq!(shares, [3, 3, 2, 2]);
+        assert_eq!(shares.iter().sum::<u64>(), 10);
+        let e = s.budget(3).unwrap_err().to_string();
+        assert!(e.contains("fewer than the 4 shards"), "{e}");
+        let plan = Plan::resolve(Some("3/4"), false, None, key, Some(10), |_| None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(plan.max_requests(), Some(2));
+        let words = plan.describe();
+        assert!(
+            words.contains("Shard 3/4") && words.contains("150.0/min") && words.contains("60/6s"),
+            "{words}"
+        );
+        assert_eq!(
+            Plan::resolve(Some("1/1"), false, None, key, None, |_| None).unwrap(),
+            None,
+            "N = 1 means no sharding"
+        );
+        let e = Plan::resolve(Some("1/4"), false, None, key, Some(3), |_| None).unwrap_err();
+        assert_eq!(e, ShardError::BudgetTooSmall(3, 4));
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn kubernetes_and_aws_batch_count_from_zero_and_need_the_total() {
+        let k = from_env(env(&[("JOB_COMPLETION_INDEX", "0")]), Some(4)).unwrap();
+        assert_eq!(k.shard, Shard { index: 1, total: 4 });
+        assert_eq!(k.source, "JOB_COMPLETION_INDEX=0");
+        let a = from_env(env(&[("AWS_BATCH_JOB_ARRAY_INDEX", "3")]), Some(4)).unwrap();
+        assert_eq!(a.shard, Shard { index: 4, total: 4 });
+        let e = from_env(env(&[("JOB_COMPLETION_INDEX", "4")]), Some(4))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only 4 tasks"), "{e}");
+        let e = from_env(env(&[("AWS_BATCH_JOB_ARRAY_INDEX", "1")]), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--shard-total"), "{e}");
+        let e = from_env(env(&[("JOB_COMPLETION_INDEX", "x1")]), Some(2))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a whole number"), "{e}");
+        let e = from_env(env(&[]), Some(2)).unwrap_err().to_string();
+        assert!(e.contains("none of JOB_COMPLETION_INDEX"), "{e}");
+        let e = from_env(
+            env(&[("JOB_COMPLETION_INDEX", "1"), ("SLURM_ARRAY_TASK_ID", "1")]),
+            Some(2),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ambiguous"), "{e}");
+        assert_eq!(
+            from_env(env(&[("JOB_COMPLETION_INDEX", "0")]), Some(0)).unwrap_err(),
+            ShardError::ZeroShardTotal
+        );
+    }
+
+    #[test]
+    fn slurm_arrays_are_normalised_with_min_step_and_count() {
+        // --array=1-15:2 → ids 1,3,...,15: 8 tasks; id 5 is the third.
+        let vars = [
+            ("SLURM_ARRAY_TASK_ID", "5"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_STEP", "2"),
+            ("SLURM_ARRAY_TASK_COUNT", "8"),
+        ];
+        let s = from_env(env(&vars), None).unwrap();
+        assert_eq!(s.shard, Shard { index: 3, total: 8 });
+        assert_eq!(s.source, "SLURM_ARRAY_TASK_ID=5 (min 1, step 2, count 8)");
+        // The same with --shard-total agreeing; disagreeing is refused.
+        assert_eq!(from_env(env(&vars), Some(8)).unwrap().shard.index, 3);
+        let e = from_env(env(&vars), Some(4)).unwrap_err().to_string();
+        assert!(e.contains("SLURM_ARRAY_TASK_COUNT=8"), "{e}");
+        // The last task of the array.
+        let last = [
+            ("SLURM_ARRAY_TASK_ID", "15"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_STEP", "2"),
+            ("SLURM_ARRAY_TASK_COUNT", "8"),
+        ];
+        assert_eq!(
+            from_env(env(&last), None).unwrap().shard,
+            Shard { index: 8, total: 8 }
+        );
+        // --array=0-3 without a step variable: step 1.
+        let plain = [
+            ("SLURM_ARRAY_TASK_ID", "0"),
+            ("SLURM_ARRAY_TASK_MIN", "0"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ];
+        assert_eq!(
+            from_env(env(&plain), None).unwrap().shard,
+            Shard { index: 1, total: 4 }
+        );
+        // An id off the regular range, a missing min, no count and no total.
+        let off = [
+            ("SLURM_ARRAY_TASK_ID", "4"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_STEP", "2"),
+            ("SLURM_ARRAY_TASK_COUNT", "8"),
+        ];
+        let e = from_env(env(&off), None).unwrap_err().to_string();
+        assert!(e.contains("regular range"), "{e}");
+        let e = from_env(env(&[("SLURM_ARRAY_TASK_ID", "4")]), Some(8))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SLURM_ARRAY_TASK_MIN"), "{e}");
+        let e = from_env(
+            env(&[("SLURM_ARRAY_TASK_ID", "4"), ("SLURM_ARRAY_TASK_MIN", "0")]),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--shard-total"), "{e}");
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_manifest_bytes_and_the_folders_as_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("m.csv");
+        std::fs::write(&m, "path\na.jpg\n").unwrap();
+        let sources = vec![m.clone(), dir.path().to_path_buf()];
+        let a = fingerprint(&sources).unwrap();
+        assert_eq!(a, fingerprint(&sources).unwrap());
+        assert!(a.starts_with("sha256:") && a.len() == 7 + 64, "{a}");
+        std::fs::write(&m, "path\na.jpg\nb.jpg\n").unwrap();
+        assert_ne!(a, fingerprint(&sources).unwrap());
+        assert!(fingerprint(&[dir.path().join("gone")]).is_err());
+    }
+}
