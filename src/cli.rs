@@ -218,6 +218,14 @@ pub struct ScanArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Who runs this, for the audit trail (default: the OS user and host, user@host).
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
+
+    /// Why this runs: a free-text purpose or ticket, for the audit trail.
+    #[arg(long, value_name = "TEXT")]
+    pub purpose: Option<String>,
+
     /// Also redo items that ended rejected, unknown or with retries exhausted.
     #[arg(long)]
     pub retry_failed: bool,
@@ -313,6 +321,10 @@ pub struct EmulatorArgs {
     /// Answer like a sandbox key: fixed Approved result, nothing billed.
     #[arg(long)]
     pub sandbox: bool,
+
+    /// Answer GET /v3/billing/balance/ with 403, like a key that may not read billing.
+    #[arg(long)]
+    pub billing_forbidden: bool,
 
     /// Fixed latency per request, in milliseconds.
     #[arg(long, default_value_t = 0)]

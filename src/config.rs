@@ -42,6 +42,24 @@ pub enum ConfigError {
     Emulator(#[from] EmulatorError),
     #[error("--metadata: {0}")]
     Metadata(crate::didit::ParamError),
+    #[error(
+        "--{flag} must be 1 to {MAX_LABEL_CHARS} characters of text without control characters \
+         (line breaks, tabs)"
+    )]
+    Label { flag: &'static str },
+}
+
+/// The longest `--operator` or `--purpose`.
+pub const MAX_LABEL_CHARS: usize = 500;
+
+/// `--operator` or `--purpose`, checked: printable text of a sensible length, trimmed.
+fn label(flag: &'static str, value: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(v) = value else { return Ok(None) };
+    let v = v.trim().to_string();
+    if v.is_empty() || v.chars().count() > MAX_LABEL_CHARS || v.chars().any(char::is_control) {
+        return Err(ConfigError::Label { flag });
+    }
+    Ok(Some(v))
 }
 
 /// `--timeout` in seconds, checked: positive and at most an hour.
@@ -116,6 +134,15 @@ pub struct ScanConfig {
     pub api: ApiConfig,
     pub quiet: bool,
     pub verbose: u8,
+    /// `--operator`, else the OS user and host.
+    pub operator: String,
+    /// `--purpose`.
+    pub purpose: Option<String>,
+    /// The command line as typed, secrets removed (set by the caller that has it; empty in
+    /// tests that build settings directly).
+    pub command_line: Vec<String>,
+    /// `--backoff-ms`, as given (for the run header).
+    pub backoff_ms: u64,
 }
 
 impl ScanConfig {
@@ -140,6 +167,10 @@ impl ScanConfig {
             return Err(ConfigError::OutNotDir(args.out));
         }
         let api = ApiConfig::from_args(&args.api, key_env, args.dry_run)?;
+        let operator =
+            label("operator", args.operator)?.unwrap_or_else(crate::audit::default_operator);
+        let purpose = label("purpose", args.purpose)?;
+        let backoff_ms = args.backoff_ms;
         let retry = RetryPolicy {
             max_retries: args.max_retries,
             base: Duration::from_millis(args.backoff_ms.max(1)),
@@ -184,6 +215,10 @@ impl ScanConfig {
             api,
             quiet: args.quiet,
             verbose: args.verbose,
+            operator,
+            purpose,
+            command_line: Vec::new(),
+            backoff_ms,
         })
     }
 }
@@ -239,6 +274,25 @@ mod tests {
         for (args, needle) in cases {
             let e = parse(args).unwrap_err().to_string();
             assert!(e.contains(needle), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn operator_and_purpose_are_checked_text() {
+        let c = scan_config(&["photos", "--operator", " Ana Ops ", "--purpose", "KYC-42"]).unwrap();
+        assert_eq!(c.operator, "Ana Ops");
+        assert_eq!(c.purpose.as_deref(), Some("KYC-42"));
+        let c = scan_config(&["photos"]).unwrap();
+        assert!(c.operator.contains('@'), "{}", c.operator);
+        assert_eq!(c.purpose, None);
+        let long = "x".repeat(MAX_LABEL_CHARS + 1);
+        for (flag, bad) in [
+            ("--operator", "  "),
+            ("--purpose", "line\nbreak"),
+            ("--purpose", long.as_str()),
+        ] {
+            let e = scan_config(&["photos", flag, bad]).unwrap_err().to_string();
+            assert!(e.contains(flag) && e.contains("control characters"), "{e}");
         }
     }
 
@@ -369,6 +423,7 @@ impl EmulatorCommand {
             spurious_retry_after: args.fault_429_retry_after,
             seed: args.seed,
             log: args.log.clone(),
+            billing_forbidden: args.billing_forbidden,
         };
         config.validate()?;
         Ok(Self {

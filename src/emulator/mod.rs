@@ -3,7 +3,8 @@
 //!
 //! It listens on 127.0.0.1 only and serves:
 //! - `POST /v3/passive-liveness/`: the endpoint (trailing slash required, like Didit's);
-//! - `GET /v3/billing/balance/`: `{"balance": "<credits left>.0000", ...}` (same authentication);
+//! - `GET /v3/billing/balance/`: `{"balance": "<credits left x US$0.10>", ...}` in US dollars, as
+//!   Didit gives it (same authentication; 403 with `billing_forbidden`, a key that may not read it);
 //! - `GET /emulator/stats`: the counters as JSON ([`Stats`]), no authentication;
 //! - anything else: 404 `{"detail": "Not found."}` (another method on the two API paths gets
 //!   DRF's 405 after authentication).
@@ -143,6 +144,8 @@ pub struct EmulatorConfig {
     pub seed: u64,
     /// Append one JSON line per request to this file.
     pub log: Option<PathBuf>,
+    /// Answer the balance endpoint with 403, as Didit does for a key that may not read billing.
+    pub billing_forbidden: bool,
 }
 
 impl fmt::Debug for EmulatorConfig {
@@ -160,6 +163,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("spurious_retry_after", &self.spurious_retry_after)
             .field("seed", &self.seed)
             .field("log", &self.log)
+            .field("billing_forbidden", &self.billing_forbidden)
             .finish()
     }
 }
@@ -180,6 +184,7 @@ impl EmulatorConfig {
             spurious_retry_after: 1,
             seed: 0,
             log: None,
+            billing_forbidden: false,
         }
     }
 

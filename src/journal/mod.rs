@@ -109,6 +109,18 @@ pub struct RunInfo {
     pub dedupe: bool,
     #[serde(default)]
     pub max_requests: Option<u64>,
+    /// Who ran this run, with what key, and why. Absent in journals written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<crate::audit::RunIdentity>,
+    /// Retries, backoff, timeout, assumed price and the other settings of cost and pace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<crate::audit::Tuning>,
+    /// The SHA-256 of each manifest given as a source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifests: Vec<crate::audit::ManifestHash>,
+    /// The account balance read before the first call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<crate::audit::Balance>,
 }
 
 /// How a run ended, as written in the journal's end line (`outcome`).
@@ -177,6 +189,9 @@ pub struct RunEnd {
     /// Waits a server asked for (`Retry-After`) that were longer than the cap and were cut.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retry_after_capped: u64,
+    /// The account balance read after the last answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<crate::audit::Balance>,
 }
 
 /// Written (and synced) before an item's first upload: if the run dies before the item's
@@ -339,6 +354,10 @@ pub(crate) mod fixtures {
             resumed,
             dedupe: true,
             max_requests: None,
+            identity: None,
+            tuning: None,
+            manifests: Vec::new(),
+            balance: None,
         }
     }
 

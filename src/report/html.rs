@@ -568,6 +568,10 @@ mod tests {
             resumed: false,
             dedupe: true,
             max_requests: None,
+            identity: None,
+            tuning: None,
+            manifests: Vec::new(),
+            balance: None,
         });
         let mut evil = record("<img src=x onerror=alert(1)>", Class::Rejected, None);
         evil.error = Some("</td><script>alert(1)</script>".into());

@@ -323,13 +323,13 @@ async fn credits_run_out_with_403_and_nothing_billed() {
             .unwrap()
             .to_string()
     };
-    assert_eq!(balance().await, "2.0000");
+    assert_eq!(balance().await, "0.2000", "two credits at US$0.10");
     // A rejected file spends nothing.
     let r = post(&e, form(b"x".to_vec(), "a.txt", &[])).await;
     assert_eq!(r.status().as_u16(), 400);
     let r = post(&e, form(b"garbage".to_vec(), "a.png", &[])).await;
     assert_eq!(r.status().as_u16(), 400);
-    assert_eq!(balance().await, "2.0000");
+    assert_eq!(balance().await, "0.2000", "two credits at US$0.10");
     for seed in 0..2 {
         let r = post(&e, form(common::jpeg(seed), "a.jpg", &[])).await;
         assert_eq!(r.status().as_u16(), 200);
