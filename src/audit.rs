@@ -282,6 +282,12 @@ pub fn manifest_hashes(sources: &[std::path::PathBuf]) -> Vec<ManifestHash> {
         .collect()
 }
 
+/// A short category for a local refusal reason ("over 5 MB", "not an image", ...), for counts.
+pub fn category(reason: &str) -> String {
+    let r = reason.split([':', ';']).next().unwrap_or(reason).trim();
+    r.chars().take(60).collect()
+}
+
 /// The per-item digest the input fingerprint sorts: SHA-256 of `key TAB sha256-hex`.
 pub fn item_digest(key: &str, sha256_hex: &str) -> [u8; 32] {
     let mut h = Sha256::new();

@@ -157,6 +157,7 @@ fn build_with(
         scanned.latest,
         &mut acc,
         out_dir,
+        budget,
     )?;
     let simulated = acc.simulated();
     let checkpoint = resumable.then(|| acc.clone());
@@ -215,8 +216,11 @@ fn walk_latest(
     mut latest: Sorted<u64>,
     acc: &mut summary::Accumulator,
     tmp_dir: &Path,
+    budget: usize,
 ) -> Result<Walked, ReportError> {
     let sort_err = sort_err(tmp_dir);
+    // The per-item digests of the input fingerprint, sorted whatever their number.
+    let mut digests = sort::Sorter::<[u8; 32]>::new(tmp_dir, budget);
     let mut carried: BTreeSet<String> = BTreeSet::new();
     let mut attention = html::Attention::new();
     let mut next_latest = latest.next().transpose().map_err(&sort_err)?;
@@ -228,6 +232,7 @@ fn walk_latest(
         if offset >= limit {
             break;
         }
+        acc.on_raw_line(offset, raw);
         if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -255,10 +260,23 @@ fn walk_latest(
                         }
                     }
                     attention.offer(&r);
+                    if r.class == Some(crate::record::Class::Result)
+                        && let Some(sha) = &r.sha256
+                    {
+                        digests
+                            .push(crate::audit::item_digest(&r.key, sha))
+                            .map_err(&sort_err)?;
+                    }
                 }
             }
         }
     }
+    let mut fingerprint = crate::audit::Fingerprint::new();
+    for d in digests.finish().map_err(&sort_err)? {
+        fingerprint.push(d.map_err(&sort_err)?);
+    }
+    let (sha256, items) = fingerprint.finish();
+    acc.set_input_fingerprint(sha256, items);
     Ok(Walked { carried, attention })
 }
 

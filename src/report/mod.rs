@@ -426,6 +426,13 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
     for note in outputs.notes() {
         crate::messages::note(&note);
     }
+    let failures = summary.verification_failures();
+    if !failures.is_empty() {
+        for f in &failures {
+            crate::messages::error(&format!("VERIFICATION FAILED: {f}"));
+        }
+        return Ok(Exit::Verify);
+    }
     Ok(if summary.all_have_results() {
         Exit::Ok
     } else {

@@ -24,7 +24,7 @@ pub const STATE_FILE: &str = ".liveness-batch-outputs.json";
 
 /// Version of the outputs' layout. Raise it whenever the outputs of the same journal change:
 /// outputs another version wrote are rebuilt, never patched.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// Largest checkpoint read back; real ones are far smaller (the attention rows are capped).
 const MAX_STATE_BYTES: u64 = 32 << 20;
@@ -184,11 +184,14 @@ fn unchanged(out_dir: &Path, opts: &ReportOptions, cp: &Checkpoint) -> Option<(A
         }
         let line = trim_line(&buf);
         if buf.ends_with(b"\n") && line.iter().all(u8::is_ascii_whitespace) {
+            accumulator.on_raw_line(pos, line);
             pos += n as u64;
             continue;
         }
         // A damaged or cut-short line: the rebuild reports it.
-        match serde_json::from_slice::<Line>(line).ok()? {
+        let parsed = serde_json::from_slice::<Line>(line).ok()?;
+        accumulator.on_raw_line(pos, line);
+        match parsed {
             Line::Item(_) => return None,
             Line::Run(run) => accumulator.on_run(&run),
             Line::End(end) => accumulator.on_end(&end),

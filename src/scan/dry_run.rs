@@ -174,6 +174,5 @@ fn render(cfg: &ScanConfig, est: &Estimate, interrupted: bool, balance: &Balance
 
 /// A short category for a refusal reason ("over 5 MB", "not an image: PDF", ...), for counts.
 fn category(reason: &str) -> String {
-    let r = reason.split(':').next().unwrap_or(reason).trim();
-    r.chars().take(60).collect()
+    crate::audit::category(reason)
 }
