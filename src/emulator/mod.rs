@@ -258,8 +258,12 @@ impl EmulatorConfig {
 /// A snapshot of the emulator's counters (also served at `GET /emulator/stats`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct Stats {
-    /// Every request received except those to `/emulator/stats`.
+    /// Every request received except those to `/emulator/stats` and the balance reads.
     pub requests: u64,
+    /// `GET /v3/billing/balance/` requests: reads, on their own budget, counted apart (not in
+    /// `requests` nor `by_status`).
+    #[serde(default)]
+    pub balance_reads: u64,
     /// Responses sent, by HTTP status (dropped and stalled requests are not in here).
     pub by_status: BTreeMap<u16, u64>,
     /// 429s from the rate limiter (spurious injected 429s are only in `by_status`).

@@ -343,6 +343,10 @@ fn run_line(resumed: bool) -> Line {
         resumed,
         dedupe: true,
         max_requests: None,
+        identity: None,
+        tuning: None,
+        manifests: Vec::new(),
+        balance: None,
     })
 }
 
