@@ -178,6 +178,265 @@ pub struct Money {
     pub estimated_cost_usd: f64,
 }
 
+/// A count with its name, as the equations show them: "screened 31".
+fn term(name: &str, n: u64) -> String {
+    format!("{name} {n}")
+}
+
+impl Audit {
+    /// Who ran the latest run, with which build and key, and why.
+    pub fn identity_rows(&self) -> Vec<(&'static str, String)> {
+        let Some(r) = self.runs.last() else {
+            return vec![("Run", "no run recorded".to_string())];
+        };
+        let unknown = || "not recorded (a run written before this was kept)".to_string();
+        let mut rows = vec![
+            ("Run id", r.run_id.clone().unwrap_or_else(unknown)),
+            (
+                "Tool",
+                format!(
+                    "liveness-batch {} (commit {})",
+                    r.tool_version,
+                    r.tool_commit.as_deref().unwrap_or("not recorded")
+                ),
+            ),
+            ("Operator", r.operator.clone().unwrap_or_else(unknown)),
+            (
+                "Purpose",
+                r.purpose.clone().unwrap_or_else(|| "not given".to_string()),
+            ),
+            ("Started", r.started_at.clone()),
+            (
+                "Command line",
+                if r.command_line.is_empty() {
+                    unknown()
+                } else {
+                    r.command_line.join(" ")
+                },
+            ),
+            (
+                "API key fingerprint",
+                match (&r.key_fingerprint, self.key_fingerprints.len()) {
+                    (Some(fp), 0 | 1) => format!("{fp} (first 8 hex digits of the key's SHA-256)"),
+                    (_, _) if !self.key_fingerprints.is_empty() => format!(
+                        "{} (keys used by the runs in this journal: first 8 hex digits of each \
+                         key's SHA-256)",
+                        self.key_fingerprints.join(", ")
+                    ),
+                    _ => "not recorded".to_string(),
+                },
+            ),
+        ];
+        if self.runs.len() + self.runs_not_listed as usize > 1 {
+            rows.push((
+                "Runs",
+                format!(
+                    "{} in this journal (each listed in summary.json with its own id, operator \
+                     and command line)",
+                    self.runs.len() as u64 + self.runs_not_listed
+                ),
+            ));
+        }
+        rows
+    }
+
+    /// Every setting that shapes results or cost.
+    pub fn parameter_rows(&self) -> Vec<(&'static str, String)> {
+        let Some(p) = &self.parameters else {
+            return Vec::new();
+        };
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "not recorded".to_string());
+        vec![
+            (
+                "API host",
+                format!(
+                    "{}{}",
+                    p.api_host,
+                    if p.simulated {
+                        " (the built-in emulator)"
+                    } else {
+                        ""
+                    }
+                ),
+            ),
+            ("Threshold", super::fmt_threshold(p.threshold)),
+            ("rotate_image", p.rotate_image.to_string()),
+            ("save_api_request", p.save_api_request.to_string()),
+            ("Rate", p.rate.clone()),
+            ("Concurrency", p.concurrency.to_string()),
+            ("Retries", opt(p.max_retries.map(|n| n.to_string()))),
+            ("Backoff", opt(p.backoff_ms.map(|n| format!("{n} ms")))),
+            ("Timeout", opt(p.timeout_secs.map(|n| format!("{n} s")))),
+            (
+                "Budget (--max-requests)",
+                p.max_requests
+                    .map_or_else(|| "none".to_string(), |n| n.to_string()),
+            ),
+            (
+                "Assumed price",
+                opt(p.price_per_call_usd.map(|x| format!("US${x:.2} a call"))),
+            ),
+            (
+                "Deduplication",
+                if p.dedupe { "on" } else { "off" }.to_string(),
+            ),
+            ("Retry failed", opt(p.retry_failed.map(|b| b.to_string()))),
+            (
+                "Checksum every item",
+                opt(p.checksum.map(|b| b.to_string())),
+            ),
+        ]
+    }
+
+    /// The inputs and the journal: manifest hashes, the input fingerprint, the chain.
+    pub fn provenance_rows(&self) -> Vec<(&'static str, String)> {
+        let mut rows = Vec::new();
+        for m in &self.manifests {
+            rows.push((
+                "Manifest",
+                match (&m.sha256, &m.note) {
+                    (Some(sha), _) => format!("{} SHA-256 {sha}", m.path),
+                    (None, Some(note)) => format!("{} ({note})", m.path),
+                    (None, None) => m.path.clone(),
+                },
+            ));
+        }
+        rows.push((
+            "Input fingerprint",
+            match &self.input_fingerprint {
+                Some(f) => format!("{} over {} item(s) with a result", f.sha256, f.items),
+                None => "not computed".to_string(),
+            },
+        ));
+        let c = &self.journal_chain;
+        rows.push((
+            "Journal chain",
+            match (&c.broken, c.state.as_str()) {
+                (Some(b), _) => format!("BROKEN at line {}: {}", b.line, b.reason),
+                (None, "chained") => format!(
+                    "intact: each of the {} lines carries the hash of the line before it",
+                    c.chained_lines
+                ),
+                (None, "partly chained") => format!(
+                    "intact from the first chained line on: {} older line(s) written before \
+                     the chain are unchained",
+                    c.unchained_lines
+                ),
+                (None, _) => {
+                    "unchained: the journal was written before lines carried a chain".to_string()
+                }
+            },
+        ));
+        if let Some(head) = &c.head {
+            rows.push(("Chain head (last line's SHA-256)", head.clone()));
+        }
+        rows
+    }
+
+    /// The balance before and after the latest run.
+    pub fn balance_rows(&self) -> Vec<(&'static str, String)> {
+        let b = &self.balance;
+        let show = |x: &Option<Balance>| {
+            x.as_ref()
+                .map_or_else(|| "not read".to_string(), Balance::describe)
+        };
+        let mut rows = vec![
+            ("Balance before", show(&b.before)),
+            ("Balance after", show(&b.after)),
+        ];
+        if let Some(spent) = b.spent_usd {
+            rows.push(("Balance change", format!("US${spent:.2} spent")));
+        }
+        rows
+    }
+
+    /// The reconciliation as equations with every term named, in order.
+    pub fn equations(&self) -> Vec<String> {
+        let r = &self.reconciliation;
+        let mut out = Vec::new();
+        match (&r.run, &r.run_unavailable) {
+            (Some(run), _) => {
+                let reasons = if run.refused_by_reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        run.refused_by_reason
+                            .iter()
+                            .map(|(k, n)| format!("{k}: {n}"))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                };
+                out.push(format!(
+                    "Latest run: {} = {} + {}{reasons} + {} + {} + {} + {}",
+                    term("files found", run.found),
+                    term("ignored", run.ignored),
+                    term("refused locally", run.refused_locally),
+                    term("deduplicated", run.deduplicated),
+                    term("done earlier", run.done_earlier),
+                    term("screened", run.screened),
+                    term("not processed", run.not_processed),
+                ));
+                let outcomes: Vec<String> = run
+                    .screened_outcomes
+                    .iter()
+                    .map(|(k, n)| term(k, *n))
+                    .collect();
+                out.push(format!(
+                    "Latest run: {} = {}",
+                    term("screened", run.screened),
+                    if outcomes.is_empty() {
+                        "0".to_string()
+                    } else {
+                        outcomes.join(" + ")
+                    }
+                ));
+            }
+            (None, Some(why)) => out.push(format!("Latest run: not reconciled: {why}")),
+            (None, None) => {}
+        }
+        let i = &r.items;
+        let errors: Vec<String> = i
+            .without_result
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(k, n)| term(k, *n))
+            .collect();
+        out.push(format!(
+            "All items: {} = {} + {}{}",
+            term("items", i.items),
+            term("approved", i.approved),
+            term("declined", i.declined),
+            if errors.is_empty() {
+                String::new()
+            } else {
+                format!(" + {}", errors.join(" + "))
+            }
+        ));
+        let m = &r.money;
+        out.push(format!(
+            "Money: billable calls (200 answers) {} x US${:.2} = estimated cost US${:.2}; \
+             possible double charges {}",
+            m.billable_calls, m.price_per_call_usd, m.estimated_cost_usd, m.possible_double_charges
+        ));
+        out
+    }
+
+    /// "closes" or "DOES NOT CLOSE: ...".
+    pub fn verdict(&self) -> String {
+        let r = &self.reconciliation;
+        if r.closes {
+            "The reconciliation closes: every equation holds.".to_string()
+        } else {
+            format!(
+                "THE RECONCILIATION DOES NOT CLOSE (a bug in this tool, never hidden): {}",
+                r.problems.join("; ")
+            )
+        }
+    }
+}
+
 /// One run's records, counted as they stream by.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct Tally {

@@ -36,7 +36,32 @@ impl Summary {
         for (label, value) in self.fact_rows(RUN_ROWS) {
             let _ = writeln!(m, "| {label} | {} |", md(&value));
         }
+        audit(&mut m, self);
         m
+    }
+}
+
+/// The audit trail: who ran what, the parameters, the inputs and journal, the balance, and the
+/// reconciliation with every term named.
+fn audit(m: &mut String, s: &Summary) {
+    let Some(a) = &s.audit else { return };
+    let table = |m: &mut String, title: &str, rows: Vec<(&'static str, String)>| {
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(m, "\n### {title}\n\n| | |\n|---|---|");
+        for (label, value) in rows {
+            let _ = writeln!(m, "| {label} | {} |", md(&value));
+        }
+    };
+    let _ = writeln!(m, "\n## Audit trail");
+    table(m, "Who ran what", a.identity_rows());
+    table(m, "Parameters", a.parameter_rows());
+    table(m, "Inputs and journal", a.provenance_rows());
+    table(m, "Balance", a.balance_rows());
+    let _ = writeln!(m, "\n### Reconciliation\n\n**{}**\n", md(&a.verdict()));
+    for e in a.equations() {
+        let _ = writeln!(m, "- {}", md(&e));
     }
 }
 
@@ -48,6 +73,9 @@ fn head(m: &mut String, s: &Summary) {
     }
     let _ = writeln!(m, "**{}**\n", md(&s.headline()));
     let _ = writeln!(m, "{}.\n", md(&s.outcome_line()));
+    for f in s.verification_failures() {
+        let _ = writeln!(m, "> **VERIFICATION FAILED: {}**\n", md(&f));
+    }
     if !s.warnings.is_empty() {
         let _ = writeln!(m, "## Warnings\n");
         for w in &s.warnings {
