@@ -8,13 +8,15 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use super::json::{self, JsonOut, Shape};
 use super::read::{LinesAt, parse_line};
 use super::sort::{self, Sorted};
 use super::state::{self, Checkpoint};
 use super::summary::{self, Accumulator, BuiltFrom};
 use super::{
-    Outputs, ReportError, ReportOptions, ResultsFormat, Summary, csv, html, io_err, latest,
+    Outputs, ReportError, ReportOptions, ResultsFormat, Summary, csv, html, io_err, latest, sums,
 };
 use crate::journal::{self, JOURNAL_FILE, JournalError, Line, Reader, TornTail};
 
@@ -26,6 +28,8 @@ pub(super) struct AtomicOut {
     tmp: PathBuf,
     w: Option<BufWriter<File>>,
     committed: bool,
+    /// SHA-256 of everything written, for SHA256SUMS.
+    hash: Sha256,
 }
 
 impl AtomicOut {
@@ -40,6 +44,7 @@ impl AtomicOut {
                 tmp,
                 w: Some(BufWriter::with_capacity(256 << 10, f)),
                 committed: false,
+                hash: Sha256::new(),
             }),
             Err(e) => {
                 // A planted link is removed, never followed.
@@ -55,25 +60,30 @@ impl AtomicOut {
             .ok_or_else(|| io::Error::other("output already committed"))
     }
 
-    /// Flush, sync and rename into place; returns the file's size.
-    pub(super) fn commit(mut self) -> io::Result<u64> {
+    /// Flush, sync and rename into place; returns the file's size and SHA-256 (hex).
+    pub(super) fn commit(mut self) -> io::Result<(u64, String)> {
         let w = self.w.take().expect("committed once");
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_data()?;
         let len = f.metadata()?.len();
         std::fs::rename(&self.tmp, &self.path)?;
         self.committed = true;
-        Ok(len)
+        let hash = std::mem::take(&mut self.hash);
+        Ok((len, hex::encode(hash.finalize())))
     }
 }
 
 impl Write for AtomicOut {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer()?.write(buf)
+        let n = self.writer()?.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.writer()?.write_all(buf)
+        self.writer()?.write_all(buf)?;
+        self.hash.update(buf);
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -165,7 +175,7 @@ fn build_with(
 
     // Pass 3: the results files, then the summary in its three forms.
     let layout = csv::Layout::new(simulated, &walked.carried);
-    let sizes = write_results(
+    let (sizes, hashes) = write_results(
         out_dir,
         &journal_path,
         scanned.order,
@@ -179,8 +189,8 @@ fn build_with(
         journal: scanned.state,
         files: format.files().iter().map(|f| f.to_string()).collect(),
     });
-    write_summaries(out_dir, &summary, &walked.attention)?;
     let removed = remove_other_results(out_dir, format)?;
+    let report_sha256 = write_summaries(out_dir, &summary, &walked.attention, &hashes)?;
     if let Some(accumulator) = checkpoint {
         state::save(
             out_dir,
@@ -189,6 +199,7 @@ fn build_with(
                 price_per_call: opts.price_per_call,
                 results: format,
                 sizes,
+                hashes,
                 accumulator,
                 attention: walked.attention.snapshot(),
             },
@@ -198,6 +209,7 @@ fn build_with(
         summary,
         left: Vec::new(),
         removed,
+        report_sha256,
     })
 }
 
@@ -289,7 +301,7 @@ fn write_results(
     layout: csv::Layout,
     simulated: bool,
     format: ResultsFormat,
-) -> Result<Vec<(String, u64)>, ReportError> {
+) -> Result<(Vec<(String, u64)>, Vec<(String, String)>), ReportError> {
     let csv_path = out_dir.join("results.csv");
     let json_path = out_dir.join("results.json");
     let jsonl_path = out_dir.join("results.jsonl");
@@ -346,41 +358,50 @@ fn write_results(
         }
     }
     let mut sizes = Vec::new();
+    let mut hashes = Vec::new();
     for (name, path, file) in [
         ("results.json", &json_path, json_file),
         ("results.jsonl", &jsonl_path, jsonl_file),
         ("results.csv", &csv_path, Some(csv_file)),
     ] {
         if let Some(f) = file {
-            sizes.push((name.to_string(), f.commit().map_err(io_err(path))?));
+            let (len, sha) = f.commit().map_err(io_err(path))?;
+            sizes.push((name.to_string(), len));
+            hashes.push((name.to_string(), sha));
         }
     }
     sizes.sort();
-    Ok(sizes)
+    hashes.sort();
+    Ok((sizes, hashes))
 }
 
-/// The summary in its three forms: summary.json, summary.md and report.html.
+/// The summary in its three forms: summary.json, summary.md and report.html; then SHA256SUMS
+/// over them, the results files (`results`: name and SHA-256 as written) and the other
+/// outputs present. Returns report.html's SHA-256.
 pub(super) fn write_summaries(
     out_dir: &Path,
     summary: &Summary,
     attention: &html::Attention,
-) -> Result<(), ReportError> {
-    let summary_path = out_dir.join("summary.json");
-    journal::write_private_atomic(&summary_path, |w| {
-        serde_json::to_writer_pretty(&mut *w, summary).map_err(io::Error::other)?;
-        w.write_all(b"\n")
-    })
-    .map_err(io_err(&summary_path))?;
-    let md_path = out_dir.join("summary.md");
-    journal::write_private_atomic(&md_path, |w| {
-        w.write_all(summary.render_markdown().as_bytes())
-    })
-    .map_err(io_err(&md_path))?;
-    let html_path = out_dir.join("report.html");
-    journal::write_private_atomic(&html_path, |w| {
-        w.write_all(html::render(summary, attention).as_bytes())
-    })
-    .map_err(io_err(&html_path))
+    results: &[(String, String)],
+) -> Result<String, ReportError> {
+    let mut json = serde_json::to_vec_pretty(summary).map_err(|e| ReportError::Io {
+        path: out_dir.join("summary.json"),
+        source: io::Error::other(e),
+    })?;
+    json.push(b'\n');
+    let files = [
+        ("summary.json", json),
+        ("summary.md", summary.render_markdown().into_bytes()),
+        ("report.html", html::render(summary, attention).into_bytes()),
+    ];
+    let mut hashed: Vec<(String, String)> = results.to_vec();
+    for (name, bytes) in &files {
+        let path = out_dir.join(name);
+        journal::write_private_atomic(&path, |w| w.write_all(bytes)).map_err(io_err(&path))?;
+        hashed.push((name.to_string(), sums::hex_of(bytes)));
+    }
+    sums::write(out_dir, &hashed)?;
+    Ok(sums::hex_of(&files[2].1))
 }
 
 /// Remove the results file of the JSON form no longer written (after `--results-format`

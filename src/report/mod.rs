@@ -13,6 +13,7 @@ mod read;
 mod sort;
 pub mod state;
 pub mod summary;
+pub mod sums;
 
 use crate::exit::Exit;
 use std::collections::HashSet;
@@ -94,6 +95,8 @@ pub struct Outputs {
     /// Results files of a JSON form no longer written, removed so they cannot be taken for
     /// current ones.
     pub removed: Vec<String>,
+    /// SHA-256 of report.html as written, to paste into a ticket.
+    pub report_sha256: String,
 }
 
 impl Outputs {
@@ -204,6 +207,18 @@ pub fn refresh_outputs(out_dir: &Path, opts: &ReportOptions) -> Result<Outputs, 
         Some(outputs) => Ok(outputs),
         None => rebuild(out_dir, opts),
     }
+}
+
+/// The last line of a run: the report's SHA-256, and where the others are.
+pub fn report_hash_line(outputs: &Outputs) -> String {
+    format!(
+        "report.html SHA-256: {} (every output's SHA-256 is in {}; check them with \
+         `sha256sum -c {}` in {})",
+        outputs.report_sha256,
+        sums::SUMS_FILE,
+        sums::SUMS_FILE,
+        outputs.summary.out_dir
+    )
 }
 
 /// What [`merge`] leaves next to the merged journal, so it can tell its own work from a scan's.
@@ -426,6 +441,7 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
     for note in outputs.notes() {
         crate::messages::note(&note);
     }
+    crate::messages::note(&report_hash_line(&outputs));
     let failures = summary.verification_failures();
     if !failures.is_empty() {
         for f in &failures {

@@ -40,6 +40,9 @@ pub struct Checkpoint {
     /// Name and size of each results file as written: a file deleted, cut or replaced since is
     /// noticed and rebuilt.
     pub sizes: Vec<(String, u64)>,
+    /// Name and SHA-256 of each results file as written, for SHA256SUMS.
+    #[serde(default)]
+    pub hashes: Vec<(String, String)>,
     /// The summary's running totals at `built_from.journal.bytes`.
     pub accumulator: Accumulator,
     /// The rows report.html shows.
@@ -124,7 +127,7 @@ pub fn refresh(out_dir: &Path, opts: &ReportOptions) -> Result<Option<Outputs>, 
         .finish(opts.price_per_call, &out_dir.display().to_string());
     summary.built_from = Some(built_from.clone());
     let attention = Attention::from_snapshot(cp.attention);
-    write_summaries(out_dir, &summary, &attention)?;
+    let report_sha256 = write_summaries(out_dir, &summary, &attention, &cp.hashes)?;
     let left = cp.sizes.iter().map(|(name, _)| name.clone()).collect();
     save(
         out_dir,
@@ -139,6 +142,7 @@ pub fn refresh(out_dir: &Path, opts: &ReportOptions) -> Result<Option<Outputs>, 
         summary,
         left,
         removed: Vec::new(),
+        report_sha256,
     }))
 }
 

@@ -571,6 +571,7 @@ async fn finish(
                 cfg.out.join(ignored::FILE).display()
             ));
         }
+        messages::note(&report::report_hash_line(&outputs));
     } else if let Some(c) = &cause {
         // Even a quiet run says why it stopped early.
         messages::note(&format!("{}: {}", messages::PREFIX, c.describe()));
