@@ -112,7 +112,7 @@ impl Balance {
 pub fn coverage(balance: &Balance, estimate_usd: f64, calls: u64) -> Coverage {
     match balance.amount() {
         None => Coverage::Unknown,
-        Some(b) if b + 1e-9 >= estimate_usd => Coverage::Covers,
+        Some(b) if b + 1e-6 >= estimate_usd => Coverage::Covers,
         Some(_) => Coverage::Short,
     }
     .check(calls)
@@ -133,6 +133,17 @@ impl Coverage {
             self
         }
     }
+}
+
+/// How many calls at `price` a balance pays for, counted in millionths of a dollar so that
+/// US$0.30 at US$0.10 is 3 calls, not 2.9999... (None when calls are free).
+pub fn calls_covered(balance: &Balance, price: f64) -> Option<u64> {
+    let micros = |x: f64| (x * 1e6).round();
+    let p = micros(price);
+    if p <= 0.0 {
+        return None;
+    }
+    Some((micros(balance.amount()?.max(0.0)) / p).floor() as u64)
 }
 
 /// First 8 hex digits of the key's SHA-256.
@@ -390,6 +401,11 @@ mod tests {
         assert_eq!(coverage(&b, 1.1, 11), Coverage::Short);
         let u = Balance::unknown("t".into(), "HTTP 403");
         assert_eq!(coverage(&u, 1.0, 10), Coverage::Unknown);
+        let thirty = Balance::known("t".into(), "0.3000".into());
+        assert_eq!(calls_covered(&thirty, 0.1), Some(3), "not 2.999...");
+        assert_eq!(coverage(&thirty, 3.0 * 0.1, 3), Coverage::Covers);
+        assert_eq!(calls_covered(&thirty, 0.0), None);
+        assert_eq!(calls_covered(&u, 0.1), None);
         assert_eq!(u.describe(), "unknown (HTTP 403)");
         assert_eq!(b.describe(), "US$1.0000");
         assert!(default_operator().contains('@'));

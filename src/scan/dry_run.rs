@@ -162,9 +162,7 @@ fn render(cfg: &ScanConfig, est: &Estimate, interrupted: bool, balance: &Balance
         Coverage::Short => format!(
             "NO: the balance does not cover the estimated cost; cap the calls with \
              --max-requests {}",
-            balance
-                .amount()
-                .map_or(0, |b| (b / cfg.price_per_call.max(1e-9)).floor() as u64)
+            crate::audit::calls_covered(balance, cfg.price_per_call).unwrap_or(0)
         ),
         Coverage::Unknown => "unknown (the balance could not be read)".to_string(),
     };

@@ -601,9 +601,7 @@ fn warn_if_short(cfg: &ScanConfig, balance: &crate::audit::Balance, calls: Optio
             "{line}: the balance does not cover it. Didit stops answering when the credits run \
              out (the run then stops, resumable); to spend no more than the balance, cap the calls \
              with --max-requests {}",
-            balance
-                .amount()
-                .map_or(0, |b| (b / cfg.price_per_call.max(1e-9)).floor() as u64)
+            crate::audit::calls_covered(balance, cfg.price_per_call).unwrap_or(0)
         )),
         Coverage::Covers if !cfg.quiet => {
             messages::note(&format!("{line}: the balance covers it."))
