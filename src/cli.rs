@@ -289,6 +289,16 @@ pub struct ReportArgs {
     #[arg(long, short, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
+    /// Compare with an earlier audit's output folder: items newly declined or approved, whose
+    /// action changed or whose score moved, new or gone, in changes.csv, summary.md and
+    /// report.html.
+    #[arg(long, value_name = "OLD_DIR")]
+    pub baseline: Option<PathBuf>,
+
+    /// With --baseline: list a score that moved by more than this many points (0-100).
+    #[arg(long, value_name = "X", default_value_t = 10.0)]
+    pub score_margin: f64,
+
     #[command(flatten)]
     pub cost: CostArgs,
 

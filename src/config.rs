@@ -34,6 +34,8 @@ pub enum ConfigError {
     Threshold(f64),
     #[error("--price-per-call must be zero or a positive amount in US dollars, got {0}")]
     Price(f64),
+    #[error("--score-margin must be a number of points from 0 to 100, got {0}")]
+    ScoreMargin(f64),
     #[error("--max-requests must be at least 1")]
     MaxRequests,
     #[error("--out {0} exists and is not a folder")]
@@ -359,6 +361,10 @@ pub struct ReportConfig {
     pub price_per_call: f64,
     /// `--results-format`; `None` keeps the out dir's.
     pub results_format: Option<ResultsFormat>,
+    /// `--baseline`: an earlier audit's out dir to compare with.
+    pub baseline: Option<PathBuf>,
+    /// `--score-margin`.
+    pub score_margin: f64,
 }
 
 /// `--results-format`, as the outputs name it.
@@ -372,11 +378,17 @@ pub fn results_format(args: &crate::cli::ResultsArgs) -> Option<ResultsFormat> {
 
 impl ReportConfig {
     pub fn from_args(args: crate::cli::ReportArgs) -> Result<Self, ConfigError> {
+        let m = args.score_margin;
+        if !(m.is_finite() && (0.0..=100.0).contains(&m)) {
+            return Err(ConfigError::ScoreMargin(m));
+        }
         Ok(Self {
             price_per_call: Self::price_per_call(&args.cost)?,
             results_format: results_format(&args.results),
             dirs: args.dirs,
             out: args.out,
+            baseline: args.baseline,
+            score_margin: m,
         })
     }
 

@@ -127,7 +127,17 @@ pub(super) fn build(
     opts: &ReportOptions,
     extra_warnings: Vec<String>,
 ) -> Result<Outputs, ReportError> {
-    build_with(out_dir, opts, extra_warnings, sort::BUDGET)
+    build_with(out_dir, opts, extra_warnings, sort::BUDGET, None)
+}
+
+/// [`build`], compared with a baseline out dir (`baseline`, score margin) when given.
+pub(super) fn build_compared(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    extra_warnings: Vec<String>,
+    baseline: Option<(&Path, f64)>,
+) -> Result<Outputs, ReportError> {
+    build_with(out_dir, opts, extra_warnings, sort::BUDGET, baseline)
 }
 
 /// [`build`] with each sorter holding at most `budget` bytes in memory.
@@ -136,6 +146,7 @@ fn build_with(
     opts: &ReportOptions,
     extra_warnings: Vec<String>,
     budget: usize,
+    baseline: Option<(&Path, f64)>,
 ) -> Result<Outputs, ReportError> {
     let journal_path = out_dir.join(JOURNAL_FILE);
     if !journal_path.is_file() {
@@ -153,7 +164,9 @@ fn build_with(
     // Pass 2: the summary, the union of carried columns, and the attention rows. A summary
     // with warnings from outside the journal cannot be brought up to date from the journal
     // alone, so it gets no checkpoint (the next scan rebuilds).
-    let resumable = extra_warnings.is_empty() && scanned.torn.is_none();
+    // A comparison is not brought up to date by a later scan either: the next one rebuilds,
+    // and drops changes.csv.
+    let resumable = extra_warnings.is_empty() && scanned.torn.is_none() && baseline.is_none();
     let mut acc = Accumulator::new();
     for w in extra_warnings {
         acc.warn(w);
@@ -175,7 +188,7 @@ fn build_with(
 
     // Pass 3: the results files, then the summary in its three forms.
     let layout = csv::Layout::new(simulated, &walked.carried);
-    let (sizes, hashes) = write_results(
+    let (sizes, mut hashes) = write_results(
         out_dir,
         &journal_path,
         scanned.order,
@@ -189,7 +202,25 @@ fn build_with(
         journal: scanned.state,
         files: format.files().iter().map(|f| f.to_string()).collect(),
     });
-    let removed = remove_other_results(out_dir, format)?;
+    let mut removed = remove_other_results(out_dir, format)?;
+    match baseline {
+        Some((dir, margin)) => {
+            let (changes, sha) = super::baseline::compare(out_dir, dir, margin, budget)?;
+            for u in changes.unfair.iter().rev() {
+                summary.warnings.insert(
+                    0,
+                    format!("the comparison with the baseline is not like for like: {u}"),
+                );
+            }
+            hashes.push((super::baseline::CHANGES_FILE.to_string(), sha));
+            summary.changes = Some(changes);
+        }
+        None => {
+            if super::baseline::remove_stale(out_dir)? {
+                removed.push(super::baseline::CHANGES_FILE.to_string());
+            }
+        }
+    }
     let report_sha256 = write_summaries(out_dir, &summary, &walked.attention, &hashes)?;
     if let Some(accumulator) = checkpoint {
         state::save(
@@ -491,7 +522,7 @@ mod tests {
         let in_memory = build(dir.path(), &opts, Vec::new()).unwrap();
         let expected = outputs(dir.path());
         // 64 entries a run: every sort spills about ten runs
-        let spilled = build_with(dir.path(), &opts, Vec::new(), 64 * 16).unwrap();
+        let spilled = build_with(dir.path(), &opts, Vec::new(), 64 * 16, None).unwrap();
         assert_eq!(spilled.summary, in_memory.summary);
         for ((f, got), (_, want)) in outputs(dir.path()).iter().zip(&expected) {
             assert!(got == want, "{f} differs");

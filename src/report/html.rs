@@ -203,6 +203,7 @@ const RUN_ROWS: &Layout = &[
 pub fn render(s: &Summary, attention: &Attention) -> String {
     let mut h = String::with_capacity(64 * 1024);
     head(&mut h, s);
+    changes(&mut h, s);
     actions(&mut h, s);
     h.push_str("<div class=\"grid\">");
     decisions(&mut h, s);
@@ -415,6 +416,86 @@ fn usage_rows(s: &Summary) -> Vec<Row> {
         None => rows.push(("Inputs", s.inputs_line())),
     }
     rows
+}
+
+/// Changes since the baseline: counts by kind and the first rows of each.
+fn changes(h: &mut String, s: &Summary) {
+    use crate::report::baseline::{ChangeKind, SHOWN_PER_KIND, Side};
+    let Some(c) = &s.changes else { return };
+    let _ = write!(
+        h,
+        "<div class=\"card flow\" id=\"changes\"><h2>Changes since the baseline ({})</h2>\
+         <p class=\"muted\">Baseline <code>{}</code>{}: {} items; {} here. Score margin {} points. \
+         Every change is in <code>changes.csv</code>.</p>",
+        c.total(),
+        esc(&c.baseline),
+        c.baseline_started_at
+            .as_deref()
+            .map(|t| format!(", first run started {}", esc(t)))
+            .unwrap_or_default(),
+        c.baseline_items,
+        c.items,
+        c.score_margin
+    );
+    for u in &c.unfair {
+        let _ = write!(h, "<p class=\"fail\">Not like for like: {}</p>", esc(u));
+    }
+    h.push_str("<table><thead><tr><th>Change</th><th class=\"n\">Items</th><th>Meaning</th></tr></thead><tbody>");
+    for k in ChangeKind::ALL {
+        let _ = write!(
+            h,
+            "<tr><td><code>{}</code></td><td class=\"n\">{}</td><td>{}</td></tr>",
+            k.as_str(),
+            c.counts.get(&k).copied().unwrap_or(0),
+            esc(k.describe())
+        );
+    }
+    h.push_str("</tbody></table>");
+    if !c.shown.is_empty() {
+        let side = |x: &Option<Side>| {
+            x.as_ref().map_or("—".to_string(), |s| {
+                format!(
+                    "{} / {}",
+                    s.decision.map_or(s.class.as_str(), |d| d.as_str()),
+                    s.action.as_str()
+                )
+            })
+        };
+        let score = |x: &Option<Side>| {
+            x.as_ref()
+                .and_then(|s| s.score)
+                .map_or("—".to_string(), |v| v.to_string())
+        };
+        h.push_str(
+            "<table class=\"items\"><thead><tr><th>Change</th><th>Key</th><th>Before</th><th>Now</th>\
+             <th class=\"n\">Score</th><th>vendor_data</th></tr></thead><tbody>",
+        );
+        for r in &c.shown {
+            let _ = write!(
+                h,
+                "<tr><td><code>{}</code></td><td class=\"wrap\"><code>{}</code></td><td>{}</td>\
+                 <td>{}</td><td class=\"n\">{} → {}</td><td class=\"wrap\">{}</td></tr>",
+                r.kind.as_str(),
+                esc(&r.key),
+                esc(&side(&r.old)),
+                esc(&side(&r.new)),
+                score(&r.old),
+                score(&r.new),
+                esc(r.vendor_data.as_deref().unwrap_or(""))
+            );
+        }
+        h.push_str("</tbody></table>");
+        let shown = c.shown.len() as u64;
+        if shown < c.total() {
+            let _ = write!(
+                h,
+                "<p class=\"muted\">Showing {shown} of {} (the first {SHOWN_PER_KIND} of each kind); \
+                 all are in <code>changes.csv</code>.</p>",
+                c.total()
+            );
+        }
+    }
+    h.push_str("</div>\n");
 }
 
 /// The audit trail: the reconciliation (red when it does not close), who ran what, the

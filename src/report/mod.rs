@@ -4,6 +4,7 @@
 //! left as they are but for the summary; plus the `report` command that rebuilds them in place
 //! or merges shards.
 
+pub mod baseline;
 mod build;
 pub mod csv;
 pub mod html;
@@ -195,6 +196,19 @@ pub fn write_outputs(out_dir: &Path, opts: &ReportOptions) -> Result<Summary, Re
 /// Rebuild every output in `out_dir` from its journal (what `report` does).
 pub fn rebuild(out_dir: &Path, opts: &ReportOptions) -> Result<Outputs, ReportError> {
     build::build(out_dir, opts, Vec::new())
+}
+
+/// Rebuild every output in `out_dir` and compare it with the out dir `baseline` (an earlier
+/// audit): the changes go in changes.csv and the summary. `margin`: a score that moved by more
+/// is listed.
+pub fn rebuild_compared(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    baseline: &Path,
+    margin: f64,
+) -> Result<Outputs, ReportError> {
+    baseline::check_baseline(baseline, out_dir)?;
+    build::build_compared(out_dir, opts, Vec::new(), Some((baseline, margin)))
 }
 
 /// What the end of a scan does: when the outputs were built from this journal with the same
@@ -415,9 +429,21 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
                 return Err(ReportError::NoJournal { dir: dir.clone() });
             }
             let _lock = DirLock::acquire(dir)?;
-            rebuild(dir, &opts)?
+            match &cfg.baseline {
+                Some(b) => rebuild_compared(dir, &opts, b, cfg.score_margin)?,
+                None => rebuild(dir, &opts)?,
+            }
         }
-        (dirs, Some(out)) => merge_outputs(dirs, out, &opts)?,
+        (dirs, Some(out)) => {
+            let outputs = merge_outputs(dirs, out, &opts)?;
+            match &cfg.baseline {
+                Some(b) => {
+                    let _lock = DirLock::acquire(out)?;
+                    rebuild_compared(out, &opts, b, cfg.score_margin)?
+                }
+                None => outputs,
+            }
+        }
         (dirs, None) => {
             return Err(ReportError::Usage(format!(
                 "report: {} folders were given; merging them needs --out DIR for the merged outputs \

@@ -258,6 +258,7 @@ impl Accumulator {
             warnings: self.warnings,
             built_from: None,
             audit: Some(audit),
+            changes: None,
         }
     }
 }

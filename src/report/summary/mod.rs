@@ -93,6 +93,9 @@ pub struct Summary {
     /// Who ran what on which inputs, the journal's chain, the balance and the reconciliation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<audit::Audit>,
+    /// What changed since a baseline (`report --baseline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<crate::report::baseline::Changes>,
 }
 
 /// Which journal state the outputs were built from and which files they are: `built_from` in
