@@ -428,3 +428,146 @@ async fn dry_run_and_run_show_the_balance_and_whether_it_covers_the_estimate() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_with_a_baseline_lists_who_passed_before_and_fails_now() {
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("m");
+    let mut manifest = String::from("id,path,vendor_data\n");
+    for i in 0..16u64 {
+        common::write(&m, &format!("{i}.jpg"), &common::jpeg(7700 + i));
+        let vendor = if i == 0 {
+            "=HYPERLINK(\"http://x\")".to_string()
+        } else {
+            format!("u{i}")
+        };
+        manifest.push_str(&format!(
+            "cust-{i},{i}.jpg,\"{}\"\n",
+            vendor.replace('"', "\"\"")
+        ));
+    }
+    let manifest = common::write(&m, "manifest.csv", manifest.as_bytes());
+    let (old, new) = (tmp.path().join("q1"), tmp.path().join("q2"));
+    let r = scan(
+        &emu.base_url(),
+        &[&manifest],
+        &old,
+        &["--quiet", "--threshold", "30"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    // The next quarter: a stricter threshold, one customer gone, one new.
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text = text.replace("cust-15,15.jpg,\"u15\"\n", "");
+    common::write(&m, "16.jpg", &common::jpeg(7716));
+    text.push_str("cust-16,16.jpg,u16\n");
+    std::fs::write(&manifest, text).unwrap();
+    let r = scan(
+        &emu.base_url(),
+        &[&manifest],
+        &new,
+        &["--quiet", "--threshold", "70"],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{r:?}");
+    emu.shutdown().await;
+
+    let r = report(&new, &["--baseline", old.to_str().unwrap()]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("not like for like: threshold: baseline has 30, this run has 70"),
+        "the unfair setting is named: {}",
+        r.stderr
+    );
+    let s = summary(&new);
+    let c = &s["changes"];
+    assert_eq!(c["counts"]["new"], 1);
+    assert_eq!(c["counts"]["gone"], 1);
+    let declined = c["counts"]["newly_declined"].as_u64().unwrap();
+    let rows = common::csv_rows(&new.join("changes.csv"));
+    let key_of = |row: &std::collections::BTreeMap<String, String>| {
+        row.get("key")
+            .or_else(|| row.get("\u{feff}key"))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        rows.len() as u64,
+        c["counts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>()
+    );
+    let newly: Vec<_> = rows
+        .iter()
+        .filter(|r| r["change"] == "newly_declined")
+        .collect();
+    assert_eq!(newly.len() as u64, declined);
+    assert!(declined > 0, "some scores fall between 30 and 70: {rows:?}");
+    for row in &newly {
+        assert_eq!(
+            (row["old_decision"].as_str(), row["new_decision"].as_str()),
+            ("Approved", "Declined")
+        );
+        let score: f64 = row["new_score"].parse().unwrap();
+        assert!(score > 30.0 && score <= 70.0, "{row:?}");
+    }
+    let gone = rows.iter().find(|r| r["change"] == "gone").unwrap();
+    assert_eq!(key_of(gone), "cust-15");
+    let new_row = rows.iter().find(|r| r["change"] == "new").unwrap();
+    assert_eq!(key_of(new_row), "cust-16");
+    // Outside text is spreadsheet-safe, as in results.csv.
+    if let Some(row) = rows.iter().find(|r| key_of(r) == "cust-0") {
+        assert_eq!(row["vendor_data"], "'=HYPERLINK(\"http://x\")");
+    }
+    // The same changes in the Markdown and the HTML, and changes.csv in SHA256SUMS.
+    let md = std::fs::read_to_string(new.join("summary.md")).unwrap();
+    let html = std::fs::read_to_string(new.join("report.html")).unwrap();
+    let first = key_of(newly[0]);
+    for page in [&md, &html] {
+        assert!(page.contains("Changes since the baseline"));
+        assert!(
+            page.contains(&format!("| `newly_declined` | {declined} |"))
+                || page.contains(&format!(
+                    "<td><code>newly_declined</code></td><td class=\"n\">{declined}</td>"
+                ))
+        );
+        assert!(page.contains(&first), "{first}");
+        assert!(page.contains("Not like for like: threshold"));
+    }
+    let (ok, listing) = sha256sum_check(&new);
+    assert!(ok && listing.contains("changes.csv: OK"), "{listing}");
+
+    // A rebuild without --baseline drops the comparison (it would describe an older state).
+    let r = report(&new, &[]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(!new.join("changes.csv").exists());
+    assert!(summary(&new).get("changes").is_none());
+
+    // Bad baselines and margins are refused clearly.
+    let r = report(
+        &new,
+        &["--baseline", tmp.path().join("nope").to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("holds no journal.jsonl"), "{}", r.stderr);
+    let r = report(&new, &["--baseline", new.to_str().unwrap()]).await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("is the folder being reported"),
+        "{}",
+        r.stderr
+    );
+    let r = report(
+        &new,
+        &["--baseline", old.to_str().unwrap(), "--score-margin", "-1"],
+    )
+    .await;
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("--score-margin must be"), "{}", r.stderr);
+}

@@ -771,6 +771,8 @@ async fn run_command_merges_into_out_without_touching_the_shards() {
         out: Some(out.clone()),
         price_per_call: 0.25,
         results_format: None,
+        baseline: None,
+        score_margin: 10.0,
     };
     assert_eq!(report::run_command(cfg).await.unwrap().code(), 0);
     let s = read_summary(&out);
