@@ -296,7 +296,12 @@ pub struct ReportArgs {
     pub baseline: Option<PathBuf>,
 
     /// With --baseline: list a score that moved by more than this many points (0-100).
-    #[arg(long, value_name = "X", default_value_t = 10.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     pub score_margin: f64,
 
     #[command(flatten)]

@@ -156,6 +156,7 @@ dt{color:var(--muted)}dd{margin:0}
 footer{margin-top:24px;font-size:13px}
 .fail{border-left:4px solid var(--fraud);background:#fef3f2;color:var(--fraud);font-weight:600}
 .eq{margin:0;padding-left:18px}.eq li{margin:4px 0}
+#changes td:first-child code{white-space:nowrap}
 .audit dd{word-break:break-word}
 @page{size:A4;margin:14mm 12mm 16mm;
 @bottom-right{content:"Page " counter(page) " of " counter(pages);font:9pt system-ui,sans-serif;color:#5b6475}}

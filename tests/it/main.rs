@@ -11,6 +11,7 @@ mod failures;
 mod fuzz_regressions;
 mod input;
 mod outputs;
+mod print;
 mod quick_check;
 mod report;
 mod resume;
