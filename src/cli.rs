@@ -218,6 +218,12 @@ pub struct ScanArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Keep Didit's estimated age, gender and face box in results.csv, results.json and
+    /// results.jsonl (left out by default: a compliance report does not need them; the journal
+    /// keeps Didit's answer as received either way).
+    #[arg(long)]
+    pub include_face_attributes: bool,
+
     /// Who runs this, for the audit trail (default: the OS user and host, user@host).
     #[arg(long, value_name = "NAME")]
     pub operator: Option<String>,
@@ -309,6 +315,11 @@ pub struct ReportArgs {
 
     #[command(flatten)]
     pub results: ResultsArgs,
+
+    /// Keep Didit's estimated age, gender and face box in the results files (left out by
+    /// default; the journal keeps Didit's answer as received).
+    #[arg(long)]
+    pub include_face_attributes: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -145,6 +145,8 @@ pub struct ScanConfig {
     pub command_line: Vec<String>,
     /// `--backoff-ms`, as given (for the run header).
     pub backoff_ms: u64,
+    /// `--include-face-attributes`.
+    pub include_face_attributes: bool,
 }
 
 impl ScanConfig {
@@ -221,6 +223,7 @@ impl ScanConfig {
             purpose,
             command_line: Vec::new(),
             backoff_ms,
+            include_face_attributes: args.include_face_attributes,
         })
     }
 }
@@ -365,6 +368,8 @@ pub struct ReportConfig {
     pub baseline: Option<PathBuf>,
     /// `--score-margin`.
     pub score_margin: f64,
+    /// `--include-face-attributes`.
+    pub include_face_attributes: bool,
 }
 
 /// `--results-format`, as the outputs name it.
@@ -389,6 +394,7 @@ impl ReportConfig {
             out: args.out,
             baseline: args.baseline,
             score_margin: m,
+            include_face_attributes: args.include_face_attributes,
         })
     }
 

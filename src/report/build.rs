@@ -187,7 +187,8 @@ fn build_with(
     let mut summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
 
     // Pass 3: the results files, then the summary in its three forms.
-    let layout = csv::Layout::new(simulated, &walked.carried);
+    let layout = csv::Layout::new(simulated, &walked.carried)
+        .with_face_attributes(opts.include_face_attributes);
     let (sizes, mut hashes) = write_results(
         out_dir,
         &journal_path,
@@ -229,6 +230,7 @@ fn build_with(
                 built_from: summary.built_from.clone().expect("set above"),
                 price_per_call: opts.price_per_call,
                 results: format,
+                face_attributes: opts.include_face_attributes,
                 sizes,
                 hashes,
                 accumulator,
@@ -342,6 +344,7 @@ fn write_results(
             .transpose()
             .map_err(io_err(path))
     };
+    let layout_face = layout.face_attributes();
     let mut csv_file = create(&csv_path, true)?.expect("always written");
     let mut json_file = create(&json_path, format.json())?;
     let mut jsonl_file = create(&jsonl_path, format.jsonl())?;
@@ -367,6 +370,15 @@ fn write_results(
             };
             let mut r = *r;
             r.response = None;
+            if !layout_face {
+                // Data minimisation: a compliance report does not need them (the journal keeps
+                // Didit's answer as received).
+                if let Some(face) = r.face.as_mut() {
+                    face.age = None;
+                    face.gender = None;
+                    face.bbox = None;
+                }
+            }
             r.action = Some(summary::record_action(&r));
             csv_out.write(&r).map_err(io_err(&csv_path))?;
             if json_out.is_none() && jsonl_out.is_none() {

@@ -39,6 +39,9 @@ pub struct ReportOptions {
     /// Which JSON form of the results to write; `None` keeps the one the out dir has
     /// (results.json for a new one).
     pub results_format: Option<ResultsFormat>,
+    /// Keep Didit's estimated age, gender and face box in results.csv, results.json and
+    /// results.jsonl (`--include-face-attributes`); left out by default.
+    pub include_face_attributes: bool,
 }
 
 impl Default for ReportOptions {
@@ -46,6 +49,7 @@ impl Default for ReportOptions {
         Self {
             price_per_call: 0.10,
             results_format: None,
+            include_face_attributes: false,
         }
     }
 }
@@ -421,6 +425,7 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
     let opts = ReportOptions {
         price_per_call: cfg.price_per_call,
         results_format: cfg.results_format,
+        include_face_attributes: cfg.include_face_attributes,
     };
     let outputs = match (cfg.dirs.as_slice(), &cfg.out) {
         ([], _) => return Err(ReportError::Usage("report: give at least one DIR".into())),

@@ -37,6 +37,9 @@ pub struct Checkpoint {
     /// The report options they were built with.
     pub price_per_call: f64,
     pub results: ResultsFormat,
+    /// Whether age, gender and face box were written (`--include-face-attributes`).
+    #[serde(default)]
+    pub face_attributes: bool,
     /// Name and size of each results file as written: a file deleted, cut or replaced since is
     /// noticed and rebuilt.
     pub sizes: Vec<(String, u64)>,
@@ -152,6 +155,7 @@ fn unchanged(out_dir: &Path, opts: &ReportOptions, cp: &Checkpoint) -> Option<(A
     let built = &cp.built_from;
     let same_build = built.format == FORMAT && built.tool_version == env!("CARGO_PKG_VERSION");
     let same_options = cp.price_per_call.to_bits() == opts.price_per_call.to_bits()
+        && cp.face_attributes == opts.include_face_attributes
         && opts.results_format.is_none_or(|f| f == cp.results);
     if !same_build || !same_options {
         return None;

@@ -555,6 +555,7 @@ async fn finish(
         &ReportOptions {
             price_per_call: cfg.price_per_call,
             results_format: cfg.results_format,
+            include_face_attributes: cfg.include_face_attributes,
         },
     )?;
     if !cfg.quiet {

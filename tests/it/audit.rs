@@ -571,3 +571,33 @@ async fn report_with_a_baseline_lists_who_passed_before_and_fails_now() {
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("--score-margin must be"), "{}", r.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn age_gender_and_face_box_stay_in_the_journal_unless_asked_for() {
+    let (_tmp, out, _) = finished(7900).await;
+    let has_age = |out: &Path| {
+        let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+        let json = std::fs::read_to_string(out.join("results.json")).unwrap();
+        (
+            csv.lines()
+                .next()
+                .unwrap()
+                .split(',')
+                .any(|h| h == "age" || h == "gender" || h == "bbox"),
+            json.contains("\"age\"") || json.contains("\"gender\"") || json.contains("\"bbox\""),
+        )
+    };
+    assert_eq!(has_age(&out), (false, false), "left out by default");
+    let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
+    assert!(
+        journal.contains("\"age\"") && journal.contains("\"gender\""),
+        "the journal keeps Didit's answer as received"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(!html.contains("gender"));
+    let r = report(&out, &["--include-face-attributes"]).await;
+    assert!(r.code == 0 || r.code == 1, "{r:?}");
+    assert_eq!(has_age(&out), (true, true), "kept when asked for");
+    let (ok, listing) = sha256sum_check(&out);
+    assert!(ok, "{listing}");
+}

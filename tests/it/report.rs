@@ -376,8 +376,14 @@ fn every_output_is_written_owner_only_and_they_agree() {
     assert_eq!(json[0]["vendor_data"], HYPERLINK);
     // carried columns: union over records, a colliding name prefixed, multi-line values intact
     assert_eq!(&header[..3], ["key", "action", "class"]);
-    assert_eq!(header[31], "finished_at");
-    assert_eq!(&header[32..], ["manifest.key", "note", "region"]);
+    // 29 columns of ours: age, gender and bbox are left out by default
+    assert_eq!(header[28], "finished_at");
+    assert!(
+        !header
+            .iter()
+            .any(|h| h == "age" || h == "gender" || h == "bbox")
+    );
+    assert_eq!(&header[29..], ["manifest.key", "note", "region"]);
     assert_eq!(
         cell(&header, k1, "manifest.key"),
         "manifest's own key column"
@@ -440,7 +446,7 @@ fn simulated_journals_are_stamped_in_every_output() {
         .iter()
         .position(|h| h == "simulated")
         .expect("simulated column");
-    assert_eq!(i, 32, "after our columns, before the carried ones");
+    assert_eq!(i, 29, "after our columns, before the carried ones");
     assert!(rows.iter().all(|r| r[i] == "true"));
     assert!(read_json(dir.path()).iter().all(|o| o["simulated"] == true));
     let summary: Value =
@@ -773,6 +779,7 @@ async fn run_command_merges_into_out_without_touching_the_shards() {
         results_format: None,
         baseline: None,
         score_margin: 10.0,
+        include_face_attributes: false,
     };
     assert_eq!(report::run_command(cfg).await.unwrap().code(), 0);
     let s = read_summary(&out);
