@@ -111,10 +111,10 @@ pub struct RunInfo {
     pub max_requests: Option<u64>,
     /// Who ran this run, with what key, and why. Absent in journals written before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub identity: Option<crate::audit::RunIdentity>,
+    pub identity: Option<Box<crate::audit::RunIdentity>>,
     /// Retries, backoff, timeout, assumed price and the other settings of cost and pace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tuning: Option<crate::audit::Tuning>,
+    pub tuning: Option<Box<crate::audit::Tuning>>,
     /// The SHA-256 of each manifest given as a source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub manifests: Vec<crate::audit::ManifestHash>,

@@ -345,10 +345,10 @@ pub fn compare(
 
 /// The settings of each side's latest run, compared: what makes the comparison unfair. Also
 /// the baseline's first start and latest run id, to name it.
-fn settings_differences(
-    old: &PathBuf,
-    new: &PathBuf,
-) -> Result<(Vec<String>, Option<String>, Option<String>), ReportError> {
+/// The unfair differences, the baseline's first start and its latest run id.
+type Differences = (Vec<String>, Option<String>, Option<String>);
+
+fn settings_differences(old: &PathBuf, new: &PathBuf) -> Result<Differences, ReportError> {
     let index =
         |p: &PathBuf| -> Result<Index, ReportError> { Ok(Index::build(&mut Reader::open(p)?)?) };
     let (old_index, new_index) = (index(old)?, index(new)?);

@@ -246,6 +246,11 @@ fn build_with(
     })
 }
 
+/// Name and size of each results file written.
+type Sizes = Vec<(String, u64)>;
+/// Name and SHA-256 (hex) of each results file written.
+type Hashes = Vec<(String, String)>;
+
 /// What the summary pass gathers besides the summary itself.
 struct Walked {
     /// Every manifest column carried by a latest record.
@@ -334,7 +339,7 @@ fn write_results(
     layout: csv::Layout,
     simulated: bool,
     format: ResultsFormat,
-) -> Result<(Vec<(String, u64)>, Vec<(String, String)>), ReportError> {
+) -> Result<(Sizes, Hashes), ReportError> {
     let csv_path = out_dir.join("results.csv");
     let json_path = out_dir.join("results.json");
     let jsonl_path = out_dir.join("results.jsonl");

@@ -241,15 +241,15 @@ fn header(cfg: &ScanConfig, settings: &Settings, resumed: bool, audit: RunAudit)
         resumed,
         dedupe: cfg.dedupe,
         max_requests: cfg.max_requests,
-        identity: Some(RunIdentity {
+        identity: Some(Box::new(RunIdentity {
             run_id: audit::new_run_id(),
             tool_commit: audit::TOOL_COMMIT.to_string(),
             operator: cfg.operator.clone(),
             purpose: cfg.purpose.clone(),
             command_line: cfg.command_line.clone(),
             key_fingerprint: audit.key_fingerprint,
-        }),
-        tuning: Some(Tuning {
+        })),
+        tuning: Some(Box::new(Tuning {
             max_retries: cfg.retry.max_retries,
             backoff_ms: cfg.backoff_ms,
             timeout_secs: cfg.api.timeout.as_secs_f64(),
@@ -257,7 +257,7 @@ fn header(cfg: &ScanConfig, settings: &Settings, resumed: bool, audit: RunAudit)
             retry_failed: cfg.retry_failed,
             checksum: cfg.checksum,
             retry_unknown: cfg.retry_unknown,
-        }),
+        })),
         manifests: audit::manifest_hashes(&cfg.sources),
         balance: audit.balance,
     }
