@@ -81,6 +81,12 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
             cfg.command_line = audit::redact_command_line(&argv, cfg.api.key.as_ref());
+            if let Some(key) = &cfg.api.key {
+                // The key pasted into a label is no more recorded than anywhere else.
+                let k = key.expose();
+                cfg.operator = cfg.operator.replace(k, audit::REDACTED_ARG);
+                cfg.purpose = cfg.purpose.map(|p| p.replace(k, audit::REDACTED_ARG));
+            }
             let stop = scan::Stop::default();
             let signals = tokio::spawn(watch_signals(stop.clone()));
             let code = scan::run(cfg, stop).await;

@@ -86,7 +86,8 @@ async fn every_summary_shows_who_ran_what_on_which_inputs_and_a_closing_reconcil
             "--operator",
             "ana@compliance",
             "--purpose",
-            "KYC-2026-Q2 re-screen",
+            // a key pasted by mistake is removed like anywhere else
+            &format!("KYC-2026-Q2 re-screen {KEY}"),
         ],
     )
     .await;
@@ -102,7 +103,7 @@ async fn every_summary_shows_who_ran_what_on_which_inputs_and_a_closing_reconcil
     assert!(!run["tool_commit"].as_str().unwrap().is_empty());
     assert_eq!(run["tool_version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(run["operator"], "ana@compliance");
-    assert_eq!(run["purpose"], "KYC-2026-Q2 re-screen");
+    assert_eq!(run["purpose"], "KYC-2026-Q2 re-screen <redacted>");
     let cmd: Vec<&str> = run["command_line"]
         .as_array()
         .unwrap()
