@@ -72,13 +72,20 @@ fn rows(s: &Summary) -> Vec<Row> {
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default()
         };
+        let who = if a.runs.last().is_some_and(|r| r.run_id.is_some()) {
+            format!(
+                "run {} by {} · key {}",
+                pick("Run id"),
+                pick("Operator"),
+                a.key_fingerprints.join(", ")
+            )
+        } else {
+            "run identity not recorded (written before it was kept)".to_string()
+        };
         rows.push((
             "Audit",
             format!(
-                "run {} by {} · key {} · {}",
-                pick("Run id"),
-                pick("Operator"),
-                a.key_fingerprints.join(", "),
+                "{who} · {}",
                 a.provenance_rows()
                     .into_iter()
                     .find(|(l, _)| *l == "Journal chain")
