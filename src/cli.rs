@@ -38,7 +38,7 @@ two shards)";
 pub enum Command {
     /// Screen every image in folders and/or CSV manifests (the main job). Resumable.
     #[command(after_long_help = SCAN_EXIT_CODES)]
-    Scan(ScanArgs),
+    Scan(Box<ScanArgs>),
     /// Screen one image and print the decision; the exit code is the decision.
     #[command(after_long_help = CHECK_EXIT_CODES)]
     Check(CheckArgs),
@@ -225,6 +225,20 @@ pub struct ScanArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Keep Didit's estimated age, gender and face box in results.csv, results.json and
+    /// results.jsonl (left out by default: a compliance report does not need them; the journal
+    /// keeps Didit's answer as received either way).
+    #[arg(long)]
+    pub include_face_attributes: bool,
+
+    /// Who runs this, for the audit trail (default: the OS user and host, user@host).
+    #[arg(long, value_name = "NAME")]
+    pub operator: Option<String>,
+
+    /// Why this runs: a free-text purpose or ticket, for the audit trail.
+    #[arg(long, value_name = "TEXT")]
+    pub purpose: Option<String>,
+
     /// Also redo items that ended rejected, unknown or with retries exhausted.
     #[arg(long)]
     pub retry_failed: bool,
@@ -304,11 +318,31 @@ pub struct ReportArgs {
     #[arg(long, short, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
+    /// Compare with an earlier audit's output folder: items newly declined or approved, whose
+    /// action changed or whose score moved, new or gone, in changes.csv, summary.md and
+    /// report.html.
+    #[arg(long, value_name = "OLD_DIR")]
+    pub baseline: Option<PathBuf>,
+
+    /// With --baseline: list a score that moved by more than this many points (0-100).
+    #[arg(
+        long,
+        value_name = "X",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
+    pub score_margin: f64,
+
     #[command(flatten)]
     pub cost: CostArgs,
 
     #[command(flatten)]
     pub results: ResultsArgs,
+
+    /// Keep Didit's estimated age, gender and face box in the results files (left out by
+    /// default; the journal keeps Didit's answer as received).
+    #[arg(long)]
+    pub include_face_attributes: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -336,6 +370,10 @@ pub struct EmulatorArgs {
     /// Answer like a sandbox key: fixed Approved result, nothing billed.
     #[arg(long)]
     pub sandbox: bool,
+
+    /// Answer GET /v3/billing/balance/ with 403, like a key that may not read billing.
+    #[arg(long)]
+    pub billing_forbidden: bool,
 
     /// Fixed latency per request, in milliseconds.
     #[arg(long, default_value_t = 0)]

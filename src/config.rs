@@ -34,6 +34,8 @@ pub enum ConfigError {
     Threshold(f64),
     #[error("--price-per-call must be zero or a positive amount in US dollars, got {0}")]
     Price(f64),
+    #[error("--score-margin must be a number of points from 0 to 100, got {0}")]
+    ScoreMargin(f64),
     #[error("--max-requests must be at least 1")]
     MaxRequests,
     #[error("--out {0} exists and is not a folder")]
@@ -44,6 +46,24 @@ pub enum ConfigError {
     Metadata(crate::didit::ParamError),
     #[error(transparent)]
     Shard(#[from] crate::shard::ShardError),
+    #[error(
+        "--{flag} must be 1 to {MAX_LABEL_CHARS} characters of text without control characters \
+         (line breaks, tabs)"
+    )]
+    Label { flag: &'static str },
+}
+
+/// The longest `--operator` or `--purpose`.
+pub const MAX_LABEL_CHARS: usize = 500;
+
+/// `--operator` or `--purpose`, checked: printable text of a sensible length, trimmed.
+fn label(flag: &'static str, value: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(v) = value else { return Ok(None) };
+    let v = v.trim().to_string();
+    if v.is_empty() || v.chars().count() > MAX_LABEL_CHARS || v.chars().any(char::is_control) {
+        return Err(ConfigError::Label { flag });
+    }
+    Ok(Some(v))
 }
 
 /// `--timeout` in seconds, checked: positive and at most an hour.
@@ -122,6 +142,17 @@ pub struct ScanConfig {
     pub api: ApiConfig,
     pub quiet: bool,
     pub verbose: u8,
+    /// `--operator`, else the OS user and host.
+    pub operator: String,
+    /// `--purpose`.
+    pub purpose: Option<String>,
+    /// The command line as typed, secrets removed (set by the caller that has it; empty in
+    /// tests that build settings directly).
+    pub command_line: Vec<String>,
+    /// `--backoff-ms`, as given (for the run header).
+    pub backoff_ms: u64,
+    /// `--include-face-attributes`.
+    pub include_face_attributes: bool,
 }
 
 impl ScanConfig {
@@ -158,6 +189,10 @@ impl ScanConfig {
             None => (rate, args.max_requests),
         };
         let api = ApiConfig::from_args(&args.api, key_env, args.dry_run)?;
+        let operator =
+            label("operator", args.operator)?.unwrap_or_else(crate::audit::default_operator);
+        let purpose = label("purpose", args.purpose)?;
+        let backoff_ms = args.backoff_ms;
         let retry = RetryPolicy {
             max_retries: args.max_retries,
             base: Duration::from_millis(args.backoff_ms.max(1)),
@@ -203,6 +238,11 @@ impl ScanConfig {
             api,
             quiet: args.quiet,
             verbose: args.verbose,
+            operator,
+            purpose,
+            command_line: Vec::new(),
+            backoff_ms,
+            include_face_attributes: args.include_face_attributes,
         })
     }
 }
@@ -216,7 +256,7 @@ pub(crate) fn scan_config(argv: &[&str]) -> Result<ScanConfig, ConfigError> {
     else {
         unreachable!()
     };
-    ScanConfig::from_args(args, Some("k3y".into()))
+    ScanConfig::from_args(*args, Some("k3y".into()))
 }
 
 #[cfg(test)]
@@ -262,6 +302,25 @@ mod tests {
     }
 
     #[test]
+    fn operator_and_purpose_are_checked_text() {
+        let c = scan_config(&["photos", "--operator", " Ana Ops ", "--purpose", "KYC-42"]).unwrap();
+        assert_eq!(c.operator, "Ana Ops");
+        assert_eq!(c.purpose.as_deref(), Some("KYC-42"));
+        let c = scan_config(&["photos"]).unwrap();
+        assert!(c.operator.contains('@'), "{}", c.operator);
+        assert_eq!(c.purpose, None);
+        let long = "x".repeat(MAX_LABEL_CHARS + 1);
+        for (flag, bad) in [
+            ("--operator", "  "),
+            ("--purpose", "line\nbreak"),
+            ("--purpose", long.as_str()),
+        ] {
+            let e = scan_config(&["photos", flag, bad]).unwrap_err().to_string();
+            assert!(e.contains(flag) && e.contains("control characters"), "{e}");
+        }
+    }
+
+    #[test]
     fn key_is_required_unless_emulator_or_dry_run() {
         let Command::Scan(args) = Cli::try_parse_from(["liveness-batch", "scan", "x"])
             .unwrap()
@@ -269,7 +328,7 @@ mod tests {
         else {
             unreachable!()
         };
-        let e = ScanConfig::from_args(args, None).unwrap_err().to_string();
+        let e = ScanConfig::from_args(*args, None).unwrap_err().to_string();
         assert!(
             e.contains("DIDIT_API_KEY") && e.contains("--api-key-file"),
             "{e}"
@@ -281,7 +340,7 @@ mod tests {
             else {
                 unreachable!()
             };
-            assert!(ScanConfig::from_args(args, None).is_ok(), "{flag}");
+            assert!(ScanConfig::from_args(*args, None).is_ok(), "{flag}");
         }
     }
 
@@ -324,6 +383,12 @@ pub struct ReportConfig {
     pub price_per_call: f64,
     /// `--results-format`; `None` keeps the out dir's.
     pub results_format: Option<ResultsFormat>,
+    /// `--baseline`: an earlier audit's out dir to compare with.
+    pub baseline: Option<PathBuf>,
+    /// `--score-margin`.
+    pub score_margin: f64,
+    /// `--include-face-attributes`.
+    pub include_face_attributes: bool,
 }
 
 /// `--results-format`, as the outputs name it.
@@ -337,11 +402,18 @@ pub fn results_format(args: &crate::cli::ResultsArgs) -> Option<ResultsFormat> {
 
 impl ReportConfig {
     pub fn from_args(args: crate::cli::ReportArgs) -> Result<Self, ConfigError> {
+        let m = args.score_margin;
+        if !(m.is_finite() && (0.0..=100.0).contains(&m)) {
+            return Err(ConfigError::ScoreMargin(m));
+        }
         Ok(Self {
             price_per_call: Self::price_per_call(&args.cost)?,
             results_format: results_format(&args.results),
             dirs: args.dirs,
             out: args.out,
+            baseline: args.baseline,
+            score_margin: m,
+            include_face_attributes: args.include_face_attributes,
         })
     }
 
@@ -388,6 +460,7 @@ impl EmulatorCommand {
             spurious_retry_after: args.fault_429_retry_after,
             seed: args.seed,
             log: args.log.clone(),
+            billing_forbidden: args.billing_forbidden,
         };
         config.validate()?;
         Ok(Self {

@@ -2,6 +2,7 @@
 //!
 //! The binary is a thin shell around [`run`]; integration tests call the same entry points.
 
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod compact;
@@ -76,7 +77,17 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
     match cli.command {
         Command::Scan(args) => {
             init_logging(args.verbose);
-            let cfg = config::ScanConfig::from_args(args, std::env::var("DIDIT_API_KEY").ok())?;
+            let mut cfg = config::ScanConfig::from_args(*args, std::env::var("DIDIT_API_KEY").ok())?;
+            let argv: Vec<String> = std::env::args_os()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            cfg.command_line = audit::redact_command_line(&argv, cfg.api.key.as_ref());
+            if let Some(key) = &cfg.api.key {
+                // The key pasted into a label is no more recorded than anywhere else.
+                let k = key.expose();
+                cfg.operator = cfg.operator.replace(k, audit::REDACTED_ARG);
+                cfg.purpose = cfg.purpose.map(|p| p.replace(k, audit::REDACTED_ARG));
+            }
             let stop = scan::Stop::default();
             let signals = tokio::spawn(watch_signals(stop.clone()));
             let code = scan::run(cfg, stop).await;

@@ -204,8 +204,13 @@ impl WarningRecord {
 /// The largest face Didit found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct FaceRecord {
+    /// Estimated age, gender and face box: outputs leave them out unless asked for (the
+    /// journal keeps them, and Didit's answer as received).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub age: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gender: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bbox: Option<Vec<f64>>,
     pub confidence: Option<f64>,
 }

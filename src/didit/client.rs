@@ -14,6 +14,10 @@ use crate::secret::ApiKey;
 
 /// The endpoint's path, trailing slash included (Didit's path has it).
 pub const ENDPOINT_PATH: &str = "/v3/passive-liveness/";
+/// The account balance (a read, on the read budget, not the 300 writes a minute).
+pub const BALANCE_PATH: &str = "/v3/billing/balance/";
+/// How long a balance read may take: it is a courtesy, never a reason to wait.
+const BALANCE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Didit's production base URL.
 pub const DEFAULT_BASE_URL: &str = "https://verification.didit.me";
 /// Responses larger than this are cut off and treated as broken (a result is a few KB): no
@@ -67,6 +71,7 @@ pub struct Attempt {
 pub struct Client {
     http: reqwest::Client,
     endpoint: String,
+    balance_url: String,
     host: String,
     api_key: ApiKey,
 }
@@ -143,6 +148,7 @@ impl Client {
         Ok(Self {
             http,
             endpoint: format!("{base}{ENDPOINT_PATH}"),
+            balance_url: format!("{base}{BALANCE_PATH}"),
             host,
             api_key: cfg.api_key,
         })
@@ -211,6 +217,64 @@ impl Client {
             outcome: self.redact(outcome),
             http_status,
             latency: started.elapsed(),
+        }
+    }
+
+    /// The account balance in US dollars (`GET /v3/billing/balance/`), or why it is unknown: a
+    /// key that may not read billing (401/403), another answer, or no answer. Never an error:
+    /// the run goes on either way. Nothing of the answer but the balance is kept.
+    pub async fn balance(&self) -> crate::audit::Balance {
+        use crate::audit::Balance;
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let resp = match self
+            .http
+            .get(&self.balance_url)
+            .timeout(BALANCE_TIMEOUT)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let o = self.redact(classify_transport(&e));
+                let why = match o {
+                    Outcome::Transient { message, .. } => message,
+                    _ => "no answer".to_string(),
+                };
+                return Balance::unknown(at, format!("no answer from the balance endpoint: {why}"));
+            }
+        };
+        let status = resp.status().as_u16();
+        if matches!(status, 401 | 403) {
+            return Balance::unknown(
+                at,
+                format!("HTTP {status}: this key may not read the billing balance"),
+            );
+        }
+        let mut resp = resp;
+        let body = match read_capped(&mut resp).await {
+            Ok(b) => b,
+            Err(_) => {
+                return Balance::unknown(at, format!("HTTP {status} with an unreadable body"));
+            }
+        };
+        if status != 200 {
+            return Balance::unknown(at, format!("HTTP {status} from the balance endpoint"));
+        }
+        let value: Option<String> = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| match v.get("balance")? {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .filter(|s| {
+                s.len() <= 32
+                    && s.parse::<f64>().is_ok_and(f64::is_finite)
+                    && !s.contains(self.api_key.expose())
+            });
+        match value {
+            Some(usd) => Balance::known(at, usd),
+            None => Balance::unknown(at, "the balance endpoint answered without a balance"),
         }
     }
 

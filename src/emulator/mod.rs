@@ -3,7 +3,8 @@
 //!
 //! It listens on 127.0.0.1 only and serves:
 //! - `POST /v3/passive-liveness/`: the endpoint (trailing slash required, like Didit's);
-//! - `GET /v3/billing/balance/`: `{"balance": "<credits left>.0000", ...}` (same authentication);
+//! - `GET /v3/billing/balance/`: `{"balance": "<credits left x US$0.10>", ...}` in US dollars, as
+//!   Didit gives it (same authentication; 403 with `billing_forbidden`, a key that may not read it);
 //! - `GET /emulator/stats`: the counters as JSON ([`Stats`]), no authentication;
 //! - anything else: 404 `{"detail": "Not found."}` (another method on the two API paths gets
 //!   DRF's 405 after authentication).
@@ -143,6 +144,8 @@ pub struct EmulatorConfig {
     pub seed: u64,
     /// Append one JSON line per request to this file.
     pub log: Option<PathBuf>,
+    /// Answer the balance endpoint with 403, as Didit does for a key that may not read billing.
+    pub billing_forbidden: bool,
 }
 
 impl fmt::Debug for EmulatorConfig {
@@ -160,6 +163,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("spurious_retry_after", &self.spurious_retry_after)
             .field("seed", &self.seed)
             .field("log", &self.log)
+            .field("billing_forbidden", &self.billing_forbidden)
             .finish()
     }
 }
@@ -180,6 +184,7 @@ impl EmulatorConfig {
             spurious_retry_after: 1,
             seed: 0,
             log: None,
+            billing_forbidden: false,
         }
     }
 
@@ -253,8 +258,12 @@ impl EmulatorConfig {
 /// A snapshot of the emulator's counters (also served at `GET /emulator/stats`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct Stats {
-    /// Every request received except those to `/emulator/stats`.
+    /// Every request received except those to `/emulator/stats` and the balance reads.
     pub requests: u64,
+    /// `GET /v3/billing/balance/` requests: reads, on their own budget, counted apart (not in
+    /// `requests` nor `by_status`).
+    #[serde(default)]
+    pub balance_reads: u64,
     /// Responses sent, by HTTP status (dropped and stalled requests are not in here).
     pub by_status: BTreeMap<u16, u64>,
     /// 429s from the rate limiter (spurious injected 429s are only in `by_status`).

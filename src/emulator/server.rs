@@ -392,7 +392,7 @@ async fn not_found(State(app): State<Arc<App>>, req: Request) -> Response {
 
 async fn balance(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
-    app.count_request();
+    lock(&app.stats).balance_reads += 1;
     let mut entry = LogEntry::new(&parts);
     let key = app.check_key(&parts.headers);
     entry.api_key = Some(key.as_str());
@@ -400,14 +400,34 @@ async fn balance(State(app): State<Arc<App>>, req: Request) -> Response {
         app.auth_failure()
     } else if parts.method != Method::GET {
         method_not_allowed(&parts.method, "GET, HEAD, OPTIONS")
+    } else if app.config.billing_forbidden {
+        detail(
+            StatusCode::FORBIDDEN,
+            "You do not have permission to perform this action.",
+        )
     } else {
         let balance = match app.stats().credits_left {
-            Some(left) => format!("{left}.0000"),
+            // Didit gives the balance in US dollars: each credit left is one call's price.
+            Some(left) => usd_of_credits(left),
             None => UNLIMITED_BALANCE.to_string(),
         };
         Json(json!({ "balance": balance, "simulated": true })).into_response()
     };
-    finish(&app, &mut entry, response)
+    // A read on its own budget: logged, not counted with the liveness requests.
+    entry.status = Some(response.status().as_u16());
+    entry.latency_ms = entry.started.elapsed().as_secs_f64() * 1000.0;
+    app.write_log(&entry);
+    response
+}
+
+/// What one call costs, in US dollars: the emulator's balance is its credits at this price.
+pub const PRICE_PER_CALL_USD: f64 = 0.10;
+
+/// The balance of `credits` calls, as Didit writes amounts (`"12.3000"`), counted in cents so
+/// no rounding creeps in.
+fn usd_of_credits(credits: u64) -> String {
+    let cents = u128::from(credits) * (PRICE_PER_CALL_USD * 100.0).round() as u128;
+    format!("{}.{:02}00", cents / 100, cents % 100)
 }
 
 /// Count the status, write the log line, hand the response back.

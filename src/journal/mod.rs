@@ -19,9 +19,9 @@ use crate::record::Record;
 
 pub use files::{DirLock, create_private_dir, open_private, out_dir_warning, write_private_atomic};
 pub use index::{Index, KeyState, Latest, Orphan, reusable_record, version_digest};
-pub use read::{LinesAt, Reader, TornTail};
+pub use read::{ChainBreak, ChainCheck, LinesAt, Reader, TornTail};
 pub use snapshot::{INDEX_FILE, Loaded, load as load_index, refresh as refresh_index};
-pub use write::Writer;
+pub use write::{CHAIN_START, Writer};
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 pub const LOCK_FILE: &str = ".liveness-batch.lock";
@@ -115,6 +115,18 @@ pub struct RunInfo {
     /// budget (`rate` and `max_requests` above are this shard's share). Absent when not sharded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<crate::shard::ShardHeader>,
+    /// Who ran this run, with what key, and why. Absent in journals written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Box<crate::audit::RunIdentity>>,
+    /// Retries, backoff, timeout, assumed price and the other settings of cost and pace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<Box<crate::audit::Tuning>>,
+    /// The SHA-256 of each manifest given as a source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifests: Vec<crate::audit::ManifestHash>,
+    /// The account balance read before the first call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<crate::audit::Balance>,
 }
 
 /// How a run ended, as written in the journal's end line (`outcome`).
@@ -183,6 +195,9 @@ pub struct RunEnd {
     /// Waits a server asked for (`Retry-After`) that were longer than the cap and were cut.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retry_after_capped: u64,
+    /// The account balance read after the last answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub balance: Option<crate::audit::Balance>,
 }
 
 /// Written (and synced) before an item's first upload: if the run dies before the item's
@@ -346,6 +361,10 @@ pub(crate) mod fixtures {
             dedupe: true,
             max_requests: None,
             shard: None,
+            identity: None,
+            tuning: None,
+            manifests: Vec::new(),
+            balance: None,
         }
     }
 
@@ -389,6 +408,7 @@ mod tests {
     use std::fs::OpenOptions;
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
 
     use super::fixtures::*;
     use super::*;
@@ -648,6 +668,145 @@ mod tests {
         );
         drop(first);
         DirLock::acquire(dir.path()).unwrap();
+    }
+
+    /// The chain check of the journal at `p`, over its complete lines.
+    fn chain_of(p: &Path) -> ChainCheck {
+        let mut check = ChainCheck::new();
+        let mut reader = Reader::open(p).unwrap();
+        while let Some(next) = reader.next_raw() {
+            let (offset, raw) = next.unwrap();
+            check.feed(offset, raw);
+        }
+        check
+    }
+
+    fn chained_journal(dir: &Path) -> (PathBuf, Vec<String>) {
+        let p = dir.join(JOURNAL_FILE);
+        write_lines(
+            &p,
+            &[
+                run_line(),
+                item("a", SHA_A, Class::Result),
+                item("b", SHA_B, Class::Result),
+                item("c", SHA_A, Class::Result),
+                Line::End(RunEnd::default()),
+            ],
+        );
+        let text = std::fs::read_to_string(&p).unwrap();
+        (p, text.lines().map(str::to_string).collect())
+    }
+
+    fn write_text(p: &Path, lines: &[String]) {
+        std::fs::write(p, lines.join("\n") + "\n").unwrap();
+    }
+
+    #[test]
+    fn every_line_carries_the_hash_of_the_line_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, lines) = chained_journal(dir.path());
+        assert!(lines[0].ends_with(&format!(r#","prev":"{}"}}"#, "0".repeat(64))));
+        let hash1 = hex::encode(Sha256::digest(lines[0].as_bytes()));
+        assert!(
+            lines[1].ends_with(&format!(r#""prev":"{hash1}"}}"#)),
+            "{}",
+            lines[1]
+        );
+        let check = chain_of(&p);
+        assert_eq!(check.state(), "chained");
+        assert_eq!(check.chained, 5);
+        assert_eq!(
+            check.head.as_deref(),
+            Some(hex::encode(Sha256::digest(lines[4].as_bytes())).as_str())
+        );
+        // Lines still parse as before.
+        let read: Vec<_> = Reader::open(&p).unwrap().collect::<Result<_, _>>().unwrap();
+        assert_eq!(read.len(), 5);
+    }
+
+    #[test]
+    fn an_edit_a_removal_or_a_swap_is_found_at_the_first_line_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, lines) = chained_journal(dir.path());
+        let broken_at = |lines: &[String]| {
+            write_text(&p, lines);
+            chain_of(&p).broken.map(|b| b.line)
+        };
+        let mut edited = lines.clone();
+        edited[2] = edited[2].replace(r#""status":"Approved""#, r#""status":"Declined""#);
+        assert_ne!(edited[2], lines[2]);
+        assert_eq!(
+            broken_at(&edited),
+            Some(4),
+            "an edit of line 3 shows at line 4"
+        );
+        let mut removed = lines.clone();
+        removed.remove(1);
+        assert_eq!(broken_at(&removed), Some(2));
+        let mut first_removed = lines.clone();
+        first_removed.remove(0);
+        assert_eq!(broken_at(&first_removed), Some(1));
+        let mut swapped = lines.clone();
+        swapped.swap(2, 3);
+        assert_eq!(broken_at(&swapped), Some(3));
+        let mut unchained_insert = lines.clone();
+        unchained_insert.insert(
+            2,
+            serde_json::to_string(&item("x", SHA_A, Class::Result)).unwrap(),
+        );
+        assert_eq!(broken_at(&unchained_insert), Some(3));
+        // A torn last line is not part of the chain: the complete lines still verify.
+        write_text(&p, &lines);
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(br#"{"type":"item","key":"d","pa"#).unwrap();
+        drop(f);
+        let check = chain_of(&p);
+        assert_eq!(check.state(), "chained", "{:?}", check.broken);
+        // ... and a resume cuts it off and chains on from the last complete line.
+        let mut reader = Reader::open(&p).unwrap();
+        Index::build(&mut reader).unwrap();
+        let mut w = Writer::open(&p, Some(reader.good_len())).unwrap();
+        w.append(&item("d", SHA_B, Class::Result)).unwrap();
+        w.finish().unwrap();
+        let check = chain_of(&p);
+        assert_eq!((check.state(), check.chained), ("chained", 6));
+    }
+
+    #[test]
+    fn journals_written_before_the_chain_load_and_are_marked_unchained() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(JOURNAL_FILE);
+        let old: Vec<String> = [run_line(), item("a", SHA_A, Class::Result)]
+            .iter()
+            .map(|l| serde_json::to_string(l).unwrap())
+            .collect();
+        // the last line lost its line break too: it is kept, and given one before appending
+        std::fs::write(&p, old.join("\n")).unwrap();
+        assert_eq!(chain_of(&p).state(), "unchained");
+        let mut reader = Reader::open(&p).unwrap();
+        assert_eq!(Index::build(&mut reader).unwrap().records, 1);
+        let mut w = Writer::open(&p, Some(reader.good_len())).unwrap();
+        w.append(&item("b", SHA_B, Class::Result)).unwrap();
+        w.finish().unwrap();
+        let check = chain_of(&p);
+        assert_eq!(check.state(), "partly chained");
+        assert_eq!((check.unchained, check.first_chained), (2, Some(3)));
+        assert_eq!(Reader::open(&p).unwrap().filter(Result::is_ok).count(), 3);
+    }
+
+    #[test]
+    fn concatenated_journals_each_start_a_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, lines) = chained_journal(dir.path());
+        let mut twice = lines.clone();
+        twice.extend(lines.iter().cloned());
+        write_text(&p, &twice);
+        assert_eq!(chain_of(&p).state(), "chained");
+        // but an item cannot start one
+        let mut cut = lines.clone();
+        cut.extend(lines[1..].iter().cloned());
+        write_text(&p, &cut);
+        assert_eq!(chain_of(&p).broken.unwrap().line, 6);
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use sha2::Digest;
+
 use super::{JournalError, Line};
 
 /// Streams a journal's lines with their byte offsets. A last line that was cut short (no
@@ -203,4 +205,129 @@ impl LinesAt {
             message: format!("record at byte {offset}: {e}"),
         })
     }
+}
+
+/// Checks the journal's chain line by line: each line's `prev` must be the SHA-256 of the line
+/// before it, so an edited, removed, inserted or reordered line is found, at the first line
+/// after the change. Lines of journals written before the chain carry no `prev`: a journal that
+/// starts with such lines is "unchained" up to its first chained line, but once a chained line
+/// was seen every later line must be chained. A chain starts again (from [`super::CHAIN_START`])
+/// only at a new journal's first run header, as in shards merged one after the other. Its state
+/// is small and serde, so a checkpoint can carry it and be fed more lines later.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChainCheck {
+    /// Lines seen (blank ones included), so a break is named by its line number.
+    pub lines: u64,
+    /// Lines that carry a `prev`.
+    pub chained: u64,
+    /// Lines that carry none (written before the chain).
+    pub unchained: u64,
+    /// The first line that carries a `prev`.
+    pub first_chained: Option<u64>,
+    /// SHA-256 (hex) of the last non-blank line: the chain's head.
+    pub head: Option<String>,
+    /// The first break found; later lines are still counted.
+    pub broken: Option<ChainBreak>,
+}
+
+/// Where the chain first breaks, and what that means.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChainBreak {
+    pub line: u64,
+    pub offset: u64,
+    pub reason: String,
+}
+
+impl ChainCheck {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One raw line (line break excluded) starting at `offset`.
+    pub fn feed(&mut self, offset: u64, raw: &[u8]) {
+        self.lines += 1;
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let line = self.lines;
+        let hash: [u8; 32] = sha2::Sha256::digest(raw).into();
+        let head = self.head.replace(hex::encode(hash));
+        match prev_of(raw) {
+            None => {
+                self.unchained += 1;
+                if self.chained > 0 {
+                    self.fail(
+                        line,
+                        offset,
+                        format!(
+                            "line {line} carries no chain hash although the lines before it do: \
+                             it was inserted or rewritten"
+                        ),
+                    );
+                }
+            }
+            Some(prev) => {
+                self.chained += 1;
+                self.first_chained.get_or_insert(line);
+                let starts = prev == super::CHAIN_START && raw.starts_with(br#"{"type":"run","#);
+                let follows = head.as_deref().is_some_and(|h| {
+                    let mut want = [0u8; 32];
+                    hex::decode_to_slice(h, &mut want).is_ok() && want == prev
+                });
+                if !(starts || follows) {
+                    let reason = if line == 1 || head.is_none() {
+                        format!(
+                            "line {line} is not the start of a journal: the lines before it \
+                             were removed"
+                        )
+                    } else {
+                        format!(
+                            "line {line} does not carry the hash of line {0} as it is now: line \
+                             {0} was edited, or lines were removed, inserted or moved between \
+                             the two",
+                            line - 1
+                        )
+                    };
+                    self.fail(line, offset, reason);
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, line: u64, offset: u64, reason: String) {
+        if self.broken.is_none() {
+            self.broken = Some(ChainBreak {
+                line,
+                offset,
+                reason,
+            });
+        }
+    }
+
+    /// In one word: "chained", "unchained" (written before the chain), "partly chained" (an
+    /// older journal resumed by this version) or "broken".
+    pub fn state(&self) -> &'static str {
+        if self.broken.is_some() {
+            "broken"
+        } else if self.unchained == 0 && self.chained > 0 {
+            "chained"
+        } else if self.chained == 0 {
+            "unchained"
+        } else {
+            "partly chained"
+        }
+    }
+}
+
+/// The `prev` a line carries: its last field, as the writer writes it.
+fn prev_of(raw: &[u8]) -> Option<[u8; 32]> {
+    let rest = raw.strip_suffix(b"\"}")?;
+    let at = rest.len().checked_sub(64)?;
+    let (head, hex_digits) = rest.split_at(at);
+    if !head.ends_with(super::write::PREV_FIELD) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_digits, &mut out).ok()?;
+    Some(out)
 }

@@ -1,11 +1,20 @@
-//! Appending to the journal: one `write` per line, synced at least every [`SYNC_EVERY`].
+//! Appending to the journal: one `write` per line, synced at least every [`SYNC_EVERY`], each
+//! line chained to the one before it by that line's SHA-256 (a `prev` field written last).
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use sha2::{Digest, Sha256};
+
 use super::{JournalError, Line, SYNC_EVERY, open_private};
+
+/// The `prev` of a journal's first line: no line before it.
+pub const CHAIN_START: [u8; 32] = [0; 32];
+
+/// How the chain field is written: the last field of every line, `,"prev":"<64 hex>"}`.
+pub(super) const PREV_FIELD: &[u8] = br#","prev":""#;
 
 /// Appends lines to the journal: one `write` per line, data synced to disk at least every
 /// [`SYNC_EVERY`] and on [`Writer::finish`].
@@ -16,6 +25,9 @@ pub struct Writer {
     last_sync: Instant,
     dirty: bool,
     line: Vec<u8>,
+    /// SHA-256 of the last line written (its bytes without the line break), or
+    /// [`CHAIN_START`] for an empty journal.
+    prev: [u8; 32],
 }
 
 impl Writer {
@@ -31,6 +43,28 @@ impl Writer {
             .metadata()
             .map_err(JournalError::io("inspect", path))?
             .len();
+        let mut len = len;
+        let prev = if len == 0 {
+            CHAIN_START
+        } else {
+            let mut reader = super::files::open_read(path)?;
+            let prev =
+                last_line_hash(&reader, len).map_err(JournalError::io("read the end of", path))?;
+            // A complete last line that lost its line break gets it back before anything is
+            // appended, so the next line does not run into it.
+            let mut last = [0u8];
+            reader
+                .seek(SeekFrom::Start(len - 1))
+                .and_then(|_| reader.read_exact(&mut last))
+                .map_err(JournalError::io("read the end of", path))?;
+            if last[0] != b'\n' {
+                (&file)
+                    .write_all(b"\n")
+                    .map_err(JournalError::io("write", path))?;
+                len += 1;
+            }
+            prev
+        };
         Ok(Self {
             path: path.to_path_buf(),
             file,
@@ -38,6 +72,7 @@ impl Writer {
             last_sync: Instant::now(),
             dirty: false,
             line: Vec::with_capacity(4096),
+            prev,
         })
     }
 
@@ -46,6 +81,8 @@ impl Writer {
         self.line.clear();
         serde_json::to_writer(&mut self.line, line)
             .map_err(|e| JournalError::io("encode a line for", &self.path)(e.into()))?;
+        chain(&mut self.line, &self.prev);
+        self.prev = Sha256::digest(&self.line).into();
         self.line.push(b'\n');
         let offset = self.len;
         self.file
@@ -78,4 +115,53 @@ impl Writer {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Close the JSON object in `line` with the chain field naming `prev`.
+fn chain(line: &mut Vec<u8>, prev: &[u8; 32]) {
+    debug_assert_eq!(line.last(), Some(&b'}'), "a line is one JSON object");
+    line.pop();
+    line.extend_from_slice(PREV_FIELD);
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(prev, &mut hex).expect("64 hex digits");
+    line.extend_from_slice(&hex);
+    line.extend_from_slice(b"\"}");
+}
+
+/// SHA-256 of the last line in the first `len` bytes of `file` (line break excluded), read
+/// backwards in blocks; [`CHAIN_START`] when there is none.
+fn last_line_hash(mut file: &File, len: u64) -> std::io::Result<[u8; 32]> {
+    const BLOCK: u64 = 64 << 10;
+    // The line ends before a final line break (and a CR before it).
+    let mut end = len;
+    let mut tail = Vec::new();
+    let mut pos = len;
+    let mut start = None;
+    while pos > 0 && start.is_none() {
+        let from = pos.saturating_sub(BLOCK);
+        let mut block = vec![0u8; (pos - from) as usize];
+        file.seek(SeekFrom::Start(from))?;
+        file.read_exact(&mut block)?;
+        block.extend_from_slice(&tail);
+        tail = block;
+        pos = from;
+        if end == len {
+            // Skip the trailing line break(s) once they are in the buffer.
+            while end > pos && matches!(tail[(end - pos - 1) as usize], b'\n' | b'\r') {
+                end -= 1;
+            }
+        }
+        if end > pos {
+            start = tail[..(end - pos) as usize]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map(|i| pos + i as u64 + 1);
+        }
+    }
+    let start = start.unwrap_or(0);
+    if end <= start {
+        return Ok(CHAIN_START);
+    }
+    let line = &tail[(start - pos) as usize..(end - pos) as usize];
+    Ok(Sha256::digest(line).into())
 }

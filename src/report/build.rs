@@ -8,13 +8,15 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use super::json::{self, JsonOut, Shape};
 use super::read::{LinesAt, parse_line};
 use super::sort::{self, Sorted};
 use super::state::{self, Checkpoint};
 use super::summary::{self, Accumulator, BuiltFrom};
 use super::{
-    Outputs, ReportError, ReportOptions, ResultsFormat, Summary, csv, html, io_err, latest,
+    Outputs, ReportError, ReportOptions, ResultsFormat, Summary, csv, html, io_err, latest, sums,
 };
 use crate::journal::{self, JOURNAL_FILE, JournalError, Line, Reader, TornTail};
 
@@ -26,6 +28,8 @@ pub(super) struct AtomicOut {
     tmp: PathBuf,
     w: Option<BufWriter<File>>,
     committed: bool,
+    /// SHA-256 of everything written, for SHA256SUMS.
+    hash: Sha256,
 }
 
 impl AtomicOut {
@@ -40,6 +44,7 @@ impl AtomicOut {
                 tmp,
                 w: Some(BufWriter::with_capacity(256 << 10, f)),
                 committed: false,
+                hash: Sha256::new(),
             }),
             Err(e) => {
                 // A planted link is removed, never followed.
@@ -55,25 +60,30 @@ impl AtomicOut {
             .ok_or_else(|| io::Error::other("output already committed"))
     }
 
-    /// Flush, sync and rename into place; returns the file's size.
-    pub(super) fn commit(mut self) -> io::Result<u64> {
+    /// Flush, sync and rename into place; returns the file's size and SHA-256 (hex).
+    pub(super) fn commit(mut self) -> io::Result<(u64, String)> {
         let w = self.w.take().expect("committed once");
         let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_data()?;
         let len = f.metadata()?.len();
         std::fs::rename(&self.tmp, &self.path)?;
         self.committed = true;
-        Ok(len)
+        let hash = std::mem::take(&mut self.hash);
+        Ok((len, hex::encode(hash.finalize())))
     }
 }
 
 impl Write for AtomicOut {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer()?.write(buf)
+        let n = self.writer()?.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.writer()?.write_all(buf)
+        self.writer()?.write_all(buf)?;
+        self.hash.update(buf);
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -117,17 +127,36 @@ pub(super) fn build(
     opts: &ReportOptions,
     extra_warnings: Vec<String>,
 ) -> Result<Outputs, ReportError> {
-    build_with(out_dir, opts, extra_warnings, sort::BUDGET, None)
+    build_with(out_dir, opts, extra_warnings, sort::BUDGET, None, None)
 }
 
-/// [`build`] for a merge, with the shards' coverage (when the merged folders were shards).
+/// [`build`] for a merge, with the shards' coverage (when the merged folders were shards)
+/// and compared with a baseline out dir (`baseline`, score margin) when given.
 pub(super) fn build_merged(
     out_dir: &Path,
     opts: &ReportOptions,
     extra_warnings: Vec<String>,
     shards: Option<super::shards::Coverage>,
+    baseline: Option<(&Path, f64)>,
 ) -> Result<Outputs, ReportError> {
-    build_with(out_dir, opts, extra_warnings, sort::BUDGET, shards)
+    build_with(
+        out_dir,
+        opts,
+        extra_warnings,
+        sort::BUDGET,
+        shards,
+        baseline,
+    )
+}
+
+/// [`build`], compared with a baseline out dir (`baseline`, score margin) when given.
+pub(super) fn build_compared(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    extra_warnings: Vec<String>,
+    baseline: Option<(&Path, f64)>,
+) -> Result<Outputs, ReportError> {
+    build_with(out_dir, opts, extra_warnings, sort::BUDGET, None, baseline)
 }
 
 /// [`build`] with each sorter holding at most `budget` bytes in memory.
@@ -137,6 +166,7 @@ fn build_with(
     extra_warnings: Vec<String>,
     budget: usize,
     shards: Option<super::shards::Coverage>,
+    baseline: Option<(&Path, f64)>,
 ) -> Result<Outputs, ReportError> {
     let journal_path = out_dir.join(JOURNAL_FILE);
     if !journal_path.is_file() {
@@ -154,7 +184,9 @@ fn build_with(
     // Pass 2: the summary, the union of carried columns, and the attention rows. A summary
     // with warnings from outside the journal cannot be brought up to date from the journal
     // alone, so it gets no checkpoint (the next scan rebuilds).
-    let resumable = extra_warnings.is_empty() && scanned.torn.is_none();
+    // A comparison is not brought up to date by a later scan either: the next one rebuilds,
+    // and drops changes.csv.
+    let resumable = extra_warnings.is_empty() && scanned.torn.is_none() && baseline.is_none();
     let mut acc = Accumulator::new();
     for w in extra_warnings {
         acc.warn(w);
@@ -168,6 +200,7 @@ fn build_with(
         scanned.latest,
         &mut acc,
         out_dir,
+        budget,
     )?;
     let simulated = acc.simulated();
     let checkpoint = resumable.then(|| acc.clone());
@@ -179,8 +212,9 @@ fn build_with(
     }
 
     // Pass 3: the results files, then the summary in its three forms.
-    let layout = csv::Layout::new(simulated, &walked.carried);
-    let sizes = write_results(
+    let layout = csv::Layout::new(simulated, &walked.carried)
+        .with_face_attributes(opts.include_face_attributes);
+    let (sizes, mut hashes) = write_results(
         out_dir,
         &journal_path,
         scanned.order,
@@ -194,8 +228,26 @@ fn build_with(
         journal: scanned.state,
         files: format.files().iter().map(|f| f.to_string()).collect(),
     });
-    write_summaries(out_dir, &summary, &walked.attention)?;
-    let removed = remove_other_results(out_dir, format)?;
+    let mut removed = remove_other_results(out_dir, format)?;
+    match baseline {
+        Some((dir, margin)) => {
+            let (changes, sha) = super::baseline::compare(out_dir, dir, margin, budget)?;
+            for u in changes.unfair.iter().rev() {
+                summary.warnings.insert(
+                    0,
+                    format!("the comparison with the baseline is not like for like: {u}"),
+                );
+            }
+            hashes.push((super::baseline::CHANGES_FILE.to_string(), sha));
+            summary.changes = Some(changes);
+        }
+        None => {
+            if super::baseline::remove_stale(out_dir)? {
+                removed.push(super::baseline::CHANGES_FILE.to_string());
+            }
+        }
+    }
+    let report_sha256 = write_summaries(out_dir, &summary, &walked.attention, &hashes)?;
     if let Some(accumulator) = checkpoint {
         state::save(
             out_dir,
@@ -203,7 +255,9 @@ fn build_with(
                 built_from: summary.built_from.clone().expect("set above"),
                 price_per_call: opts.price_per_call,
                 results: format,
+                face_attributes: opts.include_face_attributes,
                 sizes,
+                hashes,
                 accumulator,
                 attention: walked.attention.snapshot(),
             },
@@ -213,8 +267,14 @@ fn build_with(
         summary,
         left: Vec::new(),
         removed,
+        report_sha256,
     })
 }
+
+/// Name and size of each results file written.
+type Sizes = Vec<(String, u64)>;
+/// Name and SHA-256 (hex) of each results file written.
+type Hashes = Vec<(String, String)>;
 
 /// What the summary pass gathers besides the summary itself.
 struct Walked {
@@ -231,8 +291,11 @@ fn walk_latest(
     mut latest: Sorted<u64>,
     acc: &mut summary::Accumulator,
     tmp_dir: &Path,
+    budget: usize,
 ) -> Result<Walked, ReportError> {
     let sort_err = sort_err(tmp_dir);
+    // The per-item digests of the input fingerprint, sorted whatever their number.
+    let mut digests = sort::Sorter::<[u8; 32]>::new(tmp_dir, budget);
     let mut carried: BTreeSet<String> = BTreeSet::new();
     let mut attention = html::Attention::new();
     let mut next_latest = latest.next().transpose().map_err(&sort_err)?;
@@ -244,6 +307,7 @@ fn walk_latest(
         if offset >= limit {
             break;
         }
+        acc.on_raw_line(offset, raw);
         if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -271,10 +335,23 @@ fn walk_latest(
                         }
                     }
                     attention.offer(&r);
+                    if r.class == Some(crate::record::Class::Result)
+                        && let Some(sha) = &r.sha256
+                    {
+                        digests
+                            .push(crate::audit::item_digest(&r.key, sha))
+                            .map_err(&sort_err)?;
+                    }
                 }
             }
         }
     }
+    let mut fingerprint = crate::audit::Fingerprint::new();
+    for d in digests.finish().map_err(&sort_err)? {
+        fingerprint.push(d.map_err(&sort_err)?);
+    }
+    let (sha256, items) = fingerprint.finish();
+    acc.set_input_fingerprint(sha256, items);
     Ok(Walked { carried, attention })
 }
 
@@ -287,7 +364,7 @@ fn write_results(
     layout: csv::Layout,
     simulated: bool,
     format: ResultsFormat,
-) -> Result<Vec<(String, u64)>, ReportError> {
+) -> Result<(Sizes, Hashes), ReportError> {
     let csv_path = out_dir.join("results.csv");
     let json_path = out_dir.join("results.json");
     let jsonl_path = out_dir.join("results.jsonl");
@@ -297,6 +374,7 @@ fn write_results(
             .transpose()
             .map_err(io_err(path))
     };
+    let layout_face = layout.face_attributes();
     let mut csv_file = create(&csv_path, true)?.expect("always written");
     let mut json_file = create(&json_path, format.json())?;
     let mut jsonl_file = create(&jsonl_path, format.jsonl())?;
@@ -322,6 +400,15 @@ fn write_results(
             };
             let mut r = *r;
             r.response = None;
+            if !layout_face {
+                // Data minimisation: a compliance report does not need them (the journal keeps
+                // Didit's answer as received).
+                if let Some(face) = r.face.as_mut() {
+                    face.age = None;
+                    face.gender = None;
+                    face.bbox = None;
+                }
+            }
             r.action = Some(summary::record_action(&r));
             csv_out.write(&r).map_err(io_err(&csv_path))?;
             if json_out.is_none() && jsonl_out.is_none() {
@@ -344,41 +431,50 @@ fn write_results(
         }
     }
     let mut sizes = Vec::new();
+    let mut hashes = Vec::new();
     for (name, path, file) in [
         ("results.json", &json_path, json_file),
         ("results.jsonl", &jsonl_path, jsonl_file),
         ("results.csv", &csv_path, Some(csv_file)),
     ] {
         if let Some(f) = file {
-            sizes.push((name.to_string(), f.commit().map_err(io_err(path))?));
+            let (len, sha) = f.commit().map_err(io_err(path))?;
+            sizes.push((name.to_string(), len));
+            hashes.push((name.to_string(), sha));
         }
     }
     sizes.sort();
-    Ok(sizes)
+    hashes.sort();
+    Ok((sizes, hashes))
 }
 
-/// The summary in its three forms: summary.json, summary.md and report.html.
+/// The summary in its three forms: summary.json, summary.md and report.html; then SHA256SUMS
+/// over them, the results files (`results`: name and SHA-256 as written) and the other
+/// outputs present. Returns report.html's SHA-256.
 pub(super) fn write_summaries(
     out_dir: &Path,
     summary: &Summary,
     attention: &html::Attention,
-) -> Result<(), ReportError> {
-    let summary_path = out_dir.join("summary.json");
-    journal::write_private_atomic(&summary_path, |w| {
-        serde_json::to_writer_pretty(&mut *w, summary).map_err(io::Error::other)?;
-        w.write_all(b"\n")
-    })
-    .map_err(io_err(&summary_path))?;
-    let md_path = out_dir.join("summary.md");
-    journal::write_private_atomic(&md_path, |w| {
-        w.write_all(summary.render_markdown().as_bytes())
-    })
-    .map_err(io_err(&md_path))?;
-    let html_path = out_dir.join("report.html");
-    journal::write_private_atomic(&html_path, |w| {
-        w.write_all(html::render(summary, attention).as_bytes())
-    })
-    .map_err(io_err(&html_path))
+    results: &[(String, String)],
+) -> Result<String, ReportError> {
+    let mut json = serde_json::to_vec_pretty(summary).map_err(|e| ReportError::Io {
+        path: out_dir.join("summary.json"),
+        source: io::Error::other(e),
+    })?;
+    json.push(b'\n');
+    let files = [
+        ("summary.json", json),
+        ("summary.md", summary.render_markdown().into_bytes()),
+        ("report.html", html::render(summary, attention).into_bytes()),
+    ];
+    let mut hashed: Vec<(String, String)> = results.to_vec();
+    for (name, bytes) in &files {
+        let path = out_dir.join(name);
+        journal::write_private_atomic(&path, |w| w.write_all(bytes)).map_err(io_err(&path))?;
+        hashed.push((name.to_string(), sums::hex_of(bytes)));
+    }
+    sums::write(out_dir, &hashed)?;
+    Ok(sums::hex_of(&files[2].1))
 }
 
 /// Remove the results file of the JSON form no longer written (after `--results-format`
@@ -468,7 +564,7 @@ mod tests {
         let in_memory = build(dir.path(), &opts, Vec::new()).unwrap();
         let expected = outputs(dir.path());
         // 64 entries a run: every sort spills about ten runs
-        let spilled = build_with(dir.path(), &opts, Vec::new(), 64 * 16, None).unwrap();
+        let spilled = build_with(dir.path(), &opts, Vec::new(), 64 * 16, None, None).unwrap();
         assert_eq!(spilled.summary, in_memory.summary);
         for ((f, got), (_, want)) in outputs(dir.path()).iter().zip(&expected) {
             assert!(got == want, "{f} differs");

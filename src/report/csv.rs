@@ -46,6 +46,9 @@ pub const COLUMNS: [&str; 32] = [
     "finished_at",
 ];
 
+/// Didit's estimated age, gender and face box: left out of the results unless asked for.
+pub const FACE_ATTRIBUTES: [&str; 3] = ["age", "gender", "bbox"];
+
 /// Written first so spreadsheets open the file as UTF-8.
 pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -75,6 +78,8 @@ fn carried_header(name: &str, taken: &BTreeSet<String>) -> String {
 #[derive(Debug, Clone)]
 pub struct Layout {
     simulated: bool,
+    /// Whether the age, gender and bbox columns are written (`--include-face-attributes`).
+    face: bool,
     /// (name in the record's `columns`, header written)
     carried: Vec<(String, String)>,
 }
@@ -101,11 +106,34 @@ impl Layout {
                 (name.clone(), header)
             })
             .collect();
-        Self { simulated, carried }
+        Self {
+            simulated,
+            face: false,
+            carried,
+        }
+    }
+
+    /// Write the estimated age, gender and face box columns too.
+    pub fn with_face_attributes(mut self, yes: bool) -> Self {
+        self.face = yes;
+        self
+    }
+
+    pub fn face_attributes(&self) -> bool {
+        self.face
+    }
+
+    /// Whether our column `name` is written.
+    fn written(&self, name: &str) -> bool {
+        self.face || !FACE_ATTRIBUTES.contains(&name)
     }
 
     pub fn header(&self) -> Vec<String> {
-        let mut h: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
+        let mut h: Vec<String> = COLUMNS
+            .iter()
+            .filter(|c| self.written(c))
+            .map(|c| c.to_string())
+            .collect();
         if self.simulated {
             h.push(SIMULATED_COLUMN.to_string());
         }
@@ -176,6 +204,14 @@ impl Layout {
             text(r.finished_at.as_deref()),
         ];
         debug_assert_eq!(cells.len(), COLUMNS.len());
+        if !self.face {
+            let mut i = 0;
+            cells.retain(|_| {
+                let keep = self.written(COLUMNS[i]);
+                i += 1;
+                keep
+            });
+        }
         if self.simulated {
             cells.push("true".into());
         }
@@ -258,7 +294,7 @@ mod tests {
     fn rows_survive_quotes_commas_newlines_and_formulas() {
         let mut carried = BTreeSet::new();
         carried.insert("note".to_string());
-        let layout = Layout::new(false, &carried);
+        let layout = Layout::new(false, &carried).with_face_attributes(true);
         let mut rec = Record {
             key: "k,1".into(),
             path: "dir/\"quoted\".jpg".into(),
@@ -314,6 +350,19 @@ mod tests {
         assert_eq!(&row[col("billed")], "false");
         assert_eq!(&row[col("http_status")], "");
         assert!(rows[0].iter().all(|h| h != SIMULATED_COLUMN));
+
+        // By default age, gender and the face box are left out; the face's confidence stays.
+        let mut out = CsvOut::new(Vec::new(), Layout::new(false, &carried)).unwrap();
+        out.write(&rec).unwrap();
+        let rows = read_back(&out.writer.into_inner().unwrap()[3..]);
+        for name in FACE_ATTRIBUTES {
+            assert!(rows[0].iter().all(|h| h != name), "{name} left out");
+        }
+        assert_eq!(rows[0].len(), rows[1].len(), "cells match the header");
+        let col = |name: &str| rows[0].iter().position(|h| h == name).unwrap();
+        assert_eq!(&rows[1][col("face_confidence")], "0.99");
+        assert_eq!(&rows[1][col("vendor_data")], "'=HYPERLINK(\"http://x\")");
+        assert_eq!(&rows[1][col("note")], "'-danger\r\nmulti \"line\"");
     }
 
     #[test]
@@ -322,7 +371,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let layout = Layout::new(true, &carried);
+        let layout = Layout::new(true, &carried).with_face_attributes(true);
         let h = layout.header();
         assert_eq!(&h[..COLUMNS.len()], &COLUMNS.map(String::from)[..]);
         assert_eq!(h[COLUMNS.len()], "simulated");

@@ -154,6 +154,27 @@ code{font:13px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0}
 dt{color:var(--muted)}dd{margin:0}
 footer{margin-top:24px;font-size:13px}
+.fail{border-left:4px solid var(--fraud);background:#fef3f2;color:var(--fraud);font-weight:600}
+.eq{margin:0;padding-left:18px}.eq li{margin:4px 0}
+#changes td:first-child code{white-space:nowrap}
+.audit dd{word-break:break-word}
+@page{size:A4;margin:14mm 12mm 16mm;
+@bottom-right{content:"Page " counter(page) " of " counter(pages);font:9pt system-ui,sans-serif;color:#5b6475}}
+@media print{
+body{background:#fff;font-size:10.5pt}
+main{max-width:none;padding:0}
+.card{border-color:#c8ccd4;margin:10px 0;break-inside:avoid;page-break-inside:avoid}
+.card.flow{break-inside:auto;page-break-inside:auto}
+.grid,.grid.two{display:block;margin:0}
+.grid .card{margin:0 0 10px}
+h1,h2,h3{break-after:avoid;page-break-after:avoid}
+table{break-inside:auto}
+thead{display:table-header-group}
+tr,dt,dd,li{break-inside:avoid;page-break-inside:avoid}
+.items td.wrap{max-width:none}
+code{word-break:break-all}
+.sim,.tag,.bar,.fail,.notice{-webkit-print-color-adjust:exact;print-color-adjust:exact}
+}
 "#;
 
 fn tag(a: Action) -> String {
@@ -184,6 +205,7 @@ const RUN_ROWS: &Layout = &[
 pub fn render(s: &Summary, attention: &Attention) -> String {
     let mut h = String::with_capacity(64 * 1024);
     head(&mut h, s);
+    changes(&mut h, s);
     actions(&mut h, s);
     h.push_str("<div class=\"grid\">");
     decisions(&mut h, s);
@@ -196,6 +218,7 @@ pub fn render(s: &Summary, attention: &Attention) -> String {
     h.push_str("<div class=\"card\"><h2>Run</h2>");
     details(&mut h, &s.fact_rows(RUN_ROWS));
     h.push_str("</div></div>\n");
+    audit(&mut h, s);
     attention_table(&mut h, attention, &s.results_files());
     footer(&mut h, s);
     h
@@ -231,6 +254,13 @@ fn head(h: &mut String, s: &Summary) {
         esc(s.started_at.as_deref().unwrap_or("unknown start")),
         esc(s.finished_at.as_deref().unwrap_or("not finished")),
     );
+    for f in s.verification_failures() {
+        let _ = writeln!(
+            h,
+            "<div class=\"card fail\" role=\"alert\">VERIFICATION FAILED: {}</div>",
+            esc(&f)
+        );
+    }
     let ok = s.outcome == "completed" && s.warnings.is_empty();
     let _ = write!(
         h,
@@ -390,6 +420,119 @@ fn usage_rows(s: &Summary) -> Vec<Row> {
     rows
 }
 
+/// Changes since the baseline: counts by kind and the first rows of each.
+fn changes(h: &mut String, s: &Summary) {
+    use crate::report::baseline::{ChangeKind, SHOWN_PER_KIND, Side};
+    let Some(c) = &s.changes else { return };
+    let _ = write!(
+        h,
+        "<div class=\"card flow\" id=\"changes\"><h2>Changes since the baseline ({})</h2>\
+         <p class=\"muted\">Baseline <code>{}</code>{}: {} items; {} here. Score margin {} points. \
+         Every change is in <code>changes.csv</code>.</p>",
+        c.total(),
+        esc(&c.baseline),
+        c.baseline_started_at
+            .as_deref()
+            .map(|t| format!(", first run started {}", esc(t)))
+            .unwrap_or_default(),
+        c.baseline_items,
+        c.items,
+        c.score_margin
+    );
+    for u in &c.unfair {
+        let _ = write!(h, "<p class=\"fail\">Not like for like: {}</p>", esc(u));
+    }
+    h.push_str("<table><thead><tr><th>Change</th><th class=\"n\">Items</th><th>Meaning</th></tr></thead><tbody>");
+    for k in ChangeKind::ALL {
+        let _ = write!(
+            h,
+            "<tr><td><code>{}</code></td><td class=\"n\">{}</td><td>{}</td></tr>",
+            k.as_str(),
+            c.counts.get(&k).copied().unwrap_or(0),
+            esc(k.describe())
+        );
+    }
+    h.push_str("</tbody></table>");
+    if !c.shown.is_empty() {
+        let side = |x: &Option<Side>| {
+            x.as_ref().map_or("—".to_string(), |s| {
+                format!(
+                    "{} / {}",
+                    s.decision.map_or(s.class.as_str(), |d| d.as_str()),
+                    s.action.as_str()
+                )
+            })
+        };
+        let score = |x: &Option<Side>| {
+            x.as_ref()
+                .and_then(|s| s.score)
+                .map_or("—".to_string(), |v| v.to_string())
+        };
+        h.push_str(
+            "<table class=\"items\"><thead><tr><th>Change</th><th>Key</th><th>Before</th><th>Now</th>\
+             <th class=\"n\">Score</th><th>vendor_data</th></tr></thead><tbody>",
+        );
+        for r in &c.shown {
+            let _ = write!(
+                h,
+                "<tr><td><code>{}</code></td><td class=\"wrap\"><code>{}</code></td><td>{}</td>\
+                 <td>{}</td><td class=\"n\">{} → {}</td><td class=\"wrap\">{}</td></tr>",
+                r.kind.as_str(),
+                esc(&r.key),
+                esc(&side(&r.old)),
+                esc(&side(&r.new)),
+                score(&r.old),
+                score(&r.new),
+                esc(r.vendor_data.as_deref().unwrap_or(""))
+            );
+        }
+        h.push_str("</tbody></table>");
+        let shown = c.shown.len() as u64;
+        if shown < c.total() {
+            let _ = write!(
+                h,
+                "<p class=\"muted\">Showing {shown} of {} (the first {SHOWN_PER_KIND} of each kind); \
+                 all are in <code>changes.csv</code>.</p>",
+                c.total()
+            );
+        }
+    }
+    h.push_str("</div>\n");
+}
+
+/// The audit trail: the reconciliation (red when it does not close), who ran what, the
+/// parameters, the inputs and journal, and the balance.
+fn audit(h: &mut String, s: &Summary) {
+    let Some(a) = &s.audit else { return };
+    let closes = a.reconciliation.closes;
+    let _ = write!(
+        h,
+        "<div class=\"card{}\" id=\"reconciliation\"><h2>Reconciliation</h2><p{}>{}</p><ul class=\"eq\">",
+        if closes { "" } else { " fail" },
+        if closes { "" } else { " class=\"fail\"" },
+        esc(&a.verdict())
+    );
+    for e in a.equations() {
+        let _ = write!(h, "<li>{}</li>", esc(&e));
+    }
+    h.push_str("</ul></div>\n<div class=\"grid two audit\">");
+    for (title, rows) in [
+        ("Who ran what", a.identity_rows()),
+        ("Parameters", a.parameter_rows()),
+        ("Inputs and journal", a.provenance_rows()),
+        ("Balance", a.balance_rows()),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = write!(h, "<div class=\"card\"><h2>{}</h2>", esc(title));
+        let rows: Vec<Row> = rows;
+        details(h, &rows);
+        h.push_str("</div>");
+    }
+    h.push_str("</div>\n");
+}
+
 /// (label, value) rows as a definition list.
 fn details(h: &mut String, rows: &[Row]) {
     h.push_str("<dl>");
@@ -403,22 +546,22 @@ fn details(h: &mut String, rows: &[Row]) {
 fn attention_table(h: &mut String, attention: &Attention, results: &[&str]) {
     let _ = write!(
         h,
-        "<div class=\"card\"><h2>Items needing attention ({})</h2>",
+        "<div class=\"card flow\"><h2>Items needing attention ({})</h2>",
         attention.total()
     );
     if attention.total() == 0 {
         h.push_str("<p class=\"muted\">None: every image can proceed.</p>");
     } else {
         h.push_str(
-            "<table class=\"items\"><tr><th>Action</th><th>Key</th><th>Decision</th><th class=\"n\">Score</th>\
-             <th>Warnings / error</th><th>vendor_data</th><th>Path</th></tr>",
+            "<table class=\"items\"><thead><tr><th>Action</th><th>Key</th><th>Decision</th><th class=\"n\">Score</th>\
+             <th>Warnings / error</th><th>vendor_data</th><th>Path</th></tr></thead><tbody>",
         );
         let mut shown = 0u64;
         for row in attention.shown() {
             shown += 1;
             attention_row(h, row);
         }
-        h.push_str("</table>");
+        h.push_str("</tbody></table>");
         if shown < attention.total() {
             let _ = write!(
                 h,
@@ -570,6 +713,10 @@ mod tests {
             dedupe: true,
             max_requests: None,
             shard: None,
+            identity: None,
+            tuning: None,
+            manifests: Vec::new(),
+            balance: None,
         });
         let mut evil = record("<img src=x onerror=alert(1)>", Class::Rejected, None);
         evil.error = Some("</td><script>alert(1)</script>".into());

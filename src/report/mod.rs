@@ -4,6 +4,7 @@
 //! left as they are but for the summary; plus the `report` command that rebuilds them in place
 //! or merges shards.
 
+pub mod baseline;
 mod build;
 pub mod csv;
 pub mod html;
@@ -14,6 +15,7 @@ pub mod shards;
 mod sort;
 pub mod state;
 pub mod summary;
+pub mod sums;
 
 use crate::exit::Exit;
 use std::collections::HashSet;
@@ -38,6 +40,9 @@ pub struct ReportOptions {
     /// Which JSON form of the results to write; `None` keeps the one the out dir has
     /// (results.json for a new one).
     pub results_format: Option<ResultsFormat>,
+    /// Keep Didit's estimated age, gender and face box in results.csv, results.json and
+    /// results.jsonl (`--include-face-attributes`); left out by default.
+    pub include_face_attributes: bool,
 }
 
 impl Default for ReportOptions {
@@ -45,6 +50,7 @@ impl Default for ReportOptions {
         Self {
             price_per_call: 0.10,
             results_format: None,
+            include_face_attributes: false,
         }
     }
 }
@@ -95,6 +101,8 @@ pub struct Outputs {
     /// Results files of a JSON form no longer written, removed so they cannot be taken for
     /// current ones.
     pub removed: Vec<String>,
+    /// SHA-256 of report.html as written, to paste into a ticket.
+    pub report_sha256: String,
 }
 
 impl Outputs {
@@ -207,6 +215,19 @@ pub fn rebuild(out_dir: &Path, opts: &ReportOptions) -> Result<Outputs, ReportEr
     build::build(out_dir, opts, Vec::new())
 }
 
+/// Rebuild every output in `out_dir` and compare it with the out dir `baseline` (an earlier
+/// audit): the changes go in changes.csv and the summary. `margin`: a score that moved by more
+/// is listed.
+pub fn rebuild_compared(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    baseline: &Path,
+    margin: f64,
+) -> Result<Outputs, ReportError> {
+    baseline::check_baseline(baseline, out_dir)?;
+    build::build_compared(out_dir, opts, Vec::new(), Some((baseline, margin)))
+}
+
 /// What the end of a scan does: when the outputs were built from this journal with the same
 /// options and no item record was added since (only run, end and sending lines), the results
 /// files are left exactly as they are and only summary.json, summary.md and report.html are
@@ -217,6 +238,18 @@ pub fn refresh_outputs(out_dir: &Path, opts: &ReportOptions) -> Result<Outputs, 
         Some(outputs) => Ok(outputs),
         None => rebuild(out_dir, opts),
     }
+}
+
+/// The last line of a run: the report's SHA-256, and where the others are.
+pub fn report_hash_line(outputs: &Outputs) -> String {
+    format!(
+        "report.html SHA-256: {} (every output's SHA-256 is in {}; check them with \
+         `sha256sum -c {}` in {})",
+        outputs.report_sha256,
+        sums::SUMS_FILE,
+        sums::SUMS_FILE,
+        outputs.summary.out_dir
+    )
 }
 
 /// What [`merge`] leaves next to the merged journal, so it can tell its own work from a scan's.
@@ -237,13 +270,14 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// journals (complete lines only), then every output is rebuilt from it. A journal already in
 /// `out` is replaced only when an earlier merge wrote it and nothing was appended since.
 pub fn merge(dirs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Summary, ReportError> {
-    Ok(merge_outputs(dirs, out, opts)?.summary)
+    Ok(merge_outputs(dirs, out, opts, None)?.summary)
 }
 
 fn merge_outputs(
     dirs: &[PathBuf],
     out: &Path,
     opts: &ReportOptions,
+    baseline: Option<(&Path, f64)>,
 ) -> Result<Outputs, ReportError> {
     check_merge_dirs(dirs, out)?;
     journal::create_private_dir(out).map_err(io_err(out))?;
@@ -267,7 +301,7 @@ fn merge_outputs(
         bw.flush()
     })
     .map_err(io_err(&marker_path))?;
-    build::build_merged(out, opts, warnings, coverage)
+    build::build_merged(out, opts, warnings, coverage, baseline)
 }
 
 /// At least one folder, each holding a journal, none of them `out`, none given twice.
@@ -437,6 +471,7 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
     let opts = ReportOptions {
         price_per_call: cfg.price_per_call,
         results_format: cfg.results_format,
+        include_face_attributes: cfg.include_face_attributes,
     };
     let outputs = match (cfg.dirs.as_slice(), &cfg.out) {
         ([], _) => return Err(ReportError::Usage("report: give at least one DIR".into())),
@@ -445,9 +480,15 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
                 return Err(ReportError::NoJournal { dir: dir.clone() });
             }
             let _lock = DirLock::acquire(dir)?;
-            rebuild(dir, &opts)?
+            match &cfg.baseline {
+                Some(b) => rebuild_compared(dir, &opts, b, cfg.score_margin)?,
+                None => rebuild(dir, &opts)?,
+            }
         }
-        (dirs, Some(out)) => merge_outputs(dirs, out, &opts)?,
+        (dirs, Some(out)) => {
+            let baseline = cfg.baseline.as_deref().map(|b| (b, cfg.score_margin));
+            merge_outputs(dirs, out, &opts, baseline)?
+        }
         (dirs, None) => {
             return Err(ReportError::Usage(format!(
                 "report: {} folders were given; merging them needs --out DIR for the merged outputs \
@@ -471,9 +512,15 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
     for note in outputs.notes() {
         crate::messages::note(&note);
     }
-    Ok(if summary.shards.as_ref().is_some_and(|c| !c.verified) {
-        Exit::Verify
-    } else if summary.all_have_results() {
+    crate::messages::note(&report_hash_line(&outputs));
+    let failures = summary.verification_failures();
+    for f in &failures {
+        crate::messages::error(&format!("VERIFICATION FAILED: {f}"));
+    }
+    if !failures.is_empty() || summary.shards.as_ref().is_some_and(|c| !c.verified) {
+        return Ok(Exit::Verify);
+    }
+    Ok(if summary.all_have_results() {
         Exit::Ok
     } else {
         Exit::SomeFailed

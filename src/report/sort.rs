@@ -60,6 +60,16 @@ impl Entry for (u128, u64, u64) {
     }
 }
 
+impl Entry for [u8; 32] {
+    const SIZE: usize = 32;
+    fn put(&self, out: &mut [u8]) {
+        out.copy_from_slice(self);
+    }
+    fn get(bytes: &[u8]) -> Self {
+        bytes.try_into().expect("32 bytes")
+    }
+}
+
 /// Collects entries and hands them back in ascending order.
 pub struct Sorter<T: Entry> {
     dir: PathBuf,

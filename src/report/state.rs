@@ -24,7 +24,7 @@ pub const STATE_FILE: &str = ".liveness-batch-outputs.json";
 
 /// Version of the outputs' layout. Raise it whenever the outputs of the same journal change:
 /// outputs another version wrote are rebuilt, never patched.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// Largest checkpoint read back; real ones are far smaller (the attention rows are capped).
 const MAX_STATE_BYTES: u64 = 32 << 20;
@@ -37,9 +37,15 @@ pub struct Checkpoint {
     /// The report options they were built with.
     pub price_per_call: f64,
     pub results: ResultsFormat,
+    /// Whether age, gender and face box were written (`--include-face-attributes`).
+    #[serde(default)]
+    pub face_attributes: bool,
     /// Name and size of each results file as written: a file deleted, cut or replaced since is
     /// noticed and rebuilt.
     pub sizes: Vec<(String, u64)>,
+    /// Name and SHA-256 of each results file as written, for SHA256SUMS.
+    #[serde(default)]
+    pub hashes: Vec<(String, String)>,
     /// The summary's running totals at `built_from.journal.bytes`.
     pub accumulator: Accumulator,
     /// The rows report.html shows.
@@ -124,7 +130,7 @@ pub fn refresh(out_dir: &Path, opts: &ReportOptions) -> Result<Option<Outputs>, 
         .finish(opts.price_per_call, &out_dir.display().to_string());
     summary.built_from = Some(built_from.clone());
     let attention = Attention::from_snapshot(cp.attention);
-    write_summaries(out_dir, &summary, &attention)?;
+    let report_sha256 = write_summaries(out_dir, &summary, &attention, &cp.hashes)?;
     let left = cp.sizes.iter().map(|(name, _)| name.clone()).collect();
     save(
         out_dir,
@@ -139,6 +145,7 @@ pub fn refresh(out_dir: &Path, opts: &ReportOptions) -> Result<Option<Outputs>, 
         summary,
         left,
         removed: Vec::new(),
+        report_sha256,
     }))
 }
 
@@ -148,6 +155,7 @@ fn unchanged(out_dir: &Path, opts: &ReportOptions, cp: &Checkpoint) -> Option<(A
     let built = &cp.built_from;
     let same_build = built.format == FORMAT && built.tool_version == env!("CARGO_PKG_VERSION");
     let same_options = cp.price_per_call.to_bits() == opts.price_per_call.to_bits()
+        && cp.face_attributes == opts.include_face_attributes
         && opts.results_format.is_none_or(|f| f == cp.results);
     if !same_build || !same_options {
         return None;
@@ -184,11 +192,14 @@ fn unchanged(out_dir: &Path, opts: &ReportOptions, cp: &Checkpoint) -> Option<(A
         }
         let line = trim_line(&buf);
         if buf.ends_with(b"\n") && line.iter().all(u8::is_ascii_whitespace) {
+            accumulator.on_raw_line(pos, line);
             pos += n as u64;
             continue;
         }
         // A damaged or cut-short line: the rebuild reports it.
-        match serde_json::from_slice::<Line>(line).ok()? {
+        let parsed = serde_json::from_slice::<Line>(line).ok()?;
+        accumulator.on_raw_line(pos, line);
+        match parsed {
             Line::Item(_) => return None,
             Line::Run(run) => accumulator.on_run(&run),
             Line::End(end) => accumulator.on_end(&end),

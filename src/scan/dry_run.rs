@@ -11,7 +11,9 @@ use futures::StreamExt;
 use super::dispatch::{Decision, Dispatcher, Facts};
 use super::source::{self, Checked, Ev, QuickCheck};
 use super::{ScanError, Stop};
+use crate::audit::{Balance, Coverage, coverage};
 use crate::config::ScanConfig;
+use crate::didit::{Client, ClientConfig};
 use crate::exit::Exit;
 use crate::journal::{self, Index};
 use crate::{messages, progress};
@@ -88,11 +90,31 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
             }
         }
     }
-    print!("{}", render(cfg, &est, stop.cause().is_some()));
+    let balance = balance(cfg).await;
+    print!("{}", render(cfg, &est, stop.cause().is_some(), &balance));
     Ok(stop.cause().map_or(Exit::Ok, |c| c.exit_code()))
 }
 
-fn render(cfg: &ScanConfig, est: &Estimate, interrupted: bool) -> String {
+/// The account balance, read with the key when there is one (a read, nothing is sent).
+async fn balance(cfg: &ScanConfig) -> Balance {
+    let at = super::now_rfc3339();
+    if cfg.api.emulator {
+        return Balance::unknown(at, "a dry run does not start the built-in emulator");
+    }
+    let Some(key) = cfg.api.key.clone() else {
+        return Balance::unknown(at, "no API key given");
+    };
+    match Client::new(ClientConfig {
+        base_url: cfg.api.base_url.clone(),
+        api_key: key,
+        timeout: cfg.api.timeout,
+    }) {
+        Ok(client) => client.balance().await,
+        Err(e) => Balance::unknown(at, e.to_string()),
+    }
+}
+
+fn render(cfg: &ScanConfig, est: &Estimate, interrupted: bool, balance: &Balance) -> String {
     let secs = if est.send == 0 {
         0.0
     } else {
@@ -135,11 +157,23 @@ fn render(cfg: &ScanConfig, est: &Estimate, interrupted: bool) -> String {
             "  --max-requests        {max} (the run stops there, resumable)\n"
         ));
     }
+    let calls = cfg.max_requests.map_or(est.send, |m| est.send.min(m));
+    let estimate = calls as f64 * cfg.price_per_call;
+    out.push_str(&format!("  balance               {}\n", balance.describe()));
+    let verdict = match coverage(balance, estimate, calls) {
+        Coverage::Covers => "yes: the balance covers the estimated cost".to_string(),
+        Coverage::Short => format!(
+            "NO: the balance does not cover the estimated cost; cap the calls with \
+             --max-requests {}",
+            crate::audit::calls_covered(balance, cfg.price_per_call).unwrap_or(0)
+        ),
+        Coverage::Unknown => "unknown (the balance could not be read)".to_string(),
+    };
+    out.push_str(&format!("  balance sufficient    {verdict}\n"));
     out
 }
 
 /// A short category for a refusal reason ("over 5 MB", "not an image: PDF", ...), for counts.
 fn category(reason: &str) -> String {
-    let r = reason.split(':').next().unwrap_or(reason).trim();
-    r.chars().take(60).collect()
+    crate::audit::category(reason)
 }

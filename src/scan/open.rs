@@ -17,6 +17,8 @@ use crate::{emulator, messages};
 /// The API this run talks to.
 pub struct Api {
     pub client: Arc<Client>,
+    /// First 8 hex digits of the key's SHA-256 (the emulator's random key for `--emulator`).
+    pub key_fingerprint: String,
     /// The emulator started in this process, if any (shut down at the end).
     pub emulator: Option<emulator::Emulator>,
 }
@@ -41,6 +43,7 @@ pub async fn connect(cfg: &ScanConfig) -> Result<Api, ScanError> {
             .ok_or_else(|| ScanError::Internal("no API key".into()))?;
         (key, cfg.api.base_url.clone(), None)
     };
+    let key_fingerprint = crate::audit::key_fingerprint(&api_key);
     let client = Arc::new(Client::new(ClientConfig {
         base_url,
         api_key,
@@ -48,6 +51,7 @@ pub async fn connect(cfg: &ScanConfig) -> Result<Api, ScanError> {
     })?);
     Ok(Api {
         client,
+        key_fingerprint,
         emulator: emu,
     })
 }
@@ -63,7 +67,7 @@ pub struct Opened {
 
 /// Create and lock the out dir; set an old journal aside with `--fresh`; index an existing one,
 /// refusing changed settings unless `--force`; append this run's header.
-pub fn open(cfg: &ScanConfig, settings: &Settings) -> Result<Opened, ScanError> {
+pub fn open(cfg: &ScanConfig, settings: &Settings, audit: RunAudit) -> Result<Opened, ScanError> {
     journal::create_private_dir(&cfg.out).map_err(|source| ScanError::OutDir {
         op: "create the out dir",
         path: cfg.out.clone(),
@@ -96,7 +100,7 @@ pub fn open(cfg: &ScanConfig, settings: &Settings) -> Result<Opened, ScanError> 
     }
     let resumed = good_len.is_some();
     let mut writer = Writer::open(&journal_path, good_len)?;
-    let mut run = header(cfg, settings, resumed);
+    let mut run = header(cfg, settings, resumed, audit);
     run.shard = shard;
     writer.append(&Line::Run(run))?;
     writer.sync()?;
@@ -270,7 +274,15 @@ fn same_shard(
     })
 }
 
-fn header(cfg: &ScanConfig, settings: &Settings, resumed: bool) -> RunInfo {
+/// What the run header records for the audit trail besides the settings.
+pub struct RunAudit {
+    pub key_fingerprint: Option<String>,
+    /// The balance read before the first call.
+    pub balance: Option<crate::audit::Balance>,
+}
+
+fn header(cfg: &ScanConfig, settings: &Settings, resumed: bool, audit: RunAudit) -> RunInfo {
+    use crate::audit::{self, RunIdentity, Tuning};
     RunInfo {
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: now_rfc3339(),
@@ -286,6 +298,25 @@ fn header(cfg: &ScanConfig, settings: &Settings, resumed: bool) -> RunInfo {
         dedupe: cfg.dedupe,
         max_requests: cfg.max_requests,
         shard: None,
+        identity: Some(Box::new(RunIdentity {
+            run_id: audit::new_run_id(),
+            tool_commit: audit::TOOL_COMMIT.to_string(),
+            operator: cfg.operator.clone(),
+            purpose: cfg.purpose.clone(),
+            command_line: cfg.command_line.clone(),
+            key_fingerprint: audit.key_fingerprint,
+        })),
+        tuning: Some(Box::new(Tuning {
+            max_retries: cfg.retry.max_retries,
+            backoff_ms: cfg.backoff_ms,
+            timeout_secs: cfg.api.timeout.as_secs_f64(),
+            price_per_call_usd: cfg.price_per_call,
+            retry_failed: cfg.retry_failed,
+            checksum: cfg.checksum,
+            retry_unknown: cfg.retry_unknown,
+        })),
+        manifests: audit::manifest_hashes(&cfg.sources),
+        balance: audit.balance,
     }
 }
 

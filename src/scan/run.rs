@@ -70,9 +70,17 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
         api_host: api.client.host(),
         simulated: cfg.api.emulator,
     };
-    let opened = open::open(&cfg, &settings)?;
+    // A read on its own budget, before the first call: what the account holds.
+    let balance = api.client.balance().await;
+    let audit = open::RunAudit {
+        key_fingerprint: Some(api.key_fingerprint.clone()),
+        balance: Some(balance.clone()),
+    };
+    let opened = open::open(&cfg, &settings, audit)?;
     open::announce(&cfg, opened.resumed);
     let total = count_inputs(&cfg).await;
+    let done = opened.index.keys() - opened.index.without_result();
+    warn_if_short(&cfg, &balance, total.map(|t| t.saturating_sub(done as u64)));
     let mut pipeline = Pipeline::start(&cfg, &api, opened, stop.clone(), total)?;
     let input_unread = pipeline.dispatch(&cfg).await;
     let drained = pipeline.drain().await;
@@ -527,6 +535,8 @@ async fn finish(
     stop: &Stop,
     input_unread: bool,
 ) -> Result<Exit, ScanError> {
+    // The balance after the last answer (a read, on its own budget).
+    let balance = api.client.balance().await;
     if let Some(emu) = api.emulator {
         emu.shutdown().await;
     }
@@ -534,7 +544,8 @@ async fn finish(
         return Err(failed(stop, &drained.counts));
     };
     let cause = stop.cause();
-    let (end, exit) = end_line(&drained, cause.as_ref(), input_unread);
+    let (mut end, exit) = end_line(&drained, cause.as_ref(), input_unread);
+    end.balance = Some(balance);
     writer.append(&Line::End(end.clone()))?;
     writer.finish()?;
     // What the pipeline freed goes back to the system before the index and the outputs are
@@ -554,6 +565,7 @@ async fn finish(
         &ReportOptions {
             price_per_call: cfg.price_per_call,
             results_format: cfg.results_format,
+            include_face_attributes: cfg.include_face_attributes,
         },
     )?;
     if !cfg.quiet {
@@ -570,6 +582,7 @@ async fn finish(
                 cfg.out.join(ignored::FILE).display()
             ));
         }
+        messages::note(&report::report_hash_line(&outputs));
     } else if let Some(c) = &cause {
         // Even a quiet run says why it stopped early.
         messages::note(&format!("{}: {}", messages::PREFIX, c.describe()));
@@ -584,6 +597,40 @@ fn release_free_memory() {
     // SAFETY: malloc_trim only releases free memory; it touches no live allocation.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Before the first call: the balance, and a warning naming `--max-requests` when the
+/// estimate for the items left (`calls`: at most that many) exceeds it.
+fn warn_if_short(cfg: &ScanConfig, balance: &crate::audit::Balance, calls: Option<u64>) {
+    use crate::audit::{Coverage, coverage};
+    let Some(calls) = calls.map(|c| cfg.max_requests.map_or(c, |m| c.min(m))) else {
+        if !cfg.quiet {
+            messages::note(&format!("Balance before the run: {}", balance.describe()));
+        }
+        return;
+    };
+    let estimate = calls as f64 * cfg.price_per_call;
+    let line = format!(
+        "Balance before the run: {}; this run makes at most {calls} billable call(s), about \
+         US${estimate:.2} at US${:.2}",
+        balance.describe(),
+        cfg.price_per_call
+    );
+    match coverage(balance, estimate, calls) {
+        Coverage::Short => messages::warn(&format!(
+            "{line}: the balance does not cover it. Didit stops answering when the credits run \
+             out (the run then stops, resumable); to spend no more than the balance, cap the calls \
+             with --max-requests {}",
+            crate::audit::calls_covered(balance, cfg.price_per_call).unwrap_or(0)
+        )),
+        Coverage::Covers if !cfg.quiet => {
+            messages::note(&format!("{line}: the balance covers it."))
+        }
+        Coverage::Unknown if !cfg.quiet => messages::note(&format!(
+            "{line}; whether the balance covers it is unknown."
+        )),
+        _ => {}
     }
 }
 
@@ -632,6 +679,7 @@ fn end_line(drained: &Drained, cause: Option<&StopCause>, input_unread: bool) ->
             .map(|r| r * 60.0),
         input_unread,
         retry_after_capped: load(&counts.retry_after_capped),
+        balance: None,
     };
     (end, exit_code)
 }

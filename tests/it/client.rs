@@ -202,6 +202,18 @@ async fn serve(
         }
         let body = buf[head_end..head_end + len].to_vec();
         buf.drain(..head_end + len);
+        // A scan reads the balance before and after: answered apart, the script is for uploads.
+        if head.starts_with("GET /v3/billing/balance/ ") {
+            let answer = "{\"detail\":\"Not found.\"}";
+            let reply = format!(
+                "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                answer.len()
+            );
+            if sock.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
         requests.lock().unwrap().push(Captured {
             head,
             body,

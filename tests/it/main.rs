@@ -3,6 +3,7 @@
 
 mod common;
 
+mod audit;
 mod check;
 mod client;
 mod emulator;
@@ -10,6 +11,7 @@ mod failures;
 mod fuzz_regressions;
 mod input;
 mod outputs;
+mod print;
 mod quick_check;
 mod report;
 mod resume;

@@ -344,6 +344,10 @@ fn run_line(resumed: bool) -> Line {
         dedupe: true,
         max_requests: None,
         shard: None,
+        identity: None,
+        tuning: None,
+        manifests: Vec::new(),
+        balance: None,
     })
 }
 

@@ -55,6 +55,10 @@ fn run_line(resumed: bool, simulated: bool) -> Line {
         dedupe: true,
         max_requests: None,
         shard: None,
+        identity: None,
+        tuning: None,
+        manifests: Vec::new(),
+        balance: None,
     })
 }
 
@@ -129,9 +133,28 @@ fn failed(key: &str, class: Class, attempts: u32, error: &str) -> Record {
     .with_action()
 }
 
+/// Write `lines` as a journal. Each end line gets the counts a scan writes from its own run's
+/// records (records written, deduplicated ones), so the reconciliation closes as it does for a
+/// real run; `inputs` and `not_processed` stay as the test gave them.
 fn write_journal(dir: &Path, lines: &[Line]) {
     let mut w = Writer::open(&dir.join(JOURNAL_FILE), None).unwrap();
+    let (mut recorded, mut dedup) = (0, 0);
     for l in lines {
+        match l {
+            Line::Run(_) => (recorded, dedup) = (0, 0),
+            Line::Item(r) => {
+                recorded += 1;
+                dedup += u64::from(r.duplicate_of.is_some());
+            }
+            Line::End(end) => {
+                let mut end = end.clone();
+                end.recorded = recorded;
+                end.deduplicated = dedup;
+                w.append(&Line::End(end)).unwrap();
+                continue;
+            }
+            _ => {}
+        }
         w.append(l).unwrap();
     }
     w.finish().unwrap();
@@ -212,7 +235,14 @@ fn realistic_journal(dir: &Path, simulated: bool) {
                 1,
                 "interrupted while in flight",
             )),
-            end_line("completed", 9, 0),
+            // 8 keys: 5 recorded by this run, 3 done by the first (k1, fraud1, text.jpg)
+            {
+                let Line::End(mut end) = end_line("completed", 8, 0) else {
+                    unreachable!()
+                };
+                end.skipped_done = 3;
+                Line::End(end)
+            },
         ],
     );
 }
@@ -347,8 +377,14 @@ fn every_output_is_written_owner_only_and_they_agree() {
     assert_eq!(json[0]["vendor_data"], HYPERLINK);
     // carried columns: union over records, a colliding name prefixed, multi-line values intact
     assert_eq!(&header[..3], ["key", "action", "class"]);
-    assert_eq!(header[31], "finished_at");
-    assert_eq!(&header[32..], ["manifest.key", "note", "region"]);
+    // 29 columns of ours: age, gender and bbox are left out by default
+    assert_eq!(header[28], "finished_at");
+    assert!(
+        !header
+            .iter()
+            .any(|h| h == "age" || h == "gender" || h == "bbox")
+    );
+    assert_eq!(&header[29..], ["manifest.key", "note", "region"]);
     assert_eq!(
         cell(&header, k1, "manifest.key"),
         "manifest's own key column"
@@ -411,7 +447,7 @@ fn simulated_journals_are_stamped_in_every_output() {
         .iter()
         .position(|h| h == "simulated")
         .expect("simulated column");
-    assert_eq!(i, 32, "after our columns, before the carried ones");
+    assert_eq!(i, 29, "after our columns, before the carried ones");
     assert!(rows.iter().all(|r| r[i] == "true"));
     assert!(read_json(dir.path()).iter().all(|o| o["simulated"] == true));
     let summary: Value =
@@ -456,7 +492,7 @@ fn merge_of_two_shards() {
     assert_eq!(s.credits.used, 7);
     assert_eq!(
         s.inputs.as_ref().unwrap().inputs,
-        11,
+        10,
         "each journal's last end, summed"
     );
     assert_eq!(s.action_count(liveness_batch::record::Action::Fraud), 2);
@@ -742,6 +778,9 @@ async fn run_command_merges_into_out_without_touching_the_shards() {
         out: Some(out.clone()),
         price_per_call: 0.25,
         results_format: None,
+        baseline: None,
+        score_margin: 10.0,
+        include_face_attributes: false,
     };
     assert_eq!(report::run_command(cfg).await.unwrap().code(), 0);
     let s = read_summary(&out);

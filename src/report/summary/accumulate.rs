@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::journal::{RunEnd, RunInfo, Settings};
 use crate::record::{Action, Class, Decision, Record};
 
+use super::audit::{
+    AuditState, FINGERPRINT_DEFINITION, InputFingerprint, LastRun, Money, Tally, reconcile,
+};
 use super::{
     Credits, DecisionCounts, InputCounts, ItemCounts, RequestCounts, SIMULATED_NOTICE, ScoreBucket,
     ScoreDistribution, Summary, cents, record_action, score_bucket,
@@ -22,6 +25,9 @@ struct Segment {
     /// The end line of the segment's latest run; None while that run has no end line.
     last_end: Option<RunEnd>,
     any_run: bool,
+    /// The records of the segment's latest run so far.
+    #[serde(default)]
+    tally: Tally,
 }
 
 /// Builds a [`Summary`] from journal lines streamed in order. Memory stays bounded: counters,
@@ -55,6 +61,7 @@ pub struct Accumulator {
     /// Run headers of different shards were seen (a merged journal): no one shard describes it.
     #[serde(default)]
     shards_mixed: bool,
+    audit: AuditState,
 }
 
 impl Accumulator {
@@ -94,6 +101,23 @@ impl Accumulator {
         let seg = self.segments.last_mut().expect("a segment");
         seg.any_run = true;
         seg.last_end = None;
+        seg.tally = Tally::default();
+        self.audit.on_run(run);
+    }
+
+    /// One raw journal line (line break excluded) at `offset`, for the chain check: every line
+    /// the summary is built from, in order, blank ones included.
+    pub fn on_raw_line(&mut self, offset: u64, raw: &[u8]) {
+        self.audit.chain.feed(offset, raw);
+    }
+
+    /// The input fingerprint, computed by the build over the latest records.
+    pub fn set_input_fingerprint(&mut self, sha256: String, items: u64) {
+        self.audit.input_fingerprint = Some(InputFingerprint {
+            sha256,
+            items,
+            definition: FINGERPRINT_DEFINITION.to_string(),
+        });
     }
 
     /// A run's end line.
@@ -105,11 +129,15 @@ impl Accumulator {
         self.requests.retry_after_capped += end.retry_after_capped;
         self.segments.last_mut().expect("a segment").last_end = Some(end.clone());
         self.last_end = Some(end.clone());
+        self.audit.on_end(end);
     }
 
     /// An item record. Money counts over every record; `latest` marks the record that is the
     /// item's outcome (the last one for its key).
     pub fn on_record(&mut self, r: &Record, latest: bool) {
+        if let Some(seg) = self.segments.last_mut() {
+            seg.tally.on_record(r);
+        }
         if r.billed {
             self.credits_used += 1;
         }
@@ -165,7 +193,7 @@ impl Accumulator {
     /// The summary of everything seen; `price_per_call` (US dollars) prices the credits used.
     pub fn finish(self, price_per_call: f64, out_dir: &str) -> Summary {
         let by_class = every_key(&Class::ALL, &self.by_class);
-        let errors_by_class = by_class
+        let errors_by_class: BTreeMap<Class, u64> = by_class
             .iter()
             .filter(|(c, _)| **c != Class::Result)
             .map(|(c, n)| (*c, *n))
@@ -178,6 +206,32 @@ impl Accumulator {
         } else {
             0.0
         };
+        let last_runs = segments
+            .iter()
+            .map(|s| {
+                s.last_end.as_ref().map(|end| LastRun {
+                    end,
+                    tally: &s.tally,
+                })
+            })
+            .collect::<Option<Vec<_>>>();
+        let reconciliation = reconcile(
+            last_runs,
+            &self.items,
+            self.by_decision.approved,
+            self.by_decision.declined,
+            errors_by_class
+                .iter()
+                .map(|(c, n): (&Class, &u64)| (c.as_str().to_string(), *n))
+                .collect(),
+            Money {
+                billable_calls: self.credits_used,
+                possible_double_charges: self.requests.possible_double_charges,
+                price_per_call_usd: price,
+                estimated_cost_usd: cents(self.credits_used as f64 * price),
+            },
+        );
+        let audit = self.audit.finish(reconciliation);
         Summary {
             simulated: self.simulated,
             notice: self.simulated.then(|| SIMULATED_NOTICE.to_string()),
@@ -215,6 +269,8 @@ impl Accumulator {
             achieved_rate_per_min: self.last_end.and_then(|e| e.achieved_rate_per_min),
             warnings: self.warnings,
             built_from: None,
+            audit: Some(audit),
+            changes: None,
         }
     }
 }

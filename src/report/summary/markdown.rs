@@ -24,6 +24,7 @@ impl Summary {
     pub fn render_markdown(&self) -> String {
         let mut m = String::new();
         head(&mut m, self);
+        changes(&mut m, self);
         actions(&mut m, self);
         decisions(&mut m, self);
         warnings(&mut m, self);
@@ -37,7 +38,104 @@ impl Summary {
         for (label, value) in self.fact_rows(RUN_ROWS) {
             let _ = writeln!(m, "| {label} | {} |", md(&value));
         }
+        audit(&mut m, self);
         m
+    }
+}
+
+/// Changes since the baseline: counts by kind, then the first rows of each kind.
+fn changes(m: &mut String, s: &Summary) {
+    use crate::report::baseline::ChangeKind;
+    let Some(c) = &s.changes else { return };
+    let _ = writeln!(
+        m,
+        "## Changes since the baseline\n\nBaseline: `{}`{} ({} items; {} here). Score margin: {} \
+         points. Every change is in `changes.csv`.\n",
+        md(&c.baseline),
+        c.baseline_started_at
+            .as_deref()
+            .map(|t| format!(", first run started {}", md(t)))
+            .unwrap_or_default(),
+        c.baseline_items,
+        c.items,
+        c.score_margin
+    );
+    for u in &c.unfair {
+        let _ = writeln!(m, "> **Not like for like: {}**\n", md(u));
+    }
+    let _ = writeln!(m, "| Change | Items | Meaning |\n|---|---:|---|");
+    for k in ChangeKind::ALL {
+        let n = c.counts.get(&k).copied().unwrap_or(0);
+        let _ = writeln!(m, "| `{}` | {n} | {} |", k.as_str(), md(k.describe()));
+    }
+    if c.shown.is_empty() {
+        let _ = writeln!(m, "\nNo item changed.\n");
+        return;
+    }
+    let _ = writeln!(
+        m,
+        "\n| Change | Key | Before | Now | Score before → now | vendor_data |\n|---|---|---|---|---|---|"
+    );
+    for r in &c.shown {
+        let side = |x: &Option<crate::report::baseline::Side>| {
+            x.as_ref().map_or("—".to_string(), |s| {
+                format!(
+                    "{} / {}",
+                    s.decision.map_or(s.class.as_str(), |d| d.as_str()),
+                    s.action.as_str()
+                )
+            })
+        };
+        let score = |x: &Option<crate::report::baseline::Side>| {
+            x.as_ref()
+                .and_then(|s| s.score)
+                .map_or("—".to_string(), |v| v.to_string())
+        };
+        let _ = writeln!(
+            m,
+            "| `{}` | {} | {} | {} | {} → {} | {} |",
+            r.kind.as_str(),
+            md(&r.key),
+            side(&r.old),
+            side(&r.new),
+            score(&r.old),
+            score(&r.new),
+            md(r.vendor_data.as_deref().unwrap_or(""))
+        );
+    }
+    let shown = c.shown.len() as u64;
+    if shown < c.total() {
+        let _ = writeln!(
+            m,
+            "\nShowing {shown} of {} changes (the first {} of each kind); all are in `changes.csv`.",
+            c.total(),
+            crate::report::baseline::SHOWN_PER_KIND
+        );
+    }
+    let _ = writeln!(m);
+}
+
+/// The audit trail: who ran what, the parameters, the inputs and journal, the balance, and the
+/// reconciliation with every term named.
+fn audit(m: &mut String, s: &Summary) {
+    let Some(a) = &s.audit else { return };
+    let table = |m: &mut String, title: &str, rows: Vec<(&'static str, String)>| {
+        if rows.is_empty() {
+            return;
+        }
+        let _ = writeln!(m, "\n### {title}\n\n| | |\n|---|---|");
+        for (label, value) in rows {
+            let _ = writeln!(m, "| {label} | {} |", md(&value));
+        }
+    };
+    let _ = writeln!(m, "\n## Audit trail");
+    table(m, "Who ran what", a.identity_rows());
+    table(m, "Parameters", a.parameter_rows());
+    table(m, "Inputs and journal", a.provenance_rows());
+    table(m, "Balance", a.balance_rows());
+    let _ = writeln!(m, "\n### Reconciliation\n\n**{}**\n", md(&a.verdict()));
+    for e in a.equations() {
+        let _ = writeln!(m, "- {}", md(&e));
     }
 }
 
@@ -49,6 +147,9 @@ fn head(m: &mut String, s: &Summary) {
     }
     let _ = writeln!(m, "**{}**\n", md(&s.headline()));
     let _ = writeln!(m, "{}.\n", md(&s.outcome_line()));
+    for f in s.verification_failures() {
+        let _ = writeln!(m, "> **VERIFICATION FAILED: {}**\n", md(&f));
+    }
     if !s.warnings.is_empty() {
         let _ = writeln!(m, "## Warnings\n");
         for w in &s.warnings {

@@ -3,6 +3,7 @@
 //! renderings live in the sibling modules; the HTML report renders the same struct.
 
 mod accumulate;
+pub mod audit;
 #[cfg(test)]
 mod fixtures;
 mod markdown;
@@ -96,6 +97,12 @@ pub struct Summary {
     /// exactly once, and identical images screened in more than one shard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shards: Option<super::shards::Coverage>,
+    /// Who ran what on which inputs, the journal's chain, the balance and the reconciliation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<audit::Audit>,
+    /// What changed since a baseline (`report --baseline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<crate::report::baseline::Changes>,
 }
 
 /// Which journal state the outputs were built from and which files they are: `built_from` in
@@ -279,6 +286,25 @@ impl Summary {
     /// Severities, most frequent first.
     pub fn log_types_by_count(&self) -> Vec<(&str, u64)> {
         by_count(&self.log_types)
+    }
+
+    /// What makes `report` fail verification (exit 8): a broken journal chain, a
+    /// reconciliation that does not close. Empty when the outputs can be trusted.
+    pub fn verification_failures(&self) -> Vec<String> {
+        let Some(a) = &self.audit else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Some(b) = &a.journal_chain.broken {
+            out.push(format!(
+                "the journal's chain is broken at line {} (byte {}): {}",
+                b.line, b.offset, b.reason
+            ));
+        }
+        for p in &a.reconciliation.problems {
+            out.push(format!("the reconciliation does not close: {p}"));
+        }
+        out
     }
 
     /// Classes without a result that occurred.

@@ -32,6 +32,9 @@ fn head(t: &mut String, s: &Summary) {
     for w in &s.warnings {
         let _ = writeln!(t, "Warning: {w}");
     }
+    for f in s.verification_failures() {
+        let _ = writeln!(t, "VERIFICATION FAILED: {f}");
+    }
     let _ = writeln!(t);
 }
 
@@ -61,6 +64,56 @@ fn rows(s: &Summary) -> Vec<Row> {
     ];
     rows.extend(s.usage_rows());
     rows.extend(s.fact_rows(RUN_ROWS));
+    if let Some(a) = &s.audit {
+        let id = a.identity_rows();
+        let pick = |label: &str| {
+            id.iter()
+                .find(|(l, _)| *l == label)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let who = if a.runs.last().is_some_and(|r| r.run_id.is_some()) {
+            format!(
+                "run {} by {} · key {}",
+                pick("Run id"),
+                pick("Operator"),
+                a.key_fingerprints.join(", ")
+            )
+        } else {
+            "run identity not recorded (written before it was kept)".to_string()
+        };
+        rows.push((
+            "Audit",
+            format!(
+                "{who} · {}",
+                a.provenance_rows()
+                    .into_iter()
+                    .find(|(l, _)| *l == "Journal chain")
+                    .map(|(_, v)| format!("journal chain {v}"))
+                    .unwrap_or_default()
+            ),
+        ));
+        rows.push((
+            "Reconcile",
+            if a.reconciliation.closes {
+                "closes (every equation in summary.md holds)".to_string()
+            } else {
+                "DOES NOT CLOSE: see the error below".to_string()
+            },
+        ));
+        for (label, v) in a.balance_rows() {
+            if label == "Balance before" || label == "Balance after" {
+                rows.push((
+                    if label == "Balance before" {
+                        "Balance"
+                    } else {
+                        "  after"
+                    },
+                    v,
+                ));
+            }
+        }
+    }
     let folder = s.fact(Fact::Folder).unwrap_or_default();
     let files = s.fact(Fact::Files).unwrap_or_default();
     rows.push(("Files", format!("{folder} ({files})")));
