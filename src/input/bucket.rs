@@ -155,7 +155,8 @@ fn retry_config() -> RetryConfig {
     }
 }
 
-/// Whether an endpoint's host is this machine.
+/// Whether an endpoint's host is this machine (an IP literal in 127.0.0.0/8, ::1, or exactly
+/// `localhost`).
 fn is_loopback_url(url: &str) -> bool {
     let Some(rest) = url.split_once("://").map(|(_, r)| r) else {
         return false;
@@ -208,13 +209,14 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Arc<dyn ObjectStore>, Stora
             if let Some(r) = &opts.region {
                 b = b.with_region(r);
             }
-            let endpoint = b.get_config_value(&AmazonS3ConfigKey::Endpoint);
-            let http = endpoint
-                .as_deref()
-                .is_some_and(|e| e.len() >= 7 && e[..7].eq_ignore_ascii_case("http://"));
-            if let Some(e) = endpoint.as_deref().filter(|_| http) {
-                if !is_loopback_url(e) {
-                    return Err(StorageError::PlainHttp(super::shorten(e)));
+            let is_http = |e: &str| e.len() >= 7 && e[..7].eq_ignore_ascii_case("http://");
+            let mut http = false;
+            for key in [AmazonS3ConfigKey::Endpoint, AmazonS3ConfigKey::S3Endpoint] {
+                if let Some(e) = b.get_config_value(&key).filter(|e| is_http(e)) {
+                    if !is_loopback_url(&e) {
+                        return Err(StorageError::PlainHttp(super::shorten(&e)));
+                    }
+                    http = true;
                 }
             }
             // Only a loopback endpoint may be plain http, whatever AWS_ALLOW_HTTP says.
