@@ -555,10 +555,11 @@ pub async fn read(
             }
             match version {
                 Some(v) => v,
-                None => Version::Object {
+                // No ETag: read without a precondition; the content hash decides.
+                None => Version::Object(Box::new(super::version::ObjectVersion {
                     size: meta.size,
-                    etag: "".into(),
-                },
+                    etag: String::new(),
+                })),
             }
         }
     };

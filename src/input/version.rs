@@ -12,8 +12,15 @@ use chrono::{DateTime, SecondsFormat};
 pub enum Version {
     /// Size in bytes and modification time in nanoseconds since 1970 (UTC).
     File { size: u64, mtime_ns: i64 },
-    /// An object's size in bytes and ETag (as the store gives it, quotes included).
-    Object { size: u64, etag: Box<str> },
+    /// An object's size and ETag (boxed: an item's version stays as small as a file's).
+    Object(Box<ObjectVersion>),
+}
+
+/// An object's size in bytes and ETag (as the store gives it, quotes included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub size: u64,
+    pub etag: String,
 }
 
 impl Version {
@@ -32,16 +39,18 @@ impl Version {
     /// An object's version from its listing or HEAD; `None` without an ETag (the content is
     /// then always read and compared).
     pub fn of_object(size: u64, etag: Option<&str>) -> Option<Version> {
-        etag.filter(|e| !e.is_empty()).map(|e| Version::Object {
-            size,
-            etag: e.into(),
+        etag.filter(|e| !e.is_empty()).map(|e| {
+            Version::Object(Box::new(ObjectVersion {
+                size,
+                etag: e.to_string(),
+            }))
         })
     }
 
     /// An object's ETag.
     pub fn etag(&self) -> Option<&str> {
         match self {
-            Version::Object { etag, .. } => Some(etag),
+            Version::Object(o) => Some(&o.etag),
             Version::File { .. } => None,
         }
     }
@@ -67,7 +76,7 @@ impl fmt::Display for Version {
                     at.to_rfc3339_opts(SecondsFormat::Nanos, true)
                 )
             }
-            Version::Object { size, etag } => write!(f, "size={size} etag={etag}"),
+            Version::Object(o) => write!(f, "size={} etag={}", o.size, o.etag),
         }
     }
 }

@@ -244,7 +244,7 @@ pub fn preflighted(
 }
 
 /// A store that refused the credentials or the bucket while reading an object stops the run
-/// (exit 7); the item itself is recorded as a `source_error`.
+/// (exit 7): nothing more is sent.
 fn refused_by_storage(ready: &Ready, stop: &Stop) {
     if let Checked::Read(Err(r)) = &ready.checked
         && r.storage == Some(preflight::StorageFault::Refused)

@@ -345,6 +345,62 @@ async fn refused_credentials_stop_with_exit_7_and_spend_no_call() {
     server.abort();
 }
 
+/// A store whose listing works but whose every download fails with 503 SlowDown.
+async fn failing_store() -> (String, tokio::task::JoinHandle<()>) {
+    use axum::http::{StatusCode, Uri};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(|uri: Uri| async move {
+        if uri.query().is_some_and(|q| q.contains("list-type=2")) {
+            (
+                StatusCode::OK,
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult \
+                 xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>selfies</Name>\
+                 <Prefix>p/</Prefix><KeyCount>1</KeyCount><MaxKeys>1000</MaxKeys>\
+                 <IsTruncated>false</IsTruncated><Contents><Key>p/a.jpg</Key>\
+                 <LastModified>2026-11-30T09:12:44.000Z</LastModified>\
+                 <ETag>&quot;0123abcd&quot;</ETag><Size>2000</Size>\
+                 <StorageClass>STANDARD</StorageClass></Contents></ListBucketResult>",
+            )
+        } else {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>\
+                 <Message>Please reduce your request rate.</Message></Error>",
+            )
+        }
+    });
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}
+
+#[tokio::test]
+async fn an_object_that_cannot_be_read_is_a_source_error_to_rerun_and_spends_no_call() {
+    let (endpoint, server) = failing_store().await;
+    let emu = common::emulator(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let run = scan(
+        &["s3://selfies/p/", "--out", &out.display().to_string()],
+        &endpoint,
+        &emu.base_url(),
+    )
+    .await;
+    assert_eq!(run.code, 1, "finished without a result: {run:?}");
+    let rows = results(&out);
+    assert_eq!(cell(&rows, "a.jpg", "class"), "source_error");
+    assert_eq!(cell(&rows, "a.jpg", "action"), "rerun");
+    assert_eq!(cell(&rows, "a.jpg", "billed"), "false");
+    assert!(
+        cell(&rows, "a.jpg", "error").contains("(storage retries exhausted)"),
+        "{rows:?}"
+    );
+    assert_eq!(emu.stats().requests, 0, "no Didit call spent");
+    server.abort();
+}
+
 #[tokio::test]
 async fn plain_http_to_a_store_off_this_machine_is_refused() {
     let emu = common::emulator(|_| {}).await;
