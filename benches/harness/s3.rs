@@ -47,6 +47,14 @@ pub(crate) fn s3(ctx: &Ctx) -> Result<Section, String> {
         "   uploaded {OBJECTS} images to s3://{bucket}/ in {:.1} s",
         t.elapsed().as_secs_f64()
     );
+    // The scans inherit the test server's credentials (it accepts any); without them the
+    // client would look for a cloud role.
+    // SAFETY: the harness runs its sections one at a time; no other thread reads the
+    // environment now (the upload's runtime has been shut down).
+    unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "bench");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "bench");
+    }
     let emu_log = dir.join("emulator.jsonl");
     let emu = Emulator::start(ctx, &dir, &["--rate-limit", "0/60s"], Some(&emu_log))?;
     let out = dir.join("out");
