@@ -3,7 +3,7 @@
 //! million-row figures (`million.rs`) and the client's CPU on real-size photos beside the floor
 //! (`photos.rs`), with their acceptance thresholds. Run it with `cargo bench --bench harness`
 //! (optionally followed by `-- pacing throughput memory million photos`, to run only some
-//! figures). It is never part of `cargo test`:
+//! figures; `-- s3` runs the bucket figures, against the S3 test server `.ci/s3-server` starts). It is never part of `cargo test`:
 //! it asserts nothing about timing, reports what one run measured, and exits non-zero only when
 //! a run itself broke (a child failed, an emulator did not start, a journal was missing).
 //!
@@ -36,6 +36,9 @@ mod million;
 /// Client CPU per request on 6,000 real-size photos, beside the floor measured in the same run.
 #[path = "harness/photos.rs"]
 mod photos;
+/// Buckets: 10,000 objects in the S3 test server, first run and a rerun without GETs.
+#[path = "harness/s3.rs"]
+mod s3;
 /// Watching a child from outside: image files it opens (inotify), output files it rewrites.
 #[path = "harness/watch.rs"]
 mod watch;
@@ -138,6 +141,10 @@ fn main() {
     }
     if runs("photos") {
         section(&mut report, "photos", || photos::photos(&ctx));
+    }
+    if wanted.iter().any(|w| w == "s3") {
+        // Needs the S3 test server (`source .ci/s3-server`): run only when asked for.
+        section(&mut report, "s3", || s3::s3(&ctx));
     }
 
     let total = started.elapsed().as_secs_f64();

@@ -157,7 +157,8 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// Folders, CSV manifests (.csv), or - for a manifest on standard input.
+    /// Folders, CSV manifests (.csv), bucket prefixes (s3://BUCKET/PREFIX/; gs:// and az://
+    /// in builds with those features), or - for a manifest on standard input.
     #[arg(required = true, value_name = "SOURCE")]
     pub sources: Vec<PathBuf>,
 
@@ -289,6 +290,15 @@ pub struct ScanArgs {
     /// With --shard-from-env: the number of tasks (the Job's completions, the array size).
     #[arg(long, value_name = "N", requires = "shard_from_env")]
     pub shard_total: Option<u32>,
+
+    /// Endpoint of an S3-compatible store for s3:// sources (MinIO, Ceph, a test server); else
+    /// AWS_ENDPOINT from the environment. Plain http only on loopback.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// Region for s3:// sources; else AWS_REGION or AWS_DEFAULT_REGION.
+    #[arg(long, value_name = "REGION")]
+    pub s3_region: Option<String>,
 
     #[command(flatten)]
     pub api: ApiArgs,

@@ -223,6 +223,10 @@ impl ScanConfig {
                 vendor_data_column: args.vendor_data_column,
                 metadata_column: args.metadata_column,
                 track_duplicates: true,
+                storage: crate::input::bucket::StorageOptions {
+                    endpoint: args.s3_endpoint,
+                    region: args.s3_region,
+                },
             },
             price_per_call: args.cost.price_per_call,
             results_format: results_format(&args.results),

@@ -77,7 +77,8 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
     match cli.command {
         Command::Scan(args) => {
             init_logging(args.verbose);
-            let mut cfg = config::ScanConfig::from_args(*args, std::env::var("DIDIT_API_KEY").ok())?;
+            let mut cfg =
+                config::ScanConfig::from_args(*args, std::env::var("DIDIT_API_KEY").ok())?;
             let argv: Vec<String> = std::env::args_os()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();

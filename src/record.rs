@@ -30,10 +30,13 @@ pub enum Class {
     Unknown,
     /// The run was interrupted while this item's request was in flight.
     Interrupted,
+    /// The object (or file) could not be read from its store (storage retries exhausted, or it
+    /// changed while read): never sent, no credit spent; a rerun reads it again.
+    SourceError,
 }
 
 impl Class {
-    pub const ALL: [Class; 9] = [
+    pub const ALL: [Class; 10] = [
         Class::Result,
         Class::InvalidInput,
         Class::Rejected,
@@ -43,6 +46,7 @@ impl Class {
         Class::Fatal,
         Class::Unknown,
         Class::Interrupted,
+        Class::SourceError,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +60,7 @@ impl Class {
             Class::Fatal => "fatal",
             Class::Unknown => "unknown",
             Class::Interrupted => "interrupted",
+            Class::SourceError => "source_error",
         }
     }
 
@@ -67,7 +72,7 @@ impl Class {
             Class::Rejected | Class::RateLimited | Class::Transient | Class::Unknown => {
                 !retry_failed
             }
-            Class::BadAnswer | Class::Fatal | Class::Interrupted => false,
+            Class::BadAnswer | Class::Fatal | Class::Interrupted | Class::SourceError => false,
         }
     }
 }
@@ -115,8 +120,8 @@ impl Action {
             Action::Proceed => "approved with no warning that needs attention",
             Action::FixInput => "the file itself was refused; nothing was billed",
             Action::Rerun => {
-                "no result yet (retries exhausted, interrupted, unknown outcome or an answer \
-                 without a decision): rerun"
+                "no result yet (retries exhausted, interrupted, unknown outcome, an answer \
+                 without a decision, or storage that could not be read): rerun"
             }
         }
     }

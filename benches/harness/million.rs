@@ -351,7 +351,7 @@ fn mib(bytes: u64) -> String {
 }
 
 /// Seconds from `since` to the first request the emulator logged at or after it.
-fn first_call_after(log: &Path, since: SystemTime) -> Result<Option<f64>, String> {
+pub(crate) fn first_call_after(log: &Path, since: SystemTime) -> Result<Option<f64>, String> {
     let since = since
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| format!("the clock is before 1970: {e}"))?;

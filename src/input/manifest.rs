@@ -160,7 +160,14 @@ impl Manifest {
         let key = self.unique_key(id, &cells.path, usable_path && usable_id, &mut problems);
         let path = PathBuf::from(&cells.path);
         let path = match &self.base {
-            Some(base) if path.is_relative() && !cells.path.is_empty() => base.join(path),
+            // A bucket URI is kept as written: it is not a path relative to the manifest.
+            Some(base)
+                if path.is_relative()
+                    && !cells.path.is_empty()
+                    && super::bucket::Uri::parse(&cells.path).is_none() =>
+            {
+                base.join(path)
+            }
             _ => path,
         };
         Item {

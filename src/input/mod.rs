@@ -1,6 +1,8 @@
-//! Input sources: folders walked and CSV manifests read as one stream of items, validated up front,
-//! never collected. `preflight` checks each item's file before anything is sent.
+//! Input sources: folders walked, CSV manifests and bucket prefixes read as one stream of items,
+//! validated up front, never collected. `preflight` checks each item's file before anything is
+//! sent.
 
+pub mod bucket;
 mod manifest;
 pub mod preflight;
 pub mod version;
@@ -62,6 +64,8 @@ pub struct SourceOptions {
     /// Report duplicate manifest ids (a compact map grows with the rows). Off only for a pass
     /// that merely counts items.
     pub track_duplicates: bool,
+    /// How bucket sources and URIs in manifests are reached.
+    pub storage: bucket::StorageOptions,
 }
 
 impl Default for SourceOptions {
@@ -75,6 +79,7 @@ impl Default for SourceOptions {
             vendor_data_column: None,
             metadata_column: None,
             track_duplicates: true,
+            storage: bucket::StorageOptions::default(),
         }
     }
 }
@@ -101,7 +106,8 @@ pub enum InputError {
     #[error("source not found: {0}")]
     NotFound(String),
     #[error(
-        "{0} is not a folder, a .csv manifest or - (standard input); use `check` for one image"
+        "{0} is not a folder, a .csv manifest, a bucket URI (s3://BUCKET/PREFIX/) or - (standard \
+         input); use `check` for one image"
     )]
     NotASource(String),
     #[error("- (a manifest on standard input) is given more than once")]
@@ -132,6 +138,9 @@ pub enum InputError {
     /// refused whole, before anything is sent, rather than read wrong.
     #[error("{manifest}: {problem}")]
     Malformed { manifest: String, problem: String },
+    /// A bucket source that cannot be used (a refusal of the store stops with exit 7).
+    #[error(transparent)]
+    Storage(#[from] bucket::StorageError),
 }
 
 /// A path's bytes as text, losslessly: a valid UTF-8 path is returned unchanged; in a path that
@@ -223,6 +232,17 @@ pub fn open(sources: &[PathBuf], opts: &SourceOptions) -> Result<Sources, InputE
     }
     for src in sources {
         let shown = src.display().to_string();
+        if let Some(uri) = src.to_str().and_then(bucket::Uri::parse) {
+            let uri = uri?;
+            let canonical = PathBuf::from(uri.to_string());
+            if seen.contains(&canonical) {
+                return Err(InputError::GivenTwice(shown));
+            }
+            seen.push(canonical);
+            let listing = bucket::Listing::open(uri, &shown, opts.hidden, &opts.storage)?;
+            queue.push_back(Box::new(listing));
+            continue;
+        }
         if src.as_os_str() == "-" {
             queue.push_back(Box::new(stdin_manifest(opts)?));
             continue;
@@ -426,6 +446,7 @@ mod tests {
             ("walk.rs", include_str!("walk.rs")),
             ("manifest.rs", include_str!("manifest.rs")),
             ("preflight.rs", include_str!("preflight.rs")),
+            ("bucket.rs", include_str!("bucket.rs")),
         ] {
             assert!(!text.contains(needle), "src/input/{file} uses {needle}");
         }
@@ -446,7 +467,8 @@ mod tests {
         assert_eq!(
             err(&[img.to_str().unwrap()]),
             format!(
-                "{} is not a folder, a .csv manifest or - (standard input); use `check` for one image",
+                "{} is not a folder, a .csv manifest, a bucket URI (s3://BUCKET/PREFIX/) or - \
+                 (standard input); use `check` for one image",
                 img.display()
             )
         );

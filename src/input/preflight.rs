@@ -76,6 +76,15 @@ pub struct Prepared {
     pub version: Option<Version>,
 }
 
+/// Why an object could not be read: the item is a `source_error` to rerun, never sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFault {
+    /// The store kept failing (after its own retries), or the object changed while read.
+    Failed,
+    /// The store refused the credentials or the bucket: the run stops.
+    Refused,
+}
+
 /// Why a file is not sent. `sha256` and `size` are set whenever the file could be read;
 /// `detected` names what the content really is when that is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +95,8 @@ pub struct Refusal {
     pub detected: Option<Box<str>>,
     /// Set whenever the file could be opened.
     pub version: Option<Version>,
+    /// Set when object storage failed: not the input's fault.
+    pub storage: Option<StorageFault>,
 }
 
 impl Refusal {
@@ -96,6 +107,7 @@ impl Refusal {
             size: None,
             detected: None,
             version: None,
+            storage: None,
         }
     }
 }
@@ -159,7 +171,8 @@ pub fn preflight(path: &Path) -> Result<Prepared, Refusal> {
         } else {
             Some(sniffed.name().into())
         },
-        version,
+        version: version.clone(),
+        storage: None,
     };
     if size == 0 {
         return Err(refuse("empty file (0 bytes)".to_string()));
@@ -173,6 +186,41 @@ pub fn preflight(path: &Path) -> Result<Prepared, Refusal> {
     match sniffed {
         Sniffed::Accepted(format) => Ok(Prepared {
             bytes: Bytes::from(buf),
+            sha256,
+            format,
+            size,
+            version,
+        }),
+        ref other => Err(refuse(unsupported_reason(other))),
+    }
+}
+
+/// The checks of [`preflight`] on content already in memory (an object downloaded whole, at
+/// most 5 MB): not empty, within the limit, and an accepted format by its magic bytes.
+pub fn check_bytes(bytes: Bytes, version: Option<Version>) -> Result<Prepared, Refusal> {
+    let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+    let size = bytes.len() as u64;
+    let sniffed = classify(&bytes);
+    let refuse = |reason: String| Refusal {
+        reason,
+        sha256: Some(sha256),
+        size: Some(size),
+        detected: (size > 0).then(|| sniffed.name().into()),
+        version: version.clone(),
+        storage: None,
+    };
+    if size == 0 {
+        return Err(refuse("empty object (0 bytes)".to_string()));
+    }
+    if size > MAX_BYTES {
+        return Err(refuse(format!(
+            "{} ({size} bytes) is over Didit's 5 MB limit",
+            megabytes(size)
+        )));
+    }
+    match sniffed {
+        Sniffed::Accepted(format) => Ok(Prepared {
+            bytes,
             sha256,
             format,
             size,
@@ -332,7 +380,7 @@ pub fn looks_like_image(head: &[u8]) -> bool {
 }
 
 /// Sizes in the same unit as Didit's "5 MB" limit (MiB), one decimal.
-fn megabytes(size: u64) -> String {
+pub fn megabytes(size: u64) -> String {
     format!("{:.1} MB", size as f64 / (1024.0 * 1024.0))
 }
 

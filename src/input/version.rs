@@ -1,6 +1,6 @@
 //! An item's version: what a resume compares, without reading the content, to tell whether an
 //! item changed since it was screened. For a file, its size and modification time (to the
-//! nanosecond), the quick check rsync makes.
+//! nanosecond), the quick check rsync makes; for an object in a bucket, its size and ETag.
 
 use std::fmt;
 use std::fs::Metadata;
@@ -8,10 +8,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, SecondsFormat};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Version {
     /// Size in bytes and modification time in nanoseconds since 1970 (UTC).
     File { size: u64, mtime_ns: i64 },
+    /// An object's size and ETag (boxed: an item's version stays as small as a file's).
+    Object(Box<ObjectVersion>),
+}
+
+/// An object's size in bytes and ETag (as the store gives it, quotes included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub size: u64,
+    pub etag: String,
 }
 
 impl Version {
@@ -23,6 +32,27 @@ impl Version {
             size: meta.len(),
             mtime_ns: nanos_since_epoch(meta.modified().ok()?)?,
         })
+    }
+}
+
+impl Version {
+    /// An object's version from its listing or HEAD; `None` without an ETag (the content is
+    /// then always read and compared).
+    pub fn of_object(size: u64, etag: Option<&str>) -> Option<Version> {
+        etag.filter(|e| !e.is_empty()).map(|e| {
+            Version::Object(Box::new(ObjectVersion {
+                size,
+                etag: e.to_string(),
+            }))
+        })
+    }
+
+    /// An object's ETag.
+    pub fn etag(&self) -> Option<&str> {
+        match self {
+            Version::Object(o) => Some(&o.etag),
+            Version::File { .. } => None,
+        }
     }
 }
 
@@ -46,6 +76,7 @@ impl fmt::Display for Version {
                     at.to_rfc3339_opts(SecondsFormat::Nanos, true)
                 )
             }
+            Version::Object(o) => write!(f, "size={} etag={}", o.size, o.etag),
         }
     }
 }
@@ -82,6 +113,24 @@ mod tests {
             old.to_string(),
             "size=1 mtime=1969-12-31T00:00:00.000000000Z"
         );
+    }
+
+    #[test]
+    fn an_objects_version_is_its_size_and_etag() {
+        let v = Version::of_object(3134, Some("\"9b2cf535f27731c974343645a3985328\"")).unwrap();
+        assert_eq!(
+            v.to_string(),
+            "size=3134 etag=\"9b2cf535f27731c974343645a3985328\""
+        );
+        assert_eq!(v.etag(), Some("\"9b2cf535f27731c974343645a3985328\""));
+        assert_ne!(
+            v.to_string(),
+            Version::of_object(3134, Some("\"other\""))
+                .unwrap()
+                .to_string()
+        );
+        assert_eq!(Version::of_object(1, None), None);
+        assert_eq!(Version::of_object(1, Some("")), None);
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
         index,
         retry_failed: cfg.retry_failed,
         checksum: cfg.checksum,
+        storage: cfg.source_options.storage.clone(),
     };
     let mut events = source::preflighted(cfg, stop.clone(), quick);
     let mut est = Estimate::default();

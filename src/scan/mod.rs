@@ -70,6 +70,9 @@ pub enum ScanError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// Object storage refused the credentials or the bucket while objects were read.
+    #[error("{0}")]
+    StorageRefused(String),
 }
 
 impl ScanError {
@@ -78,6 +81,8 @@ impl ScanError {
             ScanError::Journal(e) if e.is_io() => Exit::Io,
             ScanError::Report(e) if e.is_io() => Exit::Io,
             ScanError::OutDir { .. } => Exit::Io,
+            ScanError::Input(input::InputError::Storage(e)) if e.is_refusal() => Exit::Storage,
+            ScanError::StorageRefused(_) => Exit::Storage,
             ScanError::Input(_)
             | ScanError::Client(_)
             | ScanError::Journal(_)

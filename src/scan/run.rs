@@ -59,6 +59,8 @@ impl RunCounts {
 pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
     // Validate every source before touching the out dir.
     input::open(&cfg.sources, &cfg.source_options)?;
+    // A store that refuses the credentials or a bucket stops here, before any API call.
+    check_buckets(&cfg).await?;
     if cfg.dry_run {
         return dry_run::run(&cfg, &stop).await;
     }
@@ -173,6 +175,7 @@ impl Pipeline {
                 index,
                 retry_failed: cfg.retry_failed,
                 checksum: cfg.checksum,
+                storage: cfg.source_options.storage.clone(),
             },
             leaders: LinesAt::open(&journal_path)?,
             ignored: ignored::List::create(&cfg.out)?,
@@ -328,13 +331,16 @@ impl Pipeline {
             }
             Decision::Refuse(item) => {
                 let mut rec = worker::base_record(&item);
+                rec.class = Some(Class::InvalidInput);
                 if let Checked::Read(Err(refusal)) = checked {
+                    if refusal.storage.is_some() {
+                        rec.class = Some(Class::SourceError);
+                    }
                     rec.sha256 = refusal.sha256.as_ref().map(crate::input::preflight::hex);
                     rec.size_bytes = refusal.size;
                     rec.format = refusal.detected.as_deref().map(str::to_string);
                     rec.error = Some(item.problem.clone().unwrap_or(refusal.reason));
                 }
-                rec.class = Some(Class::InvalidInput);
                 self.write(rec.with_action()).await;
             }
             Decision::Lead(item) => match checked {
@@ -350,7 +356,7 @@ impl Pipeline {
     /// one recorded (a touched file, a copy with new times), journal the new version so the
     /// next resume skips it without reading it.
     async fn note_version(&self, item: &Item, key: u128, sha256: Option<String>) {
-        let (Some(version), Some(sha256)) = (item.version, sha256) else {
+        let (Some(version), Some(sha256)) = (&item.version, sha256) else {
             return;
         };
         let version = version.to_string();
@@ -408,7 +414,7 @@ impl Pipeline {
         let Some(next) = lead else { return };
         // The next waiter leads: read it again (only leaders keep their bytes).
         let key = journal::key_digest(&next.key);
-        let ready = source::read(next, key).await;
+        let ready = source::read(next, key, &self.quick.storage).await;
         let same = ready.sha256().map(journal::content_digest_of) == Some(content);
         match ready.checked {
             Checked::Read(Ok(prepared)) if same => {
@@ -684,9 +690,29 @@ fn end_line(drained: &Drained, cause: Option<&StopCause>, input_unread: bool) ->
     (end, exit_code)
 }
 
+/// The first listing page of every bucket source: a refusal of the credentials or the bucket
+/// stops the run at once (exit 7).
+async fn check_buckets(cfg: &ScanConfig) -> Result<(), ScanError> {
+    for src in &cfg.sources {
+        if let Some(uri) = input::bucket::uri_of(src) {
+            input::bucket::check_listing(&uri, &cfg.source_options.storage)
+                .await
+                .map_err(input::InputError::from)?;
+        }
+    }
+    Ok(())
+}
+
 /// Count the items the sources hold (for the progress bar); `None` for standard input.
 async fn count_inputs(cfg: &ScanConfig) -> Option<u64> {
-    if cfg.quiet || cfg.sources.iter().any(|s| s.as_os_str() == "-") {
+    // Standard input cannot be read twice; a bucket would be listed twice (and the first call
+    // would wait for the whole listing).
+    if cfg.quiet
+        || cfg
+            .sources
+            .iter()
+            .any(|s| s.as_os_str() == "-" || input::bucket::is_uri(s))
+    {
         return None;
     }
     let sources = cfg.sources.clone();

@@ -68,6 +68,8 @@ pub struct QuickCheck {
     pub retry_failed: bool,
     /// `--checksum`: read every item, whatever its version.
     pub checksum: bool,
+    /// How objects named in manifests are looked up.
+    pub storage: input::bucket::StorageOptions,
 }
 
 impl QuickCheck {
@@ -80,12 +82,20 @@ impl QuickCheck {
         let Some(recorded) = self.index.latest(key) else {
             return false;
         };
-        item.version = std::fs::metadata(&item.path)
-            .ok()
-            .filter(|m| m.is_file())
-            .and_then(|m| Version::of_file(&m));
+        item.version = match input::bucket::uri_of(&item.path) {
+            // A listed object's version came with the listing; a manifest row's costs a HEAD.
+            Some(uri) => item.version.take().or_else(|| {
+                tokio::runtime::Handle::try_current()
+                    .ok()
+                    .and_then(|h| h.block_on(input::bucket::head_version(&uri, &self.storage)))
+            }),
+            None => std::fs::metadata(&item.path)
+                .ok()
+                .filter(|m| m.is_file())
+                .and_then(|m| Version::of_file(&m)),
+        };
         !self.checksum
-            && item.version.is_some_and(|v| {
+            && item.version.as_ref().is_some_and(|v| {
                 recorded.is_current(journal::version_digest(&v.to_string()), self.retry_failed)
             })
     }
@@ -104,9 +114,9 @@ enum Walked {
     Warning(String),
 }
 
-/// Read one item's file on a blocking thread (a bad manifest row is not read at all). The
-/// item's version becomes that of the opened file.
-pub async fn read(mut item: Item, key: u128) -> Ready {
+/// Read one item's file on a blocking thread, or its object from its store (a bad manifest row
+/// is not read at all). The item's version becomes that of what was read.
+pub async fn read(mut item: Item, key: u128, storage: &input::bucket::StorageOptions) -> Ready {
     if item.problem.is_some() {
         return Ready {
             item,
@@ -114,13 +124,18 @@ pub async fn read(mut item: Item, key: u128) -> Ready {
             checked: Checked::Read(Err(Refusal::unread(String::new()))),
         };
     }
-    let path = item.path.clone();
-    let checked = tokio::task::spawn_blocking(move || preflight::preflight(&path))
-        .await
-        .unwrap_or_else(|e| Err(Refusal::unread(format!("reading the file failed: {e}"))));
+    let checked = match input::bucket::uri_of(&item.path) {
+        Some(uri) => input::bucket::read(&uri, item.version.as_ref(), storage).await,
+        None => {
+            let path = item.path.clone();
+            tokio::task::spawn_blocking(move || preflight::preflight(&path))
+                .await
+                .unwrap_or_else(|e| Err(Refusal::unread(format!("reading the file failed: {e}"))))
+        }
+    };
     item.version = match &checked {
-        Ok(p) => p.version,
-        Err(r) => r.version,
+        Ok(p) => p.version.clone(),
+        Err(r) => r.version.clone(),
     };
     Ready {
         item,
@@ -146,13 +161,17 @@ pub fn preflighted(
     };
     let sources = cfg.sources.clone();
     let opts = cfg.source_options.clone();
+    let storage = cfg.source_options.storage.clone();
     let source_stop = stop.clone();
     let shard = cfg.shard.as_ref().map(|p| p.shard);
     // Two threads in a pipeline: one walks and keys the items, the other quick-checks them
     // (a journal lookup and a `stat` each), so a resume's pass over a million finished rows
     // takes the longer of the two, not their sum.
     let (walked_tx, walked_rx) = std::sync::mpsc::sync_channel::<Vec<Walked>>(8);
+    // Bucket listings block on this runtime, page by page, from the walking thread.
+    let runtime = tokio::runtime::Handle::current();
     std::thread::spawn(move || {
+        let _runtime = runtime.enter();
         let iter = match input::open(&sources, &opts) {
             Ok(it) => it,
             Err(e) => {
@@ -199,7 +218,10 @@ pub fn preflighted(
         }
     });
     let check_stop = stop.clone();
+    // A manifest's object URIs are looked up (HEAD) on this runtime from the checking thread.
+    let check_runtime = tokio::runtime::Handle::current();
     std::thread::spawn(move || {
+        let _runtime = check_runtime.enter();
         for mut batch in walked_rx {
             for walked in &mut batch {
                 if let Walked::Item(found) = walked {
@@ -219,6 +241,7 @@ pub fn preflighted(
         stream
             .map(move |ev| {
                 let stop = stop.clone();
+                let storage = storage.clone();
                 async move {
                     match ev {
                         Walked::Ignored { path, reason } => Ev::Ignored { path, reason },
@@ -240,7 +263,9 @@ pub fn preflighted(
                                     ))),
                                 }
                             } else {
-                                read(item, key).await
+                                let ready = read(item, key, &storage).await;
+                                refused_by_storage(&ready, &stop);
+                                ready
                             };
                             Ev::Ready(Box::new(ready))
                         }
@@ -249,6 +274,17 @@ pub fn preflighted(
             })
             .buffered(PREFLIGHT_AHEAD),
     )
+}
+
+/// A store that refused the credentials or the bucket while reading an object stops the run
+/// (exit 7): nothing more is sent.
+fn refused_by_storage(ready: &Ready, stop: &Stop) {
+    if let Checked::Read(Err(r)) = &ready.checked
+        && r.storage == Some(preflight::StorageFault::Refused)
+        && !stop.is_stopped()
+    {
+        stop.fail(super::ScanError::StorageRefused(r.reason.clone()));
+    }
 }
 
 /// Keys seen in this run, as compact digests, so no two items of one run share a key: a
@@ -347,6 +383,7 @@ mod tests {
             index: Default::default(),
             retry_failed: false,
             checksum: false,
+            storage: Default::default(),
         };
         let events: Vec<Ev> = preflighted(&cfg, stop.clone(), quick).collect().await;
         assert!(events.is_empty());

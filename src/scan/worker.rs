@@ -122,7 +122,7 @@ pub fn base_record(item: &Item) -> Record {
         vendor_data: item.vendor_data.clone(),
         metadata: item.metadata.clone().map(serde_json::Value::Object),
         columns: item.columns.clone(),
-        version: item.version.map(|v| v.to_string()),
+        version: item.version.as_ref().map(|v| v.to_string()),
         finished_at: Some(now_rfc3339()),
         ..Default::default()
     }

@@ -349,7 +349,7 @@ fn bad_sources_fail_before_streaming_with_clear_messages() {
     let tsv = write(d, "m.tsv", b"path\n");
     assert!(
         open_err(&[tsv], &SourceOptions::default())
-            .contains("is not a folder, a .csv manifest or -")
+            .contains("is not a folder, a .csv manifest, a bucket URI (s3://BUCKET/PREFIX/) or -")
     );
     let empty = write(d, "empty.csv", b"");
     assert!(

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, a module per area. Everything runs against the emulator on
-//! loopback, in temporary folders, and never reads anything outside this repository.
+//! loopback (and an S3-compatible test server where relevant), in temporary folders, and never
+//! reads anything outside this repository.
 
 mod common;
 
@@ -17,3 +18,4 @@ mod report;
 mod resume;
 mod scan;
 mod shards;
+mod storage;
