@@ -3,8 +3,8 @@
 //! key, the key's budget shared between shards, and the input fingerprint shards compare.
 
 use std::fmt;
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -371,26 +371,12 @@ pub fn fingerprint(sources: &[PathBuf]) -> io::Result<String> {
         } else if std::fs::metadata(s)?.is_dir() {
             format!("folder {}", s.display())
         } else {
-            format!("manifest sha256:{}", file_sha256(s)?)
+            format!("manifest sha256:{}", crate::audit::file_sha256(s)?)
         };
         all.update(line.as_bytes());
         all.update(b"\n");
     }
     Ok(format!("sha256:{}", hex::encode(all.finalize())))
-}
-
-fn file_sha256(path: &Path) -> io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 #[cfg(test)]

@@ -160,46 +160,18 @@ pub fn preflight(path: &Path) -> Result<Prepared, Refusal> {
         size += io::copy(&mut (&mut file).take(rest), &mut hasher).map_err(read_err)?;
     }
     let sha256: [u8; 32] = hasher.finalize().into();
-
-    let sniffed = classify(&buf);
-    let refuse = |reason: String| Refusal {
-        reason,
-        sha256: Some(sha256),
-        size: Some(size),
-        detected: if size == 0 {
-            None
-        } else {
-            Some(sniffed.name().into())
-        },
-        version: version.clone(),
-        storage: None,
-    };
-    if size == 0 {
-        return Err(refuse("empty file (0 bytes)".to_string()));
-    }
-    if size > MAX_BYTES {
-        return Err(refuse(format!(
-            "{} ({size} bytes) is over Didit's 5 MB limit",
-            megabytes(size)
-        )));
-    }
-    match sniffed {
-        Sniffed::Accepted(format) => Ok(Prepared {
-            bytes: Bytes::from(buf),
-            sha256,
-            format,
-            size,
-            version,
-        }),
-        ref other => Err(refuse(unsupported_reason(other))),
-    }
+    verdict(Bytes::from(buf), sha256, size, version, "file")
 }
 
-/// The checks of [`preflight`] on content already in memory (an object downloaded whole, at
-/// most 5 MB): not empty, within the limit, and an accepted format by its magic bytes.
-pub fn check_bytes(bytes: Bytes, version: Option<Version>) -> Result<Prepared, Refusal> {
-    let sha256: [u8; 32] = Sha256::digest(&bytes).into();
-    let size = bytes.len() as u64;
+/// Accept or refuse content by its size and magic bytes. `bytes` holds the content (or, when
+/// `size` is over the limit, its first bytes); `what` names it in messages ("file", "object").
+fn verdict(
+    bytes: Bytes,
+    sha256: [u8; 32],
+    size: u64,
+    version: Option<Version>,
+    what: &str,
+) -> Result<Prepared, Refusal> {
     let sniffed = classify(&bytes);
     let refuse = |reason: String| Refusal {
         reason,
@@ -210,7 +182,7 @@ pub fn check_bytes(bytes: Bytes, version: Option<Version>) -> Result<Prepared, R
         storage: None,
     };
     if size == 0 {
-        return Err(refuse("empty object (0 bytes)".to_string()));
+        return Err(refuse(format!("empty {what} (0 bytes)")));
     }
     if size > MAX_BYTES {
         return Err(refuse(format!(
@@ -228,6 +200,14 @@ pub fn check_bytes(bytes: Bytes, version: Option<Version>) -> Result<Prepared, R
         }),
         ref other => Err(refuse(unsupported_reason(other))),
     }
+}
+
+/// The checks of [`preflight`] on content already in memory (an object downloaded whole, at
+/// most 5 MB): not empty, within the limit, and an accepted format by its magic bytes.
+pub fn check_bytes(bytes: Bytes, version: Option<Version>) -> Result<Prepared, Refusal> {
+    let sha256: [u8; 32] = Sha256::digest(&bytes).into();
+    let size = bytes.len() as u64;
+    verdict(bytes, sha256, size, version, "object")
 }
 
 /// A path as shown in messages: lossless for names that are not UTF-8, and cut when very long.
