@@ -182,6 +182,15 @@ impl LinesAt {
 
     /// The line that starts at `offset`.
     pub fn read(&mut self, offset: u64) -> Result<Line, JournalError> {
+        self.read_with(offset, |raw| serde_json::from_slice(raw))
+    }
+
+    /// The line that starts at `offset`, parsed by `parse` (given the line without its break).
+    pub fn read_with<T>(
+        &mut self,
+        offset: u64,
+        parse: impl FnOnce(&[u8]) -> serde_json::Result<T>,
+    ) -> Result<T, JournalError> {
         let io_err = |source| JournalError::Io {
             op: "read",
             path: self.path.clone(),
@@ -199,7 +208,7 @@ impl LinesAt {
             .read_until(b'\n', &mut self.buf)
             .map_err(io_err)?;
         self.pos = offset + n as u64;
-        serde_json::from_slice(self.buf.trim_ascii_end()).map_err(|e| JournalError::Corrupt {
+        parse(self.buf.trim_ascii_end()).map_err(|e| JournalError::Corrupt {
             path: self.path.clone(),
             line: 0,
             message: format!("record at byte {offset}: {e}"),

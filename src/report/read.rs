@@ -3,9 +3,7 @@
 //! [`Record`], without the buffering serde needs for an internally tagged enum (about a fifth
 //! of the time of a large build); any other line takes the generic parse.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::journal::{JournalError, Line};
 use crate::record::Record;
@@ -22,52 +20,18 @@ pub fn parse_line(raw: &[u8]) -> serde_json::Result<Line> {
     serde_json::from_slice(raw)
 }
 
-/// Reads the lines that start at given offsets, nearly in order: offsets close ahead are read
-/// from the buffer without seeking (what [`crate::journal::LinesAt`] does, with [`parse_line`]).
-pub struct LinesAt {
-    path: PathBuf,
-    reader: BufReader<File>,
-    pos: u64,
-    buf: Vec<u8>,
-}
+/// Reads the lines that start at given offsets, nearly in order: the journal's
+/// [`crate::journal::LinesAt`], each line parsed with [`parse_line`].
+pub struct LinesAt(crate::journal::LinesAt);
 
 impl LinesAt {
-    const BUFFER: usize = 64 * 1024;
-
     pub fn open(path: &Path) -> Result<Self, JournalError> {
-        let file = super::state::open_read(path).map_err(JournalError::io("open", path))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            reader: BufReader::with_capacity(Self::BUFFER, file),
-            pos: 0,
-            buf: Vec::with_capacity(4096),
-        })
+        crate::journal::LinesAt::open(path).map(Self)
     }
 
     /// The line that starts at `offset`.
     pub fn read(&mut self, offset: u64) -> Result<Line, JournalError> {
-        let io_err = |source| JournalError::Io {
-            op: "read",
-            path: self.path.clone(),
-            source,
-        };
-        let ahead = offset.wrapping_sub(self.pos) as i64;
-        if (0..Self::BUFFER as i64).contains(&ahead) {
-            self.reader.seek_relative(ahead).map_err(io_err)?;
-        } else {
-            self.reader.seek(SeekFrom::Start(offset)).map_err(io_err)?;
-        }
-        self.buf.clear();
-        let n = self
-            .reader
-            .read_until(b'\n', &mut self.buf)
-            .map_err(io_err)?;
-        self.pos = offset + n as u64;
-        parse_line(self.buf.trim_ascii_end()).map_err(|e| JournalError::Corrupt {
-            path: self.path.clone(),
-            line: 0,
-            message: format!("record at byte {offset}: {e}"),
-        })
+        self.0.read_with(offset, parse_line)
     }
 }
 
