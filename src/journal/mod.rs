@@ -29,7 +29,7 @@ pub const LOCK_FILE: &str = ".liveness-batch.lock";
 pub const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// Settings that change what the API answers: a resumed run must use the same ones.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     pub threshold: Option<f64>,
     pub rotate_image: bool,
@@ -96,7 +96,7 @@ fn same_api_host(a: &str, b: &str) -> bool {
 }
 
 /// The first line of a journal, and one more line each time a run resumes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
     pub tool_version: String,
     pub started_at: String,
@@ -360,11 +360,7 @@ pub(crate) mod fixtures {
             resumed,
             dedupe: true,
             max_requests: None,
-            shard: None,
-            identity: None,
-            tuning: None,
-            manifests: Vec::new(),
-            balance: None,
+            ..Default::default()
         }
     }
 

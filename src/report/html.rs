@@ -712,11 +712,7 @@ mod tests {
             resumed: false,
             dedupe: true,
             max_requests: None,
-            shard: None,
-            identity: None,
-            tuning: None,
-            manifests: Vec::new(),
-            balance: None,
+            ..Default::default()
         });
         let mut evil = record("<img src=x onerror=alert(1)>", Class::Rejected, None);
         evil.error = Some("</td><script>alert(1)</script>".into());

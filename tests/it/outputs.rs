@@ -343,11 +343,7 @@ fn run_line(resumed: bool) -> Line {
         resumed,
         dedupe: true,
         max_requests: None,
-        shard: None,
-        identity: None,
-        tuning: None,
-        manifests: Vec::new(),
-        balance: None,
+        ..Default::default()
     })
 }
 
