@@ -1,11 +1,12 @@
 //! The HTTP client for `POST {base}/v3/passive-liveness/`: one request per [`Client::send`],
-//! multipart rebuilt from the image bytes each time, the key only ever in the `x-api-key` header.
+//! the multipart body framed around the image's own buffer (never copied), the key only ever
+//! in the `x-api-key` header.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderValue};
-use reqwest::multipart::{Form, Part};
+use bytes::Bytes;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Url, redirect};
 
 use super::error::{Outcome, classify, classify_transport};
@@ -71,6 +72,12 @@ pub struct Attempt {
 pub struct Client {
     http: reqwest::Client,
     endpoint: String,
+    /// The endpoint parsed once, not for every request.
+    endpoint_url: Url,
+    /// The multipart boundary of this client's requests (random, so no upload can contain it
+    /// by design), and the `Content-Type` naming it.
+    boundary: String,
+    content_type: HeaderValue,
     balance_url: String,
     host: String,
     api_key: ApiKey,
@@ -145,9 +152,17 @@ impl Client {
         let http = builder.build().map_err(ClientError::Build)?;
 
         let base = url.as_str().trim_end_matches('/');
+        let endpoint = format!("{base}{ENDPOINT_PATH}");
+        let endpoint_url = Url::parse(&endpoint).map_err(|e| bad(&e.to_string()))?;
+        let boundary = format!("liveness-batch-{}", uuid::Uuid::new_v4().simple());
+        let content_type = HeaderValue::from_str(&format!("multipart/form-data; boundary={boundary}"))
+            .map_err(|e| bad(&e.to_string()))?;
         Ok(Self {
             http,
-            endpoint: format!("{base}{ENDPOINT_PATH}"),
+            endpoint,
+            endpoint_url,
+            boundary,
+            content_type,
             balance_url: format!("{base}{BALANCE_PATH}"),
             host,
             api_key: cfg.api_key,
@@ -170,10 +185,15 @@ impl Client {
     /// downstream can carry the key, whatever a server or proxy echoes.
     pub async fn send(&self, upload: &Upload, params: &Params) -> Attempt {
         let started = Instant::now();
+        let (head, tail) = frame(&self.boundary, upload, params);
+        let length = head.len() + upload.bytes.len() + tail.len();
+        let chunks = [head, upload.bytes.clone(), tail].map(Ok::<Bytes, std::io::Error>);
         let (outcome, http_status) = match self
             .http
-            .post(&self.endpoint)
-            .multipart(form(upload, params))
+            .post(self.endpoint_url.clone())
+            .header(CONTENT_TYPE, self.content_type.clone())
+            .header(CONTENT_LENGTH, length)
+            .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
             .send()
             .await
         {
@@ -380,30 +400,41 @@ fn replace_bytes(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The multipart body: the image part plus every field, `save_api_request` always explicit.
-fn form(upload: &Upload, params: &Params) -> Form {
-    let image = Part::stream_with_length(upload.bytes.clone(), upload.bytes.len() as u64)
-        .file_name(upload.file_name.clone());
-    let image = match image.mime_str(upload.mime) {
-        Ok(p) => p,
-        // mime strings are static and valid; fall back to a plain part rather than panic.
-        Err(_) => Part::stream_with_length(upload.bytes.clone(), upload.bytes.len() as u64)
-            .file_name(upload.file_name.clone()),
+/// The multipart body around the image, as `multipart/form-data` (RFC 7578) writes it: what
+/// goes before the image's bytes (the image part's header) and what follows them (every field,
+/// `save_api_request` always explicit, then the closing boundary). The image is sent from its
+/// own buffer between the two.
+fn frame(boundary: &str, upload: &Upload, params: &Params) -> (Bytes, Bytes) {
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"user_image\"; \
+         filename=\"{}\"\r\nContent-Type: {}\r\n\r\n",
+        upload.file_name.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A"),
+        upload.mime
+    );
+    let mut tail = String::with_capacity(512);
+    let mut field = |name: &str, value: &str| {
+        tail.push_str("\r\n--");
+        tail.push_str(boundary);
+        tail.push_str("\r\nContent-Disposition: form-data; name=\"");
+        tail.push_str(name);
+        tail.push_str("\"\r\n\r\n");
+        tail.push_str(value);
     };
-    let mut form = Form::new()
-        .part("user_image", image)
-        .text("save_api_request", bool_text(params.save_api_request))
-        .text("rotate_image", bool_text(params.rotate_image));
+    field("save_api_request", bool_text(params.save_api_request));
+    field("rotate_image", bool_text(params.rotate_image));
     if let Some(t) = params.threshold_text() {
-        form = form.text("face_liveness_score_decline_threshold", t);
+        field("face_liveness_score_decline_threshold", &t);
     }
     if let Some(v) = &params.vendor_data {
-        form = form.text("vendor_data", v.clone());
+        field("vendor_data", v);
     }
     if let Some(m) = &params.metadata {
-        form = form.text("metadata", serde_json::Value::Object(m.clone()).to_string());
+        field("metadata", &serde_json::Value::Object(m.clone()).to_string());
     }
-    form
+    tail.push_str("\r\n--");
+    tail.push_str(boundary);
+    tail.push_str("--\r\n");
+    (Bytes::from(head), Bytes::from(tail))
 }
 
 fn bool_text(b: bool) -> &'static str {
@@ -487,6 +518,53 @@ fn url_is_loopback(url: &Url) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The framed body, read back by the emulator's own multipart reader: every field as sent,
+    /// the image byte for byte.
+    #[tokio::test]
+    async fn the_framed_body_reads_back_as_the_form_sent() {
+        let boundary = "liveness-batch-0123456789abcdef";
+        let image = Bytes::from_static(b"\xff\xd8\xff\xe0 not really a jpeg \r\n--x\r\n");
+        let upload = Upload::new(image.clone(), "jpg", "image/jpeg");
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("case".into(), serde_json::json!("A-1"));
+        let params = Params {
+            threshold: Some(42.5),
+            rotate_image: true,
+            save_api_request: false,
+            vendor_data: Some("user \"7\"\r\nline two".into()),
+            metadata: Some(metadata),
+        };
+        let (head, tail) = frame(boundary, &upload, &params);
+        let body = [&head[..], &image[..], &tail[..]].concat();
+        let req = axum::http::Request::post("/")
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let form = crate::emulator::form::read_form(&parts, Bytes::from(body))
+            .await
+            .expect("a well-formed body");
+        match &form.image {
+            Some(crate::emulator::form::ImagePart::File(f)) => {
+                assert_eq!(f.file_name, "image.jpg");
+                assert_eq!(f.bytes, image);
+            }
+            other => panic!("no image part: {other:?}"),
+        }
+        let text = |k: &str| form.text.get(k).map(String::as_str);
+        assert_eq!(text("save_api_request"), Some("false"));
+        assert_eq!(text("rotate_image"), Some("true"));
+        assert_eq!(text("face_liveness_score_decline_threshold"), Some("42.5"));
+        assert_eq!(text("vendor_data"), Some("user \"7\"\r\nline two"));
+        assert_eq!(text("metadata"), Some(r#"{"case":"A-1"}"#));
+        assert_eq!(form.text.len(), 5, "{:?}", form.text);
+        let validated = crate::emulator::form::validate(&form).expect("valid");
+        assert_eq!(validated.threshold, 42.5);
+    }
 
     fn cfg(base: &str) -> ClientConfig {
         ClientConfig {
