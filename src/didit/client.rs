@@ -155,8 +155,9 @@ impl Client {
         let endpoint = format!("{base}{ENDPOINT_PATH}");
         let endpoint_url = Url::parse(&endpoint).map_err(|e| bad(&e.to_string()))?;
         let boundary = format!("liveness-batch-{}", uuid::Uuid::new_v4().simple());
-        let content_type = HeaderValue::from_str(&format!("multipart/form-data; boundary={boundary}"))
-            .map_err(|e| bad(&e.to_string()))?;
+        let content_type =
+            HeaderValue::from_str(&format!("multipart/form-data; boundary={boundary}"))
+                .map_err(|e| bad(&e.to_string()))?;
         Ok(Self {
             http,
             endpoint,
@@ -408,7 +409,11 @@ fn frame(boundary: &str, upload: &Upload, params: &Params) -> (Bytes, Bytes) {
     let head = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"user_image\"; \
          filename=\"{}\"\r\nContent-Type: {}\r\n\r\n",
-        upload.file_name.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A"),
+        upload
+            .file_name
+            .replace('"', "%22")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A"),
         upload.mime
     );
     let mut tail = String::with_capacity(512);
@@ -429,7 +434,10 @@ fn frame(boundary: &str, upload: &Upload, params: &Params) -> (Bytes, Bytes) {
         field("vendor_data", v);
     }
     if let Some(m) = &params.metadata {
-        field("metadata", &serde_json::Value::Object(m.clone()).to_string());
+        field(
+            "metadata",
+            &serde_json::Value::Object(m.clone()).to_string(),
+        );
     }
     tail.push_str("\r\n--");
     tail.push_str(boundary);

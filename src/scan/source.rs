@@ -1,7 +1,8 @@
 //! The source stage: every source walked on a blocking thread, each item keyed uniquely in the
 //! run and quick-checked against the journal (an item an earlier run finished at the same
 //! version is passed on without being opened), the others preflighted (read, sniffed, hashed)
-//! a few items ahead of the dispatcher, in input order.
+//! ahead of the dispatcher, in input order: files on the checking thread, within a budget of
+//! bytes read ahead; objects on the runtime, a few at a time.
 
 use std::sync::Arc;
 
@@ -21,6 +22,12 @@ const PREFLIGHT_AHEAD: usize = 4;
 
 /// Items sent from the walking thread at once.
 const BATCH: usize = 64;
+
+/// Bytes of files read ahead of the dispatcher, at most (plus the file that crosses it).
+const READ_AHEAD_BYTES: u64 = 16 << 20;
+
+/// A batch of read files is passed on once it holds this many bytes.
+const BATCH_BYTES: u64 = 2 << 20;
 
 /// What the source stage found for one item.
 pub enum Checked {
@@ -106,6 +113,72 @@ struct Found {
     item: Item,
     key: u128,
     current: bool,
+    /// A file read on the checking thread (objects and bad rows are read on the runtime).
+    read: Option<Result<Prepared, Refusal>>,
+}
+
+impl Found {
+    /// Bytes held for the item's content.
+    fn held(&self) -> u64 {
+        match &self.read {
+            Some(Ok(p)) => p.bytes.len() as u64,
+            _ => 0,
+        }
+    }
+}
+
+/// The bytes of files read ahead and not yet taken by the dispatcher: the checking thread
+/// waits while they exceed [`READ_AHEAD_BYTES`], so memory stays bounded whatever the sizes.
+#[derive(Default)]
+struct ReadAhead {
+    held: std::sync::atomic::AtomicU64,
+    lock: std::sync::Mutex<()>,
+    taken: std::sync::Condvar,
+}
+
+impl ReadAhead {
+    fn add(&self, n: u64) {
+        self.held.fetch_add(n, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The dispatcher took `n` bytes: wake the reader if that brings it under the budget.
+    fn take(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let before = self.held.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
+        if before > READ_AHEAD_BYTES && before - n <= READ_AHEAD_BYTES {
+            // Under the lock, so the wake cannot fall between the reader's check and its wait.
+            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.taken.notify_one();
+        }
+    }
+
+    /// Wait while over the budget; `false` when `gone` says nobody will take anything more.
+    fn wait_under(&self, gone: impl Fn() -> bool) -> bool {
+        let over = || self.held.load(std::sync::atomic::Ordering::Acquire) > READ_AHEAD_BYTES;
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        while over() {
+            if gone() {
+                return false;
+            }
+            guard = self
+                .taken
+                .wait_timeout(guard, std::time::Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+/// Read `item`'s file here (on the checking thread) when it is a file to read; objects and
+/// bad rows are left to the runtime.
+fn read_here(item: &Item) -> Option<Result<Prepared, Refusal>> {
+    if item.problem.is_some() || input::bucket::uri_of(&item.path).is_some() {
+        return None;
+    }
+    Some(preflight::preflight(&item.path))
 }
 
 enum Walked {
@@ -194,6 +267,7 @@ pub fn preflighted(
                         item,
                         key,
                         current: false,
+                        read: None,
                     }))
                 }
                 Event::Ignored { path, .. }
@@ -218,18 +292,43 @@ pub fn preflighted(
         }
     });
     let check_stop = stop.clone();
+    let ahead = Arc::new(ReadAhead::default());
+    let taker = ahead.clone();
     // A manifest's object URIs are looked up (HEAD) on this runtime from the checking thread.
     let check_runtime = tokio::runtime::Handle::current();
     std::thread::spawn(move || {
         let _runtime = check_runtime.enter();
-        for mut batch in walked_rx {
-            for walked in &mut batch {
-                if let Walked::Item(found) = walked {
+        let mut out = Vec::with_capacity(batch_len);
+        let mut out_bytes = 0;
+        // Pass on what is ready, then wait for room in the read-ahead budget.
+        let flush = |out: &mut Vec<Walked>, out_bytes: &mut u64| {
+            if !out.is_empty() && tx.blocking_send(std::mem::take(out)).is_err() {
+                return false;
+            }
+            *out_bytes = 0;
+            ahead.wait_under(|| tx.is_closed())
+        };
+        for batch in walked_rx {
+            for mut walked in batch {
+                if let Walked::Item(found) = &mut walked {
                     found.current =
                         !check_stop.is_stopped() && quick.look(&mut found.item, found.key);
+                    if !found.current && !check_stop.is_stopped() {
+                        found.read = read_here(&found.item);
+                        let held = found.held();
+                        ahead.add(held);
+                        out_bytes += held;
+                    }
+                }
+                out.push(walked);
+                if (out.len() >= batch_len || out_bytes >= BATCH_BYTES)
+                    && !flush(&mut out, &mut out_bytes)
+                {
+                    return;
                 }
             }
-            if tx.blocking_send(batch).is_err() {
+            // The end of what the walker had ready: pass it on rather than wait for more.
+            if !flush(&mut out, &mut out_bytes) {
                 return;
             }
         }
@@ -242,17 +341,36 @@ pub fn preflighted(
             .map(move |ev| {
                 let stop = stop.clone();
                 let storage = storage.clone();
+                if let Walked::Item(found) = &ev {
+                    taker.take(found.held());
+                }
                 async move {
                     match ev {
                         Walked::Ignored { path, reason } => Ev::Ignored { path, reason },
                         Walked::Warning(w) => Ev::Warning(w),
                         Walked::Item(found) => {
-                            let Found { item, key, current } = *found;
+                            let Found {
+                                item,
+                                key,
+                                current,
+                                read: was_read,
+                            } = *found;
                             let ready = if current {
                                 Ready {
                                     item,
                                     key,
                                     checked: Checked::Current,
+                                }
+                            } else if let Some(checked) = was_read {
+                                let mut item = item;
+                                item.version = match &checked {
+                                    Ok(p) => p.version.clone(),
+                                    Err(r) => r.version.clone(),
+                                };
+                                Ready {
+                                    item,
+                                    key,
+                                    checked: Checked::Read(checked),
                                 }
                             } else if stop.is_stopped() {
                                 Ready {
@@ -394,6 +512,25 @@ mod tests {
                 && err.to_string().contains("not found"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_reader_waits_while_over_the_read_ahead_budget() {
+        let ahead = Arc::new(ReadAhead::default());
+        ahead.add(READ_AHEAD_BYTES);
+        assert!(ahead.wait_under(|| panic!("not over the budget: no wait")));
+        ahead.add(5 << 20);
+        let waiting = {
+            let ahead = ahead.clone();
+            std::thread::spawn(move || ahead.wait_under(|| false))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!waiting.is_finished(), "it waits while over the budget");
+        ahead.take(5 << 20);
+        assert!(waiting.join().unwrap(), "taking bytes wakes it");
+        // Nobody left to take anything: the reader gives up instead of waiting for ever.
+        ahead.add(1);
+        assert!(!ahead.wait_under(|| true));
     }
 
     #[test]
