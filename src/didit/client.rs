@@ -78,6 +78,8 @@ pub struct Client {
     /// by design), and the `Content-Type` naming it.
     boundary: String,
     content_type: HeaderValue,
+    /// The forms of the key an answer may carry ([`key_forms`]), ready to search for.
+    key_finders: Vec<memchr::memmem::Finder<'static>>,
     balance_url: String,
     host: String,
     api_key: ApiKey,
@@ -158,12 +160,18 @@ impl Client {
         let content_type =
             HeaderValue::from_str(&format!("multipart/form-data; boundary={boundary}"))
                 .map_err(|e| bad(&e.to_string()))?;
+        let key_finders = key_forms(cfg.api_key.expose())
+            .into_iter()
+            .filter(|f| !f.is_empty())
+            .map(|f| memchr::memmem::Finder::new(f.as_bytes()).into_owned())
+            .collect();
         Ok(Self {
             http,
             endpoint,
             endpoint_url,
             boundary,
             content_type,
+            key_finders,
             balance_url: format!("{base}{BALANCE_PATH}"),
             host,
             api_key: cfg.api_key,
@@ -204,7 +212,7 @@ impl Client {
                 let headers = resp.headers().clone();
                 match read_capped(&mut resp).await {
                     Ok(body) => {
-                        let body = redact_body(&body, self.api_key.expose());
+                        let body = self.redact_answer(body);
                         (classify(status, &headers, &body), Some(status))
                     }
                     Err(BodyError::Transport(e)) => {
@@ -296,6 +304,18 @@ impl Client {
         match value {
             Some(usd) => Balance::known(at, usd),
             None => Balance::unknown(at, "the balance endpoint answered without a balance"),
+        }
+    }
+
+    /// The answer's body without the key ([`redact_body`]); searched without a copy, and left
+    /// as it is when it holds no form of the key and no `\u` escape that could spell one.
+    fn redact_answer(&self, body: Vec<u8>) -> Vec<u8> {
+        let suspect = memchr::memmem::find(&body, b"\\u").is_some()
+            || self.key_finders.iter().any(|f| f.find(&body).is_some());
+        if suspect {
+            redact_body(&body, self.api_key.expose())
+        } else {
+            body
         }
     }
 

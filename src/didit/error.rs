@@ -284,7 +284,7 @@ fn classify_success(status: u16, body: &[u8]) -> Outcome {
             };
         }
     };
-    match serde_json::from_value::<LivenessResponse>(raw.clone()) {
+    match <LivenessResponse as serde::Deserialize>::deserialize(&raw) {
         Ok(response) => match unusable(&raw, &response) {
             None => Outcome::Result {
                 response: Box::new(response),
