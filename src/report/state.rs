@@ -149,8 +149,10 @@ pub fn refresh(
     let mut built_from = cp.built_from;
     let changed = as_written(out_dir, &cp.written, listed);
     if changed.is_none() {
-        // Every output stays as it is: they describe the journal up to the recorded state, and
-        // the checkpoint too (the lines appended since are read again next time).
+        // Every output stays as it is, describing the journal up to the recorded state, and so
+        // does the checkpoint (the lines appended since are read again next time). The summary
+        // of the journal as it is now is for the terminal only: written nowhere.
+        built_from.journal.bytes = bytes;
         let mut summary = accumulator.finish(opts.price_per_call, &out_dir.display().to_string());
         summary.built_from = Some(built_from);
         let report_sha256 = cp
