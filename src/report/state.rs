@@ -340,3 +340,100 @@ fn line_at(r: &mut BufReader<File>, offset: u64) -> Option<Vec<u8>> {
     buf.truncate(len);
     Some(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An out dir holding the four small files, and what the checkpoint records of them.
+    fn out_dir() -> (tempfile::TempDir, Vec<(String, String)>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut written = Vec::new();
+        for name in SMALL_FILES {
+            std::fs::write(dir.path().join(name), name).unwrap();
+            written.push((name.to_string(), sums::hex_of(name.as_bytes())));
+        }
+        (dir, written)
+    }
+
+    fn ignored(sha: &str, left: bool) -> Listed {
+        Listed {
+            name: "ignored.csv".into(),
+            sha256: sha.into(),
+            left,
+        }
+    }
+
+    #[test]
+    fn the_small_files_as_written_need_no_write() {
+        let (dir, mut written) = out_dir();
+        assert_eq!(as_written(dir.path(), &written, &[]), None);
+        written.push(("ignored.csv".into(), "ab".into()));
+        assert_eq!(
+            as_written(dir.path(), &written, &[ignored("ab", true)]),
+            None,
+            "the scan's own list, left as it was"
+        );
+        let why = as_written(dir.path(), &written, &[ignored("ab", false)]).unwrap();
+        assert!(why.starts_with("ignored.csv changed"), "{why}");
+        let why = as_written(dir.path(), &written, &[ignored("cd", true)]).unwrap();
+        assert!(
+            why.contains("ignored.csv is not the file last written"),
+            "{why}"
+        );
+        // without the scan's word, the file on disk is hashed
+        let why = as_written(dir.path(), &written, &[]).unwrap();
+        assert!(
+            why.contains("ignored.csv is not the file last written"),
+            "{why}"
+        );
+        std::fs::write(dir.path().join("ignored.csv"), "x").unwrap();
+        written.last_mut().unwrap().1 = sums::hex_of(b"x");
+        assert_eq!(as_written(dir.path(), &written, &[]), None);
+    }
+
+    #[test]
+    fn an_edited_missing_linked_or_unrecorded_file_is_named() {
+        let (dir, written) = out_dir();
+        assert!(
+            as_written(dir.path(), &[], &[])
+                .unwrap()
+                .contains("earlier version")
+        );
+        let why = as_written(dir.path(), &written[1..], &[]).unwrap();
+        assert!(why.contains("summary.json was not recorded"), "{why}");
+
+        std::fs::write(dir.path().join("summary.md"), "edited").unwrap();
+        let why = as_written(dir.path(), &written, &[]).unwrap();
+        assert!(
+            why.starts_with("summary.md is not the file last written"),
+            "{why}"
+        );
+        std::fs::write(dir.path().join("summary.md"), "summary.md").unwrap();
+
+        // the same bytes behind a link are not the file written
+        let html = dir.path().join("report.html");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::rename(&html, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &html).unwrap();
+        let why = as_written(dir.path(), &written, &[]).unwrap();
+        assert!(why.starts_with("report.html is not"), "{why}");
+        std::fs::remove_file(&html).unwrap();
+        let why = as_written(dir.path(), &written, &[]).unwrap();
+        assert!(why.starts_with("report.html is not"), "{why}");
+        std::fs::rename(&elsewhere, &html).unwrap();
+        assert_eq!(as_written(dir.path(), &written, &[]), None);
+
+        // a file SHA256SUMS would list now but did not
+        std::fs::write(dir.path().join("changes.csv"), "x").unwrap();
+        assert_eq!(
+            as_written(dir.path(), &written, &[]).as_deref(),
+            Some("changes.csv is new")
+        );
+        std::fs::remove_file(dir.path().join("changes.csv")).unwrap();
+        assert_eq!(
+            as_written(dir.path(), &written, &[ignored("ab", true)]).as_deref(),
+            Some("ignored.csv is new")
+        );
+    }
+}
