@@ -247,7 +247,7 @@ fn build_with(
             }
         }
     }
-    let report_sha256 = write_summaries(out_dir, &summary, &walked.attention, &hashes)?;
+    let (report_sha256, written) = write_summaries(out_dir, &summary, &walked.attention, &hashes)?;
     if let Some(accumulator) = checkpoint {
         state::save(
             out_dir,
@@ -260,12 +260,15 @@ fn build_with(
                 hashes,
                 accumulator,
                 attention: walked.attention.snapshot(),
+                written,
             },
         )?;
     }
     Ok(Outputs {
         summary,
         left: Vec::new(),
+        all_left: false,
+        rewritten_because: None,
         removed,
         report_sha256,
     })
@@ -450,13 +453,14 @@ fn write_results(
 
 /// The summary in its three forms: summary.json, summary.md and report.html; then SHA256SUMS
 /// over them, the results files (`results`: name and SHA-256 as written) and the other
-/// outputs present. Returns report.html's SHA-256.
+/// outputs present. Returns report.html's SHA-256, and the name and SHA-256 of every file
+/// listed but the results files, SHA256SUMS included (for the checkpoint).
 pub(super) fn write_summaries(
     out_dir: &Path,
     summary: &Summary,
     attention: &html::Attention,
     results: &[(String, String)],
-) -> Result<String, ReportError> {
+) -> Result<(String, Vec<(String, String)>), ReportError> {
     let mut json = serde_json::to_vec_pretty(summary).map_err(|e| ReportError::Io {
         path: out_dir.join("summary.json"),
         source: io::Error::other(e),
@@ -473,8 +477,13 @@ pub(super) fn write_summaries(
         journal::write_private_atomic(&path, |w| w.write_all(bytes)).map_err(io_err(&path))?;
         hashed.push((name.to_string(), sums::hex_of(bytes)));
     }
-    sums::write(out_dir, &hashed)?;
-    Ok(sums::hex_of(&files[2].1))
+    let listed = sums::write(out_dir, &hashed)?;
+    // Everything SHA256SUMS lists but the results files, and SHA256SUMS itself.
+    let written = listed
+        .into_iter()
+        .filter(|(name, _)| !results.iter().any(|(r, _)| r == name))
+        .collect();
+    Ok((sums::hex_of(&files[2].1), written))
 }
 
 /// Remove the results file of the JSON form no longer written (after `--results-format`

@@ -1,8 +1,8 @@
 //! Every output derived from the journal (results.csv, results.json and/or results.jsonl,
 //! summary.json, summary.md, report.html), built from the whole journal in a few streaming
 //! passes with bounded memory, or, when a scan added no item record since they were built,
-//! left as they are but for the summary; plus the `report` command that rebuilds them in place
-//! or merges shards.
+//! left exactly as they are (or all but the summary files, when one of those was changed);
+//! plus the `report` command that rebuilds them in place or merges shards.
 
 pub mod baseline;
 mod build;
@@ -95,9 +95,16 @@ impl ResultsFormat {
 #[derive(Debug)]
 pub struct Outputs {
     pub summary: Summary,
-    /// The results files left exactly as they were because no item record was added since
-    /// they were built (only the summary files were written again); empty after a rebuild.
+    /// The files left exactly as they were because no item record was added since they were
+    /// built: the results files, and with [`Outputs::all_left`] every other output too;
+    /// empty after a rebuild.
     pub left: Vec<String>,
+    /// Whether no output at all was written: they describe the journal up to the state
+    /// recorded in summary.json's `built_from`, not the lines appended since (this run's own).
+    pub all_left: bool,
+    /// Why the summary files were written again although no item record was added (one of
+    /// them edited or removed, the ignored-files list changed).
+    pub rewritten_because: Option<String>,
     /// Results files of a JSON form no longer written, removed so they cannot be taken for
     /// current ones.
     pub removed: Vec<String>,
@@ -109,16 +116,32 @@ impl Outputs {
     /// The lines to tell the user after the summary: outputs left as they were, files removed.
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        if !self.left.is_empty() {
-            let small: Vec<&str> = self
+        if self.all_left {
+            notes.push(format!(
+                "Nothing new since the outputs were built (no item record added to the journal): \
+                 every output ({}) was left exactly as it was. They describe the journal up to \
+                 the state recorded in summary.json's built_from; this run's own start and end \
+                 lines are in the journal but not in them. `liveness-batch report {}` rebuilds \
+                 them.",
+                and_list(&self.left),
+                crate::messages::cut(&self.summary.out_dir)
+            ));
+        } else if !self.left.is_empty() {
+            let mut small: Vec<&str> = self
                 .summary
                 .output_files()
                 .into_iter()
                 .filter(|f| !self.left.iter().any(|l| l == f))
                 .collect();
+            small.push(sums::SUMS_FILE);
+            let because = self
+                .rewritten_because
+                .as_ref()
+                .map(|b| format!(", because {b}"))
+                .unwrap_or_default();
             notes.push(format!(
                 "Nothing new since the outputs were built (no item record added to the journal): \
-                 {} left as they are; {} updated with this run.",
+                 {} left as they are; {} written again with this run{because}.",
                 and_list(&self.left),
                 and_list(&small)
             ));
@@ -230,11 +253,17 @@ pub fn rebuild_compared(
 
 /// What the end of a scan does: when the outputs were built from this journal with the same
 /// options and no item record was added since (only run, end and sending lines), the results
-/// files are left exactly as they are and only summary.json, summary.md and report.html are
-/// written again, without reading the journal but for the lines appended since; otherwise
-/// every output is rebuilt.
-pub fn refresh_outputs(out_dir: &Path, opts: &ReportOptions) -> Result<Outputs, ReportError> {
-    match state::refresh(out_dir, opts)? {
+/// files are left exactly as they are, and so is every other output when it is still the file
+/// last written (`listed`: the files the scan put in place itself, the ignored-files list,
+/// and whether it left the one already there); when one of those changed, summary.json,
+/// summary.md, report.html and SHA256SUMS are written again, without reading the journal but
+/// for the lines appended since; otherwise every output is rebuilt.
+pub fn refresh_outputs(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    listed: &[state::Listed],
+) -> Result<Outputs, ReportError> {
+    match state::refresh(out_dir, opts, listed)? {
         Some(outputs) => Ok(outputs),
         None => rebuild(out_dir, opts),
     }

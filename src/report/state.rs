@@ -1,9 +1,10 @@
 //! Which journal state the outputs were built from, kept beside them in a small private file,
-//! and the cheap check a scan makes before rebuilding: when no item record was added since,
-//! the results files are left exactly as they are and only the small files that describe the
-//! latest run (summary.json, summary.md, report.html) are written again, from a checkpoint of
-//! the summary's running totals and the lines appended since, never from a pass over the
-//! whole journal.
+//! and the cheap check a scan makes before rebuilding: when no item record was added since
+//! and every file beside the results (summary.json, summary.md, report.html, SHA256SUMS, the
+//! ignored-files list) is still the one last written, no output is written at all; when only
+//! those small files differ, the results files are left exactly as they are and the small
+//! files are written again, from a checkpoint of the summary's running totals and the lines
+//! appended since, never from a pass over the whole journal.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
@@ -16,7 +17,7 @@ use sha2::{Digest, Sha256};
 use super::build::write_summaries;
 use super::html::{Attention, AttentionSnapshot};
 use super::summary::{Accumulator, BuiltFrom};
-use super::{Outputs, ReportError, ReportOptions, ResultsFormat, io_err};
+use super::{Outputs, ReportError, ReportOptions, ResultsFormat, io_err, sums};
 use crate::journal::{self, JOURNAL_FILE, Line};
 
 /// The checkpoint next to the outputs (owner-only, like every file of the out dir).
@@ -50,10 +51,25 @@ pub struct Checkpoint {
     pub accumulator: Accumulator,
     /// The rows report.html shows.
     pub attention: AttentionSnapshot,
+    /// Name and SHA-256 of every other file as last written or listed: summary.json,
+    /// summary.md, report.html, SHA256SUMS and the other files SHA256SUMS lists (ignored.csv,
+    /// changes.csv). Empty in a checkpoint of an earlier version: the small files are then
+    /// written again once.
+    #[serde(default)]
+    pub written: Vec<(String, String)>,
+}
+
+/// A file of the out dir a scan has just put in place itself (the ignored-files list): its
+/// SHA-256, and whether the one already there held the same bytes and was left as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub sha256: String,
+    pub left: bool,
 }
 
 /// Open an out dir file for reading, never through a symbolic link, only if it is a regular file.
-pub(super) fn open_read(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_read(path: &Path) -> std::io::Result<File> {
     let f = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -114,39 +130,132 @@ pub fn results_format(out_dir: &Path, asked: Option<ResultsFormat>) -> ResultsFo
 }
 
 /// Bring the outputs up to date without a pass over the journal when no item record was added
-/// since they were built: the results files are left as they are, the summary files are
-/// written again with the runs appended since. `None` when the outputs must be rebuilt.
-pub fn refresh(out_dir: &Path, opts: &ReportOptions) -> Result<Option<Outputs>, ReportError> {
+/// since they were built: when every small file is still the one last written (and `listed`,
+/// the files the scan put in place itself, were left as they were), no output is written at
+/// all; otherwise the results files are left as they are and the summary files are written
+/// again with the runs appended since. `None` when the outputs must be rebuilt.
+pub fn refresh(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    listed: &[Listed],
+) -> Result<Option<Outputs>, ReportError> {
     let Some(cp) = load(out_dir) else {
         return Ok(None);
     };
     let Some((accumulator, bytes)) = unchanged(out_dir, opts, &cp) else {
         return Ok(None);
     };
+    let left: Vec<String> = cp.sizes.iter().map(|(name, _)| name.clone()).collect();
     let mut built_from = cp.built_from;
+    let changed = as_written(out_dir, &cp.written, listed);
+    if changed.is_none() {
+        // Every output stays as it is, describing the journal up to the recorded state, and so
+        // does the checkpoint (the lines appended since are read again next time). The summary
+        // of the journal as it is now is for the terminal only: written nowhere.
+        built_from.journal.bytes = bytes;
+        let mut summary = accumulator.finish(opts.price_per_call, &out_dir.display().to_string());
+        summary.built_from = Some(built_from);
+        let report_sha256 = cp
+            .written
+            .iter()
+            .find(|(name, _)| name == "report.html")
+            .map(|(_, sha)| sha.clone())
+            .unwrap_or_default();
+        let mut untouched = left.clone();
+        untouched.extend(SMALL_FILES.map(String::from));
+        for (name, _) in &cp.written {
+            if !untouched.contains(name) {
+                untouched.push(name.clone());
+            }
+        }
+        return Ok(Some(Outputs {
+            summary,
+            left: untouched,
+            all_left: true,
+            rewritten_because: None,
+            removed: Vec::new(),
+            report_sha256,
+        }));
+    }
     built_from.journal.bytes = bytes;
     let mut summary = accumulator
         .clone()
         .finish(opts.price_per_call, &out_dir.display().to_string());
     summary.built_from = Some(built_from.clone());
     let attention = Attention::from_snapshot(cp.attention);
-    let report_sha256 = write_summaries(out_dir, &summary, &attention, &cp.hashes)?;
-    let left = cp.sizes.iter().map(|(name, _)| name.clone()).collect();
+    let (report_sha256, written) = write_summaries(out_dir, &summary, &attention, &cp.hashes)?;
     save(
         out_dir,
         &Checkpoint {
             built_from,
             accumulator,
             attention: attention.snapshot(),
+            written,
             ..cp
         },
     )?;
     Ok(Some(Outputs {
         summary,
         left,
+        all_left: false,
+        rewritten_because: changed,
         removed: Vec::new(),
         report_sha256,
     }))
+}
+
+/// The files written beside the results whatever the results format.
+const SMALL_FILES: [&str; 4] = ["summary.json", "summary.md", "report.html", sums::SUMS_FILE];
+
+/// Why the small files are not all as last written (`written`: their names and SHA-256 from
+/// the checkpoint; `listed`: files the caller has just put in place or left), or `None` when
+/// they are. Each is read once, never through a link; they are small.
+fn as_written(out_dir: &Path, written: &[(String, String)], listed: &[Listed]) -> Option<String> {
+    if written.is_empty() {
+        return Some(
+            "the outputs were built by an earlier version, which did not record their SHA-256"
+                .into(),
+        );
+    }
+    for name in SMALL_FILES {
+        if !written.iter().any(|(n, _)| n == name) {
+            return Some(format!(
+                "{name} was not recorded when the outputs were built"
+            ));
+        }
+    }
+    for (name, sha) in written {
+        let now = match listed.iter().find(|l| &l.name == name) {
+            Some(l) if l.left => Some(l.sha256.clone()),
+            Some(_) => return Some(format!("{name} changed (another set of files was skipped)")),
+            None => file_sha256(&out_dir.join(name)),
+        };
+        if now.as_ref() != Some(sha) {
+            return Some(format!(
+                "{name} is not the file last written (edited, replaced or removed)"
+            ));
+        }
+    }
+    // A file SHA256SUMS would list now but did not.
+    for name in sums::ALSO_LISTED {
+        if written.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        let present = listed.iter().any(|l| l.name == name)
+            || std::fs::symlink_metadata(out_dir.join(name)).is_ok();
+        if present {
+            return Some(format!("{name} is new"));
+        }
+    }
+    None
+}
+
+/// SHA-256 (hex) of a regular file's content; `None` when it cannot be read.
+fn file_sha256(path: &Path) -> Option<String> {
+    let mut f = open_read(path).ok()?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).ok()?;
+    Some(hex::encode(h.finalize()))
 }
 
 /// When the checkpoint still describes the outputs and the journal holds no item record past
@@ -230,4 +339,101 @@ fn line_at(r: &mut BufReader<File>, offset: u64) -> Option<Vec<u8>> {
     let len = trim_line(&buf).len();
     buf.truncate(len);
     Some(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An out dir holding the four small files, and what the checkpoint records of them.
+    fn out_dir() -> (tempfile::TempDir, Vec<(String, String)>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut written = Vec::new();
+        for name in SMALL_FILES {
+            std::fs::write(dir.path().join(name), name).unwrap();
+            written.push((name.to_string(), sums::hex_of(name.as_bytes())));
+        }
+        (dir, written)
+    }
+
+    fn ignored(sha: &str, left: bool) -> Listed {
+        Listed {
+            name: "ignored.csv".into(),
+            sha256: sha.into(),
+            left,
+        }
+    }
+
+    #[test]
+    fn the_small_files_as_written_need_no_write() {
+        let (dir, mut written) = out_dir();
+        assert_eq!(as_written(dir.path(), &written, &[]), None);
+        written.push(("ignored.csv".into(), "ab".into()));
+        assert_eq!(
+            as_written(dir.path(), &written, &[ignored("ab", true)]),
+            None,
+            "the scan's own list, left as it was"
+        );
+        let why = as_written(dir.path(), &written, &[ignored("ab", false)]).unwrap();
+        assert!(why.starts_with("ignored.csv changed"), "{why}");
+        let why = as_written(dir.path(), &written, &[ignored("cd", true)]).unwrap();
+        assert!(
+            why.contains("ignored.csv is not the file last written"),
+            "{why}"
+        );
+        // without the scan's word, the file on disk is hashed
+        let why = as_written(dir.path(), &written, &[]).unwrap();
+        assert!(
+            why.contains("ignored.csv is not the file last written"),
+            "{why}"
+        );
+        std::fs::write(dir.path().join("ignored.csv"), "x").unwrap();
+        written.last_mut().unwrap().1 = sums::hex_of(b"x");
+        assert_eq!(as_written(dir.path(), &written, &[]), None);
+    }
+
+    #[test]
+    fn an_edited_missing_linked_or_unrecorded_file_is_named() {
+        let (dir, written) = out_dir();
+        assert!(
+            as_written(dir.path(), &[], &[])
+                .unwrap()
+                .contains("earlier version")
+        );
+        let why = as_written(dir.path(), &written[1..], &[]).unwrap();
+        assert!(why.contains("summary.json was not recorded"), "{why}");
+
+        std::fs::write(dir.path().join("summary.md"), "edited").unwrap();
+        let why = as_written(dir.path(), &written, &[]).unwrap();
+        assert!(
+            why.starts_with("summary.md is not the file last written"),
+            "{why}"
+        );
+        std::fs::write(dir.path().join("summary.md"), "summary.md").unwrap();
+
+        // the same bytes behind a link are not the file written
+        let html = dir.path().join("report.html");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::rename(&html, &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &html).unwrap();
+        let why = as_written(dir.path(), &written, &[]).unwrap();
+        assert!(why.starts_with("report.html is not"), "{why}");
+        std::fs::remove_file(&html).unwrap();
+        let why = as_written(dir.path(), &written, &[]).unwrap();
+        assert!(why.starts_with("report.html is not"), "{why}");
+        std::fs::rename(&elsewhere, &html).unwrap();
+        assert_eq!(as_written(dir.path(), &written, &[]), None);
+
+        // a file SHA256SUMS would list now but did not
+        std::fs::write(dir.path().join("changes.csv"), "x").unwrap();
+        assert_eq!(
+            as_written(dir.path(), &written, &[]).as_deref(),
+            Some("changes.csv is new")
+        );
+        std::fs::remove_file(dir.path().join("changes.csv")).unwrap();
+        assert_eq!(
+            as_written(dir.path(), &written, &[ignored("ab", true)]).as_deref(),
+            Some("ignored.csv is new")
+        );
+    }
 }

@@ -14,7 +14,7 @@ use crate::journal;
 pub const SUMS_FILE: &str = "SHA256SUMS";
 
 /// Other files of the out dir listed when present (the scan writes the ignored-files list).
-const ALSO_LISTED: [&str; 2] = ["ignored.csv", "changes.csv"];
+pub(super) const ALSO_LISTED: [&str; 2] = ["ignored.csv", "changes.csv"];
 
 /// SHA-256 (hex) of bytes.
 pub fn hex_of(bytes: &[u8]) -> String {
@@ -22,8 +22,12 @@ pub fn hex_of(bytes: &[u8]) -> String {
 }
 
 /// Write SHA256SUMS over `hashed` (name, hex SHA-256) and the [`ALSO_LISTED`] files present,
-/// sorted by name, as `sha256sum` writes them (`<hex>  <name>`).
-pub fn write(out_dir: &Path, hashed: &[(String, String)]) -> Result<(), ReportError> {
+/// sorted by name, as `sha256sum` writes them (`<hex>  <name>`). Returns every line listed
+/// (name, SHA-256) and, last, SHA256SUMS itself with the SHA-256 of what was written.
+pub fn write(
+    out_dir: &Path,
+    hashed: &[(String, String)],
+) -> Result<Vec<(String, String)>, ReportError> {
     let mut lines: Vec<(String, String)> = hashed.to_vec();
     for name in ALSO_LISTED {
         if lines.iter().any(|(n, _)| n == name) {
@@ -41,14 +45,15 @@ pub fn write(out_dir: &Path, hashed: &[(String, String)]) -> Result<(), ReportEr
         }
     }
     lines.sort();
+    let mut text = String::new();
+    for (name, sha) in &lines {
+        text.push_str(&format!("{sha}  {name}\n"));
+    }
     let path = out_dir.join(SUMS_FILE);
-    journal::write_private_atomic(&path, |w| {
-        for (name, sha) in &lines {
-            writeln!(w, "{sha}  {name}")?;
-        }
-        Ok(())
-    })
-    .map_err(io_err(&path))
+    journal::write_private_atomic(&path, |w| w.write_all(text.as_bytes()))
+        .map_err(io_err(&path))?;
+    lines.push((SUMS_FILE.to_string(), hex_of(text.as_bytes())));
+    Ok(lines)
 }
 
 /// A writer that hashes what passes through it.
@@ -77,7 +82,7 @@ mod tests {
     fn lists_what_it_is_given_and_the_ignored_list_sorted() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ignored.csv"), b"path,reason\n").unwrap();
-        write(
+        let listed = write(
             dir.path(),
             &[
                 ("summary.json".into(), "bb".into()),
@@ -86,6 +91,11 @@ mod tests {
         )
         .unwrap();
         let text = std::fs::read_to_string(dir.path().join(SUMS_FILE)).unwrap();
+        assert_eq!(
+            listed.last().unwrap(),
+            &(SUMS_FILE.to_string(), hex_of(text.as_bytes()))
+        );
+        assert_eq!(listed[0].0, "ignored.csv");
         assert_eq!(
             text,
             format!(

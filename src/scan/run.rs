@@ -120,6 +120,8 @@ struct Drained {
     pacer: Arc<Pacer>,
     without_result: i64,
     started: Instant,
+    /// The ignored-files list as put in place (or left, when it was the same).
+    listed: Vec<report::state::Listed>,
 }
 
 impl Pipeline {
@@ -519,9 +521,13 @@ impl Pipeline {
         if let Some(t) = ticker {
             t.abort();
         }
-        if let Err(e) = ignored.finish() {
-            stop.fail(e);
-        }
+        let listed = match ignored.finish() {
+            Ok(l) => l.into_iter().collect(),
+            Err(e) => {
+                stop.fail(e);
+                Vec::new()
+            }
+        };
         progress.finish();
         Drained {
             _lock: lock,
@@ -530,6 +536,7 @@ impl Pipeline {
             pacer,
             without_result: without_result.load(Ordering::Relaxed),
             started,
+            listed,
         }
     }
 }
@@ -565,8 +572,9 @@ async fn finish(
         ));
     }
     release_free_memory();
-    // Outputs built from this journal with nothing new since are left as they are but for
-    // the summary files, which describe this run too.
+    // Outputs built from this journal with nothing new since are left as they are (all of
+    // them when the small files are still the ones last written and the ignored-files list is
+    // the same; else the summary files are written again, describing this run too).
     let outputs = report::refresh_outputs(
         &cfg.out,
         &ReportOptions {
@@ -574,6 +582,7 @@ async fn finish(
             results_format: cfg.results_format,
             include_face_attributes: cfg.include_face_attributes,
         },
+        &drained.listed,
     )?;
     if !cfg.quiet {
         // The summary names the stop reason and what to do next.

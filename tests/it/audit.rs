@@ -337,7 +337,11 @@ async fn sha256sums_pass_in_a_finished_out_dir_and_fail_after_any_edit() {
     let emu = common::emulator(|_| {}).await;
     let src = out.parent().unwrap().join("src");
     let r = scan(&emu.base_url(), &[&src], &out, &[]).await;
-    assert!(r.stderr.contains("left as they are"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("was left exactly as it was"),
+        "{}",
+        r.stderr
+    );
     emu.shutdown().await;
     let (ok, listing) = sha256sum_check(&out);
     assert!(ok, "after a rerun: {listing}");

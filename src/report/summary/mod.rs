@@ -106,8 +106,9 @@ pub struct Summary {
 }
 
 /// Which journal state the outputs were built from and which files they are: `built_from` in
-/// summary.json. A scan that adds no item record leaves the results files alone while this
-/// still describes the journal (see [`crate::report::refresh_outputs`]).
+/// summary.json. A scan that adds no item record leaves the results files alone (and every
+/// other output when it is still the one last written, this included) while the journal's
+/// state recorded here still holds the same results (see [`crate::report::refresh_outputs`]).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct BuiltFrom {
     /// Version of the outputs' layout: outputs of another version are always rebuilt.
