@@ -24,7 +24,7 @@ const PREFLIGHT_AHEAD: usize = 4;
 const BATCH: usize = 64;
 
 /// Bytes of files read ahead of the dispatcher, at most (plus the file that crosses it).
-const READ_AHEAD_BYTES: u64 = 16 << 20;
+const READ_AHEAD_BYTES: u64 = 8 << 20;
 
 /// A batch of read files is passed on once it holds this many bytes.
 const BATCH_BYTES: u64 = 2 << 20;
