@@ -438,6 +438,57 @@ mod tests {
         assert_eq!(mode, 0o600);
     }
 
+    /// Lines of every length (longer than a window too), read in order, out of order and
+    /// from the middle of the window, each exactly as written; a last line without its break
+    /// is read to the end of the file.
+    #[test]
+    fn lines_at_reads_every_line_at_its_offset_whatever_the_order_and_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(JOURNAL_FILE);
+        let mut text = Vec::new();
+        let mut offsets = Vec::new();
+        for i in 0..400usize {
+            offsets.push(text.len() as u64);
+            // 3 bytes to about 200 KiB: lines shorter than, as long as and longer than a window.
+            let len = match i % 7 {
+                0 => 3,
+                3 => 70_000 + i,
+                5 => 200_000 + i,
+                _ => 100 + i * 13,
+            };
+            text.extend(format!("\"{i}:{}\"\n", "x".repeat(len)).bytes());
+        }
+        offsets.push(text.len() as u64);
+        text.extend(b"\"torn\"");
+        std::fs::write(&p, &text).unwrap();
+        let expect = |i: usize| -> String {
+            let (a, b) = (
+                offsets[i] as usize,
+                offsets.get(i + 1).map_or(text.len(), |&o| o as usize),
+            );
+            String::from_utf8(text[a..b].trim_ascii_end().to_vec()).unwrap()
+        };
+        let mut at = LinesAt::open(&p).unwrap();
+        let read = |at: &mut LinesAt, i: usize| -> String {
+            at.read_with(offsets[i], |raw| {
+                Ok(String::from_utf8(raw.to_vec()).unwrap())
+            })
+            .unwrap()
+        };
+        for i in 0..offsets.len() {
+            assert_eq!(read(&mut at, i), expect(i), "in order, line {i}");
+        }
+        let mut order: Vec<usize> = (0..offsets.len()).collect();
+        order.reverse();
+        order.extend((0..offsets.len()).map(|i| (i * 149) % offsets.len()));
+        for i in order {
+            assert_eq!(read(&mut at, i), expect(i), "out of order, line {i}");
+        }
+        // Past the end of the file: nothing to parse, a clear error, and reads go on after it.
+        assert!(at.read(text.len() as u64 + 10).is_err());
+        assert_eq!(read(&mut at, 1), expect(1));
+    }
+
     #[test]
     fn torn_last_line_is_reported_and_cut_on_reopen() {
         let dir = tempfile::tempdir().unwrap();

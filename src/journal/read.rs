@@ -156,27 +156,36 @@ impl Iterator for Reader {
     }
 }
 
-/// Reads journal lines by their offsets (as given by the reader or the writer). Offsets that
-/// follow each other closely are read from the buffer without seeking, so reading many records
-/// in a nearly sequential order costs few system calls. The journal is append-only, so lines
-/// already written never change under the buffer.
+/// Reads journal lines by their offsets (as given by the reader or the writer). Lines read in
+/// order are read from a 64 KiB window, so a pass in nearly sequential order costs few system
+/// calls; a line far from the previous one is read on its own, a few KiB at a time, so reading
+/// records scattered over a large journal (a duplicate's leader, say) costs what the line costs,
+/// not a window's worth each. The journal is append-only, so lines already written never change
+/// under the window.
 pub struct LinesAt {
     path: PathBuf,
-    reader: BufReader<File>,
+    file: File,
+    /// Bytes of the journal from `start`.
+    window: Vec<u8>,
+    start: u64,
+    /// Where the last line read ended.
     pos: u64,
-    buf: Vec<u8>,
 }
 
 impl LinesAt {
-    const BUFFER: usize = 64 * 1024;
+    /// What a read in order fetches at once.
+    const SEQUENTIAL: usize = 64 * 1024;
+    /// What a read out of order fetches first (more when the line is longer).
+    const SCATTERED: usize = 4 * 1024;
 
     pub fn open(path: &Path) -> Result<Self, JournalError> {
         let file = super::files::open_read(path)?;
         Ok(Self {
             path: path.to_path_buf(),
-            reader: BufReader::with_capacity(Self::BUFFER, file),
+            file,
+            window: Vec::new(),
+            start: 0,
             pos: 0,
-            buf: Vec::with_capacity(4096),
         })
     }
 
@@ -191,28 +200,68 @@ impl LinesAt {
         offset: u64,
         parse: impl FnOnce(&[u8]) -> serde_json::Result<T>,
     ) -> Result<T, JournalError> {
-        let io_err = |source| JournalError::Io {
+        let range = self.line_at(offset).map_err(|source| JournalError::Io {
             op: "read",
             path: self.path.clone(),
             source,
-        };
-        let ahead = offset.wrapping_sub(self.pos) as i64;
-        if (0..Self::BUFFER as i64).contains(&ahead) {
-            self.reader.seek_relative(ahead).map_err(io_err)?;
-        } else {
-            self.reader.seek(SeekFrom::Start(offset)).map_err(io_err)?;
-        }
-        self.buf.clear();
-        let n = self
-            .reader
-            .read_until(b'\n', &mut self.buf)
-            .map_err(io_err)?;
-        self.pos = offset + n as u64;
-        parse(self.buf.trim_ascii_end()).map_err(|e| JournalError::Corrupt {
+        })?;
+        self.pos = offset + range.len() as u64;
+        parse(self.window[range].trim_ascii_end()).map_err(|e| JournalError::Corrupt {
             path: self.path.clone(),
             line: 0,
             message: format!("record at byte {offset}: {e}"),
         })
+    }
+
+    /// Where in the window the line at `offset` is, its break included (to the end of the
+    /// file for a last line without one), reading what is missing.
+    fn line_at(&mut self, offset: u64) -> std::io::Result<std::ops::Range<usize>> {
+        let sequential = offset == self.pos;
+        let end = self.start + self.window.len() as u64;
+        if offset < self.start || offset >= end {
+            self.start = offset;
+            self.window.clear();
+        } else {
+            let from = (offset - self.start) as usize;
+            if let Some(i) = memchr::memchr(b'\n', &self.window[from..]) {
+                return Ok(from..from + i + 1);
+            }
+            // The line runs on past the window: keep only what is read of it.
+            self.window.drain(..from);
+            self.start = offset;
+        }
+        // The window now starts at `offset` and holds no line break.
+        loop {
+            let searched = self.window.len();
+            let first = if sequential {
+                Self::SEQUENTIAL
+            } else {
+                Self::SCATTERED
+            };
+            if self.fill(first.max(searched))? == 0 {
+                return Ok(0..self.window.len());
+            }
+            if let Some(i) = memchr::memchr(b'\n', &self.window[searched..]) {
+                return Ok(0..searched + i + 1);
+            }
+        }
+    }
+
+    /// Append up to `n` bytes of the journal after the window; 0 at the end of the file.
+    fn fill(&mut self, n: usize) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let old = self.window.len();
+        self.window.resize(old + n, 0);
+        let at = self.start + old as u64;
+        let got = loop {
+            match self.file.read_at(&mut self.window[old..], at) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let got = got.inspect_err(|_| self.window.truncate(old))?;
+        self.window.truncate(old + got);
+        Ok(got)
     }
 }
 

@@ -83,7 +83,6 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
     let total = count_inputs(&cfg).await;
     let done = opened.index.keys() - opened.index.without_result();
     warn_if_short(&cfg, &balance, total.map(|t| t.saturating_sub(done as u64)));
-    reuse_freed_buffers();
     let mut pipeline = Pipeline::start(&cfg, &api, opened, stop.clone(), total)?;
     let input_unread = pipeline.dispatch(&cfg).await;
     let drained = pipeline.drain().await;
@@ -604,19 +603,6 @@ async fn finish(
         messages::note(&format!("{}: {}", messages::PREFIX, c.describe()));
     }
     Ok(exit)
-}
-
-/// Image buffers (up to 5 MB each, one per item read) come from the allocator's heap and are
-/// reused there: by default glibc maps each buffer over 128 KiB afresh and unmaps it when freed,
-/// which costs page faults and zeroed pages for every image. The free memory kept is bounded
-/// (and given back between phases by [`release_free_memory`]).
-fn reuse_freed_buffers() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes the allocator's thresholds for later allocations.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
-    }
 }
 
 /// Return the allocator's free memory to the system (glibc keeps freed memory of every
