@@ -232,6 +232,23 @@ pub enum Line {
     End(RunEnd),
 }
 
+/// How every item line the journal writer writes begins.
+const ITEM_PREFIX: &[u8] = br#"{"type":"item","#;
+
+impl Line {
+    /// Parse one journal line (without its line break). An item line as the writer writes it
+    /// (`{"type":"item",` first) is parsed straight into its [`Record`], without the buffering
+    /// serde needs for an internally tagged enum (about a fifth of the time of a large build);
+    /// any other line takes the generic parse.
+    pub fn parse(raw: &[u8]) -> serde_json::Result<Line> {
+        if raw.starts_with(ITEM_PREFIX) {
+            // The tag is a field the record does not know: skipped like any other.
+            return serde_json::from_slice::<Record>(raw).map(|r| Line::Item(Box::new(r)));
+        }
+        serde_json::from_slice(raw)
+    }
+}
+
 /// The kind of a journal line, as the light readers see it (same wire names as [`Line`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -144,7 +144,7 @@ impl Iterator for Reader {
             if raw.iter().all(|b| b.is_ascii_whitespace()) {
                 continue;
             }
-            return Some(match serde_json::from_slice::<Line>(raw) {
+            return Some(match Line::parse(raw) {
                 Ok(line) => Ok((offset, line)),
                 Err(e) => {
                     let e = self.corrupt(e.to_string());
@@ -191,7 +191,7 @@ impl LinesAt {
 
     /// The line that starts at `offset`.
     pub fn read(&mut self, offset: u64) -> Result<Line, JournalError> {
-        self.read_with(offset, |raw| serde_json::from_slice(raw))
+        self.read_with(offset, Line::parse)
     }
 
     /// The line that starts at `offset`, parsed by `parse` (given the line without its break).

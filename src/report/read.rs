@@ -1,23 +1,13 @@
-//! Reading journal lines for the outputs, faster than the generic [`Line`] parse: an item line
-//! as the journal writer writes it (`{"type":"item",` first) is parsed straight into its
-//! [`Record`], without the buffering serde needs for an internally tagged enum (about a fifth
-//! of the time of a large build); any other line takes the generic parse.
+//! Reading journal lines for the outputs, with [`Line::parse`] (an item line straight into its
+//! record, without the buffering serde needs for an internally tagged enum).
 
 use std::path::Path;
 
 use crate::journal::{JournalError, Line};
-use crate::record::Record;
-
-/// How every item line the journal writer writes begins.
-const ITEM_PREFIX: &[u8] = br#"{"type":"item","#;
 
 /// One journal line (without its line break).
 pub fn parse_line(raw: &[u8]) -> serde_json::Result<Line> {
-    if raw.starts_with(ITEM_PREFIX) {
-        // The tag is a field the record does not know: skipped like any other.
-        return serde_json::from_slice::<Record>(raw).map(|r| Line::Item(Box::new(r)));
-    }
-    serde_json::from_slice(raw)
+    Line::parse(raw)
 }
 
 /// Reads the lines that start at given offsets, nearly in order: the journal's
