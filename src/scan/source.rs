@@ -46,6 +46,19 @@ pub struct Ready {
 }
 
 impl Ready {
+    /// An item as read: its version becomes that of what was read.
+    fn read(mut item: Item, key: u128, checked: Result<Prepared, Refusal>) -> Self {
+        item.version = match &checked {
+            Ok(p) => p.version.clone(),
+            Err(r) => r.version.clone(),
+        };
+        Ready {
+            item,
+            key,
+            checked: Checked::Read(checked),
+        }
+    }
+
     /// The SHA-256 of what was read, if anything was.
     pub fn sha256(&self) -> Option<&[u8; 32]> {
         match &self.checked {
@@ -189,7 +202,7 @@ enum Walked {
 
 /// Read one item's file on a blocking thread, or its object from its store (a bad manifest row
 /// is not read at all). The item's version becomes that of what was read.
-pub async fn read(mut item: Item, key: u128, storage: &input::bucket::StorageOptions) -> Ready {
+pub async fn read(item: Item, key: u128, storage: &input::bucket::StorageOptions) -> Ready {
     if item.problem.is_some() {
         return Ready {
             item,
@@ -206,15 +219,7 @@ pub async fn read(mut item: Item, key: u128, storage: &input::bucket::StorageOpt
                 .unwrap_or_else(|e| Err(Refusal::unread(format!("reading the file failed: {e}"))))
         }
     };
-    item.version = match &checked {
-        Ok(p) => p.version.clone(),
-        Err(r) => r.version.clone(),
-    };
-    Ready {
-        item,
-        key,
-        checked: Checked::Read(checked),
-    }
+    Ready::read(item, key, checked)
 }
 
 /// The sources' events, items quick-checked and preflighted a few at a time, in input order.
@@ -362,16 +367,7 @@ pub fn preflighted(
                                     checked: Checked::Current,
                                 }
                             } else if let Some(checked) = was_read {
-                                let mut item = item;
-                                item.version = match &checked {
-                                    Ok(p) => p.version.clone(),
-                                    Err(r) => r.version.clone(),
-                                };
-                                Ready {
-                                    item,
-                                    key,
-                                    checked: Checked::Read(checked),
-                                }
+                                Ready::read(item, key, checked)
                             } else if stop.is_stopped() {
                                 Ready {
                                     item,
