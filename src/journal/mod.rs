@@ -455,6 +455,55 @@ mod tests {
         assert_eq!(mode, 0o600);
     }
 
+    /// Lines gathered are written together by the next flush (or sync), at the offsets given
+    /// when they were gathered, chained like lines appended one by one.
+    #[test]
+    fn gathered_lines_are_written_by_the_next_flush_at_their_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(JOURNAL_FILE);
+        let lines = [
+            run_line(),
+            item("a", SHA_A, Class::Result),
+            item("b", SHA_B, Class::Transient),
+            item("c", SHA_A, Class::Result),
+        ];
+        let mut w = Writer::open(&p, None).unwrap();
+        let first = w.append(&lines[0]).unwrap();
+        let size = std::fs::metadata(&p).unwrap().len();
+        let offsets: Vec<u64> = lines[1..3].iter().map(|l| w.gather(l).unwrap()).collect();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            size,
+            "nothing written yet"
+        );
+        w.flush().unwrap();
+        let last = w.gather(&lines[3]).unwrap();
+        w.sync().unwrap();
+        let read: Vec<_> = Reader::open(&p).unwrap().map(|r| r.unwrap()).collect();
+        assert_eq!(
+            read.iter().map(|(o, _)| *o).collect::<Vec<_>>(),
+            [vec![first], offsets, vec![last]].concat()
+        );
+        assert_eq!(
+            read.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>(),
+            lines
+        );
+        let mut chain = ChainCheck::new();
+        for (offset, _) in &read {
+            let text = std::fs::read(&p).unwrap();
+            let raw = text[*offset as usize..]
+                .split(|b| *b == b'\n')
+                .next()
+                .unwrap();
+            chain.feed(*offset, raw);
+        }
+        assert!(
+            chain.broken.is_none(),
+            "the chain holds: {:?}",
+            chain.broken
+        );
+    }
+
     /// Lines of every length (longer than a window too), read in order, out of order and
     /// from the middle of the window, each exactly as written; a last line without its break
     /// is read to the end of the file.

@@ -1,5 +1,6 @@
-//! Appending to the journal: one `write` per line, synced at least every [`SYNC_EVERY`], each
-//! line chained to the one before it by that line's SHA-256 (a `prev` field written last).
+//! Appending to the journal: one `write` per line (or per batch of lines the caller gathers),
+//! synced at least every [`SYNC_EVERY`], each line chained to the one before it by that line's
+//! SHA-256 (a `prev` field written last).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -16,12 +17,16 @@ pub const CHAIN_START: [u8; 32] = [0; 32];
 /// How the chain field is written: the last field of every line, `,"prev":"<64 hex>"}`.
 pub(super) const PREV_FIELD: &[u8] = br#","prev":""#;
 
-/// Appends lines to the journal: one `write` per line, data synced to disk at least every
+/// Appends lines to the journal: one `write` per line ([`Writer::append`]) or per batch
+/// ([`Writer::gather`] then [`Writer::flush`]), data synced to disk at least every
 /// [`SYNC_EVERY`] and on [`Writer::finish`].
 pub struct Writer {
     path: PathBuf,
     file: File,
+    /// The journal's length, lines gathered and not yet written included.
     len: u64,
+    /// Lines gathered, written together by the next [`Writer::flush`].
+    gathered: Vec<u8>,
     last_sync: Instant,
     dirty: bool,
     line: Vec<u8>,
@@ -69,6 +74,7 @@ impl Writer {
             path: path.to_path_buf(),
             file,
             len,
+            gathered: Vec::new(),
             last_sync: Instant::now(),
             dirty: false,
             line: Vec::with_capacity(4096),
@@ -78,6 +84,14 @@ impl Writer {
 
     /// Append one line; returns the offset it starts at.
     pub fn append(&mut self, line: &Line) -> Result<u64, JournalError> {
+        let offset = self.gather(line)?;
+        self.flush()?;
+        Ok(offset)
+    }
+
+    /// Add one line to those written by the next [`Writer::flush`] (or sync); returns the
+    /// offset it will start at. Nothing may read it before that flush.
+    pub fn gather(&mut self, line: &Line) -> Result<u64, JournalError> {
         self.line.clear();
         serde_json::to_writer(&mut self.line, line)
             .map_err(|e| JournalError::io("encode a line for", &self.path)(e.into()))?;
@@ -85,19 +99,24 @@ impl Writer {
         self.prev = Sha256::digest(&self.line).into();
         self.line.push(b'\n');
         let offset = self.len;
-        self.file
-            .write_all(&self.line)
-            .map_err(JournalError::io("write", &self.path))?;
+        self.gathered.extend_from_slice(&self.line);
         self.len += self.line.len() as u64;
-        self.dirty = true;
-        if self.last_sync.elapsed() >= SYNC_EVERY {
-            self.sync()?;
-        }
         Ok(offset)
     }
 
-    /// Sync written data to disk if anything was written since the last sync.
+    /// Write the lines gathered, in one `write`; sync when the last sync is [`SYNC_EVERY`] old.
+    pub fn flush(&mut self) -> Result<(), JournalError> {
+        self.write_gathered()?;
+        if self.last_sync.elapsed() >= SYNC_EVERY {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Sync written data to disk (lines gathered are written first) if anything was written
+    /// since the last sync.
     pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.write_gathered()?;
         if self.dirty {
             self.file
                 .sync_data()
@@ -105,6 +124,16 @@ impl Writer {
             self.dirty = false;
         }
         self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    fn write_gathered(&mut self) -> Result<(), JournalError> {
+        if !self.gathered.is_empty() {
+            let written = self.file.write_all(&self.gathered);
+            self.gathered.clear();
+            written.map_err(JournalError::io("write", &self.path))?;
+            self.dirty = true;
+        }
         Ok(())
     }
 

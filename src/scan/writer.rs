@@ -1,5 +1,5 @@
-//! The journal writer stage: the only task that appends to the journal. It records each
-//! finished item, announces uploads (a `sending` line, synced before the upload leaves), keeps
+//! The journal writer stage: the only task that appends to the journal (the lines of what is
+//! queued at once in one write). It records each finished item, announces uploads (a `sending` line, synced before the upload leaves), keeps
 //! the progress and the exit-code count current, syncs at least every second, and tells the
 //! dispatcher when a leader of identical images finished. A write that fails (a full disk)
 //! stops the whole run at once with that error.
@@ -66,15 +66,26 @@ pub async fn write_records(
 ) -> Result<Writer, ScanError> {
     let mut tick = tokio::time::interval(journal::SYNC_EVERY);
     let mut acks = Vec::new();
+    let mut done = Vec::new();
     loop {
         tokio::select! {
             msg = rx.recv() => {
                 let Some(msg) = msg else { break };
                 let mut next = Some(msg);
-                // Take what else is queued, so announced uploads share one sync.
+                // Take what else is queued, so its lines share one write and announced
+                // uploads one sync.
                 while let Some(msg) = next {
-                    ctx.handle(&mut writer, msg, &done_tx, &mut acks)?;
+                    if let Err(e) = ctx.handle(&mut writer, msg, &mut done, &mut acks) {
+                        // What was gathered before the failure is still kept.
+                        let _ = writer.flush();
+                        return Err(e);
+                    }
                     next = rx.try_recv().ok();
+                }
+                // The leaders' records are written before anyone is told where they are.
+                writer.flush()?;
+                for completion in done.drain(..) {
+                    let _ = done_tx.send(completion);
                 }
                 if !acks.is_empty() {
                     writer.sync()?;
@@ -95,7 +106,7 @@ impl WriterCtx {
         &mut self,
         writer: &mut Writer,
         msg: ToWriter,
-        done_tx: &mpsc::UnboundedSender<Completion>,
+        done: &mut Vec<Completion>,
         acks: &mut Vec<oneshot::Sender<()>>,
     ) -> Result<(), ScanError> {
         match msg {
@@ -111,32 +122,32 @@ impl WriterCtx {
                 self.track_result(&record);
                 let class = record.class;
                 let field = record.error_field.clone();
-                let offset = writer.append(&Line::Item(record))?;
+                let offset = writer.gather(&Line::Item(record))?;
                 if let Some(content) = leader {
                     let reusable = class
                         .is_some_and(|c| {
                             journal::reusable_record(c, field.as_deref(), self.retry_failed)
                         })
                         .then_some(offset);
-                    let _ = done_tx.send(Completion { content, reusable });
+                    done.push(Completion { content, reusable });
                 }
             }
             ToWriter::Unsent { leader } => {
                 if let Some(content) = leader {
-                    let _ = done_tx.send(Completion {
+                    done.push(Completion {
                         content,
                         reusable: None,
                     });
                 }
             }
             ToWriter::Unchanged(line) => {
-                writer.append(&Line::Unchanged(line))?;
+                writer.gather(&Line::Unchanged(line))?;
             }
             ToWriter::Sending { key, ack } => {
                 if self.stop.has_failed() {
                     return Ok(());
                 }
-                writer.append(&Line::Sending(Sending { key }))?;
+                writer.gather(&Line::Sending(Sending { key }))?;
                 acks.push(ack);
             }
         }
