@@ -611,7 +611,7 @@ fn footer(h: &mut String, s: &Summary) {
         "<footer class=\"muted\">Files in {}: <code>journal.jsonl</code> (the source of truth), {}. \
          Rebuild them at any time with <code>liveness-batch report DIR</code>.</footer>\n</main></body></html>\n",
         esc(&s.out_dir),
-        s.output_files()
+        s.files_written()
             .iter()
             .map(|f| format!("<code>{f}</code>"))
             .collect::<Vec<_>>()

@@ -258,6 +258,17 @@ impl Summary {
         }
     }
 
+    /// Every file the outputs' build writes, as listed to the user: the output files, then
+    /// changes.csv (when compared with a baseline) and SHA256SUMS.
+    pub fn files_written(&self) -> Vec<&str> {
+        let mut files = self.output_files();
+        if self.changes.is_some() {
+            files.push(crate::report::baseline::CHANGES_FILE);
+        }
+        files.push(crate::report::sums::SUMS_FILE);
+        files
+    }
+
     /// The files holding one row per item (results.csv, and results.json and/or results.jsonl).
     pub fn results_files(&self) -> Vec<&str> {
         self.output_files()

@@ -195,7 +195,10 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("Files      /data/out (journal.jsonl, results.csv"),
+            t.contains(
+                "Files      /data/out (journal.jsonl, results.csv, results.json, summary.json, \
+                 summary.md, report.html, SHA256SUMS)"
+            ),
             "{t}"
         );
         assert!(t.contains("threshold 30 (Didit's default)"), "{t}");

@@ -297,15 +297,7 @@ impl Summary {
             Fact::ResultsSource => "Didit".into(),
             Fact::Outcome => self.outcome.clone(),
             Fact::Folder => self.out_dir.clone(),
-            Fact::Files => {
-                let mut files = vec!["journal.jsonl"];
-                files.extend(self.output_files());
-                if self.changes.is_some() {
-                    files.push(crate::report::baseline::CHANGES_FILE);
-                }
-                files.push(crate::report::sums::SUMS_FILE);
-                files.join(", ")
-            }
+            Fact::Files => format!("journal.jsonl, {}", self.files_written().join(", ")),
             Fact::Shards => match (&self.shards, &self.shard) {
                 (Some(c), _) => c.line(),
                 (None, Some(h)) => format!(
