@@ -216,7 +216,8 @@ impl LinesAt {
     /// Where in the window the line at `offset` is, its break included (to the end of the
     /// file for a last line without one), reading what is missing.
     fn line_at(&mut self, offset: u64) -> std::io::Result<std::ops::Range<usize>> {
-        let sequential = offset == self.pos;
+        // Just after the last line read, or a little further on (lines skipped): in order.
+        let sequential = offset >= self.pos && offset - self.pos <= Self::SEQUENTIAL as u64;
         let end = self.start + self.window.len() as u64;
         if offset < self.start || offset >= end {
             self.start = offset;
