@@ -4,6 +4,7 @@
 
 mod files;
 mod index;
+mod keys;
 mod read;
 mod snapshot;
 mod write;
