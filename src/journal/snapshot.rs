@@ -314,7 +314,7 @@ mod tests {
 
     use super::*;
     use crate::journal::fixtures::*;
-    use crate::journal::{JOURNAL_FILE, Line, RunEnd, Sending, Writer};
+    use crate::journal::{JOURNAL_FILE, Line, RunEnd, Sending, Writer, key_digest};
     use crate::record::Class;
 
     /// Everything an index holds, comparable.
@@ -380,6 +380,24 @@ mod tests {
         assert_eq!(loaded, Loaded::Snapshot { tail: 0 });
         assert!(index.by_key.on_disk());
         assert_eq!(contents(&mut index), contents(&mut built(&p)));
+
+        // A rerun that records nothing: the snapshot is saved again from the one it read.
+        append(
+            &p,
+            &[
+                Line::Run(run_info(true, false)),
+                Line::End(RunEnd::default()),
+            ],
+        );
+        refresh(&p).unwrap();
+        let (mut index, _, loaded) = load(&p).unwrap();
+        assert_eq!(loaded, Loaded::Snapshot { tail: 0 });
+        assert_eq!(contents(&mut index), contents(&mut built(&p)));
+        assert_eq!(
+            index.latest(key_digest("k1")),
+            built(&p).latest(key_digest("k1"))
+        );
+        assert!(index.latest(key_digest("k1")).is_some());
 
         // A resumed run appends: the tail is read on top of the snapshot.
         let mut resumed = vec![Line::Run(run_info(true, false))];
