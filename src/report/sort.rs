@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Memory one sorter may hold before it spills a sorted run to disk.
-pub const BUDGET: usize = 8 << 20;
+pub const BUDGET: usize = 2 << 20;
 
 /// Buffer of each run read back during the merge.
 const RUN_BUFFER: usize = 64 << 10;
