@@ -191,11 +191,17 @@ impl Builder {
         }
     }
 
-    /// The folder temporary files of the index of the journal `reader` reads go to.
-    pub(super) fn dir_of(journal: &Path) -> &Path {
-        match journal.parent() {
+    /// The folder the temporary files of a journal's index go to: the journal's own (the out
+    /// dir), else (a folder this process cannot write, such as a shard's mounted read-only)
+    /// the system's temporary folder.
+    pub(super) fn dir_of(journal: &Path) -> PathBuf {
+        let dir = match journal.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
+        };
+        match crate::report::sort::temp_file(dir) {
+            Ok(_) => dir.to_path_buf(),
+            Err(_) => std::env::temp_dir(),
         }
     }
 
@@ -323,7 +329,7 @@ impl Index {
     /// Build the index by streaming the journal once (the key index's temporary files go to
     /// the journal's folder).
     pub fn build(reader: &mut Reader) -> Result<Self, JournalError> {
-        let mut builder = Builder::new(Builder::dir_of(reader.path()));
+        let mut builder = Builder::new(&Builder::dir_of(reader.path()));
         builder.read(reader, true)?;
         builder.finish()
     }

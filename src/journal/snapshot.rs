@@ -37,7 +37,7 @@ pub fn load(journal: &Path) -> Result<(Index, Reader, Loaded), JournalError> {
     let snapshot = path_for(journal);
     let dir = Builder::dir_of(journal);
     if let Some(state) = read_snapshot(&snapshot, journal) {
-        let mut builder = Builder::resume(state.index, dir);
+        let mut builder = Builder::resume(state.index, &dir);
         let mut reader = Reader::open_at(journal, state.covered, state.lines)?;
         builder.read(&mut reader, false)?;
         let tail = reader.good_len() - state.covered;
@@ -58,9 +58,9 @@ pub fn refresh(journal: &Path) -> Result<(), JournalError> {
     let (mut builder, mut reader) = match loaded {
         Some(state) => {
             let reader = Reader::open_at(journal, state.covered, state.lines)?;
-            (Builder::resume(state.index, dir), reader)
+            (Builder::resume(state.index, &dir), reader)
         }
-        None => (Builder::new(dir), Reader::open(journal)?),
+        None => (Builder::new(&dir), Reader::open(journal)?),
     };
     let from_start = reader.good_len() == 0;
     let start = reader.good_len();
