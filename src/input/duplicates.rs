@@ -114,8 +114,8 @@ mod tests {
     #[test]
     fn keys_on_several_rows_are_found_with_their_first_row_across_spilled_runs() {
         let dir = tempfile::tempdir().unwrap();
-        // 300,000 rows (several 2 MiB runs of 16-byte entries); hash h*7919 % 200,003 repeats
-        // the keys of rows 1..=100,000 from row 200,004 on.
+        // 300,000 rows (several 2 MiB runs of 16-byte entries); the key of row r is r modulo
+        // 200,003, so rows 200,004 on repeat the keys of rows 1 to 99,997.
         let n = 300_000u64;
         let hash = |row: u64| (row % 200_003).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let d = Duplicates::find((1..=n).map(|r| (hash(r), r)), dir.path()).unwrap();

@@ -417,7 +417,7 @@ impl Index {
 }
 
 /// Which record is each key's latest, as a sorted vector of (key digest, offset): 24 bytes a
-/// key, all that outputs need. Smaller than [`Index`], whose hash map also holds what resume needs.
+/// key, in memory (the outputs sort theirs in bounded memory instead, see `report::latest`).
 #[derive(Debug, Default)]
 pub struct Latest {
     entries: Vec<([u64; 2], u64)>,
