@@ -61,7 +61,7 @@ pub fn version_digest(version: &str) -> u64 {
 }
 
 /// The compact index of a journal a resume needs: each key's latest record (its class, version
-/// and content digests: 24 bytes a key, on disk, half a byte a key in memory), and the first
+/// and content digests: 24 bytes a key, on disk, up to a byte a key in memory), and the first
 /// reusable answer per content (24 bytes a distinct image, in memory). Keys and versions are
 /// compared as 64-bit digests: two keys whose digests collide would also need the same version
 /// or content to be mistaken for each other.

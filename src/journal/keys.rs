@@ -1,6 +1,6 @@
 //! The resume index's per-key part, kept on disk: each key's latest record as sorted fixed-size
 //! entries in a file (the saved snapshot, or an unnamed temporary file in the out dir), found by
-//! one small read through an in-memory table of where each range of key digests starts (half a
+//! one small read through an in-memory table of where each range of key digests starts (up to a
 //! byte a key). It is built from the journal's records by sorting them in bounded memory
 //! (sorted runs spilled to unnamed temporary files, as the outputs sort), then merging them with
 //! the snapshot's entries, the newest record of a key winning.
@@ -21,8 +21,9 @@ pub(super) const ENTRY: usize = 24;
 /// Memory the sort of a journal's records may hold before it spills a sorted run.
 const SORT_BUDGET: usize = 2 << 20;
 
-/// Entries per range of the start table, on average: a lookup reads about this many (a few
-/// hundred bytes) in one `pread`.
+/// Entries per range of the start table, on average, at most (between half this and this): a
+/// lookup reads about this many (under 200 bytes) in one `pread`; the table costs 4 bytes a
+/// range (half a byte to a byte a key).
 const PER_RANGE: usize = 8;
 
 /// At most this many entries stay in memory rather than in a temporary file.
@@ -283,8 +284,9 @@ pub(super) struct Checked {
 impl Checked {
     /// For at most `count` entries.
     pub(super) fn new(count: u64) -> Self {
-        let wanted = (count / PER_RANGE as u64).max(1);
-        let bits = (63 - wanted.leading_zeros()).min(30);
+        // The next power of two at or above the ranges wanted.
+        let wanted = count.div_ceil(PER_RANGE as u64).max(1);
+        let bits = (64 - (wanted - 1).leading_zeros()).min(30);
         Self {
             starts: StartsBuilder {
                 bits,
