@@ -452,6 +452,20 @@ mod tests {
         }
         std::fs::write(&snap, &good[..good.len() - 1]).unwrap();
         expect("cut short");
+
+        // Whole by its checksum but its key entries out of order (as no snapshot is written):
+        // lookups could miss keys, so it is not used.
+        let contents_len = 24 * built(&p).by_content.len();
+        let end = good.len() - 32 - 8 - contents_len;
+        let mut swapped = good.clone();
+        let last: Vec<u8> = swapped[end - 24..end].to_vec();
+        swapped.copy_within(end - 48..end - 24, end - 24);
+        swapped[end - 48..end - 24].copy_from_slice(&last);
+        let body = swapped.len() - 32;
+        let sum: [u8; 32] = Sha256::digest(&swapped[..body]).into();
+        swapped[body..].copy_from_slice(&sum);
+        std::fs::write(&snap, &swapped).unwrap();
+        expect("key entries out of order");
         std::fs::write(&snap, [&good[..], b"x"].concat()).unwrap();
         expect("a byte more");
         std::fs::write(&snap, b"").unwrap();
