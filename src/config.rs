@@ -200,7 +200,7 @@ impl ScanConfig {
         };
         Ok(Self {
             sources: args.sources,
-            out: args.out,
+            out: args.out.clone(),
             rate,
             concurrency: args.concurrency,
             retry,
@@ -223,6 +223,7 @@ impl ScanConfig {
                 vendor_data_column: args.vendor_data_column,
                 metadata_column: args.metadata_column,
                 track_duplicates: true,
+                spill_dir: Some(args.out.clone()),
                 storage: crate::input::bucket::StorageOptions {
                     endpoint: args.s3_endpoint,
                     region: args.s3_region,

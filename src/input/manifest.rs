@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use csv::ByteRecord;
 
+use super::duplicates::Duplicates;
 use super::{Event, InputError, Item, SourceOptions, escape_bytes, shorten};
 use crate::compact::CompactMap;
 
@@ -36,9 +37,14 @@ pub(super) struct Manifest {
     record: ByteRecord,
     row: u64,
     /// Hash of each key seen so far -> the row it was first on. 16 bytes a row (16 MB for a
-    /// million rows); a 64-bit hash collision is not a practical concern.
-    /// None when duplicates are not tracked (a counting pass).
+    /// million rows); a 64-bit hash collision is not a practical concern. Only for standard
+    /// input, which cannot be read twice (or when the pass over a file failed).
+    /// None when duplicates are not tracked (a counting pass) or found by a pass.
     seen: Option<CompactMap<u64, u64>>,
+    /// A file's keys on several rows, found by a pass over it before the first row is handed
+    /// out (the pass is `pending` until then, so opening a manifest to check it costs nothing).
+    dups: Option<Duplicates>,
+    pending: Option<(PathBuf, SourceOptions)>,
     done: bool,
 }
 
@@ -73,13 +79,71 @@ impl Manifest {
         }
         let file = open()?;
         let base = path.parent().map(Path::to_path_buf);
-        Manifest::new(
+        let mut m = Manifest::new(
             Box::new(io::BufReader::new(file)),
             name.clone(),
             name,
             base,
             opts,
-        )
+        )?;
+        if m.seen.take().is_some() {
+            m.pending = Some((path.to_path_buf(), opts.clone()));
+        }
+        Ok(m)
+    }
+
+    /// Find the keys on several rows by a pass over the file, sorting in bounded memory; when
+    /// that fails, fall back to a map of every key.
+    fn find_duplicates(&mut self, path: &Path, opts: &SourceOptions) {
+        let dir = opts
+            .spill_dir
+            .clone()
+            .filter(|d| d.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let plain = SourceOptions {
+            track_duplicates: false,
+            ..opts.clone()
+        };
+        let found = std::fs::File::open(path)
+            .map_err(|_| ())
+            .and_then(|file| {
+                let input: Input = Box::new(io::BufReader::new(file));
+                let name = self.name.clone();
+                Manifest::new(input, name.clone(), name, None, &plain).map_err(|_| ())
+            })
+            .and_then(|mut pass| {
+                Duplicates::find(std::iter::from_fn(|| pass.next_key()), &dir).map_err(|_| ())
+            });
+        match found {
+            Ok(d) => self.dups = Some(d),
+            Err(()) => self.seen = Some(CompactMap::new()),
+        }
+    }
+
+    /// The next row's key as [`Manifest::item`] reads it before making it unique, hashed, with
+    /// its row; `None` at the end (or where reading stops).
+    fn next_key(&mut self) -> Option<(u64, u64)> {
+        loop {
+            match self.rdr.read_byte_record(&mut self.record) {
+                Ok(true) => {}
+                Ok(false) | Err(_) => return None,
+            }
+            self.row += 1;
+            if self.record.iter().all(|f| f.trim_ascii().is_empty()) {
+                continue;
+            }
+            let row = self.row;
+            let (path, id) = self.key_cells();
+            let mut ignored = Vec::new();
+            let usable_path = check_path(&path, row, &mut ignored);
+            let (id, usable_id) = check_id(id, row, &mut ignored);
+            let key = match (id, usable_path && usable_id) {
+                (Some(id), _) => id,
+                (None, true) => path,
+                (None, false) => format!("#row{row}"),
+            };
+            return Some((key_hash(&key), row));
+        }
     }
 
     pub(super) fn stdin(opts: &SourceOptions) -> Result<Self, InputError> {
@@ -132,6 +196,8 @@ impl Manifest {
             record: ByteRecord::new(),
             row: 0,
             seen: opts.track_duplicates.then(CompactMap::new),
+            dups: None,
+            pending: None,
             done: false,
         })
     }
@@ -187,6 +253,24 @@ impl Manifest {
             seq: 0,
             version: None,
         }
+    }
+
+    /// The current row's path and id cells, as [`Manifest::cells`] reads them.
+    fn key_cells(&self) -> (String, Option<String>) {
+        let cell = |i: usize| -> String {
+            let raw = self.record.get(i).unwrap_or(b"");
+            match std::str::from_utf8(raw) {
+                Ok(s) => s.to_string(),
+                Err(_) => escape_bytes(raw),
+            }
+        };
+        let path = cell(self.cols.path).trim().to_string();
+        let id = self
+            .cols
+            .id
+            .map(|i| cell(i).trim().to_string())
+            .filter(|s| !s.is_empty());
+        (path, id)
     }
 
     /// The current row's cells by role; a cell that is not UTF-8 is escaped losslessly (so two
@@ -250,13 +334,30 @@ impl Manifest {
             (None, true) => (path.to_string(), "path"),
             (None, false) => (format!("#row{row}"), ""),
         };
+        let digest = key_hash;
+        if let Some(dups) = self.dups.as_mut() {
+            let Some(first) = dups.given_before(digest(&key), row) else {
+                return key;
+            };
+            if !kind.is_empty() {
+                problems.push(format!(
+                    "duplicate {kind} {} (first on row {first})",
+                    shorten(&key)
+                ));
+            }
+            // As below; a failed read of the pass's file (its own temporary file) takes the
+            // name for free.
+            let base = std::mem::take(&mut key);
+            key = format!("{base}#row{row}");
+            let mut n = 1;
+            while !dups.give_renamed(digest(&key), row).unwrap_or(true) {
+                n += 1;
+                key = format!("{base}#row{row}.{n}");
+            }
+            return key;
+        }
         let Some(seen) = self.seen.as_mut() else {
             return key;
-        };
-        let digest = |k: &str| {
-            let mut h = DefaultHasher::new();
-            k.hash(&mut h);
-            h.finish()
         };
         if let Some(first) = seen.insert_new(digest(&key), row) {
             if !kind.is_empty() {
@@ -277,6 +378,13 @@ impl Manifest {
         }
         key
     }
+}
+
+/// The hash of a key that duplicates are found by.
+fn key_hash(key: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }
 
 /// One row's cells by role.
@@ -354,6 +462,9 @@ impl Iterator for Manifest {
     type Item = Event;
 
     fn next(&mut self) -> Option<Event> {
+        if let Some((path, opts)) = self.pending.take() {
+            self.find_duplicates(&path, &opts);
+        }
         while !self.done {
             match self.rdr.read_byte_record(&mut self.record) {
                 Ok(true) => {}
@@ -710,6 +821,34 @@ mod tests {
                 .collect();
             let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
             assert_eq!(distinct.len(), 3, "{manifest:?} gave {keys:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_found_by_its_pass_and_a_stream_by_its_map_name_duplicates_alike() {
+        let manifests = [
+            "id,path\nx,a.jpg\nx,b.jpg\nx#row2,c.jpg\nx,d.jpg\nx#row2,e.jpg\n",
+            "id,path\nx#row3,c.jpg\nx,a.jpg\nx,b.jpg\nx#row3.2,f.jpg\n",
+            "id,path,other\nx,a.jpg,\n,,y\n#row2,c.jpg,\n,,z\n,a.jpg,\n,a.jpg,\n",
+            "path\na.jpg\n\nb.jpg\na.jpg\n,\n a.jpg \nb.jpg#row4\nb.jpg\n",
+        ];
+        for manifest in manifests {
+            let from_file = items(manifest.as_bytes());
+            let input: Input = Box::new(io::Cursor::new(manifest.as_bytes().to_vec()));
+            let name = "m".to_string();
+            let streamed =
+                Manifest::new(input, name.clone(), name, None, &SourceOptions::default())
+                    .unwrap()
+                    .filter_map(|e| match e {
+                        Event::Item(i) => Some(i),
+                        _ => None,
+                    });
+            let a: Vec<_> = from_file.iter().map(|i| (&i.key, &i.problem)).collect();
+            let b: Vec<_> = streamed.map(|i| (i.key, i.problem)).collect();
+            let b: Vec<_> = b.iter().map(|(k, p)| (k, p)).collect();
+            assert_eq!(a, b, "{manifest:?}");
+            let distinct: std::collections::BTreeSet<_> = a.iter().map(|e| e.0).collect();
+            assert_eq!(distinct.len(), a.len(), "{manifest:?}");
         }
     }
 

@@ -3,6 +3,7 @@
 //! sent.
 
 pub mod bucket;
+mod duplicates;
 mod manifest;
 pub mod preflight;
 pub mod version;
@@ -64,6 +65,9 @@ pub struct SourceOptions {
     /// Report duplicate manifest ids (a compact map grows with the rows). Off only for a pass
     /// that merely counts items.
     pub track_duplicates: bool,
+    /// Where a manifest file's pass for duplicate keys spills its sorted runs (the out dir);
+    /// the system's temporary folder when unset or missing.
+    pub spill_dir: Option<PathBuf>,
     /// How bucket sources and URIs in manifests are reached.
     pub storage: bucket::StorageOptions,
 }
@@ -79,6 +83,7 @@ impl Default for SourceOptions {
             vendor_data_column: None,
             metadata_column: None,
             track_duplicates: true,
+            spill_dir: None,
             storage: bucket::StorageOptions::default(),
         }
     }

@@ -1,12 +1,14 @@
 //! The compact indexes a resume and the outputs need, built by streaming the journal once:
 //! the latest record per key (with its version, so a resume can skip an unchanged item without
-//! reading it), reusable answers by content, and requests that a run which died may have sent
-//! without recording their answer.
+//! reading it; kept on disk, see [`super::keys`]), reusable answers by content, and requests
+//! that a run which died may have sent without recording their answer.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::keys::{KeyBuilder, KeyIndex};
 use super::{JournalError, LineKind, Reader, Settings, content_digest, key_digest};
 use crate::compact::CompactMap;
 use crate::record::Class;
@@ -59,12 +61,13 @@ pub fn version_digest(version: &str) -> u64 {
 }
 
 /// The compact index of a journal a resume needs: each key's latest record (its class, version
-/// and content digests: 24 bytes a key), and the first reusable answer per content (24 bytes a
-/// distinct image). Keys and versions are compared as 64-bit digests: two keys whose digests
-/// collide would also need the same version or content to be mistaken for each other.
+/// and content digests: 24 bytes a key, on disk, up to a byte a key in memory), and the first
+/// reusable answer per content (24 bytes a distinct image, in memory). Keys and versions are
+/// compared as 64-bit digests: two keys whose digests collide would also need the same version
+/// or content to be mistaken for each other.
 #[derive(Debug, Default)]
 pub struct Index {
-    pub(super) by_key: CompactMap<u64, KeyState>,
+    pub(super) by_key: KeyIndex,
     /// Content digest -> offset (upper 56 bits) and class code of a result (or rejection) that
     /// identical images can reuse; a result is preferred over a rejection. See [`Index::reusable`].
     pub(super) by_content: CompactMap<u128, u64>,
@@ -153,9 +156,14 @@ fn for_each_light(
 
 /// An [`Index`] being built line by line, with what the build needs besides it: uploads the
 /// current run segment announced and has not recorded yet, and those of runs that died.
-#[derive(Debug, Default)]
 pub(super) struct Builder {
     pub(super) index: Index,
+    /// The latest record per key, on top of the index's (taken from it).
+    keys: KeyBuilder,
+    /// Where the key index's sort spills (the journal's folder).
+    dir: PathBuf,
+    /// A failure of that sort, which stopped the read.
+    failed: Option<std::io::Error>,
     announced: HashMap<u128, Orphan>,
     dead: Vec<Orphan>,
     /// The offset of the last line read.
@@ -163,15 +171,42 @@ pub(super) struct Builder {
 }
 
 impl Builder {
+    /// A new index; its key index's temporary files go to `dir`.
+    pub(super) fn new(dir: &Path) -> Self {
+        Self::resume(Index::default(), dir)
+    }
+
     /// Go on from a finished index (its orphans are the dead runs' uploads so far).
-    pub(super) fn resume(mut index: Index) -> Self {
+    pub(super) fn resume(mut index: Index, dir: &Path) -> Self {
         let dead = std::mem::take(&mut index.orphans);
+        let keys = KeyBuilder::new(std::mem::take(&mut index.by_key), dir);
         Self {
             index,
+            keys,
+            dir: dir.to_path_buf(),
+            failed: None,
             announced: HashMap::new(),
             dead,
             last: None,
         }
+    }
+
+    /// The folder the temporary files of a journal's index go to: the journal's own (the out
+    /// dir), else (a folder this process cannot write, such as a shard's mounted read-only)
+    /// the system's temporary folder.
+    pub(super) fn dir_of(journal: &Path) -> PathBuf {
+        let dir = match journal.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        match crate::report::sort::temp_file(dir) {
+            Ok(_) => dir.to_path_buf(),
+            Err(_) => std::env::temp_dir(),
+        }
+    }
+
+    fn sort_failed(&self, e: std::io::Error) -> JournalError {
+        JournalError::io("sort the resume index in", &self.dir)(e)
     }
 
     /// Whether no upload is announced and unrecorded: the index is complete as it stands
@@ -186,7 +221,11 @@ impl Builder {
         reader: &mut Reader,
         from_start: bool,
     ) -> Result<(), JournalError> {
-        for_each_light(reader, from_start, |offset, light| self.line(offset, light))
+        let read = for_each_light(reader, from_start, |offset, light| self.line(offset, light));
+        match self.failed.take() {
+            Some(e) => Err(self.sort_failed(e)),
+            None => read,
+        }
     }
 
     fn line(&mut self, offset: u64, light: LightLine) -> Result<(), &'static str> {
@@ -213,7 +252,12 @@ impl Builder {
                 self.announced
                     .insert(key_digest(&key), Orphan { key, offset });
             }
-            LineKind::Unchanged => index.unchanged(&light),
+            LineKind::Unchanged => {
+                if let Err(e) = unchanged(&mut self.keys, &light) {
+                    self.failed = Some(e);
+                    return Err("the index could not be sorted");
+                }
+            }
             LineKind::Item => {
                 index.records += 1;
                 let (Some(key), Some(class)) = (light.key.as_deref(), light.class) else {
@@ -226,7 +270,11 @@ impl Builder {
                     self.dead.retain(|o| o.key != key);
                 }
                 let content = light.sha256.as_deref().and_then(content_digest);
-                index.insert(digest, light.version.as_deref(), content, class);
+                let state = key_state(light.version.as_deref(), content, class);
+                if let Err(e) = self.keys.record(digest as u64, state) {
+                    self.failed = Some(e);
+                    return Err("the index could not be sorted");
+                }
                 if let Some(c) = content
                     && light.duplicate_of.is_none()
                     && reusable_record(class, light.error_field.as_deref(), false)
@@ -238,48 +286,52 @@ impl Builder {
         Ok(())
     }
 
-    pub(super) fn finish(mut self) -> Index {
+    pub(super) fn finish(mut self) -> Result<Index, JournalError> {
+        self.index.by_key = match self.keys.finish() {
+            Ok(keys) => keys,
+            Err(e) => {
+                return Err(JournalError::io("sort the resume index in", &self.dir)(e));
+            }
+        };
         self.dead.extend(self.announced.into_values());
         self.dead.sort_by_key(|o| o.offset);
         self.index.orphans = self.dead;
-        self.index
+        Ok(self.index)
     }
 }
 
+/// What the index keeps of a record.
+fn key_state(version: Option<&str>, content: Option<u128>, class: Class) -> KeyState {
+    KeyState {
+        version_class: version.map_or(0, version_digest) | class_code(class),
+        content: content.map_or(0, short),
+    }
+}
+
+/// An `unchanged` line: the key's record stands for its new version, when it is still about the
+/// same content (decided when the key index is merged).
+fn unchanged(keys: &mut KeyBuilder, light: &LightLine) -> std::io::Result<()> {
+    let (Some(key), Some(version), Some(content)) = (
+        light.key.as_deref(),
+        light.version.as_deref(),
+        light.sha256.as_deref().and_then(content_digest),
+    ) else {
+        return Ok(());
+    };
+    keys.unchanged(
+        key_digest(key) as u64,
+        version_digest(version),
+        short(content),
+    )
+}
+
 impl Index {
-    /// Build the index by streaming the journal once.
+    /// Build the index by streaming the journal once (the key index's temporary files go to
+    /// the journal's folder).
     pub fn build(reader: &mut Reader) -> Result<Self, JournalError> {
-        let mut builder = Builder::default();
+        let mut builder = Builder::new(&Builder::dir_of(reader.path()));
         builder.read(reader, true)?;
-        Ok(builder.finish())
-    }
-
-    /// Record `key`'s latest record.
-    fn insert(&mut self, key: u128, version: Option<&str>, content: Option<u128>, class: Class) {
-        let state = KeyState {
-            version_class: version.map_or(0, version_digest) | class_code(class),
-            content: content.map_or(0, short),
-        };
-        self.by_key.insert(key as u64, state);
-    }
-
-    /// An `unchanged` line: the key's record stands for its new version, when it is still
-    /// about the same content.
-    fn unchanged(&mut self, light: &LightLine) {
-        let (Some(key), Some(version), Some(content)) = (
-            light.key.as_deref(),
-            light.version.as_deref(),
-            light.sha256.as_deref().and_then(content_digest),
-        ) else {
-            return;
-        };
-        let key = key_digest(key) as u64;
-        if let Some(mut state) = self.by_key.get(&key)
-            && state.content == short(content)
-        {
-            state.version_class = version_digest(version) | (state.version_class & 0xff);
-            self.by_key.insert(key, state);
-        }
+        builder.finish()
     }
 
     /// An answer identical images may reuse; a result replaces a rejection.
@@ -315,45 +367,42 @@ impl Index {
 
     /// [`Index::is_done`] for a key's digest.
     pub fn is_done_digest(&self, key: u128, content: Option<u128>, retry_failed: bool) -> bool {
-        self.by_key.get(&(key as u64)).is_some_and(|s| {
+        self.by_key.get(key as u64).is_some_and(|s| {
             s.content == content.map_or(0, short) && s.class().is_done(retry_failed)
         })
     }
 
     /// What the journal knows of `key`'s latest record.
     pub fn latest(&self, key: u128) -> Option<KeyState> {
-        self.by_key.get(&(key as u64))
+        self.by_key.get(key as u64)
     }
 
     /// The version digest of `key`'s latest record, when it has one.
     pub fn version_of(&self, key: u128) -> Option<u64> {
         self.by_key
-            .get(&(key as u64))
+            .get(key as u64)
             .map(KeyState::version)
             .filter(|v| *v != 0)
     }
 
     /// The class of `key`'s latest record.
     pub fn class_of(&self, key: u128) -> Option<Class> {
-        self.by_key.get(&(key as u64)).map(KeyState::class)
+        self.by_key.get(key as u64).map(KeyState::class)
     }
 
     /// Keys whose latest record has no result.
     pub fn without_result(&self) -> usize {
-        self.by_key
-            .iter()
-            .filter(|(_, s)| s.class() != Class::Result)
-            .count()
+        self.by_key.without_result() as usize
     }
 
     /// Distinct keys recorded.
     pub fn keys(&self) -> usize {
-        self.by_key.len()
+        self.by_key.len() as usize
     }
 
-    /// Each distinct key's 64-bit digest, in no particular order.
-    pub fn key_digests(&self) -> impl Iterator<Item = u64> + '_ {
-        self.by_key.iter().map(|(k, _)| k)
+    /// Each distinct key's 64-bit digest, in order (read from the key index's file).
+    pub fn for_each_key_digest(&self, mut f: impl FnMut(u64)) -> std::io::Result<()> {
+        self.by_key.for_each(|k, _| f(k))
     }
 
     /// The content digest of each distinct image answered with a result (not a follower's
@@ -368,7 +417,7 @@ impl Index {
 }
 
 /// Which record is each key's latest, as a sorted vector of (key digest, offset): 24 bytes a
-/// key, all that outputs need. Smaller than [`Index`], whose hash map also holds what resume needs.
+/// key, in memory (the outputs sort theirs in bounded memory instead, see `report::latest`).
 #[derive(Debug, Default)]
 pub struct Latest {
     entries: Vec<([u64; 2], u64)>,
@@ -445,7 +494,8 @@ impl Index {
         class: Class,
         offset: u64,
     ) {
-        self.insert(key_digest(key), version, content, class);
+        self.by_key
+            .insert_in_memory(key_digest(key) as u64, key_state(version, content, class));
         if let Some(c) = content
             && reusable_record(class, None, false)
         {

@@ -1,9 +1,11 @@
 //! The append-only journal (`journal.jsonl`): the run's source of truth. This module owns the
 //! line format; `read` streams lines (tolerating a torn last line), `index` builds the compact
-//! resume indexes (`snapshot` saves them beside the journal), `write` appends and syncs, `files` holds the out dir's lock and private files.
+//! resume indexes (`keys` keeps their per-key part on disk, `snapshot` saves them beside the
+//! journal), `write` appends and syncs, `files` holds the out dir's lock and private files.
 
 mod files;
 mod index;
+mod keys;
 mod read;
 mod snapshot;
 mod write;

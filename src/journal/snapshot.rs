@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::index::{Builder, KeyState};
+use super::keys::{self, Checked, KeyIndex};
 use super::{Index, JournalError, Orphan, Reader, Settings, files};
 use crate::compact::CompactMap;
-use crate::record::Class;
 use crate::shard::ShardHeader;
 
 pub const INDEX_FILE: &str = ".liveness-batch-index";
@@ -35,12 +35,13 @@ pub enum Loaded {
 /// torn tail and length) and how it was loaded.
 pub fn load(journal: &Path) -> Result<(Index, Reader, Loaded), JournalError> {
     let snapshot = path_for(journal);
+    let dir = Builder::dir_of(journal);
     if let Some(state) = read_snapshot(&snapshot, journal) {
-        let mut builder = Builder::resume(state.index);
+        let mut builder = Builder::resume(state.index, &dir);
         let mut reader = Reader::open_at(journal, state.covered, state.lines)?;
         builder.read(&mut reader, false)?;
         let tail = reader.good_len() - state.covered;
-        return Ok((builder.finish(), reader, Loaded::Snapshot { tail }));
+        return Ok((builder.finish()?, reader, Loaded::Snapshot { tail }));
     }
     let mut reader = Reader::open(journal)?;
     let index = Index::build(&mut reader)?;
@@ -53,12 +54,13 @@ pub fn load(journal: &Path) -> Result<(Index, Reader, Loaded), JournalError> {
 pub fn refresh(journal: &Path) -> Result<(), JournalError> {
     let snapshot = path_for(journal);
     let loaded = read_snapshot(&snapshot, journal);
+    let dir = Builder::dir_of(journal);
     let (mut builder, mut reader) = match loaded {
         Some(state) => {
             let reader = Reader::open_at(journal, state.covered, state.lines)?;
-            (Builder::resume(state.index), reader)
+            (Builder::resume(state.index, &dir), reader)
         }
-        None => (Builder::default(), Reader::open(journal)?),
+        None => (Builder::new(&dir), Reader::open(journal)?),
     };
     let from_start = reader.good_len() == 0;
     let start = reader.good_len();
@@ -76,7 +78,7 @@ pub fn refresh(journal: &Path) -> Result<(), JournalError> {
     let lines = reader.line_no();
     let first = first_line_hash(journal)?;
     let last_hash = range_hash(journal, last, covered)?;
-    let mut index = builder.finish();
+    let mut index = builder.finish()?;
     files::write_private_atomic(&snapshot, |w| {
         let mut w = Hashing::new(w);
         w.write_all(MAGIC)?;
@@ -103,7 +105,7 @@ struct State {
 fn read_snapshot(path: &Path, journal: &Path) -> Option<State> {
     let file = files::open_read(path).ok()?;
     let len = file.metadata().ok()?.len();
-    let mut r = Hashing::new(BufReader::with_capacity(256 * 1024, file));
+    let mut r = Hashing::new(BufReader::with_capacity(64 * 1024, file));
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic).ok()?;
     if &magic != MAGIC {
@@ -122,7 +124,7 @@ fn read_snapshot(path: &Path, journal: &Path) -> Option<State> {
     {
         return None;
     }
-    let index = read_index(&mut r, len).ok()?;
+    let mut index = read_index(&mut r, len).ok()?;
     let sum = r.hasher.finalize_reset();
     let mut stored = [0u8; 32];
     r.inner.read_exact(&mut stored).ok()?;
@@ -130,6 +132,10 @@ fn read_snapshot(path: &Path, journal: &Path) -> Option<State> {
     if sum[..] != stored || r.inner.read(&mut more).ok()? != 0 {
         return None;
     }
+    // The entries stay in the file, read where a lookup needs them.
+    let (start, count, checked) = index.1;
+    index.0.by_key = KeyIndex::on_file(r.inner.into_inner(), start, count, checked);
+    let index = index.0;
     Some(State {
         index,
         covered,
@@ -150,13 +156,7 @@ fn write_index(w: &mut impl Write, index: &mut Index) -> io::Result<()> {
         w.write_all(&(o.key.len() as u64).to_le_bytes())?;
         w.write_all(o.key.as_bytes())?;
     }
-    let by_key = index.by_key.sorted();
-    w.write_all(&(by_key.len() as u64).to_le_bytes())?;
-    for (k, s) in by_key {
-        w.write_all(&k.to_le_bytes())?;
-        w.write_all(&s.version_class.to_le_bytes())?;
-        w.write_all(&s.content.to_le_bytes())?;
-    }
+    keys::write_entries(w, &index.by_key)?;
     let by_content = index.by_content.sorted();
     w.write_all(&(by_content.len() as u64).to_le_bytes())?;
     for (k, v) in by_content {
@@ -167,8 +167,9 @@ fn write_index(w: &mut impl Write, index: &mut Index) -> io::Result<()> {
 }
 
 /// The index part of a snapshot of `len` bytes; counts are checked against the length before
-/// anything is allocated for them.
-fn read_index<R: Read>(r: &mut Hashing<R>, len: u64) -> io::Result<Index> {
+/// anything is allocated for them. The key entries are checked and passed over, not kept:
+/// returned with the index are where they start in the file, their count and their start table.
+fn read_index<R: Read>(r: &mut Hashing<R>, len: u64) -> io::Result<(Index, (u64, u64, Checked))> {
     let bad = || io::Error::from(io::ErrorKind::InvalidData);
     let count = |r: &mut Hashing<R>, size: u64| -> io::Result<usize> {
         let n = r.u64()?;
@@ -194,19 +195,15 @@ fn read_index<R: Read>(r: &mut Hashing<R>, len: u64) -> io::Result<Index> {
         let key = String::from_utf8(key).map_err(|_| bad())?;
         orphans.push(Orphan { key, offset });
     }
-    let class_ok = |code: u64| ((code & 0xff) as usize) < Class::ALL.len();
-    let n = count(r, 24)?;
-    let mut by_key = Vec::with_capacity(n);
-    for _ in 0..n {
-        let k = r.u64()?;
-        let state = KeyState {
-            version_class: r.u64()?,
-            content: r.u64()?,
-        };
-        if !class_ok(state.version_class) {
+    let class_ok = keys::class_ok;
+    let key_count = count(r, keys::ENTRY as u64)?;
+    let start = r.pos;
+    let mut checked = Checked::new(key_count as u64);
+    for _ in 0..key_count {
+        let (k, state): (u64, KeyState) = keys::entry_from(&r.array::<{ keys::ENTRY }>()?);
+        if !checked.push(k, state) {
             return Err(bad());
         }
-        by_key.push((k, state));
     }
     let n = count(r, 24)?;
     let mut by_content = Vec::with_capacity(n);
@@ -218,8 +215,8 @@ fn read_index<R: Read>(r: &mut Hashing<R>, len: u64) -> io::Result<Index> {
         }
         by_content.push((k, v));
     }
-    Ok(Index {
-        by_key: CompactMap::from_sorted(by_key).ok_or_else(bad)?,
+    let index = Index {
+        by_key: KeyIndex::default(),
         by_content: CompactMap::from_sorted(by_content).ok_or_else(bad)?,
         settings,
         shard,
@@ -227,7 +224,8 @@ fn read_index<R: Read>(r: &mut Hashing<R>, len: u64) -> io::Result<Index> {
         runs,
         records,
         orphans,
-    })
+    };
+    Ok((index, (start, key_count as u64, checked)))
 }
 
 /// SHA-256 of the journal's first line (with its newline).
@@ -258,6 +256,8 @@ fn range_hash(journal: &Path, start: u64, end: u64) -> Result<[u8; 32], JournalE
 struct Hashing<T> {
     inner: T,
     hasher: Sha256,
+    /// Bytes read through it.
+    pos: u64,
 }
 
 impl<T> Hashing<T> {
@@ -265,6 +265,7 @@ impl<T> Hashing<T> {
         Self {
             inner,
             hasher: Sha256::new(),
+            pos: 0,
         }
     }
 }
@@ -285,6 +286,7 @@ impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
+        self.pos += n as u64;
         Ok(n)
     }
 }
@@ -312,7 +314,8 @@ mod tests {
 
     use super::*;
     use crate::journal::fixtures::*;
-    use crate::journal::{JOURNAL_FILE, Line, RunEnd, Sending, Writer};
+    use crate::journal::{JOURNAL_FILE, Line, RunEnd, Sending, Writer, key_digest};
+    use crate::record::Class;
 
     /// Everything an index holds, comparable.
     fn contents(index: &mut Index) -> String {
@@ -324,7 +327,7 @@ mod tests {
             index.runs,
             index.records,
             index.orphans,
-            index.by_key.sorted(),
+            index.by_key.entries(),
             index.by_content.sorted()
         )
     }
@@ -367,14 +370,34 @@ mod tests {
     #[test]
     fn a_snapshot_and_the_tail_give_the_index_of_the_whole_journal() {
         let dir = tempfile::tempdir().unwrap();
-        let p = journal(dir.path(), 3_000);
+        // More keys than an index keeps in memory: its entries are read from the file.
+        let p = journal(dir.path(), 5_000);
         refresh(&p).unwrap();
         let snap = path_for(&p);
         let mode = std::fs::metadata(&snap).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let (mut index, _, loaded) = load(&p).unwrap();
         assert_eq!(loaded, Loaded::Snapshot { tail: 0 });
+        assert!(index.by_key.on_disk());
         assert_eq!(contents(&mut index), contents(&mut built(&p)));
+
+        // A rerun that records nothing: the snapshot is saved again from the one it read.
+        append(
+            &p,
+            &[
+                Line::Run(run_info(true, false)),
+                Line::End(RunEnd::default()),
+            ],
+        );
+        refresh(&p).unwrap();
+        let (mut index, _, loaded) = load(&p).unwrap();
+        assert_eq!(loaded, Loaded::Snapshot { tail: 0 });
+        assert_eq!(contents(&mut index), contents(&mut built(&p)));
+        assert_eq!(
+            index.latest(key_digest("k1")),
+            built(&p).latest(key_digest("k1"))
+        );
+        assert!(index.latest(key_digest("k1")).is_some());
 
         // A resumed run appends: the tail is read on top of the snapshot.
         let mut resumed = vec![Line::Run(run_info(true, false))];
@@ -429,6 +452,20 @@ mod tests {
         }
         std::fs::write(&snap, &good[..good.len() - 1]).unwrap();
         expect("cut short");
+
+        // Whole by its checksum but its key entries out of order (as no snapshot is written):
+        // lookups could miss keys, so it is not used.
+        let contents_len = 24 * built(&p).by_content.len();
+        let end = good.len() - 32 - 8 - contents_len;
+        let mut swapped = good.clone();
+        let last: Vec<u8> = swapped[end - 24..end].to_vec();
+        swapped.copy_within(end - 48..end - 24, end - 24);
+        swapped[end - 48..end - 24].copy_from_slice(&last);
+        let body = swapped.len() - 32;
+        let sum: [u8; 32] = Sha256::digest(&swapped[..body]).into();
+        swapped[body..].copy_from_slice(&sum);
+        std::fs::write(&snap, &swapped).unwrap();
+        expect("key entries out of order");
         std::fs::write(&snap, [&good[..], b"x"].concat()).unwrap();
         expect("a byte more");
         std::fs::write(&snap, b"").unwrap();

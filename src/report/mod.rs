@@ -12,7 +12,7 @@ pub mod json;
 mod latest;
 mod read;
 pub mod shards;
-mod sort;
+pub(crate) mod sort;
 pub mod state;
 pub mod summary;
 pub mod sums;
@@ -420,7 +420,11 @@ fn check_shards(dirs: &[PathBuf]) -> Result<Checked, ReportError> {
         }
         let before = seen.len();
         let keys = index.keys();
-        seen.extend(index.key_digests());
+        index
+            .for_each_key_digest(|k| {
+                seen.insert(k);
+            })
+            .map_err(io_err(&path))?;
         overlapping += (keys - (seen.len() - before)) as u64;
         for c in index.result_contents() {
             if !contents.insert(c as u64) {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Memory one sorter may hold before it spills a sorted run to disk.
-pub const BUDGET: usize = 8 << 20;
+pub const BUDGET: usize = 2 << 20;
 
 /// Buffer of each run read back during the merge.
 const RUN_BUFFER: usize = 64 << 10;
@@ -41,6 +41,24 @@ impl Entry for (u64, u64) {
     }
     fn get(bytes: &[u8]) -> Self {
         (u64::get(&bytes[..8]), u64::get(&bytes[8..]))
+    }
+}
+
+impl Entry for (u64, u64, u64, u64) {
+    const SIZE: usize = 32;
+    fn put(&self, out: &mut [u8]) {
+        self.0.put(&mut out[..8]);
+        self.1.put(&mut out[8..16]);
+        self.2.put(&mut out[16..24]);
+        self.3.put(&mut out[24..]);
+    }
+    fn get(bytes: &[u8]) -> Self {
+        (
+            u64::get(&bytes[..8]),
+            u64::get(&bytes[8..16]),
+            u64::get(&bytes[16..24]),
+            u64::get(&bytes[24..]),
+        )
     }
 }
 
@@ -191,7 +209,7 @@ impl<T: Entry> Iterator for Sorted<T> {
 /// A temporary file in `dir` that no one else can open and that disappears when closed (or when
 /// the process dies): an unnamed `O_TMPFILE`, or where the file system lacks those, a private
 /// file removed at once.
-fn temp_file(dir: &Path) -> io::Result<File> {
+pub(crate) fn temp_file(dir: &Path) -> io::Result<File> {
     let unnamed = OpenOptions::new()
         .read(true)
         .write(true)
