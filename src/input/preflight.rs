@@ -146,16 +146,14 @@ fn read_checked(path: &Path, buffers: Option<&Arc<Buffers>>) -> Result<Prepared,
     let declared = meta.len();
     let version = Version::of_file(&meta);
 
-    let capacity = declared.min(MAX_BYTES + 1) as usize;
+    // One byte more than declared: a file read whole ends with a read that finds nothing.
+    let first = declared.saturating_add(1).min(MAX_BYTES + 1) as usize;
     let mut buf = match buffers {
-        Some(b) => b.take(capacity),
-        None => Vec::with_capacity(capacity),
+        Some(b) => b.take(first),
+        None => Vec::with_capacity(first),
     };
     let read_err = |e: io::Error| Refusal::unread(format!("cannot read {shown}: {e}"));
-    (&mut file)
-        .take(MAX_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(read_err)?;
+    read_capped(&mut file, &mut buf, first, MAX_BYTES as usize + 1).map_err(read_err)?;
     if declared == 0 && !buf.is_empty() {
         // A real file that says it is empty has nothing to read; pseudo-files (procfs and the
         // like) say 0 and then produce data, possibly without end.
@@ -182,6 +180,31 @@ fn read_checked(path: &Path, buffers: Option<&Arc<Buffers>>) -> Result<Prepared,
     verdict(bytes, sha256, size, version, "file")
 }
 
+/// Read `file` from where it is to its end, at most `limit` bytes, into `buf` (its content
+/// replaced): first into `first` bytes, growing only when the file holds more. A file of the
+/// size it declared takes two reads (its bytes, then its end), not one per doubling of a
+/// buffer. Only the part of `buf` never written before is zeroed first.
+fn read_capped(file: &mut File, buf: &mut Vec<u8>, first: usize, limit: usize) -> io::Result<()> {
+    buf.resize(first.min(limit), 0);
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            if filled >= limit {
+                break;
+            }
+            buf.resize((filled * 2).clamp(8 << 10, limit), 0);
+        }
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(())
+}
+
 /// Image buffers used again: a file's buffer comes back here once every handle on its content
 /// is dropped (uploaded, refused, reused by a duplicate), and the next file is read into it.
 /// Reading into memory already mapped spares a page fault every 4 KiB of every image, and the
@@ -203,8 +226,8 @@ impl Buffers {
     /// Bytes of free buffers kept, at most.
     pub const KEEP: usize = 8 << 20;
 
-    /// An empty buffer of at least `capacity` bytes: the smallest free one that is large
-    /// enough, else a new one.
+    /// A buffer of at least `capacity` bytes: the smallest free one that is large enough
+    /// (holding what it held before, to be overwritten), else a new one.
     pub fn take(&self, capacity: usize) -> Vec<u8> {
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         let best = free
@@ -234,11 +257,10 @@ impl Buffers {
 
     /// Keep `buf` for a later file, making room by letting the smallest free buffers go;
     /// one larger than [`Buffers::KEEP`] is let go itself.
-    fn give(&self, mut buf: Vec<u8>) {
+    fn give(&self, buf: Vec<u8>) {
         if buf.capacity() > Self::KEEP {
             return;
         }
-        buf.clear();
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
         while free.bytes + buf.capacity() > Self::KEEP {
             let smallest = (0..free.bufs.len()).min_by_key(|&i| free.bufs[i].capacity());
@@ -1010,7 +1032,6 @@ mod tests {
         assert_eq!(buffers.kept(), 600);
         let b = buffers.take(150);
         assert_eq!(b.capacity(), 200, "the smallest large enough");
-        assert!(b.is_empty());
         assert_eq!(buffers.kept(), 400);
         // None large enough: a new one, the free ones stay.
         assert!(buffers.take(1000).capacity() >= 1000);
@@ -1066,5 +1087,32 @@ mod tests {
         assert_eq!(&second.bytes[..], &jpeg(4000)[..]);
         assert_eq!(second.sha256, sha(&jpeg(4000)));
         assert_eq!(buffers.kept(), 0);
+    }
+
+    #[test]
+    fn a_read_replaces_what_the_buffer_held_grows_past_the_declared_size_and_stops_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let content: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&p, &content).unwrap();
+        let read = |first: usize, limit: usize, stale: usize| {
+            let mut buf = vec![0xEE; stale];
+            read_capped(&mut File::open(&p).unwrap(), &mut buf, first, limit).unwrap();
+            buf
+        };
+        // As declared, declared too small (the file grew), a buffer holding more than the file.
+        for (first, stale) in [(20_001, 0), (100, 0), (1, 30_000), (20_001, 50_000)] {
+            assert!(
+                read(first, 1 << 20, stale) == content,
+                "first {first}, stale {stale}"
+            );
+        }
+        assert!(
+            read(100, 12_345, 0) == content[..12_345],
+            "never past the limit"
+        );
+        assert!(read(20_001, 20_000, 0) == content, "exactly the limit");
+        std::fs::write(&p, b"").unwrap();
+        assert!(read(1, 1 << 20, 64).is_empty());
     }
 }
