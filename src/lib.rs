@@ -121,9 +121,9 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
                 cfg.purpose = cfg.purpose.map(|p| p.replace(k, audit::REDACTED_ARG));
             }
             let stop = scan::Stop::default();
-            let signals = tokio::spawn(watch_signals(stop.clone()));
+            let signals = SignalWatch::start(stop.clone());
             let code = scan::run(cfg, stop).await;
-            signals.abort();
+            drop(signals);
             Ok(code?)
         }
         Command::Check(args) => {
@@ -140,6 +140,53 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
             let cmd = config::EmulatorCommand::from_args(args)?;
             emulator::run_command(cmd.config, cmd.port).await?;
             Ok(Exit::Ok)
+        }
+    }
+}
+
+/// [`watch_signals`] on a thread of its own, with its own small runtime: the scan's runtime is
+/// one thread, busy for seconds at a time on a large journal (loading it, building the outputs
+/// from it), and a second signal must exit at once whatever that thread is doing. Dropped, it
+/// stops watching.
+struct SignalWatch {
+    end: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SignalWatch {
+    fn start(stop: scan::Stop) -> Self {
+        let (end, ended) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    tokio::select! {
+                        _ = watch_signals(stop) => {}
+                        _ = ended => {}
+                    }
+                });
+            })
+            .ok();
+        Self {
+            end: Some(end),
+            thread,
+        }
+    }
+}
+
+impl Drop for SignalWatch {
+    fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            let _ = end.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
