@@ -72,6 +72,37 @@ pub fn init_logging(verbose: u8) {
         .try_init();
 }
 
+/// The async runtime a command runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// Every task on the thread that runs the command. A scan's work per item on the runtime
+    /// (the HTTP exchange, the journal line, the dispatch) is small next to reading and
+    /// hashing the files, which have threads of their own; one thread spares the wake-ups of
+    /// handing each item between threads.
+    OneThread,
+    /// A thread per core: the emulator serves many connections at once.
+    PerCore,
+}
+
+impl Runtime {
+    /// The runtime `command` runs on.
+    pub fn for_command(command: &Command) -> Self {
+        match command {
+            Command::Emulator(_) => Runtime::PerCore,
+            Command::Scan(_) | Command::Check(_) | Command::Report(_) => Runtime::OneThread,
+        }
+    }
+
+    /// Build it (timers and I/O enabled).
+    pub fn build(self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut builder = match self {
+            Runtime::OneThread => tokio::runtime::Builder::new_current_thread(),
+            Runtime::PerCore => tokio::runtime::Builder::new_multi_thread(),
+        };
+        builder.enable_all().build()
+    }
+}
+
 /// Run one command; returns the process exit code. `DIDIT_API_KEY` is read here, once.
 pub async fn run(cli: Cli) -> Result<Exit, Error> {
     match cli.command {
@@ -90,9 +121,9 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
                 cfg.purpose = cfg.purpose.map(|p| p.replace(k, audit::REDACTED_ARG));
             }
             let stop = scan::Stop::default();
-            let signals = tokio::spawn(watch_signals(stop.clone()));
+            let signals = SignalWatch::start(stop.clone());
             let code = scan::run(cfg, stop).await;
-            signals.abort();
+            drop(signals);
             Ok(code?)
         }
         Command::Check(args) => {
@@ -109,6 +140,53 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
             let cmd = config::EmulatorCommand::from_args(args)?;
             emulator::run_command(cmd.config, cmd.port).await?;
             Ok(Exit::Ok)
+        }
+    }
+}
+
+/// [`watch_signals`] on a thread of its own, with its own small runtime: the scan's runtime is
+/// one thread, busy for seconds at a time on a large journal (loading it, building the outputs
+/// from it), and a second signal must exit at once whatever that thread is doing. Dropped, it
+/// stops watching.
+struct SignalWatch {
+    end: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SignalWatch {
+    fn start(stop: scan::Stop) -> Self {
+        let (end, ended) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_io()
+                    .build()
+                else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    tokio::select! {
+                        _ = watch_signals(stop) => {}
+                        _ = ended => {}
+                    }
+                });
+            })
+            .ok();
+        Self {
+            end: Some(end),
+            thread,
+        }
+    }
+}
+
+impl Drop for SignalWatch {
+    fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            let _ = end.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
@@ -138,5 +216,37 @@ async fn watch_signals(stop: scan::Stop) {
             "stopping: no new requests; waiting for those in flight (Ctrl-C again to exit at once)",
         );
         stop.stop(cause);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn runtime_of(args: &[&str]) -> Runtime {
+        let cli = Cli::try_parse_from(args).expect("valid command line");
+        Runtime::for_command(&cli.command)
+    }
+
+    #[test]
+    fn only_the_emulator_runs_a_thread_per_core() {
+        assert_eq!(
+            runtime_of(&["liveness-batch", "emulator", "--api-key", "k"]),
+            Runtime::PerCore
+        );
+        assert_eq!(
+            runtime_of(&["liveness-batch", "scan", "photos"]),
+            Runtime::OneThread
+        );
+        assert_eq!(
+            runtime_of(&["liveness-batch", "check", "a.jpg"]),
+            Runtime::OneThread
+        );
+        assert_eq!(
+            runtime_of(&["liveness-batch", "report", "out"]),
+            Runtime::OneThread
+        );
     }
 }

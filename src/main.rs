@@ -6,10 +6,7 @@ use liveness_batch::cli::Cli;
 
 fn main() {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match liveness_batch::Runtime::for_command(&cli.command).build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("liveness-batch: cannot start the async runtime: {e}");

@@ -281,7 +281,37 @@ pub struct Record {
     pub duplicate_of: Option<String>,
     pub finished_at: Option<String>,
     /// The API's JSON as received (200 only), for the audit trail.
+    #[serde(default, deserialize_with = "response_as_kept")]
     pub response: Option<serde_json::Value>,
+}
+
+thread_local! {
+    /// False while [`without_response`] runs on this thread.
+    static KEEP_RESPONSE: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Run `parse` with every record it deserializes on this thread leaving `response` out
+/// (`None`; the JSON is still checked, not built): the outputs never show Didit's answer, and
+/// building it is most of the cost of parsing a record.
+pub fn without_response<T>(parse: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            KEEP_RESPONSE.set(self.0);
+        }
+    }
+    let _restore = Restore(KEEP_RESPONSE.replace(false));
+    parse()
+}
+
+fn response_as_kept<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    if KEEP_RESPONSE.get() {
+        Option::deserialize(d)
+    } else {
+        serde::de::IgnoredAny::deserialize(d).map(|_| None)
+    }
 }
 
 impl Record {

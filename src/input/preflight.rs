@@ -6,6 +6,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -130,17 +131,29 @@ pub fn hex(sha: &[u8; 32]) -> String {
 /// without being opened when it is one before the open), and so are /proc and /sys files.
 /// At most 5 MB + 1 byte is ever held in memory.
 pub fn preflight(path: &Path) -> Result<Prepared, Refusal> {
+    read_checked(path, None)
+}
+
+/// [`preflight`], the file read into a buffer of `buffers` (given back to it once the content
+/// is dropped).
+pub fn preflight_with(path: &Path, buffers: &Arc<Buffers>) -> Result<Prepared, Refusal> {
+    read_checked(path, Some(buffers))
+}
+
+fn read_checked(path: &Path, buffers: Option<&Arc<Buffers>>) -> Result<Prepared, Refusal> {
     let shown = shown(path);
     let (mut file, meta) = open_regular(path).map_err(|u| Refusal::unread(u.describe()))?;
     let declared = meta.len();
     let version = Version::of_file(&meta);
 
-    let mut buf = Vec::with_capacity(declared.min(MAX_BYTES + 1) as usize);
+    // One byte more than declared: a file read whole ends with a read that finds nothing.
+    let first = declared.saturating_add(1).min(MAX_BYTES + 1) as usize;
+    let mut buf = match buffers {
+        Some(b) => b.take(first),
+        None => Vec::with_capacity(first),
+    };
     let read_err = |e: io::Error| Refusal::unread(format!("cannot read {shown}: {e}"));
-    (&mut file)
-        .take(MAX_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(read_err)?;
+    read_capped(&mut file, &mut buf, first, MAX_BYTES as usize + 1).map_err(read_err)?;
     if declared == 0 && !buf.is_empty() {
         // A real file that says it is empty has nothing to read; pseudo-files (procfs and the
         // like) say 0 and then produce data, possibly without end.
@@ -160,7 +173,127 @@ pub fn preflight(path: &Path) -> Result<Prepared, Refusal> {
         size += io::copy(&mut (&mut file).take(rest), &mut hasher).map_err(read_err)?;
     }
     let sha256: [u8; 32] = hasher.finalize().into();
-    verdict(Bytes::from(buf), sha256, size, version, "file")
+    let bytes = match buffers {
+        Some(b) if size <= MAX_BYTES => b.hold(buf),
+        _ => Bytes::from(buf),
+    };
+    verdict(bytes, sha256, size, version, "file")
+}
+
+/// Read `file` from where it is to its end, at most `limit` bytes, into `buf` (its content
+/// replaced): first into `first` bytes, growing only when the file holds more. A file of the
+/// size it declared takes two reads (its bytes, then its end), not one per doubling of a
+/// buffer. Only the part of `buf` never written before is zeroed first.
+fn read_capped(file: &mut File, buf: &mut Vec<u8>, first: usize, limit: usize) -> io::Result<()> {
+    buf.resize(first.min(limit), 0);
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            if filled >= limit {
+                break;
+            }
+            buf.resize((filled * 2).clamp(8 << 10, limit), 0);
+        }
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(())
+}
+
+/// Image buffers used again: a file's buffer comes back here once every handle on its content
+/// is dropped (uploaded, refused, reused by a duplicate), and the next file is read into it.
+/// Reading into memory already mapped spares a page fault every 4 KiB of every image, and the
+/// allocator a block of 100 KB or more per image. At most [`Buffers::KEEP`] bytes of buffers
+/// wait here; the reader's own budget bounds those in use.
+#[derive(Debug, Default)]
+pub struct Buffers {
+    free: Mutex<Free>,
+}
+
+#[derive(Debug, Default)]
+struct Free {
+    bufs: Vec<Vec<u8>>,
+    /// Their capacities summed.
+    bytes: usize,
+}
+
+impl Buffers {
+    /// Bytes of free buffers kept, at most.
+    pub const KEEP: usize = 8 << 20;
+
+    /// A buffer of at least `capacity` bytes: the smallest free one that is large enough
+    /// (holding what it held before, to be overwritten), else a new one.
+    pub fn take(&self, capacity: usize) -> Vec<u8> {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let best = free
+            .bufs
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.capacity() >= capacity)
+            .min_by_key(|(_, b)| b.capacity())
+            .map(|(i, _)| i);
+        match best {
+            Some(i) => {
+                let buf = free.bufs.swap_remove(i);
+                free.bytes -= buf.capacity();
+                buf
+            }
+            None => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// `buf`'s content as [`Bytes`]; the buffer comes back here when the last handle drops.
+    pub fn hold(self: &Arc<Self>, buf: Vec<u8>) -> Bytes {
+        Bytes::from_owner(Held {
+            buf,
+            home: self.clone(),
+        })
+    }
+
+    /// Keep `buf` for a later file, making room by letting the smallest free buffers go;
+    /// one larger than [`Buffers::KEEP`] is let go itself.
+    fn give(&self, buf: Vec<u8>) {
+        if buf.capacity() > Self::KEEP {
+            return;
+        }
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        while free.bytes + buf.capacity() > Self::KEEP {
+            let smallest = (0..free.bufs.len()).min_by_key(|&i| free.bufs[i].capacity());
+            let Some(i) = smallest else { break };
+            let gone = free.bufs.swap_remove(i);
+            free.bytes -= gone.capacity();
+        }
+        free.bytes += buf.capacity();
+        free.bufs.push(buf);
+    }
+
+    /// Bytes of free buffers kept.
+    pub fn kept(&self) -> usize {
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).bytes
+    }
+}
+
+/// A buffer lent out as [`Bytes`], given back to its [`Buffers`] when dropped.
+struct Held {
+    buf: Vec<u8>,
+    home: Arc<Buffers>,
+}
+
+impl AsRef<[u8]> for Held {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.home.give(std::mem::take(&mut self.buf));
+    }
 }
 
 /// Accept or refuse content by its size and magic bytes. `bytes` holds the content (or, when
@@ -888,5 +1021,98 @@ mod tests {
         let r = preflight(Path::new(&long)).unwrap_err();
         assert!(r.reason.len() < 200, "{}", r.reason);
         assert!(r.reason.contains("x… (10013 bytes): "), "{}", r.reason);
+    }
+
+    #[test]
+    fn a_free_buffer_is_used_again_the_smallest_that_fits() {
+        let buffers = Arc::new(Buffers::default());
+        for cap in [300, 100, 200] {
+            buffers.give(Vec::with_capacity(cap));
+        }
+        assert_eq!(buffers.kept(), 600);
+        let b = buffers.take(150);
+        assert_eq!(b.capacity(), 200, "the smallest large enough");
+        assert_eq!(buffers.kept(), 400);
+        // None large enough: a new one, the free ones stay.
+        assert!(buffers.take(1000).capacity() >= 1000);
+        assert_eq!(buffers.kept(), 400);
+    }
+
+    #[test]
+    fn free_buffers_are_kept_within_their_budget() {
+        let buffers = Buffers::default();
+        let quarter = Buffers::KEEP / 4;
+        for _ in 0..4 {
+            buffers.give(Vec::with_capacity(quarter));
+        }
+        assert_eq!(buffers.kept(), Buffers::KEEP);
+        // One more: the smallest ones go to make room.
+        buffers.give(Vec::with_capacity(quarter + 1));
+        assert!(buffers.kept() <= Buffers::KEEP, "{}", buffers.kept());
+        assert_eq!(buffers.take(quarter + 1).capacity(), quarter + 1);
+        // Larger than the whole budget: not kept.
+        let before = buffers.kept();
+        buffers.give(Vec::with_capacity(Buffers::KEEP + 1));
+        assert_eq!(buffers.kept(), before);
+    }
+
+    #[test]
+    fn a_file_read_into_a_kept_buffer_gives_it_back_when_its_content_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let jpeg = |n: usize| {
+            let mut c = vec![0xFF, 0xD8, 0xFF, 0xE0];
+            c.resize(n, 7);
+            c
+        };
+        let (a, b) = (dir.path().join("a.jpg"), dir.path().join("b.jpg"));
+        std::fs::write(&a, jpeg(5000)).unwrap();
+        std::fs::write(&b, jpeg(4000)).unwrap();
+        let buffers = Arc::new(Buffers::default());
+        let first = preflight_with(&a, &buffers).unwrap();
+        let plain = preflight(&a).unwrap();
+        assert_eq!(first.bytes, plain.bytes);
+        assert_eq!(
+            (first.sha256, first.format, first.size),
+            (plain.sha256, plain.format, plain.size)
+        );
+        let upload = first.bytes.clone();
+        drop(first);
+        assert_eq!(buffers.kept(), 0, "still held by the upload");
+        let at = upload.as_ptr();
+        drop(upload);
+        assert!(buffers.kept() >= 5000);
+        // The next file is read into it, with its own content.
+        let second = preflight_with(&b, &buffers).unwrap();
+        assert_eq!(second.bytes.as_ptr(), at);
+        assert_eq!(&second.bytes[..], &jpeg(4000)[..]);
+        assert_eq!(second.sha256, sha(&jpeg(4000)));
+        assert_eq!(buffers.kept(), 0);
+    }
+
+    #[test]
+    fn a_read_replaces_what_the_buffer_held_grows_past_the_declared_size_and_stops_at_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let content: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&p, &content).unwrap();
+        let read = |first: usize, limit: usize, stale: usize| {
+            let mut buf = vec![0xEE; stale];
+            read_capped(&mut File::open(&p).unwrap(), &mut buf, first, limit).unwrap();
+            buf
+        };
+        // As declared, declared too small (the file grew), a buffer holding more than the file.
+        for (first, stale) in [(20_001, 0), (100, 0), (1, 30_000), (20_001, 50_000)] {
+            assert!(
+                read(first, 1 << 20, stale) == content,
+                "first {first}, stale {stale}"
+            );
+        }
+        assert!(
+            read(100, 12_345, 0) == content[..12_345],
+            "never past the limit"
+        );
+        assert!(read(20_001, 20_000, 0) == content, "exactly the limit");
+        std::fs::write(&p, b"").unwrap();
+        assert!(read(1, 1 << 20, 64).is_empty());
     }
 }

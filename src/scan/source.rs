@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::Stop;
 use crate::config::ScanConfig;
-use crate::input::preflight::{self, Prepared, Refusal};
+use crate::input::preflight::{self, Buffers, Prepared, Refusal};
 use crate::input::version::Version;
 use crate::input::{self, Event, Item};
 use crate::journal::{self, Index};
@@ -187,11 +187,11 @@ impl ReadAhead {
 
 /// Read `item`'s file here (on the checking thread) when it is a file to read; objects and
 /// bad rows are left to the runtime.
-fn read_here(item: &Item) -> Option<Result<Prepared, Refusal>> {
+fn read_here(item: &Item, buffers: &Arc<Buffers>) -> Option<Result<Prepared, Refusal>> {
     if item.problem.is_some() || input::bucket::uri_of(&item.path).is_some() {
         return None;
     }
-    Some(preflight::preflight(&item.path))
+    Some(preflight::preflight_with(&item.path, buffers))
 }
 
 enum Walked {
@@ -303,6 +303,8 @@ pub fn preflighted(
     let check_runtime = tokio::runtime::Handle::current();
     std::thread::spawn(move || {
         let _runtime = check_runtime.enter();
+        // The files' buffers, used again once their content is uploaded or dropped.
+        let buffers = Arc::new(Buffers::default());
         let mut out = Vec::with_capacity(batch_len);
         let mut out_bytes = 0;
         // Pass on what is ready, then wait for room in the read-ahead budget.
@@ -319,7 +321,7 @@ pub fn preflighted(
                     found.current =
                         !check_stop.is_stopped() && quick.look(&mut found.item, found.key);
                     if !found.current && !check_stop.is_stopped() {
-                        found.read = read_here(&found.item);
+                        found.read = read_here(&found.item, &buffers);
                         let held = found.held();
                         ahead.add(held);
                         out_bytes += held;

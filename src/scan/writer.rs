@@ -71,16 +71,16 @@ pub async fn write_records(
         tokio::select! {
             msg = rx.recv() => {
                 let Some(msg) = msg else { break };
-                let mut next = Some(msg);
                 // Take what else is queued, so its lines share one write and announced
                 // uploads one sync.
-                while let Some(msg) = next {
-                    if let Err(e) = ctx.handle(&mut writer, msg, &mut done, &mut acks) {
-                        // What was gathered before the failure is still kept.
-                        let _ = writer.flush();
-                        return Err(e);
+                ctx.take_queued(&mut writer, msg, &mut rx, &mut done, &mut acks)?;
+                if !acks.is_empty() {
+                    // An upload waits for the sync: let the other tasks ready now queue their
+                    // lines first, so that one sync covers theirs too.
+                    tokio::task::yield_now().await;
+                    if let Ok(msg) = rx.try_recv() {
+                        ctx.take_queued(&mut writer, msg, &mut rx, &mut done, &mut acks)?;
                     }
-                    next = rx.try_recv().ok();
                 }
                 // The leaders' records are written before anyone is told where they are.
                 writer.flush()?;
@@ -102,6 +102,27 @@ pub async fn write_records(
 }
 
 impl WriterCtx {
+    /// Handle `msg` and every message queued behind it.
+    fn take_queued(
+        &mut self,
+        writer: &mut Writer,
+        msg: ToWriter,
+        rx: &mut mpsc::Receiver<ToWriter>,
+        done: &mut Vec<Completion>,
+        acks: &mut Vec<oneshot::Sender<()>>,
+    ) -> Result<(), ScanError> {
+        let mut next = Some(msg);
+        while let Some(msg) = next {
+            if let Err(e) = self.handle(writer, msg, done, acks) {
+                // What was gathered before the failure is still kept.
+                let _ = writer.flush();
+                return Err(e);
+            }
+            next = rx.try_recv().ok();
+        }
+        Ok(())
+    }
+
     fn handle(
         &mut self,
         writer: &mut Writer,
