@@ -284,25 +284,16 @@ fn classify_success(status: u16, body: &[u8]) -> Outcome {
             };
         }
     };
-    match <LivenessResponse as serde::Deserialize>::deserialize(&raw) {
-        Ok(response) => match unusable(&raw, &response) {
-            None => Outcome::Result {
-                response: Box::new(response),
-                raw,
-            },
-            Some(why) => Outcome::BadAnswer {
-                message: format!(
-                    "HTTP {status} without a usable result: {why} (billed, no decision; a rerun \
-                     sends it again)"
-                ),
-                raw,
-            },
+    let response = LivenessResponse::from_raw(&raw);
+    match unusable(&raw, &response) {
+        None => Outcome::Result {
+            response: Box::new(response),
+            raw,
         },
-        // The model is lenient; this is unreachable for any JSON object, but never panic.
-        Err(e) => Outcome::BadAnswer {
+        Some(why) => Outcome::BadAnswer {
             message: format!(
-                "HTTP {status} with an unreadable result: {}",
-                truncate(&clean(&e.to_string()), SNIPPET)
+                "HTTP {status} without a usable result: {why} (billed, no decision; a rerun \
+                 sends it again)"
             ),
             raw,
         },

@@ -174,6 +174,124 @@ impl LivenessResponse {
     }
 }
 
+impl LivenessResponse {
+    /// The model read from a parsed 200 body by reference, with the same lenient rules as its
+    /// `Deserialize` (the same result for any JSON object), without copying each part of the
+    /// answer into a value of its own first. Anything but an object reads as the default.
+    pub fn from_raw(raw: &Value) -> Self {
+        let Value::Object(m) = raw else {
+            return Self::default();
+        };
+        Self {
+            request_id: text_at(m, "request_id"),
+            liveness: match m.get("liveness") {
+                Some(Value::Object(l)) => Liveness::from_map(l),
+                _ => Liveness::default(),
+            },
+            vendor_data: text_at(m, "vendor_data"),
+            metadata: value_at(m, "metadata"),
+            created_at: text_at(m, "created_at"),
+        }
+    }
+}
+
+impl Liveness {
+    fn from_map(m: &Map<String, Value>) -> Self {
+        Self {
+            status: text_at(m, "status"),
+            method: text_at(m, "method"),
+            score: number_at(m, "score"),
+            user_image: match m.get("user_image") {
+                Some(Value::Object(u)) => Some(UserImage::from_map(u)),
+                _ => None,
+            },
+            warnings: list_at(m, "warnings", Warning::from_map),
+            face_quality: number_at(m, "face_quality"),
+            face_luminance: number_at(m, "face_luminance"),
+        }
+    }
+}
+
+impl UserImage {
+    fn from_map(m: &Map<String, Value>) -> Self {
+        Self {
+            entities: list_at(m, "entities", Entity::from_map),
+            best_angle: number_at(m, "best_angle").map(|f| f.round() as i64),
+        }
+    }
+}
+
+impl Entity {
+    fn from_map(m: &Map<String, Value>) -> Self {
+        Self {
+            bbox: match m.get("bbox") {
+                Some(Value::Array(items)) => items.iter().map(value_to_f64).collect(),
+                _ => None,
+            },
+            confidence: number_at(m, "confidence"),
+            age: number_at(m, "age"),
+            gender: text_at(m, "gender"),
+            race: value_at(m, "race"),
+        }
+    }
+}
+
+impl Warning {
+    fn from_map(m: &Map<String, Value>) -> Self {
+        Self {
+            risk: text_at(m, "risk")
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(unknown_code),
+            feature: text_at(m, "feature"),
+            additional_data: value_at(m, "additional_data"),
+            log_type: text_at(m, "log_type")
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(unknown_severity),
+            short_description: text_at(m, "short_description"),
+            long_description: text_at(m, "long_description"),
+        }
+    }
+}
+
+/// A field as [`value_to_string`] reads it, without copying anything else.
+fn text_at(m: &Map<String, Value>, key: &str) -> Option<String> {
+    match m.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn number_at(m: &Map<String, Value>, key: &str) -> Option<f64> {
+    value_to_f64(m.get(key)?)
+}
+
+/// A field kept as it is, unless missing or null.
+fn value_at(m: &Map<String, Value>, key: &str) -> Option<Value> {
+    m.get(key).filter(|v| !v.is_null()).cloned()
+}
+
+/// A list as [`lenient_vec`] reads it: objects read by reference; any other element goes
+/// through `Deserialize` as before (a struct also reads from an array of its fields).
+fn list_at<T: serde::de::DeserializeOwned>(
+    m: &Map<String, Value>,
+    key: &str,
+    read: fn(&Map<String, Value>) -> T,
+) -> Vec<T> {
+    match m.get(key) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| match v {
+                Value::Object(o) => Some(read(o)),
+                other => serde_json::from_value(other.clone()).ok(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn unknown_code() -> String {
     "UNKNOWN".to_string()
 }
@@ -361,6 +479,58 @@ mod tests {
 
     fn parse(v: Value) -> LivenessResponse {
         serde_json::from_value(v).expect("lenient parse never fails on an object")
+    }
+
+    #[test]
+    fn reading_by_reference_gives_what_deserialize_gives() {
+        let odd = json!({
+            "request_id": 42,
+            "liveness": {
+                "status": true, "method": null, "score": "12.5", "face_quality": "x",
+                "face_luminance": 1e300, "extra": [1, 2],
+                "user_image": {
+                    "best_angle": "2.6",
+                    "entities": [
+                        {"bbox": [1, "2", 3, 4.5], "confidence": null, "age": "31",
+                         "gender": 1, "race": {"r": 1}},
+                        {"bbox": [1, "y", 3, 4], "race": null},
+                        {"bbox": "no"},
+                        [[0, 0, 9, 9], 0.5, 20, "male", null],
+                        [[0, 0, 1, 1], 0.5, 20, "male", null, "too many"],
+                        ["short"],
+                        "not a face", 7, null
+                    ]
+                },
+                "warnings": [
+                    {"risk": "  ", "log_type": " ERROR ", "additional_data": null},
+                    {"risk": 5, "feature": false, "additional_data": [1],
+                     "short_description": "s", "long_description": 2.5},
+                    {"log_type": ""},
+                    {},
+                    ["LOW_FACE_QUALITY", "f", null, "Warning"],
+                    "WARN", null, [], {"risk": null, "log_type": null}
+                ]
+            },
+            "vendor_data": false, "metadata": null, "created_at": "2026-06-12T01:04:42Z"
+        });
+        let cases = [
+            documented_declined(),
+            odd,
+            json!({}),
+            json!({"liveness": null, "metadata": {"a": [1]}}),
+            json!({"liveness": [1, 2], "vendor_data": "v"}),
+            json!({"liveness": {"user_image": [], "warnings": {"risk": "X"}}}),
+            json!({"liveness": {"user_image": null, "warnings": null}}),
+            json!({"liveness": {"user_image": {"entities": {}, "best_angle": null}}}),
+        ];
+        for v in cases {
+            let by_serde: LivenessResponse = parse(v.clone());
+            assert_eq!(LivenessResponse::from_raw(&v), by_serde, "{v}");
+        }
+        // Anything but an object reads as nothing.
+        for v in [json!(null), json!([1]), json!("Approved")] {
+            assert_eq!(LivenessResponse::from_raw(&v), LivenessResponse::default());
+        }
     }
 
     fn documented_declined() -> Value {
