@@ -334,49 +334,42 @@ impl Manifest {
             (None, true) => (path.to_string(), "path"),
             (None, false) => (format!("#row{row}"), ""),
         };
-        let digest = key_hash;
-        if let Some(dups) = self.dups.as_mut() {
-            let Some(first) = dups.given_before(digest(&key), row) else {
-                return key;
-            };
-            if !kind.is_empty() {
-                problems.push(format!(
-                    "duplicate {kind} {} (first on row {first})",
-                    shorten(&key)
-                ));
-            }
-            // As below; a failed read of the pass's file (its own temporary file) takes the
-            // name for free.
-            let base = std::mem::take(&mut key);
-            key = format!("{base}#row{row}");
-            let mut n = 1;
-            while !dups.give_renamed(digest(&key), row).unwrap_or(true) {
-                n += 1;
-                key = format!("{base}#row{row}.{n}");
-            }
-            return key;
-        }
-        let Some(seen) = self.seen.as_mut() else {
+        let first = if let Some(dups) = self.dups.as_ref() {
+            dups.given_before(key_hash(&key), row)
+        } else if let Some(seen) = self.seen.as_mut() {
+            seen.insert_new(key_hash(&key), row)
+        } else {
             return key;
         };
-        if let Some(first) = seen.insert_new(digest(&key), row) {
-            if !kind.is_empty() {
-                problems.push(format!(
-                    "duplicate {kind} {} (first on row {first})",
-                    shorten(&key)
-                ));
-            }
-            // Every key given out is remembered, renamed ones too, so a later (or earlier) row
-            // whose id happens to read `KEY#rowN` never shares it.
-            let base = std::mem::take(&mut key);
-            key = format!("{base}#row{row}");
-            let mut n = 1;
-            while seen.insert_new(digest(&key), row).is_some() {
-                n += 1;
-                key = format!("{base}#row{row}.{n}");
-            }
+        let Some(first) = first else {
+            return key;
+        };
+        if !kind.is_empty() {
+            problems.push(format!(
+                "duplicate {kind} {} (first on row {first})",
+                shorten(&key)
+            ));
+        }
+        // Every key given out is remembered, renamed ones too, so a later (or earlier) row
+        // whose id happens to read `KEY#rowN` never shares it.
+        let base = std::mem::take(&mut key);
+        key = format!("{base}#row{row}");
+        let mut n = 1;
+        while !self.claim(key_hash(&key), row) {
+            n += 1;
+            key = format!("{base}#row{row}.{n}");
         }
         key
+    }
+
+    /// Give a renamed key (its hash) to `row` unless an earlier row has it. A failed read of the
+    /// duplicate pass's file (its own temporary file) takes the name for free.
+    fn claim(&mut self, hash: u64, row: u64) -> bool {
+        match (self.dups.as_mut(), self.seen.as_mut()) {
+            (Some(dups), _) => dups.give_renamed(hash, row).unwrap_or(true),
+            (None, Some(seen)) => seen.insert_new(hash, row).is_none(),
+            (None, None) => true,
+        }
     }
 }
 
