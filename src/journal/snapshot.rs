@@ -367,6 +367,23 @@ mod tests {
         Index::build(&mut Reader::open(p).unwrap()).unwrap()
     }
 
+    /// A run that records nothing and ends cleanly, then the snapshot saved: it covers the
+    /// whole journal and gives the index of the whole journal. Returns the loaded index.
+    fn clean_rerun(p: &Path) -> Index {
+        append(
+            p,
+            &[
+                Line::Run(run_info(true, false)),
+                Line::End(RunEnd::default()),
+            ],
+        );
+        refresh(p).unwrap();
+        let (mut index, _, loaded) = load(p).unwrap();
+        assert_eq!(loaded, Loaded::Snapshot { tail: 0 });
+        assert_eq!(contents(&mut index), contents(&mut built(p)));
+        index
+    }
+
     #[test]
     fn a_snapshot_and_the_tail_give_the_index_of_the_whole_journal() {
         let dir = tempfile::tempdir().unwrap();
@@ -382,17 +399,7 @@ mod tests {
         assert_eq!(contents(&mut index), contents(&mut built(&p)));
 
         // A rerun that records nothing: the snapshot is saved again from the one it read.
-        append(
-            &p,
-            &[
-                Line::Run(run_info(true, false)),
-                Line::End(RunEnd::default()),
-            ],
-        );
-        refresh(&p).unwrap();
-        let (mut index, _, loaded) = load(&p).unwrap();
-        assert_eq!(loaded, Loaded::Snapshot { tail: 0 });
-        assert_eq!(contents(&mut index), contents(&mut built(&p)));
+        let index = clean_rerun(&p);
         assert_eq!(
             index.latest(key_digest("k1")),
             built(&p).latest(key_digest("k1"))
@@ -415,17 +422,7 @@ mod tests {
         refresh(&p).unwrap();
         assert_eq!(std::fs::read(&snap).unwrap(), before);
         // The next run ends cleanly: the snapshot now covers everything.
-        append(
-            &p,
-            &[
-                Line::Run(run_info(true, false)),
-                Line::End(RunEnd::default()),
-            ],
-        );
-        refresh(&p).unwrap();
-        let (mut index, _, loaded) = load(&p).unwrap();
-        assert_eq!(loaded, Loaded::Snapshot { tail: 0 });
-        assert_eq!(contents(&mut index), contents(&mut built(&p)));
+        let index = clean_rerun(&p);
         assert_eq!(index.orphans.len(), 2, "lost, and k1 of the dead run");
     }
 
