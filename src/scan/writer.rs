@@ -1,7 +1,8 @@
 //! The journal writer stage: the only task that appends to the journal (the lines of what is
-//! queued at once in one write). It records each finished item, announces uploads (a `sending` line, synced before the upload leaves), keeps
-//! the progress and the exit-code count current, syncs at least every second, and tells the
-//! dispatcher when a leader of identical images finished. A write that fails (a full disk)
+//! queued at once in one write). It records each finished item, announces uploads (a
+//! `sending` line, synced before the upload leaves), keeps the progress and the exit-code count
+//! current, syncs at least every second, and tells the dispatcher when a leader of identical
+//! images finished. A write that fails (a full disk)
 //! stops the whole run at once with that error.
 
 use std::collections::HashMap;
