@@ -233,8 +233,13 @@ impl Pacer {
     /// Wait for this caller's slot; if a 429 cooldown starts meanwhile, wait again.
     pub async fn acquire(&self) {
         loop {
-            let (slot, generation) = self.lock().reserve(Instant::now());
-            tokio::time::sleep_until(slot).await;
+            let now = Instant::now();
+            let (slot, generation) = self.lock().reserve(now);
+            if slot > now {
+                // A slot already due needs no timer: registering one would wake the runtime's
+                // driver for nothing, once per request when the pace is not what holds them.
+                tokio::time::sleep_until(slot).await;
+            }
             if self.lock().generation() == generation {
                 let now = Instant::now();
                 let mut log = self.sends.lock().unwrap_or_else(|p| p.into_inner());

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -123,7 +124,9 @@ impl std::error::Error for Refusal {}
 
 /// Lowercase hex of a SHA-256 digest.
 pub fn hex(sha: &[u8; 32]) -> String {
-    hex::encode(sha)
+    let mut out = [0u8; 64];
+    hex::encode_to_slice(sha, &mut out).expect("64 digits for 32 bytes");
+    String::from_utf8(out.to_vec()).expect("hex digits are ASCII")
 }
 
 /// Read, hash and check one file. Blocking: call it from a blocking context, but it never
@@ -181,27 +184,36 @@ fn read_checked(path: &Path, buffers: Option<&Arc<Buffers>>) -> Result<Prepared,
 }
 
 /// Read `file` from where it is to its end, at most `limit` bytes, into `buf` (its content
-/// replaced): first into `first` bytes, growing only when the file holds more. A file of the
-/// size it declared takes two reads (its bytes, then its end), not one per doubling of a
-/// buffer. Only the part of `buf` never written before is zeroed first.
+/// replaced): first into room for `first` bytes, growing only when the file holds more. A file
+/// of the size it declared takes two reads (its bytes, then its end), not one per doubling of a
+/// buffer. The bytes go straight into the buffer's spare capacity: nothing is zeroed first.
 fn read_capped(file: &mut File, buf: &mut Vec<u8>, first: usize, limit: usize) -> io::Result<()> {
-    buf.resize(first.min(limit), 0);
-    let mut filled = 0;
-    loop {
-        if filled == buf.len() {
-            if filled >= limit {
-                break;
-            }
-            buf.resize((filled * 2).clamp(8 << 10, limit), 0);
+    buf.clear();
+    buf.reserve(first.min(limit));
+    while buf.len() < limit {
+        if buf.len() == buf.capacity() {
+            let grown = (buf.len() * 2).clamp(8 << 10, limit);
+            buf.reserve_exact(grown - buf.len());
         }
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        let room = buf.capacity().min(limit) - buf.len();
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: `spare` is valid for writes of `room` bytes (room <= spare.len()), and read(2)
+        // writes at most that many.
+        let n = unsafe { libc::read(file.as_raw_fd(), spare.as_mut_ptr().cast(), room) };
+        match n {
+            0 => break,
+            n if n > 0 => {
+                // SAFETY: read(2) initialized the first `n` bytes of the spare capacity.
+                unsafe { buf.set_len(buf.len() + n as usize) };
+            }
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
         }
     }
-    buf.truncate(filled);
     Ok(())
 }
 
@@ -449,7 +461,6 @@ pub fn file_kind(ft: &std::fs::FileType) -> &'static str {
 /// report odd sizes and some block or never end when read.
 #[cfg(target_os = "linux")]
 fn pseudo_filesystem(file: &File) -> Option<&'static str> {
-    use std::os::fd::AsRawFd;
     let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
     // SAFETY: the descriptor is open for the duration of the call and `st` is a valid,
     // writable statfs buffer.

@@ -831,8 +831,8 @@ mod tests {
         assert_eq!(check.state(), "chained");
         assert_eq!(check.chained, 5);
         assert_eq!(
-            check.head.as_deref(),
-            Some(hex::encode(Sha256::digest(lines[4].as_bytes())).as_str())
+            check.head(),
+            Some(hex::encode(Sha256::digest(lines[4].as_bytes())))
         );
         // Lines still parse as before.
         let read: Vec<_> = Reader::open(&p).unwrap().collect::<Result<_, _>>().unwrap();

@@ -283,10 +283,34 @@ pub struct ChainCheck {
     pub unchained: u64,
     /// The first line that carries a `prev`.
     pub first_chained: Option<u64>,
-    /// SHA-256 (hex) of the last non-blank line: the chain's head.
-    pub head: Option<String>,
+    /// SHA-256 of the last non-blank line: the chain's head (in hex in a checkpoint).
+    #[serde(with = "hex_digest")]
+    head: Option<[u8; 32]>,
     /// The first break found; later lines are still counted.
     pub broken: Option<ChainBreak>,
+}
+
+/// A digest kept as bytes and written as 64 hex digits, as checkpoints always held it.
+mod hex_digest {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(d: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&hex::encode(d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|h| {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(&h, &mut out)
+                    .map(|()| out)
+                    .map_err(|e| D::Error::custom(format!("a chain head of 64 hex digits: {e}")))
+            })
+            .transpose()
+    }
 }
 
 /// Where the chain first breaks, and what that means.
@@ -310,7 +334,7 @@ impl ChainCheck {
         }
         let line = self.lines;
         let hash: [u8; 32] = sha2::Sha256::digest(raw).into();
-        let head = self.head.replace(hex::encode(hash));
+        let head = self.head.replace(hash);
         match prev_of(raw) {
             None => {
                 self.unchained += 1;
@@ -329,10 +353,7 @@ impl ChainCheck {
                 self.chained += 1;
                 self.first_chained.get_or_insert(line);
                 let starts = prev == super::CHAIN_START && raw.starts_with(br#"{"type":"run","#);
-                let follows = head.as_deref().is_some_and(|h| {
-                    let mut want = [0u8; 32];
-                    hex::decode_to_slice(h, &mut want).is_ok() && want == prev
-                });
+                let follows = head == Some(prev);
                 if !(starts || follows) {
                     let reason = if line == 1 || head.is_none() {
                         format!(
@@ -351,6 +372,12 @@ impl ChainCheck {
                 }
             }
         }
+    }
+
+    /// SHA-256 (hex) of the last non-blank line: the chain's head, which vouches for every
+    /// line before it.
+    pub fn head(&self) -> Option<String> {
+        self.head.map(hex::encode)
     }
 
     fn fail(&mut self, line: u64, offset: u64, reason: String) {

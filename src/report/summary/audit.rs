@@ -110,7 +110,7 @@ impl From<&ChainCheck> for ChainSummary {
             lines: c.lines,
             chained_lines: c.chained,
             unchained_lines: c.unchained,
-            head: c.head.clone(),
+            head: c.head(),
             broken: c.broken.clone(),
         }
     }
