@@ -4,12 +4,6 @@
 use clap::Parser;
 use liveness_batch::cli::Cli;
 
-/// mimalloc rather than the system allocator: a scan allocates and frees small blocks per
-/// request on one thread while the reader hands buffers over from another, which it does with
-/// less CPU (see the README's figures).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() {
     let cli = Cli::parse();
     let runtime = match liveness_batch::Runtime::for_command(&cli.command).build() {
