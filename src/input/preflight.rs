@@ -410,10 +410,30 @@ pub(crate) fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), Unr
         .map_err(|e| Unreadable::Open(shown(), e))?;
     let meta = file.metadata().map_err(|e| Unreadable::Open(shown(), e))?;
     check_kind(&meta, path)?;
-    if let Some(fs) = pseudo_filesystem(&file) {
-        return Err(Unreadable::Pseudo(shown(), fs));
+    if !on_checked_device(&meta) {
+        if let Some(fs) = pseudo_filesystem(&file) {
+            return Err(Unreadable::Pseudo(shown(), fs));
+        }
+        remember_device(&meta);
     }
     Ok((file, meta))
+}
+
+thread_local! {
+    /// The device of the last file found on an ordinary filesystem: files on the same device
+    /// are on that filesystem too (/proc and /sys, bind-mounted or not, keep their own device
+    /// numbers), so they need no statfs of their own.
+    static CHECKED_DEVICE: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+fn on_checked_device(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    CHECKED_DEVICE.with(|d| d.get() == Some(meta.dev()))
+}
+
+fn remember_device(meta: &std::fs::Metadata) {
+    use std::os::unix::fs::MetadataExt;
+    CHECKED_DEVICE.with(|d| d.set(Some(meta.dev())));
 }
 
 fn check_kind(meta: &std::fs::Metadata, path: &Path) -> Result<(), Unreadable> {
@@ -1018,6 +1038,11 @@ mod tests {
             if std::fs::File::open(p).is_err() {
                 continue; // not on this system, or not ours to open
             }
+            // A file on an ordinary filesystem read first on this thread (its device is then
+            // remembered) changes nothing for the next one.
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("a.jpg"), [0xFF, 0xD8, 0xFF, 0xE0, 0, 0]).unwrap();
+            preflight(&dir.path().join("a.jpg")).unwrap();
             let r = preflight(p).unwrap_err();
             assert_eq!(
                 r.reason,
