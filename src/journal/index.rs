@@ -395,6 +395,12 @@ impl Index {
         self.by_key.without_result() as usize
     }
 
+    /// The first lookup that could not read the index file, if any: since then a lookup may
+    /// have answered "not recorded" wrongly, so nothing decided from one may be acted on.
+    pub fn read_error(&self) -> Option<std::io::Error> {
+        self.by_key.read_error()
+    }
+
     /// Distinct keys recorded.
     pub fn keys(&self) -> usize {
         self.by_key.len() as usize

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use super::index::KeyState;
 use crate::record::Class;
@@ -40,6 +41,8 @@ pub struct KeyIndex {
     table: Table,
     keys: u64,
     without_result: u64,
+    /// The first read of the index file that failed (its kind and message).
+    failed: OnceLock<(io::ErrorKind, String)>,
 }
 
 enum Table {
@@ -59,6 +62,7 @@ impl Default for KeyIndex {
             table: Table::Memory(Vec::new()),
             keys: 0,
             without_result: 0,
+            failed: OnceLock::new(),
         }
     }
 }
@@ -106,12 +110,23 @@ impl KeyIndex {
         self.without_result
     }
 
-    /// `key`'s latest record. A read of the index file that fails (the file is this process's
-    /// own open file, so only a failing disk does that) stops the process: answering "not
-    /// recorded" instead could send, and bill, an item again.
+    /// `key`'s latest record. A read of the index file that fails (a failing disk, or the file
+    /// cut short by someone else) answers `None` and is kept: from then on
+    /// [`KeyIndex::read_error`] names it, and the scan checks it before it acts on any answer,
+    /// so a wrong "not recorded" never sends (and bills) an item again.
     pub fn get(&self, key: u64) -> Option<KeyState> {
-        self.try_get(key)
-            .unwrap_or_else(|e| panic!("cannot read the resume index: {e}"))
+        self.try_get(key).unwrap_or_else(|e| {
+            let _ = self.failed.set((e.kind(), e.to_string()));
+            None
+        })
+    }
+
+    /// The first read of the index file that failed, if any: every lookup since may have
+    /// answered "not recorded" wrongly.
+    pub fn read_error(&self) -> Option<io::Error> {
+        self.failed
+            .get()
+            .map(|(kind, message)| io::Error::new(*kind, message.clone()))
     }
 
     fn try_get(&self, key: u64) -> io::Result<Option<KeyState>> {
@@ -175,6 +190,7 @@ impl KeyIndex {
             },
             keys: count,
             without_result: checked.without_result,
+            failed: OnceLock::new(),
         }
     }
 
@@ -485,6 +501,7 @@ impl TableWriter {
                 keys: self.count,
                 without_result: self.checked.without_result,
                 table: Table::Memory(self.memory),
+                failed: OnceLock::new(),
             });
         };
         let file = w.into_inner().map_err(|e| e.into_error())?;
@@ -536,6 +553,34 @@ mod tests {
             b.record(*k, *s).unwrap();
         }
         b.finish().unwrap()
+    }
+
+    #[test]
+    fn a_lookup_that_cannot_read_the_file_answers_none_and_keeps_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = keys(10_000, 3);
+        let updates: Vec<_> = all
+            .iter()
+            .map(|k| (*k, state(1, Class::Result, *k)))
+            .collect();
+        let index = built(KeyIndex::default(), dir.path(), &updates);
+        assert!(index.on_disk());
+        assert!(index.get(all[0]).is_some());
+        assert!(index.read_error().is_none());
+        // The file cut short under the index (as a failing disk or another process could).
+        let Table::File { file, .. } = &index.table else {
+            unreachable!("on disk")
+        };
+        file.set_len(0).unwrap();
+        assert_eq!(index.get(all[1]), None);
+        let e = index.read_error().expect("the failed read is kept");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        // Still there after later lookups.
+        assert_eq!(index.get(all[2]), None);
+        assert_eq!(
+            index.read_error().unwrap().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
     }
 
     #[test]

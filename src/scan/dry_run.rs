@@ -40,7 +40,7 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
     let index = Arc::new(index);
     let mut machine = Dispatcher::new(index.clone(), cfg.dedupe, cfg.retry_failed);
     let quick = QuickCheck {
-        index,
+        index: index.clone(),
         retry_failed: cfg.retry_failed,
         checksum: cfg.checksum,
         storage: cfg.source_options.storage.clone(),
@@ -68,7 +68,16 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
                     refused: ready.refused(),
                     current: matches!(ready.checked, Checked::Current),
                 };
-                match machine.admit((), facts) {
+                let decision = machine.admit((), facts);
+                if let Some(source) = index.read_error() {
+                    // Counts resting on a lookup that could not read the index would be wrong.
+                    return Err(ScanError::Journal(journal::JournalError::Io {
+                        op: "read the resume index in",
+                        path: cfg.out.clone(),
+                        source,
+                    }));
+                }
+                match decision {
                     Decision::Skip(()) => est.done += 1,
                     Decision::Refuse(()) => {
                         est.refused += 1;

@@ -1,6 +1,7 @@
 //! The pipeline on one screen: open, dispatch, drain, finish.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
@@ -19,7 +20,8 @@ use crate::config::ScanConfig;
 use crate::exit::Exit;
 use crate::input::{self, Item};
 use crate::journal::{
-    self, DirLock, Index, Line, LinesAt, RunEnd, RunOutcome, Settings, Unchanged, Writer,
+    self, DirLock, Index, JournalError, Line, LinesAt, RunEnd, RunOutcome, Settings, Unchanged,
+    Writer,
 };
 use crate::messages;
 use crate::pace::Pacer;
@@ -109,6 +111,8 @@ struct Pipeline {
     without_result: Arc<AtomicI64>,
     stop: Stop,
     started: Instant,
+    /// The out dir, which holds the resume index (named when it cannot be read).
+    out_dir: PathBuf,
 }
 
 /// What the drained pipeline hands to the end of the run.
@@ -194,6 +198,7 @@ impl Pipeline {
             without_result,
             stop,
             started: Instant::now(),
+            out_dir: cfg.out.clone(),
         })
     }
 }
@@ -282,6 +287,8 @@ impl Pipeline {
                 else => break,
             }
         }
+        // A lookup after the last decision (the writer's) that could not read the index.
+        self.stop_on_index_error();
         // Items still held behind a leader that will never answer (the writer failed).
         RunCounts::add(&self.counts.not_processed, self.machine.waiting());
         if !self.stop.is_stopped() || input_done {
@@ -321,7 +328,18 @@ impl Pipeline {
         };
         let sha256 = ready.sha256().map(crate::input::preflight::hex);
         let Ready { item, key, checked } = ready;
-        match self.machine.admit(item, facts) {
+        let decision = self.machine.admit(item, facts);
+        if self.stop_on_index_error() {
+            // The decision may rest on a lookup that answered "not recorded" wrongly: act on
+            // none of it, so nothing is sent or recorded again.
+            RunCounts::add(&self.counts.not_processed, 1);
+            if let (Decision::Lead(_), Some(c)) = (&decision, content) {
+                let released = self.machine.complete(c, None, true);
+                Box::pin(self.release(c, released)).await;
+            }
+            return;
+        }
+        match decision {
             Decision::Skip(item) => {
                 RunCounts::add(&self.counts.skipped_done, 1);
                 if facts.current {
@@ -352,6 +370,19 @@ impl Pipeline {
             Decision::Follow(item, offset) => self.follow(item, offset).await,
             Decision::Wait => {}
         }
+    }
+
+    /// Stop the run when a lookup could not read the resume index (true then).
+    fn stop_on_index_error(&self) -> bool {
+        let Some(source) = self.quick.index.read_error() else {
+            return false;
+        };
+        self.stop.fail(ScanError::Journal(JournalError::Io {
+            op: "read the resume index in",
+            path: self.out_dir.clone(),
+            source,
+        }));
+        true
     }
 
     /// An item read again and skipped (same content as recorded): when its version is not the

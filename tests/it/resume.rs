@@ -1424,3 +1424,107 @@ async fn unknown_outcomes_are_recorded_or_retried_and_counted() {
         s["requests"]
     );
 }
+
+/// The process's open files that are `path` (through `/proc/<pid>/fd`).
+fn holds_open(pid: u32, path: &Path) -> bool {
+    let Ok(want) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == want))
+}
+
+/// A resume looks keys up in the saved resume index as it goes, reading the file each time. A
+/// read that fails (the file cut short under the run, as a failing disk or another process
+/// could do) stops the run with an I/O error naming the index, before anything decided from
+/// that lookup is acted on: nothing is sent or recorded again, and nothing panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_index_that_cannot_be_read_stops_the_run_with_an_io_error() {
+    use tokio::io::AsyncWriteExt;
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let shas = images(&src, 6, 170_000);
+    let out = tmp.path().join("out");
+    let mut manifest = String::from("path\n");
+    let mut keys: Vec<&String> = shas.keys().collect();
+    keys.sort();
+    for k in keys {
+        manifest.push_str(&format!("{}\n", src.join(k).display()));
+    }
+    let argv = loud_args(Path::new("-"), &out, &[]);
+    let start = |argv: &[String]| {
+        Command::new(common::bin())
+            .args(argv)
+            .env("DIDIT_API_KEY", KEY)
+            .env("DIDIT_BASE_URL", emu.base_url())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn liveness-batch")
+    };
+
+    // A first run screens every item and saves the index.
+    let mut first = start(&argv);
+    let mut stdin = first.stdin.take().unwrap();
+    stdin.write_all(manifest.as_bytes()).await.unwrap();
+    drop(stdin);
+    let done = first.wait_with_output().await.unwrap();
+    assert_eq!(done.status.code(), Some(0), "{done:?}");
+    let index = out.join(".liveness-batch-index");
+    assert!(index.is_file());
+    let sent = emu.stats().requests;
+    assert_eq!(sent, 6);
+    let items_before = Journal::read(&out).unwrap().items().len();
+
+    // The rerun has the index open before it reads its first row (after the header): cut the
+    // file short then.
+    let mut rerun = start(&argv);
+    let pid = rerun.id().unwrap();
+    let mut stdin = rerun.stdin.take().unwrap();
+    let (header, rows) = manifest.split_at(manifest.find('\n').unwrap() + 1);
+    stdin.write_all(header.as_bytes()).await.unwrap();
+    stdin.flush().await.unwrap();
+    wait_until("the rerun to open the resume index", || {
+        holds_open(pid, &index)
+    })
+    .await;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&index)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    stdin.write_all(rows.as_bytes()).await.unwrap();
+    drop(stdin);
+    let done = tokio::time::timeout(Duration::from_secs(30), rerun.wait_with_output())
+        .await
+        .expect("the rerun ends")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(
+        done.status.code(),
+        Some(liveness_batch::exit::Exit::Io.code()),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "cannot read the resume index in {}",
+            out.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(emu.stats().requests, sent, "nothing was sent again");
+    assert_eq!(
+        Journal::read(&out).unwrap().items().len(),
+        items_before,
+        "nothing was recorded from a lookup that failed"
+    );
+}
