@@ -1443,6 +1443,18 @@ fn holds_open(pid: u32, path: &Path) -> bool {
 /// that lookup is acted on: nothing is sent or recorded again, and nothing panics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_index_that_cannot_be_read_stops_the_run_with_an_io_error() {
+    index_cut_short_under_a_rerun(&[]).await;
+}
+
+/// The same for a dry run: its estimate would rest on lookups that answered wrongly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_index_that_cannot_be_read_stops_a_dry_run_with_an_io_error() {
+    index_cut_short_under_a_rerun(&["--dry-run"]).await;
+}
+
+/// A first run over six images from standard input, then a rerun with `extra` whose saved
+/// index is cut short once it has opened it and before it reads its rows.
+async fn index_cut_short_under_a_rerun(extra: &[&str]) {
     use tokio::io::AsyncWriteExt;
     let emu = common::emulator(|_| {}).await;
     let tmp = tempfile::tempdir().unwrap();
@@ -1485,6 +1497,8 @@ async fn a_resume_index_that_cannot_be_read_stops_the_run_with_an_io_error() {
 
     // The rerun has the index open before it reads its first row (after the header): cut the
     // file short then.
+    let mut argv = argv.clone();
+    argv.extend(extra.iter().map(|s| s.to_string()));
     let mut rerun = start(&argv);
     let pid = rerun.id().unwrap();
     let mut stdin = rerun.stdin.take().unwrap();
