@@ -105,16 +105,34 @@ where
         match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => stop.fail(e),
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "no message".to_string());
-                stop.fail(ScanError::Panicked { stage, message });
-            }
+            Err(panic) => stop.fail(ScanError::Panicked {
+                stage,
+                message: panic_message(panic.as_ref()),
+            }),
         }
     })
+}
+
+/// The text a panic carried.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string())
+}
+
+/// Run a stage's work on a thread of its own; a panic in it stops the run with its cause. The
+/// caller keeps the sender of the thread's channel outside `work`: dropped only after the
+/// failure is recorded, its closing can never pass for the end of the input, which would let
+/// the run claim it read everything.
+fn guarded(stage: &'static str, stop: &Stop, work: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        stop.fail(ScanError::Panicked {
+            stage,
+            message: panic_message(panic.as_ref()),
+        });
+    }
 }
 
 pub fn now_rfc3339() -> String {
@@ -169,6 +187,40 @@ mod tests {
             .await
             .unwrap();
         assert!(!stop.is_stopped(), "a stage that ends well stops nothing");
+    }
+
+    #[test]
+    fn a_panicking_thread_stops_the_run_with_its_cause_before_its_sender_closes() {
+        let stop = Stop::default();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let tx = tx;
+                guarded("checking thread", &stop, || {
+                    let _ = &tx;
+                    if stop_now() {
+                        panic!("index out of bounds");
+                    }
+                });
+                // Only now may the channel close.
+                assert!(stop.is_stopped());
+                drop(tx);
+            }
+        })
+        .join()
+        .unwrap();
+        assert!(rx.recv().is_err(), "closed after the failure was recorded");
+        let err = stop.take_failure().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "internal error: the checking thread panicked: index out of bounds"
+        );
+        assert_eq!(err.exit_code(), Exit::Internal);
+
+        let stop = Stop::default();
+        guarded("walker", &stop, || {});
+        assert!(!stop.is_stopped(), "work that ends well stops nothing");
     }
 
     fn stop_now() -> bool {

@@ -248,8 +248,7 @@ pub fn preflighted(
     let (walked_tx, walked_rx) = std::sync::mpsc::sync_channel::<Vec<Walked>>(8);
     // Bucket listings block on this runtime, page by page, from the walking thread.
     let runtime = tokio::runtime::Handle::current();
-    std::thread::spawn(move || {
-        let _runtime = runtime.enter();
+    let walk = move |walked_tx: &std::sync::mpsc::SyncSender<Vec<Walked>>| {
         let iter = match input::open(&sources, &opts) {
             Ok(it) => it,
             Err(e) => {
@@ -295,14 +294,20 @@ pub fn preflighted(
         if !batch.is_empty() {
             let _ = walked_tx.send(batch);
         }
+    };
+    let walker_stop = stop.clone();
+    std::thread::spawn(move || {
+        let _runtime = runtime.enter();
+        // Owned here, not by `walk`: it closes only once a panic is recorded.
+        let walked_tx = walked_tx;
+        super::guarded("walker", &walker_stop, || walk(&walked_tx));
     });
     let check_stop = stop.clone();
     let ahead = Arc::new(ReadAhead::default());
     let taker = ahead.clone();
     // A manifest's object URIs are looked up (HEAD) on this runtime from the checking thread.
     let check_runtime = tokio::runtime::Handle::current();
-    std::thread::spawn(move || {
-        let _runtime = check_runtime.enter();
+    let check = move |tx: &mpsc::Sender<Vec<Walked>>| {
         // The files' buffers, used again once their content is uploaded or dropped.
         let buffers = Arc::new(Buffers::default());
         let mut out = Vec::with_capacity(batch_len);
@@ -339,6 +344,13 @@ pub fn preflighted(
                 return;
             }
         }
+    };
+    let checker_stop = stop.clone();
+    std::thread::spawn(move || {
+        let _runtime = check_runtime.enter();
+        // Owned here, not by `check`: it closes only once a panic is recorded.
+        let tx = tx;
+        super::guarded("checking thread", &checker_stop, || check(&tx));
     });
     let stream =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
