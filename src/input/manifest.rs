@@ -255,15 +255,17 @@ impl Manifest {
         }
     }
 
-    /// The current row's path and id cells, as [`Manifest::cells`] reads them.
-    fn key_cells(&self) -> (String, Option<String>) {
-        let cell = |i: usize| -> String {
-            let raw = self.record.get(i).unwrap_or(b"");
-            match std::str::from_utf8(raw) {
-                Ok(s) => s.to_string(),
-                Err(_) => escape_bytes(raw),
-            }
-        };
+    /// Cell `i` of the current row as text: `Err` holds a cell that is not UTF-8, escaped
+    /// losslessly (so two different bad cells never look the same).
+    fn cell(&self, i: usize) -> Result<String, String> {
+        let raw = self.record.get(i).unwrap_or(b"");
+        std::str::from_utf8(raw)
+            .map(str::to_string)
+            .map_err(|_| escape_bytes(raw))
+    }
+
+    /// The path and id cells, trimmed (an empty id is none), read through `cell`.
+    fn path_and_id(&self, mut cell: impl FnMut(usize) -> String) -> (String, Option<String>) {
         let path = cell(self.cols.path).trim().to_string();
         let id = self
             .cols
@@ -273,26 +275,22 @@ impl Manifest {
         (path, id)
     }
 
-    /// The current row's cells by role; a cell that is not UTF-8 is escaped losslessly (so two
-    /// different bad cells never look the same) and noted.
+    /// The current row's path and id cells, as [`Manifest::cells`] reads them.
+    fn key_cells(&self) -> (String, Option<String>) {
+        self.path_and_id(|i| self.cell(i).unwrap_or_else(|escaped| escaped))
+    }
+
+    /// The current row's cells by role; a cell that is not UTF-8 is escaped losslessly and
+    /// noted.
     fn cells(&self) -> Cells {
         let mut utf8 = true;
         let mut cell = |i: usize| -> String {
-            let raw = self.record.get(i).unwrap_or(b"");
-            match std::str::from_utf8(raw) {
-                Ok(s) => s.to_string(),
-                Err(_) => {
-                    utf8 = false;
-                    escape_bytes(raw)
-                }
-            }
+            self.cell(i).unwrap_or_else(|escaped| {
+                utf8 = false;
+                escaped
+            })
         };
-        let path = cell(self.cols.path).trim().to_string();
-        let id = self
-            .cols
-            .id
-            .map(|i| cell(i).trim().to_string())
-            .filter(|s| !s.is_empty());
+        let (path, id) = self.path_and_id(&mut cell);
         let vendor_data = self
             .cols
             .vendor_data
