@@ -49,12 +49,17 @@ fn spawn(emu: &Emulator, args: &[String]) -> Child {
 }
 
 fn spawn_with(emu: &Emulator, args: &[String], out: fn() -> Stdio) -> Child {
+    launch(emu, args, Stdio::null(), out)
+}
+
+/// Start the binary against `emu` with this standard input and output.
+fn launch(emu: &Emulator, args: &[String], stdin: Stdio, out: fn() -> Stdio) -> Child {
     Command::new(common::bin())
         .args(args)
         .env("DIDIT_API_KEY", KEY)
         .env("DIDIT_BASE_URL", emu.base_url())
         .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(out())
         .stderr(out())
         .kill_on_drop(true)
@@ -710,19 +715,21 @@ async fn a_second_ctrl_c_exits_at_once_and_the_next_run_completes() {
     assert_all_results(&out, &inputs);
 }
 
-/// Spawn `scan` reading its manifest from a standard input the test keeps open.
-fn spawn_stdin(emu: &Emulator, argv: &[String]) -> Child {
-    Command::new(common::bin())
-        .args(argv)
-        .env("DIDIT_API_KEY", KEY)
-        .env("DIDIT_BASE_URL", emu.base_url())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn liveness-batch")
+/// Spawn `scan` reading its manifest from a standard input the test keeps open; its output
+/// goes to `out`.
+fn spawn_stdin(emu: &Emulator, argv: &[String], out: fn() -> Stdio) -> Child {
+    launch(emu, argv, Stdio::piped(), out)
+}
+
+/// A `path` manifest of the images in `src` (keys of `shas`), in key order.
+fn path_manifest(src: &Path, shas: &HashMap<String, String>) -> String {
+    let mut keys: Vec<&String> = shas.keys().collect();
+    keys.sort();
+    let mut manifest = String::from("path\n");
+    for k in keys {
+        manifest.push_str(&format!("{}\n", src.join(k).display()));
+    }
+    manifest
 }
 
 /// Wait up to 15 s for `child` to exit after a signal; fail (and kill it) if it does not.
@@ -749,14 +756,9 @@ async fn ctrl_c_stops_a_scan_whose_stdin_manifest_is_still_open() {
     let shas = images(&src, 20, 150_000);
     let out = tmp.path().join("out");
     let argv = args(Path::new("-"), &out, &["--concurrency", "2"]);
-    let mut child = spawn_stdin(&emu, &argv);
+    let mut child = spawn_stdin(&emu, &argv, Stdio::null);
     let mut stdin = child.stdin.take().unwrap();
-    let mut manifest = String::from("path\n");
-    let mut keys: Vec<&String> = shas.keys().collect();
-    keys.sort();
-    for k in keys {
-        manifest.push_str(&format!("{}\n", src.join(k).display()));
-    }
+    let manifest = path_manifest(&src, &shas);
     stdin.write_all(manifest.as_bytes()).await.unwrap();
     stdin.flush().await.unwrap();
     wait_until("requests to flow", || emu.stats().requests >= 4).await;
@@ -785,7 +787,7 @@ async fn ctrl_c_stops_a_dry_run() {
     let out = tmp.path().join("out");
     let mut argv = args(Path::new("-"), &out, &[]);
     argv.push("--dry-run".into());
-    let mut child = spawn_stdin(&emu, &argv);
+    let mut child = spawn_stdin(&emu, &argv, Stdio::null);
     let mut stdin = child.stdin.take().unwrap();
     let mut manifest = String::from("path\n");
     for i in 0..6000 {
@@ -1461,26 +1463,9 @@ async fn index_cut_short_under_a_rerun(extra: &[&str]) {
     let src = tmp.path().join("src");
     let shas = images(&src, 6, 170_000);
     let out = tmp.path().join("out");
-    let mut manifest = String::from("path\n");
-    let mut keys: Vec<&String> = shas.keys().collect();
-    keys.sort();
-    for k in keys {
-        manifest.push_str(&format!("{}\n", src.join(k).display()));
-    }
+    let manifest = path_manifest(&src, &shas);
     let argv = loud_args(Path::new("-"), &out, &[]);
-    let start = |argv: &[String]| {
-        Command::new(common::bin())
-            .args(argv)
-            .env("DIDIT_API_KEY", KEY)
-            .env("DIDIT_BASE_URL", emu.base_url())
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn liveness-batch")
-    };
+    let start = |argv: &[String]| spawn_stdin(&emu, argv, Stdio::piped);
 
     // A first run screens every item and saves the index.
     let mut first = start(&argv);
