@@ -395,10 +395,14 @@ impl Index {
         self.by_key.without_result() as usize
     }
 
-    /// The first lookup that could not read the index file, if any: since then a lookup may
-    /// have answered "not recorded" wrongly, so nothing decided from one may be acted on.
-    pub fn read_error(&self) -> Option<std::io::Error> {
-        self.by_key.read_error()
+    /// `Err` once a lookup could not read the index file (kept in `dir`, the out dir): since
+    /// then a lookup may have answered "not recorded" wrongly, so nothing decided from one may
+    /// be acted on.
+    pub fn readable(&self, dir: &Path) -> Result<(), JournalError> {
+        match self.by_key.read_error() {
+            None => Ok(()),
+            Some(e) => Err(JournalError::io("read the resume index in", dir)(e)),
+        }
     }
 
     /// Distinct keys recorded.

@@ -69,14 +69,8 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
                     current: matches!(ready.checked, Checked::Current),
                 };
                 let decision = machine.admit((), facts);
-                if let Some(source) = index.read_error() {
-                    // Counts resting on a lookup that could not read the index would be wrong.
-                    return Err(ScanError::Journal(journal::JournalError::Io {
-                        op: "read the resume index in",
-                        path: cfg.out.clone(),
-                        source,
-                    }));
-                }
+                // Counts resting on a lookup that could not read the index would be wrong.
+                index.readable(&cfg.out)?;
                 match decision {
                     Decision::Skip(()) => est.done += 1,
                     Decision::Refuse(()) => {

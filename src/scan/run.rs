@@ -20,8 +20,7 @@ use crate::config::ScanConfig;
 use crate::exit::Exit;
 use crate::input::{self, Item};
 use crate::journal::{
-    self, DirLock, Index, JournalError, Line, LinesAt, RunEnd, RunOutcome, Settings, Unchanged,
-    Writer,
+    self, DirLock, Index, Line, LinesAt, RunEnd, RunOutcome, Settings, Unchanged, Writer,
 };
 use crate::messages;
 use crate::pace::Pacer;
@@ -331,8 +330,11 @@ impl Pipeline {
         let decision = self.machine.admit(item, facts);
         if self.stop_on_index_error() {
             // The decision may rest on a lookup that answered "not recorded" wrongly: act on
-            // none of it, so nothing is sent or recorded again.
-            RunCounts::add(&self.counts.not_processed, 1);
+            // none of it, so nothing is sent or recorded again. (A waiter is counted with the
+            // others still waiting when the dispatch ends.)
+            if !matches!(decision, Decision::Wait) {
+                RunCounts::add(&self.counts.not_processed, 1);
+            }
             if let (Decision::Lead(_), Some(c)) = (&decision, content) {
                 let released = self.machine.complete(c, None, true);
                 Box::pin(self.release(c, released)).await;
@@ -374,15 +376,13 @@ impl Pipeline {
 
     /// Stop the run when a lookup could not read the resume index (true then).
     fn stop_on_index_error(&self) -> bool {
-        let Some(source) = self.quick.index.read_error() else {
-            return false;
-        };
-        self.stop.fail(ScanError::Journal(JournalError::Io {
-            op: "read the resume index in",
-            path: self.out_dir.clone(),
-            source,
-        }));
-        true
+        match self.quick.index.readable(&self.out_dir) {
+            Ok(()) => false,
+            Err(e) => {
+                self.stop.fail(e.into());
+                true
+            }
+        }
     }
 
     /// An item read again and skipped (same content as recorded): when its version is not the

@@ -2,8 +2,8 @@
 //! queued at once in one write). It records each finished item, announces uploads (a
 //! `sending` line, synced before the upload leaves), keeps the progress and the exit-code count
 //! current, syncs at least every second, and tells the dispatcher when a leader of identical
-//! images finished. A write that fails (a full disk)
-//! stops the whole run at once with that error.
+//! images finished. A write that fails (a full disk) stops the whole run at once with that
+//! error.
 
 use std::collections::HashMap;
 use std::sync::Arc;
