@@ -17,6 +17,13 @@ pub const CHAIN_START: [u8; 32] = [0; 32];
 /// How the chain field is written: the last field of every line, `,"prev":"<64 hex>"}`.
 pub(super) const PREV_FIELD: &[u8] = br#","prev":""#;
 
+/// Sees every line as the [`Writer`] gathers it: where it starts, its bytes as written (line
+/// break excluded) and the line itself, in journal order. A scan that starts a journal builds
+/// its outputs' summary from what its tap saw instead of reading the journal back.
+pub trait Tap: std::any::Any + Send {
+    fn line(&mut self, offset: u64, raw: &[u8], line: &Line);
+}
+
 /// Appends lines to the journal: one `write` per line ([`Writer::append`]) or per batch
 /// ([`Writer::gather`] then [`Writer::flush`]), data synced to disk at least every
 /// [`SYNC_EVERY`] and on [`Writer::finish`].
@@ -33,6 +40,7 @@ pub struct Writer {
     /// SHA-256 of the last line written (its bytes without the line break), or
     /// [`CHAIN_START`] for an empty journal.
     prev: [u8; 32],
+    tap: Option<Box<dyn Tap>>,
 }
 
 impl Writer {
@@ -79,7 +87,23 @@ impl Writer {
             dirty: false,
             line: Vec::with_capacity(4096),
             prev,
+            tap: None,
         })
+    }
+
+    /// Whether nothing was ever written to the journal.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Show every line gathered from now on to `tap`.
+    pub fn set_tap(&mut self, tap: Box<dyn Tap>) {
+        self.tap = Some(tap);
+    }
+
+    /// The tap set, no longer shown any line.
+    pub fn take_tap(&mut self) -> Option<Box<dyn Tap>> {
+        self.tap.take()
     }
 
     /// Append one line; returns the offset it starts at.
@@ -97,8 +121,11 @@ impl Writer {
             .map_err(|e| JournalError::io("encode a line for", &self.path)(e.into()))?;
         chain(&mut self.line, &self.prev);
         self.prev = Sha256::digest(&self.line).into();
-        self.line.push(b'\n');
         let offset = self.len;
+        if let Some(tap) = self.tap.as_mut() {
+            tap.line(offset, &self.line, line);
+        }
+        self.line.push(b'\n');
         self.gathered.extend_from_slice(&self.line);
         self.len += self.line.len() as u64;
         Ok(offset)

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::feed::Feed;
 use super::json::{self, JsonOut, Shape};
 use super::read::{LinesAt, parse_line};
 use super::sort::{self, Sorted};
@@ -127,7 +128,25 @@ pub(super) fn build(
     opts: &ReportOptions,
     extra_warnings: Vec<String>,
 ) -> Result<Outputs, ReportError> {
-    build_with(out_dir, opts, extra_warnings, sort::BUDGET, None, None)
+    build_with(
+        out_dir,
+        opts,
+        extra_warnings,
+        sort::BUDGET,
+        None,
+        None,
+        None,
+    )
+}
+
+/// [`build`] for the end of a scan that started the journal, with what its feed gathered
+/// as it wrote it.
+pub(super) fn build_fed(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    fed: Option<Feed>,
+) -> Result<Outputs, ReportError> {
+    build_with(out_dir, opts, Vec::new(), sort::BUDGET, None, None, fed)
 }
 
 /// [`build`] for a merge, with the shards' coverage (when the merged folders were shards)
@@ -146,6 +165,7 @@ pub(super) fn build_merged(
         sort::BUDGET,
         shards,
         baseline,
+        None,
     )
 }
 
@@ -156,7 +176,15 @@ pub(super) fn build_compared(
     extra_warnings: Vec<String>,
     baseline: Option<(&Path, f64)>,
 ) -> Result<Outputs, ReportError> {
-    build_with(out_dir, opts, extra_warnings, sort::BUDGET, None, baseline)
+    build_with(
+        out_dir,
+        opts,
+        extra_warnings,
+        sort::BUDGET,
+        None,
+        baseline,
+        None,
+    )
 }
 
 /// [`build`] with each sorter holding at most `budget` bytes in memory.
@@ -167,6 +195,7 @@ fn build_with(
     budget: usize,
     shards: Option<super::shards::Coverage>,
     baseline: Option<(&Path, f64)>,
+    fed: Option<Feed>,
 ) -> Result<Outputs, ReportError> {
     let journal_path = out_dir.join(JOURNAL_FILE);
     if !journal_path.is_file() {
@@ -178,8 +207,25 @@ fn build_with(
     // Until every output is written, nothing claims they describe the journal.
     state::forget(out_dir)?;
 
-    // Pass 1: each key's latest record, the order of the results, where the lines end.
-    let scanned = latest::scan(&journal_path, out_dir, budget)?;
+    // A scan that started this journal gathered passes 1 and 2 as it wrote it (when the
+    // journal is still the one it wrote).
+    let fed = match fed.filter(|_| extra_warnings.is_empty()) {
+        Some(feed) => feed
+            .finish(&journal_path, budget)
+            .map_err(sort_err(out_dir))?,
+        None => None,
+    };
+    let (scanned, summed) = match fed {
+        Some(fed) => {
+            tracing::debug!(
+                summary = fed.summary.is_some(),
+                "outputs from what the scan gathered as it wrote the journal"
+            );
+            (fed.scanned, fed.summary)
+        }
+        // Pass 1: each key's latest record, the order of the results, where the lines end.
+        None => (latest::scan(&journal_path, out_dir, budget)?, None),
+    };
 
     // Pass 2: the summary, the union of carried columns, and the attention rows. A summary
     // with warnings from outside the journal cannot be brought up to date from the journal
@@ -187,21 +233,26 @@ fn build_with(
     // A comparison is not brought up to date by a later scan either: the next one rebuilds,
     // and drops changes.csv.
     let resumable = extra_warnings.is_empty() && scanned.torn.is_none() && baseline.is_none();
-    let mut acc = Accumulator::new();
-    for w in extra_warnings {
-        acc.warn(w);
-    }
-    if let Some(t) = scanned.torn {
-        acc.warn(torn_warning("the journal", t));
-    }
-    let walked = walk_latest(
-        &journal_path,
-        scanned.limit,
-        scanned.latest,
-        &mut acc,
-        out_dir,
-        budget,
-    )?;
+    let (acc, walked) = match summed {
+        Some(summed) => summed,
+        None => {
+            let mut acc = Accumulator::new();
+            for w in extra_warnings {
+                acc.warn(w);
+            }
+            if let Some(t) = scanned.torn {
+                acc.warn(torn_warning("the journal", t));
+            }
+            walk_latest(
+                &journal_path,
+                scanned.limit,
+                scanned.latest,
+                acc,
+                out_dir,
+                budget,
+            )?
+        }
+    };
     let simulated = acc.simulated();
     let checkpoint = resumable.then(|| acc.clone());
     let mut summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
@@ -280,10 +331,89 @@ type Sizes = Vec<(String, u64)>;
 type Hashes = Vec<(String, String)>;
 
 /// What the summary pass gathers besides the summary itself.
-struct Walked {
+pub(super) struct Walked {
     /// Every manifest column carried by a latest record.
     carried: BTreeSet<String>,
     attention: html::Attention,
+}
+
+/// The summary pass, fed the journal's lines in order: the summary's accumulator, and the
+/// carried columns, the attention rows and the input fingerprint of the latest records.
+pub(super) struct SummaryPass {
+    acc: Accumulator,
+    carried: BTreeSet<String>,
+    attention: html::Attention,
+    /// The per-item digests of the input fingerprint, sorted whatever their number.
+    digests: sort::Sorter<[u8; 32]>,
+}
+
+impl SummaryPass {
+    /// A pass adding to `acc`; its sorter holds at most `budget` bytes, spilling to `tmp_dir`.
+    pub(super) fn new(acc: Accumulator, tmp_dir: &Path, budget: usize) -> Self {
+        Self {
+            acc,
+            carried: BTreeSet::new(),
+            attention: html::Attention::new(),
+            digests: sort::Sorter::new(tmp_dir, budget),
+        }
+    }
+
+    /// A blank line (it counts in the chain check only).
+    fn blank(&mut self, offset: u64, raw: &[u8]) {
+        self.acc.on_raw_line(offset, raw);
+    }
+
+    /// The line `line` at `offset`, `raw` its bytes (line break excluded); `latest`: an item
+    /// record that is its key's latest.
+    pub(super) fn line(
+        &mut self,
+        offset: u64,
+        raw: &[u8],
+        line: &Line,
+        latest: bool,
+    ) -> io::Result<()> {
+        self.acc.on_raw_line(offset, raw);
+        match line {
+            Line::Run(run) => self.acc.on_run(run),
+            Line::End(end) => self.acc.on_end(end),
+            // Announced uploads and new versions of unchanged items matter to a resume, not to
+            // the outputs.
+            Line::Sending(_) | Line::Unchanged(_) => {}
+            Line::Item(r) => {
+                self.acc.on_record(r, latest);
+                if latest {
+                    for name in r.columns.keys() {
+                        if !self.carried.contains(name) {
+                            self.carried.insert(name.clone());
+                        }
+                    }
+                    self.attention.offer(r);
+                    if r.class == Some(crate::record::Class::Result)
+                        && let Some(sha) = &r.sha256
+                    {
+                        self.digests.push(crate::audit::item_digest(&r.key, sha))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The accumulator, with the input fingerprint set, and what else the pass gathered.
+    pub(super) fn finish(self) -> io::Result<(Accumulator, Walked)> {
+        let mut acc = self.acc;
+        let mut fingerprint = crate::audit::Fingerprint::new();
+        for d in self.digests.finish()? {
+            fingerprint.push(d?);
+        }
+        let (sha256, items) = fingerprint.finish();
+        acc.set_input_fingerprint(sha256, items);
+        let walked = Walked {
+            carried: self.carried,
+            attention: self.attention,
+        };
+        Ok((acc, walked))
+    }
 }
 
 /// Stream the journal's complete lines into `acc`, gathering the carried columns and the
@@ -292,15 +422,12 @@ fn walk_latest(
     journal_path: &Path,
     limit: u64,
     mut latest: Sorted<u64>,
-    acc: &mut summary::Accumulator,
+    acc: Accumulator,
     tmp_dir: &Path,
     budget: usize,
-) -> Result<Walked, ReportError> {
+) -> Result<(Accumulator, Walked), ReportError> {
     let sort_err = sort_err(tmp_dir);
-    // The per-item digests of the input fingerprint, sorted whatever their number.
-    let mut digests = sort::Sorter::<[u8; 32]>::new(tmp_dir, budget);
-    let mut carried: BTreeSet<String> = BTreeSet::new();
-    let mut attention = html::Attention::new();
+    let mut pass = SummaryPass::new(acc, tmp_dir, budget);
     let mut next_latest = latest.next().transpose().map_err(&sort_err)?;
     let mut reader = Reader::open(journal_path)?;
     let mut line_no = 0u64;
@@ -310,8 +437,8 @@ fn walk_latest(
         if offset >= limit {
             break;
         }
-        acc.on_raw_line(offset, raw);
         if raw.iter().all(u8::is_ascii_whitespace) {
+            pass.blank(offset, raw);
             continue;
         }
         let line = parse_line(raw).map_err(|e| JournalError::Corrupt {
@@ -319,43 +446,17 @@ fn walk_latest(
             line: line_no,
             message: e.to_string(),
         })?;
-        match line {
-            Line::Run(run) => acc.on_run(&run),
-            Line::End(end) => acc.on_end(&end),
-            // Announced uploads and new versions of unchanged items matter to a resume, not to
-            // the outputs.
-            Line::Sending(_) | Line::Unchanged(_) => {}
-            Line::Item(r) => {
-                while next_latest.is_some_and(|l| l < offset) {
-                    next_latest = latest.next().transpose().map_err(&sort_err)?;
-                }
-                let is_latest = next_latest == Some(offset);
-                acc.on_record(&r, is_latest);
-                if is_latest {
-                    for name in r.columns.keys() {
-                        if !carried.contains(name) {
-                            carried.insert(name.clone());
-                        }
-                    }
-                    attention.offer(&r);
-                    if r.class == Some(crate::record::Class::Result)
-                        && let Some(sha) = &r.sha256
-                    {
-                        digests
-                            .push(crate::audit::item_digest(&r.key, sha))
-                            .map_err(&sort_err)?;
-                    }
-                }
+        let mut is_latest = false;
+        if let Line::Item(_) = line {
+            while next_latest.is_some_and(|l| l < offset) {
+                next_latest = latest.next().transpose().map_err(&sort_err)?;
             }
+            is_latest = next_latest == Some(offset);
         }
+        pass.line(offset, raw, &line, is_latest)
+            .map_err(&sort_err)?;
     }
-    let mut fingerprint = crate::audit::Fingerprint::new();
-    for d in digests.finish().map_err(&sort_err)? {
-        fingerprint.push(d.map_err(&sort_err)?);
-    }
-    let (sha256, items) = fingerprint.finish();
-    acc.set_input_fingerprint(sha256, items);
-    Ok(Walked { carried, attention })
+    pass.finish().map_err(&sort_err)
 }
 
 /// The results files side by side, one latest record at a time, read back by offset in input
@@ -514,6 +615,11 @@ mod tests {
     /// A journal of 600 keys over two runs, records finishing out of input order, a third of
     /// the keys redone by the second run.
     fn journal(dir: &Path) {
+        write_lines(&dir.join(JOURNAL_FILE), &journal_lines(true));
+    }
+
+    /// The lines of [`journal`]; without `second_run`, only the first run (every key once).
+    fn journal_lines(second_run: bool) -> Vec<Line> {
         let mut lines = vec![Line::Run(run_info(false, false))];
         let record = |i: u64, class: Class, score: f64| {
             let mut r = Record {
@@ -540,12 +646,26 @@ mod tests {
             lines.push(record(i, class, (i % 100) as f64));
         }
         lines.push(Line::End(RunEnd::default()));
-        lines.push(Line::Run(run_info(true, false)));
-        for i in (0..600u64).rev().filter(|i| i % 3 == 0) {
-            lines.push(record(i, Class::Result, 50.0));
+        if second_run {
+            lines.push(Line::Run(run_info(true, false)));
+            for i in (0..600u64).rev().filter(|i| i % 3 == 0) {
+                lines.push(record(i, Class::Result, 50.0));
+            }
+            lines.push(Line::End(RunEnd::default()));
         }
-        lines.push(Line::End(RunEnd::default()));
-        write_lines(&dir.join(JOURNAL_FILE), &lines);
+        lines
+    }
+
+    /// Write `lines` as a new journal in `dir` with a [`Feed`] on the writer; returns the feed.
+    fn fed_journal(dir: &Path, lines: &[Line]) -> Feed {
+        let mut w = crate::journal::Writer::open(&dir.join(JOURNAL_FILE), None).unwrap();
+        w.set_tap(Box::new(Feed::new(dir)));
+        for l in lines {
+            w.append(l).unwrap();
+        }
+        let tap = w.take_tap().unwrap();
+        w.finish().unwrap();
+        *(tap as Box<dyn std::any::Any>).downcast::<Feed>().unwrap()
     }
 
     fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -573,7 +693,7 @@ mod tests {
         let in_memory = build(dir.path(), &opts, Vec::new()).unwrap();
         let expected = outputs(dir.path());
         // 64 entries a run: every sort spills about ten runs
-        let spilled = build_with(dir.path(), &opts, Vec::new(), 64 * 16, None, None).unwrap();
+        let spilled = build_with(dir.path(), &opts, Vec::new(), 64 * 16, None, None, None).unwrap();
         assert_eq!(spilled.summary, in_memory.summary);
         for ((f, got), (_, want)) in outputs(dir.path()).iter().zip(&expected) {
             assert!(got == want, "{f} differs");
@@ -591,5 +711,138 @@ mod tests {
             .filter(|n| n.contains("tmp") || n.contains("sort"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    /// What a feed gathered as the journal was written builds exactly the outputs the journal
+    /// builds: one run (every key once: passes 1 and 2 from the feed), two runs (keys redone:
+    /// pass 2 reads the journal), with sorts in memory and spilled.
+    #[test]
+    fn outputs_from_a_feed_are_those_of_the_journal() {
+        let opts = ReportOptions {
+            results_format: Some(ResultsFormat::Both),
+            ..Default::default()
+        };
+        for second_run in [false, true] {
+            for budget in [sort::BUDGET, 64 * 16] {
+                let dir = tempfile::tempdir().unwrap();
+                let lines = journal_lines(second_run);
+                write_lines(&dir.path().join(JOURNAL_FILE), &lines);
+                let rebuilt =
+                    build_with(dir.path(), &opts, Vec::new(), budget, None, None, None).unwrap();
+                let expected = outputs(dir.path());
+
+                let dir = tempfile::tempdir().unwrap();
+                let feed = fed_journal(dir.path(), &lines);
+                let fed = feed
+                    .finish(&dir.path().join(JOURNAL_FILE), budget)
+                    .unwrap()
+                    .expect("the journal is the one fed");
+                assert_eq!(
+                    fed.summary.is_some(),
+                    !second_run,
+                    "a key redone needs pass 2"
+                );
+
+                let dir = tempfile::tempdir().unwrap();
+                let feed = fed_journal(dir.path(), &lines);
+                let built = build_with(
+                    dir.path(),
+                    &opts,
+                    Vec::new(),
+                    budget,
+                    None,
+                    None,
+                    Some(feed),
+                )
+                .unwrap();
+                assert_eq!(built.summary.items, rebuilt.summary.items);
+                let mut out_dir_free = built.summary.clone();
+                out_dir_free.out_dir = rebuilt.summary.out_dir.clone();
+                assert_eq!(out_dir_free, rebuilt.summary);
+                for ((f, got), (_, want)) in outputs(dir.path()).iter().zip(&expected) {
+                    if f.starts_with("summary") || f == "report.html" {
+                        // They name the out dir, which differs here.
+                        continue;
+                    }
+                    assert!(got == want, "{f} differs (second run: {second_run})");
+                }
+            }
+        }
+    }
+
+    /// A feed vouches only for the journal it saw: one with a line appended since, a line
+    /// changed in place or cut short, or a feed that could not take a line in, gives nothing,
+    /// and the outputs are built from the journal.
+    #[test]
+    fn a_feed_is_not_trusted_with_another_journal() {
+        use std::io::Write as _;
+        let lines = journal_lines(false);
+        let path_in = |dir: &tempfile::TempDir| dir.path().join(JOURNAL_FILE);
+        let usable = |dir: &tempfile::TempDir, feed: Feed| {
+            feed.finish(&path_in(dir), sort::BUDGET).unwrap().is_some()
+        };
+
+        let dir = tempfile::tempdir().unwrap();
+        assert!(usable(&dir, fed_journal(dir.path(), &lines)));
+        let dir = tempfile::tempdir().unwrap();
+        let feed = fed_journal(dir.path(), &lines);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path_in(&dir))
+            .unwrap();
+        f.write_all(b"{\"type\":\"end\"}\n").unwrap();
+        assert!(!usable(&dir, feed), "a line appended since");
+
+        // The last item line, then the end line, changed in place (same length).
+        for kind in [&b"\"type\":\"item\""[..], b"\"type\":\"end\""] {
+            let dir = tempfile::tempdir().unwrap();
+            let feed = fed_journal(dir.path(), &lines);
+            let bytes = std::fs::read(path_in(&dir)).unwrap();
+            let text = String::from_utf8(bytes).unwrap();
+            let at = text
+                .lines()
+                .rev()
+                .find(|l| l.as_bytes().windows(kind.len()).any(|w| w == kind))
+                .map(|l| l.as_ptr() as usize - text.as_ptr() as usize)
+                .unwrap();
+            let mut bytes = text.into_bytes();
+            let pos = at + bytes[at..].iter().position(|&b| b == b'}').unwrap() - 1;
+            bytes[pos] = if bytes[pos] == b'0' { b'1' } else { b'0' };
+            std::fs::write(path_in(&dir), &bytes).unwrap();
+            assert!(!usable(&dir, feed), "a line changed in place");
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let feed = fed_journal(dir.path(), &lines);
+        let len = std::fs::metadata(path_in(&dir)).unwrap().len();
+        std::fs::File::options()
+            .write(true)
+            .open(path_in(&dir))
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        assert!(!usable(&dir, feed), "cut short");
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut odd = lines.clone();
+        if let Line::Item(r) = &mut odd[3] {
+            r.class = None;
+        }
+        let feed = fed_journal(dir.path(), &odd);
+        assert!(!usable(&dir, feed), "a record without a class");
+        let err = build_with(
+            dir.path(),
+            &ReportOptions::default(),
+            Vec::new(),
+            sort::BUDGET,
+            None,
+            None,
+            Some(fed_journal(tempfile::tempdir().unwrap().path(), &odd)),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("without key or class"),
+            "the journal's own pass refuses it: {err}"
+        );
     }
 }

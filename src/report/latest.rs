@@ -43,7 +43,7 @@ struct Light<'a> {
     class: Option<IgnoredAny>,
 }
 
-fn mark(offset: u64, line: &[u8]) -> LineMark {
+pub fn mark(offset: u64, line: &[u8]) -> LineMark {
     LineMark {
         offset,
         sha256: hex::encode(Sha256::digest(line)),
@@ -104,30 +104,55 @@ pub fn scan(journal_path: &Path, tmp_dir: &Path, budget: usize) -> Result<Scanne
     state.last_item = last_offset.map(|o| mark(o, &last_item));
     let torn = reader.torn_tail();
     drop(reader);
-
-    // A key's records sort by offset: its last one is its latest.
-    let mut latest: Sorter<u64> = Sorter::new(tmp_dir, budget);
-    let mut order: Sorter<(u64, u64)> = Sorter::new(tmp_dir, budget);
-    let mut keep = |(_, offset, seq): (u128, u64, u64)| {
-        latest.push(offset)?;
-        order.push((seq, offset))
-    };
-    let mut prev: Option<(u128, u64, u64)> = None;
-    for next in records.finish().map_err(&sort_err)? {
-        let record = next.map_err(&sort_err)?;
-        if let Some(p) = prev.filter(|p| p.0 != record.0) {
-            keep(p).map_err(&sort_err)?;
-        }
-        prev = Some(record);
-    }
-    if let Some(p) = prev {
-        keep(p).map_err(&sort_err)?;
-    }
+    let settled = settle(records, tmp_dir, budget).map_err(&sort_err)?;
     Ok(Scanned {
         limit: state.bytes,
         torn,
         state,
-        latest: latest.finish().map_err(&sort_err)?,
-        order: order.finish().map_err(&sort_err)?,
+        latest: settled.latest,
+        order: settled.order,
+    })
+}
+
+/// The latest records and the results' order, from (key digest, offset, input position) of
+/// every item record.
+pub struct Settled {
+    /// Offsets of the latest records, ascending.
+    pub latest: Sorted<u64>,
+    /// (input position, offset) of the latest records, ascending.
+    pub order: Sorted<(u64, u64)>,
+    /// How many records are their key's latest (the number of distinct keys).
+    pub count: u64,
+}
+
+/// Sort `records` by key: a key's records sort by offset, its last one is its latest.
+pub fn settle(
+    records: Sorter<(u128, u64, u64)>,
+    tmp_dir: &Path,
+    budget: usize,
+) -> io::Result<Settled> {
+    let mut latest: Sorter<u64> = Sorter::new(tmp_dir, budget);
+    let mut order: Sorter<(u64, u64)> = Sorter::new(tmp_dir, budget);
+    let mut count = 0u64;
+    let mut keep = |(_, offset, seq): (u128, u64, u64)| {
+        count += 1;
+        latest.push(offset)?;
+        order.push((seq, offset))
+    };
+    let mut prev: Option<(u128, u64, u64)> = None;
+    for next in records.finish()? {
+        let record = next?;
+        if let Some(p) = prev.filter(|p| p.0 != record.0) {
+            keep(p)?;
+        }
+        prev = Some(record);
+    }
+    if let Some(p) = prev {
+        keep(p)?;
+    }
+    Ok(Settled {
+        latest: latest.finish()?,
+        order: order.finish()?,
+        count,
     })
 }

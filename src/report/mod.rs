@@ -7,6 +7,7 @@
 pub mod baseline;
 mod build;
 pub mod csv;
+mod feed;
 pub mod html;
 pub mod json;
 mod latest;
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ReportConfig;
 use crate::journal::{self, DirLock, Index, JOURNAL_FILE, JournalError, Reader};
 
+pub use feed::Feed;
 pub use summary::{SIMULATED_NOTICE, Summary};
 
 /// Marks an out dir whose journal was written by [`merge`], so a later merge may replace it.
@@ -258,14 +260,16 @@ pub fn rebuild_compared(
 /// and whether it left the one already there); when one of those changed, summary.json,
 /// summary.md, report.html and SHA256SUMS are written again, without reading the journal but
 /// for the lines appended since; otherwise every output is rebuilt.
+/// `fed`: what the scan gathered as it wrote the journal, when it started it.
 pub fn refresh_outputs(
     out_dir: &Path,
     opts: &ReportOptions,
     listed: &[state::Listed],
+    fed: Option<Feed>,
 ) -> Result<Outputs, ReportError> {
     match state::refresh(out_dir, opts, listed)? {
         Some(outputs) => Ok(outputs),
-        None => rebuild(out_dir, opts),
+        None => build::build_fed(out_dir, opts, fed),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::didit::{Client, ClientConfig};
 use crate::journal::{self, DirLock, Index, JournalError, Line, RunInfo, Settings, Writer};
 use crate::secret::ApiKey;
 use crate::shard::{self, ShardHeader};
-use crate::{emulator, messages};
+use crate::{emulator, messages, report};
 
 /// The API this run talks to.
 pub struct Api {
@@ -100,6 +100,10 @@ pub fn open(cfg: &ScanConfig, settings: &Settings, audit: RunAudit) -> Result<Op
     }
     let resumed = good_len.is_some();
     let mut writer = Writer::open(&journal_path, good_len)?;
+    if writer.is_empty() {
+        // A new journal: the outputs' summary is gathered as it is written.
+        writer.set_tap(Box::new(report::Feed::new(&cfg.out)));
+    }
     let mut run = header(cfg, settings, resumed, audit);
     run.shard = shard;
     writer.append(&Line::Run(run))?;

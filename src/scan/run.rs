@@ -591,6 +591,14 @@ async fn finish(
     let (mut end, exit) = end_line(&drained, cause.as_ref(), input_unread);
     end.balance = Some(balance);
     writer.append(&Line::End(end.clone()))?;
+    let fed = writer
+        .take_tap()
+        .and_then(|tap| {
+            (tap as Box<dyn std::any::Any>)
+                .downcast::<report::Feed>()
+                .ok()
+        })
+        .map(|feed| *feed);
     writer.finish()?;
     // What the pipeline freed goes back to the system before the index and the outputs are
     // built, so the run's peak is the larger of the two phases, not their sum.
@@ -613,6 +621,7 @@ async fn finish(
             include_face_attributes: cfg.include_face_attributes,
         },
         &drained.listed,
+        fed,
     )?;
     if !cfg.quiet {
         // The summary names the stop reason and what to do next.

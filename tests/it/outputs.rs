@@ -607,7 +607,7 @@ fn an_interrupted_rerun_is_summarised_without_rebuilding() {
             end_line(RunOutcome::Interrupted, 2),
         ],
     );
-    let out = report::refresh_outputs(dir.path(), &opts, &[]).unwrap();
+    let out = report::refresh_outputs(dir.path(), &opts, &[], None).unwrap();
     assert!(out.all_left, "the small files are as last written");
     assert_eq!(
         out.left,
@@ -632,7 +632,7 @@ fn an_interrupted_rerun_is_summarised_without_rebuilding() {
     // The same again once summary.json was replaced: the small files are written again,
     // describing the interrupted run.
     std::fs::write(dir.path().join("summary.json"), "{}").unwrap();
-    let again = report::refresh_outputs(dir.path(), &opts, &[]).unwrap();
+    let again = report::refresh_outputs(dir.path(), &opts, &[], None).unwrap();
     assert!(!again.all_left);
     assert_eq!(again.left, ["results.csv", "results.json"]);
     assert!(
@@ -658,7 +658,7 @@ fn anything_but_run_lines_since_or_another_journal_rebuilds() {
     first_run(dir.path());
     report::write_outputs(dir.path(), &opts).unwrap();
     append(dir.path(), &[run_line(true), item("d", 3)]);
-    let out = report::refresh_outputs(dir.path(), &opts, &[]).unwrap();
+    let out = report::refresh_outputs(dir.path(), &opts, &[], None).unwrap();
     assert!(out.left.is_empty());
     assert_eq!(out.summary.items.total, 4);
     assert_eq!(out.summary.outcome, "incomplete");
@@ -670,7 +670,7 @@ fn anything_but_run_lines_since_or_another_journal_rebuilds() {
     let mut text = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
     text.extend_from_slice(b"{\"type\":\"run\",\"tool_ver");
     std::fs::write(dir.path().join(JOURNAL_FILE), &text).unwrap();
-    let out = report::refresh_outputs(dir.path(), &opts, &[]).unwrap();
+    let out = report::refresh_outputs(dir.path(), &opts, &[], None).unwrap();
     assert!(out.left.is_empty());
     assert!(out.summary.warnings.iter().any(|w| w.contains("cut short")));
     assert!(
@@ -686,7 +686,7 @@ fn anything_but_run_lines_since_or_another_journal_rebuilds() {
         .unwrap()
         .replace("\"b.jpg\"", "\"z.jpg\"");
     std::fs::write(dir.path().join(JOURNAL_FILE), other).unwrap();
-    let out = report::refresh_outputs(dir.path(), &opts, &[]).unwrap();
+    let out = report::refresh_outputs(dir.path(), &opts, &[], None).unwrap();
     assert!(out.left.is_empty(), "the last item line changed");
 
     // outputs written by another version of the outputs' format
@@ -701,24 +701,24 @@ fn anything_but_run_lines_since_or_another_journal_rebuilds() {
         dir.path(),
         &[run_line(true), end_line(RunOutcome::Completed, 3)],
     );
-    let out = report::refresh_outputs(dir.path(), &opts, &[]).unwrap();
+    let out = report::refresh_outputs(dir.path(), &opts, &[], None).unwrap();
     assert!(out.left.is_empty());
     // and the same for a damaged checkpoint
     std::fs::write(&state, "{").unwrap();
     assert!(
-        report::refresh_outputs(dir.path(), &opts, &[])
+        report::refresh_outputs(dir.path(), &opts, &[], None)
             .unwrap()
             .left
             .is_empty()
     );
     // while an intact one is used
-    let out = report::refresh_outputs(dir.path(), &opts, &[]).unwrap();
+    let out = report::refresh_outputs(dir.path(), &opts, &[], None).unwrap();
     assert!(out.all_left && out.left.len() == 6, "{:?}", out.left);
     let jsonl = ReportOptions {
         results_format: Some(ResultsFormat::Jsonl),
         ..opts
     };
-    let out = report::refresh_outputs(dir.path(), &jsonl, &[]).unwrap();
+    let out = report::refresh_outputs(dir.path(), &jsonl, &[], None).unwrap();
     assert!(out.left.is_empty(), "another results format");
     assert_eq!(out.removed, ["results.json"]);
 }
@@ -749,5 +749,101 @@ fn outputs_never_follow_a_planted_link() {
             assert!(m.file_type().is_file(), "the link was replaced: {name}");
         }
         assert!(!dir.path().join("results.jsonl.tmp").exists(), "{name}");
+    }
+}
+
+/// Every output file, by name.
+fn output_bytes(out: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != JOURNAL_FILE && !n.starts_with(".liveness-batch.lock"))
+        .map(|n| {
+            let bytes = std::fs::read(out.join(&n)).unwrap();
+            (n, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// The outputs a scan builds from what it gathered as it wrote a new journal are, byte for
+/// byte, what `report` builds from the journal: on a run with every kind of outcome (results,
+/// duplicates, refused files, retries, errors left), and on a manifest with carried columns,
+/// face attributes and both JSON forms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_gathered_during_a_scan_are_those_report_builds() {
+    const GATHERED: &str = "outputs from what the scan gathered as it wrote the journal";
+    let emu = common::emulator(|cfg| {
+        cfg.faults.p500 = 0.2;
+        cfg.faults.reset = 0.05;
+    })
+    .await;
+    let (tmp, src, _) = setup(40);
+    common::write(&src, "copy-of-3.jpg", &common::jpeg(7003));
+    common::write(&src, "notes.jpg", b"not an image at all");
+    common::write(&src, "empty.png", b"");
+    let manifest = src.join("people.csv");
+    let mut text = String::from("id,path,vendor_data,branch,team\n");
+    for i in 0..12 {
+        text.push_str(&format!(
+            "u{i},img{i:03}.jpg,user-{i},\"North, {i}\",t{}\n",
+            i % 3
+        ));
+    }
+    text.push_str("u99,missing.jpg,user-99,South,t0\n");
+    std::fs::write(&manifest, text).unwrap();
+
+    // (name, input, scan's options, report's options)
+    let cases: [(&str, &Path, &[&str], &[&str]); 2] = [
+        ("folder", &src, &["--max-retries", "1"], &[]),
+        (
+            "manifest",
+            &manifest,
+            &[
+                "--include-face-attributes",
+                "--results-format",
+                "both",
+                "--max-retries",
+                "1",
+            ],
+            &["--include-face-attributes"],
+        ),
+    ];
+    for (name, input, extra, report_extra) in cases {
+        let out = tmp.path().join(format!("out-{name}"));
+        let mut argv = extra.to_vec();
+        argv.push("-vv");
+        let run = scan(&emu, input, &out, &argv).await;
+        assert!(matches!(run.code, 0 | 1), "{name}: {run:?}");
+        assert!(
+            run.stderr.contains(GATHERED),
+            "{name}: the scan built its outputs from what it gathered: {}",
+            run.stderr
+        );
+        let items = common::journal_items(&out);
+        let classes: std::collections::BTreeSet<String> = items
+            .iter()
+            .map(|i| i["class"].as_str().unwrap().to_string())
+            .collect();
+        assert!(classes.len() >= 2, "{name}: a mix of outcomes: {classes:?}");
+        let scanned = output_bytes(&out);
+        assert!(
+            scanned.iter().any(|(n, _)| n == "results.csv"),
+            "{scanned:?}"
+        );
+        let report = report_bin(&out, report_extra).await;
+        assert_eq!(report.code, run.code, "{name}: {report:?}");
+        let rebuilt = output_bytes(&out);
+        let names = |f: &[(String, Vec<u8>)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&scanned), names(&rebuilt), "{name}");
+        for ((file, got), (_, want)) in scanned.iter().zip(&rebuilt) {
+            assert!(
+                got == want,
+                "{name}: {file} differs between the scan and report:\n{}\n---\n{}",
+                String::from_utf8_lossy(got),
+                String::from_utf8_lossy(want)
+            );
+        }
     }
 }

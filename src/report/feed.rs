@@ -1,0 +1,173 @@
+//! The outputs' first two passes done as a scan writes a new journal: a [`Feed`] on the
+//! journal writer sees every line as it is written and gathers what [`super::latest::scan`]
+//! and the summary pass would read back at the end (each key's records, the summary, the
+//! attention rows). The end of the scan then writes the results files only. Anything the feed
+//! cannot vouch for (a line it could not take in, a journal on disk that is not the one it
+//! saw, a key recorded twice) leaves the outputs to be built from the journal, as `report`
+//! does; the outputs are the same either way.
+
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::build::{SummaryPass, Walked};
+use super::latest::{self, Scanned};
+use super::sort::Sorter;
+use super::summary::{Accumulator, JournalState};
+use crate::journal::{Line, Tap, key_digest};
+
+/// Memory each of the feed's sorters may hold during the run before it spills to disk (the
+/// pipeline's own buffers are in use meanwhile).
+const BUDGET: usize = 512 << 10;
+
+/// Gathers the outputs' first two passes from the lines a scan writes to a new journal.
+pub struct Feed {
+    dir: PathBuf,
+    /// Set when a line could not be taken in: the outputs are then built from the journal.
+    broken: bool,
+    /// Where the next line must start.
+    next: u64,
+    /// The journal's first line, as written.
+    first_line: Vec<u8>,
+    /// The last item record's offset and bytes, as written.
+    last_item: Option<(u64, Vec<u8>)>,
+    /// The last line's offset and bytes, as written.
+    last_line: (u64, Vec<u8>),
+    item_records: u64,
+    /// (key digest, offset, input position) of every item record.
+    records: Sorter<(u128, u64, u64)>,
+    /// The summary pass, every record taken as its key's latest (checked at the end).
+    pass: SummaryPass,
+}
+
+/// What the feed gathered, checked against the journal on disk.
+pub(super) struct Fed {
+    pub scanned: Scanned,
+    /// The summary pass; `None` when a key has more than one record (the pass must then know
+    /// which one is the latest, and reads the journal).
+    pub summary: Option<(Accumulator, Walked)>,
+}
+
+impl Feed {
+    /// A feed for a journal started empty in `out_dir` (its sorters spill there).
+    pub fn new(out_dir: &Path) -> Self {
+        Self {
+            dir: out_dir.to_path_buf(),
+            broken: false,
+            next: 0,
+            first_line: Vec::new(),
+            last_item: None,
+            last_line: (0, Vec::new()),
+            item_records: 0,
+            records: Sorter::new(out_dir, BUDGET),
+            pass: SummaryPass::new(Accumulator::new(), out_dir, BUDGET),
+        }
+    }
+
+    fn take(&mut self, offset: u64, raw: &[u8], line: &Line) -> io::Result<bool> {
+        if offset != self.next {
+            return Ok(false);
+        }
+        self.next = offset + raw.len() as u64 + 1;
+        self.last_line.0 = offset;
+        self.last_line.1.clear();
+        self.last_line.1.extend_from_slice(raw);
+        if offset == 0 {
+            if !matches!(line, Line::Run(_)) {
+                return Ok(false);
+            }
+            self.first_line = raw.to_vec();
+        }
+        if let Line::Item(r) = line {
+            // What the journal's pass would refuse, or read back otherwise than it was
+            // written, is left to that pass.
+            if r.class.is_none() || r.score.is_some_and(|s| !s.is_finite()) {
+                return Ok(false);
+            }
+            self.item_records += 1;
+            let (at, bytes) = self.last_item.get_or_insert_with(|| (0, Vec::new()));
+            *at = offset;
+            bytes.clear();
+            bytes.extend_from_slice(raw);
+            self.records
+                .push((key_digest(&r.key), offset, r.seq.unwrap_or(u64::MAX)))?;
+        }
+        self.pass.line(offset, raw, line, true)?;
+        Ok(true)
+    }
+
+    /// What was gathered, when the journal at `journal_path` holds exactly the lines the feed
+    /// saw (its length, and its first line, last item record and last line as written);
+    /// `None` otherwise.
+    /// `budget`: memory each sorter of the build may hold.
+    pub(super) fn finish(self, journal_path: &Path, budget: usize) -> io::Result<Option<Fed>> {
+        if self.broken || self.next == 0 || !self.matches(journal_path)? {
+            return Ok(None);
+        }
+        let settled = latest::settle(self.records, &self.dir, budget)?;
+        let state = JournalState {
+            bytes: self.next,
+            item_records: self.item_records,
+            first_line: Some(latest::mark(0, &self.first_line)),
+            last_item: self
+                .last_item
+                .as_ref()
+                .map(|(offset, raw)| latest::mark(*offset, raw)),
+        };
+        let summary = if settled.count == self.item_records {
+            Some(self.pass.finish()?)
+        } else {
+            None
+        };
+        Ok(Some(Fed {
+            scanned: Scanned {
+                limit: state.bytes,
+                torn: None,
+                state,
+                latest: settled.latest,
+                order: settled.order,
+            },
+            summary,
+        }))
+    }
+
+    /// Whether the journal on disk is the one the feed saw.
+    fn matches(&self, journal_path: &Path) -> io::Result<bool> {
+        let file = match super::state::open_read(journal_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if file.metadata()?.len() != self.next {
+            return Ok(false);
+        }
+        let same = |offset: u64, expected: &[u8]| -> io::Result<bool> {
+            let mut buf = vec![0u8; expected.len() + 1];
+            file.read_exact_at(&mut buf, offset)?;
+            Ok(buf[..expected.len()] == *expected && buf[expected.len()] == b'\n')
+        };
+        if !same(0, &self.first_line)? || !same(self.last_line.0, &self.last_line.1)? {
+            return Ok(false);
+        }
+        match &self.last_item {
+            Some((offset, raw)) => same(*offset, raw),
+            None => Ok(true),
+        }
+    }
+}
+
+impl Tap for Feed {
+    fn line(&mut self, offset: u64, raw: &[u8], line: &Line) {
+        if self.broken {
+            return;
+        }
+        if !matches!(self.take(offset, raw, line), Ok(true)) {
+            // Give up, and give back the memory: the outputs will read the journal.
+            self.broken = true;
+            self.records = Sorter::new(&self.dir, BUDGET);
+            self.pass = SummaryPass::new(Accumulator::new(), &self.dir, BUDGET);
+            self.last_item = None;
+            self.last_line = (0, Vec::new());
+        }
+    }
+}
