@@ -445,6 +445,7 @@ impl Listing {
             problem,
             seq: 0,
             version: Version::of_object(meta.size, meta.e_tag.as_deref()),
+            regular: false,
         })
     }
 }

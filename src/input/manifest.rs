@@ -252,6 +252,7 @@ impl Manifest {
             },
             seq: 0,
             version: None,
+            regular: false,
         }
     }
 

@@ -41,6 +41,9 @@ pub struct Item {
     /// The item's version when known: set by the scan from the file's metadata (the opened
     /// file's, once it is read).
     pub version: Option<version::Version>,
+    /// The folder walk found a regular file at `path` (its directory entry said so): the
+    /// preflight opens it without looking it up first.
+    pub regular: bool,
 }
 
 /// Where a folder item's `vendor_data` comes from.

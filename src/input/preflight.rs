@@ -134,18 +134,31 @@ pub fn hex(sha: &[u8; 32]) -> String {
 /// without being opened when it is one before the open), and so are /proc and /sys files.
 /// At most 5 MB + 1 byte is ever held in memory.
 pub fn preflight(path: &Path) -> Result<Prepared, Refusal> {
-    read_checked(path, None)
+    read_checked(path, false, None)
 }
 
 /// [`preflight`], the file read into a buffer of `buffers` (given back to it once the content
-/// is dropped).
-pub fn preflight_with(path: &Path, buffers: &Arc<Buffers>) -> Result<Prepared, Refusal> {
-    read_checked(path, Some(buffers))
+/// is dropped); `regular`: a folder walk found a regular file at `path` (see [`open_found`]).
+pub fn preflight_with(
+    path: &Path,
+    regular: bool,
+    buffers: &Arc<Buffers>,
+) -> Result<Prepared, Refusal> {
+    read_checked(path, regular, Some(buffers))
 }
 
-fn read_checked(path: &Path, buffers: Option<&Arc<Buffers>>) -> Result<Prepared, Refusal> {
+fn read_checked(
+    path: &Path,
+    regular: bool,
+    buffers: Option<&Arc<Buffers>>,
+) -> Result<Prepared, Refusal> {
     let shown = shown(path);
-    let (mut file, meta) = open_regular(path).map_err(|u| Refusal::unread(u.describe()))?;
+    let opened = if regular {
+        open_found(path)
+    } else {
+        open_regular(path)
+    };
+    let (mut file, meta) = opened.map_err(|u| Refusal::unread(u.describe()))?;
     let declared = meta.len();
     let version = Version::of_file(&meta);
 
@@ -395,9 +408,16 @@ impl Unreadable {
 /// cannot hang the open) and the opened handle itself is checked (fstat, fstatfs), so what is
 /// read is what was checked.
 pub(crate) fn open_regular(path: &Path) -> Result<(File, std::fs::Metadata), Unreadable> {
-    let shown = || shown(path);
-    let before = std::fs::metadata(path).map_err(|e| Unreadable::Open(shown(), e))?;
+    let before = std::fs::metadata(path).map_err(|e| Unreadable::Open(shown(path), e))?;
     check_kind(&before, path)?;
+    open_found(path)
+}
+
+/// [`open_regular`] for a path a folder walk has just found to be a regular file (its
+/// directory entry said so): it is opened without being looked up again; the opened handle is
+/// checked all the same.
+fn open_found(path: &Path) -> Result<(File, std::fs::Metadata), Unreadable> {
+    let shown = || shown(path);
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
@@ -1014,6 +1034,35 @@ mod tests {
         );
     }
 
+    /// A path the walk found to be a regular file is opened without a lookup: a FIFO or a
+    /// device swapped in since is still refused, by the opened handle's own kind, without
+    /// blocking.
+    #[cfg(unix)]
+    #[test]
+    fn a_walked_file_swapped_for_a_fifo_or_device_is_refused_by_its_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pipe.jpg");
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let buffers = Arc::new(Buffers::default());
+        let started = std::time::Instant::now();
+        let r = preflight_with(&p, true, &buffers).unwrap_err();
+        assert_eq!(
+            r.reason,
+            format!("not a regular file: FIFO, never read: {}", p.display())
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let r = preflight_with(Path::new("/dev/null"), true, &buffers).unwrap_err();
+        assert_eq!(
+            r.reason,
+            "not a regular file: character device, never read: /dev/null"
+        );
+        let gone = dir.path().join("gone.jpg");
+        let r = preflight_with(&gone, true, &buffers).unwrap_err();
+        assert!(r.reason.contains("gone.jpg"), "{}", r.reason);
+    }
+
     #[cfg(unix)]
     #[test]
     fn devices_are_refused_by_kind() {
@@ -1104,7 +1153,7 @@ mod tests {
         std::fs::write(&a, jpeg(5000)).unwrap();
         std::fs::write(&b, jpeg(4000)).unwrap();
         let buffers = Arc::new(Buffers::default());
-        let first = preflight_with(&a, &buffers).unwrap();
+        let first = preflight_with(&a, false, &buffers).unwrap();
         let plain = preflight(&a).unwrap();
         assert_eq!(first.bytes, plain.bytes);
         assert_eq!(
@@ -1118,7 +1167,7 @@ mod tests {
         drop(upload);
         assert!(buffers.kept() >= 5000);
         // The next file is read into it, with its own content.
-        let second = preflight_with(&b, &buffers).unwrap();
+        let second = preflight_with(&b, false, &buffers).unwrap();
         assert_eq!(second.bytes.as_ptr(), at);
         assert_eq!(&second.bytes[..], &jpeg(4000)[..]);
         assert_eq!(second.sha256, sha(&jpeg(4000)));

@@ -124,6 +124,7 @@ impl Walk {
             problem: None,
             seq: 0,
             version: None,
+            regular: true,
         }
     }
 

@@ -191,7 +191,7 @@ fn read_here(item: &Item, buffers: &Arc<Buffers>) -> Option<Result<Prepared, Ref
     if item.problem.is_some() || input::bucket::uri_of(&item.path).is_some() {
         return None;
     }
-    Some(preflight::preflight_with(&item.path, buffers))
+    Some(preflight::preflight_with(&item.path, item.regular, buffers))
 }
 
 enum Walked {
@@ -498,6 +498,7 @@ mod tests {
             problem: None,
             seq: 0,
             version: None,
+            regular: false,
         }
     }
 

@@ -241,6 +241,7 @@ mod tests {
             problem: None,
             seq: 9,
             version: None,
+            regular: false,
         }
     }
 
