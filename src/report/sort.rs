@@ -13,8 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Memory one sorter may hold before it spills a sorted run to disk.
 pub const BUDGET: usize = 2 << 20;
 
-/// Buffer of each run read back during the merge.
+/// Buffer of each run read back during the merge, at most.
 const RUN_BUFFER: usize = 64 << 10;
+
+/// Buffer of each run read back during the merge, at least.
+const MIN_RUN_BUFFER: usize = 4 << 10;
 
 /// An entry with a fixed-size byte form, so runs on disk need no framing.
 pub trait Entry: Copy + Ord {
@@ -149,11 +152,14 @@ impl<T: Entry> Sorter<T> {
             self.spill()?;
         }
         drop(std::mem::take(&mut self.buf));
+        // The runs' buffers together hold no more than the budget (a sorter fed a long input
+        // on a small budget spills many runs).
+        let per_run = (self.cap * T::SIZE / self.runs.len()).clamp(MIN_RUN_BUFFER, RUN_BUFFER);
         let mut merge = Merge {
             runs: self
                 .runs
                 .into_iter()
-                .map(|f| BufReader::with_capacity(RUN_BUFFER, f))
+                .map(|f| BufReader::with_capacity(per_run, f))
                 .collect(),
             heap: BinaryHeap::new(),
             bytes: vec![0u8; T::SIZE],
