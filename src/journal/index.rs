@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::keys::{KeyBuilder, KeyIndex};
-use super::{JournalError, LineKind, Reader, Settings, content_digest, key_digest};
+use super::{JournalError, Line, LineKind, Reader, Settings, content_digest, key_digest};
 use crate::compact::CompactMap;
 use crate::record::Class;
 
@@ -108,6 +108,65 @@ struct LightLine {
     shard: Option<crate::shard::ShardHeader>,
 }
 
+impl LightLine {
+    /// The fields of `line` the index needs, as the journal's parse would give them.
+    pub(super) fn of(line: &Line) -> Self {
+        let mut light = LightLine {
+            kind: line.kind(),
+            key: None,
+            sha256: None,
+            version: None,
+            class: None,
+            error_field: None,
+            duplicate_of: None,
+            settings: None,
+            shard: None,
+        };
+        match line {
+            Line::Run(run) => {
+                light.settings = Some(run.settings.clone());
+                light.shard = run.shard.clone();
+            }
+            Line::Item(r) => {
+                light.key = Some(r.key.clone());
+                light.sha256 = r.sha256.clone();
+                light.version = r.version.clone();
+                light.class = r.class;
+                light.error_field = r.error_field.clone();
+                light.duplicate_of = r.duplicate_of.clone();
+            }
+            Line::Sending(s) => light.key = Some(s.key.clone()),
+            Line::Unchanged(u) => {
+                light.key = Some(u.key.clone());
+                light.version = Some(u.version.clone());
+                light.sha256 = Some(u.sha256.clone());
+            }
+            Line::End(_) => {}
+        }
+        light
+    }
+
+    /// What makes this line unusable for an index, if anything.
+    fn defect(&self) -> Option<&'static str> {
+        match self.kind {
+            LineKind::Item if self.key.is_none() || self.class.is_none() => {
+                Some("an item line without key or class")
+            }
+            LineKind::Sending if self.key.is_none() => Some("a sending line without key"),
+            LineKind::Unchanged
+                if self.key.is_none() || self.version.is_none() || self.sha256.is_none() =>
+            {
+                Some("an unchanged line without key, version or sha256")
+            }
+            LineKind::Run
+            | LineKind::End
+            | LineKind::Item
+            | LineKind::Sending
+            | LineKind::Unchanged => None,
+        }
+    }
+}
+
 /// Stream a journal's lines as the light fields indexes need, checking that it is a journal
 /// (its first line a run header; `from_start` is false for a reader opened past the header).
 fn for_each_light(
@@ -131,23 +190,8 @@ fn for_each_light(
             });
         }
         first = false;
-        match light.kind {
-            LineKind::Item if light.key.is_none() || light.class.is_none() => {
-                return Err(reader.corrupt("an item line without key or class"));
-            }
-            LineKind::Sending if light.key.is_none() => {
-                return Err(reader.corrupt("a sending line without key"));
-            }
-            LineKind::Unchanged
-                if light.key.is_none() || light.version.is_none() || light.sha256.is_none() =>
-            {
-                return Err(reader.corrupt("an unchanged line without key, version or sha256"));
-            }
-            LineKind::Run
-            | LineKind::End
-            | LineKind::Item
-            | LineKind::Sending
-            | LineKind::Unchanged => {}
+        if let Some(defect) = light.defect() {
+            return Err(reader.corrupt(defect));
         }
         f(offset, light).map_err(|m| reader.corrupt(m))?;
     }
@@ -174,6 +218,24 @@ impl Builder {
     /// A new index; its key index's temporary files go to `dir`.
     pub(super) fn new(dir: &Path) -> Self {
         Self::resume(Index::default(), dir)
+    }
+
+    /// A new index built while its journal is written: its key index's sort holds at most
+    /// `budget` bytes before it spills to `dir`.
+    pub(super) fn with_budget(dir: &Path, budget: usize) -> Self {
+        let mut builder = Self::new(dir);
+        builder.keys = KeyBuilder::with_budget(KeyIndex::default(), dir, budget);
+        builder
+    }
+
+    /// Take one line in (`first`: the journal's first); `false` when it cannot be (the line
+    /// is not what a journal's index can be built from, or the sort failed).
+    pub(super) fn take(&mut self, offset: u64, line: &Line, first: bool) -> bool {
+        let light = LightLine::of(line);
+        if light.defect().is_some() || (first && light.kind != LineKind::Run) {
+            return false;
+        }
+        self.line(offset, light).is_ok() && self.failed.is_none()
     }
 
     /// Go on from a finished index (its orphans are the dead runs' uploads so far).

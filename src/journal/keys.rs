@@ -371,9 +371,14 @@ pub(super) struct KeyBuilder {
 impl KeyBuilder {
     /// On top of `base`; spilled runs and the built table go to unnamed files in `dir`.
     pub(super) fn new(base: KeyIndex, dir: &Path) -> Self {
+        Self::with_budget(base, dir, SORT_BUDGET)
+    }
+
+    /// [`KeyBuilder::new`] whose sort holds at most `budget` bytes before it spills.
+    pub(super) fn with_budget(base: KeyIndex, dir: &Path, budget: usize) -> Self {
         Self {
             base,
-            updates: Sorter::new(dir, SORT_BUDGET),
+            updates: Sorter::new(dir, budget),
             seq: 0,
             dir: dir.to_path_buf(),
         }

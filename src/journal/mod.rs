@@ -22,7 +22,7 @@ use crate::record::Record;
 pub use files::{DirLock, create_private_dir, open_private, out_dir_warning, write_private_atomic};
 pub use index::{Index, KeyState, Latest, Orphan, reusable_record, version_digest};
 pub use read::{ChainBreak, ChainCheck, LinesAt, Reader, TornTail};
-pub use snapshot::{INDEX_FILE, Loaded, load as load_index, refresh as refresh_index};
+pub use snapshot::{INDEX_FILE, IndexFeed, Loaded, load as load_index, refresh as refresh_index};
 pub use write::{CHAIN_START, Tap, Writer};
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -254,6 +254,16 @@ impl Line {
             return serde_json::from_slice::<Sending>(raw).map(Line::Sending);
         }
         serde_json::from_slice(raw)
+    }
+
+    pub fn kind(&self) -> LineKind {
+        match self {
+            Line::Run(_) => LineKind::Run,
+            Line::Item(_) => LineKind::Item,
+            Line::Sending(_) => LineKind::Sending,
+            Line::Unchanged(_) => LineKind::Unchanged,
+            Line::End(_) => LineKind::End,
+        }
     }
 }
 

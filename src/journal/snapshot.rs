@@ -48,10 +48,127 @@ pub fn load(journal: &Path) -> Result<(Index, Reader, Loaded), JournalError> {
     Ok((index, reader, Loaded::Journal))
 }
 
+/// The resume index built from the lines a scan writes to a new journal (a [`Tap`] on its
+/// writer), so the end of the run saves it without reading the journal back.
+pub struct IndexFeed {
+    builder: Builder,
+    /// Where the key index's sort spills.
+    dir: PathBuf,
+    /// Set when a line could not be taken in: the journal is read instead.
+    broken: bool,
+    /// Where the next line must start.
+    next: u64,
+    lines: u64,
+    /// The first and the last line as written (line break excluded).
+    first: Vec<u8>,
+    last: Vec<u8>,
+}
+
+/// Memory the feed's sort of keys may hold during the run before it spills to disk.
+const FEED_BUDGET: usize = 512 << 10;
+
+impl IndexFeed {
+    /// A feed for a new journal at `journal`.
+    pub fn new(journal: &Path) -> Self {
+        let dir = Builder::dir_of(journal);
+        Self {
+            builder: Builder::with_budget(&dir, FEED_BUDGET),
+            dir,
+            broken: false,
+            next: 0,
+            lines: 0,
+            first: Vec::new(),
+            last: Vec::new(),
+        }
+    }
+
+    /// The builder and the journal state it covers (length, lines, offset of the last line,
+    /// hashes of the first and last lines), when the journal at `journal` is the one the feed
+    /// saw: its length, and its first and last lines as written.
+    fn covering(self, journal: &Path) -> Result<Option<(Builder, Covered)>, JournalError> {
+        if self.broken || self.lines == 0 {
+            return Ok(None);
+        }
+        let len = files::open_read(journal)?
+            .metadata()
+            .map_err(JournalError::io("inspect", journal))?
+            .len();
+        let Some(last) = self.builder.last.filter(|_| len == self.next) else {
+            return Ok(None);
+        };
+        let with_break = |line: &[u8]| -> [u8; 32] {
+            let mut h = Sha256::new();
+            h.update(line);
+            h.update(b"\n");
+            h.finalize().into()
+        };
+        let covered = Covered {
+            len,
+            lines: self.lines,
+            last,
+            first_hash: first_line_hash(journal)?,
+            last_hash: range_hash(journal, last, len)?,
+        };
+        if covered.first_hash != with_break(&self.first)
+            || covered.last_hash != with_break(&self.last)
+        {
+            return Ok(None);
+        }
+        Ok(Some((self.builder, covered)))
+    }
+}
+
+impl super::Tap for IndexFeed {
+    fn line(&mut self, offset: u64, raw: &[u8], line: &super::Line) {
+        if self.broken {
+            return;
+        }
+        let first = self.lines == 0;
+        if offset != self.next || !self.builder.take(offset, line, first) {
+            // Give up, and give back the memory: the end of the run reads the journal.
+            self.broken = true;
+            self.builder = Builder::with_budget(&self.dir, FEED_BUDGET);
+            self.first = Vec::new();
+            self.last = Vec::new();
+            return;
+        }
+        self.next = offset + raw.len() as u64 + 1;
+        self.lines += 1;
+        if first {
+            self.first = raw.to_vec();
+        }
+        self.last.clear();
+        self.last.extend_from_slice(raw);
+    }
+}
+
+/// The journal state a snapshot covers.
+struct Covered {
+    /// Length of its complete lines.
+    len: u64,
+    lines: u64,
+    /// Offset of the last line.
+    last: u64,
+    /// SHA-256 of the first line and of the last one (line breaks included).
+    first_hash: [u8; 32],
+    last_hash: [u8; 32],
+}
+
 /// Bring the snapshot up to date with the journal (after a run wrote its end line): loads the
-/// index as [`load`] does, then saves it when it is complete (no upload announced without its
-/// record). Saving is an optimisation: a failure leaves the previous snapshot or none.
-pub fn refresh(journal: &Path) -> Result<(), JournalError> {
+/// index as [`load`] does (from `fed`, what a run that started the journal gathered as it
+/// wrote it, when that is the journal on disk), then saves it when it is complete (no upload
+/// announced without its record). Saving is an optimisation: a failure leaves the previous
+/// snapshot or none.
+pub fn refresh(journal: &Path, fed: Option<IndexFeed>) -> Result<(), JournalError> {
+    if let Some(feed) = fed
+        && let Some((builder, covered)) = feed.covering(journal)?
+    {
+        tracing::debug!("resume index from what the run gathered as it wrote the journal");
+        if builder.settled() {
+            save(journal, builder, &covered)?;
+        }
+        return Ok(());
+    }
     let snapshot = path_for(journal);
     let loaded = read_snapshot(&snapshot, journal);
     let dir = Builder::dir_of(journal);
@@ -74,19 +191,28 @@ pub fn refresh(journal: &Path) -> Result<(), JournalError> {
     let Some(last) = builder.last else {
         return Ok(());
     };
-    let covered = reader.good_len();
-    let lines = reader.line_no();
-    let first = first_line_hash(journal)?;
-    let last_hash = range_hash(journal, last, covered)?;
+    let covered = Covered {
+        len: reader.good_len(),
+        lines: reader.line_no(),
+        last,
+        first_hash: first_line_hash(journal)?,
+        last_hash: range_hash(journal, last, reader.good_len())?,
+    };
+    save(journal, builder, &covered)
+}
+
+/// Save the index `builder` built as the snapshot of the journal state `covered`.
+fn save(journal: &Path, builder: Builder, covered: &Covered) -> Result<(), JournalError> {
+    let snapshot = path_for(journal);
     let mut index = builder.finish()?;
     files::write_private_atomic(&snapshot, |w| {
         let mut w = Hashing::new(w);
         w.write_all(MAGIC)?;
-        for n in [covered, lines, last] {
+        for n in [covered.len, covered.lines, covered.last] {
             w.write_all(&n.to_le_bytes())?;
         }
-        w.write_all(&first)?;
-        w.write_all(&last_hash)?;
+        w.write_all(&covered.first_hash)?;
+        w.write_all(&covered.last_hash)?;
         write_index(&mut w, &mut index)?;
         let sum = w.hasher.finalize_reset();
         w.inner.write_all(&sum)
@@ -348,6 +474,12 @@ mod tests {
     /// A journal of `n` items over a few runs, a dead run's orphan among them, ending cleanly.
     fn journal(dir: &Path, n: usize) -> PathBuf {
         let p = dir.join(JOURNAL_FILE);
+        write_lines(&p, &journal_lines(n));
+        p
+    }
+
+    /// The lines of [`journal`].
+    fn journal_lines(n: usize) -> Vec<Line> {
         let mut lines = vec![run_line(), Line::Sending(Sending { key: "lost".into() })];
         lines.push(run_line());
         for i in 0..n {
@@ -359,8 +491,97 @@ mod tests {
             lines.push(item(&format!("k{i}"), &sha(i % 50), class));
         }
         lines.push(Line::End(RunEnd::default()));
-        write_lines(&p, &lines);
-        p
+        lines
+    }
+
+    /// Write `lines` as a new journal at `p` with an [`IndexFeed`] on the writer; returns it.
+    fn fed(p: &Path, lines: &[Line]) -> IndexFeed {
+        let mut w = Writer::open(p, None).unwrap();
+        w.add_tap(Box::new(IndexFeed::new(p)));
+        for l in lines {
+            w.append(l).unwrap();
+        }
+        let tap = w.take_taps().pop().unwrap();
+        w.finish().unwrap();
+        *(tap as Box<dyn std::any::Any>)
+            .downcast::<IndexFeed>()
+            .unwrap()
+    }
+
+    /// The index gathered as the journal was written is saved as the very snapshot a read of
+    /// the journal saves (byte for byte), and loads as the index of the whole journal; a
+    /// journal changed since (a line appended, its last line altered) is read instead.
+    #[test]
+    fn a_snapshot_from_a_feed_is_the_one_the_journal_gives() {
+        let lines = journal_lines(5_000);
+        let read = tempfile::tempdir().unwrap();
+        let p = journal(read.path(), 5_000);
+        refresh(&p, None).unwrap();
+        let expected = std::fs::read(path_for(&p)).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let q = dir.path().join(JOURNAL_FILE);
+        let feed = fed(&q, &lines);
+        std::fs::remove_file(&p).unwrap();
+        refresh(&q, Some(feed)).unwrap();
+        assert!(
+            std::fs::read(path_for(&q)).unwrap() == expected,
+            "same snapshot"
+        );
+        let (mut index, _, loaded) = load(&q).unwrap();
+        assert_eq!(loaded, Loaded::Snapshot { tail: 0 });
+        assert_eq!(contents(&mut index), contents(&mut built(&q)));
+
+        // A line appended after the feed's: the journal is read, and the snapshot covers it.
+        let dir = tempfile::tempdir().unwrap();
+        let q = dir.path().join(JOURNAL_FILE);
+        let feed = fed(&q, &lines);
+        append(
+            &q,
+            &[
+                run_line(),
+                item("late", &sha(7), Class::Result),
+                Line::End(RunEnd::default()),
+            ],
+        );
+        refresh(&q, Some(feed)).unwrap();
+        let (mut index, _, loaded) = load(&q).unwrap();
+        assert_eq!(loaded, Loaded::Snapshot { tail: 0 });
+        assert_eq!(contents(&mut index), contents(&mut built(&q)));
+        assert!(index.latest(key_digest("late")).is_some());
+
+        // The last line changed in place (same length): not the journal the feed saw.
+        let dir = tempfile::tempdir().unwrap();
+        let q = dir.path().join(JOURNAL_FILE);
+        assert!(fed(&q, &lines).covering(&q).unwrap().is_some());
+        std::fs::remove_file(&q).unwrap();
+        let feed = fed(&q, &lines);
+        let mut bytes = std::fs::read(&q).unwrap();
+        let n = bytes.len();
+        // A digit of its chain field (`..."prev":"<hex>"}`): still a JSON line.
+        bytes[n - 4] = if bytes[n - 4] == b'0' { b'1' } else { b'0' };
+        std::fs::write(&q, &bytes).unwrap();
+        assert!(feed.covering(&q).unwrap().is_none(), "a changed last line");
+        let feed = fed(&dir.path().join("other.jsonl"), &lines);
+        std::fs::write(&q, &bytes[..n - 1]).unwrap();
+        assert!(feed.covering(&q).unwrap().is_none(), "another length");
+    }
+
+    /// A feed that could not take a line in (a record without a class) saves nothing of its
+    /// own: the journal is read, and its defect reported.
+    #[test]
+    fn a_feed_that_gave_up_leaves_the_index_to_the_journal() {
+        let mut lines = journal_lines(50);
+        if let Some(Line::Item(r)) = lines.iter_mut().find(|l| matches!(l, Line::Item(_))) {
+            r.class = None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let q = dir.path().join(JOURNAL_FILE);
+        let feed = fed(&q, &lines);
+        assert!(feed.broken);
+        let err = refresh(&q, Some(feed)).unwrap_err();
+        assert!(err.to_string().contains("without key or class"), "{err}");
+        assert!(!path_for(&q).exists());
     }
 
     fn built(p: &Path) -> Index {
@@ -377,7 +598,7 @@ mod tests {
                 Line::End(RunEnd::default()),
             ],
         );
-        refresh(p).unwrap();
+        refresh(p, None).unwrap();
         let (mut index, _, loaded) = load(p).unwrap();
         assert_eq!(loaded, Loaded::Snapshot { tail: 0 });
         assert_eq!(contents(&mut index), contents(&mut built(p)));
@@ -389,7 +610,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // More keys than an index keeps in memory: its entries are read from the file.
         let p = journal(dir.path(), 5_000);
-        refresh(&p).unwrap();
+        refresh(&p, None).unwrap();
         let snap = path_for(&p);
         let mode = std::fs::metadata(&snap).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
@@ -419,7 +640,7 @@ mod tests {
 
         // That run died (no end line): the snapshot is not refreshed past an open upload.
         let before = std::fs::read(&snap).unwrap();
-        refresh(&p).unwrap();
+        refresh(&p, None).unwrap();
         assert_eq!(std::fs::read(&snap).unwrap(), before);
         // The next run ends cleanly: the snapshot now covers everything.
         let index = clean_rerun(&p);
@@ -430,7 +651,7 @@ mod tests {
     fn a_snapshot_that_does_not_match_its_journal_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let p = journal(dir.path(), 300);
-        refresh(&p).unwrap();
+        refresh(&p, None).unwrap();
         let snap = path_for(&p);
         let good = std::fs::read(&snap).unwrap();
         let journal_bytes = std::fs::read(&p).unwrap();
@@ -519,7 +740,7 @@ mod tests {
         std::fs::remove_file(&snap).unwrap();
         std::os::unix::fs::symlink(&elsewhere, &snap).unwrap();
         expect("a link");
-        refresh(&p).unwrap();
+        refresh(&p, None).unwrap();
         assert!(!std::fs::symlink_metadata(&snap).unwrap().is_symlink());
         assert_eq!(std::fs::read(&elsewhere).unwrap(), good, "target untouched");
         assert!(matches!(load(&p).unwrap().2, Loaded::Snapshot { tail: 0 }));

@@ -19,7 +19,8 @@ pub(super) const PREV_FIELD: &[u8] = br#","prev":""#;
 
 /// Sees every line as the [`Writer`] gathers it: where it starts, its bytes as written (line
 /// break excluded) and the line itself, in journal order. A scan that starts a journal builds
-/// its outputs' summary from what its tap saw instead of reading the journal back.
+/// its outputs' summary and its resume index from what its taps saw instead of reading the
+/// journal back.
 pub trait Tap: std::any::Any + Send {
     fn line(&mut self, offset: u64, raw: &[u8], line: &Line);
 }
@@ -40,7 +41,7 @@ pub struct Writer {
     /// SHA-256 of the last line written (its bytes without the line break), or
     /// [`CHAIN_START`] for an empty journal.
     prev: [u8; 32],
-    tap: Option<Box<dyn Tap>>,
+    taps: Vec<Box<dyn Tap>>,
 }
 
 impl Writer {
@@ -87,7 +88,7 @@ impl Writer {
             dirty: false,
             line: Vec::with_capacity(4096),
             prev,
-            tap: None,
+            taps: Vec::new(),
         })
     }
 
@@ -96,14 +97,14 @@ impl Writer {
         self.len == 0
     }
 
-    /// Show every line gathered from now on to `tap`.
-    pub fn set_tap(&mut self, tap: Box<dyn Tap>) {
-        self.tap = Some(tap);
+    /// Show every line gathered from now on to `tap` (too).
+    pub fn add_tap(&mut self, tap: Box<dyn Tap>) {
+        self.taps.push(tap);
     }
 
-    /// The tap set, no longer shown any line.
-    pub fn take_tap(&mut self) -> Option<Box<dyn Tap>> {
-        self.tap.take()
+    /// The taps added, no longer shown any line.
+    pub fn take_taps(&mut self) -> Vec<Box<dyn Tap>> {
+        std::mem::take(&mut self.taps)
     }
 
     /// Append one line; returns the offset it starts at.
@@ -122,7 +123,7 @@ impl Writer {
         chain(&mut self.line, &self.prev);
         self.prev = Sha256::digest(&self.line).into();
         let offset = self.len;
-        if let Some(tap) = self.tap.as_mut() {
+        for tap in &mut self.taps {
             tap.line(offset, &self.line, line);
         }
         self.line.push(b'\n');

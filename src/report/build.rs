@@ -659,11 +659,11 @@ mod tests {
     /// Write `lines` as a new journal in `dir` with a [`Feed`] on the writer; returns the feed.
     fn fed_journal(dir: &Path, lines: &[Line]) -> Feed {
         let mut w = crate::journal::Writer::open(&dir.join(JOURNAL_FILE), None).unwrap();
-        w.set_tap(Box::new(Feed::new(dir)));
+        w.add_tap(Box::new(Feed::new(dir)));
         for l in lines {
             w.append(l).unwrap();
         }
-        let tap = w.take_tap().unwrap();
+        let tap = w.take_taps().pop().unwrap();
         w.finish().unwrap();
         *(tap as Box<dyn std::any::Any>).downcast::<Feed>().unwrap()
     }

@@ -101,8 +101,10 @@ pub fn open(cfg: &ScanConfig, settings: &Settings, audit: RunAudit) -> Result<Op
     let resumed = good_len.is_some();
     let mut writer = Writer::open(&journal_path, good_len)?;
     if writer.is_empty() {
-        // A new journal: the outputs' summary is gathered as it is written.
-        writer.set_tap(Box::new(report::Feed::new(&cfg.out)));
+        // A new journal: the outputs' summary and the resume index are gathered as it is
+        // written.
+        writer.add_tap(Box::new(report::Feed::new(&cfg.out)));
+        writer.add_tap(Box::new(journal::IndexFeed::new(&journal_path)));
     }
     let mut run = header(cfg, settings, resumed, audit);
     run.shard = shard;

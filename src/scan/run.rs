@@ -591,20 +591,20 @@ async fn finish(
     let (mut end, exit) = end_line(&drained, cause.as_ref(), input_unread);
     end.balance = Some(balance);
     writer.append(&Line::End(end.clone()))?;
-    let fed = writer
-        .take_tap()
-        .and_then(|tap| {
-            (tap as Box<dyn std::any::Any>)
-                .downcast::<report::Feed>()
-                .ok()
-        })
-        .map(|feed| *feed);
+    let (mut fed, mut fed_index) = (None, None);
+    for tap in writer.take_taps() {
+        let tap = tap as Box<dyn std::any::Any>;
+        match tap.downcast::<report::Feed>() {
+            Ok(feed) => fed = Some(*feed),
+            Err(tap) => fed_index = tap.downcast::<journal::IndexFeed>().ok().map(|f| *f),
+        }
+    }
     writer.finish()?;
     // What the pipeline freed goes back to the system before the index and the outputs are
     // built, so the run's peak is the larger of the two phases, not their sum.
     release_free_memory();
     // The next resume reads the saved index and only the lines after it.
-    if let Err(e) = journal::refresh_index(&cfg.out.join(journal::JOURNAL_FILE)) {
+    if let Err(e) = journal::refresh_index(&cfg.out.join(journal::JOURNAL_FILE), fed_index) {
         messages::warn(&format!(
             "could not save the resume index ({e}); the next run reads the whole journal instead"
         ));

@@ -821,6 +821,12 @@ async fn outputs_gathered_during_a_scan_are_those_report_builds() {
             "{name}: the scan built its outputs from what it gathered: {}",
             run.stderr
         );
+        assert!(
+            run.stderr
+                .contains("resume index from what the run gathered as it wrote the journal"),
+            "{name}: and saved its resume index from it: {}",
+            run.stderr
+        );
         let items = common::journal_items(&out);
         let classes: std::collections::BTreeSet<String> = items
             .iter()
