@@ -30,8 +30,9 @@ pub struct AttentionRow {
     pub path: String,
 }
 
-/// Collects the items needing attention, most urgent actions first, keeping at most
-/// [`ATTENTION_CAP`] rows per action so memory stays bounded.
+/// Collects the items needing attention, most urgent actions first, keeping only the
+/// [`ATTENTION_CAP`] rows the table can show, so memory stays bounded (a scan gathers them
+/// while it runs).
 #[derive(Debug, Default)]
 pub struct Attention {
     rows: BTreeMap<Action, Vec<AttentionRow>>,
@@ -50,11 +51,13 @@ impl Attention {
             return;
         }
         self.total += 1;
-        let rows = self.rows.entry(action).or_default();
-        if rows.len() >= ATTENTION_CAP {
+        // The rows of this action and of the more urgent ones fill the table already: this
+        // one would never be shown.
+        let ahead: usize = self.rows.range(..=action).map(|(_, rows)| rows.len()).sum();
+        if ahead >= ATTENTION_CAP {
             return;
         }
-        rows.push(AttentionRow {
+        self.rows.entry(action).or_default().push(AttentionRow {
             key: r.key.clone(),
             action,
             class: r.class.unwrap_or(Class::Interrupted),
@@ -65,6 +68,12 @@ impl Attention {
             vendor_data: r.vendor_data.clone().unwrap_or_default(),
             path: r.path.clone(),
         });
+        // Rows of less urgent actions pushed past the cap can never be shown again.
+        let mut kept = 0;
+        for rows in self.rows.values_mut() {
+            rows.truncate(ATTENTION_CAP - kept);
+            kept += rows.len();
+        }
     }
 
     /// Items needing attention, shown or not.
@@ -651,6 +660,49 @@ mod tests {
             esc("<script>\"a\" & 'b'</script>"),
             "&lt;script&gt;&quot;a&quot; &amp; &#39;b&#39;&lt;/script&gt;"
         );
+    }
+
+    /// The rows kept are exactly those a table of every row would show first, whatever the
+    /// order the actions come in, and no more are held.
+    #[test]
+    fn attention_keeps_only_the_rows_it_can_show() {
+        let classes = [
+            (Class::Result, Some("LIVENESS_FACE_ATTACK")),
+            (Class::Result, Some("NO_FACE_DETECTED")),
+            (Class::Result, Some("LOW_LIVENESS_SCORE")),
+            (Class::InvalidInput, None),
+            (Class::Transient, None),
+            (Class::Result, None),
+        ];
+        let mut seed = 7u64;
+        for round in 0..4 {
+            let mut a = Attention::new();
+            let mut all: Vec<AttentionRow> = Vec::new();
+            let mut offered = 0u64;
+            for i in 0..3 * ATTENTION_CAP + round * 500 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                // Rounds lean on later (less urgent) or earlier actions in turn.
+                let pick = ((seed >> 33) as usize + round * i / 1000) % classes.len();
+                let (class, risk) = classes[pick];
+                let r = record(&format!("k{i}"), class, risk);
+                if record_action(&r) != Action::Proceed {
+                    offered += 1;
+                    let mut one = Attention::new();
+                    one.offer(&r);
+                    all.extend(one.shown().cloned());
+                }
+                a.offer(&r);
+                let held: usize = a.rows.values().map(Vec::len).sum();
+                assert!(held <= ATTENTION_CAP, "{held} rows held");
+            }
+            all.sort_by_key(|row| row.action);
+            let expected: Vec<&AttentionRow> = all.iter().take(ATTENTION_CAP).collect();
+            let shown: Vec<&AttentionRow> = a.shown().collect();
+            assert_eq!(shown, expected, "round {round}");
+            assert_eq!(a.total(), offered);
+        }
     }
 
     #[test]
