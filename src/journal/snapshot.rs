@@ -522,7 +522,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let q = dir.path().join(JOURNAL_FILE);
         let feed = fed(&q, &lines);
-        std::fs::remove_file(&p).unwrap();
         refresh(&q, Some(feed)).unwrap();
         assert!(
             std::fs::read(path_for(&q)).unwrap() == expected,
