@@ -3,6 +3,7 @@
 //! reading it; kept on disk, see [`super::keys`]), reusable answers by content, and requests
 //! that a run which died may have sent without recording their answer.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -93,24 +94,30 @@ pub struct Orphan {
     pub offset: u64,
 }
 
-/// The fields of a journal line that the index needs; the rest is skipped without allocating.
+/// The fields of a journal line that the index needs, borrowed from the line where they can
+/// be (a text with an escape is copied); the rest is skipped without allocating.
 #[derive(Deserialize)]
-struct LightLine {
+struct LightLine<'a> {
     #[serde(rename = "type")]
     kind: LineKind,
-    key: Option<String>,
-    sha256: Option<String>,
-    version: Option<String>,
+    #[serde(borrow)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    sha256: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    version: Option<Cow<'a, str>>,
     class: Option<Class>,
-    error_field: Option<String>,
-    duplicate_of: Option<String>,
+    #[serde(borrow)]
+    error_field: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    duplicate_of: Option<Cow<'a, str>>,
     settings: Option<Settings>,
     shard: Option<crate::shard::ShardHeader>,
 }
 
-impl LightLine {
+impl<'a> LightLine<'a> {
     /// The fields of `line` the index needs, as the journal's parse would give them.
-    pub(super) fn of(line: &Line) -> Self {
+    fn of(line: &'a Line) -> Self {
         let mut light = LightLine {
             kind: line.kind(),
             key: None,
@@ -128,18 +135,18 @@ impl LightLine {
                 light.shard = run.shard.clone();
             }
             Line::Item(r) => {
-                light.key = Some(r.key.clone());
-                light.sha256 = r.sha256.clone();
-                light.version = r.version.clone();
+                light.key = Some(Cow::Borrowed(&r.key));
+                light.sha256 = r.sha256.as_deref().map(Cow::Borrowed);
+                light.version = r.version.as_deref().map(Cow::Borrowed);
                 light.class = r.class;
-                light.error_field = r.error_field.clone();
-                light.duplicate_of = r.duplicate_of.clone();
+                light.error_field = r.error_field.as_deref().map(Cow::Borrowed);
+                light.duplicate_of = r.duplicate_of.as_deref().map(Cow::Borrowed);
             }
-            Line::Sending(s) => light.key = Some(s.key.clone()),
+            Line::Sending(s) => light.key = Some(Cow::Borrowed(&s.key)),
             Line::Unchanged(u) => {
-                light.key = Some(u.key.clone());
-                light.version = Some(u.version.clone());
-                light.sha256 = Some(u.sha256.clone());
+                light.key = Some(Cow::Borrowed(&u.key));
+                light.version = Some(Cow::Borrowed(&u.version));
+                light.sha256 = Some(Cow::Borrowed(&u.sha256));
             }
             Line::End(_) => {}
         }
@@ -310,7 +317,7 @@ impl Builder {
             }
             LineKind::End => self.announced.clear(),
             LineKind::Sending => {
-                let key = light.key.unwrap_or_default();
+                let key = light.key.unwrap_or_default().into_owned();
                 self.announced
                     .insert(key_digest(&key), Orphan { key, offset });
             }

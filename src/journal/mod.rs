@@ -732,6 +732,25 @@ mod tests {
         assert_eq!(keys, ["c", "c"], "each dead upload of c counts");
     }
 
+    /// Keys the journal writes with escapes (quotes, backslashes, line breaks) are read back
+    /// whole by the index's light parse, as are plain ones it borrows from the line.
+    #[test]
+    fn keys_with_escapes_are_indexed_and_orphaned_whole() {
+        let odd = "a \"quoted\" \\ key\nwith a break";
+        let index = index_of(&[
+            run_line(),
+            item(odd, SHA_A, Class::Result),
+            item("plain", SHA_B, Class::Transient),
+            Line::End(RunEnd::default()),
+            run_line(),
+            Line::Sending(Sending { key: odd.into() }),
+        ]);
+        assert_eq!(index.class_of(key_digest(odd)), Some(Class::Result));
+        assert_eq!(index.class_of(key_digest("plain")), Some(Class::Transient));
+        let keys: Vec<&str> = index.orphans.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, [odd]);
+    }
+
     #[test]
     fn index_keeps_the_latest_record_per_key_and_checks_content() {
         let index = index_of(&[
