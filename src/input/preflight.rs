@@ -999,14 +999,21 @@ mod tests {
         }
     }
 
+    /// A FIFO named `pipe.jpg` in `dir`.
+    #[cfg(unix)]
+    fn fifo_in(dir: &Path) -> std::path::PathBuf {
+        let p = dir.join("pipe.jpg");
+        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        p
+    }
+
     #[cfg(unix)]
     #[test]
     fn preflight_refuses_fifo_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("pipe.jpg");
-        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let p = fifo_in(dir.path());
         let started = std::time::Instant::now();
         let r = preflight(&p).unwrap_err();
         assert_eq!(
@@ -1022,10 +1029,7 @@ mod tests {
     #[test]
     fn the_opened_handle_is_checked_not_only_the_path() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("pipe.jpg");
-        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let p = fifo_in(dir.path());
         let meta = std::fs::symlink_metadata(&p).unwrap();
         let u = check_kind(&meta, &p).unwrap_err();
         assert_eq!(
@@ -1041,10 +1045,7 @@ mod tests {
     #[test]
     fn a_walked_file_swapped_for_a_fifo_or_device_is_refused_by_its_handle() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("pipe.jpg");
-        let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let p = fifo_in(dir.path());
         let buffers = Arc::new(Buffers::default());
         let started = std::time::Instant::now();
         let r = preflight_with(&p, true, &buffers).unwrap_err();

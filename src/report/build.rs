@@ -121,82 +121,42 @@ fn sort_err(dir: &Path) -> impl Fn(io::Error) -> ReportError + '_ {
     }
 }
 
-/// Rebuild every output in `out_dir` from its journal. `extra_warnings` (a merge's) go in the
-/// summary first.
+/// What a build takes besides the out dir and the options; the default is what `report` of
+/// one out dir takes.
+#[derive(Default)]
+pub(super) struct Inputs<'a> {
+    /// Warnings from outside the journal (a merge's): they go in the summary first.
+    pub extra_warnings: Vec<String>,
+    /// A merge of shards: their coverage.
+    pub shards: Option<super::shards::Coverage>,
+    /// An out dir to compare with, and the score margin.
+    pub baseline: Option<(&'a Path, f64)>,
+    /// What a scan that started the journal gathered as it wrote it.
+    pub fed: Option<Feed>,
+}
+
+/// Rebuild every output in `out_dir` from its journal.
 pub(super) fn build(
     out_dir: &Path,
     opts: &ReportOptions,
-    extra_warnings: Vec<String>,
+    inputs: Inputs,
 ) -> Result<Outputs, ReportError> {
-    build_with(
-        out_dir,
-        opts,
-        extra_warnings,
-        sort::BUDGET,
-        None,
-        None,
-        None,
-    )
-}
-
-/// [`build`] for the end of a scan that started the journal, with what its feed gathered
-/// as it wrote it.
-pub(super) fn build_fed(
-    out_dir: &Path,
-    opts: &ReportOptions,
-    fed: Option<Feed>,
-) -> Result<Outputs, ReportError> {
-    build_with(out_dir, opts, Vec::new(), sort::BUDGET, None, None, fed)
-}
-
-/// [`build`] for a merge, with the shards' coverage (when the merged folders were shards)
-/// and compared with a baseline out dir (`baseline`, score margin) when given.
-pub(super) fn build_merged(
-    out_dir: &Path,
-    opts: &ReportOptions,
-    extra_warnings: Vec<String>,
-    shards: Option<super::shards::Coverage>,
-    baseline: Option<(&Path, f64)>,
-) -> Result<Outputs, ReportError> {
-    build_with(
-        out_dir,
-        opts,
-        extra_warnings,
-        sort::BUDGET,
-        shards,
-        baseline,
-        None,
-    )
-}
-
-/// [`build`], compared with a baseline out dir (`baseline`, score margin) when given.
-pub(super) fn build_compared(
-    out_dir: &Path,
-    opts: &ReportOptions,
-    extra_warnings: Vec<String>,
-    baseline: Option<(&Path, f64)>,
-) -> Result<Outputs, ReportError> {
-    build_with(
-        out_dir,
-        opts,
-        extra_warnings,
-        sort::BUDGET,
-        None,
-        baseline,
-        None,
-    )
+    build_with(out_dir, opts, inputs, sort::BUDGET)
 }
 
 /// [`build`] with each sorter holding at most `budget` bytes in memory.
 fn build_with(
     out_dir: &Path,
     opts: &ReportOptions,
-    extra_warnings: Vec<String>,
+    inputs: Inputs,
     budget: usize,
-    shards: Option<super::shards::Coverage>,
-    baseline: Option<(&Path, f64)>,
-    fed: Option<Feed>,
 ) -> Result<Outputs, ReportError> {
+    let Inputs {
+        extra_warnings,
+        shards,
+        baseline,
+        fed,
+    } = inputs;
     let journal_path = out_dir.join(JOURNAL_FILE);
     if !journal_path.is_file() {
         return Err(ReportError::NoJournal {
@@ -690,10 +650,10 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         journal(dir.path());
-        let in_memory = build(dir.path(), &opts, Vec::new()).unwrap();
+        let in_memory = build(dir.path(), &opts, Inputs::default()).unwrap();
         let expected = outputs(dir.path());
         // 64 entries a run: every sort spills about ten runs
-        let spilled = build_with(dir.path(), &opts, Vec::new(), 64 * 16, None, None, None).unwrap();
+        let spilled = build_with(dir.path(), &opts, Inputs::default(), 64 * 16).unwrap();
         assert_eq!(spilled.summary, in_memory.summary);
         for ((f, got), (_, want)) in outputs(dir.path()).iter().zip(&expected) {
             assert!(got == want, "{f} differs");
@@ -727,8 +687,7 @@ mod tests {
                 let dir = tempfile::tempdir().unwrap();
                 let lines = journal_lines(second_run);
                 write_lines(&dir.path().join(JOURNAL_FILE), &lines);
-                let rebuilt =
-                    build_with(dir.path(), &opts, Vec::new(), budget, None, None, None).unwrap();
+                let rebuilt = build_with(dir.path(), &opts, Inputs::default(), budget).unwrap();
                 let expected = outputs(dir.path());
 
                 let dir = tempfile::tempdir().unwrap();
@@ -745,16 +704,11 @@ mod tests {
 
                 let dir = tempfile::tempdir().unwrap();
                 let feed = fed_journal(dir.path(), &lines);
-                let built = build_with(
-                    dir.path(),
-                    &opts,
-                    Vec::new(),
-                    budget,
-                    None,
-                    None,
-                    Some(feed),
-                )
-                .unwrap();
+                let fed = Inputs {
+                    fed: Some(feed),
+                    ..Default::default()
+                };
+                let built = build_with(dir.path(), &opts, fed, budget).unwrap();
                 assert_eq!(built.summary.items, rebuilt.summary.items);
                 let mut out_dir_free = built.summary.clone();
                 out_dir_free.out_dir = rebuilt.summary.out_dir.clone();
@@ -830,16 +784,11 @@ mod tests {
         }
         let feed = fed_journal(dir.path(), &odd);
         assert!(!usable(&dir, feed), "a record without a class");
-        let err = build_with(
-            dir.path(),
-            &ReportOptions::default(),
-            Vec::new(),
-            sort::BUDGET,
-            None,
-            None,
-            Some(fed_journal(tempfile::tempdir().unwrap().path(), &odd)),
-        )
-        .unwrap_err();
+        let fed = Inputs {
+            fed: Some(fed_journal(tempfile::tempdir().unwrap().path(), &odd)),
+            ..Default::default()
+        };
+        let err = build(dir.path(), &ReportOptions::default(), fed).unwrap_err();
         assert!(
             err.to_string().contains("without key or class"),
             "the journal's own pass refuses it: {err}"

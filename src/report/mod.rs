@@ -237,7 +237,7 @@ pub fn write_outputs(out_dir: &Path, opts: &ReportOptions) -> Result<Summary, Re
 
 /// Rebuild every output in `out_dir` from its journal (what `report` does).
 pub fn rebuild(out_dir: &Path, opts: &ReportOptions) -> Result<Outputs, ReportError> {
-    build::build(out_dir, opts, Vec::new())
+    build::build(out_dir, opts, build::Inputs::default())
 }
 
 /// Rebuild every output in `out_dir` and compare it with the out dir `baseline` (an earlier
@@ -250,7 +250,14 @@ pub fn rebuild_compared(
     margin: f64,
 ) -> Result<Outputs, ReportError> {
     baseline::check_baseline(baseline, out_dir)?;
-    build::build_compared(out_dir, opts, Vec::new(), Some((baseline, margin)))
+    build::build(
+        out_dir,
+        opts,
+        build::Inputs {
+            baseline: Some((baseline, margin)),
+            ..Default::default()
+        },
+    )
 }
 
 /// What the end of a scan does: when the outputs were built from this journal with the same
@@ -269,7 +276,14 @@ pub fn refresh_outputs(
 ) -> Result<Outputs, ReportError> {
     match state::refresh(out_dir, opts, listed)? {
         Some(outputs) => Ok(outputs),
-        None => build::build_fed(out_dir, opts, fed),
+        None => build::build(
+            out_dir,
+            opts,
+            build::Inputs {
+                fed,
+                ..Default::default()
+            },
+        ),
     }
 }
 
@@ -334,7 +348,16 @@ fn merge_outputs(
         bw.flush()
     })
     .map_err(io_err(&marker_path))?;
-    build::build_merged(out, opts, warnings, coverage, baseline)
+    build::build(
+        out,
+        opts,
+        build::Inputs {
+            extra_warnings: warnings,
+            shards: coverage,
+            baseline,
+            fed: None,
+        },
+    )
 }
 
 /// At least one folder, each holding a journal, none of them `out`, none given twice.
