@@ -256,6 +256,7 @@ impl Line {
         serde_json::from_slice(raw)
     }
 
+    /// The line's `type`, as the light readers see it.
     pub fn kind(&self) -> LineKind {
         match self {
             Line::Run(_) => LineKind::Run,
