@@ -23,7 +23,7 @@ pub use files::{DirLock, create_private_dir, open_private, out_dir_warning, writ
 pub use index::{Index, KeyState, Latest, Orphan, reusable_record, version_digest};
 pub use read::{ChainBreak, ChainCheck, LinesAt, Reader, TornTail};
 pub use snapshot::{INDEX_FILE, IndexFeed, Loaded, load as load_index, refresh as refresh_index};
-pub use write::{CHAIN_START, Tap, Writer};
+pub use write::{CHAIN_START, SyncJob, Tap, Writer};
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 pub const LOCK_FILE: &str = ".liveness-batch.lock";

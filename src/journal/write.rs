@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -30,7 +31,8 @@ pub trait Tap: std::any::Any + Send {
 /// [`SYNC_EVERY`] and on [`Writer::finish`].
 pub struct Writer {
     path: PathBuf,
-    file: File,
+    /// Shared with the [`SyncJob`]s that sync it on another thread.
+    file: Arc<File>,
     /// The journal's length, lines gathered and not yet written included.
     len: u64,
     /// Lines gathered, written together by the next [`Writer::flush`].
@@ -81,7 +83,7 @@ impl Writer {
         };
         Ok(Self {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
             len,
             gathered: Vec::new(),
             last_sync: Instant::now(),
@@ -155,9 +157,25 @@ impl Writer {
         Ok(())
     }
 
+    /// Write the lines gathered and return the job that syncs them, with everything written
+    /// before, to disk: run on another thread ([`SyncJob::run`]) while this writer goes on
+    /// gathering and writing lines (which the next sync covers). `None` when nothing was
+    /// written since the last sync (or since the last job was made).
+    pub fn sync_job(&mut self) -> Result<Option<SyncJob>, JournalError> {
+        self.write_gathered()?;
+        self.last_sync = Instant::now();
+        if !std::mem::take(&mut self.dirty) {
+            return Ok(None);
+        }
+        Ok(Some(SyncJob {
+            file: Arc::clone(&self.file),
+            path: self.path.clone(),
+        }))
+    }
+
     fn write_gathered(&mut self) -> Result<(), JournalError> {
         if !self.gathered.is_empty() {
-            let written = self.file.write_all(&self.gathered);
+            let written = (&*self.file).write_all(&self.gathered);
             self.gathered.clear();
             written.map_err(JournalError::io("write", &self.path))?;
             self.dirty = true;
@@ -171,6 +189,21 @@ impl Writer {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// A sync of what a [`Writer`] had written when it made the job ([`Writer::sync_job`]).
+pub struct SyncJob {
+    file: Arc<File>,
+    path: PathBuf,
+}
+
+impl SyncJob {
+    /// Sync the journal's data to disk (blocking: run it on a thread that may wait).
+    pub fn run(self) -> Result<(), JournalError> {
+        self.file
+            .sync_data()
+            .map_err(JournalError::io("sync", &self.path))
     }
 }
 

@@ -1,15 +1,18 @@
 //! The journal writer stage: the only task that appends to the journal (the lines of what is
 //! queued at once in one write). It records each finished item, announces uploads (a
-//! `sending` line, synced before the upload leaves), keeps the progress and the exit-code count
-//! current, syncs at least every second, and tells the dispatcher when a leader of identical
-//! images finished. A write that fails (a full disk) stops the whole run at once with that
+//! `sending` line, synced before the upload leaves: the syncs run on a blocking thread, one
+//! at a time and at most one every [`SYNC_GAP`], each releasing every upload announced before
+//! it started), keeps the progress and the exit-code count current, syncs at least every
+//! second, and tells the dispatcher when a leader of identical images finished. A write that fails (a full disk) stops the whole run at once with that
 //! error.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::run::RunCounts;
 use super::{ScanError, Stop};
@@ -68,38 +71,144 @@ pub async fn write_records(
     let mut tick = tokio::time::interval(journal::SYNC_EVERY);
     let mut acks = Vec::new();
     let mut done = Vec::new();
+    // The sync under way on a blocking thread and the uploads waiting for it. While the disk
+    // catches up, this task goes on writing lines; the uploads announced meanwhile wait for
+    // the next sync, which starts when this one ends, and never sooner than `SYNC_GAP` after
+    // it started (one sync then covers every upload announced in that time).
+    let mut syncing = Syncing::default();
     loop {
+        let mut due = syncing.due(!acks.is_empty());
+        if due == Some(Due::Now) {
+            syncing.start(&mut writer, &mut acks)?;
+            due = None;
+        }
         tokio::select! {
             msg = rx.recv() => {
                 let Some(msg) = msg else { break };
                 // Take what else is queued, so its lines share one write and announced
                 // uploads one sync.
                 ctx.take_queued(&mut writer, msg, &mut rx, &mut done, &mut acks)?;
-                if !acks.is_empty() {
-                    // An upload waits for the sync: let the other tasks ready now queue their
-                    // lines first, so that one sync covers theirs too.
-                    tokio::task::yield_now().await;
-                    if let Ok(msg) = rx.try_recv() {
-                        ctx.take_queued(&mut writer, msg, &mut rx, &mut done, &mut acks)?;
-                    }
-                }
                 // The leaders' records are written before anyone is told where they are.
                 writer.flush()?;
                 for completion in done.drain(..) {
                     let _ = done_tx.send(completion);
                 }
-                if !acks.is_empty() {
+            }
+            synced = syncing.wait(), if syncing.busy() => {
+                synced?;
+            }
+            _ = sleep_until(due), if matches!(due, Some(Due::At(_))) => {
+                syncing.start(&mut writer, &mut acks)?;
+            }
+            _ = tick.tick() => {
+                if !syncing.busy() {
                     writer.sync()?;
-                    for ack in acks.drain(..) {
-                        let _ = ack.send(());
-                    }
                 }
             }
-            _ = tick.tick() => writer.sync()?,
         }
     }
+    syncing.wait().await?;
     writer.sync()?;
+    syncing.release();
     Ok(writer)
+}
+
+/// The shortest time from the start of one journal sync to the start of the next while
+/// uploads wait for them: at most this many syncs a second however fast answers come (each
+/// costs the disk a flush), and no wait at all for an upload when the last sync is older.
+pub const SYNC_GAP: Duration = Duration::from_millis(5);
+
+async fn sleep_until(due: Option<Due>) {
+    if let Some(Due::At(at)) = due {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// When the next sync may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    Now,
+    At(Instant),
+}
+
+/// The journal sync running on a blocking thread, and the uploads it releases when it ends.
+#[derive(Default)]
+struct Syncing {
+    job: Option<tokio::task::JoinHandle<Result<(), journal::JournalError>>>,
+    /// The uploads the sync under way covers.
+    acks: Vec<oneshot::Sender<()>>,
+    started: Option<Instant>,
+}
+
+impl Syncing {
+    fn busy(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// When the next sync may start, given whether uploads wait for one: `None` while one is
+    /// under way or none waits.
+    fn due(&self, waiting: bool) -> Option<Due> {
+        next_sync(self.busy(), waiting, self.started, Instant::now(), SYNC_GAP)
+    }
+
+    /// Start syncing what `writer` wrote, for the uploads in `acks`.
+    fn start(
+        &mut self,
+        writer: &mut Writer,
+        acks: &mut Vec<oneshot::Sender<()>>,
+    ) -> Result<(), ScanError> {
+        std::mem::swap(&mut self.acks, acks);
+        self.started = Some(Instant::now());
+        match writer.sync_job()? {
+            Some(job) => self.job = Some(tokio::task::spawn_blocking(move || job.run())),
+            // Nothing written since the last sync: the lines are on disk already.
+            None => self.release(),
+        }
+        Ok(())
+    }
+
+    /// Wait for the sync under way (if any), then let its uploads leave.
+    async fn wait(&mut self) -> Result<(), ScanError> {
+        let Some(job) = self.job.as_mut() else {
+            return Ok(());
+        };
+        let result = job.await;
+        self.job = None;
+        match result {
+            Ok(Ok(())) => {
+                self.release();
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(ScanError::Internal(format!(
+                "the journal sync's thread: {e}"
+            ))),
+        }
+    }
+
+    fn release(&mut self) {
+        for ack in self.acks.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+}
+
+/// The sync decision: none while one runs or no upload waits; otherwise now, or `gap` after
+/// the last one started when that is still to come.
+fn next_sync(
+    busy: bool,
+    waiting: bool,
+    last_start: Option<Instant>,
+    now: Instant,
+    gap: Duration,
+) -> Option<Due> {
+    if busy || !waiting {
+        return None;
+    }
+    match last_start.map(|t| t + gap) {
+        Some(at) if at > now => Some(Due::At(at)),
+        _ => Some(Due::Now),
+    }
 }
 
 impl WriterCtx {
@@ -186,6 +295,57 @@ impl WriterCtx {
         self.without_result.fetch_add(
             i64::from(has_no_result) - i64::from(had_no_result),
             Ordering::Relaxed,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GAP: Duration = Duration::from_millis(5);
+
+    #[test]
+    fn no_sync_while_one_runs_or_when_no_upload_waits() {
+        let now = Instant::now();
+        assert_eq!(next_sync(true, true, Some(now), now, GAP), None);
+        assert_eq!(next_sync(false, false, Some(now), now, GAP), None);
+        assert_eq!(next_sync(false, false, None, now, GAP), None);
+    }
+
+    #[test]
+    fn the_first_sync_and_one_after_a_quiet_gap_start_at_once() {
+        let now = Instant::now() + Duration::from_secs(1);
+        assert_eq!(next_sync(false, true, None, now, GAP), Some(Due::Now));
+        assert_eq!(
+            next_sync(false, true, Some(now - GAP), now, GAP),
+            Some(Due::Now)
+        );
+        assert_eq!(
+            next_sync(false, true, Some(now - Duration::from_secs(1)), now, GAP),
+            Some(Due::Now)
+        );
+    }
+
+    #[test]
+    fn a_sync_soon_after_the_last_one_waits_for_the_gap() {
+        let start = Instant::now();
+        let now = start + Duration::from_millis(2);
+        assert_eq!(
+            next_sync(false, true, Some(start), now, GAP),
+            Some(Due::At(start + GAP))
+        );
+        // Once the sync under way ends, what waits is due at the same moment, not later.
+        assert_eq!(next_sync(true, true, Some(start), now, GAP), None);
+        assert_eq!(
+            next_sync(
+                false,
+                true,
+                Some(start),
+                start + Duration::from_millis(4),
+                GAP
+            ),
+            Some(Due::At(start + GAP))
         );
     }
 }
