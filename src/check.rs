@@ -222,7 +222,7 @@ fn report<O: Write, E: Write>(
     match outcome {
         Outcome::Result { response, raw } => {
             if cfg.json {
-                print_json(raw, out)?;
+                print_json(&raw.to_value(), out)?;
             } else {
                 print_result(&cfg.image, prepared, &cfg.params, response, out)?;
             }

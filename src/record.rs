@@ -282,7 +282,63 @@ pub struct Record {
     pub finished_at: Option<String>,
     /// The API's JSON as received (200 only), for the audit trail.
     #[serde(default, deserialize_with = "response_as_kept")]
-    pub response: Option<serde_json::Value>,
+    pub response: Option<Answer>,
+}
+
+/// Didit's answer as a record keeps it: the text as received (made one line, the key already
+/// removed), written to the journal as it is, or the value read back from a journal (or built
+/// when the text could not be kept as it came).
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Text(Box<serde_json::value::RawValue>),
+    Value(serde_json::Value),
+}
+
+impl Answer {
+    /// The answer as a JSON value (text that does not parse, which [`Answer::Text`] never
+    /// holds, reads as null).
+    pub fn to_value(&self) -> serde_json::Value {
+        match self {
+            Answer::Text(text) => serde_json::from_str(text.get()).unwrap_or_default(),
+            Answer::Value(v) => v.clone(),
+        }
+    }
+}
+
+impl From<serde_json::Value> for Answer {
+    fn from(v: serde_json::Value) -> Self {
+        Answer::Value(v)
+    }
+}
+
+/// Two answers are equal when they hold the same JSON value, however written.
+impl PartialEq for Answer {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_value() == other.to_value()
+    }
+}
+
+impl PartialEq<serde_json::Value> for Answer {
+    fn eq(&self, other: &serde_json::Value) -> bool {
+        self.to_value() == *other
+    }
+}
+
+impl Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Answer::Text(text) => text.serialize(s),
+            Answer::Value(v) => v.serialize(s),
+        }
+    }
+}
+
+/// Read back as a value: a journal line may come through serde's buffering (a line written
+/// by hand or by an older release), where text cannot be borrowed as it is.
+impl<'de> Deserialize<'de> for Answer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(d).map(Answer::Value)
+    }
 }
 
 thread_local! {
@@ -304,9 +360,7 @@ pub fn without_response<T>(parse: impl FnOnce() -> T) -> T {
     parse()
 }
 
-fn response_as_kept<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<serde_json::Value>, D::Error> {
+fn response_as_kept<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Answer>, D::Error> {
     if KEEP_RESPONSE.get() {
         Option::deserialize(d)
     } else {

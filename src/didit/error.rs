@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
-use super::model::json_kind;
-
-use super::model::LivenessResponse;
+use super::model::{LivenessResponse, json_kind};
 use crate::exit::Exit;
-use crate::record::Class;
+use crate::record::{Answer, Class};
 
 /// The outcome of one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,7 +19,8 @@ pub enum Outcome {
     /// HTTP 200 with a parseable body: a decision (one credit spent).
     Result {
         response: Box<LivenessResponse>,
-        raw: Value,
+        /// The body as received (the key already removed).
+        raw: Answer,
     },
     /// 400 (a field map or `{"error"}`), 413 and other item-level 4xx: this item is bad; no retry.
     Rejected {
@@ -270,6 +270,12 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> Outcome {
 }
 
 fn classify_success(status: u16, body: &[u8]) -> Outcome {
+    if let Some((response, text)) = plain_result(body) {
+        return Outcome::Result {
+            response: Box::new(response),
+            raw: Answer::Text(text),
+        };
+    }
     let raw: Value = match serde_json::from_slice(body) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) | Err(_) => {
@@ -288,7 +294,7 @@ fn classify_success(status: u16, body: &[u8]) -> Outcome {
     match unusable(&raw, &response) {
         None => Outcome::Result {
             response: Box::new(response),
-            raw,
+            raw: Answer::Value(raw),
         },
         Some(why) => Outcome::BadAnswer {
             message: format!(
@@ -298,6 +304,41 @@ fn classify_success(status: u16, body: &[u8]) -> Outcome {
             raw,
         },
     }
+}
+
+/// A 200 body of the shape Didit sends, with a decision: the model read straight from it
+/// ([`LivenessResponse::read_plain`]) and the body made one line, kept as text for the
+/// journal. `None` sends the body through the lenient reading of a JSON value.
+fn plain_result(body: &[u8]) -> Option<(LivenessResponse, Box<RawValue>)> {
+    let text = RawValue::from_string(one_line(body)?).ok()?;
+    let response = LivenessResponse::read_plain(text.get())?;
+    response.decision()?;
+    Some((response, text))
+}
+
+/// JSON text without the white space between its tokens (so it fits on one journal line),
+/// or `None` when it is not UTF-8. Strings are copied as they are: a line break inside one is
+/// always escaped in valid JSON, and invalid JSON is refused by the parse that follows.
+fn one_line(body: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(body.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            continue;
+        } else if b == b'"' {
+            in_string = true;
+        }
+        out.push(b);
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Why a parsed 200 gives no decision, or `None` when it does. A missing or unknown status
@@ -547,6 +588,157 @@ mod tests {
             Outcome::Fatal { kind, message, .. } => (kind, message),
             other => panic!("expected Fatal, got {other:?}"),
         }
+    }
+
+    /// The old reading: a JSON value first, then the lenient model.
+    fn lenient(text: &str) -> (LivenessResponse, Value) {
+        let v: Value = serde_json::from_str(text).unwrap();
+        (LivenessResponse::from_raw(&v), v)
+    }
+
+    const DIDIT: &str = r#"{
+      "request_id": "f1c8c9b2-d3e4",
+      "liveness": {
+        "status": "Declined", "method": "PASSIVE", "score": 12.5,
+        "user_image": {"entities": [
+            {"bbox": [1, 2.5, 40, 60], "confidence": 0.81, "age": 30.1, "gender": "male", "race": null},
+            {"bbox": [0, 0, 100, 120], "confidence": 0.9, "age": null, "gender": null, "race": "x"}],
+          "best_angle": 2.6},
+        "warnings": [
+          {"risk": "LOW_LIVENESS_SCORE", "feature": "LIVENESS", "additional_data": null,
+           "log_type": " Error ", "short_description": "Low \"score\"", "long_description": "a\\b"},
+          {"risk": "", "log_type": null, "additional_data": {"n": [1, 2]}}],
+        "face_quality": 72, "face_luminance": 48.2, "new_field": {"x": [true]}},
+      "vendor_data": "user-1",
+      "metadata": {"batch": "q3", "nested": {"k": null}},
+      "created_at": "2026-06-12T01:04:42.763237+00:00",
+      "extra": [1, "two", {"three": 3}]
+    }"#;
+
+    #[test]
+    fn a_plain_answer_is_read_straight_into_the_same_model_and_kept_as_one_line() {
+        let (response, text) = plain_result(DIDIT.as_bytes()).expect("the plain reading");
+        let (want, value) = lenient(DIDIT);
+        assert_eq!(response, want);
+        assert_eq!(response.decision(), Some(crate::record::Decision::Declined));
+        assert!(!text.get().contains(['\n', '\r', '\t']), "{}", text.get());
+        assert!(!text.get().contains(": "), "{}", text.get());
+        // The strings are copied as they are: their spaces and escapes stay.
+        assert!(text.get().contains(r#""Low \"score\"""#), "{}", text.get());
+        assert!(text.get().contains(r#""a\\b""#), "{}", text.get());
+        let kept: Value = serde_json::from_str(text.get()).unwrap();
+        assert_eq!(kept, value);
+        match classify(200, &none(), DIDIT.as_bytes()) {
+            Outcome::Result {
+                raw: Answer::Text(t),
+                response,
+            } => {
+                assert_eq!(t.get(), text.get());
+                assert_eq!(*response, want);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_answer_of_another_shape_takes_the_lenient_reading_with_the_same_result() {
+        let liveness = |l: &str| format!(r#"{{"request_id": "r", "liveness": {l}}}"#);
+        let odd = [
+            // A number as a string, a status as a number beside an error warning, lists and
+            // objects where the other is due, a key given twice, a non-object warning.
+            liveness(r#"{"status": "Approved", "score": "97.5"}"#),
+            liveness(r#"{"status": 3, "warnings": [{"risk": "X", "log_type": "error"}]}"#),
+            liveness(r#"{"status": "Approved", "user_image": [[1, 2, 3, 4]]}"#),
+            liveness(r#"{"status": "Approved", "warnings": {"risk": "X"}}"#),
+            liveness(r#"{"status": "Declined", "status": "Approved"}"#),
+            liveness(r#"{"status": "Approved", "warnings": [["X", null, null, "error"]]}"#),
+            liveness(
+                r#"{"status": "Approved", "user_image": {"entities": [{"bbox": ["1", 2, 3, 4]}]}}"#,
+            ),
+            r#"{"request_id": 7, "liveness": {"status": "Approved"}}"#.to_string(),
+            r#"{"liveness": {"status": "Approved"}, "liveness": {"status": "Declined"}}"#
+                .to_string(),
+        ];
+        for text in &odd {
+            assert!(plain_result(text.as_bytes()).is_none(), "{text}");
+            let (want, value) = lenient(text);
+            match classify(200, &none(), text.as_bytes()) {
+                Outcome::Result { response, raw } => {
+                    assert_eq!(*response, want, "{text}");
+                    assert!(matches!(raw, Answer::Value(_)), "{text}");
+                    assert_eq!(raw, value, "{text}");
+                }
+                Outcome::BadAnswer { raw, .. } => {
+                    assert_eq!(want.decision(), None, "{text}");
+                    assert_eq!(raw, value, "{text}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+        // Without a decision the lenient reading gives the reason.
+        let o = classify(
+            200,
+            &none(),
+            liveness(r#"{"status": "Pending"}"#).as_bytes(),
+        );
+        assert_eq!(o.class(), Class::BadAnswer);
+        assert!(o.to_string().contains("Pending"), "{o}");
+    }
+
+    #[test]
+    fn plain_and_lenient_readings_agree_field_by_field() {
+        // Every field in each of the forms the plain reading accepts: missing, null, a value.
+        let forms = [
+            ("score", vec!["null", "0", "99.5", "100", "1e2", "-0.0"]),
+            ("face_quality", vec!["null", "7", "7.25"]),
+            ("method", vec!["null", r#""ACTIVE""#, r#""""#]),
+            (
+                "warnings",
+                vec![
+                    "null",
+                    "[]",
+                    r#"[{}]"#,
+                    r#"[{"risk": " ", "log_type": ""}]"#,
+                ],
+            ),
+            (
+                "user_image",
+                vec![
+                    "null",
+                    "{}",
+                    r#"{"entities": null, "best_angle": -1.5}"#,
+                    r#"{"entities": [{}, {"bbox": []}, {"bbox": [0, 0, 1e3, 2]}], "best_angle": 0}"#,
+                ],
+            ),
+        ];
+        for (field, values) in &forms {
+            for v in values {
+                for status in [r#""Approved""#, r#"" declined ""#] {
+                    let text = format!(
+                        r#"{{"liveness": {{"status": {status}, "{field}": {v}}}, "metadata": null}}"#
+                    );
+                    let (response, kept) = plain_result(text.as_bytes()).expect(&text);
+                    let (want, value) = lenient(&text);
+                    assert_eq!(response, want, "{text}");
+                    assert_eq!(serde_json::from_str::<Value>(kept.get()).unwrap(), value);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_line_drops_only_the_space_between_tokens() {
+        let pretty =
+            "{\n  \"a b\" : [ 1 ,\t2 ],\r\n  \"c\": \"x \\\" y\\\\\" , \"d\":\"\\\\\"\n}\n";
+        assert_eq!(
+            one_line(pretty.as_bytes()).unwrap(),
+            "{\"a b\":[1,2],\"c\":\"x \\\" y\\\\\",\"d\":\"\\\\\"}"
+        );
+        assert_eq!(one_line(b"{\"k\": \"\xff\"}"), None);
+        // Not JSON: left for the parse to refuse.
+        assert_eq!(one_line(b"not json").unwrap(), "notjson");
+        assert!(plain_result(b"{\"liveness\": {\"status\": \"Approved\"}} trailing").is_none());
+        assert!(plain_result(b"[{\"liveness\": {\"status\": \"Approved\"}}]").is_none());
     }
 
     #[test]

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::record::{Class, Decision, FaceRecord, Record, WarningRecord};
+use crate::record::{Answer, Class, Decision, FaceRecord, Record, WarningRecord};
 
 /// The 200 body. Every field is optional or defaulted: unknown keys are ignored, nulls and
 /// values of an unexpected type become `None`, so one odd field never loses a paid-for result
@@ -146,7 +146,7 @@ impl LivenessResponse {
     /// Copy the result into a record: class, decision, score, quality, luminance, warnings
     /// (risk + log_type), the largest face, request_id, created_at, the raw JSON, billed.
     /// `action` is left to [`Record::with_action`].
-    pub fn fill_record(&self, raw: Value, rec: &mut Record) {
+    pub fn fill_record(&self, raw: Answer, rec: &mut Record) {
         rec.class = Some(Class::Result);
         rec.status = self.decision();
         rec.score = self.liveness.score;
@@ -191,6 +191,160 @@ impl LivenessResponse {
             vendor_data: text_at(m, "vendor_data"),
             metadata: value_at(m, "metadata"),
             created_at: text_at(m, "created_at"),
+        }
+    }
+}
+
+impl LivenessResponse {
+    /// The model read straight from a 200 body of the shape Didit sends (strings where
+    /// strings are due, numbers where numbers are, objects, lists of objects, nulls), with no
+    /// JSON value built first. `None` for anything else (a number given as a string, a list
+    /// where an object is due, a key given twice, ...): [`LivenessResponse::from_raw`] then
+    /// reads it with its lenient rules. Where this gives a model, it is the one `from_raw`
+    /// gives for the same body.
+    pub fn read_plain(text: &str) -> Option<Self> {
+        let Obj(plain) = serde_json::from_str::<Obj<PlainResponse>>(text).ok()?;
+        Some(plain.into_model())
+    }
+}
+
+/// A struct read only from a JSON object (serde's derived structs also read arrays).
+struct Obj<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjVisitor<T> {
+            type Value = Obj<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Obj<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Obj)
+            }
+        }
+        d.deserialize_map(ObjVisitor(std::marker::PhantomData))
+    }
+}
+
+#[derive(Deserialize)]
+struct PlainResponse {
+    request_id: Option<String>,
+    liveness: Option<Obj<PlainLiveness>>,
+    vendor_data: Option<String>,
+    metadata: Option<Value>,
+    created_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PlainLiveness {
+    status: Option<String>,
+    method: Option<String>,
+    score: Option<f64>,
+    user_image: Option<Obj<PlainUserImage>>,
+    warnings: Option<Vec<Obj<PlainWarning>>>,
+    face_quality: Option<f64>,
+    face_luminance: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct PlainUserImage {
+    entities: Option<Vec<Obj<PlainEntity>>>,
+    best_angle: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct PlainEntity {
+    bbox: Option<Vec<f64>>,
+    confidence: Option<f64>,
+    age: Option<f64>,
+    gender: Option<String>,
+    race: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct PlainWarning {
+    risk: Option<String>,
+    feature: Option<String>,
+    additional_data: Option<Value>,
+    log_type: Option<String>,
+    short_description: Option<String>,
+    long_description: Option<String>,
+}
+
+impl PlainResponse {
+    fn into_model(self) -> LivenessResponse {
+        LivenessResponse {
+            request_id: self.request_id,
+            liveness: self
+                .liveness
+                .map(|Obj(l)| l.into_model())
+                .unwrap_or_default(),
+            vendor_data: self.vendor_data,
+            metadata: self.metadata.filter(|v| !v.is_null()),
+            created_at: self.created_at,
+        }
+    }
+}
+
+impl PlainLiveness {
+    fn into_model(self) -> Liveness {
+        Liveness {
+            status: self.status,
+            method: self.method,
+            score: self.score.filter(|f| f.is_finite()),
+            user_image: self.user_image.map(|Obj(u)| UserImage {
+                entities: u
+                    .entities
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|Obj(e)| e.into_model())
+                    .collect(),
+                best_angle: u
+                    .best_angle
+                    .filter(|f| f.is_finite())
+                    .map(|f| f.round() as i64),
+            }),
+            warnings: self
+                .warnings
+                .unwrap_or_default()
+                .into_iter()
+                .map(|Obj(w)| w.into_model())
+                .collect(),
+            face_quality: self.face_quality.filter(|f| f.is_finite()),
+            face_luminance: self.face_luminance.filter(|f| f.is_finite()),
+        }
+    }
+}
+
+impl PlainEntity {
+    fn into_model(self) -> Entity {
+        Entity {
+            bbox: self.bbox.filter(|b| b.iter().all(|f| f.is_finite())),
+            confidence: self.confidence.filter(|f| f.is_finite()),
+            age: self.age.filter(|f| f.is_finite()),
+            gender: self.gender,
+            race: self.race.filter(|v| !v.is_null()),
+        }
+    }
+}
+
+impl PlainWarning {
+    fn into_model(self) -> Warning {
+        Warning {
+            risk: self
+                .risk
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(unknown_code),
+            feature: self.feature,
+            additional_data: self.additional_data.filter(|v| !v.is_null()),
+            log_type: self
+                .log_type
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(unknown_severity),
+            short_description: self.short_description,
+            long_description: self.long_description,
         }
     }
 }
@@ -608,7 +762,7 @@ mod tests {
         assert_eq!(r.metadata, None);
         assert_eq!(r.vendor_data, None);
         let mut rec = Record::default();
-        r.fill_record(json!({"raw": true}), &mut rec);
+        r.fill_record(json!({"raw": true}).into(), &mut rec);
         assert_eq!(rec.face, None);
         assert_eq!(rec.score, None);
         assert_eq!(rec.warnings[0].risk, "NO_FACE_DETECTED");
@@ -695,7 +849,7 @@ mod tests {
         let raw = documented_declined();
         let r = parse(raw.clone());
         let mut rec = Record::default();
-        r.fill_record(raw.clone(), &mut rec);
+        r.fill_record(raw.clone().into(), &mut rec);
         assert_eq!(rec.class, Some(Class::Result));
         assert_eq!(rec.status, Some(Decision::Declined));
         assert_eq!(rec.score, Some(12.5));
@@ -715,7 +869,7 @@ mod tests {
             rec.created_at.as_deref(),
             Some("2026-06-12T01:04:42.763237+00:00")
         );
-        assert_eq!(rec.response, Some(raw));
+        assert_eq!(rec.response, Some(raw.into()));
         assert!(rec.billed);
         assert_eq!(rec.with_action().action, Some(crate::record::Action::Fraud));
     }

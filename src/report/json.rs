@@ -129,7 +129,7 @@ mod tests {
             class: Some(Class::Result),
             status: Some(Decision::Approved),
             vendor_data: Some("=HYPERLINK(\"http://x\")".into()),
-            response: Some(serde_json::json!({"big": "raw"})),
+            response: Some(serde_json::json!({"big": "raw"}).into()),
             ..Default::default()
         };
         let mut buf = Vec::new();
@@ -183,7 +183,7 @@ mod tests {
             class: Some(Class::Result),
             status: Some(Decision::Approved),
             error: Some("two\nlines".into()),
-            response: Some(serde_json::json!({"big": "raw"})),
+            response: Some(serde_json::json!({"big": "raw"}).into()),
             ..Default::default()
         };
         let mut array = Vec::new();

@@ -41,7 +41,8 @@ mod tests {
         };
         rec.score = Some(0.1 + 0.2);
         rec.columns.insert("type".into(), "run".into());
-        rec.response = Some(serde_json::json!({"type": "x", "n": 1e300, "a": [{"b": null}]}));
+        rec.response =
+            Some(serde_json::json!({"type": "x", "n": 1e300, "a": [{"b": null}]}).into());
         let without = Line::Item(Box::new(Record {
             response: None,
             ..rec.clone()

@@ -175,7 +175,7 @@ pub fn record_for(item: &Item, prepared: &Prepared, sub: Submission) -> Option<R
         }
         Final::Done(Outcome::BadAnswer { message, raw }) => {
             // A 200 is billed even when its answer cannot be used.
-            rec.response = Some(raw);
+            rec.response = Some(raw.into());
             rec.billed = true;
             (Class::BadAnswer, Some(message))
         }
@@ -274,7 +274,7 @@ mod tests {
             possible_double_charges: 1,
             billed: true,
             latency_ms: Some(300),
-            response: Some(serde_json::json!({"request_id": "req-1"})),
+            response: Some(serde_json::json!({"request_id": "req-1"}).into()),
             ..Default::default()
         }
         .with_action();

@@ -110,7 +110,7 @@ fn result(key: &str, score: f64, risks: &[(&str, &str)]) -> Record {
         billed: true,
         latency_ms: Some(420),
         finished_at: Some("2026-03-01T22:01:00Z".into()),
-        response: Some(serde_json::json!({"raw": "api body", "key": key})),
+        response: Some(serde_json::json!({"raw": "api body", "key": key}).into()),
         ..Default::default()
     }
     .with_action()
