@@ -209,11 +209,10 @@ impl Client {
             Err(e) => (classify_transport(&e), None),
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
-                let headers = resp.headers().clone();
                 match read_capped(&mut resp).await {
                     Ok(body) => {
                         let body = self.redact_answer(body);
-                        (classify(status, &headers, &body), Some(status))
+                        (classify(status, resp.headers(), &body), Some(status))
                     }
                     Err(BodyError::Transport(e)) => {
                         let mut o = classify_transport(&e);

@@ -152,7 +152,8 @@ fn read_checked(
     regular: bool,
     buffers: Option<&Arc<Buffers>>,
 ) -> Result<Prepared, Refusal> {
-    let shown = shown(path);
+    // Named only in a refusal: not worked out for every file read.
+    let shown = || shown(path);
     let opened = if regular {
         open_found(path)
     } else {
@@ -168,14 +169,15 @@ fn read_checked(
         Some(b) => b.take(first),
         None => Vec::with_capacity(first),
     };
-    let read_err = |e: io::Error| Refusal::unread(format!("cannot read {shown}: {e}"));
+    let read_err = |e: io::Error| Refusal::unread(format!("cannot read {}: {e}", shown()));
     read_capped(&mut file, &mut buf, first, MAX_BYTES as usize + 1).map_err(read_err)?;
     if declared == 0 && !buf.is_empty() {
         // A real file that says it is empty has nothing to read; pseudo-files (procfs and the
         // like) say 0 and then produce data, possibly without end.
         return Err(Refusal::unread(format!(
             "not a regular file: it reports 0 bytes yet has content, like a /proc or /sys file: \
-             {shown}"
+             {}",
+            shown()
         )));
     }
     let mut hasher = Sha256::new();

@@ -37,7 +37,11 @@ impl Walk {
             .and_then(|p| p.file_name().map(|n| escape_bytes(n.as_encoded_bytes())));
         let it = WalkDir::new(root)
             .follow_links(opts.follow_links)
-            .sort_by_file_name()
+            // In name order. Siblings' paths are their parent's path plus their names, so
+            // comparing the paths' bytes orders them as their names would, without taking
+            // each name back out of its path at every comparison (as sorting by file name
+            // does: most of the walk's time in a folder of thousands of files).
+            .sort_by(|a, b| a.path().as_os_str().cmp(b.path().as_os_str()))
             .into_iter();
         Walk {
             root: root.to_path_buf(),
@@ -296,6 +300,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path();
         put(r, "b.jpg", JPEG);
+        put(r, "a.jpg", JPEG);
+        put(r, "a b.jpg", JPEG);
         put(r, "a/z.png", b"\x89PNG\r\n\x1a\n");
         put(r, "a/y/x.JPEG", JPEG);
         put(r, "A.webp", b"RIFF\0\0\0\0WEBPVP8 ");
@@ -311,6 +317,8 @@ mod tests {
                 "A.webp",
                 "a/y/x.JPEG",
                 "a/z.png",
+                "a b.jpg",
+                "a.jpg",
                 "b.jpg",
                 "ignored:c/.DS_Store",
                 "ignored:c/data.json",
