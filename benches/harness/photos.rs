@@ -6,8 +6,9 @@
 //!
 //! - the client: `scan` of that folder with a fresh out dir, unthrottled, `--concurrency 32`,
 //!   against a server that answers at once (`instant.rs`, in its own process), so only the
-//!   client's CPU is counted (user + system, from `wait4`);
-//! - the floor, just before and just after that scan: this binary re-invoked as a minimal client
+//!   client's CPU is counted (user + system, from `wait4`); twice, the figure their mean;
+//! - the floor, before, between and after those scans (three runs, the figure their mean):
+//!   this binary re-invoked as a minimal client
 //!   that reads each file into a buffer, hashes it with SHA-256 and sends the bytes over one
 //!   loopback TCP connection to a sink (a thread of the harness, not counted) that reads them
 //!   and answers at once, one file after the other;
@@ -33,6 +34,8 @@ pub const FLOOR_CLIENT_ARG: &str = "--floor-client";
 const PHOTOS: usize = 6_000;
 const CONCURRENCY: usize = 32;
 const MAX_CPU_RATIO: f64 = 1.3;
+/// Scans against the server that answers at once, each between two floor runs.
+const CLIENT_RUNS: usize = 2;
 /// Photos scanned against the emulator too (it decodes each: about 20 ms of CPU a photo).
 const EMULATED_PHOTOS: usize = 1_000;
 /// Bump when the generated set changes: a cached set with another version is regenerated.
@@ -233,8 +236,9 @@ struct Photos {
     mib: f64,
     generated_secs: Option<f64>,
     warm_secs: f64,
-    /// The scan against the server that answers at once: the figure held against the floor.
-    instant: ClientScan,
+    /// The scans against the server that answers at once, each between two floor runs: their
+    /// mean is the figure held against the floor.
+    instants: Vec<ClientScan>,
     /// The scan of the first photos against the emulator, which decodes each one.
     emulated: ClientScan,
     floors: Vec<Floor>,
@@ -246,8 +250,13 @@ impl Photos {
         self.floors.iter().map(Floor::us).sum::<f64>() / self.floors.len().max(1) as f64
     }
 
+    /// The client per request: the mean of the scans against the server that answers at once.
+    fn client_us(&self) -> f64 {
+        self.instants.iter().map(ClientScan::us).sum::<f64>() / self.instants.len().max(1) as f64
+    }
+
     fn ratio(&self) -> f64 {
-        self.instant.us() / self.floor_us()
+        self.client_us() / self.floor_us()
     }
 }
 
@@ -303,13 +312,26 @@ pub(super) fn photos(ctx: &Ctx) -> Result<Section, String> {
         set.dir.display()
     );
     let dir = ctx.dir("photos");
-    let mut floors = vec![measure_floor(&set, &dir, "floor-1")?];
+    // Floor and client in turn (floor, scan, floor, scan, floor), so that both sample the
+    // same moments of a shared machine whose speed drifts from second to second.
     let exe = std::env::current_exe().map_err(|e| format!("this binary's path: {e}"))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg(instant::INSTANT_ARG);
-    let server = Emulator::launch(cmd, &dir.join("instant-server.stderr"))?;
-    let instant = scan_photos(ctx, server, &set.dir, set.files.len(), &dir, "instant")?;
-    floors.push(measure_floor(&set, &dir, "floor-2")?);
+    let mut floors = vec![measure_floor(&set, &dir, "floor-1")?];
+    let mut instants = Vec::new();
+    for n in 1..=CLIENT_RUNS {
+        let mut cmd = Command::new(&exe);
+        cmd.arg(instant::INSTANT_ARG);
+        let server = Emulator::launch(cmd, &dir.join(format!("instant-server-{n}.stderr")))?;
+        let label = format!("instant-{n}");
+        instants.push(scan_photos(
+            ctx,
+            server,
+            &set.dir,
+            set.files.len(),
+            &dir,
+            &label,
+        )?);
+        floors.push(measure_floor(&set, &dir, &format!("floor-{}", n + 1))?);
+    }
 
     let subset = link_first(&set, EMULATED_PHOTOS, &dir.join("first-photos"))?;
     let emu = Emulator::start(ctx, &dir, &["--rate-limit", "0/60s"], None)?;
@@ -320,7 +342,7 @@ pub(super) fn photos(ctx: &Ctx) -> Result<Section, String> {
         mib: set.mib(),
         generated_secs: set.generated_secs,
         warm_secs,
-        instant,
+        instants,
         emulated,
         floors,
     };
@@ -548,16 +570,25 @@ fn floor_client(args: &[String]) -> std::io::Result<()> {
 // ---------------------------------------------------------------------------------------------
 
 fn photos_rows(p: &Photos) -> Vec<Row> {
-    let (i, e) = (&p.instant, &p.emulated);
+    let e = &p.emulated;
+    let mean = |f: fn(&ClientScan) -> f64| {
+        p.instants.iter().map(f).sum::<f64>() / p.instants.len().max(1) as f64
+    };
+    let wall = mean(|s| s.run.wall.as_secs_f64());
     vec![
         Row::info(
             "Photos: client CPU per request (scan; server answers at once)",
             format!(
-                "{:.0} µs (user {:.0} + sys {:.0}; {} requests)",
-                i.us(),
-                i.per_request(i.run.user),
-                i.per_request(i.run.sys),
-                i.requests
+                "{:.0} µs (user {:.0} + sys {:.0}; runs: {}; {} requests each)",
+                p.client_us(),
+                mean(|s| s.per_request(s.run.user)),
+                mean(|s| s.per_request(s.run.sys)),
+                p.instants
+                    .iter()
+                    .map(|s| format!("{:.0}", s.us()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                p.photos
             ),
         ),
         Row::info(
@@ -580,11 +611,7 @@ fn photos_rows(p: &Photos) -> Vec<Row> {
         ),
         Row::info(
             "Photos: scan wall time (server answers at once)",
-            format!(
-                "{:.1} s ({:.0} requests/s)",
-                i.run.wall.as_secs_f64(),
-                i.requests as f64 / i.run.wall.as_secs_f64()
-            ),
+            format!("{wall:.1} s ({:.0} requests/s)", p.photos as f64 / wall),
         ),
         Row::info(
             "Photos: client CPU per request against the emulator (decodes each)",
@@ -621,18 +648,12 @@ fn photos_details(p: &Photos) -> String {
          measured with wait4 (user + system CPU of every thread)"
     );
     let photo_bytes = p.mib * MIB / p.photos.max(1) as f64;
-    for (name, s) in [
-        (
-            "server answering at once (this binary, --instant-server: reads the upload, answers \
-             the emulator's sandbox result, no decoding)",
-            &p.instant,
-        ),
-        (
-            "emulator (--rate-limit 0/60s, no latency, no faults; decodes and measures every \
-             photo)",
-            &p.emulated,
-        ),
-    ] {
+    let instant = "server answering at once (this binary, --instant-server: reads the upload, \
+                   answers the emulator's sandbox result, no decoding)";
+    let emulator = "emulator (--rate-limit 0/60s, no latency, no faults; decodes and measures \
+                    every photo)";
+    let scans = p.instants.iter().map(|s| (instant, s));
+    for (name, s) in scans.chain([(emulator, &p.emulated)]) {
         let _ = writeln!(
             d,
             "  against the {name}: {} photos, requests {} (answers: {}), exit {}, wall {:.1} s, \
@@ -663,8 +684,8 @@ fn photos_details(p: &Photos) -> String {
          std::fs::read, SHA-256 (sha2 0.10, the tool's own hash; SHA extensions detected at run \
          time), an 8-byte length and the bytes written to one loopback TCP connection \
          (TCP_NODELAY), one byte of answer read back; the sink is a harness thread (not counted). \
-         Run just before and just after the scan against the instant server; the floor is their \
-         mean."
+         Run before, between and after the scans against the instant server (floor, scan, floor, \
+         scan, floor); the floor is the mean of its runs, the client the mean of its scans."
     );
     for (n, f) in p.floors.iter().enumerate() {
         let _ = writeln!(
@@ -708,10 +729,10 @@ fn photos_json(p: &Photos) -> Value {
         "warm_cache_secs": round(p.warm_secs, 2),
         "concurrency": CONCURRENCY,
         "rate": UNTHROTTLED,
-        "client_cpu_us_per_request": round(p.instant.us(), 1),
+        "client_cpu_us_per_request": round(p.client_us(), 1),
         "floor_cpu_us_per_request": round(p.floor_us(), 1),
         "ratio": round(p.ratio(), 3),
-        "scan_instant_server": scan_json(&p.instant),
+        "scans_instant_server": p.instants.iter().map(scan_json).collect::<Vec<_>>(),
         "scan_emulator": scan_json(&p.emulated),
         "floors": p.floors.iter().map(|f| json!({
             "files": f.files,
