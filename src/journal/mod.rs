@@ -883,6 +883,28 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_fed_the_writers_hashes_is_the_chain_fed_the_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (p, _) = chained_journal(dir.path());
+        let (mut hashed, mut wrong) = (ChainCheck::new(), ChainCheck::new());
+        let mut reader = Reader::open(&p).unwrap();
+        while let Some(next) = reader.next_raw() {
+            let (offset, raw) = next.unwrap();
+            let hash: [u8; 32] = Sha256::digest(raw).into();
+            hashed.feed_hashed(offset, raw, &hash);
+            // A hash that is not the line's: the next line no longer follows.
+            let mut bad = hash;
+            bad[0] ^= 1;
+            wrong.feed_hashed(offset, raw, if offset == 0 { &bad } else { &hash });
+        }
+        let plain = chain_of(&p);
+        assert_eq!(hashed.state(), plain.state());
+        assert_eq!(hashed.head(), plain.head());
+        assert_eq!(hashed.chained, plain.chained);
+        assert_eq!(wrong.broken.map(|b| b.line), Some(2));
+    }
+
+    #[test]
     fn every_line_carries_the_hash_of_the_line_before() {
         let dir = tempfile::tempdir().unwrap();
         let (p, lines) = chained_journal(dir.path());

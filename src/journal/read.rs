@@ -328,13 +328,22 @@ impl ChainCheck {
 
     /// One raw line (line break excluded) starting at `offset`.
     pub fn feed(&mut self, offset: u64, raw: &[u8]) {
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            self.lines += 1;
+            return;
+        }
+        self.feed_hashed(offset, raw, &sha2::Sha256::digest(raw).into());
+    }
+
+    /// [`ChainCheck::feed`] with the line's SHA-256 already known (the writer's, which chained
+    /// the line): not computed a second time.
+    pub fn feed_hashed(&mut self, offset: u64, raw: &[u8], sha256: &[u8; 32]) {
         self.lines += 1;
         if raw.iter().all(u8::is_ascii_whitespace) {
             return;
         }
         let line = self.lines;
-        let hash: [u8; 32] = sha2::Sha256::digest(raw).into();
-        let head = self.head.replace(hash);
+        let head = self.head.replace(*sha256);
         match prev_of(raw) {
             None => {
                 self.unchained += 1;

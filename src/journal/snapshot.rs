@@ -119,7 +119,7 @@ impl IndexFeed {
 }
 
 impl super::Tap for IndexFeed {
-    fn line(&mut self, offset: u64, raw: &[u8], line: &super::Line) {
+    fn line(&mut self, offset: u64, raw: &[u8], _sha256: &[u8; 32], line: &super::Line) {
         if self.broken {
             return;
         }

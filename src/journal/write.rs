@@ -19,11 +19,12 @@ pub const CHAIN_START: [u8; 32] = [0; 32];
 pub(super) const PREV_FIELD: &[u8] = br#","prev":""#;
 
 /// Sees every line as the [`Writer`] gathers it: where it starts, its bytes as written (line
-/// break excluded) and the line itself, in journal order. A scan that starts a journal builds
+/// break excluded), their SHA-256 (the next line's `prev`) and the line itself, in journal
+/// order. A scan that starts a journal builds
 /// its outputs' summary and its resume index from what its taps saw instead of reading the
 /// journal back.
 pub trait Tap: std::any::Any + Send {
-    fn line(&mut self, offset: u64, raw: &[u8], line: &Line);
+    fn line(&mut self, offset: u64, raw: &[u8], sha256: &[u8; 32], line: &Line);
 }
 
 /// Appends lines to the journal: one `write` per line ([`Writer::append`]) or per batch
@@ -126,7 +127,7 @@ impl Writer {
         self.prev = Sha256::digest(&self.line).into();
         let offset = self.len;
         for tap in &mut self.taps {
-            tap.line(offset, &self.line, line);
+            tap.line(offset, &self.line, &self.prev, line);
         }
         self.line.push(b'\n');
         self.gathered.extend_from_slice(&self.line);

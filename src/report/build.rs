@@ -323,16 +323,21 @@ impl SummaryPass {
         self.acc.on_raw_line(offset, raw);
     }
 
-    /// The line `line` at `offset`, `raw` its bytes (line break excluded); `latest`: an item
-    /// record that is its key's latest.
+    /// The line `line` at `offset`, `raw` its bytes (line break excluded), `sha256` their
+    /// SHA-256 when the caller has it already; `latest`: an item record that is its key's
+    /// latest.
     pub(super) fn line(
         &mut self,
         offset: u64,
         raw: &[u8],
+        sha256: Option<&[u8; 32]>,
         line: &Line,
         latest: bool,
     ) -> io::Result<()> {
-        self.acc.on_raw_line(offset, raw);
+        match sha256 {
+            Some(hash) => self.acc.on_hashed_line(offset, raw, hash),
+            None => self.acc.on_raw_line(offset, raw),
+        }
         match line {
             Line::Run(run) => self.acc.on_run(run),
             Line::End(end) => self.acc.on_end(end),
@@ -413,7 +418,7 @@ fn walk_latest(
             }
             is_latest = next_latest == Some(offset);
         }
-        pass.line(offset, raw, &line, is_latest)
+        pass.line(offset, raw, None, &line, is_latest)
             .map_err(&sort_err)?;
     }
     pass.finish().map_err(&sort_err)

@@ -64,7 +64,13 @@ impl Feed {
         }
     }
 
-    fn take(&mut self, offset: u64, raw: &[u8], line: &Line) -> io::Result<bool> {
+    fn take(
+        &mut self,
+        offset: u64,
+        raw: &[u8],
+        sha256: &[u8; 32],
+        line: &Line,
+    ) -> io::Result<bool> {
         if offset != self.next {
             return Ok(false);
         }
@@ -92,7 +98,7 @@ impl Feed {
             self.records
                 .push((key_digest(&r.key), offset, r.seq.unwrap_or(u64::MAX)))?;
         }
-        self.pass.line(offset, raw, line, true)?;
+        self.pass.line(offset, raw, Some(sha256), line, true)?;
         Ok(true)
     }
 
@@ -157,11 +163,11 @@ impl Feed {
 }
 
 impl Tap for Feed {
-    fn line(&mut self, offset: u64, raw: &[u8], line: &Line) {
+    fn line(&mut self, offset: u64, raw: &[u8], sha256: &[u8; 32], line: &Line) {
         if self.broken {
             return;
         }
-        if !matches!(self.take(offset, raw, line), Ok(true)) {
+        if !matches!(self.take(offset, raw, sha256, line), Ok(true)) {
             // Give up, and give back the memory: the outputs will read the journal.
             self.broken = true;
             self.records = Sorter::new(&self.dir, BUDGET);

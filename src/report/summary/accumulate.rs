@@ -111,6 +111,12 @@ impl Accumulator {
         self.audit.chain.feed(offset, raw);
     }
 
+    /// [`Accumulator::on_raw_line`] for a line whose SHA-256 is known already (the journal
+    /// writer's, as it chained the line).
+    pub fn on_hashed_line(&mut self, offset: u64, raw: &[u8], sha256: &[u8; 32]) {
+        self.audit.chain.feed_hashed(offset, raw, sha256);
+    }
+
     /// The input fingerprint, computed by the build over the latest records.
     pub fn set_input_fingerprint(&mut self, sha256: String, items: u64) {
         self.audit.input_fingerprint = Some(InputFingerprint {
