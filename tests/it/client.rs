@@ -1640,6 +1640,58 @@ async fn a_key_echoed_in_any_answer_is_redacted_before_classification() {
 
 // ---------------------------------------------------------------- through the scan command
 
+/// An answer printed over several lines (indented, with spaces inside its strings) is kept in
+/// the journal on one line, as received otherwise; the key it echoes is still removed, and the
+/// journal's chain and the outputs rebuilt by `report` hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pretty_printed_answer_is_journaled_on_one_line_as_received() {
+    let pretty = "{\n  \"request_id\" : \"r 1\",\n  \"liveness\": {\n    \"status\": \"Approved\",\n    \
+                  \"score\": 97.50,\n    \"warnings\": [ ]\n  },\n  \"vendor_data\": \"a \\\"quoted\\\" {KEY}\",\n  \
+                  \"metadata\": {\"note\": \"two\\nlines\"}\n}\n";
+    let server = Scripted::start(vec![Reply::Echo {
+        status: 200,
+        body: pretty.to_string(),
+    }])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("in");
+    common::write(&src, "a.png", &common::png(61));
+    let out = dir.path().join("out");
+    let (src_s, out_s) = (src.to_str().unwrap(), out.to_str().unwrap());
+    let args = ["scan", src_s, "--out", out_s, "--rate", "2000/s", "--quiet"];
+    let run = common::run_bin(&args, Some(&server.base_url), Some(KEY)).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
+    let line = journal
+        .lines()
+        .find(|l| l.contains("\"type\":\"item\""))
+        .expect("an item line");
+    // As received, white space between tokens dropped: the number keeps its form.
+    assert!(
+        line.contains(
+            r#""response":{"request_id":"r 1","liveness":{"status":"Approved","score":97.50,"warnings":[]},"vendor_data":"a \"quoted\" [REDACTED]","metadata":{"note":"two\nlines"}},"prev":"#
+        ),
+        "{line}"
+    );
+    let item: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(item["score"], 97.5);
+    assert_eq!(item["status"], "Approved");
+    assert!(!journal.contains(KEY));
+    let summary = |out: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
+    };
+    assert_eq!(
+        summary(&out)["audit"]["journal_chain"]["state"],
+        "chained",
+        "{}",
+        summary(&out)
+    );
+    let results = std::fs::read(out.join("results.json")).unwrap();
+    let report = common::run_bin(&["report", out_s], None, None).await;
+    assert_eq!(report.code, 0, "{report:?}");
+    assert_eq!(std::fs::read(out.join("results.json")).unwrap(), results);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scan_records_a_bad_answer_as_billed_without_result_and_redoes_it_on_rerun() {
     let server = Scripted::start(vec![
