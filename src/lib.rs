@@ -22,6 +22,8 @@ pub mod scan;
 pub mod secret;
 pub mod shard;
 pub mod submit;
+#[cfg(test)]
+mod testing;
 
 use cli::{Cli, Command};
 use exit::Exit;

@@ -252,7 +252,12 @@ impl Photos {
 
     /// The client per request: the mean of the scans against the server that answers at once.
     fn client_us(&self) -> f64 {
-        self.instants.iter().map(ClientScan::us).sum::<f64>() / self.instants.len().max(1) as f64
+        self.scans_mean(ClientScan::us)
+    }
+
+    /// The mean of a figure of the scans against the server that answers at once.
+    fn scans_mean(&self, figure: impl Fn(&ClientScan) -> f64) -> f64 {
+        self.instants.iter().map(figure).sum::<f64>() / self.instants.len().max(1) as f64
     }
 
     fn ratio(&self) -> f64 {
@@ -571,18 +576,15 @@ fn floor_client(args: &[String]) -> std::io::Result<()> {
 
 fn photos_rows(p: &Photos) -> Vec<Row> {
     let e = &p.emulated;
-    let mean = |f: fn(&ClientScan) -> f64| {
-        p.instants.iter().map(f).sum::<f64>() / p.instants.len().max(1) as f64
-    };
-    let wall = mean(|s| s.run.wall.as_secs_f64());
+    let wall = p.scans_mean(|s| s.run.wall.as_secs_f64());
     vec![
         Row::info(
             "Photos: client CPU per request (scan; server answers at once)",
             format!(
                 "{:.0} µs (user {:.0} + sys {:.0}; runs: {}; {} requests each)",
                 p.client_us(),
-                mean(|s| s.per_request(s.run.user)),
-                mean(|s| s.per_request(s.run.sys)),
+                p.scans_mean(|s| s.per_request(s.run.user)),
+                p.scans_mean(|s| s.per_request(s.run.sys)),
                 p.instants
                     .iter()
                     .map(|s| format!("{:.0}", s.us()))

@@ -772,15 +772,7 @@ mod tests {
         // Short strings over the bytes that matter (quotes, backslashes, white space),
         // including unfinished strings and escapes at the very end.
         const ALPHABET: &[u8] = b"\"\\ \n\t\ra{:,";
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-        for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 12) as usize;
-            let body: Vec<u8> = (0..len)
-                .map(|i| ALPHABET[((state >> (4 * i)) % ALPHABET.len() as u64) as usize])
-                .collect();
+        for body in crate::testing::byte_strings(ALPHABET, 12, 20_000) {
             assert_eq!(one_line(&body), one_line_reference(&body), "{body:?}");
         }
         for body in [

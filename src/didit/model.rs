@@ -201,7 +201,8 @@ impl LivenessResponse {
     /// JSON value built first. `None` for anything else (a number given as a string, a list
     /// where an object is due, a key given twice, ...): [`LivenessResponse::from_raw`] then
     /// reads it with its lenient rules. Where this gives a model, it is the one `from_raw`
-    /// gives for the same body.
+    /// gives for the same body: a JSON number is always finite, and a null read as an
+    /// `Option` is `None`, so nothing here needs the lenient rules' filters.
     pub fn read_plain(text: &str) -> Option<Self> {
         let Obj(plain) = serde_json::from_str::<Obj<PlainResponse>>(text).ok()?;
         Some(plain.into_model())
@@ -281,7 +282,7 @@ impl PlainResponse {
                 .map(|Obj(l)| l.into_model())
                 .unwrap_or_default(),
             vendor_data: self.vendor_data,
-            metadata: self.metadata.filter(|v| !v.is_null()),
+            metadata: self.metadata,
             created_at: self.created_at,
         }
     }
@@ -292,7 +293,7 @@ impl PlainLiveness {
         Liveness {
             status: self.status,
             method: self.method,
-            score: self.score.filter(|f| f.is_finite()),
+            score: self.score,
             user_image: self.user_image.map(|Obj(u)| UserImage {
                 entities: u
                     .entities
@@ -300,10 +301,7 @@ impl PlainLiveness {
                     .into_iter()
                     .map(|Obj(e)| e.into_model())
                     .collect(),
-                best_angle: u
-                    .best_angle
-                    .filter(|f| f.is_finite())
-                    .map(|f| f.round() as i64),
+                best_angle: u.best_angle.map(|f| f.round() as i64),
             }),
             warnings: self
                 .warnings
@@ -311,8 +309,8 @@ impl PlainLiveness {
                 .into_iter()
                 .map(|Obj(w)| w.into_model())
                 .collect(),
-            face_quality: self.face_quality.filter(|f| f.is_finite()),
-            face_luminance: self.face_luminance.filter(|f| f.is_finite()),
+            face_quality: self.face_quality,
+            face_luminance: self.face_luminance,
         }
     }
 }
@@ -320,11 +318,11 @@ impl PlainLiveness {
 impl PlainEntity {
     fn into_model(self) -> Entity {
         Entity {
-            bbox: self.bbox.filter(|b| b.iter().all(|f| f.is_finite())),
-            confidence: self.confidence.filter(|f| f.is_finite()),
-            age: self.age.filter(|f| f.is_finite()),
+            bbox: self.bbox,
+            confidence: self.confidence,
+            age: self.age,
             gender: self.gender,
-            race: self.race.filter(|v| !v.is_null()),
+            race: self.race,
         }
     }
 }
@@ -337,7 +335,7 @@ impl PlainWarning {
                 .filter(|s| !s.trim().is_empty())
                 .unwrap_or_else(unknown_code),
             feature: self.feature,
-            additional_data: self.additional_data.filter(|v| !v.is_null()),
+            additional_data: self.additional_data,
             log_type: self
                 .log_type
                 .map(|s| s.trim().to_ascii_lowercase())

@@ -407,16 +407,8 @@ mod tests {
         let alphabet = [
             b'\\', b'x', b'f', b'c', b'a', b'/', 0xfc, 0xc3, 0xa9, 0x80, 0xff, b'0',
         ];
-        let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut seen = std::collections::HashMap::new();
-        for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 9) as usize;
-            let bytes: Vec<u8> = (0..len)
-                .map(|i| alphabet[((state >> (8 + 5 * i)) % alphabet.len() as u64) as usize])
-                .collect();
+        for bytes in crate::testing::byte_strings(&alphabet, 9, 20_000) {
             if std::str::from_utf8(&bytes).is_ok() {
                 continue;
             }
