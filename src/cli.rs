@@ -258,6 +258,20 @@ pub struct ScanArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Accept the journal as the truth when its caches (the resume index, the outputs'
+    /// checkpoint) disagree with it: the journal must pass every check (chain, grammar,
+    /// seals); the caches are then rebuilt from it. Without it such a resume stops (exit 8).
+    #[arg(long, conflicts_with = "fresh")]
+    pub rebuild_from_journal: bool,
+
+    /// Sign the evidence with this minisign secret key (made by `minisign -G`; an encrypted
+    /// key's password comes from LIVENESS_SIGN_PASSWORD): a signed `seal` line in the journal
+    /// every 1,000 records, every 30 s and at the end of each run, and SHA256SUMS.minisig
+    /// beside SHA256SUMS (checked with `minisign -Vm SHA256SUMS -p KEY.pub`). A signed journal
+    /// is resumed only with the same key, and its seals are verified before anything is trusted.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+
     /// Send every item even when its content equals an earlier item's.
     #[arg(long)]
     pub no_dedupe: bool,
@@ -353,6 +367,16 @@ pub struct ReportArgs {
     /// default; the journal keeps Didit's answer as received).
     #[arg(long)]
     pub include_face_attributes: bool,
+
+    /// Sign the rebuilt outputs with this minisign secret key: SHA256SUMS.minisig beside
+    /// SHA256SUMS (an encrypted key's password comes from LIVENESS_SIGN_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+
+    /// Verify the evidence with this minisign public key: every seal of the journal, that the
+    /// journal ends sealed, and SHA256SUMS.minisig. Any failure: exit 8.
+    #[arg(long, value_name = "FILE")]
+    pub public_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -41,6 +41,8 @@ pub enum ConfigError {
     #[error("--out {0} exists and is not a folder")]
     OutNotDir(PathBuf),
     #[error(transparent)]
+    SignKey(#[from] crate::journal::seal::KeyError),
+    #[error(transparent)]
     Emulator(#[from] EmulatorError),
     #[error("--metadata: {0}")]
     Metadata(crate::didit::ParamError),
@@ -137,6 +139,10 @@ pub struct ScanConfig {
     pub checksum: bool,
     pub fresh: bool,
     pub force: bool,
+    /// `--rebuild-from-journal`: caches that disagree with a verified journal are rebuilt.
+    pub rebuild_from_journal: bool,
+    /// `--sign-key`: signs seals, the caches and SHA256SUMS.
+    pub signer: Option<std::sync::Arc<crate::journal::Signer>>,
     pub dedupe: bool,
     pub retry_unknown: bool,
     pub api: ApiConfig,
@@ -238,6 +244,8 @@ impl ScanConfig {
             checksum: args.checksum,
             fresh: args.fresh,
             force: args.force,
+            rebuild_from_journal: args.rebuild_from_journal,
+            signer: signer(args.sign_key.as_deref())?,
             dedupe: !args.no_dedupe,
             retry_unknown: !args.no_retry_unknown,
             api,
@@ -378,7 +386,7 @@ mod tests {
 }
 
 /// Everything `report` needs, validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ReportConfig {
     /// Output folders holding journal.jsonl; several are merged into `out`.
     pub dirs: Vec<PathBuf>,
@@ -394,6 +402,21 @@ pub struct ReportConfig {
     pub score_margin: f64,
     /// `--include-face-attributes`.
     pub include_face_attributes: bool,
+    /// `--sign-key`: signs SHA256SUMS.
+    pub signer: Option<std::sync::Arc<crate::journal::Signer>>,
+    /// `--public-key`: verifies the seals and SHA256SUMS.minisig.
+    pub public_key: Option<crate::journal::seal::Verifier>,
+}
+
+/// `--sign-key FILE`, opened (the password of an encrypted key from the environment).
+fn signer(
+    path: Option<&std::path::Path>,
+) -> Result<Option<std::sync::Arc<crate::journal::Signer>>, ConfigError> {
+    let Some(path) = path else { return Ok(None) };
+    let password = std::env::var(crate::journal::seal::PASSWORD_ENV).ok();
+    Ok(Some(std::sync::Arc::new(crate::journal::Signer::open(
+        path, password,
+    )?)))
 }
 
 /// `--results-format`, as the outputs name it.
@@ -419,6 +442,12 @@ impl ReportConfig {
             baseline: args.baseline,
             score_margin: m,
             include_face_attributes: args.include_face_attributes,
+            signer: signer(args.sign_key.as_deref())?,
+            public_key: args
+                .public_key
+                .as_deref()
+                .map(crate::journal::seal::Verifier::open)
+                .transpose()?,
         })
     }
 

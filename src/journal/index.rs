@@ -148,7 +148,7 @@ impl<'a> LightLine<'a> {
                 light.version = Some(Cow::Borrowed(&u.version));
                 light.sha256 = Some(Cow::Borrowed(&u.sha256));
             }
-            Line::End(_) => {}
+            Line::End(_) | Line::Seal(_) => {}
         }
         light
     }
@@ -167,6 +167,7 @@ impl<'a> LightLine<'a> {
             }
             LineKind::Run
             | LineKind::End
+            | LineKind::Seal
             | LineKind::Item
             | LineKind::Sending
             | LineKind::Unchanged => None,
@@ -316,6 +317,7 @@ impl Builder {
                 index.shard = light.shard;
             }
             LineKind::End => self.announced.clear(),
+            LineKind::Seal => {}
             LineKind::Sending => {
                 let key = light.key.unwrap_or_default().into_owned();
                 self.announced

@@ -7,7 +7,9 @@ mod files;
 mod index;
 mod keys;
 mod read;
+pub mod seal;
 mod snapshot;
+pub mod verify;
 mod write;
 
 use std::io;
@@ -22,7 +24,12 @@ use crate::record::Record;
 pub use files::{DirLock, create_private_dir, open_private, out_dir_warning, write_private_atomic};
 pub use index::{Index, KeyState, Latest, Orphan, reusable_record, version_digest};
 pub use read::{ChainBreak, ChainCheck, LinesAt, Reader, TornTail};
-pub use snapshot::{INDEX_FILE, IndexFeed, Loaded, load as load_index, refresh as refresh_index};
+pub use snapshot::{
+    CacheCheck, INDEX_FILE, IndexFeed, Loaded, check as check_index, discard as discard_index,
+    load as load_index, path_for as index_path, refresh as refresh_index,
+};
+pub use seal::{Seal, Signer};
+pub use verify::{Head, Problem, Verified, verify};
 pub use write::{CHAIN_START, SyncJob, Tap, Writer};
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -232,6 +239,8 @@ pub enum Line {
     Sending(Sending),
     Unchanged(Unchanged),
     End(RunEnd),
+    /// A signature of every line before it (written with `--sign-key`).
+    Seal(Seal),
 }
 
 /// How every item line the journal writer writes begins.
@@ -264,6 +273,7 @@ impl Line {
             Line::Sending(_) => LineKind::Sending,
             Line::Unchanged(_) => LineKind::Unchanged,
             Line::End(_) => LineKind::End,
+            Line::Seal(_) => LineKind::Seal,
         }
     }
 }
@@ -277,6 +287,7 @@ pub enum LineKind {
     Sending,
     Unchanged,
     End,
+    Seal,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -415,7 +415,7 @@ impl ChainCheck {
 }
 
 /// The `prev` a line carries: its last field, as the writer writes it.
-fn prev_of(raw: &[u8]) -> Option<[u8; 32]> {
+pub(super) fn prev_of(raw: &[u8]) -> Option<[u8; 32]> {
     let rest = raw.strip_suffix(b"\"}")?;
     let at = rest.len().checked_sub(64)?;
     let (head, hex_digits) = rest.split_at(at);

@@ -229,44 +229,153 @@ struct State {
 
 /// The snapshot at `path` when it is whole and covers a prefix of `journal`; `None` otherwise.
 fn read_snapshot(path: &Path, journal: &Path) -> Option<State> {
-    let file = files::open_read(path).ok()?;
-    let len = file.metadata().ok()?.len();
+    let (header, state) = parse(path).ok()?;
+    header.matches(journal).ok()?;
+    Some(state)
+}
+
+/// What a snapshot says of the journal state it covers.
+struct Header {
+    covered: u64,
+    lines: u64,
+    last: u64,
+    first: [u8; 32],
+    last_hash: [u8; 32],
+}
+
+impl Header {
+    /// Whether `journal` still holds the state this snapshot covers; why not, in words.
+    fn matches(&self, journal: &Path) -> Result<(), String> {
+        let len = std::fs::metadata(journal)
+            .map_err(|e| format!("the journal cannot be read: {e}"))?
+            .len();
+        if len < self.covered {
+            return Err(format!(
+                "the resume index covers the journal's first {} lines ({} bytes), but the                  journal now holds {len} bytes: it was cut back or emptied",
+                self.lines, self.covered
+            ));
+        }
+        if first_line_hash(journal).ok() != Some(self.first) {
+            return Err(
+                "the journal's first line is not the one the resume index was built from: it                  was replaced or rewritten"
+                    .into(),
+            );
+        }
+        if range_hash(journal, self.last, self.covered).ok() != Some(self.last_hash) {
+            return Err(format!(
+                "line {} of the journal (at byte {}) is not the line the resume index recorded                  there: the journal was edited, zeroed or rewritten",
+                self.lines, self.last
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Read the snapshot at `path` whole, checking its own digest: its header and index, or why
+/// it cannot be used (a damaged or foreign file).
+fn parse(path: &Path) -> Result<(Header, State), String> {
+    let damaged = |what: &str| format!("the resume index {} is {what}", path.display());
+    let file = files::open_read(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
     let mut r = Hashing::new(BufReader::with_capacity(64 * 1024, file));
     let mut magic = [0u8; 8];
-    r.read_exact(&mut magic).ok()?;
+    r.read_exact(&mut magic)
+        .map_err(|_| damaged("cut short"))?;
     if &magic != MAGIC {
-        return None;
+        return Err(damaged("not a resume index of this version"));
     }
-    let covered = r.u64().ok()?;
-    let lines = r.u64().ok()?;
-    let last = r.u64().ok()?;
-    let first = r.array::<32>().ok()?;
-    let last_hash = r.array::<32>().ok()?;
-    // The journal first: a snapshot of another journal is not read further.
-    if last >= covered
-        || std::fs::metadata(journal).ok()?.len() < covered
-        || first_line_hash(journal).ok()? != first
-        || range_hash(journal, last, covered).ok()? != last_hash
-    {
-        return None;
+    let header = (|| -> io::Result<Header> {
+        Ok(Header {
+            covered: r.u64()?,
+            lines: r.u64()?,
+            last: r.u64()?,
+            first: r.array::<32>()?,
+            last_hash: r.array::<32>()?,
+        })
+    })()
+    .map_err(|_| damaged("cut short"))?;
+    if header.last >= header.covered {
+        return Err(damaged("inconsistent"));
     }
-    let mut index = read_index(&mut r, len).ok()?;
+    let mut index = read_index(&mut r, len).map_err(|_| damaged("damaged"))?;
     let sum = r.hasher.finalize_reset();
     let mut stored = [0u8; 32];
-    r.inner.read_exact(&mut stored).ok()?;
+    r.inner
+        .read_exact(&mut stored)
+        .map_err(|_| damaged("cut short"))?;
     let mut more = [0u8; 1];
-    if sum[..] != stored || r.inner.read(&mut more).ok()? != 0 {
-        return None;
+    if sum[..] != stored || r.inner.read(&mut more).map_err(|e| e.to_string())? != 0 {
+        return Err(damaged(
+            "not the file this tool wrote (its digest does not match its content)",
+        ));
     }
     // The entries stay in the file, read where a lookup needs them.
     let (start, count, checked) = index.1;
     index.0.by_key = KeyIndex::on_file(r.inner.into_inner(), start, count, checked);
-    let index = index.0;
-    Some(State {
-        index,
-        covered,
-        lines,
-    })
+    let state = State {
+        index: index.0,
+        covered: header.covered,
+        lines: header.lines,
+    };
+    Ok((header, state))
+}
+
+/// What a cache beside the journal is worth to a resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheCheck {
+    /// There is none.
+    Absent,
+    /// It is whole and describes a state the journal still holds.
+    Good,
+    /// It is not usable (damaged, of another version, not signed by the key): it is discarded
+    /// and rebuilt from the verified journal.
+    Damaged(String),
+    /// It is whole but describes a journal state the journal no longer holds: the journal
+    /// was cut back, emptied or rewritten since.
+    Foreign(String),
+}
+
+/// Check the resume index saved beside `journal` against it (and with `key`, its signature).
+pub fn check(journal: &Path, key: Option<&super::seal::Verifier>) -> CacheCheck {
+    let path = path_for(journal);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return CacheCheck::Absent;
+    }
+    if let Some(key) = key {
+        let signed = std::fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| key.check_file(&path, &bytes));
+        if let Err(e) = signed {
+            return CacheCheck::Damaged(format!(
+                "the resume index {} is not signed by key {}: {e}",
+                path.display(),
+                key.key_id()
+            ));
+        }
+    }
+    let header = match parse(&path) {
+        Ok((header, _)) => header,
+        Err(e) => return CacheCheck::Damaged(e),
+    };
+    match header.matches(journal) {
+        Ok(()) => CacheCheck::Good,
+        Err(e) => CacheCheck::Foreign(e),
+    }
+}
+
+/// Remove the resume index saved beside `journal` (and its signature): the next resume builds
+/// it from the journal.
+pub fn discard(journal: &Path) -> Result<(), JournalError> {
+    let path = path_for(journal);
+    for p in [super::seal::sig_path(&path), path] {
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(JournalError::io("remove", &p)(e));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn write_index(w: &mut impl Write, index: &mut Index) -> io::Result<()> {

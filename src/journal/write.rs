@@ -45,7 +45,22 @@ pub struct Writer {
     /// [`CHAIN_START`] for an empty journal.
     prev: [u8; 32],
     taps: Vec<Box<dyn Tap>>,
+    /// Lines in the journal (gathered ones included), when known: a new journal's, or the
+    /// count a verification gave ([`Writer::seal_with`]).
+    lines: Option<u64>,
+    /// Signs a `seal` line every [`SEAL_EVERY_RECORDS`] records or [`SEAL_EVERY`], and when
+    /// asked ([`Writer::seal`]).
+    sealer: Option<Arc<super::Signer>>,
+    records_since_seal: u64,
+    last_seal: Instant,
+    /// Where the journal stood at the last seal (its length).
+    sealed_at: u64,
 }
+
+/// A signing run seals the journal after this many records at most...
+pub const SEAL_EVERY_RECORDS: u64 = 1000;
+/// ...and at least this often while records arrive: a crash leaves at most this much unsealed.
+pub const SEAL_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Writer {
     /// Open for appending. A torn last line (from a crash mid-write) is cut off first so the
@@ -61,6 +76,7 @@ impl Writer {
             .map_err(JournalError::io("inspect", path))?
             .len();
         let mut len = len;
+        let lines = (len == 0).then_some(0);
         let prev = if len == 0 {
             CHAIN_START
         } else {
@@ -92,7 +108,37 @@ impl Writer {
             line: Vec::with_capacity(4096),
             prev,
             taps: Vec::new(),
+            lines,
+            sealer: None,
+            records_since_seal: 0,
+            last_seal: Instant::now(),
+            sealed_at: u64::MAX,
         })
+    }
+
+    /// Sign the journal from now on with `signer`: a `seal` line now and then (see
+    /// [`SEAL_EVERY_RECORDS`]) and at each [`Writer::seal`]. `lines`: how many lines the
+    /// journal holds (a verification counted them).
+    pub fn seal_with(&mut self, signer: Arc<super::Signer>, lines: u64) {
+        self.sealer = Some(signer);
+        self.lines = Some(lines);
+    }
+
+    /// Gather a `seal` line signing everything before it, unless the journal is unsigned or
+    /// nothing was added since the last seal.
+    pub fn seal(&mut self) -> Result<(), JournalError> {
+        let (Some(signer), Some(lines)) = (self.sealer.clone(), self.lines) else {
+            return Ok(());
+        };
+        if self.sealed_at == self.len {
+            return Ok(());
+        }
+        let seal = signer.seal(self.len, lines, &self.prev);
+        self.gather_line(&Line::Seal(seal))?;
+        self.sealed_at = self.len;
+        self.records_since_seal = 0;
+        self.last_seal = Instant::now();
+        Ok(())
     }
 
     /// Whether nothing was ever written to the journal.
@@ -120,6 +166,19 @@ impl Writer {
     /// Add one line to those written by the next [`Writer::flush`] (or sync); returns the
     /// offset it will start at. Nothing may read it before that flush.
     pub fn gather(&mut self, line: &Line) -> Result<u64, JournalError> {
+        let offset = self.gather_line(line)?;
+        if self.sealer.is_some() && matches!(line, Line::Item(_)) {
+            self.records_since_seal += 1;
+            if self.records_since_seal >= SEAL_EVERY_RECORDS
+                || self.last_seal.elapsed() >= SEAL_EVERY
+            {
+                self.seal()?;
+            }
+        }
+        Ok(offset)
+    }
+
+    fn gather_line(&mut self, line: &Line) -> Result<u64, JournalError> {
         self.line.clear();
         serde_json::to_writer(&mut self.line, line)
             .map_err(|e| JournalError::io("encode a line for", &self.path)(e.into()))?;
@@ -132,6 +191,9 @@ impl Writer {
         self.line.push(b'\n');
         self.gathered.extend_from_slice(&self.line);
         self.len += self.line.len() as u64;
+        if let Some(n) = self.lines.as_mut() {
+            *n += 1;
+        }
         Ok(offset)
     }
 

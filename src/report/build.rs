@@ -133,6 +133,8 @@ pub(super) struct Inputs<'a> {
     pub baseline: Option<(&'a Path, f64)>,
     /// What a scan that started the journal gathered as it wrote it.
     pub fed: Option<Feed>,
+    /// What `report` found checking the journal and the signatures before the build.
+    pub evidence: Option<super::evidence::Evidence>,
 }
 
 /// Rebuild every output in `out_dir` from its journal.
@@ -156,7 +158,11 @@ fn build_with(
         shards,
         baseline,
         fed,
+        evidence,
     } = inputs;
+    let failed_checks = evidence.as_ref().is_some_and(|e| {
+        e.problem.is_some() || e.signature.as_ref().is_some_and(|s| !s.problems.is_empty())
+    });
     let journal_path = out_dir.join(JOURNAL_FILE);
     if !journal_path.is_file() {
         return Err(ReportError::NoJournal {
@@ -192,7 +198,10 @@ fn build_with(
     // alone, so it gets no checkpoint (the next scan rebuilds).
     // A comparison is not brought up to date by a later scan either: the next one rebuilds,
     // and drops changes.csv.
-    let resumable = extra_warnings.is_empty() && scanned.torn.is_none() && baseline.is_none();
+    let resumable = extra_warnings.is_empty()
+        && scanned.torn.is_none()
+        && baseline.is_none()
+        && !failed_checks;
     let (acc, walked) = match summed {
         Some(summed) => summed,
         None => {
@@ -220,6 +229,21 @@ fn build_with(
         // A merge of shards: its coverage replaces any one shard's header.
         summary.shard = None;
         summary.shards = shards;
+    }
+    if let (Some(ev), Some(audit)) = (evidence, summary.audit.as_mut()) {
+        // The whole journal's check finds what a chain check alone cannot (a record outside
+        // any run, a request id twice, a seal that does not verify).
+        if let Some(p) = ev.problem
+            && audit.journal_chain.broken.is_none()
+        {
+            audit.journal_chain.state = "broken".into();
+            audit.journal_chain.broken = Some(journal::ChainBreak {
+                line: p.line,
+                offset: p.offset,
+                reason: p.reason,
+            });
+        }
+        audit.signature = ev.signature;
     }
 
     // Pass 3: the results files, then the summary in its three forms.
@@ -343,7 +367,7 @@ impl SummaryPass {
             Line::End(end) => self.acc.on_end(end),
             // Announced uploads and new versions of unchanged items matter to a resume, not to
             // the outputs.
-            Line::Sending(_) | Line::Unchanged(_) => {}
+            Line::Sending(_) | Line::Unchanged(_) | Line::Seal(_) => {}
             Line::Item(r) => {
                 self.acc.on_record(r, latest);
                 if latest {

@@ -7,6 +7,7 @@
 pub mod baseline;
 mod build;
 pub mod csv;
+mod evidence;
 mod feed;
 pub mod html;
 pub mod json;
@@ -121,10 +122,11 @@ impl Outputs {
         if self.all_left {
             notes.push(format!(
                 "Nothing new since the outputs were built (no item record added to the journal): \
-                 every output ({}) was left exactly as it was. They describe the journal up to \
-                 the state recorded in summary.json's built_from; this run's own start and end \
-                 lines are in the journal but not in them. `liveness-batch report {}` rebuilds \
-                 them.",
+                 every output ({}) was left exactly as it was, but for SHA256SUMS, written again \
+                 because it lists the journal, which this run extended. They describe the \
+                 journal up to the state recorded in summary.json's built_from; this run's own \
+                 start and end lines are in the journal but not in them. `liveness-batch report \
+                 {}` rebuilds them.",
                 and_list(&self.left),
                 crate::messages::cut(&self.summary.out_dir)
             ));
@@ -235,9 +237,36 @@ pub fn write_outputs(out_dir: &Path, opts: &ReportOptions) -> Result<Summary, Re
     Ok(rebuild(out_dir, opts)?.summary)
 }
 
-/// Rebuild every output in `out_dir` from its journal (what `report` does).
+/// Rebuild every output in `out_dir` from its journal.
 pub fn rebuild(out_dir: &Path, opts: &ReportOptions) -> Result<Outputs, ReportError> {
     build::build(out_dir, opts, build::Inputs::default())
+}
+
+/// What `report DIR` does: check the journal whole (and with `key`, its seals and the signed
+/// SHA256SUMS), then rebuild every output from it, the checks' findings in the summary.
+pub fn rebuild_checked(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    key: Option<&journal::seal::Verifier>,
+    baseline: Option<(&Path, f64)>,
+) -> Result<Outputs, ReportError> {
+    if let Some((b, _)) = baseline {
+        baseline::check_baseline(b, out_dir)?;
+    }
+    let evidence = evidence::check(
+        &out_dir.join(JOURNAL_FILE),
+        &[out_dir.to_path_buf()],
+        key,
+    )?;
+    build::build(
+        out_dir,
+        opts,
+        build::Inputs {
+            baseline,
+            evidence: Some(evidence),
+            ..Default::default()
+        },
+    )
 }
 
 /// Rebuild every output in `out_dir` and compare it with the out dir `baseline` (an earlier
@@ -287,6 +316,16 @@ pub fn refresh_outputs(
     }
 }
 
+/// Sign what a signing run leaves: SHA256SUMS (SHA256SUMS.minisig, for the auditor) and the
+/// outputs' checkpoint (so a resume believes only the one this key wrote).
+pub fn sign_outputs(out_dir: &Path, signer: &journal::Signer) -> Result<(), ReportError> {
+    for name in [sums::SUMS_FILE, state::STATE_FILE] {
+        let path = out_dir.join(name);
+        signer.sign_existing(&path).map_err(io_err(&path))?;
+    }
+    Ok(())
+}
+
 /// The last line of a run: the report's SHA-256, and where the others are.
 pub fn report_hash_line(outputs: &Outputs) -> String {
     format!(
@@ -317,7 +356,7 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 /// journals (complete lines only), then every output is rebuilt from it. A journal already in
 /// `out` is replaced only when an earlier merge wrote it and nothing was appended since.
 pub fn merge(dirs: &[PathBuf], out: &Path, opts: &ReportOptions) -> Result<Summary, ReportError> {
-    Ok(merge_outputs(dirs, out, opts, None)?.summary)
+    Ok(merge_outputs(dirs, out, opts, None, None)?.summary)
 }
 
 fn merge_outputs(
@@ -325,6 +364,7 @@ fn merge_outputs(
     out: &Path,
     opts: &ReportOptions,
     baseline: Option<(&Path, f64)>,
+    key: Option<&journal::seal::Verifier>,
 ) -> Result<Outputs, ReportError> {
     check_merge_dirs(dirs, out)?;
     journal::create_private_dir(out).map_err(io_err(out))?;
@@ -348,6 +388,7 @@ fn merge_outputs(
         bw.flush()
     })
     .map_err(io_err(&marker_path))?;
+    let evidence = evidence::check(&out_journal, dirs, key)?;
     build::build(
         out,
         opts,
@@ -356,6 +397,7 @@ fn merge_outputs(
             shards: coverage,
             baseline,
             fed: None,
+            evidence: Some(evidence),
         },
     )
 }
@@ -527,6 +569,14 @@ pub async fn run_command(cfg: ReportConfig) -> Result<Exit, ReportError> {
     }
 }
 
+/// With `--sign-key`: sign what `report` left in `dir`.
+fn sign(dir: &Path, cfg: &ReportConfig) -> Result<(), ReportError> {
+    match &cfg.signer {
+        Some(signer) => sign_outputs(dir, signer),
+        None => Ok(()),
+    }
+}
+
 fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
     let opts = ReportOptions {
         price_per_call: cfg.price_per_call,
@@ -540,14 +590,16 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
                 return Err(ReportError::NoJournal { dir: dir.clone() });
             }
             let _lock = DirLock::acquire(dir)?;
-            match &cfg.baseline {
-                Some(b) => rebuild_compared(dir, &opts, b, cfg.score_margin)?,
-                None => rebuild(dir, &opts)?,
-            }
+            let baseline = cfg.baseline.as_deref().map(|b| (b, cfg.score_margin));
+            let outputs = rebuild_checked(dir, &opts, cfg.public_key.as_ref(), baseline)?;
+            sign(dir, cfg)?;
+            outputs
         }
         (dirs, Some(out)) => {
             let baseline = cfg.baseline.as_deref().map(|b| (b, cfg.score_margin));
-            merge_outputs(dirs, out, &opts, baseline)?
+            let outputs = merge_outputs(dirs, out, &opts, baseline, cfg.public_key.as_ref())?;
+            sign(out, cfg)?;
+            outputs
         }
         (dirs, None) => {
             return Err(ReportError::Usage(format!(
@@ -573,6 +625,14 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
         crate::messages::note(&note);
     }
     crate::messages::note(&report_hash_line(&outputs));
+    if let Some(signer) = &cfg.signer {
+        crate::messages::note(&format!(
+            "{} signed with minisign key {}: check it with `minisign -Vm {} -p KEY.pub`",
+            sums::SIG_FILE,
+            signer.key_id(),
+            sums::SUMS_FILE
+        ));
+    }
     let failures = summary.verification_failures();
     for f in &failures {
         crate::messages::error(&format!("VERIFICATION FAILED: {f}"));

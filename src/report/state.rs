@@ -84,30 +84,125 @@ pub(crate) fn open_read(path: &Path) -> std::io::Result<File> {
 /// Remove the checkpoint: the outputs no longer claim to describe the journal.
 pub fn forget(out_dir: &Path) -> Result<(), ReportError> {
     let path = out_dir.join(STATE_FILE);
-    match std::fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&path)(e)),
-        _ => Ok(()),
+    for p in [journal::seal::sig_path(&path), path] {
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&p)(e)),
+            _ => {}
+        }
     }
+    Ok(())
+}
+
+/// The checkpoint as the file holds it: its text, and the SHA-256 of that text, so a damaged
+/// or hand-edited checkpoint is noticed and rebuilt from the journal, never believed.
+#[derive(Serialize, Deserialize)]
+struct Sealed<'a> {
+    sha256: String,
+    #[serde(borrow)]
+    checkpoint: &'a serde_json::value::RawValue,
 }
 
 pub fn save(out_dir: &Path, checkpoint: &Checkpoint) -> Result<(), ReportError> {
     let path = out_dir.join(STATE_FILE);
+    let body = serde_json::value::to_raw_value(checkpoint)
+        .map_err(|e| io_err(&path)(std::io::Error::other(e)))?;
+    let sealed = Sealed {
+        sha256: sums::hex_of(body.get().as_bytes()),
+        checkpoint: &body,
+    };
     journal::write_private_atomic(&path, |w| {
-        serde_json::to_writer(&mut *w, checkpoint).map_err(std::io::Error::other)?;
+        serde_json::to_writer(&mut *w, &sealed).map_err(std::io::Error::other)?;
         w.write_all(b"\n")
     })
     .map_err(io_err(&path))
 }
 
-/// The checkpoint, if there is a readable one.
-fn load(out_dir: &Path) -> Option<Checkpoint> {
-    let f = open_read(&out_dir.join(STATE_FILE)).ok()?;
+/// The checkpoint file's bytes, if there is a readable one of a sane size.
+fn read(out_dir: &Path) -> Result<Vec<u8>, String> {
+    let f = open_read(&out_dir.join(STATE_FILE)).map_err(|e| e.to_string())?;
     let mut bytes = Vec::new();
-    f.take(MAX_STATE_BYTES + 1).read_to_end(&mut bytes).ok()?;
+    f.take(MAX_STATE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
     if bytes.len() as u64 > MAX_STATE_BYTES {
-        return None;
+        return Err("larger than any checkpoint this tool writes".into());
     }
-    serde_json::from_slice(&bytes).ok()
+    Ok(bytes)
+}
+
+/// The checkpoint in `bytes`, when its digest matches its content; why not, otherwise.
+fn parse(bytes: &[u8]) -> Result<Checkpoint, String> {
+    let sealed: Sealed =
+        serde_json::from_slice(bytes).map_err(|_| "not a checkpoint of this version".to_string())?;
+    if sums::hex_of(sealed.checkpoint.get().as_bytes()) != sealed.sha256 {
+        return Err("not the file this tool wrote (its digest does not match its content)".into());
+    }
+    serde_json::from_str(sealed.checkpoint.get())
+        .map_err(|_| "not a checkpoint of this version".to_string())
+}
+
+/// The checkpoint, if there is a readable one whose digest matches its content.
+fn load(out_dir: &Path) -> Option<Checkpoint> {
+    parse(&read(out_dir).ok()?).ok()
+}
+
+/// Check the outputs' checkpoint against the journal (and with `key`, its signature): see
+/// [`journal::CacheCheck`].
+pub fn check(out_dir: &Path, key: Option<&journal::seal::Verifier>) -> journal::CacheCheck {
+    use journal::CacheCheck;
+    let path = out_dir.join(STATE_FILE);
+    if std::fs::symlink_metadata(&path).is_err() {
+        return CacheCheck::Absent;
+    }
+    let damaged = |why: String| {
+        CacheCheck::Damaged(format!("the outputs' checkpoint {} is {why}", path.display()))
+    };
+    let bytes = match read(out_dir) {
+        Ok(b) => b,
+        Err(e) => return damaged(format!("unreadable ({e})")),
+    };
+    if let Some(key) = key
+        && let Err(e) = key.check_file(&path, &bytes)
+    {
+        return damaged(format!("not signed by key {}: {e}", key.key_id()));
+    }
+    let cp = match parse(&bytes) {
+        Ok(cp) => cp,
+        Err(e) => return damaged(e),
+    };
+    let built = &cp.built_from.journal;
+    let journal_path = out_dir.join(JOURNAL_FILE);
+    let len = open_read(&journal_path)
+        .and_then(|f| f.metadata())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    if len < built.bytes {
+        return CacheCheck::Foreign(format!(
+            "the outputs were built from the journal's first {} bytes ({} item records), but \
+             the journal now holds {len} bytes: it was cut back or emptied",
+            built.bytes, built.item_records
+        ));
+    }
+    let Ok(file) = open_read(&journal_path) else {
+        return CacheCheck::Foreign("the journal cannot be read".into());
+    };
+    let mut r = BufReader::with_capacity(64 << 10, file);
+    for (what, mark) in [
+        ("first line", &built.first_line),
+        ("last item record", &built.last_item),
+    ] {
+        let Some(mark) = mark else { continue };
+        let same = line_at(&mut r, mark.offset)
+            .is_some_and(|line| hex::encode(Sha256::digest(&line)) == mark.sha256);
+        if !same {
+            return CacheCheck::Foreign(format!(
+                "the journal's {what} (at byte {}) is not the one the outputs were built from: \
+                 the journal was edited, zeroed or rewritten",
+                mark.offset
+            ));
+        }
+    }
+    CacheCheck::Good
 }
 
 /// The results format to write: the one asked for, else the one the out dir already has (its
@@ -146,7 +241,7 @@ pub fn refresh(
         return Ok(None);
     };
     let left: Vec<String> = cp.sizes.iter().map(|(name, _)| name.clone()).collect();
-    let mut built_from = cp.built_from;
+    let mut built_from = cp.built_from.clone();
     let changed = as_written(out_dir, &cp.written, listed);
     if changed.is_none() {
         // Every output stays as it is, describing the journal up to the recorded state, and so
@@ -168,6 +263,37 @@ pub fn refresh(
                 untouched.push(name.clone());
             }
         }
+        // SHA256SUMS lists the journal, which this run extended: it alone is written again
+        // (and the checkpoint, to know it as written).
+        untouched.retain(|n| n != sums::SUMS_FILE);
+        let hashed: Vec<(String, String)> = cp
+            .hashes
+            .iter()
+            .chain(cp.written.iter().filter(|(n, _)| n != sums::SUMS_FILE))
+            .cloned()
+            .collect();
+        let listed = sums::write(out_dir, &hashed)?;
+        let mut written = cp.written.clone();
+        if let (Some(new), Some(old)) = (
+            listed.last(),
+            written.iter_mut().find(|(n, _)| n == sums::SUMS_FILE),
+        ) {
+            old.1 = new.1.clone();
+        }
+        save(
+            out_dir,
+            &Checkpoint {
+                built_from: cp.built_from.clone(),
+                price_per_call: cp.price_per_call,
+                results: cp.results,
+                face_attributes: cp.face_attributes,
+                sizes: cp.sizes.clone(),
+                hashes: cp.hashes.clone(),
+                accumulator: cp.accumulator.clone(),
+                attention: cp.attention.clone(),
+                written,
+            },
+        )?;
         return Ok(Some(Outputs {
             summary,
             left: untouched,
@@ -312,7 +438,7 @@ fn unchanged(out_dir: &Path, opts: &ReportOptions, cp: &Checkpoint) -> Option<(A
             Line::Item(_) => return None,
             Line::Run(run) => accumulator.on_run(&run),
             Line::End(end) => accumulator.on_end(&end),
-            Line::Sending(_) | Line::Unchanged(_) => {}
+            Line::Sending(_) | Line::Unchanged(_) | Line::Seal(_) => {}
         }
         pos += n as u64;
     }

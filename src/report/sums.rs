@@ -21,8 +21,13 @@ pub fn hex_of(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Write SHA256SUMS over `hashed` (name, hex SHA-256) and the [`ALSO_LISTED`] files present,
-/// sorted by name, as `sha256sum` writes them (`<hex>  <name>`). Returns every line listed
+/// What SHA256SUMS's signature file is called.
+pub const SIG_FILE: &str = "SHA256SUMS.minisig";
+
+/// Write SHA256SUMS over `hashed` (name, hex SHA-256), the [`ALSO_LISTED`] files present and
+/// the journal (hashed from disk: every run extends it), sorted by name, as `sha256sum` writes
+/// them (`<hex>  <name>`). A signature of an earlier SHA256SUMS is removed (it no longer
+/// matches; a signing run writes a new one). Returns every line listed but the journal's
 /// (name, SHA-256) and, last, SHA256SUMS itself with the SHA-256 of what was written.
 pub fn write(
     out_dir: &Path,
@@ -44,14 +49,36 @@ pub fn write(
             Err(e) => return Err(io_err(&path)(e)),
         }
     }
+    let journal_path = out_dir.join(journal::JOURNAL_FILE);
+    let journal_sha = {
+        let mut f = super::state::open_read(&journal_path).map_err(io_err(&journal_path))?;
+        let mut h = Sha256::new();
+        io::copy(&mut f, &mut h).map_err(io_err(&journal_path))?;
+        hex::encode(h.finalize())
+    };
+    let mut all = lines.clone();
+    all.push((journal::JOURNAL_FILE.to_string(), journal_sha));
+    all.sort();
     lines.sort();
     let mut text = String::new();
-    for (name, sha) in &lines {
+    for (name, sha) in &all {
         text.push_str(&format!("{sha}  {name}\n"));
     }
     let path = out_dir.join(SUMS_FILE);
-    journal::write_private_atomic(&path, |w| w.write_all(text.as_bytes()))
-        .map_err(io_err(&path))?;
+    let same = super::state::open_read(&path).is_ok_and(|mut f| {
+        let mut old = Vec::new();
+        io::Read::read_to_end(&mut f, &mut old).is_ok() && old == text.as_bytes()
+    });
+    if !same {
+        // A signature of the SHA256SUMS it replaces no longer holds.
+        let sig = out_dir.join(SIG_FILE);
+        match std::fs::remove_file(&sig) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&sig)(e)),
+            _ => {}
+        }
+        journal::write_private_atomic(&path, |w| w.write_all(text.as_bytes()))
+            .map_err(io_err(&path))?;
+    }
     lines.push((SUMS_FILE.to_string(), hex_of(text.as_bytes())));
     Ok(lines)
 }
@@ -82,6 +109,8 @@ mod tests {
     fn lists_what_it_is_given_and_the_ignored_list_sorted() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ignored.csv"), b"path,reason\n").unwrap();
+        std::fs::write(dir.path().join("journal.jsonl"), b"{}\n").unwrap();
+        std::fs::write(dir.path().join(SIG_FILE), b"stale").unwrap();
         let listed = write(
             dir.path(),
             &[
@@ -99,9 +128,15 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                "{}  ignored.csv\naa  results.csv\nbb  summary.json\n",
-                hex_of(b"path,reason\n")
+                "{}  ignored.csv\n{}  journal.jsonl\naa  results.csv\nbb  summary.json\n",
+                hex_of(b"path,reason\n"),
+                hex_of(b"{}\n")
             )
+        );
+        assert_eq!(listed.len(), 4, "the journal is listed, not returned: {listed:?}");
+        assert!(
+            !dir.path().join(SIG_FILE).exists(),
+            "a signature of another SHA256SUMS is removed"
         );
     }
 }

@@ -63,6 +63,25 @@ pub enum ScanError {
         journal: String,
         this: String,
     },
+    #[error(
+        "the evidence in {dir} does not hold: {what}.\nNothing was sent. Inspect it with \
+         `liveness-batch report {dir}` (it rebuilds the outputs from the journal and names what \
+         fails); to screen afresh, use a new --out folder; if the journal is the truth and only \
+         the caches beside it (.liveness-batch-index, .liveness-batch-outputs.json) are stale, \
+         rerun with --rebuild-from-journal, which accepts a journal that passes every check and \
+         rebuilds them from it"
+    )]
+    Evidence { dir: PathBuf, what: String },
+    #[error(
+        "the journal in {dir} is signed ({seals} seal(s) by minisign key {key_id}): resume it \
+         with --sign-key and that key's secret file, so its seals are verified and new lines \
+         are sealed too"
+    )]
+    SignedJournal {
+        dir: PathBuf,
+        seals: u64,
+        key_id: String,
+    },
     #[error("internal error: the {stage} panicked: {message}")]
     Panicked {
         stage: &'static str,
@@ -88,8 +107,9 @@ impl ScanError {
             | ScanError::Journal(_)
             | ScanError::Report(_)
             | ScanError::Emulator(_)
-            | ScanError::JournalMissing { .. }
+            | ScanError::SignedJournal { .. }
             | ScanError::ShardChanged { .. } => Exit::Usage,
+            ScanError::Evidence { .. } | ScanError::JournalMissing { .. } => Exit::Verify,
             ScanError::Panicked { .. } | ScanError::Internal(_) => Exit::Internal,
         }
     }

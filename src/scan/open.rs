@@ -56,18 +56,19 @@ pub async fn connect(cfg: &ScanConfig) -> Result<Api, ScanError> {
     })
 }
 
-/// The out dir, locked, with its journal indexed and a run header appended.
-pub struct Opened {
-    pub _lock: DirLock,
-    pub index: Index,
-    pub writer: Writer,
-    pub resumed: bool,
-    pub journal_path: PathBuf,
+/// The out dir, locked, with its journal verified (when there is one to resume) and its caches
+/// checked against it: what a resume may trust, decided before any request.
+pub struct Evidence {
+    lock: DirLock,
+    journal_path: PathBuf,
+    /// The verification of the journal this run resumes; `None` for a new journal.
+    verified: Option<journal::Verified>,
 }
 
-/// Create and lock the out dir; set an old journal aside with `--fresh`; index an existing one,
-/// refusing changed settings unless `--force`; append this run's header.
-pub fn open(cfg: &ScanConfig, settings: &Settings, audit: RunAudit) -> Result<Opened, ScanError> {
+/// Create and lock the out dir; set an old journal aside with `--fresh`; verify an existing
+/// journal (chain, grammar, seals) and check the caches beside it against it. Anything that
+/// does not hold stops the run here (exit 8), before any request.
+pub fn verify_evidence(cfg: &ScanConfig) -> Result<Evidence, ScanError> {
     journal::create_private_dir(&cfg.out).map_err(|source| ScanError::OutDir {
         op: "create the out dir",
         path: cfg.out.clone(),
@@ -88,9 +89,129 @@ pub fn open(cfg: &ScanConfig, settings: &Settings, audit: RunAudit) -> Result<Op
     } else if !cfg.fresh {
         refuse_lost_journal(&cfg.out, &journal_path, present)?;
     }
+    let verified = if !cfg.fresh && present == Some(true) {
+        Some(verify_journal(cfg, &journal_path)?)
+    } else {
+        // A new journal: caches of another journal must not be taken for its own.
+        discard_caches(&cfg.out, &journal_path)?;
+        None
+    };
+    Ok(Evidence {
+        lock,
+        journal_path,
+        verified,
+    })
+}
 
+/// The whole journal checked (chain, grammar, seals with the key's public half), then the
+/// caches against it.
+fn verify_journal(cfg: &ScanConfig, journal_path: &Path) -> Result<journal::Verified, ScanError> {
+    let refuse = |what: String| ScanError::Evidence {
+        dir: cfg.out.clone(),
+        what,
+    };
+    let public = cfg.signer.as_ref().map(|s| s.public());
+    let tmp = std::env::temp_dir();
+    let verified = journal::verify(journal_path, public.as_ref(), &tmp)?;
+    if let Some(p) = &verified.problem {
+        return Err(refuse(format!(
+            "the journal is broken at line {} (byte {}): {}",
+            p.line, p.offset, p.reason
+        )));
+    }
+    match (&cfg.signer, &verified.seal_key) {
+        (None, Some(key_id)) => {
+            return Err(ScanError::SignedJournal {
+                dir: cfg.out.clone(),
+                seals: verified.seals,
+                key_id: key_id.clone(),
+            });
+        }
+        (Some(_), None) if verified.records > 0 && !cfg.rebuild_from_journal => {
+            return Err(refuse(
+                "the journal carries no seal although a signing key is given: it was written                  without one, or its seals were removed. Check it with `liveness-batch report`                  first; to start signing it from now on, rerun with --rebuild-from-journal"
+                    .into(),
+            ));
+        }
+        (Some(_), Some(_)) if verified.unsealed_run_or_end && verified.unsealed_lines > 1 => {
+            return Err(refuse(format!(
+                "the last {} line(s) of the journal come after its last seal and hold a run                  header or an end line: a run seals its header and its end, so these lines                  were added afterwards",
+                verified.unsealed_lines
+            )));
+        }
+        _ => {}
+    }
+    let caches = [
+        (
+            "resume index",
+            journal::check_index(journal_path, public.as_ref()),
+        ),
+        (
+            "outputs' checkpoint",
+            report::state::check(&cfg.out, public.as_ref()),
+        ),
+    ];
+    let mut stale = Vec::new();
+    for (name, check) in caches {
+        match check {
+            journal::CacheCheck::Absent | journal::CacheCheck::Good => {}
+            journal::CacheCheck::Damaged(why) => {
+                messages::warn(&format!(
+                    "{why}; it is discarded and rebuilt from the verified journal"
+                ));
+                stale.push(name);
+            }
+            journal::CacheCheck::Foreign(why) if cfg.rebuild_from_journal => {
+                messages::warn(&format!(
+                    "--rebuild-from-journal: the {name} disagrees with the journal ({why}); it                      is rebuilt from the journal, which passed every check"
+                ));
+                stale.push(name);
+            }
+            journal::CacheCheck::Foreign(why) => {
+                return Err(refuse(format!(
+                    "the {name} disagrees with the journal: {why}"
+                )));
+            }
+        }
+    }
+    if cfg.rebuild_from_journal || !stale.is_empty() {
+        discard_caches(&cfg.out, journal_path)?;
+    }
+    Ok(verified)
+}
+
+/// Remove the resume index and the outputs' checkpoint (and their signatures): what is built
+/// next comes from the journal alone.
+fn discard_caches(out: &Path, journal_path: &Path) -> Result<(), ScanError> {
+    journal::discard_index(journal_path)?;
+    report::state::forget(out)?;
+    Ok(())
+}
+
+/// The out dir, locked, with its journal indexed and a run header appended.
+pub struct Opened {
+    pub _lock: DirLock,
+    pub index: Index,
+    pub writer: Writer,
+    pub resumed: bool,
+    pub journal_path: PathBuf,
+}
+
+/// Index the verified journal for a resume, refusing changed settings unless `--force`;
+/// append this run's header (sealed when signing).
+pub fn open(
+    cfg: &ScanConfig,
+    settings: &Settings,
+    audit: RunAudit,
+    evidence: Evidence,
+) -> Result<Opened, ScanError> {
+    let Evidence {
+        lock,
+        journal_path,
+        verified,
+    } = evidence;
     let shard = shard_header(cfg)?;
-    let (index, good_len) = if !cfg.fresh && present == Some(true) {
+    let (index, good_len) = if verified.is_some() {
         resume_index(cfg, &journal_path, settings)?
     } else {
         (Index::default(), None)
@@ -106,9 +227,15 @@ pub fn open(cfg: &ScanConfig, settings: &Settings, audit: RunAudit) -> Result<Op
         writer.add_tap(Box::new(report::Feed::new(&cfg.out)));
         writer.add_tap(Box::new(journal::IndexFeed::new(&journal_path)));
     }
+    if let Some(signer) = &cfg.signer {
+        let lines = verified.as_ref().map_or(0, |v| v.head.lines);
+        writer.seal_with(signer.clone(), lines);
+    }
     let mut run = header(cfg, settings, resumed, audit);
     run.shard = shard;
-    writer.append(&Line::Run(run))?;
+    // The header and the seal after it go to disk in one write.
+    writer.gather(&Line::Run(run))?;
+    writer.seal()?;
     writer.sync()?;
     Ok(Opened {
         _lock: lock,

@@ -65,6 +65,8 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
     if cfg.dry_run {
         return dry_run::run(&cfg, &stop).await;
     }
+    // What a resume may trust is decided before the API is touched.
+    let evidence = open::verify_evidence(&cfg)?;
     let api = open::connect(&cfg).await?;
     let settings = Settings {
         threshold: cfg.params.threshold,
@@ -79,7 +81,7 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
         key_fingerprint: Some(api.key_fingerprint.clone()),
         balance: Some(balance.clone()),
     };
-    let opened = open::open(&cfg, &settings, audit)?;
+    let opened = open::open(&cfg, &settings, audit, evidence)?;
     open::announce(&cfg, opened.resumed);
     let total = count_inputs(&cfg).await;
     let done = opened.index.keys() - opened.index.without_result();
@@ -590,7 +592,10 @@ async fn finish(
     let cause = stop.cause();
     let (mut end, exit) = end_line(&drained, cause.as_ref(), input_unread);
     end.balance = Some(balance);
-    writer.append(&Line::End(end.clone()))?;
+    writer.gather(&Line::End(end.clone()))?;
+    // The end line and the seal after it go to disk in one write.
+    writer.seal()?;
+    writer.flush()?;
     let (mut fed, mut fed_index) = (None, None);
     for tap in writer.take_taps() {
         let tap = tap as Box<dyn std::any::Any>;
@@ -604,10 +609,20 @@ async fn finish(
     // built, so the run's peak is the larger of the two phases, not their sum.
     release_free_memory();
     // The next resume reads the saved index and only the lines after it.
-    if let Err(e) = journal::refresh_index(&cfg.out.join(journal::JOURNAL_FILE), fed_index) {
+    let journal_path = cfg.out.join(journal::JOURNAL_FILE);
+    if let Err(e) = journal::refresh_index(&journal_path, fed_index) {
         messages::warn(&format!(
             "could not save the resume index ({e}); the next run reads the whole journal instead"
         ));
+    } else if let Some(signer) = &cfg.signer {
+        let index = journal::index_path(&journal_path);
+        signer
+            .sign_existing(&index)
+            .map_err(|source| ScanError::OutDir {
+                op: "sign",
+                path: index.clone(),
+                source,
+            })?;
     }
     release_free_memory();
     // Outputs built from this journal with nothing new since are left as they are (all of
@@ -623,6 +638,9 @@ async fn finish(
         &drained.listed,
         fed,
     )?;
+    if let Some(signer) = &cfg.signer {
+        report::sign_outputs(&cfg.out, signer)?;
+    }
     if !cfg.quiet {
         // The summary names the stop reason and what to do next.
         messages::note(&outputs.summary.render_text());

@@ -777,6 +777,8 @@ async fn run_command_merges_into_out_without_touching_the_shards() {
         baseline: None,
         score_margin: 10.0,
         include_face_attributes: false,
+        signer: None,
+        public_key: None,
     };
     assert_eq!(report::run_command(cfg).await.unwrap().code(), 0);
     let s = read_summary(&out);

@@ -40,8 +40,24 @@ pub struct Audit {
     pub manifests: Vec<ManifestHash>,
     pub input_fingerprint: Option<InputFingerprint>,
     pub journal_chain: ChainSummary,
+    /// The signature check of `report --public-key` (or what a signed journal holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureSummary>,
     pub balance: BalanceSummary,
     pub reconciliation: Reconciliation,
+}
+
+/// The journal's seals and SHA256SUMS.minisig, as checked with a public key (or, without one,
+/// what is there).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct SignatureSummary {
+    /// The minisign key id the seals name.
+    pub key_id: Option<String>,
+    pub seals: u64,
+    /// Whether the signatures were checked with a public key.
+    pub checked: bool,
+    /// Every failure found; empty when every signature holds.
+    pub problems: Vec<String>,
 }
 
 /// One run: who, when, with which build and key, and why.
@@ -330,6 +346,24 @@ impl Audit {
         if let Some(head) = &c.head {
             rows.push(("Chain head (last line's SHA-256)", head.clone()));
         }
+        if let Some(sig) = &self.signature {
+            let key = sig.key_id.as_deref().unwrap_or("none");
+            rows.push((
+                "Signature",
+                match (sig.checked, sig.problems.first()) {
+                    (true, None) => format!(
+                        "verified with minisign key {key}: {} seal(s), the last one closing the \
+                         journal, and SHA256SUMS.minisig",
+                        sig.seals
+                    ),
+                    (true, Some(p)) => format!("FAILED with minisign key {key}: {p}"),
+                    (false, _) => format!(
+                        "{} seal(s) by minisign key {key}, not checked (give --public-key)",
+                        sig.seals
+                    ),
+                },
+            ));
+        }
         rows
     }
 
@@ -564,6 +598,7 @@ impl AuditState {
             manifests: self.manifests,
             input_fingerprint: self.input_fingerprint,
             journal_chain: ChainSummary::from(&self.chain),
+            signature: None,
             balance: BalanceSummary {
                 before: self.before,
                 after: self.after,

@@ -316,6 +316,11 @@ impl Summary {
         for p in &a.reconciliation.problems {
             out.push(format!("the reconciliation does not close: {p}"));
         }
+        if let Some(sig) = &a.signature {
+            for p in &sig.problems {
+                out.push(format!("the signature does not hold: {p}"));
+            }
+        }
         out
     }
 
