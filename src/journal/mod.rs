@@ -24,11 +24,11 @@ use crate::record::Record;
 pub use files::{DirLock, create_private_dir, open_private, out_dir_warning, write_private_atomic};
 pub use index::{Index, KeyState, Latest, Orphan, reusable_record, version_digest};
 pub use read::{ChainBreak, ChainCheck, LinesAt, Reader, TornTail};
+pub use seal::{Seal, Signer};
 pub use snapshot::{
     CacheCheck, INDEX_FILE, IndexFeed, Loaded, check as check_index, discard as discard_index,
     load as load_index, path_for as index_path, refresh as refresh_index,
 };
-pub use seal::{Seal, Signer};
 pub use verify::{Head, Problem, Verified, verify};
 pub use write::{CHAIN_START, SyncJob, Tap, Writer};
 

@@ -60,7 +60,9 @@ fn read_small(path: &Path, max: u64) -> std::io::Result<String> {
     let mut text = String::new();
     file.take(max + 1).read_to_string(&mut text)?;
     if text.len() as u64 > max {
-        return Err(std::io::Error::other("too large for a key or signature file"));
+        return Err(std::io::Error::other(
+            "too large for a key or signature file",
+        ));
     }
     Ok(text)
 }
@@ -202,9 +204,13 @@ impl Verifier {
             path: path.to_path_buf(),
             why,
         };
-        if text.starts_with("untrusted comment: minisign encrypted secret key")
-            || text.starts_with("untrusted comment: minisign secret key")
-        {
+        let secret = SecretKeyBox::from_string(&text).is_ok_and(|b| {
+            match SecretKey::from_unencrypted_box(b) {
+                Ok(_) => true,
+                Err(e) => e.to_string().contains("encrypted"),
+            }
+        });
+        if secret {
             return Err(not("this is the secret key; give its .pub file".into()));
         }
         let pk = PublicKeyBox::from_string(&text)
@@ -220,7 +226,8 @@ impl Verifier {
 
     /// Whether `sig` (minisign's text format) is this key's signature of `data`.
     pub fn check(&self, data: &[u8], sig: &str) -> Result<(), String> {
-        let sig_box = SignatureBox::from_string(sig).map_err(|e| format!("not a signature: {e}"))?;
+        let sig_box =
+            SignatureBox::from_string(sig).map_err(|e| format!("not a signature: {e}"))?;
         minisign::verify(&self.pk, &sig_box, Cursor::new(data), true, false, false)
             .map_err(|e| e.to_string())
     }

@@ -251,19 +251,22 @@ impl Header {
             .len();
         if len < self.covered {
             return Err(format!(
-                "the resume index covers the journal's first {} lines ({} bytes), but the                  journal now holds {len} bytes: it was cut back or emptied",
+                "the resume index covers the journal's first {} lines ({} bytes), but the \
+                 journal now holds {len} bytes: it was cut back or emptied",
                 self.lines, self.covered
             ));
         }
         if first_line_hash(journal).ok() != Some(self.first) {
             return Err(
-                "the journal's first line is not the one the resume index was built from: it                  was replaced or rewritten"
+                "the journal's first line is not the one the resume index was built from: it \
+                 was replaced or rewritten"
                     .into(),
             );
         }
         if range_hash(journal, self.last, self.covered).ok() != Some(self.last_hash) {
             return Err(format!(
-                "line {} of the journal (at byte {}) is not the line the resume index recorded                  there: the journal was edited, zeroed or rewritten",
+                "line {} of the journal (at byte {}) is not the line the resume index recorded \
+                 there: the journal was edited, zeroed or rewritten",
                 self.lines, self.last
             ));
         }
@@ -279,8 +282,7 @@ fn parse(path: &Path) -> Result<(Header, State), String> {
     let len = file.metadata().map_err(|e| e.to_string())?.len();
     let mut r = Hashing::new(BufReader::with_capacity(64 * 1024, file));
     let mut magic = [0u8; 8];
-    r.read_exact(&mut magic)
-        .map_err(|_| damaged("cut short"))?;
+    r.read_exact(&mut magic).map_err(|_| damaged("cut short"))?;
     if &magic != MAGIC {
         return Err(damaged("not a resume index of this version"));
     }

@@ -92,7 +92,10 @@ pub(super) enum Event {
     /// An upload announced (by key digest).
     Sending(u128),
     /// A record; `sent`: it says requests were sent for it (not a duplicate, not refused).
-    Record { key: u128, sent: bool },
+    Record {
+        key: u128,
+        sent: bool,
+    },
     /// Another line that must belong to a run (`unchanged`).
     InRun,
 }
@@ -454,7 +457,10 @@ mod tests {
         run(&[
             Event::Run,
             Event::Sending(A),
-            Event::Record { key: B, sent: false },
+            Event::Record {
+                key: B,
+                sent: false,
+            },
             Event::Record { key: A, sent: true },
             Event::InRun,
             Event::End,
@@ -474,14 +480,24 @@ mod tests {
 
     #[test]
     fn a_record_after_the_end_line_is_outside_any_run() {
-        let e = run(&[Event::Run, Event::End, Event::Record { key: A, sent: false }]);
+        let e = run(&[
+            Event::Run,
+            Event::End,
+            Event::Record {
+                key: A,
+                sent: false,
+            },
+        ]);
         assert_eq!(
             e.unwrap_err(),
             "line 3 is a record outside any run (after the end line at line 2, before a new run \
              header): no run of this tool wrote it"
         );
         let e = run(&[Event::Run, Event::End, Event::Sending(A)]).unwrap_err();
-        assert!(e.starts_with("line 3 is an upload announcement outside"), "{e}");
+        assert!(
+            e.starts_with("line 3 is an upload announcement outside"),
+            "{e}"
+        );
         let e = run(&[Event::Run, Event::End, Event::End]).unwrap_err();
         assert!(e.starts_with("line 3 is an end line outside"), "{e}");
         let e = run(&[Event::Run, Event::End, Event::InRun]).unwrap_err();

@@ -198,10 +198,8 @@ fn build_with(
     // alone, so it gets no checkpoint (the next scan rebuilds).
     // A comparison is not brought up to date by a later scan either: the next one rebuilds,
     // and drops changes.csv.
-    let resumable = extra_warnings.is_empty()
-        && scanned.torn.is_none()
-        && baseline.is_none()
-        && !failed_checks;
+    let resumable =
+        extra_warnings.is_empty() && scanned.torn.is_none() && baseline.is_none() && !failed_checks;
     let (acc, walked) = match summed {
         Some(summed) => summed,
         None => {

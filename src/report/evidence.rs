@@ -87,12 +87,18 @@ fn signed_sums(dir: &Path, key: &Verifier) -> Vec<String> {
     let mut journal_listed = false;
     for line in String::from_utf8_lossy(&text).lines() {
         let Some((sha, name)) = line.split_once("  ") else {
-            problems.push(format!("{} holds a line that is not a checksum", sums_path.display()));
+            problems.push(format!(
+                "{} holds a line that is not a checksum",
+                sums_path.display()
+            ));
             continue;
         };
         journal_listed |= name == JOURNAL_FILE;
         if name.contains('/') || name.starts_with('.') {
-            problems.push(format!("{} lists a file outside the folder: {name}", sums_path.display()));
+            problems.push(format!(
+                "{} lists a file outside the folder: {name}",
+                sums_path.display()
+            ));
             continue;
         }
         if file_sha256(&dir.join(name)).as_deref() != Some(sha) {

@@ -122,8 +122,8 @@ impl Outputs {
         if self.all_left {
             notes.push(format!(
                 "Nothing new since the outputs were built (no item record added to the journal): \
-                 every output ({}) was left exactly as it was, but for SHA256SUMS, written again \
-                 because it lists the journal, which this run extended. They describe the \
+                 every output ({}) was left exactly as it was, but for SHA256SUMS, brought up to \
+                 date because it lists the journal, which this run extended. They describe the \
                  journal up to the state recorded in summary.json's built_from; this run's own \
                  start and end lines are in the journal but not in them. `liveness-batch report \
                  {}` rebuilds them.",
@@ -253,11 +253,7 @@ pub fn rebuild_checked(
     if let Some((b, _)) = baseline {
         baseline::check_baseline(b, out_dir)?;
     }
-    let evidence = evidence::check(
-        &out_dir.join(JOURNAL_FILE),
-        &[out_dir.to_path_buf()],
-        key,
-    )?;
+    let evidence = evidence::check(&out_dir.join(JOURNAL_FILE), &[out_dir.to_path_buf()], key)?;
     build::build(
         out_dir,
         opts,

@@ -132,8 +132,8 @@ fn read(out_dir: &Path) -> Result<Vec<u8>, String> {
 
 /// The checkpoint in `bytes`, when its digest matches its content; why not, otherwise.
 fn parse(bytes: &[u8]) -> Result<Checkpoint, String> {
-    let sealed: Sealed =
-        serde_json::from_slice(bytes).map_err(|_| "not a checkpoint of this version".to_string())?;
+    let sealed: Sealed = serde_json::from_slice(bytes)
+        .map_err(|_| "not a checkpoint of this version".to_string())?;
     if sums::hex_of(sealed.checkpoint.get().as_bytes()) != sealed.sha256 {
         return Err("not the file this tool wrote (its digest does not match its content)".into());
     }
@@ -155,7 +155,10 @@ pub fn check(out_dir: &Path, key: Option<&journal::seal::Verifier>) -> journal::
         return CacheCheck::Absent;
     }
     let damaged = |why: String| {
-        CacheCheck::Damaged(format!("the outputs' checkpoint {} is {why}", path.display()))
+        CacheCheck::Damaged(format!(
+            "the outputs' checkpoint {} is {why}",
+            path.display()
+        ))
     };
     let bytes = match read(out_dir) {
         Ok(b) => b,

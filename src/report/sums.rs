@@ -133,7 +133,11 @@ mod tests {
                 hex_of(b"{}\n")
             )
         );
-        assert_eq!(listed.len(), 4, "the journal is listed, not returned: {listed:?}");
+        assert_eq!(
+            listed.len(),
+            4,
+            "the journal is listed, not returned: {listed:?}"
+        );
         assert!(
             !dir.path().join(SIG_FILE).exists(),
             "a signature of another SHA256SUMS is removed"

@@ -129,13 +129,17 @@ fn verify_journal(cfg: &ScanConfig, journal_path: &Path) -> Result<journal::Veri
         }
         (Some(_), None) if verified.records > 0 && !cfg.rebuild_from_journal => {
             return Err(refuse(
-                "the journal carries no seal although a signing key is given: it was written                  without one, or its seals were removed. Check it with `liveness-batch report`                  first; to start signing it from now on, rerun with --rebuild-from-journal"
+                "the journal carries no seal although a signing key is given: it was written \
+                 without one, or its seals were removed. Check it with `liveness-batch report` \
+                 first; to start signing it from now on, rerun with --rebuild-from-journal"
                     .into(),
             ));
         }
         (Some(_), Some(_)) if verified.unsealed_run_or_end && verified.unsealed_lines > 1 => {
             return Err(refuse(format!(
-                "the last {} line(s) of the journal come after its last seal and hold a run                  header or an end line: a run seals its header and its end, so these lines                  were added afterwards",
+                "the last {} line(s) of the journal come after its last seal and hold a run \
+                 header or an end line: a run seals its header and its end, so these lines \
+                 were added afterwards",
                 verified.unsealed_lines
             )));
         }
@@ -163,7 +167,8 @@ fn verify_journal(cfg: &ScanConfig, journal_path: &Path) -> Result<journal::Veri
             }
             journal::CacheCheck::Foreign(why) if cfg.rebuild_from_journal => {
                 messages::warn(&format!(
-                    "--rebuild-from-journal: the {name} disagrees with the journal ({why}); it                      is rebuilt from the journal, which passed every check"
+                    "--rebuild-from-journal: the {name} disagrees with the journal ({why}); it \
+                     is rebuilt from the journal, which passed every check"
                 ));
                 stale.push(name);
             }

@@ -357,7 +357,7 @@ async fn a_lost_journal_beside_earlier_results_is_refused_unless_fresh() {
             std::fs::remove_file(&journal).unwrap();
         }
         let run = common::run_bin(&scan_args(s, o, &[]), Some(&emu.base_url()), Some(KEY)).await;
-        assert_eq!(run.code, 2, "{how}: {run:?}");
+        assert_eq!(run.code, 8, "{how}: {run:?}");
         let state = if how == "emptied" { "empty" } else { "missing" };
         assert!(
             run.stderr.contains(state)

@@ -159,17 +159,18 @@ async fn a_rerun_that_adds_nothing_writes_no_output_and_says_so() {
     assert_eq!(rerun.code, 0, "{rerun:?}");
     assert_eq!(
         rewritten(&out, &before),
-        Vec::<String>::new(),
-        "no output written"
+        ["SHA256SUMS"],
+        "no output written but SHA256SUMS, which lists the journal"
     );
+    assert!(check_sums(&out).contains(&"journal.jsonl".to_string()));
     assert!(!out.join("ignored.csv.tmp").exists());
     // one clear line, after the summary of this run
     let left: Vec<&str> = rerun.stderr.lines().filter(|l| l.contains(LEFT)).collect();
     assert_eq!(left.len(), 1, "{}", rerun.stderr);
     assert!(
         left[0].contains(
-            "every output (results.csv, results.json, summary.json, summary.md, report.html, \
-             SHA256SUMS and ignored.csv) was left exactly as it was"
+            "every output (results.csv, results.json, summary.json, summary.md, report.html \
+             and ignored.csv) was left exactly as it was, but for SHA256SUMS"
         ) && left[0].contains("summary.json's built_from")
             && left[0].contains(&format!(
                 "`liveness-batch report {}` rebuilds",
@@ -226,7 +227,7 @@ async fn a_rerun_that_adds_nothing_writes_no_output_and_says_so() {
         rerun.stderr
     );
     let listed = check_sums(&out);
-    assert_eq!(listed.len(), 6, "{listed:?}");
+    assert_eq!(listed.len(), 7, "the outputs and the journal: {listed:?}");
     assert_eq!(
         printed_report_sha(&rerun.stderr),
         sha_of(&out.join("report.html"))
@@ -307,7 +308,7 @@ async fn a_new_skipped_file_rewrites_the_ignored_list_and_sums_but_not_the_resul
     // the same again: nothing written
     let before = stamps(&out, &ALL);
     let rerun = scan(&emu, &src, &out, &[]).await;
-    assert_eq!(rewritten(&out, &before), Vec::<String>::new());
+    assert_eq!(rewritten(&out, &before), ["SHA256SUMS"]);
     assert!(
         rerun.stderr.contains("was left exactly as it was"),
         "{}",
@@ -328,6 +329,21 @@ async fn a_new_skipped_file_rewrites_the_ignored_list_and_sums_but_not_the_resul
     check_sums(&out);
 }
 
+/// Edit the checkpoint inside its envelope and seal it again with a digest that matches, as an
+/// earlier version (or a careful hand) would leave it.
+fn edit_checkpoint(state: &Path, edit: impl FnOnce(&mut Value)) {
+    use sha2::{Digest, Sha256};
+    let sealed: Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+    let mut cp = sealed["checkpoint"].clone();
+    edit(&mut cp);
+    let body = serde_json::to_string(&cp).unwrap();
+    let text = format!(
+        r#"{{"sha256":"{}","checkpoint":{body}}}"#,
+        hex::encode(Sha256::digest(body.as_bytes()))
+    );
+    std::fs::write(state, text).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_of_an_earlier_version_writes_the_summary_files_once() {
     let emu = common::emulator(|_| {}).await;
@@ -335,10 +351,10 @@ async fn a_checkpoint_of_an_earlier_version_writes_the_summary_files_once() {
     assert_eq!(scan(&emu, &src, &out, &["--quiet"]).await.code, 0);
     // what an earlier version wrote: no `written` field
     let state = out.join(STATE_FILE);
-    let mut cp: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    assert!(cp["written"].is_array(), "{cp}");
-    cp.as_object_mut().unwrap().remove("written");
-    std::fs::write(&state, serde_json::to_vec(&cp).unwrap()).unwrap();
+    edit_checkpoint(&state, |cp| {
+        assert!(cp["written"].is_array(), "{cp}");
+        cp.as_object_mut().unwrap().remove("written");
+    });
     let before = stamps(&out, &ALL);
     let rerun = scan(&emu, &src, &out, &[]).await;
     assert_eq!(rewritten(&out, &before), SMALL, "{}", rerun.stderr);
@@ -354,10 +370,55 @@ async fn a_checkpoint_of_an_earlier_version_writes_the_summary_files_once() {
     let rerun = scan(&emu, &src, &out, &[]).await;
     assert_eq!(
         rewritten(&out, &before),
-        Vec::<String>::new(),
+        ["SHA256SUMS"],
         "{}",
         rerun.stderr
     );
+}
+
+/// A checkpoint edited by hand (its digest no longer matches), or written before checkpoints
+/// carried one, is discarded before anything is trusted, and every output is rebuilt from the
+/// journal: the counts typed into it never reach an output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_checkpoint_is_discarded_and_the_outputs_rebuilt_from_the_journal() {
+    let emu = common::emulator(|_| {}).await;
+    let (_tmp, src, out) = setup(3);
+    assert_eq!(scan(&emu, &src, &out, &["--quiet"]).await.code, 0);
+    let state = out.join(STATE_FILE);
+    let text = std::fs::read_to_string(&state).unwrap();
+    let approved = summary(&out)["by_decision"]["approved"].as_u64().unwrap();
+    // the counts changed, the digest left as it was
+    let forged = text.replacen(
+        &format!("\"approved\":{approved}"),
+        &format!("\"approved\":{}", approved + 40),
+        1,
+    );
+    assert_ne!(forged, text, "{text}");
+    std::fs::write(&state, forged).unwrap();
+    std::fs::write(out.join("summary.md"), "touched").unwrap();
+    let before = stamps(&out, &ALL);
+    let rerun = scan(&emu, &src, &out, &[]).await;
+    assert_eq!(rerun.code, 0, "{rerun:?}");
+    assert!(
+        rerun.stderr.contains("its digest does not match its content")
+            && rerun.stderr.contains("rebuilt from the verified journal"),
+        "{}",
+        rerun.stderr
+    );
+    assert_eq!(emu.stats().requests, 3, "nothing sent again");
+    assert_eq!(summary(&out)["by_decision"]["approved"], approved);
+    assert!(rewritten(&out, &before).contains(&"results.csv".to_string()));
+    check_sums(&out);
+    // a checkpoint of the format before the digest: the same
+    let sealed: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    std::fs::write(&state, sealed["checkpoint"].to_string()).unwrap();
+    let rerun = scan(&emu, &src, &out, &[]).await;
+    assert!(
+        rerun.stderr.contains("not a checkpoint of this version"),
+        "{}",
+        rerun.stderr
+    );
+    assert_eq!(summary(&out)["by_decision"]["approved"], approved);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -499,8 +560,8 @@ async fn results_jsonl_holds_the_records_of_results_json_one_a_line() {
     let run = scan(&emu, &src, &out, &[]).await;
     assert!(
         run.stderr.contains(
-            "every output (results.csv, results.jsonl, summary.json, summary.md, report.html, \
-             SHA256SUMS and ignored.csv) was left exactly as it was"
+            "every output (results.csv, results.jsonl, summary.json, summary.md, report.html \
+             and ignored.csv) was left exactly as it was"
         ),
         "{}",
         run.stderr
@@ -617,7 +678,6 @@ fn an_interrupted_rerun_is_summarised_without_rebuilding() {
             "summary.json",
             "summary.md",
             "report.html",
-            "SHA256SUMS"
         ]
     );
     assert_eq!(stamp(&dir.path().join("results.csv")), csv);
@@ -694,9 +754,7 @@ fn anything_but_run_lines_since_or_another_journal_rebuilds() {
     first_run(dir.path());
     report::write_outputs(dir.path(), &opts).unwrap();
     let state = dir.path().join(STATE_FILE);
-    let mut cp: Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
-    cp["built_from"]["format"] = 1.into();
-    std::fs::write(&state, serde_json::to_vec(&cp).unwrap()).unwrap();
+    edit_checkpoint(&state, |cp| cp["built_from"]["format"] = 1.into());
     append(
         dir.path(),
         &[run_line(true), end_line(RunOutcome::Completed, 3)],
@@ -713,7 +771,7 @@ fn anything_but_run_lines_since_or_another_journal_rebuilds() {
     );
     // while an intact one is used
     let out = report::refresh_outputs(dir.path(), &opts, &[], None).unwrap();
-    assert!(out.all_left && out.left.len() == 6, "{:?}", out.left);
+    assert!(out.all_left && out.left.len() == 5, "{:?}", out.left);
     let jsonl = ReportOptions {
         results_format: Some(ResultsFormat::Jsonl),
         ..opts

@@ -10,7 +10,7 @@ use clap::Parser;
 use liveness_batch::cli::{Cli, Command as Cmd, ReportArgs};
 use liveness_batch::config::{ConfigError, ReportConfig};
 use liveness_batch::journal::{
-    self, DirLock, JOURNAL_FILE, Line, RunEnd, RunInfo, Settings, Writer,
+    self, DirLock, JOURNAL_FILE, Line, RunEnd, RunInfo, Sending, Settings, Writer,
 };
 use liveness_batch::record::{Class, Decision, FaceRecord, Record, WarningRecord};
 use liveness_batch::report::{self, ReportError, ReportOptions, SIMULATED_NOTICE, Summary};
@@ -131,7 +131,8 @@ fn failed(key: &str, class: Class, attempts: u32, error: &str) -> Record {
 
 /// Write `lines` as a journal. Each end line gets the counts a scan writes from its own run's
 /// records (records written, deduplicated ones), so the reconciliation closes as it does for a
-/// real run; `inputs` and `not_processed` stay as the test gave them.
+/// real run; `inputs` and `not_processed` stay as the test gave them. A record of requests sent
+/// follows the `sending` line that announced them, as a scan writes it.
 fn write_journal(dir: &Path, lines: &[Line]) {
     let mut w = Writer::open(&dir.join(JOURNAL_FILE), None).unwrap();
     let (mut recorded, mut dedup) = (0, 0);
@@ -141,6 +142,10 @@ fn write_journal(dir: &Path, lines: &[Line]) {
             Line::Item(r) => {
                 recorded += 1;
                 dedup += u64::from(r.duplicate_of.is_some());
+                if r.attempts > 0 && r.duplicate_of.is_none() {
+                    let key = r.key.clone();
+                    w.append(&Line::Sending(Sending { key })).unwrap();
+                }
             }
             Line::End(end) => {
                 let mut end = end.clone();
@@ -189,8 +194,12 @@ fn realistic_journal(dir: &Path, simulated: bool) {
     k2_old.columns.insert("region".into(), "US".into());
     let mut k2 = result("k2", 65.0, &[("LOW_FACE_QUALITY", "warning")]);
     k2.columns.insert("region".into(), "US".into());
+    k2.request_id = Some("req-k2-again".into());
     let mut dup = result("k1-copy", 91.0, &[]);
     dup.duplicate_of = Some("k1".into());
+    // The same image as k1: its answer is k1's.
+    dup.sha256 = result("k1", 91.0, &[]).sha256;
+    dup.request_id = Some("req-k1".into());
     dup.billed = false;
     dup.attempts = 0;
     let mut net_retry = result("net", 100.0, &[]);

@@ -1107,7 +1107,12 @@ async fn a_torn_last_line_is_reported_and_its_item_redone() {
     assert_eq!(first.code, 0, "{first:?}");
     assert_eq!(emu.stats().requests, 6);
 
-    // Drop the end line and the last item line; append half of that item line, no newline.
+    // Drop the end line and the last item line; append half of that item line, no newline:
+    // a first run that died writing that line. It wrote no resume index and no outputs'
+    // checkpoint (a run writes them after its end line): remove those of the finished run.
+    for cache in [".liveness-batch-index", ".liveness-batch-outputs.json"] {
+        std::fs::remove_file(out.join(cache)).unwrap();
+    }
     let path = out.join("journal.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
@@ -1143,7 +1148,11 @@ async fn a_torn_last_line_is_reported_and_its_item_redone() {
         s["warnings"]
     );
 
-    // A torn end line: reported, nothing to redo.
+    // A torn end line: reported, nothing to redo. (The run died writing it, before its
+    // caches: those of the run before it are gone with it here.)
+    for cache in [".liveness-batch-index", ".liveness-batch-outputs.json"] {
+        std::fs::remove_file(out.join(cache)).unwrap();
+    }
     let text = std::fs::read_to_string(&path).unwrap();
     let end_start = text.trim_end().rfind('\n').unwrap() + 1;
     assert!(text[end_start..].contains("\"type\":\"end\""));
@@ -1162,7 +1171,7 @@ async fn a_torn_last_line_is_reported_and_its_item_redone() {
 }
 
 /// Damage in the middle of the journal (not a torn tail) is refused with a message naming the
-/// line, as a configuration problem (exit 2), before anything is sent; the journal is untouched.
+/// line, as broken evidence (exit 8), before anything is sent; the journal is untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_damaged_in_the_middle_is_refused_before_anything_is_sent() {
     let emu = common::emulator(|_| {}).await;
@@ -1182,7 +1191,7 @@ async fn a_journal_damaged_in_the_middle_is_refused_before_anything_is_sent() {
     images(&src.join("new"), 1, 86_000);
 
     let r = run(&emu, &args(&src, &out, &[])).await;
-    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(r.code, 8, "{r:?}");
     assert!(
         r.stderr.contains("line 3") && r.stderr.contains("journal"),
         "the message names the damaged line: {}",
