@@ -81,13 +81,20 @@ struct Fact<'a> {
     duplicate_of: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     sha256: Option<Cow<'a, str>>,
+    /// An end line's: how the run ended, and the records it wrote.
+    #[serde(borrow, default)]
+    outcome: Option<Cow<'a, str>>,
+    #[serde(default)]
+    recorded: Option<u64>,
 }
 
 /// What the grammar sees of one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Event {
     Run,
-    End,
+    /// A run's end: whether it completed (every upload it announced was then recorded), and
+    /// how many records it says it wrote.
+    End { completed: bool, recorded: Option<u64> },
     Seal,
     /// An upload announced (by key digest).
     Sending(u128),
@@ -113,6 +120,8 @@ pub(super) struct Grammar {
     ended_at: Option<u64>,
     /// Uploads of the open run announced and not yet recorded, by key.
     announced: HashMap<u128, u32>,
+    /// Records of the open run.
+    records: u64,
 }
 
 impl Grammar {
@@ -138,24 +147,44 @@ impl Grammar {
             Event::Run => {
                 self.open = true;
                 self.announced.clear();
+                self.records = 0;
             }
             Event::Seal => {}
             _ if !self.open => {
                 let what = match event {
-                    Event::End => "an end line",
+                    Event::End { .. } => "an end line",
                     Event::Sending(_) => "an upload announcement",
                     Event::Record { .. } => "a record",
                     _ => "a line",
                 };
                 return Err(outside(what, self.ended_at));
             }
-            Event::End => {
+            Event::End {
+                completed,
+                recorded,
+            } => {
+                if let Some(r) = recorded.filter(|r| *r != self.records) {
+                    return Err(format!(
+                        "line {n} ends a run that wrote {r} record(s), but the journal holds {} \
+                         for it: records of that run were removed or added",
+                        self.records
+                    ));
+                }
+                if completed && !self.announced.is_empty() {
+                    return Err(format!(
+                        "line {n} ends a run that completed, but {} upload(s) it announced have \
+                         no record: a run that completes records every upload it announces, so \
+                         records were removed",
+                        self.announced.values().sum::<u32>()
+                    ));
+                }
                 self.open = false;
                 self.ended_at = Some(n);
                 self.announced.clear();
             }
             Event::Sending(key) => *self.announced.entry(key).or_default() += 1,
             Event::Record { key, sent } => {
+                self.records += 1;
                 if sent {
                     match self.announced.get_mut(&key) {
                         Some(k) if *k > 1 => *k -= 1,
@@ -262,7 +291,10 @@ pub fn verify(
             }
             LineKind::End => {
                 unsealed_run_or_end = true;
-                Event::End
+                Event::End {
+                    completed: fact.outcome.as_deref() == Some("completed"),
+                    recorded: fact.recorded,
+                }
             }
             LineKind::Sending => Event::Sending(key_digest(fact.key.as_deref().unwrap_or(""))),
             LineKind::Unchanged => Event::InRun,
@@ -451,6 +483,32 @@ mod tests {
 
     const A: u128 = 1;
     const B: u128 = 2;
+    const END: Event = Event::End {
+        completed: true,
+        recorded: None,
+    };
+
+    #[test]
+    fn a_run_that_completed_recorded_every_upload_it_announced_and_as_many_records_as_it_says() {
+        let stopped = Event::End {
+            completed: false,
+            recorded: Some(0),
+        };
+        // stopped before the upload left: announced, never recorded
+        run(&[Event::Run, Event::Sending(A), stopped]).unwrap();
+        let e = run(&[Event::Run, Event::Sending(A), END]).unwrap_err();
+        assert!(e.contains("1 upload(s) it announced have no record"), "{e}");
+        let counted = |n| Event::End {
+            completed: true,
+            recorded: Some(n),
+        };
+        let a = Event::Record { key: A, sent: false };
+        run(&[Event::Run, a, a, counted(2)]).unwrap();
+        let e = run(&[Event::Run, a, counted(2)]).unwrap_err();
+        assert!(e.contains("wrote 2 record(s), but the journal holds 1"), "{e}");
+        let e = run(&[Event::Run, a, a, a, counted(2)]).unwrap_err();
+        assert!(e.contains("holds 3"), "{e}");
+    }
 
     #[test]
     fn a_run_with_announced_records_refusals_and_duplicates_holds() {
@@ -463,7 +521,7 @@ mod tests {
             },
             Event::Record { key: A, sent: true },
             Event::InRun,
-            Event::End,
+            Event::End { completed: true, recorded: None },
             Event::Seal,
             Event::Run,
             Event::Seal,
@@ -473,7 +531,7 @@ mod tests {
             Event::Run,
             Event::Sending(A),
             Event::Record { key: A, sent: true },
-            Event::End,
+            Event::End { completed: true, recorded: None },
         ])
         .unwrap();
     }
@@ -482,7 +540,7 @@ mod tests {
     fn a_record_after_the_end_line_is_outside_any_run() {
         let e = run(&[
             Event::Run,
-            Event::End,
+            Event::End { completed: true, recorded: None },
             Event::Record {
                 key: A,
                 sent: false,
@@ -493,14 +551,14 @@ mod tests {
             "line 3 is a record outside any run (after the end line at line 2, before a new run \
              header): no run of this tool wrote it"
         );
-        let e = run(&[Event::Run, Event::End, Event::Sending(A)]).unwrap_err();
+        let e = run(&[Event::Run, END, Event::Sending(A)]).unwrap_err();
         assert!(
             e.starts_with("line 3 is an upload announcement outside"),
             "{e}"
         );
-        let e = run(&[Event::Run, Event::End, Event::End]).unwrap_err();
+        let e = run(&[Event::Run, END, END]).unwrap_err();
         assert!(e.starts_with("line 3 is an end line outside"), "{e}");
-        let e = run(&[Event::Run, Event::End, Event::InRun]).unwrap_err();
+        let e = run(&[Event::Run, END, Event::InRun]).unwrap_err();
         assert!(e.starts_with("line 3 is a line outside"), "{e}");
     }
 

@@ -173,24 +173,52 @@ pub fn check(out_dir: &Path, key: Option<&journal::seal::Verifier>) -> journal::
         Ok(cp) => cp,
         Err(e) => return damaged(e),
     };
-    let built = &cp.built_from.journal;
+    match holds(out_dir, &cp.built_from.journal, "the outputs were built from") {
+        Ok(()) => CacheCheck::Good,
+        Err(why) => CacheCheck::Foreign(why),
+    }
+}
+
+/// Check summary.json's `built_from` against the journal: outputs built from a longer or
+/// another journal than the one there now are evidence that it was cut back or rewritten.
+/// Anything unreadable is no evidence ([`journal::CacheCheck::Absent`]).
+pub fn check_outputs(out_dir: &Path) -> journal::CacheCheck {
+    use journal::CacheCheck;
+    #[derive(Deserialize)]
+    struct Built {
+        built_from: Option<BuiltFrom>,
+    }
+    let built = open_read(&out_dir.join("summary.json"))
+        .ok()
+        .and_then(|f| serde_json::from_reader::<_, Built>(f.take(MAX_STATE_BYTES)).ok())
+        .and_then(|b| b.built_from);
+    let Some(built) = built else {
+        return CacheCheck::Absent;
+    };
+    match holds(out_dir, &built.journal, "summary.json was built from") {
+        Ok(()) => CacheCheck::Good,
+        Err(why) => CacheCheck::Foreign(why),
+    }
+}
+
+/// Whether the journal in `out_dir` still holds the state `built` (its length, first line and
+/// last item record); why not, in words.
+fn holds(out_dir: &Path, built: &super::summary::JournalState, what: &str) -> Result<(), String> {
     let journal_path = out_dir.join(JOURNAL_FILE);
     let len = open_read(&journal_path)
         .and_then(|f| f.metadata())
         .map(|m| m.len())
         .unwrap_or(0);
     if len < built.bytes {
-        return CacheCheck::Foreign(format!(
-            "the outputs were built from the journal's first {} bytes ({} item records), but \
-             the journal now holds {len} bytes: it was cut back or emptied",
+        return Err(format!(
+            "{what} the journal's first {} bytes ({} item records), but the journal now holds \
+             {len} bytes: it was cut back or emptied",
             built.bytes, built.item_records
         ));
     }
-    let Ok(file) = open_read(&journal_path) else {
-        return CacheCheck::Foreign("the journal cannot be read".into());
-    };
+    let file = open_read(&journal_path).map_err(|e| format!("the journal cannot be read: {e}"))?;
     let mut r = BufReader::with_capacity(64 << 10, file);
-    for (what, mark) in [
+    for (which, mark) in [
         ("first line", &built.first_line),
         ("last item record", &built.last_item),
     ] {
@@ -198,14 +226,14 @@ pub fn check(out_dir: &Path, key: Option<&journal::seal::Verifier>) -> journal::
         let same = line_at(&mut r, mark.offset)
             .is_some_and(|line| hex::encode(Sha256::digest(&line)) == mark.sha256);
         if !same {
-            return CacheCheck::Foreign(format!(
-                "the journal's {what} (at byte {}) is not the one the outputs were built from: \
-                 the journal was edited, zeroed or rewritten",
+            return Err(format!(
+                "the journal's {which} (at byte {}) is not the one {what}: the journal was \
+                 edited, zeroed or rewritten",
                 mark.offset
             ));
         }
     }
-    CacheCheck::Good
+    Ok(())
 }
 
 /// The results format to write: the one asked for, else the one the out dir already has (its

@@ -82,6 +82,23 @@ pub fn verify_evidence(cfg: &ScanConfig) -> Result<Evidence, ScanError> {
     let present = journal_state(&journal_path)?;
     if cfg.fresh && present.is_some() {
         let kept = set_aside(&journal_path)?;
+        // Its summary goes with it: it describes that journal, not the new one (and must not
+        // be taken for evidence that the new one lost lines).
+        let summary = cfg.out.join("summary.json");
+        if summary.exists() {
+            let aside = kept.with_file_name(
+                kept.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .replacen("journal-", "summary-", 1)
+                    .replace(".jsonl", ".json"),
+            );
+            std::fs::rename(&summary, &aside).map_err(|source| ScanError::OutDir {
+                op: "set the previous summary aside as",
+                path: aside.clone(),
+                source,
+            })?;
+        }
         messages::note(&format!(
             "--fresh: the previous journal was kept as {}",
             kept.display()
@@ -114,6 +131,19 @@ fn verify_journal(cfg: &ScanConfig, journal_path: &Path) -> Result<journal::Veri
     let tmp = std::env::temp_dir();
     let verified = journal::verify(journal_path, public.as_ref(), &tmp)?;
     if let Some(p) = &verified.problem {
+        // The outputs say so too (as `report` would write them): none of them goes on
+        // claiming an intact journal.
+        let opts = report::ReportOptions {
+            price_per_call: cfg.price_per_call,
+            results_format: cfg.results_format,
+            include_face_attributes: cfg.include_face_attributes,
+        };
+        if let Err(e) = report::rebuild_checked(&cfg.out, &opts, public.as_ref(), None) {
+            messages::warn(&format!(
+                "the outputs could not be rebuilt to show the failure ({e}); they describe the \
+                 journal as it was when they were built"
+            ));
+        }
         return Err(refuse(format!(
             "the journal is broken at line {} (byte {}): {}",
             p.line, p.offset, p.reason
@@ -154,6 +184,7 @@ fn verify_journal(cfg: &ScanConfig, journal_path: &Path) -> Result<journal::Veri
             "outputs' checkpoint",
             report::state::check(&cfg.out, public.as_ref()),
         ),
+        ("outputs' summary.json", report::state::check_outputs(&cfg.out)),
     ];
     let mut stale = Vec::new();
     for (name, check) in caches {
