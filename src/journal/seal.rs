@@ -97,6 +97,8 @@ impl Signer {
         let sk_box = SecretKeyBox::from_string(&text).map_err(|e| not(e.to_string()))?;
         let sk = match SecretKey::from_unencrypted_box(sk_box.clone()) {
             Ok(sk) => sk,
+            // minisign 0.11 writes an unencrypted key (`-W`) with a zero checksum.
+            Err(_) if let Some(sk) = unencrypted_without_checksum(&text) => sk,
             Err(e) if e.to_string().contains("encrypted") => {
                 let Some(password) = password else {
                     return Err(KeyError::NeedsPassword {
@@ -179,6 +181,22 @@ impl Signer {
         let sig = self.sign(data, &format!("file: {name}"));
         files::write_private_atomic(&sig_path(path), |w| w.write_all(sig.as_bytes()))
     }
+}
+
+/// A secret key as `minisign -G -W` (0.11) writes it: unencrypted, with the checksum left at
+/// zero, which the minisign crate takes for a corrupted key.
+fn unencrypted_without_checksum(text: &str) -> Option<SecretKey> {
+    use ct_codecs::{Base64, Decoder};
+    // sig_alg (2), kdf_alg (2), chk_alg (2), salt (32), opslimit (8), memlimit (8), then the
+    // key number (8), the secret key (64) and its checksum (32).
+    const LEN: usize = 158;
+    let encoded = text.lines().nth(1)?.trim();
+    let bytes = Base64::decode_to_vec(encoded, None).ok()?;
+    let unencrypted = bytes.len() == LEN && bytes[2..4] == [0, 0];
+    if !unencrypted || bytes[LEN - 32..].iter().any(|b| *b != 0) {
+        return None;
+    }
+    SecretKey::from_bytes(&bytes).ok()
 }
 
 /// The public half: checks seals and signature files.

@@ -94,7 +94,10 @@ pub(super) enum Event {
     Run,
     /// A run's end: whether it completed (every upload it announced was then recorded), and
     /// how many records it says it wrote.
-    End { completed: bool, recorded: Option<u64> },
+    End {
+        completed: bool,
+        recorded: Option<u64>,
+    },
     Seal,
     /// An upload announced (by key digest).
     Sending(u128),
@@ -502,10 +505,16 @@ mod tests {
             completed: true,
             recorded: Some(n),
         };
-        let a = Event::Record { key: A, sent: false };
+        let a = Event::Record {
+            key: A,
+            sent: false,
+        };
         run(&[Event::Run, a, a, counted(2)]).unwrap();
         let e = run(&[Event::Run, a, counted(2)]).unwrap_err();
-        assert!(e.contains("wrote 2 record(s), but the journal holds 1"), "{e}");
+        assert!(
+            e.contains("wrote 2 record(s), but the journal holds 1"),
+            "{e}"
+        );
         let e = run(&[Event::Run, a, a, a, counted(2)]).unwrap_err();
         assert!(e.contains("holds 3"), "{e}");
     }
@@ -521,7 +530,10 @@ mod tests {
             },
             Event::Record { key: A, sent: true },
             Event::InRun,
-            Event::End { completed: true, recorded: None },
+            Event::End {
+                completed: true,
+                recorded: None,
+            },
             Event::Seal,
             Event::Run,
             Event::Seal,
@@ -531,7 +543,10 @@ mod tests {
             Event::Run,
             Event::Sending(A),
             Event::Record { key: A, sent: true },
-            Event::End { completed: true, recorded: None },
+            Event::End {
+                completed: true,
+                recorded: None,
+            },
         ])
         .unwrap();
     }
@@ -540,7 +555,10 @@ mod tests {
     fn a_record_after_the_end_line_is_outside_any_run() {
         let e = run(&[
             Event::Run,
-            Event::End { completed: true, recorded: None },
+            Event::End {
+                completed: true,
+                recorded: None,
+            },
             Event::Record {
                 key: A,
                 sent: false,

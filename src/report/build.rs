@@ -135,6 +135,9 @@ pub(super) struct Inputs<'a> {
     pub fed: Option<Feed>,
     /// What `report` found checking the journal and the signatures before the build.
     pub evidence: Option<super::evidence::Evidence>,
+    /// Leave SHA256SUMS (and its signature) as they are: a scan that refuses a broken journal
+    /// rebuilds the outputs to say so, but SHA256SUMS keeps proving what was signed before.
+    pub keep_sums: bool,
 }
 
 /// Rebuild every output in `out_dir` from its journal.
@@ -159,6 +162,7 @@ fn build_with(
         baseline,
         fed,
         evidence,
+        keep_sums,
     } = inputs;
     let failed_checks = evidence.as_ref().is_some_and(|e| {
         e.problem.is_some() || e.signature.as_ref().is_some_and(|s| !s.problems.is_empty())
@@ -280,7 +284,13 @@ fn build_with(
             }
         }
     }
-    let (report_sha256, written) = write_summaries(out_dir, &summary, &walked.attention, &hashes)?;
+    let (report_sha256, written) = if keep_sums {
+        let html = html::render(&summary, &walked.attention);
+        write_small(out_dir, &summary, html.as_bytes())?;
+        (sums::hex_of(html.as_bytes()), Vec::new())
+    } else {
+        write_summaries(out_dir, &summary, &walked.attention, &hashes)?
+    };
     if let Some(accumulator) = checkpoint {
         state::save(
             out_dir,
@@ -549,29 +559,42 @@ pub(super) fn write_summaries(
     attention: &html::Attention,
     results: &[(String, String)],
 ) -> Result<(String, Vec<(String, String)>), ReportError> {
-    let mut json = serde_json::to_vec_pretty(summary).map_err(|e| ReportError::Io {
-        path: out_dir.join("summary.json"),
-        source: io::Error::other(e),
-    })?;
-    json.push(b'\n');
-    let files = [
-        ("summary.json", json),
-        ("summary.md", summary.render_markdown().into_bytes()),
-        ("report.html", html::render(summary, attention).into_bytes()),
-    ];
+    let html = html::render(summary, attention);
     let mut hashed: Vec<(String, String)> = results.to_vec();
-    for (name, bytes) in &files {
-        let path = out_dir.join(name);
-        journal::write_private_atomic(&path, |w| w.write_all(bytes)).map_err(io_err(&path))?;
-        hashed.push((name.to_string(), sums::hex_of(bytes)));
-    }
+    hashed.extend(write_small(out_dir, summary, html.as_bytes())?);
     let listed = sums::write(out_dir, &hashed)?;
     // Everything SHA256SUMS lists but the results files, and SHA256SUMS itself.
     let written = listed
         .into_iter()
         .filter(|(name, _)| !results.iter().any(|(r, _)| r == name))
         .collect();
-    Ok((sums::hex_of(&files[2].1), written))
+    Ok((sums::hex_of(html.as_bytes()), written))
+}
+
+/// Write summary.json, summary.md and report.html (`html`); returns their names and SHA-256.
+fn write_small(
+    out_dir: &Path,
+    summary: &Summary,
+    html: &[u8],
+) -> Result<Vec<(String, String)>, ReportError> {
+    let mut json = serde_json::to_vec_pretty(summary).map_err(|e| ReportError::Io {
+        path: out_dir.join("summary.json"),
+        source: io::Error::other(e),
+    })?;
+    json.push(b'\n');
+    let markdown = summary.render_markdown().into_bytes();
+    let files: [(&str, &[u8]); 3] = [
+        ("summary.json", &json),
+        ("summary.md", &markdown),
+        ("report.html", html),
+    ];
+    let mut hashed = Vec::with_capacity(files.len());
+    for (name, bytes) in files {
+        let path = out_dir.join(name);
+        journal::write_private_atomic(&path, |w| w.write_all(bytes)).map_err(io_err(&path))?;
+        hashed.push((name.to_string(), sums::hex_of(bytes)));
+    }
+    Ok(hashed)
 }
 
 /// Remove the results file of the JSON form no longer written (after `--results-format`

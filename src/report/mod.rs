@@ -250,6 +250,26 @@ pub fn rebuild_checked(
     key: Option<&journal::seal::Verifier>,
     baseline: Option<(&Path, f64)>,
 ) -> Result<Outputs, ReportError> {
+    rebuild_with_evidence(out_dir, opts, key, baseline, false)
+}
+
+/// What a scan that refuses a broken journal does: the outputs rebuilt as `report` would
+/// write them (the failure named in each), SHA256SUMS and its signature left as they were.
+pub fn mark_broken(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    key: Option<&journal::seal::Verifier>,
+) -> Result<Outputs, ReportError> {
+    rebuild_with_evidence(out_dir, opts, key, None, true)
+}
+
+fn rebuild_with_evidence(
+    out_dir: &Path,
+    opts: &ReportOptions,
+    key: Option<&journal::seal::Verifier>,
+    baseline: Option<(&Path, f64)>,
+    keep_sums: bool,
+) -> Result<Outputs, ReportError> {
     if let Some((b, _)) = baseline {
         baseline::check_baseline(b, out_dir)?;
     }
@@ -260,6 +280,7 @@ pub fn rebuild_checked(
         build::Inputs {
             baseline,
             evidence: Some(evidence),
+            keep_sums,
             ..Default::default()
         },
     )
@@ -394,6 +415,7 @@ fn merge_outputs(
             baseline,
             fed: None,
             evidence: Some(evidence),
+            keep_sums: false,
         },
     )
 }
@@ -565,6 +587,36 @@ pub async fn run_command(cfg: ReportConfig) -> Result<Exit, ReportError> {
     }
 }
 
+/// `report DIR --public-key KEY` without a signing key: check the journal, its seals and the
+/// signed SHA256SUMS, write nothing, and say what holds.
+fn verify_only(dir: &Path, key: &journal::seal::Verifier) -> Result<Exit, ReportError> {
+    let found = evidence::check(&dir.join(JOURNAL_FILE), &[dir.to_path_buf()], Some(key))?;
+    let mut failures: Vec<String> = Vec::new();
+    if let Some(p) = &found.problem {
+        failures.push(format!(
+            "the journal is broken at line {} (byte {}): {}",
+            p.line, p.offset, p.reason
+        ));
+    }
+    let sig = found.signature.unwrap_or_default();
+    failures.extend(sig.problems.iter().cloned());
+    for f in &failures {
+        crate::messages::error(&format!("VERIFICATION FAILED: {f}"));
+    }
+    if !failures.is_empty() {
+        return Ok(Exit::Verify);
+    }
+    crate::messages::note(&format!(
+        "Verified with minisign key {}: the journal's chain and grammar, its {} seal(s) (the \
+         last one closing it), and {} over every file {} lists. Nothing was written.",
+        key.key_id(),
+        sig.seals,
+        sums::SIG_FILE,
+        sums::SUMS_FILE
+    ));
+    Ok(Exit::Ok)
+}
+
 /// With `--sign-key`: sign what `report` left in `dir`.
 fn sign(dir: &Path, cfg: &ReportConfig) -> Result<(), ReportError> {
     match &cfg.signer {
@@ -586,6 +638,19 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
                 return Err(ReportError::NoJournal { dir: dir.clone() });
             }
             let _lock = DirLock::acquire(dir)?;
+            if let (Some(key), None) = (&cfg.public_key, &cfg.signer) {
+                // Verifying signed evidence leaves it exactly as it is.
+                return verify_only(dir, key);
+            }
+            if cfg.signer.is_none() && dir.join(sums::SIG_FILE).exists() {
+                return Err(ReportError::Usage(format!(
+                    "report: {} is signed ({}): rebuilding its outputs would leave that \
+                     signature behind. Verify it with --public-key KEY.pub (nothing is \
+                     written), or rebuild and sign again with --sign-key KEY",
+                    dir.display(),
+                    sums::SIG_FILE
+                )));
+            }
             let baseline = cfg.baseline.as_deref().map(|b| (b, cfg.score_margin));
             let outputs = rebuild_checked(dir, &opts, cfg.public_key.as_ref(), baseline)?;
             sign(dir, cfg)?;

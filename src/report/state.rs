@@ -173,7 +173,11 @@ pub fn check(out_dir: &Path, key: Option<&journal::seal::Verifier>) -> journal::
         Ok(cp) => cp,
         Err(e) => return damaged(e),
     };
-    match holds(out_dir, &cp.built_from.journal, "the outputs were built from") {
+    match holds(
+        out_dir,
+        &cp.built_from.journal,
+        "the outputs were built from",
+    ) {
         Ok(()) => CacheCheck::Good,
         Err(why) => CacheCheck::Foreign(why),
     }

@@ -138,7 +138,7 @@ fn verify_journal(cfg: &ScanConfig, journal_path: &Path) -> Result<journal::Veri
             results_format: cfg.results_format,
             include_face_attributes: cfg.include_face_attributes,
         };
-        if let Err(e) = report::rebuild_checked(&cfg.out, &opts, public.as_ref(), None) {
+        if let Err(e) = report::mark_broken(&cfg.out, &opts, public.as_ref()) {
             messages::warn(&format!(
                 "the outputs could not be rebuilt to show the failure ({e}); they describe the \
                  journal as it was when they were built"
@@ -184,7 +184,10 @@ fn verify_journal(cfg: &ScanConfig, journal_path: &Path) -> Result<journal::Veri
             "outputs' checkpoint",
             report::state::check(&cfg.out, public.as_ref()),
         ),
-        ("outputs' summary.json", report::state::check_outputs(&cfg.out)),
+        (
+            "outputs' summary.json",
+            report::state::check_outputs(&cfg.out),
+        ),
     ];
     let mut stale = Vec::new();
     for (name, check) in caches {

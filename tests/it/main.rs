@@ -8,6 +8,7 @@ mod audit;
 mod check;
 mod client;
 mod emulator;
+mod evidence;
 mod failures;
 mod fuzz_regressions;
 mod input;

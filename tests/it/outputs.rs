@@ -371,12 +371,7 @@ async fn a_checkpoint_of_an_earlier_version_writes_the_summary_files_once() {
     check_sums(&out);
     let before = stamps(&out, &ALL);
     let rerun = scan(&emu, &src, &out, &[]).await;
-    assert_eq!(
-        rewritten(&out, &before),
-        ["SHA256SUMS"],
-        "{}",
-        rerun.stderr
-    );
+    assert_eq!(rewritten(&out, &before), ["SHA256SUMS"], "{}", rerun.stderr);
 }
 
 /// A checkpoint edited by hand (its digest no longer matches), or written before checkpoints
@@ -403,7 +398,9 @@ async fn an_edited_checkpoint_is_discarded_and_the_outputs_rebuilt_from_the_jour
     let rerun = scan(&emu, &src, &out, &[]).await;
     assert_eq!(rerun.code, 0, "{rerun:?}");
     assert!(
-        rerun.stderr.contains("its digest does not match its content")
+        rerun
+            .stderr
+            .contains("its digest does not match its content")
             && rerun.stderr.contains("rebuilt from the verified journal"),
         "{}",
         rerun.stderr

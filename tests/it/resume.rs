@@ -1111,7 +1111,11 @@ async fn a_torn_last_line_is_reported_and_its_item_redone() {
     // a first run that died writing that line. It wrote no resume index, no outputs'
     // checkpoint and no summary (a run writes them after its end line): remove those of the
     // finished run.
-    for cache in [".liveness-batch-index", ".liveness-batch-outputs.json", "summary.json"] {
+    for cache in [
+        ".liveness-batch-index",
+        ".liveness-batch-outputs.json",
+        "summary.json",
+    ] {
         std::fs::remove_file(out.join(cache)).unwrap();
     }
     let path = out.join("journal.jsonl");
@@ -1151,7 +1155,11 @@ async fn a_torn_last_line_is_reported_and_its_item_redone() {
 
     // A torn end line: reported, nothing to redo. (The run died writing it, before its
     // caches and outputs: those of the run before it are gone with it here.)
-    for cache in [".liveness-batch-index", ".liveness-batch-outputs.json", "summary.json"] {
+    for cache in [
+        ".liveness-batch-index",
+        ".liveness-batch-outputs.json",
+        "summary.json",
+    ] {
         std::fs::remove_file(out.join(cache)).unwrap();
     }
     let text = std::fs::read_to_string(&path).unwrap();
