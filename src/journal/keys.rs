@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use super::index::KeyState;
+use super::index::{CLASS_BITS, GONE, KeyState, UNKNOWN_PENDING};
 use crate::record::Class;
 use crate::report::sort::{self, Sorted, Sorter};
 
@@ -35,6 +35,8 @@ const CHUNK: usize = 64;
 
 /// The class byte of an update that is an `unchanged` line, not a record.
 const UNCHANGED: u64 = 0xff;
+/// The class byte of an update that is a `gone` line, not a record.
+const GONE_LINE: u64 = 0xfe;
 
 /// Each key's latest record, sorted by key digest.
 pub struct KeyIndex {
@@ -94,9 +96,17 @@ pub(super) fn entry_from(bytes: &[u8]) -> (u64, KeyState) {
     )
 }
 
-/// Whether a stored class code names a class.
+/// Whether a stored class byte names a class (with only known flags above it).
 pub(super) fn class_ok(version_class: u64) -> bool {
-    ((version_class & 0xff) as usize) < Class::ALL.len()
+    let byte = version_class & 0xff;
+    byte & !(CLASS_BITS | GONE | UNKNOWN_PENDING) == 0
+        && ((byte & CLASS_BITS) as usize) < Class::ALL.len()
+}
+
+/// Whether a key counts as one without a result: its latest record has none, and its source
+/// is still there.
+fn lacks_result(state: KeyState) -> bool {
+    !state.is_gone() && state.class() != Class::Result
 }
 
 impl KeyIndex {
@@ -201,7 +211,7 @@ impl KeyIndex {
         };
         match v.binary_search_by_key(&key, |e| e.0) {
             Ok(i) => {
-                if v[i].1.class() != Class::Result {
+                if lacks_result(v[i].1) {
                     self.without_result -= 1;
                 }
                 v[i].1 = state;
@@ -211,7 +221,7 @@ impl KeyIndex {
                 self.keys += 1;
             }
         }
-        if state.class() != Class::Result {
+        if lacks_result(state) {
             self.without_result += 1;
         }
     }
@@ -324,7 +334,7 @@ impl Checked {
         }
         self.last = Some(key);
         self.starts.push(key);
-        if state.class() != Class::Result {
+        if lacks_result(state) {
             self.without_result += 1;
         }
         true
@@ -400,6 +410,11 @@ impl KeyBuilder {
         self.push(key, (version & !0xff) | UNCHANGED, content)
     }
 
+    /// A `gone` line: the key's record no longer describes a listed source.
+    pub(super) fn gone(&mut self, key: u64) -> io::Result<()> {
+        self.push(key, GONE_LINE, 0)
+    }
+
     /// The index: the base's entries and the updates merged, the newest state of each key
     /// winning. Without updates, the base as it is.
     pub(super) fn finish(self) -> io::Result<KeyIndex> {
@@ -448,8 +463,13 @@ fn next(sorted: &mut Sorted<(u64, u64, u64, u64)>) -> io::Result<Option<(u64, u6
 /// One update on top of a key's state.
 fn apply(state: &mut Option<KeyState>, version_class: u64, content: u64) {
     if version_class & 0xff == UNCHANGED {
+        // The key is listed again (and its record stands for the new version).
         if let Some(s) = state.as_mut().filter(|s| s.content == content) {
-            s.version_class = (version_class & !0xff) | (s.version_class & 0xff);
+            s.version_class = (version_class & !0xff) | (s.version_class & 0xff & !GONE);
+        }
+    } else if version_class & 0xff == GONE_LINE {
+        if let Some(s) = state.as_mut() {
+            s.version_class |= GONE;
         }
     } else {
         *state = Some(KeyState {

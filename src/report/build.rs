@@ -213,6 +213,8 @@ fn build_with(
             )?
         }
     };
+    let mut acc = acc;
+    acc.set_gone(scanned.gone_count);
     let simulated = acc.simulated();
     let checkpoint = resumable.then(|| acc.clone());
     let mut summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
@@ -225,7 +227,7 @@ fn build_with(
     // Pass 3: the results files, then the summary in its three forms.
     let layout = csv::Layout::new(simulated, &walked.carried)
         .with_face_attributes(opts.include_face_attributes);
-    let (sizes, mut hashes) = write_results(
+    let (mut sizes, mut hashes) = write_results(
         out_dir,
         &journal_path,
         scanned.order,
@@ -240,6 +242,15 @@ fn build_with(
         files: format.files().iter().map(|f| f.to_string()).collect(),
     });
     let mut removed = remove_other_results(out_dir, format)?;
+    // The keys whose source is gone: gone.csv, listed in SHA256SUMS and kept with the results
+    // files (a later scan that adds no record leaves it as it is).
+    if scanned.gone_count > 0 {
+        let (len, sha) = super::gone::write(out_dir, &journal_path, scanned.gone)?;
+        sizes.push((super::gone::GONE_FILE.to_string(), len));
+        hashes.push((super::gone::GONE_FILE.to_string(), sha));
+    } else if super::gone::remove_stale(out_dir)? {
+        removed.push(super::gone::GONE_FILE.to_string());
+    }
     match baseline {
         Some((dir, margin)) => {
             let (changes, sha) = super::baseline::compare(out_dir, dir, margin, budget)?;
@@ -341,9 +352,11 @@ impl SummaryPass {
         match line {
             Line::Run(run) => self.acc.on_run(run),
             Line::End(end) => self.acc.on_end(end),
-            // Announced uploads and new versions of unchanged items matter to a resume, not to
-            // the outputs.
-            Line::Sending(_) | Line::Unchanged(_) => {}
+            // An upload announced: one the run never records has an unknown outcome.
+            Line::Sending(s) => self.acc.on_sending(&s.key),
+            // New versions of unchanged items matter to a resume; a key listed again or gone
+            // is settled by the first pass.
+            Line::Unchanged(_) | Line::Gone(_) => {}
             Line::Item(r) => {
                 self.acc.on_record(r, latest);
                 if latest {

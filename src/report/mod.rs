@@ -8,6 +8,7 @@ pub mod baseline;
 mod build;
 pub mod csv;
 mod feed;
+pub mod gone;
 pub mod html;
 pub mod json;
 mod latest;

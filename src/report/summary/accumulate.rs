@@ -1,7 +1,7 @@
 //! The [`Accumulator`]: builds a [`Summary`] from journal lines streamed in order, with memory
 //! bounded whatever the journal's length.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +62,10 @@ pub struct Accumulator {
     #[serde(default)]
     shards_mixed: bool,
     audit: AuditState,
+    /// Key digests of the uploads the current run announced (`sending`) and has not recorded
+    /// yet: the ones left when a run dies are sends of unknown outcome.
+    #[serde(default)]
+    announced: BTreeSet<u64>,
 }
 
 impl Accumulator {
@@ -95,6 +99,8 @@ impl Accumulator {
             self.shards_mixed = true;
         }
         self.shard = run.shard.clone();
+        // Uploads the run before announced and never recorded: it died with them in flight.
+        self.settle_announced();
         if !run.resumed || self.segments.is_empty() {
             self.segments.push(Segment::default());
         }
@@ -126,8 +132,32 @@ impl Accumulator {
         });
     }
 
+    /// A `sending` line: an upload of `key` leaves.
+    pub fn on_sending(&mut self, key: &str) {
+        self.announced.insert(crate::journal::key_digest(key) as u64);
+    }
+
+    /// The uploads announced and never recorded by a run that died count as sends of unknown
+    /// outcome (the record of a later send of the image counts it repeated).
+    fn settle_announced(&mut self) {
+        self.requests.unknown_outcomes += self.announced.len() as u64;
+        self.announced.clear();
+    }
+
+    /// How many keys' sources are gone.
+    pub fn gone(&self) -> u64 {
+        self.items.gone
+    }
+
+    /// How many keys' sources are gone (out of the counts, in gone.csv).
+    pub fn set_gone(&mut self, gone: u64) {
+        self.items.gone = gone;
+    }
+
     /// A run's end line.
     pub fn on_end(&mut self, end: &RunEnd) {
+        // A run that ended recorded what it sent (or knew it sent nothing more).
+        self.announced.clear();
         if self.segments.is_empty() {
             self.segments.push(Segment::default());
         }
@@ -144,6 +174,10 @@ impl Accumulator {
         if let Some(seg) = self.segments.last_mut() {
             seg.tally.on_record(r);
         }
+        if !self.announced.is_empty() {
+            self.announced
+                .remove(&(crate::journal::key_digest(&r.key) as u64));
+        }
         if r.billed {
             self.credits_used += 1;
         }
@@ -151,6 +185,7 @@ impl Accumulator {
         self.requests.retries += u64::from(r.attempts.saturating_sub(1));
         self.requests.rate_limited_429 += u64::from(r.rate_limited);
         self.requests.possible_double_charges += u64::from(r.possible_double_charges);
+        self.requests.unknown_outcomes += u64::from(r.unknown_outcomes);
         if !latest {
             return;
         }
@@ -197,7 +232,9 @@ impl Accumulator {
     }
 
     /// The summary of everything seen; `price_per_call` (US dollars) prices the credits used.
-    pub fn finish(self, price_per_call: f64, out_dir: &str) -> Summary {
+    pub fn finish(mut self, price_per_call: f64, out_dir: &str) -> Summary {
+        // The last run died with these in flight (a run still going holds the lock).
+        self.settle_announced();
         let by_class = every_key(&Class::ALL, &self.by_class);
         let errors_by_class: BTreeMap<Class, u64> = by_class
             .iter()
