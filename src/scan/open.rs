@@ -63,6 +63,8 @@ pub struct Opened {
     pub writer: Writer,
     pub resumed: bool,
     pub journal_path: PathBuf,
+    /// This run's start and id, as its header records them.
+    pub run: (String, Option<String>),
 }
 
 /// Create and lock the out dir; set an old journal aside with `--fresh`; index an existing one,
@@ -108,6 +110,10 @@ pub fn open(cfg: &ScanConfig, settings: &Settings, audit: RunAudit) -> Result<Op
     }
     let mut run = header(cfg, settings, resumed, audit);
     run.shard = shard;
+    let this_run = (
+        run.started_at.clone(),
+        run.identity.as_ref().map(|i| i.run_id.clone()),
+    );
     writer.append(&Line::Run(run))?;
     writer.sync()?;
     Ok(Opened {
@@ -116,6 +122,7 @@ pub fn open(cfg: &ScanConfig, settings: &Settings, audit: RunAudit) -> Result<Op
         writer,
         resumed,
         journal_path,
+        run: this_run,
     })
 }
 

@@ -1,0 +1,215 @@
+//! The keys this run's sources no longer yield: a scan that read its whole input journals a
+//! `gone` line, before its end line, for each key of the resume index whose latest line is a
+//! record and that was not listed this time (the file deleted, renamed, or replaced by a link).
+//! The keys listed are gathered as digests in a bounded sort; the few missing ones get their
+//! text back from one pass over the journal's item lines.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::journal::{Index, JournalError, KeyState, LineKind, Reader, key_digest};
+use crate::report::sort::{Sorted, Sorter};
+
+/// Memory the sort of the keys listed may hold before it spills (8 bytes a key).
+const BUDGET: usize = 2 << 20;
+
+/// The keys this run's sources listed, as 64-bit digests (the resume index's own).
+pub struct Seen {
+    sorter: Option<Sorter<u64>>,
+    /// Why the listing cannot be taken as the whole population, if it cannot.
+    incomplete: Option<String>,
+}
+
+impl Seen {
+    /// Its sort spills to unnamed temporary files in `dir` (the out dir).
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            sorter: Some(Sorter::new(dir, BUDGET)),
+            incomplete: None,
+        }
+    }
+
+    /// A key the sources listed (its [`key_digest`]).
+    pub fn push(&mut self, key: u128) {
+        if let Some(s) = self.sorter.as_mut()
+            && let Err(e) = s.push(key as u64)
+        {
+            self.sorter = None;
+            self.incomplete(format!("the keys listed could not be sorted: {e}"));
+        }
+    }
+
+    /// Something may be missing from the listing (a folder that could not be read, a listing
+    /// or a manifest that stopped midway): no key is taken for gone.
+    pub fn incomplete(&mut self, why: String) {
+        self.sorter = None;
+        self.incomplete.get_or_insert(why);
+    }
+
+    /// The keys listed in order, or why the listing is not whole.
+    pub fn finish(self) -> Result<Sorted<u64>, String> {
+        match (self.sorter, self.incomplete) {
+            (Some(s), None) => s.finish().map_err(|e| format!("sorting the keys failed: {e}")),
+            (_, Some(why)) => Err(why),
+            (None, None) => Err("the keys listed were not kept".into()),
+        }
+    }
+}
+
+/// The keys of `index` whose latest line is a record (not already gone) and that `seen` (in
+/// ascending order) does not hold, with their state, in digest order.
+pub fn missing(index: &Index, seen: Sorted<u64>) -> io::Result<Vec<(u64, KeyState)>> {
+    let mut seen = seen.peekable();
+    let mut out = Vec::new();
+    let mut failed = None;
+    index.for_each_key(|key, state| {
+        if failed.is_some() {
+            return;
+        }
+        loop {
+            match seen.peek() {
+                Some(Ok(s)) if *s < key => {
+                    seen.next();
+                }
+                Some(Ok(_)) | None => break,
+                Some(Err(_)) => {
+                    if let Some(Err(e)) = seen.next() {
+                        failed = Some(e);
+                    }
+                    return;
+                }
+            }
+        }
+        let listed = matches!(seen.peek(), Some(Ok(s)) if *s == key);
+        if !listed && !state.is_gone() {
+            out.push((key, state));
+        }
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// The fields of a journal line this pass needs.
+#[derive(Deserialize)]
+struct KeyOnly<'a> {
+    #[serde(rename = "type")]
+    kind: LineKind,
+    #[serde(borrow, default)]
+    key: Option<Cow<'a, str>>,
+}
+
+/// The text of each key in `digests` (ascending), from the journal's item lines, in the order
+/// of `digests`; one pass, ended as soon as every one is found.
+pub fn keys_of(journal: &Path, digests: &[u64]) -> Result<Vec<String>, JournalError> {
+    let mut found: HashMap<u64, String> = HashMap::with_capacity(digests.len());
+    let mut reader = Reader::open(journal)?;
+    let mut line = 0u64;
+    while found.len() < digests.len()
+        && let Some(next) = reader.next_raw()
+    {
+        let (_, raw) = next?;
+        line += 1;
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let light: KeyOnly = serde_json::from_slice(raw).map_err(|e| JournalError::Corrupt {
+            path: journal.to_path_buf(),
+            line,
+            message: e.to_string(),
+        })?;
+        let (LineKind::Item, Some(key)) = (light.kind, light.key) else {
+            continue;
+        };
+        let digest = key_digest(&key) as u64;
+        if digests.binary_search(&digest).is_ok() && !found.contains_key(&digest) {
+            found.insert(digest, key.into_owned());
+        }
+    }
+    Ok(digests.iter().filter_map(|d| found.remove(d)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Line, Writer, fixtures};
+    use crate::record::Class;
+
+    const SHA: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    fn journal(dir: &Path, lines: &[Line]) -> std::path::PathBuf {
+        let p = dir.join(crate::journal::JOURNAL_FILE);
+        let mut w = Writer::open(&p, None).unwrap();
+        for l in lines {
+            w.append(l).unwrap();
+        }
+        w.finish().unwrap();
+        p
+    }
+
+    fn gone(key: &str) -> Line {
+        Line::Gone(crate::journal::Gone {
+            key: key.into(),
+            since: "2026-01-02T00:00:00Z".into(),
+            run_id: None,
+        })
+    }
+
+    #[test]
+    fn the_keys_not_listed_are_missing_unless_already_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = journal(
+            dir.path(),
+            &[
+                fixtures::run_line(),
+                fixtures::item("a", SHA, Class::Result),
+                fixtures::item("b", SHA, Class::Transient),
+                fixtures::item("c", SHA, Class::Result),
+                fixtures::item("d", SHA, Class::Result),
+                gone("d"),
+            ],
+        );
+        let index = Index::build(&mut Reader::open(&p).unwrap()).unwrap();
+        // A tiny sort that spills: "a" listed, "b" and "c" not, "d" already gone.
+        let mut seen = Seen {
+            sorter: Some(Sorter::new(dir.path(), 16)),
+            incomplete: None,
+        };
+        seen.push(key_digest("a"));
+        for i in 0..100 {
+            seen.push(key_digest(&format!("new{i}")));
+        }
+        let missing = missing(&index, seen.finish().unwrap()).unwrap();
+        let mut digests: Vec<u64> = missing.iter().map(|(k, _)| *k).collect();
+        let mut want = vec![key_digest("b") as u64, key_digest("c") as u64];
+        want.sort();
+        assert_eq!(digests, want);
+        digests.sort();
+        let mut keys = keys_of(&p, &digests).unwrap();
+        keys.sort();
+        assert_eq!(keys, ["b", "c"]);
+        let b = missing
+            .iter()
+            .find(|(k, _)| *k == key_digest("b") as u64)
+            .unwrap();
+        assert_eq!(b.1.class(), Class::Transient);
+    }
+
+    #[test]
+    fn a_listing_that_may_be_short_takes_no_key_for_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seen = Seen::new(dir.path());
+        seen.push(1);
+        seen.incomplete("cannot read photos/x: permission denied".into());
+        seen.push(2);
+        assert_eq!(
+            seen.finish().err().unwrap(),
+            "cannot read photos/x: permission denied"
+        );
+    }
+}
