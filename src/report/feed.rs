@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::build::{SummaryPass, Walked};
-use super::latest::{self, Kind, KeyLine, Scanned};
+use super::latest::{self, KeyLine, Kind, Scanned};
 use super::sort::Sorter;
 use super::summary::{Accumulator, JournalState};
 use crate::journal::{Line, Tap, key_digest};

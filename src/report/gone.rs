@@ -126,10 +126,7 @@ mod tests {
             class: Some(Class::Transient),
             ..Default::default()
         };
-        let g = Gone {
-            run_id: None,
-            ..g
-        };
+        let g = Gone { run_id: None, ..g };
         let cells = row(&unsent, &g);
         assert_eq!(&cells[1..5], ["rerun", "transient", "", ""]);
         assert_eq!(cells[7], "");

@@ -53,7 +53,9 @@ impl Seen {
     /// The keys listed in order, or why the listing is not whole.
     pub fn finish(self) -> Result<Sorted<u64>, String> {
         match (self.sorter, self.incomplete) {
-            (Some(s), None) => s.finish().map_err(|e| format!("sorting the keys failed: {e}")),
+            (Some(s), None) => s
+                .finish()
+                .map_err(|e| format!("sorting the keys failed: {e}")),
             (_, Some(why)) => Err(why),
             (None, None) => Err("the keys listed were not kept".into()),
         }

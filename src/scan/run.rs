@@ -698,8 +698,10 @@ fn journal_gone(
     if index.keys() == 0 || index.shard_changed {
         return Ok(0);
     }
-    let missing = gone::missing(&index, seen)
-        .map_err(journal::JournalError::io("read the resume index in", &cfg.out))?;
+    let missing = gone::missing(&index, seen).map_err(journal::JournalError::io(
+        "read the resume index in",
+        &cfg.out,
+    ))?;
     if missing.is_empty() {
         return Ok(0);
     }

@@ -166,6 +166,8 @@ pub fn record_for(item: &Item, prepared: &Prepared, sub: Submission) -> Option<R
     rec.attempts = sub.attempts;
     rec.rate_limited = sub.rate_limited;
     rec.possible_double_charges = sub.possible_double_charges;
+    rec.unknown_outcomes = sub.unknown_outcomes;
+    rec.unknown_pending = sub.unknown_pending;
     rec.http_status = sub.http_status;
     rec.latency_ms = sub.latency_ms;
     let (class, error) = match sub.outcome {

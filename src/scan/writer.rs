@@ -55,8 +55,8 @@ pub struct WriterCtx {
     pub index: Arc<Index>,
     /// Keys whose latest record has no result; the exit code needs no extra pass.
     pub without_result: Arc<AtomicI64>,
-    /// Keys dead runs may have sent without recording: their next record counts one more
-    /// possible double charge for each such upload.
+    /// Keys dead runs may have sent without recording (sends of unknown outcome), with how
+    /// many times: see [`carry_unknown`].
     pub orphans: HashMap<u128, u32>,
     pub stop: Stop,
 }
@@ -242,11 +242,14 @@ impl WriterCtx {
     ) -> Result<(), ScanError> {
         match msg {
             ToWriter::Record { mut record, leader } => {
-                if !self.orphans.is_empty()
-                    && let Some(n) = self.orphans.remove(&journal::key_digest(&record.key))
-                {
-                    record.possible_double_charges += n;
-                }
+                let digest = journal::key_digest(&record.key);
+                let orphans = match self.orphans.is_empty() {
+                    true => 0,
+                    false => self.orphans.remove(&digest).unwrap_or(0),
+                };
+                let content = record.sha256.as_deref().and_then(journal::content_digest);
+                let pending = u32::from(self.index.unknown_pending(digest, content));
+                carry_unknown(&mut record, orphans + pending);
                 self.counts.recorded.fetch_add(1, Ordering::Relaxed);
                 self.progress.set_rate(self.pacer.current_rate());
                 self.progress.record(&record);
@@ -296,6 +299,23 @@ impl WriterCtx {
             i64::from(has_no_result) - i64::from(had_no_result),
             Ordering::Relaxed,
         );
+    }
+}
+
+/// The image's earlier sends of unknown outcome that no send has repeated yet (`prior`: the
+/// uploads of dead runs that never recorded them, and the previous record's last send), each
+/// followed by the next: all but the last are repeated by the one after them, and the last by
+/// this record's first send, if it sent. A record that sent nothing keeps the last one pending
+/// for the next.
+pub fn carry_unknown(record: &mut Record, prior: u32) {
+    if prior == 0 {
+        return;
+    }
+    if record.attempts > 0 {
+        record.possible_double_charges += prior;
+    } else {
+        record.possible_double_charges += prior - 1;
+        record.unknown_pending = true;
     }
 }
 

@@ -10,6 +10,7 @@ mod client;
 mod emulator;
 mod failures;
 mod fuzz_regressions;
+mod gone;
 mod input;
 mod outputs;
 mod print;

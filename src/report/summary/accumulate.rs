@@ -134,7 +134,8 @@ impl Accumulator {
 
     /// A `sending` line: an upload of `key` leaves.
     pub fn on_sending(&mut self, key: &str) {
-        self.announced.insert(crate::journal::key_digest(key) as u64);
+        self.announced
+            .insert(crate::journal::key_digest(key) as u64);
     }
 
     /// The uploads announced and never recorded by a run that died count as sends of unknown
