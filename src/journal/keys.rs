@@ -694,6 +694,56 @@ mod tests {
     }
 
     #[test]
+    fn a_gone_line_flags_the_key_until_an_unchanged_line_or_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = built(
+            KeyIndex::default(),
+            dir.path(),
+            &[
+                (1, state(5, Class::Result, 11)),
+                (2, state(5, Class::Transient, 22)),
+                (3, state(5, Class::Result, 33)),
+            ],
+        );
+        assert_eq!(base.without_result(), 1);
+        let mut b = KeyBuilder::new(base, dir.path());
+        b.gone(1).unwrap();
+        b.gone(2).unwrap();
+        b.gone(3).unwrap();
+        b.gone(9).unwrap();
+        // 2 is listed again (same content), 3 gets a new record.
+        b.unchanged(2, 6 << 8, 22).unwrap();
+        b.record(3, state(7, Class::Result, 34)).unwrap();
+        let index = b.finish().unwrap();
+        let one = index.get(1).unwrap();
+        assert!(one.is_gone() && one.class() == Class::Result);
+        assert!(
+            !one.is_current(5 << 8, false),
+            "a gone key is read again, never skipped unread"
+        );
+        let two = index.get(2).unwrap();
+        assert!(!two.is_gone());
+        assert_eq!(two, state(6, Class::Transient, 22));
+        assert_eq!(index.get(3), Some(state(7, Class::Result, 34)));
+        assert_eq!(
+            index.get(9),
+            None,
+            "gone says nothing of a key never recorded"
+        );
+        assert_eq!(index.without_result(), 1, "2, back without a result");
+        // The flag survives a saved table and is checked on load.
+        let mut c = Checked::new(2);
+        assert!(c.push(1, one));
+        let flagged = KeyState {
+            version_class: one.version_class | super::UNKNOWN_PENDING,
+            ..one
+        };
+        assert!(c.push(2, flagged));
+        assert!(flagged.unknown_pending() && flagged.class() == Class::Result);
+        assert_eq!(c.without_result, 0, "a gone key lacks no result");
+    }
+
+    #[test]
     fn a_start_table_rejects_entries_out_of_order_or_of_no_class() {
         let mut c = Checked::new(3);
         assert!(c.push(5, state(1, Class::Result, 1)));

@@ -203,6 +203,33 @@ mod tests {
     }
 
     #[test]
+    fn the_index_keeps_an_unrepeated_unknown_outcome_of_the_same_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let Line::Item(mut pending) = fixtures::item("a", SHA, Class::Transient) else {
+            unreachable!()
+        };
+        pending.unknown_outcomes = 1;
+        pending.unknown_pending = true;
+        let p = journal(
+            dir.path(),
+            &[
+                fixtures::run_line(),
+                Line::Item(pending),
+                fixtures::item("b", SHA, Class::Transient),
+            ],
+        );
+        let index = Index::build(&mut Reader::open(&p).unwrap()).unwrap();
+        let same = crate::journal::content_digest(SHA);
+        let other = crate::journal::content_digest(&"b".repeat(64));
+        assert!(index.unknown_pending(key_digest("a"), same));
+        assert!(
+            !index.unknown_pending(key_digest("a"), other),
+            "another image"
+        );
+        assert!(!index.unknown_pending(key_digest("b"), same));
+    }
+
+    #[test]
     fn a_listing_that_may_be_short_takes_no_key_for_gone() {
         let dir = tempfile::tempdir().unwrap();
         let mut seen = Seen::new(dir.path());

@@ -325,6 +325,36 @@ mod tests {
 
     const GAP: Duration = Duration::from_millis(5);
 
+    fn sent(attempts: u32, within: u32) -> Record {
+        Record {
+            key: "a.jpg".into(),
+            attempts,
+            possible_double_charges: within,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn earlier_unknown_outcomes_count_once_the_image_is_sent_again() {
+        // Nothing unknown before: the record's own count stands.
+        let mut r = sent(2, 1);
+        carry_unknown(&mut r, 0);
+        assert_eq!((r.possible_double_charges, r.unknown_pending), (1, false));
+        // The previous record's unknown send, and a dead run's upload: this send repeats the
+        // last one, which repeated the one before.
+        let mut r = sent(1, 0);
+        carry_unknown(&mut r, 2);
+        assert_eq!((r.possible_double_charges, r.unknown_pending), (2, false));
+        // A record that sent nothing (a duplicate, a refusal) repeats nothing: the last unknown
+        // send stays pending, those before it were repeated by it.
+        let mut r = sent(0, 0);
+        carry_unknown(&mut r, 1);
+        assert_eq!((r.possible_double_charges, r.unknown_pending), (0, true));
+        let mut r = sent(0, 0);
+        carry_unknown(&mut r, 3);
+        assert_eq!((r.possible_double_charges, r.unknown_pending), (2, true));
+    }
+
     #[test]
     fn no_sync_while_one_runs_or_when_no_upload_waits() {
         let now = Instant::now();

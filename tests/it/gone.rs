@@ -254,3 +254,30 @@ async fn a_run_stopped_before_the_end_of_its_input_marks_nothing_gone() {
     assert_eq!(keys_of(&out.join("gone.csv")), set(&["img0.jpg"]));
     assert!(!keys_of(&out.join("results.csv")).contains("img0.jpg"));
 }
+
+/// A deletion alone (no record added): the outputs built before are not left as they were, they
+/// are rebuilt with the key in gone.csv, as `report` builds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_alone_rebuilds_the_outputs_it_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let out = tmp.path().join("out");
+    for i in 0..2 {
+        common::write(&src, &format!("img{i}.jpg"), &common::jpeg(240_000 + i));
+    }
+    let emu = common::emulator(|_| {}).await;
+    assert_eq!(scan(&emu, &src, &out, &[]).await.code, 0);
+    std::fs::remove_file(src.join("img1.jpg")).unwrap();
+    let r = scan(&emu, &src, &out, &[]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        common::journal_items(&out).len() == 2,
+        "no record added: only the gone line"
+    );
+    assert_eq!(keys_of(&out.join("results.csv")), set(&["img0.jpg"]));
+    assert_eq!(keys_of(&out.join("gone.csv")), set(&["img1.jpg"]));
+    let built = outputs(&out);
+    let report = common::run_bin(&["report", p(&out)], None, None).await;
+    assert_eq!(report.code, 0, "{report:?}");
+    assert_eq!(outputs(&out), built);
+}

@@ -532,6 +532,67 @@ mod tests {
     }
 
     #[test]
+    fn uploads_a_dead_run_never_recorded_are_unknown_outcomes() {
+        let mut acc = Accumulator::new();
+        acc.on_run(&run(false, false));
+        // Announced and recorded: a known outcome.
+        acc.on_sending("a");
+        acc.on_record(&result("a", Some(80.0), &[]), true);
+        // Announced, never recorded: the run dies with "b" and "c" in flight.
+        acc.on_sending("b");
+        acc.on_sending("c");
+        acc.on_run(&run(true, false));
+        // The next run sends "b" again: its record counts that repeat.
+        acc.on_sending("b");
+        let mut b = result("b", Some(70.0), &[]);
+        b.possible_double_charges = 1;
+        acc.on_record(&b, true);
+        // A run that ends announced nothing left unrecorded.
+        acc.on_sending("d");
+        acc.on_end(&end("completed", 0));
+        // A last run that died with "e" in flight.
+        acc.on_run(&run(true, false));
+        acc.on_sending("e");
+        let mut saved = acc.clone();
+        let s = acc.finish(0.10, "/out");
+        assert_eq!(s.requests.unknown_outcomes, 3, "b, c and e");
+        assert_eq!(s.requests.possible_double_charges, 1);
+        // A record's own unknown outcomes add up too; a checkpoint goes on where it stopped.
+        let mut e = failed("e", Class::Transient, 1);
+        e.unknown_outcomes = 1;
+        e.unknown_pending = true;
+        saved.on_record(&e, true);
+        let s = saved.finish(0.10, "/out");
+        assert_eq!(s.requests.unknown_outcomes, 3, "b, c, and e's own");
+        assert!(
+            s.requests_line().contains(
+                "3 sends with an unknown outcome, 1 of them sent again (1 possible double charge)"
+            ),
+            "{}",
+            s.requests_line()
+        );
+    }
+
+    #[test]
+    fn gone_keys_are_counted_apart_and_said_in_the_headline() {
+        let mut acc = Accumulator::new();
+        acc.on_run(&run(false, false));
+        acc.on_record(&result("a", Some(80.0), &[]), true);
+        acc.on_end(&end("completed", 0));
+        acc.set_gone(2);
+        assert_eq!(acc.gone(), 2);
+        let s = acc.finish(0.10, "/out");
+        assert_eq!((s.items.total, s.items.gone), (1, 2));
+        assert!(
+            s.headline().contains(
+                "2 more no longer in the sources (deleted, renamed or now a link; see gone.csv)"
+            ),
+            "{}",
+            s.headline()
+        );
+    }
+
+    #[test]
     fn stopped_and_crashed_runs_say_what_to_do() {
         let mut acc = Accumulator::new();
         acc.on_run(&run(false, false));

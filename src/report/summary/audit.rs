@@ -732,6 +732,7 @@ mod tests {
             with_result: 3,
             without_result: 2,
             needing_attention: 0,
+            gone: 0,
         }
     }
 
