@@ -5,7 +5,6 @@
 //! text back from one pass over the journal's item lines.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 
@@ -63,10 +62,12 @@ impl Seen {
 }
 
 /// The keys of `index` whose latest line is a record (not already gone) and that `seen` (in
-/// ascending order) does not hold, with their state, in digest order.
-pub fn missing(index: &Index, seen: Sorted<u64>) -> io::Result<Vec<(u64, KeyState)>> {
+/// ascending order) does not hold, in digest order (8 bytes a key), and how many of them have
+/// no result.
+pub fn missing(index: &Index, seen: Sorted<u64>) -> io::Result<(Vec<u64>, u64)> {
     let mut seen = seen.peekable();
     let mut out = Vec::new();
+    let mut without_result = 0u64;
     let mut failed = None;
     index.for_each_key(|key, state| {
         if failed.is_some() {
@@ -88,13 +89,18 @@ pub fn missing(index: &Index, seen: Sorted<u64>) -> io::Result<Vec<(u64, KeyStat
         }
         let listed = matches!(seen.peek(), Some(Ok(s)) if *s == key);
         if !listed && !state.is_gone() {
-            out.push((key, state));
+            out.push(key);
+            without_result += u64::from(!has_result(state));
         }
     })?;
     match failed {
         Some(e) => Err(e),
-        None => Ok(out),
+        None => Ok((out, without_result)),
     }
+}
+
+fn has_result(state: KeyState) -> bool {
+    state.class() == crate::record::Class::Result
 }
 
 /// The fields of a journal line this pass needs.
@@ -106,16 +112,29 @@ struct KeyOnly<'a> {
     key: Option<Cow<'a, str>>,
 }
 
-/// The text of each key in `digests` (ascending), from the journal's item lines, in the order
-/// of `digests`; one pass, ended as soon as every one is found.
-pub fn keys_of(journal: &Path, digests: &[u64]) -> Result<Vec<String>, JournalError> {
-    let mut found: HashMap<u64, String> = HashMap::with_capacity(digests.len());
+/// Hand `f` the text of each key in `digests` (ascending), once, in the order of the journal's
+/// first item line of the key; one pass over the lines the journal holds now (lines appended
+/// meanwhile, by `f` itself, are not read), ended as soon as every key is found. Memory: a bit
+/// a key besides `digests`.
+pub fn each_key_of(
+    journal: &Path,
+    digests: &[u64],
+    mut f: impl FnMut(String) -> Result<(), JournalError>,
+) -> Result<usize, JournalError> {
+    let mut found = vec![0u64; digests.len().div_ceil(64)];
+    let mut count = 0usize;
     let mut reader = Reader::open(journal)?;
+    let end = std::fs::metadata(journal)
+        .map_err(JournalError::io("inspect", journal))?
+        .len();
     let mut line = 0u64;
-    while found.len() < digests.len()
+    while count < digests.len()
         && let Some(next) = reader.next_raw()
     {
-        let (_, raw) = next?;
+        let (offset, raw) = next?;
+        if offset >= end {
+            break;
+        }
         line += 1;
         if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -128,12 +147,17 @@ pub fn keys_of(journal: &Path, digests: &[u64]) -> Result<Vec<String>, JournalEr
         let (LineKind::Item, Some(key)) = (light.kind, light.key) else {
             continue;
         };
-        let digest = key_digest(&key) as u64;
-        if digests.binary_search(&digest).is_ok() && !found.contains_key(&digest) {
-            found.insert(digest, key.into_owned());
+        let Ok(at) = digests.binary_search(&(key_digest(&key) as u64)) else {
+            continue;
+        };
+        let (word, bit) = (at / 64, 1u64 << (at % 64));
+        if found[word] & bit == 0 {
+            found[word] |= bit;
+            count += 1;
+            f(key.into_owned())?;
         }
     }
-    Ok(digests.iter().filter_map(|d| found.remove(d)).collect())
+    Ok(count)
 }
 
 #[cfg(test)]
@@ -186,20 +210,19 @@ mod tests {
         for i in 0..100 {
             seen.push(key_digest(&format!("new{i}")));
         }
-        let missing = missing(&index, seen.finish().unwrap()).unwrap();
-        let mut digests: Vec<u64> = missing.iter().map(|(k, _)| *k).collect();
+        let (digests, without_result) = missing(&index, seen.finish().unwrap()).unwrap();
         let mut want = vec![key_digest("b") as u64, key_digest("c") as u64];
         want.sort();
         assert_eq!(digests, want);
-        digests.sort();
-        let mut keys = keys_of(&p, &digests).unwrap();
-        keys.sort();
-        assert_eq!(keys, ["b", "c"]);
-        let b = missing
-            .iter()
-            .find(|(k, _)| *k == key_digest("b") as u64)
-            .unwrap();
-        assert_eq!(b.1.class(), Class::Transient);
+        assert_eq!(without_result, 1, "b has no result");
+        let mut keys = Vec::new();
+        let n = each_key_of(&p, &digests, |k| {
+            keys.push(k);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(keys, ["b", "c"], "once each, in journal order");
     }
 
     #[test]

@@ -698,34 +698,31 @@ fn journal_gone(
     if index.keys() == 0 || index.shard_changed {
         return Ok(0);
     }
-    let missing = gone::missing(&index, seen).map_err(journal::JournalError::io(
-        "read the resume index in",
-        &cfg.out,
-    ))?;
-    if missing.is_empty() {
+    let (digests, without_result) = gone::missing(&index, seen).map_err(
+        journal::JournalError::io("read the resume index in", &cfg.out),
+    )?;
+    if digests.is_empty() {
         return Ok(0);
     }
-    let digests: Vec<u64> = missing.iter().map(|(k, _)| *k).collect();
-    let keys = gone::keys_of(&drained.journal_path, &digests)?;
-    for key in &keys {
-        writer.append(&Line::Gone(journal::Gone {
-            key: key.clone(),
-            since: since.clone(),
-            run_id: run_id.clone(),
-        }))?;
-    }
-    if !cfg.quiet && !keys.is_empty() {
+    // The pass reads the lines on disk: every one this run wrote so far is complete there.
+    writer.flush()?;
+    let marked = gone::each_key_of(&drained.journal_path, &digests, |key| {
+        writer
+            .gather(&Line::Gone(journal::Gone {
+                key,
+                since: since.clone(),
+                run_id: run_id.clone(),
+            }))
+            .map(drop)
+    })?;
+    if !cfg.quiet && marked > 0 {
         messages::note(&format!(
-            "{} item(s) recorded earlier are no longer in the sources (deleted, renamed or \
-             replaced by a link): their last result moves from the results to {}",
-            keys.len(),
+            "{marked} item(s) recorded earlier are no longer in the sources (deleted, renamed \
+             or replaced by a link): their last result moves from the results to {}",
             cfg.out.join(report::gone::GONE_FILE).display()
         ));
     }
-    Ok(missing
-        .iter()
-        .filter(|(_, s)| s.class() != Class::Result)
-        .count() as i64)
+    Ok(without_result as i64)
 }
 
 /// Return the allocator's free memory to the system (glibc keeps freed memory of every

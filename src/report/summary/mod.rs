@@ -273,6 +273,9 @@ impl Summary {
         if self.changes.is_some() {
             files.push(crate::report::baseline::CHANGES_FILE);
         }
+        if self.items.gone > 0 {
+            files.push(crate::report::gone::GONE_FILE);
+        }
         files.push(crate::report::sums::SUMS_FILE);
         files
     }
