@@ -397,6 +397,10 @@ impl Record {
     }
 }
 
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,8 +565,4 @@ mod tests {
         let back: Record = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
     }
-}
-
-fn is_zero_u32(n: &u32) -> bool {
-    *n == 0
 }

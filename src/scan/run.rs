@@ -120,6 +120,13 @@ struct Pipeline {
     journal_path: PathBuf,
 }
 
+/// The index the run started from, the keys the sources listed, this run's start and id.
+struct GoneCheck {
+    index: Arc<Index>,
+    seen: gone::Seen,
+    run: (String, Option<String>),
+}
+
 /// What the drained pipeline hands to the end of the run.
 struct Drained {
     _lock: DirLock,
@@ -130,8 +137,8 @@ struct Drained {
     started: Instant,
     /// The ignored-files list as put in place (or left, when it was the same).
     listed: Vec<report::state::Listed>,
-    /// The index the run started from, the keys the sources listed, this run's start and id.
-    gone: Option<(Arc<Index>, gone::Seen, (String, Option<String>))>,
+    /// What the end of the run needs to find the keys no longer listed.
+    gone: Option<GoneCheck>,
     journal_path: PathBuf,
 }
 
@@ -591,7 +598,11 @@ impl Pipeline {
             without_result: without_result.load(Ordering::Relaxed),
             started,
             listed,
-            gone: Some((quick.index, seen, run)),
+            gone: Some(GoneCheck {
+                index: quick.index,
+                seen,
+                run,
+            }),
             journal_path,
         }
     }
@@ -684,7 +695,12 @@ fn journal_gone(
     drained: &mut Drained,
     writer: &mut Writer,
 ) -> Result<i64, ScanError> {
-    let Some((index, seen, (since, run_id))) = drained.gone.take() else {
+    let Some(GoneCheck {
+        index,
+        seen,
+        run: (since, run_id),
+    }) = drained.gone.take()
+    else {
         return Ok(0);
     };
     let seen = match seen.finish() {
