@@ -419,9 +419,14 @@ impl Pipeline {
         let version = version.to_string();
         // A key whose source was gone and is listed again is journaled as back, whatever its
         // version.
-        let gone = self.quick.index.latest(key).is_some_and(|s| s.is_gone());
+        let latest = self.quick.index.latest(key);
+        let gone = latest.is_some_and(|s| s.is_gone());
         if !gone && self.quick.index.version_of(key) == Some(journal::version_digest(&version)) {
             return;
+        }
+        if latest.is_some_and(|s| s.is_gone() && s.class() != Class::Result) {
+            // Back without a result: counted again.
+            self.without_result.fetch_add(1, Ordering::Relaxed);
         }
         let line = Unchanged {
             key: item.key.clone(),

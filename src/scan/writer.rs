@@ -290,10 +290,11 @@ impl WriterCtx {
 
     /// Keep the count of keys without a result current as records replace earlier ones.
     fn track_result(&self, record: &Record) {
+        // A key whose source was gone was not counted.
         let had_no_result = self
             .index
-            .class_of(journal::key_digest(&record.key))
-            .is_some_and(|c| c != Class::Result);
+            .latest(journal::key_digest(&record.key))
+            .is_some_and(|s| !s.is_gone() && s.class() != Class::Result);
         let has_no_result = record.class != Some(Class::Result);
         self.without_result.fetch_add(
             i64::from(has_no_result) - i64::from(had_no_result),

@@ -281,3 +281,36 @@ async fn a_deletion_alone_rebuilds_the_outputs_it_changes() {
     assert_eq!(report.code, 0, "{report:?}");
     assert_eq!(outputs(&out), built);
 }
+
+/// An image without a result leaves the exit code's count when its file is gone, and is back in
+/// it when the file is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gone_image_without_a_result_no_longer_sets_the_exit_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let out = tmp.path().join("out");
+    common::write(&src, "a.jpg", &common::jpeg(250_000));
+    common::write(&src, "empty.jpg", b"");
+    let emu = common::emulator(|_| {}).await;
+    let first = scan(&emu, &src, &out, &[]).await;
+    assert_eq!(first.code, 1, "the empty file has no result: {first:?}");
+    std::fs::remove_file(src.join("empty.jpg")).unwrap();
+    let second = scan(&emu, &src, &out, &[]).await;
+    assert_eq!(
+        second.code, 0,
+        "every image listed today has a result: {second:?}"
+    );
+    let gone = common::csv_rows(&out.join("gone.csv"));
+    assert_eq!(gone.len(), 1);
+    assert_eq!(
+        (gone[0]["key"].as_str(), gone[0]["action"].as_str()),
+        ("empty.jpg", "fix_input")
+    );
+    let s = summary(&out);
+    assert_eq!(s["items"]["without_result"], 0, "{}", s["items"]);
+    common::write(&src, "empty.jpg", b"");
+    let third = scan(&emu, &src, &out, &[]).await;
+    assert_eq!(third.code, 1, "back, still without a result: {third:?}");
+    assert!(!out.join("gone.csv").exists());
+    assert_eq!(emu.stats().requests, 1);
+}
