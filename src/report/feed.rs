@@ -188,3 +188,46 @@ impl Tap for Feed {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::fixtures::{item, run_line};
+    use crate::journal::{Gone, JOURNAL_FILE, Writer};
+    use crate::record::Class;
+
+    const SHA: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    /// Write `lines` to a new journal in `dir` with a feed on the writer; what it gathered.
+    fn fed(dir: &Path, lines: &[Line]) -> Option<Fed> {
+        let path = dir.join(JOURNAL_FILE);
+        let mut w = Writer::open(&path, None).unwrap();
+        w.add_tap(Box::new(Feed::new(dir)));
+        for l in lines {
+            w.append(l).unwrap();
+        }
+        let tap = w.take_taps().pop().unwrap() as Box<dyn std::any::Any>;
+        w.finish().unwrap();
+        let feed = tap.downcast::<Feed>().ok().unwrap();
+        feed.finish(&path, 1 << 20).unwrap()
+    }
+
+    #[test]
+    fn a_gone_line_leaves_the_outputs_to_the_journals_own_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = [run_line(), item("a", SHA, Class::Result)];
+        let gathered = fed(dir.path(), &plain).expect("the feed vouches for its journal");
+        assert_eq!(gathered.scanned.gone_count, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let gone = Line::Gone(Gone {
+            key: "a".into(),
+            since: "2026-01-02T00:00:00Z".into(),
+            run_id: None,
+        });
+        let with_gone = [run_line(), item("a", SHA, Class::Result), gone];
+        assert!(
+            fed(dir.path(), &with_gone).is_none(),
+            "a key leaving the results is sorted out by the journal's pass"
+        );
+    }
+}
