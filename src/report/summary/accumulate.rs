@@ -270,6 +270,7 @@ impl Accumulator {
                 .collect(),
             Money {
                 billable_calls: self.credits_used,
+                unknown_outcomes: self.requests.unknown_outcomes,
                 possible_double_charges: self.requests.possible_double_charges,
                 price_per_call_usd: price,
                 estimated_cost_usd: cents(self.credits_used as f64 * price),
