@@ -236,6 +236,12 @@ impl Accumulator {
     pub fn finish(mut self, price_per_call: f64, out_dir: &str) -> Summary {
         // The last run died with these in flight (a run still going holds the lock).
         self.settle_announced();
+        // Every repeat follows a send of unknown outcome; records written before they counted
+        // those kept only the repeats, so the repeats are the least there were.
+        self.requests.unknown_outcomes = self
+            .requests
+            .unknown_outcomes
+            .max(self.requests.possible_double_charges);
         let by_class = every_key(&Class::ALL, &self.by_class);
         let errors_by_class: BTreeMap<Class, u64> = by_class
             .iter()
@@ -519,6 +525,10 @@ mod tests {
         assert_eq!(s.requests.retries, 4 + 2);
         assert_eq!(s.requests.rate_limited_429, 2);
         assert_eq!(s.requests.possible_double_charges, 1);
+        assert_eq!(
+            s.requests.unknown_outcomes, 1,
+            "a record that kept only its repeats: they are the least there were"
+        );
         // the last run's end
         assert_eq!(s.outcome, "completed");
         assert_eq!(s.stop_reason, None);
