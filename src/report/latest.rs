@@ -313,6 +313,27 @@ mod tests {
     }
 
     #[test]
+    fn a_gone_line_without_key_is_named_as_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::journal::JOURNAL_FILE);
+        let run = serde_json::to_string(&crate::journal::fixtures::run_line()).unwrap();
+        std::fs::write(
+            &path,
+            format!("{run}\n{{\"type\":\"gone\",\"since\":\"x\"}}\n"),
+        )
+        .unwrap();
+        let e = scan(&path, dir.path(), 1 << 20).err().unwrap().to_string();
+        assert!(e.contains("line 2") && e.contains("without key"), "{e}");
+        let e = crate::journal::Index::build(&mut crate::journal::Reader::open(&path).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 2") && e.contains("a gone line without key"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn settle_splits_current_and_gone_keys_in_bounded_sorts() {
         let dir = tempfile::tempdir().unwrap();
         // A tiny budget: the sorts spill.
