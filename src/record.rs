@@ -266,9 +266,20 @@ pub struct Record {
     /// 429 answers received while screening this item.
     #[serde(default)]
     pub rate_limited: u32,
-    /// Retries after the body had been sent (timeouts, resets, 5xx): each may have been billed.
+    /// Sends of this image that repeated an earlier send whose outcome was unknown (the
+    /// upload left, no definitive answer came back: a timeout or reset after sending, a 5xx),
+    /// within this record's retries or from an earlier record or a dead run of the same key:
+    /// each may have been billed twice. Counted only when this record sent.
     #[serde(default)]
     pub possible_double_charges: u32,
+    /// Sends of this record whose outcome was unknown (repeated or not).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub unknown_outcomes: u32,
+    /// True when the image's last send (this record's, or an earlier one this record did not
+    /// repeat) had an unknown outcome that no send has repeated yet: the next send of the same
+    /// image is a possible double charge.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unknown_pending: bool,
     /// Whether a 200 was received for this item (one credit spent).
     #[serde(default)]
     pub billed: bool,
@@ -384,6 +395,10 @@ impl Record {
         self.action = Some(action);
         self
     }
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

@@ -77,8 +77,13 @@ pub struct Submission {
     pub attempts: u32,
     /// 429 answers received.
     pub rate_limited: u32,
-    /// Retries sent after an attempt whose body had been sent (each may have been billed).
+    /// Sends that repeated a send of unknown outcome (each may have been billed twice).
     pub possible_double_charges: u32,
+    /// Sends whose outcome was unknown: the body was sent and no definitive answer came back
+    /// (a timeout or reset after sending, a 5xx).
+    pub unknown_outcomes: u32,
+    /// True while the last send had an unknown outcome and none has followed it.
+    pub unknown_pending: bool,
     /// 429s whose server asked for a longer wait than [`MAX_RATE_LIMIT_WAIT`]: the pause was
     /// cut to the cap (and a warning printed).
     pub retry_after_capped: u32,
@@ -142,6 +147,8 @@ impl Submitter {
             attempts: 0,
             rate_limited: 0,
             possible_double_charges: 0,
+            unknown_outcomes: 0,
+            unknown_pending: false,
             retry_after_capped: 0,
             http_status: None,
             latency_ms: None,
@@ -158,8 +165,8 @@ impl Submitter {
                 Step::Done => return sub.end(Final::Done(outcome)),
                 Step::End(fin) => return sub.end(fin),
                 Step::StoppedInBackoff => {
-                    // The item ends `interrupted`, which the next run always sends again:
-                    // that resend is the possible double charge already counted.
+                    // The item ends `interrupted`, which the next run sends again: its record
+                    // keeps the unknown outcome pending, and that resend counts it repeated.
                     return sub.end(Final::Stopped {
                         last: Some(outcome),
                     });
@@ -190,6 +197,10 @@ impl Submitter {
             return Err(Halt::Budget);
         }
         sub.attempts += 1;
+        if std::mem::take(&mut sub.unknown_pending) {
+            // The send before had an unknown outcome: this one may be billed a second time.
+            sub.possible_double_charges += 1;
+        }
         let attempt = self.client.send(upload, params).await;
         sub.http_status = attempt.http_status;
         sub.latency_ms = Some(attempt.latency.as_millis().min(u64::MAX as u128) as u64);
@@ -242,17 +253,20 @@ impl Submitter {
                 body_sent,
                 message,
             } => {
-                // A timeout or reset after sending has an unknown outcome; an HTTP error
-                // status is a known failure and is retried either way.
+                // The upload left with no definitive answer (a timeout or reset after sending,
+                // a 5xx): it may have been processed and billed.
+                if *body_sent {
+                    sub.unknown_outcomes += 1;
+                    sub.unknown_pending = true;
+                }
+                // A timeout or reset after sending ends the item `unknown` unless retried; an
+                // HTTP error status is retried either way.
                 if *body_sent && status.is_none() && !self.retry_unknown {
                     let message = message.clone();
                     return Step::End(Final::Unknown { message });
                 }
                 if *retries >= self.policy.max_retries {
                     return Step::Done;
-                }
-                if *body_sent {
-                    sub.possible_double_charges += 1;
                 }
                 let wait = self.policy.backoff(*retries, &mut rand::rng());
                 tracing::info!(wait_ms = wait.as_millis() as u64, error = %message, "transient error: retrying");

@@ -14,11 +14,21 @@ use super::{JournalError, Line, LineKind, Reader, Settings, content_digest, key_
 use crate::compact::CompactMap;
 use crate::record::Class;
 
+/// The class's code in the lowest byte of [`KeyState::version_class`].
+pub(super) const CLASS_BITS: u64 = 0x1f;
+/// Flag in the lowest byte: the key's latest line is a `gone` line (its source is no longer
+/// listed), after its record.
+pub(super) const GONE: u64 = 0x40;
+/// Flag in the lowest byte: the record's last send had an unknown outcome (the upload left, no
+/// definitive answer came back) and the image has not been sent again since.
+pub(super) const UNKNOWN_PENDING: u64 = 0x20;
+
 /// What a resume knows about a key's latest record: 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyState {
     /// The version's digest in the upper 56 bits (0 when the record has no version), the
-    /// class's code in the lowest 8.
+    /// class's code in the lowest 5 ([`CLASS_BITS`]), the flags [`GONE`] and
+    /// [`UNKNOWN_PENDING`] above them.
     pub(super) version_class: u64,
     /// The content's digest ([`short`]), 0 when nothing was read.
     pub(super) content: u64,
@@ -26,7 +36,22 @@ pub struct KeyState {
 
 impl KeyState {
     pub fn class(self) -> Class {
-        Class::ALL[(self.version_class & 0xff) as usize]
+        Class::ALL[(self.version_class & CLASS_BITS) as usize]
+    }
+
+    /// Whether the key's latest line says its source is gone (no longer listed).
+    pub fn is_gone(self) -> bool {
+        self.version_class & GONE != 0
+    }
+
+    /// Whether the record's last send had an unknown outcome that no later send repeated.
+    pub fn unknown_pending(self) -> bool {
+        self.version_class & UNKNOWN_PENDING != 0
+    }
+
+    /// Whether the record is about this content (a SHA-256's [`super::content_digest`]).
+    pub fn same_content(self, content: Option<u128>) -> bool {
+        self.content == content.map_or(0, short)
     }
 
     fn version(self) -> u64 {
@@ -34,9 +59,10 @@ impl KeyState {
     }
 
     /// Whether the record finished the item at this version ([`version_digest`]): a resume
-    /// skips it without reading it.
+    /// skips it without reading it. A gone key is read again: its return is journaled.
     pub fn is_current(self, version: u64, retry_failed: bool) -> bool {
-        self.version() != 0
+        !self.is_gone()
+            && self.version() != 0
             && self.version() == version & !0xff
             && self.class().is_done(retry_failed)
     }
@@ -113,6 +139,8 @@ struct LightLine<'a> {
     duplicate_of: Option<Cow<'a, str>>,
     settings: Option<Settings>,
     shard: Option<crate::shard::ShardHeader>,
+    #[serde(default)]
+    unknown_pending: bool,
 }
 
 impl<'a> LightLine<'a> {
@@ -128,6 +156,7 @@ impl<'a> LightLine<'a> {
             duplicate_of: None,
             settings: None,
             shard: None,
+            unknown_pending: false,
         };
         match line {
             Line::Run(run) => {
@@ -141,6 +170,7 @@ impl<'a> LightLine<'a> {
                 light.class = r.class;
                 light.error_field = r.error_field.as_deref().map(Cow::Borrowed);
                 light.duplicate_of = r.duplicate_of.as_deref().map(Cow::Borrowed);
+                light.unknown_pending = r.unknown_pending;
             }
             Line::Sending(s) => light.key = Some(Cow::Borrowed(&s.key)),
             Line::Unchanged(u) => {
@@ -148,6 +178,7 @@ impl<'a> LightLine<'a> {
                 light.version = Some(Cow::Borrowed(&u.version));
                 light.sha256 = Some(Cow::Borrowed(&u.sha256));
             }
+            Line::Gone(g) => light.key = Some(Cow::Borrowed(&g.key)),
             Line::End(_) | Line::Seal(_) => {}
         }
         light
@@ -160,6 +191,7 @@ impl<'a> LightLine<'a> {
                 Some("an item line without key or class")
             }
             LineKind::Sending if self.key.is_none() => Some("a sending line without key"),
+            LineKind::Gone if self.key.is_none() => Some("a gone line without key"),
             LineKind::Unchanged
                 if self.key.is_none() || self.version.is_none() || self.sha256.is_none() =>
             {
@@ -170,7 +202,8 @@ impl<'a> LightLine<'a> {
             | LineKind::Seal
             | LineKind::Item
             | LineKind::Sending
-            | LineKind::Unchanged => None,
+            | LineKind::Unchanged
+            | LineKind::Gone => None,
         }
     }
 }
@@ -329,6 +362,13 @@ impl Builder {
                     return Err("the index could not be sorted");
                 }
             }
+            LineKind::Gone => {
+                let key = light.key.as_deref().unwrap_or_default();
+                if let Err(e) = self.keys.gone(key_digest(key) as u64) {
+                    self.failed = Some(e);
+                    return Err("the index could not be sorted");
+                }
+            }
             LineKind::Item => {
                 index.records += 1;
                 let (Some(key), Some(class)) = (light.key.as_deref(), light.class) else {
@@ -341,7 +381,10 @@ impl Builder {
                     self.dead.retain(|o| o.key != key);
                 }
                 let content = light.sha256.as_deref().and_then(content_digest);
-                let state = key_state(light.version.as_deref(), content, class);
+                let mut state = key_state(light.version.as_deref(), content, class);
+                if light.unknown_pending {
+                    state.version_class |= UNKNOWN_PENDING;
+                }
                 if let Err(e) = self.keys.record(digest as u64, state) {
                     self.failed = Some(e);
                     return Err("the index could not be sorted");
@@ -479,6 +522,20 @@ impl Index {
     /// Distinct keys recorded.
     pub fn keys(&self) -> usize {
         self.by_key.len() as usize
+    }
+
+    /// Each distinct key's 64-bit digest and latest state, in order (read from the key index's
+    /// file).
+    pub fn for_each_key(&self, f: impl FnMut(u64, KeyState)) -> std::io::Result<()> {
+        self.by_key.for_each(f)
+    }
+
+    /// Whether `key`'s latest record, about this content, ended with a send of unknown outcome
+    /// that nothing has repeated yet.
+    pub fn unknown_pending(&self, key: u128, content: Option<u128>) -> bool {
+        self.by_key
+            .get(key as u64)
+            .is_some_and(|s| s.unknown_pending() && s.same_content(content))
     }
 
     /// Each distinct key's 64-bit digest, in order (read from the key index's file).

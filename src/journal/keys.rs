@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use super::index::KeyState;
+use super::index::{CLASS_BITS, GONE, KeyState, UNKNOWN_PENDING};
 use crate::record::Class;
 use crate::report::sort::{self, Sorted, Sorter};
 
@@ -35,6 +35,8 @@ const CHUNK: usize = 64;
 
 /// The class byte of an update that is an `unchanged` line, not a record.
 const UNCHANGED: u64 = 0xff;
+/// The class byte of an update that is a `gone` line, not a record.
+const GONE_LINE: u64 = 0xfe;
 
 /// Each key's latest record, sorted by key digest.
 pub struct KeyIndex {
@@ -94,9 +96,17 @@ pub(super) fn entry_from(bytes: &[u8]) -> (u64, KeyState) {
     )
 }
 
-/// Whether a stored class code names a class.
+/// Whether a stored class byte names a class (with only known flags above it).
 pub(super) fn class_ok(version_class: u64) -> bool {
-    ((version_class & 0xff) as usize) < Class::ALL.len()
+    let byte = version_class & 0xff;
+    byte & !(CLASS_BITS | GONE | UNKNOWN_PENDING) == 0
+        && ((byte & CLASS_BITS) as usize) < Class::ALL.len()
+}
+
+/// Whether a key counts as one without a result: its latest record has none, and its source
+/// is still there.
+fn lacks_result(state: KeyState) -> bool {
+    !state.is_gone() && state.class() != Class::Result
 }
 
 impl KeyIndex {
@@ -201,7 +211,7 @@ impl KeyIndex {
         };
         match v.binary_search_by_key(&key, |e| e.0) {
             Ok(i) => {
-                if v[i].1.class() != Class::Result {
+                if lacks_result(v[i].1) {
                     self.without_result -= 1;
                 }
                 v[i].1 = state;
@@ -211,7 +221,7 @@ impl KeyIndex {
                 self.keys += 1;
             }
         }
-        if state.class() != Class::Result {
+        if lacks_result(state) {
             self.without_result += 1;
         }
     }
@@ -324,7 +334,7 @@ impl Checked {
         }
         self.last = Some(key);
         self.starts.push(key);
-        if state.class() != Class::Result {
+        if lacks_result(state) {
             self.without_result += 1;
         }
         true
@@ -400,6 +410,11 @@ impl KeyBuilder {
         self.push(key, (version & !0xff) | UNCHANGED, content)
     }
 
+    /// A `gone` line: the key's record no longer describes a listed source.
+    pub(super) fn gone(&mut self, key: u64) -> io::Result<()> {
+        self.push(key, GONE_LINE, 0)
+    }
+
     /// The index: the base's entries and the updates merged, the newest state of each key
     /// winning. Without updates, the base as it is.
     pub(super) fn finish(self) -> io::Result<KeyIndex> {
@@ -448,8 +463,13 @@ fn next(sorted: &mut Sorted<(u64, u64, u64, u64)>) -> io::Result<Option<(u64, u6
 /// One update on top of a key's state.
 fn apply(state: &mut Option<KeyState>, version_class: u64, content: u64) {
     if version_class & 0xff == UNCHANGED {
+        // The key is listed again (and its record stands for the new version).
         if let Some(s) = state.as_mut().filter(|s| s.content == content) {
-            s.version_class = (version_class & !0xff) | (s.version_class & 0xff);
+            s.version_class = (version_class & !0xff) | (s.version_class & 0xff & !GONE);
+        }
+    } else if version_class & 0xff == GONE_LINE {
+        if let Some(s) = state.as_mut() {
+            s.version_class |= GONE;
         }
     } else {
         *state = Some(KeyState {
@@ -671,6 +691,56 @@ mod tests {
         assert_eq!(index.get(4), Some(state(8, Class::Transient, 44)));
         assert_eq!(index.len(), 3);
         assert_eq!(index.without_result(), 1);
+    }
+
+    #[test]
+    fn a_gone_line_flags_the_key_until_an_unchanged_line_or_a_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = built(
+            KeyIndex::default(),
+            dir.path(),
+            &[
+                (1, state(5, Class::Result, 11)),
+                (2, state(5, Class::Transient, 22)),
+                (3, state(5, Class::Result, 33)),
+            ],
+        );
+        assert_eq!(base.without_result(), 1);
+        let mut b = KeyBuilder::new(base, dir.path());
+        b.gone(1).unwrap();
+        b.gone(2).unwrap();
+        b.gone(3).unwrap();
+        b.gone(9).unwrap();
+        // 2 is listed again (same content), 3 gets a new record.
+        b.unchanged(2, 6 << 8, 22).unwrap();
+        b.record(3, state(7, Class::Result, 34)).unwrap();
+        let index = b.finish().unwrap();
+        let one = index.get(1).unwrap();
+        assert!(one.is_gone() && one.class() == Class::Result);
+        assert!(
+            !one.is_current(5 << 8, false),
+            "a gone key is read again, never skipped unread"
+        );
+        let two = index.get(2).unwrap();
+        assert!(!two.is_gone());
+        assert_eq!(two, state(6, Class::Transient, 22));
+        assert_eq!(index.get(3), Some(state(7, Class::Result, 34)));
+        assert_eq!(
+            index.get(9),
+            None,
+            "gone says nothing of a key never recorded"
+        );
+        assert_eq!(index.without_result(), 1, "2, back without a result");
+        // The flag survives a saved table and is checked on load.
+        let mut c = Checked::new(2);
+        assert!(c.push(1, one));
+        let flagged = KeyState {
+            version_class: one.version_class | super::UNKNOWN_PENDING,
+            ..one
+        };
+        assert!(c.push(2, flagged));
+        assert!(flagged.unknown_pending() && flagged.class() == Class::Result);
+        assert_eq!(c.without_result, 0, "a gone key lacks no result");
     }
 
     #[test]

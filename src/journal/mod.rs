@@ -226,6 +226,20 @@ pub struct Unchanged {
     pub sha256: String,
 }
 
+/// Written by a scan that read its whole input, before its end line, for each key whose latest
+/// line was a record and that the sources no longer yield (the file deleted, renamed or
+/// replaced by a link): the key's last record leaves the current results for `gone.csv`. A
+/// later record or `unchanged` line of the key brings it back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gone {
+    pub key: String,
+    /// When the run that found it missing started.
+    pub since: String,
+    /// That run's id, when its header has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -239,6 +253,7 @@ pub enum Line {
     Sending(Sending),
     Unchanged(Unchanged),
     End(RunEnd),
+    Gone(Gone),
     /// A signature of every line before it (written with `--sign-key`).
     Seal(Seal),
 }
@@ -273,6 +288,7 @@ impl Line {
             Line::Sending(_) => LineKind::Sending,
             Line::Unchanged(_) => LineKind::Unchanged,
             Line::End(_) => LineKind::End,
+            Line::Gone(_) => LineKind::Gone,
             Line::Seal(_) => LineKind::Seal,
         }
     }
@@ -287,6 +303,7 @@ pub enum LineKind {
     Sending,
     Unchanged,
     End,
+    Gone,
     Seal,
 }
 

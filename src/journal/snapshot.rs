@@ -19,7 +19,9 @@ use crate::shard::ShardHeader;
 
 pub const INDEX_FILE: &str = ".liveness-batch-index";
 
-const MAGIC: &[u8; 8] = b"LBINDEX2";
+/// Raised when the meaning of an entry changes (3: the flags `gone` and `unknown pending` in
+/// the class byte).
+const MAGIC: &[u8; 8] = b"LBINDEX3";
 
 /// How an index was loaded, for the run's log and the tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

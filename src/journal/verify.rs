@@ -300,7 +300,8 @@ pub fn verify(
                 }
             }
             LineKind::Sending => Event::Sending(key_digest(fact.key.as_deref().unwrap_or(""))),
-            LineKind::Unchanged => Event::InRun,
+            // A key this run's sources no longer hold: written by a run, before its end line.
+            LineKind::Unchanged | LineKind::Gone => Event::InRun,
             LineKind::Item => {
                 records += 1;
                 let key = key_digest(fact.key.as_deref().unwrap_or(""));

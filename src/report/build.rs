@@ -224,6 +224,8 @@ fn build_with(
             )?
         }
     };
+    let mut acc = acc;
+    acc.set_gone(scanned.gone_count);
     let simulated = acc.simulated();
     let checkpoint = resumable.then(|| acc.clone());
     let mut summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
@@ -251,7 +253,7 @@ fn build_with(
     // Pass 3: the results files, then the summary in its three forms.
     let layout = csv::Layout::new(simulated, &walked.carried)
         .with_face_attributes(opts.include_face_attributes);
-    let (sizes, mut hashes) = write_results(
+    let (mut sizes, mut hashes) = write_results(
         out_dir,
         &journal_path,
         scanned.order,
@@ -266,6 +268,15 @@ fn build_with(
         files: format.files().iter().map(|f| f.to_string()).collect(),
     });
     let mut removed = remove_other_results(out_dir, format)?;
+    // The keys whose source is gone: gone.csv, listed in SHA256SUMS and kept with the results
+    // files (a later scan that adds no record leaves it as it is).
+    if scanned.gone_count > 0 {
+        let (len, sha) = super::gone::write(out_dir, &journal_path, scanned.gone)?;
+        sizes.push((super::gone::GONE_FILE.to_string(), len));
+        hashes.push((super::gone::GONE_FILE.to_string(), sha));
+    } else if super::gone::remove_stale(out_dir)? {
+        removed.push(super::gone::GONE_FILE.to_string());
+    }
     match baseline {
         Some((dir, margin)) => {
             let (changes, sha) = super::baseline::compare(out_dir, dir, margin, budget)?;
@@ -373,9 +384,11 @@ impl SummaryPass {
         match line {
             Line::Run(run) => self.acc.on_run(run),
             Line::End(end) => self.acc.on_end(end),
-            // Announced uploads and new versions of unchanged items matter to a resume, not to
-            // the outputs.
-            Line::Sending(_) | Line::Unchanged(_) | Line::Seal(_) => {}
+            // An upload announced: one the run never records has an unknown outcome.
+            Line::Sending(s) => self.acc.on_sending(&s.key),
+            // New versions of unchanged items matter to a resume; a key listed again or gone
+            // is settled by the first pass; seals are for the verification.
+            Line::Unchanged(_) | Line::Gone(_) | Line::Seal(_) => {}
             Line::Item(r) => {
                 self.acc.on_record(r, latest);
                 if latest {
@@ -721,6 +734,75 @@ mod tests {
             .filter(|n| n.contains("tmp") || n.contains("sort"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn gone_keys_leave_the_results_for_gone_csv_until_listed_again() {
+        let opts = ReportOptions {
+            results_format: Some(ResultsFormat::Both),
+            ..Default::default()
+        };
+        let mut lines = journal_lines(true);
+        lines.push(Line::Run(run_info(true, false)));
+        for i in 0..30u64 {
+            lines.push(Line::Gone(crate::journal::Gone {
+                key: format!("key-{i:04}"),
+                since: "2026-03-01T00:00:00Z".into(),
+                run_id: Some("r3".into()),
+            }));
+        }
+        // key-0001 is listed again.
+        lines.push(Line::Unchanged(crate::journal::Unchanged {
+            key: "key-0001".into(),
+            version: "size=1 mtime=2026-03-02T00:00:00Z".into(),
+            sha256: "ab".repeat(32),
+        }));
+        lines.push(Line::End(RunEnd::default()));
+        let mut built = Vec::new();
+        for budget in [sort::BUDGET, 64 * 16] {
+            let dir = tempfile::tempdir().unwrap();
+            write_lines(&dir.path().join(JOURNAL_FILE), &lines);
+            let out = build_with(dir.path(), &opts, Inputs::default(), budget).unwrap();
+            let s = &out.summary;
+            assert_eq!((s.items.total, s.items.gone), (571, 29));
+            let keys = |name: &str| -> Vec<String> {
+                let mut r = ::csv::Reader::from_path(dir.path().join(name)).unwrap();
+                r.records().map(|x| x.unwrap()[0].to_string()).collect()
+            };
+            let gone = keys("gone.csv");
+            let want: Vec<String> = (0..30)
+                .filter(|i| *i != 1)
+                .map(|i| format!("key-{i:04}"))
+                .collect();
+            assert_eq!(gone, want, "in input order");
+            let results = keys("results.csv");
+            assert_eq!(results.len(), 571);
+            assert!(results.contains(&"key-0001".to_string()));
+            assert!(!results.contains(&"key-0002".to_string()));
+            let sums = std::fs::read_to_string(dir.path().join("SHA256SUMS")).unwrap();
+            assert!(sums.contains("  gone.csv"), "{sums}");
+            // The rows (the summaries name their folder, a temporary one here).
+            let mut files: Vec<_> = outputs(dir.path())
+                .into_iter()
+                .filter(|(name, _)| name.starts_with("results."))
+                .collect();
+            files.push((
+                "gone.csv".into(),
+                std::fs::read(dir.path().join("gone.csv")).unwrap(),
+            ));
+            built.push(files);
+            // The same journal without its last run: gone.csv is removed.
+            write_lines(&dir.path().join(JOURNAL_FILE), &journal_lines(true));
+            let out = build_with(dir.path(), &opts, Inputs::default(), budget).unwrap();
+            assert_eq!(out.summary.items.gone, 0);
+            assert!(
+                out.removed.contains(&"gone.csv".to_string()),
+                "{:?}",
+                out.removed
+            );
+            assert!(!dir.path().join("gone.csv").exists());
+        }
+        assert!(built[0] == built[1], "spilled sorts change nothing");
     }
 
     /// What a feed gathered as the journal was written builds exactly the outputs the journal

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::build::{SummaryPass, Walked};
-use super::latest::{self, Scanned};
+use super::latest::{self, KeyLine, Kind, Scanned};
 use super::sort::Sorter;
 use super::summary::{Accumulator, JournalState};
 use crate::journal::{Line, Tap, key_digest};
@@ -34,8 +34,8 @@ pub struct Feed {
     /// The last line's offset and bytes, as written.
     last_line: (u64, Vec<u8>),
     item_records: u64,
-    /// (key digest, offset, input position) of every item record.
-    records: Sorter<(u128, u64, u64)>,
+    /// Every item record.
+    records: Sorter<KeyLine>,
     /// The summary pass, every record taken as its key's latest (checked at the end).
     pass: SummaryPass,
 }
@@ -84,6 +84,11 @@ impl Feed {
             }
             self.first_line = raw.to_vec();
         }
+        if let Line::Gone(_) = line {
+            // A key leaving the results: the journal's pass sorts it out (a journal a scan
+            // starts has none: every key it holds was listed by that scan).
+            return Ok(false);
+        }
         if let Line::Item(r) = line {
             // What the journal's pass would refuse, or read back otherwise than it was
             // written, is left to that pass.
@@ -95,8 +100,12 @@ impl Feed {
             *at = offset;
             bytes.clear();
             bytes.extend_from_slice(raw);
-            self.records
-                .push((key_digest(&r.key), offset, r.seq.unwrap_or(u64::MAX)))?;
+            self.records.push(KeyLine::new(
+                key_digest(&r.key),
+                offset,
+                r.seq.unwrap_or(u64::MAX),
+                Kind::Item,
+            ))?;
         }
         self.pass.line(offset, raw, Some(sha256), line, true)?;
         Ok(true)
@@ -132,6 +141,8 @@ impl Feed {
                 state,
                 latest: settled.latest,
                 order: settled.order,
+                gone: settled.gone,
+                gone_count: settled.gone_count,
             },
             summary,
         }))
@@ -175,5 +186,48 @@ impl Tap for Feed {
             self.last_item = None;
             self.last_line = (0, Vec::new());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::fixtures::{item, run_line};
+    use crate::journal::{Gone, JOURNAL_FILE, Writer};
+    use crate::record::Class;
+
+    const SHA: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
+    /// Write `lines` to a new journal in `dir` with a feed on the writer; what it gathered.
+    fn fed(dir: &Path, lines: &[Line]) -> Option<Fed> {
+        let path = dir.join(JOURNAL_FILE);
+        let mut w = Writer::open(&path, None).unwrap();
+        w.add_tap(Box::new(Feed::new(dir)));
+        for l in lines {
+            w.append(l).unwrap();
+        }
+        let tap = w.take_taps().pop().unwrap() as Box<dyn std::any::Any>;
+        w.finish().unwrap();
+        let feed = tap.downcast::<Feed>().ok().unwrap();
+        feed.finish(&path, 1 << 20).unwrap()
+    }
+
+    #[test]
+    fn a_gone_line_leaves_the_outputs_to_the_journals_own_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = [run_line(), item("a", SHA, Class::Result)];
+        let gathered = fed(dir.path(), &plain).expect("the feed vouches for its journal");
+        assert_eq!(gathered.scanned.gone_count, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let gone = Line::Gone(Gone {
+            key: "a".into(),
+            since: "2026-01-02T00:00:00Z".into(),
+            run_id: None,
+        });
+        let with_gone = [run_line(), item("a", SHA, Class::Result), gone];
+        assert!(
+            fed(dir.path(), &with_gone).is_none(),
+            "a key leaving the results is sorted out by the journal's pass"
+        );
     }
 }

@@ -404,8 +404,16 @@ fn usage_rows(s: &Summary) -> Vec<Row> {
         ("Retries", r.retries.to_string()),
         ("Rate-limited (429)", r.rate_limited_429.to_string()),
         (
-            "Possible double charges",
+            "Sends with an unknown outcome",
+            r.unknown_outcomes.to_string(),
+        ),
+        (
+            "Possible double charges (of those, sent again)",
             r.possible_double_charges.to_string(),
+        ),
+        (
+            "No longer in the sources (gone.csv)",
+            s.items.gone.to_string(),
         ),
         ("Wall time", fmt_duration(s.wall_secs)),
         (

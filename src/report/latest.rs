@@ -1,7 +1,8 @@
 //! The first pass over the journal: which record is each key's latest, in which order the
 //! results list them, where the complete lines end, and the marks that identify this journal
-//! state (its first line, its last item record). Keys and offsets go through [`Sorter`]s, so
-//! memory stays bounded whatever the journal's length.
+//! state (its first line, its last item record), and which keys' sources are gone (a `gone`
+//! line after their last record, with no `unchanged` line or record since). Keys and offsets go
+//! through [`Sorter`]s, so memory stays bounded whatever the journal's length.
 
 use std::borrow::Cow;
 use std::io;
@@ -12,7 +13,7 @@ use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};
 
 use super::ReportError;
-use super::sort::{Sorted, Sorter};
+use super::sort::{Entry, Sorted, Sorter};
 use super::summary::{JournalState, LineMark};
 use crate::journal::{JournalError, LineKind, Reader, TornTail, key_digest};
 
@@ -28,6 +29,61 @@ pub struct Scanned {
     /// (input position, offset) of the latest records, ascending: the order of the results.
     /// Records without a position go last, in journal order.
     pub order: Sorted<(u64, u64)>,
+    /// The keys whose source is gone, in the results' order: see [`Settled::gone`].
+    pub gone: Sorted<(u64, u64, u64, u64)>,
+    /// How many keys are gone.
+    pub gone_count: u64,
+}
+
+/// What a journal line says of its key's place in the outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// A record: the key's latest result, and listed again.
+    Item = 0,
+    /// An `unchanged` line: listed again.
+    Unchanged = 1,
+    /// A `gone` line: no longer listed.
+    Gone = 2,
+}
+
+/// One line that decides a key's place in the outputs; sorts by key digest, then offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyLine {
+    pub key: u128,
+    pub offset: u64,
+    /// The record's input position (`u64::MAX` when it has none, and for other lines).
+    pub seq: u64,
+    pub kind: u8,
+}
+
+impl KeyLine {
+    pub fn new(key: u128, offset: u64, seq: u64, kind: Kind) -> Self {
+        Self {
+            key,
+            offset,
+            seq,
+            kind: kind as u8,
+        }
+    }
+}
+
+impl Entry for KeyLine {
+    const SIZE: usize = 33;
+    fn put(&self, out: &mut [u8]) {
+        out[..16].copy_from_slice(&self.key.to_le_bytes());
+        self.offset.put(&mut out[16..24]);
+        self.seq.put(&mut out[24..32]);
+        out[32] = self.kind;
+    }
+    fn get(bytes: &[u8]) -> Self {
+        Self {
+            key: u128::from_le_bytes(bytes[..16].try_into().expect("16 bytes")),
+            offset: u64::get(&bytes[16..24]),
+            seq: u64::get(&bytes[24..32]),
+            kind: bytes[32],
+        }
+    }
 }
 
 /// The fields of a journal line this pass needs; the rest is skipped without allocating.
@@ -58,8 +114,8 @@ pub fn scan(journal_path: &Path, tmp_dir: &Path, budget: usize) -> Result<Scanne
         source,
     };
     let mut reader = Reader::open(journal_path)?;
-    // (key digest, offset, input position) of every item record.
-    let mut records: Sorter<(u128, u64, u64)> = Sorter::new(tmp_dir, budget);
+    // Every item record, `unchanged` and `gone` line.
+    let mut records: Sorter<KeyLine> = Sorter::new(tmp_dir, budget);
     let mut state = JournalState::default();
     let mut last_item: Vec<u8> = Vec::new();
     let mut last_offset = None;
@@ -86,7 +142,19 @@ pub fn scan(journal_path: &Path, tmp_dir: &Path, budget: usize) -> Result<Scanne
             }
             state.first_line = Some(mark(offset, raw));
         }
-        if light.kind != LineKind::Item {
+        let other = match light.kind {
+            LineKind::Unchanged => Some(Kind::Unchanged),
+            LineKind::Gone => Some(Kind::Gone),
+            LineKind::Item => None,
+            LineKind::Run | LineKind::Sending | LineKind::End | LineKind::Seal => continue,
+        };
+        if let Some(kind) = other {
+            let Some(key) = light.key else {
+                return Err(corrupt(line_no, "a line without key".into()).into());
+            };
+            records
+                .push(KeyLine::new(key_digest(&key), offset, u64::MAX, kind))
+                .map_err(&sort_err)?;
             continue;
         }
         let (Some(key), Some(_)) = (light.key, light.class) else {
@@ -97,7 +165,12 @@ pub fn scan(journal_path: &Path, tmp_dir: &Path, budget: usize) -> Result<Scanne
         last_item.extend_from_slice(raw);
         last_offset = Some(offset);
         records
-            .push((key_digest(&key), offset, light.seq.unwrap_or(u64::MAX)))
+            .push(KeyLine::new(
+                key_digest(&key),
+                offset,
+                light.seq.unwrap_or(u64::MAX),
+                Kind::Item,
+            ))
             .map_err(&sort_err)?;
     }
     state.bytes = reader.good_len();
@@ -111,48 +184,184 @@ pub fn scan(journal_path: &Path, tmp_dir: &Path, budget: usize) -> Result<Scanne
         state,
         latest: settled.latest,
         order: settled.order,
+        gone: settled.gone,
+        gone_count: settled.gone_count,
     })
 }
 
-/// The latest records and the results' order, from (key digest, offset, input position) of
-/// every item record.
+/// The latest records and the results' order, from every key's records, `unchanged` and
+/// `gone` lines.
 pub struct Settled {
-    /// Offsets of the latest records, ascending.
+    /// Offsets of the latest records of the keys still listed, ascending.
     pub latest: Sorted<u64>,
-    /// (input position, offset) of the latest records, ascending.
+    /// (input position, offset) of those records, ascending.
     pub order: Sorted<(u64, u64)>,
-    /// How many records are their key's latest (the number of distinct keys).
+    /// (input position, offset of the last record, offset of the `gone` line, 0) of the keys
+    /// whose source is gone, ascending.
+    pub gone: Sorted<(u64, u64, u64, u64)>,
+    /// How many records are their key's latest and still listed.
     pub count: u64,
+    /// How many keys are gone.
+    pub gone_count: u64,
 }
 
-/// Sort `records` by key: a key's records sort by offset, its last one is its latest.
-pub fn settle(
-    records: Sorter<(u128, u64, u64)>,
-    tmp_dir: &Path,
-    budget: usize,
-) -> io::Result<Settled> {
+/// What one key's lines, in journal order, leave it as.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KeyFate {
+    /// (offset, input position) of its last record.
+    pub record: Option<(u64, u64)>,
+    /// The offset of a `gone` line after that record with nothing since that lists it again.
+    pub gone: Option<u64>,
+}
+
+impl KeyFate {
+    /// The next line of the key.
+    pub fn take(&mut self, line: &KeyLine) {
+        match line.kind {
+            k if k == Kind::Item as u8 => {
+                self.record = Some((line.offset, line.seq));
+                self.gone = None;
+            }
+            k if k == Kind::Gone as u8 => {
+                if self.record.is_some() {
+                    self.gone = Some(line.offset);
+                }
+            }
+            _ => self.gone = None,
+        }
+    }
+}
+
+/// Sort a key's lines by key: they sort by offset, the last record is its latest; a `gone`
+/// line after it (and no `unchanged` line or record since) moves it to the gone keys.
+pub fn settle(records: Sorter<KeyLine>, tmp_dir: &Path, budget: usize) -> io::Result<Settled> {
     let mut latest: Sorter<u64> = Sorter::new(tmp_dir, budget);
     let mut order: Sorter<(u64, u64)> = Sorter::new(tmp_dir, budget);
-    let mut count = 0u64;
-    let mut keep = |(_, offset, seq): (u128, u64, u64)| {
-        count += 1;
-        latest.push(offset)?;
-        order.push((seq, offset))
-    };
-    let mut prev: Option<(u128, u64, u64)> = None;
-    for next in records.finish()? {
-        let record = next?;
-        if let Some(p) = prev.filter(|p| p.0 != record.0) {
-            keep(p)?;
+    let mut gone: Sorter<(u64, u64, u64, u64)> = Sorter::new(tmp_dir, budget);
+    let (mut count, mut gone_count) = (0u64, 0u64);
+    let mut keep = |fate: KeyFate| -> io::Result<()> {
+        match fate {
+            KeyFate {
+                record: Some((offset, seq)),
+                gone: None,
+            } => {
+                count += 1;
+                latest.push(offset)?;
+                order.push((seq, offset))
+            }
+            KeyFate {
+                record: Some((offset, seq)),
+                gone: Some(at),
+            } => {
+                gone_count += 1;
+                gone.push((seq, offset, at, 0))
+            }
+            KeyFate { record: None, .. } => Ok(()),
         }
-        prev = Some(record);
+    };
+    let mut current: Option<u128> = None;
+    let mut fate = KeyFate::default();
+    for next in records.finish()? {
+        let line = next?;
+        if current.is_some_and(|k| k != line.key) {
+            keep(std::mem::take(&mut fate))?;
+        }
+        current = Some(line.key);
+        fate.take(&line);
     }
-    if let Some(p) = prev {
-        keep(p)?;
+    if current.is_some() {
+        keep(fate)?;
     }
     Ok(Settled {
         latest: latest.finish()?,
         order: order.finish()?,
+        gone: gone.finish()?,
         count,
+        gone_count,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fate(lines: &[(Kind, u64)]) -> KeyFate {
+        let mut f = KeyFate::default();
+        for (kind, offset) in lines {
+            f.take(&KeyLine::new(1, *offset, 7, *kind));
+        }
+        f
+    }
+
+    #[test]
+    fn a_gone_line_after_the_last_record_makes_the_key_gone_until_it_is_listed_again() {
+        use Kind::*;
+        assert_eq!(fate(&[(Item, 10)]).gone, None);
+        assert_eq!(fate(&[(Item, 10), (Gone, 20)]).gone, Some(20));
+        assert_eq!(fate(&[(Item, 10), (Gone, 20)]).record, Some((10, 7)));
+        // Listed again: by an unchanged line, or a new record.
+        assert_eq!(fate(&[(Item, 10), (Gone, 20), (Unchanged, 30)]).gone, None);
+        let back = fate(&[(Item, 10), (Gone, 20), (Item, 30)]);
+        assert_eq!((back.record, back.gone), (Some((30, 7)), None));
+        // Gone again after coming back.
+        assert_eq!(
+            fate(&[(Item, 10), (Gone, 20), (Unchanged, 30), (Gone, 40)]).gone,
+            Some(40)
+        );
+        // A gone line with no record before it leaves nothing to move.
+        assert_eq!(fate(&[(Gone, 5)]), KeyFate::default());
+    }
+
+    #[test]
+    fn a_gone_line_without_key_is_named_as_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::journal::JOURNAL_FILE);
+        let run = serde_json::to_string(&crate::journal::fixtures::run_line()).unwrap();
+        std::fs::write(
+            &path,
+            format!("{run}\n{{\"type\":\"gone\",\"since\":\"x\"}}\n"),
+        )
+        .unwrap();
+        let e = scan(&path, dir.path(), 1 << 20).err().unwrap().to_string();
+        assert!(e.contains("line 2") && e.contains("without key"), "{e}");
+        let e = crate::journal::Index::build(&mut crate::journal::Reader::open(&path).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 2") && e.contains("a gone line without key"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn settle_splits_current_and_gone_keys_in_bounded_sorts() {
+        let dir = tempfile::tempdir().unwrap();
+        // A tiny budget: the sorts spill.
+        let mut lines: Sorter<KeyLine> = Sorter::new(dir.path(), 64);
+        let mut offset = 0;
+        for key in 0..100u128 {
+            offset += 10;
+            lines
+                .push(KeyLine::new(key, offset, key as u64, Kind::Item))
+                .unwrap();
+        }
+        for key in (0..100u128).filter(|k| k % 10 == 3) {
+            offset += 10;
+            lines
+                .push(KeyLine::new(key, offset, u64::MAX, Kind::Gone))
+                .unwrap();
+        }
+        // Key 13 comes back.
+        offset += 10;
+        lines
+            .push(KeyLine::new(13, offset, u64::MAX, Kind::Unchanged))
+            .unwrap();
+        let settled = settle(lines, dir.path(), 64).unwrap();
+        assert_eq!((settled.count, settled.gone_count), (91, 9));
+        let gone: Vec<u64> = settled.gone.map(|g| g.unwrap().0).collect();
+        assert_eq!(gone, [3, 23, 33, 43, 53, 63, 73, 83, 93]);
+        let order: Vec<u64> = settled.order.map(|o| o.unwrap().0).collect();
+        assert_eq!(order.len(), 91);
+        assert!(order.contains(&13) && !order.contains(&23));
+    }
 }

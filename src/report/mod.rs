@@ -9,6 +9,7 @@ mod build;
 pub mod csv;
 mod evidence;
 mod feed;
+pub mod gone;
 pub mod html;
 pub mod json;
 mod latest;

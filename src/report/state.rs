@@ -25,7 +25,7 @@ pub const STATE_FILE: &str = ".liveness-batch-outputs.json";
 
 /// Version of the outputs' layout. Raise it whenever the outputs of the same journal change:
 /// outputs another version wrote are rebuilt, never patched.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 5;
 
 /// Largest checkpoint read back; real ones are far smaller (the attention rows are capped).
 const MAX_STATE_BYTES: u64 = 32 << 20;
@@ -470,10 +470,14 @@ fn unchanged(out_dir: &Path, opts: &ReportOptions, cp: &Checkpoint) -> Option<(A
         let parsed = serde_json::from_slice::<Line>(line).ok()?;
         accumulator.on_raw_line(pos, line);
         match parsed {
-            Line::Item(_) => return None,
+            // A key leaving the results is a change of the results.
+            Line::Item(_) | Line::Gone(_) => return None,
+            // So is a gone key listed again.
+            Line::Unchanged(_) if cp.accumulator.gone() > 0 => return None,
             Line::Run(run) => accumulator.on_run(&run),
             Line::End(end) => accumulator.on_end(&end),
-            Line::Sending(_) | Line::Unchanged(_) | Line::Seal(_) => {}
+            Line::Sending(s) => accumulator.on_sending(&s.key),
+            Line::Unchanged(_) | Line::Seal(_) => {}
         }
         pos += n as u64;
     }

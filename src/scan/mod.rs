@@ -5,6 +5,7 @@
 
 mod dispatch;
 mod dry_run;
+mod gone;
 mod ignored;
 mod open;
 mod run;

@@ -234,6 +234,8 @@ pub struct Opened {
     pub writer: Writer,
     pub resumed: bool,
     pub journal_path: PathBuf,
+    /// This run's start and id, as its header records them.
+    pub run: (String, Option<String>),
 }
 
 /// Index the verified journal for a resume, refusing changed settings unless `--force`;
@@ -272,6 +274,10 @@ pub fn open(
     }
     let mut run = header(cfg, settings, resumed, audit);
     run.shard = shard;
+    let this_run = (
+        run.started_at.clone(),
+        run.identity.as_ref().map(|i| i.run_id.clone()),
+    );
     // The header and the seal after it go to disk in one write.
     writer.gather(&Line::Run(run))?;
     writer.seal()?;
@@ -282,6 +288,7 @@ pub fn open(
         writer,
         resumed,
         journal_path,
+        run: this_run,
     })
 }
 

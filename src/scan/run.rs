@@ -10,6 +10,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::dispatch::{Decision, Dispatcher, Facts, Released};
+use super::gone;
 use super::ignored;
 use super::open::{self, Api, Opened};
 use super::source::{self, Checked, Ev, QuickCheck, Ready};
@@ -114,6 +115,18 @@ struct Pipeline {
     started: Instant,
     /// The out dir, which holds the resume index (named when it cannot be read).
     out_dir: PathBuf,
+    /// The keys the sources listed, for the keys recorded earlier that they no longer list.
+    seen: gone::Seen,
+    /// This run's start and id.
+    run: (String, Option<String>),
+    journal_path: PathBuf,
+}
+
+/// The index the run started from, the keys the sources listed, this run's start and id.
+struct GoneCheck {
+    index: Arc<Index>,
+    seen: gone::Seen,
+    run: (String, Option<String>),
 }
 
 /// What the drained pipeline hands to the end of the run.
@@ -126,6 +139,9 @@ struct Drained {
     started: Instant,
     /// The ignored-files list as put in place (or left, when it was the same).
     listed: Vec<report::state::Listed>,
+    /// What the end of the run needs to find the keys no longer listed.
+    gone: Option<GoneCheck>,
+    journal_path: PathBuf,
 }
 
 impl Pipeline {
@@ -141,6 +157,7 @@ impl Pipeline {
             index,
             writer,
             journal_path,
+            run,
             ..
         } = opened;
         let index = Arc::new(index);
@@ -185,6 +202,9 @@ impl Pipeline {
                 storage: cfg.source_options.storage.clone(),
             },
             leaders: LinesAt::open(&journal_path)?,
+            seen: gone::Seen::new(&cfg.out),
+            run,
+            journal_path: journal_path.clone(),
             ignored: ignored::List::create(&cfg.out)?,
             job_tx,
             to_writer,
@@ -302,9 +322,13 @@ impl Pipeline {
     async fn event(&mut self, ev: Ev) {
         match ev {
             Ev::Ignored { path, reason } => self.ignore(path, reason),
-            Ev::Warning(w) => messages::warn(&w),
+            Ev::Warning(w) => {
+                messages::warn(&w);
+                self.seen.incomplete(w);
+            }
             Ev::Ready(ready) => {
                 RunCounts::add(&self.counts.inputs, 1);
+                self.seen.push(ready.key);
                 self.decide(*ready).await;
             }
         }
@@ -388,15 +412,23 @@ impl Pipeline {
     }
 
     /// An item read again and skipped (same content as recorded): when its version is not the
-    /// one recorded (a touched file, a copy with new times), journal the new version so the
-    /// next resume skips it without reading it.
+    /// one recorded (a touched file, a copy with new times), or its source was gone, journal
+    /// the new version so the next resume skips it without reading it (and lists it again).
     async fn note_version(&self, item: &Item, key: u128, sha256: Option<String>) {
         let (Some(version), Some(sha256)) = (&item.version, sha256) else {
             return;
         };
         let version = version.to_string();
-        if self.quick.index.version_of(key) == Some(journal::version_digest(&version)) {
+        // A key whose source was gone and is listed again is journaled as back, whatever its
+        // version.
+        let latest = self.quick.index.latest(key);
+        let gone = latest.is_some_and(|s| s.is_gone());
+        if !gone && self.quick.index.version_of(key) == Some(journal::version_digest(&version)) {
             return;
+        }
+        if latest.is_some_and(|s| s.is_gone() && s.class() != Class::Result) {
+            // Back without a result: counted again.
+            self.without_result.fetch_add(1, Ordering::Relaxed);
         }
         let line = Unchanged {
             key: item.key.clone(),
@@ -533,6 +565,10 @@ impl Pipeline {
             without_result,
             stop,
             started,
+            quick,
+            seen,
+            run,
+            journal_path,
             ..
         } = self;
         drop(job_tx);
@@ -569,6 +605,12 @@ impl Pipeline {
             without_result: without_result.load(Ordering::Relaxed),
             started,
             listed,
+            gone: Some(GoneCheck {
+                index: quick.index,
+                seen,
+                run,
+            }),
+            journal_path,
         }
     }
 }
@@ -590,6 +632,11 @@ async fn finish(
         return Err(failed(stop, &drained.counts));
     };
     let cause = stop.cause();
+    // A run that read its whole input says which keys recorded earlier it no longer found.
+    if cause.is_none() && !input_unread {
+        let gone = journal_gone(cfg, &mut drained, &mut writer)?;
+        drained.without_result -= gone;
+    }
     let (mut end, exit) = end_line(&drained, cause.as_ref(), input_unread);
     end.balance = Some(balance);
     writer.gather(&Line::End(end.clone()))?;
@@ -661,6 +708,60 @@ async fn finish(
         messages::note(&format!("{}: {}", messages::PREFIX, c.describe()));
     }
     Ok(exit)
+}
+
+/// Journal a `gone` line for each key recorded earlier (by this shard) whose latest line is a
+/// record and that this run's sources no longer listed, when the listing was whole; returns
+/// how many of them had no result (they leave that count too).
+fn journal_gone(
+    cfg: &ScanConfig,
+    drained: &mut Drained,
+    writer: &mut Writer,
+) -> Result<i64, ScanError> {
+    let Some(GoneCheck {
+        index,
+        seen,
+        run: (since, run_id),
+    }) = drained.gone.take()
+    else {
+        return Ok(0);
+    };
+    let seen = match seen.finish() {
+        Ok(seen) => seen,
+        Err(why) => {
+            tracing::info!("no key is taken for gone: {why}");
+            return Ok(0);
+        }
+    };
+    // Another split of the keys: what this shard does not list may be another's.
+    if index.keys() == 0 || index.shard_changed {
+        return Ok(0);
+    }
+    let (digests, without_result) = gone::missing(&index, seen).map_err(
+        journal::JournalError::io("read the resume index in", &cfg.out),
+    )?;
+    if digests.is_empty() {
+        return Ok(0);
+    }
+    // The pass reads the lines on disk: every one this run wrote so far is complete there.
+    writer.flush()?;
+    let marked = gone::each_key_of(&drained.journal_path, &digests, |key| {
+        writer
+            .gather(&Line::Gone(journal::Gone {
+                key,
+                since: since.clone(),
+                run_id: run_id.clone(),
+            }))
+            .map(drop)
+    })?;
+    if !cfg.quiet && marked > 0 {
+        messages::note(&format!(
+            "{marked} item(s) recorded earlier are no longer in the sources (deleted, renamed \
+             or replaced by a link): their last result moves from the results to {}",
+            cfg.out.join(report::gone::GONE_FILE).display()
+        ));
+    }
+    Ok(without_result as i64)
 }
 
 /// Return the allocator's free memory to the system (glibc keeps freed memory of every

@@ -149,6 +149,8 @@ pub fn follower_record(item: &Item, leader: Record) -> Record {
         attempts: 0,
         rate_limited: 0,
         possible_double_charges: 0,
+        unknown_outcomes: 0,
+        unknown_pending: false,
         billed: false,
         latency_ms: None,
         response: None,
@@ -166,6 +168,8 @@ pub fn record_for(item: &Item, prepared: &Prepared, sub: Submission) -> Option<R
     rec.attempts = sub.attempts;
     rec.rate_limited = sub.rate_limited;
     rec.possible_double_charges = sub.possible_double_charges;
+    rec.unknown_outcomes = sub.unknown_outcomes;
+    rec.unknown_pending = sub.unknown_pending;
     rec.http_status = sub.http_status;
     rec.latency_ms = sub.latency_ms;
     let (class, error) = match sub.outcome {
@@ -272,6 +276,8 @@ mod tests {
             attempts: 2,
             rate_limited: 1,
             possible_double_charges: 1,
+            unknown_outcomes: 1,
+            unknown_pending: true,
             billed: true,
             latency_ms: Some(300),
             response: Some(serde_json::json!({"request_id": "req-1"}).into()),
@@ -295,6 +301,7 @@ mod tests {
         assert_eq!(rec.action, leader.action);
         // Nothing was sent or billed for the follower.
         assert_eq!((rec.attempts, rec.possible_double_charges), (0, 0));
+        assert_eq!((rec.unknown_outcomes, rec.unknown_pending), (0, false));
         assert!(!rec.billed);
         assert!(rec.response.is_none());
         // A follower of a follower names the first leader.

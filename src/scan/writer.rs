@@ -55,8 +55,8 @@ pub struct WriterCtx {
     pub index: Arc<Index>,
     /// Keys whose latest record has no result; the exit code needs no extra pass.
     pub without_result: Arc<AtomicI64>,
-    /// Keys dead runs may have sent without recording: their next record counts one more
-    /// possible double charge for each such upload.
+    /// Keys dead runs may have sent without recording (sends of unknown outcome), with how
+    /// many times: see [`carry_unknown`].
     pub orphans: HashMap<u128, u32>,
     pub stop: Stop,
 }
@@ -242,11 +242,14 @@ impl WriterCtx {
     ) -> Result<(), ScanError> {
         match msg {
             ToWriter::Record { mut record, leader } => {
-                if !self.orphans.is_empty()
-                    && let Some(n) = self.orphans.remove(&journal::key_digest(&record.key))
-                {
-                    record.possible_double_charges += n;
-                }
+                let digest = journal::key_digest(&record.key);
+                let orphans = match self.orphans.is_empty() {
+                    true => 0,
+                    false => self.orphans.remove(&digest).unwrap_or(0),
+                };
+                let content = record.sha256.as_deref().and_then(journal::content_digest);
+                let pending = u32::from(self.index.unknown_pending(digest, content));
+                carry_unknown(&mut record, orphans + pending);
                 self.counts.recorded.fetch_add(1, Ordering::Relaxed);
                 self.progress.set_rate(self.pacer.current_rate());
                 self.progress.record(&record);
@@ -287,10 +290,11 @@ impl WriterCtx {
 
     /// Keep the count of keys without a result current as records replace earlier ones.
     fn track_result(&self, record: &Record) {
+        // A key whose source was gone was not counted.
         let had_no_result = self
             .index
-            .class_of(journal::key_digest(&record.key))
-            .is_some_and(|c| c != Class::Result);
+            .latest(journal::key_digest(&record.key))
+            .is_some_and(|s| !s.is_gone() && s.class() != Class::Result);
         let has_no_result = record.class != Some(Class::Result);
         self.without_result.fetch_add(
             i64::from(has_no_result) - i64::from(had_no_result),
@@ -299,11 +303,58 @@ impl WriterCtx {
     }
 }
 
+/// The image's earlier sends of unknown outcome that no send has repeated yet (`prior`: the
+/// uploads of dead runs that never recorded them, and the previous record's last send), each
+/// followed by the next: all but the last are repeated by the one after them, and the last by
+/// this record's first send, if it sent. A record that sent nothing keeps the last one pending
+/// for the next.
+pub fn carry_unknown(record: &mut Record, prior: u32) {
+    if prior == 0 {
+        return;
+    }
+    if record.attempts > 0 {
+        record.possible_double_charges += prior;
+    } else {
+        record.possible_double_charges += prior - 1;
+        record.unknown_pending = true;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const GAP: Duration = Duration::from_millis(5);
+
+    fn sent(attempts: u32, within: u32) -> Record {
+        Record {
+            key: "a.jpg".into(),
+            attempts,
+            possible_double_charges: within,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn earlier_unknown_outcomes_count_once_the_image_is_sent_again() {
+        // Nothing unknown before: the record's own count stands.
+        let mut r = sent(2, 1);
+        carry_unknown(&mut r, 0);
+        assert_eq!((r.possible_double_charges, r.unknown_pending), (1, false));
+        // The previous record's unknown send, and a dead run's upload: this send repeats the
+        // last one, which repeated the one before.
+        let mut r = sent(1, 0);
+        carry_unknown(&mut r, 2);
+        assert_eq!((r.possible_double_charges, r.unknown_pending), (2, false));
+        // A record that sent nothing (a duplicate, a refusal) repeats nothing: the last unknown
+        // send stays pending, those before it were repeated by it.
+        let mut r = sent(0, 0);
+        carry_unknown(&mut r, 1);
+        assert_eq!((r.possible_double_charges, r.unknown_pending), (0, true));
+        let mut r = sent(0, 0);
+        carry_unknown(&mut r, 3);
+        assert_eq!((r.possible_double_charges, r.unknown_pending), (2, true));
+    }
 
     #[test]
     fn no_sync_while_one_runs_or_when_no_upload_waits() {

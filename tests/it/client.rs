@@ -674,7 +674,10 @@ async fn transient_errors_are_retried_and_counted_as_possible_double_charges() {
         sub.outcome
     );
     assert_eq!(sub.attempts, 4);
+    // Three sends without a definitive answer, each sent again.
+    assert_eq!(sub.unknown_outcomes, 3);
     assert_eq!(sub.possible_double_charges, 3);
+    assert!(!sub.unknown_pending);
     assert_eq!(sub.rate_limited, 0);
     assert_eq!(sub.http_status, Some(200));
     assert!(sub.latency_ms.is_some());
@@ -699,7 +702,10 @@ async fn retries_are_bounded() {
         sub.outcome
     );
     assert_eq!(sub.attempts, 3);
+    // Three unknown outcomes; the last one was never sent again (yet).
+    assert_eq!(sub.unknown_outcomes, 3);
     assert_eq!(sub.possible_double_charges, 2);
+    assert!(sub.unknown_pending);
     assert_eq!(server.count(), 3);
 }
 
@@ -828,7 +834,8 @@ async fn an_unknown_outcome_is_retried_by_default_or_recorded_as_unknown() {
     let sub = s.submit(&png_upload(12), &Params::default()).await;
     assert!(matches!(sub.outcome, Final::Done(Outcome::Result { .. })));
     assert_eq!(sub.attempts, 2);
-    assert_eq!(sub.possible_double_charges, 1);
+    assert_eq!((sub.unknown_outcomes, sub.possible_double_charges), (1, 1));
+    assert!(!sub.unknown_pending);
 
     let s = Submitter {
         retry_unknown: false,
@@ -840,7 +847,9 @@ async fn an_unknown_outcome_is_retried_by_default_or_recorded_as_unknown() {
         other => panic!("{other:?}"),
     }
     assert_eq!(sub.attempts, 1);
-    assert_eq!(sub.possible_double_charges, 0);
+    // Unknown, and not repeated: no double charge until the image is sent again.
+    assert_eq!((sub.unknown_outcomes, sub.possible_double_charges), (1, 0));
+    assert!(sub.unknown_pending);
     assert_eq!(server.count(), 3);
 }
 
@@ -914,9 +923,10 @@ async fn stopping_during_a_backoff_sends_nothing_more() {
     }
     if matches!(sub.outcome, Final::Stopped { .. }) {
         assert_eq!(server.count(), 1, "no retry was sent");
-        // The item ends interrupted and the next run sends it again: that resend of a request
-        // that reached the API (a 500 after the body) is a possible double charge.
-        assert_eq!(sub.possible_double_charges, 1);
+        // The item ends interrupted with its unknown outcome (a 500 after the body) pending:
+        // the next run's resend is the possible double charge, not this unrepeated send.
+        assert_eq!((sub.unknown_outcomes, sub.possible_double_charges), (1, 0));
+        assert!(sub.unknown_pending);
     }
 }
 

@@ -5,12 +5,14 @@
 mod common;
 
 mod audit;
+mod charges;
 mod check;
 mod client;
 mod emulator;
 mod evidence;
 mod failures;
 mod fuzz_regressions;
+mod gone;
 mod input;
 mod outputs;
 mod print;

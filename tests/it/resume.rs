@@ -1406,6 +1406,10 @@ async fn unknown_outcomes_are_recorded_or_retried_and_counted() {
     let s = summary(&out);
     assert_eq!(s["by_class"]["unknown"], 3, "{}", s["by_class"]);
     assert_eq!(s["requests"]["possible_double_charges"], 0);
+    assert_eq!(
+        s["requests"]["unknown_outcomes"], 3,
+        "unknown, not yet sent again"
+    );
 
     let healthy = common::emulator(|_| {}).await;
     let plain = run(&healthy, &args(&src, &out, &[])).await;
@@ -1419,6 +1423,15 @@ async fn unknown_outcomes_are_recorded_or_retried_and_counted() {
     assert_eq!(retried.code, 0, "{retried:?}");
     assert_eq!(healthy.stats().requests, 3);
     assert_all_results(&out, &inputs);
+    let s = summary(&out);
+    assert_eq!(
+        (
+            &s["requests"]["unknown_outcomes"],
+            &s["requests"]["possible_double_charges"]
+        ),
+        (&Value::from(3), &Value::from(3)),
+        "each unknown outcome was sent again by the rerun"
+    );
 
     // Default: retried; each retry after a sent body may be billed twice, and is counted.
     let out2 = tmp.path().join("out2");
@@ -1436,8 +1449,10 @@ async fn unknown_outcomes_are_recorded_or_retried_and_counted() {
         assert_eq!(i["class"], "transient", "{i}");
         assert_eq!(i["attempts"], 3, "{i}");
         assert_eq!(i["possible_double_charges"], 2, "{i}");
+        assert_eq!(i["unknown_outcomes"], 3, "{i}");
     }
     let s = summary(&out2);
+    assert_eq!(s["requests"]["unknown_outcomes"], 9);
     assert_eq!(
         s["requests"]["possible_double_charges"], 6,
         "{}",

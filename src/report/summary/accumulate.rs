@@ -1,7 +1,7 @@
 //! The [`Accumulator`]: builds a [`Summary`] from journal lines streamed in order, with memory
 //! bounded whatever the journal's length.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +62,10 @@ pub struct Accumulator {
     #[serde(default)]
     shards_mixed: bool,
     audit: AuditState,
+    /// Key digests of the uploads the current run announced (`sending`) and has not recorded
+    /// yet: the ones left when a run dies are sends of unknown outcome.
+    #[serde(default)]
+    announced: BTreeSet<u64>,
 }
 
 impl Accumulator {
@@ -95,6 +99,8 @@ impl Accumulator {
             self.shards_mixed = true;
         }
         self.shard = run.shard.clone();
+        // Uploads the run before announced and never recorded: it died with them in flight.
+        self.settle_announced();
         if !run.resumed || self.segments.is_empty() {
             self.segments.push(Segment::default());
         }
@@ -126,8 +132,33 @@ impl Accumulator {
         });
     }
 
+    /// A `sending` line: an upload of `key` leaves.
+    pub fn on_sending(&mut self, key: &str) {
+        self.announced
+            .insert(crate::journal::key_digest(key) as u64);
+    }
+
+    /// The uploads announced and never recorded by a run that died count as sends of unknown
+    /// outcome (the record of a later send of the image counts it repeated).
+    fn settle_announced(&mut self) {
+        self.requests.unknown_outcomes += self.announced.len() as u64;
+        self.announced.clear();
+    }
+
+    /// How many keys' sources are gone.
+    pub fn gone(&self) -> u64 {
+        self.items.gone
+    }
+
+    /// How many keys' sources are gone (out of the counts, in gone.csv).
+    pub fn set_gone(&mut self, gone: u64) {
+        self.items.gone = gone;
+    }
+
     /// A run's end line.
     pub fn on_end(&mut self, end: &RunEnd) {
+        // A run that ended recorded what it sent (or knew it sent nothing more).
+        self.announced.clear();
         if self.segments.is_empty() {
             self.segments.push(Segment::default());
         }
@@ -144,6 +175,10 @@ impl Accumulator {
         if let Some(seg) = self.segments.last_mut() {
             seg.tally.on_record(r);
         }
+        if !self.announced.is_empty() {
+            self.announced
+                .remove(&(crate::journal::key_digest(&r.key) as u64));
+        }
         if r.billed {
             self.credits_used += 1;
         }
@@ -151,6 +186,7 @@ impl Accumulator {
         self.requests.retries += u64::from(r.attempts.saturating_sub(1));
         self.requests.rate_limited_429 += u64::from(r.rate_limited);
         self.requests.possible_double_charges += u64::from(r.possible_double_charges);
+        self.requests.unknown_outcomes += u64::from(r.unknown_outcomes);
         if !latest {
             return;
         }
@@ -197,7 +233,15 @@ impl Accumulator {
     }
 
     /// The summary of everything seen; `price_per_call` (US dollars) prices the credits used.
-    pub fn finish(self, price_per_call: f64, out_dir: &str) -> Summary {
+    pub fn finish(mut self, price_per_call: f64, out_dir: &str) -> Summary {
+        // The last run died with these in flight (a run still going holds the lock).
+        self.settle_announced();
+        // Every repeat follows a send of unknown outcome; records written before they counted
+        // those kept only the repeats, so the repeats are the least there were.
+        self.requests.unknown_outcomes = self
+            .requests
+            .unknown_outcomes
+            .max(self.requests.possible_double_charges);
         let by_class = every_key(&Class::ALL, &self.by_class);
         let errors_by_class: BTreeMap<Class, u64> = by_class
             .iter()
@@ -232,6 +276,7 @@ impl Accumulator {
                 .collect(),
             Money {
                 billable_calls: self.credits_used,
+                unknown_outcomes: self.requests.unknown_outcomes,
                 possible_double_charges: self.requests.possible_double_charges,
                 price_per_call_usd: price,
                 estimated_cost_usd: cents(self.credits_used as f64 * price),
@@ -480,6 +525,10 @@ mod tests {
         assert_eq!(s.requests.retries, 4 + 2);
         assert_eq!(s.requests.rate_limited_429, 2);
         assert_eq!(s.requests.possible_double_charges, 1);
+        assert_eq!(
+            s.requests.unknown_outcomes, 1,
+            "a record that kept only its repeats: they are the least there were"
+        );
         // the last run's end
         assert_eq!(s.outcome, "completed");
         assert_eq!(s.stop_reason, None);
@@ -491,6 +540,67 @@ mod tests {
         assert!(!s.all_have_results());
         assert!(!s.simulated);
         assert!(s.notice.is_none());
+    }
+
+    #[test]
+    fn uploads_a_dead_run_never_recorded_are_unknown_outcomes() {
+        let mut acc = Accumulator::new();
+        acc.on_run(&run(false, false));
+        // Announced and recorded: a known outcome.
+        acc.on_sending("a");
+        acc.on_record(&result("a", Some(80.0), &[]), true);
+        // Announced, never recorded: the run dies with "b" and "c" in flight.
+        acc.on_sending("b");
+        acc.on_sending("c");
+        acc.on_run(&run(true, false));
+        // The next run sends "b" again: its record counts that repeat.
+        acc.on_sending("b");
+        let mut b = result("b", Some(70.0), &[]);
+        b.possible_double_charges = 1;
+        acc.on_record(&b, true);
+        // A run that ends announced nothing left unrecorded.
+        acc.on_sending("d");
+        acc.on_end(&end("completed", 0));
+        // A last run that died with "e" in flight.
+        acc.on_run(&run(true, false));
+        acc.on_sending("e");
+        let mut saved = acc.clone();
+        let s = acc.finish(0.10, "/out");
+        assert_eq!(s.requests.unknown_outcomes, 3, "b, c and e");
+        assert_eq!(s.requests.possible_double_charges, 1);
+        // A record's own unknown outcomes add up too; a checkpoint goes on where it stopped.
+        let mut e = failed("e", Class::Transient, 1);
+        e.unknown_outcomes = 1;
+        e.unknown_pending = true;
+        saved.on_record(&e, true);
+        let s = saved.finish(0.10, "/out");
+        assert_eq!(s.requests.unknown_outcomes, 3, "b, c, and e's own");
+        assert!(
+            s.requests_line().contains(
+                "3 sends with an unknown outcome, 1 of them sent again (1 possible double charge)"
+            ),
+            "{}",
+            s.requests_line()
+        );
+    }
+
+    #[test]
+    fn gone_keys_are_counted_apart_and_said_in_the_headline() {
+        let mut acc = Accumulator::new();
+        acc.on_run(&run(false, false));
+        acc.on_record(&result("a", Some(80.0), &[]), true);
+        acc.on_end(&end("completed", 0));
+        acc.set_gone(2);
+        assert_eq!(acc.gone(), 2);
+        let s = acc.finish(0.10, "/out");
+        assert_eq!((s.items.total, s.items.gone), (1, 2));
+        assert!(
+            s.headline().contains(
+                "2 more no longer in the sources (deleted, renamed or now a link; see gone.csv)"
+            ),
+            "{}",
+            s.headline()
+        );
     }
 
     #[test]

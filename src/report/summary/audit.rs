@@ -189,6 +189,10 @@ pub struct ItemsReconciliation {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct Money {
     pub billable_calls: u64,
+    /// Sends whose outcome was unknown (each may or may not have been billed).
+    #[serde(default)]
+    pub unknown_outcomes: u64,
+    /// Of those, the ones the same image was sent again after: each may be billed twice.
     pub possible_double_charges: u64,
     pub price_per_call_usd: f64,
     pub estimated_cost_usd: f64,
@@ -451,8 +455,12 @@ impl Audit {
         let m = &r.money;
         out.push(format!(
             "Money: billable calls (200 answers) {} x US${:.2} = estimated cost US${:.2}; \
-             possible double charges {}",
-            m.billable_calls, m.price_per_call_usd, m.estimated_cost_usd, m.possible_double_charges
+             sends with an unknown outcome {}, of them sent again (possible double charges) {}",
+            m.billable_calls,
+            m.price_per_call_usd,
+            m.estimated_cost_usd,
+            m.unknown_outcomes,
+            m.possible_double_charges
         ));
         out
     }
@@ -767,6 +775,7 @@ mod tests {
             with_result: 3,
             without_result: 2,
             needing_attention: 0,
+            gone: 0,
         }
     }
 

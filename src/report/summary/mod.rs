@@ -150,6 +150,10 @@ pub struct ItemCounts {
     pub without_result: u64,
     /// Items whose action is anything but proceed.
     pub needing_attention: u64,
+    /// Items whose source is no longer listed (deleted, renamed, replaced by a link): their
+    /// last result is in gone.csv, and in none of the counts above.
+    #[serde(default)]
+    pub gone: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -180,8 +184,12 @@ pub struct RequestCounts {
     pub retries: u64,
     /// 429 answers received.
     pub rate_limited_429: u64,
-    /// Retries after the body had been sent, and uploads a dead run never recorded: each may
-    /// have been billed twice.
+    /// Sends whose outcome was unknown (the upload left and no definitive answer came back: a
+    /// timeout or reset after sending, a 5xx), uploads a dead run never recorded included.
+    #[serde(default)]
+    pub unknown_outcomes: u64,
+    /// Of those, the ones after which the same image was sent again: each of these may have
+    /// been billed twice.
     pub possible_double_charges: u64,
     /// `Retry-After` waits longer than the cap, cut to it.
     #[serde(default)]
@@ -264,6 +272,9 @@ impl Summary {
         let mut files = self.output_files();
         if self.changes.is_some() {
             files.push(crate::report::baseline::CHANGES_FILE);
+        }
+        if self.items.gone > 0 {
+            files.push(crate::report::gone::GONE_FILE);
         }
         files.push(crate::report::sums::SUMS_FILE);
         files

@@ -88,7 +88,7 @@ impl Summary {
     /// One sentence: how many images and what became of them.
     pub fn headline(&self) -> String {
         let i = &self.items;
-        if i.total == 0 {
+        if i.total == 0 && i.gone == 0 {
             return "No images recorded in the journal yet.".into();
         }
         let mut s = format!(
@@ -121,6 +121,14 @@ impl Summary {
         {
             let _ = write!(s, " {np} more not processed yet.");
         }
+        if i.gone > 0 {
+            let _ = write!(
+                s,
+                " {} more no longer in the sources (deleted, renamed or now a link; see {}).",
+                i.gone,
+                crate::report::gone::GONE_FILE
+            );
+        }
         s
     }
 
@@ -151,12 +159,16 @@ impl Summary {
     pub fn requests_line(&self) -> String {
         let r = &self.requests;
         let mut line = format!(
-            "{} sent, {} {}, {} rate-limited (429) {}, {} possible double {}",
+            "{} sent, {} {}, {} rate-limited (429) {}, {} {} with an unknown outcome, {} of them \
+             sent again ({} possible double {})",
             r.sent,
             r.retries,
             plural(r.retries, "retry", "retries"),
             r.rate_limited_429,
             plural(r.rate_limited_429, "answer", "answers"),
+            r.unknown_outcomes,
+            plural(r.unknown_outcomes, "send", "sends"),
+            r.possible_double_charges,
             r.possible_double_charges,
             plural(r.possible_double_charges, "charge", "charges"),
         );
