@@ -524,7 +524,9 @@ fn rerun_rows(rows: &mut Vec<Row>, r: &MRun, inputs: &Inputs) {
         ));
     }
     if let Some(rchar) = r.run.rchar() {
-        let allowed = r.journal_before + inputs.large_bytes + RCHAR_SLACK;
+        // The journal twice: the verification reads all of it before anything is trusted, and
+        // SHA256SUMS hashes it (it lists the journal, which the rerun extends).
+        let allowed = 2 * r.journal_before + inputs.large_bytes + RCHAR_SLACK;
         rows.push(Row::check(
             "Million: rerun: bytes read by the process (rchar)",
             format!(
@@ -532,16 +534,21 @@ fn rerun_rows(rows: &mut Vec<Row>, r: &MRun, inputs: &Inputs) {
                 mib(rchar),
                 mib(inputs.row_image_bytes)
             ),
-            &format!("<= journal + manifest + 16 MiB = {}", mib(allowed)),
+            &format!("<= 2 x journal + manifest + 16 MiB = {}", mib(allowed)),
             rchar <= allowed,
         ));
     }
     if let Some((n, changed)) = &r.outputs {
+        // SHA256SUMS lists the journal, which every run extends: it alone is brought up to date.
+        let others: Vec<&String> = changed
+            .iter()
+            .filter(|f| !f.starts_with("SHA256SUMS"))
+            .collect();
         rows.push(Row::check(
             "Million: rerun: output files rewritten (mtime, size, inode)",
-            format!("{} of {n}", changed.len()),
-            "0",
-            changed.is_empty(),
+            format!("{} of {n} besides SHA256SUMS", others.len()),
+            "0 (SHA256SUMS apart)",
+            others.is_empty(),
         ));
     }
     rows.push(Row::check(
