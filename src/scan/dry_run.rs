@@ -31,6 +31,9 @@ pub struct Estimate {
 }
 
 pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
+    // A dry run over a folder it would resume counts from what the journal holds: only once
+    // the journal and its caches pass the checks a real run makes.
+    super::open::verify_for_dry_run(cfg)?;
     let journal_path = cfg.out.join(journal::JOURNAL_FILE);
     let index = if journal_path.exists() && !cfg.fresh {
         journal::load_index(&journal_path)?.0

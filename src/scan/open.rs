@@ -107,7 +107,7 @@ pub fn verify_evidence(cfg: &ScanConfig) -> Result<Evidence, ScanError> {
         refuse_lost_journal(&cfg.out, &journal_path, present)?;
     }
     let verified = if !cfg.fresh && present == Some(true) {
-        Some(verify_journal(cfg, &journal_path)?)
+        Some(verify_journal(cfg, &journal_path, false)?)
     } else {
         // A new journal: caches of another journal must not be taken for its own.
         discard_caches(&cfg.out, &journal_path)?;
@@ -120,9 +120,23 @@ pub fn verify_evidence(cfg: &ScanConfig) -> Result<Evidence, ScanError> {
     })
 }
 
+/// What a dry run may trust of an out dir it resumes: the same checks as a scan's, writing
+/// nothing (no outputs marked, no cache discarded).
+pub fn verify_for_dry_run(cfg: &ScanConfig) -> Result<(), ScanError> {
+    let journal_path = cfg.out.join(journal::JOURNAL_FILE);
+    if cfg.fresh || journal_state(&journal_path)? != Some(true) {
+        return Ok(());
+    }
+    verify_journal(cfg, &journal_path, true).map(|_| ())
+}
+
 /// The whole journal checked (chain, grammar, seals with the key's public half), then the
-/// caches against it.
-fn verify_journal(cfg: &ScanConfig, journal_path: &Path) -> Result<journal::Verified, ScanError> {
+/// caches against it. `dry`: write nothing.
+fn verify_journal(
+    cfg: &ScanConfig,
+    journal_path: &Path,
+    dry: bool,
+) -> Result<journal::Verified, ScanError> {
     let refuse = |what: String| ScanError::Evidence {
         dir: cfg.out.clone(),
         what,
@@ -130,7 +144,7 @@ fn verify_journal(cfg: &ScanConfig, journal_path: &Path) -> Result<journal::Veri
     let public = cfg.signer.as_ref().map(|s| s.public());
     let tmp = std::env::temp_dir();
     let verified = journal::verify(journal_path, public.as_ref(), &tmp)?;
-    if let Some(p) = &verified.problem {
+    if verified.problem.is_some() && !dry {
         // The outputs say so too (as `report` would write them): none of them goes on
         // claiming an intact journal.
         let opts = report::ReportOptions {
@@ -144,6 +158,8 @@ fn verify_journal(cfg: &ScanConfig, journal_path: &Path) -> Result<journal::Veri
                  journal as it was when they were built"
             ));
         }
+    }
+    if let Some(p) = &verified.problem {
         return Err(refuse(format!(
             "the journal is broken at line {} (byte {}): {}",
             p.line, p.offset, p.reason
@@ -213,7 +229,7 @@ fn verify_journal(cfg: &ScanConfig, journal_path: &Path) -> Result<journal::Veri
             }
         }
     }
-    if cfg.rebuild_from_journal || !stale.is_empty() {
+    if !dry && (cfg.rebuild_from_journal || !stale.is_empty()) {
         discard_caches(&cfg.out, journal_path)?;
     }
     Ok(verified)

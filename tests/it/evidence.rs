@@ -166,6 +166,13 @@ async fn a_forged_record_after_the_end_line_is_refused_by_scan_and_report() {
     // another image, so a run that trusted the journal would send something
     common::write(&t.src, "new.jpg", &common::jpeg(9_999));
 
+    // a dry run does not count from it either, and writes nothing
+    let summary_before = std::fs::read(t.out.join("summary.md")).unwrap();
+    let dry = scan(&emu, &t.src, &t.out, &["--dry-run"]).await;
+    assert_eq!(dry.code, 8, "{dry:?}");
+    assert!(dry.stderr.contains("is a record outside any run"), "{}", dry.stderr);
+    assert_eq!(std::fs::read(t.out.join("summary.md")).unwrap(), summary_before);
+
     let r = scan(&emu, &t.src, &t.out, &[]).await;
     assert_eq!(r.code, 8, "{r:?}");
     assert!(
