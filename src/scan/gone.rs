@@ -62,12 +62,12 @@ impl Seen {
 }
 
 /// The keys of `index` whose latest line is a record (not already gone) and that `seen` (in
-/// ascending order) does not hold, in digest order (8 bytes a key), and how many of them have
-/// no result.
-pub fn missing(index: &Index, seen: Sorted<u64>) -> io::Result<(Vec<u64>, u64)> {
+/// ascending order) does not hold, in digest order (8 bytes a key), and which of them have no
+/// result (a bit a key, in the same order).
+pub fn missing(index: &Index, seen: Sorted<u64>) -> io::Result<(Vec<u64>, Vec<bool>)> {
     let mut seen = seen.peekable();
     let mut out = Vec::new();
-    let mut without_result = 0u64;
+    let mut without_result = Vec::new();
     let mut failed = None;
     index.for_each_key(|key, state| {
         if failed.is_some() {
@@ -90,7 +90,7 @@ pub fn missing(index: &Index, seen: Sorted<u64>) -> io::Result<(Vec<u64>, u64)> 
         let listed = matches!(seen.peek(), Some(Ok(s)) if *s == key);
         if !listed && !state.is_gone() {
             out.push(key);
-            without_result += u64::from(!has_result(state));
+            without_result.push(!has_result(state));
         }
     })?;
     match failed {
@@ -110,17 +110,21 @@ struct KeyOnly<'a> {
     kind: LineKind,
     #[serde(borrow, default)]
     key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    source: Option<Cow<'a, str>>,
 }
 
 /// Hand `f` the text of each key in `digests` (ascending), once, in the order of the journal's
-/// first item line of the key; one pass over the lines the journal holds now (lines appended
-/// meanwhile, by `f` itself, are not read), ended as soon as every key is found. Memory: a bit
-/// a key besides `digests`.
+/// first item line of the key, with the source that record names and the key's position in
+/// `digests`; one pass over the lines the journal holds now (lines appended meanwhile, by `f`
+/// itself, are not read), ended as soon as every key is found. Memory: a bit a key besides
+/// `digests`. Returns how many keys `f` took (returned true for).
 pub fn each_key_of(
     journal: &Path,
     digests: &[u64],
-    mut f: impl FnMut(String) -> Result<(), JournalError>,
+    mut f: impl FnMut(String, Option<&str>, usize) -> Result<bool, JournalError>,
 ) -> Result<usize, JournalError> {
+    let mut taken = 0usize;
     let mut found = vec![0u64; digests.len().div_ceil(64)];
     let mut count = 0usize;
     let mut reader = Reader::open(journal)?;
@@ -154,10 +158,10 @@ pub fn each_key_of(
         if found[word] & bit == 0 {
             found[word] |= bit;
             count += 1;
-            f(key.into_owned())?;
+            taken += usize::from(f(key.into_owned(), light.source.as_deref(), at)?);
         }
     }
-    Ok(count)
+    Ok(taken)
 }
 
 #[cfg(test)]
@@ -214,11 +218,15 @@ mod tests {
         let mut want = vec![key_digest("b") as u64, key_digest("c") as u64];
         want.sort();
         assert_eq!(digests, want);
-        assert_eq!(without_result, 1, "b has no result");
+        assert_eq!(
+            without_result.iter().filter(|n| **n).count(),
+            1,
+            "b has no result"
+        );
         let mut keys = Vec::new();
-        let n = each_key_of(&p, &digests, |k| {
+        let n = each_key_of(&p, &digests, |k, _, _| {
             keys.push(k);
-            Ok(())
+            Ok(true)
         })
         .unwrap();
         assert_eq!(n, 2);

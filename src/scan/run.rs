@@ -726,6 +726,13 @@ fn journal_gone(
     else {
         return Ok(0);
     };
+    // A key is taken for gone only when the source its record names is one this run read: a
+    // run over other sources (a daily folder of new uploads, say) says nothing of the others.
+    let sources: Vec<String> = cfg
+        .sources
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     let seen = match seen.finish() {
         Ok(seen) => seen,
         Err(why) => {
@@ -745,14 +752,19 @@ fn journal_gone(
     }
     // The pass reads the lines on disk: every one this run wrote so far is complete there.
     writer.flush()?;
-    let marked = gone::each_key_of(&drained.journal_path, &digests, |key| {
+    let mut left_without_result = 0i64;
+    let marked = gone::each_key_of(&drained.journal_path, &digests, |key, source, at| {
+        if !source.is_some_and(|s| sources.iter().any(|x| x == s)) {
+            return Ok(false);
+        }
+        left_without_result += i64::from(without_result[at]);
         writer
             .gather(&Line::Gone(journal::Gone {
                 key,
                 since: since.clone(),
                 run_id: run_id.clone(),
             }))
-            .map(drop)
+            .map(|_| true)
     })?;
     if !cfg.quiet && marked > 0 {
         messages::note(&format!(
@@ -761,7 +773,7 @@ fn journal_gone(
             cfg.out.join(report::gone::GONE_FILE).display()
         ));
     }
-    Ok(without_result as i64)
+    Ok(left_without_result)
 }
 
 /// Return the allocator's free memory to the system (glibc keeps freed memory of every

@@ -170,8 +170,15 @@ async fn a_forged_record_after_the_end_line_is_refused_by_scan_and_report() {
     let summary_before = std::fs::read(t.out.join("summary.md")).unwrap();
     let dry = scan(&emu, &t.src, &t.out, &["--dry-run"]).await;
     assert_eq!(dry.code, 8, "{dry:?}");
-    assert!(dry.stderr.contains("is a record outside any run"), "{}", dry.stderr);
-    assert_eq!(std::fs::read(t.out.join("summary.md")).unwrap(), summary_before);
+    assert!(
+        dry.stderr.contains("is a record outside any run"),
+        "{}",
+        dry.stderr
+    );
+    assert_eq!(
+        std::fs::read(t.out.join("summary.md")).unwrap(),
+        summary_before
+    );
 
     let r = scan(&emu, &t.src, &t.out, &[]).await;
     assert_eq!(r.code, 8, "{r:?}");

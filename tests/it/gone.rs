@@ -314,3 +314,32 @@ async fn a_gone_image_without_a_result_no_longer_sets_the_exit_code() {
     assert!(!out.join("gone.csv").exists());
     assert_eq!(emu.stats().requests, 1);
 }
+
+/// A run over other sources than the runs before it (a daily folder of new uploads into the
+/// same out dir, say) says nothing of the items of the other sources: only an item whose record
+/// names a source this run read, and that the source no longer holds, is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_other_sources_takes_nothing_for_gone() {
+    let emu = common::emulator(|_| {}).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (day1, day2, out) = (
+        tmp.path().join("day1"),
+        tmp.path().join("day2"),
+        tmp.path().join("out"),
+    );
+    common::write(&day1, "a.jpg", &common::jpeg(71));
+    common::write(&day1, "b.jpg", &common::jpeg(72));
+    common::write(&day2, "c.jpg", &common::jpeg(73));
+    assert_eq!(scan(&emu, &day1, &out, &[]).await.code, 0);
+    assert_eq!(scan(&emu, &day2, &out, &[]).await.code, 0);
+    assert!(!out.join("gone.csv").exists(), "nothing gone");
+    assert_eq!(
+        keys_of(&out.join("results.csv")),
+        set(&["a.jpg", "b.jpg", "c.jpg"])
+    );
+    // day2 again, its file deleted: it is gone; day1's items are not
+    std::fs::remove_file(day2.join("c.jpg")).unwrap();
+    assert_eq!(scan(&emu, &day2, &out, &[]).await.code, 0);
+    assert_eq!(keys_of(&out.join("gone.csv")), set(&["c.jpg"]));
+    assert_eq!(emu.stats().requests, 3);
+}
