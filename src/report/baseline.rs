@@ -373,12 +373,7 @@ fn settings_differences(old: &PathBuf, new: &PathBuf) -> Result<Differences, Rep
 /// Remove a changes.csv left by an earlier comparison: outputs rebuilt without `--baseline`
 /// no longer describe it. Returns whether one was removed.
 pub fn remove_stale(out_dir: &Path) -> Result<bool, ReportError> {
-    let path = out_dir.join(CHANGES_FILE);
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io_err(&path)(e)),
-    }
+    super::remove_if_present(&out_dir.join(CHANGES_FILE))
 }
 
 #[cfg(test)]

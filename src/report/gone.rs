@@ -80,12 +80,7 @@ pub(super) fn write(
 /// Remove a gone.csv left by an earlier build when no key is gone now. Returns whether one was
 /// removed.
 pub fn remove_stale(out_dir: &Path) -> Result<bool, ReportError> {
-    let path = out_dir.join(GONE_FILE);
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io_err(&path)(e)),
-    }
+    super::remove_if_present(&out_dir.join(GONE_FILE))
 }
 
 #[cfg(test)]

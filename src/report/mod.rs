@@ -225,6 +225,15 @@ impl ReportError {
     }
 }
 
+/// Remove the file at `path` if there is one; returns whether one was removed.
+fn remove_if_present(path: &Path) -> Result<bool, ReportError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ReportError + '_ {
     move |source| ReportError::Io {
         path: path.to_path_buf(),

@@ -84,12 +84,8 @@ pub(crate) fn open_read(path: &Path) -> std::io::Result<File> {
 /// Remove the checkpoint: the outputs no longer claim to describe the journal.
 pub fn forget(out_dir: &Path) -> Result<(), ReportError> {
     let path = out_dir.join(STATE_FILE);
-    for p in [journal::seal::sig_path(&path), path] {
-        match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&p)(e)),
-            _ => {}
-        }
-    }
+    super::remove_if_present(&journal::seal::sig_path(&path))?;
+    super::remove_if_present(&path)?;
     Ok(())
 }
 

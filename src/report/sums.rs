@@ -71,11 +71,7 @@ pub fn write(
     });
     if !same {
         // A signature of the SHA256SUMS it replaces no longer holds.
-        let sig = out_dir.join(SIG_FILE);
-        match std::fs::remove_file(&sig) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&sig)(e)),
-            _ => {}
-        }
+        super::remove_if_present(&out_dir.join(SIG_FILE))?;
         journal::write_private_atomic(&path, |w| w.write_all(text.as_bytes()))
             .map_err(io_err(&path))?;
     }
