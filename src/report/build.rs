@@ -165,7 +165,9 @@ fn build_with(
         keep_sums,
     } = inputs;
     let failed_checks = evidence.as_ref().is_some_and(|e| {
-        e.problem.is_some() || e.signature.as_ref().is_some_and(|s| !s.problems.is_empty())
+        e.problem.is_some()
+            || !e.disagreements.is_empty()
+            || e.signature.as_ref().is_some_and(|s| !s.problems.is_empty())
     });
     let journal_path = out_dir.join(JOURNAL_FILE);
     if !journal_path.is_file() {
@@ -248,6 +250,7 @@ fn build_with(
             });
         }
         audit.signature = ev.signature;
+        audit.disagreements = ev.disagreements;
     }
 
     // Pass 3: the results files, then the summary in its three forms.

@@ -17,6 +17,9 @@ pub struct Evidence {
     pub problem: Option<Problem>,
     /// The seals and signatures (`None` for an unsigned journal checked without a key).
     pub signature: Option<SignatureSummary>,
+    /// What the caches and summary.json beside the journal recorded of it and it no longer
+    /// holds.
+    pub disagreements: Vec<String>,
 }
 
 /// Check the journal at `journal` and, with `key`, the signatures of the folders `dirs` (the
@@ -63,9 +66,27 @@ pub fn check(
             })
         }
     };
+    // Files built from the journal that recorded more of it than it holds now (the folder
+    // rebuilt in place only: a merge writes a new journal).
+    let mut disagreements = Vec::new();
+    if let [dir] = dirs
+        && dir.join(JOURNAL_FILE) == journal
+    {
+        let checks = [
+            journal::check_index(journal, None),
+            super::state::check(dir, None),
+            super::state::check_outputs(dir),
+        ];
+        for check in checks {
+            if let journal::CacheCheck::Foreign(why) = check {
+                disagreements.push(why);
+            }
+        }
+    }
     Ok(Evidence {
         problem: verified.problem,
         signature,
+        disagreements,
     })
 }
 

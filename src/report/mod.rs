@@ -608,6 +608,7 @@ fn verify_only(dir: &Path, key: &journal::seal::Verifier) -> Result<Exit, Report
             p.line, p.offset, p.reason
         ));
     }
+    failures.extend(found.disagreements.iter().cloned());
     let sig = found.signature.unwrap_or_default();
     failures.extend(sig.problems.iter().cloned());
     for f in &failures {

@@ -253,6 +253,14 @@ async fn a_journal_zeroed_or_cut_back_beside_its_results_is_refused_before_any_r
             r.stderr
         );
         assert_eq!(emu.stats().requests, 4, "{how}: nothing re-billed");
+        if how == "cut to its header" {
+            // `report` finds it too, and says so in every output
+            let rep = report(&t.out, &[]).await;
+            assert_eq!(rep.code, 8, "{rep:?}");
+            assert!(rep.stderr.contains("no longer holds"), "{}", rep.stderr);
+            let md = std::fs::read_to_string(t.out.join("summary.md")).unwrap();
+            assert!(md.contains("CUT BACK OR REWRITTEN"), "{md}");
+        }
     }
 }
 

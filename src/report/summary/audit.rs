@@ -43,6 +43,10 @@ pub struct Audit {
     /// The signature check of `report --public-key` (or what a signed journal holds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureSummary>,
+    /// What the files built from the journal recorded of it and it no longer holds (it was cut
+    /// back, emptied or rewritten since): empty when they agree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disagreements: Vec<String>,
     pub balance: BalanceSummary,
     pub reconciliation: Reconciliation,
 }
@@ -350,6 +354,9 @@ impl Audit {
         if let Some(head) = &c.head {
             rows.push(("Chain head (last line's SHA-256)", head.clone()));
         }
+        for d in &self.disagreements {
+            rows.push(("Journal", format!("CUT BACK OR REWRITTEN: {d}")));
+        }
         if let Some(sig) = &self.signature {
             let key = sig.key_id.as_deref().unwrap_or("none");
             rows.push((
@@ -607,6 +614,7 @@ impl AuditState {
             input_fingerprint: self.input_fingerprint,
             journal_chain: ChainSummary::from(&self.chain),
             signature: None,
+            disagreements: Vec::new(),
             balance: BalanceSummary {
                 before: self.before,
                 after: self.after,

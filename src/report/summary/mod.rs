@@ -327,6 +327,9 @@ impl Summary {
         for p in &a.reconciliation.problems {
             out.push(format!("the reconciliation does not close: {p}"));
         }
+        for d in &a.disagreements {
+            out.push(format!("the journal no longer holds what was built from it: {d}"));
+        }
         if let Some(sig) = &a.signature {
             for p in &sig.problems {
                 out.push(format!("the signature does not hold: {p}"));
