@@ -8,6 +8,7 @@ mod audit;
 mod check;
 mod client;
 mod emulator;
+mod engines;
 mod failures;
 mod fuzz_regressions;
 mod input;
