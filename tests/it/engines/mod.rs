@@ -38,7 +38,7 @@ pub fn can_run(test: &str, why_not: Option<String>) -> bool {
     if under_ci() {
         panic!("engines::{test} cannot start under CI (nothing is skipped there): {why}");
     }
-    eprintln!("SKIPPED engines::{test}: {why}");
+    say(&format!("SKIPPED engines::{test}: {why}"));
     false
 }
 
