@@ -394,3 +394,56 @@ async fn the_array_script_runs_on_a_real_slurm_cluster() {
     ));
     cluster.stop().await;
 }
+
+/// The script's own refusals, before the binary runs (no cluster needed): a task off the
+/// array that SHARD_TOTAL, ARRAY_FIRST and ARRAY_STEP describe, and no key anywhere.
+#[tokio::test]
+async fn the_array_script_refuses_a_task_off_its_array_and_a_missing_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = repo().join("deploy/slurm/liveness-batch.sbatch");
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script)
+            .env_clear()
+            .env("PATH", path_with_bin())
+            .env("HOME", tmp.path())
+            .env("INPUT", tmp.path())
+            .env("RESULTS", tmp.path().join("results"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    };
+    let slurm = [
+        ("SLURM_ARRAY_TASK_ID", "4"),
+        ("SLURM_ARRAY_TASK_MIN", "4"),
+        ("SLURM_ARRAY_TASK_COUNT", "1"),
+    ];
+    let mut cases: Vec<(Vec<(&str, &str)>, &str)> = Vec::new();
+    // Task 4 of an original --array=1-7:2 (4 tasks: 1, 3, 5, 7) is not one of them.
+    let mut off = slurm.to_vec();
+    off.extend([
+        ("DIDIT_API_KEY", KEY),
+        ("SHARD_TOTAL", "4"),
+        ("ARRAY_FIRST", "1"),
+        ("ARRAY_STEP", "2"),
+    ]);
+    cases.push((
+        off,
+        "task 4 is not one of the 4 tasks of an array starting at 1 with step 2",
+    ));
+    // Task 4 of an original --array=0-3 is past its end.
+    let mut past = slurm.to_vec();
+    past.extend([("DIDIT_API_KEY", KEY), ("SHARD_TOTAL", "4")]);
+    cases.push((past, "task 4 is not one of the 4 tasks"));
+    cases.push((
+        slurm.to_vec(),
+        "no API key: set DIDIT_API_KEY_FILE or DIDIT_API_KEY",
+    ));
+    for (env, message) in cases {
+        let out = output(&mut run(&env), Duration::from_secs(30)).await;
+        assert_eq!(out.code, Some(2), "{env:?}: {}", out.all());
+        assert!(out.stderr.contains(message), "{env:?}: {}", out.all());
+        assert!(!tmp.path().join("results").exists(), "nothing ran: {env:?}");
+    }
+}
