@@ -26,12 +26,19 @@ async fn the_image_builds_and_runs_the_sample_scan_and_a_resume() {
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    let status = tokio::time::timeout(Duration::from_secs(20 * 60), cmd.status())
-        .await
-        .expect("deploy/container/build-and-run did not end within 20 minutes")
-        .expect("run deploy/container/build-and-run");
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("run deploy/container/build-and-run");
+    let limit = Duration::from_secs(20 * 60);
+    let Ok(status) = tokio::time::timeout(limit, child.wait()).await else {
+        // SIGTERM, not SIGKILL: the script then removes what podman made before it ends.
+        if let Some(pid) = child.id() {
+            // SAFETY: kill has no memory-safety preconditions; the PID is our own child's.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(180), child.wait()).await;
+        panic!("deploy/container/build-and-run did not end within {limit:?}");
+    };
+    let status = status.expect("wait for deploy/container/build-and-run");
     assert!(
         status.success(),
         "deploy/container/build-and-run failed ({status}); its messages are above"

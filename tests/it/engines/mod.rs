@@ -3,9 +3,10 @@
 //! their APIs' schemas and to the README's table of exit codes (`manifests.rs`); the container
 //! image is built with podman and run (`container.rs`).
 //!
-//! They need root (daemons, packages, containers) and install what is missing (Debian packages,
-//! a Python environment under `target/`). Without root, outside CI, they pass and say they were
-//! skipped; under CI (`CI` set) nothing is skipped: a test that cannot start fails.
+//! They install what is missing (Debian packages, a Python environment under `target/`); the
+//! Slurm and container tests need root (daemons, packages, containers). Outside CI, a test that
+//! cannot start (no root, no PyPI) passes and says it was skipped; under CI (`CI` set) nothing
+//! is skipped: a test that cannot start fails.
 
 mod container;
 mod manifests;
