@@ -83,7 +83,7 @@ impl Cluster {
     fn completions(&self, job: &str) -> BTreeMap<u32, Completion> {
         let text = std::fs::read_to_string(&self.jobcomp).unwrap_or_default();
         text.lines()
-            .map(Completion::parse)
+            .filter_map(Completion::parse)
             .filter(|c| c.array_job == job)
             .map(|c| (c.task, c))
             .collect()
@@ -137,28 +137,23 @@ struct Completion {
 }
 
 impl Completion {
-    fn parse(line: &str) -> Completion {
+    /// `None` for a line of another kind of job (no array fields) or one still being written.
+    fn parse(line: &str) -> Option<Completion> {
         let fields: BTreeMap<&str, &str> = line
             .split_whitespace()
             .filter_map(|f| f.split_once('='))
             .collect();
-        let get = |k: &str| {
-            *fields
-                .get(k)
-                .unwrap_or_else(|| panic!("no {k} in the completion line {line:?}"))
-        };
-        let time = |k: &str| {
-            chrono::NaiveDateTime::parse_from_str(get(k), "%Y-%m-%dT%H:%M:%S")
-                .unwrap_or_else(|e| panic!("{k} in {line:?}: {e}"))
-        };
-        Completion {
-            array_job: get("ArrayJobId").to_string(),
-            task: get("ArrayTaskId").parse().unwrap_or(u32::MAX),
-            state: get("JobState").to_string(),
-            exit_code: get("ExitCode").to_string(),
-            start: time("StartTime"),
-            end: time("EndTime"),
-        }
+        let get = |k: &str| fields.get(k).copied();
+        let time =
+            |k: &str| chrono::NaiveDateTime::parse_from_str(get(k)?, "%Y-%m-%dT%H:%M:%S").ok();
+        Some(Completion {
+            array_job: get("ArrayJobId")?.to_string(),
+            task: get("ArrayTaskId")?.parse().ok()?,
+            state: get("JobState")?.to_string(),
+            exit_code: get("ExitCode")?.to_string(),
+            start: time("StartTime")?,
+            end: time("EndTime")?,
+        })
     }
 }
 
