@@ -4,6 +4,7 @@
 # journal and outputs, and exits 143; rerunning the same command resumes.
 #
 #   docker build -t liveness-batch .
+#   (or deploy/container/Containerfile: the same runtime image around a binary built on the host)
 #   docker run --rm -e DIDIT_API_KEY -v "$PWD/selfies:/data:ro" -v "$PWD/out:/results" \
 #     liveness-batch liveness-batch scan /data --out /results
 

@@ -9,6 +9,7 @@ mod charges;
 mod check;
 mod client;
 mod emulator;
+mod engines;
 mod evidence;
 mod failures;
 mod fuzz_regressions;
