@@ -275,6 +275,11 @@ pub struct ScanArgs {
     #[arg(long)]
     pub follow_links: bool,
 
+    /// Accept a source that holds no image (a folder, manifest or bucket prefix with nothing
+    /// to screen); without it, such a source is an error (exit 2), as a mistyped prefix is.
+    #[arg(long)]
+    pub allow_empty: bool,
+
     /// Screen only part K of N of the input (1-based), split by a stable hash of each item's
     /// key, for array jobs: every task runs the same command with its own K. --rate and
     /// --max-requests stay the key's budget; each shard takes 1/N of it.

@@ -132,6 +132,8 @@ pub struct ScanConfig {
     /// share of the key's budget.
     pub shard: Option<crate::shard::Plan>,
     pub dry_run: bool,
+    /// `--allow-empty`: a source with no image is not an error.
+    pub allow_empty: bool,
     pub retry_failed: bool,
     /// Read every finished item on resume, whatever its version (`--checksum`).
     pub checksum: bool,
@@ -234,6 +236,7 @@ impl ScanConfig {
             max_requests,
             shard,
             dry_run: args.dry_run,
+            allow_empty: args.allow_empty,
             retry_failed: args.retry_failed,
             checksum: args.checksum,
             fresh: args.fresh,

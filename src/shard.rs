@@ -361,13 +361,17 @@ impl ShardHeader {
 }
 
 /// A fingerprint of the input as given: `sha256:` of one line per source, in order: a manifest
-/// by the SHA-256 of its bytes, a folder by its path as given (its listing may change between
-/// tasks; the split does not depend on it), standard input as `stdin` (it cannot be read twice).
+/// by the SHA-256 of its bytes, a folder by its path as given and a bucket prefix by its URI as
+/// given (their listings may change between tasks; the split does not depend on them; a
+/// bucket's is the same from every machine), standard input as `stdin` (it cannot be read
+/// twice).
 pub fn fingerprint(sources: &[PathBuf]) -> io::Result<String> {
     let mut all = Sha256::new();
     for s in sources {
         let line = if s.as_os_str() == "-" {
             "stdin".to_string()
+        } else if let Some(uri) = crate::input::bucket::uri_of(s) {
+            format!("bucket {uri}")
         } else if std::fs::metadata(s)?.is_dir() {
             format!("folder {}", s.display())
         } else {
@@ -598,5 +602,20 @@ mod tests {
         std::fs::write(&m, "path\na.jpg\nb.jpg\n").unwrap();
         assert_ne!(a, fingerprint(&sources).unwrap());
         assert!(fingerprint(&[dir.path().join("gone")]).is_err());
+    }
+
+    #[test]
+    fn a_bucket_prefix_is_fingerprinted_by_its_uri_as_given_on_every_machine() {
+        // Nothing local is looked at: no such file exists here, and none needs to.
+        let p = |s: &str| vec![PathBuf::from(s)];
+        let a = fingerprint(&p("s3://aud1/selfies/")).unwrap();
+        assert_eq!(a, fingerprint(&p("s3://aud1/selfies/")).unwrap());
+        for other in [
+            "s3://aud1/selfies",
+            "s3://aud1/selfies//",
+            "gs://aud1/selfies/",
+        ] {
+            assert_ne!(a, fingerprint(&p(other)).unwrap(), "{other}");
+        }
     }
 }

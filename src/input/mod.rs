@@ -106,6 +106,15 @@ pub enum Event {
     /// Something the user should know that is not an item: a symlink loop, an unreadable folder,
     /// a manifest that stopped reading midway.
     Warning(String),
+    /// A source that could not be read to its end (a bucket listing that stopped after its
+    /// retries): the population the run saw is incomplete. Nothing of that source follows.
+    Incomplete {
+        /// The SOURCE argument.
+        source: String,
+        /// The last key listed before it stopped (relative to the prefix), if any.
+        last_key: Option<String>,
+        reason: String,
+    },
 }
 
 /// A source that cannot be used; the run stops before anything is sent (exit 2).
@@ -149,6 +158,12 @@ pub enum InputError {
     /// A bucket source that cannot be used (a refusal of the store stops with exit 7).
     #[error(transparent)]
     Storage(#[from] bucket::StorageError),
+    /// A source with nothing to screen: most often a mistyped folder or prefix.
+    #[error(
+        "{0} holds no image to screen (check the folder, manifest or prefix; --allow-empty \
+         accepts a source with none)"
+    )]
+    Empty(String),
 }
 
 /// A path's bytes as text, losslessly: a valid UTF-8 path is returned unchanged; in a path that
@@ -247,7 +262,7 @@ pub fn open(sources: &[PathBuf], opts: &SourceOptions) -> Result<Sources, InputE
                 return Err(InputError::GivenTwice(shown));
             }
             seen.push(canonical);
-            let listing = bucket::Listing::open(uri, &shown, opts.hidden, &opts.storage)?;
+            let listing = bucket::Listing::open(uri, &shown, opts)?;
             queue.push_back(Box::new(listing));
             continue;
         }
@@ -317,6 +332,21 @@ fn stdin_manifest(opts: &SourceOptions) -> Result<SharedStdin, InputError> {
             }
         },
     }
+}
+
+/// Whether a folder or manifest source yields at least one item (read only up to the first).
+/// Standard input and bucket prefixes are not looked at here (standard input cannot be read
+/// twice; a prefix is judged by its first listing page, [`bucket::check_listing`]).
+pub fn yields_items(src: &Path, opts: &SourceOptions) -> Result<bool, InputError> {
+    if src.as_os_str() == "-" || bucket::is_uri(src) {
+        return Ok(true);
+    }
+    let opts = SourceOptions {
+        track_duplicates: false,
+        ..opts.clone()
+    };
+    let mut events = open(std::slice::from_ref(&src.to_path_buf()), &opts)?;
+    Ok(events.any(|e| matches!(e, Event::Item(_))))
 }
 
 fn is_csv(path: &Path) -> bool {
@@ -446,7 +476,8 @@ mod tests {
             ("walk.rs", include_str!("walk.rs")),
             ("manifest.rs", include_str!("manifest.rs")),
             ("preflight.rs", include_str!("preflight.rs")),
-            ("bucket.rs", include_str!("bucket.rs")),
+            ("bucket/mod.rs", include_str!("bucket/mod.rs")),
+            ("bucket/list.rs", include_str!("bucket/list.rs")),
         ] {
             assert!(!text.contains(needle), "src/input/{file} uses {needle}");
         }

@@ -291,6 +291,7 @@ mod tests {
                     )
                 }
                 Event::Warning(_) => "warning".to_string(),
+                Event::Incomplete { .. } => unreachable!("a folder walk is never incomplete"),
             })
             .collect()
     }
@@ -524,6 +525,7 @@ mod tests {
                         }
                         Event::Item(i) => format!("item {}", i.key),
                         Event::Warning(w) => format!("warning {w}"),
+                        Event::Incomplete { .. } => unreachable!("a walk is never incomplete"),
                     })
                     .collect::<Vec<_>>()
             })

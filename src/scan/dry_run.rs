@@ -47,6 +47,7 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
     };
     let mut events = source::preflighted(cfg, stop.clone(), quick);
     let mut est = Estimate::default();
+    let mut incomplete = None;
     loop {
         let ev = tokio::select! {
             biased;
@@ -59,6 +60,10 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
         match ev {
             Ev::Ignored { .. } => est.ignored += 1,
             Ev::Warning(w) => messages::warn(&w),
+            Ev::Incomplete(i) => {
+                messages::warn(&i.warning());
+                incomplete.get_or_insert(i);
+            }
             Ev::Ready(ready) => {
                 est.items += 1;
                 let content = ready.sha256().map(journal::content_digest_of);
@@ -96,7 +101,17 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
     }
     let balance = balance(cfg).await;
     print!("{}", render(cfg, &est, stop.cause().is_some(), &balance));
-    Ok(stop.cause().map_or(Exit::Ok, |c| c.exit_code()))
+    if let Some(i) = &incomplete {
+        println!(
+            "INCOMPLETE: the counts cover only what was listed before {} stopped.",
+            i.source
+        );
+    }
+    Ok(match stop.cause() {
+        Some(c) => c.exit_code(),
+        None if incomplete.is_some() => Exit::Incomplete,
+        None => Exit::Ok,
+    })
 }
 
 /// The account balance, read with the key when there is one (a read, nothing is sent).

@@ -60,8 +60,9 @@ impl RunCounts {
 pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
     // Validate every source before touching the out dir.
     input::open(&cfg.sources, &cfg.source_options)?;
-    // A store that refuses the credentials or a bucket stops here, before any API call.
-    check_buckets(&cfg).await?;
+    // A store that refuses the credentials or a bucket stops here, before any API call, and
+    // so does a source with nothing to screen.
+    check_sources(&cfg).await?;
     if cfg.dry_run {
         return dry_run::run(&cfg, &stop).await;
     }
@@ -112,6 +113,8 @@ struct Pipeline {
     started: Instant,
     /// The out dir, which holds the resume index (named when it cannot be read).
     out_dir: PathBuf,
+    /// The first source that could not be read to its end.
+    incomplete: Option<journal::IncompleteSource>,
 }
 
 /// What the drained pipeline hands to the end of the run.
@@ -124,6 +127,7 @@ struct Drained {
     started: Instant,
     /// The ignored-files list as put in place (or left, when it was the same).
     listed: Vec<report::state::Listed>,
+    incomplete: Option<journal::IncompleteSource>,
 }
 
 impl Pipeline {
@@ -198,6 +202,7 @@ impl Pipeline {
             stop,
             started: Instant::now(),
             out_dir: cfg.out.clone(),
+            incomplete: None,
         })
     }
 }
@@ -301,11 +306,18 @@ impl Pipeline {
         match ev {
             Ev::Ignored { path, reason } => self.ignore(path, reason),
             Ev::Warning(w) => messages::warn(&w),
+            Ev::Incomplete(i) => self.incomplete(i),
             Ev::Ready(ready) => {
                 RunCounts::add(&self.counts.inputs, 1);
                 self.decide(*ready).await;
             }
         }
+    }
+
+    /// A source that stopped before its end: said now, and recorded in the end line.
+    fn incomplete(&mut self, i: journal::IncompleteSource) {
+        messages::warn(&i.warning());
+        self.incomplete.get_or_insert(i);
     }
 
     fn ignore(&mut self, path: String, reason: String) {
@@ -509,6 +521,7 @@ impl Pipeline {
                     RunCounts::add(&self.counts.not_processed, 1);
                 }
                 Ev::Ignored { path, reason } => self.ignore(path, reason),
+                Ev::Incomplete(i) => self.incomplete(i),
                 Ev::Warning(_) => {}
             }
         }
@@ -531,6 +544,7 @@ impl Pipeline {
             without_result,
             stop,
             started,
+            incomplete,
             ..
         } = self;
         drop(job_tx);
@@ -567,6 +581,7 @@ impl Pipeline {
             without_result: without_result.load(Ordering::Relaxed),
             started,
             listed,
+            incomplete,
         }
     }
 }
@@ -708,16 +723,25 @@ fn end_line(drained: &Drained, cause: Option<&StopCause>, input_unread: bool) ->
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let not_processed = load(&counts.not_processed);
     // The exit code covers the whole journal (earlier runs too).
+    // A population that is not whole is never "completed": its own outcome and exit code
+    // (unless the run stopped for a cause of its own, which says more).
     let exit_code = match cause {
         Some(c) => c.exit_code(),
+        None if drained.incomplete.is_some() => Exit::Incomplete,
         None if not_processed == 0 && drained.without_result == 0 => Exit::Ok,
         None => Exit::SomeFailed,
     };
     let end = RunEnd {
         finished_at: now_rfc3339(),
         wall_secs: drained.started.elapsed().as_secs_f64(),
-        outcome: cause.map_or(RunOutcome::Completed, StopCause::outcome),
-        stop_reason: cause.map(StopCause::describe),
+        outcome: match cause {
+            Some(c) => c.outcome(),
+            None if drained.incomplete.is_some() => RunOutcome::Incomplete,
+            None => RunOutcome::Completed,
+        },
+        stop_reason: cause
+            .map(StopCause::describe)
+            .or_else(|| drained.incomplete.as_ref().map(|i| i.warning())),
         exit_code: exit_code.code(),
         inputs: load(&counts.inputs),
         ignored: load(&counts.ignored),
@@ -735,18 +759,33 @@ fn end_line(drained: &Drained, cause: Option<&StopCause>, input_unread: bool) ->
         input_unread,
         retry_after_capped: load(&counts.retry_after_capped),
         balance: None,
+        incomplete: drained.incomplete.clone(),
     };
     (end, exit_code)
 }
 
 /// The first listing page of every bucket source: a refusal of the credentials or the bucket
-/// stops the run at once (exit 7).
-async fn check_buckets(cfg: &ScanConfig) -> Result<(), ScanError> {
+/// stops the run at once (exit 7). A source with no image is a usage error (exit 2), unless
+/// `--allow-empty`.
+async fn check_sources(cfg: &ScanConfig) -> Result<(), ScanError> {
+    let empty = |src: &std::path::Path| input::InputError::Empty(src.display().to_string());
     for src in &cfg.sources {
         if let Some(uri) = input::bucket::uri_of(src) {
-            input::bucket::check_listing(&uri, &cfg.source_options.storage)
+            let shown = src.display().to_string();
+            let first = input::bucket::check_listing(&uri, &shown, &cfg.source_options)
                 .await
                 .map_err(input::InputError::from)?;
+            if first == input::bucket::FirstPage::NoImages && !cfg.allow_empty {
+                return Err(empty(src).into());
+            }
+        } else if !cfg.allow_empty {
+            let (path, opts) = (src.clone(), cfg.source_options.clone());
+            let any = tokio::task::spawn_blocking(move || input::yields_items(&path, &opts))
+                .await
+                .map_err(|e| ScanError::Internal(e.to_string()))??;
+            if !any {
+                return Err(empty(src).into());
+            }
         }
     }
     Ok(())

@@ -77,8 +77,13 @@ impl Ready {
 /// What the source stage yields.
 pub enum Ev {
     Ready(Box<Ready>),
-    Ignored { path: String, reason: String },
+    Ignored {
+        path: String,
+        reason: String,
+    },
     Warning(String),
+    /// A source that could not be read to its end: the run's population is incomplete.
+    Incomplete(journal::IncompleteSource),
 }
 
 /// How the source stage decides what it needs to read.
@@ -198,6 +203,7 @@ enum Walked {
     Item(Box<Found>),
     Ignored { path: String, reason: String },
     Warning(String),
+    Incomplete(journal::IncompleteSource),
 }
 
 /// Read one item's file on a blocking thread, or its object from its store (a bad manifest row
@@ -281,6 +287,15 @@ pub fn preflighted(
                 }
                 Event::Ignored { path, reason } => Walked::Ignored { path, reason },
                 Event::Warning(w) => Walked::Warning(w),
+                Event::Incomplete {
+                    source,
+                    last_key,
+                    reason,
+                } => Walked::Incomplete(journal::IncompleteSource {
+                    source,
+                    last_key,
+                    reason,
+                }),
             };
             batch.push(walked);
             if batch.len() >= batch_len
@@ -367,6 +382,7 @@ pub fn preflighted(
                     match ev {
                         Walked::Ignored { path, reason } => Ev::Ignored { path, reason },
                         Walked::Warning(w) => Ev::Warning(w),
+                        Walked::Incomplete(i) => Ev::Incomplete(i),
                         Walked::Item(found) => {
                             let Found {
                                 item,

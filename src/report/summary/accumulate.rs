@@ -136,6 +136,9 @@ impl Accumulator {
         self.segments.last_mut().expect("a segment").last_end = Some(end.clone());
         self.last_end = Some(end.clone());
         self.audit.on_end(end);
+        if let Some(i) = &end.incomplete {
+            self.warn(i.warning());
+        }
     }
 
     /// An item record. Money counts over every record; `latest` marks the record that is the

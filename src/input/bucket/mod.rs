@@ -2,8 +2,12 @@
 //! cargo features) listed as a stream of items (one listing page at a time, never collected),
 //! objects read with the store's own bounded retries, and one client per bucket and endpoint.
 //! Listing metadata decides what is never downloaded (too large, empty, not an image by name).
+//! Keys are used exactly as stored: never normalised, never encoded twice; a key the storage
+//! client cannot address becomes a row saying so, and the listing goes on past it.
 
-use std::collections::HashMap;
+pub mod list;
+
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +20,7 @@ use object_store::{BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, Retry
 
 use super::preflight::{self, Prepared, Refusal, StorageFault};
 use super::version::Version;
-use super::{Event, IMAGE_EXTENSIONS, Item, escape_bytes};
+use super::{Event, IMAGE_EXTENSIONS, Item, SourceOptions, escape_bytes};
 
 /// How object stores are reached (from the scan options; the rest comes from the environment
 /// the way cloud jobs provide it).
@@ -42,6 +46,11 @@ pub enum StorageError {
          loopback test servers)"
     )]
     PlainHttp(String),
+    #[error(
+        "the storage endpoint {0} has a query or a fragment ('?' or '#'): give the endpoint's \
+         scheme, host and port only"
+    )]
+    EndpointQuery(String),
     #[error("cannot set up the client for {uri}: {message}")]
     Setup { uri: String, message: String },
     /// The store refused the credentials or the bucket: the run stops (exit 7).
@@ -68,6 +77,24 @@ pub enum Scheme {
 }
 
 impl Scheme {
+    /// Whether this build can reach this store.
+    pub fn built(self) -> bool {
+        match self {
+            Scheme::S3 => true,
+            Scheme::Gcs => cfg!(feature = "gcp"),
+            Scheme::Azure => cfg!(feature = "azure"),
+        }
+    }
+
+    /// Why this build cannot reach this store, if it cannot.
+    pub fn not_built(self) -> Option<StorageError> {
+        match self {
+            _ if self.built() => None,
+            Scheme::Gcs => Some(StorageError::NotBuilt("gs", "gcp")),
+            _ => Some(StorageError::NotBuilt("az", "azure")),
+        }
+    }
+
     fn prefix(self) -> &'static str {
         match self {
             Scheme::S3 => "s3",
@@ -106,10 +133,11 @@ impl Uri {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
         Some(if ok {
+            // The key is kept exactly as written: `s3://b//x` names the key `/x`, not `x`.
             Ok(Uri {
                 scheme,
                 bucket: bucket.to_string(),
-                key: key.trim_start_matches('/').to_string(),
+                key: key.to_string(),
             })
         } else {
             Err(StorageError::BadUri(super::shorten(text), scheme.prefix()))
@@ -119,6 +147,16 @@ impl Uri {
     /// The bucket's URI, for messages.
     pub fn bucket_uri(&self) -> String {
         format!("{}://{}/", self.scheme.prefix(), self.bucket)
+    }
+
+    /// The listing prefix this URI names: its key as written, as a folder (a `/` added when
+    /// it has none; empty for the whole bucket).
+    pub fn list_prefix(&self) -> String {
+        if self.key.is_empty() || self.key.ends_with('/') {
+            self.key.clone()
+        } else {
+            format!("{}/", self.key)
+        }
     }
 
     fn object_uri(&self, key: &str) -> String {
@@ -174,25 +212,46 @@ fn is_loopback_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-type Stores = HashMap<(Scheme, String, StorageOptions), Arc<dyn ObjectStore>>;
+/// A bucket's clients: the storage client, and where this program lists the bucket itself
+/// (keys exactly as stored), the listing client.
+#[derive(Clone)]
+struct Client {
+    store: Arc<dyn ObjectStore>,
+    lister: Option<Arc<list::Lister>>,
+}
+
+type ClientId = (Scheme, String, StorageOptions);
 
 /// One client per bucket and endpoint, for the whole process.
-static STORES: Mutex<Option<Stores>> = Mutex::new(None);
+static CLIENTS: Mutex<Option<HashMap<ClientId, Client>>> = Mutex::new(None);
 
-/// The client for `uri`'s bucket (made once, then shared).
-pub fn store(uri: &Uri, opts: &StorageOptions) -> Result<Arc<dyn ObjectStore>, StorageError> {
+/// The clients for `uri`'s bucket (made once, then shared).
+fn client(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
     let id = (uri.scheme, uri.bucket.clone(), opts.clone());
-    let mut stores = STORES.lock().unwrap_or_else(|p| p.into_inner());
-    let stores = stores.get_or_insert_with(HashMap::new);
-    if let Some(s) = stores.get(&id) {
-        return Ok(s.clone());
+    let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
+    let clients = clients.get_or_insert_with(HashMap::new);
+    if let Some(c) = clients.get(&id) {
+        return Ok(c.clone());
     }
     let made = build(uri, opts)?;
-    stores.insert(id, made.clone());
+    clients.insert(id, made.clone());
     Ok(made)
 }
 
-fn build(uri: &Uri, opts: &StorageOptions) -> Result<Arc<dyn ObjectStore>, StorageError> {
+/// The storage client for `uri`'s bucket (made once, then shared).
+pub fn store(uri: &Uri, opts: &StorageOptions) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    client(uri, opts).map(|c| c.store)
+}
+
+/// An endpoint URL with a query or a fragment would lose the bucket from the request's path.
+fn check_endpoint(endpoint: &str) -> Result<(), StorageError> {
+    if endpoint.contains(['?', '#']) {
+        return Err(StorageError::EndpointQuery(super::shorten(endpoint)));
+    }
+    Ok(())
+}
+
+fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
     let setup = |e: object_store::Error| StorageError::Setup {
         uri: uri.bucket_uri(),
         message: e.to_string(),
@@ -212,6 +271,9 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Arc<dyn ObjectStore>, Stora
             let is_http = |e: &str| e.len() >= 7 && e[..7].eq_ignore_ascii_case("http://");
             let mut http = false;
             for key in [AmazonS3ConfigKey::Endpoint, AmazonS3ConfigKey::S3Endpoint] {
+                if let Some(e) = b.get_config_value(&key) {
+                    check_endpoint(&e)?;
+                }
                 if let Some(e) = b.get_config_value(&key).filter(|e| is_http(e)) {
                     if !is_loopback_url(&e) {
                         return Err(StorageError::PlainHttp(super::shorten(&e)));
@@ -221,14 +283,43 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Arc<dyn ObjectStore>, Stora
             }
             // Only a loopback endpoint may be plain http, whatever AWS_ALLOW_HTTP says.
             b = b.with_allow_http(http);
-            Ok(Arc::new(b.build().map_err(setup)?))
+            let listing = s3_listing(&b, &uri.bucket);
+            let s3 = b.build().map_err(setup)?;
+            let lister = match listing {
+                Some((endpoint, region, sign_payload, skip_signature)) => {
+                    let auth = if skip_signature {
+                        list::Auth::None
+                    } else {
+                        list::Auth::Aws {
+                            credentials: s3.credentials().clone(),
+                            region,
+                            sign_payload,
+                        }
+                    };
+                    let lister = list::Lister::new(endpoint, auth).map_err(|message| {
+                        StorageError::Setup {
+                            uri: uri.bucket_uri(),
+                            message,
+                        }
+                    })?;
+                    Some(Arc::new(lister))
+                }
+                None => None,
+            };
+            Ok(Client {
+                store: Arc::new(s3),
+                lister,
+            })
         }
         #[cfg(feature = "gcp")]
         Scheme::Gcs => {
             let b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(&uri.bucket)
                 .with_retry(retry_config());
-            Ok(Arc::new(b.build().map_err(setup)?))
+            Ok(Client {
+                store: Arc::new(b.build().map_err(setup)?),
+                lister: None,
+            })
         }
         #[cfg(not(feature = "gcp"))]
         Scheme::Gcs => {
@@ -240,7 +331,10 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Arc<dyn ObjectStore>, Stora
             let b = object_store::azure::MicrosoftAzureBuilder::from_env()
                 .with_container_name(&uri.bucket)
                 .with_retry(retry_config());
-            Ok(Arc::new(b.build().map_err(setup)?))
+            Ok(Client {
+                store: Arc::new(b.build().map_err(setup)?),
+                lister: None,
+            })
         }
         #[cfg(not(feature = "azure"))]
         Scheme::Azure => {
@@ -248,6 +342,74 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Arc<dyn ObjectStore>, Stora
             Err(StorageError::NotBuilt("az", "azure"))
         }
     }
+}
+
+/// How this program lists an S3 bucket itself: the bucket's endpoint as the storage client
+/// addresses it, the region, whether payloads are signed and whether requests are signed at all;
+/// `None` for S3 Express buckets, which the storage client lists.
+fn s3_listing(
+    b: &object_store::aws::AmazonS3Builder,
+    bucket: &str,
+) -> Option<(String, String, bool, bool)> {
+    use object_store::aws::AmazonS3ConfigKey as K;
+    let flag = |k: K| {
+        b.get_config_value(&k)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    };
+    if flag(K::S3Express) {
+        return None;
+    }
+    let region = b
+        .get_config_value(&K::Region)
+        .unwrap_or_else(|| "us-east-1".to_string());
+    let endpoint = b
+        .get_config_value(&K::S3Endpoint)
+        .or_else(|| b.get_config_value(&K::Endpoint));
+    let virtual_hosted = flag(K::VirtualHostedStyleRequest);
+    // As the storage client builds it, so both reach the same place.
+    let bucket_endpoint = match (endpoint, virtual_hosted) {
+        (Some(e), true) => e,
+        (Some(e), false) => format!("{}/{bucket}", e.trim_end_matches('/')),
+        (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+    };
+    Some((
+        bucket_endpoint,
+        region,
+        !flag(K::UnsignedPayload),
+        flag(K::SkipSignature),
+    ))
+}
+
+/// The storage client's path for `key`, addressing exactly that key; `Err` with the reason
+/// when it cannot (an empty segment, a `.` or `..` segment, a control character): the client
+/// would address another key, or none.
+pub fn object_path(key: &str) -> Result<ObjectPath, String> {
+    if key.is_empty() {
+        return Err(
+            "the URI names a bucket, not an object: write it as SCHEME://BUCKET/KEY".into(),
+        );
+    }
+    match ObjectPath::parse(key) {
+        Ok(p) if p.as_ref() == key => Ok(p),
+        _ => Err(unaddressable(key)),
+    }
+}
+
+fn unaddressable(key: &str) -> String {
+    let why = if key.starts_with('/') || key.ends_with('/') || key.contains("//") {
+        "an empty segment ('//', or a '/' at its start or end)"
+    } else if key.split('/').any(|s| s == "." || s == "..") {
+        "a '.' or '..' segment"
+    } else if key.chars().any(|c| c.is_ascii_control()) {
+        "a control character (such as a tab)"
+    } else {
+        "a form the storage client cannot address"
+    };
+    format!(
+        "the object key has {why}, which the storage client cannot address exactly: not \
+         downloaded (copy the object to a plain key to screen it)"
+    )
 }
 
 /// What a store's error means for the run.
@@ -312,16 +474,65 @@ fn classify_text(text: &str, not_found: bool, denied: bool) -> Failure {
     Failure::Failed
 }
 
+/// First pages fetched by [`check_listing`], kept for the listing that follows so no page is
+/// requested twice. Each check replaces its URI's page; the first listing of the URI takes it.
+static FIRST_PAGES: Mutex<Option<HashMap<(String, StorageOptions), list::Page>>> = Mutex::new(None);
+
+fn first_pages<T>(f: impl FnOnce(&mut HashMap<(String, StorageOptions), list::Page>) -> T) -> T {
+    let mut pages = FIRST_PAGES.lock().unwrap_or_else(|p| p.into_inner());
+    f(pages.get_or_insert_with(HashMap::new))
+}
+
+/// What the first listing page of a source showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstPage {
+    /// The whole listing is this page, and it holds no image to screen.
+    NoImages,
+    /// Images on this page, or more pages to come.
+    Objects,
+}
+
 /// A listing's first page, fetched before anything else happens: a store that refuses the
-/// credentials or the bucket stops the run before any API call.
-pub async fn check_listing(uri: &Uri, opts: &StorageOptions) -> Result<(), StorageError> {
-    let store = store(uri, opts)?;
-    let prefix = prefix_of(uri);
-    let mut list = store.list(prefix.as_ref());
-    match list.next().await {
-        None | Some(Ok(_)) => Ok(()),
-        Some(Err(e)) => Err(listing_error(uri, &e)),
-    }
+/// credentials or the bucket stops the run before any API call. The page is kept for the
+/// listing that follows (it is not requested again).
+pub async fn check_listing(
+    uri: &Uri,
+    source: &str,
+    opts: &SourceOptions,
+) -> Result<FirstPage, StorageError> {
+    let client = client(uri, &opts.storage)?;
+    let prefix = uri.list_prefix();
+    let Some(lister) = client.lister else {
+        let mut list = client.store.list(store_prefix(&prefix).as_ref());
+        return match list.next().await {
+            None => Ok(FirstPage::NoImages),
+            Some(Ok(_)) => Ok(FirstPage::Objects),
+            Some(Err(e)) => Err(listing_error(uri, &e)),
+        };
+    };
+    let page = lister
+        .page(&prefix, None)
+        .await
+        .map_err(|e| page_error(uri, e))?;
+    let first = if page.next.is_some() {
+        FirstPage::Objects
+    } else {
+        // The whole listing: does it hold an item, as the listing will see it?
+        let mut probe = Listing::open(uri.clone(), source, opts)?;
+        probe.pages = Pages::Own {
+            lister,
+            next: None,
+            started: true,
+        };
+        probe.buffer = page.objects.iter().cloned().collect();
+        if probe.any(|e| matches!(e, Event::Item(_))) {
+            FirstPage::Objects
+        } else {
+            FirstPage::NoImages
+        }
+    };
+    first_pages(|pages| pages.insert((uri.to_string(), opts.storage.clone()), page));
+    Ok(first)
 }
 
 fn listing_error(uri: &Uri, e: &object_store::Error) -> StorageError {
@@ -337,21 +548,54 @@ fn listing_error(uri: &Uri, e: &object_store::Error) -> StorageError {
     }
 }
 
-fn prefix_of(uri: &Uri) -> Option<ObjectPath> {
-    let p = uri.key.trim_end_matches('/');
+fn page_error(uri: &Uri, e: list::PageError) -> StorageError {
+    match e.failure {
+        Failure::Refused(reason) => StorageError::Refused {
+            uri: uri.bucket_uri(),
+            reason,
+        },
+        Failure::Missing | Failure::Failed => StorageError::Failed {
+            uri: uri.to_string(),
+            message: e.message,
+        },
+    }
+}
+
+/// The storage client's form of a listing prefix (it adds the final '/' itself).
+fn store_prefix(prefix: &str) -> Option<ObjectPath> {
+    let p = prefix.trim_end_matches('/');
     (!p.is_empty()).then(|| ObjectPath::from(p))
 }
 
 /// A bucket prefix as a stream of events, read one listing page at a time on the caller's
-/// thread (blocking on the runtime it was opened in).
+/// thread (blocking on the runtime it was opened in). A listing that cannot reach its end
+/// (after the retries) ends with [`Event::Incomplete`].
 pub struct Listing {
     uri: Uri,
     source: String,
-    strip: usize,
+    /// The prefix as sent: the URI's key as a folder.
+    prefix: String,
     hidden: bool,
+    opts: StorageOptions,
     runtime: Runtime,
-    stream: BoxStream<'static, object_store::Result<ObjectMeta>>,
+    pages: Pages,
+    buffer: VecDeque<list::Listed>,
+    /// The last key listed (relative to the prefix), for the incomplete notice.
+    last_key: Option<String>,
     done: bool,
+}
+
+/// Where the listing's pages come from.
+enum Pages {
+    /// Listed here, keys exactly as stored.
+    Own {
+        lister: Arc<list::Lister>,
+        /// The next page's token; `None` before the first page and after the last.
+        next: Option<String>,
+        started: bool,
+    },
+    /// The storage client's own listing (stores this program does not list itself).
+    Store(BoxStream<'static, object_store::Result<ObjectMeta>>),
 }
 
 /// Where the listing's requests run: the caller's runtime, or one of its own when it has none.
@@ -380,37 +624,101 @@ impl Runtime {
 }
 
 impl Listing {
-    pub fn open(
-        uri: Uri,
-        source: &str,
-        hidden: bool,
-        opts: &StorageOptions,
-    ) -> Result<Self, StorageError> {
-        let store = store(&uri, opts)?;
-        let prefix = prefix_of(&uri);
-        let strip = prefix.as_ref().map_or(0, |p| p.as_ref().len() + 1);
+    /// Set up the listing of `uri` (no request is made until the first item is asked for).
+    pub fn open(uri: Uri, source: &str, opts: &SourceOptions) -> Result<Self, StorageError> {
+        let client = client(&uri, &opts.storage)?;
+        let prefix = uri.list_prefix();
         let runtime = Runtime::current().map_err(|e| StorageError::Setup {
             uri: uri.bucket_uri(),
             message: e.to_string(),
         })?;
-        let stream = store.list(prefix.as_ref());
+        let pages = match client.lister {
+            Some(lister) => Pages::Own {
+                lister,
+                next: None,
+                started: false,
+            },
+            None => Pages::Store(client.store.list(store_prefix(&prefix).as_ref())),
+        };
         Ok(Listing {
             uri,
             source: source.to_string(),
-            strip,
-            hidden,
+            prefix,
+            hidden: opts.hidden,
+            opts: opts.storage.clone(),
             runtime,
-            stream,
+            pages,
+            buffer: VecDeque::new(),
+            last_key: None,
             done: false,
         })
     }
 
-    fn event(&self, meta: ObjectMeta) -> Event {
-        let full = meta.location.as_ref();
-        let key = full.get(self.strip..).unwrap_or(full).to_string();
+    /// The next listed object; `Err` (the reason) when the listing cannot go on.
+    fn next_listed(&mut self) -> Option<Result<list::Listed, String>> {
+        loop {
+            if let Some(o) = self.buffer.pop_front() {
+                return Some(Ok(o));
+            }
+            match &mut self.pages {
+                Pages::Store(stream) => {
+                    return match self.runtime.block_on(stream.next())? {
+                        Ok(meta) => Some(Ok(list::Listed {
+                            key: meta.location.as_ref().to_string(),
+                            size: meta.size,
+                            etag: meta.e_tag,
+                        })),
+                        Err(e) => Some(Err(listing_error(&self.uri, &e).to_string())),
+                    };
+                }
+                Pages::Own {
+                    lister,
+                    next,
+                    started,
+                } => {
+                    if *started && next.is_none() {
+                        return None;
+                    }
+                    let page = if *started {
+                        None
+                    } else {
+                        let id = (self.uri.to_string(), self.opts.clone());
+                        first_pages(|pages| pages.remove(&id))
+                    };
+                    let page = match page {
+                        Some(p) => p,
+                        None => match self
+                            .runtime
+                            .block_on(lister.page(&self.prefix, next.as_deref()))
+                        {
+                            Ok(p) => p,
+                            Err(e) => return Some(Err(page_error(&self.uri, e).to_string())),
+                        },
+                    };
+                    *started = true;
+                    *next = page.next;
+                    self.buffer.extend(page.objects);
+                }
+            }
+        }
+    }
+
+    fn event(&self, listed: list::Listed) -> Event {
+        let full = listed.key.as_str();
+        let key = full
+            .strip_prefix(self.prefix.as_str())
+            .unwrap_or(full)
+            .to_string();
         let shown = self.uri.object_uri(full);
+        if full.ends_with('/') && listed.size == 0 {
+            return Event::Ignored {
+                path: shown,
+                reason: "folder marker (an empty object ending in '/')".into(),
+            };
+        }
         let name = key.rsplit('/').next().unwrap_or(&key);
-        if !self.hidden && key.split('/').any(|part| part.starts_with('.')) {
+        let hidden = |part: &str| part.starts_with('.') && part != "." && part != "..";
+        if !self.hidden && key.split('/').any(hidden) {
             return Event::Ignored {
                 path: shown,
                 reason: "hidden object (--hidden includes it)".into(),
@@ -422,16 +730,17 @@ impl Listing {
                 reason,
             };
         }
-        let problem = if meta.size > preflight::MAX_BYTES {
+        let size = listed.size;
+        let problem = if size > preflight::MAX_BYTES {
             Some(format!(
                 "{} ({} bytes) is over Didit's 5 MB limit (not downloaded)",
-                preflight::megabytes(meta.size),
-                meta.size
+                preflight::megabytes(size),
+                size
             ))
-        } else if meta.size == 0 {
+        } else if size == 0 {
             Some("empty object (0 bytes)".to_string())
         } else {
-            None
+            object_path(full).err()
         };
         Event::Item(Item {
             key: escape_bytes(key.as_bytes()),
@@ -444,7 +753,7 @@ impl Listing {
             columns: Default::default(),
             problem,
             seq: 0,
-            version: Version::of_object(meta.size, meta.e_tag.as_deref()),
+            version: Version::of_object(size, listed.etag.as_deref()),
             regular: false,
         })
     }
@@ -473,16 +782,20 @@ impl Iterator for Listing {
         if self.done {
             return None;
         }
-        match self.runtime.block_on(self.stream.next()) {
-            Some(Ok(meta)) => Some(self.event(meta)),
-            Some(Err(e)) => {
+        match self.next_listed() {
+            Some(Ok(listed)) => {
+                let full = listed.key.as_str();
+                let key = full.strip_prefix(self.prefix.as_str()).unwrap_or(full);
+                self.last_key = Some(key.to_string());
+                Some(self.event(listed))
+            }
+            Some(Err(reason)) => {
                 self.done = true;
-                Some(Event::Warning(format!(
-                    "the listing of {} stopped midway; objects after this point were not \
-                     listed (rerun to continue): {}",
-                    self.uri,
-                    listing_error(&self.uri, &e)
-                )))
+                Some(Event::Incomplete {
+                    source: self.source.clone(),
+                    last_key: self.last_key.clone(),
+                    reason,
+                })
             }
             None => {
                 self.done = true;
@@ -495,13 +808,14 @@ impl Iterator for Listing {
 /// An object's version without downloading it (one HEAD request), for manifest rows.
 pub async fn head_version(uri: &Uri, opts: &StorageOptions) -> Option<Version> {
     let store = store(uri, opts).ok()?;
-    let meta = store.head(&ObjectPath::from(uri.key.as_str())).await.ok()?;
+    let meta = store.head(&object_path(&uri.key).ok()?).await.ok()?;
     Version::of_object(meta.size, meta.e_tag.as_deref())
 }
 
 /// Download and check one object (after a HEAD when its size is not known from a listing): at
 /// most 5 MB is ever downloaded; the content check is the files' one. A listed object is read
-/// only if it still has the listed ETag.
+/// only if it still has the listed ETag, and one that is gone since it was listed is a source
+/// error (to rerun), not the input's fault.
 pub async fn read(
     uri: &Uri,
     known: Option<&Version>,
@@ -510,6 +824,13 @@ pub async fn read(
     let shown = uri.to_string();
     let failed = |e: &object_store::Error, what: &str| {
         let (reason, fault) = match classify(e) {
+            Failure::Missing if known.is_some() => (
+                format!(
+                    "{shown} was listed but is gone now (deleted since); rerun to screen what \
+                     the prefix holds then"
+                ),
+                Some(StorageFault::Failed),
+            ),
             Failure::Missing => (format!("object not found: {shown}"), None),
             Failure::Refused(why) => (
                 format!("storage refused {shown}: {why}"),
@@ -525,11 +846,16 @@ pub async fn read(
             ..Refusal::unread(reason)
         }
     };
+    if let Some(e) = uri.scheme.not_built() {
+        // No rerun of this build can read it: the row's own error.
+        return Err(Refusal::unread(format!("{shown}: {e}")));
+    }
+    let location =
+        object_path(&uri.key).map_err(|why| Refusal::unread(format!("{shown}: {why}")))?;
     let store = store(uri, opts).map_err(|e| Refusal {
         storage: Some(StorageFault::Failed),
         ..Refusal::unread(e.to_string())
     })?;
-    let location = ObjectPath::from(uri.key.as_str());
     let version = match known {
         Some(v) => v.clone(),
         None => {
@@ -650,7 +976,7 @@ mod tests {
             endpoint: Some("http://minio.internal:9000".into()),
             region: Some("us-east-1".into()),
         };
-        let e = build(&uri, &opts).unwrap_err();
+        let e = build(&uri, &opts).err().expect("refused");
         assert!(
             e.to_string()
                 .contains("http://minio.internal:9000 is plain http off this machine"),

@@ -1,0 +1,382 @@
+//! A bucket listing read with the keys exactly as the store holds them: the S3 ListObjectsV2
+//! request made and signed here, its XML read here, page by page. (The storage client's own
+//! listing turns each key into a path it can address, and a page holding one key it cannot,
+//! such as `a//b.jpg`, `./x.jpg` or a key with a tab, fails whole: the objects after it
+//! would never be seen.)
+
+use std::time::Duration;
+
+use object_store::aws::{AwsAuthorizer, AwsCredentialProvider};
+use object_store::client::{HttpRequest, HttpRequestBody};
+use quick_xml::events::Event as Xml;
+
+use super::{Failure, classify_text, retry_config};
+
+/// One object as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The full key, exactly as stored.
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
+}
+
+/// One listing page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub objects: Vec<Listed>,
+    /// The token that asks for the next page; `None` on the last one.
+    pub next: Option<String>,
+}
+
+/// Why a page could not be had (after the retries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageError {
+    pub failure: Failure,
+    pub message: String,
+}
+
+/// How listing requests are authorised.
+#[derive(Debug)]
+pub enum Auth {
+    /// AWS Signature V4 with the store's own credentials.
+    Aws {
+        credentials: AwsCredentialProvider,
+        region: String,
+        sign_payload: bool,
+    },
+    /// No signature (`AWS_SKIP_SIGNATURE`: a public bucket).
+    None,
+}
+
+/// Lists one bucket: its endpoint (`https://HOST/BUCKET` or a virtual-hosted
+/// `https://BUCKET.HOST`) and how to sign.
+#[derive(Debug)]
+pub struct Lister {
+    pub(super) endpoint: String,
+    pub(super) auth: Auth,
+    pub(super) http: reqwest::Client,
+}
+
+impl Lister {
+    pub fn new(endpoint: String, auth: Auth) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Lister {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            auth,
+            http,
+        })
+    }
+
+    /// The page of keys starting with `prefix` (sent as it is: no key is ever normalised) that
+    /// `token` asks for (the first page without one), with the store's bounded retries on
+    /// passing faults (connection errors, 5xx, 429).
+    pub async fn page(&self, prefix: &str, token: Option<&str>) -> Result<Page, PageError> {
+        let config = retry_config();
+        let mut wait = config.backoff.init_backoff;
+        let mut attempt = 0;
+        loop {
+            match self.page_once(prefix, token).await {
+                Ok(page) => return Ok(page),
+                Err((e, passing)) if passing && attempt < config.max_retries => {
+                    tracing::debug!("listing page failed, retrying: {}", e.message);
+                    attempt += 1;
+                    let jitter = rand::random::<f64>() * 0.5 + 0.75;
+                    tokio::time::sleep(wait.mul_f64(jitter)).await;
+                    wait = (wait.mul_f64(config.backoff.base)).min(config.backoff.max_backoff);
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// One attempt; the error says whether it is worth another.
+    async fn page_once(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+    ) -> Result<Page, (PageError, bool)> {
+        let mut query = format!("list-type=2&prefix={}", encode(prefix));
+        if let Some(t) = token {
+            query.push_str("&continuation-token=");
+            query.push_str(&encode(t));
+        }
+        let url = format!("{}/?{query}", self.endpoint);
+        let headers = self.sign(&url).await.map_err(|message| {
+            (
+                PageError {
+                    failure: Failure::Refused(message.clone()),
+                    message,
+                },
+                false,
+            )
+        })?;
+        let failed = |message: String, passing: bool| {
+            (
+                PageError {
+                    failure: Failure::Failed,
+                    message,
+                },
+                passing,
+            )
+        };
+        let response = self
+            .http
+            .get(&url)
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| failed(format!("the listing request failed: {e}"), true))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|e| failed(format!("the listing was cut off: {e}"), true))?;
+        if !status.is_success() {
+            let text = format!("Server returned non-2xx status code: {status}: {body}");
+            let passing = status.is_server_error() || status.as_u16() == 429;
+            let failure = if passing {
+                Failure::Failed
+            } else {
+                match classify_text(&text, false, false) {
+                    // A listing has no object to miss: the bucket itself was not found.
+                    Failure::Missing => {
+                        Failure::Refused("the bucket was not found (HTTP 404)".into())
+                    }
+                    other => other,
+                }
+            };
+            let message = format!("the store answered {status}: {}", short_body(&body));
+            return Err((PageError { failure, message }, passing));
+        }
+        parse_page(&body)
+            .map_err(|e| failed(format!("the listing page is not readable: {e}"), false))
+    }
+
+    /// The headers that authorise a GET of `url`.
+    async fn sign(&self, url: &str) -> Result<reqwest::header::HeaderMap, String> {
+        match &self.auth {
+            Auth::None => Ok(Default::default()),
+            Auth::Aws {
+                credentials,
+                region,
+                sign_payload,
+            } => {
+                let credential = credentials
+                    .get_credential()
+                    .await
+                    .map_err(|e| format!("no credentials: {e}"))?;
+                let mut request = HttpRequest::new(HttpRequestBody::from(Vec::new()));
+                *request.uri_mut() = url.parse().map_err(|e| format!("{e}"))?;
+                AwsAuthorizer::new(&credential, "s3", region)
+                    .with_sign_payload(*sign_payload)
+                    .try_authorize(&mut request, None)
+                    .map_err(|e| format!("cannot sign the listing request: {e}"))?;
+                Ok(request.headers().clone())
+            }
+        }
+    }
+}
+
+/// The start of a store's error body, for a message (its XML `Code` and `Message` are there).
+fn short_body(body: &str) -> String {
+    crate::input::shorten(body.trim())
+}
+
+/// Percent-encode a query value: everything but the unreserved characters, so a `+`, a space,
+/// a `%` or a `/` reach the store as exactly themselves.
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Read a `ListBucketResult` page: each `Contents` entry's `Key` (exactly, white space and
+/// all, entities resolved), `Size` and `ETag`, and the `NextContinuationToken` when
+/// `IsTruncated` says more follows.
+pub fn parse_page(xml: &str) -> Result<Page, String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    reader.config_mut().trim_text(false);
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut text = String::new();
+    let mut page = Page::default();
+    let mut truncated = false;
+    let mut token = None;
+    let mut entry: Option<(Option<String>, Option<u64>, Option<String>)> = None;
+    let mut root_seen = false;
+    loop {
+        let event = reader.read_event().map_err(|e| e.to_string())?;
+        match event {
+            Xml::Start(e) => {
+                let name = e.local_name().as_ref().to_vec();
+                if path.is_empty() {
+                    if name != b"ListBucketResult" {
+                        return Err(format!(
+                            "expected a ListBucketResult, found <{}>",
+                            String::from_utf8_lossy(&name)
+                        ));
+                    }
+                    root_seen = true;
+                }
+                if path.len() == 1 && name == b"Contents" {
+                    entry = Some((None, None, None));
+                }
+                path.push(name);
+                text.clear();
+            }
+            Xml::Empty(e) => {
+                // `<Key/>`: an empty value.
+                let name = e.local_name().as_ref().to_vec();
+                if path.len() == 2
+                    && path[1] == b"Contents"
+                    && name == b"Key"
+                    && let Some(entry) = entry.as_mut()
+                {
+                    entry.0 = Some(String::new());
+                }
+            }
+            Xml::Text(t) => text.push_str(&t.decode().map_err(|e| e.to_string())?),
+            Xml::CData(c) => text.push_str(&c.decode().map_err(|e| e.to_string())?),
+            Xml::GeneralRef(r) => {
+                if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
+                    text.push(c);
+                } else {
+                    let name = r.decode().map_err(|e| e.to_string())?;
+                    let value = quick_xml::escape::resolve_predefined_entity(&name)
+                        .ok_or_else(|| format!("unknown entity &{name};"))?;
+                    text.push_str(value);
+                }
+            }
+            Xml::End(_) => {
+                let name = path.pop().unwrap_or_default();
+                let value = std::mem::take(&mut text);
+                match (path.len(), name.as_slice()) {
+                    (1, b"IsTruncated") => truncated = value.trim() == "true",
+                    (1, b"NextContinuationToken") => token = Some(value),
+                    (1, b"Contents") => {
+                        let (key, size, etag) = entry.take().unwrap_or_default();
+                        let key = key.ok_or("a listed object has no Key")?;
+                        let size = size.ok_or_else(|| {
+                            format!("the object {} has no Size", crate::input::shorten(&key))
+                        })?;
+                        page.objects.push(Listed { key, size, etag });
+                    }
+                    (2, field) if path[1] == b"Contents" => {
+                        if let Some(entry) = entry.as_mut() {
+                            match field {
+                                b"Key" => entry.0 = Some(value),
+                                b"Size" => {
+                                    entry.1 = Some(value.trim().parse().map_err(|_| {
+                                        format!("a listed Size is not a number: {value:?}")
+                                    })?)
+                                }
+                                b"ETag" => entry.2 = Some(value).filter(|v| !v.is_empty()),
+                                _ => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Xml::Eof => break,
+            _ => {}
+        }
+    }
+    if !path.is_empty() {
+        return Err("the listing page is cut short (an element is not closed)".into());
+    }
+    if !root_seen {
+        return Err("the answer holds no ListBucketResult".into());
+    }
+    if truncated {
+        match token {
+            Some(t) if !t.is_empty() => page.next = Some(t),
+            _ => return Err("the page says more follows but gives no continuation token".into()),
+        }
+    }
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_read_exactly_as_listed() {
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+            <ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+            <Name>b</Name><Prefix>q3/</Prefix><KeyCount>5</KeyCount><IsTruncated>true</IsTruncated>\
+            <Contents><Key>q3/pct%20x.jpg</Key><Size>10</Size><ETag>&quot;abc&quot;</ETag></Contents>\
+            <Contents><Key>q3/a//b.jpg</Key><Size>1</Size></Contents>\
+            <Contents><Key>q3/tab\there.jpg</Key><Size>2</Size><ETag>\"d\"</ETag></Contents>\
+            <Contents><Key> q3/ü &amp; &#43;&#x20;.jpg </Key><Size>3</Size><ETag></ETag></Contents>\
+            <Contents><Key><![CDATA[q3/<odd>.jpg]]></Key><Size>4</Size></Contents>\
+            <NextContinuationToken>tok+/=</NextContinuationToken>\
+            </ListBucketResult>";
+        let page = parse_page(xml).unwrap();
+        let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "q3/pct%20x.jpg",
+                "q3/a//b.jpg",
+                "q3/tab\there.jpg",
+                " q3/ü & + .jpg ",
+                "q3/<odd>.jpg"
+            ]
+        );
+        assert_eq!(page.objects[0].etag.as_deref(), Some("\"abc\""));
+        assert_eq!(page.objects[1].etag, None);
+        assert_eq!(page.objects[3].etag, None, "an empty ETag is none");
+        assert_eq!(page.objects[2].size, 2);
+        assert_eq!(page.next.as_deref(), Some("tok+/="));
+    }
+
+    #[test]
+    fn the_last_page_has_no_token_and_bad_pages_are_refused() {
+        let last =
+            parse_page("<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>")
+                .unwrap();
+        assert_eq!(last, Page::default());
+        for (bad, why) in [
+            (
+                "<Error><Code>AccessDenied</Code></Error>",
+                "expected a ListBucketResult",
+            ),
+            (
+                "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>",
+                "no continuation token",
+            ),
+            (
+                "<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>",
+                "no Key",
+            ),
+            (
+                "<ListBucketResult><Contents><Key>k</Key><Size>x</Size></Contents></ListBucketResult>",
+                "not a number",
+            ),
+            ("<ListBucketResult><Contents><Key>k", "cut short"),
+            ("", "no ListBucketResult"),
+        ] {
+            let e = parse_page(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn query_values_are_sent_as_themselves() {
+        assert_eq!(encode("q3/ñ a+b%20.jpg"), "q3%2F%C3%B1%20a%2Bb%2520.jpg");
+        assert_eq!(encode("A-z_0.9~"), "A-z_0.9~");
+    }
+}
