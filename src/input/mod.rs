@@ -477,7 +477,7 @@ mod tests {
             ("manifest.rs", include_str!("manifest.rs")),
             ("preflight.rs", include_str!("preflight.rs")),
             ("bucket/mod.rs", include_str!("bucket/mod.rs")),
-            ("bucket/list.rs", include_str!("bucket/list.rs")),
+            ("bucket/direct.rs", include_str!("bucket/direct.rs")),
         ] {
             assert!(!text.contains(needle), "src/input/{file} uses {needle}");
         }

@@ -5,7 +5,7 @@
 //! Keys are used exactly as stored: never normalised, never encoded twice; a key the storage
 //! client cannot address becomes a row saying so, and the listing goes on past it.
 
-pub mod list;
+pub mod direct;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
@@ -217,7 +217,7 @@ fn is_loopback_url(url: &str) -> bool {
 #[derive(Clone)]
 struct Client {
     store: Arc<dyn ObjectStore>,
-    lister: Option<Arc<list::Lister>>,
+    direct: Option<Arc<direct::Direct>>,
 }
 
 type ClientId = (Scheme, String, StorageOptions);
@@ -285,30 +285,30 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
             b = b.with_allow_http(http);
             let listing = s3_listing(&b, &uri.bucket);
             let s3 = b.build().map_err(setup)?;
-            let lister = match listing {
+            let direct = match listing {
                 Some((endpoint, region, sign_payload, skip_signature)) => {
                     let auth = if skip_signature {
-                        list::Auth::None
+                        direct::Auth::None
                     } else {
-                        list::Auth::Aws {
+                        direct::Auth::Aws {
                             credentials: s3.credentials().clone(),
                             region,
                             sign_payload,
                         }
                     };
-                    let lister = list::Lister::new(endpoint, auth).map_err(|message| {
+                    let direct = direct::Direct::new(endpoint, auth).map_err(|message| {
                         StorageError::Setup {
                             uri: uri.bucket_uri(),
                             message,
                         }
                     })?;
-                    Some(Arc::new(lister))
+                    Some(Arc::new(direct))
                 }
                 None => None,
             };
             Ok(Client {
                 store: Arc::new(s3),
-                lister,
+                direct,
             })
         }
         #[cfg(feature = "gcp")]
@@ -318,7 +318,7 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
                 .with_retry(retry_config());
             Ok(Client {
                 store: Arc::new(b.build().map_err(setup)?),
-                lister: None,
+                direct: None,
             })
         }
         #[cfg(not(feature = "gcp"))]
@@ -333,7 +333,7 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
                 .with_retry(retry_config());
             Ok(Client {
                 store: Arc::new(b.build().map_err(setup)?),
-                lister: None,
+                direct: None,
             })
         }
         #[cfg(not(feature = "azure"))]
@@ -476,9 +476,10 @@ fn classify_text(text: &str, not_found: bool, denied: bool) -> Failure {
 
 /// First pages fetched by [`check_listing`], kept for the listing that follows so no page is
 /// requested twice. Each check replaces its URI's page; the first listing of the URI takes it.
-static FIRST_PAGES: Mutex<Option<HashMap<(String, StorageOptions), list::Page>>> = Mutex::new(None);
+static FIRST_PAGES: Mutex<Option<HashMap<(String, StorageOptions), direct::Page>>> =
+    Mutex::new(None);
 
-fn first_pages<T>(f: impl FnOnce(&mut HashMap<(String, StorageOptions), list::Page>) -> T) -> T {
+fn first_pages<T>(f: impl FnOnce(&mut HashMap<(String, StorageOptions), direct::Page>) -> T) -> T {
     let mut pages = FIRST_PAGES.lock().unwrap_or_else(|p| p.into_inner());
     f(pages.get_or_insert_with(HashMap::new))
 }
@@ -502,7 +503,7 @@ pub async fn check_listing(
 ) -> Result<FirstPage, StorageError> {
     let client = client(uri, &opts.storage)?;
     let prefix = uri.list_prefix();
-    let Some(lister) = client.lister else {
+    let Some(direct) = client.direct else {
         let mut list = client.store.list(store_prefix(&prefix).as_ref());
         return match list.next().await {
             None => Ok(FirstPage::NoImages),
@@ -510,7 +511,7 @@ pub async fn check_listing(
             Some(Err(e)) => Err(listing_error(uri, &e)),
         };
     };
-    let page = lister
+    let page = direct
         .page(&prefix, None)
         .await
         .map_err(|e| page_error(uri, e))?;
@@ -520,7 +521,7 @@ pub async fn check_listing(
         // The whole listing: does it hold an item, as the listing will see it?
         let mut probe = Listing::open(uri.clone(), source, opts)?;
         probe.pages = Pages::Own {
-            lister,
+            direct,
             next: None,
             started: true,
         };
@@ -548,7 +549,7 @@ fn listing_error(uri: &Uri, e: &object_store::Error) -> StorageError {
     }
 }
 
-fn page_error(uri: &Uri, e: list::PageError) -> StorageError {
+fn page_error(uri: &Uri, e: direct::PageError) -> StorageError {
     match e.failure {
         Failure::Refused(reason) => StorageError::Refused {
             uri: uri.bucket_uri(),
@@ -579,7 +580,7 @@ pub struct Listing {
     opts: StorageOptions,
     runtime: Runtime,
     pages: Pages,
-    buffer: VecDeque<list::Listed>,
+    buffer: VecDeque<direct::Listed>,
     /// The last key listed (relative to the prefix), for the incomplete notice.
     last_key: Option<String>,
     done: bool,
@@ -589,7 +590,7 @@ pub struct Listing {
 enum Pages {
     /// Listed here, keys exactly as stored.
     Own {
-        lister: Arc<list::Lister>,
+        direct: Arc<direct::Direct>,
         /// The next page's token; `None` before the first page and after the last.
         next: Option<String>,
         started: bool,
@@ -632,9 +633,9 @@ impl Listing {
             uri: uri.bucket_uri(),
             message: e.to_string(),
         })?;
-        let pages = match client.lister {
-            Some(lister) => Pages::Own {
-                lister,
+        let pages = match client.direct {
+            Some(direct) => Pages::Own {
+                direct,
                 next: None,
                 started: false,
             },
@@ -655,7 +656,7 @@ impl Listing {
     }
 
     /// The next listed object; `Err` (the reason) when the listing cannot go on.
-    fn next_listed(&mut self) -> Option<Result<list::Listed, String>> {
+    fn next_listed(&mut self) -> Option<Result<direct::Listed, String>> {
         loop {
             if let Some(o) = self.buffer.pop_front() {
                 return Some(Ok(o));
@@ -663,7 +664,7 @@ impl Listing {
             match &mut self.pages {
                 Pages::Store(stream) => {
                     return match self.runtime.block_on(stream.next())? {
-                        Ok(meta) => Some(Ok(list::Listed {
+                        Ok(meta) => Some(Ok(direct::Listed {
                             key: meta.location.as_ref().to_string(),
                             size: meta.size,
                             etag: meta.e_tag,
@@ -672,7 +673,7 @@ impl Listing {
                     };
                 }
                 Pages::Own {
-                    lister,
+                    direct,
                     next,
                     started,
                 } => {
@@ -689,7 +690,7 @@ impl Listing {
                         Some(p) => p,
                         None => match self
                             .runtime
-                            .block_on(lister.page(&self.prefix, next.as_deref()))
+                            .block_on(direct.page(&self.prefix, next.as_deref()))
                         {
                             Ok(p) => p,
                             Err(e) => return Some(Err(page_error(&self.uri, e).to_string())),
@@ -703,7 +704,7 @@ impl Listing {
         }
     }
 
-    fn event(&self, listed: list::Listed) -> Event {
+    fn event(&self, listed: direct::Listed) -> Event {
         let full = listed.key.as_str();
         let key = full
             .strip_prefix(self.prefix.as_str())
@@ -739,6 +740,9 @@ impl Listing {
             ))
         } else if size == 0 {
             Some("empty object (0 bytes)".to_string())
+        } else if matches!(self.pages, Pages::Own { .. }) {
+            // Listed here: any key it lists, it can fetch.
+            None
         } else {
             object_path(full).err()
         };
@@ -805,11 +809,113 @@ impl Iterator for Listing {
     }
 }
 
+/// How one object is fetched: by the storage client, or (a key it cannot address) by the
+/// requests made here.
+enum Fetch {
+    Store(Arc<dyn ObjectStore>, ObjectPath),
+    Direct(Arc<direct::Direct>, String),
+}
+
+/// A fetch that failed: what it means, the store's words, and whether the object's ETag was
+/// no longer the one asked for (412).
+struct Fault {
+    failure: Failure,
+    message: String,
+    changed: bool,
+}
+
+impl Fault {
+    fn of_store(e: &object_store::Error) -> Self {
+        Fault {
+            failure: classify(e),
+            message: e.to_string(),
+            changed: matches!(e, object_store::Error::Precondition { .. }),
+        }
+    }
+
+    fn of_direct(e: direct::PageError) -> Self {
+        Fault {
+            changed: e.status == Some(412),
+            failure: e.failure,
+            message: e.message,
+        }
+    }
+}
+
+impl Fetch {
+    /// How `uri`'s object is reached; `Err` (the row's reason) when it cannot be.
+    fn of(uri: &Uri, opts: &StorageOptions) -> Result<Fetch, Refusal> {
+        let shown = uri.to_string();
+        if let Some(e) = uri.scheme.not_built() {
+            // No rerun of this build can read it: the row's own error.
+            return Err(Refusal::unread(format!("{shown}: {e}")));
+        }
+        let client = client(uri, opts).map_err(|e| Refusal {
+            storage: Some(StorageFault::Failed),
+            ..Refusal::unread(e.to_string())
+        })?;
+        match (object_path(&uri.key), client.direct) {
+            (Ok(path), _) => Ok(Fetch::Store(client.store, path)),
+            (Err(_), Some(d)) if !uri.key.is_empty() => Ok(Fetch::Direct(d, uri.key.clone())),
+            (Err(why), _) => Err(Refusal::unread(format!("{shown}: {why}"))),
+        }
+    }
+
+    async fn head(&self) -> Result<direct::Head, Fault> {
+        match self {
+            Fetch::Store(store, path) => store
+                .head(path)
+                .await
+                .map(|m| direct::Head {
+                    size: m.size,
+                    etag: m.e_tag,
+                })
+                .map_err(|e| Fault::of_store(&e)),
+            Fetch::Direct(d, key) => d.head(key).await.map_err(Fault::of_direct),
+        }
+    }
+
+    /// The content if its ETag is still `if_match` (`None`: over the 5 MB limit, not read).
+    async fn get(&self, if_match: Option<&str>) -> Result<(Option<Bytes>, direct::Head), Fault> {
+        match self {
+            Fetch::Store(store, path) => {
+                let options = object_store::GetOptions {
+                    if_match: if_match.map(str::to_string),
+                    ..Default::default()
+                };
+                let got = store
+                    .get_opts(path, options)
+                    .await
+                    .map_err(|e| Fault::of_store(&e))?;
+                let head = direct::Head {
+                    size: got.meta.size,
+                    etag: got.meta.e_tag.clone(),
+                };
+                if got.meta.size > preflight::MAX_BYTES {
+                    return Ok((None, head));
+                }
+                let bytes = got.bytes().await.map_err(|e| Fault::of_store(&e))?;
+                Ok((Some(bytes), head))
+            }
+            Fetch::Direct(d, key) => d
+                .get(key, if_match, preflight::MAX_BYTES)
+                .await
+                .map_err(Fault::of_direct),
+        }
+    }
+}
+
 /// An object's version without downloading it (one HEAD request), for manifest rows.
 pub async fn head_version(uri: &Uri, opts: &StorageOptions) -> Option<Version> {
-    let store = store(uri, opts).ok()?;
-    let meta = store.head(&object_path(&uri.key).ok()?).await.ok()?;
-    Version::of_object(meta.size, meta.e_tag.as_deref())
+    let head = Fetch::of(uri, opts).ok()?.head().await.ok()?;
+    Version::of_object(head.size, head.etag.as_deref())
+}
+
+fn too_large(size: u64) -> String {
+    format!(
+        "{} ({size} bytes) is over Didit's 5 MB limit (not downloaded)",
+        preflight::megabytes(size)
+    )
 }
 
 /// Download and check one object (after a HEAD when its size is not known from a listing): at
@@ -822,8 +928,15 @@ pub async fn read(
     opts: &StorageOptions,
 ) -> Result<Prepared, Refusal> {
     let shown = uri.to_string();
-    let failed = |e: &object_store::Error, what: &str| {
-        let (reason, fault) = match classify(e) {
+    let failed = |f: Fault, what: &str| {
+        let (reason, fault) = match f.failure {
+            _ if f.changed => (
+                format!(
+                    "{shown} changed after it was listed (its ETag differs); rerun to screen \
+                     the new content"
+                ),
+                Some(StorageFault::Failed),
+            ),
             Failure::Missing if known.is_some() => (
                 format!(
                     "{shown} was listed but is gone now (deleted since); rerun to screen what \
@@ -837,7 +950,10 @@ pub async fn read(
                 Some(StorageFault::Refused),
             ),
             Failure::Failed => (
-                format!("cannot {what} {shown} (storage retries exhausted): {e}"),
+                format!(
+                    "cannot {what} {shown} (storage retries exhausted): {}",
+                    f.message
+                ),
                 Some(StorageFault::Failed),
             ),
         };
@@ -846,36 +962,20 @@ pub async fn read(
             ..Refusal::unread(reason)
         }
     };
-    if let Some(e) = uri.scheme.not_built() {
-        // No rerun of this build can read it: the row's own error.
-        return Err(Refusal::unread(format!("{shown}: {e}")));
-    }
-    let location =
-        object_path(&uri.key).map_err(|why| Refusal::unread(format!("{shown}: {why}")))?;
-    let store = store(uri, opts).map_err(|e| Refusal {
-        storage: Some(StorageFault::Failed),
-        ..Refusal::unread(e.to_string())
-    })?;
+    let fetch = Fetch::of(uri, opts)?;
     let version = match known {
         Some(v) => v.clone(),
         None => {
-            let meta = store
-                .head(&location)
-                .await
-                .map_err(|e| failed(&e, "look up"))?;
-            let version = Version::of_object(meta.size, meta.e_tag.as_deref());
-            if meta.size > preflight::MAX_BYTES || meta.size == 0 {
-                let reason = if meta.size == 0 {
+            let head = fetch.head().await.map_err(|f| failed(f, "look up"))?;
+            let version = Version::of_object(head.size, head.etag.as_deref());
+            if head.size > preflight::MAX_BYTES || head.size == 0 {
+                let reason = if head.size == 0 {
                     "empty object (0 bytes)".to_string()
                 } else {
-                    format!(
-                        "{} ({} bytes) is over Didit's 5 MB limit (not downloaded)",
-                        preflight::megabytes(meta.size),
-                        meta.size
-                    )
+                    too_large(head.size)
                 };
                 return Err(Refusal {
-                    size: Some(meta.size),
+                    size: Some(head.size),
                     version,
                     ..Refusal::unread(reason)
                 });
@@ -884,38 +984,21 @@ pub async fn read(
                 Some(v) => v,
                 // No ETag: read without a precondition; the content hash decides.
                 None => Version::Object(Box::new(super::version::ObjectVersion {
-                    size: meta.size,
+                    size: head.size,
                     etag: String::new(),
                 })),
             }
         }
     };
-    let options = object_store::GetOptions {
-        if_match: version.etag().filter(|e| !e.is_empty()).map(str::to_string),
-        ..Default::default()
+    let if_match = version.etag().filter(|e| !e.is_empty());
+    let (bytes, head) = fetch
+        .get(if_match)
+        .await
+        .map_err(|f| failed(f, "download"))?;
+    let Some(bytes) = bytes else {
+        return Err(Refusal::unread(too_large(head.size)));
     };
-    let got = store.get_opts(&location, options).await.map_err(|e| {
-        if matches!(e, object_store::Error::Precondition { .. }) {
-            Refusal {
-                storage: Some(StorageFault::Failed),
-                ..Refusal::unread(format!(
-                    "{shown} changed after it was listed (its ETag differs); rerun to screen \
-                     the new content"
-                ))
-            }
-        } else {
-            failed(&e, "download")
-        }
-    })?;
-    if got.meta.size > preflight::MAX_BYTES {
-        return Err(Refusal::unread(format!(
-            "{} ({} bytes) is over Didit's 5 MB limit (not downloaded)",
-            preflight::megabytes(got.meta.size),
-            got.meta.size
-        )));
-    }
-    let version = Version::of_object(got.meta.size, got.meta.e_tag.as_deref()).or(Some(version));
-    let bytes: Bytes = got.bytes().await.map_err(|e| failed(&e, "download"))?;
+    let version = Version::of_object(head.size, head.etag.as_deref()).or(Some(version));
     preflight::check_bytes(bytes, version)
 }
 

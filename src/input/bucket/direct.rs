@@ -1,8 +1,8 @@
-//! A bucket listing read with the keys exactly as the store holds them: the S3 ListObjectsV2
-//! request made and signed here, its XML read here, page by page. (The storage client's own
-//! listing turns each key into a path it can address, and a page holding one key it cannot,
-//! such as `a//b.jpg`, `./x.jpg` or a key with a tab, fails whole: the objects after it
-//! would never be seen.)
+//! S3 requests made and signed here, with keys exactly as the store holds them: the
+//! ListObjectsV2 listing (its XML read here, page by page), and HEAD and GET for the keys the
+//! storage client cannot address. (The storage client turns each key into a path of its own: a
+//! page holding one key it cannot represent, such as `a//b.jpg`, `./x.jpg` or a key with a tab,
+//! fails whole, and the objects after it would never be seen.)
 
 use std::time::Duration;
 
@@ -29,12 +29,24 @@ pub struct Page {
     pub next: Option<String>,
 }
 
-/// Why a page could not be had (after the retries).
+/// Why a request failed (after the retries).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageError {
     pub failure: Failure,
     pub message: String,
+    /// The store's HTTP status, when it answered.
+    pub status: Option<u16>,
 }
+
+/// An object's size and ETag, from a HEAD or a GET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub size: u64,
+    pub etag: Option<String>,
+}
+
+/// A passing fault worth another attempt, or not.
+type Attempt<T> = Result<T, (PageError, bool)>;
 
 /// How listing requests are authorised.
 #[derive(Debug)]
@@ -52,13 +64,13 @@ pub enum Auth {
 /// Lists one bucket: its endpoint (`https://HOST/BUCKET` or a virtual-hosted
 /// `https://BUCKET.HOST`) and how to sign.
 #[derive(Debug)]
-pub struct Lister {
+pub struct Direct {
     pub(super) endpoint: String,
     pub(super) auth: Auth,
     pub(super) http: reqwest::Client,
 }
 
-impl Lister {
+impl Direct {
     pub fn new(endpoint: String, auth: Auth) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -66,7 +78,7 @@ impl Lister {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
-        Ok(Lister {
+        Ok(Direct {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             auth,
             http,
@@ -77,108 +89,233 @@ impl Lister {
     /// `token` asks for (the first page without one), with the store's bounded retries on
     /// passing faults (connection errors, 5xx, 429).
     pub async fn page(&self, prefix: &str, token: Option<&str>) -> Result<Page, PageError> {
-        let config = retry_config();
-        let mut wait = config.backoff.init_backoff;
-        let mut attempt = 0;
-        loop {
-            match self.page_once(prefix, token).await {
-                Ok(page) => return Ok(page),
-                Err((e, passing)) if passing && attempt < config.max_retries => {
-                    tracing::debug!("listing page failed, retrying: {}", e.message);
-                    attempt += 1;
-                    let jitter = rand::random::<f64>() * 0.5 + 0.75;
-                    tokio::time::sleep(wait.mul_f64(jitter)).await;
-                    wait = (wait.mul_f64(config.backoff.base)).min(config.backoff.max_backoff);
-                }
-                Err((e, _)) => return Err(e),
-            }
-        }
-    }
-
-    /// One attempt; the error says whether it is worth another.
-    async fn page_once(
-        &self,
-        prefix: &str,
-        token: Option<&str>,
-    ) -> Result<Page, (PageError, bool)> {
         let mut query = format!("list-type=2&prefix={}", encode(prefix));
         if let Some(t) = token {
             query.push_str("&continuation-token=");
             query.push_str(&encode(t));
         }
         let url = format!("{}/?{query}", self.endpoint);
-        let headers = self.sign(&url).await.map_err(|message| {
+        retried(|| async {
+            let (body, _) = self
+                .send(reqwest::Method::GET, &url, &[], u64::MAX, true)
+                .await?;
+            let body = String::from_utf8_lossy(&body);
+            parse_page(&body).map_err(|e| {
+                failed(
+                    format!("the listing page is not readable: {e}"),
+                    false,
+                    None,
+                )
+            })
+        })
+        .await
+    }
+
+    /// An object's size and ETag (HEAD), addressed by its exact key.
+    pub async fn head(&self, key: &str) -> Result<Head, PageError> {
+        let url = self.object_url(key);
+        retried(|| async {
+            let (_, head) = self
+                .send(reqwest::Method::HEAD, &url, &[], 0, false)
+                .await?;
+            Ok(head)
+        })
+        .await
+    }
+
+    /// An object's content (GET), addressed by its exact key, only if its ETag is still
+    /// `if_match` (412 otherwise); `Ok(None)` when it holds more than `max` bytes (not read
+    /// beyond that).
+    pub async fn get(
+        &self,
+        key: &str,
+        if_match: Option<&str>,
+        max: u64,
+    ) -> Result<(Option<bytes::Bytes>, Head), PageError> {
+        let url = self.object_url(key);
+        let headers: Vec<(&str, &str)> = if_match.map(|e| ("if-match", e)).into_iter().collect();
+        retried(|| async {
+            match self
+                .send(reqwest::Method::GET, &url, &headers, max, false)
+                .await
+            {
+                Ok((body, head)) => Ok((Some(body), head)),
+                Err((e, _)) if e.status == Some(TOO_LARGE) => Ok((
+                    None,
+                    Head {
+                        size: max + 1,
+                        etag: None,
+                    },
+                )),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// The URL of the object `key`: every byte but the unreserved ones percent-encoded; a key
+    /// with a `.` or `..` segment has its `/` encoded too, so no URL layer resolves the
+    /// segment into another key.
+    fn object_url(&self, key: &str) -> String {
+        let dots = key.split('/').any(|s| s == "." || s == "..");
+        let path: Vec<String> = key.split('/').map(encode).collect();
+        let sep = if dots { "%2F" } else { "/" };
+        format!("{}/{}", self.endpoint, path.join(sep))
+    }
+
+    /// One signed request; the body (at most `max` bytes, else a failure with status
+    /// [`TOO_LARGE`]) and the object's size and ETag from the headers.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        extra: &[(&str, &str)],
+        max: u64,
+        listing: bool,
+    ) -> Attempt<(bytes::Bytes, Head)> {
+        let headers = self.sign(&method, url, extra).await.map_err(|message| {
             (
                 PageError {
                     failure: Failure::Refused(message.clone()),
                     message,
+                    status: None,
                 },
                 false,
             )
         })?;
-        let failed = |message: String, passing: bool| {
-            (
-                PageError {
-                    failure: Failure::Failed,
-                    message,
-                },
-                passing,
-            )
-        };
-        let response = self
+        let mut response = self
             .http
-            .get(&url)
+            .request(method.clone(), url)
             .headers(headers)
             .send()
             .await
-            .map_err(|e| failed(format!("the listing request failed: {e}"), true))?;
+            .map_err(|e| failed(format!("the request failed: {e}"), true, None))?;
         let status = response.status();
-        let body = response
-            .text()
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let etag = header("etag");
+        let length = header("content-length").and_then(|l| l.parse::<u64>().ok());
+        // A HEAD's length is the object's, not a body's.
+        let has_body = method != reqwest::Method::HEAD;
+        if has_body && status.is_success() && length.is_some_and(|l| l > max) {
+            return Err(failed("too large".into(), false, Some(TOO_LARGE)));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| failed(format!("the listing was cut off: {e}"), true))?;
+            .map_err(|e| failed(format!("the answer was cut off: {e}"), true, None))?
+        {
+            body.extend_from_slice(&chunk);
+            if status.is_success() && body.len() as u64 > max {
+                return Err(failed("too large".into(), false, Some(TOO_LARGE)));
+            }
+        }
         if !status.is_success() {
-            let text = format!("Server returned non-2xx status code: {status}: {body}");
+            let text = String::from_utf8_lossy(&body);
             let passing = status.is_server_error() || status.as_u16() == 429;
             let failure = if passing {
                 Failure::Failed
             } else {
-                match classify_text(&text, false, false) {
+                let full = format!("Server returned non-2xx status code: {status}: {text}");
+                match classify_text(&full, status.as_u16() == 404 && !listing, false) {
                     // A listing has no object to miss: the bucket itself was not found.
-                    Failure::Missing => {
+                    Failure::Missing if listing => {
                         Failure::Refused("the bucket was not found (HTTP 404)".into())
                     }
                     other => other,
                 }
             };
-            let message = format!("the store answered {status}: {}", short_body(&body));
-            return Err((PageError { failure, message }, passing));
+            let message = format!("the store answered {status}: {}", short_body(&text));
+            return Err((
+                PageError {
+                    failure,
+                    message,
+                    status: Some(status.as_u16()),
+                },
+                passing,
+            ));
         }
-        parse_page(&body)
-            .map_err(|e| failed(format!("the listing page is not readable: {e}"), false))
+        let size = length.unwrap_or(body.len() as u64);
+        Ok((bytes::Bytes::from(body), Head { size, etag }))
     }
 
-    /// The headers that authorise a GET of `url`.
-    async fn sign(&self, url: &str) -> Result<reqwest::header::HeaderMap, String> {
-        match &self.auth {
-            Auth::None => Ok(Default::default()),
-            Auth::Aws {
-                credentials,
-                region,
-                sign_payload,
-            } => {
-                let credential = credentials
-                    .get_credential()
-                    .await
-                    .map_err(|e| format!("no credentials: {e}"))?;
-                let mut request = HttpRequest::new(HttpRequestBody::from(Vec::new()));
-                *request.uri_mut() = url.parse().map_err(|e| format!("{e}"))?;
-                AwsAuthorizer::new(&credential, "s3", region)
-                    .with_sign_payload(*sign_payload)
-                    .try_authorize(&mut request, None)
-                    .map_err(|e| format!("cannot sign the listing request: {e}"))?;
-                Ok(request.headers().clone())
+    /// The headers that authorise `method` on `url` with the `extra` headers.
+    async fn sign(
+        &self,
+        method: &reqwest::Method,
+        url: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<reqwest::header::HeaderMap, String> {
+        let mut request = HttpRequest::new(HttpRequestBody::from(Vec::new()));
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = url.parse().map_err(|e| format!("{e}"))?;
+        for (name, value) in extra {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| e.to_string())?;
+            let value = reqwest::header::HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+            request.headers_mut().insert(name, value);
+        }
+        if let Auth::Aws {
+            credentials,
+            region,
+            sign_payload,
+        } = &self.auth
+        {
+            let credential = credentials
+                .get_credential()
+                .await
+                .map_err(|e| format!("no credentials: {e}"))?;
+            AwsAuthorizer::new(&credential, "s3", region)
+                .with_sign_payload(*sign_payload)
+                .try_authorize(&mut request, None)
+                .map_err(|e| format!("cannot sign the request: {e}"))?;
+        }
+        Ok(request.headers().clone())
+    }
+}
+
+/// The status a body over its limit is reported with (no store sends it for that).
+const TOO_LARGE: u16 = 413;
+
+fn failed(message: String, passing: bool, status: Option<u16>) -> (PageError, bool) {
+    (
+        PageError {
+            failure: Failure::Failed,
+            message,
+            status,
+        },
+        passing,
+    )
+}
+
+/// `attempt` with the store's bounded retries (backoff with jitter) on passing faults.
+async fn retried<T, F, Fut>(attempt: F) -> Result<T, PageError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Attempt<T>>,
+{
+    let config = retry_config();
+    let mut wait = config.backoff.init_backoff;
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err((e, true)) if tries < config.max_retries => {
+                tracing::debug!("storage request failed, retrying: {}", e.message);
+                tries += 1;
+                let jitter = rand::random::<f64>() * 0.5 + 0.75;
+                tokio::time::sleep(wait.mul_f64(jitter)).await;
+                wait = wait
+                    .mul_f64(config.backoff.base)
+                    .min(config.backoff.max_backoff);
             }
+            Err((e, _)) => return Err(e),
         }
     }
 }
