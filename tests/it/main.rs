@@ -5,6 +5,7 @@
 mod common;
 
 mod audit;
+mod buckets;
 mod check;
 mod client;
 mod emulator;

@@ -14,7 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::common::{self, KEY};
 
 /// The S3 test server, or `None` (with a note) when it is not configured outside CI.
-fn server() -> Option<(String, PathBuf)> {
+pub(crate) fn server() -> Option<(String, PathBuf)> {
     let endpoint = std::env::var("LIVENESS_TEST_S3_ENDPOINT").ok();
     let log = std::env::var("LIVENESS_TEST_S3_LOG").ok();
     match (endpoint, log) {
@@ -34,15 +34,15 @@ fn server() -> Option<(String, PathBuf)> {
 }
 
 /// A fresh bucket on the test server, with its store for uploads.
-struct Bucket {
-    endpoint: String,
-    log: PathBuf,
-    name: String,
+pub(crate) struct Bucket {
+    pub(crate) endpoint: String,
+    pub(crate) log: PathBuf,
+    pub(crate) name: String,
     store: Box<dyn ObjectStore>,
 }
 
 impl Bucket {
-    async fn new() -> Option<Bucket> {
+    pub(crate) async fn new() -> Option<Bucket> {
         let (endpoint, log) = server()?;
         let name = format!("it-{}", uuid::Uuid::new_v4().simple());
         let made = reqwest::Client::new()
@@ -68,19 +68,19 @@ impl Bucket {
         })
     }
 
-    async fn put(&self, key: &str, bytes: Vec<u8>) {
+    pub(crate) async fn put(&self, key: &str, bytes: Vec<u8>) {
         self.store
             .put(&ObjectPath::from(key), bytes.into())
             .await
             .unwrap();
     }
 
-    fn uri(&self, key: &str) -> String {
+    pub(crate) fn uri(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.name)
     }
 
     /// GETs of this bucket's objects in the server's request log (listings are not counted).
-    fn gets(&self, key_prefix: &str) -> usize {
+    pub(crate) fn gets(&self, key_prefix: &str) -> usize {
         let needle = format!("GET /{}/{key_prefix}", self.name);
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
@@ -91,10 +91,10 @@ impl Bucket {
 }
 
 /// The secret key the tests hand the binary (the test server accepts any).
-const SECRET: &str = "secret-key-never-printed-7f3a";
+pub(crate) const SECRET: &str = "secret-key-never-printed-7f3a";
 
 /// `scan ARGS` against `base_url` with test credentials for the S3 endpoint.
-async fn scan(args: &[&str], endpoint: &str, base_url: &str) -> common::Run {
+pub(crate) async fn scan(args: &[&str], endpoint: &str, base_url: &str) -> common::Run {
     let mut cmd = tokio::process::Command::new(common::bin());
     cmd.arg("scan")
         .args(args)
@@ -118,11 +118,11 @@ async fn scan(args: &[&str], endpoint: &str, base_url: &str) -> common::Run {
     }
 }
 
-fn results(out: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+pub(crate) fn results(out: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
     common::csv_rows(&out.join("results.csv"))
 }
 
-fn cell<'a>(
+pub(crate) fn cell<'a>(
     rows: &'a [std::collections::BTreeMap<String, String>],
     key: &str,
     col: &str,
