@@ -13,7 +13,7 @@ use serde_json::Value;
 use sha2::Digest;
 
 use crate::common;
-use crate::storage::{Bucket, cell, results, scan};
+use crate::storage::{Bucket, cell, results, scan, scan_env};
 
 /// The path of `key` in a request URL, encoded so the server reads back exactly `key` (a '/'
 /// next to a '.' or '..' segment encoded too, so no URL layer resolves the segment).
@@ -521,4 +521,128 @@ async fn a_listing_that_stops_midway_makes_the_run_incomplete_with_exit_9() {
     assert_eq!(dry.code, 9, "{dry:?}");
     assert!(dry.stdout.contains("INCOMPLETE"), "{}", dry.stdout);
     server.abort();
+}
+
+/// A bucket prefix in 4 shards, by `--shard K/4` and by `--shard-from-env` with
+/// `JOB_COMPLETION_INDEX`: each dry run counts its share, the shards together hold every
+/// object exactly once, and `report` merges them with the coverage proof.
+#[tokio::test]
+async fn four_shards_of_one_prefix_merge_with_every_object_exactly_once() {
+    const N: u32 = 4;
+    let Some(b) = Bucket::new().await else { return };
+    let mut keys = std::collections::BTreeSet::new();
+    for i in 0..16u64 {
+        let key = if i == 3 {
+            "s/odd//key 3.jpg".to_string()
+        } else {
+            format!("s/img{i:02}.jpg")
+        };
+        put_exact(&b, &key, common::jpeg(500 + i)).await;
+        keys.insert(key.strip_prefix("s/").unwrap().to_string());
+    }
+    let emu = common::emulator(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let src = b.uri("s/");
+    let report = |dirs: Vec<String>, merged: String| async move {
+        let mut args: Vec<&str> = vec!["report"];
+        args.extend(dirs.iter().map(String::as_str));
+        args.extend(["--out", &merged]);
+        common::run_bin(&args, None, None).await
+    };
+
+    let mut dry_total = 0;
+    for k in 1..=N {
+        let shard = format!("{k}/{N}");
+        let dry = scan(
+            &[
+                &src,
+                "--out",
+                &dir.path().join("dry").display().to_string(),
+                "--shard",
+                &shard,
+                "--dry-run",
+            ],
+            &b.endpoint,
+            &emu.base_url(),
+        )
+        .await;
+        assert_eq!(dry.code, 0, "{dry:?}");
+        let found: u64 = dry
+            .stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("images found"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        dry_total += found;
+    }
+    assert_eq!(dry_total, keys.len() as u64, "the dry runs' shares add up");
+    assert_eq!(emu.stats().requests, 0);
+
+    for (how, tag) in [("--shard", "k"), ("--shard-from-env", "env")] {
+        let mut dirs = Vec::new();
+        for k in 1..=N {
+            let out = dir.path().join(format!("{tag}-{k}")).display().to_string();
+            let index = (k - 1).to_string();
+            let shard = format!("{k}/{N}");
+            let total = N.to_string();
+            let run = if how == "--shard" {
+                scan(
+                    &[&src, "--out", &out, "--shard", &shard],
+                    &b.endpoint,
+                    &emu.base_url(),
+                )
+                .await
+            } else {
+                scan_env(
+                    &[
+                        &src,
+                        "--out",
+                        &out,
+                        "--shard-from-env",
+                        "--shard-total",
+                        &total,
+                    ],
+                    &b.endpoint,
+                    &emu.base_url(),
+                    &[("JOB_COMPLETION_INDEX", &index)],
+                )
+                .await
+            };
+            assert_eq!(run.code, 0, "{how} {k}: {run:?}");
+            dirs.push(out);
+        }
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        for d in &dirs {
+            for r in results(Path::new(d)) {
+                assert_eq!(r["class"], "result", "{r:?}");
+                *seen.entry(r["key"].clone()).or_default() += 1;
+            }
+        }
+        assert!(seen.values().all(|n| *n == 1), "{how}: {seen:?}");
+        assert_eq!(
+            seen.keys()
+                .cloned()
+                .collect::<std::collections::BTreeSet<_>>(),
+            keys,
+            "{how}: every object in one shard"
+        );
+        let merged = dir
+            .path()
+            .join(format!("{tag}-merged"))
+            .display()
+            .to_string();
+        let rep = report(dirs, merged.clone()).await;
+        assert_eq!(rep.code, 0, "{rep:?}");
+        assert!(
+            rep.stderr.contains("4 of 4 shards merged") && rep.stderr.contains("(verified)"),
+            "{}",
+            rep.stderr
+        );
+        let s = summary(Path::new(&merged));
+        assert_eq!(s["shards"]["verified"], true, "{s}");
+        assert_eq!(s["items"]["total"], keys.len());
+    }
+    assert_eq!(emu.stats().requests, 2 * keys.len() as u64);
 }

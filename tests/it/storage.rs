@@ -95,6 +95,16 @@ pub(crate) const SECRET: &str = "secret-key-never-printed-7f3a";
 
 /// `scan ARGS` against `base_url` with test credentials for the S3 endpoint.
 pub(crate) async fn scan(args: &[&str], endpoint: &str, base_url: &str) -> common::Run {
+    scan_env(args, endpoint, base_url, &[]).await
+}
+
+/// [`scan`] with more environment variables (a scheduler's, for shards).
+pub(crate) async fn scan_env(
+    args: &[&str],
+    endpoint: &str,
+    base_url: &str,
+    env: &[(&str, &str)],
+) -> common::Run {
     let mut cmd = tokio::process::Command::new(common::bin());
     cmd.arg("scan")
         .args(args)
@@ -109,6 +119,10 @@ pub(crate) async fn scan(args: &[&str], endpoint: &str, base_url: &str) -> commo
         .env("AWS_SECRET_ACCESS_KEY", SECRET)
         .env("DIDIT_BASE_URL", base_url)
         .env("DIDIT_API_KEY", KEY)
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null());
     let out = cmd.output().await.expect("run liveness-batch");
     common::Run {
