@@ -275,6 +275,18 @@ pub struct ScanArgs {
     #[arg(long)]
     pub follow_links: bool,
 
+    /// Take only the keys of folders and bucket prefixes that match GLOB (relative to the
+    /// folder or prefix, '/' separators; `*` also matches '/', `**` any folders, `{a,b}`
+    /// either; case-sensitive). Repeatable: a key matching any is taken. What is left out is
+    /// listed in ignored.csv with the pattern.
+    #[arg(long, value_name = "GLOB", action = clap::ArgAction::Append)]
+    pub include: Vec<String>,
+
+    /// Leave out the keys of folders and bucket prefixes that match GLOB (as --include).
+    /// Repeatable; applied before --include.
+    #[arg(long, value_name = "GLOB", action = clap::ArgAction::Append)]
+    pub exclude: Vec<String>,
+
     /// Accept a source that holds no image (a folder, manifest or bucket prefix with nothing
     /// to screen); without it, such a source is an error (exit 2), as a mistyped prefix is.
     #[arg(long)]

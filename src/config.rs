@@ -23,6 +23,8 @@ pub enum ConfigError {
     #[error(transparent)]
     Rate(#[from] RateError),
     #[error(transparent)]
+    Filter(#[from] crate::input::filter::FilterError),
+    #[error(transparent)]
     Key(#[from] KeyError),
     #[error("--concurrency must be between 1 and {MAX_CONCURRENCY}, got {0}")]
     Concurrency(usize),
@@ -230,6 +232,7 @@ impl ScanConfig {
                     endpoint: args.s3_endpoint,
                     region: args.s3_region,
                 },
+                filters: crate::input::filter::Filters::new(args.include, args.exclude)?,
             },
             price_per_call: args.cost.price_per_call,
             results_format: results_format(&args.results),

@@ -365,7 +365,10 @@ impl ShardHeader {
 /// given (their listings may change between tasks; the split does not depend on them; a
 /// bucket's is the same from every machine), standard input as `stdin` (it cannot be read
 /// twice).
-pub fn fingerprint(sources: &[PathBuf]) -> io::Result<String> {
+pub fn fingerprint(
+    sources: &[PathBuf],
+    filters: &crate::input::filter::Filters,
+) -> io::Result<String> {
     let mut all = Sha256::new();
     for s in sources {
         let line = if s.as_os_str() == "-" {
@@ -379,6 +382,13 @@ pub fn fingerprint(sources: &[PathBuf]) -> io::Result<String> {
         };
         all.update(line.as_bytes());
         all.update(b"\n");
+    }
+    // The patterns choose the population too (none: the fingerprint of the sources alone).
+    for p in filters.include() {
+        all.update(format!("include {p}\n").as_bytes());
+    }
+    for p in filters.exclude() {
+        all.update(format!("exclude {p}\n").as_bytes());
     }
     Ok(format!("sha256:{}", hex::encode(all.finalize())))
 }
@@ -592,30 +602,35 @@ mod tests {
 
     #[test]
     fn the_fingerprint_follows_the_manifest_bytes_and_the_folders_as_given() {
+        let none = crate::input::filter::Filters::default();
         let dir = tempfile::tempdir().unwrap();
         let m = dir.path().join("m.csv");
         std::fs::write(&m, "path\na.jpg\n").unwrap();
         let sources = vec![m.clone(), dir.path().to_path_buf()];
-        let a = fingerprint(&sources).unwrap();
-        assert_eq!(a, fingerprint(&sources).unwrap());
+        let a = fingerprint(&sources, &none).unwrap();
+        assert_eq!(a, fingerprint(&sources, &none).unwrap());
         assert!(a.starts_with("sha256:") && a.len() == 7 + 64, "{a}");
         std::fs::write(&m, "path\na.jpg\nb.jpg\n").unwrap();
-        assert_ne!(a, fingerprint(&sources).unwrap());
-        assert!(fingerprint(&[dir.path().join("gone")]).is_err());
+        assert_ne!(a, fingerprint(&sources, &none).unwrap());
+        assert!(fingerprint(&[dir.path().join("gone")], &none).is_err());
     }
 
     #[test]
     fn a_bucket_prefix_is_fingerprinted_by_its_uri_as_given_on_every_machine() {
         // Nothing local is looked at: no such file exists here, and none needs to.
+        let none = crate::input::filter::Filters::default();
         let p = |s: &str| vec![PathBuf::from(s)];
-        let a = fingerprint(&p("s3://aud1/selfies/")).unwrap();
-        assert_eq!(a, fingerprint(&p("s3://aud1/selfies/")).unwrap());
+        let a = fingerprint(&p("s3://aud1/selfies/"), &none).unwrap();
+        assert_eq!(a, fingerprint(&p("s3://aud1/selfies/"), &none).unwrap());
         for other in [
             "s3://aud1/selfies",
             "s3://aud1/selfies//",
             "gs://aud1/selfies/",
         ] {
-            assert_ne!(a, fingerprint(&p(other)).unwrap(), "{other}");
+            assert_ne!(a, fingerprint(&p(other), &none).unwrap(), "{other}");
         }
+        // The patterns choose the population too.
+        let jpgs = crate::input::filter::Filters::new(vec!["*.jpg".into()], vec![]).unwrap();
+        assert_ne!(a, fingerprint(&p("s3://aud1/selfies/"), &jpgs).unwrap());
     }
 }

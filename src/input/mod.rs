@@ -4,6 +4,7 @@
 
 pub mod bucket;
 mod duplicates;
+pub mod filter;
 mod manifest;
 pub mod preflight;
 pub mod version;
@@ -73,6 +74,8 @@ pub struct SourceOptions {
     pub spill_dir: Option<PathBuf>,
     /// How bucket sources and URIs in manifests are reached.
     pub storage: bucket::StorageOptions,
+    /// `--include` / `--exclude`, for folders and bucket prefixes.
+    pub filters: filter::Filters,
 }
 
 impl Default for SourceOptions {
@@ -88,6 +91,7 @@ impl Default for SourceOptions {
             track_duplicates: true,
             spill_dir: None,
             storage: bucket::StorageOptions::default(),
+            filters: filter::Filters::default(),
         }
     }
 }

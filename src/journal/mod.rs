@@ -40,6 +40,12 @@ pub struct Settings {
     pub api_host: String,
     /// True when results came from the built-in emulator, not Didit.
     pub simulated: bool,
+    /// `--include` patterns: which keys of folders and prefixes the run takes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// `--exclude` patterns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 impl Settings {
@@ -66,6 +72,25 @@ impl Settings {
                 "save_api_request: journal has {}, this run has {}",
                 journal.save_api_request, self.save_api_request
             ));
+        }
+        for (flag, this, theirs) in [
+            ("--include", &self.include, &journal.include),
+            ("--exclude", &self.exclude, &journal.exclude),
+        ] {
+            if this != theirs {
+                let show = |v: &Vec<String>| {
+                    if v.is_empty() {
+                        "none".to_string()
+                    } else {
+                        v.join(" ")
+                    }
+                };
+                out.push(format!(
+                    "{flag} (which items the run takes): journal has {}, this run has {}",
+                    show(theirs),
+                    show(this)
+                ));
+            }
         }
         if self.simulated != journal.simulated {
             let what = |s: bool| {
@@ -416,6 +441,7 @@ pub(crate) mod fixtures {
             save_api_request: false,
             api_host: "verification.didit.me".into(),
             simulated,
+            ..Settings::default()
         }
     }
 

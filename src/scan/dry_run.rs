@@ -23,6 +23,8 @@ use crate::{messages, progress};
 pub struct Estimate {
     pub items: u64,
     pub ignored: u64,
+    /// Of the ignored, those left out by `--include` / `--exclude`.
+    pub filtered: u64,
     pub done: u64,
     pub refused: u64,
     pub reasons: BTreeMap<String, u64>,
@@ -58,7 +60,14 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
             },
         };
         match ev {
-            Ev::Ignored { .. } => est.ignored += 1,
+            Ev::Ignored { reason, .. } => {
+                est.ignored += 1;
+                if reason.starts_with("excluded by --exclude")
+                    || reason.starts_with("not matched by --include")
+                {
+                    est.filtered += 1;
+                }
+            }
             Ev::Warning(w) => messages::warn(&w),
             Ev::Incomplete(i) => {
                 messages::warn(&i.warning());
@@ -148,8 +157,14 @@ fn render(cfg: &ScanConfig, est: &Estimate, interrupted: bool, balance: &Balance
         out.push_str(&format!("{}.\n", plan.describe()));
     }
     out.push_str(&format!("  images found          {}\n", est.items));
-    if est.ignored > 0 {
-        out.push_str(&format!("  other files ignored   {}\n", est.ignored));
+    if !cfg.source_options.filters.is_empty() {
+        out.push_str(&format!("  left out by patterns  {}\n", est.filtered));
+    }
+    if est.ignored > est.filtered {
+        out.push_str(&format!(
+            "  other files ignored   {}\n",
+            est.ignored - est.filtered
+        ));
     }
     out.push_str(&format!("  already done (skip)   {}\n", est.done));
     out.push_str(&format!("  refused locally       {}\n", est.refused));

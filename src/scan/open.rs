@@ -242,10 +242,12 @@ fn shard_header(cfg: &ScanConfig) -> Result<Option<ShardHeader>, ScanError> {
         return Ok(None);
     };
     let input_fingerprint =
-        shard::fingerprint(&cfg.sources).map_err(|source| ScanError::OutDir {
-            op: "fingerprint the sources of",
-            path: cfg.sources.first().cloned().unwrap_or_default(),
-            source,
+        shard::fingerprint(&cfg.sources, &cfg.source_options.filters).map_err(|source| {
+            ScanError::OutDir {
+                op: "fingerprint the sources of",
+                path: cfg.sources.first().cloned().unwrap_or_default(),
+                source,
+            }
         })?;
     Ok(Some(ShardHeader {
         index: plan.shard.index,

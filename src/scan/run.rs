@@ -73,6 +73,8 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
         save_api_request: cfg.params.save_api_request,
         api_host: api.client.host(),
         simulated: cfg.api.emulator,
+        include: cfg.source_options.filters.include().to_vec(),
+        exclude: cfg.source_options.filters.exclude().to_vec(),
     };
     // A read on its own budget, before the first call: what the account holds.
     let balance = api.client.balance().await;

@@ -646,3 +646,110 @@ async fn four_shards_of_one_prefix_merge_with_every_object_exactly_once() {
     }
     assert_eq!(emu.stats().requests, 2 * keys.len() as u64);
 }
+
+/// `--include '*.jpg' --exclude 'tmp/**'` on a folder and on a bucket prefix: the same keys
+/// taken, the others in ignored.csv with the pattern, the dry run's counts the run's, and a
+/// resume with other patterns refused as a settings change.
+#[tokio::test]
+async fn include_and_exclude_take_the_same_subset_of_a_folder_and_a_prefix() {
+    let Some(b) = Bucket::new().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("photos");
+    let files = [
+        ("a.jpg", common::jpeg(61)),
+        ("2026/b.jpg", common::jpeg(62)),
+        ("2026/c.png", common::png(63)),
+        ("tmp/d.jpg", common::jpeg(64)),
+        ("tmp/deep/e.jpg", common::jpeg(65)),
+    ];
+    for (k, bytes) in &files {
+        common::write(&folder, k, bytes);
+        put_exact(&b, &format!("f/{k}"), bytes.clone()).await;
+    }
+    let emu = common::emulator(|_| {}).await;
+    let patterns = ["--include", "*.jpg", "--exclude", "tmp/**"];
+    for (src, shown) in [
+        (
+            folder.display().to_string(),
+            format!("{}/", folder.display()),
+        ),
+        (b.uri("f/"), b.uri("f/")),
+    ] {
+        let out = dir.path().join(format!("out-{}", src.len()));
+        let out_s = out.display().to_string();
+        let mut args = vec![src.as_str(), "--out", &out_s];
+        args.extend(patterns);
+        let mut dry_args = args.clone();
+        dry_args.push("--dry-run");
+        let dry = scan(&dry_args, &b.endpoint, &emu.base_url()).await;
+        assert_eq!(dry.code, 0, "{dry:?}");
+        assert!(
+            dry.stdout.contains("images found          2\n"),
+            "{}",
+            dry.stdout
+        );
+        assert!(
+            dry.stdout.contains("left out by patterns  3\n"),
+            "{}",
+            dry.stdout
+        );
+
+        let run = scan(&args, &b.endpoint, &emu.base_url()).await;
+        assert_eq!(run.code, 0, "{run:?}");
+        let keys: Vec<String> = results(&out).iter().map(|r| r["key"].clone()).collect();
+        assert_eq!(keys, ["2026/b.jpg", "a.jpg"], "{src}");
+        let ignored = std::fs::read_to_string(out.join("ignored.csv")).unwrap();
+        for (key, why) in [
+            ("2026/c.png", "not matched by --include *.jpg"),
+            ("tmp/d.jpg", "excluded by --exclude tmp/**"),
+            ("tmp/deep/e.jpg", "excluded by --exclude tmp/**"),
+        ] {
+            assert!(
+                ignored.contains(&format!("{shown}{key},{why}")),
+                "{ignored}"
+            );
+        }
+        let end = end_line(&out);
+        assert_eq!(
+            (end["inputs"].as_u64(), end["ignored"].as_u64()),
+            (Some(2), Some(3))
+        );
+
+        // Other patterns on resume: a settings change, refused before anything is sent.
+        let other = scan(
+            &[src.as_str(), "--out", &out_s, "--include", "*.png"],
+            &b.endpoint,
+            &emu.base_url(),
+        )
+        .await;
+        assert_eq!(other.code, 2, "{other:?}");
+        assert!(
+            other.stderr.contains(
+                "--include (which items the run takes): journal has *.jpg, this run has *.png"
+            ),
+            "{}",
+            other.stderr
+        );
+    }
+    assert_eq!(emu.stats().requests, 4);
+
+    // A pattern that is not a glob is a usage error.
+    let bad = scan(
+        &[
+            &b.uri("f/"),
+            "--out",
+            &dir.path().join("o").display().to_string(),
+            "--exclude",
+            "a[",
+        ],
+        &b.endpoint,
+        &emu.base_url(),
+    )
+    .await;
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(
+        bad.stderr.contains("--exclude \"a[\" is not a valid glob"),
+        "{}",
+        bad.stderr
+    );
+}

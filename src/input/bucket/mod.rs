@@ -577,6 +577,7 @@ pub struct Listing {
     /// The prefix as sent: the URI's key as a folder.
     prefix: String,
     hidden: bool,
+    filters: super::filter::Filters,
     opts: StorageOptions,
     runtime: Runtime,
     pages: Pages,
@@ -646,6 +647,7 @@ impl Listing {
             source: source.to_string(),
             prefix,
             hidden: opts.hidden,
+            filters: opts.filters.clone(),
             opts: opts.storage.clone(),
             runtime,
             pages,
@@ -723,6 +725,12 @@ impl Listing {
             return Event::Ignored {
                 path: shown,
                 reason: "hidden object (--hidden includes it)".into(),
+            };
+        }
+        if let Some(reason) = self.filters.leaves_out(&key) {
+            return Event::Ignored {
+                path: shown,
+                reason,
             };
         }
         if let Some(reason) = not_an_image_by_name(name) {
