@@ -60,13 +60,15 @@ impl RunCounts {
 pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
     // Validate every source before touching the out dir.
     input::open(&cfg.sources, &cfg.source_options)?;
-    // A store that refuses the credentials or a bucket stops here, before any API call, and
-    // so does a source with nothing to screen.
-    check_sources(&cfg).await?;
+    // A store that refuses the credentials or a bucket stops here, before any API call.
+    let empty = check_sources(&cfg).await?;
     if cfg.dry_run {
+        empty?;
         return dry_run::run(&cfg, &stop).await;
     }
     let api = open::connect(&cfg).await?;
+    // A source with nothing to screen, once the API settings are known to be usable.
+    empty?;
     let settings = Settings {
         threshold: cfg.params.threshold,
         rotate_image: cfg.params.rotate_image,
@@ -767,30 +769,33 @@ fn end_line(drained: &Drained, cause: Option<&StopCause>, input_unread: bool) ->
 }
 
 /// The first listing page of every bucket source: a refusal of the credentials or the bucket
-/// stops the run at once (exit 7). A source with no image is a usage error (exit 2), unless
-/// `--allow-empty`.
-async fn check_sources(cfg: &ScanConfig) -> Result<(), ScanError> {
-    let empty = |src: &std::path::Path| input::InputError::Empty(src.display().to_string());
+/// stops the run at once (exit 7). The inner result: a source with no image is a usage error
+/// (exit 2), unless `--allow-empty`.
+async fn check_sources(cfg: &ScanConfig) -> Result<Result<(), ScanError>, ScanError> {
+    let mut empty = None;
     for src in &cfg.sources {
         if let Some(uri) = input::bucket::uri_of(src) {
             let shown = src.display().to_string();
             let first = input::bucket::check_listing(&uri, &shown, &cfg.source_options)
                 .await
                 .map_err(input::InputError::from)?;
-            if first == input::bucket::FirstPage::NoImages && !cfg.allow_empty {
-                return Err(empty(src).into());
+            if first == input::bucket::FirstPage::NoImages {
+                empty = empty.or(Some(src));
             }
-        } else if !cfg.allow_empty {
+        } else if !cfg.allow_empty && empty.is_none() {
             let (path, opts) = (src.clone(), cfg.source_options.clone());
             let any = tokio::task::spawn_blocking(move || input::yields_items(&path, &opts))
                 .await
                 .map_err(|e| ScanError::Internal(e.to_string()))??;
             if !any {
-                return Err(empty(src).into());
+                empty = Some(src);
             }
         }
     }
-    Ok(())
+    Ok(match empty.filter(|_| !cfg.allow_empty) {
+        Some(src) => Err(input::InputError::Empty(src.display().to_string()).into()),
+        None => Ok(()),
+    })
 }
 
 /// Count the items the sources hold (for the progress bar); `None` for standard input.
