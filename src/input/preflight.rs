@@ -772,6 +772,7 @@ mod tests {
         let before = Version::of_file(&file.metadata().unwrap());
         assert!(!changed_while_read(before.as_ref(), &file), "untouched");
         // Another writer appends while this one holds the file open.
+        use std::io::Write;
         std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
