@@ -528,7 +528,7 @@ fn is_port_suffix(s: &str) -> bool {
 /// [`is_loopback_host`] for a parsed URL, whose host is already normalised: IPv4 in any
 /// notation becomes dotted decimal, IPv6 is bracketed, names are lower-cased (so `localhost.`
 /// and `api.localhost` stay themselves and are refused).
-fn url_is_loopback(url: &Url) -> bool {
+pub fn url_is_loopback(url: &Url) -> bool {
     let Some(host) = url.host_str() else {
         return false;
     };

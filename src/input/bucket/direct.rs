@@ -48,8 +48,7 @@ pub struct Head {
 /// A passing fault worth another attempt, or not.
 type Attempt<T> = Result<T, (PageError, bool)>;
 
-/// How listing requests are authorised.
-#[derive(Debug)]
+/// How requests are authorised. (No `Debug`: it holds the credentials.)
 pub enum Auth {
     /// AWS Signature V4 with the store's own credentials.
     Aws {
@@ -63,7 +62,6 @@ pub enum Auth {
 
 /// Lists one bucket: its endpoint (`https://HOST/BUCKET` or a virtual-hosted
 /// `https://BUCKET.HOST`) and how to sign.
-#[derive(Debug)]
 pub struct Direct {
     pub(super) endpoint: String,
     pub(super) auth: Auth,

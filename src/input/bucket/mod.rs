@@ -193,23 +193,10 @@ fn retry_config() -> RetryConfig {
     }
 }
 
-/// Whether an endpoint's host is this machine (an IP literal in 127.0.0.0/8, ::1, or exactly
-/// `localhost`).
+/// Whether an endpoint's host is this machine: the API's own rule ([`crate::didit::url_is_loopback`],
+/// on the URL as parsed), so storage and the API never disagree about what loopback is.
 fn is_loopback_url(url: &str) -> bool {
-    let Some(rest) = url.split_once("://").map(|(_, r)| r) else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if let Some(v6) = host.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    reqwest::Url::parse(url).is_ok_and(|u| crate::didit::url_is_loopback(&u))
 }
 
 /// A bucket's clients: the storage client, and where this program lists the bucket itself
