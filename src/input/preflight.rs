@@ -393,6 +393,18 @@ pub fn check_bytes(bytes: Bytes, version: Option<Version>) -> Result<Prepared, R
     verdict(bytes, sha256, size, version, "object")
 }
 
+/// The checks of [`check_bytes`] on an object's first bytes only (`head`, from a ranged GET
+/// for a dry run), its `size` known from its listing or HEAD. Nothing is read to hash: the
+/// `stand_in` digest takes the content's place (the dry run's estimate of identical objects).
+pub fn check_head(
+    head: Bytes,
+    size: u64,
+    stand_in: [u8; 32],
+    version: Option<Version>,
+) -> Result<Prepared, Refusal> {
+    verdict(head, stand_in, size, version, "object")
+}
+
 /// A path as shown in messages: lossless for names that are not UTF-8, and cut when very long.
 fn shown(path: &Path) -> String {
     super::shorten(&super::escape_path(path))

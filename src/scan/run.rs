@@ -463,7 +463,7 @@ impl Pipeline {
         let Some(next) = lead else { return };
         // The next waiter leads: read it again (only leaders keep their bytes).
         let key = journal::key_digest(&next.key);
-        let ready = source::read(next, key, &self.quick.storage).await;
+        let ready = source::read(next, key, &self.quick.storage, false).await;
         let same = ready.sha256().map(journal::content_digest_of) == Some(content);
         match ready.checked {
             Checked::Read(Ok(prepared)) if same => {

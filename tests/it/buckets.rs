@@ -753,3 +753,98 @@ async fn include_and_exclude_take_the_same_subset_of_a_folder_and_a_prefix() {
         bad.stderr
     );
 }
+
+/// A store that serves one listed image and records each object request's Range header.
+async fn store_recording_ranges() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    use axum::http::{HeaderMap, StatusCode, Uri, header};
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let image = common::jpeg(9);
+    let size = image.len();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+        let (image, log) = (image.clone(), log.clone());
+        async move {
+            if uri.query().unwrap_or("").contains("list-type=2") {
+                let page = format!(
+                    "<ListBucketResult><IsTruncated>false</IsTruncated><Contents>\
+                     <Key>p/a.jpg</Key><ETag>&quot;e9&quot;</ETag><Size>{size}</Size>\
+                     </Contents></ListBucketResult>"
+                );
+                return (StatusCode::OK, page).into_response();
+            }
+            let range = headers
+                .get(header::RANGE)
+                .map(|v| v.to_str().unwrap().to_string());
+            log.lock().unwrap().push(range.clone());
+            let end = match range.as_deref().and_then(|r| r.strip_prefix("bytes=0-")) {
+                Some(last) => (last.parse::<usize>().unwrap() + 1).min(image.len()),
+                None => image.len(),
+            };
+            let status = if end < image.len() {
+                StatusCode::PARTIAL_CONTENT
+            } else {
+                StatusCode::OK
+            };
+            (
+                status,
+                [
+                    (header::ETAG, "\"e9\"".to_string()),
+                    (
+                        header::CONTENT_RANGE,
+                        format!("bytes 0-{}/{}", end - 1, image.len()),
+                    ),
+                ],
+                image[..end].to_vec(),
+            )
+                .into_response()
+        }
+    });
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, seen, task)
+}
+
+/// A bucket dry run reads only the bytes the format check needs (a ranged GET); the run
+/// itself reads the object whole.
+#[tokio::test]
+async fn a_bucket_dry_run_reads_only_the_first_bytes_of_each_object() {
+    let (endpoint, seen, server) = store_recording_ranges().await;
+    let emu = common::emulator(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let dry = scan(
+        &["s3://selfies/p/", "--out", &out, "--dry-run"],
+        &endpoint,
+        &emu.base_url(),
+    )
+    .await;
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(
+        dry.stdout.contains("would send            1\n"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(*seen.lock().unwrap(), [Some("bytes=0-1023".to_string())]);
+    let run = scan(
+        &["s3://selfies/p/", "--out", &out],
+        &endpoint,
+        &emu.base_url(),
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        seen.lock().unwrap().last(),
+        Some(&None),
+        "the run reads it whole"
+    );
+    assert_eq!(emu.stats().requests, 1);
+    server.abort();
+}

@@ -123,15 +123,21 @@ impl Direct {
 
     /// An object's content (GET), addressed by its exact key, only if its ETag is still
     /// `if_match` (412 otherwise); `Ok(None)` when it holds more than `max` bytes (not read
-    /// beyond that).
+    /// beyond that). With `first`, only its first that many bytes (a ranged GET).
     pub async fn get(
         &self,
         key: &str,
         if_match: Option<&str>,
         max: u64,
+        first: Option<usize>,
     ) -> Result<(Option<bytes::Bytes>, Head), PageError> {
         let url = self.object_url(key);
-        let headers: Vec<(&str, &str)> = if_match.map(|e| ("if-match", e)).into_iter().collect();
+        let range = first.map(|n| format!("bytes=0-{}", n.max(1) - 1));
+        let mut headers: Vec<(&str, &str)> =
+            if_match.map(|e| ("if-match", e)).into_iter().collect();
+        if let Some(r) = &range {
+            headers.push(("range", r));
+        }
         retried(|| async {
             match self
                 .send(reqwest::Method::GET, &url, &headers, max, false)

@@ -870,12 +870,18 @@ impl Fetch {
         }
     }
 
-    /// The content if its ETag is still `if_match` (`None`: over the 5 MB limit, not read).
-    async fn get(&self, if_match: Option<&str>) -> Result<(Option<Bytes>, direct::Head), Fault> {
+    /// The content if its ETag is still `if_match` (`None`: over the 5 MB limit, not read);
+    /// with `first`, only its first that many bytes.
+    async fn get(
+        &self,
+        if_match: Option<&str>,
+        first: Option<usize>,
+    ) -> Result<(Option<Bytes>, direct::Head), Fault> {
         match self {
             Fetch::Store(store, path) => {
                 let options = object_store::GetOptions {
                     if_match: if_match.map(str::to_string),
+                    range: first.map(|n| (0..n as u64).into()),
                     ..Default::default()
                 };
                 let got = store
@@ -893,7 +899,7 @@ impl Fetch {
                 Ok((Some(bytes), head))
             }
             Fetch::Direct(d, key) => d
-                .get(key, if_match, preflight::MAX_BYTES)
+                .get(key, if_match, preflight::MAX_BYTES, first)
                 .await
                 .map_err(Fault::of_direct),
         }
@@ -917,10 +923,16 @@ fn too_large(size: u64) -> String {
 /// most 5 MB is ever downloaded; the content check is the files' one. A listed object is read
 /// only if it still has the listed ETag, and one that is gone since it was listed is a source
 /// error (to rerun), not the input's fault.
+///
+/// With `sniff_only` (a dry run), only the first bytes the format check needs are read (a
+/// ranged GET): the size comes from the listing or the HEAD, and a digest of the object's
+/// version stands in for its content's (objects with the same ETag and size count as
+/// identical).
 pub async fn read(
     uri: &Uri,
     known: Option<&Version>,
     opts: &StorageOptions,
+    sniff_only: bool,
 ) -> Result<Prepared, Refusal> {
     let shown = uri.to_string();
     let failed = |f: Fault, what: &str| {
@@ -986,10 +998,23 @@ pub async fn read(
         }
     };
     let if_match = version.etag().filter(|e| !e.is_empty());
+    let first = sniff_only.then_some(preflight::SNIFF_LEN);
     let (bytes, head) = fetch
-        .get(if_match)
+        .get(if_match, first)
         .await
         .map_err(|f| failed(f, "download"))?;
+    if sniff_only {
+        let Some(bytes) = bytes else {
+            return Err(Refusal::unread(too_large(head.size)));
+        };
+        let size = match &version {
+            Version::Object(o) => o.size,
+            Version::File { size, .. } => *size,
+        };
+        use sha2::Digest;
+        let stand_in = sha2::Sha256::digest(format!("object version {version}")).into();
+        return preflight::check_head(bytes, size, stand_in, Some(version));
+    }
     let Some(bytes) = bytes else {
         return Err(Refusal::unread(too_large(head.size)));
     };
