@@ -402,18 +402,34 @@ async fn a_source_with_nothing_to_screen_and_a_bad_endpoint_are_usage_errors() {
     assert_eq!(emu.stats().requests, 0);
 }
 
-/// A store whose listing gives one page and then fails for good on the second (an answer no
-/// retry changes), and whose objects are all readable, except one deleted since it was listed.
-async fn store_that_stops_listing() -> (String, tokio::task::JoinHandle<()>) {
+/// A store whose listing gives one page and then, while `broken`, fails on the second (an
+/// answer no retry changes); mended, the second page lists one more object. Its objects are
+/// all readable, except one deleted since it was listed.
+async fn store_that_stops_listing(
+    broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (String, tokio::task::JoinHandle<()>) {
     use axum::http::{StatusCode, Uri, header};
     use axum::response::IntoResponse;
+    use std::sync::atomic::Ordering;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let image = common::jpeg(5);
     let app = axum::Router::new().fallback(move |uri: Uri| {
-        let image = image.clone();
+        let (image, broken) = (image.clone(), broken.clone());
         async move {
             let query = uri.query().unwrap_or("");
+            if query.contains("list-type=2")
+                && query.contains("continuation-token")
+                && !broken.load(Ordering::SeqCst)
+            {
+                return (
+                    StatusCode::OK,
+                    "<ListBucketResult><IsTruncated>false</IsTruncated>\
+                     <Contents><Key>p/z.jpg</Key><ETag>&quot;e1&quot;</ETag><Size>2000</Size></Contents>\
+                     </ListBucketResult>",
+                )
+                    .into_response();
+            }
             if query.contains("list-type=2") && query.contains("continuation-token") {
                 return (
                     StatusCode::BAD_REQUEST,
@@ -457,7 +473,8 @@ async fn store_that_stops_listing() -> (String, tokio::task::JoinHandle<()>) {
 /// source error to rerun.
 #[tokio::test]
 async fn a_listing_that_stops_midway_makes_the_run_incomplete_with_exit_9() {
-    let (endpoint, server) = store_that_stops_listing().await;
+    let broken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (endpoint, server) = store_that_stops_listing(broken.clone()).await;
     let emu = common::emulator(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
@@ -520,6 +537,35 @@ async fn a_listing_that_stops_midway_makes_the_run_incomplete_with_exit_9() {
     .await;
     assert_eq!(dry.code, 9, "{dry:?}");
     assert!(dry.stdout.contains("INCOMPLETE"), "{}", dry.stdout);
+
+    // The store mended, the same command lists to the end: the population is whole again and
+    // the outputs no longer warn.
+    broken.store(false, std::sync::atomic::Ordering::SeqCst);
+    let calls = emu.stats().requests;
+    let rerun = scan(
+        &["s3://selfies/p/", "--out", &out.display().to_string()],
+        &endpoint,
+        &emu.base_url(),
+    )
+    .await;
+    assert_eq!(rerun.code, 1, "gone.jpg still has no result: {rerun:?}");
+    assert_eq!(
+        emu.stats().requests,
+        calls,
+        "z.jpg, listed now, holds a.jpg's content: its answer is reused"
+    );
+    assert_eq!(cell(&results(&out), "z.jpg", "class"), "result");
+    let end = end_line(&out);
+    assert_eq!(end["outcome"], "completed");
+    assert!(end.get("incomplete").is_none(), "{end}");
+    let s = summary(&out);
+    assert_eq!(s["outcome"], "completed");
+    assert!(
+        !s["warnings"].to_string().contains("INCOMPLETE"),
+        "{}",
+        s["warnings"]
+    );
+    assert_eq!(s["audit"]["reconciliation"]["closes"], true, "{s}");
     server.abort();
 }
 

@@ -136,9 +136,6 @@ impl Accumulator {
         self.segments.last_mut().expect("a segment").last_end = Some(end.clone());
         self.last_end = Some(end.clone());
         self.audit.on_end(end);
-        if let Some(i) = &end.incomplete {
-            self.warn(i.warning());
-        }
     }
 
     /// An item record. Money counts over every record; `latest` marks the record that is the
@@ -200,7 +197,7 @@ impl Accumulator {
     }
 
     /// The summary of everything seen; `price_per_call` (US dollars) prices the credits used.
-    pub fn finish(self, price_per_call: f64, out_dir: &str) -> Summary {
+    pub fn finish(mut self, price_per_call: f64, out_dir: &str) -> Summary {
         let by_class = every_key(&Class::ALL, &self.by_class);
         let errors_by_class: BTreeMap<Class, u64> = by_class
             .iter()
@@ -208,6 +205,18 @@ impl Accumulator {
             .map(|(c, n)| (*c, *n))
             .collect();
         let by_action = every_key(&Action::ALL, &self.by_action);
+        // A latest run whose population was incomplete says so (an earlier one, completed
+        // since by a rerun, does not).
+        let incomplete: Vec<String> = self
+            .segments
+            .iter()
+            .filter(|s| s.any_run)
+            .filter_map(|s| s.last_end.as_ref()?.incomplete.as_ref())
+            .map(|i| i.warning())
+            .collect();
+        for w in incomplete {
+            self.warn(w);
+        }
         let segments: Vec<&Segment> = self.segments.iter().filter(|s| s.any_run).collect();
         let (outcome, stop_reason) = outcome(&segments);
         let price = if price_per_call.is_finite() {
