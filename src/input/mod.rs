@@ -261,7 +261,8 @@ pub fn open(sources: &[PathBuf], opts: &SourceOptions) -> Result<Sources, InputE
         let shown = src.display().to_string();
         if let Some(uri) = src.to_str().and_then(bucket::Uri::parse) {
             let uri = uri?;
-            let canonical = PathBuf::from(uri.to_string());
+            // The prefix as listed: `s3://b/q3` and `s3://b/q3/` are the same source.
+            let canonical = PathBuf::from(format!("{}{}", uri.bucket_uri(), uri.list_prefix()));
             if seen.contains(&canonical) {
                 return Err(InputError::GivenTwice(shown));
             }
@@ -515,6 +516,15 @@ mod tests {
 
         let ds = d.to_str().unwrap();
         assert_eq!(err(&[ds, ds]), format!("{ds} is given more than once"));
+    }
+
+    #[test]
+    fn a_prefix_spelt_with_and_without_its_slash_is_one_source() {
+        // Set up only: no request is made before the listing is read.
+        assert_eq!(
+            err(&["s3://b/q3", "s3://b/q3/"]),
+            "s3://b/q3/ is given more than once"
+        );
     }
 
     #[test]
