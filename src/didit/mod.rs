@@ -7,7 +7,7 @@ pub mod model;
 
 pub use client::{
     Attempt, Client, ClientConfig, ClientError, DEFAULT_BASE_URL, ENDPOINT_PATH,
-    MAX_RESPONSE_BYTES, REDACTED, is_loopback_host, redact_body, url_is_loopback,
+    MAX_RESPONSE_BYTES, REDACTED, is_loopback_host, redact_body,
 };
 pub use error::{FatalKind, Outcome, classify, classify_transport};
 pub use model::{

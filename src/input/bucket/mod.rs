@@ -193,10 +193,10 @@ fn retry_config() -> RetryConfig {
     }
 }
 
-/// Whether an endpoint's host is this machine: the API's own rule ([`crate::didit::url_is_loopback`],
-/// on the URL as parsed), so storage and the API never disagree about what loopback is.
+/// Whether an endpoint's host is this machine: the one loopback rule the API's base URL
+/// follows too.
 fn is_loopback_url(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok_and(|u| crate::didit::url_is_loopback(&u))
+    crate::kit::loopback::text_is_loopback(url)
 }
 
 /// A bucket's clients: the storage client, and where this program lists the bucket itself
