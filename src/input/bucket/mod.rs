@@ -273,17 +273,17 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
             let listing = s3_listing(&b, &uri.bucket);
             let s3 = b.build().map_err(setup)?;
             let direct = match listing {
-                Some((endpoint, region, sign_payload, skip_signature)) => {
-                    let auth = if skip_signature {
+                Some(l) => {
+                    let auth = if l.skip_signature {
                         direct::Auth::None
                     } else {
                         direct::Auth::Aws {
                             credentials: s3.credentials().clone(),
-                            region,
-                            sign_payload,
+                            region: l.region,
+                            sign_payload: l.sign_payload,
                         }
                     };
-                    let direct = direct::Direct::new(endpoint, auth).map_err(|message| {
+                    let direct = direct::Direct::new(l.endpoint, auth).map_err(|message| {
                         StorageError::Setup {
                             uri: uri.bucket_uri(),
                             message,
@@ -331,13 +331,21 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
     }
 }
 
-/// How this program lists an S3 bucket itself: the bucket's endpoint as the storage client
-/// addresses it, the region, whether payloads are signed and whether requests are signed at all;
-/// `None` for S3 Express buckets, which the storage client lists.
-fn s3_listing(
-    b: &object_store::aws::AmazonS3Builder,
-    bucket: &str,
-) -> Option<(String, String, bool, bool)> {
+/// How this program reaches an S3 bucket itself (its listing, and keys the storage client
+/// cannot address).
+#[derive(Debug, PartialEq, Eq)]
+struct S3Direct {
+    /// The bucket's endpoint, as the storage client addresses it.
+    endpoint: String,
+    region: String,
+    sign_payload: bool,
+    /// `AWS_SKIP_SIGNATURE`: requests are not signed (a public bucket).
+    skip_signature: bool,
+}
+
+/// [`S3Direct`] from the storage client's settings; `None` for S3 Express buckets, which the
+/// storage client lists itself.
+fn s3_listing(b: &object_store::aws::AmazonS3Builder, bucket: &str) -> Option<S3Direct> {
     use object_store::aws::AmazonS3ConfigKey as K;
     let flag = |k: K| {
         b.get_config_value(&k)
@@ -360,12 +368,12 @@ fn s3_listing(
         (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
         (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
     };
-    Some((
-        bucket_endpoint,
+    Some(S3Direct {
+        endpoint: bucket_endpoint,
         region,
-        !flag(K::UnsignedPayload),
-        flag(K::SkipSignature),
-    ))
+        sign_payload: !flag(K::UnsignedPayload),
+        skip_signature: flag(K::SkipSignature),
+    })
 }
 
 /// The storage client's path for `key`, addressing exactly that key; `Err` with the reason
@@ -1085,6 +1093,32 @@ mod tests {
                 .contains("http://minio.internal:9000 is plain http off this machine"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn the_direct_requests_go_where_the_storage_client_goes() {
+        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as K};
+        let at = |b: AmazonS3Builder| s3_listing(&b, "selfies").unwrap();
+        let aws = at(AmazonS3Builder::new().with_region("eu-west-1"));
+        assert_eq!(aws.endpoint, "https://s3.eu-west-1.amazonaws.com/selfies");
+        assert_eq!(aws.region, "eu-west-1");
+        assert!(aws.sign_payload && !aws.skip_signature);
+        let hosted = at(AmazonS3Builder::new()
+            .with_region("eu-west-1")
+            .with_virtual_hosted_style_request(true));
+        assert_eq!(
+            hosted.endpoint,
+            "https://selfies.s3.eu-west-1.amazonaws.com"
+        );
+        let minio = at(AmazonS3Builder::new().with_endpoint("http://127.0.0.1:9000/"));
+        assert_eq!(minio.endpoint, "http://127.0.0.1:9000/selfies");
+        assert_eq!(minio.region, "us-east-1");
+        let public = at(AmazonS3Builder::new()
+            .with_config(K::SkipSignature, "true")
+            .with_config(K::UnsignedPayload, "true"));
+        assert!(public.skip_signature && !public.sign_payload);
+        let express = AmazonS3Builder::new().with_config(K::S3Express, "true");
+        assert_eq!(s3_listing(&express, "b--use1-az4--x-s3"), None);
     }
 
     #[test]
