@@ -515,6 +515,43 @@ mod tests {
         }
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn passing_faults_are_retried_a_bounded_number_of_times_and_others_not_at_all() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let tries = AtomicU32::new(0);
+        let flaky = |fail_first: u32, passing: bool| {
+            let tries = &tries;
+            move || async move {
+                let n = tries.fetch_add(1, Ordering::SeqCst);
+                if n < fail_first {
+                    Err(failed(format!("attempt {n}"), passing, Some(503)))
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            retried(flaky(2, true)).await,
+            Ok(2),
+            "the third attempt answers"
+        );
+        tries.store(0, Ordering::SeqCst);
+        let e = retried(flaky(100, true)).await.unwrap_err();
+        assert_eq!(tries.load(Ordering::SeqCst), 5, "one attempt and 4 retries");
+        assert_eq!(e.message, "attempt 4");
+        // The waits grow from 100 ms (with jitter), bounded: well under the 60 s a read may take.
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tries.store(0, Ordering::SeqCst);
+        let e = retried(flaky(100, false)).await.unwrap_err();
+        assert_eq!(
+            tries.load(Ordering::SeqCst),
+            1,
+            "not a passing fault: no retry"
+        );
+        assert_eq!(e.status, Some(503));
+    }
+
     #[test]
     fn query_values_are_sent_as_themselves() {
         assert_eq!(encode("q3/ñ a+b%20.jpg"), "q3%2F%C3%B1%20a%2Bb%2520.jpg");
