@@ -275,7 +275,7 @@ async fn manifest_uris_are_never_normalised_into_another_key() {
         dir.path(),
         "m.csv",
         format!(
-            "id,path\ntwo,{}\none,{}\nend,{}\nnone,s3:///x.jpg\nbare,s3://{}\nbare2,s3://{}/\ngcs,gs://{}/x.jpg\n",
+            "id,path\ntwo,{}\none,{}\nend,{}\nnone,s3:///x.jpg\nbare,s3://{}\nbare2,s3://{}/\naz,az://{}/x.jpg\n",
             b.uri("dbl//double.jpg"),
             b.uri("dbl/double.jpg"),
             b.uri("dbl/double.jpg/"),
@@ -307,8 +307,8 @@ async fn manifest_uris_are_never_normalised_into_another_key() {
         ("bare", "names a bucket, not an object"),
         ("bare2", "names a bucket, not an object"),
         (
-            "gcs",
-            "gs:// sources need this program built with the `gcp` feature",
+            "az",
+            "az:// sources need this program built with the `azure` feature",
         ),
     ] {
         assert_eq!(cell(&rows, id, "class"), "invalid_input", "{id}");
@@ -893,4 +893,144 @@ async fn a_bucket_dry_run_reads_only_the_first_bytes_of_each_object() {
     );
     assert_eq!(emu.stats().requests, 1);
     server.abort();
+}
+
+/// The environment that points gs:// at a test server speaking the XML API (the S3 test
+/// server does), with a bearer token.
+fn gcs_env(endpoint: &str) -> [(&str, &str); 2] {
+    [
+        ("GOOGLE_BASE_URL", endpoint),
+        ("GOOGLE_BEARER_TOKEN", "gcs-token-never-printed-5c1e"),
+    ]
+}
+
+/// gs:// end to end against the test server's XML API: a prefix scanned (odd keys included),
+/// a rerun with no GET and no call, a changed object screened again.
+#[tokio::test]
+async fn a_gs_prefix_is_screened_resumed_without_reading_and_a_change_is_seen() {
+    let Some(b) = Bucket::new().await else { return };
+    put_exact(&b, "g/a.jpg", common::jpeg(71)).await;
+    put_exact(&b, "g/pct%20 b.jpg", common::jpeg(72)).await;
+    put_exact(&b, "g/x//c.jpg", common::jpeg(73)).await;
+    let emu = common::emulator(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out").display().to_string();
+    let src = format!("gs://{}/g/", b.name);
+    let env = gcs_env(&b.endpoint);
+    let run = scan_env(&[&src, "--out", &out], &b.endpoint, &emu.base_url(), &env).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.all().contains("gcs-token-never-printed"), "{run:?}");
+    let rows = results(Path::new(&out));
+    let keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str()).collect();
+    assert_eq!(keys, ["a.jpg", "pct%20 b.jpg", "x//c.jpg"]);
+    assert_eq!(
+        cell(&rows, "pct%20 b.jpg", "sha256"),
+        sha256(&common::jpeg(72))
+    );
+    assert_eq!(
+        cell(&rows, "a.jpg", "path"),
+        format!("gs://{}/g/a.jpg", b.name)
+    );
+    assert_eq!((emu.stats().requests, object_gets(&b).len()), (3, 3));
+
+    let rerun = scan_env(&[&src, "--out", &out], &b.endpoint, &emu.base_url(), &env).await;
+    assert_eq!(rerun.code, 0, "{rerun:?}");
+    assert_eq!(
+        (emu.stats().requests, object_gets(&b).len()),
+        (3, 3),
+        "0 GETs, 0 calls"
+    );
+
+    put_exact(&b, "g/a.jpg", common::jpeg(74)).await;
+    let changed = scan_env(&[&src, "--out", &out], &b.endpoint, &emu.base_url(), &env).await;
+    assert_eq!(changed.code, 0, "{changed:?}");
+    assert_eq!((emu.stats().requests, object_gets(&b).len()), (4, 4));
+    assert_eq!(
+        cell(&results(Path::new(&out)), "a.jpg", "sha256"),
+        sha256(&common::jpeg(74))
+    );
+}
+
+/// A store that lists one object and then answers every object request with `status` (412:
+/// the object changed since it was listed), or answers everything with `status` (`refuse_all`:
+/// a key it does not accept).
+async fn answering_store(status: u16, refuse_all: bool) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::http::{StatusCode, Uri};
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(move |uri: Uri| async move {
+        let code = StatusCode::from_u16(status).unwrap();
+        if !refuse_all && uri.query().unwrap_or("").contains("list-type=2") {
+            return (
+                StatusCode::OK,
+                "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>p/a.jpg</Key>\
+                 <ETag>&quot;e1&quot;</ETag><Size>2000</Size></Contents></ListBucketResult>",
+            )
+                .into_response();
+        }
+        let body = if status == 412 {
+            "<Error><Code>PreconditionFailed</Code></Error>"
+        } else {
+            "<Error><Code>AccessDenied</Code><Message>Invalid credentials</Message></Error>"
+        };
+        (code, body).into_response()
+    });
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}
+
+/// For s3:// and gs:// alike: an object whose ETag changed between the listing and the read
+/// (412) is a source error to rerun, never sent; a key the store does not accept stops the
+/// run with exit 7 before any Didit call.
+#[tokio::test]
+async fn a_stale_version_is_a_source_error_and_a_wrong_key_exits_7_for_s3_and_gs() {
+    let emu = common::emulator(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    for scheme in ["s3", "gs"] {
+        let (endpoint, server) = answering_store(412, false).await;
+        let env = gcs_env(&endpoint);
+        let out = dir.path().join(format!("{scheme}-412"));
+        let src = format!("{scheme}://selfies/p/");
+        let run = scan_env(
+            &[&src, "--out", &out.display().to_string()],
+            &endpoint,
+            &emu.base_url(),
+            &env,
+        )
+        .await;
+        assert_eq!(run.code, 1, "{scheme}: {run:?}");
+        let rows = results(&out);
+        assert_eq!(cell(&rows, "a.jpg", "class"), "source_error", "{scheme}");
+        assert_eq!(cell(&rows, "a.jpg", "action"), "rerun", "{scheme}");
+        assert!(
+            cell(&rows, "a.jpg", "error").contains("changed after it was listed"),
+            "{scheme}: {rows:?}"
+        );
+        server.abort();
+
+        let (endpoint, server) = answering_store(403, true).await;
+        let env = gcs_env(&endpoint);
+        let out = dir.path().join(format!("{scheme}-403"));
+        let run = scan_env(
+            &[&src, "--out", &out.display().to_string()],
+            &endpoint,
+            &emu.base_url(),
+            &env,
+        )
+        .await;
+        assert_eq!(run.code, 7, "{scheme}: {run:?}");
+        assert!(
+            run.stderr
+                .contains(&format!("storage refused {scheme}://selfies/")),
+            "{}",
+            run.stderr
+        );
+        assert!(!out.exists(), "nothing written");
+        assert!(!run.all().contains("never-printed"), "{run:?}");
+        server.abort();
+    }
+    assert_eq!(emu.stats().requests, 0, "no Didit call");
 }

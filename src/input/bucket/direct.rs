@@ -56,6 +56,9 @@ pub enum Auth {
         region: String,
         sign_payload: bool,
     },
+    /// An OAuth bearer token from the store's own credentials (Google Cloud Storage).
+    #[cfg(feature = "gcp")]
+    Bearer(object_store::gcp::GcpCredentialProvider),
     /// No signature (`AWS_SKIP_SIGNATURE`: a public bucket).
     None,
 }
@@ -264,6 +267,23 @@ impl Direct {
                 .map_err(|e| e.to_string())?;
             let value = reqwest::header::HeaderValue::from_str(value).map_err(|e| e.to_string())?;
             request.headers_mut().insert(name, value);
+        }
+        #[cfg(feature = "gcp")]
+        if let Auth::Bearer(credentials) = &self.auth {
+            let credential = credentials
+                .get_credential()
+                .await
+                .map_err(|e| format!("no credentials: {e}"))?;
+            if !credential.bearer.is_empty() {
+                let value = reqwest::header::HeaderValue::from_str(&format!(
+                    "Bearer {}",
+                    credential.bearer
+                ))
+                .map_err(|_| "the bearer token is not a valid header value".to_string())?;
+                request
+                    .headers_mut()
+                    .insert(reqwest::header::AUTHORIZATION, value);
+            }
         }
         if let Auth::Aws {
             credentials,

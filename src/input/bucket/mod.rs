@@ -300,12 +300,33 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
         }
         #[cfg(feature = "gcp")]
         Scheme::Gcs => {
-            let b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+            use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+            let mut b = GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(&uri.bucket)
                 .with_retry(retry_config());
+            let base = b
+                .get_config_value(&GoogleConfigKey::BaseUrl)
+                .unwrap_or_else(|| "https://storage.googleapis.com".to_string());
+            check_endpoint(&base)?;
+            let http = base.len() >= 7 && base[..7].eq_ignore_ascii_case("http://");
+            if http && !is_loopback_url(&base) {
+                return Err(StorageError::PlainHttp(super::shorten(&base)));
+            }
+            // Only a loopback base URL may be plain http (the client would allow it anywhere).
+            b = b.with_client_options(object_store::ClientOptions::new().with_allow_http(http));
+            let gcs = b.build().map_err(setup)?;
+            // The XML API, as the storage client uses it: keys exactly as stored.
+            let direct = direct::Direct::new(
+                format!("{}/{}", base.trim_end_matches('/'), uri.bucket),
+                direct::Auth::Bearer(gcs.credentials().clone()),
+            )
+            .map_err(|message| StorageError::Setup {
+                uri: uri.bucket_uri(),
+                message,
+            })?;
             Ok(Client {
-                store: Arc::new(b.build().map_err(setup)?),
-                direct: None,
+                store: Arc::new(gcs),
+                direct: Some(Arc::new(direct)),
             })
         }
         #[cfg(not(feature = "gcp"))]
@@ -858,6 +879,11 @@ impl Fetch {
             ..Refusal::unread(e.to_string())
         })?;
         match (object_path(&uri.key), client.direct) {
+            // The GCS client puts a key in its URLs unencoded (`%`, `#`, `?` would address
+            // another key): every gs:// object is fetched by the requests made here.
+            (_, Some(d)) if uri.scheme == Scheme::Gcs && !uri.key.is_empty() => {
+                Ok(Fetch::Direct(d, uri.key.clone()))
+            }
             (Ok(path), _) => Ok(Fetch::Store(client.store, path)),
             (Err(_), Some(d)) if !uri.key.is_empty() => Ok(Fetch::Direct(d, uri.key.clone())),
             (Err(why), _) => Err(Refusal::unread(format!("{shown}: {why}"))),
