@@ -289,6 +289,23 @@ pub struct ScanArgs {
     #[arg(long)]
     pub follow_links: bool,
 
+    /// Take only the keys of folders and bucket prefixes that match GLOB (relative to the
+    /// folder or prefix, '/' separators; `*` also matches '/', `**` any folders, `{a,b}`
+    /// either; case-sensitive). Repeatable: a key matching any is taken. What is left out is
+    /// listed in ignored.csv with the pattern.
+    #[arg(long, value_name = "GLOB", action = clap::ArgAction::Append)]
+    pub include: Vec<String>,
+
+    /// Leave out the keys of folders and bucket prefixes that match GLOB (as --include).
+    /// Repeatable; applied before --include.
+    #[arg(long, value_name = "GLOB", action = clap::ArgAction::Append)]
+    pub exclude: Vec<String>,
+
+    /// Accept a source that holds no image (a folder, manifest or bucket prefix with nothing
+    /// to screen); without it, such a source is an error (exit 2), as a mistyped prefix is.
+    #[arg(long)]
+    pub allow_empty: bool,
+
     /// Screen only part K of N of the input (1-based), split by a stable hash of each item's
     /// key, for array jobs: every task runs the same command with its own K. --rate and
     /// --max-requests stay the key's budget; each shard takes 1/N of it.

@@ -23,6 +23,8 @@ pub enum ConfigError {
     #[error(transparent)]
     Rate(#[from] RateError),
     #[error(transparent)]
+    Filter(#[from] crate::input::filter::FilterError),
+    #[error(transparent)]
     Key(#[from] KeyError),
     #[error("--concurrency must be between 1 and {MAX_CONCURRENCY}, got {0}")]
     Concurrency(usize),
@@ -134,6 +136,8 @@ pub struct ScanConfig {
     /// share of the key's budget.
     pub shard: Option<crate::shard::Plan>,
     pub dry_run: bool,
+    /// `--allow-empty`: a source with no image is not an error.
+    pub allow_empty: bool,
     pub retry_failed: bool,
     /// Read every finished item on resume, whatever its version (`--checksum`).
     pub checksum: bool,
@@ -234,12 +238,14 @@ impl ScanConfig {
                     endpoint: args.s3_endpoint,
                     region: args.s3_region,
                 },
+                filters: crate::input::filter::Filters::new(args.include, args.exclude)?,
             },
             price_per_call: args.cost.price_per_call,
             results_format: results_format(&args.results),
             max_requests,
             shard,
             dry_run: args.dry_run,
+            allow_empty: args.allow_empty,
             retry_failed: args.retry_failed,
             checksum: args.checksum,
             fresh: args.fresh,

@@ -38,6 +38,10 @@ exit_codes! {
     /// `report` verification failed (broken journal chain, missing or mismatched shard, a
     /// reconciliation that does not close).
     Verify = 8,
+    /// The population is incomplete: a source could not be read to its end (a bucket listing
+    /// that stopped before its last page, after the retries). What was seen was screened;
+    /// rerun to continue.
+    Incomplete = 9,
     /// A bug: a task panicked or an invariant broke.
     Internal = 70,
     /// Interrupted by Ctrl-C (SIGINT).
@@ -77,12 +81,12 @@ mod tests {
 
     #[test]
     fn codes_are_the_documented_numbers() {
-        let numbers = [0, 1, 2, 3, 4, 5, 6, 7, 8, 70, 130, 143];
+        let numbers = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 70, 130, 143];
         let all = Exit::ALL.iter().copied().zip(numbers);
         for (e, n) in all {
             assert_eq!(e.code(), n, "{e:?}");
             assert_eq!(Exit::try_from(n), Ok(e));
         }
-        assert_eq!(Exit::try_from(9), Err(9));
+        assert_eq!(Exit::try_from(10), Err(10));
     }
 }

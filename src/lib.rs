@@ -12,6 +12,7 @@ pub mod emulator;
 pub mod exit;
 pub mod input;
 pub mod journal;
+pub mod kit;
 pub mod messages;
 pub mod pace;
 pub mod progress;

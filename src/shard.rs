@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -360,21 +359,46 @@ impl ShardHeader {
     }
 }
 
+/// One source as the fingerprint sees it (the caller tells a bucket URI from a path).
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// `-`: a manifest on standard input.
+    Stdin,
+    /// A bucket prefix URI, as given.
+    Bucket(&'a str),
+    /// A folder or a manifest file.
+    Path(&'a std::path::Path),
+}
+
 /// A fingerprint of the input as given: `sha256:` of one line per source, in order: a manifest
-/// by the SHA-256 of its bytes, a folder by its path as given (its listing may change between
-/// tasks; the split does not depend on it), standard input as `stdin` (it cannot be read twice).
-pub fn fingerprint(sources: &[PathBuf]) -> io::Result<String> {
+/// by the SHA-256 of its bytes, a folder by its path as given and a bucket prefix by its URI as
+/// given (their listings may change between tasks; the split does not depend on them; a
+/// bucket's is the same from every machine), standard input as `stdin` (it cannot be read
+/// twice); then one line per `--include` and `--exclude` pattern (none: the sources alone).
+pub fn fingerprint(
+    sources: &[Source],
+    include: &[String],
+    exclude: &[String],
+) -> io::Result<String> {
     let mut all = Sha256::new();
     for s in sources {
-        let line = if s.as_os_str() == "-" {
-            "stdin".to_string()
-        } else if std::fs::metadata(s)?.is_dir() {
-            format!("folder {}", s.display())
-        } else {
-            format!("manifest sha256:{}", crate::audit::file_sha256(s)?)
+        let line = match s {
+            Source::Stdin => "stdin".to_string(),
+            Source::Bucket(uri) => format!("bucket {uri}"),
+            Source::Path(p) if std::fs::metadata(p)?.is_dir() => {
+                format!("folder {}", p.display())
+            }
+            Source::Path(p) => format!("manifest sha256:{}", crate::audit::file_sha256(p)?),
         };
         all.update(line.as_bytes());
         all.update(b"\n");
+    }
+    // The patterns choose the population too.
+    for p in include {
+        all.update(format!("include {p}\n").as_bytes());
+    }
+    for p in exclude {
+        all.update(format!("exclude {p}\n").as_bytes());
     }
     Ok(format!("sha256:{}", hex::encode(all.finalize())))
 }
@@ -591,12 +615,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = dir.path().join("m.csv");
         std::fs::write(&m, "path\na.jpg\n").unwrap();
-        let sources = vec![m.clone(), dir.path().to_path_buf()];
-        let a = fingerprint(&sources).unwrap();
-        assert_eq!(a, fingerprint(&sources).unwrap());
+        let sources = [Source::Path(&m), Source::Path(dir.path())];
+        let a = fingerprint(&sources, &[], &[]).unwrap();
+        assert_eq!(a, fingerprint(&sources, &[], &[]).unwrap());
         assert!(a.starts_with("sha256:") && a.len() == 7 + 64, "{a}");
         std::fs::write(&m, "path\na.jpg\nb.jpg\n").unwrap();
-        assert_ne!(a, fingerprint(&sources).unwrap());
-        assert!(fingerprint(&[dir.path().join("gone")]).is_err());
+        assert_ne!(a, fingerprint(&sources, &[], &[]).unwrap());
+        let gone = dir.path().join("gone");
+        assert!(fingerprint(&[Source::Path(&gone)], &[], &[]).is_err());
+    }
+
+    #[test]
+    fn a_bucket_prefix_is_fingerprinted_by_its_uri_as_given_on_every_machine() {
+        // Nothing local is looked at: no such file exists here, and none needs to.
+        let one = |uri: &str| fingerprint(&[Source::Bucket(uri)], &[], &[]).unwrap();
+        let a = one("s3://aud1/selfies/");
+        assert_eq!(a, one("s3://aud1/selfies/"));
+        for other in [
+            "s3://aud1/selfies",
+            "s3://aud1/selfies//",
+            "gs://aud1/selfies/",
+        ] {
+            assert_ne!(a, one(other), "{other}");
+        }
+        // The patterns choose the population too, and which flag holds a pattern matters.
+        let src = [Source::Bucket("s3://aud1/selfies/")];
+        let jpgs = fingerprint(&src, &["*.jpg".into()], &[]).unwrap();
+        let no_jpgs = fingerprint(&src, &[], &["*.jpg".into()]).unwrap();
+        assert!(a != jpgs && a != no_jpgs && jpgs != no_jpgs);
     }
 }

@@ -76,6 +76,7 @@ pub fn manifest(data: &[u8]) {
                 assert!(item.row.is_some(), "a manifest item without a row");
             }
             Event::Ignored { .. } | Event::Warning(_) => {}
+            Event::Incomplete { .. } => panic!("a manifest file is read to its end or warns"),
         }
     }
 }

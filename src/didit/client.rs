@@ -115,7 +115,7 @@ impl Client {
                 "a base URL has no query or fragment (e.g. https://verification.didit.me)",
             ));
         }
-        let loopback = url_is_loopback(&url);
+        let loopback = crate::kit::loopback::url_is_loopback(&url);
         match url.scheme() {
             "https" => {}
             "http" if loopback => {}
@@ -523,23 +523,6 @@ pub fn is_loopback_host(host: &str) -> bool {
 fn is_port_suffix(s: &str) -> bool {
     s.strip_prefix(':')
         .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// [`is_loopback_host`] for a parsed URL, whose host is already normalised: IPv4 in any
-/// notation becomes dotted decimal, IPv6 is bracketed, names are lower-cased (so `localhost.`
-/// and `api.localhost` stay themselves and are refused).
-fn url_is_loopback(url: &Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let bare = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    match bare.parse::<IpAddr>() {
-        Ok(ip) => ip.to_canonical().is_loopback(),
-        Err(_) => host == LOCALHOST,
-    }
 }
 
 #[cfg(test)]

@@ -219,6 +219,21 @@ impl Manifest {
             ));
         }
         let usable_path = check_path(&cells.path, row, &mut problems);
+        // A bucket URI is used exactly as written, or the row says why it cannot be.
+        match super::bucket::Uri::parse(&cells.path) {
+            Some(Err(e)) => problems.push(format!("row {row}: {e}")),
+            Some(Ok(uri)) if uri.key.is_empty() => problems.push(format!(
+                "row {row}: {} names a bucket, not an object: write it as {}KEY",
+                super::shorten(&cells.path),
+                uri.bucket_uri()
+            )),
+            Some(Ok(uri)) => {
+                if let Some(e) = uri.scheme.not_built() {
+                    problems.push(format!("row {row}: {e}"));
+                }
+            }
+            None => {}
+        }
         let (id, usable_id) = check_id(cells.id, row, &mut problems);
         let metadata = cells
             .metadata

@@ -4,6 +4,7 @@
 
 pub mod bucket;
 mod duplicates;
+pub mod filter;
 mod manifest;
 pub mod preflight;
 pub mod version;
@@ -73,6 +74,8 @@ pub struct SourceOptions {
     pub spill_dir: Option<PathBuf>,
     /// How bucket sources and URIs in manifests are reached.
     pub storage: bucket::StorageOptions,
+    /// `--include` / `--exclude`, for folders and bucket prefixes.
+    pub filters: filter::Filters,
 }
 
 impl Default for SourceOptions {
@@ -88,6 +91,7 @@ impl Default for SourceOptions {
             track_duplicates: true,
             spill_dir: None,
             storage: bucket::StorageOptions::default(),
+            filters: filter::Filters::default(),
         }
     }
 }
@@ -106,6 +110,15 @@ pub enum Event {
     /// Something the user should know that is not an item: a symlink loop, an unreadable folder,
     /// a manifest that stopped reading midway.
     Warning(String),
+    /// A source that could not be read to its end (a bucket listing that stopped after its
+    /// retries): the population the run saw is incomplete. Nothing of that source follows.
+    Incomplete {
+        /// The SOURCE argument.
+        source: String,
+        /// The last key listed before it stopped (relative to the prefix), if any.
+        last_key: Option<String>,
+        reason: String,
+    },
 }
 
 /// A source that cannot be used; the run stops before anything is sent (exit 2).
@@ -149,6 +162,12 @@ pub enum InputError {
     /// A bucket source that cannot be used (a refusal of the store stops with exit 7).
     #[error(transparent)]
     Storage(#[from] bucket::StorageError),
+    /// A source with nothing to screen: most often a mistyped folder or prefix.
+    #[error(
+        "{0} holds no image to screen (check the folder, manifest or prefix; --allow-empty \
+         accepts a source with none)"
+    )]
+    Empty(String),
 }
 
 /// A path's bytes as text, losslessly: a valid UTF-8 path is returned unchanged; in a path that
@@ -242,12 +261,13 @@ pub fn open(sources: &[PathBuf], opts: &SourceOptions) -> Result<Sources, InputE
         let shown = src.display().to_string();
         if let Some(uri) = src.to_str().and_then(bucket::Uri::parse) {
             let uri = uri?;
-            let canonical = PathBuf::from(uri.to_string());
+            // The prefix as listed: `s3://b/q3` and `s3://b/q3/` are the same source.
+            let canonical = PathBuf::from(format!("{}{}", uri.bucket_uri(), uri.list_prefix()));
             if seen.contains(&canonical) {
                 return Err(InputError::GivenTwice(shown));
             }
             seen.push(canonical);
-            let listing = bucket::Listing::open(uri, &shown, opts.hidden, &opts.storage)?;
+            let listing = bucket::Listing::open(uri, &shown, opts)?;
             queue.push_back(Box::new(listing));
             continue;
         }
@@ -317,6 +337,21 @@ fn stdin_manifest(opts: &SourceOptions) -> Result<SharedStdin, InputError> {
             }
         },
     }
+}
+
+/// Whether a folder or manifest source yields at least one item (read only up to the first).
+/// Standard input and bucket prefixes are not looked at here (standard input cannot be read
+/// twice; a prefix is judged by its first listing page, [`bucket::check_listing`]).
+pub fn yields_items(src: &Path, opts: &SourceOptions) -> Result<bool, InputError> {
+    if src.as_os_str() == "-" || bucket::is_uri(src) {
+        return Ok(true);
+    }
+    let opts = SourceOptions {
+        track_duplicates: false,
+        ..opts.clone()
+    };
+    let mut events = open(std::slice::from_ref(&src.to_path_buf()), &opts)?;
+    Ok(events.any(|e| matches!(e, Event::Item(_))))
 }
 
 fn is_csv(path: &Path) -> bool {
@@ -446,7 +481,8 @@ mod tests {
             ("walk.rs", include_str!("walk.rs")),
             ("manifest.rs", include_str!("manifest.rs")),
             ("preflight.rs", include_str!("preflight.rs")),
-            ("bucket.rs", include_str!("bucket.rs")),
+            ("bucket/mod.rs", include_str!("bucket/mod.rs")),
+            ("bucket/direct.rs", include_str!("bucket/direct.rs")),
         ] {
             assert!(!text.contains(needle), "src/input/{file} uses {needle}");
         }
@@ -480,6 +516,15 @@ mod tests {
 
         let ds = d.to_str().unwrap();
         assert_eq!(err(&[ds, ds]), format!("{ds} is given more than once"));
+    }
+
+    #[test]
+    fn a_prefix_spelt_with_and_without_its_slash_is_one_source() {
+        // Set up only: no request is made before the listing is read.
+        assert_eq!(
+            err(&["s3://b/q3", "s3://b/q3/"]),
+            "s3://b/q3/ is given more than once"
+        );
     }
 
     #[test]

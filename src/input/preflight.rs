@@ -191,11 +191,34 @@ fn read_checked(
         size += io::copy(&mut (&mut file).take(rest), &mut hasher).map_err(read_err)?;
     }
     let sha256: [u8; 32] = hasher.finalize().into();
+    // The file's version again, on the same open file: a file rewritten while it was read
+    // would be a torn snapshot, never sent.
+    if changed_while_read(version.as_ref(), &file) {
+        return Err(Refusal {
+            storage: Some(StorageFault::Failed),
+            version,
+            ..Refusal::unread(format!(
+                "{} changed while it was read (its size or modification time moved); not \
+                 sent: rerun to screen it as it is then",
+                shown()
+            ))
+        });
+    }
     let bytes = match buffers {
         Some(b) if size <= MAX_BYTES => b.hold(buf),
         _ => Bytes::from(buf),
     };
     verdict(bytes, sha256, size, version, "file")
+}
+
+/// Whether `file`'s version now differs from `before` (taken when it was opened). A file
+/// without a version (no modification time) is compared by nothing.
+fn changed_while_read(before: Option<&Version>, file: &File) -> bool {
+    let Some(before) = before else { return false };
+    match file.metadata() {
+        Ok(now) => Version::of_file(&now).as_ref() != Some(before),
+        Err(_) => true,
+    }
 }
 
 /// Read `file` from where it is to its end, at most `limit` bytes, into `buf` (its content
@@ -368,6 +391,18 @@ pub fn check_bytes(bytes: Bytes, version: Option<Version>) -> Result<Prepared, R
     let sha256: [u8; 32] = Sha256::digest(&bytes).into();
     let size = bytes.len() as u64;
     verdict(bytes, sha256, size, version, "object")
+}
+
+/// The checks of [`check_bytes`] on an object's first bytes only (`head`, from a ranged GET
+/// for a dry run), its `size` known from its listing or HEAD. Nothing is read to hash: the
+/// `stand_in` digest takes the content's place (the dry run's estimate of identical objects).
+pub fn check_head(
+    head: Bytes,
+    size: u64,
+    stand_in: [u8; 32],
+    version: Option<Version>,
+) -> Result<Prepared, Refusal> {
+    verdict(head, stand_in, size, version, "object")
 }
 
 /// A path as shown in messages: lossless for names that are not UTF-8, and cut when very long.
@@ -739,6 +774,29 @@ fn text(b: &[u8]) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_rewritten_after_it_was_opened_is_seen_to_have_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jpg");
+        std::fs::write(&path, b"12345").unwrap();
+        let file = File::open(&path).unwrap();
+        let before = Version::of_file(&file.metadata().unwrap());
+        assert!(!changed_while_read(before.as_ref(), &file), "untouched");
+        // Another writer appends while this one holds the file open.
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"678")
+            .unwrap();
+        assert!(changed_while_read(before.as_ref(), &file), "grown");
+        assert!(
+            !changed_while_read(None, &file),
+            "no version, no comparison"
+        );
+    }
 
     fn ftyp_box(major: &[u8; 4], compatible: &[&[u8; 4]]) -> Vec<u8> {
         let len = 16 + 4 * compatible.len();

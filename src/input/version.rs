@@ -16,7 +16,8 @@ pub enum Version {
     Object(Box<ObjectVersion>),
 }
 
-/// An object's size in bytes and ETag (as the store gives it, quotes included).
+/// An object's size in bytes and ETag (in quotes, without a weak `W/` mark, whatever form the
+/// store gives it in: a listing and a HEAD of the same object may differ only there).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectVersion {
     pub size: u64,
@@ -39,12 +40,9 @@ impl Version {
     /// An object's version from its listing or HEAD; `None` without an ETag (the content is
     /// then always read and compared).
     pub fn of_object(size: u64, etag: Option<&str>) -> Option<Version> {
-        etag.filter(|e| !e.is_empty()).map(|e| {
-            Version::Object(Box::new(ObjectVersion {
-                size,
-                etag: e.to_string(),
-            }))
-        })
+        etag.map(normalise_etag)
+            .filter(|e| e != "\"\"")
+            .map(|etag| Version::Object(Box::new(ObjectVersion { size, etag })))
     }
 
     /// An object's ETag.
@@ -54,6 +52,15 @@ impl Version {
             Version::File { .. } => None,
         }
     }
+}
+
+/// An ETag as compared and recorded: without a weak `W/` mark, always in quotes.
+fn normalise_etag(etag: &str) -> String {
+    let e = etag.trim();
+    let e = e.strip_prefix("W/").unwrap_or(e);
+    let e = e.strip_prefix('"').unwrap_or(e);
+    let e = e.strip_suffix('"').unwrap_or(e);
+    format!("\"{e}\"")
 }
 
 fn nanos_since_epoch(t: SystemTime) -> Option<i64> {
@@ -131,6 +138,18 @@ mod tests {
         );
         assert_eq!(Version::of_object(1, None), None);
         assert_eq!(Version::of_object(1, Some("")), None);
+        assert_eq!(Version::of_object(1, Some("\"\"")), None);
+    }
+
+    #[test]
+    fn etags_compare_without_quotes_or_a_weak_mark() {
+        // A listing may give the ETag bare (Azure) where a HEAD or GET quotes it.
+        let quoted = Version::of_object(7, Some("\"0x8DC1\"")).unwrap();
+        for same in ["0x8DC1", "W/\"0x8DC1\"", " \"0x8DC1\" "] {
+            assert_eq!(Version::of_object(7, Some(same)).unwrap(), quoted, "{same}");
+        }
+        assert_eq!(quoted.to_string(), "size=7 etag=\"0x8DC1\"");
+        assert_ne!(Version::of_object(7, Some("0x8DC2")).unwrap(), quoted);
     }
 
     #[test]

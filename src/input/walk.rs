@@ -26,6 +26,7 @@ pub(super) struct Walk {
     root_name: Option<String>,
     hidden: bool,
     vendor_data_from: Option<VendorDataFrom>,
+    filters: super::filter::Filters,
     it: walkdir::IntoIter,
 }
 
@@ -49,6 +50,7 @@ impl Walk {
             root_name,
             hidden: opts.hidden,
             vendor_data_from: opts.vendor_data_from,
+            filters: opts.filters.clone(),
             it,
         }
     }
@@ -68,6 +70,16 @@ impl Walk {
         }
         if ft.is_dir() {
             return None;
+        }
+        // Left out by --include / --exclude: never looked at further.
+        if !self.filters.is_empty() {
+            let rel = entry
+                .path()
+                .strip_prefix(&self.root)
+                .unwrap_or(entry.path());
+            if let Some(reason) = self.filters.leaves_out(&slash_key(rel)) {
+                return Some(ignored(shown, &reason));
+            }
         }
         if ft.is_symlink() {
             // Only seen when links are not followed.
@@ -291,6 +303,7 @@ mod tests {
                     )
                 }
                 Event::Warning(_) => "warning".to_string(),
+                Event::Incomplete { .. } => unreachable!("a folder walk is never incomplete"),
             })
             .collect()
     }
@@ -524,6 +537,7 @@ mod tests {
                         }
                         Event::Item(i) => format!("item {}", i.key),
                         Event::Warning(w) => format!("warning {w}"),
+                        Event::Incomplete { .. } => unreachable!("a walk is never incomplete"),
                     })
                     .collect::<Vec<_>>()
             })

@@ -47,6 +47,12 @@ pub struct Settings {
     pub api_host: String,
     /// True when results came from the built-in emulator, not Didit.
     pub simulated: bool,
+    /// `--include` patterns: which keys of folders and prefixes the run takes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// `--exclude` patterns.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 impl Settings {
@@ -73,6 +79,25 @@ impl Settings {
                 "save_api_request: journal has {}, this run has {}",
                 journal.save_api_request, self.save_api_request
             ));
+        }
+        for (flag, this, theirs) in [
+            ("--include", &self.include, &journal.include),
+            ("--exclude", &self.exclude, &journal.exclude),
+        ] {
+            if this != theirs {
+                let show = |v: &Vec<String>| {
+                    if v.is_empty() {
+                        "none".to_string()
+                    } else {
+                        v.join(" ")
+                    }
+                };
+                out.push(format!(
+                    "{flag} (which items the run takes): journal has {}, this run has {}",
+                    show(theirs),
+                    show(this)
+                ));
+            }
         }
         if self.simulated != journal.simulated {
             let what = |s: bool| {
@@ -148,6 +173,9 @@ pub enum RunOutcome {
     Interrupted,
     Terminated,
     Failed,
+    /// The run went through what it saw, but a source could not be read to its end (a bucket
+    /// listing that stopped): the population is incomplete.
+    Incomplete,
 }
 
 impl RunOutcome {
@@ -158,6 +186,7 @@ impl RunOutcome {
             RunOutcome::Interrupted => "interrupted",
             RunOutcome::Terminated => "terminated",
             RunOutcome::Failed => "failed",
+            RunOutcome::Incomplete => "incomplete",
         }
     }
 }
@@ -207,6 +236,37 @@ pub struct RunEnd {
     /// The account balance read after the last answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub balance: Option<crate::audit::Balance>,
+    /// The source that could not be read to its end, when one could not (the run's population
+    /// is then incomplete, whatever its outcome).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<IncompleteSource>,
+}
+
+/// A source whose listing stopped before its end, as the end line records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncompleteSource {
+    /// The SOURCE argument.
+    pub source: String,
+    /// The last key listed (relative to the prefix), if any was.
+    pub last_key: Option<String>,
+    /// Why the listing stopped.
+    pub reason: String,
+}
+
+impl IncompleteSource {
+    /// The warning the outputs carry.
+    pub fn warning(&self) -> String {
+        let reached = match &self.last_key {
+            Some(k) => format!("after the key {k:?}"),
+            None => "before its first object".to_string(),
+        };
+        format!(
+            "INCOMPLETE POPULATION: the listing of {} stopped {reached} ({}); objects after \
+             that point were never seen, so these results do not cover the whole source. Rerun \
+             the same command to continue",
+            self.source, self.reason
+        )
+    }
 }
 
 /// Written (and synced) before an item's first upload: if the run dies before the item's
@@ -409,6 +469,7 @@ pub(crate) mod fixtures {
             save_api_request: false,
             api_host: "verification.didit.me".into(),
             simulated,
+            ..Settings::default()
         }
     }
 

@@ -765,6 +765,7 @@ mod tests {
                 save_api_request: false,
                 api_host: "127.0.0.1:9".into(),
                 simulated: true,
+                ..Settings::default()
             },
             sources: vec![],
             rate: "240/min".into(),

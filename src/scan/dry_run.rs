@@ -23,6 +23,8 @@ use crate::{messages, progress};
 pub struct Estimate {
     pub items: u64,
     pub ignored: u64,
+    /// Of the ignored, those left out by `--include` / `--exclude`.
+    pub filtered: u64,
     pub done: u64,
     pub refused: u64,
     pub reasons: BTreeMap<String, u64>,
@@ -50,6 +52,7 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
     };
     let mut events = source::preflighted(cfg, stop.clone(), quick);
     let mut est = Estimate::default();
+    let mut incomplete = None;
     loop {
         let ev = tokio::select! {
             biased;
@@ -60,8 +63,19 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
             },
         };
         match ev {
-            Ev::Ignored { .. } => est.ignored += 1,
+            Ev::Ignored { reason, .. } => {
+                est.ignored += 1;
+                if reason.starts_with("excluded by --exclude")
+                    || reason.starts_with("not matched by --include")
+                {
+                    est.filtered += 1;
+                }
+            }
             Ev::Warning(w) => messages::warn(&w),
+            Ev::Incomplete(i) => {
+                messages::warn(&i.warning());
+                incomplete.get_or_insert(i);
+            }
             Ev::Ready(ready) => {
                 est.items += 1;
                 let content = ready.sha256().map(journal::content_digest_of);
@@ -99,7 +113,17 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
     }
     let balance = balance(cfg).await;
     print!("{}", render(cfg, &est, stop.cause().is_some(), &balance));
-    Ok(stop.cause().map_or(Exit::Ok, |c| c.exit_code()))
+    if let Some(i) = &incomplete {
+        println!(
+            "INCOMPLETE: the counts cover only what was listed before {} stopped.",
+            i.source
+        );
+    }
+    Ok(match stop.cause() {
+        Some(c) => c.exit_code(),
+        None if incomplete.is_some() => Exit::Incomplete,
+        None => Exit::Ok,
+    })
 }
 
 /// The account balance, read with the key when there is one (a read, nothing is sent).
@@ -136,8 +160,14 @@ fn render(cfg: &ScanConfig, est: &Estimate, interrupted: bool, balance: &Balance
         out.push_str(&format!("{}.\n", plan.describe()));
     }
     out.push_str(&format!("  images found          {}\n", est.items));
-    if est.ignored > 0 {
-        out.push_str(&format!("  other files ignored   {}\n", est.ignored));
+    if !cfg.source_options.filters.is_empty() {
+        out.push_str(&format!("  left out by patterns  {}\n", est.filtered));
+    }
+    if est.ignored > est.filtered {
+        out.push_str(&format!(
+            "  other files ignored   {}\n",
+            est.ignored - est.filtered
+        ));
     }
     out.push_str(&format!("  already done (skip)   {}\n", est.done));
     out.push_str(&format!("  refused locally       {}\n", est.refused));

@@ -430,8 +430,18 @@ fn shard_header(cfg: &ScanConfig) -> Result<Option<ShardHeader>, ScanError> {
     let Some(plan) = &cfg.shard else {
         return Ok(None);
     };
-    let input_fingerprint =
-        shard::fingerprint(&cfg.sources).map_err(|source| ScanError::OutDir {
+    let sources: Vec<shard::Source> = cfg
+        .sources
+        .iter()
+        .map(|s| match s.to_str() {
+            Some("-") => shard::Source::Stdin,
+            Some(uri) if crate::input::bucket::is_uri(s) => shard::Source::Bucket(uri),
+            _ => shard::Source::Path(s),
+        })
+        .collect();
+    let filters = &cfg.source_options.filters;
+    let input_fingerprint = shard::fingerprint(&sources, filters.include(), filters.exclude())
+        .map_err(|source| ScanError::OutDir {
             op: "fingerprint the sources of",
             path: cfg.sources.first().cloned().unwrap_or_default(),
             source,

@@ -62,19 +62,24 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
     // Validate every source before touching the out dir.
     input::open(&cfg.sources, &cfg.source_options)?;
     // A store that refuses the credentials or a bucket stops here, before any API call.
-    check_buckets(&cfg).await?;
+    let empty = check_sources(&cfg).await?;
     if cfg.dry_run {
+        empty?;
         return dry_run::run(&cfg, &stop).await;
     }
     // What a resume may trust is decided before the API is touched.
     let evidence = open::verify_evidence(&cfg)?;
     let api = open::connect(&cfg).await?;
+    // A source with nothing to screen, once the API settings are known to be usable.
+    empty?;
     let settings = Settings {
         threshold: cfg.params.threshold,
         rotate_image: cfg.params.rotate_image,
         save_api_request: cfg.params.save_api_request,
         api_host: api.client.host(),
         simulated: cfg.api.emulator,
+        include: cfg.source_options.filters.include().to_vec(),
+        exclude: cfg.source_options.filters.exclude().to_vec(),
     };
     // A read on its own budget, before the first call: what the account holds.
     let balance = api.client.balance().await;
@@ -120,6 +125,8 @@ struct Pipeline {
     /// This run's start and id.
     run: (String, Option<String>),
     journal_path: PathBuf,
+    /// The first source that could not be read to its end.
+    incomplete: Option<journal::IncompleteSource>,
 }
 
 /// The index the run started from, the keys the sources listed, this run's start and id.
@@ -142,6 +149,7 @@ struct Drained {
     /// What the end of the run needs to find the keys no longer listed.
     gone: Option<GoneCheck>,
     journal_path: PathBuf,
+    incomplete: Option<journal::IncompleteSource>,
 }
 
 impl Pipeline {
@@ -220,6 +228,7 @@ impl Pipeline {
             stop,
             started: Instant::now(),
             out_dir: cfg.out.clone(),
+            incomplete: None,
         })
     }
 }
@@ -326,12 +335,24 @@ impl Pipeline {
                 messages::warn(&w);
                 self.seen.incomplete(w);
             }
+            Ev::Incomplete(i) => {
+                // A listing that stopped early: what it did not reach is not gone.
+                self.seen
+                    .incomplete("a source could not be listed to its end".into());
+                self.incomplete(i)
+            }
             Ev::Ready(ready) => {
                 RunCounts::add(&self.counts.inputs, 1);
                 self.seen.push(ready.key);
                 self.decide(*ready).await;
             }
         }
+    }
+
+    /// A source that stopped before its end: said now, and recorded in the end line.
+    fn incomplete(&mut self, i: journal::IncompleteSource) {
+        messages::warn(&i.warning());
+        self.incomplete.get_or_insert(i);
     }
 
     fn ignore(&mut self, path: String, reason: String) {
@@ -481,7 +502,7 @@ impl Pipeline {
         let Some(next) = lead else { return };
         // The next waiter leads: read it again (only leaders keep their bytes).
         let key = journal::key_digest(&next.key);
-        let ready = source::read(next, key, &self.quick.storage).await;
+        let ready = source::read(next, key, &self.quick.storage, false).await;
         let same = ready.sha256().map(journal::content_digest_of) == Some(content);
         match ready.checked {
             Checked::Read(Ok(prepared)) if same => {
@@ -543,6 +564,7 @@ impl Pipeline {
                     RunCounts::add(&self.counts.not_processed, 1);
                 }
                 Ev::Ignored { path, reason } => self.ignore(path, reason),
+                Ev::Incomplete(i) => self.incomplete(i),
                 Ev::Warning(_) => {}
             }
         }
@@ -569,6 +591,7 @@ impl Pipeline {
             seen,
             run,
             journal_path,
+            incomplete,
             ..
         } = self;
         drop(job_tx);
@@ -611,6 +634,7 @@ impl Pipeline {
                 run,
             }),
             journal_path,
+            incomplete,
         }
     }
 }
@@ -839,16 +863,25 @@ fn end_line(drained: &Drained, cause: Option<&StopCause>, input_unread: bool) ->
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     let not_processed = load(&counts.not_processed);
     // The exit code covers the whole journal (earlier runs too).
+    // A population that is not whole is never "completed": its own outcome and exit code
+    // (unless the run stopped for a cause of its own, which says more).
     let exit_code = match cause {
         Some(c) => c.exit_code(),
+        None if drained.incomplete.is_some() => Exit::Incomplete,
         None if not_processed == 0 && drained.without_result == 0 => Exit::Ok,
         None => Exit::SomeFailed,
     };
     let end = RunEnd {
         finished_at: now_rfc3339(),
         wall_secs: drained.started.elapsed().as_secs_f64(),
-        outcome: cause.map_or(RunOutcome::Completed, StopCause::outcome),
-        stop_reason: cause.map(StopCause::describe),
+        outcome: match cause {
+            Some(c) => c.outcome(),
+            None if drained.incomplete.is_some() => RunOutcome::Incomplete,
+            None => RunOutcome::Completed,
+        },
+        stop_reason: cause
+            .map(StopCause::describe)
+            .or_else(|| drained.incomplete.as_ref().map(|i| i.warning())),
         exit_code: exit_code.code(),
         inputs: load(&counts.inputs),
         ignored: load(&counts.ignored),
@@ -866,21 +899,39 @@ fn end_line(drained: &Drained, cause: Option<&StopCause>, input_unread: bool) ->
         input_unread,
         retry_after_capped: load(&counts.retry_after_capped),
         balance: None,
+        incomplete: drained.incomplete.clone(),
     };
     (end, exit_code)
 }
 
 /// The first listing page of every bucket source: a refusal of the credentials or the bucket
-/// stops the run at once (exit 7).
-async fn check_buckets(cfg: &ScanConfig) -> Result<(), ScanError> {
+/// stops the run at once (exit 7). The inner result: a source with no image is a usage error
+/// (exit 2), unless `--allow-empty`.
+async fn check_sources(cfg: &ScanConfig) -> Result<Result<(), ScanError>, ScanError> {
+    let mut empty = None;
     for src in &cfg.sources {
         if let Some(uri) = input::bucket::uri_of(src) {
-            input::bucket::check_listing(&uri, &cfg.source_options.storage)
+            let shown = src.display().to_string();
+            let first = input::bucket::check_listing(&uri, &shown, &cfg.source_options)
                 .await
                 .map_err(input::InputError::from)?;
+            if first == input::bucket::FirstPage::NoImages {
+                empty = empty.or(Some(src));
+            }
+        } else if !cfg.allow_empty && empty.is_none() {
+            let (path, opts) = (src.clone(), cfg.source_options.clone());
+            let any = tokio::task::spawn_blocking(move || input::yields_items(&path, &opts))
+                .await
+                .map_err(|e| ScanError::Internal(e.to_string()))??;
+            if !any {
+                empty = Some(src);
+            }
         }
     }
-    Ok(())
+    Ok(match empty.filter(|_| !cfg.allow_empty) {
+        Some(src) => Err(input::InputError::Empty(src.display().to_string()).into()),
+        None => Ok(()),
+    })
 }
 
 /// Count the items the sources hold (for the progress bar); `None` for standard input.

@@ -77,8 +77,13 @@ impl Ready {
 /// What the source stage yields.
 pub enum Ev {
     Ready(Box<Ready>),
-    Ignored { path: String, reason: String },
+    Ignored {
+        path: String,
+        reason: String,
+    },
     Warning(String),
+    /// A source that could not be read to its end: the run's population is incomplete.
+    Incomplete(journal::IncompleteSource),
 }
 
 /// How the source stage decides what it needs to read.
@@ -198,11 +203,18 @@ enum Walked {
     Item(Box<Found>),
     Ignored { path: String, reason: String },
     Warning(String),
+    Incomplete(journal::IncompleteSource),
 }
 
 /// Read one item's file on a blocking thread, or its object from its store (a bad manifest row
 /// is not read at all). The item's version becomes that of what was read.
-pub async fn read(item: Item, key: u128, storage: &input::bucket::StorageOptions) -> Ready {
+/// `sniff_only` (a dry run): an object is read only as far as its format check needs.
+pub async fn read(
+    item: Item,
+    key: u128,
+    storage: &input::bucket::StorageOptions,
+    sniff_only: bool,
+) -> Ready {
     if item.problem.is_some() {
         return Ready {
             item,
@@ -211,7 +223,7 @@ pub async fn read(item: Item, key: u128, storage: &input::bucket::StorageOptions
         };
     }
     let checked = match input::bucket::uri_of(&item.path) {
-        Some(uri) => input::bucket::read(&uri, item.version.as_ref(), storage).await,
+        Some(uri) => input::bucket::read(&uri, item.version.as_ref(), storage, sniff_only).await,
         None => {
             let path = item.path.clone();
             tokio::task::spawn_blocking(move || preflight::preflight(&path))
@@ -240,6 +252,7 @@ pub fn preflighted(
     let sources = cfg.sources.clone();
     let opts = cfg.source_options.clone();
     let storage = cfg.source_options.storage.clone();
+    let dry_run = cfg.dry_run;
     let source_stop = stop.clone();
     let shard = cfg.shard.as_ref().map(|p| p.shard);
     // Two threads in a pipeline: one walks and keys the items, the other quick-checks them
@@ -281,6 +294,15 @@ pub fn preflighted(
                 }
                 Event::Ignored { path, reason } => Walked::Ignored { path, reason },
                 Event::Warning(w) => Walked::Warning(w),
+                Event::Incomplete {
+                    source,
+                    last_key,
+                    reason,
+                } => Walked::Incomplete(journal::IncompleteSource {
+                    source,
+                    last_key,
+                    reason,
+                }),
             };
             batch.push(walked);
             if batch.len() >= batch_len
@@ -367,6 +389,7 @@ pub fn preflighted(
                     match ev {
                         Walked::Ignored { path, reason } => Ev::Ignored { path, reason },
                         Walked::Warning(w) => Ev::Warning(w),
+                        Walked::Incomplete(i) => Ev::Incomplete(i),
                         Walked::Item(found) => {
                             let Found {
                                 item,
@@ -391,7 +414,7 @@ pub fn preflighted(
                                     ))),
                                 }
                             } else {
-                                let ready = read(item, key, &storage).await;
+                                let ready = read(item, key, &storage, dry_run).await;
                                 refused_by_storage(&ready, &stop);
                                 ready
                             };

@@ -31,6 +31,7 @@ fn scan(sources: &[PathBuf], opts: &SourceOptions) -> Scan {
             Event::Item(i) => s.items.push(i),
             Event::Ignored { path, reason } => s.ignored.push((path, reason)),
             Event::Warning(w) => s.warnings.push(w),
+            Event::Incomplete { reason, .. } => s.warnings.push(reason),
         }
     }
     s

@@ -5,6 +5,7 @@
 mod common;
 
 mod audit;
+mod buckets;
 mod charges;
 mod check;
 mod client;

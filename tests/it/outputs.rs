@@ -590,6 +590,7 @@ fn run_line(resumed: bool) -> Line {
             save_api_request: false,
             api_host: "verification.didit.me".into(),
             simulated: false,
+            ..Settings::default()
         },
         sources: vec!["m.csv".into()],
         rate: "240/min".into(),

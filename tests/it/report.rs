@@ -47,6 +47,7 @@ fn run_line(resumed: bool, simulated: bool) -> Line {
             }
             .into(),
             simulated,
+            ..Settings::default()
         },
         sources: vec!["manifest.csv".into()],
         rate: "240/min".into(),

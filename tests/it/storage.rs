@@ -14,7 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use crate::common::{self, KEY};
 
 /// The S3 test server, or `None` (with a note) when it is not configured outside CI.
-fn server() -> Option<(String, PathBuf)> {
+pub(crate) fn server() -> Option<(String, PathBuf)> {
     let endpoint = std::env::var("LIVENESS_TEST_S3_ENDPOINT").ok();
     let log = std::env::var("LIVENESS_TEST_S3_LOG").ok();
     match (endpoint, log) {
@@ -34,15 +34,15 @@ fn server() -> Option<(String, PathBuf)> {
 }
 
 /// A fresh bucket on the test server, with its store for uploads.
-struct Bucket {
-    endpoint: String,
-    log: PathBuf,
-    name: String,
+pub(crate) struct Bucket {
+    pub(crate) endpoint: String,
+    pub(crate) log: PathBuf,
+    pub(crate) name: String,
     store: Box<dyn ObjectStore>,
 }
 
 impl Bucket {
-    async fn new() -> Option<Bucket> {
+    pub(crate) async fn new() -> Option<Bucket> {
         let (endpoint, log) = server()?;
         let name = format!("it-{}", uuid::Uuid::new_v4().simple());
         let made = reqwest::Client::new()
@@ -68,19 +68,19 @@ impl Bucket {
         })
     }
 
-    async fn put(&self, key: &str, bytes: Vec<u8>) {
+    pub(crate) async fn put(&self, key: &str, bytes: Vec<u8>) {
         self.store
             .put(&ObjectPath::from(key), bytes.into())
             .await
             .unwrap();
     }
 
-    fn uri(&self, key: &str) -> String {
+    pub(crate) fn uri(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.name)
     }
 
     /// GETs of this bucket's objects in the server's request log (listings are not counted).
-    fn gets(&self, key_prefix: &str) -> usize {
+    pub(crate) fn gets(&self, key_prefix: &str) -> usize {
         let needle = format!("GET /{}/{key_prefix}", self.name);
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
@@ -91,10 +91,20 @@ impl Bucket {
 }
 
 /// The secret key the tests hand the binary (the test server accepts any).
-const SECRET: &str = "secret-key-never-printed-7f3a";
+pub(crate) const SECRET: &str = "secret-key-never-printed-7f3a";
 
 /// `scan ARGS` against `base_url` with test credentials for the S3 endpoint.
-async fn scan(args: &[&str], endpoint: &str, base_url: &str) -> common::Run {
+pub(crate) async fn scan(args: &[&str], endpoint: &str, base_url: &str) -> common::Run {
+    scan_env(args, endpoint, base_url, &[]).await
+}
+
+/// [`scan`] with more environment variables (a scheduler's, for shards).
+pub(crate) async fn scan_env(
+    args: &[&str],
+    endpoint: &str,
+    base_url: &str,
+    env: &[(&str, &str)],
+) -> common::Run {
     let mut cmd = tokio::process::Command::new(common::bin());
     cmd.arg("scan")
         .args(args)
@@ -109,6 +119,15 @@ async fn scan(args: &[&str], endpoint: &str, base_url: &str) -> common::Run {
         .env("AWS_SECRET_ACCESS_KEY", SECRET)
         .env("DIDIT_BASE_URL", base_url)
         .env("DIDIT_API_KEY", KEY)
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GOOGLE_SERVICE_ACCOUNT")
+        .env_remove("GOOGLE_SERVICE_ACCOUNT_KEY")
+        .env_remove("GOOGLE_BASE_URL")
+        .env_remove("GOOGLE_BEARER_TOKEN")
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+        .env_remove("SLURM_ARRAY_TASK_ID")
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null());
     let out = cmd.output().await.expect("run liveness-batch");
     common::Run {
@@ -118,11 +137,11 @@ async fn scan(args: &[&str], endpoint: &str, base_url: &str) -> common::Run {
     }
 }
 
-fn results(out: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+pub(crate) fn results(out: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
     common::csv_rows(&out.join("results.csv"))
 }
 
-fn cell<'a>(
+pub(crate) fn cell<'a>(
     rows: &'a [std::collections::BTreeMap<String, String>],
     key: &str,
     col: &str,

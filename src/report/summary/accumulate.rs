@@ -249,6 +249,18 @@ impl Accumulator {
             .map(|(c, n)| (*c, *n))
             .collect();
         let by_action = every_key(&Action::ALL, &self.by_action);
+        // A latest run whose population was incomplete says so (an earlier one, completed
+        // since by a rerun, does not).
+        let incomplete: Vec<String> = self
+            .segments
+            .iter()
+            .filter(|s| s.any_run)
+            .filter_map(|s| s.last_end.as_ref()?.incomplete.as_ref())
+            .map(|i| i.warning())
+            .collect();
+        for w in incomplete {
+            self.warn(w);
+        }
         let segments: Vec<&Segment> = self.segments.iter().filter(|s| s.any_run).collect();
         let (outcome, stop_reason) = outcome(&segments);
         let price = if price_per_call.is_finite() {

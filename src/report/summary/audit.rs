@@ -670,6 +670,13 @@ pub fn reconcile(
                 r.not_processed += run.end.not_processed;
                 end_dedup += run.end.deduplicated;
                 end_recorded += run.end.recorded;
+                if let Some(i) = &run.end.incomplete {
+                    problems.push(format!(
+                        "the population is incomplete: {} was not listed to its end, so \
+                         files found counts only what was listed",
+                        i.source
+                    ));
+                }
             }
             r.found = inputs + r.ignored;
             r.refused_locally = tally.refused.values().sum();

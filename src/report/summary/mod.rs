@@ -328,7 +328,9 @@ impl Summary {
             out.push(format!("the reconciliation does not close: {p}"));
         }
         for d in &a.disagreements {
-            out.push(format!("the journal no longer holds what was built from it: {d}"));
+            out.push(format!(
+                "the journal no longer holds what was built from it: {d}"
+            ));
         }
         if let Some(sig) = &a.signature {
             for p in &sig.problems {

@@ -1,0 +1,580 @@
+//! S3 requests made and signed here, with keys exactly as the store holds them: the
+//! ListObjectsV2 listing (its XML read here, page by page), and HEAD and GET for the keys the
+//! storage client cannot address. (The storage client turns each key into a path of its own: a
+//! page holding one key it cannot represent, such as `a//b.jpg`, `./x.jpg` or a key with a tab,
+//! fails whole, and the objects after it would never be seen.)
+
+use std::time::Duration;
+
+use object_store::aws::{AwsAuthorizer, AwsCredentialProvider};
+use object_store::client::{HttpRequest, HttpRequestBody};
+use quick_xml::events::Event as Xml;
+
+use super::{Failure, classify_text, retry_config};
+
+/// One object as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The full key, exactly as stored.
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
+}
+
+/// One listing page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub objects: Vec<Listed>,
+    /// The token that asks for the next page; `None` on the last one.
+    pub next: Option<String>,
+}
+
+/// Why a request failed (after the retries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageError {
+    pub failure: Failure,
+    pub message: String,
+    /// The store's HTTP status, when it answered.
+    pub status: Option<u16>,
+}
+
+/// An object's size and ETag, from a HEAD or a GET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub size: u64,
+    pub etag: Option<String>,
+}
+
+/// A passing fault worth another attempt, or not.
+type Attempt<T> = Result<T, (PageError, bool)>;
+
+/// How requests are authorised. (No `Debug`: it holds the credentials.)
+pub enum Auth {
+    /// AWS Signature V4 with the store's own credentials.
+    Aws {
+        credentials: AwsCredentialProvider,
+        region: String,
+        sign_payload: bool,
+    },
+    /// An OAuth bearer token from the store's own credentials (Google Cloud Storage).
+    #[cfg(feature = "gcp")]
+    Bearer(object_store::gcp::GcpCredentialProvider),
+    /// No signature (`AWS_SKIP_SIGNATURE`: a public bucket).
+    None,
+}
+
+/// Lists one bucket: its endpoint (`https://HOST/BUCKET` or a virtual-hosted
+/// `https://BUCKET.HOST`) and how to sign.
+pub struct Direct {
+    pub(super) endpoint: String,
+    pub(super) auth: Auth,
+    pub(super) http: reqwest::Client,
+}
+
+impl Direct {
+    pub fn new(endpoint: String, auth: Auth) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Direct {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            auth,
+            http,
+        })
+    }
+
+    /// The page of keys starting with `prefix` (sent as it is: no key is ever normalised) that
+    /// `token` asks for (the first page without one), with the store's bounded retries on
+    /// passing faults (connection errors, 5xx, 429).
+    pub async fn page(&self, prefix: &str, token: Option<&str>) -> Result<Page, PageError> {
+        let mut query = format!("list-type=2&prefix={}", encode(prefix));
+        if let Some(t) = token {
+            query.push_str("&continuation-token=");
+            query.push_str(&encode(t));
+        }
+        let url = format!("{}/?{query}", self.endpoint);
+        retried(|| async {
+            let (body, _) = self
+                .send(reqwest::Method::GET, &url, &[], u64::MAX, true)
+                .await?;
+            let body = String::from_utf8_lossy(&body);
+            parse_page(&body).map_err(|e| {
+                failed(
+                    format!("the listing page is not readable: {e}"),
+                    false,
+                    None,
+                )
+            })
+        })
+        .await
+    }
+
+    /// An object's size and ETag (HEAD), addressed by its exact key.
+    pub async fn head(&self, key: &str) -> Result<Head, PageError> {
+        let url = self.object_url(key);
+        retried(|| async {
+            let (_, head) = self
+                .send(reqwest::Method::HEAD, &url, &[], 0, false)
+                .await?;
+            Ok(head)
+        })
+        .await
+    }
+
+    /// An object's content (GET), addressed by its exact key, only if its ETag is still
+    /// `if_match` (412 otherwise); `Ok(None)` when it holds more than `max` bytes (not read
+    /// beyond that). With `first`, only its first that many bytes (a ranged GET).
+    pub async fn get(
+        &self,
+        key: &str,
+        if_match: Option<&str>,
+        max: u64,
+        first: Option<usize>,
+    ) -> Result<(Option<bytes::Bytes>, Head), PageError> {
+        let url = self.object_url(key);
+        let range = first.map(|n| format!("bytes=0-{}", n.max(1) - 1));
+        let mut headers: Vec<(&str, &str)> =
+            if_match.map(|e| ("if-match", e)).into_iter().collect();
+        if let Some(r) = &range {
+            headers.push(("range", r));
+        }
+        retried(|| async {
+            match self
+                .send(reqwest::Method::GET, &url, &headers, max, false)
+                .await
+            {
+                Ok((body, head)) => Ok((Some(body), head)),
+                Err((e, _)) if e.status == Some(TOO_LARGE) => Ok((
+                    None,
+                    Head {
+                        size: max + 1,
+                        etag: None,
+                    },
+                )),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// The URL of the object `key`: every byte but the unreserved ones percent-encoded; a key
+    /// with a `.` or `..` segment has its `/` encoded too, so no URL layer resolves the
+    /// segment into another key.
+    fn object_url(&self, key: &str) -> String {
+        let dots = key.split('/').any(|s| s == "." || s == "..");
+        let path: Vec<String> = key.split('/').map(encode).collect();
+        let sep = if dots { "%2F" } else { "/" };
+        format!("{}/{}", self.endpoint, path.join(sep))
+    }
+
+    /// One signed request; the body (at most `max` bytes, else a failure with status
+    /// [`TOO_LARGE`]) and the object's size and ETag from the headers.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        extra: &[(&str, &str)],
+        max: u64,
+        listing: bool,
+    ) -> Attempt<(bytes::Bytes, Head)> {
+        let headers = self.sign(&method, url, extra).await.map_err(|message| {
+            (
+                PageError {
+                    failure: Failure::Refused(message.clone()),
+                    message,
+                    status: None,
+                },
+                false,
+            )
+        })?;
+        let mut response = self
+            .http
+            .request(method.clone(), url)
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| failed(format!("the request failed: {e}"), true, None))?;
+        let status = response.status();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let etag = header("etag");
+        let length = header("content-length").and_then(|l| l.parse::<u64>().ok());
+        // A HEAD's length is the object's, not a body's.
+        let has_body = method != reqwest::Method::HEAD;
+        if has_body && status.is_success() && length.is_some_and(|l| l > max) {
+            return Err(failed("too large".into(), false, Some(TOO_LARGE)));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| failed(format!("the answer was cut off: {e}"), true, None))?
+        {
+            body.extend_from_slice(&chunk);
+            if status.is_success() && body.len() as u64 > max {
+                return Err(failed("too large".into(), false, Some(TOO_LARGE)));
+            }
+        }
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            let passing = status.is_server_error() || status.as_u16() == 429;
+            let failure = if passing {
+                Failure::Failed
+            } else {
+                let full = format!("Server returned non-2xx status code: {status}: {text}");
+                match classify_text(&full, status.as_u16() == 404 && !listing, false) {
+                    // A listing has no object to miss: the bucket itself was not found.
+                    Failure::Missing if listing => {
+                        Failure::Refused("the bucket was not found (HTTP 404)".into())
+                    }
+                    other => other,
+                }
+            };
+            let message = format!("the store answered {status}: {}", short_body(&text));
+            return Err((
+                PageError {
+                    failure,
+                    message,
+                    status: Some(status.as_u16()),
+                },
+                passing,
+            ));
+        }
+        let size = length.unwrap_or(body.len() as u64);
+        Ok((bytes::Bytes::from(body), Head { size, etag }))
+    }
+
+    /// The headers that authorise `method` on `url` with the `extra` headers.
+    async fn sign(
+        &self,
+        method: &reqwest::Method,
+        url: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<reqwest::header::HeaderMap, String> {
+        let mut request = HttpRequest::new(HttpRequestBody::from(Vec::new()));
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = url.parse().map_err(|e| format!("{e}"))?;
+        for (name, value) in extra {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| e.to_string())?;
+            let value = reqwest::header::HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+            request.headers_mut().insert(name, value);
+        }
+        #[cfg(feature = "gcp")]
+        if let Auth::Bearer(credentials) = &self.auth {
+            let credential = credentials
+                .get_credential()
+                .await
+                .map_err(|e| format!("no credentials: {e}"))?;
+            if !credential.bearer.is_empty() {
+                let value = reqwest::header::HeaderValue::from_str(&format!(
+                    "Bearer {}",
+                    credential.bearer
+                ))
+                .map_err(|_| "the bearer token is not a valid header value".to_string())?;
+                request
+                    .headers_mut()
+                    .insert(reqwest::header::AUTHORIZATION, value);
+            }
+        }
+        if let Auth::Aws {
+            credentials,
+            region,
+            sign_payload,
+        } = &self.auth
+        {
+            let credential = credentials
+                .get_credential()
+                .await
+                .map_err(|e| format!("no credentials: {e}"))?;
+            AwsAuthorizer::new(&credential, "s3", region)
+                .with_sign_payload(*sign_payload)
+                .try_authorize(&mut request, None)
+                .map_err(|e| format!("cannot sign the request: {e}"))?;
+        }
+        Ok(request.headers().clone())
+    }
+}
+
+/// The status a body over its limit is reported with (no store sends it for that).
+const TOO_LARGE: u16 = 413;
+
+fn failed(message: String, passing: bool, status: Option<u16>) -> (PageError, bool) {
+    (
+        PageError {
+            failure: Failure::Failed,
+            message,
+            status,
+        },
+        passing,
+    )
+}
+
+/// `attempt` with the store's bounded retries (backoff with jitter) on passing faults.
+async fn retried<T, F, Fut>(attempt: F) -> Result<T, PageError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Attempt<T>>,
+{
+    let config = retry_config();
+    let mut wait = config.backoff.init_backoff;
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err((e, true)) if tries < config.max_retries => {
+                tracing::debug!("storage request failed, retrying: {}", e.message);
+                tries += 1;
+                let jitter = rand::random::<f64>() * 0.5 + 0.75;
+                tokio::time::sleep(wait.mul_f64(jitter)).await;
+                wait = wait
+                    .mul_f64(config.backoff.base)
+                    .min(config.backoff.max_backoff);
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}
+
+/// The start of a store's error body, for a message (its XML `Code` and `Message` are there).
+fn short_body(body: &str) -> String {
+    crate::input::shorten(body.trim())
+}
+
+/// Percent-encode a query value: everything but the unreserved characters, so a `+`, a space,
+/// a `%` or a `/` reach the store as exactly themselves.
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Read a `ListBucketResult` page: each `Contents` entry's `Key` (exactly, white space and
+/// all, entities resolved), `Size` and `ETag`, and the `NextContinuationToken` when
+/// `IsTruncated` says more follows.
+pub fn parse_page(xml: &str) -> Result<Page, String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    reader.config_mut().trim_text(false);
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut text = String::new();
+    let mut page = Page::default();
+    let mut truncated = false;
+    let mut token = None;
+    let mut entry: Option<(Option<String>, Option<u64>, Option<String>)> = None;
+    let mut root_seen = false;
+    loop {
+        let event = reader.read_event().map_err(|e| e.to_string())?;
+        match event {
+            Xml::Start(e) => {
+                let name = e.local_name().as_ref().to_vec();
+                if path.is_empty() {
+                    if name != b"ListBucketResult" {
+                        return Err(format!(
+                            "expected a ListBucketResult, found <{}>",
+                            String::from_utf8_lossy(&name)
+                        ));
+                    }
+                    root_seen = true;
+                }
+                if path.len() == 1 && name == b"Contents" {
+                    entry = Some((None, None, None));
+                }
+                path.push(name);
+                text.clear();
+            }
+            Xml::Empty(e) => {
+                // `<Key/>`: an empty value.
+                let name = e.local_name().as_ref().to_vec();
+                if path.len() == 2
+                    && path[1] == b"Contents"
+                    && name == b"Key"
+                    && let Some(entry) = entry.as_mut()
+                {
+                    entry.0 = Some(String::new());
+                }
+            }
+            Xml::Text(t) => text.push_str(&t.decode().map_err(|e| e.to_string())?),
+            Xml::CData(c) => text.push_str(&c.decode().map_err(|e| e.to_string())?),
+            Xml::GeneralRef(r) => {
+                if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
+                    text.push(c);
+                } else {
+                    let name = r.decode().map_err(|e| e.to_string())?;
+                    let value = quick_xml::escape::resolve_predefined_entity(&name)
+                        .ok_or_else(|| format!("unknown entity &{name};"))?;
+                    text.push_str(value);
+                }
+            }
+            Xml::End(_) => {
+                let name = path.pop().unwrap_or_default();
+                let value = std::mem::take(&mut text);
+                match (path.len(), name.as_slice()) {
+                    (1, b"IsTruncated") => truncated = value.trim() == "true",
+                    (1, b"NextContinuationToken") => token = Some(value),
+                    (1, b"Contents") => {
+                        let (key, size, etag) = entry.take().unwrap_or_default();
+                        let key = key.ok_or("a listed object has no Key")?;
+                        let size = size.ok_or_else(|| {
+                            format!("the object {} has no Size", crate::input::shorten(&key))
+                        })?;
+                        page.objects.push(Listed { key, size, etag });
+                    }
+                    (2, field) if path[1] == b"Contents" => {
+                        if let Some(entry) = entry.as_mut() {
+                            match field {
+                                b"Key" => entry.0 = Some(value),
+                                b"Size" => {
+                                    entry.1 = Some(value.trim().parse().map_err(|_| {
+                                        format!("a listed Size is not a number: {value:?}")
+                                    })?)
+                                }
+                                b"ETag" => entry.2 = Some(value).filter(|v| !v.is_empty()),
+                                _ => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Xml::Eof => break,
+            _ => {}
+        }
+    }
+    if !path.is_empty() {
+        return Err("the listing page is cut short (an element is not closed)".into());
+    }
+    if !root_seen {
+        return Err("the answer holds no ListBucketResult".into());
+    }
+    if truncated {
+        match token {
+            Some(t) if !t.is_empty() => page.next = Some(t),
+            _ => return Err("the page says more follows but gives no continuation token".into()),
+        }
+    }
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_read_exactly_as_listed() {
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+            <ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+            <Name>b</Name><Prefix>q3/</Prefix><KeyCount>5</KeyCount><IsTruncated>true</IsTruncated>\
+            <Contents><Key>q3/pct%20x.jpg</Key><Size>10</Size><ETag>&quot;abc&quot;</ETag></Contents>\
+            <Contents><Key>q3/a//b.jpg</Key><Size>1</Size></Contents>\
+            <Contents><Key>q3/tab\there.jpg</Key><Size>2</Size><ETag>\"d\"</ETag></Contents>\
+            <Contents><Key> q3/ü &amp; &#43;&#x20;.jpg </Key><Size>3</Size><ETag></ETag></Contents>\
+            <Contents><Key><![CDATA[q3/<odd>.jpg]]></Key><Size>4</Size></Contents>\
+            <NextContinuationToken>tok+/=</NextContinuationToken>\
+            </ListBucketResult>";
+        let page = parse_page(xml).unwrap();
+        let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "q3/pct%20x.jpg",
+                "q3/a//b.jpg",
+                "q3/tab\there.jpg",
+                " q3/ü & + .jpg ",
+                "q3/<odd>.jpg"
+            ]
+        );
+        assert_eq!(page.objects[0].etag.as_deref(), Some("\"abc\""));
+        assert_eq!(page.objects[1].etag, None);
+        assert_eq!(page.objects[3].etag, None, "an empty ETag is none");
+        assert_eq!(page.objects[2].size, 2);
+        assert_eq!(page.next.as_deref(), Some("tok+/="));
+    }
+
+    #[test]
+    fn the_last_page_has_no_token_and_bad_pages_are_refused() {
+        let last =
+            parse_page("<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>")
+                .unwrap();
+        assert_eq!(last, Page::default());
+        for (bad, why) in [
+            (
+                "<Error><Code>AccessDenied</Code></Error>",
+                "expected a ListBucketResult",
+            ),
+            (
+                "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>",
+                "no continuation token",
+            ),
+            (
+                "<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>",
+                "no Key",
+            ),
+            (
+                "<ListBucketResult><Contents><Key>k</Key><Size>x</Size></Contents></ListBucketResult>",
+                "not a number",
+            ),
+            ("<ListBucketResult><Contents><Key>k", "cut short"),
+            ("", "no ListBucketResult"),
+        ] {
+            let e = parse_page(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn passing_faults_are_retried_a_bounded_number_of_times_and_others_not_at_all() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let tries = AtomicU32::new(0);
+        let flaky = |fail_first: u32, passing: bool| {
+            let tries = &tries;
+            move || async move {
+                let n = tries.fetch_add(1, Ordering::SeqCst);
+                if n < fail_first {
+                    Err(failed(format!("attempt {n}"), passing, Some(503)))
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        let started = tokio::time::Instant::now();
+        assert_eq!(
+            retried(flaky(2, true)).await,
+            Ok(2),
+            "the third attempt answers"
+        );
+        tries.store(0, Ordering::SeqCst);
+        let e = retried(flaky(100, true)).await.unwrap_err();
+        assert_eq!(tries.load(Ordering::SeqCst), 5, "one attempt and 4 retries");
+        assert_eq!(e.message, "attempt 4");
+        // The waits grow from 100 ms (with jitter), bounded: well under the 60 s a read may take.
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tries.store(0, Ordering::SeqCst);
+        let e = retried(flaky(100, false)).await.unwrap_err();
+        assert_eq!(
+            tries.load(Ordering::SeqCst),
+            1,
+            "not a passing fault: no retry"
+        );
+        assert_eq!(e.status, Some(503));
+    }
+
+    #[test]
+    fn query_values_are_sent_as_themselves() {
+        assert_eq!(encode("q3/ñ a+b%20.jpg"), "q3%2F%C3%B1%20a%2Bb%2520.jpg");
+        assert_eq!(encode("A-z_0.9~"), "A-z_0.9~");
+    }
+}
