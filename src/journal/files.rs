@@ -78,6 +78,39 @@ pub fn open_private(path: &Path, append: bool) -> io::Result<File> {
     Ok(f)
 }
 
+/// The SHA-256 state of the first `len` bytes of the file at `path` (a journal's lines that a
+/// run leaves as they are), to be finished by [`finish_file_hash`] once the run appended its
+/// own: the whole file's SHA-256 without reading that part again at the end.
+pub fn hash_prefix(path: &Path, len: u64) -> Result<sha2::Sha256, JournalError> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let file = open_read(path)?;
+    let n = io::copy(&mut io::Read::take(file, len), &mut hasher)
+        .map_err(JournalError::io("read", path))?;
+    if n != len {
+        return Err(JournalError::io("read", path)(
+            io::ErrorKind::UnexpectedEof.into(),
+        ));
+    }
+    Ok(hasher)
+}
+
+/// The SHA-256 of the file at `path`, from `prefix` (the state [`hash_prefix`] gave for its
+/// first `len` bytes) and the bytes after them.
+pub fn finish_file_hash(
+    path: &Path,
+    mut prefix: sha2::Sha256,
+    len: u64,
+) -> Result<[u8; 32], JournalError> {
+    use io::Seek;
+    use sha2::Digest;
+    let mut file = open_read(path)?;
+    file.seek(io::SeekFrom::Start(len))
+        .and_then(|_| io::copy(&mut file, &mut prefix))
+        .map_err(JournalError::io("read", path))?;
+    Ok(prefix.finalize().into())
+}
+
 /// Open a file of the out dir for reading, never through a symbolic link.
 pub(super) fn open_read(path: &Path) -> Result<File, JournalError> {
     let file = OpenOptions::new()

@@ -21,7 +21,10 @@ use sha2::{Digest, Sha256};
 
 use crate::record::Record;
 
-pub use files::{DirLock, create_private_dir, open_private, out_dir_warning, write_private_atomic};
+pub use files::{
+    DirLock, create_private_dir, finish_file_hash, hash_prefix, open_private, out_dir_warning,
+    write_private_atomic,
+};
 pub use index::{Index, KeyState, Latest, Orphan, reusable_record, version_digest};
 pub use read::{ChainBreak, ChainCheck, LinesAt, Reader, TornTail};
 pub use seal::{Seal, Signer};

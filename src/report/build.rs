@@ -303,7 +303,13 @@ fn build_with(
         write_small(out_dir, &summary, html.as_bytes())?;
         (sums::hex_of(html.as_bytes()), Vec::new())
     } else {
-        write_summaries(out_dir, &summary, &walked.attention, &hashes)?
+        write_summaries(
+            out_dir,
+            &summary,
+            &walked.attention,
+            &hashes,
+            opts.journal_sha256,
+        )?
     };
     if let Some(accumulator) = checkpoint {
         state::save(
@@ -574,11 +580,12 @@ pub(super) fn write_summaries(
     summary: &Summary,
     attention: &html::Attention,
     results: &[(String, String)],
+    journal_sha256: Option<[u8; 32]>,
 ) -> Result<(String, Vec<(String, String)>), ReportError> {
     let html = html::render(summary, attention);
     let mut hashed: Vec<(String, String)> = results.to_vec();
     hashed.extend(write_small(out_dir, summary, html.as_bytes())?);
-    let listed = sums::write(out_dir, &hashed)?;
+    let listed = sums::write(out_dir, &hashed, journal_sha256)?;
     // Everything SHA256SUMS lists but the results files, and SHA256SUMS itself.
     let written = listed
         .into_iter()

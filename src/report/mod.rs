@@ -47,6 +47,9 @@ pub struct ReportOptions {
     /// Keep Didit's estimated age, gender and face box in results.csv, results.json and
     /// results.jsonl (`--include-face-attributes`); left out by default.
     pub include_face_attributes: bool,
+    /// The journal's SHA-256 as it stands, when the caller knows it already (a scan hashed
+    /// the lines it found while it ran): SHA256SUMS does not read the journal again.
+    pub journal_sha256: Option<[u8; 32]>,
 }
 
 impl Default for ReportOptions {
@@ -55,6 +58,7 @@ impl Default for ReportOptions {
             price_per_call: 0.10,
             results_format: None,
             include_face_attributes: false,
+            journal_sha256: None,
         }
     }
 }
@@ -641,6 +645,7 @@ fn run_blocking(cfg: &ReportConfig) -> Result<Exit, ReportError> {
         price_per_call: cfg.price_per_call,
         results_format: cfg.results_format,
         include_face_attributes: cfg.include_face_attributes,
+        journal_sha256: None,
     };
     let outputs = match (cfg.dirs.as_slice(), &cfg.out) {
         ([], _) => return Err(ReportError::Usage("report: give at least one DIR".into())),

@@ -303,7 +303,7 @@ pub fn refresh(
             .chain(cp.written.iter().filter(|(n, _)| n != sums::SUMS_FILE))
             .cloned()
             .collect();
-        let listed = sums::write(out_dir, &hashed)?;
+        let listed = sums::write(out_dir, &hashed, opts.journal_sha256)?;
         let mut written = cp.written.clone();
         if let (Some(new), Some(old)) = (
             listed.last(),
@@ -340,7 +340,13 @@ pub fn refresh(
         .finish(opts.price_per_call, &out_dir.display().to_string());
     summary.built_from = Some(built_from.clone());
     let attention = Attention::from_snapshot(cp.attention);
-    let (report_sha256, written) = write_summaries(out_dir, &summary, &attention, &cp.hashes)?;
+    let (report_sha256, written) = write_summaries(
+        out_dir,
+        &summary,
+        &attention,
+        &cp.hashes,
+        opts.journal_sha256,
+    )?;
     save(
         out_dir,
         &Checkpoint {

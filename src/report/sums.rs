@@ -32,6 +32,7 @@ pub const SIG_FILE: &str = "SHA256SUMS.minisig";
 pub fn write(
     out_dir: &Path,
     hashed: &[(String, String)],
+    journal_sha256: Option<[u8; 32]>,
 ) -> Result<Vec<(String, String)>, ReportError> {
     let mut lines: Vec<(String, String)> = hashed.to_vec();
     for name in ALSO_LISTED {
@@ -50,11 +51,14 @@ pub fn write(
         }
     }
     let journal_path = out_dir.join(journal::JOURNAL_FILE);
-    let journal_sha = {
-        let mut f = super::state::open_read(&journal_path).map_err(io_err(&journal_path))?;
-        let mut h = Sha256::new();
-        io::copy(&mut f, &mut h).map_err(io_err(&journal_path))?;
-        hex::encode(h.finalize())
+    let journal_sha = match journal_sha256 {
+        Some(sha) => hex::encode(sha),
+        None => {
+            let mut f = super::state::open_read(&journal_path).map_err(io_err(&journal_path))?;
+            let mut h = Sha256::new();
+            io::copy(&mut f, &mut h).map_err(io_err(&journal_path))?;
+            hex::encode(h.finalize())
+        }
     };
     let mut all = lines.clone();
     all.push((journal::JOURNAL_FILE.to_string(), journal_sha));
@@ -113,6 +117,7 @@ mod tests {
                 ("summary.json".into(), "bb".into()),
                 ("results.csv".into(), "aa".into()),
             ],
+            None,
         )
         .unwrap();
         let text = std::fs::read_to_string(dir.path().join(SUMS_FILE)).unwrap();

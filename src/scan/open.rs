@@ -151,6 +151,7 @@ fn verify_journal(
             price_per_call: cfg.price_per_call,
             results_format: cfg.results_format,
             include_face_attributes: cfg.include_face_attributes,
+            journal_sha256: None,
         };
         if let Err(e) = report::mark_broken(&cfg.out, &opts, public.as_ref()) {
             messages::warn(&format!(
@@ -252,6 +253,9 @@ pub struct Opened {
     pub journal_path: PathBuf,
     /// This run's start and id, as its header records them.
     pub run: (String, Option<String>),
+    /// The length of the journal's complete lines before this run (0 for a new journal):
+    /// left as they are, they are hashed for SHA256SUMS while the run goes on.
+    pub prefix_len: u64,
 }
 
 /// Index the verified journal for a resume, refusing changed settings unless `--force`;
@@ -304,6 +308,7 @@ pub fn open(
         writer,
         resumed,
         journal_path,
+        prefix_len: verified.as_ref().map_or(0, |v| v.head.bytes),
         run: this_run,
     })
 }

@@ -88,6 +88,15 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
         balance: Some(balance.clone()),
     };
     let opened = open::open(&cfg, &settings, audit, evidence)?;
+    // The journal's lines before this run stay as they are: hashed for SHA256SUMS on another
+    // thread while the run goes on, so the end reads only what the run appended.
+    let prefix = (opened.prefix_len > 0).then(|| {
+        let (path, len) = (opened.journal_path.clone(), opened.prefix_len);
+        (
+            len,
+            tokio::task::spawn_blocking(move || journal::hash_prefix(&path, len)),
+        )
+    });
     open::announce(&cfg, opened.resumed);
     let total = count_inputs(&cfg).await;
     let done = opened.index.keys() - opened.index.without_result();
@@ -95,8 +104,14 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
     let mut pipeline = Pipeline::start(&cfg, &api, opened, stop.clone(), total)?;
     let input_unread = pipeline.dispatch(&cfg).await;
     let drained = pipeline.drain().await;
-    finish(&cfg, api, drained, &stop, input_unread).await
+    finish(&cfg, api, drained, &stop, input_unread, prefix).await
 }
+
+/// A hash of the journal's first bytes, under way on another thread.
+type PrefixHash = (
+    u64,
+    tokio::task::JoinHandle<Result<sha2::Sha256, journal::JournalError>>,
+);
 
 /// The running stages and what the dispatcher needs to feed them.
 struct Pipeline {
@@ -646,6 +661,7 @@ async fn finish(
     mut drained: Drained,
     stop: &Stop,
     input_unread: bool,
+    prefix: Option<PrefixHash>,
 ) -> Result<Exit, ScanError> {
     // The balance after the last answer (a read, on its own budget).
     let balance = api.client.balance().await;
@@ -705,6 +721,7 @@ async fn finish(
             price_per_call: cfg.price_per_call,
             results_format: cfg.results_format,
             include_face_attributes: cfg.include_face_attributes,
+            journal_sha256: journal_hash(&drained.journal_path, prefix).await,
         },
         &drained.listed,
         fed,
@@ -798,6 +815,18 @@ fn journal_gone(
         ));
     }
     Ok(left_without_result)
+}
+
+/// The journal's SHA-256 from the hash of its first bytes and what follows them; `None` (the
+/// outputs then read it whole) when that hash was not made or failed.
+async fn journal_hash(path: &std::path::Path, prefix: Option<PrefixHash>) -> Option<[u8; 32]> {
+    let (len, job) = prefix?;
+    let state = job.await.ok()?.ok()?;
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || journal::finish_file_hash(&path, state, len))
+        .await
+        .ok()?
+        .ok()
 }
 
 /// Return the allocator's free memory to the system (glibc keeps freed memory of every
