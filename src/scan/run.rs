@@ -67,11 +67,13 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
         empty?;
         return dry_run::run(&cfg, &stop).await;
     }
-    // What a resume may trust is decided before the API is touched.
-    let evidence = open::verify_evidence(&cfg)?;
+    // The client (no request yet), so a bad base URL is named first.
     let api = open::connect(&cfg).await?;
-    // A source with nothing to screen, once the API settings are known to be usable.
+    // A source with nothing to screen, once the API settings are known to be usable; nothing
+    // is written for it.
     empty?;
+    // What a resume may trust is decided before any request.
+    let evidence = open::verify_evidence(&cfg)?;
     let settings = Settings {
         threshold: cfg.params.threshold,
         rotate_image: cfg.params.rotate_image,

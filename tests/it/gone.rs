@@ -330,16 +330,17 @@ async fn a_run_over_other_sources_takes_nothing_for_gone() {
     common::write(&day1, "a.jpg", &common::jpeg(71));
     common::write(&day1, "b.jpg", &common::jpeg(72));
     common::write(&day2, "c.jpg", &common::jpeg(73));
+    common::write(&day2, "d.jpg", &common::jpeg(74));
     assert_eq!(scan(&emu, &day1, &out, &[]).await.code, 0);
     assert_eq!(scan(&emu, &day2, &out, &[]).await.code, 0);
     assert!(!out.join("gone.csv").exists(), "nothing gone");
     assert_eq!(
         keys_of(&out.join("results.csv")),
-        set(&["a.jpg", "b.jpg", "c.jpg"])
+        set(&["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
     );
     // day2 again, its file deleted: it is gone; day1's items are not
     std::fs::remove_file(day2.join("c.jpg")).unwrap();
     assert_eq!(scan(&emu, &day2, &out, &[]).await.code, 0);
     assert_eq!(keys_of(&out.join("gone.csv")), set(&["c.jpg"]));
-    assert_eq!(emu.stats().requests, 3);
+    assert_eq!(emu.stats().requests, 4);
 }
