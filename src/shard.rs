@@ -107,7 +107,7 @@ impl Shard {
         Ok(Self { index, total })
     }
 
-    /// The shard (1-based) of a key whose [`crate::journal::key_digest`] is `digest` (the
+    /// The shard (1-based) of a key whose [`crate::kit::digest::key_digest`] is `digest` (the
     /// first 16 bytes of the key's SHA-256, little-endian), among `total` shards.
     pub fn of_digest(digest: u128, total: u32) -> u32 {
         ((digest as u64) % u64::from(total.max(1))) as u32 + 1
@@ -115,7 +115,7 @@ impl Shard {
 
     /// The shard (1-based) of `key` among `total` shards.
     pub fn of_key(key: &str, total: u32) -> u32 {
-        Self::of_digest(crate::journal::key_digest(key), total)
+        Self::of_digest(crate::kit::digest::key_digest(key), total)
     }
 
     /// Whether the key with this digest belongs to this shard.
@@ -469,7 +469,7 @@ mod tests {
                 .filter(|i| {
                     Shard::new(*i, 4)
                         .unwrap()
-                        .holds(crate::journal::key_digest(k))
+                        .holds(crate::kit::digest::key_digest(k))
                 })
                 .collect();
             assert_eq!(holders.len(), 1, "{k}");

@@ -591,17 +591,7 @@ pub fn parse_metadata(s: &str) -> Result<Map<String, Value>, ParamError> {
     }
 }
 
-/// How a JSON value is named in messages ("a string", "an array", ...).
-pub fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub use crate::kit::kinds::json_kind;
 
 /// The image to send. Cloning is cheap (`Bytes`), so the multipart body is rebuilt per attempt.
 #[derive(Debug, Clone)]

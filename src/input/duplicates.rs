@@ -10,7 +10,7 @@ use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::report::sort::{self, Sorter};
+use crate::kit::sort::{self, Sorter};
 
 /// Memory the sort may hold before it spills a sorted run.
 const SORT_BUDGET: usize = 2 << 20;

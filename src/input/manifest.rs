@@ -1,7 +1,7 @@
 //! CSV manifest sources: header checked up front, then rows read one at a time. A bad row becomes
 //! an item with a `problem` (an invalid_input result), never an abort.
 
-use crate::didit::model::json_kind;
+use crate::kit::kinds::json_kind;
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, Read};

@@ -504,35 +504,7 @@ fn check_kind(meta: &std::fs::Metadata, path: &Path) -> Result<(), Unreadable> {
     Ok(())
 }
 
-/// What kind of file this is, in words ("FIFO", "socket", "character device", ...).
-pub fn file_kind(ft: &std::fs::FileType) -> &'static str {
-    if ft.is_file() {
-        return "regular file";
-    }
-    if ft.is_dir() {
-        return "folder";
-    }
-    if ft.is_symlink() {
-        return "symbolic link";
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if ft.is_fifo() {
-            return "FIFO";
-        }
-        if ft.is_socket() {
-            return "socket";
-        }
-        if ft.is_block_device() {
-            return "block device";
-        }
-        if ft.is_char_device() {
-            return "character device";
-        }
-    }
-    "special file"
-}
+pub use crate::kit::kinds::file_kind;
 
 /// The kernel pseudo-filesystem an opened file lives on (/proc, /sys), if any: their files
 /// report odd sizes and some block or never end when read.

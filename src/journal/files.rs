@@ -55,7 +55,7 @@ fn regular(path: &Path, file: File) -> io::Result<File> {
     Err(io::Error::other(format!(
         "{} is not a regular file ({}): remove it, or choose another --out",
         path.display(),
-        crate::input::preflight::file_kind(&ft)
+        crate::kit::kinds::file_kind(&ft)
     )))
 }
 

@@ -302,7 +302,7 @@ impl Builder {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        match crate::report::sort::temp_file(dir) {
+        match crate::kit::sort::temp_file(dir) {
             Ok(_) => dir.to_path_buf(),
             Err(_) => std::env::temp_dir(),
         }

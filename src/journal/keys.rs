@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use super::index::{CLASS_BITS, GONE, KeyState, UNKNOWN_PENDING};
+use crate::kit::sort::{self, Sorted, Sorter};
 use crate::record::Class;
-use crate::report::sort::{self, Sorted, Sorter};
 
 /// Bytes of one entry on disk: key digest, version and class, content digest.
 pub(super) const ENTRY: usize = 24;

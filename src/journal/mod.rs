@@ -17,7 +17,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::record::Record;
 
@@ -414,24 +413,7 @@ pub enum JournalError {
     },
 }
 
-/// A compact, fixed-size digest of an item key, for indexes that must stay small.
-pub fn key_digest(key: &str) -> u128 {
-    content_digest_of(&Sha256::digest(key.as_bytes()).into())
-}
-
-/// The first 16 bytes of a SHA-256 as a number, for compact content indexes.
-pub fn content_digest_of(sha256: &[u8; 32]) -> u128 {
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&sha256[..16]);
-    u128::from_le_bytes(first)
-}
-
-/// The first 16 bytes of a hex SHA-256 as a number, for compact content indexes.
-pub fn content_digest(sha256_hex: &str) -> Option<u128> {
-    let mut first = [0u8; 16];
-    hex::decode_to_slice(sha256_hex.get(..32)?, &mut first).ok()?;
-    Some(u128::from_le_bytes(first))
-}
+pub use crate::kit::digest::{content_digest, content_digest_of, key_digest};
 
 impl JournalError {
     /// The local I/O failure `op` on `path`.
@@ -537,6 +519,7 @@ mod tests {
     use super::fixtures::*;
     use super::*;
     use crate::record::Class;
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn round_trips_lines_with_offsets() {

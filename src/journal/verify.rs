@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::seal::{self, Seal};
 use super::{ChainCheck, JournalError, LineKind, Reader, TornTail, content_digest, key_digest};
-use crate::report::sort::Sorter;
+use crate::kit::sort::Sorter;
 
 /// Memory each of the verification's two sorts may hold before it spills to disk.
 const SORT_BUDGET: usize = 1 << 20;

@@ -1,3 +1,6 @@
 //! The ground floor: small rules every part may use, depending on none of them.
 
+pub mod digest;
+pub mod kinds;
 pub mod loopback;
+pub mod sort;

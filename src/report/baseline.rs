@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 use super::build::AtomicOut;
 use super::csv::{UTF8_BOM, escape_cell};
 use super::read::LinesAt;
-use super::sort::Sorter;
 use super::summary::record_action;
 use super::{ReportError, io_err, latest};
 use crate::journal::{Index, JOURNAL_FILE, Line, Reader, key_digest};
+use crate::kit::sort::Sorter;
 use crate::record::{Action, Class, Decision, Record};
 
 pub const CHANGES_FILE: &str = "changes.csv";

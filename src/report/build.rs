@@ -13,13 +13,13 @@ use sha2::{Digest, Sha256};
 use super::feed::Feed;
 use super::json::{self, JsonOut, Shape};
 use super::read::{LinesAt, parse_line};
-use super::sort::{self, Sorted};
 use super::state::{self, Checkpoint};
 use super::summary::{self, Accumulator, BuiltFrom};
 use super::{
     Outputs, ReportError, ReportOptions, ResultsFormat, Summary, csv, html, io_err, latest, sums,
 };
 use crate::journal::{self, JOURNAL_FILE, JournalError, Line, Reader, TornTail};
+use crate::kit::sort::{self, Sorted};
 
 /// An output file written owner-only under a temporary name and renamed into place by
 /// [`AtomicOut::commit`]. Dropped uncommitted (an error, a full disk), it removes its temporary

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use super::build::{SummaryPass, Walked};
 use super::latest::{self, KeyLine, Kind, Scanned};
-use super::sort::Sorter;
 use super::summary::{Accumulator, JournalState};
 use crate::journal::{Line, Tap, key_digest};
+use crate::kit::sort::Sorter;
 
 /// Memory each of the feed's sorters may hold during the run before it spills to disk (the
 /// pipeline's own buffers are in use meanwhile).

@@ -9,10 +9,10 @@ use std::path::Path;
 use super::build::AtomicOut;
 use super::csv::{UTF8_BOM, escape_cell};
 use super::read::LinesAt;
-use super::sort::Sorted;
 use super::summary::record_action;
 use super::{ReportError, io_err};
 use crate::journal::{Gone, Line};
+use crate::kit::sort::Sorted;
 use crate::record::{Class, Record};
 
 pub const GONE_FILE: &str = "gone.csv";

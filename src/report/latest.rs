@@ -13,9 +13,9 @@ use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};
 
 use super::ReportError;
-use super::sort::{Entry, Sorted, Sorter};
 use super::summary::{JournalState, LineMark};
 use crate::journal::{JournalError, LineKind, Reader, TornTail, key_digest};
+use crate::kit::sort::{Entry, Sorted, Sorter};
 
 /// What the first pass learned.
 pub struct Scanned {

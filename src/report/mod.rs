@@ -15,7 +15,6 @@ pub mod json;
 mod latest;
 mod read;
 pub mod shards;
-pub(crate) mod sort;
 pub mod state;
 pub mod summary;
 pub mod sums;
@@ -28,7 +27,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ReportConfig;
 use crate::journal::{self, DirLock, Index, JOURNAL_FILE, JournalError, Reader};
 
 pub use feed::Feed;
@@ -61,6 +59,29 @@ impl Default for ReportOptions {
             journal_sha256: None,
         }
     }
+}
+
+/// Everything `report` needs, validated.
+#[derive(Debug, Clone)]
+pub struct ReportConfig {
+    /// Output folders holding journal.jsonl; several are merged into `out`.
+    pub dirs: Vec<PathBuf>,
+    /// Where to write the outputs; None rebuilds the only folder in place.
+    pub out: Option<PathBuf>,
+    /// Price of one billed call in US dollars, for the cost estimate.
+    pub price_per_call: f64,
+    /// `--results-format`; `None` keeps the out dir's.
+    pub results_format: Option<ResultsFormat>,
+    /// `--baseline`: an earlier audit's out dir to compare with.
+    pub baseline: Option<PathBuf>,
+    /// `--score-margin`.
+    pub score_margin: f64,
+    /// `--include-face-attributes`.
+    pub include_face_attributes: bool,
+    /// `--sign-key`: signs SHA256SUMS.
+    pub signer: Option<std::sync::Arc<crate::journal::Signer>>,
+    /// `--public-key`: verifies the seals and SHA256SUMS.minisig.
+    pub public_key: Option<crate::journal::seal::Verifier>,
 }
 
 /// The JSON form of the results, beside results.csv (which is always written).

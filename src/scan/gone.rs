@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::journal::{Index, JournalError, KeyState, LineKind, Reader, key_digest};
-use crate::report::sort::{Sorted, Sorter};
+use crate::kit::sort::{Sorted, Sorter};
 
 /// Memory the sort of the keys listed may hold before it spills (8 bytes a key).
 const BUDGET: usize = 2 << 20;
