@@ -17,7 +17,7 @@ use crate::storage::{Bucket, cell, results, scan, scan_env};
 
 /// The path of `key` in a request URL, encoded so the server reads back exactly `key` (a '/'
 /// next to a '.' or '..' segment encoded too, so no URL layer resolves the segment).
-fn url_path(key: &str) -> String {
+pub(crate) fn url_path(key: &str) -> String {
     let enc = |s: &str| {
         s.bytes()
             .map(|b| {
@@ -62,7 +62,7 @@ async fn put_exact(b: &Bucket, key: &str, bytes: Vec<u8>) {
     assert!(answer.status().is_success(), "PUT {key:?}: {answer:?}");
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
