@@ -1,9 +1,9 @@
 //! Store requests made and signed here, with keys exactly as the store holds them: the
 //! listing (S3's ListObjectsV2, also spoken by Google Cloud Storage's XML API, or Azure's List
 //! Blobs; its XML read here, page by page), and HEAD and GET for the keys the storage client
-//! cannot address (every gs:// and az:// object). (The storage client turns each key into a path of its own: a
-//! page holding one key it cannot represent, such as `a//b.jpg`, `./x.jpg` or a key with a tab,
-//! fails whole, and the objects after it would never be seen.)
+//! cannot address (every gs:// and az:// object). (The storage client turns each key into a
+//! path of its own: a page holding one key it cannot represent, such as `a//b.jpg`, `./x.jpg`
+//! or a key with a tab, fails whole, and the objects after it would never be seen.)
 
 use std::time::Duration;
 
