@@ -41,10 +41,17 @@ fn azurite() -> Option<(String, PathBuf)> {
     }
 }
 
-/// One client for every request made here.
+/// One client for every request made here (making one loads the system's root certificates).
+/// It keeps no idle connection: each test has its own runtime, and a pooled connection would
+/// die with the runtime that opened it.
 fn http() -> &'static reqwest::Client {
     static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    HTTP.get_or_init(reqwest::Client::new)
+    HTTP.get_or_init(|| {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    })
 }
 
 /// A request to the emulator signed with its account key (Shared Key).

@@ -49,10 +49,16 @@ async fn put_exact(b: &Bucket, key: &str, bytes: Vec<u8>) {
     AwsAuthorizer::new(&credential, "s3", "us-east-1")
         .try_authorize(&mut request, None)
         .unwrap();
-    // One client for every upload (making one loads the system's root certificates).
+    // One client for every upload (making one loads the system's root certificates), with no
+    // idle connection: a pooled one would die with the test runtime that opened it.
     static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     let answer = HTTP
-        .get_or_init(reqwest::Client::new)
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap()
+        })
         .put(&url)
         .headers(request.headers().clone())
         .body(bytes)
