@@ -5,6 +5,7 @@
 mod common;
 
 mod audit;
+mod azure;
 mod buckets;
 mod charges;
 mod check;

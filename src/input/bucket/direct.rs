@@ -1,8 +1,9 @@
-//! S3 requests made and signed here, with keys exactly as the store holds them: the
-//! ListObjectsV2 listing (its XML read here, page by page), and HEAD and GET for the keys the
-//! storage client cannot address. (The storage client turns each key into a path of its own: a
-//! page holding one key it cannot represent, such as `a//b.jpg`, `./x.jpg` or a key with a tab,
-//! fails whole, and the objects after it would never be seen.)
+//! Store requests made and signed here, with keys exactly as the store holds them: the
+//! listing (S3's ListObjectsV2, also spoken by Google Cloud Storage's XML API, or Azure's List
+//! Blobs; its XML read here, page by page), and HEAD and GET for the keys the storage client
+//! cannot address (every gs:// and az:// object). (The storage client turns each key into a
+//! path of its own: a page holding one key it cannot represent, such as `a//b.jpg`, `./x.jpg`
+//! or a key with a tab, fails whole, and the objects after it would never be seen.)
 
 use std::time::Duration;
 
@@ -59,20 +60,42 @@ pub enum Auth {
     /// An OAuth bearer token from the store's own credentials (Google Cloud Storage).
     #[cfg(feature = "gcp")]
     Bearer(object_store::gcp::GcpCredentialProvider),
+    /// Azure's Shared Key (or SAS, or bearer token) with the store's own credentials and
+    /// account.
+    #[cfg(feature = "azure")]
+    Azure {
+        credentials: object_store::azure::AzureCredentialProvider,
+        account: String,
+    },
     /// No signature (`AWS_SKIP_SIGNATURE`: a public bucket).
     None,
+}
+
+/// Which listing API a store speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// S3's ListObjectsV2 (also Google Cloud Storage's XML API).
+    S3,
+    /// Azure Blob Storage's List Blobs.
+    Azure,
 }
 
 /// Lists one bucket: its endpoint (`https://HOST/BUCKET` or a virtual-hosted
 /// `https://BUCKET.HOST`) and how to sign.
 pub struct Direct {
     pub(super) endpoint: String,
+    pub(super) dialect: Dialect,
     pub(super) auth: Auth,
     pub(super) http: reqwest::Client,
 }
 
 impl Direct {
     pub fn new(endpoint: String, auth: Auth) -> Result<Self, String> {
+        Self::speaking(endpoint, auth, Dialect::S3)
+    }
+
+    /// A bucket (an Azure container) reached with the listing API `dialect`.
+    pub fn speaking(endpoint: String, auth: Auth, dialect: Dialect) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
@@ -81,6 +104,7 @@ impl Direct {
             .map_err(|e| e.to_string())?;
         Ok(Direct {
             endpoint: endpoint.trim_end_matches('/').to_string(),
+            dialect,
             auth,
             http,
         })
@@ -90,18 +114,38 @@ impl Direct {
     /// `token` asks for (the first page without one), with the store's bounded retries on
     /// passing faults (connection errors, 5xx, 429).
     pub async fn page(&self, prefix: &str, token: Option<&str>) -> Result<Page, PageError> {
-        let mut query = format!("list-type=2&prefix={}", encode(prefix));
+        let (mut query, next) = match self.dialect {
+            Dialect::S3 => (
+                format!("list-type=2&prefix={}", encode(prefix)),
+                "continuation-token",
+            ),
+            Dialect::Azure => (
+                format!("restype=container&comp=list&prefix={}", encode(prefix)),
+                "marker",
+            ),
+        };
         if let Some(t) = token {
-            query.push_str("&continuation-token=");
+            query.push('&');
+            query.push_str(next);
+            query.push('=');
             query.push_str(&encode(t));
         }
-        let url = format!("{}/?{query}", self.endpoint);
+        let url = match self.dialect {
+            Dialect::S3 => format!("{}/?{query}", self.endpoint),
+            Dialect::Azure => format!("{}?{query}", self.endpoint),
+        };
+        let dialect = self.dialect;
         retried(|| async {
             let (body, _) = self
                 .send(reqwest::Method::GET, &url, &[], u64::MAX, true)
                 .await?;
             let body = String::from_utf8_lossy(&body);
-            parse_page(&body).map_err(|e| {
+            let body = body.trim_start_matches('\u{feff}');
+            let parsed = match dialect {
+                Dialect::S3 => parse_page(body),
+                Dialect::Azure => parse_blob_page(body),
+            };
+            parsed.map_err(|e| {
                 failed(
                     format!("the listing page is not readable: {e}"),
                     false,
@@ -180,7 +224,7 @@ impl Direct {
         max: u64,
         listing: bool,
     ) -> Attempt<(bytes::Bytes, Head)> {
-        let headers = self.sign(&method, url, extra).await.map_err(|message| {
+        let (headers, url) = self.sign(&method, url, extra).await.map_err(|message| {
             (
                 PageError {
                     failure: Failure::Refused(message.clone()),
@@ -192,11 +236,18 @@ impl Direct {
         })?;
         let mut response = self
             .http
-            .request(method.clone(), url)
+            .request(method.clone(), url.as_str())
             .headers(headers)
             .send()
             .await
-            .map_err(|e| failed(format!("the request failed: {e}"), true, None))?;
+            // Without the URL: a SAS token would be in it.
+            .map_err(|e| {
+                failed(
+                    format!("the request failed: {}", error_chain(e)),
+                    true,
+                    None,
+                )
+            })?;
         let status = response.status();
         let header = |name: &str| {
             response
@@ -213,11 +264,13 @@ impl Direct {
             return Err(failed("too large".into(), false, Some(TOO_LARGE)));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| failed(format!("the answer was cut off: {e}"), true, None))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|e| {
+            failed(
+                format!("the answer was cut off: {}", error_chain(e)),
+                true,
+                None,
+            )
+        })? {
             body.extend_from_slice(&chunk);
             if status.is_success() && body.len() as u64 > max {
                 return Err(failed("too large".into(), false, Some(TOO_LARGE)));
@@ -258,7 +311,7 @@ impl Direct {
         method: &reqwest::Method,
         url: &str,
         extra: &[(&str, &str)],
-    ) -> Result<reqwest::header::HeaderMap, String> {
+    ) -> Result<(reqwest::header::HeaderMap, String), String> {
         let mut request = HttpRequest::new(HttpRequestBody::from(Vec::new()));
         *request.method_mut() = method.clone();
         *request.uri_mut() = url.parse().map_err(|e| format!("{e}"))?;
@@ -300,8 +353,36 @@ impl Direct {
                 .try_authorize(&mut request, None)
                 .map_err(|e| format!("cannot sign the request: {e}"))?;
         }
-        Ok(request.headers().clone())
+        #[cfg(feature = "azure")]
+        if let Auth::Azure {
+            credentials,
+            account,
+        } = &self.auth
+        {
+            let credential = credentials
+                .get_credential()
+                .await
+                .map_err(|e| format!("no credentials: {e}"))?;
+            object_store::azure::AzureAuthorizer::new(&credential, account)
+                .try_authorize(&mut request)
+                .map_err(|e| format!("cannot sign the request: {e}"))?;
+        }
+        // A SAS token is added to the URL's query.
+        Ok((request.headers().clone(), request.uri().to_string()))
     }
+}
+
+/// A request's error and its causes, without the URL (a SAS token would be in it).
+fn error_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// The status a body over its limit is reported with (no store sends it for that).
@@ -469,6 +550,163 @@ pub fn parse_page(xml: &str) -> Result<Page, String> {
     Ok(page)
 }
 
+/// Read an Azure `EnumerationResults` page (List Blobs): each `Blob`'s `Name` (exactly; a name
+/// the store sends with `Encoded="true"` is percent-decoded), its `Content-Length` and `Etag`,
+/// and the `NextMarker` when more follows.
+pub fn parse_blob_page(xml: &str) -> Result<Page, String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    reader.config_mut().trim_text(false);
+    let mut path: Vec<Vec<u8>> = Vec::new();
+    let mut text = String::new();
+    let mut page = Page::default();
+    let mut marker = None;
+    let mut entry: Option<BlobEntry> = None;
+    let mut encoded = false;
+    let mut root_seen = false;
+    let in_blob = |path: &[Vec<u8>]| path.len() >= 3 && path[1] == b"Blobs" && path[2] == b"Blob";
+    loop {
+        let event = reader.read_event().map_err(|e| e.to_string())?;
+        match event {
+            Xml::Start(e) => {
+                let name = e.local_name().as_ref().to_vec();
+                if path.is_empty() {
+                    if name != b"EnumerationResults" {
+                        return Err(format!(
+                            "expected EnumerationResults, found <{}>",
+                            String::from_utf8_lossy(&name)
+                        ));
+                    }
+                    root_seen = true;
+                }
+                if path.len() == 2 && path[1] == b"Blobs" && name == b"Blob" {
+                    entry = Some(BlobEntry::default());
+                }
+                if path.len() == 3 && in_blob(&path) && name == b"Name" {
+                    encoded = e
+                        .try_get_attribute("Encoded")
+                        .ok()
+                        .flatten()
+                        .is_some_and(|a| a.value.as_ref() == b"true");
+                }
+                path.push(name);
+                text.clear();
+            }
+            Xml::Empty(e) => {
+                let name = e.local_name().as_ref().to_vec();
+                if path.len() == 3
+                    && in_blob(&path)
+                    && name == b"Name"
+                    && let Some(entry) = entry.as_mut()
+                {
+                    entry.name = Some(String::new());
+                }
+                if path.is_empty() && name == b"EnumerationResults" {
+                    return Ok(page);
+                }
+            }
+            Xml::Text(t) => text.push_str(&t.decode().map_err(|e| e.to_string())?),
+            Xml::CData(c) => text.push_str(&c.decode().map_err(|e| e.to_string())?),
+            Xml::GeneralRef(r) => {
+                if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
+                    text.push(c);
+                } else {
+                    let name = r.decode().map_err(|e| e.to_string())?;
+                    let value = quick_xml::escape::resolve_predefined_entity(&name)
+                        .ok_or_else(|| format!("unknown entity &{name};"))?;
+                    text.push_str(value);
+                }
+            }
+            Xml::End(_) => {
+                let name = path.pop().unwrap_or_default();
+                let value = std::mem::take(&mut text);
+                match (path.len(), name.as_slice()) {
+                    (1, b"NextMarker") => marker = Some(value).filter(|m| !m.is_empty()),
+                    (2, b"Blob") if path[1] == b"Blobs" => {
+                        let BlobEntry {
+                            name: key,
+                            encoded,
+                            size,
+                            etag,
+                        } = entry.take().unwrap_or_default();
+                        let key = key.ok_or("a listed blob has no Name")?;
+                        let key = if encoded { percent_decode(&key)? } else { key };
+                        let size = size.ok_or_else(|| {
+                            format!(
+                                "the blob {} has no Content-Length",
+                                crate::input::shorten(&key)
+                            )
+                        })?;
+                        page.objects.push(Listed { key, size, etag });
+                    }
+                    (3, b"Name") if in_blob(&path) => {
+                        if let Some(entry) = entry.as_mut() {
+                            entry.name = Some(value);
+                            entry.encoded = encoded;
+                        }
+                    }
+                    (4, field) if in_blob(&path) && path[3] == b"Properties" => {
+                        if let Some(entry) = entry.as_mut() {
+                            match field {
+                                b"Content-Length" => {
+                                    entry.size = Some(value.trim().parse().map_err(|_| {
+                                        format!(
+                                            "a listed Content-Length is not a number: {value:?}"
+                                        )
+                                    })?)
+                                }
+                                b"Etag" => entry.etag = Some(value).filter(|v| !v.is_empty()),
+                                _ => {}
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Xml::Eof => break,
+            _ => {}
+        }
+    }
+    if !path.is_empty() {
+        return Err("the listing page is cut short (an element is not closed)".into());
+    }
+    if !root_seen {
+        return Err("the answer holds no EnumerationResults".into());
+    }
+    page.next = marker;
+    Ok(page)
+}
+
+/// One `Blob` of a List Blobs page as it is read.
+#[derive(Default)]
+struct BlobEntry {
+    name: Option<String>,
+    /// The name came percent-encoded (`Encoded="true"`).
+    encoded: bool,
+    size: Option<u64>,
+    etag: Option<String>,
+}
+
+/// Undo percent-encoding (an Azure name sent `Encoded="true"`); the bytes must be UTF-8.
+fn percent_decode(text: &str) -> Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("a listed name is not well encoded: {text:?}"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("a listed name is not UTF-8: {text:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,6 +808,59 @@ mod tests {
             "not a passing fault: no retry"
         );
         assert_eq!(e.status, Some(503));
+    }
+
+    #[test]
+    fn azure_names_are_read_exactly_as_listed() {
+        let xml = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?>\
+            <EnumerationResults ServiceEndpoint=\"http://127.0.0.1:1/devstoreaccount1\" \
+            ContainerName=\"c\"><Prefix>q3/</Prefix><Blobs>\
+            <Blob><Name>q3/pct%20x.jpg</Name><Properties><Content-Length>10</Content-Length>\
+            <Etag>0x8DC1</Etag></Properties></Blob>\
+            <Blob><Name Encoded=\"true\">q3/tab%09here.jpg</Name><Properties>\
+            <Etag>\"0x8DC2\"</Etag><Content-Length>2</Content-Length></Properties></Blob>\
+            <Blob><Name> q3/ü &amp; +.jpg </Name><Properties><Content-Length>3</Content-Length>\
+            </Properties><Metadata><Name>not the name</Name></Metadata></Blob>\
+            </Blobs><NextMarker>2!72!MDAw</NextMarker></EnumerationResults>";
+        let page = parse_blob_page(xml.trim_start_matches('\u{feff}')).unwrap();
+        assert_eq!(
+            page,
+            parse_blob_page(&xml[3..]).unwrap(),
+            "the same without the mark"
+        );
+        let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["q3/pct%20x.jpg", "q3/tab\there.jpg", " q3/ü & +.jpg "]
+        );
+        assert_eq!(page.objects[0].etag.as_deref(), Some("0x8DC1"));
+        assert_eq!(page.objects[1].size, 2);
+        assert_eq!(page.objects[2].etag, None);
+        assert_eq!(page.next.as_deref(), Some("2!72!MDAw"));
+        let last =
+            parse_blob_page("<EnumerationResults><Blobs/><NextMarker/></EnumerationResults>")
+                .unwrap();
+        assert_eq!(last, Page::default());
+        for (bad, why) in [
+            (
+                "<Error><Code>AuthenticationFailed</Code></Error>",
+                "expected EnumerationResults",
+            ),
+            (
+                "<EnumerationResults><Blobs><Blob><Properties><Content-Length>1</Content-Length>\
+                 </Properties></Blob></Blobs></EnumerationResults>",
+                "no Name",
+            ),
+            (
+                "<EnumerationResults><Blobs><Blob><Name Encoded=\"true\">%ZZ</Name>\
+                 </Blob></Blobs></EnumerationResults>",
+                "not well encoded",
+            ),
+            ("<EnumerationResults><Blobs>", "cut short"),
+        ] {
+            let e = parse_blob_page(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Object storage as a source: `s3://` URIs (and `gs://`, `az://` with the `gcp` and `azure`
-//! cargo features) listed as a stream of items (one listing page at a time, never collected),
+//! Object storage as a source: `s3://`, `gs://` and `az://` URIs (the last two with the `gcp`
+//! and `azure` cargo features, both on by default) listed as a stream of items (one listing page at a time, never collected),
 //! objects read with the store's own bounded retries, and one client per bucket and endpoint.
 //! Listing metadata decides what is never downloaded (too large, empty, not an image by name).
 //! Keys are used exactly as stored: never normalised, never encoded twice; a key the storage
@@ -336,12 +336,51 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
         }
         #[cfg(feature = "azure")]
         Scheme::Azure => {
-            let b = object_store::azure::MicrosoftAzureBuilder::from_env()
+            use object_store::azure::{AzureConfigKey as K, MicrosoftAzureBuilder};
+            let mut b = MicrosoftAzureBuilder::from_env()
                 .with_container_name(&uri.bucket)
                 .with_retry(retry_config());
+            let service = azure_service(&b);
+            check_endpoint(&service.url)?;
+            let http = service.url.len() >= 7 && service.url[..7].eq_ignore_ascii_case("http://");
+            if http && !is_loopback_url(&service.url) {
+                return Err(StorageError::PlainHttp(super::shorten(&service.url)));
+            }
+            if service.emulator {
+                // The client takes the emulator's URL from the environment itself.
+                b = b.with_use_emulator(true);
+            } else {
+                // Only a loopback endpoint may be plain http, whatever the environment says.
+                b = b.with_client_options(object_store::ClientOptions::new().with_allow_http(http));
+            }
+            let skip_signature = b
+                .get_config_value(&K::SkipSignature)
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+            let azure = b.build().map_err(setup)?;
+            let auth = if skip_signature {
+                direct::Auth::None
+            } else {
+                direct::Auth::Azure {
+                    credentials: azure.credentials().clone(),
+                    account: service.account.clone(),
+                }
+            };
+            // List Blobs and the blobs themselves, as the storage client reaches them: keys
+            // exactly as stored.
+            let endpoint = format!(
+                "{}/{}",
+                service.container_base().trim_end_matches('/'),
+                uri.bucket
+            );
+            let direct = direct::Direct::speaking(endpoint, auth, direct::Dialect::Azure).map_err(
+                |message| StorageError::Setup {
+                    uri: uri.bucket_uri(),
+                    message,
+                },
+            )?;
             Ok(Client {
-                store: Arc::new(b.build().map_err(setup)?),
-                direct: None,
+                store: Arc::new(azure),
+                direct: Some(Arc::new(direct)),
             })
         }
         #[cfg(not(feature = "azure"))]
@@ -349,6 +388,63 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
             let _ = setup;
             Err(StorageError::NotBuilt("az", "azure"))
         }
+    }
+}
+
+/// Where an Azure account's blob service is, as the storage client finds it.
+#[cfg(feature = "azure")]
+#[derive(Debug, PartialEq, Eq)]
+struct AzureService {
+    /// The service's URL (the emulator's, or the account's endpoint).
+    url: String,
+    account: String,
+    /// The emulator (`AZURE_STORAGE_USE_EMULATOR`): the account is the URL's first segment.
+    emulator: bool,
+}
+
+#[cfg(feature = "azure")]
+impl AzureService {
+    /// The URL containers are under.
+    fn container_base(&self) -> String {
+        let url = self.url.trim_end_matches('/');
+        if self.emulator {
+            format!("{url}/{}", self.account)
+        } else {
+            url.to_string()
+        }
+    }
+}
+
+/// [`AzureService`] from the storage client's settings (the emulator's URL from
+/// `AZURITE_BLOB_STORAGE_URL`, as the client reads it).
+#[cfg(feature = "azure")]
+fn azure_service(b: &object_store::azure::MicrosoftAzureBuilder) -> AzureService {
+    use object_store::azure::AzureConfigKey as K;
+    let flag = |k: K| {
+        b.get_config_value(&k)
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"))
+    };
+    let account = b.get_config_value(&K::AccountName);
+    if flag(K::UseEmulator) {
+        return AzureService {
+            url: std::env::var("AZURITE_BLOB_STORAGE_URL")
+                .unwrap_or_else(|_| "http://127.0.0.1:10000".to_string()),
+            account: account.unwrap_or_else(|| "devstoreaccount1".to_string()),
+            emulator: true,
+        };
+    }
+    let account = account.unwrap_or_default();
+    let url = match b.get_config_value(&K::Endpoint) {
+        Some(e) => e,
+        None if flag(K::UseFabricEndpoint) => {
+            format!("https://{account}.blob.fabric.microsoft.com")
+        }
+        None => format!("https://{account}.blob.core.windows.net"),
+    };
+    AzureService {
+        url,
+        account,
+        emulator: false,
     }
 }
 
@@ -881,7 +977,10 @@ impl Fetch {
         match (object_path(&uri.key), client.direct) {
             // The GCS client puts a key in its URLs unencoded (`%`, `#`, `?` would address
             // another key): every gs:// object is fetched by the requests made here.
-            (_, Some(d)) if uri.scheme == Scheme::Gcs && !uri.key.is_empty() => {
+            // Every az:// object too: the requests made here address exactly the listed key.
+            (_, Some(d))
+                if matches!(uri.scheme, Scheme::Gcs | Scheme::Azure) && !uri.key.is_empty() =>
+            {
                 Ok(Fetch::Direct(d, uri.key.clone()))
             }
             (Ok(path), _) => Ok(Fetch::Store(client.store, path)),
