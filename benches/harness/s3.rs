@@ -48,7 +48,7 @@ fn gets(log: &Path, bucket: &str) -> usize {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.contains(&needle))
+        .filter(|l| l.contains(&needle) && !l.contains("list-type=2"))
         .count()
 }
 
