@@ -488,18 +488,7 @@ pub fn parse_page(xml: &str) -> Result<Page, String> {
                     entry.0 = Some(String::new());
                 }
             }
-            Xml::Text(t) => text.push_str(&t.decode().map_err(|e| e.to_string())?),
-            Xml::CData(c) => text.push_str(&c.decode().map_err(|e| e.to_string())?),
-            Xml::GeneralRef(r) => {
-                if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
-                    text.push(c);
-                } else {
-                    let name = r.decode().map_err(|e| e.to_string())?;
-                    let value = quick_xml::escape::resolve_predefined_entity(&name)
-                        .ok_or_else(|| format!("unknown entity &{name};"))?;
-                    text.push_str(value);
-                }
-            }
+            ev @ (Xml::Text(_) | Xml::CData(_) | Xml::GeneralRef(_)) => push_text(&mut text, &ev)?,
             Xml::End(_) => {
                 let name = path.pop().unwrap_or_default();
                 let value = std::mem::take(&mut text);
@@ -604,18 +593,7 @@ pub fn parse_blob_page(xml: &str) -> Result<Page, String> {
                     return Ok(page);
                 }
             }
-            Xml::Text(t) => text.push_str(&t.decode().map_err(|e| e.to_string())?),
-            Xml::CData(c) => text.push_str(&c.decode().map_err(|e| e.to_string())?),
-            Xml::GeneralRef(r) => {
-                if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
-                    text.push(c);
-                } else {
-                    let name = r.decode().map_err(|e| e.to_string())?;
-                    let value = quick_xml::escape::resolve_predefined_entity(&name)
-                        .ok_or_else(|| format!("unknown entity &{name};"))?;
-                    text.push_str(value);
-                }
-            }
+            ev @ (Xml::Text(_) | Xml::CData(_) | Xml::GeneralRef(_)) => push_text(&mut text, &ev)?,
             Xml::End(_) => {
                 let name = path.pop().unwrap_or_default();
                 let value = std::mem::take(&mut text);
@@ -705,6 +683,27 @@ fn percent_decode(text: &str) -> Result<String, String> {
         }
     }
     String::from_utf8(out).map_err(|_| format!("a listed name is not UTF-8: {text:?}"))
+}
+
+/// Add an element's text, a CDATA section or a character or entity reference to `text`: the
+/// listing's text decoded the same way for every store.
+fn push_text(text: &mut String, ev: &Xml<'_>) -> Result<(), String> {
+    match ev {
+        Xml::Text(t) => text.push_str(&t.decode().map_err(|e| e.to_string())?),
+        Xml::CData(c) => text.push_str(&c.decode().map_err(|e| e.to_string())?),
+        Xml::GeneralRef(r) => {
+            if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
+                text.push(c);
+            } else {
+                let name = r.decode().map_err(|e| e.to_string())?;
+                let value = quick_xml::escape::resolve_predefined_entity(&name)
+                    .ok_or_else(|| format!("unknown entity &{name};"))?;
+                text.push_str(value);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]
