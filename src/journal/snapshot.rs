@@ -236,36 +236,27 @@ fn read_snapshot(path: &Path, journal: &Path) -> Option<State> {
     Some(state)
 }
 
-/// What a snapshot says of the journal state it covers.
-struct Header {
-    covered: u64,
-    lines: u64,
-    last: u64,
-    first: [u8; 32],
-    last_hash: [u8; 32],
-}
-
-impl Header {
+impl Covered {
     /// Whether `journal` still holds the state this snapshot covers; why not, in words.
     fn matches(&self, journal: &Path) -> Result<(), String> {
         let len = std::fs::metadata(journal)
             .map_err(|e| format!("the journal cannot be read: {e}"))?
             .len();
-        if len < self.covered {
+        if len < self.len {
             return Err(format!(
                 "the resume index covers the journal's first {} lines ({} bytes), but the \
                  journal now holds {len} bytes: it was cut back or emptied",
-                self.lines, self.covered
+                self.lines, self.len
             ));
         }
-        if first_line_hash(journal).ok() != Some(self.first) {
+        if first_line_hash(journal).ok() != Some(self.first_hash) {
             return Err(
                 "the journal's first line is not the one the resume index was built from: it \
                  was replaced or rewritten"
                     .into(),
             );
         }
-        if range_hash(journal, self.last, self.covered).ok() != Some(self.last_hash) {
+        if range_hash(journal, self.last, self.len).ok() != Some(self.last_hash) {
             return Err(format!(
                 "line {} of the journal (at byte {}) is not the line the resume index recorded \
                  there: the journal was edited, zeroed or rewritten",
@@ -278,7 +269,7 @@ impl Header {
 
 /// Read the snapshot at `path` whole, checking its own digest: its header and index, or why
 /// it cannot be used (a damaged or foreign file).
-fn parse(path: &Path) -> Result<(Header, State), String> {
+fn parse(path: &Path) -> Result<(Covered, State), String> {
     let damaged = |what: &str| format!("the resume index {} is {what}", path.display());
     let file = files::open_read(path).map_err(|e| e.to_string())?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
@@ -288,17 +279,17 @@ fn parse(path: &Path) -> Result<(Header, State), String> {
     if &magic != MAGIC {
         return Err(damaged("not a resume index of this version"));
     }
-    let header = (|| -> io::Result<Header> {
-        Ok(Header {
-            covered: r.u64()?,
+    let header = (|| -> io::Result<Covered> {
+        Ok(Covered {
+            len: r.u64()?,
             lines: r.u64()?,
             last: r.u64()?,
-            first: r.array::<32>()?,
+            first_hash: r.array::<32>()?,
             last_hash: r.array::<32>()?,
         })
     })()
     .map_err(|_| damaged("cut short"))?;
-    if header.last >= header.covered {
+    if header.last >= header.len {
         return Err(damaged("inconsistent"));
     }
     let mut index = read_index(&mut r, len).map_err(|_| damaged("damaged"))?;
@@ -318,7 +309,7 @@ fn parse(path: &Path) -> Result<(Header, State), String> {
     index.0.by_key = KeyIndex::on_file(r.inner.into_inner(), start, count, checked);
     let state = State {
         index: index.0,
-        covered: header.covered,
+        covered: header.len,
         lines: header.lines,
     };
     Ok((header, state))
