@@ -1,6 +1,6 @@
-//! The HTTP client for `POST {base}/v3/passive-liveness/`: one request per [`Client::send`],
-//! the multipart body framed around the image's own buffer (never copied), the key only ever
-//! in the `x-api-key` header.
+//! The transport: one HTTP client for every endpoint description, one request per
+//! [`Client::send`], the multipart body framed around the images' own buffers (never copied),
+//! the key only ever in the `x-api-key` header.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -9,12 +9,11 @@ use bytes::Bytes;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Url, redirect};
 
-use super::error::{Outcome, classify, classify_transport};
+use super::classify::{Outcome, classify_for, classify_transport};
+use super::endpoint::{Endpoint, LIVENESS};
 use super::model::{Params, Upload};
 use crate::secret::ApiKey;
 
-/// The endpoint's path, trailing slash included (Didit's path has it).
-pub const ENDPOINT_PATH: &str = "/v3/passive-liveness/";
 /// The account balance (a read, on the read budget, not the 300 writes a minute).
 pub const BALANCE_PATH: &str = "/v3/billing/balance/";
 /// How long a balance read may take: it is a courtesy, never a reason to wait.
@@ -71,6 +70,8 @@ pub struct Attempt {
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
+    /// What this client calls: path, form, reading.
+    call: &'static Endpoint,
     endpoint: String,
     /// The endpoint parsed once, not for every request.
     endpoint_url: Url,
@@ -92,8 +93,13 @@ impl Client {
     /// a network in clear. TLS is rustls with the operating system's certificate store
     /// (so a corporate proxy's re-signing CA installed there is trusted); `HTTPS_PROXY`,
     /// `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` are honoured, except for loopback hosts, which
-    /// are always reached directly. Redirects are not followed.
+    /// are always reached directly. Redirects are not followed. Calls Passive Liveness.
     pub fn new(cfg: ClientConfig) -> Result<Self, ClientError> {
+        Self::for_endpoint(cfg, &LIVENESS)
+    }
+
+    /// [`Client::new`] for the check `call` describes.
+    pub fn for_endpoint(cfg: ClientConfig, call: &'static Endpoint) -> Result<Self, ClientError> {
         let trimmed = cfg.base_url.trim();
         let bad = |reason: &str| ClientError::BadUrl {
             url: trimmed.to_string(),
@@ -154,7 +160,7 @@ impl Client {
         let http = builder.build().map_err(ClientError::Build)?;
 
         let base = url.as_str().trim_end_matches('/');
-        let endpoint = format!("{base}{ENDPOINT_PATH}");
+        let endpoint = format!("{base}{}", call.path);
         let endpoint_url = Url::parse(&endpoint).map_err(|e| bad(&e.to_string()))?;
         let boundary = format!("liveness-batch-{}", uuid::Uuid::new_v4().simple());
         let content_type =
@@ -167,6 +173,7 @@ impl Client {
             .collect();
         Ok(Self {
             http,
+            call,
             endpoint,
             endpoint_url,
             boundary,
@@ -176,6 +183,11 @@ impl Client {
             host,
             api_key: cfg.api_key,
         })
+    }
+
+    /// The description of the check this client calls.
+    pub fn call(&self) -> &'static Endpoint {
+        self.call
     }
 
     /// The full endpoint URL.
@@ -194,9 +206,9 @@ impl Client {
     /// downstream can carry the key, whatever a server or proxy echoes.
     pub async fn send(&self, upload: &Upload, params: &Params) -> Attempt {
         let started = Instant::now();
-        let (head, tail) = frame(&self.boundary, upload, params);
-        let length = head.len() + upload.bytes.len() + tail.len();
-        let chunks = [head, upload.bytes.clone(), tail].map(Ok::<Bytes, std::io::Error>);
+        let chunks = frame(&self.boundary, self.call, &[upload], params);
+        let length: usize = chunks.iter().map(Bytes::len).sum();
+        let chunks = chunks.into_iter().map(Ok::<Bytes, std::io::Error>);
         let (outcome, http_status) = match self
             .http
             .post(self.endpoint_url.clone())
@@ -212,7 +224,8 @@ impl Client {
                 match read_capped(&mut resp).await {
                     Ok(body) => {
                         let body = self.redact_answer(body);
-                        (classify(status, resp.headers(), &body), Some(status))
+                        let o = classify_for(self.call, status, resp.headers(), &body);
+                        (o, Some(status))
                     }
                     Err(BodyError::Transport(e)) => {
                         let mut o = classify_transport(&e);
@@ -420,52 +433,42 @@ fn replace_bytes(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The multipart body around the image, as `multipart/form-data` (RFC 7578) writes it: what
-/// goes before the image's bytes (the image part's header) and what follows them (every field,
-/// `save_api_request` always explicit, then the closing boundary). The image is sent from its
-/// own buffer between the two.
-fn frame(boundary: &str, upload: &Upload, params: &Params) -> (Bytes, Bytes) {
-    let head = format!(
-        "--{boundary}\r\nContent-Disposition: form-data; name=\"user_image\"; \
-         filename=\"{}\"\r\nContent-Type: {}\r\n\r\n",
-        upload
-            .file_name
-            .replace('"', "%22")
-            .replace('\r', "%0D")
-            .replace('\n', "%0A"),
-        upload.mime
-    );
-    let mut tail = String::with_capacity(512);
-    let mut field = |name: &str, value: &str| {
-        tail.push_str("\r\n--");
-        tail.push_str(boundary);
-        tail.push_str("\r\nContent-Disposition: form-data; name=\"");
-        tail.push_str(name);
-        tail.push_str("\"\r\n\r\n");
-        tail.push_str(value);
+/// The multipart body (RFC 7578) in the order sent: each image part's header followed by the
+/// image from its own buffer, then every text field of the endpoint's form, then the closing
+/// boundary.
+fn frame(boundary: &str, call: &Endpoint, uploads: &[&Upload], params: &Params) -> Vec<Bytes> {
+    let mut chunks = Vec::with_capacity(2 * uploads.len() + 1);
+    let mut text = String::with_capacity(512);
+    let part = |text: &mut String, name: &str| {
+        text.push_str("--");
+        text.push_str(boundary);
+        text.push_str("\r\nContent-Disposition: form-data; name=\"");
+        text.push_str(name);
+        text.push('"');
     };
-    field("save_api_request", bool_text(params.save_api_request));
-    field("rotate_image", bool_text(params.rotate_image));
-    if let Some(t) = params.threshold_text() {
-        field("face_liveness_score_decline_threshold", &t);
+    for (name, upload) in call.images.iter().zip(uploads) {
+        part(&mut text, name);
+        let file = upload.file_name.replace('"', "%22");
+        let file = file.replace('\r', "%0D").replace('\n', "%0A");
+        text.push_str(&format!(
+            "; filename=\"{file}\"\r\nContent-Type: {}\r\n\r\n",
+            upload.mime
+        ));
+        chunks.push(Bytes::from(std::mem::take(&mut text)));
+        chunks.push(upload.bytes.clone());
+        text.push_str("\r\n");
     }
-    if let Some(v) = &params.vendor_data {
-        field("vendor_data", v);
+    for (name, value) in call.fields(params) {
+        part(&mut text, name);
+        text.push_str("\r\n\r\n");
+        text.push_str(&value);
+        text.push_str("\r\n");
     }
-    if let Some(m) = &params.metadata {
-        field(
-            "metadata",
-            &serde_json::Value::Object(m.clone()).to_string(),
-        );
-    }
-    tail.push_str("\r\n--");
-    tail.push_str(boundary);
-    tail.push_str("--\r\n");
-    (Bytes::from(head), Bytes::from(tail))
-}
-
-fn bool_text(b: bool) -> &'static str {
-    if b { "true" } else { "false" }
+    text.push_str("--");
+    text.push_str(boundary);
+    text.push_str("--\r\n");
+    chunks.push(Bytes::from(text));
+    chunks
 }
 
 enum BodyError {
@@ -493,245 +496,5 @@ async fn read_capped(resp: &mut reqwest::Response) -> Result<Vec<u8>, BodyError>
     Ok(body)
 }
 
-/// Whether plain http may carry the key to this host: an IP literal in 127.0.0.0/8, `::1` or
-/// IPv4-mapped loopback (with or without brackets), or exactly `localhost` (which the client
-/// pins to 127.0.0.1 and ::1). `*.localhost`, `localhost.` and every other name are not
-/// loopback: a name can resolve anywhere. A `:port` suffix is allowed (`127.0.0.1:8080`,
-/// `[::1]:9`, `localhost:3000`), so host strings as journals keep them can be passed as is.
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim();
-    let bare = if let Some(rest) = host.strip_prefix('[') {
-        // [v6] or [v6]:port
-        match rest.split_once(']') {
-            Some((inside, tail)) if tail.is_empty() || is_port_suffix(tail) => inside,
-            _ => return false,
-        }
-    } else if host.parse::<IpAddr>().is_ok() {
-        host
-    } else {
-        match host.rsplit_once(':') {
-            Some((h, port)) if is_port_suffix(&format!(":{port}")) => h,
-            _ => host,
-        }
-    };
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return ip.to_canonical().is_loopback();
-    }
-    bare.eq_ignore_ascii_case(LOCALHOST)
-}
-
-fn is_port_suffix(s: &str) -> bool {
-    s.strip_prefix(':')
-        .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The framed body, read back by the emulator's own multipart reader: every field as sent,
-    /// the image byte for byte.
-    #[tokio::test]
-    async fn the_framed_body_reads_back_as_the_form_sent() {
-        let boundary = "liveness-batch-0123456789abcdef";
-        let image = Bytes::from_static(b"\xff\xd8\xff\xe0 not really a jpeg \r\n--x\r\n");
-        let upload = Upload::new(image.clone(), "jpg", "image/jpeg");
-        let mut metadata = serde_json::Map::new();
-        metadata.insert("case".into(), serde_json::json!("A-1"));
-        let params = Params {
-            threshold: Some(42.5),
-            rotate_image: true,
-            save_api_request: false,
-            vendor_data: Some("user \"7\"\r\nline two".into()),
-            metadata: Some(metadata),
-        };
-        let (head, tail) = frame(boundary, &upload, &params);
-        let body = [&head[..], &image[..], &tail[..]].concat();
-        let req = axum::http::Request::post("/")
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(())
-            .unwrap();
-        let (parts, ()) = req.into_parts();
-        let form = crate::emulator::form::read_form(&parts, Bytes::from(body))
-            .await
-            .expect("a well-formed body");
-        match &form.image {
-            Some(crate::emulator::form::ImagePart::File(f)) => {
-                assert_eq!(f.file_name, "image.jpg");
-                assert_eq!(f.bytes, image);
-            }
-            other => panic!("no image part: {other:?}"),
-        }
-        let text = |k: &str| form.text.get(k).map(String::as_str);
-        assert_eq!(text("save_api_request"), Some("false"));
-        assert_eq!(text("rotate_image"), Some("true"));
-        assert_eq!(text("face_liveness_score_decline_threshold"), Some("42.5"));
-        assert_eq!(text("vendor_data"), Some("user \"7\"\r\nline two"));
-        assert_eq!(text("metadata"), Some(r#"{"case":"A-1"}"#));
-        assert_eq!(form.text.len(), 5, "{:?}", form.text);
-        let validated = crate::emulator::form::validate(&form).expect("valid");
-        assert_eq!(validated.threshold, 42.5);
-    }
-
-    fn cfg(base: &str) -> ClientConfig {
-        ClientConfig {
-            base_url: base.to_string(),
-            api_key: ApiKey::new("k_secret_value").unwrap(),
-            timeout: Duration::from_secs(5),
-        }
-    }
-
-    #[test]
-    fn endpoint_is_base_plus_path_with_trailing_slash() {
-        for base in [
-            "https://verification.didit.me",
-            "https://verification.didit.me/",
-            " https://verification.didit.me// ",
-        ] {
-            let c = Client::new(cfg(base)).unwrap();
-            assert_eq!(
-                c.endpoint(),
-                "https://verification.didit.me/v3/passive-liveness/"
-            );
-            assert_eq!(c.host(), "verification.didit.me");
-        }
-        let c = Client::new(cfg("http://127.0.0.1:8080/prefix/")).unwrap();
-        assert_eq!(
-            c.endpoint(),
-            "http://127.0.0.1:8080/prefix/v3/passive-liveness/"
-        );
-        assert_eq!(c.host(), "127.0.0.1:8080");
-    }
-
-    #[test]
-    fn plain_http_only_on_loopback() {
-        for ok in [
-            "http://127.0.0.1:1",
-            "http://127.8.9.10",
-            "http://2130706433",
-            "http://[::1]:9",
-            "http://localhost:3000",
-            "http://LOCALHOST",
-            "http://[::ffff:127.0.0.1]",
-        ] {
-            assert!(Client::new(cfg(ok)).is_ok(), "{ok}");
-        }
-        for bad in [
-            "http://verification.didit.me",
-            "http://10.0.0.1",
-            "http://localhost.evil.com",
-            "http://[::2]",
-            "http://api.localhost",
-            "http://localhost.",
-            "http://LOCALHOST.",
-            "http://127.0.0.1.nip.io",
-            "http://[::ffff:10.0.0.1]",
-            "http://0.0.0.0:8080",
-        ] {
-            let e = Client::new(cfg(bad)).unwrap_err().to_string();
-            assert!(
-                e.contains("refusing to send the API key over plain http"),
-                "{bad}: {e}"
-            );
-            assert!(!e.contains("k_secret_value"));
-        }
-    }
-
-    #[test]
-    fn loopback_hosts_as_strings() {
-        for yes in [
-            "127.0.0.1",
-            "127.0.0.1:8080",
-            "127.255.0.9",
-            "::1",
-            "[::1]",
-            "[::1]:9",
-            "::ffff:127.0.0.1",
-            "[::ffff:127.0.0.1]:80",
-            "localhost",
-            "LocalHost:3000",
-        ] {
-            assert!(is_loopback_host(yes), "{yes}");
-        }
-        for no in [
-            "api.localhost",
-            "api.localhost:80",
-            "localhost.",
-            "localhost.:80",
-            "localhost.evil.com",
-            "10.0.0.1",
-            "10.0.0.1:80",
-            "[::2]",
-            "[::1]x",
-            "[::1]:",
-            "::ffff:10.0.0.1",
-            "verification.didit.me",
-            "",
-            "localhost:http",
-        ] {
-            assert!(!is_loopback_host(no), "{no}");
-        }
-    }
-
-    #[test]
-    fn the_key_is_redacted_from_bodies_in_every_form() {
-        let key = "k/se\\cr\"et";
-        let raw = serde_json::json!({ "a": key, "nested": {"x": [format!("pre {key} post")]} });
-        let body = serde_json::to_vec(&raw).unwrap();
-        let out = String::from_utf8(redact_body(&body, key)).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["a"], REDACTED);
-        assert_eq!(v["nested"]["x"][0], "pre [REDACTED] post");
-        // \/ escapes and \u escapes
-        let body = br#"{"a": "k\/se\\cr\"et", "b": "\u006b/se\\cr\"et", "\u006b/se\\cr\"et": 1}"#;
-        let out = redact_body(body, key);
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["a"], REDACTED);
-        assert_eq!(v["b"], REDACTED);
-        assert_eq!(v[REDACTED], 1);
-        assert!(!v.to_string().contains(key));
-        // plain text and HTML bodies
-        let out = redact_body(format!("<p>{key}</p>{key}").as_bytes(), key);
-        assert_eq!(out, b"<p>[REDACTED]</p>[REDACTED]");
-        // nothing to do
-        assert_eq!(redact_body(b"{}", key), b"{}");
-    }
-
-    #[test]
-    fn odd_urls_are_refused_with_a_reason() {
-        for (bad, want) in [
-            ("verification.didit.me", "invalid base URL"),
-            ("ftp://x.example", "unsupported scheme"),
-            ("https://user:pw@x.example", "credentials"),
-            ("https://x.example/?a=1", "no query"),
-            ("", "invalid base URL"),
-        ] {
-            let e = Client::new(cfg(bad)).unwrap_err().to_string();
-            assert!(e.contains(want), "{bad}: {e}");
-        }
-        let mut c = cfg("https://x.example");
-        c.timeout = Duration::ZERO;
-        assert!(matches!(Client::new(c), Err(ClientError::BadTimeout)));
-    }
-
-    #[test]
-    fn debug_output_never_shows_the_key() {
-        let c = Client::new(cfg("https://x.example")).unwrap();
-        let dbg = format!("{c:?}");
-        assert!(!dbg.contains("k_secret_value"), "{dbg}");
-    }
-
-    #[test]
-    fn messages_are_redacted() {
-        let c = Client::new(cfg("https://x.example")).unwrap();
-        let o = c.redact(Outcome::Fatal {
-            kind: crate::didit::FatalKind::Permission,
-            status: 403,
-            message: "bad key k_secret_value".into(),
-        });
-        assert!(!format!("{o:?}").contains("k_secret_value"));
-    }
-}
+mod tests;

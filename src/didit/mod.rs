@@ -1,15 +1,18 @@
-//! Didit's Passive Liveness API: request/response model, the HTTP client, and what each
-//! answer means (error classes).
+//! Didit's API: the endpoint descriptions (one per check), the one lenient reading of each
+//! answer, the transport (the HTTP client), and the classifier (what each answer means).
 
+pub mod classify;
 pub mod client;
-pub mod error;
+pub mod endpoint;
 pub mod model;
 
+pub use crate::kit::loopback::host_is_loopback as is_loopback_host;
+pub use classify::{FatalKind, Outcome, classify, classify_for, classify_transport};
 pub use client::{
-    Attempt, Client, ClientConfig, ClientError, DEFAULT_BASE_URL, ENDPOINT_PATH,
-    MAX_RESPONSE_BYTES, REDACTED, is_loopback_host, redact_body,
+    Attempt, Client, ClientConfig, ClientError, DEFAULT_BASE_URL, MAX_RESPONSE_BYTES, REDACTED,
+    redact_body,
 };
-pub use error::{FatalKind, Outcome, classify, classify_transport};
+pub use endpoint::{Endpoint, LIVENESS};
 pub use model::{
     Entity, Liveness, LivenessResponse, ParamError, Params, Upload, UserImage, Warning,
     parse_metadata,

@@ -17,9 +17,37 @@ pub fn url_is_loopback(url: &Url) -> bool {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
+    bare_is_loopback(bare)
+}
+
+/// [`url_is_loopback`] for a host as journals keep it (`127.0.0.1:8080`, `[::1]:9`,
+/// `localhost:3000`, `::1`): a `:port` suffix is allowed, names compare without case.
+pub fn host_is_loopback(host: &str) -> bool {
+    let host = host.trim();
+    let port = |p: &str| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
+    let bare = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((inside, "")) => inside,
+            Some((inside, tail)) if tail.strip_prefix(':').is_some_and(port) => inside,
+            _ => return false,
+        }
+    } else if host.parse::<IpAddr>().is_ok() {
+        host
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, p)) if port(p) => h,
+            _ => host,
+        }
+    };
+    bare_is_loopback(bare)
+}
+
+/// The rule itself, for a host without brackets or port: a loopback IP (IPv4-mapped too), or
+/// exactly the name `localhost` (never one that merely ends with it).
+fn bare_is_loopback(bare: &str) -> bool {
     match bare.parse::<IpAddr>() {
         Ok(ip) => ip.to_canonical().is_loopback(),
-        Err(_) => host == "localhost",
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
     }
 }
 
@@ -55,6 +83,42 @@ mod tests {
             "nonsense",
         ] {
             assert!(!text_is_loopback(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn loopback_hosts_as_strings() {
+        for yes in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.255.0.9",
+            "::1",
+            "[::1]",
+            "[::1]:9",
+            "::ffff:127.0.0.1",
+            "[::ffff:127.0.0.1]:80",
+            "localhost",
+            "LocalHost:3000",
+        ] {
+            assert!(host_is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "api.localhost",
+            "api.localhost:80",
+            "localhost.",
+            "localhost.:80",
+            "localhost.evil.com",
+            "10.0.0.1",
+            "10.0.0.1:80",
+            "[::2]",
+            "[::1]x",
+            "[::1]:",
+            "::ffff:10.0.0.1",
+            "verification.didit.me",
+            "",
+            "localhost:http",
+        ] {
+            assert!(!host_is_loopback(no), "{no}");
         }
     }
 }
