@@ -10,6 +10,7 @@ use crate::config::{ApiConfig, CheckConfig};
 use crate::didit::{Client, ClientConfig, ClientError, FatalKind, Outcome, Params, Upload};
 use crate::exit::Exit;
 use crate::input::preflight::{Prepared, preflight};
+use crate::messages::cut;
 use crate::pace::Pacer;
 use crate::record::{self, Class, Decision};
 use crate::secret::ApiKey;
@@ -46,13 +47,6 @@ pub enum CheckError {
     /// A 200 that gives no decision.
     #[error("{0}")]
     BadAnswer(String),
-    /// The request may have reached the API but no answer came (not retried).
-    #[error("outcome unknown: {0}")]
-    Unknown(String),
-    #[error("interrupted before an answer arrived")]
-    Interrupted,
-    #[error("the request budget is spent")]
-    BudgetReached,
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
     #[error("cannot start the built-in emulator: {0}")]
@@ -72,10 +66,7 @@ impl CheckError {
             CheckError::Fatal { kind, .. } => kind.exit_code(),
             CheckError::RateLimited { .. }
             | CheckError::ApiFailed { .. }
-            | CheckError::BadAnswer(_)
-            | CheckError::Unknown(_) => Exit::ApiFailed,
-            CheckError::Interrupted => Exit::Interrupted,
-            CheckError::BudgetReached => Exit::Credits,
+            | CheckError::BadAnswer(_) => Exit::ApiFailed,
             CheckError::Output(_) => Exit::Io,
             CheckError::Internal(_) => Exit::Internal,
         }
@@ -138,7 +129,7 @@ async fn prepare(cfg: &CheckConfig) -> Result<Prepared, CheckError> {
             } else {
                 format!("{shown}: {}", refusal.reason)
             };
-            Err(CheckError::BadFile(clean(&reason)))
+            Err(CheckError::BadFile(cut(&reason)))
         }
         Err(e) => Err(CheckError::Internal(e.to_string())),
     }
@@ -185,7 +176,7 @@ async fn submit<E: Write + Send>(
     let err_lock = std::sync::Mutex::new(err);
     let warn = |w: &str| {
         if let Ok(mut e) = err_lock.lock() {
-            let _ = writeln!(e, "warning: {}", clean(w));
+            let _ = writeln!(e, "warning: {}", cut(w));
         }
     };
     submitter
@@ -213,12 +204,16 @@ fn report<O: Write, E: Write>(
             if n == 1 { "y" } else { "ies" }
         )?;
     }
-    let outcome = match &sub.outcome {
-        Final::Done(o) => o,
-        Final::Unknown { message } => return Err(CheckError::Unknown(clean(message))),
-        Final::Stopped { .. } => return Err(CheckError::Interrupted),
-        Final::BudgetReached => return Err(CheckError::BudgetReached),
+    // `check` has no budget and no stop, and retries an unknown outcome: every submission
+    // ends with an answer, classed by the mapping `scan` uses.
+    let (Final::Done(outcome), Some((_, why))) = (&sub.outcome, sub.outcome.ending(sub.attempts))
+    else {
+        return Err(CheckError::Internal(format!(
+            "no answer: {:?}",
+            sub.outcome
+        )));
     };
+    let why = cut(&why.unwrap_or_default());
     match outcome {
         Outcome::Result { response, raw } => {
             if cfg.json {
@@ -228,30 +223,27 @@ fn report<O: Write, E: Write>(
             }
             match response.decision() {
                 Some(Decision::Approved) => Ok(Exit::Ok),
-                Some(Decision::Declined) => Ok(Exit::SomeFailed),
-                None => Err(CheckError::BadAnswer(
-                    "the API answered 200 without an Approved or Declined status".into(),
-                )),
+                _ => Ok(Exit::SomeFailed),
             }
         }
-        o @ Outcome::BadAnswer { raw, .. } => {
+        Outcome::BadAnswer { raw, .. } => {
             if cfg.json {
                 print_json(raw, out)?;
             }
-            Err(CheckError::BadAnswer(clean(&o.to_string())))
+            Err(CheckError::BadAnswer(why))
         }
-        o @ Outcome::Rejected { .. } => Err(CheckError::Rejected(clean(&o.to_string()))),
-        Outcome::Fatal { kind, message, .. } => Err(CheckError::Fatal {
+        o @ Outcome::Rejected { .. } => Err(CheckError::Rejected(cut(&o.to_string()))),
+        Outcome::Fatal { kind, .. } => Err(CheckError::Fatal {
             kind: *kind,
-            message: clean(message),
+            message: why,
         }),
         o @ Outcome::RateLimited { .. } => Err(CheckError::RateLimited {
-            status: clean(&o.to_string()),
+            status: cut(&o.to_string()),
             tries,
         }),
         Outcome::Transient { message, .. } => Err(CheckError::ApiFailed {
             tries,
-            message: clean(message),
+            message: cut(message),
         }),
     }
 }
@@ -281,7 +273,7 @@ fn print_result<O: Write>(
     writeln!(
         out,
         "image:          {} ({}, {})",
-        clean(&image.display().to_string()),
+        cut(&image.display().to_string()),
         prepared.format.name(),
         human_size(prepared.size)
     )?;
@@ -307,18 +299,18 @@ fn print_result<O: Write>(
         action.describe()
     )?;
     if let Some(v) = &r.vendor_data {
-        writeln!(out, "vendor_data:    {}", clean(v))?;
+        writeln!(out, "vendor_data:    {}", cut(v))?;
     }
     if let Some(m) = &r.metadata {
-        writeln!(out, "metadata:       {}", clean(&m.to_string()))?;
+        writeln!(out, "metadata:       {}", cut(&m.to_string()))?;
     }
     writeln!(
         out,
         "request_id:     {}",
-        r.request_id.as_deref().map(clean).unwrap_or_else(na)
+        r.request_id.as_deref().map(cut).unwrap_or_else(na)
     )?;
     if let Some(c) = &r.created_at {
-        writeln!(out, "created_at:     {}", clean(c))?;
+        writeln!(out, "created_at:     {}", cut(c))?;
     }
     writeln!(
         out,
@@ -346,7 +338,7 @@ fn face_line(r: &crate::didit::LivenessResponse) -> String {
         "{}, age {}",
         f.gender
             .as_deref()
-            .map(clean)
+            .map(cut)
             .unwrap_or_else(|| "gender n/a".to_string()),
         f.age
             .map(|a| format!("{:.0}", a))
@@ -374,9 +366,9 @@ fn print_warnings<O: Write>(
             .short_description
             .as_deref()
             .or(w.long_description.as_deref())
-            .map(|d| format!(": {}", clean(d)))
+            .map(|d| format!(": {}", cut(d)))
             .unwrap_or_default();
-        writeln!(out, "  [{}] {}{desc}", clean(&w.log_type), clean(&w.risk))?;
+        writeln!(out, "  [{}] {}{desc}", cut(&w.log_type), cut(&w.risk))?;
     }
     Ok(())
 }
@@ -396,13 +388,6 @@ fn human_size(bytes: u64) -> String {
     } else {
         format!("{:.1} MB", bytes as f64 / (1024.0 * 1024.0))
     }
-}
-
-/// Text from the API or the file system, made safe for a terminal (no escape sequences).
-fn clean(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 /// The in-process emulator a `--emulator` check runs against, with a fresh random key.
@@ -446,26 +431,11 @@ mod tests {
         assert_eq!(human_size(6 * 1024 * 1024), "6.0 MB");
     }
 
-    /// The errors a `check` run cannot reach today (no stop signal, no budget, unknown outcomes
-    /// retried, an emulator on a free port) still keep their messages and exit codes.
+    /// The errors only a failing machine reaches (an emulator that cannot start, a task that
+    /// panicked) keep their messages and exit codes.
     #[test]
     fn unreachable_errors_keep_their_messages_and_codes() {
         let cases = [
-            (
-                CheckError::Unknown("timed out after the upload".into()),
-                "outcome unknown: timed out after the upload",
-                Exit::ApiFailed,
-            ),
-            (
-                CheckError::Interrupted,
-                "interrupted before an answer arrived",
-                Exit::Interrupted,
-            ),
-            (
-                CheckError::BudgetReached,
-                "the request budget is spent",
-                Exit::Credits,
-            ),
             (
                 CheckError::Emulator("address in use".into()),
                 "cannot start the built-in emulator: address in use",
@@ -506,6 +476,17 @@ mod tests {
 
     #[test]
     fn terminal_escapes_are_neutralised() {
-        assert_eq!(clean("a\x1b[31mred\nb"), "a [31mred b");
+        let answer = r#"{"liveness": {"warnings": [{"risk": "X\u001b[2J", "log_type": "error",
+            "short_description": "a\u001b[31mred\nb"}]}}"#;
+        let r = crate::didit::LivenessResponse::read(answer)
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        print_warnings(&r, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            !out.contains('\x1b') && out.contains("a\\u{1b}[31mred\\nb"),
+            "{out}"
+        );
     }
 }

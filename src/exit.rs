@@ -2,12 +2,34 @@
 
 /// Declares [`Exit`] and the list of all its values from one table.
 macro_rules! exit_codes {
-    ($($(#[$doc:meta])* $name:ident = $code:literal,)*) => {
+    ($($name:ident = $code:literal,)*) => {
         /// How the process ends. The numbers are a public contract; never renumber.
+        ///
+        /// - 0 `Ok`: every item has a result (scan), or the image was Approved (check).
+        /// - 1 `SomeFailed`: finished, but some items have no result (scan), or the image was
+        ///   Declined (check).
+        /// - 2 `Usage`: usage or configuration error, or a bad local file for `check`; nothing
+        ///   was sent.
+        /// - 3 `Auth`: stopped, the API refused the key, the permission, or the endpoint (401,
+        ///   403, 404).
+        /// - 4 `Credits`: stopped, out of credits (402, 403 credits) or the --max-requests
+        ///   budget was reached.
+        /// - 5 `ApiFailed`: `check` only, the API kept failing after every retry.
+        /// - 6 `Io`: a local I/O failure (disk full, out dir unwritable, journal not a file):
+        ///   the run stopped; every record written before is kept.
+        /// - 7 `Storage`: object storage refused the credentials or the bucket.
+        /// - 8 `Verify`: verification failed (broken journal chain or seal, missing or
+        ///   mismatched shard, caches that contradict the journal, a reconciliation that does
+        ///   not close), in `scan` and `report` alike.
+        /// - 9 `Incomplete`: the population is incomplete: a source could not be read to its
+        ///   end (a bucket listing that stopped before its last page, after the retries). What
+        ///   was seen was screened; rerun to continue.
+        /// - 70 `Internal`: a bug, a task panicked or an invariant broke.
+        /// - 130 `Interrupted`: Ctrl-C (SIGINT). 143 `Terminated`: SIGTERM.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         #[repr(i32)]
         pub enum Exit {
-            $($(#[$doc])* $name = $code,)*
+            $($name = $code,)*
         }
 
         impl Exit {
@@ -18,36 +40,8 @@ macro_rules! exit_codes {
 }
 
 exit_codes! {
-    /// Every item has a result (scan), or the image was Approved (check).
-    Ok = 0,
-    /// Finished, but some items have no result (scan), or the image was Declined (check).
-    SomeFailed = 1,
-    /// Usage or configuration error, or a bad local file for `check`; nothing was sent.
-    Usage = 2,
-    /// Stopped: the API refused the key, the permission, or the endpoint (401, 403, 404).
-    Auth = 3,
-    /// Stopped: out of credits (402, 403 credits) or the --max-requests budget was reached.
-    Credits = 4,
-    /// `check` only: the API kept failing after every retry.
-    ApiFailed = 5,
-    /// A local I/O failure (disk full, out dir unwritable, journal not a file): the run
-    /// stopped; every record written before is kept.
-    Io = 6,
-    /// Object storage refused the credentials or the bucket.
-    Storage = 7,
-    /// `report` verification failed (broken journal chain, missing or mismatched shard, a
-    /// reconciliation that does not close).
-    Verify = 8,
-    /// The population is incomplete: a source could not be read to its end (a bucket listing
-    /// that stopped before its last page, after the retries). What was seen was screened;
-    /// rerun to continue.
-    Incomplete = 9,
-    /// A bug: a task panicked or an invariant broke.
-    Internal = 70,
-    /// Interrupted by Ctrl-C (SIGINT).
-    Interrupted = 130,
-    /// Terminated by SIGTERM.
-    Terminated = 143,
+    Ok = 0, SomeFailed = 1, Usage = 2, Auth = 3, Credits = 4, ApiFailed = 5, Io = 6, Storage = 7,
+    Verify = 8, Incomplete = 9, Internal = 70, Interrupted = 130, Terminated = 143,
 }
 
 impl Exit {

@@ -515,14 +515,8 @@ mod tests {
     fn no_result_actions() {
         assert_eq!(act(Class::InvalidInput, None, &[]), Action::FixInput);
         assert_eq!(act(Class::Rejected, None, &[]), Action::FixInput);
-        for c in [
-            Class::BadAnswer,
-            Class::RateLimited,
-            Class::Transient,
-            Class::Fatal,
-            Class::Unknown,
-            Class::Interrupted,
-        ] {
+        let answered = [Class::Result, Class::InvalidInput, Class::Rejected];
+        for c in Class::ALL.into_iter().filter(|c| !answered.contains(c)) {
             assert_eq!(act(c, None, &[]), Action::Rerun, "{c:?}");
         }
     }

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::didit::{Client, Outcome, Params, Upload};
 use crate::pace::Pacer;
+use crate::record::Class;
 use crate::retry::{MAX_RATE_LIMIT_WAIT, RetryPolicy};
 
 /// A budget of billable calls for one run (`--max-requests`). A call is reserved before it is
@@ -106,6 +107,46 @@ pub enum Final {
     Stopped { last: Option<Outcome> },
     /// The budget of billable calls is spent; nothing was sent for this attempt.
     BudgetReached,
+}
+
+impl Final {
+    /// The one answer-to-class mapping, shared by `scan`'s records and `check`'s errors: the
+    /// class an item ends with after `attempts` requests, and why (one line) when it has no
+    /// result. `None`: nothing was sent (stopped before the first request).
+    pub fn ending(&self, attempts: u32) -> Option<(Class, Option<String>)> {
+        let why = match self {
+            Final::Done(Outcome::Result { .. }) => None,
+            Final::Done(
+                Outcome::Rejected { message, .. }
+                | Outcome::BadAnswer { message, .. }
+                | Outcome::Fatal { message, .. },
+            ) => Some(message.clone()),
+            Final::Done(Outcome::RateLimited { .. }) => Some(format!(
+                "still rate limited (429) after {attempts} attempts; rerun later or lower --rate"
+            )),
+            Final::Done(Outcome::Transient { message, .. }) => {
+                Some(format!("{message} (gave up after {attempts} attempts)"))
+            }
+            Final::Unknown { message } => Some(format!(
+                "{message}: the request may have been processed and billed; not retried \
+                 (--no-retry-unknown)"
+            )),
+            Final::Stopped { .. } | Final::BudgetReached if attempts == 0 => return None,
+            Final::Stopped { last: Some(o) } => {
+                Some(format!("the run stopped before a retry; last answer: {o}"))
+            }
+            Final::Stopped { last: None } => Some("the run stopped before a retry".to_string()),
+            Final::BudgetReached => {
+                Some("the --max-requests budget was reached before a retry".to_string())
+            }
+        };
+        let class = match self {
+            Final::Done(o) => o.class(),
+            Final::Unknown { .. } => Class::Unknown,
+            Final::Stopped { .. } | Final::BudgetReached => Class::Interrupted,
+        };
+        Some((class, why))
+    }
 }
 
 /// Why no request was sent.

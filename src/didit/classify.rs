@@ -219,15 +219,6 @@ pub fn classify_for(endpoint: &Endpoint, status: u16, headers: &HeaderMap, body:
                 ),
             }
         }
-        400 => {
-            let (field, message) = drf_message(body);
-            Outcome::Rejected {
-                status,
-                field,
-                message: message
-                    .unwrap_or_else(|| format!("HTTP 400 Bad Request{}", snippet_suffix(body))),
-            }
-        }
         401 => fatal(FatalKind::InvalidKey, status, body),
         402 => fatal(FatalKind::PaymentRequired, status, body),
         403 => {
@@ -264,8 +255,9 @@ pub fn classify_for(endpoint: &Endpoint, status: u16, headers: &HeaderMap, body:
             Outcome::Rejected {
                 status,
                 field,
-                message: message
-                    .unwrap_or_else(|| format!("HTTP {status}{}", snippet_suffix(body))),
+                message: message.unwrap_or_else(|| {
+                    format!("HTTP {status}{}{}", reason(status), snippet_suffix(body))
+                }),
             }
         }
         _ => Outcome::Transient {

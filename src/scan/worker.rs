@@ -14,7 +14,7 @@ use crate::didit::{Outcome, Params, Upload};
 use crate::input::Item;
 use crate::input::preflight::{self, Prepared};
 use crate::journal;
-use crate::record::{Class, Record};
+use crate::record::Record;
 use crate::submit::{Final, Submission, Submitter};
 
 /// What the workers receive.
@@ -172,56 +172,17 @@ pub fn record_for(item: &Item, prepared: &Prepared, sub: Submission) -> Option<R
     rec.unknown_pending = sub.unknown_pending;
     rec.http_status = sub.http_status;
     rec.latency_ms = sub.latency_ms;
-    let (class, error) = match sub.outcome {
-        Final::Done(Outcome::Result { response, raw }) => {
-            response.fill_record(raw, &mut rec);
-            (Class::Result, None)
-        }
-        Final::Done(Outcome::BadAnswer { message, raw }) => {
+    let (class, error) = sub.outcome.ending(sub.attempts)?;
+    match sub.outcome {
+        Final::Done(Outcome::Result { response, raw }) => response.fill_record(raw, &mut rec),
+        Final::Done(Outcome::BadAnswer { raw, .. }) => {
             // A 200 is billed even when its answer cannot be used.
             rec.response = Some(raw.into());
             rec.billed = true;
-            (Class::BadAnswer, Some(message))
         }
-        Final::Done(Outcome::Rejected { field, message, .. }) => {
-            rec.error_field = field;
-            (Class::Rejected, Some(message))
-        }
-        Final::Done(Outcome::RateLimited { .. }) => (
-            Class::RateLimited,
-            Some(format!(
-                "still rate limited (429) after {} attempts; rerun later or lower --rate",
-                sub.attempts
-            )),
-        ),
-        Final::Done(Outcome::Transient { message, .. }) => (
-            Class::Transient,
-            Some(format!(
-                "{message} (gave up after {} attempts)",
-                sub.attempts
-            )),
-        ),
-        Final::Done(Outcome::Fatal { message, .. }) => (Class::Fatal, Some(message)),
-        Final::Unknown { message } => (
-            Class::Unknown,
-            Some(format!(
-                "{message}: the request may have been processed and billed; not retried \
-                 (--no-retry-unknown)"
-            )),
-        ),
-        Final::Stopped { .. } | Final::BudgetReached if sub.attempts == 0 => return None,
-        Final::Stopped { last } => (
-            Class::Interrupted,
-            Some(match last {
-                Some(o) => format!("the run stopped before a retry; last answer: {o}"),
-                None => "the run stopped before a retry".to_string(),
-            }),
-        ),
-        Final::BudgetReached => (
-            Class::Interrupted,
-            Some("the --max-requests budget was reached before a retry".to_string()),
-        ),
-    };
+        Final::Done(Outcome::Rejected { field, .. }) => rec.error_field = field,
+        _ => {}
+    }
     rec.class = Some(class);
     rec.error = error;
     Some(rec.with_action())
@@ -230,7 +191,7 @@ pub fn record_for(item: &Item, prepared: &Prepared, sub: Submission) -> Option<R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{Decision, FaceRecord, WarningRecord};
+    use crate::record::{Class, Decision, FaceRecord, WarningRecord};
 
     fn item(key: &str) -> Item {
         Item {

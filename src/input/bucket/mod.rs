@@ -21,6 +21,7 @@ use object_store::{BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, Retry
 use super::preflight::{self, Prepared, Refusal, StorageFault};
 use super::version::Version;
 use super::{Event, IMAGE_EXTENSIONS, Item, SourceOptions, escape_bytes};
+use crate::kit::loopback::text_is_loopback;
 
 /// How object stores are reached (from the scan options; the rest comes from the environment
 /// the way cloud jobs provide it).
@@ -193,12 +194,6 @@ fn retry_config() -> RetryConfig {
     }
 }
 
-/// Whether an endpoint's host is this machine: the one loopback rule the API's base URL
-/// follows too.
-fn is_loopback_url(url: &str) -> bool {
-    crate::kit::loopback::text_is_loopback(url)
-}
-
 /// A bucket's clients: the storage client, and where this program lists the bucket itself
 /// (keys exactly as stored), the listing client.
 #[derive(Clone)]
@@ -262,7 +257,7 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
                     check_endpoint(&e)?;
                 }
                 if let Some(e) = b.get_config_value(&key).filter(|e| is_http(e)) {
-                    if !is_loopback_url(&e) {
+                    if !text_is_loopback(&e) {
                         return Err(StorageError::PlainHttp(super::shorten(&e)));
                     }
                     http = true;
@@ -309,7 +304,7 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
                 .unwrap_or_else(|| "https://storage.googleapis.com".to_string());
             check_endpoint(&base)?;
             let http = base.len() >= 7 && base[..7].eq_ignore_ascii_case("http://");
-            if http && !is_loopback_url(&base) {
+            if http && !text_is_loopback(&base) {
                 return Err(StorageError::PlainHttp(super::shorten(&base)));
             }
             // Only a loopback base URL may be plain http (the client would allow it anywhere).
@@ -343,7 +338,7 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
             let service = azure_service(&b);
             check_endpoint(&service.url)?;
             let http = service.url.len() >= 7 && service.url[..7].eq_ignore_ascii_case("http://");
-            if http && !is_loopback_url(&service.url) {
+            if http && !text_is_loopback(&service.url) {
                 return Err(StorageError::PlainHttp(super::shorten(&service.url)));
             }
             if service.emulator {
@@ -1196,7 +1191,7 @@ mod tests {
             "http://[::1]:80",
             "http://127.8.9.10",
         ] {
-            assert!(is_loopback_url(ok), "{ok}");
+            assert!(text_is_loopback(ok), "{ok}");
         }
         for bad in [
             "http://10.0.0.1:9000",
@@ -1205,7 +1200,7 @@ mod tests {
             "http://localhost@evil.example",
             "nonsense",
         ] {
-            assert!(!is_loopback_url(bad), "{bad}");
+            assert!(!text_is_loopback(bad), "{bad}");
         }
         let uri = Uri::parse("s3://b/").unwrap().unwrap();
         let opts = StorageOptions {
