@@ -71,7 +71,7 @@ pub struct Submitter {
 }
 
 /// How one image's submission ended, with its counters.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Submission {
     pub outcome: Final,
     /// Requests sent.
@@ -107,6 +107,13 @@ pub enum Final {
     Stopped { last: Option<Outcome> },
     /// The budget of billable calls is spent; nothing was sent for this attempt.
     BudgetReached,
+}
+
+/// Nothing sent yet.
+impl Default for Final {
+    fn default() -> Self {
+        Final::Stopped { last: None }
+    }
 }
 
 impl Final {
@@ -183,17 +190,7 @@ impl Submitter {
         params: &Params,
         warn: &(dyn Fn(&str) + Sync),
     ) -> Submission {
-        let mut sub = Submission {
-            outcome: Final::Stopped { last: None },
-            attempts: 0,
-            rate_limited: 0,
-            possible_double_charges: 0,
-            unknown_outcomes: 0,
-            unknown_pending: false,
-            retry_after_capped: 0,
-            http_status: None,
-            latency_ms: None,
-        };
+        let mut sub = Submission::default();
         let mut retries = 0u32;
         let mut last: Option<Outcome> = None;
         loop {
@@ -385,47 +382,4 @@ fn now_epoch() -> f64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn budget_never_exceeds_its_limit() {
-        let b = Budget::new(2);
-        assert!(b.try_reserve());
-        assert!(b.try_reserve());
-        assert!(!b.try_reserve());
-        assert_eq!(b.used(), 2);
-        b.release();
-        assert_eq!(b.used(), 1);
-        assert!(b.try_reserve());
-        assert!(!b.try_reserve());
-        assert_eq!(b.limit(), 2);
-    }
-
-    #[test]
-    fn release_never_underflows() {
-        let b = Budget::new(1);
-        b.release();
-        assert_eq!(b.used(), 0);
-        assert!(b.try_reserve());
-    }
-
-    #[test]
-    fn budget_holds_under_contention() {
-        let b = Arc::new(Budget::new(1000));
-        let handles: Vec<_> = (0..8)
-            .map(|_| {
-                let b = b.clone();
-                std::thread::spawn(move || (0..500).filter(|_| b.try_reserve()).count())
-            })
-            .collect();
-        let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
-        assert_eq!(total, 1000);
-        assert_eq!(b.used(), 1000);
-    }
-
-    #[test]
-    fn zero_budget_sends_nothing() {
-        assert!(!Budget::new(0).try_reserve());
-    }
-}
+mod tests;

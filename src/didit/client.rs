@@ -360,7 +360,7 @@ pub fn redact_body(body: &[u8], key: &str) -> Vec<u8> {
     for form in key_forms(key) {
         out = replace_bytes(&out, form.as_bytes(), REDACTED.as_bytes());
     }
-    if memfind(&out, b"\\u").is_some()
+    if memchr::memmem::find(&out, b"\\u").is_some()
         && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&out)
         && redact_value(&mut v, key)
         && let Ok(text) = serde_json::to_vec(&v)
@@ -414,17 +414,10 @@ fn redact_value(v: &mut serde_json::Value, key: &str) -> bool {
     }
 }
 
-fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 fn replace_bytes(hay: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(hay.len());
     let mut rest = hay;
-    while let Some(i) = memfind(rest, needle) {
+    while let Some(i) = memchr::memmem::find(rest, needle) {
         out.extend_from_slice(&rest[..i]);
         out.extend_from_slice(with);
         rest = &rest[i + needle.len()..];
