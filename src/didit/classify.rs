@@ -110,16 +110,6 @@ impl FatalKind {
             }
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FatalKind::InvalidKey => "invalid_key",
-            FatalKind::PaymentRequired => "payment_required",
-            FatalKind::Permission => "permission",
-            FatalKind::OutOfCredits => "out_of_credits",
-            FatalKind::NotFound => "not_found",
-        }
-    }
 }
 
 impl Outcome {
@@ -157,10 +147,11 @@ impl Outcome {
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Result { response, .. } => match response.decision() {
-                Some(d) => write!(f, "{}", d.as_str()),
-                None => f.write_str("a result without a decision"),
-            },
+            // A result always has a decision (an answer without one is a BadAnswer).
+            Outcome::Result { response, .. } => {
+                let decision = response.decision().map_or("no decision", |d| d.as_str());
+                f.write_str(decision)
+            }
             Outcome::Rejected {
                 status,
                 field: Some(field),
