@@ -5,65 +5,63 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// How an item ended. `Result` is the only class with a liveness decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Class {
-    /// HTTP 200: Approved or Declined with every field.
-    Result,
-    /// Refused locally by preflight (missing, unreadable, empty, too large, not an image); never sent.
-    InvalidInput,
-    /// 400 or 413 from the API: the file or a field was refused; not retried.
-    Rejected,
-    /// HTTP 200 without a usable `liveness` (missing, null, not an object, no Approved or
-    /// Declined status): billed, no decision; not retried within the run, always redone by
-    /// a rerun.
-    BadAnswer,
-    /// 429 on every attempt until the retry budget was spent.
-    RateLimited,
-    /// 5xx, connection errors or timeouts until the retry budget was spent.
-    Transient,
-    /// 401/402/403/404 on this item's request: the whole run stopped.
-    Fatal,
-    /// A request whose outcome is unknown (timeout or reset after the body was sent) and that
-    /// was not retried (`--no-retry-unknown`): it may have been billed; reconcile by hand.
-    Unknown,
-    /// The run was interrupted while this item's request was in flight.
-    Interrupted,
-    /// The object (or file) could not be read from its store (storage retries exhausted, or it
-    /// changed while read): never sent, no credit spent; a rerun reads it again.
-    SourceError,
+/// Declares an enum whose values have wire names (in journals, outputs and serde alike), the
+/// list of its values and their names, from one table.
+macro_rules! wire_enum {
+    ($(#[$meta:meta])* $ty:ident[$n:literal] { $($(#[$doc:meta])* $name:ident = $wire:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $ty {
+            $($(#[$doc])* #[serde(rename = $wire)] $name,)*
+        }
+
+        impl $ty {
+            /// Every value, in declaration order.
+            pub const ALL: [$ty; $n] = [$($ty::$name),*];
+
+            /// The wire name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$name => $wire,)*
+                }
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// How an item ended. `Result` is the only class with a liveness decision.
+    Class[10] {
+        /// HTTP 200: Approved or Declined with every field.
+        Result = "result",
+        /// Refused locally by preflight (missing, unreadable, empty, too large, not an image);
+        /// never sent.
+        InvalidInput = "invalid_input",
+        /// 400 or 413 from the API: the file or a field was refused; not retried.
+        Rejected = "rejected",
+        /// HTTP 200 without a usable `liveness` (missing, null, not an object, no Approved or
+        /// Declined status): billed, no decision; not retried within the run, always redone by
+        /// a rerun.
+        BadAnswer = "bad_answer",
+        /// 429 on every attempt until the retry budget was spent.
+        RateLimited = "rate_limited",
+        /// 5xx, connection errors or timeouts until the retry budget was spent.
+        Transient = "transient",
+        /// 401/402/403/404 on this item's request: the whole run stopped.
+        Fatal = "fatal",
+        /// A request whose outcome is unknown (timeout or reset after the body was sent) and
+        /// that was not retried (`--no-retry-unknown`): it may have been billed; reconcile by
+        /// hand.
+        Unknown = "unknown",
+        /// The run was interrupted while this item's request was in flight.
+        Interrupted = "interrupted",
+        /// The object (or file) could not be read from its store (storage retries exhausted,
+        /// or it changed while read): never sent, no credit spent; a rerun reads it again.
+        SourceError = "source_error",
+    }
 }
 
 impl Class {
-    pub const ALL: [Class; 10] = [
-        Class::Result,
-        Class::InvalidInput,
-        Class::Rejected,
-        Class::BadAnswer,
-        Class::RateLimited,
-        Class::Transient,
-        Class::Fatal,
-        Class::Unknown,
-        Class::Interrupted,
-        Class::SourceError,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Class::Result => "result",
-            Class::InvalidInput => "invalid_input",
-            Class::Rejected => "rejected",
-            Class::BadAnswer => "bad_answer",
-            Class::RateLimited => "rate_limited",
-            Class::Transient => "transient",
-            Class::Fatal => "fatal",
-            Class::Unknown => "unknown",
-            Class::Interrupted => "interrupted",
-            Class::SourceError => "source_error",
-        }
-    }
-
     /// Whether a resumed run skips an item whose latest record has this class.
     /// With `retry_failed`, items that were rejected or ran out of retries are redone too.
     pub fn is_done(self, retry_failed: bool) -> bool {
@@ -77,39 +75,15 @@ impl Class {
     }
 }
 
-/// What a reviewer should do with an item; first matching rule wins (see [`action_for`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Fraud,
-    Retake,
-    Review,
-    Proceed,
-    FixInput,
-    Rerun,
+wire_enum! {
+    /// What a reviewer should do with an item; first matching rule wins (see [`action_for`]).
+    Action[6] {
+        Fraud = "fraud", Retake = "retake", Review = "review", Proceed = "proceed",
+        FixInput = "fix_input", Rerun = "rerun",
+    }
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
-        Action::Fraud,
-        Action::Retake,
-        Action::Review,
-        Action::Proceed,
-        Action::FixInput,
-        Action::Rerun,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Fraud => "fraud",
-            Action::Retake => "retake",
-            Action::Review => "review",
-            Action::Proceed => "proceed",
-            Action::FixInput => "fix_input",
-            Action::Rerun => "rerun",
-        }
-    }
-
     pub fn describe(self) -> &'static str {
         match self {
             Action::Fraud => "presentation attack or blocklisted face: treat as fraud",
