@@ -49,11 +49,8 @@ pub async fn worker(ctx: WorkerCtx) -> Result<(), super::ScanError> {
         let mut params = ctx.params.clone();
         params.vendor_data = item.vendor_data.clone();
         params.metadata = item.metadata.clone();
-        let upload = Upload {
-            bytes: prepared.bytes.clone(),
-            file_name: format!("image.{}", prepared.format.ext()),
-            mime: prepared.format.mime(),
-        };
+        let (ext, mime) = (prepared.format.ext(), prepared.format.mime());
+        let upload = Upload::new(prepared.bytes.clone(), ext, mime);
         let submission = ctx.submitter.submit(&upload, &params).await;
         ctx.counts
             .requests
