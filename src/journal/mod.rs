@@ -24,7 +24,8 @@ pub use files::{
     DirLock, create_private_dir, finish_file_hash, hash_prefix, open_private, out_dir_warning,
     write_private_atomic,
 };
-pub use index::{Index, KeyState, Latest, Orphan, reusable_record, version_digest};
+pub use index::{Index, Latest, Orphan, reusable_record, version_digest};
+pub use keys::KeyState;
 pub use read::{ChainBreak, ChainCheck, LinesAt, Reader, TornTail};
 pub use seal::{Seal, Signer};
 pub use snapshot::{

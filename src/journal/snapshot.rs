@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::index::{Builder, KeyState};
-use super::keys::{self, Checked, KeyIndex};
+use super::index::Builder;
+use super::keys::{self, Checked, KeyIndex, KeyState};
 use super::{Index, JournalError, Orphan, Reader, Settings, files};
 use crate::compact::CompactMap;
+use crate::kit::hashing::Hashing;
 use crate::shard::ShardHeader;
 
 pub const INDEX_FILE: &str = ".liveness-batch-index";
@@ -482,24 +483,6 @@ fn range_hash(journal: &Path, start: u64, end: u64) -> Result<[u8; 32], JournalE
     read(files::open_read(journal)?).map_err(JournalError::io("read", journal))
 }
 
-/// A reader or writer that hashes what passes through it.
-struct Hashing<T> {
-    inner: T,
-    hasher: Sha256,
-    /// Bytes read through it.
-    pos: u64,
-}
-
-impl<T> Hashing<T> {
-    fn new(inner: T) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-            pos: 0,
-        }
-    }
-}
-
 impl<R: Read> Hashing<R> {
     fn array<const N: usize>(&mut self) -> io::Result<[u8; N]> {
         let mut a = [0u8; N];
@@ -509,27 +492,6 @@ impl<R: Read> Hashing<R> {
 
     fn u64(&mut self) -> io::Result<u64> {
         self.array::<8>().map(u64::from_le_bytes)
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 

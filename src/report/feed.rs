@@ -150,7 +150,7 @@ impl Feed {
 
     /// Whether the journal on disk is the one the feed saw.
     fn matches(&self, journal_path: &Path) -> io::Result<bool> {
-        let file = match super::state::open_read(journal_path) {
+        let file = match crate::kit::open::open_read(journal_path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e),
