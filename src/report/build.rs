@@ -3,123 +3,20 @@
 //! attention, a third writes the results files in input order, reading each latest record back
 //! by its offset. Memory stays bounded whatever the journal's length.
 
-use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
+use std::io;
+use std::path::Path;
 
 use super::feed::Feed;
+use super::fold::walk_latest;
 use super::json::{self, JsonOut, Shape};
-use super::read::{LinesAt, parse_line};
+use super::out::{AtomicOut, sort_err, torn_warning};
+use super::read::LinesAt;
+use super::small::{write_small, write_summaries};
 use super::state::{self, Checkpoint};
-use super::summary::{self, Accumulator, BuiltFrom};
-use super::{
-    Outputs, ReportError, ReportOptions, ResultsFormat, Summary, csv, html, io_err, latest, sums,
-};
-use crate::journal::{self, JOURNAL_FILE, JournalError, Line, Reader, TornTail};
+use super::summary::{Accumulator, BuiltFrom};
+use super::{Outputs, ReportError, ReportOptions, ResultsFormat, csv, html, io_err, latest, sums};
+use crate::journal::{self, JOURNAL_FILE, Line};
 use crate::kit::sort::{self, Sorted};
-
-/// An output file written owner-only under a temporary name and renamed into place by
-/// [`AtomicOut::commit`]. Dropped uncommitted (an error, a full disk), it removes its temporary
-/// file, and the previous version of the output stays as it was.
-pub(super) struct AtomicOut {
-    path: PathBuf,
-    tmp: PathBuf,
-    w: Option<BufWriter<File>>,
-    committed: bool,
-    /// SHA-256 of everything written, for SHA256SUMS.
-    hash: Sha256,
-}
-
-impl AtomicOut {
-    pub(super) fn create(path: &Path) -> io::Result<Self> {
-        let tmp = path.with_extension(format!(
-            "{}.tmp",
-            path.extension().and_then(|e| e.to_str()).unwrap_or("out")
-        ));
-        match journal::open_private(&tmp, false) {
-            Ok(f) => Ok(Self {
-                path: path.to_path_buf(),
-                tmp,
-                w: Some(BufWriter::with_capacity(256 << 10, f)),
-                committed: false,
-                hash: Sha256::new(),
-            }),
-            Err(e) => {
-                // A planted link is removed, never followed.
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
-            }
-        }
-    }
-
-    fn writer(&mut self) -> io::Result<&mut BufWriter<File>> {
-        self.w
-            .as_mut()
-            .ok_or_else(|| io::Error::other("output already committed"))
-    }
-
-    /// Flush, sync and rename into place; returns the file's size and SHA-256 (hex).
-    pub(super) fn commit(mut self) -> io::Result<(u64, String)> {
-        let w = self.w.take().expect("committed once");
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_data()?;
-        let len = f.metadata()?.len();
-        std::fs::rename(&self.tmp, &self.path)?;
-        self.committed = true;
-        let hash = std::mem::take(&mut self.hash);
-        Ok((len, hex::encode(hash.finalize())))
-    }
-}
-
-impl Write for AtomicOut {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.writer()?.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.writer()?.write_all(buf)?;
-        self.hash.update(buf);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.writer()?.flush()
-    }
-}
-
-impl Drop for AtomicOut {
-    fn drop(&mut self) {
-        if !self.committed {
-            drop(self.w.take());
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-fn torn_warning(what: &str, t: TornTail) -> String {
-    format!(
-        "{what}'s last line (line {}, {} bytes at byte {}) was cut short, probably by a crash or a kill; \
-         that item has no result here and will be screened again by the next run",
-        t.line, t.len, t.offset
-    )
-}
-
-pub(super) fn torn_shard_warning(dir: &Path, t: TornTail) -> String {
-    torn_warning(&format!("the journal in {}", dir.display()), t)
-}
-
-/// A failure of the temporary sort files in `dir`.
-fn sort_err(dir: &Path) -> impl Fn(io::Error) -> ReportError + '_ {
-    move |source| ReportError::Io {
-        path: dir.to_path_buf(),
-        source,
-    }
-}
 
 /// What a build takes besides the out dir and the options; the default is what `report` of
 /// one out dir takes.
@@ -342,142 +239,6 @@ type Sizes = Vec<(String, u64)>;
 /// Name and SHA-256 (hex) of each results file written.
 type Hashes = Vec<(String, String)>;
 
-/// What the summary pass gathers besides the summary itself.
-pub(super) struct Walked {
-    /// Every manifest column carried by a latest record.
-    carried: BTreeSet<String>,
-    attention: html::Attention,
-}
-
-/// The summary pass, fed the journal's lines in order: the summary's accumulator, and the
-/// carried columns, the attention rows and the input fingerprint of the latest records.
-pub(super) struct SummaryPass {
-    acc: Accumulator,
-    carried: BTreeSet<String>,
-    attention: html::Attention,
-    /// The per-item digests of the input fingerprint, sorted whatever their number.
-    digests: sort::Sorter<[u8; 32]>,
-}
-
-impl SummaryPass {
-    /// A pass adding to `acc`; its sorter holds at most `budget` bytes, spilling to `tmp_dir`.
-    pub(super) fn new(acc: Accumulator, tmp_dir: &Path, budget: usize) -> Self {
-        Self {
-            acc,
-            carried: BTreeSet::new(),
-            attention: html::Attention::new(),
-            digests: sort::Sorter::new(tmp_dir, budget),
-        }
-    }
-
-    /// A blank line (it counts in the chain check only).
-    fn blank(&mut self, offset: u64, raw: &[u8]) {
-        self.acc.on_raw_line(offset, raw);
-    }
-
-    /// The line `line` at `offset`, `raw` its bytes (line break excluded), `sha256` their
-    /// SHA-256 when the caller has it already; `latest`: an item record that is its key's
-    /// latest.
-    pub(super) fn line(
-        &mut self,
-        offset: u64,
-        raw: &[u8],
-        sha256: Option<&[u8; 32]>,
-        line: &Line,
-        latest: bool,
-    ) -> io::Result<()> {
-        match sha256 {
-            Some(hash) => self.acc.on_hashed_line(offset, raw, hash),
-            None => self.acc.on_raw_line(offset, raw),
-        }
-        match line {
-            Line::Run(run) => self.acc.on_run(run),
-            Line::End(end) => self.acc.on_end(end),
-            // An upload announced: one the run never records has an unknown outcome.
-            Line::Sending(s) => self.acc.on_sending(&s.key),
-            // New versions of unchanged items matter to a resume; a key listed again or gone
-            // is settled by the first pass; seals are for the verification.
-            Line::Unchanged(_) | Line::Gone(_) | Line::Seal(_) => {}
-            Line::Item(r) => {
-                self.acc.on_record(r, latest);
-                if latest {
-                    for name in r.columns.keys() {
-                        if !self.carried.contains(name) {
-                            self.carried.insert(name.clone());
-                        }
-                    }
-                    self.attention.offer(r);
-                    if r.class == Some(crate::record::Class::Result)
-                        && let Some(sha) = &r.sha256
-                    {
-                        self.digests.push(crate::audit::item_digest(&r.key, sha))?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The accumulator, with the input fingerprint set, and what else the pass gathered.
-    pub(super) fn finish(self) -> io::Result<(Accumulator, Walked)> {
-        let mut acc = self.acc;
-        let mut fingerprint = crate::audit::Fingerprint::new();
-        for d in self.digests.finish()? {
-            fingerprint.push(d?);
-        }
-        let (sha256, items) = fingerprint.finish();
-        acc.set_input_fingerprint(sha256, items);
-        let walked = Walked {
-            carried: self.carried,
-            attention: self.attention,
-        };
-        Ok((acc, walked))
-    }
-}
-
-/// Stream the journal's complete lines into `acc`, gathering the carried columns and the
-/// attention rows of the latest records (`latest`: their offsets, ascending).
-fn walk_latest(
-    journal_path: &Path,
-    limit: u64,
-    mut latest: Sorted<u64>,
-    acc: Accumulator,
-    tmp_dir: &Path,
-    budget: usize,
-) -> Result<(Accumulator, Walked), ReportError> {
-    let sort_err = sort_err(tmp_dir);
-    let mut pass = SummaryPass::new(acc, tmp_dir, budget);
-    let mut next_latest = latest.next().transpose().map_err(&sort_err)?;
-    let mut reader = Reader::open(journal_path)?;
-    let mut line_no = 0u64;
-    while let Some(next) = reader.next_raw() {
-        let (offset, raw) = next?;
-        line_no += 1;
-        if offset >= limit {
-            break;
-        }
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            pass.blank(offset, raw);
-            continue;
-        }
-        let line = parse_line(raw).map_err(|e| JournalError::Corrupt {
-            path: journal_path.to_path_buf(),
-            line: line_no,
-            message: e.to_string(),
-        })?;
-        let mut is_latest = false;
-        if let Line::Item(_) = line {
-            while next_latest.is_some_and(|l| l < offset) {
-                next_latest = latest.next().transpose().map_err(&sort_err)?;
-            }
-            is_latest = next_latest == Some(offset);
-        }
-        pass.line(offset, raw, None, &line, is_latest)
-            .map_err(&sort_err)?;
-    }
-    pass.finish().map_err(&sort_err)
-}
-
 /// The results files side by side, one latest record at a time, read back by offset in input
 /// order (`order`); returns each file's name and size.
 fn write_results(
@@ -532,7 +293,7 @@ fn write_results(
                     face.bbox = None;
                 }
             }
-            r.action = Some(summary::record_action(&r));
+            r.action = Some(super::action::record_action(&r));
             csv_out.write(&r).map_err(io_err(&csv_path))?;
             if json_out.is_none() && jsonl_out.is_none() {
                 continue;
@@ -569,55 +330,6 @@ fn write_results(
     sizes.sort();
     hashes.sort();
     Ok((sizes, hashes))
-}
-
-/// The summary in its three forms: summary.json, summary.md and report.html; then SHA256SUMS
-/// over them, the results files (`results`: name and SHA-256 as written) and the other
-/// outputs present. Returns report.html's SHA-256, and the name and SHA-256 of every file
-/// listed but the results files, SHA256SUMS included (for the checkpoint).
-pub(super) fn write_summaries(
-    out_dir: &Path,
-    summary: &Summary,
-    attention: &html::Attention,
-    results: &[(String, String)],
-    journal_sha256: Option<[u8; 32]>,
-) -> Result<(String, Vec<(String, String)>), ReportError> {
-    let html = html::render(summary, attention);
-    let mut hashed: Vec<(String, String)> = results.to_vec();
-    hashed.extend(write_small(out_dir, summary, html.as_bytes())?);
-    let listed = sums::write(out_dir, &hashed, journal_sha256)?;
-    // Everything SHA256SUMS lists but the results files, and SHA256SUMS itself.
-    let written = listed
-        .into_iter()
-        .filter(|(name, _)| !results.iter().any(|(r, _)| r == name))
-        .collect();
-    Ok((sums::hex_of(html.as_bytes()), written))
-}
-
-/// Write summary.json, summary.md and report.html (`html`); returns their names and SHA-256.
-fn write_small(
-    out_dir: &Path,
-    summary: &Summary,
-    html: &[u8],
-) -> Result<Vec<(String, String)>, ReportError> {
-    let mut json = serde_json::to_vec_pretty(summary).map_err(|e| ReportError::Io {
-        path: out_dir.join("summary.json"),
-        source: io::Error::other(e),
-    })?;
-    json.push(b'\n');
-    let markdown = summary.render_markdown().into_bytes();
-    let files: [(&str, &[u8]); 3] = [
-        ("summary.json", &json),
-        ("summary.md", &markdown),
-        ("report.html", html),
-    ];
-    let mut hashed = Vec::with_capacity(files.len());
-    for (name, bytes) in files {
-        let path = out_dir.join(name);
-        journal::write_private_atomic(&path, |w| w.write_all(bytes)).map_err(io_err(&path))?;
-        hashed.push((name.to_string(), sums::hex_of(bytes)));
-    }
-    Ok(hashed)
 }
 
 /// Remove the results file of the JSON form no longer written (after `--results-format`

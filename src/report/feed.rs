@@ -10,9 +10,10 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::build::{SummaryPass, Walked};
+use super::fold::{SummaryPass, Walked};
+use super::latest::JournalState;
 use super::latest::{self, KeyLine, Kind, Scanned};
-use super::summary::{Accumulator, JournalState};
+use super::summary::Accumulator;
 use crate::journal::{Line, Tap, key_digest};
 use crate::kit::sort::Sorter;
 

@@ -7,11 +7,10 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::action::{record_action, risk_action};
 use crate::record::{Action, Class, Record};
 
-use super::summary::{
-    Fact, Layout, Row, SIMULATED_NOTICE, Summary, fmt_duration, record_action, risk_action,
-};
+use super::summary::{Fact, Layout, Row, SIMULATED_NOTICE, Summary, fmt_duration};
 
 /// The attention table shows at most this many rows; results.csv has them all.
 pub const ATTENTION_CAP: usize = 2000;

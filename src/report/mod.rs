@@ -4,17 +4,21 @@
 //! left exactly as they are (or all but the summary files, when one of those was changed);
 //! plus the `report` command that rebuilds them in place or merges shards.
 
+mod action;
 pub mod baseline;
 mod build;
 pub mod csv;
 mod evidence;
 mod feed;
+mod fold;
 pub mod gone;
 pub mod html;
 pub mod json;
 mod latest;
+mod out;
 mod read;
 pub mod shards;
+mod small;
 pub mod state;
 pub mod summary;
 pub mod sums;
@@ -538,7 +542,7 @@ fn check_shards(dirs: &[PathBuf]) -> Result<Checked, ReportError> {
         let mut reader = Reader::open(&path)?;
         let index = Index::build(&mut reader)?;
         if let Some(t) = reader.torn_tail() {
-            warnings.push(build::torn_shard_warning(d, t));
+            warnings.push(out::torn_shard_warning(d, t));
         }
         let before = seen.len();
         let keys = index.keys();

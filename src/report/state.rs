@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 
 use crate::kit::hashing::file_sha256;
 
-use super::build::write_summaries;
 use super::html::{Attention, AttentionSnapshot};
+use super::small::write_summaries;
 use super::summary::{Accumulator, BuiltFrom};
 use super::{Outputs, ReportError, ReportOptions, ResultsFormat, io_err, sums};
 use crate::journal::{self, JOURNAL_FILE, Line};
@@ -193,7 +193,7 @@ pub fn check_outputs(out_dir: &Path) -> journal::CacheCheck {
 
 /// Whether the journal in `out_dir` still holds the state `built` (its length, first line and
 /// last item record); why not, in words.
-fn holds(out_dir: &Path, built: &super::summary::JournalState, what: &str) -> Result<(), String> {
+fn holds(out_dir: &Path, built: &super::latest::JournalState, what: &str) -> Result<(), String> {
     let journal_path = out_dir.join(JOURNAL_FILE);
     let len = open_read(&journal_path)
         .and_then(|f| f.metadata())

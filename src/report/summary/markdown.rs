@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use super::words::{Fact, Layout};
-use super::{SIMULATED_NOTICE, Summary, risk_action};
+use super::{SIMULATED_NOTICE, Summary};
+use crate::report::action::risk_action;
 
 /// The "Run" table of summary.md.
 const RUN_ROWS: &Layout = &[
