@@ -33,7 +33,7 @@ pub use snapshot::{
     load as load_index, path_for as index_path, refresh as refresh_index,
 };
 pub use verify::{Head, Problem, Verified, verify};
-pub use write::{CHAIN_START, SyncJob, Tap, Writer};
+pub use write::{CHAIN_START, Seen, SyncJob, Tap, Writer};
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 pub const LOCK_FILE: &str = ".liveness-batch.lock";

@@ -403,14 +403,15 @@ mod tests {
 
     /// Write `lines` as a new journal in `dir` with a [`Feed`] on the writer; returns the feed.
     fn fed_journal(dir: &Path, lines: &[Line]) -> Feed {
-        let mut w = crate::journal::Writer::open(&dir.join(JOURNAL_FILE), None).unwrap();
-        w.add_tap(Box::new(Feed::new(dir)));
+        let path = dir.join(JOURNAL_FILE);
+        let w = crate::journal::Writer::open(&path, None).unwrap();
+        let mut w = w.tapped(Some(Feed::new(dir)));
         for l in lines {
             w.append(l).unwrap();
         }
-        let tap = w.take_taps().pop().unwrap();
+        let feed = w.take_tap().unwrap();
         w.finish().unwrap();
-        *(tap as Box<dyn std::any::Any>).downcast::<Feed>().unwrap()
+        feed
     }
 
     fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
