@@ -20,7 +20,9 @@ use crate::record::{Action, Class};
 pub use super::action::{record_action, risk_action};
 pub use accumulate::Accumulator;
 pub use markdown::md;
-pub use words::{Fact, Layout, Row, fmt_duration, fmt_threshold, fmt_usd};
+pub use words::{
+    Block, Fact, Layout, Row, Section, Span, changes_section, fmt_duration, fmt_threshold, fmt_usd,
+};
 
 /// The stamp every output carries when its results came from the emulator.
 pub const SIMULATED_NOTICE: &str = "SIMULATED: results from the built-in emulator, not from Didit";
