@@ -2,6 +2,10 @@
 //! line format; `read` streams lines (tolerating a torn last line), `index` builds the compact
 //! resume indexes (`keys` keeps their per-key part on disk, `snapshot` saves them beside the
 //! journal), `write` appends and syncs, `files` holds the out dir's lock and private files.
+//!
+//! The format is frozen and versioned: every run header carries `format` ([`JOURNAL_FORMAT`];
+//! a header without it is of format 1, the first), every line ends with its `prev` chain hash,
+//! and a journal of a format this build does not know is refused, never half-read.
 
 mod files;
 mod index;
@@ -132,9 +136,39 @@ fn same_api_host(a: &str, b: &str) -> bool {
     a == b || (is_loopback_host(a) && is_loopback_host(b))
 }
 
+/// The journal format this build writes and reads (see the module's doc).
+pub const JOURNAL_FORMAT: u32 = 1;
+
+/// A run header's journal format: one this build knows (1 to [`JOURNAL_FORMAT`]) or the
+/// header does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Format(pub u32);
+
+impl Default for Format {
+    fn default() -> Self {
+        Format(JOURNAL_FORMAT)
+    }
+}
+
+impl<'de> Deserialize<'de> for Format {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u32::deserialize(d)?;
+        if (1..=JOURNAL_FORMAT).contains(&v) {
+            return Ok(Format(v));
+        }
+        Err(serde::de::Error::custom(format!(
+            "the journal is of format {v}, and this build of liveness-batch reads format 1 to \
+             {JOURNAL_FORMAT} only: use the build that wrote it, or a newer one"
+        )))
+    }
+}
+
 /// The first line of a journal, and one more line each time a run resumes it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
+    /// The journal's format ([`JOURNAL_FORMAT`] when written; 1 when absent).
+    #[serde(default)]
+    pub format: Format,
     pub tool_version: String,
     pub started_at: String,
     pub settings: Settings,
@@ -1052,25 +1086,47 @@ mod tests {
     }
 
     #[test]
-    fn journals_written_before_the_chain_load_and_are_marked_unchained() {
+    fn lines_without_chain_hash_break_the_chain_and_a_later_format_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(JOURNAL_FILE);
-        let old: Vec<String> = [run_line(), item("a", SHA_A, Class::Result)]
+        let plain: Vec<String> = [run_line(), item("a", SHA_A, Class::Result)]
             .iter()
             .map(|l| serde_json::to_string(l).unwrap())
             .collect();
-        // the last line lost its line break too: it is kept, and given one before appending
-        std::fs::write(&p, old.join("\n")).unwrap();
-        assert_eq!(chain_of(&p).state(), "unchained");
+        std::fs::write(&p, plain.join("\n")).unwrap();
+        let check = chain_of(&p);
+        assert_eq!((check.state(), check.broken.unwrap().line), ("broken", 1));
+
+        // A chained last line that lost its line break is kept, and given one before appending.
+        std::fs::remove_file(&p).unwrap();
+        let mut w = Writer::open(&p, None).unwrap();
+        w.append(&run_line()).unwrap();
+        w.append(&item("a", SHA_A, Class::Result)).unwrap();
+        w.finish().unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
         let mut reader = Reader::open(&p).unwrap();
         assert_eq!(Index::build(&mut reader).unwrap().records, 1);
         let mut w = Writer::open(&p, Some(reader.good_len())).unwrap();
         w.append(&item("b", SHA_B, Class::Result)).unwrap();
         w.finish().unwrap();
         let check = chain_of(&p);
-        assert_eq!(check.state(), "partly chained");
-        assert_eq!((check.unchained, check.first_chained), (2, Some(3)));
-        assert_eq!(Reader::open(&p).unwrap().filter(Result::is_ok).count(), 3);
+        assert_eq!((check.state(), check.chained), ("chained", 3));
+
+        // A run header of a later format is refused, naming it; one without is of format 1.
+        let mut header = serde_json::to_value(run_line()).unwrap();
+        assert_eq!(header["format"], JOURNAL_FORMAT);
+        header["format"] = (JOURNAL_FORMAT + 1).into();
+        let e = serde_json::from_value::<Line>(header.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("of format {}", JOURNAL_FORMAT + 1)),
+            "{e}"
+        );
+        header.as_object_mut().unwrap().remove("format");
+        let line: Line = serde_json::from_value(header).unwrap();
+        assert!(matches!(line, Line::Run(r) if r.format == Format(1)));
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub struct Verified {
     pub torn: Option<TornTail>,
     /// The first line that breaks the chain, the grammar or a seal; `None` when every line holds.
     pub problem: Option<Problem>,
-    /// How the chain stands ("chained", "partly chained", "unchained", "broken").
+    /// How the chain stands ("chained" or "broken").
     pub chain_state: &'static str,
     /// Seal lines, and the key id of the first (all must name the same key).
     pub seals: u64,

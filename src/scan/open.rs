@@ -498,6 +498,7 @@ pub struct RunAudit {
 fn header(cfg: &ScanConfig, settings: &Settings, resumed: bool, audit: RunAudit) -> RunInfo {
     use crate::audit::{self, RunIdentity, Tuning};
     RunInfo {
+        format: journal::Format::default(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: now_rfc3339(),
         settings: settings.clone(),
