@@ -6,14 +6,17 @@
 use std::io;
 use std::path::Path;
 
+use super::evidence::Evidence;
 use super::feed::Feed;
-use super::fold::walk_latest;
+use super::fold::{Walked, walk_latest};
 use super::json::{self, JsonOut, Shape};
+use super::latest::Scanned;
 use super::out::{AtomicOut, sort_err, torn_warning};
 use super::read::LinesAt;
+use super::shards::Coverage;
 use super::small::{write_small, write_summaries};
 use super::state::{self, Checkpoint};
-use super::summary::{Accumulator, BuiltFrom};
+use super::summary::{Accumulator, BuiltFrom, Summary};
 use super::{Outputs, ReportError, ReportOptions, ResultsFormat, csv, html, io_err, latest, sums};
 use crate::journal::{self, JOURNAL_FILE, Line};
 use crate::kit::sort::{self, Sorted};
@@ -53,19 +56,6 @@ fn build_with(
     inputs: Inputs,
     budget: usize,
 ) -> Result<Outputs, ReportError> {
-    let Inputs {
-        extra_warnings,
-        shards,
-        baseline,
-        fed,
-        evidence,
-        keep_sums,
-    } = inputs;
-    let failed_checks = evidence.as_ref().is_some_and(|e| {
-        e.problem.is_some()
-            || !e.disagreements.is_empty()
-            || e.signature.as_ref().is_some_and(|s| !s.problems.is_empty())
-    });
     let journal_path = out_dir.join(JOURNAL_FILE);
     if !journal_path.is_file() {
         return Err(ReportError::NoJournal {
@@ -75,138 +65,61 @@ fn build_with(
     let format = state::results_format(out_dir, opts.results_format);
     // Until every output is written, nothing claims they describe the journal.
     state::forget(out_dir)?;
-
-    // A scan that started this journal gathered passes 1 and 2 as it wrote it (when the
-    // journal is still the one it wrote).
-    let fed = match fed.filter(|_| extra_warnings.is_empty()) {
-        Some(feed) => feed
-            .finish(&journal_path, budget)
-            .map_err(sort_err(out_dir))?,
-        None => None,
-    };
-    let (scanned, summed) = match fed {
-        Some(fed) => {
-            tracing::debug!(
-                summary = fed.summary.is_some(),
-                "outputs from what the scan gathered as it wrote the journal"
-            );
-            (fed.scanned, fed.summary)
-        }
-        // Pass 1: each key's latest record, the order of the results, where the lines end.
-        None => (latest::scan(&journal_path, out_dir, budget)?, None),
-    };
-
-    // Pass 2: the summary, the union of carried columns, and the attention rows. A summary
-    // with warnings from outside the journal cannot be brought up to date from the journal
-    // alone, so it gets no checkpoint (the next scan rebuilds).
-    // A comparison is not brought up to date by a later scan either: the next one rebuilds,
-    // and drops changes.csv.
-    let resumable =
-        extra_warnings.is_empty() && scanned.torn.is_none() && baseline.is_none() && !failed_checks;
-    let (acc, walked) = match summed {
-        Some(summed) => summed,
-        None => {
-            let mut acc = Accumulator::new();
-            for w in extra_warnings {
-                acc.warn(w);
-            }
-            if let Some(t) = scanned.torn {
-                acc.warn(torn_warning("the journal", t));
-            }
-            walk_latest(
-                &journal_path,
-                scanned.limit,
-                scanned.latest,
-                acc,
-                out_dir,
-                budget,
-            )?
-        }
-    };
-    let mut acc = acc;
-    acc.set_gone(scanned.gone_count);
+    let failed_checks = inputs.evidence.as_ref().is_some_and(|e| {
+        e.problem.is_some()
+            || !e.disagreements.is_empty()
+            || e.signature.as_ref().is_some_and(|s| !s.problems.is_empty())
+    });
+    // A summary with warnings from outside the journal cannot be brought up to date from the
+    // journal alone, so it gets no checkpoint (the next scan rebuilds). A comparison is not
+    // brought up to date by a later scan either: the next one rebuilds, and drops changes.csv.
+    let resumable = inputs.extra_warnings.is_empty() && inputs.baseline.is_none() && !failed_checks;
+    let Inputs {
+        extra_warnings,
+        shards,
+        baseline,
+        fed,
+        evidence,
+        keep_sums,
+    } = inputs;
+    let (scanned, mut acc, walked) =
+        first_passes(&journal_path, out_dir, fed, extra_warnings, budget)?;
+    let resumable = resumable && scanned.torn.is_none();
+    let Scanned {
+        order,
+        state: journal_state,
+        gone,
+        gone_count,
+        ..
+    } = scanned;
+    acc.set_gone(gone_count);
     let simulated = acc.simulated();
     let checkpoint = resumable.then(|| acc.clone());
     let mut summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
-    if shards.is_some() {
-        // A merge of shards: its coverage replaces any one shard's header.
-        summary.shard = None;
-        summary.shards = shards;
-    }
-    if let (Some(ev), Some(audit)) = (evidence, summary.audit.as_mut()) {
-        // The whole journal's check finds what a chain check alone cannot (a record outside
-        // any run, a request id twice, a seal that does not verify).
-        if let Some(p) = ev.problem
-            && audit.journal_chain.broken.is_none()
-        {
-            audit.journal_chain.state = "broken".into();
-            audit.journal_chain.broken = Some(journal::ChainBreak {
-                line: p.line,
-                offset: p.offset,
-                reason: p.reason,
-            });
-        }
-        audit.signature = ev.signature;
-        audit.disagreements = ev.disagreements;
-    }
+    with_evidence(&mut summary, shards, evidence);
 
     // Pass 3: the results files, then the summary in its three forms.
     let layout = csv::Layout::new(simulated, &walked.carried)
         .with_face_attributes(opts.include_face_attributes);
-    let (mut sizes, mut hashes) = write_results(
-        out_dir,
-        &journal_path,
-        scanned.order,
-        layout,
-        simulated,
-        format,
-    )?;
+    let (mut sizes, mut hashes) =
+        write_results(out_dir, &journal_path, order, layout, simulated, format)?;
     summary.built_from = Some(BuiltFrom {
         format: state::FORMAT,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        journal: scanned.state,
+        journal: journal_state,
         files: format.files().iter().map(|f| f.to_string()).collect(),
     });
     let mut removed = remove_other_results(out_dir, format)?;
-    // The keys whose source is gone: gone.csv, listed in SHA256SUMS and kept with the results
-    // files (a later scan that adds no record leaves it as it is).
-    if scanned.gone_count > 0 {
-        let (len, sha) = super::gone::write(out_dir, &journal_path, scanned.gone)?;
-        sizes.push((super::gone::GONE_FILE.to_string(), len));
-        hashes.push((super::gone::GONE_FILE.to_string(), sha));
-    } else if super::gone::remove_stale(out_dir)? {
-        removed.push(super::gone::GONE_FILE.to_string());
-    }
-    match baseline {
-        Some((dir, margin)) => {
-            let (changes, sha) = super::baseline::compare(out_dir, dir, margin, budget)?;
-            for u in changes.unfair.iter().rev() {
-                summary.warnings.insert(
-                    0,
-                    format!("the comparison with the baseline is not like for like: {u}"),
-                );
-            }
-            hashes.push((super::baseline::CHANGES_FILE.to_string(), sha));
-            summary.changes = Some(changes);
-        }
-        None => {
-            if super::baseline::remove_stale(out_dir)? {
-                removed.push(super::baseline::CHANGES_FILE.to_string());
-            }
-        }
-    }
+    let mut files = (&mut sizes, &mut hashes, &mut removed);
+    let gone = (gone_count > 0).then_some(gone);
+    gone_and_changes(out_dir, gone, baseline, budget, &mut summary, &mut files)?;
     let (report_sha256, written) = if keep_sums {
         let html = html::render(&summary, &walked.attention);
         write_small(out_dir, &summary, html.as_bytes())?;
         (sums::hex_of(html.as_bytes()), Vec::new())
     } else {
-        write_summaries(
-            out_dir,
-            &summary,
-            &walked.attention,
-            &hashes,
-            opts.journal_sha256,
-        )?
+        let attention = &walked.attention;
+        write_summaries(out_dir, &summary, attention, &hashes, opts.journal_sha256)?
     };
     if let Some(accumulator) = checkpoint {
         state::save(
@@ -232,6 +145,111 @@ fn build_with(
         removed,
         report_sha256,
     })
+}
+
+/// Passes 1 and 2: each key's latest record, the order of the results and where the lines end;
+/// then the summary, the union of carried columns and the attention rows. A scan that started
+/// this journal gathered both as it wrote it (used when the journal is still the one it wrote).
+fn first_passes(
+    journal_path: &Path,
+    out_dir: &Path,
+    fed: Option<Feed>,
+    extra_warnings: Vec<String>,
+    budget: usize,
+) -> Result<(Scanned, Accumulator, Walked), ReportError> {
+    let fed = match fed.filter(|_| extra_warnings.is_empty()) {
+        Some(feed) => feed
+            .finish(journal_path, budget)
+            .map_err(sort_err(out_dir))?,
+        None => None,
+    };
+    let (mut scanned, summed) = match fed {
+        Some(fed) => {
+            tracing::debug!(
+                summary = fed.summary.is_some(),
+                "outputs from what the scan gathered as it wrote the journal"
+            );
+            (fed.scanned, fed.summary)
+        }
+        None => (latest::scan(journal_path, out_dir, budget)?, None),
+    };
+    let (acc, walked) = match summed {
+        Some(summed) => summed,
+        None => {
+            let mut acc = Accumulator::new();
+            for w in extra_warnings {
+                acc.warn(w);
+            }
+            if let Some(t) = scanned.torn {
+                acc.warn(torn_warning("the journal", t));
+            }
+            let (limit, latest) = (scanned.limit, &mut scanned.latest);
+            walk_latest(journal_path, limit, latest, acc, out_dir, budget)?
+        }
+    };
+    Ok((scanned, acc, walked))
+}
+
+/// A merge's shard coverage, and what `report` found checking the journal and the signatures,
+/// into the summary.
+fn with_evidence(summary: &mut Summary, shards: Option<Coverage>, evidence: Option<Evidence>) {
+    if shards.is_some() {
+        // A merge of shards: its coverage replaces any one shard's header.
+        summary.shard = None;
+        summary.shards = shards;
+    }
+    if let (Some(ev), Some(audit)) = (evidence, summary.audit.as_mut()) {
+        // The whole journal's check finds what a chain check alone cannot (a record outside
+        // any run, a request id twice, a seal that does not verify).
+        if let Some(p) = ev.problem
+            && audit.journal_chain.broken.is_none()
+        {
+            audit.journal_chain.state = "broken".into();
+            audit.journal_chain.broken = Some(journal::ChainBreak {
+                line: p.line,
+                offset: p.offset,
+                reason: p.reason,
+            });
+        }
+        audit.signature = ev.signature;
+        audit.disagreements = ev.disagreements;
+    }
+}
+
+/// gone.csv (the keys whose source is gone, listed in SHA256SUMS and kept with the results
+/// files) and changes.csv (the comparison with a baseline), written or removed; `files`: the
+/// sizes and hashes of the files written, and the names of those removed.
+fn gone_and_changes(
+    out_dir: &Path,
+    gone: Option<Sorted<(u64, u64, u64, u64)>>,
+    baseline: Option<(&Path, f64)>,
+    budget: usize,
+    summary: &mut Summary,
+    files: &mut (&mut Sizes, &mut Hashes, &mut Vec<String>),
+) -> Result<(), ReportError> {
+    let (sizes, hashes, removed) = files;
+    if let Some(gone) = gone {
+        let journal_path = out_dir.join(JOURNAL_FILE);
+        let (len, sha) = super::gone::write(out_dir, &journal_path, gone)?;
+        sizes.push((super::gone::GONE_FILE.to_string(), len));
+        hashes.push((super::gone::GONE_FILE.to_string(), sha));
+    } else if super::gone::remove_stale(out_dir)? {
+        removed.push(super::gone::GONE_FILE.to_string());
+    }
+    let Some((dir, margin)) = baseline else {
+        if super::baseline::remove_stale(out_dir)? {
+            removed.push(super::baseline::CHANGES_FILE.to_string());
+        }
+        return Ok(());
+    };
+    let (changes, sha) = super::baseline::compare(out_dir, dir, margin, budget)?;
+    for u in changes.unfair.iter().rev() {
+        let warning = format!("the comparison with the baseline is not like for like: {u}");
+        summary.warnings.insert(0, warning);
+    }
+    hashes.push((super::baseline::CHANGES_FILE.to_string(), sha));
+    summary.changes = Some(changes);
+    Ok(())
 }
 
 /// Name and size of each results file written.

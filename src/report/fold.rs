@@ -111,7 +111,7 @@ impl SummaryPass {
 pub(super) fn walk_latest(
     journal_path: &Path,
     limit: u64,
-    mut latest: Sorted<u64>,
+    latest: &mut Sorted<u64>,
     acc: Accumulator,
     tmp_dir: &Path,
     budget: usize,

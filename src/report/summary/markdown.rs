@@ -53,7 +53,12 @@ fn section(m: &mut String, sec: &Section) {
             .iter()
             .map(|s| match s {
                 Span::Text(t) => md(t),
-                Span::Code(c) => format!("`{}`", md(c)),
+                // No escape works inside a code span: a backtick cannot be in one, a bar or a
+                // line break would end the table's cell.
+                Span::Code(c) => {
+                    let c = c.replace('`', "'").replace('|', "\\|");
+                    format!("`{}`", c.replace(['\r', '\n'], " "))
+                }
             })
             .collect()
     };
