@@ -247,7 +247,10 @@ mod tests {
             m.contains("approved 1") && m.contains("declined 1") && m.contains("errors 1"),
             "{m}"
         );
-        assert!(m.contains("1 already done") && m.contains("ETA 0.0s"), "{m}");
+        assert!(
+            m.contains("1 already done") && m.contains("ETA 0.0s"),
+            "{m}"
+        );
         p.finish();
     }
 }
