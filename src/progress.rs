@@ -196,15 +196,19 @@ impl Progress {
     }
 }
 
-/// "2h03m", "4m05s", "12s".
+/// A duration as people read it, the one way every message and output writes it: "12.3s"
+/// under a minute, then "4m05s", then "2h03m05s".
 pub fn human_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if s >= 3600 {
-        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
-    } else if s >= 60 {
-        format!("{}m{:02}s", s / 60, s % 60)
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        return format!("{s:.1}s");
+    }
+    let s = s.round() as u64;
+    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{s:02}s")
     } else {
-        format!("{}s", s)
+        format!("{m}m{s:02}s")
     }
 }
 
@@ -214,9 +218,9 @@ mod tests {
 
     #[test]
     fn durations_read_naturally() {
-        assert_eq!(human_duration(Duration::from_secs(12)), "12s");
+        assert_eq!(human_duration(Duration::from_secs_f64(12.34)), "12.3s");
         assert_eq!(human_duration(Duration::from_secs(245)), "4m05s");
-        assert_eq!(human_duration(Duration::from_secs(7380)), "2h03m");
+        assert_eq!(human_duration(Duration::from_secs(7383)), "2h03m03s");
     }
 
     #[test]
@@ -243,7 +247,10 @@ mod tests {
             m.contains("approved 1") && m.contains("declined 1") && m.contains("errors 1"),
             "{m}"
         );
-        assert!(m.contains("1 already done") && m.contains("ETA 0s"), "{m}");
+        assert!(
+            m.contains("1 already done") && m.contains("ETA 0.0s"),
+            "{m}"
+        );
         p.finish();
     }
 }

@@ -8,6 +8,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{JournalError, LOCK_FILE};
+use crate::kit::{self, open::open_no_link};
 
 /// Create `dir` (owner-only) if needed.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
@@ -32,45 +33,12 @@ pub fn out_dir_warning(dir: &Path) -> Option<String> {
     })
 }
 
-/// The open error for `path`, with a planted symbolic link named as such (`O_NOFOLLOW` answers
-/// ELOOP for a link).
-fn open_error(path: &Path, e: io::Error) -> io::Error {
-    if e.raw_os_error() == Some(libc::ELOOP) {
-        io::Error::other(format!(
-            "{} is a symbolic link; the out dir's files are never opened through links \
-             (someone may have planted it): remove it, or choose another --out",
-            path.display()
-        ))
-    } else {
-        e
-    }
-}
-
-/// Refuse anything but a regular file behind an opened handle (a folder, a FIFO, a device).
-fn regular(path: &Path, file: File) -> io::Result<File> {
-    let ft = file.metadata()?.file_type();
-    if ft.is_file() {
-        return Ok(file);
-    }
-    Err(io::Error::other(format!(
-        "{} is not a regular file ({}): remove it, or choose another --out",
-        path.display(),
-        crate::kit::kinds::file_kind(&ft)
-    )))
-}
-
 /// Open (creating) a file readable and writable by its owner only, never through a symbolic
 /// link and only if it is a regular file; existing files are narrowed to owner-only too.
 pub fn open_private(path: &Path, append: bool) -> io::Result<File> {
     let mut opts = OpenOptions::new();
-    opts.write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
-    if append {
-        opts.append(true);
-    }
-    let f = regular(path, opts.open(path).map_err(|e| open_error(path, e))?)?;
+    opts.write(true).create(true).mode(0o600).append(append);
+    let f = open_no_link(path, &mut opts)?;
     if !append {
         f.set_len(0)?;
     }
@@ -113,14 +81,7 @@ pub fn finish_file_hash(
 
 /// Open a file of the out dir for reading, never through a symbolic link.
 pub(super) fn open_read(path: &Path) -> Result<File, JournalError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| open_error(path, e))
-        .and_then(|f| regular(path, f))
-        .map_err(JournalError::io("open", path))?;
-    Ok(file)
+    kit::open::open_read(path).map_err(JournalError::io("open", path))
 }
 
 /// Write a whole file owner-only, atomically (temporary file + rename), so a crash never
@@ -159,16 +120,13 @@ pub struct DirLock {
 impl DirLock {
     pub fn acquire(dir: &Path) -> Result<Self, JournalError> {
         let path = dir.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
+        let mut opts = OpenOptions::new();
+        opts.read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&path)
-            .map_err(|e| open_error(&path, e))
-            .and_then(|f| regular(&path, f))
+            .mode(0o600);
+        let mut file = open_no_link(&path, &mut opts)
             .map_err(JournalError::io("open the lock file", &path))?;
         match file.try_lock() {
             Ok(()) => {}

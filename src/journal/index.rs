@@ -9,74 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::keys::{KeyBuilder, KeyIndex};
+use super::keys::{KeyBuilder, KeyIndex, KeyState, UNKNOWN_PENDING, class_code, short};
 use super::{JournalError, Line, LineKind, Reader, Settings, content_digest, key_digest};
 use crate::compact::CompactMap;
 use crate::record::Class;
-
-/// The class's code in the lowest byte of [`KeyState::version_class`].
-pub(super) const CLASS_BITS: u64 = 0x1f;
-/// Flag in the lowest byte: the key's latest line is a `gone` line (its source is no longer
-/// listed), after its record.
-pub(super) const GONE: u64 = 0x40;
-/// Flag in the lowest byte: the record's last send had an unknown outcome (the upload left, no
-/// definitive answer came back) and the image has not been sent again since.
-pub(super) const UNKNOWN_PENDING: u64 = 0x20;
-
-/// What a resume knows about a key's latest record: 16 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyState {
-    /// The version's digest in the upper 56 bits (0 when the record has no version), the
-    /// class's code in the lowest 5 ([`CLASS_BITS`]), the flags [`GONE`] and
-    /// [`UNKNOWN_PENDING`] above them.
-    pub(super) version_class: u64,
-    /// The content's digest ([`short`]), 0 when nothing was read.
-    pub(super) content: u64,
-}
-
-impl KeyState {
-    pub fn class(self) -> Class {
-        Class::ALL[(self.version_class & CLASS_BITS) as usize]
-    }
-
-    /// Whether the key's latest line says its source is gone (no longer listed).
-    pub fn is_gone(self) -> bool {
-        self.version_class & GONE != 0
-    }
-
-    /// Whether the record's last send had an unknown outcome that no later send repeated.
-    pub fn unknown_pending(self) -> bool {
-        self.version_class & UNKNOWN_PENDING != 0
-    }
-
-    /// Whether the record is about this content (a SHA-256's [`super::content_digest`]).
-    pub fn same_content(self, content: Option<u128>) -> bool {
-        self.content == content.map_or(0, short)
-    }
-
-    fn version(self) -> u64 {
-        self.version_class & !0xff
-    }
-
-    /// Whether the record finished the item at this version ([`version_digest`]): a resume
-    /// skips it without reading it. A gone key is read again: its return is journaled.
-    pub fn is_current(self, version: u64, retry_failed: bool) -> bool {
-        !self.is_gone()
-            && self.version() != 0
-            && self.version() == version & !0xff
-            && self.class().is_done(retry_failed)
-    }
-}
-
-/// A class as one byte: its position in [`Class::ALL`].
-fn class_code(class: Class) -> u64 {
-    Class::ALL.iter().position(|c| *c == class).unwrap_or(0) as u64
-}
-
-/// A digest in 64 bits; 0 stands for "none".
-fn short(digest: u128) -> u64 {
-    (digest as u64).max(1)
-}
 
 /// The digest of a version's text as the index keeps it (56 bits, never 0).
 pub fn version_digest(version: &str) -> u64 {

@@ -268,21 +268,15 @@ impl LinesAt {
 
 /// Checks the journal's chain line by line: each line's `prev` must be the SHA-256 of the line
 /// before it, so an edited, removed, inserted or reordered line is found, at the first line
-/// after the change. Lines of journals written before the chain carry no `prev`: a journal that
-/// starts with such lines is "unchained" up to its first chained line, but once a chained line
-/// was seen every later line must be chained. A chain starts again (from [`super::CHAIN_START`])
+/// after the change; a line without one was inserted or rewritten. A chain starts again (from [`super::CHAIN_START`])
 /// only at a new journal's first run header, as in shards merged one after the other. Its state
 /// is small and serde, so a checkpoint can carry it and be fed more lines later.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChainCheck {
     /// Lines seen (blank ones included), so a break is named by its line number.
     pub lines: u64,
-    /// Lines that carry a `prev`.
+    /// Lines that carry a `prev` (every non-blank one, in a journal that holds).
     pub chained: u64,
-    /// Lines that carry none (written before the chain).
-    pub unchained: u64,
-    /// The first line that carries a `prev`.
-    pub first_chained: Option<u64>,
     /// SHA-256 of the last non-blank line: the chain's head (in hex in a checkpoint).
     #[serde(with = "hex_digest")]
     head: Option<[u8; 32]>,
@@ -345,22 +339,13 @@ impl ChainCheck {
         let line = self.lines;
         let head = self.head.replace(*sha256);
         match prev_of(raw) {
-            None => {
-                self.unchained += 1;
-                if self.chained > 0 {
-                    self.fail(
-                        line,
-                        offset,
-                        format!(
-                            "line {line} carries no chain hash although the lines before it do: \
-                             it was inserted or rewritten"
-                        ),
-                    );
-                }
-            }
+            None => self.fail(
+                line,
+                offset,
+                format!("line {line} carries no chain hash: it was inserted or rewritten"),
+            ),
             Some(prev) => {
                 self.chained += 1;
-                self.first_chained.get_or_insert(line);
                 let starts = prev == super::CHAIN_START && raw.starts_with(br#"{"type":"run","#);
                 let follows = head == Some(prev);
                 if !(starts || follows) {
@@ -399,17 +384,12 @@ impl ChainCheck {
         }
     }
 
-    /// In one word: "chained", "unchained" (written before the chain), "partly chained" (an
-    /// older journal resumed by this version) or "broken".
+    /// In one word: "chained" or "broken".
     pub fn state(&self) -> &'static str {
         if self.broken.is_some() {
             "broken"
-        } else if self.unchained == 0 && self.chained > 0 {
-            "chained"
-        } else if self.chained == 0 {
-            "unchained"
         } else {
-            "partly chained"
+            "chained"
         }
     }
 }

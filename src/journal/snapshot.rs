@@ -11,10 +11,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::index::{Builder, KeyState};
-use super::keys::{self, Checked, KeyIndex};
+use super::index::Builder;
+use super::keys::{self, Checked, KeyIndex, KeyState};
 use super::{Index, JournalError, Orphan, Reader, Settings, files};
 use crate::compact::CompactMap;
+use crate::kit::hashing::Hashing;
 use crate::shard::ShardHeader;
 
 pub const INDEX_FILE: &str = ".liveness-batch-index";
@@ -58,12 +59,7 @@ pub struct IndexFeed {
     dir: PathBuf,
     /// Set when a line could not be taken in: the journal is read instead.
     broken: bool,
-    /// Where the next line must start.
-    next: u64,
-    lines: u64,
-    /// The first and the last line as written (line break excluded).
-    first: Vec<u8>,
-    last: Vec<u8>,
+    seen: super::Seen,
 }
 
 /// Memory the feed's sort of keys may hold during the run before it spills to disk.
@@ -77,27 +73,22 @@ impl IndexFeed {
             builder: Builder::with_budget(&dir, FEED_BUDGET),
             dir,
             broken: false,
-            next: 0,
-            lines: 0,
-            first: Vec::new(),
-            last: Vec::new(),
+            seen: super::Seen::default(),
         }
     }
 
     /// The builder and the journal state it covers (length, lines, offset of the last line,
     /// hashes of the first and last lines), when the journal at `journal` is the one the feed
-    /// saw: its length, and its first and last lines as written.
+    /// saw ([`super::Seen::holds`]).
     fn covering(self, journal: &Path) -> Result<Option<(Builder, Covered)>, JournalError> {
-        if self.broken || self.lines == 0 {
+        if self.broken
+            || !self
+                .seen
+                .holds(journal)
+                .map_err(JournalError::io("read", journal))?
+        {
             return Ok(None);
         }
-        let len = files::open_read(journal)?
-            .metadata()
-            .map_err(JournalError::io("inspect", journal))?
-            .len();
-        let Some(last) = self.builder.last.filter(|_| len == self.next) else {
-            return Ok(None);
-        };
         let with_break = |line: &[u8]| -> [u8; 32] {
             let mut h = Sha256::new();
             h.update(line);
@@ -105,17 +96,12 @@ impl IndexFeed {
             h.finalize().into()
         };
         let covered = Covered {
-            len,
-            lines: self.lines,
-            last,
-            first_hash: first_line_hash(journal)?,
-            last_hash: range_hash(journal, last, len)?,
+            len: self.seen.next,
+            lines: self.seen.lines,
+            last: self.seen.last.0,
+            first_hash: with_break(&self.seen.first),
+            last_hash: with_break(&self.seen.last.1),
         };
-        if covered.first_hash != with_break(&self.first)
-            || covered.last_hash != with_break(&self.last)
-        {
-            return Ok(None);
-        }
         Ok(Some((self.builder, covered)))
     }
 }
@@ -125,22 +111,15 @@ impl super::Tap for IndexFeed {
         if self.broken {
             return;
         }
-        let first = self.lines == 0;
-        if offset != self.next || !self.builder.take(offset, line, first) {
+        let first = self.seen.lines == 0;
+        if offset != self.seen.next || !self.builder.take(offset, line, first) {
             // Give up, and give back the memory: the end of the run reads the journal.
             self.broken = true;
             self.builder = Builder::with_budget(&self.dir, FEED_BUDGET);
-            self.first = Vec::new();
-            self.last = Vec::new();
+            self.seen = super::Seen::default();
             return;
         }
-        self.next = offset + raw.len() as u64 + 1;
-        self.lines += 1;
-        if first {
-            self.first = raw.to_vec();
-        }
-        self.last.clear();
-        self.last.extend_from_slice(raw);
+        self.seen.take(offset, raw);
     }
 }
 
@@ -482,24 +461,6 @@ fn range_hash(journal: &Path, start: u64, end: u64) -> Result<[u8; 32], JournalE
     read(files::open_read(journal)?).map_err(JournalError::io("read", journal))
 }
 
-/// A reader or writer that hashes what passes through it.
-struct Hashing<T> {
-    inner: T,
-    hasher: Sha256,
-    /// Bytes read through it.
-    pos: u64,
-}
-
-impl<T> Hashing<T> {
-    fn new(inner: T) -> Self {
-        Self {
-            inner,
-            hasher: Sha256::new(),
-            pos: 0,
-        }
-    }
-}
-
 impl<R: Read> Hashing<R> {
     fn array<const N: usize>(&mut self) -> io::Result<[u8; N]> {
         let mut a = [0u8; N];
@@ -509,27 +470,6 @@ impl<R: Read> Hashing<R> {
 
     fn u64(&mut self) -> io::Result<u64> {
         self.array::<8>().map(u64::from_le_bytes)
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 
@@ -600,16 +540,15 @@ mod tests {
 
     /// Write `lines` as a new journal at `p` with an [`IndexFeed`] on the writer; returns it.
     fn fed(p: &Path, lines: &[Line]) -> IndexFeed {
-        let mut w = Writer::open(p, None).unwrap();
-        w.add_tap(Box::new(IndexFeed::new(p)));
+        let mut w = Writer::open(p, None)
+            .unwrap()
+            .tapped(Some(IndexFeed::new(p)));
         for l in lines {
             w.append(l).unwrap();
         }
-        let tap = w.take_taps().pop().unwrap();
+        let feed = w.take_tap().unwrap();
         w.finish().unwrap();
-        *(tap as Box<dyn std::any::Any>)
-            .downcast::<IndexFeed>()
-            .unwrap()
+        feed
     }
 
     /// The index gathered as the journal was written is saved as the very snapshot a read of

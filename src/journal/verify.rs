@@ -43,7 +43,7 @@ pub struct Verified {
     pub torn: Option<TornTail>,
     /// The first line that breaks the chain, the grammar or a seal; `None` when every line holds.
     pub problem: Option<Problem>,
-    /// How the chain stands ("chained", "partly chained", "unchained", "broken").
+    /// How the chain stands ("chained" or "broken").
     pub chain_state: &'static str,
     /// Seal lines, and the key id of the first (all must name the same key).
     pub seals: u64,
@@ -224,142 +224,40 @@ pub fn verify(
         source,
     };
     let mut reader = Reader::open(path)?;
-    let mut chain = ChainCheck::new();
-    let mut grammar = Grammar::default();
-    // (request id digest, line) of every record of requests sent.
-    let mut ids: Sorter<(u64, u64)> = Sorter::new(tmp_dir, SORT_BUDGET);
-    // (content digest, line * 2 + 1 for a duplicate, + 0 for an answered record).
-    let mut contents: Sorter<(u64, u64)> = Sorter::new(tmp_dir, SORT_BUDGET);
-    let mut problem: Option<Problem> = None;
-    let mut head = Head {
-        lines: 0,
-        bytes: 0,
-        hash: super::CHAIN_START,
+    let mut walk = Walk {
+        key,
+        chain: ChainCheck::new(),
+        grammar: Grammar::default(),
+        ids: Sorter::new(tmp_dir, SORT_BUDGET),
+        contents: Sorter::new(tmp_dir, SORT_BUDGET),
+        problem: None,
+        head: Head {
+            lines: 0,
+            bytes: 0,
+            hash: super::CHAIN_START,
+        },
+        seals: 0,
+        seal_key: None,
+        unsealed_lines: 0,
+        unsealed_run_or_end: false,
+        records: 0,
+        segment: (0, 0),
     };
-    let (mut seals, mut seal_key) = (0u64, None::<String>);
-    let (mut unsealed_lines, mut unsealed_run_or_end) = (0u64, false);
-    let mut records = 0u64;
-    // Where the current journal starts: shards merged one after another each start a chain
-    // (and count their seals' bytes and lines) from their own first line.
-    let (mut seg_offset, mut seg_line) = (0u64, 0u64);
     while let Some(next) = reader.next_raw() {
         let (offset, raw) = next?;
-        let hash: [u8; 32] = Sha256::digest(raw).into();
-        chain.feed_hashed(offset, raw, &hash);
-        let line = chain.lines;
-        let prev = std::mem::replace(
-            &mut head,
-            Head {
-                lines: line,
-                bytes: 0,
-                hash,
-            },
-        );
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            head.hash = prev.hash;
-            grammar.lines += 1;
-            continue;
-        }
-        if problem.is_some() {
-            continue;
-        }
-        if let Some(b) = &chain.broken {
-            problem = Some(Problem {
-                line: b.line,
-                offset: b.offset,
-                reason: b.reason.clone(),
-            });
-            continue;
-        }
-        let fail = |reason: String| Problem {
-            line,
-            offset,
-            reason,
-        };
-        let fact: Fact = match serde_json::from_slice(raw) {
-            Ok(f) => f,
-            Err(e) => {
-                problem = Some(fail(format!("line {line} is not a journal line: {e}")));
-                continue;
-            }
-        };
-        unsealed_lines += 1;
-        let event = match fact.kind {
-            LineKind::Run => {
-                if line > 1 && super::read::prev_of(raw) == Some(super::CHAIN_START) {
-                    (seg_offset, seg_line) = (offset, line - 1);
-                }
-                unsealed_run_or_end = true;
-                Event::Run
-            }
-            LineKind::End => {
-                unsealed_run_or_end = true;
-                Event::End {
-                    completed: fact.outcome.as_deref() == Some("completed"),
-                    recorded: fact.recorded,
-                }
-            }
-            LineKind::Sending => Event::Sending(key_digest(fact.key.as_deref().unwrap_or(""))),
-            // A key this run's sources no longer hold: written by a run, before its end line.
-            LineKind::Unchanged | LineKind::Gone => Event::InRun,
-            LineKind::Item => {
-                records += 1;
-                let key = key_digest(fact.key.as_deref().unwrap_or(""));
-                let follower = fact.duplicate_of.is_some();
-                let sent = fact.attempts > 0 && !follower;
-                if let Some(c) = fact.sha256.as_deref().and_then(content_digest) {
-                    if follower {
-                        contents.push((c as u64, line * 2 + 1)).map_err(&sort_err)?;
-                    } else if sent {
-                        contents.push((c as u64, line * 2)).map_err(&sort_err)?;
-                    }
-                }
-                if sent && let Some(id) = fact.request_id.as_deref().filter(|i| !i.is_empty()) {
-                    ids.push((key_digest(id) as u64, line)).map_err(&sort_err)?;
-                }
-                Event::Record { key, sent }
-            }
-            LineKind::Seal => {
-                let at = Head {
-                    lines: line - 1 - seg_line,
-                    bytes: offset - seg_offset,
-                    hash: prev.hash,
-                };
-                match check_seal(raw, line, &at, key) {
-                    Ok(seal) => {
-                        seals += 1;
-                        match &seal_key {
-                            None => seal_key = Some(seal.key_id),
-                            Some(k) if *k != seal.key_id => {
-                                problem = Some(fail(format!(
-                                    "the seal at line {line} names key {}, the seals before \
-                                     it key {k}: a journal is signed by one key",
-                                    seal.key_id
-                                )));
-                                continue;
-                            }
-                            Some(_) => {}
-                        }
-                        unsealed_lines = 0;
-                        unsealed_run_or_end = false;
-                    }
-                    Err(reason) => {
-                        problem = Some(fail(reason));
-                        continue;
-                    }
-                }
-                Event::Seal
-            }
-        };
-        if let Err(reason) = grammar.line(event) {
-            problem = Some(fail(reason));
-        }
+        walk.line(offset, raw).map_err(&sort_err)?;
     }
+    let Walk {
+        mut head,
+        mut problem,
+        ..
+    } = walk;
     head.bytes = reader.good_len();
     if problem.is_none() {
-        problem = repeated_ids(ids, &sort_err)?.or(orphan_duplicates(contents, &sort_err)?);
+        problem =
+            repeated_ids(walk.ids, &sort_err)?.or(orphan_duplicates(walk.contents, &sort_err)?);
     }
-    if problem.is_none() && head.lines > 0 && !grammar.started {
+    if problem.is_none() && head.lines > 0 && !walk.grammar.started {
         problem = Some(Problem {
             line: 1,
             offset: 0,
@@ -369,15 +267,173 @@ pub fn verify(
     Ok(Verified {
         head,
         torn: reader.torn_tail(),
-        chain_state: chain.state(),
+        chain_state: walk.chain.state(),
         problem,
-        seals,
-        seal_key,
+        seals: walk.seals,
+        seal_key: walk.seal_key,
         seals_checked: key.is_some(),
-        unsealed_lines,
-        unsealed_run_or_end,
-        records,
+        unsealed_lines: walk.unsealed_lines,
+        unsealed_run_or_end: walk.unsealed_run_or_end,
+        records: walk.records,
     })
+}
+
+/// The verification's state, fed the journal's lines in order.
+struct Walk<'a> {
+    key: Option<&'a seal::Verifier>,
+    chain: ChainCheck,
+    grammar: Grammar,
+    /// (request id digest, line) of every record of requests sent.
+    ids: Sorter<(u64, u64)>,
+    /// (content digest, line * 2 + 1 for a duplicate, + 0 for an answered record).
+    contents: Sorter<(u64, u64)>,
+    problem: Option<Problem>,
+    head: Head,
+    seals: u64,
+    seal_key: Option<String>,
+    unsealed_lines: u64,
+    unsealed_run_or_end: bool,
+    records: u64,
+    /// Where the current journal starts (offset, lines before it): shards merged one after
+    /// another each start a chain (and count their seals' bytes and lines) from their own
+    /// first line.
+    segment: (u64, u64),
+}
+
+impl Walk<'_> {
+    /// The line `raw` at `offset`; an error is a failure of the sort files.
+    fn line(&mut self, offset: u64, raw: &[u8]) -> std::io::Result<()> {
+        let hash: [u8; 32] = Sha256::digest(raw).into();
+        self.chain.feed_hashed(offset, raw, &hash);
+        let line = self.chain.lines;
+        let head = Head {
+            lines: line,
+            bytes: 0,
+            hash,
+        };
+        let prev = std::mem::replace(&mut self.head, head);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            self.head.hash = prev.hash;
+            self.grammar.lines += 1;
+            return Ok(());
+        }
+        if self.problem.is_some() {
+            return Ok(());
+        }
+        if let Some(b) = &self.chain.broken {
+            self.problem = Some(Problem {
+                line: b.line,
+                offset: b.offset,
+                reason: b.reason.clone(),
+            });
+            return Ok(());
+        }
+        let fact: Fact = match serde_json::from_slice(raw) {
+            Ok(f) => f,
+            Err(e) => {
+                self.fail(
+                    line,
+                    offset,
+                    format!("line {line} is not a journal line: {e}"),
+                );
+                return Ok(());
+            }
+        };
+        self.unsealed_lines += 1;
+        let event = match self.event(&fact, raw, line, offset, prev.hash)? {
+            Ok(event) => event,
+            Err(reason) => {
+                self.fail(line, offset, reason);
+                return Ok(());
+            }
+        };
+        if let Err(reason) = self.grammar.line(event) {
+            self.fail(line, offset, reason);
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, line: u64, offset: u64, reason: String) {
+        self.problem = Some(Problem {
+            line,
+            offset,
+            reason,
+        });
+    }
+
+    /// What the line `fact` (number `line`, at `offset`) is to the grammar, or what is wrong
+    /// with it; `prev_hash`: the SHA-256 of the line before it.
+    fn event(
+        &mut self,
+        fact: &Fact,
+        raw: &[u8],
+        line: u64,
+        offset: u64,
+        prev_hash: [u8; 32],
+    ) -> std::io::Result<Result<Event, String>> {
+        Ok(Ok(match fact.kind {
+            LineKind::Run => {
+                if line > 1 && super::read::prev_of(raw) == Some(super::CHAIN_START) {
+                    self.segment = (offset, line - 1);
+                }
+                self.unsealed_run_or_end = true;
+                Event::Run
+            }
+            LineKind::End => {
+                self.unsealed_run_or_end = true;
+                Event::End {
+                    completed: fact.outcome.as_deref() == Some("completed"),
+                    recorded: fact.recorded,
+                }
+            }
+            LineKind::Sending => Event::Sending(key_digest(fact.key.as_deref().unwrap_or(""))),
+            // A key this run's sources no longer hold: written by a run, before its end line.
+            LineKind::Unchanged | LineKind::Gone => Event::InRun,
+            LineKind::Item => {
+                self.records += 1;
+                let key = key_digest(fact.key.as_deref().unwrap_or(""));
+                let follower = fact.duplicate_of.is_some();
+                let sent = fact.attempts > 0 && !follower;
+                if let Some(c) = fact.sha256.as_deref().and_then(content_digest) {
+                    if follower {
+                        self.contents.push((c as u64, line * 2 + 1))?;
+                    } else if sent {
+                        self.contents.push((c as u64, line * 2))?;
+                    }
+                }
+                if sent && let Some(id) = fact.request_id.as_deref().filter(|i| !i.is_empty()) {
+                    self.ids.push((key_digest(id) as u64, line))?;
+                }
+                Event::Record { key, sent }
+            }
+            LineKind::Seal => {
+                let at = Head {
+                    lines: line - 1 - self.segment.1,
+                    bytes: offset - self.segment.0,
+                    hash: prev_hash,
+                };
+                let seal = match check_seal(raw, line, &at, self.key) {
+                    Ok(seal) => seal,
+                    Err(reason) => return Ok(Err(reason)),
+                };
+                self.seals += 1;
+                match &self.seal_key {
+                    None => self.seal_key = Some(seal.key_id),
+                    Some(k) if *k != seal.key_id => {
+                        return Ok(Err(format!(
+                            "the seal at line {line} names key {}, the seals before it key {k}: \
+                             a journal is signed by one key",
+                            seal.key_id
+                        )));
+                    }
+                    Some(_) => {}
+                }
+                self.unsealed_lines = 0;
+                self.unsealed_run_or_end = false;
+                Event::Seal
+            }
+        }))
+    }
 }
 
 /// A seal line: it must describe the journal before it, and (with a key) verify.

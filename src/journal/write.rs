@@ -20,17 +20,107 @@ pub(super) const PREV_FIELD: &[u8] = br#","prev":""#;
 
 /// Sees every line as the [`Writer`] gathers it: where it starts, its bytes as written (line
 /// break excluded), their SHA-256 (the next line's `prev`) and the line itself, in journal
-/// order. A scan that starts a journal builds
-/// its outputs' summary and its resume index from what its taps saw instead of reading the
-/// journal back.
-pub trait Tap: std::any::Any + Send {
+/// order. A scan that starts a journal builds its outputs' summary and its resume index from
+/// what its taps saw instead of reading the journal back. The writer's taps are one typed value (a tuple of taps, or `Option` of one),
+/// given back by [`Writer::take_tap`].
+pub trait Tap: Send {
     fn line(&mut self, offset: u64, raw: &[u8], sha256: &[u8; 32], line: &Line);
+}
+
+/// No tap.
+impl Tap for () {
+    fn line(&mut self, _: u64, _: &[u8], _: &[u8; 32], _: &Line) {}
+}
+
+impl<T: Tap> Tap for Option<T> {
+    fn line(&mut self, offset: u64, raw: &[u8], sha256: &[u8; 32], line: &Line) {
+        if let Some(t) = self {
+            t.line(offset, raw, sha256, line);
+        }
+    }
+}
+
+impl<A: Tap, B: Tap> Tap for (A, B) {
+    fn line(&mut self, offset: u64, raw: &[u8], sha256: &[u8; 32], line: &Line) {
+        self.0.line(offset, raw, sha256, line);
+        self.1.line(offset, raw, sha256, line);
+    }
+}
+
+/// The lines a tap saw, in order from the journal's start: whether the journal on disk is
+/// still exactly those lines is told by its length, its first and last lines as written and
+/// the line the tap kept ([`Seen::keep`]), without reading it whole ([`Seen::holds`]).
+#[derive(Default)]
+pub struct Seen {
+    /// Where the next line must start: the length of the lines seen.
+    pub next: u64,
+    pub lines: u64,
+    /// The first line as written (line break excluded).
+    pub first: Vec<u8>,
+    /// The last line's offset and bytes as written.
+    pub last: (u64, Vec<u8>),
+    /// A line the tap marked ([`Seen::keep`]): its offset, length and SHA-256.
+    pub kept: Option<(u64, usize, [u8; 32])>,
+}
+
+impl Seen {
+    /// Take the line `raw` at `offset`; `false` when it does not follow the lines seen.
+    pub fn take(&mut self, offset: u64, raw: &[u8]) -> bool {
+        if offset != self.next {
+            return false;
+        }
+        self.next = offset + raw.len() as u64 + 1;
+        self.lines += 1;
+        if offset == 0 {
+            self.first = raw.to_vec();
+        }
+        self.last.0 = offset;
+        self.last.1.clear();
+        self.last.1.extend_from_slice(raw);
+        true
+    }
+
+    /// Keep the last line taken (its SHA-256 `sha256`) as one [`Seen::holds`] checks too.
+    pub fn keep(&mut self, sha256: &[u8; 32]) {
+        self.kept = Some((self.last.0, self.last.1.len(), *sha256));
+    }
+
+    /// Whether the journal at `journal` holds exactly the lines seen (at least one): its
+    /// length, its first and last lines as written, and the line kept.
+    pub fn holds(&self, journal: &Path) -> std::io::Result<bool> {
+        use std::os::unix::fs::FileExt;
+        if self.next == 0 {
+            return Ok(false);
+        }
+        let file = match crate::kit::open::open_read(journal) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if file.metadata()?.len() != self.next {
+            return Ok(false);
+        }
+        let same = |offset: u64, expected: &[u8]| -> std::io::Result<bool> {
+            let mut buf = vec![0u8; expected.len() + 1];
+            file.read_exact_at(&mut buf, offset)?;
+            Ok(buf[..expected.len()] == *expected && buf[expected.len()] == b'\n')
+        };
+        if !same(0, &self.first)? || !same(self.last.0, &self.last.1)? {
+            return Ok(false);
+        }
+        let Some((offset, len, sha256)) = self.kept else {
+            return Ok(true);
+        };
+        let mut line = vec![0u8; len];
+        file.read_exact_at(&mut line, offset)?;
+        Ok(<sha2::Sha256 as sha2::Digest>::digest(&line)[..] == sha256[..])
+    }
 }
 
 /// Appends lines to the journal: one `write` per line ([`Writer::append`]) or per batch
 /// ([`Writer::gather`] then [`Writer::flush`]), data synced to disk at least every
-/// [`SYNC_EVERY`] and on [`Writer::finish`].
-pub struct Writer {
+/// [`SYNC_EVERY`] and on [`Writer::finish`]; every line shown to its tap `T`.
+pub struct Writer<T: Tap = ()> {
     path: PathBuf,
     /// Shared with the [`SyncJob`]s that sync it on another thread.
     file: Arc<File>,
@@ -44,7 +134,7 @@ pub struct Writer {
     /// SHA-256 of the last line written (its bytes without the line break), or
     /// [`CHAIN_START`] for an empty journal.
     prev: [u8; 32],
-    taps: Vec<Box<dyn Tap>>,
+    tap: T,
     /// Lines in the journal (gathered ones included), when known: a new journal's, or the
     /// count a verification gave ([`Writer::seal_with`]).
     lines: Option<u64>,
@@ -107,7 +197,7 @@ impl Writer {
             dirty: false,
             line: Vec::with_capacity(4096),
             prev,
-            taps: Vec::new(),
+            tap: (),
             lines,
             sealer: None,
             records_since_seal: 0,
@@ -116,6 +206,28 @@ impl Writer {
         })
     }
 
+    /// The same writer showing every line gathered from now on to `tap`.
+    pub fn tapped<T: Tap>(self, tap: T) -> Writer<T> {
+        Writer {
+            path: self.path,
+            file: self.file,
+            len: self.len,
+            gathered: self.gathered,
+            last_sync: self.last_sync,
+            dirty: self.dirty,
+            line: self.line,
+            prev: self.prev,
+            tap,
+            lines: self.lines,
+            sealer: self.sealer,
+            records_since_seal: self.records_since_seal,
+            last_seal: self.last_seal,
+            sealed_at: self.sealed_at,
+        }
+    }
+}
+
+impl<T: Tap> Writer<T> {
     /// Sign the journal from now on with `signer`: a `seal` line now and then (see
     /// [`SEAL_EVERY_RECORDS`]) and at each [`Writer::seal`]. `lines`: how many lines the
     /// journal holds (a verification counted them).
@@ -146,14 +258,12 @@ impl Writer {
         self.len == 0
     }
 
-    /// Show every line gathered from now on to `tap` (too).
-    pub fn add_tap(&mut self, tap: Box<dyn Tap>) {
-        self.taps.push(tap);
-    }
-
-    /// The taps added, no longer shown any line.
-    pub fn take_taps(&mut self) -> Vec<Box<dyn Tap>> {
-        std::mem::take(&mut self.taps)
+    /// The tap, no longer shown any line.
+    pub fn take_tap(&mut self) -> T
+    where
+        T: Default,
+    {
+        std::mem::take(&mut self.tap)
     }
 
     /// Append one line; returns the offset it starts at.
@@ -185,9 +295,7 @@ impl Writer {
         chain(&mut self.line, &self.prev);
         self.prev = Sha256::digest(&self.line).into();
         let offset = self.len;
-        for tap in &mut self.taps {
-            tap.line(offset, &self.line, &self.prev, line);
-        }
+        self.tap.line(offset, &self.line, &self.prev, line);
         self.line.push(b'\n');
         self.gathered.extend_from_slice(&self.line);
         self.len += self.line.len() as u64;

@@ -231,13 +231,9 @@ pub(crate) fn temp_file(dir: &Path) -> io::Result<File> {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&path)?;
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true).create_new(true).mode(0o600);
+    let f = super::open::open_no_link(&path, &mut opts)?;
     std::fs::remove_file(&path)?;
     Ok(f)
 }

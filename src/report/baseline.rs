@@ -6,15 +6,15 @@
 //! and any settings difference that makes the comparison unfair go in the summary.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::build::AtomicOut;
+use super::action::record_action;
 use super::csv::{UTF8_BOM, escape_cell};
+use super::out::{AtomicOut, sort_err};
 use super::read::LinesAt;
-use super::summary::record_action;
 use super::{ReportError, io_err, latest};
 use crate::journal::{Index, JOURNAL_FILE, Line, Reader, key_digest};
 use crate::kit::sort::Sorter;
@@ -249,10 +249,7 @@ pub fn compare(
     margin: f64,
     budget: usize,
 ) -> Result<(Changes, String), ReportError> {
-    let sort_err = |source: io::Error| ReportError::Io {
-        path: out_dir.to_path_buf(),
-        source,
-    };
+    let sort_err = sort_err(out_dir);
     let sides = [baseline.join(JOURNAL_FILE), out_dir.join(JOURNAL_FILE)];
     // (key digest, side, offset of the latest record) of both journals.
     let mut keys: Sorter<(u128, u64, u64)> = Sorter::new(out_dir, budget);
@@ -261,10 +258,10 @@ pub fn compare(
         let scanned = latest::scan(path, out_dir, budget)?;
         let mut lines = LinesAt::open(path)?;
         for next in scanned.latest {
-            let offset = next.map_err(sort_err)?;
+            let offset = next.map_err(&sort_err)?;
             if let Line::Item(r) = lines.read(offset)? {
                 keys.push((key_digest(&r.key), side as u64, offset))
-                    .map_err(sort_err)?;
+                    .map_err(&sort_err)?;
                 items[side] += 1;
             }
         }
@@ -284,9 +281,9 @@ pub fn compare(
     let mut shown: Vec<ChangeRow> = Vec::new();
     let mut group: Vec<(u64, u64)> = Vec::with_capacity(2);
     let mut current: Option<u128> = None;
-    let mut entries = keys.finish().map_err(sort_err)?;
+    let mut entries = keys.finish().map_err(&sort_err)?;
     loop {
-        let next = entries.next().transpose().map_err(sort_err)?;
+        let next = entries.next().transpose().map_err(&sort_err)?;
         if current.is_some() && next.map(|e| e.0) != current {
             let mut recs: [Option<Record>; 2] = [None, None];
             for (side, offset) in group.drain(..) {

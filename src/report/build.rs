@@ -3,123 +3,23 @@
 //! attention, a third writes the results files in input order, reading each latest record back
 //! by its offset. Memory stays bounded whatever the journal's length.
 
-use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
+use super::evidence::Evidence;
 use super::feed::Feed;
+use super::fold::{Walked, walk_latest};
 use super::json::{self, JsonOut, Shape};
-use super::read::{LinesAt, parse_line};
+use super::latest::Scanned;
+use super::out::{AtomicOut, sort_err, torn_warning};
+use super::read::LinesAt;
+use super::shards::Coverage;
+use super::small::{write_small, write_summaries};
 use super::state::{self, Checkpoint};
-use super::summary::{self, Accumulator, BuiltFrom};
-use super::{
-    Outputs, ReportError, ReportOptions, ResultsFormat, Summary, csv, html, io_err, latest, sums,
-};
-use crate::journal::{self, JOURNAL_FILE, JournalError, Line, Reader, TornTail};
+use super::summary::{Accumulator, BuiltFrom, Summary};
+use super::{Outputs, ReportError, ReportOptions, ResultsFormat, csv, html, io_err, latest, sums};
+use crate::journal::{self, JOURNAL_FILE, Line};
 use crate::kit::sort::{self, Sorted};
-
-/// An output file written owner-only under a temporary name and renamed into place by
-/// [`AtomicOut::commit`]. Dropped uncommitted (an error, a full disk), it removes its temporary
-/// file, and the previous version of the output stays as it was.
-pub(super) struct AtomicOut {
-    path: PathBuf,
-    tmp: PathBuf,
-    w: Option<BufWriter<File>>,
-    committed: bool,
-    /// SHA-256 of everything written, for SHA256SUMS.
-    hash: Sha256,
-}
-
-impl AtomicOut {
-    pub(super) fn create(path: &Path) -> io::Result<Self> {
-        let tmp = path.with_extension(format!(
-            "{}.tmp",
-            path.extension().and_then(|e| e.to_str()).unwrap_or("out")
-        ));
-        match journal::open_private(&tmp, false) {
-            Ok(f) => Ok(Self {
-                path: path.to_path_buf(),
-                tmp,
-                w: Some(BufWriter::with_capacity(256 << 10, f)),
-                committed: false,
-                hash: Sha256::new(),
-            }),
-            Err(e) => {
-                // A planted link is removed, never followed.
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
-            }
-        }
-    }
-
-    fn writer(&mut self) -> io::Result<&mut BufWriter<File>> {
-        self.w
-            .as_mut()
-            .ok_or_else(|| io::Error::other("output already committed"))
-    }
-
-    /// Flush, sync and rename into place; returns the file's size and SHA-256 (hex).
-    pub(super) fn commit(mut self) -> io::Result<(u64, String)> {
-        let w = self.w.take().expect("committed once");
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_data()?;
-        let len = f.metadata()?.len();
-        std::fs::rename(&self.tmp, &self.path)?;
-        self.committed = true;
-        let hash = std::mem::take(&mut self.hash);
-        Ok((len, hex::encode(hash.finalize())))
-    }
-}
-
-impl Write for AtomicOut {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.writer()?.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.writer()?.write_all(buf)?;
-        self.hash.update(buf);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.writer()?.flush()
-    }
-}
-
-impl Drop for AtomicOut {
-    fn drop(&mut self) {
-        if !self.committed {
-            drop(self.w.take());
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-fn torn_warning(what: &str, t: TornTail) -> String {
-    format!(
-        "{what}'s last line (line {}, {} bytes at byte {}) was cut short, probably by a crash or a kill; \
-         that item has no result here and will be screened again by the next run",
-        t.line, t.len, t.offset
-    )
-}
-
-pub(super) fn torn_shard_warning(dir: &Path, t: TornTail) -> String {
-    torn_warning(&format!("the journal in {}", dir.display()), t)
-}
-
-/// A failure of the temporary sort files in `dir`.
-fn sort_err(dir: &Path) -> impl Fn(io::Error) -> ReportError + '_ {
-    move |source| ReportError::Io {
-        path: dir.to_path_buf(),
-        source,
-    }
-}
 
 /// What a build takes besides the out dir and the options; the default is what `report` of
 /// one out dir takes.
@@ -156,19 +56,6 @@ fn build_with(
     inputs: Inputs,
     budget: usize,
 ) -> Result<Outputs, ReportError> {
-    let Inputs {
-        extra_warnings,
-        shards,
-        baseline,
-        fed,
-        evidence,
-        keep_sums,
-    } = inputs;
-    let failed_checks = evidence.as_ref().is_some_and(|e| {
-        e.problem.is_some()
-            || !e.disagreements.is_empty()
-            || e.signature.as_ref().is_some_and(|s| !s.problems.is_empty())
-    });
     let journal_path = out_dir.join(JOURNAL_FILE);
     if !journal_path.is_file() {
         return Err(ReportError::NoJournal {
@@ -178,138 +65,61 @@ fn build_with(
     let format = state::results_format(out_dir, opts.results_format);
     // Until every output is written, nothing claims they describe the journal.
     state::forget(out_dir)?;
-
-    // A scan that started this journal gathered passes 1 and 2 as it wrote it (when the
-    // journal is still the one it wrote).
-    let fed = match fed.filter(|_| extra_warnings.is_empty()) {
-        Some(feed) => feed
-            .finish(&journal_path, budget)
-            .map_err(sort_err(out_dir))?,
-        None => None,
-    };
-    let (scanned, summed) = match fed {
-        Some(fed) => {
-            tracing::debug!(
-                summary = fed.summary.is_some(),
-                "outputs from what the scan gathered as it wrote the journal"
-            );
-            (fed.scanned, fed.summary)
-        }
-        // Pass 1: each key's latest record, the order of the results, where the lines end.
-        None => (latest::scan(&journal_path, out_dir, budget)?, None),
-    };
-
-    // Pass 2: the summary, the union of carried columns, and the attention rows. A summary
-    // with warnings from outside the journal cannot be brought up to date from the journal
-    // alone, so it gets no checkpoint (the next scan rebuilds).
-    // A comparison is not brought up to date by a later scan either: the next one rebuilds,
-    // and drops changes.csv.
-    let resumable =
-        extra_warnings.is_empty() && scanned.torn.is_none() && baseline.is_none() && !failed_checks;
-    let (acc, walked) = match summed {
-        Some(summed) => summed,
-        None => {
-            let mut acc = Accumulator::new();
-            for w in extra_warnings {
-                acc.warn(w);
-            }
-            if let Some(t) = scanned.torn {
-                acc.warn(torn_warning("the journal", t));
-            }
-            walk_latest(
-                &journal_path,
-                scanned.limit,
-                scanned.latest,
-                acc,
-                out_dir,
-                budget,
-            )?
-        }
-    };
-    let mut acc = acc;
-    acc.set_gone(scanned.gone_count);
+    let failed_checks = inputs.evidence.as_ref().is_some_and(|e| {
+        e.problem.is_some()
+            || !e.disagreements.is_empty()
+            || e.signature.as_ref().is_some_and(|s| !s.problems.is_empty())
+    });
+    // A summary with warnings from outside the journal cannot be brought up to date from the
+    // journal alone, so it gets no checkpoint (the next scan rebuilds). A comparison is not
+    // brought up to date by a later scan either: the next one rebuilds, and drops changes.csv.
+    let resumable = inputs.extra_warnings.is_empty() && inputs.baseline.is_none() && !failed_checks;
+    let Inputs {
+        extra_warnings,
+        shards,
+        baseline,
+        fed,
+        evidence,
+        keep_sums,
+    } = inputs;
+    let (scanned, mut acc, walked) =
+        first_passes(&journal_path, out_dir, fed, extra_warnings, budget)?;
+    let resumable = resumable && scanned.torn.is_none();
+    let Scanned {
+        order,
+        state: journal_state,
+        gone,
+        gone_count,
+        ..
+    } = scanned;
+    acc.set_gone(gone_count);
     let simulated = acc.simulated();
     let checkpoint = resumable.then(|| acc.clone());
     let mut summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
-    if shards.is_some() {
-        // A merge of shards: its coverage replaces any one shard's header.
-        summary.shard = None;
-        summary.shards = shards;
-    }
-    if let (Some(ev), Some(audit)) = (evidence, summary.audit.as_mut()) {
-        // The whole journal's check finds what a chain check alone cannot (a record outside
-        // any run, a request id twice, a seal that does not verify).
-        if let Some(p) = ev.problem
-            && audit.journal_chain.broken.is_none()
-        {
-            audit.journal_chain.state = "broken".into();
-            audit.journal_chain.broken = Some(journal::ChainBreak {
-                line: p.line,
-                offset: p.offset,
-                reason: p.reason,
-            });
-        }
-        audit.signature = ev.signature;
-        audit.disagreements = ev.disagreements;
-    }
+    with_evidence(&mut summary, shards, evidence);
 
     // Pass 3: the results files, then the summary in its three forms.
     let layout = csv::Layout::new(simulated, &walked.carried)
         .with_face_attributes(opts.include_face_attributes);
-    let (mut sizes, mut hashes) = write_results(
-        out_dir,
-        &journal_path,
-        scanned.order,
-        layout,
-        simulated,
-        format,
-    )?;
+    let (mut sizes, mut hashes) =
+        write_results(out_dir, &journal_path, order, layout, simulated, format)?;
     summary.built_from = Some(BuiltFrom {
         format: state::FORMAT,
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        journal: scanned.state,
+        journal: journal_state,
         files: format.files().iter().map(|f| f.to_string()).collect(),
     });
     let mut removed = remove_other_results(out_dir, format)?;
-    // The keys whose source is gone: gone.csv, listed in SHA256SUMS and kept with the results
-    // files (a later scan that adds no record leaves it as it is).
-    if scanned.gone_count > 0 {
-        let (len, sha) = super::gone::write(out_dir, &journal_path, scanned.gone)?;
-        sizes.push((super::gone::GONE_FILE.to_string(), len));
-        hashes.push((super::gone::GONE_FILE.to_string(), sha));
-    } else if super::gone::remove_stale(out_dir)? {
-        removed.push(super::gone::GONE_FILE.to_string());
-    }
-    match baseline {
-        Some((dir, margin)) => {
-            let (changes, sha) = super::baseline::compare(out_dir, dir, margin, budget)?;
-            for u in changes.unfair.iter().rev() {
-                summary.warnings.insert(
-                    0,
-                    format!("the comparison with the baseline is not like for like: {u}"),
-                );
-            }
-            hashes.push((super::baseline::CHANGES_FILE.to_string(), sha));
-            summary.changes = Some(changes);
-        }
-        None => {
-            if super::baseline::remove_stale(out_dir)? {
-                removed.push(super::baseline::CHANGES_FILE.to_string());
-            }
-        }
-    }
+    let mut files = (&mut sizes, &mut hashes, &mut removed);
+    let gone = (gone_count > 0).then_some(gone);
+    gone_and_changes(out_dir, gone, baseline, budget, &mut summary, &mut files)?;
     let (report_sha256, written) = if keep_sums {
         let html = html::render(&summary, &walked.attention);
         write_small(out_dir, &summary, html.as_bytes())?;
         (sums::hex_of(html.as_bytes()), Vec::new())
     } else {
-        write_summaries(
-            out_dir,
-            &summary,
-            &walked.attention,
-            &hashes,
-            opts.journal_sha256,
-        )?
+        let attention = &walked.attention;
+        write_summaries(out_dir, &summary, attention, &hashes, opts.journal_sha256)?
     };
     if let Some(accumulator) = checkpoint {
         state::save(
@@ -337,146 +147,115 @@ fn build_with(
     })
 }
 
+/// Passes 1 and 2: each key's latest record, the order of the results and where the lines end;
+/// then the summary, the union of carried columns and the attention rows. A scan that started
+/// this journal gathered both as it wrote it (used when the journal is still the one it wrote).
+fn first_passes(
+    journal_path: &Path,
+    out_dir: &Path,
+    fed: Option<Feed>,
+    extra_warnings: Vec<String>,
+    budget: usize,
+) -> Result<(Scanned, Accumulator, Walked), ReportError> {
+    let fed = match fed.filter(|_| extra_warnings.is_empty()) {
+        Some(feed) => feed
+            .finish(journal_path, budget)
+            .map_err(sort_err(out_dir))?,
+        None => None,
+    };
+    let (mut scanned, summed) = match fed {
+        Some(fed) => {
+            tracing::debug!(
+                summary = fed.summary.is_some(),
+                "outputs from what the scan gathered as it wrote the journal"
+            );
+            (fed.scanned, fed.summary)
+        }
+        None => (latest::scan(journal_path, out_dir, budget)?, None),
+    };
+    let (acc, walked) = match summed {
+        Some(summed) => summed,
+        None => {
+            let mut acc = Accumulator::new();
+            for w in extra_warnings {
+                acc.warn(w);
+            }
+            if let Some(t) = scanned.torn {
+                acc.warn(torn_warning("the journal", t));
+            }
+            let (limit, latest) = (scanned.limit, &mut scanned.latest);
+            walk_latest(journal_path, limit, latest, acc, out_dir, budget)?
+        }
+    };
+    Ok((scanned, acc, walked))
+}
+
+/// A merge's shard coverage, and what `report` found checking the journal and the signatures,
+/// into the summary.
+fn with_evidence(summary: &mut Summary, shards: Option<Coverage>, evidence: Option<Evidence>) {
+    if shards.is_some() {
+        // A merge of shards: its coverage replaces any one shard's header.
+        summary.shard = None;
+        summary.shards = shards;
+    }
+    if let (Some(ev), Some(audit)) = (evidence, summary.audit.as_mut()) {
+        // The whole journal's check finds what a chain check alone cannot (a record outside
+        // any run, a request id twice, a seal that does not verify).
+        if let Some(p) = ev.problem
+            && audit.journal_chain.broken.is_none()
+        {
+            audit.journal_chain.state = "broken".into();
+            audit.journal_chain.broken = Some(journal::ChainBreak {
+                line: p.line,
+                offset: p.offset,
+                reason: p.reason,
+            });
+        }
+        audit.signature = ev.signature;
+        audit.disagreements = ev.disagreements;
+    }
+}
+
+/// gone.csv (the keys whose source is gone, listed in SHA256SUMS and kept with the results
+/// files) and changes.csv (the comparison with a baseline), written or removed; `files`: the
+/// sizes and hashes of the files written, and the names of those removed.
+fn gone_and_changes(
+    out_dir: &Path,
+    gone: Option<Sorted<(u64, u64, u64, u64)>>,
+    baseline: Option<(&Path, f64)>,
+    budget: usize,
+    summary: &mut Summary,
+    files: &mut (&mut Sizes, &mut Hashes, &mut Vec<String>),
+) -> Result<(), ReportError> {
+    let (sizes, hashes, removed) = files;
+    if let Some(gone) = gone {
+        let journal_path = out_dir.join(JOURNAL_FILE);
+        let (len, sha) = super::gone::write(out_dir, &journal_path, gone)?;
+        sizes.push((super::gone::GONE_FILE.to_string(), len));
+        hashes.push((super::gone::GONE_FILE.to_string(), sha));
+    } else if super::gone::remove_stale(out_dir)? {
+        removed.push(super::gone::GONE_FILE.to_string());
+    }
+    let Some((dir, margin)) = baseline else {
+        if super::baseline::remove_stale(out_dir)? {
+            removed.push(super::baseline::CHANGES_FILE.to_string());
+        }
+        return Ok(());
+    };
+    let (changes, sha) = super::baseline::compare(out_dir, dir, margin, budget)?;
+    for u in changes.unfair.iter().rev() {
+        let warning = format!("the comparison with the baseline is not like for like: {u}");
+        summary.warnings.insert(0, warning);
+    }
+    hashes.push((super::baseline::CHANGES_FILE.to_string(), sha));
+    summary.changes = Some(changes);
+    Ok(())
+}
+
 /// Name and size of each results file written.
 type Sizes = Vec<(String, u64)>;
 /// Name and SHA-256 (hex) of each results file written.
 type Hashes = Vec<(String, String)>;
-
-/// What the summary pass gathers besides the summary itself.
-pub(super) struct Walked {
-    /// Every manifest column carried by a latest record.
-    carried: BTreeSet<String>,
-    attention: html::Attention,
-}
-
-/// The summary pass, fed the journal's lines in order: the summary's accumulator, and the
-/// carried columns, the attention rows and the input fingerprint of the latest records.
-pub(super) struct SummaryPass {
-    acc: Accumulator,
-    carried: BTreeSet<String>,
-    attention: html::Attention,
-    /// The per-item digests of the input fingerprint, sorted whatever their number.
-    digests: sort::Sorter<[u8; 32]>,
-}
-
-impl SummaryPass {
-    /// A pass adding to `acc`; its sorter holds at most `budget` bytes, spilling to `tmp_dir`.
-    pub(super) fn new(acc: Accumulator, tmp_dir: &Path, budget: usize) -> Self {
-        Self {
-            acc,
-            carried: BTreeSet::new(),
-            attention: html::Attention::new(),
-            digests: sort::Sorter::new(tmp_dir, budget),
-        }
-    }
-
-    /// A blank line (it counts in the chain check only).
-    fn blank(&mut self, offset: u64, raw: &[u8]) {
-        self.acc.on_raw_line(offset, raw);
-    }
-
-    /// The line `line` at `offset`, `raw` its bytes (line break excluded), `sha256` their
-    /// SHA-256 when the caller has it already; `latest`: an item record that is its key's
-    /// latest.
-    pub(super) fn line(
-        &mut self,
-        offset: u64,
-        raw: &[u8],
-        sha256: Option<&[u8; 32]>,
-        line: &Line,
-        latest: bool,
-    ) -> io::Result<()> {
-        match sha256 {
-            Some(hash) => self.acc.on_hashed_line(offset, raw, hash),
-            None => self.acc.on_raw_line(offset, raw),
-        }
-        match line {
-            Line::Run(run) => self.acc.on_run(run),
-            Line::End(end) => self.acc.on_end(end),
-            // An upload announced: one the run never records has an unknown outcome.
-            Line::Sending(s) => self.acc.on_sending(&s.key),
-            // New versions of unchanged items matter to a resume; a key listed again or gone
-            // is settled by the first pass; seals are for the verification.
-            Line::Unchanged(_) | Line::Gone(_) | Line::Seal(_) => {}
-            Line::Item(r) => {
-                self.acc.on_record(r, latest);
-                if latest {
-                    for name in r.columns.keys() {
-                        if !self.carried.contains(name) {
-                            self.carried.insert(name.clone());
-                        }
-                    }
-                    self.attention.offer(r);
-                    if r.class == Some(crate::record::Class::Result)
-                        && let Some(sha) = &r.sha256
-                    {
-                        self.digests.push(crate::audit::item_digest(&r.key, sha))?;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The accumulator, with the input fingerprint set, and what else the pass gathered.
-    pub(super) fn finish(self) -> io::Result<(Accumulator, Walked)> {
-        let mut acc = self.acc;
-        let mut fingerprint = crate::audit::Fingerprint::new();
-        for d in self.digests.finish()? {
-            fingerprint.push(d?);
-        }
-        let (sha256, items) = fingerprint.finish();
-        acc.set_input_fingerprint(sha256, items);
-        let walked = Walked {
-            carried: self.carried,
-            attention: self.attention,
-        };
-        Ok((acc, walked))
-    }
-}
-
-/// Stream the journal's complete lines into `acc`, gathering the carried columns and the
-/// attention rows of the latest records (`latest`: their offsets, ascending).
-fn walk_latest(
-    journal_path: &Path,
-    limit: u64,
-    mut latest: Sorted<u64>,
-    acc: Accumulator,
-    tmp_dir: &Path,
-    budget: usize,
-) -> Result<(Accumulator, Walked), ReportError> {
-    let sort_err = sort_err(tmp_dir);
-    let mut pass = SummaryPass::new(acc, tmp_dir, budget);
-    let mut next_latest = latest.next().transpose().map_err(&sort_err)?;
-    let mut reader = Reader::open(journal_path)?;
-    let mut line_no = 0u64;
-    while let Some(next) = reader.next_raw() {
-        let (offset, raw) = next?;
-        line_no += 1;
-        if offset >= limit {
-            break;
-        }
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            pass.blank(offset, raw);
-            continue;
-        }
-        let line = parse_line(raw).map_err(|e| JournalError::Corrupt {
-            path: journal_path.to_path_buf(),
-            line: line_no,
-            message: e.to_string(),
-        })?;
-        let mut is_latest = false;
-        if let Line::Item(_) = line {
-            while next_latest.is_some_and(|l| l < offset) {
-                next_latest = latest.next().transpose().map_err(&sort_err)?;
-            }
-            is_latest = next_latest == Some(offset);
-        }
-        pass.line(offset, raw, None, &line, is_latest)
-            .map_err(&sort_err)?;
-    }
-    pass.finish().map_err(&sort_err)
-}
 
 /// The results files side by side, one latest record at a time, read back by offset in input
 /// order (`order`); returns each file's name and size.
@@ -532,7 +311,7 @@ fn write_results(
                     face.bbox = None;
                 }
             }
-            r.action = Some(summary::record_action(&r));
+            r.action = Some(super::action::record_action(&r));
             csv_out.write(&r).map_err(io_err(&csv_path))?;
             if json_out.is_none() && jsonl_out.is_none() {
                 continue;
@@ -569,55 +348,6 @@ fn write_results(
     sizes.sort();
     hashes.sort();
     Ok((sizes, hashes))
-}
-
-/// The summary in its three forms: summary.json, summary.md and report.html; then SHA256SUMS
-/// over them, the results files (`results`: name and SHA-256 as written) and the other
-/// outputs present. Returns report.html's SHA-256, and the name and SHA-256 of every file
-/// listed but the results files, SHA256SUMS included (for the checkpoint).
-pub(super) fn write_summaries(
-    out_dir: &Path,
-    summary: &Summary,
-    attention: &html::Attention,
-    results: &[(String, String)],
-    journal_sha256: Option<[u8; 32]>,
-) -> Result<(String, Vec<(String, String)>), ReportError> {
-    let html = html::render(summary, attention);
-    let mut hashed: Vec<(String, String)> = results.to_vec();
-    hashed.extend(write_small(out_dir, summary, html.as_bytes())?);
-    let listed = sums::write(out_dir, &hashed, journal_sha256)?;
-    // Everything SHA256SUMS lists but the results files, and SHA256SUMS itself.
-    let written = listed
-        .into_iter()
-        .filter(|(name, _)| !results.iter().any(|(r, _)| r == name))
-        .collect();
-    Ok((sums::hex_of(html.as_bytes()), written))
-}
-
-/// Write summary.json, summary.md and report.html (`html`); returns their names and SHA-256.
-fn write_small(
-    out_dir: &Path,
-    summary: &Summary,
-    html: &[u8],
-) -> Result<Vec<(String, String)>, ReportError> {
-    let mut json = serde_json::to_vec_pretty(summary).map_err(|e| ReportError::Io {
-        path: out_dir.join("summary.json"),
-        source: io::Error::other(e),
-    })?;
-    json.push(b'\n');
-    let markdown = summary.render_markdown().into_bytes();
-    let files: [(&str, &[u8]); 3] = [
-        ("summary.json", &json),
-        ("summary.md", &markdown),
-        ("report.html", html),
-    ];
-    let mut hashed = Vec::with_capacity(files.len());
-    for (name, bytes) in files {
-        let path = out_dir.join(name);
-        journal::write_private_atomic(&path, |w| w.write_all(bytes)).map_err(io_err(&path))?;
-        hashed.push((name.to_string(), sums::hex_of(bytes)));
-    }
-    Ok(hashed)
 }
 
 /// Remove the results file of the JSON form no longer written (after `--results-format`
@@ -691,14 +421,15 @@ mod tests {
 
     /// Write `lines` as a new journal in `dir` with a [`Feed`] on the writer; returns the feed.
     fn fed_journal(dir: &Path, lines: &[Line]) -> Feed {
-        let mut w = crate::journal::Writer::open(&dir.join(JOURNAL_FILE), None).unwrap();
-        w.add_tap(Box::new(Feed::new(dir)));
+        let path = dir.join(JOURNAL_FILE);
+        let w = crate::journal::Writer::open(&path, None).unwrap();
+        let mut w = w.tapped(Some(Feed::new(dir)));
         for l in lines {
             w.append(l).unwrap();
         }
-        let tap = w.take_taps().pop().unwrap();
+        let feed = w.take_tap().unwrap();
         w.finish().unwrap();
-        *(tap as Box<dyn std::any::Any>).downcast::<Feed>().unwrap()
+        feed
     }
 
     fn outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 
 use crate::record::{Class, Record};
 
-use super::summary::record_action;
+use super::action::record_action;
 
 /// Our columns, in order. Carried manifest columns follow (and `simulated` before them when
 /// the journal is simulated).

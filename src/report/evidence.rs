@@ -4,8 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::summary::audit::SignatureSummary;
 use super::{ReportError, sums};
 use crate::journal::{self, JOURNAL_FILE, Problem, seal::Verifier};
@@ -122,7 +120,11 @@ fn signed_sums(dir: &Path, key: &Verifier) -> Vec<String> {
             ));
             continue;
         }
-        if file_sha256(&dir.join(name)).as_deref() != Some(sha) {
+        if crate::kit::hashing::file_sha256(&dir.join(name))
+            .ok()
+            .as_deref()
+            != Some(sha)
+        {
             problems.push(format!(
                 "{name} in {} does not match SHA256SUMS (edited, replaced or removed since it \
                  was signed)",
@@ -134,12 +136,4 @@ fn signed_sums(dir: &Path, key: &Verifier) -> Vec<String> {
         problems.push(format!("{} does not list the journal", sums_path.display()));
     }
     problems
-}
-
-/// SHA-256 (hex) of a regular file, never through a link.
-fn file_sha256(path: &Path) -> Option<String> {
-    let mut f = super::state::open_read(path).ok()?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).ok()?;
-    Some(hex::encode(h.finalize()))
 }

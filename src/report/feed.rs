@@ -7,13 +7,13 @@
 //! does; the outputs are the same either way.
 
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::build::{SummaryPass, Walked};
+use super::fold::{SummaryPass, Walked};
 use super::latest::{self, KeyLine, Kind, Scanned};
-use super::summary::{Accumulator, JournalState};
-use crate::journal::{Line, Tap, key_digest};
+use super::latest::{JournalState, LineMark};
+use super::summary::Accumulator;
+use crate::journal::{Line, Seen, Tap, key_digest};
 use crate::kit::sort::Sorter;
 
 /// Memory each of the feed's sorters may hold during the run before it spills to disk (the
@@ -25,14 +25,9 @@ pub struct Feed {
     dir: PathBuf,
     /// Set when a line could not be taken in: the outputs are then built from the journal.
     broken: bool,
-    /// Where the next line must start.
-    next: u64,
-    /// The journal's first line, as written.
-    first_line: Vec<u8>,
-    /// The last item record's offset and bytes, as written.
-    last_item: Option<(u64, Vec<u8>)>,
-    /// The last line's offset and bytes, as written.
-    last_line: (u64, Vec<u8>),
+    /// The lines taken in, to tell whether the journal on disk is still those; the last item
+    /// record kept.
+    seen: Seen,
     item_records: u64,
     /// Every item record.
     records: Sorter<KeyLine>,
@@ -54,10 +49,7 @@ impl Feed {
         Self {
             dir: out_dir.to_path_buf(),
             broken: false,
-            next: 0,
-            first_line: Vec::new(),
-            last_item: None,
-            last_line: (0, Vec::new()),
+            seen: Seen::default(),
             item_records: 0,
             records: Sorter::new(out_dir, BUDGET),
             pass: SummaryPass::new(Accumulator::new(), out_dir, BUDGET),
@@ -71,18 +63,8 @@ impl Feed {
         sha256: &[u8; 32],
         line: &Line,
     ) -> io::Result<bool> {
-        if offset != self.next {
+        if !self.seen.take(offset, raw) || (offset == 0 && !matches!(line, Line::Run(_))) {
             return Ok(false);
-        }
-        self.next = offset + raw.len() as u64 + 1;
-        self.last_line.0 = offset;
-        self.last_line.1.clear();
-        self.last_line.1.extend_from_slice(raw);
-        if offset == 0 {
-            if !matches!(line, Line::Run(_)) {
-                return Ok(false);
-            }
-            self.first_line = raw.to_vec();
         }
         if let Line::Gone(_) = line {
             // A key leaving the results: the journal's pass sorts it out (a journal a scan
@@ -96,10 +78,7 @@ impl Feed {
                 return Ok(false);
             }
             self.item_records += 1;
-            let (at, bytes) = self.last_item.get_or_insert_with(|| (0, Vec::new()));
-            *at = offset;
-            bytes.clear();
-            bytes.extend_from_slice(raw);
+            self.seen.keep(sha256);
             self.records.push(KeyLine::new(
                 key_digest(&r.key),
                 offset,
@@ -112,22 +91,21 @@ impl Feed {
     }
 
     /// What was gathered, when the journal at `journal_path` holds exactly the lines the feed
-    /// saw (its length, and its first line, last item record and last line as written);
-    /// `None` otherwise.
+    /// saw ([`Seen::holds`]); `None` otherwise.
     /// `budget`: memory each sorter of the build may hold.
     pub(super) fn finish(self, journal_path: &Path, budget: usize) -> io::Result<Option<Fed>> {
-        if self.broken || self.next == 0 || !self.matches(journal_path)? {
+        if self.broken || !self.seen.holds(journal_path)? {
             return Ok(None);
         }
         let settled = latest::settle(self.records, &self.dir, budget)?;
         let state = JournalState {
-            bytes: self.next,
+            bytes: self.seen.next,
             item_records: self.item_records,
-            first_line: Some(latest::mark(0, &self.first_line)),
-            last_item: self
-                .last_item
-                .as_ref()
-                .map(|(offset, raw)| latest::mark(*offset, raw)),
+            first_line: Some(latest::mark(0, &self.seen.first)),
+            last_item: self.seen.kept.map(|(offset, _, sha)| LineMark {
+                offset,
+                sha256: hex::encode(sha),
+            }),
         };
         let summary = if settled.count == self.item_records {
             Some(self.pass.finish()?)
@@ -147,30 +125,6 @@ impl Feed {
             summary,
         }))
     }
-
-    /// Whether the journal on disk is the one the feed saw.
-    fn matches(&self, journal_path: &Path) -> io::Result<bool> {
-        let file = match super::state::open_read(journal_path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        if file.metadata()?.len() != self.next {
-            return Ok(false);
-        }
-        let same = |offset: u64, expected: &[u8]| -> io::Result<bool> {
-            let mut buf = vec![0u8; expected.len() + 1];
-            file.read_exact_at(&mut buf, offset)?;
-            Ok(buf[..expected.len()] == *expected && buf[expected.len()] == b'\n')
-        };
-        if !same(0, &self.first_line)? || !same(self.last_line.0, &self.last_line.1)? {
-            return Ok(false);
-        }
-        match &self.last_item {
-            Some((offset, raw)) => same(*offset, raw),
-            None => Ok(true),
-        }
-    }
 }
 
 impl Tap for Feed {
@@ -183,8 +137,7 @@ impl Tap for Feed {
             self.broken = true;
             self.records = Sorter::new(&self.dir, BUDGET);
             self.pass = SummaryPass::new(Accumulator::new(), &self.dir, BUDGET);
-            self.last_item = None;
-            self.last_line = (0, Vec::new());
+            self.seen = Seen::default();
         }
     }
 }
@@ -201,14 +154,14 @@ mod tests {
     /// Write `lines` to a new journal in `dir` with a feed on the writer; what it gathered.
     fn fed(dir: &Path, lines: &[Line]) -> Option<Fed> {
         let path = dir.join(JOURNAL_FILE);
-        let mut w = Writer::open(&path, None).unwrap();
-        w.add_tap(Box::new(Feed::new(dir)));
+        let mut w = Writer::open(&path, None)
+            .unwrap()
+            .tapped(Some(Feed::new(dir)));
         for l in lines {
             w.append(l).unwrap();
         }
-        let tap = w.take_taps().pop().unwrap() as Box<dyn std::any::Any>;
+        let feed = w.take_tap().unwrap();
         w.finish().unwrap();
-        let feed = tap.downcast::<Feed>().ok().unwrap();
         feed.finish(&path, 1 << 20).unwrap()
     }
 

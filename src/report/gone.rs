@@ -6,10 +6,10 @@
 use std::io::{self, Write};
 use std::path::Path;
 
-use super::build::AtomicOut;
+use super::action::record_action;
 use super::csv::{UTF8_BOM, escape_cell};
+use super::out::AtomicOut;
 use super::read::LinesAt;
-use super::summary::record_action;
 use super::{ReportError, io_err};
 use crate::journal::{Gone, Line};
 use crate::kit::sort::Sorted;

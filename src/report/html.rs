@@ -7,10 +7,12 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::action::{record_action, risk_action};
 use crate::record::{Action, Class, Record};
 
 use super::summary::{
-    Fact, Layout, Row, SIMULATED_NOTICE, Summary, fmt_duration, record_action, risk_action,
+    Block, Fact, Layout, Row, SIMULATED_NOTICE, Section, Span, Summary, changes_section,
+    fmt_duration,
 };
 
 /// The attention table shows at most this many rows; results.csv has them all.
@@ -214,7 +216,9 @@ const RUN_ROWS: &Layout = &[
 pub fn render(s: &Summary, attention: &Attention) -> String {
     let mut h = String::with_capacity(64 * 1024);
     head(&mut h, s);
-    changes(&mut h, s);
+    if let Some(c) = &s.changes {
+        section(&mut h, &changes_section(c));
+    }
     actions(&mut h, s);
     h.push_str("<div class=\"grid\">");
     decisions(&mut h, s);
@@ -437,81 +441,48 @@ fn usage_rows(s: &Summary) -> Vec<Row> {
     rows
 }
 
-/// Changes since the baseline: counts by kind and the first rows of each.
-fn changes(h: &mut String, s: &Summary) {
-    use crate::report::baseline::{ChangeKind, SHOWN_PER_KIND, Side};
-    let Some(c) = &s.changes else { return };
+/// A section worded in [`super::summary::words`], in HTML: a card of paragraphs and tables.
+fn section(h: &mut String, sec: &Section) {
+    let spans = |spans: &[Span]| -> String {
+        spans
+            .iter()
+            .map(|s| match s {
+                Span::Text(t) => esc(t),
+                Span::Code(c) => format!("<code>{}</code>", esc(c)),
+            })
+            .collect()
+    };
     let _ = write!(
         h,
-        "<div class=\"card flow\" id=\"changes\"><h2>Changes since the baseline ({})</h2>\
-         <p class=\"muted\">Baseline <code>{}</code>{}: {} items; {} here. Score margin {} points. \
-         Every change is in <code>changes.csv</code>.</p>",
-        c.total(),
-        esc(&c.baseline),
-        c.baseline_started_at
-            .as_deref()
-            .map(|t| format!(", first run started {}", esc(t)))
-            .unwrap_or_default(),
-        c.baseline_items,
-        c.items,
-        c.score_margin
+        "<div class=\"card flow\" id=\"{}\"><h2>{}</h2>",
+        sec.id,
+        esc(&sec.title)
     );
-    for u in &c.unfair {
-        let _ = write!(h, "<p class=\"fail\">Not like for like: {}</p>", esc(u));
-    }
-    h.push_str("<table><thead><tr><th>Change</th><th class=\"n\">Items</th><th>Meaning</th></tr></thead><tbody>");
-    for k in ChangeKind::ALL {
-        let _ = write!(
-            h,
-            "<tr><td><code>{}</code></td><td class=\"n\">{}</td><td>{}</td></tr>",
-            k.as_str(),
-            c.counts.get(&k).copied().unwrap_or(0),
-            esc(k.describe())
-        );
-    }
-    h.push_str("</tbody></table>");
-    if !c.shown.is_empty() {
-        let side = |x: &Option<Side>| {
-            x.as_ref().map_or("—".to_string(), |s| {
-                format!(
-                    "{} / {}",
-                    s.decision.map_or(s.class.as_str(), |d| d.as_str()),
-                    s.action.as_str()
-                )
-            })
-        };
-        let score = |x: &Option<Side>| {
-            x.as_ref()
-                .and_then(|s| s.score)
-                .map_or("—".to_string(), |v| v.to_string())
-        };
-        h.push_str(
-            "<table class=\"items\"><thead><tr><th>Change</th><th>Key</th><th>Before</th><th>Now</th>\
-             <th class=\"n\">Score</th><th>vendor_data</th></tr></thead><tbody>",
-        );
-        for r in &c.shown {
-            let _ = write!(
-                h,
-                "<tr><td><code>{}</code></td><td class=\"wrap\"><code>{}</code></td><td>{}</td>\
-                 <td>{}</td><td class=\"n\">{} → {}</td><td class=\"wrap\">{}</td></tr>",
-                r.kind.as_str(),
-                esc(&r.key),
-                esc(&side(&r.old)),
-                esc(&side(&r.new)),
-                score(&r.old),
-                score(&r.new),
-                esc(r.vendor_data.as_deref().unwrap_or(""))
-            );
-        }
-        h.push_str("</tbody></table>");
-        let shown = c.shown.len() as u64;
-        if shown < c.total() {
-            let _ = write!(
-                h,
-                "<p class=\"muted\">Showing {shown} of {} (the first {SHOWN_PER_KIND} of each kind); \
-                 all are in <code>changes.csv</code>.</p>",
-                c.total()
-            );
+    for block in &sec.blocks {
+        match block {
+            Block::Para(p) => {
+                let _ = write!(h, "<p class=\"muted\">{}</p>", spans(p));
+            }
+            Block::Warn(p) => {
+                let _ = write!(h, "<p class=\"fail\">{}</p>", spans(p));
+            }
+            Block::Table { head, rows } => {
+                let td = |numeric: bool| if numeric { "<td class=\"n\">" } else { "<td>" };
+                h.push_str("<table><thead><tr>");
+                for (label, numeric) in head {
+                    let class = if *numeric { " class=\"n\"" } else { "" };
+                    let _ = write!(h, "<th{class}>{}</th>", esc(label));
+                }
+                h.push_str("</tr></thead><tbody>");
+                for row in rows {
+                    h.push_str("<tr>");
+                    for (cell, (_, numeric)) in row.iter().zip(head) {
+                        let _ = write!(h, "{}{}</td>", td(*numeric), spans(cell));
+                    }
+                    h.push_str("</tr>");
+                }
+                h.push_str("</tbody></table>");
+            }
         }
     }
     h.push_str("</div>\n");

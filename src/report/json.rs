@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::record::Record;
 
-use super::summary::record_action;
+use super::action::record_action;
 
 /// How the records are laid out in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,14 +8,33 @@ use std::borrow::Cow;
 use std::io;
 use std::path::Path;
 
-use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ReportError;
-use super::summary::{JournalState, LineMark};
 use crate::journal::{JournalError, LineKind, Reader, TornTail, key_digest};
 use crate::kit::sort::{Entry, Sorted, Sorter};
+
+/// A journal state, identified without reading the whole journal again.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct JournalState {
+    /// Bytes of complete lines described (the journal's length when the summary was written).
+    pub bytes: u64,
+    /// Item records, superseded ones included.
+    pub item_records: u64,
+    /// The journal's first line (the first run's header).
+    pub first_line: Option<LineMark>,
+    /// The last item record: the results files describe every record up to this one.
+    pub last_item: Option<LineMark>,
+}
+
+/// Where a journal line starts and the SHA-256 (hex) of its bytes, line break excluded.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct LineMark {
+    pub offset: u64,
+    pub sha256: String,
+}
 
 /// What the first pass learned.
 pub struct Scanned {
@@ -109,10 +128,7 @@ pub fn mark(offset: u64, line: &[u8]) -> LineMark {
 /// Stream the journal once, checking that it is one. Each sorter holds at most `budget` bytes;
 /// beyond that, sorted runs go to unnamed temporary files in `tmp_dir`.
 pub fn scan(journal_path: &Path, tmp_dir: &Path, budget: usize) -> Result<Scanned, ReportError> {
-    let sort_err = |source: io::Error| ReportError::Io {
-        path: tmp_dir.to_path_buf(),
-        source,
-    };
+    let sort_err = super::out::sort_err(tmp_dir);
     let mut reader = Reader::open(journal_path)?;
     // Every item record, `unchanged` and `gone` line.
     let mut records: Sorter<KeyLine> = Sorter::new(tmp_dir, budget);

@@ -101,6 +101,73 @@ fn shown(d: &ShardDir) -> String {
     d.dir.display().to_string()
 }
 
+/// Why shard folder `d` (header `h`) cannot be merged with the first one found, beyond its N.
+fn mismatches(
+    d: &ShardDir,
+    h: &ShardHeader,
+    first_dir: &ShardDir,
+    first: &ShardHeader,
+) -> Vec<String> {
+    let mut refused = Vec::new();
+    if d.changed {
+        refused.push(format!(
+            "{}'s journal was written by runs of different shards (or with and without \
+             --shard)",
+            shown(d)
+        ));
+    }
+    if h.algorithm != first.algorithm {
+        refused.push(format!(
+            "{} split the input with {:?}, {} with {:?}",
+            shown(d),
+            h.algorithm,
+            shown(first_dir),
+            first.algorithm
+        ));
+    }
+    if h.input_fingerprint != first.input_fingerprint {
+        refused.push(format!(
+            "{} screened another input than {} (input fingerprint {} vs {}): the sources or \
+             the manifest's contents differ",
+            shown(d),
+            shown(first_dir),
+            h.input_fingerprint,
+            first.input_fingerprint
+        ));
+    }
+    if let (Some(a), Some(b)) = (&d.settings, &first_dir.settings) {
+        let diff = a.differences(b);
+        if !diff.is_empty() {
+            refused.push(format!(
+                "{} was run with other settings than {}: {}",
+                shown(d),
+                shown(first_dir),
+                diff.join("; ")
+                    .replace("journal has", &format!("{} has", shown(first_dir)))
+                    .replace("this run has", &format!("{} has", shown(d)))
+            ));
+        }
+    }
+    refused
+}
+
+/// The coverage's problem when shards are missing (`missing`: their numbers, of `total`).
+fn missing_problem(missing: &[u32], total: u32) -> Option<String> {
+    let which = match missing {
+        [] => return None,
+        [one] => format!("shard {one} of {total} is"),
+        many => {
+            let many: Vec<String> = many.iter().map(u32::to_string).collect();
+            format!("shards {} of {total} are", many.join(", "))
+        }
+    };
+    Some(format!(
+        "{which} missing: {} of {total} shards merged, so the items of the missing shard(s) are \
+         in no result",
+        total as usize - missing.len(),
+    ))
+}
+
 /// Check the folders' shard headers against each other.
 pub fn verify(dirs: &[ShardDir]) -> Verdict {
     let Some(first) = dirs.iter().find_map(|d| d.header.as_ref().map(|h| (d, h))) else {
@@ -118,13 +185,6 @@ pub fn verify(dirs: &[ShardDir]) -> Verdict {
             ));
             continue;
         };
-        if d.changed {
-            refused.push(format!(
-                "{}'s journal was written by runs of different shards (or with and without \
-                 --shard)",
-                shown(d)
-            ));
-        }
         if h.total != first.total {
             refused.push(format!(
                 "{} is shard {} of {}, but {} is of {} shards: every shard of one run has the \
@@ -137,38 +197,7 @@ pub fn verify(dirs: &[ShardDir]) -> Verdict {
             ));
             continue;
         }
-        if h.algorithm != first.algorithm {
-            refused.push(format!(
-                "{} split the input with {:?}, {} with {:?}",
-                shown(d),
-                h.algorithm,
-                shown(first_dir),
-                first.algorithm
-            ));
-        }
-        if h.input_fingerprint != first.input_fingerprint {
-            refused.push(format!(
-                "{} screened another input than {} (input fingerprint {} vs {}): the sources or \
-                 the manifest's contents differ",
-                shown(d),
-                shown(first_dir),
-                h.input_fingerprint,
-                first.input_fingerprint
-            ));
-        }
-        if let (Some(a), Some(b)) = (&d.settings, &first_dir.settings) {
-            let diff = a.differences(b);
-            if !diff.is_empty() {
-                refused.push(format!(
-                    "{} was run with other settings than {}: {}",
-                    shown(d),
-                    shown(first_dir),
-                    diff.join("; ")
-                        .replace("journal has", &format!("{} has", shown(first_dir)))
-                        .replace("this run has", &format!("{} has", shown(d)))
-                ));
-            }
-        }
+        refused.extend(mismatches(d, h, first_dir, first));
         match by_k.get_mut(h.index as usize - 1) {
             Some(slot @ None) => *slot = Some(d),
             Some(Some(other)) => refused.push(format!(
@@ -195,26 +224,7 @@ pub fn verify(dirs: &[ShardDir]) -> Verdict {
         .filter(|(_, d)| d.is_none())
         .map(|(i, _)| i as u32 + 1)
         .collect();
-    let mut problems = Vec::new();
-    if !missing.is_empty() {
-        problems.push(format!(
-            "{} missing: {} of {} shards merged, so the items of the missing shard(s) are in no \
-             result",
-            match missing.as_slice() {
-                [one] => format!("shard {one} of {} is", first.total),
-                many => format!(
-                    "shards {} of {} are",
-                    many.iter()
-                        .map(u32::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    first.total
-                ),
-            },
-            first.total as usize - missing.len(),
-            first.total
-        ));
-    }
+    let problems = missing_problem(&missing, first.total).into_iter().collect();
     Verdict::Checked(Coverage {
         total: first.total,
         algorithm: first.algorithm.clone(),

@@ -6,16 +6,17 @@
 //! files are written again, from a checkpoint of the summary's running totals and the lines
 //! appended since, never from a pass over the whole journal.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::build::write_summaries;
+use crate::kit::hashing::file_sha256;
+
 use super::html::{Attention, AttentionSnapshot};
+use super::small::write_summaries;
 use super::summary::{Accumulator, BuiltFrom};
 use super::{Outputs, ReportError, ReportOptions, ResultsFormat, io_err, sums};
 use crate::journal::{self, JOURNAL_FILE, Line};
@@ -25,7 +26,7 @@ pub const STATE_FILE: &str = ".liveness-batch-outputs.json";
 
 /// Version of the outputs' layout. Raise it whenever the outputs of the same journal change:
 /// outputs another version wrote are rebuilt, never patched.
-pub const FORMAT: u32 = 5;
+pub const FORMAT: u32 = 6;
 
 /// Largest checkpoint read back; real ones are far smaller (the attention rows are capped).
 const MAX_STATE_BYTES: u64 = 32 << 20;
@@ -68,18 +69,7 @@ pub struct Listed {
     pub left: bool,
 }
 
-/// Open an out dir file for reading, never through a symbolic link, only if it is a regular file.
-pub(crate) fn open_read(path: &Path) -> std::io::Result<File> {
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if f.metadata()?.is_file() {
-        Ok(f)
-    } else {
-        Err(std::io::Error::other("not a regular file"))
-    }
-}
+pub(crate) use crate::kit::open::open_read;
 
 /// Remove the checkpoint: the outputs no longer claim to describe the journal.
 pub fn forget(out_dir: &Path) -> Result<(), ReportError> {
@@ -203,7 +193,7 @@ pub fn check_outputs(out_dir: &Path) -> journal::CacheCheck {
 
 /// Whether the journal in `out_dir` still holds the state `built` (its length, first line and
 /// last item record); why not, in words.
-fn holds(out_dir: &Path, built: &super::summary::JournalState, what: &str) -> Result<(), String> {
+fn holds(out_dir: &Path, built: &super::latest::JournalState, what: &str) -> Result<(), String> {
     let journal_path = out_dir.join(JOURNAL_FILE);
     let len = open_read(&journal_path)
         .and_then(|f| f.metadata())
@@ -391,7 +381,7 @@ fn as_written(out_dir: &Path, written: &[(String, String)], listed: &[Listed]) -
         let now = match listed.iter().find(|l| &l.name == name) {
             Some(l) if l.left => Some(l.sha256.clone()),
             Some(_) => return Some(format!("{name} changed (another set of files was skipped)")),
-            None => file_sha256(&out_dir.join(name)),
+            None => file_sha256(&out_dir.join(name)).ok(),
         };
         if now.as_ref() != Some(sha) {
             return Some(format!(
@@ -411,14 +401,6 @@ fn as_written(out_dir: &Path, written: &[(String, String)], listed: &[Listed]) -
         }
     }
     None
-}
-
-/// SHA-256 (hex) of a regular file's content; `None` when it cannot be read.
-fn file_sha256(path: &Path) -> Option<String> {
-    let mut f = open_read(path).ok()?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).ok()?;
-    Some(hex::encode(h.finalize()))
 }
 
 /// When the checkpoint still describes the outputs and the journal holds no item record past

@@ -3,13 +3,14 @@
 //! while they are written (and the hashes kept in the checkpoint, so a scan that leaves them as
 //! they are does not read them again); the small files are hashed from their bytes.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 use super::{ReportError, io_err};
 use crate::journal;
+use crate::kit::{hashing::file_sha256, open::open_read};
 
 pub const SUMS_FILE: &str = "SHA256SUMS";
 
@@ -40,12 +41,8 @@ pub fn write(
             continue;
         }
         let path = out_dir.join(name);
-        match super::state::open_read(&path) {
-            Ok(mut f) => {
-                let mut h = Sha256::new();
-                io::copy(&mut f, &mut h).map_err(io_err(&path))?;
-                lines.push((name.to_string(), hex::encode(h.finalize())));
-            }
+        match file_sha256(&path) {
+            Ok(sha) => lines.push((name.to_string(), sha)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&path)(e)),
         }
@@ -53,12 +50,7 @@ pub fn write(
     let journal_path = out_dir.join(journal::JOURNAL_FILE);
     let journal_sha = match journal_sha256 {
         Some(sha) => hex::encode(sha),
-        None => {
-            let mut f = super::state::open_read(&journal_path).map_err(io_err(&journal_path))?;
-            let mut h = Sha256::new();
-            io::copy(&mut f, &mut h).map_err(io_err(&journal_path))?;
-            hex::encode(h.finalize())
-        }
+        None => file_sha256(&journal_path).map_err(io_err(&journal_path))?,
     };
     let mut all = lines.clone();
     all.push((journal::JOURNAL_FILE.to_string(), journal_sha));
@@ -69,7 +61,7 @@ pub fn write(
         text.push_str(&format!("{sha}  {name}\n"));
     }
     let path = out_dir.join(SUMS_FILE);
-    let same = super::state::open_read(&path).is_ok_and(|mut f| {
+    let same = open_read(&path).is_ok_and(|mut f| {
         let mut old = Vec::new();
         io::Read::read_to_end(&mut f, &mut old).is_ok() && old == text.as_bytes()
     });
@@ -81,24 +73,6 @@ pub fn write(
     }
     lines.push((SUMS_FILE.to_string(), hex_of(text.as_bytes())));
     Ok(lines)
-}
-
-/// A writer that hashes what passes through it.
-pub struct Hashing<W> {
-    pub inner: W,
-    pub hash: Sha256,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 #[cfg(test)]

@@ -244,11 +244,15 @@ fn discard_caches(out: &Path, journal_path: &Path) -> Result<(), ScanError> {
     Ok(())
 }
 
+/// The journal's writer during a scan: a new journal's lines are shown to the outputs' feed
+/// and the resume index's as they are written.
+pub type JournalWriter = Writer<Option<(report::Feed, journal::IndexFeed)>>;
+
 /// The out dir, locked, with its journal indexed and a run header appended.
 pub struct Opened {
     pub _lock: DirLock,
     pub index: Index,
-    pub writer: Writer,
+    pub writer: JournalWriter,
     pub resumed: bool,
     pub journal_path: PathBuf,
     /// This run's start and id, as its header records them.
@@ -281,13 +285,13 @@ pub fn open(
         same_shard(cfg, &index, shard.as_ref())?;
     }
     let resumed = good_len.is_some();
-    let mut writer = Writer::open(&journal_path, good_len)?;
-    if writer.is_empty() {
-        // A new journal: the outputs' summary and the resume index are gathered as it is
-        // written.
-        writer.add_tap(Box::new(report::Feed::new(&cfg.out)));
-        writer.add_tap(Box::new(journal::IndexFeed::new(&journal_path)));
-    }
+    let writer = Writer::open(&journal_path, good_len)?;
+    // A new journal: the outputs' summary and the resume index are gathered as it is written.
+    let taps = writer.is_empty().then(|| {
+        let index = journal::IndexFeed::new(&journal_path);
+        (report::Feed::new(&cfg.out), index)
+    });
+    let mut writer = writer.tapped(taps);
     if let Some(signer) = &cfg.signer {
         let lines = verified.as_ref().map_or(0, |v| v.head.lines);
         writer.seal_with(signer.clone(), lines);
@@ -494,6 +498,7 @@ pub struct RunAudit {
 fn header(cfg: &ScanConfig, settings: &Settings, resumed: bool, audit: RunAudit) -> RunInfo {
     use crate::audit::{self, RunIdentity, Tuning};
     RunInfo {
+        format: journal::Format::default(),
         tool_version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: now_rfc3339(),
         settings: settings.clone(),

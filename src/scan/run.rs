@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use super::dispatch::{Decision, Dispatcher, Facts, Released};
 use super::gone;
 use super::ignored;
-use super::open::{self, Api, Opened};
+use super::open::{self, Api, JournalWriter, Opened};
 use super::source::{self, Checked, Ev, QuickCheck, Ready};
 use super::worker::{self, Job, WorkerCtx};
 use super::writer::{self, Completion, ToWriter, WriterCtx};
@@ -21,7 +21,7 @@ use crate::config::ScanConfig;
 use crate::exit::Exit;
 use crate::input::{self, Item};
 use crate::journal::{
-    self, DirLock, Index, Line, LinesAt, RunEnd, RunOutcome, Settings, Unchanged, Writer,
+    self, DirLock, Index, Line, LinesAt, RunEnd, RunOutcome, Settings, Unchanged,
 };
 use crate::messages;
 use crate::pace::Pacer;
@@ -125,7 +125,7 @@ struct Pipeline {
     to_writer: mpsc::Sender<ToWriter>,
     done_rx: mpsc::UnboundedReceiver<Completion>,
     workers: Vec<tokio::task::JoinHandle<()>>,
-    writer_task: tokio::task::JoinHandle<Option<Writer>>,
+    writer_task: tokio::task::JoinHandle<Option<JournalWriter>>,
     /// Held until the outputs are written.
     lock: DirLock,
     ticker: Option<tokio::task::JoinHandle<()>>,
@@ -156,7 +156,7 @@ struct GoneCheck {
 /// What the drained pipeline hands to the end of the run.
 struct Drained {
     _lock: DirLock,
-    writer: Option<Writer>,
+    writer: Option<JournalWriter>,
     counts: Arc<RunCounts>,
     pacer: Arc<Pacer>,
     without_result: i64,
@@ -685,14 +685,7 @@ async fn finish(
     // The end line and the seal after it go to disk in one write.
     writer.seal()?;
     writer.flush()?;
-    let (mut fed, mut fed_index) = (None, None);
-    for tap in writer.take_taps() {
-        let tap = tap as Box<dyn std::any::Any>;
-        match tap.downcast::<report::Feed>() {
-            Ok(feed) => fed = Some(*feed),
-            Err(tap) => fed_index = tap.downcast::<journal::IndexFeed>().ok().map(|f| *f),
-        }
-    }
+    let (fed, fed_index) = writer.take_tap().unzip();
     writer.finish()?;
     // What the pipeline freed goes back to the system before the index and the outputs are
     // built, so the run's peak is the larger of the two phases, not their sum.
@@ -759,7 +752,7 @@ async fn finish(
 fn journal_gone(
     cfg: &ScanConfig,
     drained: &mut Drained,
-    writer: &mut Writer,
+    writer: &mut JournalWriter,
 ) -> Result<i64, ScanError> {
     let Some(GoneCheck {
         index,

@@ -14,9 +14,10 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::open::JournalWriter;
 use super::run::RunCounts;
 use super::{ScanError, Stop};
-use crate::journal::{self, Index, Line, Sending, Unchanged, Writer};
+use crate::journal::{self, Index, Line, Sending, Unchanged};
 use crate::pace::Pacer;
 use crate::progress::Progress;
 use crate::record::{Class, Record};
@@ -63,11 +64,11 @@ pub struct WriterCtx {
 
 /// The writer task. Returns the writer for the end line, or the error that stopped the run.
 pub async fn write_records(
-    mut writer: Writer,
+    mut writer: JournalWriter,
     mut rx: mpsc::Receiver<ToWriter>,
     done_tx: mpsc::UnboundedSender<Completion>,
     mut ctx: WriterCtx,
-) -> Result<Writer, ScanError> {
+) -> Result<JournalWriter, ScanError> {
     let mut tick = tokio::time::interval(journal::SYNC_EVERY);
     let mut acks = Vec::new();
     let mut done = Vec::new();
@@ -154,7 +155,7 @@ impl Syncing {
     /// Start syncing what `writer` wrote, for the uploads in `acks`.
     fn start(
         &mut self,
-        writer: &mut Writer,
+        writer: &mut JournalWriter,
         acks: &mut Vec<oneshot::Sender<()>>,
     ) -> Result<(), ScanError> {
         std::mem::swap(&mut self.acks, acks);
@@ -215,7 +216,7 @@ impl WriterCtx {
     /// Handle `msg` and every message queued behind it.
     fn take_queued(
         &mut self,
-        writer: &mut Writer,
+        writer: &mut JournalWriter,
         msg: ToWriter,
         rx: &mut mpsc::Receiver<ToWriter>,
         done: &mut Vec<Completion>,
@@ -235,7 +236,7 @@ impl WriterCtx {
 
     fn handle(
         &mut self,
-        writer: &mut Writer,
+        writer: &mut JournalWriter,
         msg: ToWriter,
         done: &mut Vec<Completion>,
         acks: &mut Vec<oneshot::Sender<()>>,

@@ -7,13 +7,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::journal::{RunEnd, RunInfo, Settings};
 use crate::record::{Action, Class, Decision, Record};
+use crate::report::action::record_action;
 
 use super::audit::{
     AuditState, FINGERPRINT_DEFINITION, InputFingerprint, LastRun, Money, Tally, reconcile,
 };
 use super::{
     Credits, DecisionCounts, InputCounts, ItemCounts, RequestCounts, SIMULATED_NOTICE, ScoreBucket,
-    ScoreDistribution, Summary, cents, record_action, score_bucket,
+    ScoreDistribution, Summary, cents, score_bucket,
 };
 
 /// At most this many distinct journal warnings are kept (memory stays bounded).

@@ -112,12 +112,10 @@ pub struct InputFingerprint {
 /// The journal's chain, as checked while building these outputs.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct ChainSummary {
-    /// "chained", "partly chained" (an older journal resumed), "unchained" (written before the
-    /// chain) or "broken".
+    /// "chained" or "broken".
     pub state: String,
     pub lines: u64,
     pub chained_lines: u64,
-    pub unchained_lines: u64,
     /// SHA-256 of the last line: the head of the chain, which vouches for every line before it.
     pub head: Option<String>,
     pub broken: Option<crate::journal::ChainBreak>,
@@ -129,7 +127,6 @@ impl From<&ChainCheck> for ChainSummary {
             state: c.state().to_string(),
             lines: c.lines,
             chained_lines: c.chained,
-            unchained_lines: c.unchained,
             head: c.head(),
             broken: c.broken.clone(),
         }
@@ -335,20 +332,12 @@ impl Audit {
         let c = &self.journal_chain;
         rows.push((
             "Journal chain",
-            match (&c.broken, c.state.as_str()) {
-                (Some(b), _) => format!("BROKEN at line {}: {}", b.line, b.reason),
-                (None, "chained") => format!(
+            match &c.broken {
+                Some(b) => format!("BROKEN at line {}: {}", b.line, b.reason),
+                None => format!(
                     "intact: each of the {} lines carries the hash of the line before it",
                     c.chained_lines
                 ),
-                (None, "partly chained") => format!(
-                    "intact from the first chained line on: {} older line(s) written before \
-                     the chain are unchained",
-                    c.unchained_lines
-                ),
-                (None, _) => {
-                    "unchained: the journal was written before lines carried a chain".to_string()
-                }
             },
         ));
         if let Some(head) = &c.head {

@@ -3,8 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::words::{Fact, Layout};
-use super::{SIMULATED_NOTICE, Summary, risk_action};
+use super::words::{Block, Fact, Layout, Section, Span, changes_section};
+use super::{SIMULATED_NOTICE, Summary};
+use crate::report::action::risk_action;
 
 /// The "Run" table of summary.md.
 const RUN_ROWS: &Layout = &[
@@ -24,7 +25,9 @@ impl Summary {
     pub fn render_markdown(&self) -> String {
         let mut m = String::new();
         head(&mut m, self);
-        changes(&mut m, self);
+        if let Some(c) = &self.changes {
+            section(&mut m, &changes_section(c));
+        }
         actions(&mut m, self);
         decisions(&mut m, self);
         warnings(&mut m, self);
@@ -43,76 +46,46 @@ impl Summary {
     }
 }
 
-/// Changes since the baseline: counts by kind, then the first rows of each kind.
-fn changes(m: &mut String, s: &Summary) {
-    use crate::report::baseline::ChangeKind;
-    let Some(c) = &s.changes else { return };
-    let _ = writeln!(
-        m,
-        "## Changes since the baseline\n\nBaseline: `{}`{} ({} items; {} here). Score margin: {} \
-         points. Every change is in `changes.csv`.\n",
-        md(&c.baseline),
-        c.baseline_started_at
-            .as_deref()
-            .map(|t| format!(", first run started {}", md(t)))
-            .unwrap_or_default(),
-        c.baseline_items,
-        c.items,
-        c.score_margin
-    );
-    for u in &c.unfair {
-        let _ = writeln!(m, "> **Not like for like: {}**\n", md(u));
-    }
-    let _ = writeln!(m, "| Change | Items | Meaning |\n|---|---:|---|");
-    for k in ChangeKind::ALL {
-        let n = c.counts.get(&k).copied().unwrap_or(0);
-        let _ = writeln!(m, "| `{}` | {n} | {} |", k.as_str(), md(k.describe()));
-    }
-    if c.shown.is_empty() {
-        let _ = writeln!(m, "\nNo item changed.\n");
-        return;
-    }
-    let _ = writeln!(
-        m,
-        "\n| Change | Key | Before | Now | Score before → now | vendor_data |\n|---|---|---|---|---|---|"
-    );
-    for r in &c.shown {
-        let side = |x: &Option<crate::report::baseline::Side>| {
-            x.as_ref().map_or("—".to_string(), |s| {
-                format!(
-                    "{} / {}",
-                    s.decision.map_or(s.class.as_str(), |d| d.as_str()),
-                    s.action.as_str()
-                )
+/// A section worded in [`super::words`], in Markdown.
+fn section(m: &mut String, sec: &Section) {
+    let spans = |spans: &[Span]| -> String {
+        spans
+            .iter()
+            .map(|s| match s {
+                Span::Text(t) => md(t),
+                // No escape works inside a code span: a backtick cannot be in one, a bar or a
+                // line break would end the table's cell.
+                Span::Code(c) => {
+                    let c = c.replace('`', "'").replace('|', "\\|");
+                    format!("`{}`", c.replace(['\r', '\n'], " "))
+                }
             })
-        };
-        let score = |x: &Option<crate::report::baseline::Side>| {
-            x.as_ref()
-                .and_then(|s| s.score)
-                .map_or("—".to_string(), |v| v.to_string())
-        };
-        let _ = writeln!(
-            m,
-            "| `{}` | {} | {} | {} | {} → {} | {} |",
-            r.kind.as_str(),
-            md(&r.key),
-            side(&r.old),
-            side(&r.new),
-            score(&r.old),
-            score(&r.new),
-            md(r.vendor_data.as_deref().unwrap_or(""))
-        );
+            .collect()
+    };
+    let _ = writeln!(m, "## {}\n", md(&sec.title));
+    for block in &sec.blocks {
+        match block {
+            Block::Para(p) => {
+                let _ = writeln!(m, "{}\n", spans(p));
+            }
+            Block::Warn(p) => {
+                let _ = writeln!(m, "> **{}**\n", spans(p));
+            }
+            Block::Table { head, rows } => {
+                let labels: Vec<String> = head.iter().map(|(l, _)| md(l)).collect();
+                let rule: Vec<&str> = head
+                    .iter()
+                    .map(|(_, n)| if *n { "---:" } else { "---" })
+                    .collect();
+                let _ = writeln!(m, "| {} |\n|{}|", labels.join(" | "), rule.join("|"));
+                for row in rows {
+                    let cells: Vec<String> = row.iter().map(|c| spans(c)).collect();
+                    let _ = writeln!(m, "| {} |", cells.join(" | "));
+                }
+                let _ = writeln!(m);
+            }
+        }
     }
-    let shown = c.shown.len() as u64;
-    if shown < c.total() {
-        let _ = writeln!(
-            m,
-            "\nShowing {shown} of {} changes (the first {} of each kind); all are in `changes.csv`.",
-            c.total(),
-            crate::report::baseline::SHOWN_PER_KIND
-        );
-    }
-    let _ = writeln!(m);
 }
 
 /// The audit trail: who ran what, the parameters, the inputs and journal, the balance, and the

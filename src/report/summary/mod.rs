@@ -15,11 +15,14 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::journal::Settings;
-use crate::record::{Action, Class, FRAUD_RISKS, RETAKE_RISKS, Record, action_for};
+use crate::record::{Action, Class};
 
+pub use super::action::{record_action, risk_action};
 pub use accumulate::Accumulator;
 pub use markdown::md;
-pub use words::{Fact, Layout, Row, fmt_duration, fmt_threshold, fmt_usd};
+pub use words::{
+    Block, Fact, Layout, Row, Section, Span, changes_section, fmt_duration, fmt_threshold, fmt_usd,
+};
 
 /// The stamp every output carries when its results came from the emulator.
 pub const SIMULATED_NOTICE: &str = "SIMULATED: results from the built-in emulator, not from Didit";
@@ -115,29 +118,9 @@ pub struct BuiltFrom {
     pub format: u32,
     /// The build of the tool that wrote them (another build rebuilds them too).
     pub tool_version: String,
-    pub journal: JournalState,
+    pub journal: super::latest::JournalState,
     /// The output files next to the journal, in the order they are listed.
     pub files: Vec<String>,
-}
-
-/// A journal state, identified without reading the whole journal again.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
-pub struct JournalState {
-    /// Bytes of complete lines described (the journal's length when the summary was written).
-    pub bytes: u64,
-    /// Item records, superseded ones included.
-    pub item_records: u64,
-    /// The journal's first line (the first run's header).
-    pub first_line: Option<LineMark>,
-    /// The last item record: the results files describe every record up to this one.
-    pub last_item: Option<LineMark>,
-}
-
-/// Where a journal line starts and the SHA-256 (hex) of its bytes, line break excluded.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct LineMark {
-    pub offset: u64,
-    pub sha256: String,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
@@ -231,24 +214,6 @@ pub fn score_bucket(score: f64) -> Option<usize> {
         return None;
     }
     Some(((score / 10.0).floor().max(0.0) as usize).min(9))
-}
-
-/// Which action a risk code leads to on its own (for the warnings tables).
-pub fn risk_action(code: &str) -> Action {
-    if FRAUD_RISKS.contains(&code) {
-        Action::Fraud
-    } else if RETAKE_RISKS.contains(&code) {
-        Action::Retake
-    } else {
-        // REVIEW_RISKS, and any code this tool does not know
-        Action::Review
-    }
-}
-
-/// The action of a record: the stored one, or derived from class, status and warnings.
-pub fn record_action(r: &Record) -> Action {
-    r.action
-        .unwrap_or_else(|| action_for(r.class.unwrap_or(Class::Interrupted), r.status, &r.risks()))
 }
 
 /// Round a dollar amount to cents.

@@ -191,7 +191,7 @@ mod tests {
             "{t}"
         );
         assert!(
-            t.contains("Time       1m 00s, last run achieved 239.5 requests/min"),
+            t.contains("Time       1m00s, last run achieved 239.5 requests/min"),
             "{t}"
         );
         assert!(

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use crate::record::Action;
 
 use super::Summary;
+use crate::progress::human_duration;
+use crate::report::baseline::{CHANGES_FILE, ChangeKind, Changes, SHOWN_PER_KIND, Side};
 
 /// One (label, value) row of a details table; each rendering formats a list of them its way.
 pub type Row = (&'static str, String);
@@ -49,21 +51,9 @@ pub enum Fact {
 /// Which rows of a layout the rendering shows: `(label, fact)` pairs, in order.
 pub type Layout = [(&'static str, Fact)];
 
-/// "1h 02m 03s", "4m 05s", "12.3s".
+/// A duration in seconds as [`human_duration`] writes it; "unknown" for none.
 pub fn fmt_duration(secs: f64) -> String {
-    if !secs.is_finite() || secs < 0.0 {
-        return "unknown".into();
-    }
-    if secs < 60.0 {
-        return format!("{secs:.1}s");
-    }
-    let s = secs.round() as u64;
-    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
-    if h > 0 {
-        format!("{h}h {m:02}m {s:02}s")
-    } else {
-        format!("{m}m {s:02}s")
-    }
+    std::time::Duration::try_from_secs_f64(secs).map_or("unknown".into(), human_duration)
 }
 
 /// "US$12.30".
@@ -331,6 +321,130 @@ impl Summary {
     }
 }
 
+/// Text in a document: worded, or code (a path, a key, a file name), each form marking it up
+/// its way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Span {
+    Text(String),
+    Code(String),
+}
+
+/// A part of a section, worded once here and rendered by the Markdown and the HTML.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Block {
+    Para(Vec<Span>),
+    /// A paragraph that warns.
+    Warn(Vec<Span>),
+    /// A table: each column's label and whether it holds numbers, then the rows' cells.
+    Table {
+        head: Vec<(&'static str, bool)>,
+        rows: Vec<Vec<Vec<Span>>>,
+    },
+}
+
+/// A section of the summary: its anchor, title and blocks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Section {
+    pub id: &'static str,
+    pub title: String,
+    pub blocks: Vec<Block>,
+}
+
+fn text(s: impl Into<String>) -> Span {
+    Span::Text(s.into())
+}
+
+fn code(s: impl Into<String>) -> Span {
+    Span::Code(s.into())
+}
+
+/// Changes since the baseline: counts by kind, then the first rows of each kind.
+pub fn changes_section(c: &Changes) -> Section {
+    let mut blocks = vec![Block::Para(vec![
+        text("Baseline "),
+        code(c.baseline.as_str()),
+        text(format!(
+            "{}: {} items; {} here. Score margin {} points. Every change is in ",
+            c.baseline_started_at
+                .as_deref()
+                .map(|t| format!(", first run started {t}"))
+                .unwrap_or_default(),
+            c.baseline_items,
+            c.items,
+            c.score_margin
+        )),
+        code(CHANGES_FILE),
+        text("."),
+    ])];
+    for u in &c.unfair {
+        blocks.push(Block::Warn(vec![text(format!("Not like for like: {u}"))]));
+    }
+    let rows = ChangeKind::ALL.iter().map(|k| {
+        let n = c.counts.get(k).copied().unwrap_or(0);
+        vec![
+            vec![code(k.as_str())],
+            vec![text(n.to_string())],
+            vec![text(k.describe())],
+        ]
+    });
+    blocks.push(Block::Table {
+        head: vec![("Change", false), ("Items", true), ("Meaning", false)],
+        rows: rows.collect(),
+    });
+    if c.shown.is_empty() {
+        blocks.push(Block::Para(vec![text("No item changed.")]));
+    } else {
+        let side = |x: &Option<Side>| {
+            x.as_ref().map_or("—".to_string(), |s| {
+                let decision = s.decision.map_or(s.class.as_str(), |d| d.as_str());
+                format!("{decision} / {}", s.action.as_str())
+            })
+        };
+        let score = |x: &Option<Side>| {
+            x.as_ref()
+                .and_then(|s| s.score)
+                .map_or("—".into(), |v| v.to_string())
+        };
+        let rows = c.shown.iter().map(|r| {
+            vec![
+                vec![code(r.kind.as_str())],
+                vec![code(r.key.as_str())],
+                vec![text(side(&r.old))],
+                vec![text(side(&r.new))],
+                vec![text(format!("{} → {}", score(&r.old), score(&r.new)))],
+                vec![text(r.vendor_data.as_deref().unwrap_or(""))],
+            ]
+        });
+        blocks.push(Block::Table {
+            head: vec![
+                ("Change", false),
+                ("Key", false),
+                ("Before", false),
+                ("Now", false),
+                ("Score before → now", true),
+                ("vendor_data", false),
+            ],
+            rows: rows.collect(),
+        });
+        let shown = c.shown.len() as u64;
+        if shown < c.total() {
+            blocks.push(Block::Para(vec![
+                text(format!(
+                    "Showing {shown} of {} changes (the first {SHOWN_PER_KIND} of each kind); all are in ",
+                    c.total()
+                )),
+                code(CHANGES_FILE),
+                text("."),
+            ]));
+        }
+    }
+    Section {
+        id: "changes",
+        title: format!("Changes since the baseline ({})", c.total()),
+        blocks,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::cents;
@@ -339,8 +453,9 @@ mod tests {
     #[test]
     fn durations_and_money_read_well() {
         assert_eq!(fmt_duration(12.34), "12.3s");
-        assert_eq!(fmt_duration(125.0), "2m 05s");
-        assert_eq!(fmt_duration(3723.0), "1h 02m 03s");
+        assert_eq!(fmt_duration(125.0), "2m05s");
+        assert_eq!(fmt_duration(3723.0), "1h02m03s");
+        assert_eq!(fmt_duration(f64::NAN), "unknown");
         assert_eq!(fmt_usd(cents(27.0 * 0.1)), "US$2.70");
         assert_eq!(cents(0.125 * 3.0), 0.38);
     }
