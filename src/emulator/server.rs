@@ -5,7 +5,9 @@ use std::fs::File;
 use std::io::Write;
 use std::net::Shutdown;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::Json;
 use axum::Router;
@@ -29,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::form::{self, LivenessForm};
-use super::ratelimit::{self, Admission, SlidingWindow};
+use super::ratelimit::{self, Admission, Clock, SlidingWindow};
 use super::results::{self, Assessment, FaceIndex};
 use super::{EmulatorConfig, EmulatorError, Stats};
 
@@ -43,6 +45,8 @@ const ROTATE_COST: Duration = Duration::from_millis(25);
 
 const LIVENESS_PATH: &str = "/v3/passive-liveness/";
 const BALANCE_PATH: &str = "/v3/billing/balance/";
+/// The balance of unlimited credits: a number, as Didit writes amounts, that the client reads as
+/// "unlimited".
 const UNLIMITED_BALANCE: &str = "999999999.0000";
 
 const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";
@@ -60,6 +64,7 @@ pub struct App {
     log: Option<Mutex<File>>,
     decoders: Semaphore,
     pub shutdown: CancellationToken,
+    clock: Clock,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -99,6 +104,7 @@ impl App {
             log,
             decoders: Semaphore::new(decoders),
             shutdown: CancellationToken::new(),
+            clock: Clock::start(),
             config,
         })
     }
@@ -265,9 +271,9 @@ struct LogEntry {
 }
 
 impl LogEntry {
-    fn new(parts: &Parts) -> Self {
+    fn new(parts: &Parts, clock: &Clock) -> Self {
         Self {
-            time: results::created_at(chrono::Utc::now()),
+            time: results::created_at(clock.wall().into()),
             method: parts.method.to_string(),
             path: parts.uri.path().to_string(),
             status: None,
@@ -385,7 +391,7 @@ async fn stats(State(app): State<Arc<App>>) -> Json<Stats> {
 async fn not_found(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     app.count_request();
-    let mut entry = LogEntry::new(&parts);
+    let mut entry = LogEntry::new(&parts, &app.clock);
     let response = detail(StatusCode::NOT_FOUND, "Not found.");
     finish(&app, &mut entry, response)
 }
@@ -393,7 +399,7 @@ async fn not_found(State(app): State<Arc<App>>, req: Request) -> Response {
 async fn balance(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     lock(&app.stats).balance_reads += 1;
-    let mut entry = LogEntry::new(&parts);
+    let mut entry = LogEntry::new(&parts, &app.clock);
     let key = app.check_key(&parts.headers);
     entry.api_key = Some(key.as_str());
     let response = if key != KeyCheck::Valid {
@@ -455,7 +461,7 @@ async fn liveness(
 ) -> Response {
     let (parts, body) = req.into_parts();
     app.count_request();
-    let mut entry = LogEntry::new(&parts);
+    let mut entry = LogEntry::new(&parts, &app.clock);
     if parts.method != Method::POST {
         let key = app.check_key(&parts.headers);
         entry.api_key = Some(key.as_str());
@@ -656,10 +662,10 @@ impl App {
         }
         let limiter = self.limiter.as_ref()?;
         let mut window = lock(limiter);
-        let Admission::Limited { wait } = window.admit(Instant::now()) else {
+        let Admission::Limited { wait } = window.admit(self.clock.now()) else {
             return None;
         };
-        let headers = ratelimit::limit_headers(window.limit(), wait, SystemTime::now());
+        let headers = ratelimit::limit_headers(window.limit(), wait, self.clock.wall());
         let response = too_many(window.limit(), window.window(), headers);
         drop(window);
         lock(&self.stats).rate_limited += 1;
@@ -683,7 +689,7 @@ impl App {
                 let headers = ratelimit::spurious_headers(
                     limit,
                     self.config.spurious_retry_after,
-                    SystemTime::now(),
+                    self.clock.wall(),
                 );
                 Reply::Send(too_many(limit, window, headers))
             }
@@ -760,7 +766,7 @@ async fn process(app: &App, valid: &LivenessForm) -> Response {
         &assessment,
         valid.vendor_data.as_deref(),
         valid.metadata.as_ref(),
-        chrono::Utc::now(),
+        app.clock.wall().into(),
     );
     (StatusCode::OK, Json(body)).into_response()
 }
