@@ -749,7 +749,9 @@ async fn a_429_is_final_only_when_retries_are_spent() {
     assert_eq!(sub.rate_limited, 3);
 }
 
-#[tokio::test]
+// Paused time: the cooldown is waited out on tokio's clock, and the other worker's moment
+// of arrival does not depend on how busy the machine is.
+#[tokio::test(start_paused = true)]
 async fn a_429_pauses_every_worker_sharing_the_pacer() {
     // Worker A gets a 429 with Retry-After 1; worker B, arriving during the cooldown, waits too.
     let server = Scripted::start(vec![rate_limited_429("1"), approved(), approved()]).await;
@@ -776,7 +778,9 @@ async fn a_429_pauses_every_worker_sharing_the_pacer() {
     }
 }
 
-#[tokio::test]
+// Paused time: the cooldown is waited out on tokio's clock, and the other worker's moment
+// of arrival does not depend on how busy the machine is.
+#[tokio::test(start_paused = true)]
 async fn a_final_429_still_pauses_the_other_workers() {
     let server = Scripted::start(vec![rate_limited_429("1"), approved()]).await;
     let s = submitter(&server.base_url, 0);
@@ -930,7 +934,9 @@ async fn stopping_during_a_backoff_sends_nothing_more() {
     }
 }
 
-#[tokio::test]
+// Paused time: the cooldown is waited out on tokio's clock, and the other worker's moment
+// of arrival does not depend on how busy the machine is.
+#[tokio::test(start_paused = true)]
 async fn stopping_during_a_429_cooldown_sends_nothing_more() {
     let server = Scripted::start(vec![rate_limited_429("30"), approved()]).await;
     let s = submitter(&server.base_url, 4);

@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use image::ImageFormat;
@@ -678,17 +679,24 @@ async fn sigterm_behaves_like_the_first_ctrl_c_and_exits_143() {
 async fn a_second_ctrl_c_exits_at_once_and_the_next_run_completes() {
     const N: u64 = 12;
     let (_tmp, src, out, _, inputs) = batch(N, 30_000);
-    // Answers take 5 s: a run that waited for them would record them.
-    let slow = common::emulator(|c| c.latency = Duration::from_secs(5)).await;
+    // Answers take 60 s: a run that waited for them would record them (it is given 15 s).
+    let slow = common::emulator(|c| c.latency = Duration::from_secs(60)).await;
 
-    let child = spawn(&slow, &loud_args(&src, &out, &["--concurrency", "4"]));
+    let mut child = spawn(&slow, &loud_args(&src, &out, &["--concurrency", "4"]));
+    let (stderr, read_all) = tap(child.stderr.take().unwrap());
     wait_until("4 requests in flight", || slow.stats().requests >= 4).await;
     send_signal(&child, libc::SIGINT);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The second signal only once the first was seen: two signals close together may reach
+    // the watcher as one.
+    wait_until("the first signal seen", || {
+        stderr.lock().unwrap().contains("stopping:")
+    })
+    .await;
     send_signal(&child, libc::SIGINT);
-    let stopped = child.wait_with_output().await.unwrap();
-    let stderr = String::from_utf8_lossy(&stopped.stderr);
-    assert_eq!(stopped.status.code(), Some(130), "{stderr}");
+    let status = exit_code_after_signal(&mut child, "the second Ctrl-C").await;
+    read_all.await.unwrap();
+    let stderr = stderr.lock().unwrap().clone();
+    assert_eq!(status, Some(130), "{stderr}");
     assert!(stderr.contains("second signal"), "{stderr}");
 
     let journal = Journal::read(&out).expect("a journal");
@@ -713,6 +721,25 @@ async fn a_second_ctrl_c_exits_at_once_and_the_next_run_completes() {
     assert!(!journal.torn && journal.ends_with_newline);
     assert_one_record_per_key(&journal.items());
     assert_all_results(&out, &inputs);
+}
+
+/// Everything read from `pipe` so far, gathered in the background by a task that ends at the
+/// end of the pipe.
+type Tap = (Arc<Mutex<String>>, tokio::task::JoinHandle<()>);
+
+fn tap(mut pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> Tap {
+    use tokio::io::AsyncReadExt;
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    let task = tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = pipe.read(&mut buf).await {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (text, task)
 }
 
 /// Spawn `scan` reading its manifest from a standard input the test keeps open; its output
