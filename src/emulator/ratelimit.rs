@@ -1,36 +1,10 @@
-//! The emulator's clock and rate limiter: an exact sliding window per key, the `--rate-limit`
-//! parser, and the 429 answer's wording and headers.
+//! The emulator's rate limiter: an exact sliding window per key on tokio's clock (so a test can
+//! run it under paused time), the `--rate-limit` parser, and the 429 answer's wording and headers.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
-
-/// The emulator's clock: tokio's, so a test can run the emulator under paused time and step
-/// through a rate window or a stall without waiting. The wall-clock time (headers, log lines,
-/// `created_at`) is the wall time at the start plus the time elapsed on this clock.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    start: Instant,
-    wall: SystemTime,
-}
-
-impl Clock {
-    pub fn start() -> Self {
-        Self {
-            start: Instant::now(),
-            wall: SystemTime::now(),
-        }
-    }
-
-    pub fn now(&self) -> Instant {
-        Instant::now()
-    }
-
-    pub fn wall(&self) -> SystemTime {
-        self.wall + self.start.elapsed()
-    }
-}
 
 /// Exact sliding window: remembers the instant of every accepted request and admits a new one
 /// while fewer than `limit` lie in `(now - window, now]`. Rejected requests are not remembered,

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::Write;
 use std::net::Shutdown;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::form::{self, LivenessForm};
-use super::ratelimit::{self, Admission, Clock, SlidingWindow};
+use super::ratelimit::{self, Admission, SlidingWindow};
 use super::results::{self, Assessment, FaceIndex};
 use super::{EmulatorConfig, EmulatorError, Stats};
 
@@ -64,7 +64,6 @@ pub struct App {
     log: Option<Mutex<File>>,
     decoders: Semaphore,
     pub shutdown: CancellationToken,
-    clock: Clock,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -104,7 +103,6 @@ impl App {
             log,
             decoders: Semaphore::new(decoders),
             shutdown: CancellationToken::new(),
-            clock: Clock::start(),
             config,
         })
     }
@@ -271,9 +269,9 @@ struct LogEntry {
 }
 
 impl LogEntry {
-    fn new(parts: &Parts, clock: &Clock) -> Self {
+    fn new(parts: &Parts) -> Self {
         Self {
-            time: results::created_at(clock.wall().into()),
+            time: results::created_at(chrono::Utc::now()),
             method: parts.method.to_string(),
             path: parts.uri.path().to_string(),
             status: None,
@@ -391,7 +389,7 @@ async fn stats(State(app): State<Arc<App>>) -> Json<Stats> {
 async fn not_found(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     app.count_request();
-    let mut entry = LogEntry::new(&parts, &app.clock);
+    let mut entry = LogEntry::new(&parts);
     let response = detail(StatusCode::NOT_FOUND, "Not found.");
     finish(&app, &mut entry, response)
 }
@@ -399,7 +397,7 @@ async fn not_found(State(app): State<Arc<App>>, req: Request) -> Response {
 async fn balance(State(app): State<Arc<App>>, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     lock(&app.stats).balance_reads += 1;
-    let mut entry = LogEntry::new(&parts, &app.clock);
+    let mut entry = LogEntry::new(&parts);
     let key = app.check_key(&parts.headers);
     entry.api_key = Some(key.as_str());
     let response = if key != KeyCheck::Valid {
@@ -461,7 +459,7 @@ async fn liveness(
 ) -> Response {
     let (parts, body) = req.into_parts();
     app.count_request();
-    let mut entry = LogEntry::new(&parts, &app.clock);
+    let mut entry = LogEntry::new(&parts);
     if parts.method != Method::POST {
         let key = app.check_key(&parts.headers);
         entry.api_key = Some(key.as_str());
@@ -662,10 +660,10 @@ impl App {
         }
         let limiter = self.limiter.as_ref()?;
         let mut window = lock(limiter);
-        let Admission::Limited { wait } = window.admit(self.clock.now()) else {
+        let Admission::Limited { wait } = window.admit(Instant::now()) else {
             return None;
         };
-        let headers = ratelimit::limit_headers(window.limit(), wait, self.clock.wall());
+        let headers = ratelimit::limit_headers(window.limit(), wait, SystemTime::now());
         let response = too_many(window.limit(), window.window(), headers);
         drop(window);
         lock(&self.stats).rate_limited += 1;
@@ -689,7 +687,7 @@ impl App {
                 let headers = ratelimit::spurious_headers(
                     limit,
                     self.config.spurious_retry_after,
-                    self.clock.wall(),
+                    SystemTime::now(),
                 );
                 Reply::Send(too_many(limit, window, headers))
             }
@@ -766,7 +764,7 @@ async fn process(app: &App, valid: &LivenessForm) -> Response {
         &assessment,
         valid.vendor_data.as_deref(),
         valid.metadata.as_ref(),
-        app.clock.wall().into(),
+        chrono::Utc::now(),
     );
     (StatusCode::OK, Json(body)).into_response()
 }

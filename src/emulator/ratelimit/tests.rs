@@ -152,15 +152,3 @@ fn spurious_headers_say_exactly_the_configured_wait() {
         limit_headers(10, ms(1000), now)
     );
 }
-
-#[tokio::test(start_paused = true)]
-async fn the_clock_and_its_wall_time_follow_paused_time() {
-    let clock = Clock::start();
-    let (t0, wall0) = (clock.now(), clock.wall());
-    tokio::time::sleep(Duration::from_secs(90)).await;
-    assert_eq!(clock.now() - t0, Duration::from_secs(90));
-    assert_eq!(
-        clock.wall().duration_since(wall0).unwrap(),
-        Duration::from_secs(90)
-    );
-}
