@@ -106,10 +106,6 @@ fn listings(b: &Bucket) -> usize {
         .count()
 }
 
-fn summary(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
-}
-
 fn end_line(out: &Path) -> Value {
     let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
     let last = journal.lines().last().unwrap();
@@ -525,7 +521,7 @@ async fn a_listing_that_stops_midway_makes_the_run_incomplete_with_exit_9() {
             .contains("400 Bad Request"),
         "{end}"
     );
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["outcome"], "incomplete");
     let warnings = s["warnings"].to_string();
     assert!(
@@ -572,7 +568,7 @@ async fn a_listing_that_stops_midway_makes_the_run_incomplete_with_exit_9() {
     let end = end_line(&out);
     assert_eq!(end["outcome"], "completed");
     assert!(end.get("incomplete").is_none(), "{end}");
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["outcome"], "completed");
     assert!(
         !s["warnings"].to_string().contains("INCOMPLETE"),
@@ -700,7 +696,7 @@ async fn four_shards_of_one_prefix_merge_with_every_object_exactly_once() {
             "{}",
             rep.stderr
         );
-        let s = summary(Path::new(&merged));
+        let s = common::summary(Path::new(&merged));
         assert_eq!(s["shards"]["verified"], true, "{s}");
         assert_eq!(s["items"]["total"], keys.len());
     }

@@ -7,7 +7,6 @@ use std::path::Path;
 use liveness_batch::emulator::Emulator;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
 
 use crate::common::{self, ScanRun};
 
@@ -20,13 +19,9 @@ async fn scan(emu: &Emulator, src: &Path, out: &Path, extra: &[&str]) -> i32 {
         .await
 }
 
-fn summary(out: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
-}
-
 /// (sends with an unknown outcome, of them sent again) in summary.json.
 fn counted(out: &Path) -> (u64, u64) {
-    let r = &summary(out)["requests"];
+    let r = &common::summary(out)["requests"];
     (
         r["unknown_outcomes"].as_u64().unwrap(),
         r["possible_double_charges"].as_u64().unwrap(),

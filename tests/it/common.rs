@@ -318,3 +318,22 @@ pub fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> 
         })
         .collect()
 }
+
+/// `report OUT` and `extra`, as the binary.
+pub async fn report(out: &Path, extra: &[&str]) -> Run {
+    let mut argv = vec!["report", out.to_str().unwrap()];
+    argv.extend_from_slice(extra);
+    run_bin(&argv, None, None).await
+}
+
+/// Poll `cond` every 10 ms until it holds; fail after a minute (a generous bound, so a busy
+/// machine only makes the test slower, never fail).
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..6000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("gave up waiting for {what}");
+}

@@ -9,9 +9,9 @@ use std::process::Command;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::common::{self, KEY};
+use liveness_batch::emulator::Emulator;
 
-const FAST: [&str; 4] = ["--rate", "2000/s", "--backoff-ms", "1"];
+use crate::common::{self, KEY, ScanRun};
 
 /// A folder of `n` distinct images and the out dir beside it.
 fn setup(n: u64) -> (tempfile::TempDir, PathBuf, PathBuf) {
@@ -24,23 +24,9 @@ fn setup(n: u64) -> (tempfile::TempDir, PathBuf, PathBuf) {
     (tmp, src, out)
 }
 
-async fn scan(
-    emu: &liveness_batch::emulator::Emulator,
-    src: &Path,
-    out: &Path,
-    extra: &[&str],
-) -> common::Run {
-    let (src, out) = (src.to_str().unwrap(), out.to_str().unwrap());
-    let mut args = vec!["scan", src, "--out", out];
-    args.extend(FAST);
-    args.extend(extra);
-    common::run_bin(&args, Some(&emu.base_url()), Some(KEY)).await
-}
-
-async fn report(out: &Path, extra: &[&str]) -> common::Run {
-    let mut args = vec!["report", out.to_str().unwrap()];
-    args.extend(extra);
-    common::run_bin(&args, None, None).await
+/// `scan SRC --out OUT` against `emu`, printing its summary, with `extra`.
+async fn scan(emu: &Emulator, src: &Path, out: &Path, extra: &[&str]) -> common::Run {
+    ScanRun::new(emu, src, out).loud().args(extra).bin().await
 }
 
 /// The journal's lines as written (line breaks excluded).
@@ -189,7 +175,7 @@ async fn a_forged_record_after_the_end_line_is_refused_by_scan_and_report() {
     );
     assert_eq!(emu.stats().requests, 5, "no request");
     assert_no_output_vouches(&t.out);
-    let rep = report(&t.out, &[]).await;
+    let rep = common::report(&t.out, &[]).await;
     assert_eq!(rep.code, 8, "{rep:?}");
     assert!(rep.stderr.contains("VERIFICATION FAILED"), "{}", rep.stderr);
     assert_no_output_vouches(&t.out);
@@ -255,7 +241,7 @@ async fn a_journal_zeroed_or_cut_back_beside_its_results_is_refused_before_any_r
         assert_eq!(emu.stats().requests, 4, "{how}: nothing re-billed");
         if how == "cut to its header" {
             // `report` finds it too, and says so in every output
-            let rep = report(&t.out, &[]).await;
+            let rep = common::report(&t.out, &[]).await;
             assert_eq!(rep.code, 8, "{rep:?}");
             assert!(rep.stderr.contains("no longer holds"), "{}", rep.stderr);
             let md = std::fs::read_to_string(t.out.join("summary.md")).unwrap();
@@ -403,7 +389,7 @@ async fn a_signed_run_verifies_with_minisign_and_a_careful_forgery_is_refused() 
     assert!(minisign_verifies(&t.out, Path::new(pk)));
     assert!(sums_failing(&t.out).is_empty());
     // verifying writes nothing: the signature stays valid
-    let rep = report(&t.out, &["--public-key", pk]).await;
+    let rep = common::report(&t.out, &["--public-key", pk]).await;
     assert_eq!(rep.code, 0, "{rep:?}");
     assert!(
         rep.stderr.contains("Verified with minisign key"),
@@ -412,11 +398,11 @@ async fn a_signed_run_verifies_with_minisign_and_a_careful_forgery_is_refused() 
     );
     assert!(minisign_verifies(&t.out, Path::new(pk)));
     // a rebuild without the key would leave the signature behind: refused
-    let rep = report(&t.out, &[]).await;
+    let rep = common::report(&t.out, &[]).await;
     assert_eq!(rep.code, 2, "{rep:?}");
     assert!(rep.stderr.contains("is signed"), "{}", rep.stderr);
     // rebuilt and signed again, the check in the summary
-    let rep = report(&t.out, &["--public-key", pk, "--sign-key", sk]).await;
+    let rep = common::report(&t.out, &["--public-key", pk, "--sign-key", sk]).await;
     assert_eq!(rep.code, 0, "{rep:?}");
     let md = std::fs::read_to_string(t.out.join("summary.md")).unwrap();
     assert!(
@@ -454,7 +440,7 @@ async fn a_signed_run_verifies_with_minisign_and_a_careful_forgery_is_refused() 
         r.stderr
     );
     assert_eq!(emu.stats().requests, 5);
-    let rep = report(&t.out, &["--public-key", pk]).await;
+    let rep = common::report(&t.out, &["--public-key", pk]).await;
     assert_eq!(rep.code, 8, "{rep:?}");
     assert!(rep.stderr.contains("VERIFICATION FAILED"), "{}", rep.stderr);
 }
@@ -550,13 +536,11 @@ async fn a_signed_run_killed_mid_run_resumes_to_a_valid_signature() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // wait for some records, then SIGKILL
-    for _ in 0..400 {
-        if out.join("journal.jsonl").exists() && common::journal_items(&out).len() >= 8 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    // Wait for some records, then SIGKILL.
+    common::wait_until("8 records", || {
+        out.join("journal.jsonl").exists() && common::journal_items(&out).len() >= 8
+    })
+    .await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     let recorded = common::journal_items(&out).len();
@@ -575,6 +559,6 @@ async fn a_signed_run_killed_mid_run_resumes_to_a_valid_signature() {
         "only what was not recorded (and at most the uploads in flight) was sent again"
     );
     assert!(minisign_verifies(&out, &pk));
-    let rep = report(&out, &["--public-key", pk.to_str().unwrap()]).await;
+    let rep = common::report(&out, &["--public-key", pk.to_str().unwrap()]).await;
     assert_eq!(rep.code, 0, "{rep:?}");
 }

@@ -21,10 +21,6 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-fn summary(out: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
-}
-
 fn keys_of(path: &Path) -> BTreeSet<String> {
     common::csv_rows(path)
         .into_iter()
@@ -48,7 +44,7 @@ fn fingerprint_of_results(out: &Path) -> String {
 }
 
 fn fingerprint(out: &Path) -> String {
-    summary(out)["audit"]["input_fingerprint"]["sha256"]
+    common::summary(out)["audit"]["input_fingerprint"]["sha256"]
         .as_str()
         .unwrap()
         .to_string()
@@ -144,7 +140,7 @@ async fn deleted_renamed_and_linked_files_move_to_gone_csv_and_come_back_when_re
         "{ignored}"
     );
     // Counted apart: out of the items and the fingerprint.
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["items"]["total"], 3, "{}", s["items"]);
     assert_eq!(s["items"]["gone"], 3, "{}", s["items"]);
     assert_eq!(s["audit"]["input_fingerprint"]["items"], 3);
@@ -200,7 +196,7 @@ async fn deleted_renamed_and_linked_files_move_to_gone_csv_and_come_back_when_re
         set(&["moved1.jpg"]),
         "the renamed key is the one gone now"
     );
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(
         (s["items"]["total"].as_u64(), s["items"]["gone"].as_u64()),
         (Some(5), Some(1))
@@ -213,7 +209,7 @@ async fn deleted_renamed_and_linked_files_move_to_gone_csv_and_come_back_when_re
     assert!(!out.join("gone.csv").exists());
     let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
     assert!(!sums.contains("gone.csv"), "{sums}");
-    assert_eq!(summary(&out)["items"]["gone"], 0);
+    assert_eq!(common::summary(&out)["items"]["gone"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +237,7 @@ async fn a_run_stopped_before_the_end_of_its_input_marks_nothing_gone() {
     );
     assert!(keys_of(&out.join("results.csv")).contains("img0.jpg"));
     assert!(!out.join("gone.csv").exists());
-    assert_eq!(summary(&out)["items"]["gone"], 0);
+    assert_eq!(common::summary(&out)["items"]["gone"], 0);
 
     // The run that reads everything does.
     let whole = scan(&emu, &src, &out, &[]).await;
@@ -301,7 +297,7 @@ async fn a_gone_image_without_a_result_no_longer_sets_the_exit_code() {
         (gone[0]["key"].as_str(), gone[0]["action"].as_str()),
         ("empty.jpg", "fix_input")
     );
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["items"]["without_result"], 0, "{}", s["items"]);
     common::write(&src, "empty.jpg", b"");
     let third = scan(&emu, &src, &out, &[]).await;

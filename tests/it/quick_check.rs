@@ -8,19 +8,13 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::common::{self, KEY};
+use liveness_batch::emulator::Emulator;
+
+use crate::common::{self, ScanRun};
 
 /// `scan SRC --out OUT` against `emu` with fast settings, and `extra`.
-async fn scan(
-    emu: &liveness_batch::emulator::Emulator,
-    src: &Path,
-    out: &Path,
-    extra: &[&str],
-) -> common::Run {
-    let (src, out) = (src.display().to_string(), out.display().to_string());
-    let mut args = vec!["scan", &src, "--out", &out, "--rate", "2000/s", "--quiet"];
-    args.extend_from_slice(extra);
-    common::run_bin(&args, Some(&emu.base_url()), Some(KEY)).await
+async fn scan(emu: &Emulator, src: &Path, out: &Path, extra: &[&str]) -> common::Run {
+    ScanRun::new(emu, src, out).args(extra).bin().await
 }
 
 /// The last run's end line.

@@ -75,17 +75,6 @@ fn send_signal(child: &Child, sig: libc::c_int) {
     assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
 }
 
-/// Poll `cond` every 10 ms (for up to 30 s) until it holds.
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..3000 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("gave up waiting for {what}");
-}
-
 /// `n` distinct 64×64 JPEGs `img000.jpg`... under `dir`; returns key → sha256 (hex).
 fn images(dir: &Path, n: u64, seed0: u64) -> HashMap<String, String> {
     (0..n)
@@ -257,11 +246,6 @@ fn log_counts(log: &Path) -> HashMap<String, u64> {
     m
 }
 
-fn summary(out: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary.json"))
-        .expect("summary.json is JSON")
-}
-
 /// Keys of results.csv, checking each key appears once.
 fn csv_keys(out: &Path) -> BTreeSet<String> {
     let rows = common::csv_rows(&out.join("results.csv"));
@@ -411,7 +395,7 @@ async fn kill_9_at_random_moments_never_repays_a_journaled_item() {
         "{:?}",
         leftover_temp_files(&out)
     );
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["items"]["total"], N);
     assert_eq!(s["items"]["with_result"], N);
     assert_eq!(s["outcome"], "completed");
@@ -536,7 +520,7 @@ async fn a_stop_after_an_unknown_outcome_keeps_the_possible_double_charge() {
         ]
         .concat(),
     );
-    wait_until("4 requests in flight", || stalling.stats().requests >= N).await;
+    common::wait_until("4 requests in flight", || stalling.stats().requests >= N).await;
     send_signal(&child, libc::SIGINT);
     let stopped = child.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&stopped.stderr);
@@ -559,7 +543,7 @@ async fn a_stop_after_an_unknown_outcome_keeps_the_possible_double_charge() {
     assert_eq!(again.code, 0, "{again:?}");
     assert_eq!(healthy.stats().requests, N);
     assert_all_results(&out, &inputs);
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(
         s["requests"]["possible_double_charges"], N,
         "each image was sent again after a timeout with its body sent: {}",
@@ -578,7 +562,7 @@ async fn stop_mid_run_then_resume(sig: libc::c_int, code: i32, outcome: &str, ex
     let mut flags = vec!["--concurrency", "4"];
     flags.extend_from_slice(extra);
     let child = spawn(&emu, &loud_args(&src, &out, &flags));
-    wait_until("requests to flow", || emu.stats().requests >= 8).await;
+    common::wait_until("requests to flow", || emu.stats().requests >= 8).await;
     send_signal(&child, sig);
     let stopped = child.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&stopped.stderr);
@@ -611,7 +595,7 @@ async fn stop_mid_run_then_resume(sig: libc::c_int, code: i32, outcome: &str, ex
     assert_eq!(end["recorded"], done);
     assert_eq!(end["inputs"], N, "{end}");
     assert_eq!(end["not_processed"], N - done, "{end}");
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["interrupted"], true, "{s}");
     assert_eq!(s["outcome"], outcome);
     assert!(
@@ -641,7 +625,7 @@ async fn stop_mid_run_then_resume(sig: libc::c_int, code: i32, outcome: &str, ex
         );
     }
     assert_all_results(&out, &inputs);
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["outcome"], "completed", "{s}");
     assert_eq!(s["interrupted"], false, "{s}");
     // The report's money figures agree with what the API counted, across both runs.
@@ -684,11 +668,11 @@ async fn a_second_ctrl_c_exits_at_once_and_the_next_run_completes() {
 
     let mut child = spawn(&slow, &loud_args(&src, &out, &["--concurrency", "4"]));
     let (stderr, read_all) = tap(child.stderr.take().unwrap());
-    wait_until("4 requests in flight", || slow.stats().requests >= 4).await;
+    common::wait_until("4 requests in flight", || slow.stats().requests >= 4).await;
     send_signal(&child, libc::SIGINT);
     // The second signal only once the first was seen: two signals close together may reach
     // the watcher as one.
-    wait_until("the first signal seen", || {
+    common::wait_until("the first signal seen", || {
         stderr.lock().unwrap().contains("stopping:")
     })
     .await;
@@ -788,7 +772,7 @@ async fn ctrl_c_stops_a_scan_whose_stdin_manifest_is_still_open() {
     let manifest = path_manifest(&src, &shas);
     stdin.write_all(manifest.as_bytes()).await.unwrap();
     stdin.flush().await.unwrap();
-    wait_until("requests to flow", || emu.stats().requests >= 4).await;
+    common::wait_until("requests to flow", || emu.stats().requests >= 4).await;
     send_signal(&child, libc::SIGINT);
     let code = exit_code_after_signal(&mut child, "scan -").await;
     drop(stdin);
@@ -800,8 +784,8 @@ async fn ctrl_c_stops_a_scan_whose_stdin_manifest_is_still_open() {
         end["input_unread"], true,
         "the open pipe was not waited for: {end}"
     );
-    assert_eq!(summary(&out)["interrupted"], true);
-    assert_eq!(summary(&out)["inputs"]["input_unread"], true);
+    assert_eq!(common::summary(&out)["interrupted"], true);
+    assert_eq!(common::summary(&out)["inputs"]["input_unread"], true);
 }
 
 /// A dry run over a large backlog reads and hashes every file, which takes a while: the first
@@ -911,7 +895,7 @@ async fn changed_threshold_is_refused_unless_forced_and_fresh_keeps_the_old_jour
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[1]["settings"]["threshold"], 55.5);
     assert_eq!(runs[1]["resumed"], true);
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert!(
         s["warnings"].to_string().contains("mix settings"),
         "the summary warns that results mix settings: {}",
@@ -971,7 +955,7 @@ async fn a_second_concurrent_run_is_refused_and_a_killed_runs_lock_never_blocks(
             "--quiet".into(),
         ],
     );
-    wait_until("the first run to send", || emu.stats().requests >= 1).await;
+    common::wait_until("the first run to send", || emu.stats().requests >= 1).await;
     let second = run(&emu, &args(&src, &out, &[])).await;
     assert_eq!(second.code, 2, "{second:?}");
     assert!(
@@ -1054,7 +1038,7 @@ async fn identical_images_are_sent_once_per_run() {
         assert_eq!(leader["status"], d["status"]);
         assert_eq!(leader["score"], d["score"]);
     }
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(
         s["credits"]["saved_by_deduplication"], 30,
         "{}",
@@ -1121,7 +1105,7 @@ async fn a_budget_that_covers_the_work_ends_normally() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(emu.stats().requests, 5);
     assert_all_results(&out, &inputs);
-    assert_eq!(summary(&out)["outcome"], "completed");
+    assert_eq!(common::summary(&out)["outcome"], "completed");
 }
 
 /// A torn last line (a crash mid-write) is reported as a warning and that item is redone; the
@@ -1173,7 +1157,7 @@ async fn a_torn_last_line_is_reported_and_its_item_redone() {
     assert_one_record_per_key(&items);
     assert_eq!(items.last().unwrap()["key"], torn_key.as_str());
     assert_all_results(&out, &inputs);
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert!(
         !s["warnings"].to_string().contains("cut short"),
         "the repaired journal has no torn tail left to warn about: {}",
@@ -1430,7 +1414,7 @@ async fn unknown_outcomes_are_recorded_or_retried_and_counted() {
         assert_eq!(i["action"], "rerun", "{i}");
         assert_eq!(i["possible_double_charges"], 0, "{i}");
     }
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["by_class"]["unknown"], 3, "{}", s["by_class"]);
     assert_eq!(s["requests"]["possible_double_charges"], 0);
     assert_eq!(
@@ -1450,7 +1434,7 @@ async fn unknown_outcomes_are_recorded_or_retried_and_counted() {
     assert_eq!(retried.code, 0, "{retried:?}");
     assert_eq!(healthy.stats().requests, 3);
     assert_all_results(&out, &inputs);
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(
         (
             &s["requests"]["unknown_outcomes"],
@@ -1478,7 +1462,7 @@ async fn unknown_outcomes_are_recorded_or_retried_and_counted() {
         assert_eq!(i["possible_double_charges"], 2, "{i}");
         assert_eq!(i["unknown_outcomes"], 3, "{i}");
     }
-    let s = summary(&out2);
+    let s = common::summary(&out2);
     assert_eq!(s["requests"]["unknown_outcomes"], 9);
     assert_eq!(
         s["requests"]["possible_double_charges"], 6,
@@ -1550,7 +1534,7 @@ async fn index_cut_short_under_a_rerun(extra: &[&str]) {
     let (header, rows) = manifest.split_at(manifest.find('\n').unwrap() + 1);
     stdin.write_all(header.as_bytes()).await.unwrap();
     stdin.flush().await.unwrap();
-    wait_until("the rerun to open the resume index", || {
+    common::wait_until("the rerun to open the resume index", || {
         holds_open(pid, &index)
     })
     .await;

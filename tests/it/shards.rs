@@ -106,10 +106,6 @@ fn items(out: &Path) -> Vec<Value> {
     common::journal_items(out)
 }
 
-fn summary(dir: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
-}
-
 /// The counts of a summary that one unsharded run and a merge of its shards must share.
 fn counts(s: &Value) -> Value {
     serde_json::json!({
@@ -160,19 +156,13 @@ async fn four_shards_share_one_key_budget_and_merge_like_one_run() {
         (1..=N).map(|k| (k, spawn(&emu, &shard_args(k)))).collect();
     // SIGKILL shard 2 once it has journaled two items.
     let journal2 = out(2).join("journal.jsonl");
-    let mut killed_with = None;
-    for _ in 0..3000 {
-        let recorded = std::fs::read_to_string(&journal2)
+    let recorded = || {
+        std::fs::read_to_string(&journal2)
             .map(|j| j.lines().filter(|l| l.contains(r#""type":"item""#)).count())
-            .unwrap_or(0);
-        if recorded >= 2 {
-            children[1].1.start_kill().unwrap();
-            killed_with = Some(recorded);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(killed_with.is_some(), "shard 2 never journaled two items");
+            .unwrap_or(0)
+    };
+    common::wait_until("shard 2 to journal two items", || recorded() >= 2).await;
+    children[1].1.start_kill().unwrap();
     let mut codes = BTreeMap::new();
     for (k, child) in children {
         let out = child.wait_with_output().await.unwrap();
@@ -268,7 +258,7 @@ async fn four_shards_share_one_key_budget_and_merge_like_one_run() {
         "{}",
         report.stderr
     );
-    let (m, s) = (summary(&merged), summary(&single));
+    let (m, s) = (common::summary(&merged), common::summary(&single));
     assert_eq!(counts(&m), counts(&s), "merged shards = one run");
     assert_eq!(m["items"]["total"], 32);
     let shards = &m["shards"];
@@ -359,7 +349,7 @@ async fn shard_from_env_resolves_each_schedulers_variables() {
     argv.extend(strings(&["--out", &path(&merged)]));
     let r = run(None, &argv, &[]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(summary(&merged)["items"]["total"], 9);
+    assert_eq!(common::summary(&merged)["items"]["total"], 9);
 
     // A dry run counts only its own shard's items, and says which shard.
     let mine = (0..9)
@@ -483,7 +473,7 @@ async fn report_names_missing_shards_and_refuses_mismatched_ones() {
     let r = run(None, &report(&["s1", "s3"], "m-missing"), &[]).await;
     assert_eq!(r.code, 8, "{}", r.stderr);
     assert!(r.stderr.contains("shard 2 of 3 is missing"), "{}", r.stderr);
-    let s = summary(&tmp.path().join("m-missing"));
+    let s = common::summary(&tmp.path().join("m-missing"));
     assert_eq!(s["shards"]["verified"], false);
     assert_eq!(s["shards"]["missing"], serde_json::json!([2]));
     let md = std::fs::read_to_string(tmp.path().join("m-missing/summary.md")).unwrap();
@@ -526,7 +516,10 @@ async fn report_names_missing_shards_and_refuses_mismatched_ones() {
 
     let r = run(None, &report(&["s3", "s1", "s2"], "m-ok"), &[]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(summary(&tmp.path().join("m-ok"))["items"]["total"], 8);
+    assert_eq!(
+        common::summary(&tmp.path().join("m-ok"))["items"]["total"],
+        8
+    );
 
     // s1 holds shard 1's journal: another shard (or the whole input) is refused there.
     for other in [&["--shard", "2/3"][..], &[][..]] {
@@ -601,5 +594,8 @@ async fn the_slurm_script_runs_each_array_task_as_its_shard() {
     let r = run(None, &argv, &[]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("3 of 3 shards merged"), "{}", r.stderr);
-    assert_eq!(summary(&results.join("merged"))["items"]["total"], 7);
+    assert_eq!(
+        common::summary(&results.join("merged"))["items"]["total"],
+        7
+    );
 }
