@@ -17,9 +17,7 @@ use crate::common::{self, KEY, Run, ScanRun};
 fn inputs(n: u64, seed0: u64) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    for i in 0..n {
-        common::write(&src, &format!("img{i:02}.jpg"), &common::jpeg(seed0 + i));
-    }
+    common::jpegs(&src, n, seed0, |i| format!("img{i:02}.jpg"));
     common::write(&src, "copy/img00.jpg", &common::jpeg(seed0));
     common::write(&src, "notes.jpg", b"not an image, whatever its name");
     common::write(&src, "readme.txt", b"ignored by the walk");

@@ -17,9 +17,7 @@ use crate::common::{self, KEY, ScanRun};
 fn setup(n: u64) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    for i in 0..n {
-        common::write(&src, &format!("img{i:02}.jpg"), &common::jpeg(9_000 + i));
-    }
+    common::jpegs(&src, n, 9_000, |i| format!("img{i:02}.jpg"));
     let out = tmp.path().join("out");
     (tmp, src, out)
 }

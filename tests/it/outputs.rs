@@ -20,9 +20,7 @@ const LEFT: &str = "Nothing new since the outputs were built";
 
 /// `n` distinct JPEGs in `dir`, named from `first` on.
 fn images(dir: &Path, first: u64, n: u64) {
-    for i in first..first + n {
-        common::write(dir, &format!("img{i:03}.jpg"), &common::jpeg(7000 + i));
-    }
+    common::jpegs(dir, n, 7000 + first, |i| format!("img{:03}.jpg", first + i));
 }
 
 /// A folder with `n` images and the out dir path beside it.

@@ -14,29 +14,20 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::process::{Child, Command};
 
-use crate::common::{self, KEY};
-
-/// Fast settings for tests: no pacing to speak of, tiny backoff.
-const FAST: &[&str] = &["--rate", "2000/s", "--backoff-ms", "5"];
+use crate::common::{self, KEY, ScanRun};
 
 /// `scan SRC --out OUT` with the fast settings, `--quiet`, and `extra`.
 fn args(src: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut v = loud_args(src, out, extra);
-    v.push("--quiet".into());
-    v
+    ScanRun::against(None, out).source(src).args(extra).argv()
 }
 
 /// Like [`args`] but without `--quiet`, for checks on the summary and messages on stderr.
 fn loud_args(src: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = vec![
-        "scan".into(),
-        src.display().to_string(),
-        "--out".into(),
-        out.display().to_string(),
-    ];
-    v.extend(FAST.iter().map(|s| s.to_string()));
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
+    ScanRun::against(None, out)
+        .source(src)
+        .loud()
+        .args(extra)
+        .argv()
 }
 
 async fn run(emu: &Emulator, args: &[String]) -> common::Run {

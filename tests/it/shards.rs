@@ -10,7 +10,7 @@ use liveness_batch::shard::Shard;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::common::{self, KEY, Run};
+use crate::common::{self, KEY, Run, ScanRun};
 
 /// The scheduler variables a test's children must not inherit from wherever the tests run.
 const SCHEDULER_VARS: &[&str] = &[
@@ -74,17 +74,24 @@ fn path(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// `scan SRC --out OUT --backoff-ms 5` and `extra`: the rate is the test's own.
 fn scan_args(src: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut v = strings(&["scan", &path(src), "--out", &path(out), "--backoff-ms", "5"]);
-    v.extend(strings(extra));
-    v
+    let run = ScanRun::against(None, out).source(src).plain().loud();
+    run.args(&["--backoff-ms", "5"]).args(extra).argv()
+}
+
+/// `scan SRC --out OUT` with the fast settings and `extra`, printing.
+fn fast_args(src: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    ScanRun::against(None, out)
+        .source(src)
+        .loud()
+        .args(extra)
+        .argv()
 }
 
 /// `n` distinct JPEGs named `img/NNN.jpg`, and a text file the walk ignores.
 fn images(dir: &Path, n: u64) {
-    for i in 0..n {
-        common::write(dir, &format!("img/{i:03}.jpg"), &common::jpeg(1000 + i));
-    }
+    common::jpegs(dir, n, 1000, |i| format!("img/{i:03}.jpg"));
     common::write(dir, "notes.txt", b"not an image");
 }
 
@@ -241,7 +248,7 @@ async fn four_shards_share_one_key_budget_and_merge_like_one_run() {
     let single = tmp.path().join("single");
     let one = run(
         Some(&single_emu),
-        &scan_args(&src, &single, &["--rate", "2000/s", "--quiet"]),
+        &ScanRun::against(None, &single).source(&src).argv(),
         &[],
     )
     .await;
@@ -295,7 +302,7 @@ async fn shard_from_env_resolves_each_schedulers_variables() {
     let tmp = tempfile::tempdir().unwrap();
     let src = small_source(tmp.path(), 9);
     let emu = common::emulator(|_| {}).await;
-    let fast = ["--rate", "2000/s", "--shard-from-env"];
+    let fast = ["--shard-from-env"];
     let cases: [(&str, Env, &[&str], &str); 3] = [
         (
             "k8s",
@@ -325,7 +332,7 @@ async fn shard_from_env_resolves_each_schedulers_variables() {
     let mut dirs = Vec::new();
     for (name, env, extra, banner) in cases {
         let out = tmp.path().join(name);
-        let mut argv = scan_args(&src, &out, &fast);
+        let mut argv = fast_args(&src, &out, &fast);
         argv.extend(strings(extra));
         let r = run(Some(&emu), &argv, env).await;
         assert_eq!(r.code, 0, "{name}: {}", r.stderr);
@@ -449,9 +456,8 @@ async fn report_names_missing_shards_and_refuses_mismatched_ones() {
     let src = small_source(tmp.path(), 8);
     let emu = common::emulator(|_| {}).await;
     let scan = |name: &str, shard: &str, extra: &[&str]| {
-        let mut a = vec!["--rate", "2000/s", "--quiet", "--shard", shard];
-        a.extend_from_slice(extra);
-        scan_args(&src, &tmp.path().join(name), &a)
+        let run = ScanRun::against(None, &tmp.path().join(name)).source(&src);
+        run.args(&["--shard", shard]).args(extra).argv()
     };
     for (name, shard, extra) in [
         ("s1", "1/3", &[][..]),
@@ -523,7 +529,7 @@ async fn report_names_missing_shards_and_refuses_mismatched_ones() {
 
     // s1 holds shard 1's journal: another shard (or the whole input) is refused there.
     for other in [&["--shard", "2/3"][..], &[][..]] {
-        let mut a = scan_args(&src, &tmp.path().join("s1"), &["--rate", "2000/s"]);
+        let mut a = fast_args(&src, &tmp.path().join("s1"), &[]);
         a.extend(strings(other));
         let r = run(Some(&emu), &a, &[]).await;
         assert_eq!(r.code, 2, "{other:?}: {}", r.stderr);
@@ -558,7 +564,7 @@ async fn the_slurm_script_runs_each_array_task_as_its_shard() {
             ("INPUT", src.to_str().unwrap()),
             ("RESULTS", results.to_str().unwrap()),
             ("DIDIT_API_KEY_FILE", key_file.to_str().unwrap()),
-            ("RATE", "2000/s"),
+            ("RATE", common::FAST[1]),
             ("SLURM_ARRAY_TASK_ID", id),
             ("SLURM_ARRAY_TASK_MIN", "1"),
             ("SLURM_ARRAY_TASK_STEP", "2"),
