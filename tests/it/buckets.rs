@@ -348,13 +348,7 @@ async fn a_source_with_nothing_to_screen_and_a_bad_endpoint_are_usage_errors() {
     for prefix in ["q4/", "q3/"] {
         let src = b.uri(prefix);
         let run = scan(&[&src, "--out", &out_s], &b.endpoint, &emu.base_url()).await;
-        assert_eq!(run.code, 2, "{run:?}");
-        assert!(
-            run.stderr
-                .contains(&format!("{src} holds no image to screen")),
-            "{}",
-            run.stderr
-        );
+        run.refused(2, &format!("{src} holds no image to screen"));
         assert!(!out.exists(), "nothing written");
     }
     let run = scan(
@@ -379,13 +373,7 @@ async fn a_source_with_nothing_to_screen_and_a_bad_endpoint_are_usage_errors() {
         &emu.base_url(),
     )
     .await;
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stderr
-            .contains(&format!("{folder_s} holds no image to screen")),
-        "{}",
-        run.stderr
-    );
+    run.refused(2, &format!("{folder_s} holds no image to screen"));
 
     for endpoint in [
         format!("{}/?x=1", b.endpoint),
@@ -401,13 +389,7 @@ async fn a_source_with_nothing_to_screen_and_a_bad_endpoint_are_usage_errors() {
             &emu.base_url(),
         )
         .await;
-        assert_eq!(run.code, 2, "{run:?}");
-        assert!(
-            run.stderr
-                .contains("has a query or a fragment ('?' or '#')"),
-            "{}",
-            run.stderr
-        );
+        run.refused(2, "has a query or a fragment ('?' or '#')");
     }
     assert_eq!(emu.stats().requests, 0);
 }
@@ -494,11 +476,9 @@ async fn a_listing_that_stops_midway_makes_the_run_incomplete_with_exit_9() {
         &emu.base_url(),
     )
     .await;
-    assert_eq!(run.code, 9, "{run:?}");
-    assert!(
-        run.stderr.contains("INCOMPLETE POPULATION: the listing of s3://selfies/p/ stopped after the key \"gone.jpg\""),
-        "{}",
-        run.stderr
+    run.refused(
+        9,
+        "INCOMPLETE POPULATION: the listing of s3://selfies/p/ stopped after the key \"gone.jpg\"",
     );
     assert!(!run.stderr.contains("Run completed"), "{}", run.stderr);
     let rows = results(&out);
@@ -778,13 +758,9 @@ async fn include_and_exclude_take_the_same_subset_of_a_folder_and_a_prefix() {
             &emu.base_url(),
         )
         .await;
-        assert_eq!(other.code, 2, "{other:?}");
-        assert!(
-            other.stderr.contains(
-                "--include (which items the run takes): journal has *.jpg, this run has *.png"
-            ),
-            "{}",
-            other.stderr
+        other.refused(
+            2,
+            "--include (which items the run takes): journal has *.jpg, this run has *.png",
         );
     }
     assert_eq!(emu.stats().requests, 4);
@@ -802,12 +778,7 @@ async fn include_and_exclude_take_the_same_subset_of_a_folder_and_a_prefix() {
         &emu.base_url(),
     )
     .await;
-    assert_eq!(bad.code, 2, "{bad:?}");
-    assert!(
-        bad.stderr.contains("--exclude \"a[\" is not a valid glob"),
-        "{}",
-        bad.stderr
-    );
+    bad.refused(2, "--exclude \"a[\" is not a valid glob");
 }
 
 /// A store that serves one listed image and records each object request's Range header.

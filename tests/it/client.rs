@@ -1673,10 +1673,8 @@ async fn a_pretty_printed_answer_is_journaled_on_one_line_as_received() {
     let src = dir.path().join("in");
     common::write(&src, "a.png", &common::png(61));
     let out = dir.path().join("out");
-    let (src_s, out_s) = (src.to_str().unwrap(), out.to_str().unwrap());
-    let args = ["scan", src_s, "--out", out_s, "--rate", "2000/s", "--quiet"];
-    let run = common::run_bin(&args, Some(&server.base_url), Some(KEY)).await;
-    assert_eq!(run.code, 0, "{run:?}");
+    let scan = common::ScanRun::against(Some(&server.base_url), &out).source(&src);
+    assert_eq!(scan.run().await, 0);
     let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
     let line = journal
         .lines()
@@ -1693,17 +1691,14 @@ async fn a_pretty_printed_answer_is_journaled_on_one_line_as_received() {
     assert_eq!(item["score"], 97.5);
     assert_eq!(item["status"], "Approved");
     assert!(!journal.contains(KEY));
-    let summary = |out: &std::path::Path| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
-    };
     assert_eq!(
-        summary(&out)["audit"]["journal_chain"]["state"],
+        scan.summary()["audit"]["journal_chain"]["state"],
         "chained",
         "{}",
-        summary(&out)
+        scan.summary()
     );
     let results = std::fs::read(out.join("results.json")).unwrap();
-    let report = common::run_bin(&["report", out_s], None, None).await;
+    let report = common::report(&out, &[]).await;
     assert_eq!(report.code, 0, "{report:?}");
     assert_eq!(std::fs::read(out.join("results.json")).unwrap(), results);
 }
@@ -1725,22 +1720,11 @@ async fn scan_records_a_bad_answer_as_billed_without_result_and_redoes_it_on_rer
     let src = dir.path().join("in");
     common::write(&src, "a.png", &common::png(60));
     let out = dir.path().join("out");
-    let (src_s, out_s) = (src.to_str().unwrap(), out.to_str().unwrap());
-    let args = [
-        "scan",
-        src_s,
-        "--out",
-        out_s,
-        "--rate",
-        "2000/s",
-        "--backoff-ms",
-        "5",
-        "--quiet",
-    ];
-    let run = common::run_bin(&args, Some(&server.base_url), Some(KEY)).await;
+    let scan = common::ScanRun::against(Some(&server.base_url), &out).source(&src);
     assert_eq!(
-        run.code, 1,
-        "an answer without a decision is no result: {run:?}"
+        scan.run().await,
+        1,
+        "an answer without a decision is no result"
     );
     assert_eq!(server.count(), 1, "not retried within the run");
     let items = common::journal_items(&out);
@@ -1758,14 +1742,14 @@ async fn scan_records_a_bad_answer_as_billed_without_result_and_redoes_it_on_rer
             .contains("`liveness` is null"),
         "{item}"
     );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let summary = scan.summary();
     assert_eq!(summary["by_class"]["bad_answer"], 1, "{summary}");
     assert_eq!(summary["items"]["without_result"], 1, "{summary}");
     assert_eq!(summary["credits"]["used"], 1, "{summary}");
 
-    // The rerun sends it again (a bad answer is never "done").
-    let run = common::run_bin(&args, Some(&server.base_url), Some(KEY)).await;
+    // The rerun (the binary: what it prints is checked too) sends it again (a bad answer is
+    // never "done").
+    let run = scan.bin().await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(server.count(), 2);
     let items = common::journal_items(&out);

@@ -109,7 +109,8 @@ pub(crate) async fn scan_env(
     cmd.arg("scan")
         .args(args)
         .args(["--s3-endpoint", endpoint, "--s3-region", "us-east-1"])
-        .args(["--rate", "2000/s", "--quiet"])
+        .args(common::FAST)
+        .arg("--quiet")
         .env_remove("RUST_LOG")
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_ENDPOINT")
@@ -280,14 +281,12 @@ async fn a_missing_bucket_stops_before_any_call_with_exit_7() {
         &emu.base_url(),
     )
     .await;
-    assert_eq!(run.code, 7, "{run:?}");
-    assert!(
-        run.stderr.contains(&format!(
+    run.refused(
+        7,
+        &format!(
             "storage refused {}: the bucket does not exist",
             src.trim_end_matches("selfies/")
-        )),
-        "{}",
-        run.stderr
+        ),
     );
     assert_eq!(emu.stats().requests, 0);
     assert!(!out.exists(), "nothing written");
@@ -326,12 +325,9 @@ async fn refused_credentials_stop_with_exit_7_and_spend_no_call() {
         &emu.base_url(),
     )
     .await;
-    assert_eq!(run.code, 7, "{run:?}");
-    assert!(
-        run.stderr
-            .contains("storage refused s3://selfies/: the access key is not known"),
-        "{}",
-        run.stderr
+    run.refused(
+        7,
+        "storage refused s3://selfies/: the access key is not known",
     );
     assert!(!out.exists());
 
@@ -439,13 +435,9 @@ async fn plain_http_to_a_store_off_this_machine_is_refused() {
         &emu.base_url(),
     )
     .await;
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stderr.contains(
-            "the storage endpoint http://minio.internal:9000 is plain http off this machine"
-        ),
-        "{}",
-        run.stderr
+    run.refused(
+        2,
+        "the storage endpoint http://minio.internal:9000 is plain http off this machine",
     );
     assert_eq!(emu.stats().requests, 0);
 }
@@ -464,11 +456,8 @@ async fn a_malformed_bucket_uri_is_a_usage_error() {
         Some(KEY),
     )
     .await;
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stderr
-            .contains("s3:// is not a bucket URI: write it as s3://BUCKET/PREFIX/"),
-        "{}",
-        run.stderr
+    run.refused(
+        2,
+        "s3:// is not a bucket URI: write it as s3://BUCKET/PREFIX/",
     );
 }
