@@ -13,7 +13,7 @@ use serde_json::Value;
 use sha2::Digest;
 
 use crate::common;
-use crate::storage::{Bucket, cell, results, scan, scan_env};
+use crate::storage::{Bucket, cell, prefix_scan, results, scan, scan_env};
 
 /// The path of `key` in a request URL, encoded so the server reads back exactly `key` (a '/'
 /// next to a '.' or '..' segment encoded too, so no URL layer resolves the segment).
@@ -403,8 +403,6 @@ async fn store_that_stops_listing(
     use axum::http::{StatusCode, Uri, header};
     use axum::response::IntoResponse;
     use std::sync::atomic::Ordering;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let image = common::jpeg(5);
     let app = axum::Router::new().fallback(move |uri: Uri| {
         let (image, broken) = (image.clone(), broken.clone());
@@ -453,10 +451,7 @@ async fn store_that_stops_listing(
             ([(header::ETAG, "\"e1\"")], image).into_response()
         }
     });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (url, task)
+    common::serve(app).await
 }
 
 /// A listing that stops midway: the run ends with exit 9, the journal's end line and
@@ -470,12 +465,7 @@ async fn a_listing_that_stops_midway_makes_the_run_incomplete_with_exit_9() {
     let emu = common::emulator(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let run = scan(
-        &["s3://selfies/p/", "--out", &out.display().to_string()],
-        &endpoint,
-        &emu.base_url(),
-    )
-    .await;
+    let run = prefix_scan(&endpoint, &out, &emu).await;
     run.refused(
         9,
         "INCOMPLETE POPULATION: the listing of s3://selfies/p/ stopped after the key \"gone.jpg\"",
@@ -532,12 +522,7 @@ async fn a_listing_that_stops_midway_makes_the_run_incomplete_with_exit_9() {
     // the outputs no longer warn.
     broken.store(false, std::sync::atomic::Ordering::SeqCst);
     let calls = emu.stats().requests;
-    let rerun = scan(
-        &["s3://selfies/p/", "--out", &out.display().to_string()],
-        &endpoint,
-        &emu.base_url(),
-    )
-    .await;
+    let rerun = prefix_scan(&endpoint, &out, &emu).await;
     assert_eq!(rerun.code, 1, "gone.jpg still has no result: {rerun:?}");
     assert_eq!(
         emu.stats().requests,
@@ -789,8 +774,6 @@ async fn store_recording_ranges() -> (
 ) {
     use axum::http::{HeaderMap, StatusCode, Uri, header};
     use axum::response::IntoResponse;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let image = common::jpeg(9);
     let size = image.len();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -833,9 +816,7 @@ async fn store_recording_ranges() -> (
                 .into_response()
         }
     });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
+    let (url, task) = common::serve(app).await;
     (url, seen, task)
 }
 
@@ -938,8 +919,6 @@ async fn a_gs_prefix_is_screened_resumed_without_reading_and_a_change_is_seen() 
 async fn answering_store(status: u16, refuse_all: bool) -> (String, tokio::task::JoinHandle<()>) {
     use axum::http::{StatusCode, Uri};
     use axum::response::IntoResponse;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new().fallback(move |uri: Uri| async move {
         let code = StatusCode::from_u16(status).unwrap();
         if !refuse_all && uri.query().unwrap_or("").contains("list-type=2") {
@@ -957,10 +936,7 @@ async fn answering_store(status: u16, refuse_all: bool) -> (String, tokio::task:
         };
         (code, body).into_response()
     });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (url, task)
+    common::serve(app).await
 }
 
 /// For s3:// and gs:// alike: an object whose ETag changed between the listing and the read

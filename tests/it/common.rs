@@ -337,3 +337,13 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
     panic!("gave up waiting for {what}");
 }
+
+/// Serve `app` on a free loopback port: its base URL, and the task serving it.
+pub async fn serve(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
+}

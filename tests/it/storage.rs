@@ -98,6 +98,21 @@ pub(crate) async fn scan(args: &[&str], endpoint: &str, base_url: &str) -> commo
     scan_env(args, endpoint, base_url, &[]).await
 }
 
+/// `scan s3://selfies/p/ --out OUT` through the store at `endpoint`, against `emu`.
+pub(crate) async fn prefix_scan(
+    endpoint: &str,
+    out: &Path,
+    emu: &liveness_batch::emulator::Emulator,
+) -> common::Run {
+    let out = out.display().to_string();
+    scan(
+        &["s3://selfies/p/", "--out", &out],
+        endpoint,
+        &emu.base_url(),
+    )
+    .await
+}
+
 /// [`scan`] with more environment variables (a scheduler's, for shards).
 pub(crate) async fn scan_env(
     args: &[&str],
@@ -295,8 +310,6 @@ async fn a_missing_bucket_stops_before_any_call_with_exit_7() {
 /// A store that refuses every request the way S3 refuses an unknown access key.
 async fn refusing_store() -> (String, tokio::task::JoinHandle<()>) {
     use axum::http::StatusCode;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new().fallback(|| async {
         (
             StatusCode::FORBIDDEN,
@@ -305,10 +318,7 @@ async fn refusing_store() -> (String, tokio::task::JoinHandle<()>) {
              </Message></Error>",
         )
     });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (url, task)
+    common::serve(app).await
 }
 
 #[tokio::test]
@@ -319,12 +329,7 @@ async fn refused_credentials_stop_with_exit_7_and_spend_no_call() {
 
     // A bucket source: refused on its first listing page, before the out dir is touched.
     let out = dir.path().join("out");
-    let run = scan(
-        &["s3://selfies/p/", "--out", &out.display().to_string()],
-        &endpoint,
-        &emu.base_url(),
-    )
-    .await;
+    let run = prefix_scan(&endpoint, &out, &emu).await;
     run.refused(
         7,
         "storage refused s3://selfies/: the access key is not known",
@@ -368,8 +373,6 @@ async fn refused_credentials_stop_with_exit_7_and_spend_no_call() {
 /// A store whose listing works but whose every download fails with 503 SlowDown.
 async fn failing_store() -> (String, tokio::task::JoinHandle<()>) {
     use axum::http::{StatusCode, Uri};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new().fallback(|uri: Uri| async move {
         if uri.query().is_some_and(|q| q.contains("list-type=2")) {
             (
@@ -390,10 +393,7 @@ async fn failing_store() -> (String, tokio::task::JoinHandle<()>) {
             )
         }
     });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (url, task)
+    common::serve(app).await
 }
 
 #[tokio::test]
@@ -402,12 +402,7 @@ async fn an_object_that_cannot_be_read_is_a_source_error_to_rerun_and_spends_no_
     let emu = common::emulator(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let run = scan(
-        &["s3://selfies/p/", "--out", &out.display().to_string()],
-        &endpoint,
-        &emu.base_url(),
-    )
-    .await;
+    let run = prefix_scan(&endpoint, &out, &emu).await;
     assert_eq!(run.code, 1, "finished without a result: {run:?}");
     let rows = results(&out);
     assert_eq!(cell(&rows, "a.jpg", "class"), "source_error");
