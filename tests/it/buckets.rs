@@ -205,12 +205,7 @@ async fn every_odd_key_is_screened_once_under_its_exact_key_and_folder_markers_a
 
     // A prefix that is not ASCII is listed as written.
     let out2 = dir.path().join("out2");
-    let run = scan(
-        &[&b.uri("ñandú/"), "--out", &out2.display().to_string()],
-        &b.endpoint,
-        &emu.base_url(),
-    )
-    .await;
+    let run = b.scan("ñandú/", &out2, &emu).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(cell(&results(&out2), "uno.jpg", "class"), "result");
 }
@@ -234,12 +229,7 @@ async fn a_listing_over_two_pages_with_an_odd_key_on_the_second_loses_nothing() 
     let emu = common::emulator(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let run = scan(
-        &[&b.uri("big/"), "--out", &out.display().to_string()],
-        &b.endpoint,
-        &emu.base_url(),
-    )
-    .await;
+    let run = b.scan("big/", &out, &emu).await;
     assert_eq!(run.code, 0, "{run:?}");
     let rows = results(&out);
     let keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str()).collect();
@@ -348,7 +338,7 @@ async fn a_source_with_nothing_to_screen_and_a_bad_endpoint_are_usage_errors() {
     for prefix in ["q4/", "q3/"] {
         let src = b.uri(prefix);
         let run = scan(&[&src, "--out", &out_s], &b.endpoint, &emu.base_url()).await;
-        run.refused(2, &format!("{src} holds no image to screen"));
+        run.exited_saying(2, &format!("{src} holds no image to screen"));
         assert!(!out.exists(), "nothing written");
     }
     let run = scan(
@@ -373,7 +363,7 @@ async fn a_source_with_nothing_to_screen_and_a_bad_endpoint_are_usage_errors() {
         &emu.base_url(),
     )
     .await;
-    run.refused(2, &format!("{folder_s} holds no image to screen"));
+    run.exited_saying(2, &format!("{folder_s} holds no image to screen"));
 
     for endpoint in [
         format!("{}/?x=1", b.endpoint),
@@ -389,7 +379,7 @@ async fn a_source_with_nothing_to_screen_and_a_bad_endpoint_are_usage_errors() {
             &emu.base_url(),
         )
         .await;
-        run.refused(2, "has a query or a fragment ('?' or '#')");
+        run.exited_saying(2, "has a query or a fragment ('?' or '#')");
     }
     assert_eq!(emu.stats().requests, 0);
 }
@@ -466,7 +456,7 @@ async fn a_listing_that_stops_midway_makes_the_run_incomplete_with_exit_9() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let run = prefix_scan(&endpoint, &out, &emu).await;
-    run.refused(
+    run.exited_saying(
         9,
         "INCOMPLETE POPULATION: the listing of s3://selfies/p/ stopped after the key \"gone.jpg\"",
     );
@@ -743,7 +733,7 @@ async fn include_and_exclude_take_the_same_subset_of_a_folder_and_a_prefix() {
             &emu.base_url(),
         )
         .await;
-        other.refused(
+        other.exited_saying(
             2,
             "--include (which items the run takes): journal has *.jpg, this run has *.png",
         );
@@ -763,7 +753,7 @@ async fn include_and_exclude_take_the_same_subset_of_a_folder_and_a_prefix() {
         &emu.base_url(),
     )
     .await;
-    bad.refused(2, "--exclude \"a[\" is not a valid glob");
+    bad.exited_saying(2, "--exclude \"a[\" is not a valid glob");
 }
 
 /// A store that serves one listed image and records each object request's Range header.
@@ -866,6 +856,18 @@ fn gcs_env(endpoint: &str) -> [(&str, &str); 2] {
     ]
 }
 
+/// `scan SRC --out OUT` through the store at `endpoint`, for s3:// and gs:// alike.
+async fn scan_store(
+    src: &str,
+    out: &Path,
+    endpoint: &str,
+    emu: &liveness_batch::emulator::Emulator,
+) -> common::Run {
+    let out = out.display().to_string();
+    let env = gcs_env(endpoint);
+    scan_env(&[src, "--out", &out], endpoint, &emu.base_url(), &env).await
+}
+
 /// gs:// end to end against the test server's XML API: a prefix scanned (odd keys included),
 /// a rerun with no GET and no call, a changed object screened again.
 #[tokio::test]
@@ -948,16 +950,9 @@ async fn a_stale_version_is_a_source_error_and_a_wrong_key_exits_7_for_s3_and_gs
     let dir = tempfile::tempdir().unwrap();
     for scheme in ["s3", "gs"] {
         let (endpoint, server) = answering_store(412, false).await;
-        let env = gcs_env(&endpoint);
         let out = dir.path().join(format!("{scheme}-412"));
         let src = format!("{scheme}://selfies/p/");
-        let run = scan_env(
-            &[&src, "--out", &out.display().to_string()],
-            &endpoint,
-            &emu.base_url(),
-            &env,
-        )
-        .await;
+        let run = scan_store(&src, &out, &endpoint, &emu).await;
         assert_eq!(run.code, 1, "{scheme}: {run:?}");
         let rows = results(&out);
         assert_eq!(cell(&rows, "a.jpg", "class"), "source_error", "{scheme}");
@@ -969,15 +964,8 @@ async fn a_stale_version_is_a_source_error_and_a_wrong_key_exits_7_for_s3_and_gs
         server.abort();
 
         let (endpoint, server) = answering_store(403, true).await;
-        let env = gcs_env(&endpoint);
         let out = dir.path().join(format!("{scheme}-403"));
-        let run = scan_env(
-            &[&src, "--out", &out.display().to_string()],
-            &endpoint,
-            &emu.base_url(),
-            &env,
-        )
-        .await;
+        let run = scan_store(&src, &out, &endpoint, &emu).await;
         assert_eq!(run.code, 7, "{scheme}: {run:?}");
         assert!(
             run.stderr

@@ -120,7 +120,7 @@ impl Run {
 
     /// Assert the exit code and that stderr says `text`.
     #[track_caller]
-    pub fn refused(&self, code: i32, text: &str) {
+    pub fn exited_saying(&self, code: i32, text: &str) {
         assert_eq!(self.code, code, "{self:?}");
         assert!(
             self.stderr.contains(text),

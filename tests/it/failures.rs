@@ -268,7 +268,7 @@ async fn an_out_dir_writable_by_others_gets_a_warning() {
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
     let (s, o) = (src.to_str().unwrap(), out.to_str().unwrap());
     let run = scan(&emu, s, o, &[]).await;
-    run.refused(0, "can be written by other users");
+    run.exited_saying(0, "can be written by other users");
 }
 
 /// Local I/O failures exit 6 with the operation and the file named (never "read the journal"

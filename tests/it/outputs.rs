@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use liveness_batch::emulator::Emulator;
-use liveness_batch::journal::{JOURNAL_FILE, Line, RunEnd, RunInfo, RunOutcome, Settings, Writer};
+use liveness_batch::journal::{JOURNAL_FILE, Line, RunEnd, RunOutcome, Writer};
 use liveness_batch::record::{Class, Decision, Record};
 use liveness_batch::report::{self, ReportOptions, ResultsFormat, state::STATE_FILE};
 
@@ -559,26 +559,15 @@ async fn results_jsonl_holds_the_records_of_results_json_one_a_line() {
 
 // Journal-level cases, through the library.
 
+/// The run header of `report`'s journals, without a threshold, over `m.csv`.
 fn run_line(resumed: bool) -> Line {
-    Line::Run(RunInfo {
-        tool_version: "0.1.0".into(),
-        started_at: format!("2026-04-0{}T08:00:00Z", 1 + u8::from(resumed)),
-        settings: Settings {
-            threshold: None,
-            rotate_image: false,
-            save_api_request: false,
-            api_host: "verification.didit.me".into(),
-            simulated: false,
-            ..Settings::default()
-        },
-        sources: vec!["m.csv".into()],
-        rate: "240/min".into(),
-        concurrency: 8,
-        resumed,
-        dedupe: true,
-        max_requests: None,
-        ..Default::default()
-    })
+    let Line::Run(mut info) = crate::report::run_line(resumed, false) else {
+        unreachable!("a run header")
+    };
+    info.started_at = format!("2026-04-0{}T08:00:00Z", 1 + u8::from(resumed));
+    info.settings.threshold = None;
+    info.sources = vec!["m.csv".into()];
+    Line::Run(info)
 }
 
 fn end_line(outcome: RunOutcome, skipped: u64) -> Line {

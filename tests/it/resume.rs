@@ -851,7 +851,7 @@ async fn changed_threshold_is_refused_unless_forced_and_fresh_keeps_the_old_jour
         &args(&src, &out, &["--threshold", "40", "--rotate-image"]),
     )
     .await;
-    refused.refused(2, "rotate_image");
+    refused.exited_saying(2, "rotate_image");
     // Another API host (not loopback): refused before anything is sent. 0.0.0.0 is not a
     // loopback name but connects locally, so even a bug here sends nothing off this machine.
     let other_host = loud_args(&src, &out, &["--threshold", "40"]);
@@ -962,7 +962,7 @@ async fn a_second_concurrent_run_is_refused_and_a_killed_runs_lock_never_blocks(
     assert_eq!(runs, 1, "the refused run wrote nothing to the journal");
     // Not even --fresh may move the running journal away.
     let fresh = run(&emu, &args(&src, &out, &["--fresh"])).await;
-    fresh.refused(2, ".liveness-batch.lock");
+    fresh.exited_saying(2, ".liveness-batch.lock");
     let names: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
