@@ -620,7 +620,8 @@ async fn error_statuses_are_classified_over_http() {
     }
 }
 
-#[tokio::test]
+// Paused time: timeouts, stalls and rate windows on tokio's clock, whatever the load.
+#[tokio::test(start_paused = true)]
 async fn transport_failures_say_whether_the_body_was_sent() {
     // Nothing listening: connection refused, nothing sent.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -709,7 +710,8 @@ async fn retries_are_bounded() {
     assert_eq!(server.count(), 3);
 }
 
-#[tokio::test]
+// Paused time: timeouts, stalls and rate windows on tokio's clock, whatever the load.
+#[tokio::test(start_paused = true)]
 async fn a_429_waits_at_least_retry_after_then_succeeds() {
     let server = Scripted::start(vec![rate_limited_429("1"), approved()]).await;
     let sub = submitter(&server.base_url, 4)
@@ -869,7 +871,8 @@ async fn with_retry_unknown_off_a_5xx_is_still_retried() {
     assert_eq!(sub.possible_double_charges, 1);
 }
 
-#[tokio::test]
+// Paused time: timeouts, stalls and rate windows on tokio's clock, whatever the load.
+#[tokio::test(start_paused = true)]
 async fn a_stall_times_out_and_is_retried() {
     let server = Scripted::start(vec![Reply::Stall, approved()]).await;
     let s = Submitter {
@@ -1164,7 +1167,8 @@ mod against_the_emulator {
         server.shutdown().await;
     }
 
-    #[tokio::test]
+    // Paused time: timeouts, stalls and rate windows on tokio's clock, whatever the load.
+    #[tokio::test(start_paused = true)]
     async fn rate_limit_429_carries_its_headers_and_the_retry_honours_them() {
         let mut cfg = EmulatorConfig::new(KEY);
         cfg.rate_limit = Some((2, Duration::from_secs(1)));
@@ -1266,7 +1270,8 @@ mod against_the_emulator {
         server.shutdown().await;
     }
 
-    #[tokio::test]
+    // Paused time: timeouts, stalls and rate windows on tokio's clock, whatever the load.
+    #[tokio::test(start_paused = true)]
     async fn a_stall_times_out() {
         let mut cfg = EmulatorConfig::new(KEY);
         cfg.faults.stall = 1.0;
