@@ -57,17 +57,17 @@ async fn folder_scan_accounts_for_every_input_exactly_once() {
     let emu = common::emulator(|_| {}).await;
     let common::Dirs { src, out, .. } = &source(10, 100);
     common::write(
-        &src,
+        src,
         "a/copy_of_img000.jpg",
         &std::fs::read(src.join("a/img000.jpg")).unwrap(),
     );
     common::write(
-        &src,
+        src,
         "bad/not_a_photo.jpg",
         b"this is a text file, not a selfie\n",
     );
-    common::write(&src, "bad/empty.png", b"");
-    common::write(&src, "notes.json", b"{}");
+    common::write(src, "bad/empty.png", b"");
+    common::write(src, "notes.json", b"{}");
 
     let run = ScanRun::new(&emu, src, out);
     assert_eq!(run.run().await, 1, "some inputs are bad, so exit 1");
@@ -343,7 +343,7 @@ async fn dry_run_checks_everything_and_sends_nothing() {
     let common::Dirs { src, out, .. } = &source(6, 40);
     common::write(src, "x/not_a_photo.jpg", b"hello");
     common::write(
-        &src,
+        src,
         "x/copy.jpg",
         &std::fs::read(src.join("a/img000.jpg")).unwrap(),
     );
