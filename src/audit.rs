@@ -59,6 +59,9 @@ pub struct ManifestHash {
     pub note: Option<String>,
 }
 
+/// The balance the emulator serves for unlimited credits (no organisation holds it).
+pub const UNLIMITED_USD: &str = "999999999.0000";
+
 /// The account balance as read from `GET /v3/billing/balance/`, or why it is unknown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Balance {
@@ -98,9 +101,11 @@ impl Balance {
             .filter(|x| x.is_finite())
     }
 
-    /// "US$12.3400" or "unknown (why)".
+    /// "US$12.3400", "unlimited" (the emulator's balance for unlimited credits) or
+    /// "unknown (why)".
     pub fn describe(&self) -> String {
         match (&self.usd, &self.unknown_because) {
+            (Some(usd), _) if usd == UNLIMITED_USD => "unlimited".to_string(),
             (Some(usd), _) => format!("US${usd}"),
             (None, Some(why)) => format!("unknown ({why})"),
             (None, None) => "unknown".to_string(),
@@ -408,6 +413,8 @@ mod tests {
         assert_eq!(calls_covered(&u, 0.1), None);
         assert_eq!(u.describe(), "unknown (HTTP 403)");
         assert_eq!(b.describe(), "US$1.0000");
+        let unlimited = Balance::known("t".into(), UNLIMITED_USD.into());
+        assert_eq!(unlimited.describe(), "unlimited");
         assert!(default_operator().contains('@'));
     }
 }

@@ -5,7 +5,9 @@ use std::fs::File;
 use std::io::Write;
 use std::net::Shutdown;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
 
 use axum::Json;
 use axum::Router;
@@ -43,6 +45,8 @@ const ROTATE_COST: Duration = Duration::from_millis(25);
 
 const LIVENESS_PATH: &str = "/v3/passive-liveness/";
 const BALANCE_PATH: &str = "/v3/billing/balance/";
+/// The balance of unlimited credits: a number, as Didit writes amounts, that the client reads as
+/// "unlimited".
 const UNLIMITED_BALANCE: &str = "999999999.0000";
 
 const PERMISSION_DENIED: &str = "You do not have permission to perform this action.";

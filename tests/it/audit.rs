@@ -9,9 +9,7 @@ use std::process::Command;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::common::{self, KEY, Run};
-
-const FAST: &[&str] = &["--rate", "2000/s", "--backoff-ms", "5"];
+use crate::common::{self, KEY, Run, ScanRun};
 
 /// A source folder with `n` distinct images, one exact copy of the first, a text file named
 /// like an image (refused locally) and one that is not (ignored);
@@ -19,9 +17,7 @@ const FAST: &[&str] = &["--rate", "2000/s", "--backoff-ms", "5"];
 fn inputs(n: u64, seed0: u64) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    for i in 0..n {
-        common::write(&src, &format!("img{i:02}.jpg"), &common::jpeg(seed0 + i));
-    }
+    common::jpegs(&src, n, seed0, |i| format!("img{i:02}.jpg"));
     common::write(&src, "copy/img00.jpg", &common::jpeg(seed0));
     common::write(&src, "notes.jpg", b"not an image, whatever its name");
     common::write(&src, "readme.txt", b"ignored by the walk");
@@ -37,23 +33,10 @@ fn inputs(n: u64, seed0: u64) -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) 
     (tmp, src, manifest, out)
 }
 
+/// `scan SOURCES --out OUT` against `url`, printing its summary, with `extra`.
 async fn scan(url: &str, sources: &[&Path], out: &Path, extra: &[&str]) -> Run {
-    let mut argv: Vec<&str> = vec!["scan"];
-    argv.extend(sources.iter().map(|p| p.to_str().unwrap()));
-    argv.extend(["--out", out.to_str().unwrap()]);
-    argv.extend_from_slice(FAST);
-    argv.extend_from_slice(extra);
-    common::run_bin(&argv, Some(url), Some(KEY)).await
-}
-
-async fn report(dir: &Path, extra: &[&str]) -> Run {
-    let mut argv = vec!["report", dir.to_str().unwrap()];
-    argv.extend_from_slice(extra);
-    common::run_bin(&argv, None, None).await
-}
-
-fn summary(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
+    let run = ScanRun::against(Some(url), out).loud().args(extra);
+    sources.iter().fold(run, |run, s| run.source(s)).bin().await
 }
 
 fn sha_hex(bytes: &[u8]) -> String {
@@ -92,7 +75,7 @@ async fn every_summary_shows_who_ran_what_on_which_inputs_and_a_closing_reconcil
     )
     .await;
     assert_eq!(r.code, 1, "the text file named .jpg has no result: {r:?}");
-    let s = summary(&out);
+    let s = common::summary(&out);
     let a = &s["audit"];
 
     // Who ran what.
@@ -120,7 +103,7 @@ async fn every_summary_shows_who_ran_what_on_which_inputs_and_a_closing_reconcil
 
     // Parameters.
     let p = &a["parameters"];
-    assert_eq!(p["rate"], "2000/s");
+    assert_eq!(p["rate"], common::FAST[1]);
     assert_eq!(p["backoff_ms"], 5);
     assert_eq!(p["max_retries"], 4);
     assert_eq!(p["price_per_call_usd"], 0.1);
@@ -230,7 +213,7 @@ fn scored_item(lines: &[String]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_removed_or_swapped_journal_line_is_named_and_fails_report() {
     let (_tmp, out, lines) = finished(7200).await;
-    let ok = report(&out, &[]).await;
+    let ok = common::report(&out, &[]).await;
     assert!(ok.code == 0 || ok.code == 1, "{ok:?}");
     let i = scored_item(&lines);
     assert!(i + 2 < lines.len());
@@ -252,7 +235,7 @@ async fn an_edited_removed_or_swapped_journal_line_is_named_and_fails_report() {
         ("swapped", swapped, i + 1),
     ] {
         write_journal(&out, &journal);
-        let r = report(&out, &[]).await;
+        let r = common::report(&out, &[]).await;
         assert_eq!(r.code, 8, "{what}: {r:?}");
         let named = format!("chain is broken at line {line} ");
         assert!(
@@ -260,7 +243,7 @@ async fn an_edited_removed_or_swapped_journal_line_is_named_and_fails_report() {
             "{what}: wants {named:?} in {}",
             r.stderr
         );
-        let s = summary(&out);
+        let s = common::summary(&out);
         assert_eq!(s["audit"]["journal_chain"]["state"], "broken", "{what}");
         let html = std::fs::read_to_string(out.join("report.html")).unwrap();
         assert!(html.contains("VERIFICATION FAILED"), "{what}");
@@ -270,10 +253,13 @@ async fn an_edited_removed_or_swapped_journal_line_is_named_and_fails_report() {
     let mut torn = lines.join("\n") + "\n";
     torn.push_str(r#"{"type":"item","key":"half"#);
     std::fs::write(out.join("journal.jsonl"), torn).unwrap();
-    let r = report(&out, &[]).await;
+    let r = common::report(&out, &[]).await;
     assert!(r.code == 0 || r.code == 1, "{r:?}");
     assert!(r.stderr.contains("cut short"), "{}", r.stderr);
-    assert_eq!(summary(&out)["audit"]["journal_chain"]["state"], "chained");
+    assert_eq!(
+        common::summary(&out)["audit"]["journal_chain"]["state"],
+        "chained"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,15 +273,9 @@ async fn a_reconciliation_that_does_not_close_fails_report_in_red() {
     end["inputs"] = (inputs + 1).into();
     lines[last] = serde_json::to_string(&end).unwrap();
     write_journal(&out, &lines);
-    let r = report(&out, &[]).await;
-    assert_eq!(r.code, 8, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("the reconciliation does not close: files found"),
-        "{}",
-        r.stderr
-    );
-    let s = summary(&out);
+    let r = common::report(&out, &[]).await;
+    r.exited_saying(8, "the reconciliation does not close: files found");
+    let s = common::summary(&out);
     assert_eq!(s["audit"]["reconciliation"]["closes"], false);
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("class=\"card fail\""), "shown in red");
@@ -403,7 +383,7 @@ async fn dry_run_and_run_show_the_balance_and_whether_it_covers_the_estimate() {
         warning.contains("does not cover it") && warning.contains("--max-requests 3"),
         "{warning}"
     );
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["audit"]["balance"]["before"]["usd"], "0.3000");
     assert_eq!(s["audit"]["balance"]["after"]["usd"], "0.0000");
     emu.shutdown().await;
@@ -423,7 +403,7 @@ async fn dry_run_and_run_show_the_balance_and_whether_it_covers_the_estimate() {
     assert!(dry.stdout.contains("balance sufficient    unknown"));
     let run = scan(&emu.base_url(), &[&src], &out, &[]).await;
     assert_eq!(run.code, 1, "{run:?}");
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["audit"]["balance"]["before"]["usd"], Value::Null);
     assert!(
         s["audit"]["balance"]["before"]["unknown_because"]
@@ -478,15 +458,13 @@ async fn report_with_a_baseline_lists_who_passed_before_and_fails_now() {
     assert_eq!(r.code, 0, "{r:?}");
     emu.shutdown().await;
 
-    let r = report(&new, &["--baseline", old.to_str().unwrap()]).await;
-    assert_eq!(r.code, 0, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("not like for like: threshold: baseline has 30, this run has 70"),
-        "the unfair setting is named: {}",
-        r.stderr
+    let r = common::report(&new, &["--baseline", old.to_str().unwrap()]).await;
+    // The unfair setting is named.
+    r.exited_saying(
+        0,
+        "not like for like: threshold: baseline has 30, this run has 70",
     );
-    let s = summary(&new);
+    let s = common::summary(&new);
     let c = &s["changes"];
     assert_eq!(c["counts"]["new"], 1);
     assert_eq!(c["counts"]["gone"], 1);
@@ -548,27 +526,22 @@ async fn report_with_a_baseline_lists_who_passed_before_and_fails_now() {
     assert!(ok && listing.contains("changes.csv: OK"), "{listing}");
 
     // A rebuild without --baseline drops the comparison (it would describe an older state).
-    let r = report(&new, &[]).await;
+    let r = common::report(&new, &[]).await;
     assert_eq!(r.code, 0, "{r:?}");
     assert!(!new.join("changes.csv").exists());
-    assert!(summary(&new).get("changes").is_none());
+    assert!(common::summary(&new).get("changes").is_none());
 
     // Bad baselines and margins are refused clearly.
-    let r = report(
+    let r = common::report(
         &new,
         &["--baseline", tmp.path().join("nope").to_str().unwrap()],
     )
     .await;
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("holds no journal.jsonl"), "{}", r.stderr);
-    let r = report(&new, &["--baseline", new.to_str().unwrap()]).await;
-    assert_eq!(r.code, 2, "{r:?}");
-    assert!(
-        r.stderr.contains("is the folder being reported"),
-        "{}",
-        r.stderr
-    );
-    let r = report(
+    let r = common::report(&new, &["--baseline", new.to_str().unwrap()]).await;
+    r.exited_saying(2, "is the folder being reported");
+    let r = common::report(
         &new,
         &["--baseline", old.to_str().unwrap(), "--score-margin", "-1"],
     )
@@ -600,7 +573,7 @@ async fn age_gender_and_face_box_stay_in_the_journal_unless_asked_for() {
     );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(!html.contains("gender"));
-    let r = report(&out, &["--include-face-attributes"]).await;
+    let r = common::report(&out, &["--include-face-attributes"]).await;
     assert!(r.code == 0 || r.code == 1, "{r:?}");
     assert_eq!(has_age(&out), (true, true), "kept when asked for");
     let (ok, listing) = sha256sum_check(&out);

@@ -308,8 +308,6 @@ async fn changing_proxy(
 ) -> (String, tokio::task::JoinHandle<()>) {
     use axum::body::Body;
     use axum::http::{Request, Response};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let changed = Arc::new(AtomicBool::new(false));
     let app = axum::Router::new().fallback(move |req: Request<Body>| {
         let (upstream, container, changed) = (upstream.clone(), container.clone(), changed.clone());
@@ -346,10 +344,7 @@ async fn changing_proxy(
                 .unwrap()
         }
     });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (url, task)
+    common::serve(app).await
 }
 
 /// A blob that changed between the listing and the read gets the emulator's 412 and is a

@@ -13,7 +13,7 @@ use serde_json::Value;
 use sha2::Digest;
 
 use crate::common;
-use crate::storage::{Bucket, cell, results, scan, scan_env};
+use crate::storage::{Bucket, cell, prefix_scan, results, scan, scan_env};
 
 /// The path of `key` in a request URL, encoded so the server reads back exactly `key` (a '/'
 /// next to a '.' or '..' segment encoded too, so no URL layer resolves the segment).
@@ -104,10 +104,6 @@ fn listings(b: &Bucket) -> usize {
         .iter()
         .filter(|(m, t)| m == "GET" && t.contains("list-type=2"))
         .count()
-}
-
-fn summary(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
 }
 
 fn end_line(out: &Path) -> Value {
@@ -209,12 +205,7 @@ async fn every_odd_key_is_screened_once_under_its_exact_key_and_folder_markers_a
 
     // A prefix that is not ASCII is listed as written.
     let out2 = dir.path().join("out2");
-    let run = scan(
-        &[&b.uri("ñandú/"), "--out", &out2.display().to_string()],
-        &b.endpoint,
-        &emu.base_url(),
-    )
-    .await;
+    let run = b.scan("ñandú/", &out2, &emu).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(cell(&results(&out2), "uno.jpg", "class"), "result");
 }
@@ -238,12 +229,7 @@ async fn a_listing_over_two_pages_with_an_odd_key_on_the_second_loses_nothing() 
     let emu = common::emulator(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let run = scan(
-        &[&b.uri("big/"), "--out", &out.display().to_string()],
-        &b.endpoint,
-        &emu.base_url(),
-    )
-    .await;
+    let run = b.scan("big/", &out, &emu).await;
     assert_eq!(run.code, 0, "{run:?}");
     let rows = results(&out);
     let keys: Vec<&str> = rows.iter().map(|r| r["key"].as_str()).collect();
@@ -352,13 +338,7 @@ async fn a_source_with_nothing_to_screen_and_a_bad_endpoint_are_usage_errors() {
     for prefix in ["q4/", "q3/"] {
         let src = b.uri(prefix);
         let run = scan(&[&src, "--out", &out_s], &b.endpoint, &emu.base_url()).await;
-        assert_eq!(run.code, 2, "{run:?}");
-        assert!(
-            run.stderr
-                .contains(&format!("{src} holds no image to screen")),
-            "{}",
-            run.stderr
-        );
+        run.exited_saying(2, &format!("{src} holds no image to screen"));
         assert!(!out.exists(), "nothing written");
     }
     let run = scan(
@@ -383,13 +363,7 @@ async fn a_source_with_nothing_to_screen_and_a_bad_endpoint_are_usage_errors() {
         &emu.base_url(),
     )
     .await;
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stderr
-            .contains(&format!("{folder_s} holds no image to screen")),
-        "{}",
-        run.stderr
-    );
+    run.exited_saying(2, &format!("{folder_s} holds no image to screen"));
 
     for endpoint in [
         format!("{}/?x=1", b.endpoint),
@@ -405,13 +379,7 @@ async fn a_source_with_nothing_to_screen_and_a_bad_endpoint_are_usage_errors() {
             &emu.base_url(),
         )
         .await;
-        assert_eq!(run.code, 2, "{run:?}");
-        assert!(
-            run.stderr
-                .contains("has a query or a fragment ('?' or '#')"),
-            "{}",
-            run.stderr
-        );
+        run.exited_saying(2, "has a query or a fragment ('?' or '#')");
     }
     assert_eq!(emu.stats().requests, 0);
 }
@@ -425,8 +393,6 @@ async fn store_that_stops_listing(
     use axum::http::{StatusCode, Uri, header};
     use axum::response::IntoResponse;
     use std::sync::atomic::Ordering;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let image = common::jpeg(5);
     let app = axum::Router::new().fallback(move |uri: Uri| {
         let (image, broken) = (image.clone(), broken.clone());
@@ -475,10 +441,7 @@ async fn store_that_stops_listing(
             ([(header::ETAG, "\"e1\"")], image).into_response()
         }
     });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (url, task)
+    common::serve(app).await
 }
 
 /// A listing that stops midway: the run ends with exit 9, the journal's end line and
@@ -492,17 +455,10 @@ async fn a_listing_that_stops_midway_makes_the_run_incomplete_with_exit_9() {
     let emu = common::emulator(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let run = scan(
-        &["s3://selfies/p/", "--out", &out.display().to_string()],
-        &endpoint,
-        &emu.base_url(),
-    )
-    .await;
-    assert_eq!(run.code, 9, "{run:?}");
-    assert!(
-        run.stderr.contains("INCOMPLETE POPULATION: the listing of s3://selfies/p/ stopped after the key \"gone.jpg\""),
-        "{}",
-        run.stderr
+    let run = prefix_scan(&endpoint, &out, &emu).await;
+    run.exited_saying(
+        9,
+        "INCOMPLETE POPULATION: the listing of s3://selfies/p/ stopped after the key \"gone.jpg\"",
     );
     assert!(!run.stderr.contains("Run completed"), "{}", run.stderr);
     let rows = results(&out);
@@ -525,7 +481,7 @@ async fn a_listing_that_stops_midway_makes_the_run_incomplete_with_exit_9() {
             .contains("400 Bad Request"),
         "{end}"
     );
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["outcome"], "incomplete");
     let warnings = s["warnings"].to_string();
     assert!(
@@ -556,12 +512,7 @@ async fn a_listing_that_stops_midway_makes_the_run_incomplete_with_exit_9() {
     // the outputs no longer warn.
     broken.store(false, std::sync::atomic::Ordering::SeqCst);
     let calls = emu.stats().requests;
-    let rerun = scan(
-        &["s3://selfies/p/", "--out", &out.display().to_string()],
-        &endpoint,
-        &emu.base_url(),
-    )
-    .await;
+    let rerun = prefix_scan(&endpoint, &out, &emu).await;
     assert_eq!(rerun.code, 1, "gone.jpg still has no result: {rerun:?}");
     assert_eq!(
         emu.stats().requests,
@@ -572,7 +523,7 @@ async fn a_listing_that_stops_midway_makes_the_run_incomplete_with_exit_9() {
     let end = end_line(&out);
     assert_eq!(end["outcome"], "completed");
     assert!(end.get("incomplete").is_none(), "{end}");
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["outcome"], "completed");
     assert!(
         !s["warnings"].to_string().contains("INCOMPLETE"),
@@ -700,7 +651,7 @@ async fn four_shards_of_one_prefix_merge_with_every_object_exactly_once() {
             "{}",
             rep.stderr
         );
-        let s = summary(Path::new(&merged));
+        let s = common::summary(Path::new(&merged));
         assert_eq!(s["shards"]["verified"], true, "{s}");
         assert_eq!(s["items"]["total"], keys.len());
     }
@@ -782,13 +733,9 @@ async fn include_and_exclude_take_the_same_subset_of_a_folder_and_a_prefix() {
             &emu.base_url(),
         )
         .await;
-        assert_eq!(other.code, 2, "{other:?}");
-        assert!(
-            other.stderr.contains(
-                "--include (which items the run takes): journal has *.jpg, this run has *.png"
-            ),
-            "{}",
-            other.stderr
+        other.exited_saying(
+            2,
+            "--include (which items the run takes): journal has *.jpg, this run has *.png",
         );
     }
     assert_eq!(emu.stats().requests, 4);
@@ -806,12 +753,7 @@ async fn include_and_exclude_take_the_same_subset_of_a_folder_and_a_prefix() {
         &emu.base_url(),
     )
     .await;
-    assert_eq!(bad.code, 2, "{bad:?}");
-    assert!(
-        bad.stderr.contains("--exclude \"a[\" is not a valid glob"),
-        "{}",
-        bad.stderr
-    );
+    bad.exited_saying(2, "--exclude \"a[\" is not a valid glob");
 }
 
 /// A store that serves one listed image and records each object request's Range header.
@@ -822,8 +764,6 @@ async fn store_recording_ranges() -> (
 ) {
     use axum::http::{HeaderMap, StatusCode, Uri, header};
     use axum::response::IntoResponse;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let image = common::jpeg(9);
     let size = image.len();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -866,9 +806,7 @@ async fn store_recording_ranges() -> (
                 .into_response()
         }
     });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
+    let (url, task) = common::serve(app).await;
     (url, seen, task)
 }
 
@@ -916,6 +854,18 @@ fn gcs_env(endpoint: &str) -> [(&str, &str); 2] {
         ("GOOGLE_BASE_URL", endpoint),
         ("GOOGLE_BEARER_TOKEN", "gcs-token-never-printed-5c1e"),
     ]
+}
+
+/// `scan SRC --out OUT` through the store at `endpoint`, for s3:// and gs:// alike.
+async fn scan_store(
+    src: &str,
+    out: &Path,
+    endpoint: &str,
+    emu: &liveness_batch::emulator::Emulator,
+) -> common::Run {
+    let out = out.display().to_string();
+    let env = gcs_env(endpoint);
+    scan_env(&[src, "--out", &out], endpoint, &emu.base_url(), &env).await
 }
 
 /// gs:// end to end against the test server's XML API: a prefix scanned (odd keys included),
@@ -971,8 +921,6 @@ async fn a_gs_prefix_is_screened_resumed_without_reading_and_a_change_is_seen() 
 async fn answering_store(status: u16, refuse_all: bool) -> (String, tokio::task::JoinHandle<()>) {
     use axum::http::{StatusCode, Uri};
     use axum::response::IntoResponse;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new().fallback(move |uri: Uri| async move {
         let code = StatusCode::from_u16(status).unwrap();
         if !refuse_all && uri.query().unwrap_or("").contains("list-type=2") {
@@ -990,10 +938,7 @@ async fn answering_store(status: u16, refuse_all: bool) -> (String, tokio::task:
         };
         (code, body).into_response()
     });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (url, task)
+    common::serve(app).await
 }
 
 /// For s3:// and gs:// alike: an object whose ETag changed between the listing and the read
@@ -1005,16 +950,9 @@ async fn a_stale_version_is_a_source_error_and_a_wrong_key_exits_7_for_s3_and_gs
     let dir = tempfile::tempdir().unwrap();
     for scheme in ["s3", "gs"] {
         let (endpoint, server) = answering_store(412, false).await;
-        let env = gcs_env(&endpoint);
         let out = dir.path().join(format!("{scheme}-412"));
         let src = format!("{scheme}://selfies/p/");
-        let run = scan_env(
-            &[&src, "--out", &out.display().to_string()],
-            &endpoint,
-            &emu.base_url(),
-            &env,
-        )
-        .await;
+        let run = scan_store(&src, &out, &endpoint, &emu).await;
         assert_eq!(run.code, 1, "{scheme}: {run:?}");
         let rows = results(&out);
         assert_eq!(cell(&rows, "a.jpg", "class"), "source_error", "{scheme}");
@@ -1026,15 +964,8 @@ async fn a_stale_version_is_a_source_error_and_a_wrong_key_exits_7_for_s3_and_gs
         server.abort();
 
         let (endpoint, server) = answering_store(403, true).await;
-        let env = gcs_env(&endpoint);
         let out = dir.path().join(format!("{scheme}-403"));
-        let run = scan_env(
-            &[&src, "--out", &out.display().to_string()],
-            &endpoint,
-            &emu.base_url(),
-            &env,
-        )
-        .await;
+        let run = scan_store(&src, &out, &endpoint, &emu).await;
         assert_eq!(run.code, 7, "{scheme}: {run:?}");
         assert!(
             run.stderr

@@ -7,35 +7,21 @@ use std::path::Path;
 use liveness_batch::emulator::Emulator;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
 
-use crate::common::{self, KEY};
+use crate::common::{self, ScanRun};
 
-async fn scan(emu: &Emulator, src: &Path, out: &Path, extra: &[&str]) -> common::Run {
-    let mut args = vec![
-        "scan",
-        src.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--rate",
-        "2000/s",
-        "--backoff-ms",
-        "5",
-        "--concurrency",
-        "1",
-        "--quiet",
-    ];
-    args.extend(extra);
-    common::run_bin(&args, Some(&emu.base_url()), Some(KEY)).await
-}
-
-fn summary(out: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
+/// `scan SRC --out OUT` one request at a time with `extra`, in this process: the exit code.
+async fn scan(emu: &Emulator, src: &Path, out: &Path, extra: &[&str]) -> i32 {
+    ScanRun::new(emu, src, out)
+        .args(&["--concurrency", "1"])
+        .args(extra)
+        .run()
+        .await
 }
 
 /// (sends with an unknown outcome, of them sent again) in summary.json.
 fn counted(out: &Path) -> (u64, u64) {
-    let r = &summary(out)["requests"];
+    let r = &common::summary(out)["requests"];
     (
         r["unknown_outcomes"].as_u64().unwrap(),
         r["possible_double_charges"].as_u64().unwrap(),
@@ -68,7 +54,7 @@ async fn a_single_500_then_success_counts_one_unknown_outcome_sent_again() {
     })
     .await;
     let r = scan(&emu, &src, &out, &[]).await;
-    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r, 0, "{r:?}");
     let stats = emu.stats();
     assert_eq!(
         (stats.requests, stats.by_status.get(&500).copied()),
@@ -102,7 +88,7 @@ async fn an_unknown_outcome_never_repeated_is_no_double_charge_until_the_next_ru
     common::write(&src, "b.jpg", &common::jpeg(230_003));
     let failing = common::emulator(|c| c.faults.p500 = 1.0).await;
     let r = scan(&failing, &src, &out, &["--max-retries", "0"]).await;
-    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(r, 1, "{r:?}");
     assert_eq!(failing.stats().requests, 2);
     for i in common::journal_items(&out) {
         assert_eq!(i["class"], "transient", "{i}");
@@ -120,7 +106,7 @@ async fn an_unknown_outcome_never_repeated_is_no_double_charge_until_the_next_ru
     // --retry-failed): each earlier 500 is now repeated.
     let healthy = common::emulator(|_| {}).await;
     let r = scan(&healthy, &src, &out, &["--retry-failed"]).await;
-    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r, 0, "{r:?}");
     assert_eq!(healthy.stats().requests, 2);
     let items = common::journal_items(&out);
     for i in &items[2..] {

@@ -261,7 +261,8 @@ async fn out_of_credits_exits_4_with_what_to_do() {
     server.shutdown().await;
 }
 
-#[tokio::test]
+// Paused time: timeouts, stalls and rate windows on tokio's clock, whatever the load.
+#[tokio::test(start_paused = true)]
 async fn a_429_is_retried_after_retry_after() {
     let mut cfg = EmulatorConfig::new(KEY);
     cfg.rate_limit = Some((1, Duration::from_secs(1)));

@@ -620,7 +620,8 @@ async fn error_statuses_are_classified_over_http() {
     }
 }
 
-#[tokio::test]
+// Paused time: timeouts, stalls and rate windows on tokio's clock, whatever the load.
+#[tokio::test(start_paused = true)]
 async fn transport_failures_say_whether_the_body_was_sent() {
     // Nothing listening: connection refused, nothing sent.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -709,7 +710,8 @@ async fn retries_are_bounded() {
     assert_eq!(server.count(), 3);
 }
 
-#[tokio::test]
+// Paused time: timeouts, stalls and rate windows on tokio's clock, whatever the load.
+#[tokio::test(start_paused = true)]
 async fn a_429_waits_at_least_retry_after_then_succeeds() {
     let server = Scripted::start(vec![rate_limited_429("1"), approved()]).await;
     let sub = submitter(&server.base_url, 4)
@@ -749,7 +751,9 @@ async fn a_429_is_final_only_when_retries_are_spent() {
     assert_eq!(sub.rate_limited, 3);
 }
 
-#[tokio::test]
+// Paused time: the cooldown is waited out on tokio's clock, and the other worker's moment
+// of arrival does not depend on how busy the machine is.
+#[tokio::test(start_paused = true)]
 async fn a_429_pauses_every_worker_sharing_the_pacer() {
     // Worker A gets a 429 with Retry-After 1; worker B, arriving during the cooldown, waits too.
     let server = Scripted::start(vec![rate_limited_429("1"), approved(), approved()]).await;
@@ -776,7 +780,9 @@ async fn a_429_pauses_every_worker_sharing_the_pacer() {
     }
 }
 
-#[tokio::test]
+// Paused time: the cooldown is waited out on tokio's clock, and the other worker's moment
+// of arrival does not depend on how busy the machine is.
+#[tokio::test(start_paused = true)]
 async fn a_final_429_still_pauses_the_other_workers() {
     let server = Scripted::start(vec![rate_limited_429("1"), approved()]).await;
     let s = submitter(&server.base_url, 0);
@@ -865,7 +871,8 @@ async fn with_retry_unknown_off_a_5xx_is_still_retried() {
     assert_eq!(sub.possible_double_charges, 1);
 }
 
-#[tokio::test]
+// Paused time: timeouts, stalls and rate windows on tokio's clock, whatever the load.
+#[tokio::test(start_paused = true)]
 async fn a_stall_times_out_and_is_retried() {
     let server = Scripted::start(vec![Reply::Stall, approved()]).await;
     let s = Submitter {
@@ -930,7 +937,9 @@ async fn stopping_during_a_backoff_sends_nothing_more() {
     }
 }
 
-#[tokio::test]
+// Paused time: the cooldown is waited out on tokio's clock, and the other worker's moment
+// of arrival does not depend on how busy the machine is.
+#[tokio::test(start_paused = true)]
 async fn stopping_during_a_429_cooldown_sends_nothing_more() {
     let server = Scripted::start(vec![rate_limited_429("30"), approved()]).await;
     let s = submitter(&server.base_url, 4);
@@ -1158,7 +1167,8 @@ mod against_the_emulator {
         server.shutdown().await;
     }
 
-    #[tokio::test]
+    // Paused time: timeouts, stalls and rate windows on tokio's clock, whatever the load.
+    #[tokio::test(start_paused = true)]
     async fn rate_limit_429_carries_its_headers_and_the_retry_honours_them() {
         let mut cfg = EmulatorConfig::new(KEY);
         cfg.rate_limit = Some((2, Duration::from_secs(1)));
@@ -1260,7 +1270,8 @@ mod against_the_emulator {
         server.shutdown().await;
     }
 
-    #[tokio::test]
+    // Paused time: timeouts, stalls and rate windows on tokio's clock, whatever the load.
+    #[tokio::test(start_paused = true)]
     async fn a_stall_times_out() {
         let mut cfg = EmulatorConfig::new(KEY);
         cfg.faults.stall = 1.0;
@@ -1667,10 +1678,8 @@ async fn a_pretty_printed_answer_is_journaled_on_one_line_as_received() {
     let src = dir.path().join("in");
     common::write(&src, "a.png", &common::png(61));
     let out = dir.path().join("out");
-    let (src_s, out_s) = (src.to_str().unwrap(), out.to_str().unwrap());
-    let args = ["scan", src_s, "--out", out_s, "--rate", "2000/s", "--quiet"];
-    let run = common::run_bin(&args, Some(&server.base_url), Some(KEY)).await;
-    assert_eq!(run.code, 0, "{run:?}");
+    let scan = common::ScanRun::against(Some(&server.base_url), &out).source(&src);
+    assert_eq!(scan.run().await, 0);
     let journal = std::fs::read_to_string(out.join("journal.jsonl")).unwrap();
     let line = journal
         .lines()
@@ -1687,17 +1696,14 @@ async fn a_pretty_printed_answer_is_journaled_on_one_line_as_received() {
     assert_eq!(item["score"], 97.5);
     assert_eq!(item["status"], "Approved");
     assert!(!journal.contains(KEY));
-    let summary = |out: &std::path::Path| -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
-    };
     assert_eq!(
-        summary(&out)["audit"]["journal_chain"]["state"],
+        scan.summary()["audit"]["journal_chain"]["state"],
         "chained",
         "{}",
-        summary(&out)
+        scan.summary()
     );
     let results = std::fs::read(out.join("results.json")).unwrap();
-    let report = common::run_bin(&["report", out_s], None, None).await;
+    let report = common::report(&out, &[]).await;
     assert_eq!(report.code, 0, "{report:?}");
     assert_eq!(std::fs::read(out.join("results.json")).unwrap(), results);
 }
@@ -1719,22 +1725,11 @@ async fn scan_records_a_bad_answer_as_billed_without_result_and_redoes_it_on_rer
     let src = dir.path().join("in");
     common::write(&src, "a.png", &common::png(60));
     let out = dir.path().join("out");
-    let (src_s, out_s) = (src.to_str().unwrap(), out.to_str().unwrap());
-    let args = [
-        "scan",
-        src_s,
-        "--out",
-        out_s,
-        "--rate",
-        "2000/s",
-        "--backoff-ms",
-        "5",
-        "--quiet",
-    ];
-    let run = common::run_bin(&args, Some(&server.base_url), Some(KEY)).await;
+    let scan = common::ScanRun::against(Some(&server.base_url), &out).source(&src);
     assert_eq!(
-        run.code, 1,
-        "an answer without a decision is no result: {run:?}"
+        scan.run().await,
+        1,
+        "an answer without a decision is no result"
     );
     assert_eq!(server.count(), 1, "not retried within the run");
     let items = common::journal_items(&out);
@@ -1752,14 +1747,14 @@ async fn scan_records_a_bad_answer_as_billed_without_result_and_redoes_it_on_rer
             .contains("`liveness` is null"),
         "{item}"
     );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let summary = scan.summary();
     assert_eq!(summary["by_class"]["bad_answer"], 1, "{summary}");
     assert_eq!(summary["items"]["without_result"], 1, "{summary}");
     assert_eq!(summary["credits"]["used"], 1, "{summary}");
 
-    // The rerun sends it again (a bad answer is never "done").
-    let run = common::run_bin(&args, Some(&server.base_url), Some(KEY)).await;
+    // The rerun (the binary: what it prints is checked too) sends it again (a bad answer is
+    // never "done").
+    let run = scan.bin().await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(server.count(), 2);
     let items = common::journal_items(&out);

@@ -1,4 +1,5 @@
-//! Shared test helpers: the binary's path, generated images, and an emulator on a free port.
+//! Shared test helpers: the binary's path, generated images, an emulator on a free port, one
+//! `scan` run ([`ScanRun`]: in this process or as the binary) and the readers of what it wrote.
 
 #![allow(dead_code)]
 
@@ -6,6 +7,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use image::{ImageFormat, Rgb, RgbImage};
+use liveness_batch::emulator::Emulator;
 
 /// Path of the built `liveness-batch` binary.
 pub fn bin() -> PathBuf {
@@ -55,6 +57,28 @@ pub fn png(seed: u64) -> Vec<u8> {
     encode(&photo(seed, 96, 96), ImageFormat::Png)
 }
 
+/// `n` distinct JPEGs under `dir`, image `i` named `name(i)` with seed `seed0 + i`.
+pub fn jpegs(dir: &Path, n: u64, seed0: u64, name: impl Fn(u64) -> String) {
+    for i in 0..n {
+        write(dir, &name(i), &jpeg(seed0 + i));
+    }
+}
+
+/// A temporary folder holding `src` (made by the caller) and the path of `out` beside it.
+pub struct Dirs {
+    pub tmp: tempfile::TempDir,
+    pub src: PathBuf,
+    pub out: PathBuf,
+}
+
+/// [`Dirs`] with `src` filled by `fill`.
+pub fn dirs(fill: impl FnOnce(&Path)) -> Dirs {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, out) = (tmp.path().join("src"), tmp.path().join("out"));
+    fill(&src);
+    Dirs { tmp, src, out }
+}
+
 /// Write `bytes` to `dir/name`, creating parent folders.
 pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let p = dir.join(name);
@@ -93,6 +117,150 @@ impl Run {
     pub fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
+
+    /// Assert the exit code and that stderr says `text`.
+    #[track_caller]
+    pub fn exited_saying(&self, code: i32, text: &str) {
+        assert_eq!(self.code, code, "{self:?}");
+        assert!(
+            self.stderr.contains(text),
+            "{text:?} not in {}",
+            self.stderr
+        );
+    }
+}
+
+/// Fast settings for tests: no pacing to speak of, a tiny backoff.
+pub const FAST: [&str; 4] = ["--rate", "2000/s", "--backoff-ms", "5"];
+
+/// One `scan`: its sources, out dir and arguments (the [`FAST`] settings and `--quiet` unless
+/// asked otherwise), the API it talks to and the key it sends. Run it in this process
+/// ([`ScanRun::run`]: the exit code) or as the binary ([`ScanRun::bin`]: the code and what it
+/// printed, for messages, signals and exit codes of the process itself).
+#[derive(Clone, Debug)]
+pub struct ScanRun {
+    sources: Vec<String>,
+    pub out: PathBuf,
+    extra: Vec<String>,
+    base_url: Option<String>,
+    key: Option<String>,
+    fast: bool,
+    quiet: bool,
+}
+
+impl ScanRun {
+    /// `scan SOURCE --out OUT` against `emu` with [`KEY`].
+    pub fn new(emu: &Emulator, source: impl AsRef<Path>, out: &Path) -> Self {
+        Self::against(Some(&emu.base_url()), out).source(source)
+    }
+
+    /// `scan --out OUT` (no source yet) against `base_url` (none: the default API) with [`KEY`].
+    pub fn against(base_url: Option<&str>, out: &Path) -> Self {
+        Self {
+            sources: Vec::new(),
+            out: out.to_path_buf(),
+            extra: Vec::new(),
+            base_url: base_url.map(String::from),
+            key: Some(KEY.into()),
+            fast: true,
+            quiet: true,
+        }
+    }
+
+    /// One more source.
+    pub fn source(mut self, source: impl AsRef<Path>) -> Self {
+        self.sources.push(source.as_ref().display().to_string());
+        self
+    }
+
+    /// More arguments, after the others.
+    pub fn args<S: AsRef<str>>(mut self, extra: &[S]) -> Self {
+        self.extra
+            .extend(extra.iter().map(|s| s.as_ref().to_string()));
+        self
+    }
+
+    /// Without `--quiet`: the summary and the messages are printed.
+    pub fn loud(mut self) -> Self {
+        self.quiet = false;
+        self
+    }
+
+    /// Without the [`FAST`] settings: the defaults (or the caller's own) apply.
+    pub fn plain(mut self) -> Self {
+        self.fast = false;
+        self
+    }
+
+    /// Send this key (none: no key at all).
+    pub fn key(mut self, key: Option<&str>) -> Self {
+        self.key = key.map(String::from);
+        self
+    }
+
+    /// The whole command line, from `scan` on.
+    pub fn argv(&self) -> Vec<String> {
+        let mut v = vec!["scan".to_string()];
+        v.extend(self.sources.iter().cloned());
+        v.extend(["--out".to_string(), self.out.display().to_string()]);
+        if self.fast {
+            v.extend(FAST.iter().map(|s| s.to_string()));
+        }
+        if self.quiet {
+            v.push("--quiet".into());
+        }
+        v.extend(self.extra.iter().cloned());
+        v
+    }
+
+    /// Run the binary; its output is captured.
+    pub async fn bin(&self) -> Run {
+        let argv = self.argv();
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        run_bin(&refs, self.base_url.as_deref(), self.key.as_deref()).await
+    }
+
+    /// Run the command in this process (on the test's runtime, so under its clock) and return
+    /// its exit code; what it prints goes to the test's own output.
+    pub async fn run(&self) -> i32 {
+        use liveness_batch::cli::{Cli, Command};
+        use liveness_batch::{config::ScanConfig, scan};
+        let mut argv = vec!["liveness-batch".to_string()];
+        argv.extend(self.argv());
+        if let Some(url) = &self.base_url {
+            argv.extend(["--base-url".to_string(), url.clone()]);
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(&argv).expect("a valid command line");
+        let Command::Scan(args) = cli.command else {
+            unreachable!("a scan command line")
+        };
+        let code = match ScanConfig::from_args(*args, self.key.clone()) {
+            Ok(cfg) => scan::run(cfg, scan::Stop::default())
+                .await
+                .map_err(liveness_batch::Error::from),
+            Err(e) => Err(e.into()),
+        };
+        match code {
+            Ok(exit) => exit.code(),
+            Err(e) => e.exit_code().code(),
+        }
+    }
+
+    /// The item lines of its journal.
+    pub fn items(&self) -> Vec<serde_json::Value> {
+        journal_items(&self.out)
+    }
+
+    /// Its `summary.json`.
+    pub fn summary(&self) -> serde_json::Value {
+        summary(&self.out)
+    }
+}
+
+/// `summary.json` in `out`.
+pub fn summary(out: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary.json"))
+        .expect("summary.json is JSON")
 }
 
 /// Run the binary with `args`, pointed at `base_url` with `key` (no key when `None`).
@@ -149,4 +317,33 @@ pub fn csv_rows(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> 
                 .collect()
         })
         .collect()
+}
+
+/// `report OUT` and `extra`, as the binary.
+pub async fn report(out: &Path, extra: &[&str]) -> Run {
+    let mut argv = vec!["report", out.to_str().unwrap()];
+    argv.extend_from_slice(extra);
+    run_bin(&argv, None, None).await
+}
+
+/// Poll `cond` every 10 ms until it holds; fail after a minute (a generous bound, so a busy
+/// machine only makes the test slower, never fail).
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..6000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+/// Serve `app` on a free loopback port: its base URL, and the task serving it.
+pub async fn serve(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, task)
 }

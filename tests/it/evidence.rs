@@ -9,38 +9,22 @@ use std::process::Command;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::common::{self, KEY};
+use liveness_batch::emulator::Emulator;
 
-const FAST: [&str; 4] = ["--rate", "2000/s", "--backoff-ms", "1"];
+use crate::common::{self, KEY, ScanRun};
 
 /// A folder of `n` distinct images and the out dir beside it.
 fn setup(n: u64) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
-    for i in 0..n {
-        common::write(&src, &format!("img{i:02}.jpg"), &common::jpeg(9_000 + i));
-    }
+    common::jpegs(&src, n, 9_000, |i| format!("img{i:02}.jpg"));
     let out = tmp.path().join("out");
     (tmp, src, out)
 }
 
-async fn scan(
-    emu: &liveness_batch::emulator::Emulator,
-    src: &Path,
-    out: &Path,
-    extra: &[&str],
-) -> common::Run {
-    let (src, out) = (src.to_str().unwrap(), out.to_str().unwrap());
-    let mut args = vec!["scan", src, "--out", out];
-    args.extend(FAST);
-    args.extend(extra);
-    common::run_bin(&args, Some(&emu.base_url()), Some(KEY)).await
-}
-
-async fn report(out: &Path, extra: &[&str]) -> common::Run {
-    let mut args = vec!["report", out.to_str().unwrap()];
-    args.extend(extra);
-    common::run_bin(&args, None, None).await
+/// `scan SRC --out OUT` against `emu`, printing its summary, with `extra`.
+async fn scan(emu: &Emulator, src: &Path, out: &Path, extra: &[&str]) -> common::Run {
+    ScanRun::new(emu, src, out).loud().args(extra).bin().await
 }
 
 /// The journal's lines as written (line breaks excluded).
@@ -169,27 +153,18 @@ async fn a_forged_record_after_the_end_line_is_refused_by_scan_and_report() {
     // a dry run does not count from it either, and writes nothing
     let summary_before = std::fs::read(t.out.join("summary.md")).unwrap();
     let dry = scan(&emu, &t.src, &t.out, &["--dry-run"]).await;
-    assert_eq!(dry.code, 8, "{dry:?}");
-    assert!(
-        dry.stderr.contains("is a record outside any run"),
-        "{}",
-        dry.stderr
-    );
+    dry.exited_saying(8, "is a record outside any run");
     assert_eq!(
         std::fs::read(t.out.join("summary.md")).unwrap(),
         summary_before
     );
 
     let r = scan(&emu, &t.src, &t.out, &[]).await;
-    assert_eq!(r.code, 8, "{r:?}");
-    assert!(
-        r.stderr.contains("is a record outside any run") && r.stderr.contains("Nothing was sent"),
-        "{}",
-        r.stderr
-    );
+    r.exited_saying(8, "is a record outside any run");
+    assert!(r.stderr.contains("Nothing was sent"), "{}", r.stderr);
     assert_eq!(emu.stats().requests, 5, "no request");
     assert_no_output_vouches(&t.out);
-    let rep = report(&t.out, &[]).await;
+    let rep = common::report(&t.out, &[]).await;
     assert_eq!(rep.code, 8, "{rep:?}");
     assert!(rep.stderr.contains("VERIFICATION FAILED"), "{}", rep.stderr);
     assert_no_output_vouches(&t.out);
@@ -207,13 +182,7 @@ async fn a_record_edited_in_place_is_refused_and_sha256sums_still_shows_it() {
     write_lines(&t.out, &ls);
 
     let r = scan(&emu, &t.src, &t.out, &[]).await;
-    assert_eq!(r.code, 8, "{r:?}");
-    assert!(
-        r.stderr
-            .contains(&format!("does not carry the hash of line {}", at + 1)),
-        "{}",
-        r.stderr
-    );
+    r.exited_saying(8, &format!("does not carry the hash of line {}", at + 1));
     assert_eq!(emu.stats().requests, 6);
     assert_no_output_vouches(&t.out);
     // SHA256SUMS was left as it was: it shows the journal changed since
@@ -255,7 +224,7 @@ async fn a_journal_zeroed_or_cut_back_beside_its_results_is_refused_before_any_r
         assert_eq!(emu.stats().requests, 4, "{how}: nothing re-billed");
         if how == "cut to its header" {
             // `report` finds it too, and says so in every output
-            let rep = report(&t.out, &[]).await;
+            let rep = common::report(&t.out, &[]).await;
             assert_eq!(rep.code, 8, "{rep:?}");
             assert!(rep.stderr.contains("no longer holds"), "{}", rep.stderr);
             let md = std::fs::read_to_string(t.out.join("summary.md")).unwrap();
@@ -275,13 +244,7 @@ async fn a_deleted_record_is_refused_even_with_every_hash_recomputed() {
         std::fs::remove_file(t.out.join(cache)).unwrap();
     }
     let r = scan(&emu, &t.src, &t.out, &[]).await;
-    assert_eq!(r.code, 8, "{r:?}");
-    assert!(
-        r.stderr
-            .contains("records of that run were removed or added"),
-        "{}",
-        r.stderr
-    );
+    r.exited_saying(8, "records of that run were removed or added");
     assert_eq!(
         emu.stats().requests,
         5,
@@ -308,12 +271,7 @@ async fn a_copied_request_id_and_an_orphan_duplicate_are_refused() {
         let _ = std::fs::remove_file(t.out.join(cache));
     }
     let r = scan(&emu, &t.src, &t.out, &[]).await;
-    assert_eq!(r.code, 8, "{r:?}");
-    assert!(
-        r.stderr.contains("carries the request id of"),
-        "{}",
-        r.stderr
-    );
+    r.exited_saying(8, "carries the request id of");
 
     // a record turned into a duplicate of an image no record answered
     let mut orphan = values.clone();
@@ -326,12 +284,7 @@ async fn a_copied_request_id_and_an_orphan_duplicate_are_refused() {
     orphan.retain(|v| !(v["type"] == "sending" && v["key"] == key));
     write_lines(&t.out, &rechain(&orphan));
     let r = scan(&emu, &t.src, &t.out, &[]).await;
-    assert_eq!(r.code, 8, "{r:?}");
-    assert!(
-        r.stderr.contains("no record before it answered that image"),
-        "{}",
-        r.stderr
-    );
+    r.exited_saying(8, "no record before it answered that image");
     assert_eq!(emu.stats().requests, 4);
 }
 
@@ -403,20 +356,15 @@ async fn a_signed_run_verifies_with_minisign_and_a_careful_forgery_is_refused() 
     assert!(minisign_verifies(&t.out, Path::new(pk)));
     assert!(sums_failing(&t.out).is_empty());
     // verifying writes nothing: the signature stays valid
-    let rep = report(&t.out, &["--public-key", pk]).await;
-    assert_eq!(rep.code, 0, "{rep:?}");
-    assert!(
-        rep.stderr.contains("Verified with minisign key"),
-        "{}",
-        rep.stderr
-    );
+    let rep = common::report(&t.out, &["--public-key", pk]).await;
+    rep.exited_saying(0, "Verified with minisign key");
     assert!(minisign_verifies(&t.out, Path::new(pk)));
     // a rebuild without the key would leave the signature behind: refused
-    let rep = report(&t.out, &[]).await;
+    let rep = common::report(&t.out, &[]).await;
     assert_eq!(rep.code, 2, "{rep:?}");
     assert!(rep.stderr.contains("is signed"), "{}", rep.stderr);
     // rebuilt and signed again, the check in the summary
-    let rep = report(&t.out, &["--public-key", pk, "--sign-key", sk]).await;
+    let rep = common::report(&t.out, &["--public-key", pk, "--sign-key", sk]).await;
     assert_eq!(rep.code, 0, "{rep:?}");
     let md = std::fs::read_to_string(t.out.join("summary.md")).unwrap();
     assert!(
@@ -454,7 +402,7 @@ async fn a_signed_run_verifies_with_minisign_and_a_careful_forgery_is_refused() 
         r.stderr
     );
     assert_eq!(emu.stats().requests, 5);
-    let rep = report(&t.out, &["--public-key", pk]).await;
+    let rep = common::report(&t.out, &["--public-key", pk]).await;
     assert_eq!(rep.code, 8, "{rep:?}");
     assert!(rep.stderr.contains("VERIFICATION FAILED"), "{}", rep.stderr);
 }
@@ -550,13 +498,11 @@ async fn a_signed_run_killed_mid_run_resumes_to_a_valid_signature() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // wait for some records, then SIGKILL
-    for _ in 0..400 {
-        if out.join("journal.jsonl").exists() && common::journal_items(&out).len() >= 8 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    // Wait for some records, then SIGKILL.
+    common::wait_until("8 records", || {
+        out.join("journal.jsonl").exists() && common::journal_items(&out).len() >= 8
+    })
+    .await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     let recorded = common::journal_items(&out).len();
@@ -575,6 +521,6 @@ async fn a_signed_run_killed_mid_run_resumes_to_a_valid_signature() {
         "only what was not recorded (and at most the uploads in flight) was sent again"
     );
     assert!(minisign_verifies(&out, &pk));
-    let rep = report(&out, &["--public-key", pk.to_str().unwrap()]).await;
+    let rep = common::report(&out, &["--public-key", pk.to_str().unwrap()]).await;
     assert_eq!(rep.code, 0, "{rep:?}");
 }

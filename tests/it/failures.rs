@@ -6,21 +6,17 @@ use std::collections::HashMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
-use crate::common::{self, KEY};
+use liveness_batch::emulator::Emulator;
 
-const FAST: &[&str] = &["--rate", "2000/s", "--backoff-ms", "5", "--quiet"];
+use crate::common::{self, KEY, Run, ScanRun};
 
-fn scan_args<'a>(src: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["scan", src, "--out", out];
-    v.extend_from_slice(FAST);
-    v.extend_from_slice(extra);
-    v
+/// `scan SRC --out OUT` with the fast settings, `--quiet` and `extra`, as the binary.
+async fn scan(emu: &Emulator, src: &str, out: impl AsRef<Path>, extra: &[&str]) -> Run {
+    ScanRun::new(emu, src, out.as_ref()).args(extra).bin().await
 }
 
 fn images(dir: &Path, n: u64, seed0: u64) {
-    for i in 0..n {
-        common::write(dir, &format!("img{i:04}.jpg"), &common::jpeg(seed0 + i));
-    }
+    common::jpegs(dir, n, seed0, |i| format!("img{i:04}.jpg"));
 }
 
 fn leftover_tmp(dir: &Path) -> Vec<String> {
@@ -85,18 +81,19 @@ async fn a_full_disk_stops_the_run_at_once_and_the_rerun_counts_what_was_in_flig
         r#"
         mount -t tmpfs -o size=160k,mode=0700 tmpfs '{out}'
         set +e
-        timeout 60 '{bin}' scan '{src}' --out '{out}' --rate 2000/s --concurrency 8 --quiet \
+        timeout 60 '{bin}' scan '{src}' --out '{out}' {fast} --concurrency 8 --quiet \
             >'{tmp}/1.out' 2>'{tmp}/1.err'
         echo $? >'{tmp}/1.code'
         cp -a '{out}' '{first}'
         mount -o remount,size=64m '{out}'
-        timeout 60 '{bin}' scan '{src}' --out '{out}' --rate 2000/s --concurrency 8 \
+        timeout 60 '{bin}' scan '{src}' --out '{out}' {fast} --concurrency 8 \
             >'{tmp}/2.out' 2>'{tmp}/2.err'
         echo $? >'{tmp}/2.code'
         cp -a '{out}' '{tmp}/after-second'
         "#,
         out = out.display(),
         bin = common::bin().display(),
+        fast = common::FAST.join(" "),
         src = src.display(),
         tmp = tmp.path().display(),
         first = first.display(),
@@ -184,11 +181,11 @@ async fn a_full_disk_while_writing_outputs_exits_6_and_leaves_no_temporary_files
         export DIDIT_API_KEY={KEY} DIDIT_BASE_URL={base}
         mount -t tmpfs -o size=2m,mode=0700 tmpfs '{out}'
         set +e
-        '{bin}' scan '{src}' --out '{out}' --rate 2000/s --quiet; echo $? >'{tmp}/1.code'
+        '{bin}' scan '{src}' --out '{out}' {fast} --quiet; echo $? >'{tmp}/1.code'
         cp '{out}/results.csv' '{tmp}/results.before'
         dd if=/dev/zero of='{out}/filler' bs=4k 2>/dev/null
         '{bin}' report '{out}' >'{tmp}/2.out' 2>'{tmp}/2.err'; echo $? >'{tmp}/2.code'
-        '{bin}' scan '{src}' --out '{out}' --rate 2000/s --quiet 2>'{tmp}/3.err'
+        '{bin}' scan '{src}' --out '{out}' {fast} --quiet 2>'{tmp}/3.err'
         echo $? >'{tmp}/3.code'
         ls -a '{out}' >'{tmp}/listing'
         cp '{out}/results.csv' '{tmp}/results.after'
@@ -196,6 +193,7 @@ async fn a_full_disk_while_writing_outputs_exits_6_and_leaves_no_temporary_files
         base = emu.base_url(),
         out = out.display(),
         bin = common::bin().display(),
+        fast = common::FAST.join(" "),
         src = src.display(),
         tmp = tmp.path().display(),
     );
@@ -244,7 +242,7 @@ async fn planted_links_in_the_out_dir_are_refused_and_their_targets_untouched() 
         std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o700)).unwrap();
         symlink(&victim, out.join(planted)).unwrap();
         let (s, o) = (src.to_str().unwrap(), out.to_str().unwrap());
-        let run = common::run_bin(&scan_args(s, o, &[]), Some(&emu.base_url()), Some(KEY)).await;
+        let run = scan(&emu, s, o, &[]).await;
         assert_eq!(run.code, 6, "{planted}: {run:?}");
         assert!(
             run.stderr.contains("symbolic link") && run.stderr.contains(planted),
@@ -269,13 +267,8 @@ async fn an_out_dir_writable_by_others_gets_a_warning() {
     std::fs::create_dir(&out).unwrap();
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
     let (s, o) = (src.to_str().unwrap(), out.to_str().unwrap());
-    let run = common::run_bin(&scan_args(s, o, &[]), Some(&emu.base_url()), Some(KEY)).await;
-    assert_eq!(run.code, 0, "{run:?}");
-    assert!(
-        run.stderr.contains("can be written by other users"),
-        "{}",
-        run.stderr
-    );
+    let run = scan(&emu, s, o, &[]).await;
+    run.exited_saying(0, "can be written by other users");
 }
 
 /// Local I/O failures exit 6 with the operation and the file named (never "read the journal"
@@ -292,7 +285,7 @@ async fn local_io_failures_exit_6_naming_the_operation_and_the_file() {
     let out = tmp.path().join("out-folder");
     std::fs::create_dir_all(out.join("journal.jsonl")).unwrap();
     let o = out.to_str().unwrap();
-    let run = common::run_bin(&scan_args(s, o, &[]), Some(&emu.base_url()), Some(KEY)).await;
+    let run = scan(&emu, s, o, &[]).await;
     assert_eq!(run.code, 6, "{run:?}");
     assert!(
         run.stderr.contains("cannot open") && run.stderr.contains("journal.jsonl"),
@@ -304,12 +297,7 @@ async fn local_io_failures_exit_6_naming_the_operation_and_the_file() {
     // The out dir cannot be created (a file stands in the way).
     common::write(tmp.path(), "plain-file", b"x");
     let o = tmp.path().join("plain-file/out");
-    let run = common::run_bin(
-        &scan_args(s, o.to_str().unwrap(), &[]),
-        Some(&emu.base_url()),
-        Some(KEY),
-    )
-    .await;
+    let run = scan(&emu, s, o.to_str().unwrap(), &[]).await;
     assert_eq!(run.code, 6, "{run:?}");
     assert!(
         run.stderr.contains("cannot create the out dir") && run.stderr.contains("plain-file"),
@@ -320,12 +308,7 @@ async fn local_io_failures_exit_6_naming_the_operation_and_the_file() {
     // The lock file is a folder: named as the lock file, not as the journal.
     let out = tmp.path().join("out-lock");
     std::fs::create_dir_all(out.join(".liveness-batch.lock")).unwrap();
-    let run = common::run_bin(
-        &scan_args(s, out.to_str().unwrap(), &[]),
-        Some(&emu.base_url()),
-        Some(KEY),
-    )
-    .await;
+    let run = scan(&emu, s, out.to_str().unwrap(), &[]).await;
     assert_eq!(run.code, 6, "{run:?}");
     assert!(
         run.stderr.contains("lock file") && !run.stderr.contains("read the journal"),
@@ -345,7 +328,7 @@ async fn a_lost_journal_beside_earlier_results_is_refused_unless_fresh() {
     images(&src, 4, 36_000);
     let out = tmp.path().join("out");
     let (s, o) = (src.to_str().unwrap(), out.to_str().unwrap());
-    let first = common::run_bin(&scan_args(s, o, &[]), Some(&emu.base_url()), Some(KEY)).await;
+    let first = scan(&emu, s, o, &[]).await;
     assert_eq!(first.code, 0, "{first:?}");
     let sent = emu.stats().requests;
 
@@ -356,7 +339,7 @@ async fn a_lost_journal_beside_earlier_results_is_refused_unless_fresh() {
         } else {
             std::fs::remove_file(&journal).unwrap();
         }
-        let run = common::run_bin(&scan_args(s, o, &[]), Some(&emu.base_url()), Some(KEY)).await;
+        let run = scan(&emu, s, o, &[]).await;
         assert_eq!(run.code, 8, "{how}: {run:?}");
         let state = if how == "emptied" { "empty" } else { "missing" };
         assert!(
@@ -368,12 +351,7 @@ async fn a_lost_journal_beside_earlier_results_is_refused_unless_fresh() {
         );
         assert_eq!(emu.stats().requests, sent, "{how}: nothing was sent");
     }
-    let fresh = common::run_bin(
-        &scan_args(s, o, &["--fresh"]),
-        Some(&emu.base_url()),
-        Some(KEY),
-    )
-    .await;
+    let fresh = scan(&emu, s, o, &["--fresh"]).await;
     assert_eq!(fresh.code, 0, "{fresh:?}");
     assert_eq!(emu.stats().requests, sent + 4);
 }
@@ -395,12 +373,7 @@ async fn a_rejection_of_one_rows_fields_is_not_reused_for_identical_images() {
     common::write(tmp.path(), "m.csv", manifest.as_bytes());
     let out = tmp.path().join("out");
     let m = tmp.path().join("m.csv");
-    let run = common::run_bin(
-        &scan_args(m.to_str().unwrap(), out.to_str().unwrap(), &[]),
-        Some(&emu.base_url()),
-        Some(KEY),
-    )
-    .await;
+    let run = scan(&emu, m.to_str().unwrap(), out.to_str().unwrap(), &[]).await;
     let items: HashMap<String, serde_json::Value> = common::journal_items(&out)
         .into_iter()
         .map(|i| (i["key"].as_str().unwrap().to_string(), i))
@@ -423,7 +396,7 @@ async fn ignored_files_are_listed_with_their_reason() {
     symlink(src.join("img0000.jpg"), src.join("linked.jpg")).unwrap();
     let out = tmp.path().join("out");
     let (s, o) = (src.to_str().unwrap(), out.to_str().unwrap());
-    let run = common::run_bin(&scan_args(s, o, &[]), Some(&emu.base_url()), Some(KEY)).await;
+    let run = scan(&emu, s, o, &[]).await;
     assert_eq!(run.code, 0, "{run:?}");
     let rows = common::csv_rows(&out.join("ignored.csv"));
     let by_path: HashMap<&str, &str> = rows

@@ -10,24 +10,15 @@ use liveness_batch::emulator::Emulator;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::common::{self, KEY};
+use crate::common::{self, ScanRun};
 
-/// Fast settings for tests: no pacing to speak of, tiny backoff.
-const FAST: &[&str] = &["--rate", "2000/s", "--backoff-ms", "5", "--quiet"];
-
-async fn scan(emu: &Emulator, src: &Path, out: &Path, extra: &[&str]) -> common::Run {
-    let mut args = vec!["scan", p(src), "--out", p(out)];
-    args.extend(FAST);
-    args.extend(extra);
-    common::run_bin(&args, Some(&emu.base_url()), Some(KEY)).await
+/// `scan SRC --out OUT` with the fast settings and `extra`, in this process: the exit code.
+async fn scan(emu: &Emulator, src: &Path, out: &Path, extra: &[&str]) -> i32 {
+    ScanRun::new(emu, src, out).args(extra).run().await
 }
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
-}
-
-fn summary(out: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap()
 }
 
 fn keys_of(path: &Path) -> BTreeSet<String> {
@@ -53,7 +44,7 @@ fn fingerprint_of_results(out: &Path) -> String {
 }
 
 fn fingerprint(out: &Path) -> String {
-    summary(out)["audit"]["input_fingerprint"]["sha256"]
+    common::summary(out)["audit"]["input_fingerprint"]["sha256"]
         .as_str()
         .unwrap()
         .to_string()
@@ -90,7 +81,7 @@ async fn deleted_renamed_and_linked_files_move_to_gone_csv_and_come_back_when_re
     }
     let emu = common::emulator(|_| {}).await;
     let first = scan(&emu, &src, &out, &[]).await;
-    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(first, 0, "{first:?}");
     assert_eq!(emu.stats().requests, 5);
     let all = set(&["img0.jpg", "img1.jpg", "img2.jpg", "img3.jpg", "img4.jpg"]);
     assert_eq!(keys_of(&out.join("results.csv")), all);
@@ -105,7 +96,7 @@ async fn deleted_renamed_and_linked_files_move_to_gone_csv_and_come_back_when_re
     std::os::unix::fs::symlink(&outside, src.join("img2.jpg")).unwrap();
 
     let second = scan(&emu, &src, &out, &[]).await;
-    assert_eq!(second.code, 0, "{second:?}");
+    assert_eq!(second, 0, "{second:?}");
     assert_eq!(
         emu.stats().requests,
         5,
@@ -149,7 +140,7 @@ async fn deleted_renamed_and_linked_files_move_to_gone_csv_and_come_back_when_re
         "{ignored}"
     );
     // Counted apart: out of the items and the fingerprint.
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["items"]["total"], 3, "{}", s["items"]);
     assert_eq!(s["items"]["gone"], 3, "{}", s["items"]);
     assert_eq!(s["audit"]["input_fingerprint"]["items"], 3);
@@ -182,7 +173,7 @@ async fn deleted_renamed_and_linked_files_move_to_gone_csv_and_come_back_when_re
 
     // A third scan with nothing changed marks nothing again and leaves the outputs.
     let third = scan(&emu, &src, &out, &[]).await;
-    assert_eq!(third.code, 0, "{third:?}");
+    assert_eq!(third, 0, "{third:?}");
     let gone_now = common::journal_lines(&out)
         .into_iter()
         .filter(|l| l["type"] == "gone")
@@ -196,7 +187,7 @@ async fn deleted_renamed_and_linked_files_move_to_gone_csv_and_come_back_when_re
     std::fs::remove_file(src.join("img2.jpg")).unwrap();
     common::write(&src, "img2.jpg", &bytes[2]);
     let fourth = scan(&emu, &src, &out, &[]).await;
-    assert_eq!(fourth.code, 0, "{fourth:?}");
+    assert_eq!(fourth, 0, "{fourth:?}");
     assert_eq!(emu.stats().requests, 5, "nothing is sent again");
     assert_eq!(keys_of(&out.join("results.csv")), all);
     assert_eq!(fingerprint(&out), whole, "the same population again");
@@ -205,7 +196,7 @@ async fn deleted_renamed_and_linked_files_move_to_gone_csv_and_come_back_when_re
         set(&["moved1.jpg"]),
         "the renamed key is the one gone now"
     );
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(
         (s["items"]["total"].as_u64(), s["items"]["gone"].as_u64()),
         (Some(5), Some(1))
@@ -214,11 +205,11 @@ async fn deleted_renamed_and_linked_files_move_to_gone_csv_and_come_back_when_re
     // Everything gone comes back: gone.csv is removed, and SHA256SUMS no longer lists it.
     common::write(&src, "moved1.jpg", &bytes[1]);
     let fifth = scan(&emu, &src, &out, &[]).await;
-    assert_eq!(fifth.code, 0, "{fifth:?}");
+    assert_eq!(fifth, 0, "{fifth:?}");
     assert!(!out.join("gone.csv").exists());
     let sums = std::fs::read_to_string(out.join("SHA256SUMS")).unwrap();
     assert!(!sums.contains("gone.csv"), "{sums}");
-    assert_eq!(summary(&out)["items"]["gone"], 0);
+    assert_eq!(common::summary(&out)["items"]["gone"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,14 +222,14 @@ async fn a_run_stopped_before_the_end_of_its_input_marks_nothing_gone() {
     }
     let emu = common::emulator(|_| {}).await;
     let first = scan(&emu, &src, &out, &[]).await;
-    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(first, 0, "{first:?}");
     std::fs::remove_file(src.join("img0.jpg")).unwrap();
     for i in 3..6 {
         common::write(&src, &format!("img{i}.jpg"), &common::jpeg(220_000 + i));
     }
     // The budget stops the run before its input is done: what it did not reach may be there.
     let stopped = scan(&emu, &src, &out, &["--max-requests", "1"]).await;
-    assert_eq!(stopped.code, 4, "{stopped:?}");
+    assert_eq!(stopped, 4, "{stopped:?}");
     let lines = common::journal_lines(&out);
     assert!(
         lines.iter().all(|l| l["type"] != "gone"),
@@ -246,11 +237,11 @@ async fn a_run_stopped_before_the_end_of_its_input_marks_nothing_gone() {
     );
     assert!(keys_of(&out.join("results.csv")).contains("img0.jpg"));
     assert!(!out.join("gone.csv").exists());
-    assert_eq!(summary(&out)["items"]["gone"], 0);
+    assert_eq!(common::summary(&out)["items"]["gone"], 0);
 
     // The run that reads everything does.
     let whole = scan(&emu, &src, &out, &[]).await;
-    assert_eq!(whole.code, 0, "{whole:?}");
+    assert_eq!(whole, 0, "{whole:?}");
     assert_eq!(keys_of(&out.join("gone.csv")), set(&["img0.jpg"]));
     assert!(!keys_of(&out.join("results.csv")).contains("img0.jpg"));
 }
@@ -266,10 +257,10 @@ async fn a_deletion_alone_rebuilds_the_outputs_it_changes() {
         common::write(&src, &format!("img{i}.jpg"), &common::jpeg(240_000 + i));
     }
     let emu = common::emulator(|_| {}).await;
-    assert_eq!(scan(&emu, &src, &out, &[]).await.code, 0);
+    assert_eq!(scan(&emu, &src, &out, &[]).await, 0);
     std::fs::remove_file(src.join("img1.jpg")).unwrap();
     let r = scan(&emu, &src, &out, &[]).await;
-    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r, 0, "{r:?}");
     assert!(
         common::journal_items(&out).len() == 2,
         "no record added: only the gone line"
@@ -293,11 +284,11 @@ async fn a_gone_image_without_a_result_no_longer_sets_the_exit_code() {
     common::write(&src, "empty.jpg", b"");
     let emu = common::emulator(|_| {}).await;
     let first = scan(&emu, &src, &out, &[]).await;
-    assert_eq!(first.code, 1, "the empty file has no result: {first:?}");
+    assert_eq!(first, 1, "the empty file has no result: {first:?}");
     std::fs::remove_file(src.join("empty.jpg")).unwrap();
     let second = scan(&emu, &src, &out, &[]).await;
     assert_eq!(
-        second.code, 0,
+        second, 0,
         "every image listed today has a result: {second:?}"
     );
     let gone = common::csv_rows(&out.join("gone.csv"));
@@ -306,11 +297,11 @@ async fn a_gone_image_without_a_result_no_longer_sets_the_exit_code() {
         (gone[0]["key"].as_str(), gone[0]["action"].as_str()),
         ("empty.jpg", "fix_input")
     );
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["items"]["without_result"], 0, "{}", s["items"]);
     common::write(&src, "empty.jpg", b"");
     let third = scan(&emu, &src, &out, &[]).await;
-    assert_eq!(third.code, 1, "back, still without a result: {third:?}");
+    assert_eq!(third, 1, "back, still without a result: {third:?}");
     assert!(!out.join("gone.csv").exists());
     assert_eq!(emu.stats().requests, 1);
 }
@@ -331,8 +322,8 @@ async fn a_run_over_other_sources_takes_nothing_for_gone() {
     common::write(&day1, "b.jpg", &common::jpeg(72));
     common::write(&day2, "c.jpg", &common::jpeg(73));
     common::write(&day2, "d.jpg", &common::jpeg(74));
-    assert_eq!(scan(&emu, &day1, &out, &[]).await.code, 0);
-    assert_eq!(scan(&emu, &day2, &out, &[]).await.code, 0);
+    assert_eq!(scan(&emu, &day1, &out, &[]).await, 0);
+    assert_eq!(scan(&emu, &day2, &out, &[]).await, 0);
     assert!(!out.join("gone.csv").exists(), "nothing gone");
     assert_eq!(
         keys_of(&out.join("results.csv")),
@@ -340,7 +331,7 @@ async fn a_run_over_other_sources_takes_nothing_for_gone() {
     );
     // day2 again, its file deleted: it is gone; day1's items are not
     std::fs::remove_file(day2.join("c.jpg")).unwrap();
-    assert_eq!(scan(&emu, &day2, &out, &[]).await.code, 0);
+    assert_eq!(scan(&emu, &day2, &out, &[]).await, 0);
     assert_eq!(keys_of(&out.join("gone.csv")), set(&["c.jpg"]));
     assert_eq!(emu.stats().requests, 4);
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use liveness_batch::input::preflight::{self, Format, MAX_BYTES};
 use liveness_batch::input::{self, Event, Item, SourceOptions};
 
-use crate::common::{jpeg, png, write};
+use crate::common::{ScanRun, jpeg, png, write};
 
 fn sample_data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_data")
@@ -434,7 +434,7 @@ fn stdin_manifest_is_read_once_and_fully() {
 
 /// Run the binary with `args` in `dir` against `base_url`, killed if it takes over 60 s (a hang
 /// fails the test instead of stalling the suite).
-async fn run_in(dir: &Path, args: &[&str], base_url: &str) -> crate::common::Run {
+async fn run_in(dir: &Path, args: &[String], base_url: &str) -> crate::common::Run {
     let mut cmd = tokio::process::Command::new(crate::common::bin());
     cmd.args(args)
         .current_dir(dir)
@@ -455,15 +455,10 @@ async fn run_in(dir: &Path, args: &[&str], base_url: &str) -> crate::common::Run
     }
 }
 
-const FAST: &[&str] = &["--rate", "2000/s", "--backoff-ms", "5", "--quiet"];
-
-fn scan_args<'a>(sources: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["scan"];
-    v.extend_from_slice(sources);
-    v.extend_from_slice(&["--out", "out"]);
-    v.extend_from_slice(FAST);
-    v.extend_from_slice(extra);
-    v
+/// `scan SOURCES --out out` with the fast settings, `--quiet` and `extra`.
+fn scan_args(sources: &[&str], extra: &[&str]) -> Vec<String> {
+    let run = ScanRun::against(None, Path::new("out")).args(extra);
+    sources.iter().fold(run, |run, s| run.source(s)).argv()
 }
 
 fn mkfifo(path: &Path) {

@@ -10,19 +10,17 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use liveness_batch::emulator::Emulator;
-use liveness_batch::journal::{JOURNAL_FILE, Line, RunEnd, RunInfo, RunOutcome, Settings, Writer};
+use liveness_batch::journal::{JOURNAL_FILE, Line, RunEnd, RunOutcome, Writer};
 use liveness_batch::record::{Class, Decision, Record};
 use liveness_batch::report::{self, ReportOptions, ResultsFormat, state::STATE_FILE};
 
-use crate::common::{self, KEY, Run};
+use crate::common::{self, Run, ScanRun};
 
 const LEFT: &str = "Nothing new since the outputs were built";
 
 /// `n` distinct JPEGs in `dir`, named from `first` on.
 fn images(dir: &Path, first: u64, n: u64) {
-    for i in first..first + n {
-        common::write(dir, &format!("img{i:03}.jpg"), &common::jpeg(7000 + i));
-    }
+    common::jpegs(dir, n, 7000 + first, |i| format!("img{:03}.jpg", first + i));
 }
 
 /// A folder with `n` images and the out dir path beside it.
@@ -36,24 +34,7 @@ fn setup(n: u64) -> (tempfile::TempDir, PathBuf, PathBuf) {
 
 /// `scan SRC --out OUT` against `emu`, printing its summary, with `extra`.
 async fn scan(emu: &Emulator, src: &Path, out: &Path, extra: &[&str]) -> Run {
-    let mut argv = vec![
-        "scan",
-        src.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--rate",
-        "2000/s",
-        "--backoff-ms",
-        "5",
-    ];
-    argv.extend_from_slice(extra);
-    common::run_bin(&argv, Some(&emu.base_url()), Some(KEY)).await
-}
-
-async fn report_bin(out: &Path, extra: &[&str]) -> Run {
-    let mut argv = vec!["report", out.to_str().unwrap()];
-    argv.extend_from_slice(extra);
-    common::run_bin(&argv, None, None).await
+    ScanRun::new(emu, src, out).loud().args(extra).bin().await
 }
 
 /// What tells a file left alone from one written again: its bytes, its inode (outputs are
@@ -72,10 +53,6 @@ fn stamp(p: &Path) -> Stamp {
         ino: m.ino(),
         mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
     }
-}
-
-fn summary(out: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
 }
 
 fn csv_keys(out: &Path) -> Vec<String> {
@@ -152,7 +129,7 @@ async fn a_rerun_that_adds_nothing_writes_no_output_and_says_so() {
     assert_eq!(first.code, 0, "{first:?}");
     assert!(!first.stderr.contains(LEFT), "{}", first.stderr);
     let before = stamps(&out, &ALL);
-    let summary_before = summary(&out);
+    let summary_before = common::summary(&out);
     assert_eq!(summary_before["runs"], 1);
 
     let rerun = scan(&emu, &src, &out, &[]).await;
@@ -205,7 +182,7 @@ async fn a_rerun_that_adds_nothing_writes_no_output_and_says_so() {
         printed_report_sha(&rerun.stderr),
         printed_report_sha(&first.stderr)
     );
-    assert_eq!(summary(&out)["runs"], 1, "the summary as built");
+    assert_eq!(common::summary(&out)["runs"], 1, "the summary as built");
     check_sums(&out);
 
     // A summary file edited by hand: the small files and SHA256SUMS are written again from
@@ -232,7 +209,7 @@ async fn a_rerun_that_adds_nothing_writes_no_output_and_says_so() {
         printed_report_sha(&rerun.stderr),
         sha_of(&out.join("report.html"))
     );
-    let after = summary(&out);
+    let after = common::summary(&out);
     assert_eq!(after["runs"], 3);
     assert_eq!(
         after["inputs"]["skipped_done"], 6,
@@ -253,7 +230,7 @@ async fn a_rerun_that_adds_nothing_writes_no_output_and_says_so() {
         .map(|f| std::fs::read(out.join(f)).unwrap())
         .collect();
     let before = stamps(&out, &ALL);
-    let report = report_bin(&out, &[]).await;
+    let report = common::report(&out, &[]).await;
     assert_eq!(report.code, 0, "{report:?}");
     assert!(!report.stderr.contains(LEFT), "report always rebuilds");
     for (f, before) in SMALL.iter().zip(kept) {
@@ -281,7 +258,7 @@ async fn a_rerun_that_adds_nothing_writes_no_output_and_says_so() {
     assert!(again.stderr.is_empty(), "quiet: {}", again.stderr);
     assert_eq!(rewritten(&out, &before), ["SHA256SUMS"]);
     check_sums(&out);
-    assert_eq!(summary(&out)["runs"], 3);
+    assert_eq!(common::summary(&out)["runs"], 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,7 +284,7 @@ async fn a_new_skipped_file_rewrites_the_ignored_list_and_sums_but_not_the_resul
     let ignored = std::fs::read_to_string(out.join("ignored.csv")).unwrap();
     assert!(ignored.contains("readme.txt,not an image"), "{ignored}");
     assert!(check_sums(&out).contains(&"ignored.csv".to_string()));
-    assert_eq!(summary(&out)["inputs"]["ignored"], 1);
+    assert_eq!(common::summary(&out)["inputs"]["ignored"], 1);
     // the same again: nothing written
     let before = stamps(&out, &ALL);
     let rerun = scan(&emu, &src, &out, &[]).await;
@@ -384,7 +361,9 @@ async fn an_edited_checkpoint_is_discarded_and_the_outputs_rebuilt_from_the_jour
     assert_eq!(scan(&emu, &src, &out, &["--quiet"]).await.code, 0);
     let state = out.join(STATE_FILE);
     let text = std::fs::read_to_string(&state).unwrap();
-    let approved = summary(&out)["by_decision"]["approved"].as_u64().unwrap();
+    let approved = common::summary(&out)["by_decision"]["approved"]
+        .as_u64()
+        .unwrap();
     // the counts changed, the digest left as it was
     let forged = text.replacen(
         &format!("\"approved\":{approved}"),
@@ -406,7 +385,7 @@ async fn an_edited_checkpoint_is_discarded_and_the_outputs_rebuilt_from_the_jour
         rerun.stderr
     );
     assert_eq!(emu.stats().requests, 3, "nothing sent again");
-    assert_eq!(summary(&out)["by_decision"]["approved"], approved);
+    assert_eq!(common::summary(&out)["by_decision"]["approved"], approved);
     assert!(rewritten(&out, &before).contains(&"results.csv".to_string()));
     check_sums(&out);
     // a checkpoint of the format before the digest: the same
@@ -418,7 +397,7 @@ async fn an_edited_checkpoint_is_discarded_and_the_outputs_rebuilt_from_the_jour
         "{}",
         rerun.stderr
     );
-    assert_eq!(summary(&out)["by_decision"]["approved"], approved);
+    assert_eq!(common::summary(&out)["by_decision"]["approved"], approved);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -433,7 +412,7 @@ async fn a_rerun_that_adds_records_rebuilds() {
     assert!(!rerun.stderr.contains(LEFT), "{}", rerun.stderr);
     assert_ne!(stamp(&out.join("results.csv")).bytes, csv.bytes);
     assert_eq!(csv_keys(&out).len(), 5);
-    let s = summary(&out);
+    let s = common::summary(&out);
     assert_eq!(s["items"]["total"], 5);
     assert_eq!(s["built_from"]["journal"]["item_records"], 5);
 }
@@ -482,8 +461,8 @@ async fn deleted_or_altered_outputs_and_another_price_are_rebuilt() {
     let run = scan(&emu, &src, &out, &["--price-per-call", "0.5"]).await;
     assert!(!run.stderr.contains(LEFT), "{}", run.stderr);
     assert_ne!(stamp(&out.join("results.csv")).ino, csv.ino);
-    assert_eq!(summary(&out)["credits"]["price_per_call_usd"], 0.5);
-    assert_eq!(summary(&out)["credits"]["estimated_cost_usd"], 1.5);
+    assert_eq!(common::summary(&out)["credits"]["price_per_call_usd"], 0.5);
+    assert_eq!(common::summary(&out)["credits"]["estimated_cost_usd"], 1.5);
     let run = scan(&emu, &src, &out, &["--price-per-call", "0.5"]).await;
     assert!(
         run.stderr.contains(LEFT),
@@ -544,7 +523,7 @@ async fn results_jsonl_holds_the_records_of_results_json_one_a_line() {
         std::fs::read_to_string(out.join("results.jsonl")).unwrap(),
         text
     );
-    let files = summary(&out)["built_from"]["files"].clone();
+    let files = common::summary(&out)["built_from"]["files"].clone();
     assert_eq!(
         files,
         serde_json::json!([
@@ -566,11 +545,11 @@ async fn results_jsonl_holds_the_records_of_results_json_one_a_line() {
         "{}",
         run.stderr
     );
-    let report = report_bin(&out, &[]).await;
+    let report = common::report(&out, &[]).await;
     assert_eq!(report.code, 1, "{report:?}");
     assert!(!out.join("results.json").exists());
     assert!(out.join("results.jsonl").is_file());
-    let report = report_bin(&out, &["--results-format", "json"]).await;
+    let report = common::report(&out, &["--results-format", "json"]).await;
     assert!(
         report.stderr.contains("Removed results.jsonl"),
         "{report:?}"
@@ -580,26 +559,15 @@ async fn results_jsonl_holds_the_records_of_results_json_one_a_line() {
 
 // Journal-level cases, through the library.
 
+/// The run header of `report`'s journals, without a threshold, over `m.csv`.
 fn run_line(resumed: bool) -> Line {
-    Line::Run(RunInfo {
-        tool_version: "0.1.0".into(),
-        started_at: format!("2026-04-0{}T08:00:00Z", 1 + u8::from(resumed)),
-        settings: Settings {
-            threshold: None,
-            rotate_image: false,
-            save_api_request: false,
-            api_host: "verification.didit.me".into(),
-            simulated: false,
-            ..Settings::default()
-        },
-        sources: vec!["m.csv".into()],
-        rate: "240/min".into(),
-        concurrency: 8,
-        resumed,
-        dedupe: true,
-        max_requests: None,
-        ..Default::default()
-    })
+    let Line::Run(mut info) = crate::report::run_line(resumed, false) else {
+        unreachable!("a run header")
+    };
+    info.started_at = format!("2026-04-0{}T08:00:00Z", 1 + u8::from(resumed));
+    info.settings.threshold = None;
+    info.sources = vec!["m.csv".into()];
+    Line::Run(info)
 }
 
 fn end_line(outcome: RunOutcome, skipped: u64) -> Line {
@@ -703,7 +671,7 @@ fn an_interrupted_rerun_is_summarised_without_rebuilding() {
             .unwrap()
             .contains("summary.json is not the file last written")
     );
-    assert_eq!(summary(dir.path())["outcome"], "interrupted");
+    assert_eq!(common::summary(dir.path())["outcome"], "interrupted");
     assert_eq!(&again.summary, s);
     // exactly what a rebuild says
     let rebuilt = report::rebuild(dir.path(), &opts).unwrap();
@@ -897,7 +865,7 @@ async fn outputs_gathered_during_a_scan_are_those_report_builds() {
             scanned.iter().any(|(n, _)| n == "results.csv"),
             "{scanned:?}"
         );
-        let report = report_bin(&out, report_extra).await;
+        let report = common::report(&out, report_extra).await;
         assert_eq!(report.code, run.code, "{name}: {report:?}");
         let rebuilt = output_bytes(&out);
         let names = |f: &[(String, Vec<u8>)]| f.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();

@@ -10,8 +10,6 @@ use serde_json::Value;
 
 use crate::common::{self, KEY};
 
-const FAST: &[&str] = &["--rate", "2000/s", "--backoff-ms", "5", "--quiet"];
-
 /// Whether a program can be found on PATH.
 fn on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -113,7 +111,8 @@ async fn report_prints_to_a_clean_pdf_in_headless_chromium() {
             "--out",
             out.to_str().unwrap(),
         ];
-        argv.extend_from_slice(FAST);
+        argv.extend_from_slice(&common::FAST);
+        argv.push("--quiet");
         argv.extend(["--threshold", threshold, "--purpose", "print test"]);
         let r = common::run_bin(&argv, Some(&emu.base_url()), Some(KEY)).await;
         assert_eq!(r.code, 1, "{r:?}");

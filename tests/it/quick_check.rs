@@ -3,24 +3,18 @@
 //! changed, sends it again only when its content changed, and `--checksum` reads everything.
 //! Journals written before records had versions still resume.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::common::{self, KEY};
+use liveness_batch::emulator::Emulator;
+
+use crate::common::{self, ScanRun};
 
 /// `scan SRC --out OUT` against `emu` with fast settings, and `extra`.
-async fn scan(
-    emu: &liveness_batch::emulator::Emulator,
-    src: &Path,
-    out: &Path,
-    extra: &[&str],
-) -> common::Run {
-    let (src, out) = (src.display().to_string(), out.display().to_string());
-    let mut args = vec!["scan", &src, "--out", &out, "--rate", "2000/s", "--quiet"];
-    args.extend_from_slice(extra);
-    common::run_bin(&args, Some(&emu.base_url()), Some(KEY)).await
+async fn scan(emu: &Emulator, src: &Path, out: &Path, extra: &[&str]) -> common::Run {
+    ScanRun::new(emu, src, out).args(extra).bin().await
 }
 
 /// The last run's end line.
@@ -68,13 +62,19 @@ fn three_images(dir: &Path) -> std::path::PathBuf {
     src
 }
 
-#[tokio::test]
-async fn a_finished_run_resumes_without_reading_its_files_and_records_their_versions() {
+/// An emulator, three images in a temporary folder, and a first run over them that finished.
+async fn finished_run() -> (Emulator, tempfile::TempDir, PathBuf, PathBuf) {
     let emu = common::emulator(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let src = three_images(dir.path());
     let out = dir.path().join("out");
     assert_eq!(scan(&emu, &src, &out, &[]).await.code, 0);
+    (emu, dir, src, out)
+}
+
+#[tokio::test]
+async fn a_finished_run_resumes_without_reading_its_files_and_records_their_versions() {
+    let (emu, _dir, src, out) = finished_run().await;
     assert_eq!(emu.stats().requests, 3);
     for item in common::journal_items(&out) {
         let v = item["version"].as_str().expect("a version on every record");
@@ -108,11 +108,7 @@ async fn a_finished_run_resumes_without_reading_its_files_and_records_their_vers
 
 #[tokio::test]
 async fn a_changed_file_is_screened_again_and_a_touched_one_is_read_but_not_sent() {
-    let emu = common::emulator(|_| {}).await;
-    let dir = tempfile::tempdir().unwrap();
-    let src = three_images(dir.path());
-    let out = dir.path().join("out");
-    assert_eq!(scan(&emu, &src, &out, &[]).await.code, 0);
+    let (emu, _dir, src, out) = finished_run().await;
     assert_eq!(emu.stats().requests, 3);
 
     // b.jpg gets new content (and so a new time); c.jpg is only touched.
@@ -166,11 +162,7 @@ async fn a_changed_file_is_screened_again_and_a_touched_one_is_read_but_not_sent
 async fn a_copy_with_new_times_is_read_once_then_trusted() {
     // Restoring a backup (or copying a folder) gives every file a new time: the first resume
     // reads and compares them all, sends none, and the one after reads none.
-    let emu = common::emulator(|_| {}).await;
-    let dir = tempfile::tempdir().unwrap();
-    let src = three_images(dir.path());
-    let out = dir.path().join("out");
-    assert_eq!(scan(&emu, &src, &out, &[]).await.code, 0);
+    let (emu, _dir, src, out) = finished_run().await;
     let later = SystemTime::now() + Duration::from_secs(7200);
     for name in ["a.jpg", "b.jpg", "c.jpg"] {
         set_mtime(&src.join(name), later);
@@ -189,11 +181,7 @@ async fn a_copy_with_new_times_is_read_once_then_trusted() {
 
 #[tokio::test]
 async fn a_dry_run_of_a_finished_run_reads_nothing_and_would_send_nothing() {
-    let emu = common::emulator(|_| {}).await;
-    let dir = tempfile::tempdir().unwrap();
-    let src = three_images(dir.path());
-    let out = dir.path().join("out");
-    assert_eq!(scan(&emu, &src, &out, &[]).await.code, 0);
+    let (emu, _dir, src, out) = finished_run().await;
     // Other bytes, same version: a dry run that read it would count it as one to send.
     swap_content_keep_version(&src.join("b.jpg"), &common::jpeg(77));
     let run = scan(&emu, &src, &out, &["--dry-run"]).await;
@@ -293,11 +281,7 @@ async fn a_journal_without_versions_resumes_by_content_then_by_version() {
 #[tokio::test]
 async fn the_saved_index_is_private_and_a_missing_or_damaged_one_changes_nothing() {
     use std::os::unix::fs::PermissionsExt;
-    let emu = common::emulator(|_| {}).await;
-    let dir = tempfile::tempdir().unwrap();
-    let src = three_images(dir.path());
-    let out = dir.path().join("out");
-    assert_eq!(scan(&emu, &src, &out, &[]).await.code, 0);
+    let (emu, _dir, src, out) = finished_run().await;
     let saved = out.join(".liveness-batch-index");
     let meta = std::fs::metadata(&saved).expect("the index is saved at the end of a run");
     assert_eq!(meta.permissions().mode() & 0o777, 0o600);

@@ -27,7 +27,7 @@ const OUTPUTS: [&str; 5] = [
 ];
 const HYPERLINK: &str = "=HYPERLINK(\"http://x\")";
 
-fn run_line(resumed: bool, simulated: bool) -> Line {
+pub(crate) fn run_line(resumed: bool, simulated: bool) -> Line {
     Line::Run(RunInfo {
         tool_version: "0.1.0".into(),
         started_at: if resumed {

@@ -1,24 +1,11 @@
-//! Integration tests: `scan` end to end — the binary against an emulator on loopback.
+//! Integration tests: `scan` end to end against an emulator on loopback: in this process, and
+//! as the binary where its exit code, signals or printed messages are the point.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use liveness_batch::emulator::Emulator;
-
-use crate::common::{self, KEY, Run};
-
-/// Fast settings for tests: no pacing to speak of, tiny backoff.
-const FAST: &[&str] = &["--rate", "2000/s", "--backoff-ms", "5", "--quiet"];
-
-fn args<'a>(head: &[&'a str], out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["scan"];
-    v.extend_from_slice(head);
-    v.extend_from_slice(&["--out", out]);
-    v.extend_from_slice(FAST);
-    v.extend_from_slice(extra);
-    v
-}
+use crate::common::{self, KEY, ScanRun};
 
 /// `n` distinct images under `dir`, alternating JPEG and PNG, spread over two subfolders.
 fn images(dir: &Path, n: u64, seed0: u64) {
@@ -35,32 +22,8 @@ fn images(dir: &Path, n: u64, seed0: u64) {
 
 /// A temporary folder with `n` images from `seed0` on (see [`images`]) in `src`, and the path
 /// of `out` next to it.
-fn source(n: u64, seed0: u64) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    images(&src, n, seed0);
-    let out = tmp.path().join("out");
-    (tmp, src, out)
-}
-
-/// `scan SRC --out OUT` with the fast settings and `extra`, against `emu` with `key`.
-async fn scan_fast(emu: &Emulator, src: &Path, out: &Path, extra: &[&str], key: &str) -> Run {
-    let (src, out) = (src.to_str().unwrap(), out.to_str().unwrap());
-    common::run_bin(&args(&[src], out, extra), Some(&emu.base_url()), Some(key)).await
-}
-
-/// `scan SRC --out OUT` and `extra` as given (printing, no fast settings), with no API key and
-/// pointed at `emu` if any.
-async fn scan_plain(src: &Path, out: &Path, extra: &[&str], emu: Option<&Emulator>) -> Run {
-    let mut argv = vec![
-        "scan",
-        src.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    argv.extend_from_slice(extra);
-    let url = emu.map(Emulator::base_url);
-    common::run_bin(&argv, url.as_deref(), None).await
+fn source(n: u64, seed0: u64) -> common::Dirs {
+    common::dirs(|src| images(src, n, seed0))
 }
 
 fn classes(items: &[serde_json::Value]) -> BTreeMap<String, usize> {
@@ -92,24 +55,24 @@ fn assert_private(dir: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn folder_scan_accounts_for_every_input_exactly_once() {
     let emu = common::emulator(|_| {}).await;
-    let (_tmp, src, out) = source(10, 100);
+    let common::Dirs { src, out, .. } = &source(10, 100);
     common::write(
-        &src,
+        src,
         "a/copy_of_img000.jpg",
         &std::fs::read(src.join("a/img000.jpg")).unwrap(),
     );
     common::write(
-        &src,
+        src,
         "bad/not_a_photo.jpg",
         b"this is a text file, not a selfie\n",
     );
-    common::write(&src, "bad/empty.png", b"");
-    common::write(&src, "notes.json", b"{}");
+    common::write(src, "bad/empty.png", b"");
+    common::write(src, "notes.json", b"{}");
 
-    let run = scan_fast(&emu, &src, &out, &[], KEY).await;
-    assert_eq!(run.code, 1, "some inputs are bad, so exit 1: {run:?}");
+    let run = ScanRun::new(&emu, src, out);
+    assert_eq!(run.run().await, 1, "some inputs are bad, so exit 1");
 
-    let items = common::journal_items(&out);
+    let items = run.items();
     assert_eq!(
         items.len(),
         13,
@@ -164,8 +127,7 @@ async fn folder_scan_accounts_for_every_input_exactly_once() {
     let json: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
     assert_eq!(json.len(), 13);
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary = run.summary();
     assert!(
         summary.to_string().contains("13"),
         "summary mentions the total: {summary}"
@@ -173,9 +135,9 @@ async fn folder_scan_accounts_for_every_input_exactly_once() {
     for f in ["summary.md", "report.html"] {
         assert!(out.join(f).exists(), "{f}");
     }
-    assert_private(&out);
+    assert_private(out);
     // The run header and the end line frame the records.
-    let lines = common::journal_lines(&out);
+    let lines = common::journal_lines(out);
     assert_eq!(lines[0]["type"], "run");
     assert_eq!(lines.last().unwrap()["type"], "end");
     assert_eq!(lines.last().unwrap()["ignored"], 1);
@@ -198,14 +160,10 @@ async fn manifest_edge_cases_give_one_row_per_data_row() {
                     u4,img/three.jpg,+cmd,\"say \"\"hi\"\"\"\r\n";
     common::write(&dir, "manifest.csv", manifest.as_bytes());
     let out = tmp.path().join("out");
-    let man = dir.join("manifest.csv");
-    let run = common::run_bin(
-        &args(&[man.to_str().unwrap()], out.to_str().unwrap(), &[]),
-        Some(&emu.base_url()),
-        Some(KEY),
-    )
-    .await;
-    assert_eq!(run.code, 1, "{run:?}");
+    let code = ScanRun::new(&emu, dir.join("manifest.csv"), &out)
+        .run()
+        .await;
+    assert_eq!(code, 1);
 
     let rows = common::csv_rows(&out.join("results.csv"));
     assert_eq!(
@@ -246,7 +204,9 @@ async fn manifest_edge_cases_give_one_row_per_data_row() {
     assert_eq!(emu.stats().requests, 3);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Paused time, in this process: the stalls, timeouts and backoffs run on tokio's clock, so the
+// outcome does not depend on how busy the machine is, and the test takes no real waiting.
+#[tokio::test(start_paused = true)]
 async fn five_hundred_items_survive_faults_and_none_fails_for_a_429() {
     let emu = common::emulator(|c| {
         c.rate_limit = Some((100_000, std::time::Duration::from_secs(1)));
@@ -256,41 +216,31 @@ async fn five_hundred_items_survive_faults_and_none_fails_for_a_429() {
         c.faults.stall = 0.005;
         c.stall = std::time::Duration::from_secs(5);
         c.seed = 7;
-        // Spurious 429s ask for no wait: the client still backs off (and slows its pace), and
-        // the test runs in seconds.
+        // Spurious 429s ask for no wait: the client still backs off (and slows its pace).
         c.spurious_retry_after = 0;
     })
     .await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
-    for i in 0..20u64 {
-        common::write(&dir, &format!("img/{i}.jpg"), &common::jpeg(500 + i));
-    }
+    common::jpegs(&dir, 20, 500, |i| format!("img/{i}.jpg"));
     let mut manifest = String::from("id,path\n");
     for r in 0..500 {
         manifest.push_str(&format!("row{r},img/{}.jpg\n", r % 20));
     }
     common::write(&dir, "manifest.csv", manifest.as_bytes());
     let out = tmp.path().join("out");
-    let man = dir.join("manifest.csv");
-    let run = common::run_bin(
-        &args(
-            &[man.to_str().unwrap()],
-            out.to_str().unwrap(),
-            &[
-                "--no-dedupe",
-                "--concurrency",
-                "16",
-                "--max-retries",
-                "10",
-                "--timeout",
-                "1",
-            ],
-        ),
-        Some(&emu.base_url()),
-        Some(KEY),
-    )
-    .await;
+    let code = ScanRun::new(&emu, dir.join("manifest.csv"), &out)
+        .args(&[
+            "--no-dedupe",
+            "--concurrency",
+            "16",
+            "--max-retries",
+            "10",
+            "--timeout",
+            "1",
+        ])
+        .run()
+        .await;
     let items = common::journal_items(&out);
     let keys: BTreeSet<_> = items
         .iter()
@@ -304,8 +254,8 @@ async fn five_hundred_items_survive_faults_and_none_fails_for_a_429() {
         None,
         "no item may fail for a 429: {c:?}"
     );
-    assert_eq!(c.get("result"), Some(&500), "{c:?} {run:?}");
-    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(c.get("result"), Some(&500), "{c:?}");
+    assert_eq!(code, 0);
     let stats = emu.stats();
     assert!(
         stats.by_status.get(&429).copied().unwrap_or(0) > 0
@@ -339,10 +289,14 @@ async fn five_hundred_items_survive_faults_and_none_fails_for_a_429() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_key_stops_the_run_at_once_with_exit_3() {
     let emu = common::emulator(|_| {}).await;
-    let (_tmp, src, out) = source(40, 900);
+    let common::Dirs { src, out, .. } = &source(40, 900);
     let wrong = "wrong-key-ABCDEF-123456";
     let flags = ["--concurrency", "4", "--rate", "20/s"];
-    let run = scan_fast(&emu, &src, &out, &flags, wrong).await;
+    let run = ScanRun::new(&emu, src, out)
+        .args(&flags)
+        .key(Some(wrong))
+        .bin()
+        .await;
     assert_eq!(run.code, 3, "{run:?}");
     let requests = emu.stats().requests;
     assert!(
@@ -359,11 +313,10 @@ async fn a_refused_key_stops_the_run_at_once_with_exit_3() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn running_out_of_credits_stops_with_exit_4_and_resumes() {
     let emu = common::emulator(|c| c.credits = Some(12)).await;
-    let (_tmp, src, out) = source(30, 300);
+    let common::Dirs { src, out, .. } = &source(30, 300);
     let flags = ["--concurrency", "3", "--rate", "50/s"];
-    let run = scan_fast(&emu, &src, &out, &flags, KEY).await;
-    assert_eq!(run.code, 4, "{run:?}");
-    let results = common::journal_items(&out)
+    assert_eq!(ScanRun::new(&emu, src, out).args(&flags).run().await, 4);
+    let results = common::journal_items(out)
         .into_iter()
         .filter(|i| i["class"] == "result")
         .count();
@@ -373,8 +326,7 @@ async fn running_out_of_credits_stops_with_exit_4_and_resumes() {
 
     // Top up (a new emulator with credits) and rerun the same command: the rest is screened.
     let emu2 = common::emulator(|_| {}).await;
-    let run2 = scan_fast(&emu2, &src, &out, &flags, KEY).await;
-    assert_eq!(run2.code, 0, "{run2:?}");
+    assert_eq!(ScanRun::new(&emu2, src, out).args(&flags).run().await, 0);
     assert_eq!(
         emu2.stats().requests,
         18,
@@ -388,14 +340,20 @@ async fn running_out_of_credits_stops_with_exit_4_and_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_checks_everything_and_sends_nothing() {
     let emu = common::emulator(|_| {}).await;
-    let (_tmp, src, out) = source(6, 40);
-    common::write(&src, "x/not_a_photo.jpg", b"hello");
+    let common::Dirs { src, out, .. } = &source(6, 40);
+    common::write(src, "x/not_a_photo.jpg", b"hello");
     common::write(
-        &src,
+        src,
         "x/copy.jpg",
         &std::fs::read(src.join("a/img000.jpg")).unwrap(),
     );
-    let run = scan_plain(&src, &out, &["--dry-run", "--rate", "60/min"], Some(&emu)).await;
+    let run = ScanRun::new(&emu, src, out)
+        .plain()
+        .loud()
+        .key(None)
+        .args(&["--dry-run", "--rate", "60/min"])
+        .bin()
+        .await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(emu.stats().requests, 0);
     assert!(!out.exists(), "a dry run writes nothing");
@@ -414,14 +372,18 @@ async fn dry_run_checks_everything_and_sends_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emulator_flag_screens_and_stamps_everything_simulated() {
-    let (_tmp, src, out) = source(4, 70);
-    let run = scan_plain(&src, &out, &["--emulator", "--rate", "50/s"], None).await;
+    let common::Dirs { src, out, .. } = &source(4, 70);
+    let run = ScanRun::against(None, out)
+        .source(src)
+        .plain()
+        .loud()
+        .key(None)
+        .args(&["--emulator", "--rate", "50/s"])
+        .bin()
+        .await;
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("SIMULATED"), "{}", run.stderr);
-    assert_eq!(
-        common::journal_lines(&out)[0]["settings"]["simulated"],
-        true
-    );
+    assert_eq!(common::journal_lines(out)[0]["settings"]["simulated"], true);
     for f in ["summary.json", "summary.md", "report.html"] {
         let text = std::fs::read_to_string(out.join(f)).unwrap();
         assert!(
@@ -511,17 +473,7 @@ async fn the_same_relative_path_in_two_sources_keeps_both_results() {
     common::write(&one, "x/selfie.jpg", &common::jpeg(1));
     common::write(&two, "x/selfie.jpg", &common::jpeg(2));
     let out = tmp.path().join("out");
-    let run = common::run_bin(
-        &args(
-            &[one.to_str().unwrap(), two.to_str().unwrap()],
-            out.to_str().unwrap(),
-            &[],
-        ),
-        Some(&emu.base_url()),
-        Some(KEY),
-    )
-    .await;
-    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(ScanRun::new(&emu, one, &out).source(two).run().await, 0);
     let keys: BTreeSet<String> = common::csv_rows(&out.join("results.csv"))
         .into_iter()
         .map(|r| r["key"].clone())

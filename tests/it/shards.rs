@@ -10,7 +10,7 @@ use liveness_batch::shard::Shard;
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::common::{self, KEY, Run};
+use crate::common::{self, KEY, Run, ScanRun};
 
 /// The scheduler variables a test's children must not inherit from wherever the tests run.
 const SCHEDULER_VARS: &[&str] = &[
@@ -74,17 +74,24 @@ fn path(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// `scan SRC --out OUT --backoff-ms 5` and `extra`: the rate is the test's own.
 fn scan_args(src: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut v = strings(&["scan", &path(src), "--out", &path(out), "--backoff-ms", "5"]);
-    v.extend(strings(extra));
-    v
+    let run = ScanRun::against(None, out).source(src).plain().loud();
+    run.args(&["--backoff-ms", "5"]).args(extra).argv()
+}
+
+/// `scan SRC --out OUT` with the fast settings and `extra`, printing.
+fn fast_args(src: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    ScanRun::against(None, out)
+        .source(src)
+        .loud()
+        .args(extra)
+        .argv()
 }
 
 /// `n` distinct JPEGs named `img/NNN.jpg`, and a text file the walk ignores.
 fn images(dir: &Path, n: u64) {
-    for i in 0..n {
-        common::write(dir, &format!("img/{i:03}.jpg"), &common::jpeg(1000 + i));
-    }
+    common::jpegs(dir, n, 1000, |i| format!("img/{i:03}.jpg"));
     common::write(dir, "notes.txt", b"not an image");
 }
 
@@ -104,10 +111,6 @@ fn cross_shard_copy(dir: &Path, i: u64, total: u32) -> String {
 
 fn items(out: &Path) -> Vec<Value> {
     common::journal_items(out)
-}
-
-fn summary(dir: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
 }
 
 /// The counts of a summary that one unsharded run and a merge of its shards must share.
@@ -160,19 +163,13 @@ async fn four_shards_share_one_key_budget_and_merge_like_one_run() {
         (1..=N).map(|k| (k, spawn(&emu, &shard_args(k)))).collect();
     // SIGKILL shard 2 once it has journaled two items.
     let journal2 = out(2).join("journal.jsonl");
-    let mut killed_with = None;
-    for _ in 0..3000 {
-        let recorded = std::fs::read_to_string(&journal2)
+    let recorded = || {
+        std::fs::read_to_string(&journal2)
             .map(|j| j.lines().filter(|l| l.contains(r#""type":"item""#)).count())
-            .unwrap_or(0);
-        if recorded >= 2 {
-            children[1].1.start_kill().unwrap();
-            killed_with = Some(recorded);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(killed_with.is_some(), "shard 2 never journaled two items");
+            .unwrap_or(0)
+    };
+    common::wait_until("shard 2 to journal two items", || recorded() >= 2).await;
+    children[1].1.start_kill().unwrap();
     let mut codes = BTreeMap::new();
     for (k, child) in children {
         let out = child.wait_with_output().await.unwrap();
@@ -251,7 +248,7 @@ async fn four_shards_share_one_key_budget_and_merge_like_one_run() {
     let single = tmp.path().join("single");
     let one = run(
         Some(&single_emu),
-        &scan_args(&src, &single, &["--rate", "2000/s", "--quiet"]),
+        &ScanRun::against(None, &single).source(&src).argv(),
         &[],
     )
     .await;
@@ -268,7 +265,7 @@ async fn four_shards_share_one_key_budget_and_merge_like_one_run() {
         "{}",
         report.stderr
     );
-    let (m, s) = (summary(&merged), summary(&single));
+    let (m, s) = (common::summary(&merged), common::summary(&single));
     assert_eq!(counts(&m), counts(&s), "merged shards = one run");
     assert_eq!(m["items"]["total"], 32);
     let shards = &m["shards"];
@@ -305,7 +302,7 @@ async fn shard_from_env_resolves_each_schedulers_variables() {
     let tmp = tempfile::tempdir().unwrap();
     let src = small_source(tmp.path(), 9);
     let emu = common::emulator(|_| {}).await;
-    let fast = ["--rate", "2000/s", "--shard-from-env"];
+    let fast = ["--shard-from-env"];
     let cases: [(&str, Env, &[&str], &str); 3] = [
         (
             "k8s",
@@ -335,7 +332,7 @@ async fn shard_from_env_resolves_each_schedulers_variables() {
     let mut dirs = Vec::new();
     for (name, env, extra, banner) in cases {
         let out = tmp.path().join(name);
-        let mut argv = scan_args(&src, &out, &fast);
+        let mut argv = fast_args(&src, &out, &fast);
         argv.extend(strings(extra));
         let r = run(Some(&emu), &argv, env).await;
         assert_eq!(r.code, 0, "{name}: {}", r.stderr);
@@ -359,7 +356,7 @@ async fn shard_from_env_resolves_each_schedulers_variables() {
     argv.extend(strings(&["--out", &path(&merged)]));
     let r = run(None, &argv, &[]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(summary(&merged)["items"]["total"], 9);
+    assert_eq!(common::summary(&merged)["items"]["total"], 9);
 
     // A dry run counts only its own shard's items, and says which shard.
     let mine = (0..9)
@@ -459,9 +456,8 @@ async fn report_names_missing_shards_and_refuses_mismatched_ones() {
     let src = small_source(tmp.path(), 8);
     let emu = common::emulator(|_| {}).await;
     let scan = |name: &str, shard: &str, extra: &[&str]| {
-        let mut a = vec!["--rate", "2000/s", "--quiet", "--shard", shard];
-        a.extend_from_slice(extra);
-        scan_args(&src, &tmp.path().join(name), &a)
+        let run = ScanRun::against(None, &tmp.path().join(name)).source(&src);
+        run.args(&["--shard", shard]).args(extra).argv()
     };
     for (name, shard, extra) in [
         ("s1", "1/3", &[][..]),
@@ -483,7 +479,7 @@ async fn report_names_missing_shards_and_refuses_mismatched_ones() {
     let r = run(None, &report(&["s1", "s3"], "m-missing"), &[]).await;
     assert_eq!(r.code, 8, "{}", r.stderr);
     assert!(r.stderr.contains("shard 2 of 3 is missing"), "{}", r.stderr);
-    let s = summary(&tmp.path().join("m-missing"));
+    let s = common::summary(&tmp.path().join("m-missing"));
     assert_eq!(s["shards"]["verified"], false);
     assert_eq!(s["shards"]["missing"], serde_json::json!([2]));
     let md = std::fs::read_to_string(tmp.path().join("m-missing/summary.md")).unwrap();
@@ -526,11 +522,14 @@ async fn report_names_missing_shards_and_refuses_mismatched_ones() {
 
     let r = run(None, &report(&["s3", "s1", "s2"], "m-ok"), &[]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(summary(&tmp.path().join("m-ok"))["items"]["total"], 8);
+    assert_eq!(
+        common::summary(&tmp.path().join("m-ok"))["items"]["total"],
+        8
+    );
 
     // s1 holds shard 1's journal: another shard (or the whole input) is refused there.
     for other in [&["--shard", "2/3"][..], &[][..]] {
-        let mut a = scan_args(&src, &tmp.path().join("s1"), &["--rate", "2000/s"]);
+        let mut a = fast_args(&src, &tmp.path().join("s1"), &[]);
         a.extend(strings(other));
         let r = run(Some(&emu), &a, &[]).await;
         assert_eq!(r.code, 2, "{other:?}: {}", r.stderr);
@@ -565,7 +564,7 @@ async fn the_slurm_script_runs_each_array_task_as_its_shard() {
             ("INPUT", src.to_str().unwrap()),
             ("RESULTS", results.to_str().unwrap()),
             ("DIDIT_API_KEY_FILE", key_file.to_str().unwrap()),
-            ("RATE", "2000/s"),
+            ("RATE", common::FAST[1]),
             ("SLURM_ARRAY_TASK_ID", id),
             ("SLURM_ARRAY_TASK_MIN", "1"),
             ("SLURM_ARRAY_TASK_STEP", "2"),
@@ -601,5 +600,8 @@ async fn the_slurm_script_runs_each_array_task_as_its_shard() {
     let r = run(None, &argv, &[]).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("3 of 3 shards merged"), "{}", r.stderr);
-    assert_eq!(summary(&results.join("merged"))["items"]["total"], 7);
+    assert_eq!(
+        common::summary(&results.join("merged"))["items"]["total"],
+        7
+    );
 }

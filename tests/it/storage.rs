@@ -79,6 +79,22 @@ impl Bucket {
         format!("s3://{}/{key}", self.name)
     }
 
+    /// `scan` of `prefix` in this bucket into `out`, against `emu`.
+    pub(crate) async fn scan(
+        &self,
+        prefix: &str,
+        out: &Path,
+        emu: &liveness_batch::emulator::Emulator,
+    ) -> common::Run {
+        let out = out.display().to_string();
+        scan(
+            &[&self.uri(prefix), "--out", &out],
+            &self.endpoint,
+            &emu.base_url(),
+        )
+        .await
+    }
+
     /// GETs of this bucket's objects in the server's request log (listings are not counted).
     pub(crate) fn gets(&self, key_prefix: &str) -> usize {
         let needle = format!("GET /{}/{key_prefix}", self.name);
@@ -98,6 +114,21 @@ pub(crate) async fn scan(args: &[&str], endpoint: &str, base_url: &str) -> commo
     scan_env(args, endpoint, base_url, &[]).await
 }
 
+/// `scan s3://selfies/p/ --out OUT` through the store at `endpoint`, against `emu`.
+pub(crate) async fn prefix_scan(
+    endpoint: &str,
+    out: &Path,
+    emu: &liveness_batch::emulator::Emulator,
+) -> common::Run {
+    let out = out.display().to_string();
+    scan(
+        &["s3://selfies/p/", "--out", &out],
+        endpoint,
+        &emu.base_url(),
+    )
+    .await
+}
+
 /// [`scan`] with more environment variables (a scheduler's, for shards).
 pub(crate) async fn scan_env(
     args: &[&str],
@@ -109,7 +140,8 @@ pub(crate) async fn scan_env(
     cmd.arg("scan")
         .args(args)
         .args(["--s3-endpoint", endpoint, "--s3-region", "us-east-1"])
-        .args(["--rate", "2000/s", "--quiet"])
+        .args(common::FAST)
+        .arg("--quiet")
         .env_remove("RUST_LOG")
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_ENDPOINT")
@@ -280,14 +312,12 @@ async fn a_missing_bucket_stops_before_any_call_with_exit_7() {
         &emu.base_url(),
     )
     .await;
-    assert_eq!(run.code, 7, "{run:?}");
-    assert!(
-        run.stderr.contains(&format!(
+    run.exited_saying(
+        7,
+        &format!(
             "storage refused {}: the bucket does not exist",
             src.trim_end_matches("selfies/")
-        )),
-        "{}",
-        run.stderr
+        ),
     );
     assert_eq!(emu.stats().requests, 0);
     assert!(!out.exists(), "nothing written");
@@ -296,8 +326,6 @@ async fn a_missing_bucket_stops_before_any_call_with_exit_7() {
 /// A store that refuses every request the way S3 refuses an unknown access key.
 async fn refusing_store() -> (String, tokio::task::JoinHandle<()>) {
     use axum::http::StatusCode;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new().fallback(|| async {
         (
             StatusCode::FORBIDDEN,
@@ -306,10 +334,7 @@ async fn refusing_store() -> (String, tokio::task::JoinHandle<()>) {
              </Message></Error>",
         )
     });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (url, task)
+    common::serve(app).await
 }
 
 #[tokio::test]
@@ -320,18 +345,10 @@ async fn refused_credentials_stop_with_exit_7_and_spend_no_call() {
 
     // A bucket source: refused on its first listing page, before the out dir is touched.
     let out = dir.path().join("out");
-    let run = scan(
-        &["s3://selfies/p/", "--out", &out.display().to_string()],
-        &endpoint,
-        &emu.base_url(),
-    )
-    .await;
-    assert_eq!(run.code, 7, "{run:?}");
-    assert!(
-        run.stderr
-            .contains("storage refused s3://selfies/: the access key is not known"),
-        "{}",
-        run.stderr
+    let run = prefix_scan(&endpoint, &out, &emu).await;
+    run.exited_saying(
+        7,
+        "storage refused s3://selfies/: the access key is not known",
     );
     assert!(!out.exists());
 
@@ -352,15 +369,9 @@ async fn refused_credentials_stop_with_exit_7_and_spend_no_call() {
         &emu.base_url(),
     )
     .await;
-    assert_eq!(run.code, 7, "{run:?}");
-    assert!(
-        run.stderr
-            // A HEAD's answer has no body to name the cause: the status is all there is. Objects
-            // are read a few at a time, so either row may be the first refused.
-            .contains("storage refused s3://selfies/"),
-        "{}",
-        run.stderr
-    );
+    // A HEAD's answer has no body to name the cause: the status is all there is. Objects are
+    // read a few at a time, so either row may be the first refused.
+    run.exited_saying(7, "storage refused s3://selfies/");
     assert!(
         !run.all().contains(SECRET),
         "no credential is printed: {run:?}"
@@ -372,8 +383,6 @@ async fn refused_credentials_stop_with_exit_7_and_spend_no_call() {
 /// A store whose listing works but whose every download fails with 503 SlowDown.
 async fn failing_store() -> (String, tokio::task::JoinHandle<()>) {
     use axum::http::{StatusCode, Uri};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let app = axum::Router::new().fallback(|uri: Uri| async move {
         if uri.query().is_some_and(|q| q.contains("list-type=2")) {
             (
@@ -394,10 +403,7 @@ async fn failing_store() -> (String, tokio::task::JoinHandle<()>) {
             )
         }
     });
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    (url, task)
+    common::serve(app).await
 }
 
 #[tokio::test]
@@ -406,12 +412,7 @@ async fn an_object_that_cannot_be_read_is_a_source_error_to_rerun_and_spends_no_
     let emu = common::emulator(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let run = scan(
-        &["s3://selfies/p/", "--out", &out.display().to_string()],
-        &endpoint,
-        &emu.base_url(),
-    )
-    .await;
+    let run = prefix_scan(&endpoint, &out, &emu).await;
     assert_eq!(run.code, 1, "finished without a result: {run:?}");
     let rows = results(&out);
     assert_eq!(cell(&rows, "a.jpg", "class"), "source_error");
@@ -439,13 +440,9 @@ async fn plain_http_to_a_store_off_this_machine_is_refused() {
         &emu.base_url(),
     )
     .await;
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stderr.contains(
-            "the storage endpoint http://minio.internal:9000 is plain http off this machine"
-        ),
-        "{}",
-        run.stderr
+    run.exited_saying(
+        2,
+        "the storage endpoint http://minio.internal:9000 is plain http off this machine",
     );
     assert_eq!(emu.stats().requests, 0);
 }
@@ -464,11 +461,8 @@ async fn a_malformed_bucket_uri_is_a_usage_error() {
         Some(KEY),
     )
     .await;
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(
-        run.stderr
-            .contains("s3:// is not a bucket URI: write it as s3://BUCKET/PREFIX/"),
-        "{}",
-        run.stderr
+    run.exited_saying(
+        2,
+        "s3:// is not a bucket URI: write it as s3://BUCKET/PREFIX/",
     );
 }
