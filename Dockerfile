@@ -18,8 +18,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
 COPY examples ./examples
-RUN cargo build --release --locked --bin liveness-batch \
- && strip target/release/liveness-batch
+RUN cargo build --profile dist --locked --bin liveness-batch \
+ && strip target/dist/liveness-batch
 
 FROM debian:bookworm-slim
 RUN apt-get update \
@@ -27,7 +27,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /nonexistent --shell /usr/sbin/nologin liveness \
  && mkdir -p /results && chown 10001:10001 /results
-COPY --from=build /src/target/release/liveness-batch /usr/local/bin/liveness-batch
+COPY --from=build /src/target/dist/liveness-batch /usr/local/bin/liveness-batch
 USER 10001:10001
 WORKDIR /results
 # No ENTRYPOINT: engines give the whole command (Kubernetes `command`, AWS Batch `command`,

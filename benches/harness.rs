@@ -1,11 +1,12 @@
-//! The performance harness: drives the release `liveness-batch` binary and its emulator as
-//! child processes and prints the pacing, throughput, memory and resume figures, the
-//! million-row figures (`million.rs`) and the client's CPU on real-size photos beside the floor
-//! (`photos.rs`), with their acceptance thresholds. Run it with `cargo bench --bench harness`
-//! (optionally followed by `-- pacing throughput memory million photos`, to run only some
-//! figures; `-- s3` runs the bucket figures, against the S3 test server `.ci/s3-server` starts). It is never part of `cargo test`:
-//! it asserts nothing about timing, reports what one run measured, and exits non-zero only when
-//! a run itself broke (a child failed, an emulator did not start, a journal was missing).
+//! The performance harness: drives the shipped (`dist` profile) `liveness-batch` binary and
+//! its emulator as child processes and prints the pacing, throughput, memory and resume
+//! figures, the million-row figures (`million.rs`) and the client's CPU on real-size photos
+//! beside the floor (`photos.rs`), with their acceptance thresholds. Run it with `cargo bench
+//! --profile dist --bench harness` (optionally followed by `-- pacing throughput memory million
+//! photos`, to run only some figures; `-- s3` runs the bucket figures, against the S3 test
+//! server `.ci/s3-server` starts). It is never part of `cargo test`: it asserts nothing about
+//! timing, reports what one run measured, and exits non-zero only when a run itself broke (a
+//! child failed, an emulator did not start, a journal was missing).
 //!
 //! Run directly, the built binary needs `--bench` too (without it, as under `cargo test
 //! --all-targets`, it does nothing). Every input is generated in a temporary folder; the figures
@@ -43,6 +44,8 @@ mod s3;
 #[path = "harness/watch.rs"]
 mod watch;
 
+/// How the harness is run: the `dist` profile, the shipped binary's.
+const COMMAND: &str = "cargo bench --profile dist --bench harness";
 /// The API key the emulator and the scans share (a bench-only value).
 const KEY: &str = "bench-key-0123456789";
 const MIB: f64 = 1024.0 * 1024.0;
@@ -56,19 +59,19 @@ const PACE_CONCURRENCY: usize = 8;
 const PACE_LATENCY_MS: u64 = 10;
 const PACE_JITTER_MS: u64 = 40;
 
-/// Throughput: rows, distinct images, concurrency.
+/// Throughput: rows and distinct images.
 const TP_ROWS: usize = 3_000;
 const TP_IMAGES: usize = 50;
-const TP_CONCURRENCY: usize = 32;
 
 /// Memory and resume: the two manifest sizes and the distinct images they cycle through.
 const MEM_SMALL: usize = 10_000;
 const MEM_LARGE: usize = 100_000;
 const MEM_IMAGES: usize = 2_000;
-const MEM_CONCURRENCY: usize = 32;
 
-/// An unthrottled pace for the scan (the emulator enforces no limit in these runs).
+/// An unthrottled pace for the scan (the emulator enforces no limit in these runs), and the
+/// requests in flight of every unthrottled scan.
 const UNTHROTTLED: &str = "100000/s";
+const CONCURRENCY: usize = 32;
 
 /// Acceptance thresholds.
 const MIN_PACE_FRACTION: f64 = 0.97;
@@ -87,7 +90,7 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` / `--benches` does not, and must
     // not start a several-minute benchmark.
     if !std::env::args().any(|a| a == "--bench") {
-        println!("the performance harness runs only under `cargo bench --bench harness`");
+        println!("the performance harness runs only under `{COMMAND}`");
         return;
     }
     let started = Instant::now();
@@ -103,15 +106,26 @@ fn main() {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("target"));
-    let machine = machine_note();
-    eprintln!("liveness-batch performance harness");
-    eprintln!("binary: {}", bin.display());
-    eprintln!("machine: {}", machine.line());
-    if !bin.is_file() {
+    // The figures are the shipped binary's: `cargo bench --profile dist` builds it into
+    // target/dist/. BENCH_ANY_PROFILE=1 measures another build (to compare profiles).
+    let profile = bin
+        .parent()
+        .and_then(Path::file_name)
+        .map_or_else(String::new, |p| p.to_string_lossy().into_owned());
+    if profile != "dist" && std::env::var_os("BENCH_ANY_PROFILE").is_none() {
         eprintln!(
-            "error: {} is missing; run `cargo bench --bench harness`",
+            "error: {} is a `{profile}` build; the figures are the shipped binary's: run \
+             `{COMMAND}` (or set BENCH_ANY_PROFILE=1 to measure this build)",
             bin.display()
         );
+        std::process::exit(2);
+    }
+    let machine = machine_note();
+    eprintln!("liveness-batch performance harness");
+    eprintln!("binary: {} (profile {profile})", bin.display());
+    eprintln!("machine: {}", machine.line());
+    if !bin.is_file() {
+        eprintln!("error: {} is missing; run `{COMMAND}`", bin.display());
         std::process::exit(2);
     }
 
@@ -152,7 +166,7 @@ fn main() {
     let text = report.render(&machine, total, load_after.as_deref());
     println!("{text}");
 
-    write_results(&target_dir, &machine, &report, total, load_after);
+    write_results(&target_dir, &profile, &machine, &report, total, load_after);
 
     if std::env::var_os("BENCH_KEEP").is_some() {
         let kept = tmp.keep();
@@ -167,6 +181,7 @@ fn main() {
 /// The figures as JSON in `target/bench-results.json`.
 fn write_results(
     target_dir: &Path,
+    profile: &str,
     machine: &Machine,
     report: &Report,
     total: f64,
@@ -174,7 +189,8 @@ fn write_results(
 ) {
     let results = json!({
         "tool": "liveness-batch",
-        "command": "cargo bench --bench harness",
+        "command": COMMAND,
+        "profile": profile,
         "machine": machine.json(),
         "load_average_after": load_after,
         "harness_secs": round(total, 1),
@@ -488,16 +504,10 @@ fn throughput(ctx: &Ctx) -> Result<Section, String> {
     write_manifest(&manifest, &names, TP_ROWS)?;
     let emu = Emulator::start(ctx, &dir, &["--rate-limit", "0/60s"], None)?;
     let out = dir.join("out");
-    let args = scan_args(
-        &manifest,
-        &out,
-        UNTHROTTLED,
-        TP_CONCURRENCY,
-        &["--no-dedupe"],
-    );
+    let args = scan_args(&manifest, &out, UNTHROTTLED, CONCURRENCY, &["--no-dedupe"]);
     eprintln!(
         "   scan {TP_ROWS} rows ({TP_IMAGES} distinct images, --no-dedupe) at --rate {UNTHROTTLED} \
-         --concurrency {TP_CONCURRENCY}"
+         --concurrency {CONCURRENCY}"
     );
     let before = emu.stats()?;
     let emu_cpu0 = emu.cpu();
@@ -574,7 +584,7 @@ fn throughput_details(tp: &Throughput) -> String {
     let mut d = String::new();
     let _ = writeln!(
         d,
-        "  emulator --rate-limit 0/60s (no latency); scan --rate {UNTHROTTLED} --concurrency {TP_CONCURRENCY} \
+        "  emulator --rate-limit 0/60s (no latency); scan --rate {UNTHROTTLED} --concurrency {CONCURRENCY} \
          --no-dedupe over {TP_ROWS} rows of {TP_IMAGES} distinct 48x48 JPEGs"
     );
     let _ = writeln!(
@@ -607,7 +617,7 @@ fn throughput_json(tp: &Throughput) -> Value {
     json!({
         "rows": TP_ROWS,
         "distinct_images": TP_IMAGES,
-        "concurrency": TP_CONCURRENCY,
+        "concurrency": CONCURRENCY,
         "requests": delta.requests,
         "by_status": delta.by_status,
         "requests_per_sec_wall": round(wall_rate, 1),
@@ -713,7 +723,7 @@ fn measure_memory(ctx: &Ctx, emu: &Emulator, dir: &Path, mem: &MemCase) -> Resul
         out,
         extra,
     } = *mem;
-    let args = scan_args(manifest, out, UNTHROTTLED, MEM_CONCURRENCY, extra);
+    let args = scan_args(manifest, out, UNTHROTTLED, CONCURRENCY, extra);
     eprintln!(
         "   {label}: scan {} {}",
         manifest_name(manifest),
@@ -745,14 +755,7 @@ fn measure_memory(ctx: &Ctx, emu: &Emulator, dir: &Path, mem: &MemCase) -> Resul
         requests,
         end,
     };
-    eprintln!(
-        "      exit {}, wall {:.2} s, CPU {:.2} s, peak RSS {:.1} MiB, requests {}",
-        r.run.code,
-        r.run.wall.as_secs_f64(),
-        r.run.cpu().as_secs_f64(),
-        r.run.rss_mib(),
-        r.requests
-    );
+    eprintln!("      {}", r.run.summary(r.requests));
     Ok(r)
 }
 
@@ -814,7 +817,7 @@ fn memory_details(runs: &[MemRun]) -> String {
     let _ = writeln!(
         d,
         "  manifests of id,path rows cycling through {MEM_IMAGES} distinct 48x48 JPEGs; one emulator with \
-         --rate-limit 0/60s and no latency; every scan --rate {UNTHROTTLED} --concurrency {MEM_CONCURRENCY}"
+         --rate-limit 0/60s and no latency; every scan --rate {UNTHROTTLED} --concurrency {CONCURRENCY}"
     );
     let _ = writeln!(
         d,
@@ -854,16 +857,11 @@ fn memory_details(runs: &[MemRun]) -> String {
 fn memory_json(runs: &[MemRun]) -> Value {
     json!({
         "distinct_images": MEM_IMAGES,
-        "concurrency": MEM_CONCURRENCY,
+        "concurrency": CONCURRENCY,
         "rate": UNTHROTTLED,
-        "runs": runs.iter().map(|r| json!({
-            "label": r.label,
-            "rows": r.rows,
-            "peak_rss_mib": round(r.run.rss_mib(), 2),
-            "requests": r.requests,
-            "end_line": r.end,
-            "run": r.run.json(),
-        })).collect::<Vec<_>>(),
+        "runs": runs.iter()
+            .map(|r| r.run.scan_json(&r.label, r.rows, r.requests, &r.end))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -917,6 +915,35 @@ struct Measured {
 impl Measured {
     fn cpu(&self) -> Duration {
         self.user + self.sys
+    }
+
+    /// The line printed after each measured run.
+    fn summary(&self, requests: u64) -> String {
+        format!(
+            "exit {}, wall {:.2} s, CPU {:.2} s, peak RSS {:.1} MiB, requests {requests}",
+            self.code,
+            self.wall.as_secs_f64(),
+            self.cpu().as_secs_f64(),
+            self.rss_mib(),
+        )
+    }
+
+    /// The JSON of one measured scan of `rows` rows; a section adds its own fields to it.
+    fn scan_json(
+        &self,
+        label: &str,
+        rows: usize,
+        requests: u64,
+        end: &Value,
+    ) -> serde_json::Map<String, Value> {
+        serde_json::Map::from_iter([
+            ("label".into(), json!(label)),
+            ("rows".into(), json!(rows)),
+            ("peak_rss_mib".into(), json!(round(self.rss_mib(), 2))),
+            ("requests".into(), json!(requests)),
+            ("end_line".into(), end.clone()),
+            ("run".into(), self.json()),
+        ])
     }
 
     fn rss_mib(&self) -> f64 {
@@ -1510,27 +1537,17 @@ struct Report {
 
 impl Report {
     fn render(&self, machine: &Machine, total_secs: f64, load_after: Option<&str>) -> String {
-        let w0 = self
-            .rows
-            .iter()
-            .map(|r| r.figure.chars().count())
-            .max()
-            .unwrap_or(6)
-            .max(6);
-        let w1 = self
-            .rows
-            .iter()
-            .map(|r| r.measured.chars().count())
-            .max()
-            .unwrap_or(8)
-            .max(8);
-        let w2 = self
-            .rows
-            .iter()
-            .map(|r| r.threshold.chars().count())
-            .max()
-            .unwrap_or(9)
-            .max(9);
+        let width = |cell: fn(&Row) -> &str, heading: &str| {
+            self.rows
+                .iter()
+                .map(|r| cell(r).chars().count())
+                .chain([heading.len()])
+                .max()
+                .unwrap_or_default()
+        };
+        let w0 = width(|r| &r.figure, "figure");
+        let w1 = width(|r| &r.measured, "measured");
+        let w2 = width(|r| &r.threshold, "threshold");
         let mut s = String::new();
         let _ = writeln!(s);
         let _ = writeln!(s, "liveness-batch benchmark figures (one run)");

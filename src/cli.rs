@@ -1,8 +1,9 @@
-//! The command line: clap derive structs only, no logic. `config` validates them into settings.
+//! The command line: clap derive structs, and the shell completions and manual page generated
+//! from them; no other logic. `config` validates the structs into settings.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// Re-screen stored selfies in bulk with Didit's Passive Liveness API.
 ///
@@ -48,6 +49,60 @@ pub enum Command {
     Report(ReportArgs),
     /// Run the local Didit-compatible emulator of the Passive Liveness endpoint.
     Emulator(EmulatorArgs),
+    /// Print the completion script for SHELL on stdout (e.g. `completions bash >
+    /// /etc/bash_completion.d/liveness-batch`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a manual page (roff) on stdout: the program's, or one command's (e.g. `man scan |
+    /// man -l -`).
+    Man {
+        #[arg(value_name = "COMMAND", value_parser = command_name)]
+        command: Option<String>,
+    },
+}
+
+/// A command's name, for `man COMMAND`.
+fn command_name(name: &str) -> Result<String, String> {
+    let cli = Cli::command();
+    match cli.find_subcommand(name) {
+        Some(sub) => Ok(sub.get_name().to_owned()),
+        None => Err(format!(
+            "not a command; one of: {}",
+            cli.get_subcommands()
+                .map(|s| s.get_name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+/// The completion script of `shell` for every command and flag above.
+pub fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "liveness-batch", &mut out);
+    out
+}
+
+/// The manual page (roff) of the program (its commands, each with a line) or of one of its
+/// commands (its flags, with their defaults and the exit codes).
+pub fn man_page(command: Option<&str>) -> std::io::Result<Vec<u8>> {
+    let mut cli = Cli::command();
+    cli.build();
+    let man = match command.and_then(|c| cli.find_subcommand(c)) {
+        Some(sub) => {
+            let source = format!("liveness-batch {}", env!("CARGO_PKG_VERSION"));
+            let title = format!("liveness-batch-{}", sub.get_name());
+            clap_mangen::Man::new(sub.clone())
+                .title(title)
+                .source(source)
+        }
+        None => clap_mangen::Man::new(cli),
+    };
+    let mut out = Vec::new();
+    man.render(&mut out)?;
+    Ok(out)
 }
 
 /// Where the API is and how to authenticate: shared by `scan` and `check`.

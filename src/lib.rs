@@ -43,6 +43,9 @@ pub enum Error {
     Report(#[from] report::ReportError),
     #[error(transparent)]
     Emulator(#[from] emulator::EmulatorError),
+    /// The completions or the manual page could not be written to stdout.
+    #[error("cannot write to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
 }
 
 impl Error {
@@ -50,6 +53,7 @@ impl Error {
     pub fn exit_code(&self) -> Exit {
         match self {
             Error::Config(_) | Error::Emulator(_) => Exit::Usage,
+            Error::Stdout(_) => Exit::Io,
             Error::Scan(e) => e.exit_code(),
             Error::Check(e) => e.exit_code(),
             Error::Report(e) => e.exit_code(),
@@ -92,7 +96,7 @@ impl Runtime {
     pub fn for_command(command: &Command) -> Self {
         match command {
             Command::Emulator(_) => Runtime::PerCore,
-            Command::Scan(_) | Command::Check(_) | Command::Report(_) => Runtime::OneThread,
+            _ => Runtime::OneThread,
         }
     }
 
@@ -144,7 +148,21 @@ pub async fn run(cli: Cli) -> Result<Exit, Error> {
             emulator::run_command(cmd.config, cmd.port).await?;
             Ok(Exit::Ok)
         }
+        Command::Completions { shell } => print(&cli::completions(shell)),
+        Command::Man { command } => {
+            print(&cli::man_page(command.as_deref()).map_err(Error::Stdout)?)
+        }
     }
+}
+
+/// `bytes` on stdout, for the commands that print what is generated from the command line.
+fn print(bytes: &[u8]) -> Result<Exit, Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .map_err(Error::Stdout)?;
+    Ok(Exit::Ok)
 }
 
 /// [`watch_signals`] on a thread of its own, with its own small runtime: the scan's runtime is

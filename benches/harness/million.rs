@@ -20,7 +20,6 @@ const OLD_IMAGES: usize = 3_000;
 const NEW_IMAGES: usize = 500;
 /// From row `STOP_AT` on, every `NEW_EVERY`-th row is one of the new images.
 const NEW_EVERY: usize = 4;
-const CONCURRENCY: usize = 32;
 const TIMEOUT: Duration = Duration::from_secs(1_200);
 
 /// Acceptance thresholds.
@@ -336,12 +335,8 @@ fn print_run(r: &MRun) {
         let _ = write!(extra, ", {n} items recorded when it stopped");
     }
     eprintln!(
-        "      exit {}, wall {:.2} s, CPU {:.2} s, peak RSS {:.1} MiB, requests {}, read {}{extra}",
-        r.run.code,
-        r.run.wall.as_secs_f64(),
-        r.run.cpu().as_secs_f64(),
-        r.run.rss_mib(),
-        r.requests,
+        "      {}, read {}{extra}",
+        r.run.summary(r.requests),
         r.run.rchar().map_or("?".into(), mib)
     );
 }
@@ -694,18 +689,17 @@ fn million_json(runs: &[MRun], inputs: &Inputs) -> Value {
         "manifest_bytes": inputs.large_bytes,
         "concurrency": CONCURRENCY,
         "rate": UNTHROTTLED,
-        "runs": runs.iter().map(|r| json!({
-            "label": r.label,
-            "rows": r.rows,
-            "peak_rss_mib": round(r.run.rss_mib(), 2),
-            "requests": r.requests,
-            "journal_bytes_before": r.journal_before,
-            "image_files": r.opened.map(|o| o.json()),
-            "outputs": r.outputs.as_ref().map(|(n, changed)| json!({"files": n, "rewritten": changed})),
-            "first_call_secs": r.first_call.map(|s| round(s, 3)),
-            "items_at_stop": r.items_at_stop,
-            "end_line": r.end,
-            "run": r.run.json(),
-        })).collect::<Vec<_>>(),
+        "runs": runs.iter().map(|r| {
+            let mut run = r.run.scan_json(r.label, r.rows, r.requests, &r.end);
+            run.extend([
+                ("journal_bytes_before".into(), json!(r.journal_before)),
+                ("image_files".into(), json!(r.opened.map(|o| o.json()))),
+                ("outputs".into(), json!(r.outputs.as_ref()
+                    .map(|(n, changed)| json!({"files": n, "rewritten": changed})))),
+                ("first_call_secs".into(), json!(r.first_call.map(|s| round(s, 3)))),
+                ("items_at_stop".into(), json!(r.items_at_stop)),
+            ]);
+            run
+        }).collect::<Vec<_>>(),
     })
 }

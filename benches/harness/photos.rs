@@ -32,7 +32,6 @@ use super::*;
 pub const FLOOR_CLIENT_ARG: &str = "--floor-client";
 
 const PHOTOS: usize = 6_000;
-const CONCURRENCY: usize = 32;
 const MAX_CPU_RATIO: f64 = 1.3;
 /// Scans against the server that answers at once, each between two floor runs.
 const CLIENT_RUNS: usize = 2;

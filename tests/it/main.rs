@@ -10,6 +10,7 @@ mod buckets;
 mod charges;
 mod check;
 mod client;
+mod completions;
 mod emulator;
 mod engines;
 mod evidence;
