@@ -16,7 +16,7 @@ use super::open::{self, Api, Opened};
 use super::source::{self, Checked, Ev, QuickCheck, Ready};
 use super::worker::{self, Job, WorkerCtx};
 use super::writer::{self, Completion, ToWriter, WriterCtx};
-use super::{ScanError, Stop, StopCause, dry_run, now_rfc3339, spawn_stage};
+use super::{RunCounts, ScanError, Stop, StopCause, dry_run, now_rfc3339, spawn_stage};
 use crate::config::ScanConfig;
 use crate::exit::Exit;
 use crate::input::{self, Item};
@@ -32,30 +32,6 @@ use crate::submit::{Budget, Submitter};
 
 /// Items that may wait for an identical image in flight before the dispatcher stops reading.
 const MAX_WAITING: usize = 1024;
-
-/// Counters of this run that are not per record.
-#[derive(Default)]
-pub struct RunCounts {
-    pub inputs: AtomicU64,
-    pub ignored: AtomicU64,
-    pub skipped_done: AtomicU64,
-    /// Of those, the items skipped without being read (same version as recorded).
-    pub skipped_unread: AtomicU64,
-    pub deduplicated: AtomicU64,
-    pub recorded: AtomicU64,
-    pub not_processed: AtomicU64,
-    pub requests: AtomicU64,
-    /// Answers that came back after the journal writer failed: possibly billed, not recorded.
-    pub unrecorded: AtomicU64,
-    /// Waits a server asked for (Retry-After) that were longer than the cap.
-    pub retry_after_capped: AtomicU64,
-}
-
-impl RunCounts {
-    fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
-}
 
 /// Run `scan` to the end (or until stopped) and return the exit code.
 pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {

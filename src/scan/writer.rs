@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::run::RunCounts;
+use super::RunCounts;
 use super::{ScanError, Stop};
 use crate::journal::{self, Index, Line, Sending, Unchanged, Writer};
 use crate::pace::Pacer;
