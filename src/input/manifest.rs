@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use csv::ByteRecord;
 
 use super::duplicates::Duplicates;
-use super::{Event, InputError, Item, SourceOptions, escape_bytes, shorten};
+use super::{Event, InputError, Item, SourceOptions, escape_bytes};
+use crate::messages::cut;
 use crate::compact::CompactMap;
 
 type Input = Box<dyn Read + Send>;
@@ -224,7 +225,7 @@ impl Manifest {
             Some(Err(e)) => problems.push(format!("row {row}: {e}")),
             Some(Ok(uri)) if uri.key.is_empty() => problems.push(format!(
                 "row {row}: {} names a bucket, not an object: write it as {}KEY",
-                super::shorten(&cells.path),
+                crate::messages::cut(&cells.path),
                 uri.bucket_uri()
             )),
             Some(Ok(uri)) => {
@@ -361,7 +362,7 @@ impl Manifest {
         if !kind.is_empty() {
             problems.push(format!(
                 "duplicate {kind} {} (first on row {first})",
-                shorten(&key)
+                cut(&key)
             ));
         }
         // Every key given out is remembered, renamed ones too, so a later (or earlier) row
@@ -413,7 +414,7 @@ fn check_path(path: &str, row: u64, problems: &mut Vec<String>) -> bool {
     if path.contains('\0') {
         problems.push(format!(
             "row {row}: the path holds a NUL character: {}",
-            shorten(path)
+            cut(path)
         ));
         return false;
     }
@@ -421,7 +422,7 @@ fn check_path(path: &str, row: u64, problems: &mut Vec<String>) -> bool {
         problems.push(format!(
             "row {row}: the path is {} bytes long, over the {MAX_KEY_BYTES}-byte limit: {}",
             path.len(),
-            shorten(path)
+            cut(path)
         ));
         return false;
     }
@@ -435,7 +436,7 @@ fn check_id(id: Option<String>, row: u64, problems: &mut Vec<String>) -> (Option
             problems.push(format!(
                 "row {row}: the id is {} bytes long, over the {MAX_KEY_BYTES}-byte limit: {}",
                 id.len(),
-                shorten(&id)
+                cut(&id)
             ));
             (None, false)
         }
@@ -524,16 +525,16 @@ impl Columns {
             if names.contains(&name) {
                 return Err(InputError::DuplicateColumn {
                     manifest: manifest.to_string(),
-                    column: shorten(&name),
+                    column: cut(&name),
                 });
             }
             names.push(name);
         }
         let missing = |column: &str, hint: String| InputError::MissingColumn {
             manifest: manifest.to_string(),
-            column: shorten(column),
+            column: cut(column),
             hint,
-            available: shorten(&names.join(", ")),
+            available: cut(&names.join(", ")),
         };
         let path = match find(&names, &opts.path_column) {
             Some(i) => i,
@@ -1284,7 +1285,7 @@ mod tests {
             .iter()
             .map(|i| (i.key.as_str(), i.problem.as_deref().unwrap_or("")))
             .collect();
-        let cut = |c: &str| format!("{}… (5000 bytes)", c.repeat(80));
+        let cut = |c: &str| format!("{}… (5000 bytes in all)", c.repeat(crate::messages::ECHO_MAX));
         assert_eq!(
             probs,
             [
@@ -1325,13 +1326,13 @@ mod tests {
         assert_eq!(
             msg,
             format!(
-                "M: column \"{}… (3000 bytes)\" appears more than once in the header",
-                "c".repeat(80)
+                "M: column \"{}… (3000 bytes in all)\" appears more than once in the header",
+                "c".repeat(crate::messages::ECHO_MAX)
             )
         );
         let msg = error(format!("{long},x\n").as_bytes(), &SourceOptions::default());
         assert!(msg.len() < 300, "{msg}");
-        assert!(msg.ends_with("… (3003 bytes)"), "{msg}");
+        assert!(msg.ends_with("… (3003 bytes in all)"), "{msg}");
     }
 
     #[test]

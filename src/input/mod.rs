@@ -200,28 +200,6 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
     out
 }
 
-/// How many characters of a user-given value a message shows.
-pub const SHOWN_CHARS: usize = 80;
-
-/// A user-given value made safe to put in a message: control characters escaped, and cut to
-/// [`SHOWN_CHARS`] characters followed by "… (N bytes)" when longer. Short plain values are
-/// unchanged.
-pub fn shorten(value: &str) -> String {
-    let mut out = String::new();
-    for (shown, c) in value.chars().enumerate() {
-        if shown >= SHOWN_CHARS {
-            out.push_str(&format!("… ({} bytes)", value.len()));
-            return out;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The stream of every source's events, in the order the sources were given.
 pub struct Sources {
     queue: VecDeque<Box<dyn Iterator<Item = Event> + Send>>,
@@ -454,21 +432,6 @@ mod tests {
             }
         }
         assert!(seen.len() > 1000, "{}", seen.len());
-    }
-
-    #[test]
-    fn long_or_odd_values_are_cut_for_messages() {
-        assert_eq!(shorten("a/b.jpg"), "a/b.jpg");
-        assert_eq!(shorten("tab\there"), "tab\\there");
-        let nuls = "\0".repeat(10_000_000);
-        let s = shorten(&nuls);
-        assert_eq!(
-            s,
-            format!("{}… (10000000 bytes)", "\\u{0}".repeat(SHOWN_CHARS))
-        );
-        let x = "é".repeat(100);
-        assert_eq!(shorten(&x), format!("{}… (200 bytes)", "é".repeat(80)));
-        assert_eq!(shorten(&"y".repeat(80)), "y".repeat(80));
     }
 
     /// The input stage stands alone: it takes its options from its own types, not from the

@@ -407,7 +407,7 @@ pub fn check_head(
 
 /// A path as shown in messages: lossless for names that are not UTF-8, and cut when very long.
 fn shown(path: &Path) -> String {
-    super::shorten(&super::escape_path(path))
+    crate::messages::cut(&super::escape_path(path))
 }
 
 /// Why a path cannot be read as a regular file.
@@ -1138,7 +1138,7 @@ mod tests {
         let long = format!("/no/such/{}.jpg", "x".repeat(10_000));
         let r = preflight(Path::new(&long)).unwrap_err();
         assert!(r.reason.len() < 200, "{}", r.reason);
-        assert!(r.reason.contains("x… (10013 bytes): "), "{}", r.reason);
+        assert!(r.reason.contains("x… (10013 bytes in all): "), "{}", r.reason);
     }
 
     #[test]

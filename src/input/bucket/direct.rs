@@ -427,7 +427,7 @@ where
 
 /// The start of a store's error body, for a message (its XML `Code` and `Message` are there).
 fn short_body(body: &str) -> String {
-    crate::input::shorten(body.trim())
+    crate::messages::cut(body.trim())
 }
 
 /// Percent-encode a query value: everything but the unreserved characters, so a `+`, a space,
@@ -499,7 +499,7 @@ pub fn parse_page(xml: &str) -> Result<Page, String> {
                         let (key, size, etag) = entry.take().unwrap_or_default();
                         let key = key.ok_or("a listed object has no Key")?;
                         let size = size.ok_or_else(|| {
-                            format!("the object {} has no Size", crate::input::shorten(&key))
+                            format!("the object {} has no Size", crate::messages::cut(&key))
                         })?;
                         page.objects.push(Listed { key, size, etag });
                     }
@@ -611,7 +611,7 @@ pub fn parse_blob_page(xml: &str) -> Result<Page, String> {
                         let size = size.ok_or_else(|| {
                             format!(
                                 "the blob {} has no Content-Length",
-                                crate::input::shorten(&key)
+                                crate::messages::cut(&key)
                             )
                         })?;
                         page.objects.push(Listed { key, size, etag });

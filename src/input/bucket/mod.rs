@@ -140,7 +140,7 @@ impl Uri {
                 key: key.to_string(),
             })
         } else {
-            Err(StorageError::BadUri(super::shorten(text), scheme.prefix()))
+            Err(StorageError::BadUri(crate::messages::cut(text), scheme.prefix()))
         })
     }
 
@@ -233,7 +233,7 @@ pub fn store(uri: &Uri, opts: &StorageOptions) -> Result<Arc<dyn ObjectStore>, S
 /// An endpoint URL with a query or a fragment would lose the bucket from the request's path.
 fn check_endpoint(endpoint: &str) -> Result<(), StorageError> {
     if endpoint.contains(['?', '#']) {
-        return Err(StorageError::EndpointQuery(super::shorten(endpoint)));
+        return Err(StorageError::EndpointQuery(crate::messages::cut(endpoint)));
     }
     Ok(())
 }
@@ -263,7 +263,7 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
                 }
                 if let Some(e) = b.get_config_value(&key).filter(|e| is_http(e)) {
                     if !is_loopback_url(&e) {
-                        return Err(StorageError::PlainHttp(super::shorten(&e)));
+                        return Err(StorageError::PlainHttp(crate::messages::cut(&e)));
                     }
                     http = true;
                 }
@@ -310,7 +310,7 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
             check_endpoint(&base)?;
             let http = base.len() >= 7 && base[..7].eq_ignore_ascii_case("http://");
             if http && !is_loopback_url(&base) {
-                return Err(StorageError::PlainHttp(super::shorten(&base)));
+                return Err(StorageError::PlainHttp(crate::messages::cut(&base)));
             }
             // Only a loopback base URL may be plain http (the client would allow it anywhere).
             b = b.with_client_options(object_store::ClientOptions::new().with_allow_http(http));
@@ -344,7 +344,7 @@ fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
             check_endpoint(&service.url)?;
             let http = service.url.len() >= 7 && service.url[..7].eq_ignore_ascii_case("http://");
             if http && !is_loopback_url(&service.url) {
-                return Err(StorageError::PlainHttp(super::shorten(&service.url)));
+                return Err(StorageError::PlainHttp(crate::messages::cut(&service.url)));
             }
             if service.emulator {
                 // The client takes the emulator's URL from the environment itself.
@@ -895,7 +895,7 @@ fn not_an_image_by_name(name: &str) -> Option<String> {
     }
     Some(format!(
         "not an image by its name (.{}); never downloaded",
-        super::shorten(ext)
+        crate::messages::cut(ext)
     ))
 }
 
