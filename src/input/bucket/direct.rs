@@ -323,10 +323,7 @@ impl Direct {
         }
         #[cfg(feature = "gcp")]
         if let Auth::Bearer(credentials) = &self.auth {
-            let credential = credentials
-                .get_credential()
-                .await
-                .map_err(|e| format!("no credentials: {e}"))?;
+            let credential = credential(credentials).await?;
             if !credential.bearer.is_empty() {
                 let value = reqwest::header::HeaderValue::from_str(&format!(
                     "Bearer {}",
@@ -344,10 +341,7 @@ impl Direct {
             sign_payload,
         } = &self.auth
         {
-            let credential = credentials
-                .get_credential()
-                .await
-                .map_err(|e| format!("no credentials: {e}"))?;
+            let credential = credential(credentials).await?;
             AwsAuthorizer::new(&credential, "s3", region)
                 .with_sign_payload(*sign_payload)
                 .try_authorize(&mut request, None)
@@ -359,10 +353,7 @@ impl Direct {
             account,
         } = &self.auth
         {
-            let credential = credentials
-                .get_credential()
-                .await
-                .map_err(|e| format!("no credentials: {e}"))?;
+            let credential = credential(credentials).await?;
             object_store::azure::AzureAuthorizer::new(&credential, account)
                 .try_authorize(&mut request)
                 .map_err(|e| format!("cannot sign the request: {e}"))?;
@@ -370,6 +361,16 @@ impl Direct {
         // A SAS token is added to the URL's query.
         Ok((request.headers().clone(), request.uri().to_string()))
     }
+}
+
+/// The credential a provider holds now.
+async fn credential<T>(
+    provider: &std::sync::Arc<dyn object_store::CredentialProvider<Credential = T>>,
+) -> Result<std::sync::Arc<T>, String> {
+    provider
+        .get_credential()
+        .await
+        .map_err(|e| format!("no credentials: {e}"))
 }
 
 /// A request's error and its causes, without the URL (a SAS token would be in it).
@@ -445,20 +446,13 @@ fn encode(value: &str) -> String {
 }
 
 /// One element of a listing page as [`walk_page`] reads it, under its `parents` (the root
-/// first).
-enum Step<'a> {
-    /// It opens: `<name ...>` (or `<name/>`, closed at once with no text).
-    Open {
-        parents: &'a [Vec<u8>],
-        name: &'a [u8],
-        start: &'a quick_xml::events::BytesStart<'a>,
-    },
-    /// It closes, with its text (references resolved, CDATA included).
-    Close {
-        parents: &'a [Vec<u8>],
-        name: &'a [u8],
-        text: String,
-    },
+/// first): as it opens (`opening`: `<name ...>`, or `<name/>`, closed at once with no text),
+/// then as it closes, with its text (references resolved, CDATA included).
+struct Step<'a> {
+    parents: &'a [Vec<u8>],
+    name: &'a [u8],
+    opening: Option<&'a quick_xml::events::BytesStart<'a>>,
+    text: String,
 }
 
 /// Walk a listing page whose root element is `root`, telling `step` each element as it opens
@@ -485,9 +479,10 @@ fn walk_page(
             Xml::End(_) => {
                 let name = path.pop().unwrap_or_default();
                 let text = std::mem::take(&mut text);
-                step(Step::Close {
+                step(Step {
                     parents: &path,
                     name: &name,
+                    opening: None,
                     text,
                 })?;
                 continue;
@@ -503,20 +498,19 @@ fn walk_page(
             }
             root_seen = true;
         }
-        let parents = &path;
-        step(Step::Open {
-            parents,
-            name: &name,
-            start,
-        })?;
-        if empty {
-            let (name, text) = (&name, String::new());
-            step(Step::Close {
-                parents,
-                name,
-                text,
+        // `<name/>` opens and closes at once.
+        for opening in [Some(start), None]
+            .into_iter()
+            .take(if empty { 2 } else { 1 })
+        {
+            step(Step {
+                parents: &path,
+                name: &name,
+                opening,
+                text: String::new(),
             })?;
-        } else {
+        }
+        if !empty {
             path.push(name);
             text.clear();
         }
@@ -538,19 +532,18 @@ pub fn parse_page(xml: &str) -> Result<Page, String> {
     let (mut truncated, mut token) = (false, None);
     let mut entry: Option<(Option<String>, Option<u64>, Option<String>)> = None;
     walk_page(xml, "ListBucketResult", |step| {
-        let (parents, name, value) = match step {
-            Step::Open { parents, name, .. } => {
-                if parents.len() == 1 && name == b"Contents" {
-                    entry = Some((None, None, None));
-                }
-                return Ok(());
+        let Step {
+            parents,
+            name,
+            opening,
+            text: value,
+        } = step;
+        if opening.is_some() {
+            if parents.len() == 1 && name == b"Contents" {
+                entry = Some((None, None, None));
             }
-            Step::Close {
-                parents,
-                name,
-                text,
-            } => (parents, name, text),
-        };
+            return Ok(());
+        }
         match (parents.len(), name) {
             (1, b"IsTruncated") => truncated = value.trim() == "true",
             (1, b"NextContinuationToken") => token = Some(value),
@@ -603,30 +596,25 @@ pub fn parse_blob_page(xml: &str) -> Result<Page, String> {
     let mut encoded = false;
     let in_blob = |path: &[Vec<u8>]| path.len() >= 3 && path[1] == b"Blobs" && path[2] == b"Blob";
     walk_page(xml, "EnumerationResults", |step| {
-        let (parents, name, value) = match step {
-            Step::Open {
-                parents,
-                name,
-                start,
-            } => {
-                if parents.len() == 2 && parents[1] == b"Blobs" && name == b"Blob" {
-                    entry = Some(BlobEntry::default());
-                }
-                if parents.len() == 3 && in_blob(parents) && name == b"Name" {
-                    encoded = start
-                        .try_get_attribute("Encoded")
-                        .ok()
-                        .flatten()
-                        .is_some_and(|a| a.value.as_ref() == b"true");
-                }
-                return Ok(());
+        let Step {
+            parents,
+            name,
+            opening,
+            text: value,
+        } = step;
+        if let Some(start) = opening {
+            if parents.len() == 2 && parents[1] == b"Blobs" && name == b"Blob" {
+                entry = Some(BlobEntry::default());
             }
-            Step::Close {
-                parents,
-                name,
-                text,
-            } => (parents, name, text),
-        };
+            if parents.len() == 3 && in_blob(parents) && name == b"Name" {
+                encoded = start
+                    .try_get_attribute("Encoded")
+                    .ok()
+                    .flatten()
+                    .is_some_and(|a| a.value.as_ref() == b"true");
+            }
+            return Ok(());
+        }
         match (parents.len(), name) {
             (1, b"NextMarker") => page.next = Some(value).filter(|m| !m.is_empty()),
             (2, b"Blob") if parents[1] == b"Blobs" => {

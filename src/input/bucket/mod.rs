@@ -608,7 +608,7 @@ pub async fn check_listing(
         return match list.next().await {
             None => Ok(FirstPage::NoImages),
             Some(Ok(_)) => Ok(FirstPage::Objects),
-            Some(Err(e)) => Err(listing_error(uri, &e)),
+            Some(Err(e)) => Err(store_error(uri, &e)),
         };
     };
     let page = direct
@@ -636,30 +636,26 @@ pub async fn check_listing(
     Ok(first)
 }
 
-fn listing_error(uri: &Uri, e: &object_store::Error) -> StorageError {
-    match classify(e) {
+/// A listing that failed: refused (the credentials or the bucket), or failed otherwise.
+fn listing_error(uri: &Uri, failure: Failure, message: String) -> StorageError {
+    match failure {
         Failure::Refused(reason) => StorageError::Refused {
             uri: uri.bucket_uri(),
             reason,
         },
         Failure::Missing | Failure::Failed => StorageError::Failed {
             uri: uri.to_string(),
-            message: e.to_string(),
+            message,
         },
     }
 }
 
+fn store_error(uri: &Uri, e: &object_store::Error) -> StorageError {
+    listing_error(uri, classify(e), e.to_string())
+}
+
 fn page_error(uri: &Uri, e: direct::PageError) -> StorageError {
-    match e.failure {
-        Failure::Refused(reason) => StorageError::Refused {
-            uri: uri.bucket_uri(),
-            reason,
-        },
-        Failure::Missing | Failure::Failed => StorageError::Failed {
-            uri: uri.to_string(),
-            message: e.message,
-        },
-    }
+    listing_error(uri, e.failure, e.message)
 }
 
 /// The storage client's form of a listing prefix (it adds the final '/' itself).
@@ -771,7 +767,7 @@ impl Listing {
                             size: meta.size,
                             etag: meta.e_tag,
                         })),
-                        Err(e) => Some(Err(listing_error(&self.uri, &e).to_string())),
+                        Err(e) => Some(Err(store_error(&self.uri, &e).to_string())),
                     };
                 }
                 Pages::Own {
