@@ -128,11 +128,7 @@ impl Manifest {
             let mut ignored = Vec::new();
             let usable_path = check_path(&path, row, &mut ignored);
             let (id, usable_id) = check_id(id, row, &mut ignored);
-            return Ok(Some(match (id, usable_path && usable_id) {
-                (Some(id), _) => id,
-                (None, true) => path,
-                (None, false) => format!("#row{row}"),
-            }));
+            return Ok(Some(row_key(id, &path, usable_path && usable_id, row).0));
         }
     }
 
@@ -321,11 +317,7 @@ impl Manifest {
         problems: &mut Vec<String>,
     ) -> String {
         let row = self.row;
-        let (mut key, kind) = match (id, usable) {
-            (Some(id), _) => (id, "id"),
-            (None, true) => (path.to_string(), "path"),
-            (None, false) => (format!("#row{row}"), ""),
-        };
+        let (mut key, kind) = row_key(id, path, usable, row);
         let first = if let Some(dups) = self.dups.as_ref() {
             dups.given_before(key_hash(&key), row)
         } else if let Some(seen) = self.seen.as_mut() {
@@ -362,6 +354,16 @@ impl Manifest {
             (None, Some(seen)) => seen.insert_new(hash, row).is_none(),
             (None, None) => true,
         }
+    }
+}
+
+/// A row's key before it is made unique: its id, else its path when usable, else `#rowN`;
+/// with what it is.
+fn row_key(id: Option<String>, path: &str, usable: bool, row: u64) -> (String, &'static str) {
+    match (id, usable) {
+        (Some(id), _) => (id, "id"),
+        (None, true) => (path.to_string(), "path"),
+        (None, false) => (format!("#row{row}"), ""),
     }
 }
 

@@ -190,3 +190,55 @@ fn folders_and_manifests_stream_in_order() {
         ]
     );
 }
+
+#[test]
+fn the_plan_counts_each_source_once_and_finds_the_first_empty_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    let none = dir.path().join("none");
+    std::fs::create_dir(&photos).unwrap();
+    std::fs::create_dir(&none).unwrap();
+    for name in ["a.jpg", "b.jpg", "c.jpg"] {
+        std::fs::write(photos.join(name), [0xFF, 0xD8, 0xFF]).unwrap();
+    }
+    let m = dir.path().join("m.csv");
+    std::fs::write(&m, "path\nphotos/a.jpg\n\nphotos/x.jpg\n").unwrap();
+    let blank = dir.path().join("blank.csv");
+    std::fs::write(&blank, "path\n\n").unwrap();
+    let opts = SourceOptions::default();
+    let keep = |k: &str| k != "b.jpg";
+    let tally = Tally {
+        count: true,
+        empty: true,
+        keep: Some(&keep),
+    };
+    let plan = Plan::new(
+        &[m.clone(), photos.clone(), blank.clone(), none.clone()],
+        &opts,
+        tally,
+    )
+    .unwrap();
+    assert_eq!(plan.items, Some(4), "2 rows and 2 of the 3 files kept");
+    assert_eq!(plan.empty, Some(2), "the first source with no item");
+    assert!(!plan.unique_keys);
+    assert_eq!(
+        plan.stream()
+            .filter(|e| matches!(e, Event::Item(_)))
+            .count(),
+        5
+    );
+
+    // Not asked to count: a folder is walked only up to its first item, and not counted.
+    let tally = Tally {
+        empty: true,
+        ..Tally::default()
+    };
+    let plan = Plan::new(&[none.clone(), photos.clone()], &opts, tally).unwrap();
+    assert_eq!((plan.items, plan.empty), (None, Some(0)));
+    let plan = Plan::new(std::slice::from_ref(&m), &opts, Tally::default()).unwrap();
+    assert_eq!((plan.items, plan.empty), (Some(2), None));
+    assert!(
+        plan.unique_keys,
+        "a single manifest keys its items uniquely itself"
+    );
+}

@@ -86,7 +86,9 @@ pub async fn run(cfg: &ScanConfig, plan: input::Plan, stop: &Stop) -> Result<Exi
                             (None, _) => "refused".into(),
                         };
                         // A short category ("over 5 MB", "not an image: PDF", ...), for counts.
-                        *est.reasons.entry(crate::audit::category(&reason)).or_default() += 1;
+                        *est.reasons
+                            .entry(crate::audit::category(&reason))
+                            .or_default() += 1;
                     }
                     Decision::Follow((), _) | Decision::Wait => est.reused += 1,
                     Decision::Lead(()) => {
