@@ -499,12 +499,13 @@ fn check_kind(meta: &std::fs::Metadata, path: &Path) -> Result<(), Unreadable> {
         return Err(Unreadable::Folder(shown(path)));
     }
     if !ft.is_file() {
-        return Err(Unreadable::Special(shown(path), file_kind(&ft)));
+        return Err(Unreadable::Special(
+            shown(path),
+            crate::kit::kinds::file_kind(&ft),
+        ));
     }
     Ok(())
 }
-
-pub use crate::kit::kinds::file_kind;
 
 /// The kernel pseudo-filesystem an opened file lives on (/proc, /sys), if any: their files
 /// report odd sizes and some block or never end when read.

@@ -86,7 +86,7 @@ impl Walk {
             return Some(ignored(shown, &link_reason(entry.path())));
         }
         if !ft.is_file() {
-            let kind = preflight::file_kind(&ft);
+            let kind = crate::kit::kinds::file_kind(&ft);
             return Some(ignored(
                 shown,
                 &format!("not a regular file: {kind} (never opened)"),
@@ -220,7 +220,7 @@ fn link_reason(link: &Path) -> String {
         Ok(m) if m.is_file() => format!("symbolic link to a file ({HINT})"),
         Ok(m) => format!(
             "symbolic link to a {} (not followed; never opened)",
-            preflight::file_kind(&m.file_type())
+            crate::kit::kinds::file_kind(&m.file_type())
         ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => BROKEN_LINK.to_string(),
         Err(e) if is_link_loop(&e) => "symbolic link loop (it leads back to itself)".to_string(),
