@@ -532,12 +532,7 @@ pub fn parse_page(xml: &str) -> Result<Page, String> {
     let (mut truncated, mut token) = (false, None);
     let mut entry: Option<(Option<String>, Option<u64>, Option<String>)> = None;
     walk_page(xml, "ListBucketResult", |step| {
-        let Step {
-            parents,
-            name,
-            opening,
-            text: value,
-        } = step;
+        let (parents, name, opening, value) = (step.parents, step.name, step.opening, step.text);
         if opening.is_some() {
             if parents.len() == 1 && name == b"Contents" {
                 entry = Some((None, None, None));
@@ -596,12 +591,7 @@ pub fn parse_blob_page(xml: &str) -> Result<Page, String> {
     let mut encoded = false;
     let in_blob = |path: &[Vec<u8>]| path.len() >= 3 && path[1] == b"Blobs" && path[2] == b"Blob";
     walk_page(xml, "EnumerationResults", |step| {
-        let Step {
-            parents,
-            name,
-            opening,
-            text: value,
-        } = step;
+        let (parents, name, opening, value) = (step.parents, step.name, step.opening, step.text);
         if let Some(start) = opening {
             if parents.len() == 2 && parents[1] == b"Blobs" && name == b"Blob" {
                 entry = Some(BlobEntry::default());
