@@ -1,5 +1,6 @@
-//! CSV manifest sources: header checked up front, then rows read one at a time. A bad row becomes
-//! an item with a `problem` (an invalid_input result), never an abort.
+//! CSV manifest sources: a file read once up front (header, structure, duplicate keys, row
+//! count), then its rows one at a time. A bad row becomes an item with a `problem` (an
+//! invalid_input result), never an abort.
 
 use crate::kit::kinds::json_kind;
 use std::collections::BTreeMap;
@@ -40,7 +41,7 @@ pub(super) struct Manifest {
     /// Hash of each key seen so far -> the row it was first on. 16 bytes a row (16 MB for a
     /// million rows); a 64-bit hash collision is not a practical concern. Only for standard
     /// input, which cannot be read twice (or when the pass over a file failed).
-    /// None when duplicates are not tracked (a counting pass) or found by a pass.
+    /// None when duplicates are not tracked or found by the pass.
     seen: Option<CompactMap<u64, u64>>,
     /// A file's keys on several rows, found by its pass before the first row is handed out.
     dups: Option<Duplicates>,

@@ -1,6 +1,6 @@
-//! Input sources: folders walked, CSV manifests and bucket prefixes read as one stream of items,
-//! validated up front, never collected. `preflight` checks each item's file before anything is
-//! sent.
+//! Input sources: folders walked, CSV manifests and bucket prefixes checked once up front (a
+//! [`Plan`]), then read as one stream of items, never collected. `preflight` checks each item's
+//! file before anything is sent.
 
 pub mod bucket;
 mod duplicates;
@@ -65,8 +65,8 @@ pub struct SourceOptions {
     pub id_column: Option<String>,
     pub vendor_data_column: Option<String>,
     pub metadata_column: Option<String>,
-    /// Report duplicate manifest ids (a compact map grows with the rows). Off only for a pass
-    /// that merely counts items.
+    /// Find and rename repeated manifest keys (a file's by its plan pass, standard input's in a
+    /// compact map that grows with the rows). Off, repeated keys are left as they are.
     pub track_duplicates: bool,
     /// Where a manifest file's pass for duplicate keys spills its sorted runs (the out dir);
     /// the system's temporary folder when unset or missing.
