@@ -212,15 +212,6 @@ impl ReadAhead {
     }
 }
 
-/// Read `item`'s file here (on the checking thread) when it is a file to read; objects and
-/// bad rows are left to the runtime.
-fn read_here(item: &Item, buffers: &Arc<Buffers>) -> Option<Result<Prepared, Refusal>> {
-    if item.problem.is_some() || input::bucket::uri_of(&item.path).is_some() {
-        return None;
-    }
-    Some(preflight::preflight_with(&item.path, item.regular, buffers))
-}
-
 enum Walked {
     Item(Box<Found>),
     Ignored { path: String, reason: String },
@@ -447,7 +438,16 @@ impl Checker {
         if found.current || self.stop.is_stopped() {
             return 0;
         }
-        found.read = read_here(&found.item, &self.buffers);
+        // Objects and bad rows are left to the runtime.
+        let item = &found.item;
+        if item.problem.is_some() || input::bucket::uri_of(&item.path).is_some() {
+            return 0;
+        }
+        found.read = Some(preflight::preflight_with(
+            &item.path,
+            item.regular,
+            &self.buffers,
+        ));
         let held = found.held();
         self.ahead.add(held);
         held
