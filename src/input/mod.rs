@@ -1,6 +1,6 @@
-//! Input sources: folders walked, CSV manifests and bucket prefixes read as one stream of items,
-//! validated up front, never collected. `preflight` checks each item's file before anything is
-//! sent.
+//! Input sources: folders walked, CSV manifests and bucket prefixes checked once up front (a
+//! [`Plan`]), then read as one stream of items, never collected. `preflight` checks each item's
+//! file before anything is sent.
 
 pub mod bucket;
 mod duplicates;
@@ -12,7 +12,6 @@ mod walk;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 pub use walk::IMAGE_EXTENSIONS;
 
@@ -66,8 +65,8 @@ pub struct SourceOptions {
     pub id_column: Option<String>,
     pub vendor_data_column: Option<String>,
     pub metadata_column: Option<String>,
-    /// Report duplicate manifest ids (a compact map grows with the rows). Off only for a pass
-    /// that merely counts items.
+    /// Find and rename repeated manifest keys (a file's by its plan pass, standard input's in a
+    /// compact map that grows with the rows). Off, repeated keys are left as they are.
     pub track_duplicates: bool,
     /// Where a manifest file's pass for duplicate keys spills its sorted runs (the out dir);
     /// the system's temporary folder when unset or missing.
@@ -133,9 +132,6 @@ pub enum InputError {
     NotASource(String),
     #[error("- (a manifest on standard input) is given more than once")]
     StdinTwice,
-    /// Standard input's manifest was refused by an earlier `open` in this process.
-    #[error("{0}")]
-    StdinFailed(String),
     #[error("{0} is given more than once")]
     GivenTwice(String),
     #[error("cannot read {path}: {error}")]
@@ -200,28 +196,6 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
     out
 }
 
-/// How many characters of a user-given value a message shows.
-pub const SHOWN_CHARS: usize = 80;
-
-/// A user-given value made safe to put in a message: control characters escaped, and cut to
-/// [`SHOWN_CHARS`] characters followed by "… (N bytes)" when longer. Short plain values are
-/// unchanged.
-pub fn shorten(value: &str) -> String {
-    let mut out = String::new();
-    for (shown, c) in value.chars().enumerate() {
-        if shown >= SHOWN_CHARS {
-            out.push_str(&format!("… ({} bytes)", value.len()));
-            return out;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The stream of every source's events, in the order the sources were given.
 pub struct Sources {
     queue: VecDeque<Box<dyn Iterator<Item = Event> + Send>>,
@@ -248,110 +222,151 @@ impl Iterator for Sources {
     }
 }
 
-/// Validate every source up front (so a typo fails before anything is sent), then stream them.
-/// Folders and manifest files are read afresh by each call; standard input ("-") is read once
-/// per process and shared between calls.
+/// What a [`Plan`] counts while it checks the sources.
+#[derive(Default, Clone, Copy)]
+pub struct Tally<'a> {
+    /// Count the items of every folder (walked whole for it; a manifest's rows are counted by
+    /// its one pass anyway).
+    pub count: bool,
+    /// Find the first folder or manifest with no item (a folder walked up to its first item).
+    pub empty: bool,
+    /// Count only the items whose key (as listed) this keeps: a shard's share.
+    pub keep: Option<&'a dyn Fn(&str) -> bool>,
+}
+
+impl Tally<'_> {
+    fn keeps(&self, key: &str) -> bool {
+        self.keep.is_none_or(|k| k(key))
+    }
+}
+
+/// Every source checked once, before anything is sent: a typo, a manifest with a broken
+/// structure or a missing column fails here; each manifest file is read in one pass that
+/// checks its structure, finds its duplicate keys and counts its rows. The run then streams
+/// from the plan ([`Plan::stream`]) without checking anything again.
+pub struct Plan {
+    queue: VecDeque<Box<dyn Iterator<Item = Event> + Send>>,
+    /// The items the sources hold (those the tally keeps), when they could be counted (no
+    /// standard input, no bucket prefix, and folders only when asked).
+    pub items: Option<u64>,
+    /// The position among the sources of the first folder or manifest with no item, when
+    /// asked.
+    pub empty: Option<usize>,
+    /// A single source that is not a folder: its items' keys are unique already (a manifest
+    /// renames its repeated ids, a listing's keys differ).
+    pub unique_keys: bool,
+}
+
+impl Plan {
+    pub fn new(
+        sources: &[PathBuf],
+        opts: &SourceOptions,
+        tally: Tally,
+    ) -> Result<Plan, InputError> {
+        let mut plan = Plan {
+            queue: VecDeque::new(),
+            items: Some(0),
+            empty: None,
+            unique_keys: sources.len() == 1,
+        };
+        let mut seen = Vec::new();
+        if sources.iter().filter(|s| s.as_os_str() == "-").count() > 1 {
+            return Err(InputError::StdinTwice);
+        }
+        for (at, src) in sources.iter().enumerate() {
+            let shown = src.display().to_string();
+            let mut given = |canonical: PathBuf| {
+                if seen.contains(&canonical) {
+                    return Err(InputError::GivenTwice(shown.clone()));
+                }
+                seen.push(canonical);
+                Ok(())
+            };
+            if let Some(uri) = src.to_str().and_then(bucket::Uri::parse) {
+                let uri = uri?;
+                // The prefix as listed: `s3://b/q3` and `s3://b/q3/` are the same source.
+                given(PathBuf::from(format!(
+                    "{}{}",
+                    uri.bucket_uri(),
+                    uri.list_prefix()
+                )))?;
+                plan.queue
+                    .push_back(Box::new(bucket::Listing::open(uri, &shown, opts)?));
+                plan.items = None;
+                continue;
+            }
+            if src.as_os_str() == "-" {
+                plan.queue
+                    .push_back(Box::new(manifest::Manifest::stdin(opts)?));
+                plan.items = None;
+                continue;
+            }
+            let meta = std::fs::metadata(src).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => InputError::NotFound(shown.clone()),
+                _ => InputError::Io {
+                    path: shown.clone(),
+                    error: e,
+                },
+            })?;
+            given(src.canonicalize().unwrap_or_else(|_| src.clone()))?;
+            let (rows, kept) = if meta.is_dir() {
+                plan.queue
+                    .push_back(Box::new(walk::Walk::new(src, &shown, opts)));
+                plan.unique_keys = false;
+                count_folder(src, &shown, opts, tally)
+            } else if meta.is_file() && is_csv(src) {
+                let (m, rows, kept) = manifest::Manifest::file(src, opts, &|k| tally.keeps(k))?;
+                plan.queue.push_back(Box::new(m));
+                (Some(rows), Some(kept))
+            } else {
+                return Err(InputError::NotASource(shown));
+            };
+            if tally.empty && rows == Some(0) {
+                plan.empty = plan.empty.or(Some(at));
+            }
+            plan.items = plan.items.zip(kept).map(|(a, b)| a + b);
+        }
+        Ok(plan)
+    }
+
+    /// The stream of every source's events, in the order the sources were given.
+    pub fn stream(self) -> Sources {
+        Sources {
+            queue: self.queue,
+            next_seq: 0,
+        }
+    }
+}
+
+/// A folder's items and those the tally keeps: walked whole when counted, up to its first item
+/// when only its emptiness is asked, not at all otherwise.
+fn count_folder(
+    src: &Path,
+    shown: &str,
+    opts: &SourceOptions,
+    tally: Tally,
+) -> (Option<u64>, Option<u64>) {
+    let mut items = walk::Walk::new(src, shown, opts).filter_map(|e| match e {
+        Event::Item(i) => Some(i),
+        _ => None,
+    });
+    if tally.count {
+        let (mut rows, mut kept) = (0, 0);
+        for item in items {
+            rows += 1;
+            kept += u64::from(tally.keeps(&item.key));
+        }
+        (Some(rows), Some(kept))
+    } else if tally.empty {
+        (Some(u64::from(items.next().is_some())), None)
+    } else {
+        (None, None)
+    }
+}
+
+/// Check every source up front (so a typo fails before anything is sent), then stream them.
 pub fn open(sources: &[PathBuf], opts: &SourceOptions) -> Result<Sources, InputError> {
-    let mut queue: VecDeque<Box<dyn Iterator<Item = Event> + Send>> = VecDeque::new();
-    let mut seen = Vec::new();
-    if sources.iter().filter(|s| s.as_os_str() == "-").count() > 1 {
-        return Err(InputError::StdinTwice);
-    }
-    for src in sources {
-        let shown = src.display().to_string();
-        if let Some(uri) = src.to_str().and_then(bucket::Uri::parse) {
-            let uri = uri?;
-            // The prefix as listed: `s3://b/q3` and `s3://b/q3/` are the same source.
-            let canonical = PathBuf::from(format!("{}{}", uri.bucket_uri(), uri.list_prefix()));
-            if seen.contains(&canonical) {
-                return Err(InputError::GivenTwice(shown));
-            }
-            seen.push(canonical);
-            let listing = bucket::Listing::open(uri, &shown, opts)?;
-            queue.push_back(Box::new(listing));
-            continue;
-        }
-        if src.as_os_str() == "-" {
-            queue.push_back(Box::new(stdin_manifest(opts)?));
-            continue;
-        }
-        let meta = std::fs::metadata(src).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => InputError::NotFound(shown.clone()),
-            _ => InputError::Io {
-                path: shown.clone(),
-                error: e,
-            },
-        })?;
-        let canonical = src.canonicalize().unwrap_or_else(|_| src.clone());
-        if seen.contains(&canonical) {
-            return Err(InputError::GivenTwice(shown));
-        }
-        seen.push(canonical);
-        if meta.is_dir() {
-            queue.push_back(Box::new(walk::Walk::new(src, &shown, opts)));
-        } else if meta.is_file() && is_csv(src) {
-            let m = manifest::Manifest::file(src, opts)?;
-            queue.push_back(Box::new(m));
-        } else {
-            return Err(InputError::NotASource(shown));
-        }
-    }
-    Ok(Sources { queue, next_seq: 0 })
-}
-
-/// Standard input can be read only once, yet callers may `open` the same sources twice (once to
-/// validate, once to run). So the stdin manifest is opened once per process and shared: a later
-/// `open` continues where the earlier stream stopped (after the header if it only validated).
-enum StdinSlot {
-    Unread,
-    Open(Arc<Mutex<manifest::Manifest>>),
-    Failed(String),
-}
-
-static STDIN: Mutex<StdinSlot> = Mutex::new(StdinSlot::Unread);
-
-struct SharedStdin(Arc<Mutex<manifest::Manifest>>);
-
-impl Iterator for SharedStdin {
-    type Item = Event;
-
-    fn next(&mut self) -> Option<Event> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).next()
-    }
-}
-
-fn stdin_manifest(opts: &SourceOptions) -> Result<SharedStdin, InputError> {
-    let mut slot = STDIN.lock().unwrap_or_else(|p| p.into_inner());
-    match &*slot {
-        StdinSlot::Open(m) => Ok(SharedStdin(m.clone())),
-        StdinSlot::Failed(msg) => Err(InputError::StdinFailed(msg.clone())),
-        StdinSlot::Unread => match manifest::Manifest::stdin(opts) {
-            Ok(m) => {
-                let m = Arc::new(Mutex::new(m));
-                *slot = StdinSlot::Open(m.clone());
-                Ok(SharedStdin(m))
-            }
-            Err(e) => {
-                *slot = StdinSlot::Failed(e.to_string());
-                Err(e)
-            }
-        },
-    }
-}
-
-/// Whether a folder or manifest source yields at least one item (read only up to the first).
-/// Standard input and bucket prefixes are not looked at here (standard input cannot be read
-/// twice; a prefix is judged by its first listing page, [`bucket::check_listing`]).
-pub fn yields_items(src: &Path, opts: &SourceOptions) -> Result<bool, InputError> {
-    if src.as_os_str() == "-" || bucket::is_uri(src) {
-        return Ok(true);
-    }
-    let opts = SourceOptions {
-        track_duplicates: false,
-        ..opts.clone()
-    };
-    let mut events = open(std::slice::from_ref(&src.to_path_buf()), &opts)?;
-    Ok(events.any(|e| matches!(e, Event::Item(_))))
+    Ok(Plan::new(sources, opts, Tally::default())?.stream())
 }
 
 fn is_csv(path: &Path) -> bool {
@@ -360,212 +375,4 @@ fn is_csv(path: &Path) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    #[cfg(unix)]
-    use std::os::unix::ffi::OsStrExt;
-
-    fn assert_send<T: Send>() {}
-
-    #[test]
-    fn sources_can_move_to_a_blocking_thread() {
-        assert_send::<Sources>();
-        assert_send::<Item>();
-    }
-
-    fn err(sources: &[&str]) -> String {
-        let paths: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
-        match open(&paths, &SourceOptions::default()) {
-            Ok(_) => panic!("expected an error for {sources:?}"),
-            Err(e) => e.to_string(),
-        }
-    }
-
-    /// The inverse of [`escape_bytes`] for names that are not UTF-8 (test only: it shows that
-    /// the escaping loses nothing).
-    fn unescape(s: &str) -> Vec<u8> {
-        let b = s.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < b.len() {
-            if b[i] == b'\\' {
-                if b[i + 1] == b'\\' {
-                    out.push(b'\\');
-                    i += 2;
-                } else {
-                    assert_eq!(b[i + 1], b'x', "{s}");
-                    let hex = std::str::from_utf8(&b[i + 2..i + 4]).unwrap();
-                    out.push(u8::from_str_radix(hex, 16).unwrap());
-                    i += 4;
-                }
-            } else {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn utf8_names_are_unchanged() {
-        for name in [
-            "a/b.jpg",
-            "Müller.png",
-            "back\\slash \\xfc.jpg",
-            "😀 \"q\",x.jpg",
-            "",
-        ] {
-            assert_eq!(escape_bytes(name.as_bytes()), name);
-        }
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn invalid_bytes_are_escaped_and_distinct() {
-        assert_eq!(escape_bytes(b"M\xfcller.png"), "M\\xfcller.png");
-        assert_eq!(escape_bytes(b"M\xe4ller.png"), "M\\xe4ller.png");
-        assert_eq!(escape_bytes(b"a\\b\xff"), "a\\\\b\\xff");
-        assert_eq!(escape_bytes(b"\xc3\xa9\xff"), "é\\xff");
-        // A cut multi-byte character: each stray byte is escaped, valid ones around it kept.
-        assert_eq!(escape_bytes(b"\xc3(\xe2\x82"), "\\xc3(\\xe2\\x82");
-        assert_eq!(
-            escape_path(Path::new(std::ffi::OsStr::from_bytes(b"d\xe9/x.jpg"))),
-            "d\\xe9/x.jpg"
-        );
-    }
-
-    #[test]
-    fn escaping_round_trips_for_every_name_that_is_not_utf8() {
-        // Generated byte strings over an alphabet rich in the awkward bytes ('\\', 'x', hex
-        // digits, UTF-8 lead and continuation bytes): every one that is not UTF-8 escapes to a
-        // text that decodes back to it, so no two give the same key.
-        let alphabet = [
-            b'\\', b'x', b'f', b'c', b'a', b'/', 0xfc, 0xc3, 0xa9, 0x80, 0xff, b'0',
-        ];
-        let mut seen = std::collections::HashMap::new();
-        for bytes in crate::testing::byte_strings(&alphabet, 9, 20_000) {
-            if std::str::from_utf8(&bytes).is_ok() {
-                continue;
-            }
-            let text = escape_bytes(&bytes);
-            assert_eq!(unescape(&text), bytes, "{text}");
-            if let Some(other) = seen.insert(text.clone(), bytes.clone()) {
-                assert_eq!(other, bytes, "two names gave {text}");
-            }
-        }
-        assert!(seen.len() > 1000, "{}", seen.len());
-    }
-
-    #[test]
-    fn long_or_odd_values_are_cut_for_messages() {
-        assert_eq!(shorten("a/b.jpg"), "a/b.jpg");
-        assert_eq!(shorten("tab\there"), "tab\\there");
-        let nuls = "\0".repeat(10_000_000);
-        let s = shorten(&nuls);
-        assert_eq!(
-            s,
-            format!("{}… (10000000 bytes)", "\\u{0}".repeat(SHOWN_CHARS))
-        );
-        let x = "é".repeat(100);
-        assert_eq!(shorten(&x), format!("{}… (200 bytes)", "é".repeat(80)));
-        assert_eq!(shorten(&"y".repeat(80)), "y".repeat(80));
-    }
-
-    /// The input stage stands alone: it takes its options from its own types, not from the
-    /// command line's.
-    #[test]
-    fn input_does_not_depend_on_the_command_line() {
-        let needle = concat!("crate::", "cli");
-        for (file, text) in [
-            ("mod.rs", include_str!("mod.rs")),
-            ("walk.rs", include_str!("walk.rs")),
-            ("manifest.rs", include_str!("manifest.rs")),
-            ("preflight.rs", include_str!("preflight.rs")),
-            ("bucket/mod.rs", include_str!("bucket/mod.rs")),
-            ("bucket/direct.rs", include_str!("bucket/direct.rs")),
-        ] {
-            assert!(!text.contains(needle), "src/input/{file} uses {needle}");
-        }
-    }
-
-    #[test]
-    fn bad_sources_are_refused_up_front() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let missing = d.join("nope");
-        assert_eq!(
-            err(&[missing.to_str().unwrap()]),
-            format!("source not found: {}", missing.display())
-        );
-
-        let img = d.join("face.jpg");
-        std::fs::write(&img, b"x").unwrap();
-        assert_eq!(
-            err(&[img.to_str().unwrap()]),
-            format!(
-                "{} is not a folder, a .csv manifest, a bucket URI (s3://BUCKET/PREFIX/) or - \
-                 (standard input); use `check` for one image",
-                img.display()
-            )
-        );
-
-        assert_eq!(
-            err(&["-", "-"]),
-            "- (a manifest on standard input) is given more than once"
-        );
-
-        let ds = d.to_str().unwrap();
-        assert_eq!(err(&[ds, ds]), format!("{ds} is given more than once"));
-    }
-
-    #[test]
-    fn a_prefix_spelt_with_and_without_its_slash_is_one_source() {
-        // Set up only: no request is made before the listing is read.
-        assert_eq!(
-            err(&["s3://b/q3", "s3://b/q3/"]),
-            "s3://b/q3/ is given more than once"
-        );
-    }
-
-    #[test]
-    fn a_later_bad_source_fails_before_anything_streams() {
-        let dir = tempfile::tempdir().unwrap();
-        let m = dir.path().join("m.csv");
-        std::fs::write(&m, "file,user\na.jpg,u1\n").unwrap();
-        let msg = err(&[dir.path().to_str().unwrap(), m.to_str().unwrap()]);
-        assert_eq!(
-            msg,
-            format!(
-                "{} has no \"path\" column (choose one with --path-column); its columns are: file, user",
-                m.display()
-            )
-        );
-    }
-
-    #[test]
-    fn folders_and_manifests_stream_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let photos = dir.path().join("photos");
-        std::fs::create_dir(&photos).unwrap();
-        std::fs::write(photos.join("b.jpg"), [0xFF, 0xD8, 0xFF]).unwrap();
-        let m = dir.path().join("list.CSV");
-        std::fs::write(&m, "path\nphotos/b.jpg\n").unwrap();
-        let events: Vec<Event> = open(&[m.clone(), photos.clone()], &SourceOptions::default())
-            .unwrap()
-            .collect();
-        let keys: Vec<(String, String)> = events
-            .iter()
-            .map(|e| match e {
-                Event::Item(i) => (i.source.clone(), i.key.clone()),
-                other => panic!("unexpected {other:?}"),
-            })
-            .collect();
-        assert_eq!(
-            keys,
-            [
-                (m.display().to_string(), "photos/b.jpg".to_string()),
-                (photos.display().to_string(), "b.jpg".to_string())
-            ]
-        );
-    }
-}
+mod tests;

@@ -3,18 +3,18 @@
 //! time and cost. Nothing is sent and nothing is written.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 
-use super::dispatch::{Decision, Dispatcher, Facts};
-use super::source::{self, Checked, Ev, QuickCheck};
+use super::dispatch::Decision;
+use super::source::{self, Checked, Ev};
 use super::{ScanError, Stop};
 use crate::audit::{Balance, Coverage, coverage};
 use crate::config::ScanConfig;
 use crate::didit::{Client, ClientConfig};
 use crate::exit::Exit;
+use crate::input;
 use crate::journal::{self, Index};
 use crate::{messages, progress};
 
@@ -32,7 +32,7 @@ pub struct Estimate {
     pub send: u64,
 }
 
-pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
+pub async fn run(cfg: &ScanConfig, plan: input::Plan, stop: &Stop) -> Result<Exit, ScanError> {
     // A dry run over a folder it would resume counts from what the journal holds: only once
     // the journal and its caches pass the checks a real run makes.
     super::open::verify_for_dry_run(cfg)?;
@@ -42,15 +42,9 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
     } else {
         Index::default()
     };
-    let index = Arc::new(index);
-    let mut machine = Dispatcher::new(index.clone(), cfg.dedupe, cfg.retry_failed);
-    let quick = QuickCheck {
-        index: index.clone(),
-        retry_failed: cfg.retry_failed,
-        checksum: cfg.checksum,
-        storage: cfg.source_options.storage.clone(),
-    };
-    let mut events = source::preflighted(cfg, stop.clone(), quick);
+    let (mut machine, quick) = source::gate(cfg, index);
+    let index = quick.index.clone();
+    let mut events = source::preflighted(cfg, plan, stop.clone(), quick);
     let mut est = Estimate::default();
     let mut incomplete = None;
     loop {
@@ -78,13 +72,7 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
             }
             Ev::Ready(ready) => {
                 est.items += 1;
-                let content = ready.sha256().map(journal::content_digest_of);
-                let facts = Facts {
-                    key: ready.key,
-                    content,
-                    refused: ready.refused(),
-                    current: matches!(ready.checked, Checked::Current),
-                };
+                let facts = ready.facts();
                 let decision = machine.admit((), facts);
                 // Counts resting on a lookup that could not read the index would be wrong.
                 index.readable(&cfg.out)?;
@@ -97,13 +85,16 @@ pub async fn run(cfg: &ScanConfig, stop: &Stop) -> Result<Exit, ScanError> {
                             (None, Checked::Read(Err(r))) => r.reason.clone(),
                             (None, _) => "refused".into(),
                         };
-                        *est.reasons.entry(category(&reason)).or_default() += 1;
+                        // A short category ("over 5 MB", "not an image: PDF", ...), for counts.
+                        *est.reasons
+                            .entry(crate::audit::category(&reason))
+                            .or_default() += 1;
                     }
                     Decision::Follow((), _) | Decision::Wait => est.reused += 1,
                     Decision::Lead(()) => {
                         est.send += 1;
                         // A dry run assumes the leader gets an answer the others can reuse.
-                        if let Some(c) = content {
+                        if let Some(c) = facts.content {
                             machine.complete(c, Some(0), false);
                         }
                     }
@@ -208,9 +199,4 @@ fn render(cfg: &ScanConfig, est: &Estimate, interrupted: bool, balance: &Balance
     };
     out.push_str(&format!("  balance sufficient    {verdict}\n"));
     out
-}
-
-/// A short category for a refusal reason ("over 5 MB", "not an image: PDF", ...), for counts.
-fn category(reason: &str) -> String {
-    crate::audit::category(reason)
 }

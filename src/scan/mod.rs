@@ -15,6 +15,7 @@ mod worker;
 mod writer;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::exit::Exit;
 use crate::journal::JournalError;
@@ -23,6 +24,30 @@ use crate::{emulator, input, report};
 pub use dispatch::{Decision, Dispatcher, Facts, Released};
 pub use run::run;
 pub use stop::{Stop, StopCause};
+
+/// Counters of this run that are not per record.
+#[derive(Default)]
+pub struct RunCounts {
+    pub inputs: AtomicU64,
+    pub ignored: AtomicU64,
+    pub skipped_done: AtomicU64,
+    /// Of those, the items skipped without being read (same version as recorded).
+    pub skipped_unread: AtomicU64,
+    pub deduplicated: AtomicU64,
+    pub recorded: AtomicU64,
+    pub not_processed: AtomicU64,
+    pub requests: AtomicU64,
+    /// Answers that came back after the journal writer failed: possibly billed, not recorded.
+    pub unrecorded: AtomicU64,
+    /// Waits a server asked for (Retry-After) that were longer than the cap.
+    pub retry_after_capped: AtomicU64,
+}
+
+impl RunCounts {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {

@@ -9,14 +9,14 @@ use std::time::Instant;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::dispatch::{Decision, Dispatcher, Facts, Released};
+use super::dispatch::{Decision, Dispatcher, Released};
 use super::gone;
 use super::ignored;
 use super::open::{self, Api, JournalWriter, Opened};
 use super::source::{self, Checked, Ev, QuickCheck, Ready};
 use super::worker::{self, Job, WorkerCtx};
 use super::writer::{self, Completion, ToWriter, WriterCtx};
-use super::{ScanError, Stop, StopCause, dry_run, now_rfc3339, spawn_stage};
+use super::{RunCounts, ScanError, Stop, StopCause, dry_run, now_rfc3339, spawn_stage};
 use crate::config::ScanConfig;
 use crate::exit::Exit;
 use crate::input::{self, Item};
@@ -33,39 +33,15 @@ use crate::submit::{Budget, Submitter};
 /// Items that may wait for an identical image in flight before the dispatcher stops reading.
 const MAX_WAITING: usize = 1024;
 
-/// Counters of this run that are not per record.
-#[derive(Default)]
-pub struct RunCounts {
-    pub inputs: AtomicU64,
-    pub ignored: AtomicU64,
-    pub skipped_done: AtomicU64,
-    /// Of those, the items skipped without being read (same version as recorded).
-    pub skipped_unread: AtomicU64,
-    pub deduplicated: AtomicU64,
-    pub recorded: AtomicU64,
-    pub not_processed: AtomicU64,
-    pub requests: AtomicU64,
-    /// Answers that came back after the journal writer failed: possibly billed, not recorded.
-    pub unrecorded: AtomicU64,
-    /// Waits a server asked for (Retry-After) that were longer than the cap.
-    pub retry_after_capped: AtomicU64,
-}
-
-impl RunCounts {
-    fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(n as u64, Ordering::Relaxed);
-    }
-}
-
 /// Run `scan` to the end (or until stopped) and return the exit code.
 pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
-    // Validate every source before touching the out dir.
-    input::open(&cfg.sources, &cfg.source_options)?;
+    // Every source checked, and counted, before the out dir is touched.
+    let plan = plan(&cfg).await?;
     // A store that refuses the credentials or a bucket stops here, before any API call.
-    let empty = check_sources(&cfg).await?;
+    let empty = check_sources(&cfg, plan.empty).await?;
     if cfg.dry_run {
         empty?;
-        return dry_run::run(&cfg, &stop).await;
+        return dry_run::run(&cfg, plan, &stop).await;
     }
     // The client (no request yet), so a bad base URL is named first.
     let api = open::connect(&cfg).await?;
@@ -100,11 +76,11 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
         )
     });
     open::announce(&cfg, opened.resumed);
-    let total = count_inputs(&cfg).await;
+    let total = plan.items.filter(|_| !cfg.quiet);
     let done = opened.index.keys() - opened.index.without_result();
     warn_if_short(&cfg, &balance, total.map(|t| t.saturating_sub(done as u64)));
     let mut pipeline = Pipeline::start(&cfg, &api, opened, stop.clone(), total)?;
-    let input_unread = pipeline.dispatch(&cfg).await;
+    let input_unread = pipeline.dispatch(&cfg, plan).await;
     let drained = pipeline.drain().await;
     finish(&cfg, api, drained, &stop, input_unread, prefix).await
 }
@@ -185,7 +161,8 @@ impl Pipeline {
             run,
             ..
         } = opened;
-        let index = Arc::new(index);
+        let (machine, quick) = source::gate(cfg, index);
+        let index = quick.index.clone();
         let without_result = Arc::new(AtomicI64::new(index.without_result() as i64));
         let progress = Progress::new(total, cfg.quiet);
         progress.set_rate(Some(cfg.rate.per_second()));
@@ -219,13 +196,8 @@ impl Pipeline {
         };
         let (job_tx, workers) = spawn_workers(cfg, api, &pacer, &to_writer, &stop, &counts);
         Ok(Self {
-            machine: Dispatcher::new(index.clone(), cfg.dedupe, cfg.retry_failed),
-            quick: QuickCheck {
-                index,
-                retry_failed: cfg.retry_failed,
-                checksum: cfg.checksum,
-                storage: cfg.source_options.storage.clone(),
-            },
+            machine,
+            quick,
             leaders: LinesAt::open(&journal_path)?,
             seen: gone::Seen::new(&cfg.out),
             run,
@@ -310,8 +282,8 @@ impl Pipeline {
     /// Feed every item through the dispatch state machine until the input ends or the run
     /// stops, then wait for the leaders in flight. Returns whether standard input was left
     /// unread.
-    async fn dispatch(&mut self, cfg: &ScanConfig) -> bool {
-        let mut events = source::preflighted(cfg, self.stop.clone(), self.quick.clone());
+    async fn dispatch(&mut self, cfg: &ScanConfig, plan: input::Plan) -> bool {
+        let mut events = source::preflighted(cfg, plan, self.stop.clone(), self.quick.clone());
         let mut input_done = false;
         loop {
             if (input_done || self.stop.is_stopped()) && self.machine.leading() == 0 {
@@ -382,13 +354,8 @@ impl Pipeline {
 
     /// Ask the state machine about one read item and act on its decision.
     async fn decide(&mut self, ready: Ready) {
-        let content = ready.sha256().map(journal::content_digest_of);
-        let facts = Facts {
-            key: ready.key,
-            content,
-            refused: ready.refused(),
-            current: matches!(ready.checked, Checked::Current),
-        };
+        let facts = ready.facts();
+        let content = facts.content;
         let sha256 = ready.sha256().map(crate::input::preflight::hex);
         let Ready { item, key, checked } = ready;
         let decision = self.machine.admit(item, facts);
@@ -928,64 +895,47 @@ fn end_line(drained: &Drained, cause: Option<&StopCause>, input_unread: bool) ->
     (end, exit_code)
 }
 
+/// Every source checked once ([`input::Plan`]), on a blocking thread: the items counted for
+/// the progress bar (a shard's share, by the key as listed: a rare renamed duplicate key may
+/// land elsewhere) unless quiet, and the first folder or manifest with no item found.
+async fn plan(cfg: &ScanConfig) -> Result<input::Plan, ScanError> {
+    let (sources, opts) = (cfg.sources.clone(), cfg.source_options.clone());
+    let shard = cfg.shard.as_ref().map(|p| p.shard);
+    let (count, empty) = (!cfg.quiet && !cfg.dry_run, !cfg.allow_empty);
+    tokio::task::spawn_blocking(move || {
+        let keep = |key: &str| shard.is_none_or(|s| s.holds(journal::key_digest(key)));
+        let tally = input::Tally {
+            count,
+            empty,
+            keep: Some(&keep),
+        };
+        input::Plan::new(&sources, &opts, tally)
+    })
+    .await
+    .map_err(|e| ScanError::Internal(e.to_string()))?
+    .map_err(ScanError::from)
+}
+
 /// The first listing page of every bucket source: a refusal of the credentials or the bucket
-/// stops the run at once (exit 7). The inner result: a source with no image is a usage error
-/// (exit 2), unless `--allow-empty`.
-async fn check_sources(cfg: &ScanConfig) -> Result<Result<(), ScanError>, ScanError> {
-    let mut empty = None;
-    for src in &cfg.sources {
+/// stops the run at once (exit 7). The inner result: a source with no image (the first, in the
+/// order given; `empty` is the plan's) is a usage error (exit 2), unless `--allow-empty`.
+async fn check_sources(
+    cfg: &ScanConfig,
+    mut empty: Option<usize>,
+) -> Result<Result<(), ScanError>, ScanError> {
+    for (at, src) in cfg.sources.iter().enumerate() {
         if let Some(uri) = input::bucket::uri_of(src) {
             let shown = src.display().to_string();
             let first = input::bucket::check_listing(&uri, &shown, &cfg.source_options)
                 .await
                 .map_err(input::InputError::from)?;
-            if first == input::bucket::FirstPage::NoImages {
-                empty = empty.or(Some(src));
-            }
-        } else if !cfg.allow_empty && empty.is_none() {
-            let (path, opts) = (src.clone(), cfg.source_options.clone());
-            let any = tokio::task::spawn_blocking(move || input::yields_items(&path, &opts))
-                .await
-                .map_err(|e| ScanError::Internal(e.to_string()))??;
-            if !any {
-                empty = Some(src);
+            if first == input::bucket::FirstPage::NoImages && empty.is_none_or(|e| at < e) {
+                empty = Some(at);
             }
         }
     }
     Ok(match empty.filter(|_| !cfg.allow_empty) {
-        Some(src) => Err(input::InputError::Empty(src.display().to_string()).into()),
+        Some(at) => Err(input::InputError::Empty(cfg.sources[at].display().to_string()).into()),
         None => Ok(()),
     })
-}
-
-/// Count the items the sources hold (for the progress bar); `None` for standard input.
-async fn count_inputs(cfg: &ScanConfig) -> Option<u64> {
-    // Standard input cannot be read twice; a bucket would be listed twice (and the first call
-    // would wait for the whole listing).
-    if cfg.quiet
-        || cfg
-            .sources
-            .iter()
-            .any(|s| s.as_os_str() == "-" || input::bucket::is_uri(s))
-    {
-        return None;
-    }
-    let sources = cfg.sources.clone();
-    let opts = crate::input::SourceOptions {
-        track_duplicates: false,
-        ..cfg.source_options.clone()
-    };
-    let shard = cfg.shard.as_ref().map(|p| p.shard);
-    tokio::task::spawn_blocking(move || {
-        let iter = input::open(&sources, &opts).ok()?;
-        // A shard's share (by the key as listed; a rare renamed duplicate key may land elsewhere).
-        let mine = |i: &Item| shard.is_none_or(|s| s.holds(journal::key_digest(&i.key)));
-        Some(
-            iter.filter(|e| matches!(e, input::Event::Item(i) if mine(i)))
-                .count() as u64,
-        )
-    })
-    .await
-    .ok()
-    .flatten()
 }

@@ -9,8 +9,12 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use std::sync::mpsc::SyncSender;
+
 use super::Stop;
+use super::dispatch::{Dispatcher, Facts};
 use crate::config::ScanConfig;
+use crate::input::bucket::StorageOptions;
 use crate::input::preflight::{self, Buffers, Prepared, Refusal};
 use crate::input::version::Version;
 use crate::input::{self, Event, Item};
@@ -68,9 +72,14 @@ impl Ready {
         }
     }
 
-    /// Refused locally (never sent).
-    pub fn refused(&self) -> bool {
-        matches!(self.checked, Checked::Read(Err(_)))
+    /// What the dispatch state machine is told of this item.
+    pub fn facts(&self) -> Facts {
+        Facts {
+            key: self.key,
+            content: self.sha256().map(journal::content_digest_of),
+            refused: matches!(self.checked, Checked::Read(Err(_))),
+            current: matches!(self.checked, Checked::Current),
+        }
     }
 }
 
@@ -95,6 +104,19 @@ pub struct QuickCheck {
     pub checksum: bool,
     /// How objects named in manifests are looked up.
     pub storage: input::bucket::StorageOptions,
+}
+
+/// The dispatch state machine and the quick check over one index, as the run and the dry run
+/// both build them.
+pub fn gate<T>(cfg: &ScanConfig, index: Index) -> (Dispatcher<T>, QuickCheck) {
+    let index = Arc::new(index);
+    let quick = QuickCheck {
+        index: index.clone(),
+        retry_failed: cfg.retry_failed,
+        checksum: cfg.checksum,
+        storage: cfg.source_options.storage.clone(),
+    };
+    (Dispatcher::new(index, cfg.dedupe, cfg.retry_failed), quick)
 }
 
 impl QuickCheck {
@@ -190,15 +212,6 @@ impl ReadAhead {
     }
 }
 
-/// Read `item`'s file here (on the checking thread) when it is a file to read; objects and
-/// bad rows are left to the runtime.
-fn read_here(item: &Item, buffers: &Arc<Buffers>) -> Option<Result<Prepared, Refusal>> {
-    if item.problem.is_some() || input::bucket::uri_of(&item.path).is_some() {
-        return None;
-    }
-    Some(preflight::preflight_with(&item.path, item.regular, buffers))
-}
-
 enum Walked {
     Item(Box<Found>),
     Ignored { path: String, reason: String },
@@ -234,105 +247,214 @@ pub async fn read(
     Ready::read(item, key, checked)
 }
 
-/// The sources' events, items quick-checked and preflighted a few at a time, in input order.
+/// The plan's events, items quick-checked and preflighted a few at a time, in input order.
 /// Once the run is stopped, items pass through unread (to be counted as not processed).
+/// Two threads in a pipeline: one walks and keys the items ([`Walker`]), the other
+/// quick-checks them (a journal lookup and a `stat` each) and reads files ([`Checker`]), so a
+/// resume's pass over a million finished rows takes the longer of the two, not their sum.
 pub fn preflighted(
     cfg: &ScanConfig,
+    plan: input::Plan,
     stop: Stop,
     quick: QuickCheck,
 ) -> impl futures::Stream<Item = Ev> + Unpin + use<> {
     let (tx, rx) = mpsc::channel::<Vec<Walked>>(8);
-    // Items cross to the pipeline in batches (one wake-up each, not one per item), except from
-    // standard input, whose rows may trickle in and must not wait for a batch to fill.
-    let batch_len = if cfg.sources.iter().any(|s| s.as_os_str() == "-") {
-        1
-    } else {
-        BATCH
-    };
-    let sources = cfg.sources.clone();
-    let opts = cfg.source_options.clone();
-    let storage = cfg.source_options.storage.clone();
-    let dry_run = cfg.dry_run;
-    let source_stop = stop.clone();
-    let shard = cfg.shard.as_ref().map(|p| p.shard);
-    // Two threads in a pipeline: one walks and keys the items, the other quick-checks them
-    // (a journal lookup and a `stat` each), so a resume's pass over a million finished rows
-    // takes the longer of the two, not their sum.
     let (walked_tx, walked_rx) = std::sync::mpsc::sync_channel::<Vec<Walked>>(8);
-    // Bucket listings block on this runtime, page by page, from the walking thread.
+    let walker = Walker::new(cfg, &plan);
+    let checker = Checker::new(quick, &stop, walker.batch_len);
+    let taker = checker.ahead.clone();
+    // Bucket listings block on this runtime, page by page, from the walking thread; a
+    // manifest's object URIs are looked up (HEAD) on it from the checking thread.
     let runtime = tokio::runtime::Handle::current();
-    let walk = move |walked_tx: &std::sync::mpsc::SyncSender<Vec<Walked>>| {
-        let iter = match input::open(&sources, &opts) {
-            Ok(it) => it,
-            Err(e) => {
-                // The sources changed since they were checked: the run cannot go on as asked.
-                source_stop.fail(e.into());
-                return;
+    let (walker_stop, checker_stop) = (stop.clone(), stop.clone());
+    std::thread::spawn(move || {
+        let _runtime = runtime.enter();
+        // Owned here, not by the stage: it closes only once a panic is recorded.
+        let walked_tx = walked_tx;
+        super::guarded("walker", &walker_stop, || {
+            walker.run(plan.stream(), &walked_tx)
+        });
+    });
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::spawn(move || {
+        let _runtime = runtime.enter();
+        let tx = tx;
+        super::guarded("checking thread", &checker_stop, || {
+            checker.run(walked_rx, &tx)
+        });
+    });
+    let (storage, sniff_only) = (cfg.source_options.storage.clone(), cfg.dry_run);
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
+            .flat_map(futures::stream::iter);
+    Box::pin(
+        stream
+            .map(move |ev| {
+                if let Walked::Item(found) = &ev {
+                    taker.take(found.held());
+                }
+                settle(ev, stop.clone(), storage.clone(), sniff_only)
+            })
+            .buffered(PREFLIGHT_AHEAD),
+    )
+}
+
+/// A walked event as the dispatcher takes it: an item not yet read (an object, a bad row, or
+/// any item once the run stopped) is read here, on the runtime.
+async fn settle(ev: Walked, stop: Stop, storage: StorageOptions, sniff_only: bool) -> Ev {
+    let found = match ev {
+        Walked::Ignored { path, reason } => return Ev::Ignored { path, reason },
+        Walked::Warning(w) => return Ev::Warning(w),
+        Walked::Incomplete(i) => return Ev::Incomplete(i),
+        Walked::Item(found) => *found,
+    };
+    let Found {
+        item,
+        key,
+        current,
+        read: was_read,
+    } = found;
+    let ready = if current {
+        Ready {
+            item,
+            key,
+            checked: Checked::Current,
+        }
+    } else if let Some(checked) = was_read {
+        Ready::read(item, key, checked)
+    } else if stop.is_stopped() {
+        let unread = Refusal::unread("not read: the run stopped".into());
+        Ready::read(item, key, Err(unread))
+    } else {
+        let ready = read(item, key, &storage, sniff_only).await;
+        refused_by_storage(&ready, &stop);
+        ready
+    };
+    Ev::Ready(Box::new(ready))
+}
+
+/// The walking stage: the plan's events in order, each item keyed uniquely in the run and
+/// another shard's left out, passed on in batches.
+struct Walker {
+    keys: RunKeys,
+    shard: Option<crate::shard::Shard>,
+    /// Items cross to the pipeline in batches (one wake-up each, not one per item), except
+    /// from standard input, whose rows may trickle in and must not wait for a batch to fill.
+    batch_len: usize,
+}
+
+impl Walker {
+    fn new(cfg: &ScanConfig, plan: &input::Plan) -> Self {
+        let stdin = cfg.sources.iter().any(|s| s.as_os_str() == "-");
+        Walker {
+            keys: RunKeys {
+                off: plan.unique_keys,
+                ..RunKeys::default()
+            },
+            shard: cfg.shard.as_ref().map(|p| p.shard),
+            batch_len: if stdin { 1 } else { BATCH },
+        }
+    }
+
+    /// One event as the checking stage takes it; `None` for another shard's.
+    fn walked(&mut self, ev: Event) -> Option<Walked> {
+        let mine = |key: u128| self.shard.is_none_or(|s| s.holds(key));
+        Some(match ev {
+            Event::Item(mut item) => {
+                self.keys.make_unique(&mut item);
+                let key = journal::key_digest(&item.key);
+                if !mine(key) {
+                    return None; // another shard's item: not statted, not read
+                }
+                Walked::Item(Box::new(Found {
+                    item,
+                    key,
+                    current: false,
+                    read: None,
+                }))
             }
-        };
-        let mut keys = RunKeys::for_sources(&sources);
-        let mut batch = Vec::with_capacity(batch_len);
-        for ev in iter {
-            let walked = match ev {
-                Event::Item(mut item) => {
-                    keys.make_unique(&mut item);
-                    let key = journal::key_digest(&item.key);
-                    if shard.is_some_and(|s| !s.holds(key)) {
-                        continue; // another shard's item: not statted, not read
-                    }
-                    Walked::Item(Box::new(Found {
-                        item,
-                        key,
-                        current: false,
-                        read: None,
-                    }))
-                }
-                Event::Ignored { path, .. }
-                    if shard.is_some_and(|s| !s.holds(journal::key_digest(&path))) =>
-                {
-                    continue; // listed by the shard its path hashes to
-                }
-                Event::Ignored { path, reason } => Walked::Ignored { path, reason },
-                Event::Warning(w) => Walked::Warning(w),
-                Event::Incomplete {
-                    source,
-                    last_key,
-                    reason,
-                } => Walked::Incomplete(journal::IncompleteSource {
-                    source,
-                    last_key,
-                    reason,
-                }),
-            };
-            batch.push(walked);
-            if batch.len() >= batch_len
-                && walked_tx
-                    .send(std::mem::replace(&mut batch, Vec::with_capacity(batch_len)))
+            // Listed by the shard its path hashes to.
+            Event::Ignored { path, .. } if !mine(journal::key_digest(&path)) => return None,
+            Event::Ignored { path, reason } => Walked::Ignored { path, reason },
+            Event::Warning(w) => Walked::Warning(w),
+            Event::Incomplete {
+                source,
+                last_key,
+                reason,
+            } => Walked::Incomplete(journal::IncompleteSource {
+                source,
+                last_key,
+                reason,
+            }),
+        })
+    }
+
+    fn run(mut self, events: impl Iterator<Item = Event>, tx: &SyncSender<Vec<Walked>>) {
+        let mut batch = Vec::with_capacity(self.batch_len);
+        for ev in events {
+            batch.extend(self.walked(ev));
+            if batch.len() >= self.batch_len
+                && tx
+                    .send(std::mem::replace(
+                        &mut batch,
+                        Vec::with_capacity(self.batch_len),
+                    ))
                     .is_err()
             {
                 return;
             }
         }
         if !batch.is_empty() {
-            let _ = walked_tx.send(batch);
+            let _ = tx.send(batch);
         }
-    };
-    let walker_stop = stop.clone();
-    std::thread::spawn(move || {
-        let _runtime = runtime.enter();
-        // Owned here, not by `walk`: it closes only once a panic is recorded.
-        let walked_tx = walked_tx;
-        super::guarded("walker", &walker_stop, || walk(&walked_tx));
-    });
-    let check_stop = stop.clone();
-    let ahead = Arc::new(ReadAhead::default());
-    let taker = ahead.clone();
-    // A manifest's object URIs are looked up (HEAD) on this runtime from the checking thread.
-    let check_runtime = tokio::runtime::Handle::current();
-    let check = move |tx: &mpsc::Sender<Vec<Walked>>| {
-        // The files' buffers, used again once their content is uploaded or dropped.
-        let buffers = Arc::new(Buffers::default());
-        let mut out = Vec::with_capacity(batch_len);
+    }
+}
+
+/// The checking stage: each walked item looked up in the journal (passed on unread when
+/// current) and, when it is a file, read here within the read-ahead budget.
+struct Checker {
+    quick: QuickCheck,
+    stop: Stop,
+    ahead: Arc<ReadAhead>,
+    /// The files' buffers, used again once their content is uploaded or dropped.
+    buffers: Arc<Buffers>,
+    batch_len: usize,
+}
+
+impl Checker {
+    fn new(quick: QuickCheck, stop: &Stop, batch_len: usize) -> Self {
+        Checker {
+            quick,
+            stop: stop.clone(),
+            ahead: Arc::default(),
+            buffers: Arc::default(),
+            batch_len,
+        }
+    }
+
+    /// Check one item: current, or read here (a file); the bytes it now holds.
+    fn check(&self, found: &mut Found) -> u64 {
+        found.current = !self.stop.is_stopped() && self.quick.look(&mut found.item, found.key);
+        if found.current || self.stop.is_stopped() {
+            return 0;
+        }
+        // Objects and bad rows are left to the runtime.
+        let item = &found.item;
+        if item.problem.is_some() || input::bucket::uri_of(&item.path).is_some() {
+            return 0;
+        }
+        found.read = Some(preflight::preflight_with(
+            &item.path,
+            item.regular,
+            &self.buffers,
+        ));
+        let held = found.held();
+        self.ahead.add(held);
+        held
+    }
+
+    fn run(self, walked: std::sync::mpsc::Receiver<Vec<Walked>>, tx: &mpsc::Sender<Vec<Walked>>) {
+        let mut out = Vec::with_capacity(self.batch_len);
         let mut out_bytes = 0;
         // Pass on what is ready, then wait for room in the read-ahead budget.
         let flush = |out: &mut Vec<Walked>, out_bytes: &mut u64| {
@@ -340,22 +462,15 @@ pub fn preflighted(
                 return false;
             }
             *out_bytes = 0;
-            ahead.wait_under(|| tx.is_closed())
+            self.ahead.wait_under(|| tx.is_closed())
         };
-        for batch in walked_rx {
+        for batch in walked {
             for mut walked in batch {
                 if let Walked::Item(found) = &mut walked {
-                    found.current =
-                        !check_stop.is_stopped() && quick.look(&mut found.item, found.key);
-                    if !found.current && !check_stop.is_stopped() {
-                        found.read = read_here(&found.item, &buffers);
-                        let held = found.held();
-                        ahead.add(held);
-                        out_bytes += held;
-                    }
+                    out_bytes += self.check(found);
                 }
                 out.push(walked);
-                if (out.len() >= batch_len || out_bytes >= BATCH_BYTES)
+                if (out.len() >= self.batch_len || out_bytes >= BATCH_BYTES)
                     && !flush(&mut out, &mut out_bytes)
                 {
                     return;
@@ -366,65 +481,7 @@ pub fn preflighted(
                 return;
             }
         }
-    };
-    let checker_stop = stop.clone();
-    std::thread::spawn(move || {
-        let _runtime = check_runtime.enter();
-        // Owned here, not by `check`: it closes only once a panic is recorded.
-        let tx = tx;
-        super::guarded("checking thread", &checker_stop, || check(&tx));
-    });
-    let stream =
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) })
-            .flat_map(futures::stream::iter);
-    Box::pin(
-        stream
-            .map(move |ev| {
-                let stop = stop.clone();
-                let storage = storage.clone();
-                if let Walked::Item(found) = &ev {
-                    taker.take(found.held());
-                }
-                async move {
-                    match ev {
-                        Walked::Ignored { path, reason } => Ev::Ignored { path, reason },
-                        Walked::Warning(w) => Ev::Warning(w),
-                        Walked::Incomplete(i) => Ev::Incomplete(i),
-                        Walked::Item(found) => {
-                            let Found {
-                                item,
-                                key,
-                                current,
-                                read: was_read,
-                            } = *found;
-                            let ready = if current {
-                                Ready {
-                                    item,
-                                    key,
-                                    checked: Checked::Current,
-                                }
-                            } else if let Some(checked) = was_read {
-                                Ready::read(item, key, checked)
-                            } else if stop.is_stopped() {
-                                Ready {
-                                    item,
-                                    key,
-                                    checked: Checked::Read(Err(Refusal::unread(
-                                        "not read: the run stopped".into(),
-                                    ))),
-                                }
-                            } else {
-                                let ready = read(item, key, &storage, dry_run).await;
-                                refused_by_storage(&ready, &stop);
-                                ready
-                            };
-                            Ev::Ready(Box::new(ready))
-                        }
-                    }
-                }
-            })
-            .buffered(PREFLIGHT_AHEAD),
-    )
+    }
 }
 
 /// A store that refused the credentials or the bucket while reading an object stops the run
@@ -447,26 +504,13 @@ pub struct RunKeys {
     // 8 bytes of the key digest each: a false match (about 1 in 10^13 per pair) only renames a
     // key, never merges two items.
     seen: crate::compact::CompactMap<u64, ()>,
-    /// Off for a single manifest, which renames its repeated ids itself.
+    /// Off for a single manifest, which renames its repeated ids itself. A single folder
+    /// keys its items uniquely too, except for one case: a name that is not UTF-8, written
+    /// losslessly, can spell another file's valid name.
     off: bool,
 }
 
 impl RunKeys {
-    /// For a run of `sources` sources. A single source keys its items uniquely itself (a
-    /// manifest renames repeated ids; a folder's relative paths differ) except for one case: a
-    /// name that is not UTF-8, written losslessly, can spell another file's valid name. So
-    /// only a single manifest needs no tracking (and saves 8 bytes a key).
-    pub fn for_sources(sources: &[std::path::PathBuf]) -> Self {
-        let single_manifest = match sources {
-            [one] => !std::fs::metadata(one).is_ok_and(|m| m.is_dir()),
-            _ => false,
-        };
-        Self {
-            off: single_manifest,
-            ..Self::default()
-        }
-    }
-
     pub fn make_unique(&mut self, item: &mut Item) {
         if self.off {
             return;
@@ -505,81 +549,4 @@ impl RunKeys {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn item(key: &str, source: &str) -> Item {
-        Item {
-            key: key.into(),
-            path: key.into(),
-            display_path: key.into(),
-            source: source.into(),
-            row: None,
-            vendor_data: None,
-            metadata: None,
-            columns: Default::default(),
-            problem: None,
-            seq: 0,
-            version: None,
-            regular: false,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_source_that_fails_once_the_run_started_stops_it_with_its_own_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let gone = dir.path().join("selfies");
-        let cfg = crate::config::scan_config(&[gone.to_str().unwrap(), "--emulator"]).unwrap();
-        let stop = Stop::default();
-        let quick = QuickCheck {
-            index: Default::default(),
-            retry_failed: false,
-            checksum: false,
-            storage: Default::default(),
-        };
-        let events: Vec<Ev> = preflighted(&cfg, stop.clone(), quick).collect().await;
-        assert!(events.is_empty());
-        assert!(stop.is_stopped());
-        let err = stop.take_failure().expect("the source's error");
-        assert!(
-            matches!(err, super::super::ScanError::Input(_))
-                && err.to_string().contains("not found"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn the_reader_waits_while_over_the_read_ahead_budget() {
-        let ahead = Arc::new(ReadAhead::default());
-        ahead.add(READ_AHEAD_BYTES);
-        assert!(ahead.wait_under(|| panic!("not over the budget: no wait")));
-        ahead.add(5 << 20);
-        let waiting = {
-            let ahead = ahead.clone();
-            std::thread::spawn(move || ahead.wait_under(|| false))
-        };
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        assert!(!waiting.is_finished(), "it waits while over the budget");
-        ahead.take(5 << 20);
-        assert!(waiting.join().unwrap(), "taking bytes wakes it");
-        // Nobody left to take anything: the reader gives up instead of waiting for ever.
-        ahead.add(1);
-        assert!(!ahead.wait_under(|| true));
-    }
-
-    #[test]
-    fn no_two_items_share_a_key() {
-        let mut keys = RunKeys::default();
-        let mut a = item("x.jpg", "one");
-        let mut b = item("x.jpg", "two");
-        let mut c = item("x.jpg", "two");
-        let mut d = item("x.jpg [two]", "three");
-        for i in [&mut a, &mut b, &mut c, &mut d] {
-            keys.make_unique(i);
-        }
-        assert_eq!(a.key, "x.jpg");
-        assert_eq!(b.key, "x.jpg [two]");
-        assert_eq!(c.key, "x.jpg [two #2]");
-        assert_eq!(d.key, "x.jpg [two] [three]");
-    }
-}
+mod tests;

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::run::RunCounts;
+use super::RunCounts;
 use super::writer::ToWriter;
 use super::{Stop, StopCause, now_rfc3339};
 use crate::didit::{Outcome, Params, Upload};

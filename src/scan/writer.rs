@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::RunCounts;
 use super::open::JournalWriter;
-use super::run::RunCounts;
 use super::{ScanError, Stop};
 use crate::journal::{self, Index, Line, Sending, Unchanged};
 use crate::pace::Pacer;

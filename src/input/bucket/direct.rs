@@ -323,10 +323,7 @@ impl Direct {
         }
         #[cfg(feature = "gcp")]
         if let Auth::Bearer(credentials) = &self.auth {
-            let credential = credentials
-                .get_credential()
-                .await
-                .map_err(|e| format!("no credentials: {e}"))?;
+            let credential = credential(credentials).await?;
             if !credential.bearer.is_empty() {
                 let value = reqwest::header::HeaderValue::from_str(&format!(
                     "Bearer {}",
@@ -344,10 +341,7 @@ impl Direct {
             sign_payload,
         } = &self.auth
         {
-            let credential = credentials
-                .get_credential()
-                .await
-                .map_err(|e| format!("no credentials: {e}"))?;
+            let credential = credential(credentials).await?;
             AwsAuthorizer::new(&credential, "s3", region)
                 .with_sign_payload(*sign_payload)
                 .try_authorize(&mut request, None)
@@ -359,10 +353,7 @@ impl Direct {
             account,
         } = &self.auth
         {
-            let credential = credentials
-                .get_credential()
-                .await
-                .map_err(|e| format!("no credentials: {e}"))?;
+            let credential = credential(credentials).await?;
             object_store::azure::AzureAuthorizer::new(&credential, account)
                 .try_authorize(&mut request)
                 .map_err(|e| format!("cannot sign the request: {e}"))?;
@@ -370,6 +361,16 @@ impl Direct {
         // A SAS token is added to the URL's query.
         Ok((request.headers().clone(), request.uri().to_string()))
     }
+}
+
+/// The credential a provider holds now.
+async fn credential<T>(
+    provider: &std::sync::Arc<dyn object_store::CredentialProvider<Credential = T>>,
+) -> Result<std::sync::Arc<T>, String> {
+    provider
+        .get_credential()
+        .await
+        .map_err(|e| format!("no credentials: {e}"))
 }
 
 /// A request's error and its causes, without the URL (a SAS token would be in it).
@@ -427,7 +428,7 @@ where
 
 /// The start of a store's error body, for a message (its XML `Code` and `Message` are there).
 fn short_body(body: &str) -> String {
-    crate::input::shorten(body.trim())
+    crate::messages::cut(body.trim())
 }
 
 /// Percent-encode a query value: everything but the unreserved characters, so a `+`, a space,
@@ -444,92 +445,126 @@ fn encode(value: &str) -> String {
     out
 }
 
-/// Read a `ListBucketResult` page: each `Contents` entry's `Key` (exactly, white space and
-/// all, entities resolved), `Size` and `ETag`, and the `NextContinuationToken` when
-/// `IsTruncated` says more follows.
-pub fn parse_page(xml: &str) -> Result<Page, String> {
+/// One element of a listing page as [`walk_page`] reads it, under its `parents` (the root
+/// first): as it opens (`opening`: `<name ...>`, or `<name/>`, closed at once with no text),
+/// then as it closes, with its text (references resolved, CDATA included).
+struct Step<'a> {
+    parents: &'a [Vec<u8>],
+    name: &'a [u8],
+    opening: Option<&'a quick_xml::events::BytesStart<'a>>,
+    text: String,
+}
+
+/// Walk a listing page whose root element is `root`, telling `step` each element as it opens
+/// and closes: the structure is checked the same way for every store.
+fn walk_page(
+    xml: &str,
+    root: &str,
+    mut step: impl FnMut(Step<'_>) -> Result<(), String>,
+) -> Result<(), String> {
     let mut reader = quick_xml::Reader::from_str(xml);
     reader.config_mut().trim_text(false);
     let mut path: Vec<Vec<u8>> = Vec::new();
     let mut text = String::new();
-    let mut page = Page::default();
-    let mut truncated = false;
-    let mut token = None;
-    let mut entry: Option<(Option<String>, Option<u64>, Option<String>)> = None;
     let mut root_seen = false;
     loop {
         let event = reader.read_event().map_err(|e| e.to_string())?;
-        match event {
-            Xml::Start(e) => {
-                let name = e.local_name().as_ref().to_vec();
-                if path.is_empty() {
-                    if name != b"ListBucketResult" {
-                        return Err(format!(
-                            "expected a ListBucketResult, found <{}>",
-                            String::from_utf8_lossy(&name)
-                        ));
-                    }
-                    root_seen = true;
-                }
-                if path.len() == 1 && name == b"Contents" {
-                    entry = Some((None, None, None));
-                }
-                path.push(name);
-                text.clear();
+        let (start, empty) = match &event {
+            Xml::Start(start) => (start, false),
+            Xml::Empty(start) => (start, true),
+            Xml::Text(_) | Xml::CData(_) | Xml::GeneralRef(_) => {
+                push_text(&mut text, &event)?;
+                continue;
             }
-            Xml::Empty(e) => {
-                // `<Key/>`: an empty value.
-                let name = e.local_name().as_ref().to_vec();
-                if path.len() == 2
-                    && path[1] == b"Contents"
-                    && name == b"Key"
-                    && let Some(entry) = entry.as_mut()
-                {
-                    entry.0 = Some(String::new());
-                }
-            }
-            ev @ (Xml::Text(_) | Xml::CData(_) | Xml::GeneralRef(_)) => push_text(&mut text, &ev)?,
             Xml::End(_) => {
                 let name = path.pop().unwrap_or_default();
-                let value = std::mem::take(&mut text);
-                match (path.len(), name.as_slice()) {
-                    (1, b"IsTruncated") => truncated = value.trim() == "true",
-                    (1, b"NextContinuationToken") => token = Some(value),
-                    (1, b"Contents") => {
-                        let (key, size, etag) = entry.take().unwrap_or_default();
-                        let key = key.ok_or("a listed object has no Key")?;
-                        let size = size.ok_or_else(|| {
-                            format!("the object {} has no Size", crate::input::shorten(&key))
-                        })?;
-                        page.objects.push(Listed { key, size, etag });
-                    }
-                    (2, field) if path[1] == b"Contents" => {
-                        if let Some(entry) = entry.as_mut() {
-                            match field {
-                                b"Key" => entry.0 = Some(value),
-                                b"Size" => {
-                                    entry.1 = Some(value.trim().parse().map_err(|_| {
-                                        format!("a listed Size is not a number: {value:?}")
-                                    })?)
-                                }
-                                b"ETag" => entry.2 = Some(value).filter(|v| !v.is_empty()),
-                                _ => {}
-                            }
-                        }
-                    }
-                    _ => {}
-                }
+                let text = std::mem::take(&mut text);
+                step(Step {
+                    parents: &path,
+                    name: &name,
+                    opening: None,
+                    text,
+                })?;
+                continue;
             }
             Xml::Eof => break,
-            _ => {}
+            _ => continue,
+        };
+        let name = start.local_name().as_ref().to_vec();
+        if path.is_empty() {
+            if name != root.as_bytes() {
+                let found = String::from_utf8_lossy(&name);
+                return Err(format!("expected {root}, found <{found}>"));
+            }
+            root_seen = true;
+        }
+        // `<name/>` opens and closes at once.
+        for opening in [Some(start), None]
+            .into_iter()
+            .take(if empty { 2 } else { 1 })
+        {
+            step(Step {
+                parents: &path,
+                name: &name,
+                opening,
+                text: String::new(),
+            })?;
+        }
+        if !empty {
+            path.push(name);
+            text.clear();
         }
     }
     if !path.is_empty() {
         return Err("the listing page is cut short (an element is not closed)".into());
     }
     if !root_seen {
-        return Err("the answer holds no ListBucketResult".into());
+        return Err(format!("the answer holds no {root}"));
     }
+    Ok(())
+}
+
+/// Read a `ListBucketResult` page: each `Contents` entry's `Key` (exactly, white space and
+/// all, entities resolved), `Size` and `ETag`, and the `NextContinuationToken` when
+/// `IsTruncated` says more follows.
+pub fn parse_page(xml: &str) -> Result<Page, String> {
+    let mut page = Page::default();
+    let (mut truncated, mut token) = (false, None);
+    let mut entry: Option<(Option<String>, Option<u64>, Option<String>)> = None;
+    walk_page(xml, "ListBucketResult", |step| {
+        let (parents, name, opening, value) = (step.parents, step.name, step.opening, step.text);
+        if opening.is_some() {
+            if parents.len() == 1 && name == b"Contents" {
+                entry = Some((None, None, None));
+            }
+            return Ok(());
+        }
+        match (parents.len(), name) {
+            (1, b"IsTruncated") => truncated = value.trim() == "true",
+            (1, b"NextContinuationToken") => token = Some(value),
+            (1, b"Contents") => {
+                let (key, size, etag) = entry.take().unwrap_or_default();
+                let key = key.ok_or("a listed object has no Key")?;
+                let size = size.ok_or_else(|| {
+                    format!("the object {} has no Size", crate::messages::cut(&key))
+                })?;
+                page.objects.push(Listed { key, size, etag });
+            }
+            (2, field) if parents[1] == b"Contents" => {
+                let Some(entry) = entry.as_mut() else {
+                    return Ok(());
+                };
+                match field {
+                    b"Key" => entry.0 = Some(value),
+                    b"Size" => entry.1 = Some(number(&value, "Size")?),
+                    b"ETag" => entry.2 = Some(value).filter(|v| !v.is_empty()),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
     if truncated {
         match token {
             Some(t) if !t.is_empty() => page.next = Some(t),
@@ -539,118 +574,76 @@ pub fn parse_page(xml: &str) -> Result<Page, String> {
     Ok(page)
 }
 
+/// A listed size.
+fn number(value: &str, field: &str) -> Result<u64, String> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| format!("a listed {field} is not a number: {value:?}"))
+}
+
 /// Read an Azure `EnumerationResults` page (List Blobs): each `Blob`'s `Name` (exactly; a name
 /// the store sends with `Encoded="true"` is percent-decoded), its `Content-Length` and `Etag`,
 /// and the `NextMarker` when more follows.
 pub fn parse_blob_page(xml: &str) -> Result<Page, String> {
-    let mut reader = quick_xml::Reader::from_str(xml);
-    reader.config_mut().trim_text(false);
-    let mut path: Vec<Vec<u8>> = Vec::new();
-    let mut text = String::new();
     let mut page = Page::default();
-    let mut marker = None;
     let mut entry: Option<BlobEntry> = None;
     let mut encoded = false;
-    let mut root_seen = false;
     let in_blob = |path: &[Vec<u8>]| path.len() >= 3 && path[1] == b"Blobs" && path[2] == b"Blob";
-    loop {
-        let event = reader.read_event().map_err(|e| e.to_string())?;
-        match event {
-            Xml::Start(e) => {
-                let name = e.local_name().as_ref().to_vec();
-                if path.is_empty() {
-                    if name != b"EnumerationResults" {
-                        return Err(format!(
-                            "expected EnumerationResults, found <{}>",
-                            String::from_utf8_lossy(&name)
-                        ));
-                    }
-                    root_seen = true;
-                }
-                if path.len() == 2 && path[1] == b"Blobs" && name == b"Blob" {
-                    entry = Some(BlobEntry::default());
-                }
-                if path.len() == 3 && in_blob(&path) && name == b"Name" {
-                    encoded = e
-                        .try_get_attribute("Encoded")
-                        .ok()
-                        .flatten()
-                        .is_some_and(|a| a.value.as_ref() == b"true");
-                }
-                path.push(name);
-                text.clear();
+    walk_page(xml, "EnumerationResults", |step| {
+        let (parents, name, opening, value) = (step.parents, step.name, step.opening, step.text);
+        if let Some(start) = opening {
+            if parents.len() == 2 && parents[1] == b"Blobs" && name == b"Blob" {
+                entry = Some(BlobEntry::default());
             }
-            Xml::Empty(e) => {
-                let name = e.local_name().as_ref().to_vec();
-                if path.len() == 3
-                    && in_blob(&path)
-                    && name == b"Name"
-                    && let Some(entry) = entry.as_mut()
-                {
-                    entry.name = Some(String::new());
-                }
-                if path.is_empty() && name == b"EnumerationResults" {
-                    return Ok(page);
+            if parents.len() == 3 && in_blob(parents) && name == b"Name" {
+                encoded = start
+                    .try_get_attribute("Encoded")
+                    .ok()
+                    .flatten()
+                    .is_some_and(|a| a.value.as_ref() == b"true");
+            }
+            return Ok(());
+        }
+        match (parents.len(), name) {
+            (1, b"NextMarker") => page.next = Some(value).filter(|m| !m.is_empty()),
+            (2, b"Blob") if parents[1] == b"Blobs" => {
+                let BlobEntry {
+                    name: key,
+                    encoded,
+                    size,
+                    etag,
+                } = entry.take().unwrap_or_default();
+                let key = key.ok_or("a listed blob has no Name")?;
+                let key = if encoded { percent_decode(&key)? } else { key };
+                let size = size.ok_or_else(|| {
+                    format!(
+                        "the blob {} has no Content-Length",
+                        crate::messages::cut(&key)
+                    )
+                })?;
+                page.objects.push(Listed { key, size, etag });
+            }
+            (3, b"Name") if in_blob(parents) => {
+                if let Some(entry) = entry.as_mut() {
+                    entry.name = Some(value);
+                    entry.encoded = encoded;
                 }
             }
-            ev @ (Xml::Text(_) | Xml::CData(_) | Xml::GeneralRef(_)) => push_text(&mut text, &ev)?,
-            Xml::End(_) => {
-                let name = path.pop().unwrap_or_default();
-                let value = std::mem::take(&mut text);
-                match (path.len(), name.as_slice()) {
-                    (1, b"NextMarker") => marker = Some(value).filter(|m| !m.is_empty()),
-                    (2, b"Blob") if path[1] == b"Blobs" => {
-                        let BlobEntry {
-                            name: key,
-                            encoded,
-                            size,
-                            etag,
-                        } = entry.take().unwrap_or_default();
-                        let key = key.ok_or("a listed blob has no Name")?;
-                        let key = if encoded { percent_decode(&key)? } else { key };
-                        let size = size.ok_or_else(|| {
-                            format!(
-                                "the blob {} has no Content-Length",
-                                crate::input::shorten(&key)
-                            )
-                        })?;
-                        page.objects.push(Listed { key, size, etag });
-                    }
-                    (3, b"Name") if in_blob(&path) => {
-                        if let Some(entry) = entry.as_mut() {
-                            entry.name = Some(value);
-                            entry.encoded = encoded;
-                        }
-                    }
-                    (4, field) if in_blob(&path) && path[3] == b"Properties" => {
-                        if let Some(entry) = entry.as_mut() {
-                            match field {
-                                b"Content-Length" => {
-                                    entry.size = Some(value.trim().parse().map_err(|_| {
-                                        format!(
-                                            "a listed Content-Length is not a number: {value:?}"
-                                        )
-                                    })?)
-                                }
-                                b"Etag" => entry.etag = Some(value).filter(|v| !v.is_empty()),
-                                _ => {}
-                            }
-                        }
-                    }
+            (4, field) if in_blob(parents) && parents[3] == b"Properties" => {
+                let Some(entry) = entry.as_mut() else {
+                    return Ok(());
+                };
+                match field {
+                    b"Content-Length" => entry.size = Some(number(&value, "Content-Length")?),
+                    b"Etag" => entry.etag = Some(value).filter(|v| !v.is_empty()),
                     _ => {}
                 }
             }
-            Xml::Eof => break,
             _ => {}
         }
-    }
-    if !path.is_empty() {
-        return Err("the listing page is cut short (an element is not closed)".into());
-    }
-    if !root_seen {
-        return Err("the answer holds no EnumerationResults".into());
-    }
-    page.next = marker;
+        Ok(())
+    })?;
     Ok(page)
 }
 
@@ -707,164 +700,4 @@ fn push_text(text: &mut String, ev: &Xml<'_>) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_read_exactly_as_listed() {
-        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
-            <ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
-            <Name>b</Name><Prefix>q3/</Prefix><KeyCount>5</KeyCount><IsTruncated>true</IsTruncated>\
-            <Contents><Key>q3/pct%20x.jpg</Key><Size>10</Size><ETag>&quot;abc&quot;</ETag></Contents>\
-            <Contents><Key>q3/a//b.jpg</Key><Size>1</Size></Contents>\
-            <Contents><Key>q3/tab\there.jpg</Key><Size>2</Size><ETag>\"d\"</ETag></Contents>\
-            <Contents><Key> q3/ü &amp; &#43;&#x20;.jpg </Key><Size>3</Size><ETag></ETag></Contents>\
-            <Contents><Key><![CDATA[q3/<odd>.jpg]]></Key><Size>4</Size></Contents>\
-            <NextContinuationToken>tok+/=</NextContinuationToken>\
-            </ListBucketResult>";
-        let page = parse_page(xml).unwrap();
-        let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                "q3/pct%20x.jpg",
-                "q3/a//b.jpg",
-                "q3/tab\there.jpg",
-                " q3/ü & + .jpg ",
-                "q3/<odd>.jpg"
-            ]
-        );
-        assert_eq!(page.objects[0].etag.as_deref(), Some("\"abc\""));
-        assert_eq!(page.objects[1].etag, None);
-        assert_eq!(page.objects[3].etag, None, "an empty ETag is none");
-        assert_eq!(page.objects[2].size, 2);
-        assert_eq!(page.next.as_deref(), Some("tok+/="));
-    }
-
-    #[test]
-    fn the_last_page_has_no_token_and_bad_pages_are_refused() {
-        let last =
-            parse_page("<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>")
-                .unwrap();
-        assert_eq!(last, Page::default());
-        for (bad, why) in [
-            (
-                "<Error><Code>AccessDenied</Code></Error>",
-                "expected a ListBucketResult",
-            ),
-            (
-                "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>",
-                "no continuation token",
-            ),
-            (
-                "<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>",
-                "no Key",
-            ),
-            (
-                "<ListBucketResult><Contents><Key>k</Key><Size>x</Size></Contents></ListBucketResult>",
-                "not a number",
-            ),
-            ("<ListBucketResult><Contents><Key>k", "cut short"),
-            ("", "no ListBucketResult"),
-        ] {
-            let e = parse_page(bad).unwrap_err();
-            assert!(e.contains(why), "{bad}: {e}");
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn passing_faults_are_retried_a_bounded_number_of_times_and_others_not_at_all() {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        let tries = AtomicU32::new(0);
-        let flaky = |fail_first: u32, passing: bool| {
-            let tries = &tries;
-            move || async move {
-                let n = tries.fetch_add(1, Ordering::SeqCst);
-                if n < fail_first {
-                    Err(failed(format!("attempt {n}"), passing, Some(503)))
-                } else {
-                    Ok(n)
-                }
-            }
-        };
-        let started = tokio::time::Instant::now();
-        assert_eq!(
-            retried(flaky(2, true)).await,
-            Ok(2),
-            "the third attempt answers"
-        );
-        tries.store(0, Ordering::SeqCst);
-        let e = retried(flaky(100, true)).await.unwrap_err();
-        assert_eq!(tries.load(Ordering::SeqCst), 5, "one attempt and 4 retries");
-        assert_eq!(e.message, "attempt 4");
-        // The waits grow from 100 ms (with jitter), bounded: well under the 60 s a read may take.
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
-        tries.store(0, Ordering::SeqCst);
-        let e = retried(flaky(100, false)).await.unwrap_err();
-        assert_eq!(
-            tries.load(Ordering::SeqCst),
-            1,
-            "not a passing fault: no retry"
-        );
-        assert_eq!(e.status, Some(503));
-    }
-
-    #[test]
-    fn azure_names_are_read_exactly_as_listed() {
-        let xml = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?>\
-            <EnumerationResults ServiceEndpoint=\"http://127.0.0.1:1/devstoreaccount1\" \
-            ContainerName=\"c\"><Prefix>q3/</Prefix><Blobs>\
-            <Blob><Name>q3/pct%20x.jpg</Name><Properties><Content-Length>10</Content-Length>\
-            <Etag>0x8DC1</Etag></Properties></Blob>\
-            <Blob><Name Encoded=\"true\">q3/tab%09here.jpg</Name><Properties>\
-            <Etag>\"0x8DC2\"</Etag><Content-Length>2</Content-Length></Properties></Blob>\
-            <Blob><Name> q3/ü &amp; +.jpg </Name><Properties><Content-Length>3</Content-Length>\
-            </Properties><Metadata><Name>not the name</Name></Metadata></Blob>\
-            </Blobs><NextMarker>2!72!MDAw</NextMarker></EnumerationResults>";
-        let page = parse_blob_page(xml.trim_start_matches('\u{feff}')).unwrap();
-        assert_eq!(
-            page,
-            parse_blob_page(&xml[3..]).unwrap(),
-            "the same without the mark"
-        );
-        let keys: Vec<&str> = page.objects.iter().map(|o| o.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            ["q3/pct%20x.jpg", "q3/tab\there.jpg", " q3/ü & +.jpg "]
-        );
-        assert_eq!(page.objects[0].etag.as_deref(), Some("0x8DC1"));
-        assert_eq!(page.objects[1].size, 2);
-        assert_eq!(page.objects[2].etag, None);
-        assert_eq!(page.next.as_deref(), Some("2!72!MDAw"));
-        let last =
-            parse_blob_page("<EnumerationResults><Blobs/><NextMarker/></EnumerationResults>")
-                .unwrap();
-        assert_eq!(last, Page::default());
-        for (bad, why) in [
-            (
-                "<Error><Code>AuthenticationFailed</Code></Error>",
-                "expected EnumerationResults",
-            ),
-            (
-                "<EnumerationResults><Blobs><Blob><Properties><Content-Length>1</Content-Length>\
-                 </Properties></Blob></Blobs></EnumerationResults>",
-                "no Name",
-            ),
-            (
-                "<EnumerationResults><Blobs><Blob><Name Encoded=\"true\">%ZZ</Name>\
-                 </Blob></Blobs></EnumerationResults>",
-                "not well encoded",
-            ),
-            ("<EnumerationResults><Blobs>", "cut short"),
-        ] {
-            let e = parse_blob_page(bad).unwrap_err();
-            assert!(e.contains(why), "{bad}: {e}");
-        }
-    }
-
-    #[test]
-    fn query_values_are_sent_as_themselves() {
-        assert_eq!(encode("q3/ñ a+b%20.jpg"), "q3%2F%C3%B1%20a%2Bb%2520.jpg");
-        assert_eq!(encode("A-z_0.9~"), "A-z_0.9~");
-    }
-}
+mod tests;

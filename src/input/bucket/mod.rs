@@ -21,7 +21,6 @@ use object_store::{BackoffConfig, ObjectMeta, ObjectStore, ObjectStoreExt, Retry
 use super::preflight::{self, Prepared, Refusal, StorageFault};
 use super::version::Version;
 use super::{Event, IMAGE_EXTENSIONS, Item, SourceOptions, escape_bytes};
-use crate::kit::loopback::text_is_loopback;
 
 /// How object stores are reached (from the scan options; the rest comes from the environment
 /// the way cloud jobs provide it).
@@ -141,7 +140,10 @@ impl Uri {
                 key: key.to_string(),
             })
         } else {
-            Err(StorageError::BadUri(super::shorten(text), scheme.prefix()))
+            Err(StorageError::BadUri(
+                crate::messages::cut(text),
+                scheme.prefix(),
+            ))
         })
     }
 
@@ -225,165 +227,150 @@ pub fn store(uri: &Uri, opts: &StorageOptions) -> Result<Arc<dyn ObjectStore>, S
     client(uri, opts).map(|c| c.store)
 }
 
-/// An endpoint URL with a query or a fragment would lose the bucket from the request's path.
-fn check_endpoint(endpoint: &str) -> Result<(), StorageError> {
+/// Whether an endpoint is plain http, which only a loopback endpoint may be; an endpoint URL
+/// with a query or a fragment would lose the bucket from the request's path.
+fn plain_http(endpoint: &str) -> Result<bool, StorageError> {
     if endpoint.contains(['?', '#']) {
-        return Err(StorageError::EndpointQuery(super::shorten(endpoint)));
+        return Err(StorageError::EndpointQuery(crate::messages::cut(endpoint)));
     }
-    Ok(())
+    let http = endpoint.len() >= 7 && endpoint[..7].eq_ignore_ascii_case("http://");
+    if http && !crate::kit::loopback::text_is_loopback(endpoint) {
+        return Err(StorageError::PlainHttp(crate::messages::cut(endpoint)));
+    }
+    Ok(http)
+}
+
+/// A store that cannot be set up, with why.
+fn setup(uri: &Uri) -> impl Fn(String) -> StorageError + '_ {
+    |message| StorageError::Setup {
+        uri: uri.bucket_uri(),
+        message,
+    }
 }
 
 fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
-    let setup = |e: object_store::Error| StorageError::Setup {
-        uri: uri.bucket_uri(),
-        message: e.to_string(),
-    };
     match uri.scheme {
-        Scheme::S3 => {
-            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-            let mut b = AmazonS3Builder::from_env()
-                .with_bucket_name(&uri.bucket)
-                .with_retry(retry_config());
-            if let Some(e) = &opts.endpoint {
-                b = b.with_endpoint(e);
-            }
-            if let Some(r) = &opts.region {
-                b = b.with_region(r);
-            }
-            let is_http = |e: &str| e.len() >= 7 && e[..7].eq_ignore_ascii_case("http://");
-            let mut http = false;
-            for key in [AmazonS3ConfigKey::Endpoint, AmazonS3ConfigKey::S3Endpoint] {
-                if let Some(e) = b.get_config_value(&key) {
-                    check_endpoint(&e)?;
-                }
-                if let Some(e) = b.get_config_value(&key).filter(|e| is_http(e)) {
-                    if !text_is_loopback(&e) {
-                        return Err(StorageError::PlainHttp(super::shorten(&e)));
-                    }
-                    http = true;
-                }
-            }
-            // Only a loopback endpoint may be plain http, whatever AWS_ALLOW_HTTP says.
-            b = b.with_allow_http(http);
-            let listing = s3_listing(&b, &uri.bucket);
-            let s3 = b.build().map_err(setup)?;
-            let direct = match listing {
-                Some(l) => {
-                    let auth = if l.skip_signature {
-                        direct::Auth::None
-                    } else {
-                        direct::Auth::Aws {
-                            credentials: s3.credentials().clone(),
-                            region: l.region,
-                            sign_payload: l.sign_payload,
-                        }
-                    };
-                    let direct = direct::Direct::new(l.endpoint, auth).map_err(|message| {
-                        StorageError::Setup {
-                            uri: uri.bucket_uri(),
-                            message,
-                        }
-                    })?;
-                    Some(Arc::new(direct))
-                }
-                None => None,
-            };
-            Ok(Client {
-                store: Arc::new(s3),
-                direct,
-            })
-        }
+        Scheme::S3 => build_s3(uri, opts),
         #[cfg(feature = "gcp")]
-        Scheme::Gcs => {
-            use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-            let mut b = GoogleCloudStorageBuilder::from_env()
-                .with_bucket_name(&uri.bucket)
-                .with_retry(retry_config());
-            let base = b
-                .get_config_value(&GoogleConfigKey::BaseUrl)
-                .unwrap_or_else(|| "https://storage.googleapis.com".to_string());
-            check_endpoint(&base)?;
-            let http = base.len() >= 7 && base[..7].eq_ignore_ascii_case("http://");
-            if http && !text_is_loopback(&base) {
-                return Err(StorageError::PlainHttp(super::shorten(&base)));
-            }
-            // Only a loopback base URL may be plain http (the client would allow it anywhere).
-            b = b.with_client_options(object_store::ClientOptions::new().with_allow_http(http));
-            let gcs = b.build().map_err(setup)?;
-            // The XML API, as the storage client uses it: keys exactly as stored.
-            let direct = direct::Direct::new(
-                format!("{}/{}", base.trim_end_matches('/'), uri.bucket),
-                direct::Auth::Bearer(gcs.credentials().clone()),
-            )
-            .map_err(|message| StorageError::Setup {
-                uri: uri.bucket_uri(),
-                message,
-            })?;
-            Ok(Client {
-                store: Arc::new(gcs),
-                direct: Some(Arc::new(direct)),
-            })
-        }
+        Scheme::Gcs => build_gcs(uri),
         #[cfg(not(feature = "gcp"))]
-        Scheme::Gcs => {
-            let _ = setup;
-            Err(StorageError::NotBuilt("gs", "gcp"))
-        }
+        Scheme::Gcs => Err(StorageError::NotBuilt("gs", "gcp")),
         #[cfg(feature = "azure")]
-        Scheme::Azure => {
-            use object_store::azure::{AzureConfigKey as K, MicrosoftAzureBuilder};
-            let mut b = MicrosoftAzureBuilder::from_env()
-                .with_container_name(&uri.bucket)
-                .with_retry(retry_config());
-            let service = azure_service(&b);
-            check_endpoint(&service.url)?;
-            let http = service.url.len() >= 7 && service.url[..7].eq_ignore_ascii_case("http://");
-            if http && !text_is_loopback(&service.url) {
-                return Err(StorageError::PlainHttp(super::shorten(&service.url)));
-            }
-            if service.emulator {
-                // The client takes the emulator's URL from the environment itself.
-                b = b.with_use_emulator(true);
-            } else {
-                // Only a loopback endpoint may be plain http, whatever the environment says.
-                b = b.with_client_options(object_store::ClientOptions::new().with_allow_http(http));
-            }
-            let skip_signature = b
-                .get_config_value(&K::SkipSignature)
-                .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-            let azure = b.build().map_err(setup)?;
-            let auth = if skip_signature {
-                direct::Auth::None
-            } else {
-                direct::Auth::Azure {
-                    credentials: azure.credentials().clone(),
-                    account: service.account.clone(),
-                }
-            };
-            // List Blobs and the blobs themselves, as the storage client reaches them: keys
-            // exactly as stored.
-            let endpoint = format!(
-                "{}/{}",
-                service.container_base().trim_end_matches('/'),
-                uri.bucket
-            );
-            let direct = direct::Direct::speaking(endpoint, auth, direct::Dialect::Azure).map_err(
-                |message| StorageError::Setup {
-                    uri: uri.bucket_uri(),
-                    message,
-                },
-            )?;
-            Ok(Client {
-                store: Arc::new(azure),
-                direct: Some(Arc::new(direct)),
-            })
-        }
+        Scheme::Azure => build_azure(uri),
         #[cfg(not(feature = "azure"))]
-        Scheme::Azure => {
-            let _ = setup;
-            Err(StorageError::NotBuilt("az", "azure"))
+        Scheme::Azure => Err(StorageError::NotBuilt("az", "azure")),
+    }
+}
+
+fn build_s3(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
+    use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(&uri.bucket)
+        .with_retry(retry_config());
+    if let Some(e) = &opts.endpoint {
+        b = b.with_endpoint(e);
+    }
+    if let Some(r) = &opts.region {
+        b = b.with_region(r);
+    }
+    let mut http = false;
+    for key in [AmazonS3ConfigKey::Endpoint, AmazonS3ConfigKey::S3Endpoint] {
+        if let Some(e) = b.get_config_value(&key) {
+            http |= plain_http(&e)?;
         }
     }
+    // Only a loopback endpoint may be plain http, whatever AWS_ALLOW_HTTP says.
+    b = b.with_allow_http(http);
+    let listing = s3_listing(&b, &uri.bucket);
+    let s3 = b.build().map_err(|e| setup(uri)(e.to_string()))?;
+    let direct = match listing {
+        Some(l) => {
+            let auth = if l.skip_signature {
+                direct::Auth::None
+            } else {
+                direct::Auth::Aws {
+                    credentials: s3.credentials().clone(),
+                    region: l.region,
+                    sign_payload: l.sign_payload,
+                }
+            };
+            Some(Arc::new(
+                direct::Direct::new(l.endpoint, auth).map_err(setup(uri))?,
+            ))
+        }
+        None => None,
+    };
+    Ok(Client {
+        store: Arc::new(s3),
+        direct,
+    })
+}
+
+#[cfg(feature = "gcp")]
+fn build_gcs(uri: &Uri) -> Result<Client, StorageError> {
+    use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+    let mut b = GoogleCloudStorageBuilder::from_env()
+        .with_bucket_name(&uri.bucket)
+        .with_retry(retry_config());
+    let base = b
+        .get_config_value(&GoogleConfigKey::BaseUrl)
+        .unwrap_or_else(|| "https://storage.googleapis.com".to_string());
+    let http = plain_http(&base)?;
+    // Only a loopback base URL may be plain http (the client would allow it anywhere).
+    b = b.with_client_options(object_store::ClientOptions::new().with_allow_http(http));
+    let gcs = b.build().map_err(|e| setup(uri)(e.to_string()))?;
+    // The XML API, as the storage client uses it: keys exactly as stored.
+    let direct = direct::Direct::new(
+        format!("{}/{}", base.trim_end_matches('/'), uri.bucket),
+        direct::Auth::Bearer(gcs.credentials().clone()),
+    )
+    .map_err(setup(uri))?;
+    Ok(Client {
+        store: Arc::new(gcs),
+        direct: Some(Arc::new(direct)),
+    })
+}
+
+#[cfg(feature = "azure")]
+fn build_azure(uri: &Uri) -> Result<Client, StorageError> {
+    use object_store::azure::{AzureConfigKey as K, MicrosoftAzureBuilder};
+    let mut b = MicrosoftAzureBuilder::from_env()
+        .with_container_name(&uri.bucket)
+        .with_retry(retry_config());
+    let service = azure_service(&b);
+    let http = plain_http(&service.url)?;
+    if service.emulator {
+        // The client takes the emulator's URL from the environment itself.
+        b = b.with_use_emulator(true);
+    } else {
+        // Only a loopback endpoint may be plain http, whatever the environment says.
+        b = b.with_client_options(object_store::ClientOptions::new().with_allow_http(http));
+    }
+    let skip_signature = b
+        .get_config_value(&K::SkipSignature)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let azure = b.build().map_err(|e| setup(uri)(e.to_string()))?;
+    let auth = if skip_signature {
+        direct::Auth::None
+    } else {
+        direct::Auth::Azure {
+            credentials: azure.credentials().clone(),
+            account: service.account.clone(),
+        }
+    };
+    // List Blobs and the blobs themselves, as the storage client reaches them: keys exactly as
+    // stored.
+    let endpoint = format!(
+        "{}/{}",
+        service.container_base().trim_end_matches('/'),
+        uri.bucket
+    );
+    let direct =
+        direct::Direct::speaking(endpoint, auth, direct::Dialect::Azure).map_err(setup(uri))?;
+    Ok(Client {
+        store: Arc::new(azure),
+        direct: Some(Arc::new(direct)),
+    })
 }
 
 /// Where an Azure account's blob service is, as the storage client finds it.
@@ -615,7 +602,7 @@ pub async fn check_listing(
         return match list.next().await {
             None => Ok(FirstPage::NoImages),
             Some(Ok(_)) => Ok(FirstPage::Objects),
-            Some(Err(e)) => Err(listing_error(uri, &e)),
+            Some(Err(e)) => Err(store_error(uri, &e)),
         };
     };
     let page = direct
@@ -643,30 +630,26 @@ pub async fn check_listing(
     Ok(first)
 }
 
-fn listing_error(uri: &Uri, e: &object_store::Error) -> StorageError {
-    match classify(e) {
+/// A listing that failed: refused (the credentials or the bucket), or failed otherwise.
+fn listing_error(uri: &Uri, failure: Failure, message: String) -> StorageError {
+    match failure {
         Failure::Refused(reason) => StorageError::Refused {
             uri: uri.bucket_uri(),
             reason,
         },
         Failure::Missing | Failure::Failed => StorageError::Failed {
             uri: uri.to_string(),
-            message: e.to_string(),
+            message,
         },
     }
 }
 
+fn store_error(uri: &Uri, e: &object_store::Error) -> StorageError {
+    listing_error(uri, classify(e), e.to_string())
+}
+
 fn page_error(uri: &Uri, e: direct::PageError) -> StorageError {
-    match e.failure {
-        Failure::Refused(reason) => StorageError::Refused {
-            uri: uri.bucket_uri(),
-            reason,
-        },
-        Failure::Missing | Failure::Failed => StorageError::Failed {
-            uri: uri.to_string(),
-            message: e.message,
-        },
-    }
+    listing_error(uri, e.failure, e.message)
 }
 
 /// The storage client's form of a listing prefix (it adds the final '/' itself).
@@ -778,7 +761,7 @@ impl Listing {
                             size: meta.size,
                             etag: meta.e_tag,
                         })),
-                        Err(e) => Some(Err(listing_error(&self.uri, &e).to_string())),
+                        Err(e) => Some(Err(store_error(&self.uri, &e).to_string())),
                     };
                 }
                 Pages::Own {
@@ -890,7 +873,7 @@ fn not_an_image_by_name(name: &str) -> Option<String> {
     }
     Some(format!(
         "not an image by its name (.{}); never downloaded",
-        super::shorten(ext)
+        crate::messages::cut(ext)
     ))
 }
 
@@ -1151,145 +1134,4 @@ pub async fn read(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn uris_are_told_from_paths() {
-        let u = Uri::parse("s3://selfies/2026/q3/").unwrap().unwrap();
-        assert_eq!(
-            u,
-            Uri {
-                scheme: Scheme::S3,
-                bucket: "selfies".into(),
-                key: "2026/q3/".into()
-            }
-        );
-        assert_eq!(Uri::parse("S3://b").unwrap().unwrap().key, "");
-        assert_eq!(Uri::parse("gs://b/x").unwrap().unwrap().scheme, Scheme::Gcs);
-        assert_eq!(
-            Uri::parse("az://c/x").unwrap().unwrap().scheme,
-            Scheme::Azure
-        );
-        assert!(Uri::parse("selfies/a.jpg").is_none());
-        assert!(Uri::parse("/tmp/s3://x").is_none());
-        assert!(!is_uri(Path::new("./s3:/b")));
-        for bad in ["s3://", "s3:///key", "s3://bad bucket/x"] {
-            let e = Uri::parse(bad).unwrap().unwrap_err();
-            assert!(
-                e.to_string().ends_with("write it as s3://BUCKET/PREFIX/"),
-                "{e}"
-            );
-        }
-    }
-
-    #[test]
-    fn plain_http_only_on_loopback() {
-        for ok in [
-            "http://127.0.0.1:9000",
-            "http://localhost:1/x",
-            "http://[::1]:80",
-            "http://127.8.9.10",
-        ] {
-            assert!(text_is_loopback(ok), "{ok}");
-        }
-        for bad in [
-            "http://10.0.0.1:9000",
-            "http://minio.internal",
-            "http://127.0.0.1.evil.example",
-            "http://localhost@evil.example",
-            "nonsense",
-        ] {
-            assert!(!text_is_loopback(bad), "{bad}");
-        }
-        let uri = Uri::parse("s3://b/").unwrap().unwrap();
-        let opts = StorageOptions {
-            endpoint: Some("http://minio.internal:9000".into()),
-            region: Some("us-east-1".into()),
-        };
-        let e = build(&uri, &opts).err().expect("refused");
-        assert!(
-            e.to_string()
-                .contains("http://minio.internal:9000 is plain http off this machine"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn the_direct_requests_go_where_the_storage_client_goes() {
-        use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey as K};
-        let at = |b: AmazonS3Builder| s3_listing(&b, "selfies").unwrap();
-        let aws = at(AmazonS3Builder::new().with_region("eu-west-1"));
-        assert_eq!(aws.endpoint, "https://s3.eu-west-1.amazonaws.com/selfies");
-        assert_eq!(aws.region, "eu-west-1");
-        assert!(aws.sign_payload && !aws.skip_signature);
-        let hosted = at(AmazonS3Builder::new()
-            .with_region("eu-west-1")
-            .with_virtual_hosted_style_request(true));
-        assert_eq!(
-            hosted.endpoint,
-            "https://selfies.s3.eu-west-1.amazonaws.com"
-        );
-        let minio = at(AmazonS3Builder::new().with_endpoint("http://127.0.0.1:9000/"));
-        assert_eq!(minio.endpoint, "http://127.0.0.1:9000/selfies");
-        assert_eq!(minio.region, "us-east-1");
-        let public = at(AmazonS3Builder::new()
-            .with_config(K::SkipSignature, "true")
-            .with_config(K::UnsignedPayload, "true"));
-        assert!(public.skip_signature && !public.sign_payload);
-        let express = AmazonS3Builder::new().with_config(K::S3Express, "true");
-        assert_eq!(s3_listing(&express, "b--use1-az4--x-s3"), None);
-    }
-
-    #[test]
-    fn store_errors_are_told_apart() {
-        let status = |code: &str, body: &str| {
-            format!(
-                "Error performing list request: Server returned non-2xx status code: {code}: {body}"
-            )
-        };
-        assert_eq!(
-            classify_text(
-                &status("404 Not Found", "<Code>NoSuchBucket</Code>"),
-                false,
-                false
-            ),
-            Failure::Refused("the bucket does not exist".into())
-        );
-        assert_eq!(
-            classify_text(
-                &status("403 Forbidden", "<Code>InvalidAccessKeyId</Code>"),
-                false,
-                false
-            ),
-            Failure::Refused("the access key is not known".into())
-        );
-        assert_eq!(
-            classify_text(&status("403 Forbidden", ""), false, false),
-            Failure::Refused("the credentials were refused (HTTP 401/403)".into())
-        );
-        assert_eq!(classify_text("not found", true, false), Failure::Missing);
-        assert_eq!(
-            classify_text(&status("503 Service Unavailable", "SlowDown"), false, false),
-            Failure::Failed
-        );
-        assert_eq!(
-            classify_text("connection refused", false, false),
-            Failure::Failed
-        );
-    }
-
-    #[test]
-    fn names_that_are_clearly_not_images_are_never_downloaded() {
-        assert!(not_an_image_by_name("a.jpg").is_none());
-        assert!(not_an_image_by_name("A.JPEG").is_none());
-        assert!(not_an_image_by_name("0f3c2a9e").is_none(), "no extension");
-        assert!(not_an_image_by_name(".jpg").is_none());
-        assert!(not_an_image_by_name("v1.2.selfie-capture").is_none());
-        assert_eq!(
-            not_an_image_by_name("notes.txt").unwrap(),
-            "not an image by its name (.txt); never downloaded"
-        );
-        assert!(not_an_image_by_name("clip.mp4").is_some());
-    }
-}
+mod tests;
