@@ -132,7 +132,7 @@ impl Settings {
 /// Hosts name the same API when equal, or when both are on loopback (a local emulator gets a
 /// new port each time it starts).
 fn same_api_host(a: &str, b: &str) -> bool {
-    use crate::didit::is_loopback_host;
+    use crate::kit::loopback::host_is_loopback as is_loopback_host;
     a == b || (is_loopback_host(a) && is_loopback_host(b))
 }
 
