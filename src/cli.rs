@@ -151,14 +151,10 @@ pub struct RequestArgs {
 /// How money is estimated: shared by `scan` and `report`.
 #[derive(Debug, Args, Clone, Copy)]
 pub struct CostArgs {
-    /// Price of one billed call in US dollars, for the cost estimate.
-    #[arg(
-        long,
-        value_name = "USD",
-        default_value_t = 0.10,
-        allow_negative_numbers = true
-    )]
-    pub price_per_call: f64,
+    /// Price of one billed call in US dollars, for the cost estimate [default: the check's
+    /// list price, 0.10 for passive liveness].
+    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
+    pub price_per_call: Option<f64>,
 }
 
 /// Which JSON form of the results to write: shared by `scan` and `report`.

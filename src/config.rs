@@ -179,7 +179,6 @@ impl ScanConfig {
         {
             return Err(ConfigError::Threshold(t));
         }
-        ReportConfig::price_per_call(&args.cost)?;
         if args.max_requests == Some(0) {
             return Err(ConfigError::MaxRequests);
         }
@@ -240,7 +239,7 @@ impl ScanConfig {
                 },
                 filters: crate::input::filter::Filters::new(args.include, args.exclude)?,
             },
-            price_per_call: args.cost.price_per_call,
+            price_per_call: ReportConfig::price_per_call(&args.cost)?,
             results_format: results_format(&args.results),
             max_requests,
             shard,
@@ -328,7 +327,9 @@ impl ReportConfig {
 
     /// `--price-per-call`, checked: a finite amount of zero or more US dollars.
     pub fn price_per_call(cost: &crate::cli::CostArgs) -> Result<f64, ConfigError> {
-        let price = cost.price_per_call;
+        let price = cost
+            .price_per_call
+            .unwrap_or(crate::didit::LIVENESS.price_usd);
         if price.is_finite() && price >= 0.0 {
             Ok(price)
         } else {

@@ -95,7 +95,7 @@ fn read_first_line(path: &Path) -> Result<String, KeyError> {
     if !meta.is_file() {
         return Err(KeyError::NotAFile {
             path: shown(),
-            kind: file_kind(&meta.file_type()),
+            kind: crate::kit::kinds::file_kind(&meta.file_type()),
         });
     }
     if meta.len() > MAX_KEY_FILE_BYTES {
@@ -132,26 +132,6 @@ fn open_nonblocking(path: &Path) -> std::io::Result<File> {
 #[cfg(not(unix))]
 fn open_nonblocking(path: &Path) -> std::io::Result<File> {
     File::open(path)
-}
-
-fn file_kind(t: &std::fs::FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if t.is_fifo() {
-            return "a named pipe";
-        }
-        if t.is_char_device() {
-            return "a character device";
-        }
-        if t.is_block_device() {
-            return "a block device";
-        }
-        if t.is_socket() {
-            return "a socket";
-        }
-    }
-    if t.is_dir() { "a folder" } else { "not a file" }
 }
 
 impl fmt::Debug for ApiKey {
@@ -221,7 +201,7 @@ mod tests {
             matches!(
                 e,
                 KeyError::NotAFile {
-                    kind: "a character device",
+                    kind: "character device",
                     ..
                 }
             ),
@@ -231,13 +211,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = ApiKey::resolve(Some(dir.path()), None).unwrap_err();
         assert!(
-            matches!(
-                e,
-                KeyError::NotAFile {
-                    kind: "a folder",
-                    ..
-                }
-            ),
+            matches!(e, KeyError::NotAFile { kind: "folder", .. }),
             "{e}"
         );
         // A FIFO with no writer: refused at once (opening it must not block).
@@ -245,16 +219,7 @@ mod tests {
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         let e = ApiKey::resolve(Some(&fifo), None).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                KeyError::NotAFile {
-                    kind: "a named pipe",
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        assert!(matches!(e, KeyError::NotAFile { kind: "FIFO", .. }), "{e}");
         assert!(e.to_string().contains("key.fifo"), "{e}");
     }
 

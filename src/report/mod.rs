@@ -57,7 +57,7 @@ pub struct ReportOptions {
 impl Default for ReportOptions {
     fn default() -> Self {
         Self {
-            price_per_call: 0.10,
+            price_per_call: crate::didit::LIVENESS.price_usd,
             results_format: None,
             include_face_attributes: false,
             journal_sha256: None,

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::kit::hashing::file_sha256;
+use crate::kit::open::open_read;
 
 use super::html::{Attention, AttentionSnapshot};
 use super::small::write_summaries;
@@ -68,8 +69,6 @@ pub struct Listed {
     pub sha256: String,
     pub left: bool,
 }
-
-pub(crate) use crate::kit::open::open_read;
 
 /// Remove the checkpoint: the outputs no longer claim to describe the journal.
 pub fn forget(out_dir: &Path) -> Result<(), ReportError> {

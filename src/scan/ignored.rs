@@ -9,8 +9,9 @@ use sha2::{Digest, Sha256};
 
 use super::ScanError;
 use crate::journal;
+use crate::kit::open::open_read;
 use crate::report::csv::escape_cell;
-use crate::report::state::{Listed, open_read};
+use crate::report::state::Listed;
 
 pub const FILE: &str = "ignored.csv";
 
