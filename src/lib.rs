@@ -2,27 +2,42 @@
 //!
 //! The binary is a thin shell around [`run`]; integration tests call the same entry points.
 
-pub mod audit;
+// Where to start reading: the commands, their validated settings and what they return.
 pub mod check;
 pub mod cli;
-pub mod compact;
 pub mod config;
-pub mod didit;
 pub mod emulator;
 pub mod exit;
-pub mod input;
-pub mod journal;
-pub mod kit;
-pub mod messages;
-pub mod pace;
-pub mod progress;
 pub mod record;
 pub mod report;
-pub mod retry;
 pub mod scan;
+
+// Stages reached by the integration tests and the fuzz targets beside the commands (the Didit
+// answer classifier, the journal's parser, the manifest reader, backoff and pacing); not an
+// interface for other programs.
+#[doc(hidden)]
+pub mod didit;
+#[doc(hidden)]
+pub mod input;
+#[doc(hidden)]
+pub mod journal;
+#[doc(hidden)]
+pub mod pace;
+#[doc(hidden)]
+pub mod retry;
+#[doc(hidden)]
 pub mod secret;
+#[doc(hidden)]
 pub mod shard;
+#[doc(hidden)]
 pub mod submit;
+
+// The rest is this crate's own.
+pub(crate) mod audit;
+pub(crate) mod compact;
+pub(crate) mod kit;
+pub(crate) mod messages;
+pub(crate) mod progress;
 #[cfg(test)]
 mod testing;
 
