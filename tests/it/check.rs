@@ -687,7 +687,7 @@ async fn key_files_that_are_not_regular_files_are_refused_without_reading() {
     let r = check(&[p(&img), "--api-key-file", "/dev/zero"], None).await;
     assert_eq!(r.code, 2);
     assert!(
-        r.err.contains("/dev/zero") && r.err.contains("not a regular file (a character device)"),
+        r.err.contains("/dev/zero") && r.err.contains("not a regular file (character device)"),
         "{}",
         r.err
     );
