@@ -306,7 +306,8 @@ mod tests {
         assert!(
             CompactMap::<u64, u64>::from_sorted(Vec::new())
                 .unwrap()
-                .len() == 0
+                .len()
+                == 0
         );
     }
 
