@@ -192,6 +192,9 @@ struct SignalWatch {
 impl SignalWatch {
     fn start(stop: scan::Stop) -> Self {
         let (end, ended) = tokio::sync::oneshot::channel::<()>();
+        // The handlers are in place before `start` returns: a signal that comes at once takes
+        // the two-stage stop, never the default action.
+        let (ready, handlers_in_place) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
@@ -202,13 +205,17 @@ impl SignalWatch {
                     return;
                 };
                 runtime.block_on(async move {
+                    let watch = watch_signals(stop);
+                    let _ = ready.send(());
                     tokio::select! {
-                        _ = watch_signals(stop) => {}
+                        _ = watch => {}
                         _ = ended => {}
                     }
                 });
             })
             .ok();
+        // An error only means the thread could not watch; the default actions stay.
+        let _ = handlers_in_place.recv();
         Self {
             end: Some(end),
             thread,
@@ -229,14 +236,26 @@ impl Drop for SignalWatch {
 
 /// First Ctrl-C or SIGTERM: stop new submissions, let requests in flight finish, write every
 /// output. A second Ctrl-C exits at once; the journal stays consistent (whole lines only).
-async fn watch_signals(stop: scan::Stop) {
+/// The handlers are registered when this is called, before its future is first polled.
+fn watch_signals(stop: scan::Stop) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let handlers = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
-    ) else {
-        return;
-    };
+    );
+    async move {
+        let (Ok(int), Ok(term)) = handlers else {
+            return;
+        };
+        watch_two_stage(stop, int, term).await;
+    }
+}
+
+async fn watch_two_stage(
+    stop: scan::Stop,
+    mut int: tokio::signal::unix::Signal,
+    mut term: tokio::signal::unix::Signal,
+) {
     let mut seen = 0;
     loop {
         let cause = tokio::select! {
