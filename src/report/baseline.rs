@@ -25,9 +25,6 @@ pub const CHANGES_FILE: &str = "changes.csv";
 /// Rows of each kind shown in report.html and summary.md (all are in changes.csv).
 pub const SHOWN_PER_KIND: usize = 25;
 
-/// The default `--score-margin`: a score that moved by more than this is listed.
-pub const DEFAULT_SCORE_MARGIN: f64 = 10.0;
-
 /// What changed for one key, most important first: a key is listed once, under its first kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -325,26 +325,6 @@ fn rebuild_with_evidence(
     )
 }
 
-/// Rebuild every output in `out_dir` and compare it with the out dir `baseline` (an earlier
-/// audit): the changes go in changes.csv and the summary. `margin`: a score that moved by more
-/// is listed.
-pub fn rebuild_compared(
-    out_dir: &Path,
-    opts: &ReportOptions,
-    baseline: &Path,
-    margin: f64,
-) -> Result<Outputs, ReportError> {
-    baseline::check_baseline(baseline, out_dir)?;
-    build::build(
-        out_dir,
-        opts,
-        build::Inputs {
-            baseline: Some((baseline, margin)),
-            ..Default::default()
-        },
-    )
-}
-
 /// What the end of a scan does: when the outputs were built from this journal with the same
 /// options and no item record was added since (only run, end and sending lines), the results
 /// files are left exactly as they are, and so is every other output when it is still the file
