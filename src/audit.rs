@@ -300,6 +300,15 @@ pub fn manifest_hashes(sources: &[std::path::PathBuf]) -> Vec<ManifestHash> {
 
 /// A short category for a local refusal reason ("over 5 MB", "not an image", ...), for counts.
 pub fn category(reason: &str) -> String {
+    // A manifest row's number is where, not why: "row 7: the path cell is empty" is counted
+    // with every other row whose path cell is empty.
+    let reason = match reason.strip_prefix("row ") {
+        Some(rest) if rest.starts_with(|c: char| c.is_ascii_digit()) => rest
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim_start_matches(':')
+            .trim_start(),
+        _ => reason,
+    };
     let r = reason.split([':', ';']).next().unwrap_or(reason).trim();
     r.chars().take(60).collect()
 }
@@ -344,6 +353,24 @@ impl Fingerprint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rows_number_is_not_its_category() {
+        assert_eq!(
+            category("row 7: the path cell is empty"),
+            "the path cell is empty"
+        );
+        assert_eq!(
+            category("row 1234567: the path cell is empty"),
+            "the path cell is empty"
+        );
+        assert_eq!(
+            category("row 9 is not valid UTF-8 text; save the manifest as UTF-8"),
+            "is not valid UTF-8 text"
+        );
+        assert_eq!(category("rowdy: name"), "rowdy");
+        assert_eq!(category("row of seats: x"), "row of seats");
+    }
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
