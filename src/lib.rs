@@ -111,7 +111,11 @@ impl Runtime {
     pub fn for_command(command: &Command) -> Self {
         match command {
             Command::Emulator(_) => Runtime::PerCore,
-            _ => Runtime::OneThread,
+            Command::Scan(_)
+            | Command::Check(_)
+            | Command::Report(_)
+            | Command::Completions { .. }
+            | Command::Man { .. } => Runtime::OneThread,
         }
     }
 
@@ -205,10 +209,17 @@ impl SignalWatch {
                     return;
                 };
                 runtime.block_on(async move {
-                    let watch = watch_signals(stop);
+                    use tokio::signal::unix::{SignalKind, signal};
+                    let handlers = (
+                        signal(SignalKind::interrupt()),
+                        signal(SignalKind::terminate()),
+                    );
                     let _ = ready.send(());
+                    let (Ok(int), Ok(term)) = handlers else {
+                        return;
+                    };
                     tokio::select! {
-                        _ = watch => {}
+                        _ = watch_signals(stop, int, term) => {}
                         _ = ended => {}
                     }
                 });
@@ -236,22 +247,7 @@ impl Drop for SignalWatch {
 
 /// First Ctrl-C or SIGTERM: stop new submissions, let requests in flight finish, write every
 /// output. A second Ctrl-C exits at once; the journal stays consistent (whole lines only).
-/// The handlers are registered when this is called, before its future is first polled.
-fn watch_signals(stop: scan::Stop) -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let handlers = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    );
-    async move {
-        let (Ok(int), Ok(term)) = handlers else {
-            return;
-        };
-        watch_two_stage(stop, int, term).await;
-    }
-}
-
-async fn watch_two_stage(
+async fn watch_signals(
     stop: scan::Stop,
     mut int: tokio::signal::unix::Signal,
     mut term: tokio::signal::unix::Signal,
