@@ -295,6 +295,23 @@ pub fn journal_lines(out: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The item lines of a journal whose writer is still running or was killed with SIGKILL: its
+/// last line may be torn (written in part, no newline), and the journal's reader drops such a
+/// tail too.
+pub fn journal_items_after_kill(out: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(out.join("journal.jsonl")).expect("journal exists");
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    whole
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("journal line is JSON"))
+        .filter(|l| l["type"] == "item")
+        .collect()
+}
+
 /// The item lines of a journal.
 pub fn journal_items(out: &Path) -> Vec<serde_json::Value> {
     journal_lines(out)

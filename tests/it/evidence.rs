@@ -500,12 +500,12 @@ async fn a_signed_run_killed_mid_run_resumes_to_a_valid_signature() {
         .unwrap();
     // Wait for some records, then SIGKILL.
     common::wait_until("8 records", || {
-        out.join("journal.jsonl").exists() && common::journal_items(&out).len() >= 8
+        out.join("journal.jsonl").exists() && common::journal_items_after_kill(&out).len() >= 8
     })
     .await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
-    let recorded = common::journal_items(&out).len();
+    let recorded = common::journal_items_after_kill(&out).len();
     assert!((8..40).contains(&recorded), "killed mid-run: {recorded}");
     let sent_before = emu.stats().requests;
 

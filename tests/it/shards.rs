@@ -184,7 +184,7 @@ async fn four_shards_share_one_key_budget_and_merge_like_one_run() {
         }
     }
     assert_eq!(codes[&2], None, "shard 2 was killed by a signal");
-    let killed: BTreeSet<String> = items(&out(2))
+    let killed: BTreeSet<String> = common::journal_items_after_kill(&out(2))
         .iter()
         .filter(|r| r["billed"] == true)
         .map(|r| r["key"].as_str().unwrap().to_string())
