@@ -18,7 +18,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
 COPY examples ./examples
-RUN cargo build --profile dist --locked --bin liveness-batch \
+RUN cargo build --profile dist --features jemalloc --locked --bin liveness-batch \
  && strip target/dist/liveness-batch
 
 FROM debian:bookworm-slim

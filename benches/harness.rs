@@ -2,7 +2,7 @@
 //! its emulator as child processes and prints the pacing, throughput, memory and resume
 //! figures, the million-row figures (`million.rs`) and the client's CPU on real-size photos
 //! beside the floor (`photos.rs`), with their acceptance thresholds. Run it with `cargo bench
-//! --profile dist --bench harness` (optionally followed by `-- pacing throughput memory million
+//! --profile dist --features jemalloc --bench harness` (optionally followed by `-- pacing throughput memory million
 //! photos`, to run only some figures; `-- s3` runs the bucket figures, against the S3 test
 //! server `.ci/s3-server` starts). It is never part of `cargo test`: it asserts nothing about
 //! timing, reports what one run measured, and exits non-zero only when a run itself broke (a
@@ -45,7 +45,7 @@ mod s3;
 mod watch;
 
 /// How the harness is run: the `dist` profile, the shipped binary's.
-const COMMAND: &str = "cargo bench --profile dist --bench harness";
+const COMMAND: &str = "cargo bench --profile dist --features jemalloc --bench harness";
 /// The API key the emulator and the scans share (a bench-only value).
 const KEY: &str = "bench-key-0123456789";
 const MIB: f64 = 1024.0 * 1024.0;
@@ -106,23 +106,34 @@ fn main() {
         .and_then(Path::parent)
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("target"));
-    // The figures are the shipped binary's: `cargo bench --profile dist` builds it into
-    // target/dist/. BENCH_ANY_PROFILE=1 measures another build (to compare profiles).
+    // The figures are the shipped binary's: `cargo bench --profile dist --features jemalloc`
+    // builds it into target/dist/. BENCH_ANY_PROFILE=1 measures another build (to compare
+    // profiles and allocators).
+    let allocator = if cfg!(feature = "jemalloc") {
+        "jemalloc"
+    } else {
+        "system"
+    };
     let profile = bin
         .parent()
         .and_then(Path::file_name)
         .map_or_else(String::new, |p| p.to_string_lossy().into_owned());
-    if profile != "dist" && std::env::var_os("BENCH_ANY_PROFILE").is_none() {
+    let shipped = profile == "dist" && (allocator == "jemalloc" || cfg!(target_env = "msvc"));
+    if !shipped && std::env::var_os("BENCH_ANY_PROFILE").is_none() {
         eprintln!(
-            "error: {} is a `{profile}` build; the figures are the shipped binary's: run \
-             `{COMMAND}` (or set BENCH_ANY_PROFILE=1 to measure this build)",
+            "error: {} is a `{profile}` build with the {allocator} allocator; the figures are \
+             the shipped binary's: run `{COMMAND}` (or set BENCH_ANY_PROFILE=1 to measure this \
+             build)",
             bin.display()
         );
         std::process::exit(2);
     }
     let machine = machine_note();
     eprintln!("liveness-batch performance harness");
-    eprintln!("binary: {} (profile {profile})", bin.display());
+    eprintln!(
+        "binary: {} (profile {profile}, {allocator} allocator)",
+        bin.display()
+    );
     eprintln!("machine: {}", machine.line());
     if !bin.is_file() {
         eprintln!("error: {} is missing; run `{COMMAND}`", bin.display());

@@ -43,7 +43,6 @@ mod testing;
 
 use cli::{Cli, Command};
 use exit::Exit;
-use tracing_subscriber::EnvFilter;
 
 /// Everything that can end a command before it produced an exit code of its own.
 #[derive(Debug, thiserror::Error)]
@@ -79,18 +78,23 @@ impl Error {
 /// Log to stderr through the progress-aware writer. Only this crate logs at debug level, so
 /// no dependency's request dump can ever show a header.
 pub fn init_logging(verbose: u8) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        _ => LevelFilter::DEBUG,
     };
-    let filter = EnvFilter::try_new(format!("warn,liveness_batch={level}"))
-        .unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target("liveness_batch", level);
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
+        .finish()
+        .with(filter)
         .try_init();
 }
 

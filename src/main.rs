@@ -6,7 +6,7 @@ use liveness_batch::cli::Cli;
 
 /// jemalloc: less CPU per request than the system allocator for the scan's many small
 /// allocations (see the README's benchmark section); not built for MSVC.
-#[cfg(not(target_env = "msvc"))]
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

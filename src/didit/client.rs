@@ -142,6 +142,7 @@ impl Client {
             HeaderValue::from_static("application/json"),
         );
 
+        crate::kit::tls::install();
         let mut builder = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(concat!("liveness-batch/", env!("CARGO_PKG_VERSION")))

@@ -6,3 +6,4 @@ pub mod kinds;
 pub mod loopback;
 pub mod open;
 pub mod sort;
+pub mod tls;

@@ -46,12 +46,7 @@ fn azurite() -> Option<(String, PathBuf)> {
 /// die with the runtime that opened it.
 fn http() -> &'static reqwest::Client {
     static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    HTTP.get_or_init(|| {
-        reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap()
-    })
+    HTTP.get_or_init(|| common::http().pool_max_idle_per_host(0).build().unwrap())
 }
 
 /// A request to the emulator signed with its account key (Shared Key).

@@ -53,12 +53,7 @@ async fn put_exact(b: &Bucket, key: &str, bytes: Vec<u8>) {
     // idle connection: a pooled one would die with the test runtime that opened it.
     static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     let answer = HTTP
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap()
-        })
+        .get_or_init(|| common::http().pool_max_idle_per_host(0).build().unwrap())
         .put(&url)
         .headers(request.headers().clone())
         .body(bytes)

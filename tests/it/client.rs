@@ -1038,7 +1038,7 @@ mod against_the_emulator {
 
         // No file: the client always sends one, so send the form by hand.
         let form = reqwest::multipart::Form::new().text("save_api_request", "false");
-        let resp = reqwest::Client::builder()
+        let resp = common::http()
             .no_proxy()
             .build()
             .unwrap()

@@ -364,3 +364,13 @@ pub async fn serve(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
     });
     (url, task)
 }
+
+/// A plain HTTP client for the tests' own requests, with the TLS provider the binary uses
+/// installed first (reqwest's TLS setup needs one even for plain http).
+pub fn http() -> reqwest::ClientBuilder {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+}

@@ -20,7 +20,7 @@ const PERMISSION: &str = "You do not have permission to perform this action.";
 const NO_CREDITS: &str = "You don't have enough credits to perform this request. Please top up at https://business.didit.me";
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().unwrap()
+    common::http().no_proxy().build().unwrap()
 }
 
 async fn emu(config: EmulatorConfig) -> Emulator {
@@ -609,7 +609,7 @@ async fn fault_stall_outlasts_the_client_timeout_and_shutdown_ends_it() {
     });
     config.stall = Duration::from_secs(120);
     let e = emu(config).await;
-    let slow = reqwest::Client::builder()
+    let slow = common::http()
         .no_proxy()
         .timeout(Duration::from_millis(300))
         .build()

@@ -45,7 +45,9 @@ impl Bucket {
     pub(crate) async fn new() -> Option<Bucket> {
         let (endpoint, log) = server()?;
         let name = format!("it-{}", uuid::Uuid::new_v4().simple());
-        let made = reqwest::Client::new()
+        let made = common::http()
+            .build()
+            .unwrap()
             .put(format!("{endpoint}/{name}"))
             .send()
             .await

@@ -96,6 +96,7 @@ impl Direct {
 
     /// A bucket (an Azure container) reached with the listing API `dialect`.
     pub fn speaking(endpoint: String, auth: Auth, dialect: Dialect) -> Result<Self, String> {
+        crate::kit::tls::install();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))

@@ -249,6 +249,7 @@ fn setup(uri: &Uri) -> impl Fn(String) -> StorageError + '_ {
 }
 
 fn build(uri: &Uri, opts: &StorageOptions) -> Result<Client, StorageError> {
+    crate::kit::tls::install();
     match uri.scheme {
         Scheme::S3 => build_s3(uri, opts),
         #[cfg(feature = "gcp")]
