@@ -90,6 +90,7 @@ pub fn init_logging(verbose: u8) {
         .with_default(LevelFilter::WARN)
         .with_target("liveness_batch", level);
     let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
         .with_writer(progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
