@@ -1,5 +1,5 @@
-//! The emulator's request form: reading the multipart body and validating every field with the
-//! exact Django REST Framework messages Didit answers in its 400 field maps.
+//! The emulator's request form: reading the multipart body and validating every field of each
+//! check's form with the exact Django REST Framework messages Didit answers in its 400 field maps.
 
 use std::collections::BTreeMap;
 
@@ -12,8 +12,42 @@ use serde_json::{Map, Value, json};
 pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
 /// Extensions Didit accepts, in the order its message lists them.
 pub const ALLOWED_EXTENSIONS: [&str; 5] = ["tiff", "jpg", "jpeg", "png", "webp"];
-/// Didit's default decline threshold.
+/// Didit's default decline threshold (liveness score, face match similarity).
 pub const DEFAULT_THRESHOLD: f64 = 30.0;
+/// Didit's default minimum age of the age estimation.
+pub const DEFAULT_MIN_AGE: u32 = 18;
+
+/// The check a `POST` asks for: its path decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// `POST /v3/passive-liveness/`: one image.
+    Liveness,
+    /// `POST /v3/face-match/`: `user_image` against `ref_image`.
+    FaceMatch,
+    /// `POST /v3/age-estimation/`: one image, liveness and age.
+    Age,
+}
+
+impl Check {
+    pub const ALL: [Check; 3] = [Check::Liveness, Check::FaceMatch, Check::Age];
+
+    /// The path, trailing slash included.
+    pub fn path(self) -> &'static str {
+        match self {
+            Check::Liveness => "/v3/passive-liveness/",
+            Check::FaceMatch => "/v3/face-match/",
+            Check::Age => "/v3/age-estimation/",
+        }
+    }
+
+    /// The form field of the decline threshold.
+    fn threshold_field(self) -> &'static str {
+        match self {
+            Check::Liveness | Check::Age => "face_liveness_score_decline_threshold",
+            Check::FaceMatch => "face_match_score_decline_threshold",
+        }
+    }
+}
 
 /// One file part.
 #[derive(Debug, Clone)]
@@ -22,7 +56,7 @@ pub struct Upload {
     pub bytes: Bytes,
 }
 
-/// The `user_image` part as received.
+/// An image part (`user_image`, `ref_image`) as received.
 #[derive(Debug, Clone)]
 pub enum ImagePart {
     File(Upload),
@@ -35,6 +69,8 @@ pub enum ImagePart {
 #[derive(Debug, Default)]
 pub struct RawForm {
     pub image: Option<ImagePart>,
+    /// `ref_image` (face match).
+    pub reference: Option<ImagePart>,
     pub text: BTreeMap<String, String>,
     /// What was received, for the request log: text values, or "<name> (N bytes)" for files.
     pub log_fields: Map<String, Value>,
@@ -42,9 +78,15 @@ pub struct RawForm {
 
 /// The validated request.
 #[derive(Debug, Clone)]
-pub struct LivenessForm {
+pub struct CheckForm {
+    pub check: Check,
     pub image: Bytes,
+    /// `ref_image`: face match only.
+    pub reference: Option<Bytes>,
+    /// The decline threshold: liveness score, or face match similarity.
     pub threshold: f64,
+    /// `age_estimation_decline_threshold` (age only; 0 disables the age check).
+    pub min_age: u32,
     pub rotate_image: bool,
     pub save_api_request: bool,
     pub vendor_data: Option<String>,
@@ -96,9 +138,9 @@ pub async fn read_form(parts: &Parts, body: Bytes) -> Result<RawForm, String> {
                     name.clone(),
                     Value::String(format!("{file_name} ({} bytes)", bytes.len())),
                 );
-                if name == "user_image" {
+                if let Some(slot) = form.image_slot(&name) {
                     // Django ignores a file part whose filename is empty: "No file was submitted."
-                    form.image = if file_name.is_empty() {
+                    *slot = if file_name.is_empty() {
                         None
                     } else {
                         Some(ImagePart::File(Upload { file_name, bytes }))
@@ -109,8 +151,8 @@ pub async fn read_form(parts: &Parts, body: Bytes) -> Result<RawForm, String> {
                 let value = String::from_utf8_lossy(&bytes).into_owned();
                 form.log_fields
                     .insert(name.clone(), Value::String(truncate(&value, LOG_TEXT_MAX)));
-                if name == "user_image" {
-                    form.image = Some(ImagePart::Text);
+                if let Some(slot) = form.image_slot(&name) {
+                    *slot = Some(ImagePart::Text);
                 } else {
                     form.text.insert(name, value);
                 }
@@ -118,6 +160,17 @@ pub async fn read_form(parts: &Parts, body: Bytes) -> Result<RawForm, String> {
         }
     }
     Ok(form)
+}
+
+impl RawForm {
+    /// Where a file part of this name goes, if it is one of the images.
+    fn image_slot(&mut self, name: &str) -> Option<&mut Option<ImagePart>> {
+        match name {
+            "user_image" => Some(&mut self.image),
+            "ref_image" => Some(&mut self.reference),
+            _ => None,
+        }
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -131,16 +184,34 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-/// Validate every field like DRF does: all errors of all fields are collected into one map.
-pub fn validate(form: &RawForm) -> Result<LivenessForm, Value> {
-    // Fields are checked in Didit's order, so its error map lists them in that order.
+/// Validate a liveness form (see [`validate_for`]).
+pub fn validate(form: &RawForm) -> Result<CheckForm, Value> {
+    validate_for(Check::Liveness, form)
+}
+
+/// Validate every field of `check`'s form like DRF does: all errors of all fields are collected
+/// into one map, listed in Didit's order of the fields.
+pub fn validate_for(check: Check, form: &RawForm) -> Result<CheckForm, Value> {
     let mut errors: Map<String, Value> = Map::new();
-    let image = keep(&mut errors, "user_image", image_field(form));
+    let image = keep(&mut errors, "user_image", image_field(form.image.as_ref()));
+    let reference = match check {
+        Check::FaceMatch => keep(
+            &mut errors,
+            "ref_image",
+            image_field(form.reference.as_ref()).map(Some),
+        ),
+        Check::Liveness | Check::Age => Some(None),
+    };
+    let threshold_field_name = check.threshold_field();
     let threshold = keep(
         &mut errors,
-        "face_liveness_score_decline_threshold",
-        threshold_field(form),
+        threshold_field_name,
+        threshold_field(form, threshold_field_name),
     );
+    let min_age = match check {
+        Check::Age => keep(&mut errors, MIN_AGE_FIELD, min_age_field(form)),
+        Check::Liveness | Check::FaceMatch => Some(DEFAULT_MIN_AGE),
+    };
     let rotate_image = keep(
         &mut errors,
         "rotate_image",
@@ -153,16 +224,29 @@ pub fn validate(form: &RawForm) -> Result<LivenessForm, Value> {
     );
     let metadata = keep(&mut errors, "metadata", metadata_field(form));
     let vendor_data = present(form, "vendor_data").map(str::to_string);
-    match (image, threshold, rotate_image, save_api_request, metadata) {
+    match (
+        image,
+        reference,
+        threshold,
+        min_age,
+        rotate_image,
+        save_api_request,
+        metadata,
+    ) {
         (
             Some(image),
+            Some(reference),
             Some(threshold),
+            Some(min_age),
             Some(rotate_image),
             Some(save_api_request),
             Some(metadata),
-        ) if errors.is_empty() => Ok(LivenessForm {
+        ) if errors.is_empty() => Ok(CheckForm {
+            check,
             image,
+            reference,
             threshold,
+            min_age,
             rotate_image,
             save_api_request,
             vendor_data,
@@ -171,6 +255,9 @@ pub fn validate(form: &RawForm) -> Result<LivenessForm, Value> {
         _ => Err(Value::Object(errors)),
     }
 }
+
+/// The age estimation's minimum-age field.
+const MIN_AGE_FIELD: &str = "age_estimation_decline_threshold";
 
 /// A field's value, or its messages added to `errors` under its name.
 fn keep<T>(errors: &mut Map<String, Value>, field: &str, r: Result<T, Vec<String>>) -> Option<T> {
@@ -183,8 +270,8 @@ fn keep<T>(errors: &mut Map<String, Value>, field: &str, r: Result<T, Vec<String
     }
 }
 
-fn image_field(form: &RawForm) -> Result<Bytes, Vec<String>> {
-    match &form.image {
+fn image_field(part: Option<&ImagePart>) -> Result<Bytes, Vec<String>> {
+    match part {
         None => Err(vec!["No file was submitted.".into()]),
         Some(ImagePart::Text) => Err(vec![
             "The submitted data was not a file. Check the encoding type on the form.".into(),
@@ -196,10 +283,17 @@ fn image_field(form: &RawForm) -> Result<Bytes, Vec<String>> {
     }
 }
 
-fn threshold_field(form: &RawForm) -> Result<f64, Vec<String>> {
-    match present(form, "face_liveness_score_decline_threshold") {
+fn threshold_field(form: &RawForm, field: &str) -> Result<f64, Vec<String>> {
+    match present(form, field) {
         None => Ok(DEFAULT_THRESHOLD),
         Some(text) => parse_threshold(text).map_err(|message| vec![message]),
+    }
+}
+
+fn min_age_field(form: &RawForm) -> Result<u32, Vec<String>> {
+    match present(form, MIN_AGE_FIELD) {
+        None => Ok(DEFAULT_MIN_AGE),
+        Some(text) => parse_min_age(text).map_err(|message| vec![message]),
     }
 }
 
@@ -274,6 +368,30 @@ fn parse_threshold(text: &str) -> Result<f64, String> {
         return Err("Ensure this value is greater than or equal to 0.".into());
     }
     Ok(value)
+}
+
+/// DRF IntegerField with min 0 and max 100: an integral number, also with a fraction of zeros
+/// ("18.0", "18."), which DRF strips before reading it.
+fn parse_min_age(text: &str) -> Result<u32, String> {
+    let invalid = || "A valid integer is required.".to_string();
+    let text = text.trim();
+    let value: i64 = match text.parse::<i64>() {
+        Ok(v) => v,
+        Err(_) => {
+            let (whole, fraction) = text.split_once('.').ok_or_else(invalid)?;
+            if !fraction.bytes().all(|b| b == b'0') {
+                return Err(invalid());
+            }
+            whole.parse().map_err(|_| invalid())?
+        }
+    };
+    if value > 100 {
+        return Err("Ensure this value is less than or equal to 100.".into());
+    }
+    if value < 0 {
+        return Err("Ensure this value is greater than or equal to 0.".into());
+    }
+    Ok(value as u32)
 }
 
 /// DRF BooleanField's accepted spellings.

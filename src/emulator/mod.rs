@@ -1,8 +1,11 @@
-//! The Didit-compatible emulator: a local HTTP server answering `POST /v3/passive-liveness/` as
-//! Didit documents it, for demos, tests and benchmarks (the real API is not reachable here).
+//! The Didit-compatible emulator: a local HTTP server answering Didit's passive liveness, face
+//! match and age estimation endpoints as Didit documents them, for demos, tests and benchmarks
+//! (the real API is not reachable here).
 //!
 //! It listens on 127.0.0.1 only and serves:
-//! - `POST /v3/passive-liveness/`: the endpoint (trailing slash required, like Didit's);
+//! - `POST /v3/passive-liveness/`, `POST /v3/face-match/` (`user_image` against `ref_image`) and
+//!   `POST /v3/age-estimation/` (trailing slash required, like Didit's), on one rate window, one
+//!   fault injection and one credit counter;
 //! - `GET /v3/billing/balance/`: `{"balance": "<credits left x US$0.10>", ...}` in US dollars, as
 //!   Didit gives it (same authentication; 403 with `billing_forbidden`, a key that may not read it);
 //! - `GET /emulator/stats`: the counters as JSON ([`Stats`]), no authentication;
@@ -33,7 +36,8 @@
 //!    processing (nothing billed);
 //! 7. decoding, bounded (8000 px a side, 128 MiB), off the async threads: an undecodable image or
 //!    a decompression bomb gets 400 `{"error": "Invalid user image format."}`;
-//! 8. the result, derived from the image itself (see [`results`]); only a 200 spends a credit.
+//! 8. the result, derived from the image itself (see [`results`] and [`face_age`]: a pair
+//!    matches when one image is the other or derived from it); only a 200 spends a credit.
 //!    `rotate_image=true` adds 25 ms, as trying rotations is slower.
 //!
 //! `latency` + uniform `jitter` delay every `POST` answer. Faults and jitter come from one seeded
@@ -41,7 +45,8 @@
 //! order of requests. With `sandbox`, a valid request gets a fixed Approved result and nothing is
 //! billed or enrolled. With `log`, one JSON line per request (not for `/emulator/stats`) is
 //! appended and flushed before the answer: time, method, path, status (null when dropped or
-//! stalled), fault, whether the key matched (never the key), sha256 of the uploaded image,
+//! stalled), fault, whether the key matched (never the key), sha256 of the uploaded image (and
+//! `ref_sha256`, of the reference),
 //! vendor_data, the fields received and the latency.
 //!
 //! Result severities: `NO_FACE_DETECTED`, `LOW_LIVENESS_SCORE`, `LIVENESS_FACE_ATTACK`,
@@ -51,6 +56,7 @@
 //! is raised when the same image bytes were earlier saved (`save_api_request=true`, Approved)
 //! under a different or no vendor_data.
 
+pub mod face_age;
 pub mod form;
 mod ratelimit;
 pub mod results;
@@ -67,7 +73,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-pub use form::{ALLOWED_EXTENSIONS, MAX_IMAGE_BYTES};
+pub use form::{ALLOWED_EXTENSIONS, Check, MAX_IMAGE_BYTES};
 pub use ratelimit::parse_rate_limit;
 
 /// Probabilities (0..=1, summing to at most 1) of each injected fault per `POST`.

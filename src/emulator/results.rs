@@ -105,7 +105,7 @@ pub fn quality_from_sharpness(sharpness: f64) -> f64 {
     100.0 * s / (s + SHARPNESS_SCALE)
 }
 
-fn round2(x: f64) -> f64 {
+pub(super) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
@@ -139,6 +139,14 @@ impl Warning {
             log_type,
             short_description,
             long_description,
+        }
+    }
+
+    /// A face match warning: its feature is `FACEMATCH`.
+    pub fn face_match(risk: &'static str) -> Self {
+        Self {
+            feature: "FACEMATCH",
+            ..Self::new(risk, None)
         }
     }
 }
@@ -202,6 +210,26 @@ pub fn describe(risk: &str) -> (LogType, &'static str, &'static str) {
             LogType::Warning,
             "High face luminance",
             "The face in the image is overexposed; the result may be unreliable.",
+        ),
+        "AGE_NOT_DETECTED" => (
+            LogType::Error,
+            "Age not detected",
+            "The age of the face could not be estimated.",
+        ),
+        "AGE_BELOW_MINIMUM" => (
+            LogType::Error,
+            "Age below minimum",
+            "The age of the face is below the minimum age threshold for the application.",
+        ),
+        "LOW_FACE_MATCH_SIMILARITY" => (
+            LogType::Error,
+            "Low face match similarity",
+            "The facial features of the provided image don't closely match the reference image, suggesting a potential identity mismatch.",
+        ),
+        "NO_REFERENCE_IMAGE" => (
+            LogType::Error,
+            "No reference image",
+            "No face pair could be compared: no face was found in the image or in the reference image.",
         ),
         _ => (LogType::Warning, "Unknown risk", "Unknown risk."),
     }
@@ -277,10 +305,10 @@ impl Assessment {
 
 /// Draws derived from the image hash: SplitMix64 seeded with the hash, so the same bytes always
 /// give the same findings whatever the library versions.
-struct Draws(u64);
+pub(super) struct Draws(u64);
 
 impl Draws {
-    fn from_hash(hash: &[u8; 32]) -> Self {
+    pub(super) fn from_hash(hash: &[u8; 32]) -> Self {
         let mut seed = 0u64;
         for chunk in hash.chunks(8) {
             let mut b = [0u8; 8];
@@ -290,7 +318,14 @@ impl Draws {
         Self(seed)
     }
 
-    fn next_u64(&mut self) -> u64 {
+    /// Another stream for the same bytes: `salt` names what it draws.
+    pub(super) fn salted(hash: &[u8; 32], salt: u64) -> Self {
+        let mut d = Self::from_hash(hash);
+        d.0 ^= salt;
+        d
+    }
+
+    pub(super) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -299,7 +334,7 @@ impl Draws {
     }
 
     /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
+    pub(super) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 

@@ -30,7 +30,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::form::{self, LivenessForm};
+use super::face_age::{self, AgeEstimate, Echo, FaceMatch, Side};
+use super::form::{self, Check, CheckForm};
 use super::ratelimit::{self, Admission, SlidingWindow};
 use super::results::{self, Assessment, FaceIndex};
 use super::{EmulatorConfig, EmulatorError, Stats};
@@ -43,7 +44,6 @@ const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 /// Extra time `rotate_image=true` costs.
 const ROTATE_COST: Duration = Duration::from_millis(25);
 
-const LIVENESS_PATH: &str = "/v3/passive-liveness/";
 const BALANCE_PATH: &str = "/v3/billing/balance/";
 /// The balance of unlimited credits: a number, as Didit writes amounts, that the client reads as
 /// "unlimited".
@@ -261,6 +261,9 @@ struct LogEntry {
     fault: Option<&'static str>,
     api_key: Option<&'static str>,
     sha256: Option<String>,
+    /// The `ref_image`'s SHA-256 (face match).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ref_sha256: Option<String>,
     vendor_data: Option<String>,
     fields: Map<String, Value>,
     latency_ms: f64,
@@ -278,6 +281,7 @@ impl LogEntry {
             fault: None,
             api_key: None,
             sha256: None,
+            ref_sha256: None,
             vendor_data: None,
             fields: Map::new(),
             latency_ms: 0.0,
@@ -330,8 +334,14 @@ impl Connected<IncomingStream<'_, TcpListener>> for ConnHandle {
 /// Serve until the shutdown token fires.
 pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
     let token = app.shutdown.clone();
-    let router = Router::new()
-        .route(LIVENESS_PATH, any(liveness))
+    let router = Check::ALL
+        .into_iter()
+        .fold(Router::new(), |router, check| {
+            router.route(
+                check.path(),
+                any(move |state, conn, req| endpoint(state, conn, req, check)),
+            )
+        })
         .route(BALANCE_PATH, any(balance))
         .route("/emulator/stats", get(stats))
         .fallback(not_found)
@@ -452,10 +462,11 @@ enum Reply {
     Stall,
 }
 
-async fn liveness(
+async fn endpoint(
     State(app): State<Arc<App>>,
     ConnectInfo(conn): ConnectInfo<ConnHandle>,
     req: Request,
+    check: Check,
 ) -> Response {
     let (parts, body) = req.into_parts();
     app.count_request();
@@ -471,7 +482,7 @@ async fn liveness(
         return finish(&app, &mut entry, response);
     }
 
-    let (reply, delay) = handle_post(&app, &parts, body, &mut entry).await;
+    let (reply, delay) = handle_post(&app, check, &parts, body, &mut entry).await;
     // If the client goes away during the delay, hyper drops this handler: the guard still
     // logs the request (it was received, and a 200 was billed).
     let mut gone = ClientGoneLog {
@@ -580,6 +591,7 @@ async fn read_body(parts: &Parts, body: Body) -> Result<Bytes, BodyError> {
 /// The checks of a `POST`, in order. Returns the reply and the delay to apply before it.
 async fn handle_post(
     app: &App,
+    check: Check,
     parts: &Parts,
     body: Body,
     entry: &mut LogEntry,
@@ -593,9 +605,12 @@ async fn handle_post(
     if let Ok(raw) = &form {
         entry.fields = raw.log_fields.clone();
         entry.vendor_data = raw.text.get("vendor_data").cloned();
-        if let Some(form::ImagePart::File(upload)) = &raw.image {
-            entry.sha256 = Some(hex::encode(Sha256::digest(&upload.bytes)));
-        }
+        let digest = |part: &Option<form::ImagePart>| match part {
+            Some(form::ImagePart::File(upload)) => Some(hex::encode(Sha256::digest(&upload.bytes))),
+            _ => None,
+        };
+        entry.sha256 = digest(&raw.image);
+        entry.ref_sha256 = digest(&raw.reference);
     }
     let (fault, delay) = app.draw();
     // In Didit's order: auth, rate limit, (injected faults), validation, credits, result.
@@ -613,7 +628,7 @@ async fn handle_post(
             return (Reply::Send(response), delay);
         }
     };
-    let valid = match form::validate(&raw) {
+    let valid = match form::validate_for(check, &raw) {
         Ok(valid) => valid,
         Err(errors) => {
             let response = (StatusCode::BAD_REQUEST, Json(errors)).into_response();
@@ -698,12 +713,16 @@ impl App {
 
     /// A valid request: a credit is reserved (unless sandboxed), the result computed, and the
     /// credit kept only for a 200.
-    async fn answer_billed(&self, valid: &form::LivenessForm) -> Response {
+    async fn answer_billed(&self, valid: &CheckForm) -> Response {
         let billed = !self.config.sandbox;
         if billed && self.reserve_credit().is_err() {
             return (StatusCode::FORBIDDEN, Json(json!({ "error": NO_CREDITS }))).into_response();
         }
-        let response = process(self, valid).await;
+        let response = match valid.check {
+            Check::Liveness => process(self, valid).await,
+            Check::FaceMatch => match_faces(self, valid).await,
+            Check::Age => estimate_age(self, valid).await,
+        };
         if billed {
             if response.status() == StatusCode::OK {
                 lock(&self.stats).credits_used += 1;
@@ -715,32 +734,76 @@ impl App {
     }
 }
 
-/// Decode (bounded, off the async threads), assess, detect duplicates, enroll, answer.
-async fn process(app: &App, valid: &LivenessForm) -> Response {
-    let hash: [u8; 32] = Sha256::digest(&valid.image).into();
-    let analysis = {
+/// An image decoded (bounded, off the async threads) and measured, with its fingerprint when
+/// asked (face match).
+struct Decoded {
+    hash: [u8; 32],
+    analysis: results::Analysis,
+    print: u64,
+}
+
+impl Decoded {
+    fn side(&self) -> Side<'_> {
+        Side {
+            hash: &self.hash,
+            analysis: &self.analysis,
+            print: self.print,
+        }
+    }
+}
+
+/// Decode and measure `image`, or the answer Didit gives an image it cannot read (`field`
+/// names it: `user` or `ref`).
+async fn decode(app: &App, image: &Bytes, field: &str, print: bool) -> Result<Decoded, Response> {
+    let hash: [u8; 32] = Sha256::digest(image).into();
+    let measured = {
         let Ok(_permit) = app.decoders.acquire().await else {
-            return detail(
+            return Err(detail(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service temporarily unavailable, try again later.",
-            );
+            ));
         };
-        let image = valid.image.clone();
+        let image = image.clone();
         tokio::task::spawn_blocking(move || {
-            results::decode_bounded(&image).map(|img| results::analyze(&img))
+            results::decode_bounded(&image).map(|img| {
+                (
+                    results::analyze(&img),
+                    print.then(|| face_age::fingerprint(&img)),
+                )
+            })
         })
         .await
     };
-    let analysis = match analysis {
-        Ok(Ok(analysis)) => analysis,
-        _ => {
-            return (
-                StatusCode::BAD_REQUEST,
-                Json(json!({ "error": "Invalid user image format." })),
-            )
-                .into_response();
-        }
+    match measured {
+        Ok(Ok((analysis, print))) => Ok(Decoded {
+            hash,
+            analysis,
+            print: print.unwrap_or(0),
+        }),
+        _ => Err((
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": format!("Invalid {field} image format.") })),
+        )
+            .into_response()),
+    }
+}
+
+fn echo(valid: &CheckForm) -> Echo<'_> {
+    Echo {
+        request_id: Uuid::new_v4(),
+        vendor_data: valid.vendor_data.as_deref(),
+        metadata: valid.metadata.as_ref(),
+        now: chrono::Utc::now(),
+    }
+}
+
+/// Decode, assess, detect duplicates, enroll, answer.
+async fn process(app: &App, valid: &CheckForm) -> Response {
+    let user = match decode(app, &valid.image, "user", valid.check == Check::FaceMatch).await {
+        Ok(user) => user,
+        Err(refusal) => return refusal,
     };
+    let (hash, analysis) = (user.hash, user.analysis);
     let request_id = Uuid::new_v4();
     let assessment = if app.config.sandbox {
         Assessment::sandbox()
@@ -766,5 +829,57 @@ async fn process(app: &App, valid: &LivenessForm) -> Response {
         valid.metadata.as_ref(),
         chrono::Utc::now(),
     );
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// Decode both images and compare them. Face match enrolls nothing, saved or not.
+async fn match_faces(app: &App, valid: &CheckForm) -> Response {
+    let user = match decode(app, &valid.image, "user", valid.check == Check::FaceMatch).await {
+        Ok(user) => user,
+        Err(refusal) => return refusal,
+    };
+    let reference = valid.reference.as_ref().unwrap_or(&valid.image);
+    let reference = match decode(app, reference, "ref", true).await {
+        Ok(reference) => reference,
+        Err(refusal) => return refusal,
+    };
+    let verdict = if app.config.sandbox {
+        FaceMatch::sandbox()
+    } else {
+        face_age::face_match(
+            user.side(),
+            reference.side(),
+            valid.threshold,
+            valid.save_api_request,
+        )
+    };
+    let body = face_age::face_match_body(&verdict, echo(valid));
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// Decode the image, then liveness and age. A saved approved call enrolls the face, as Didit's
+/// age estimation does with `save_api_request=true`.
+async fn estimate_age(app: &App, valid: &CheckForm) -> Response {
+    let user = match decode(app, &valid.image, "user", valid.check == Check::FaceMatch).await {
+        Ok(user) => user,
+        Err(refusal) => return refusal,
+    };
+    let echo = echo(valid);
+    let verdict = if app.config.sandbox {
+        AgeEstimate::sandbox()
+    } else {
+        let verdict = face_age::age_estimation(
+            &user.hash,
+            &user.analysis,
+            valid.threshold,
+            valid.min_age,
+            valid.rotate_image,
+        );
+        if valid.save_api_request && verdict.status() == "Approved" {
+            lock(&app.faces).enroll(user.hash, echo.request_id, echo.vendor_data);
+        }
+        verdict
+    };
+    let body = face_age::age_body(&verdict, echo);
     (StatusCode::OK, Json(body)).into_response()
 }

@@ -9,6 +9,7 @@ mod azure;
 mod buckets;
 mod charges;
 mod check;
+mod checks;
 mod client;
 mod completions;
 mod emulator;

@@ -10,12 +10,110 @@ fn form_with(image: Option<(&str, &[u8])>, text: &[(&str, &str)]) -> RawForm {
                 bytes: Bytes::copy_from_slice(bytes),
             })
         }),
+        reference: None,
         text: text
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         log_fields: Map::new(),
     }
+}
+
+fn file(name: &str, bytes: &[u8]) -> ImagePart {
+    ImagePart::File(Upload {
+        file_name: name.into(),
+        bytes: Bytes::copy_from_slice(bytes),
+    })
+}
+
+#[test]
+fn face_match_needs_both_images_and_reads_its_own_threshold() {
+    let mut form = form_with(
+        Some(("a.jpg", b"xx")),
+        &[
+            ("face_match_score_decline_threshold", "55"),
+            ("face_liveness_score_decline_threshold", "99"),
+        ],
+    );
+    let err = validate_for(Check::FaceMatch, &form).unwrap_err();
+    assert_eq!(err, json!({"ref_image": ["No file was submitted."]}));
+    form.reference = Some(file("id.png", b"yy"));
+    let f = validate_for(Check::FaceMatch, &form).unwrap();
+    assert_eq!(
+        f.threshold, 55.0,
+        "the liveness threshold is not face match's"
+    );
+    assert_eq!(f.reference.as_deref(), Some(&b"yy"[..]));
+    assert!(f.save_api_request, "Didit's default is true");
+
+    // Both images wrong: both listed, user_image first, with the threshold's message after.
+    let mut bad = form_with(
+        Some(("a.txt", b"xx")),
+        &[("face_match_score_decline_threshold", "101")],
+    );
+    bad.reference = Some(ImagePart::Text);
+    let err = validate_for(Check::FaceMatch, &bad).unwrap_err();
+    let keys: Vec<&String> = err.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "user_image",
+            "ref_image",
+            "face_match_score_decline_threshold"
+        ]
+    );
+    assert_eq!(
+        err["ref_image"],
+        json!(["The submitted data was not a file. Check the encoding type on the form."])
+    );
+    assert_eq!(
+        err["face_match_score_decline_threshold"],
+        json!(["Ensure this value is less than or equal to 100."])
+    );
+}
+
+#[test]
+fn liveness_ignores_a_reference_image() {
+    let mut form = form_with(Some(("a.jpg", b"xx")), &[]);
+    form.reference = Some(ImagePart::Text);
+    let f = validate(&form).unwrap();
+    assert_eq!(f.check, Check::Liveness);
+    assert_eq!(f.reference, None);
+}
+
+#[test]
+fn the_minimum_age_is_an_integer_from_0_to_100_defaulting_to_18() {
+    let age =
+        |text: &[(&str, &str)]| validate_for(Check::Age, &form_with(Some(("a.jpg", b"x")), text));
+    assert_eq!(age(&[]).unwrap().min_age, 18);
+    assert_eq!(age(&[(MIN_AGE_FIELD, "0")]).unwrap().min_age, 0);
+    assert_eq!(age(&[(MIN_AGE_FIELD, " 21 ")]).unwrap().min_age, 21);
+    assert_eq!(age(&[(MIN_AGE_FIELD, "21.00")]).unwrap().min_age, 21);
+    assert_eq!(age(&[(MIN_AGE_FIELD, "21.")]).unwrap().min_age, 21);
+    for (text, message) in [
+        ("18.5", "A valid integer is required."),
+        ("eighteen", "A valid integer is required."),
+        (".5", "A valid integer is required."),
+        ("101", "Ensure this value is less than or equal to 100."),
+        ("-1", "Ensure this value is greater than or equal to 0."),
+    ] {
+        assert_eq!(
+            age(&[(MIN_AGE_FIELD, text)]).unwrap_err(),
+            json!({ MIN_AGE_FIELD: [message] }),
+            "{text}"
+        );
+    }
+    // The liveness threshold is validated beside it, in Didit's order of the fields.
+    let err = age(&[
+        (MIN_AGE_FIELD, "x"),
+        ("face_liveness_score_decline_threshold", "-3"),
+    ])
+    .unwrap_err();
+    let keys: Vec<&String> = err.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["face_liveness_score_decline_threshold", MIN_AGE_FIELD]
+    );
 }
 
 #[test]

@@ -1,0 +1,501 @@
+//! Integration tests: the emulator's face match and age estimation endpoints over real HTTP on
+//! loopback, their answers held field by field against Didit's own OpenAPI texts (copied into
+//! `tests/fixtures/didit/`), and the budget they share with passive liveness.
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use image::imageops::{self, FilterType};
+use image::{ImageFormat, Rgb, RgbImage};
+use liveness_batch::emulator::{self, Check, Emulator, EmulatorConfig};
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+
+use crate::common;
+
+const KEY: &str = "checks_test_key_51d0";
+
+/// Didit's OpenAPI text for `check`'s endpoint.
+fn spec(check: Check) -> Value {
+    let name = match check {
+        Check::Liveness => "openapi-passive-liveness.json",
+        Check::FaceMatch => "openapi-face-match.json",
+        Check::Age => "openapi-age-estimation.json",
+    };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/didit")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// The schema of `check`'s answer with `status`.
+fn answer_schema(check: Check, status: &str) -> Value {
+    let spec = spec(check);
+    spec["paths"][check.path()]["post"]["responses"][status]["content"]["application/json"]
+        ["schema"]
+        .clone()
+}
+
+/// Every way `value` departs from an OpenAPI 3.0 `schema` (the subset Didit's texts use:
+/// type, nullable, properties, required, enum, items, minimum, maximum, minItems, maxItems,
+/// format uuid). Stricter than the text in one way: a property the schema does not declare is
+/// a departure too, so the emulator sends nothing Didit does not document.
+fn departures(schema: &Value, value: &Value, at: &str, out: &mut Vec<String>) {
+    if value.is_null() {
+        if schema["nullable"] != true {
+            out.push(format!("{at}: null, not nullable"));
+        }
+        return;
+    }
+    let fits = match schema["type"].as_str() {
+        Some("object") => value.is_object(),
+        Some("array") => value.is_array(),
+        Some("string") => value.is_string(),
+        Some("number") => value.is_number(),
+        Some("integer") => value.is_i64() || value.is_u64(),
+        Some("boolean") => value.is_boolean(),
+        _ => true,
+    };
+    if !fits {
+        out.push(format!("{at}: {value} is not of type {}", schema["type"]));
+        return;
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        out.push(format!("{at}: {value} is not one of {allowed:?}"));
+    }
+    if let Some(n) = value.as_f64() {
+        if schema["minimum"].as_f64().is_some_and(|min| n < min) {
+            out.push(format!("{at}: {n} below the minimum"));
+        }
+        if schema["maximum"].as_f64().is_some_and(|max| n > max) {
+            out.push(format!("{at}: {n} above the maximum"));
+        }
+    }
+    if schema["format"] == "uuid" && uuid::Uuid::parse_str(value.as_str().unwrap()).is_err() {
+        out.push(format!("{at}: {value} is not a UUID"));
+    }
+    if let Some(items) = value.as_array() {
+        if schema["minItems"]
+            .as_u64()
+            .is_some_and(|n| (items.len() as u64) < n)
+            || schema["maxItems"]
+                .as_u64()
+                .is_some_and(|n| (items.len() as u64) > n)
+        {
+            out.push(format!("{at}: {} items", items.len()));
+        }
+        for (i, item) in items.iter().enumerate() {
+            departures(&schema["items"], item, &format!("{at}[{i}]"), out);
+        }
+    }
+    if let Some(fields) = value.as_object() {
+        let declared = schema["properties"].as_object();
+        for required in schema["required"].as_array().into_iter().flatten() {
+            if !fields.contains_key(required.as_str().unwrap()) {
+                out.push(format!("{at}: {required} missing"));
+            }
+        }
+        for (name, field) in fields {
+            match declared.and_then(|d| d.get(name)) {
+                Some(sub) => departures(sub, field, &format!("{at}.{name}"), out),
+                None if schema["additionalProperties"].is_object() => departures(
+                    &schema["additionalProperties"],
+                    field,
+                    &format!("{at}.{name}"),
+                    out,
+                ),
+                None if declared.is_some() && schema["additionalProperties"] != true => {
+                    out.push(format!("{at}.{name}: not in Didit's schema"));
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+fn assert_fits(check: Check, status: u16, body: &Value) {
+    let schema = answer_schema(check, &status.to_string());
+    assert!(schema.is_object(), "{check:?} documents no {status} schema");
+    let mut out = Vec::new();
+    departures(&schema, body, "$", &mut out);
+    assert!(out.is_empty(), "{check:?} {status}: {out:#?}\n{body:#}");
+}
+
+/// A picture with seeded structure: bright and dark discs on a grey ground ("a person").
+fn person(seed: u64, side: u32) -> RgbImage {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let discs: Vec<(f64, f64, f64, u8)> = (0..6)
+        .map(|_| {
+            let (x, y) = (
+                (next() % 1000) as f64 / 1000.0,
+                (next() % 1000) as f64 / 1000.0,
+            );
+            let r = 0.1 + (next() % 200) as f64 / 1000.0;
+            (x, y, r, if next() % 2 == 0 { 30 } else { 220 })
+        })
+        .collect();
+    RgbImage::from_fn(side, side, |x, y| {
+        let (fx, fy) = (
+            f64::from(x) / f64::from(side),
+            f64::from(y) / f64::from(side),
+        );
+        let v = discs
+            .iter()
+            .rev()
+            .find(|(cx, cy, r, _)| (fx - cx).powi(2) + (fy - cy).powi(2) < r * r)
+            .map_or(128, |d| d.3);
+        Rgb([v, v.saturating_sub(10), v.saturating_sub(20)])
+    })
+}
+
+fn encoded(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
+/// The same person photographed again: smaller, brighter, another format.
+fn derived(img: &RgbImage) -> Vec<u8> {
+    let mut smaller =
+        imageops::resize(img, img.width() / 2, img.height() / 2, FilterType::Triangle);
+    for p in smaller.pixels_mut() {
+        p.0 = p.0.map(|c| c.saturating_add(15));
+    }
+    encoded(&smaller, ImageFormat::Png)
+}
+
+fn file(bytes: &[u8], name: &str) -> Part {
+    Part::bytes(bytes.to_vec()).file_name(name.to_string())
+}
+
+async fn start(configure: impl FnOnce(&mut EmulatorConfig)) -> Emulator {
+    let mut config = EmulatorConfig::new(KEY);
+    configure(&mut config);
+    emulator::start(config, 0).await.expect("start emulator")
+}
+
+async fn post(e: &Emulator, check: Check, form: Form) -> (u16, Value) {
+    let response = common::http()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .post(format!("{}{}", e.base_url(), check.path()))
+        .header("x-api-key", KEY)
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text:?}"));
+    (status, body)
+}
+
+fn pair(user: &[u8], reference: &[u8], fields: &[(&str, &str)]) -> Form {
+    let mut form = Form::new()
+        .part("user_image", file(user, "selfie.jpg"))
+        .part("ref_image", file(reference, "id.png"));
+    for (k, v) in fields {
+        form = form.text(k.to_string(), v.to_string());
+    }
+    form
+}
+
+fn one(image: &[u8], fields: &[(&str, &str)]) -> Form {
+    let mut form = Form::new().part("user_image", file(image, "selfie.jpg"));
+    for (k, v) in fields {
+        form = form.text(k.to_string(), v.to_string());
+    }
+    form
+}
+
+fn risks(object: &Value) -> Vec<String> {
+    object["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["risk"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every decision of face match, each answer as Didit's schema gives it: the same person
+/// (identical, or derived) approved, another person declined for low similarity, a pair with no
+/// face declined with `NO_REFERENCE_IMAGE`, and the threshold sent deciding.
+#[tokio::test]
+async fn face_match_answers_every_decision_in_didits_shape() {
+    let e = start(|_| {}).await;
+    let alice = person(1, 240);
+    let alice_jpeg = encoded(&alice, ImageFormat::Jpeg);
+    let unsaved = [("save_api_request", "false")];
+
+    let (status, same) = post(
+        &e,
+        Check::FaceMatch,
+        pair(&alice_jpeg, &alice_jpeg, &unsaved),
+    )
+    .await;
+    assert_eq!(status, 200, "{same}");
+    assert_fits(Check::FaceMatch, 200, &same);
+    assert_eq!(same["face_match"]["status"], "Approved");
+    assert!(
+        same["face_match"]["score"].as_f64().unwrap() > 95.0,
+        "{same}"
+    );
+
+    let (_, again) = post(
+        &e,
+        Check::FaceMatch,
+        pair(&alice_jpeg, &derived(&alice), &unsaved),
+    )
+    .await;
+    assert_fits(Check::FaceMatch, 200, &again);
+    assert_eq!(again["face_match"]["status"], "Approved", "{again}");
+
+    let bob = encoded(&person(2, 240), ImageFormat::Jpeg);
+    let (_, other) = post(&e, Check::FaceMatch, pair(&alice_jpeg, &bob, &unsaved)).await;
+    assert_fits(Check::FaceMatch, 200, &other);
+    assert_eq!(other["face_match"]["status"], "Declined");
+    assert_eq!(risks(&other["face_match"]), ["LOW_FACE_MATCH_SIMILARITY"]);
+    let low = other["face_match"]["score"].as_f64().unwrap();
+    assert!(low <= 30.0, "{other}");
+
+    // The threshold sent decides: at the score it declines, below it approves.
+    let score = again["face_match"]["score"].as_f64().unwrap();
+    let at = score.to_string();
+    let fields = [
+        ("save_api_request", "false"),
+        ("face_match_score_decline_threshold", at.as_str()),
+    ];
+    let (_, strict) = post(
+        &e,
+        Check::FaceMatch,
+        pair(&alice_jpeg, &derived(&alice), &fields),
+    )
+    .await;
+    assert_eq!(strict["face_match"]["status"], "Declined", "{strict}");
+    assert_eq!(strict["face_match"]["score"].as_f64().unwrap(), score);
+
+    // No face on one side (a uniform picture): not scored; null when saved, 0 when not.
+    let blank = encoded(
+        &RgbImage::from_pixel(200, 200, Rgb([90, 90, 90])),
+        ImageFormat::Png,
+    );
+    let (_, saved) = post(&e, Check::FaceMatch, pair(&alice_jpeg, &blank, &[])).await;
+    assert_fits(Check::FaceMatch, 200, &saved);
+    assert_eq!(risks(&saved["face_match"]), ["NO_REFERENCE_IMAGE"]);
+    assert!(saved["face_match"]["score"].is_null(), "{saved}");
+    let (_, not_saved) = post(&e, Check::FaceMatch, pair(&blank, &alice_jpeg, &unsaved)).await;
+    assert_eq!(not_saved["face_match"]["score"], 0.0);
+    assert_eq!(not_saved["face_match"]["status"], "Declined");
+
+    // Echoed fields and the envelope.
+    let fields = [
+        ("save_api_request", "false"),
+        ("vendor_data", "user-9"),
+        ("metadata", r#"{"flow":"pairs"}"#),
+    ];
+    let (_, echoed) = post(&e, Check::FaceMatch, pair(&alice_jpeg, &bob, &fields)).await;
+    assert_fits(Check::FaceMatch, 200, &echoed);
+    assert_eq!(echoed["vendor_data"], "user-9");
+    assert_eq!(echoed["metadata"], json!({"flow": "pairs"}));
+    assert_eq!(e.stats().credits_used, 7, "each 200 is one credit");
+}
+
+/// Face match's 400s, in Didit's field maps: a missing or broken reference costs nothing.
+#[tokio::test]
+async fn face_match_refuses_a_missing_reference_and_bad_fields() {
+    let e = start(|_| {}).await;
+    let selfie = encoded(&person(3, 160), ImageFormat::Jpeg);
+    let (status, body) = post(&e, Check::FaceMatch, one(&selfie, &[])).await;
+    assert_eq!(
+        (status, body),
+        (400, json!({"ref_image": ["No file was submitted."]}))
+    );
+    let (status, body) = post(
+        &e,
+        Check::FaceMatch,
+        pair(
+            &selfie,
+            &selfie,
+            &[("face_match_score_decline_threshold", "101")],
+        ),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"face_match_score_decline_threshold": ["Ensure this value is less than or equal to 100."]})
+        )
+    );
+    let (status, body) = post(&e, Check::FaceMatch, pair(&selfie, b"not an image", &[])).await;
+    assert_eq!(
+        (status, body),
+        (400, json!({"error": "Invalid ref image format."}))
+    );
+    assert_eq!(e.stats().credits_used, 0);
+}
+
+/// Age estimation over many images: every decision and code present, each answer in Didit's
+/// shape; `age_estimation_decline_threshold` 0 turns the age check off, and it is an integer.
+#[tokio::test]
+async fn age_estimation_answers_every_decision_in_didits_shape() {
+    let e = start(|_| {}).await;
+    let mut codes = std::collections::BTreeSet::new();
+    let mut statuses = std::collections::BTreeSet::new();
+    let mut below = None;
+    for seed in 0..60 {
+        let image = common::jpeg(9_000 + seed);
+        let (status, body) = post(
+            &e,
+            Check::Age,
+            one(&image, &[("save_api_request", "false")]),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_fits(Check::Age, 200, &body);
+        let object = &body["age_estimation"];
+        statuses.insert(object["status"].as_str().unwrap().to_string());
+        let found = risks(object);
+        assert_eq!(object["status"] == "Approved", found.is_empty(), "{body}");
+        if found.iter().any(|r| r == "AGE_BELOW_MINIMUM") {
+            assert!(object["age_estimation"].as_f64().unwrap() < 18.0);
+            below.get_or_insert(image.clone());
+        }
+        codes.extend(found);
+    }
+    assert_eq!(
+        statuses.into_iter().collect::<Vec<_>>(),
+        ["Approved", "Declined"]
+    );
+    assert!(codes.contains("AGE_BELOW_MINIMUM"), "{codes:?}");
+
+    // The same young face with the age check off is not declined for its age.
+    let young = below.expect("a face under 18 among 60");
+    let (_, off) = post(
+        &e,
+        Check::Age,
+        one(
+            &young,
+            &[
+                ("save_api_request", "false"),
+                ("age_estimation_decline_threshold", "0"),
+            ],
+        ),
+    )
+    .await;
+    assert!(!risks(&off["age_estimation"]).contains(&"AGE_BELOW_MINIMUM".to_string()));
+
+    // No face: no score, no age.
+    let blank = encoded(
+        &RgbImage::from_pixel(200, 200, Rgb([90, 90, 90])),
+        ImageFormat::Png,
+    );
+    let (_, none) = post(&e, Check::Age, one(&blank, &[])).await;
+    assert_fits(Check::Age, 200, &none);
+    assert_eq!(
+        risks(&none["age_estimation"]),
+        ["NO_FACE_DETECTED", "AGE_NOT_DETECTED"]
+    );
+    assert!(none["age_estimation"]["age_estimation"].is_null());
+
+    let (status, body) = post(
+        &e,
+        Check::Age,
+        one(&young, &[("age_estimation_decline_threshold", "17.5")]),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            400,
+            json!({"age_estimation_decline_threshold": ["A valid integer is required."]})
+        )
+    );
+}
+
+/// The liveness answers hold to Didit's passive liveness text too.
+#[tokio::test]
+async fn liveness_answers_fit_didits_schema() {
+    let e = start(|_| {}).await;
+    for seed in 0..30 {
+        let (status, body) = post(
+            &e,
+            Check::Liveness,
+            one(
+                &common::jpeg(7_000 + seed),
+                &[("save_api_request", "false")],
+            ),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_fits(Check::Liveness, 200, &body);
+    }
+}
+
+/// One key, one budget: liveness, face match and age estimation calls fill the same window,
+/// and the same answer for the same bytes comes back from each endpoint every time.
+#[tokio::test(start_paused = true)]
+async fn the_three_endpoints_share_one_rate_window() {
+    let e = start(|c| c.rate_limit = Some((3, Duration::from_secs(60)))).await;
+    let selfie = encoded(&person(4, 160), ImageFormat::Jpeg);
+    let unsaved = [("save_api_request", "false")];
+    assert_eq!(
+        post(&e, Check::Liveness, one(&selfie, &unsaved)).await.0,
+        200
+    );
+    let (_, first) = post(&e, Check::FaceMatch, pair(&selfie, &selfie, &unsaved)).await;
+    let (_, age) = post(&e, Check::Age, one(&selfie, &unsaved)).await;
+    assert_eq!(age["age_estimation"]["method"], "PASSIVE");
+    let (status, limited) = post(&e, Check::FaceMatch, pair(&selfie, &selfie, &unsaved)).await;
+    assert_eq!(status, 429, "{limited}");
+    assert_eq!(e.stats().rate_limited, 1);
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let (status, second) = post(&e, Check::FaceMatch, pair(&selfie, &selfie, &unsaved)).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        second["face_match"]["score"], first["face_match"]["score"],
+        "deterministic by content"
+    );
+}
+
+/// The schema check itself finds what departs: an undeclared field, a wrong type, a value out
+/// of its enum or range, a null where none is allowed.
+#[test]
+fn the_schema_check_finds_departures() {
+    let good = json!({
+        "request_id": "0c40ba43-64ab-4e2e-b4b8-7d1f12f81bc1",
+        "age_estimation": {"status": "Approved", "method": "PASSIVE", "score": 97.5,
+            "user_image": {"entities": [], "best_angle": 0}, "age_estimation": 27.3,
+            "warnings": []},
+        "vendor_data": null, "metadata": null, "created_at": "2026-06-12T02:24:11.512941+00:00"
+    });
+    let schema = answer_schema(Check::Age, "200");
+    let mut out = Vec::new();
+    departures(&schema, &good, "$", &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    for (path, bad) in [
+        ("/age_estimation/method", json!("ACTIVE")),
+        ("/age_estimation/score", json!(101)),
+        ("/age_estimation/status", json!(null)),
+        ("/age_estimation/user_image/best_angle", json!(1.5)),
+        ("/request_id", json!("not-a-uuid")),
+        ("/age_estimation/race", json!(null)),
+    ] {
+        let mut body = good.clone();
+        let (parent, name) = path.rsplit_once('/').unwrap();
+        body.pointer_mut(parent).unwrap()[name] = bad;
+        let mut out = Vec::new();
+        departures(&schema, &body, "$", &mut out);
+        assert_eq!(out.len(), 1, "{path}: {out:?}");
+    }
+}
