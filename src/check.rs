@@ -1,5 +1,6 @@
-//! The one-image `check` command: local checks, one submission with retries, a readable result
-//! (or the API's JSON) on stdout, and the decision as the exit code.
+//! The `check` command: one image (or, for face match, one pair) through local checks, one
+//! submission with retries, a readable result (or the API's JSON) on stdout, and the decision
+//! as the exit code.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -7,7 +8,9 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ApiConfig, CheckConfig};
-use crate::didit::{Client, ClientConfig, ClientError, FatalKind, Outcome, Params, Upload};
+use crate::didit::{
+    Client, ClientConfig, ClientError, Endpoint, FatalKind, Outcome, Params, Upload,
+};
 use crate::exit::Exit;
 use crate::input::preflight::{Prepared, preflight};
 use crate::messages::cut;
@@ -89,8 +92,12 @@ where
     O: Write + Send,
     E: Write + Send,
 {
-    // 1. The file first: nothing is sent unless it is right (the settings already are).
-    let prepared = prepare(&cfg).await?;
+    // 1. The files first: nothing is sent unless they are right (the settings already are).
+    let prepared = prepare(&cfg.image).await?;
+    let reference = match &cfg.reference {
+        Some(path) => Some(prepare(path).await?),
+        None => None,
+    };
 
     // 2. Where to send it, with which key.
     let emulator = if cfg.api.emulator {
@@ -98,7 +105,7 @@ where
     } else {
         None
     };
-    let client = client_for(&cfg.api, emulator.as_ref())?;
+    let client = client_for(cfg.call, &cfg.api, emulator.as_ref())?;
     if emulator.is_some() {
         if cfg.json {
             writeln!(err, "{SIMULATED}")?;
@@ -109,7 +116,7 @@ where
     tracing::info!(endpoint = client.endpoint(), "sending one request");
 
     // 3. Submit with retries (429s honour Retry-After; transient errors back off).
-    let sub = submit(&cfg, client, &prepared, err).await;
+    let sub = submit(&cfg, client, &prepared, reference.as_ref(), err).await;
     let result = report(&cfg, &prepared, &sub, out, err);
     if let Some(emu) = emulator {
         emu.stop().await;
@@ -117,13 +124,13 @@ where
     result
 }
 
-/// Read and check the image; a refusal names the file once.
-async fn prepare(cfg: &CheckConfig) -> Result<Prepared, CheckError> {
-    let path = cfg.image.clone();
+/// Read and check an image; a refusal names the file once.
+async fn prepare(image: &std::path::Path) -> Result<Prepared, CheckError> {
+    let path = image.to_path_buf();
     match tokio::task::spawn_blocking(move || preflight(&path)).await {
         Ok(Ok(p)) => Ok(p),
         Ok(Err(refusal)) => {
-            let shown = cfg.image.display().to_string();
+            let shown = image.display().to_string();
             let reason = if refusal.reason.contains(&shown) {
                 refusal.reason.clone()
             } else {
@@ -135,8 +142,13 @@ async fn prepare(cfg: &CheckConfig) -> Result<Prepared, CheckError> {
     }
 }
 
-/// The client for the configured API, or for the built-in emulator with its own key.
-fn client_for(api: &ApiConfig, emulator: Option<&LocalEmulator>) -> Result<Client, CheckError> {
+/// The client of the check for the configured API, or for the built-in emulator with its own
+/// key.
+fn client_for(
+    call: &'static Endpoint,
+    api: &ApiConfig,
+    emulator: Option<&LocalEmulator>,
+) -> Result<Client, CheckError> {
     let (base_url, api_key) = match (emulator, &api.key) {
         (Some(emu), _) => (emu.base_url.clone(), emu.key.clone()),
         (None, Some(key)) => (api.base_url.clone(), key.clone()),
@@ -146,11 +158,12 @@ fn client_for(api: &ApiConfig, emulator: Option<&LocalEmulator>) -> Result<Clien
             ));
         }
     };
-    Ok(Client::new(ClientConfig {
+    let config = ClientConfig {
         base_url,
         api_key,
         timeout: api.timeout,
-    })?)
+    };
+    Ok(Client::for_endpoint(config, call)?)
 }
 
 /// One submission with retries; warnings (a capped Retry-After) go to `err` as they happen.
@@ -158,6 +171,7 @@ async fn submit<E: Write + Send>(
     cfg: &CheckConfig,
     client: Client,
     prepared: &Prepared,
+    reference: Option<&Prepared>,
     err: &mut E,
 ) -> Submission {
     let submitter = Submitter {
@@ -168,11 +182,11 @@ async fn submit<E: Write + Send>(
         stop: CancellationToken::new(),
         retry_unknown: true,
     };
-    let upload = Upload::new(
-        prepared.bytes.clone(),
-        prepared.format.ext(),
-        prepared.format.mime(),
-    );
+    let upload = |p: &Prepared| Upload::new(p.bytes.clone(), p.format.ext(), p.format.mime());
+    let params = Params {
+        reference: reference.map(upload),
+        ..cfg.params.clone()
+    };
     let err_lock = std::sync::Mutex::new(err);
     let warn = |w: &str| {
         if let Ok(mut e) = err_lock.lock() {
@@ -180,7 +194,7 @@ async fn submit<E: Write + Send>(
         }
     };
     submitter
-        .submit_warning_to(&upload, &cfg.params, &warn)
+        .submit_warning_to(&upload(prepared), &params, &warn)
         .await
 }
 
@@ -219,7 +233,7 @@ fn report<O: Write, E: Write>(
             if cfg.json {
                 print_json(&raw.to_value(), out)?;
             } else {
-                print_result(&cfg.image, prepared, &cfg.params, response, out)?;
+                print_result(cfg, prepared, response, out)?;
             }
             match response.decision() {
                 Some(Decision::Approved) => Ok(Exit::Ok),
@@ -256,27 +270,40 @@ fn print_json<O: Write>(raw: &serde_json::Value, out: &mut O) -> Result<(), Chec
 }
 
 fn print_result<O: Write>(
-    image: &std::path::Path,
+    cfg: &CheckConfig,
     prepared: &Prepared,
-    params: &Params,
     r: &crate::didit::LivenessResponse,
     out: &mut O,
 ) -> std::io::Result<()> {
+    let params = &cfg.params;
     let na = || "n/a".to_string();
     let num = |v: Option<f64>| v.map(fmt_num).unwrap_or_else(na);
     let decision = r.decision().map(Decision::as_str).unwrap_or("unknown");
-    let threshold = params
-        .threshold
-        .map(|t| format!("{}, set by --threshold", fmt_num(t)))
-        .unwrap_or_else(|| "30, Didit's default".to_string());
+    let threshold = match (cfg.call.check, params.threshold) {
+        ("face-match", Some(t)) => format!("{}, sent as face match's threshold", fmt_num(t)),
+        (_, Some(t)) => format!("{}, set by --threshold", fmt_num(t)),
+        (_, None) => "30, Didit's default".to_string(),
+    };
 
     writeln!(
         out,
+        "check:          {} ({})",
+        cfg.call.check, cfg.call.path
+    )?;
+    writeln!(
+        out,
         "image:          {} ({}, {})",
-        cut(&image.display().to_string()),
+        cut(&cfg.image.display().to_string()),
         prepared.format.name(),
         human_size(prepared.size)
     )?;
+    if let Some(reference) = &cfg.reference {
+        writeln!(
+            out,
+            "reference:      {}",
+            cut(&reference.display().to_string())
+        )?;
+    }
     writeln!(out, "decision:       {decision}")?;
     writeln!(
         out,
@@ -286,9 +313,33 @@ fn print_result<O: Write>(
             .map(fmt_num)
             .unwrap_or_else(|| "n/a (no score)".to_string())
     )?;
-    writeln!(out, "face quality:   {}", num(r.liveness.face_quality))?;
-    writeln!(out, "luminance:      {}", num(r.liveness.face_luminance))?;
-    writeln!(out, "face:           {}", face_line(r))?;
+    if let Some(min_age) = params.min_age {
+        let minimum = match min_age {
+            0 => "no minimum: the age check is off".to_string(),
+            n => format!("declined below {n}"),
+        };
+        let age = r.liveness.age_estimation.map_or_else(
+            || "n/a (not estimated)".to_string(),
+            |a| format!("{a:.1} years, an estimate"),
+        );
+        writeln!(out, "age:            {age}   ({minimum})")?;
+    }
+    if cfg.call.check == "liveness" {
+        writeln!(out, "face quality:   {}", num(r.liveness.face_quality))?;
+        writeln!(out, "luminance:      {}", num(r.liveness.face_luminance))?;
+    }
+    writeln!(
+        out,
+        "face:           {}",
+        face_line(r.liveness.user_image.as_ref())
+    )?;
+    if cfg.reference.is_some() {
+        writeln!(
+            out,
+            "reference face: {}",
+            face_line(r.liveness.ref_image.as_ref())
+        )?;
+    }
     print_warnings(r, out)?;
     let risks = r.risks();
     let action = record::action_for(Class::Result, r.decision(), &risks);
@@ -315,25 +366,25 @@ fn print_result<O: Write>(
     writeln!(
         out,
         "saved in Didit: {}",
-        if params.save_api_request {
-            "yes (save_api_request=true: stored as a session, face enrolled, webhook fired)"
-        } else {
-            "no (save_api_request=false: one-shot, nothing stored)"
+        match (params.save_api_request, cfg.call.check) {
+            (true, "face-match") => {
+                "yes (save_api_request=true: stored as a session with both images, webhook fired)"
+            }
+            (true, _) => {
+                "yes (save_api_request=true: stored as a session, face enrolled, webhook fired)"
+            }
+            (false, _) => "no (save_api_request=false: one-shot, nothing stored)",
         }
     )?;
     Ok(())
 }
 
-/// The largest face in words: gender, age, detection confidence, how many faces.
-fn face_line(r: &crate::didit::LivenessResponse) -> String {
-    let Some(f) = r.largest_face() else {
+/// An image's largest face in words: gender, age, detection confidence, how many faces.
+fn face_line(image: Option<&crate::didit::UserImage>) -> String {
+    let Some(f) = image.and_then(crate::didit::UserImage::largest_face) else {
         return "none detected".to_string();
     };
-    let faces = r
-        .liveness
-        .user_image
-        .as_ref()
-        .map_or(0, |u| u.entities.len());
+    let faces = image.map_or(0, |u| u.entities.len());
     let mut text = format!(
         "{}, age {}",
         f.gender

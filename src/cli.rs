@@ -141,9 +141,10 @@ pub struct RequestArgs {
     #[arg(long)]
     pub rotate_image: bool,
 
-    /// Store each call as a session in Didit's console, enroll the face into the face index and
-    /// fire the application's webhook. Default false: a bulk re-screen must not do that to
-    /// production unless asked explicitly.
+    /// Store each call as a session in Didit's console, enroll the face into the face index
+    /// (passive liveness and age estimation do; face match enrolls no face) and fire the
+    /// application's webhook. Default false: a bulk re-screen must not do that to production
+    /// unless asked explicitly.
     #[arg(long, value_name = "true|false", default_value = "false", action = clap::ArgAction::Set)]
     pub save_api_request: bool,
 }
@@ -174,10 +175,46 @@ pub enum ResultsFormat {
     Both,
 }
 
+/// Which of Didit's checks a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckKind {
+    /// Passive liveness of one selfie (US$0.10 a call).
+    Liveness,
+    /// The selfie against a reference image, e.g. an ID portrait (US$0.05 a call).
+    FaceMatch,
+    /// Passive liveness and an estimated age in one call (US$0.10 a call).
+    Age,
+}
+
+/// The check and its own settings.
+#[derive(Debug, Args, Clone)]
+pub struct WhichCheckArgs {
+    /// The check to run.
+    #[arg(long = "check", value_name = "CHECK", value_enum, default_value_t = CheckKind::Liveness)]
+    pub kind: CheckKind,
+
+    /// Face match: similarity at or below which Didit declines (0-100). Always sent; 30 when
+    /// not given, which Didit itself calls permissive (it suggests 50-60 for stricter checks).
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
+    pub face_match_threshold: Option<f64>,
+
+    /// Age estimation: the minimum age in whole years (0-100; 0 turns the age check off, the
+    /// age is still estimated). Default 18.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub min_age: Option<i64>,
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// The image to screen (JPEG, PNG, WebP or TIFF; at most 5 MB).
     pub image: PathBuf,
+
+    #[command(flatten)]
+    pub which: WhichCheckArgs,
+
+    /// Face match: the reference image to compare the selfie with (same formats and limit).
+    #[arg(long = "ref", value_name = "PATH")]
+    pub reference: Option<PathBuf>,
 
     #[command(flatten)]
     pub request: RequestArgs,

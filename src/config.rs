@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{ApiArgs, ScanArgs};
-use crate::didit::Params;
+use crate::didit::{self, Endpoint, Params};
 use crate::input::SourceOptions;
 use crate::pace::{Rate, RateError};
 use crate::report::ResultsFormat;
@@ -34,6 +34,25 @@ pub enum ConfigError {
     Timeout(f64),
     #[error("--threshold must be a number from 0 to 100, got {0}")]
     Threshold(f64),
+    #[error("--face-match-threshold must be a number from 0 to 100, got {0}")]
+    FaceMatchThreshold(f64),
+    #[error(
+        "--min-age must be a whole number of years from 0 to 100 (0 turns the age check off), got {0}"
+    )]
+    MinAge(i64),
+    #[error("{flag} is for --check {needs}; this is --check {check}")]
+    NotForCheck {
+        flag: &'static str,
+        needs: &'static str,
+        check: &'static str,
+    },
+    #[error(
+        "--threshold is the liveness score's, which face match does not have: its decline \
+         threshold is --face-match-threshold"
+    )]
+    LivenessThresholdForFaceMatch,
+    #[error("--check face-match needs --ref PATH: the reference image to compare the selfie with")]
+    NoReference,
     #[error("--price-per-call must be zero or a positive amount in US dollars, got {0}")]
     Price(f64),
     #[error("--score-margin must be a number of points from 0 to 100, got {0}")]
@@ -219,6 +238,7 @@ impl ScanConfig {
                 save_api_request: args.request.save_api_request,
                 vendor_data: None,
                 metadata: None,
+                ..Params::default()
             },
             source_options: SourceOptions {
                 hidden: args.hidden,
@@ -390,6 +410,85 @@ pub(crate) fn threshold(t: Option<f64>) -> Result<Option<f64>, ConfigError> {
     }
 }
 
+/// The check a command runs and its own settings, validated.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckChoice {
+    pub call: &'static Endpoint,
+    /// The decline threshold sent: `--threshold` (liveness, age; Didit's default when `None`)
+    /// or `--face-match-threshold` (always sent: 30 when not given).
+    pub threshold: Option<f64>,
+    /// Age estimation's minimum age (always sent: 18 when not given).
+    pub min_age: Option<u32>,
+}
+
+/// Face match's decline threshold when none is given: Didit's standalone default, sent
+/// explicitly so that the journal and the summary say which value decided.
+pub const FACE_MATCH_DEFAULT_THRESHOLD: f64 = 30.0;
+/// Age estimation's minimum age when none is given: Didit's default.
+pub const DEFAULT_MIN_AGE: u32 = 18;
+
+impl CheckChoice {
+    /// `--check` and its flags, with `--threshold` (the liveness score's).
+    pub fn from_args(
+        args: &crate::cli::WhichCheckArgs,
+        liveness_threshold: Option<f64>,
+    ) -> Result<Self, ConfigError> {
+        use crate::cli::CheckKind;
+        let call = match args.kind {
+            CheckKind::Liveness => &didit::LIVENESS,
+            CheckKind::FaceMatch => &didit::FACE_MATCH,
+            CheckKind::Age => &didit::AGE,
+        };
+        let not_for = |flag, needs| ConfigError::NotForCheck {
+            flag,
+            needs,
+            check: call.check,
+        };
+        let liveness_threshold = threshold(liveness_threshold)?;
+        if args.kind != CheckKind::FaceMatch && args.face_match_threshold.is_some() {
+            return Err(not_for("--face-match-threshold", "face-match"));
+        }
+        if args.kind != CheckKind::Age && args.min_age.is_some() {
+            return Err(not_for("--min-age", "age"));
+        }
+        Ok(match args.kind {
+            CheckKind::Liveness => Self {
+                call,
+                threshold: liveness_threshold,
+                min_age: None,
+            },
+            CheckKind::FaceMatch => {
+                if liveness_threshold.is_some() {
+                    return Err(ConfigError::LivenessThresholdForFaceMatch);
+                }
+                let t = args
+                    .face_match_threshold
+                    .unwrap_or(FACE_MATCH_DEFAULT_THRESHOLD);
+                if !(t.is_finite() && (0.0..=100.0).contains(&t)) {
+                    return Err(ConfigError::FaceMatchThreshold(t));
+                }
+                Self {
+                    call,
+                    threshold: Some(t),
+                    min_age: None,
+                }
+            }
+            CheckKind::Age => {
+                let age = args.min_age.unwrap_or(i64::from(DEFAULT_MIN_AGE));
+                let min_age = u32::try_from(age)
+                    .ok()
+                    .filter(|a| *a <= 100)
+                    .ok_or(ConfigError::MinAge(age))?;
+                Self {
+                    call,
+                    threshold: liveness_threshold,
+                    min_age: Some(min_age),
+                }
+            }
+        })
+    }
+}
+
 /// `--max-retries`, checked: at most [`MAX_RETRIES`].
 pub(crate) fn max_retries(n: u32) -> Result<u32, ConfigError> {
     if n > MAX_RETRIES {
@@ -402,8 +501,12 @@ pub(crate) fn max_retries(n: u32) -> Result<u32, ConfigError> {
 /// Everything `check` needs, validated: nothing is read or sent before all of it is right.
 #[derive(Debug, Clone)]
 pub struct CheckConfig {
+    /// The check to run.
+    pub call: &'static Endpoint,
     /// The one image to screen (read and checked by `check` itself).
     pub image: PathBuf,
+    /// Face match's reference image (read and checked like the image).
+    pub reference: Option<PathBuf>,
     /// Every request field, vendor_data and metadata included.
     pub params: Params,
     /// Print the API's JSON as received instead of the readable summary.
@@ -419,7 +522,18 @@ impl CheckConfig {
         args: crate::cli::CheckArgs,
         key_env: Option<String>,
     ) -> Result<Self, ConfigError> {
-        let threshold = threshold(args.request.threshold)?;
+        let choice = CheckChoice::from_args(&args.which, args.request.threshold)?;
+        match (choice.call.images.len(), &args.reference) {
+            (1, Some(_)) => {
+                return Err(ConfigError::NotForCheck {
+                    flag: "--ref",
+                    needs: "face-match",
+                    check: choice.call.check,
+                });
+            }
+            (2, None) => return Err(ConfigError::NoReference),
+            _ => {}
+        }
         let metadata = match &args.metadata {
             Some(text) => Some(crate::didit::parse_metadata(text).map_err(ConfigError::Metadata)?),
             None => None,
@@ -427,9 +541,13 @@ impl CheckConfig {
         let retry = RetryPolicy::default_for_api().with_max_retries(max_retries(args.max_retries)?);
         let api = ApiConfig::from_args(&args.api, key_env, false)?;
         Ok(Self {
+            call: choice.call,
             image: args.image,
+            reference: args.reference,
             params: Params {
-                threshold,
+                threshold: choice.threshold,
+                min_age: choice.min_age,
+                reference: None,
                 rotate_image: args.request.rotate_image,
                 save_api_request: args.request.save_api_request,
                 vendor_data: args.vendor_data,

@@ -107,19 +107,25 @@ pub const FRAUD_RISKS: [&str; 3] = [
     "FACE_IN_BLOCKLIST",
     "POSSIBLE_FACE_IN_BLOCKLIST",
 ];
-/// Risk codes that mean the selfie is unusable and must be taken again.
-pub const RETAKE_RISKS: [&str; 4] = [
+/// Risk codes that mean the selfie is unusable and must be taken again (face match: no face
+/// in one of the pair; age estimation: no age could be estimated).
+pub const RETAKE_RISKS: [&str; 6] = [
     "NO_FACE_DETECTED",
     "LOW_FACE_QUALITY",
     "LOW_FACE_LUMINANCE",
     "HIGH_FACE_LUMINANCE",
+    "NO_REFERENCE_IMAGE",
+    "AGE_NOT_DETECTED",
 ];
-/// Risk codes known to this endpoint that call for a human review.
-pub const REVIEW_RISKS: [&str; 4] = [
+/// Risk codes known to the checks that call for a human review (face match: a similarity at
+/// or below the threshold; age estimation: an estimate, not proof, below the minimum).
+pub const REVIEW_RISKS: [&str; 6] = [
     "LOW_LIVENESS_SCORE",
     "MULTIPLE_FACES_DETECTED",
     "DUPLICATED_FACE",
     "POSSIBLE_DUPLICATED_FACE",
+    "LOW_FACE_MATCH_SIMILARITY",
+    "AGE_BELOW_MINIMUM",
 ];
 
 /// Didit's guidance turned into one action per item: fraud, then retake, then review (including

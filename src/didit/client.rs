@@ -207,7 +207,10 @@ impl Client {
     /// downstream can carry the key, whatever a server or proxy echoes.
     pub async fn send(&self, upload: &Upload, params: &Params) -> Attempt {
         let started = Instant::now();
-        let chunks = frame(&self.boundary, self.call, &[upload], params);
+        let images: Vec<&Upload> = std::iter::once(upload)
+            .chain(params.reference.as_ref())
+            .collect();
+        let chunks = frame(&self.boundary, self.call, &images, params);
         let length: usize = chunks.iter().map(Bytes::len).sum();
         let chunks = chunks.into_iter().map(Ok::<Bytes, std::io::Error>);
         let (outcome, http_status) = match self

@@ -12,7 +12,7 @@ pub use client::{
     Attempt, Client, ClientConfig, ClientError, DEFAULT_BASE_URL, MAX_RESPONSE_BYTES, REDACTED,
     redact_body,
 };
-pub use endpoint::{Endpoint, LIVENESS};
+pub use endpoint::{AGE, Endpoint, FACE_MATCH, LIVENESS};
 pub use model::{
     Entity, Liveness, LivenessResponse, ParamError, Params, Upload, UserImage, Warning,
     parse_metadata,

@@ -14,7 +14,8 @@ use crate::record::{Answer, Class, Decision, FaceRecord, Record, WarningRecord};
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LivenessResponse {
     pub request_id: Option<String>,
-    /// The endpoint's verdict object (`liveness` for Passive Liveness).
+    /// The endpoint's verdict object: `liveness` (passive liveness), `face_match` or
+    /// `age_estimation`, whichever the answer holds (the last one when it holds several).
     pub liveness: Liveness,
     pub vendor_data: Option<String>,
     pub metadata: Option<Value>,
@@ -33,12 +34,29 @@ pub struct Liveness {
     pub warnings: Vec<Warning>,
     pub face_quality: Option<f64>,
     pub face_luminance: Option<f64>,
+    /// Face match: the faces of the reference image.
+    pub ref_image: Option<UserImage>,
+    /// Age estimation: the estimated age of the largest face; null when none was estimated.
+    pub age_estimation: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct UserImage {
     pub entities: Vec<Entity>,
     pub best_angle: Option<i64>,
+}
+
+impl UserImage {
+    /// The largest bounding box (the first one on a tie).
+    pub fn largest_face(&self) -> Option<&Entity> {
+        let mut best: Option<&Entity> = None;
+        for e in &self.entities {
+            if best.is_none_or(|b| e.area() > b.area()) {
+                best = Some(e);
+            }
+        }
+        best
+    }
 }
 
 /// One detected face.
@@ -110,16 +128,9 @@ impl LivenessResponse {
         }
     }
 
-    /// The face Didit evaluated: the largest bounding box (the first one on a tie).
+    /// The face Didit evaluated: the selfie's largest bounding box (the first one on a tie).
     pub fn largest_face(&self) -> Option<&Entity> {
-        let entities = &self.liveness.user_image.as_ref()?.entities;
-        let mut best: Option<&Entity> = None;
-        for e in entities {
-            if best.is_none_or(|b| e.area() > b.area()) {
-                best = Some(e);
-            }
-        }
-        best
+        self.liveness.user_image.as_ref()?.largest_face()
     }
 
     /// The risk codes, in the order received.
@@ -340,6 +351,8 @@ impl Fields for LivenessResponse {
     const NAMES: &'static [&'static str] = &[
         "request_id",
         "liveness",
+        "face_match",
+        "age_estimation",
         "vendor_data",
         "metadata",
         "created_at",
@@ -347,7 +360,11 @@ impl Fields for LivenessResponse {
     fn field<'de, A: MapAccess<'de>>(&mut self, name: &str, map: &mut A) -> Result<(), A::Error> {
         match name {
             "request_id" => self.request_id = next(map)?,
-            "liveness" => self.liveness = next(map)?.unwrap_or_default(),
+            "liveness" | "face_match" | "age_estimation" => {
+                if let Some(verdict) = next(map)? {
+                    self.liveness = verdict;
+                }
+            }
             "vendor_data" => self.vendor_data = next(map)?,
             "metadata" => self.metadata = kept(map)?,
             _ => self.created_at = next(map)?,
@@ -365,10 +382,14 @@ impl Fields for Liveness {
         "warnings",
         "face_quality",
         "face_luminance",
+        "ref_image",
+        "age_estimation",
     ];
     fn field<'de, A: MapAccess<'de>>(&mut self, name: &str, map: &mut A) -> Result<(), A::Error> {
         match name {
             "status" => self.status = next(map)?,
+            "ref_image" => self.ref_image = next(map)?,
+            "age_estimation" => self.age_estimation = next(map)?,
             "method" => self.method = next(map)?,
             "score" => self.score = next(map)?,
             "user_image" => self.user_image = next(map)?,
@@ -441,8 +462,14 @@ impl Fields for Warning {
 /// The request fields besides the image.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Params {
-    /// `face_liveness_score_decline_threshold`, 0..=100; Didit's default (30) when `None`.
+    /// The check's decline threshold (the liveness score's, or face match's similarity),
+    /// 0..=100; Didit's default (30) when `None`.
     pub threshold: Option<f64>,
+    /// Age estimation's minimum age (0 disables the age check); Didit's default (18) when
+    /// `None`. Sent only to the check that has one.
+    pub min_age: Option<u32>,
+    /// Face match's reference image (`ref_image`), sent after the selfie.
+    pub reference: Option<Upload>,
     pub rotate_image: bool,
     /// Always sent explicitly; `false` keeps the call one-shot (nothing stored or enrolled).
     pub save_api_request: bool,
@@ -489,7 +516,7 @@ pub fn parse_metadata(s: &str) -> Result<Map<String, Value>, ParamError> {
 pub use crate::kit::kinds::json_kind;
 
 /// The image to send. Cloning is cheap (`Bytes`), so the multipart body is rebuilt per attempt.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Upload {
     pub bytes: Bytes,
     /// The part's filename: Didit judges the extension, so it carries the detected format's

@@ -21,29 +21,29 @@ pub const AGE_RANGE: (f64, f64) = (8.0, 70.0);
 /// The salt of the age draws (their stream is apart from the liveness findings').
 const AGE_SALT: u64 = 0xA6E0_0000_0000_0001;
 
-/// A 64-bit difference hash of the image: where luma rises or falls between neighbours of a
-/// 9 × 8 grey thumbnail. Stable under resizing, recompression and brightness changes; two
-/// unrelated images differ in about half the bits.
-pub fn fingerprint(img: &DynamicImage) -> u64 {
+/// Two 64-bit difference hashes of the image, as it is and mirrored: where luma rises or falls
+/// between neighbours of a 9 × 8 grey thumbnail. Stable under resizing, recompression and
+/// brightness changes; two unrelated images differ in about half the bits.
+pub fn fingerprint(img: &DynamicImage) -> [u64; 2] {
     let small = img.thumbnail(64, 64).to_luma8();
     let grid = imageops::resize(&small, 9, 8, FilterType::Triangle);
-    let mut bits = 0u64;
+    let luma = |x: u32, y: u32| grid.get_pixel(x, y).0[0];
+    let (mut plain, mut mirrored) = (0u64, 0u64);
     for y in 0..8 {
         for x in 0..8 {
-            let left = grid.get_pixel(x, y).0[0];
-            let right = grid.get_pixel(x + 1, y).0[0];
-            bits = bits << 1 | u64::from(left > right);
+            plain = plain << 1 | u64::from(luma(x, y) > luma(x + 1, y));
+            mirrored = mirrored << 1 | u64::from(luma(8 - x, y) > luma(7 - x, y));
         }
     }
-    bits
+    [plain, mirrored]
 }
 
-/// One side of a pair: the image's SHA-256, its measurements and its fingerprint.
+/// One side of a pair: the image's SHA-256, its measurements and its fingerprints.
 #[derive(Debug, Clone, Copy)]
 pub struct Side<'a> {
     pub hash: &'a [u8; 32],
     pub analysis: &'a Analysis,
-    pub print: u64,
+    pub print: [u64; 2],
 }
 
 /// What face match reports.
@@ -78,7 +78,8 @@ impl FaceMatch {
 
 /// Compare two images. With no face on either side the pair cannot be scored:
 /// `NO_REFERENCE_IMAGE`, a null score when saved and 0 when not. Otherwise the score falls
-/// with the fingerprints' differing bits (the same image scores about 99); unrelated images
+/// with the fingerprints' differing bits (the same image, or its mirror image, scores about
+/// 99); unrelated images
 /// score 5 to 25. At or below `threshold`: `LOW_FACE_MATCH_SIMILARITY`. Saved scores are rounded
 /// to two decimals, as Didit rounds them.
 pub fn face_match(user: Side, reference: Side, threshold: f64, save: bool) -> FaceMatch {
@@ -98,7 +99,12 @@ pub fn face_match(user: Side, reference: Side, threshold: f64, save: bool) -> Fa
     }
     let mut d = Draws::from_hash(&pair);
     let (jitter, low) = (d.unit(), d.unit());
-    let differing = f64::from((user.print ^ reference.print).count_ones());
+    let [plain, mirrored] = reference.print;
+    let differing = f64::from(
+        (user.print[0] ^ plain)
+            .count_ones()
+            .min((user.print[0] ^ mirrored).count_ones()),
+    );
     let close = 99.5 - SCORE_PER_BIT * differing - jitter;
     let raw = if close >= 5.0 {
         close

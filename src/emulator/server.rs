@@ -739,7 +739,7 @@ impl App {
 struct Decoded {
     hash: [u8; 32],
     analysis: results::Analysis,
-    print: u64,
+    print: [u64; 2],
 }
 
 impl Decoded {
@@ -778,7 +778,7 @@ async fn decode(app: &App, image: &Bytes, field: &str, print: bool) -> Result<De
         Ok(Ok((analysis, print))) => Ok(Decoded {
             hash,
             analysis,
-            print: print.unwrap_or(0),
+            print: print.unwrap_or_default(),
         }),
         _ => Err((
             StatusCode::BAD_REQUEST,

@@ -360,6 +360,202 @@ async fn bad_local_files_exit_2_and_send_nothing() {
     server.shutdown().await;
 }
 
+/// `--check face-match`: the same person approved, another person declined for review, a
+/// pair with no face to retake; the threshold sent is the one shown.
+#[tokio::test]
+async fn face_match_compares_the_pair_and_exits_by_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = common::person(11, 240);
+    let selfie = common::write(
+        dir.path(),
+        "selfie.jpg",
+        &common::encode(&alice, image::ImageFormat::Jpeg),
+    );
+    let id = common::write(dir.path(), "id-photo.png", &common::derived(&alice));
+    let other = common::write(
+        dir.path(),
+        "someone-else.jpg",
+        &common::encode(&common::person(12, 240), image::ImageFormat::Jpeg),
+    );
+    let blank = common::write(
+        dir.path(),
+        "blank.png",
+        &common::encode(
+            &image::RgbImage::from_pixel(120, 120, image::Rgb([90, 90, 90])),
+            image::ImageFormat::Png,
+        ),
+    );
+    let run = |reference: &Path, extra: &'static [&'static str]| {
+        let (s, r) = (p(&selfie).to_string(), p(reference).to_string());
+        async move {
+            let mut list = vec![s.as_str(), "--emulator", "--check", "face-match", "--ref"];
+            list.push(r.as_str());
+            list.extend_from_slice(extra);
+            check(&list, None).await
+        }
+    };
+    let same = run(&id, &[]).await;
+    assert_eq!(same.code, 0, "{}{}", same.out, same.err);
+    for line in [
+        "check:          face-match (/v3/face-match/)",
+        "reference:      ",
+        "decision:       Approved",
+        "declined at or below 30, sent as face match's threshold",
+        "reference face: ",
+        "action:         proceed",
+    ] {
+        assert!(same.out.contains(line), "missing {line:?}: {}", same.out);
+    }
+    assert!(
+        !same.out.contains("face quality:"),
+        "face match has none: {}",
+        same.out
+    );
+
+    let different = run(&other, &["--face-match-threshold", "55"]).await;
+    assert_eq!(different.code, 1, "{}{}", different.out, different.err);
+    assert!(
+        different.out.contains("LOW_FACE_MATCH_SIMILARITY"),
+        "{}",
+        different.out
+    );
+    assert!(
+        different.out.contains("declined at or below 55"),
+        "{}",
+        different.out
+    );
+    assert!(
+        different.out.contains("action:         review"),
+        "{}",
+        different.out
+    );
+
+    let no_face = run(&blank, &[]).await;
+    assert_eq!(no_face.code, 1, "{}", no_face.out);
+    assert!(
+        no_face.out.contains("NO_REFERENCE_IMAGE"),
+        "{}",
+        no_face.out
+    );
+    assert!(
+        no_face.out.contains("action:         retake"),
+        "{}",
+        no_face.out
+    );
+
+    // A missing reference is the input's fault: nothing is sent.
+    let missing = dir.path().join("no-such-id.png");
+    let r = run(&missing, &[]).await;
+    assert_eq!(r.code, 2, "{}", r.err);
+    assert!(
+        r.err.contains("no-such-id.png") && r.err.contains("nothing was sent"),
+        "{}",
+        r.err
+    );
+}
+
+/// `--check age`: the estimated age and the minimum beside it; 0 turns the age check off.
+#[tokio::test]
+async fn age_estimation_shows_the_age_and_the_minimum() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut young, mut approved) = (None, false);
+    for seed in 0..40 {
+        let img = common::write(
+            dir.path(),
+            &format!("s{seed}.jpg"),
+            &common::jpeg(500 + seed),
+        );
+        let r = check(&[p(&img), "--emulator", "--check", "age"], None).await;
+        assert!(
+            r.out.contains("check:          age (/v3/age-estimation/)"),
+            "{}",
+            r.out
+        );
+        assert!(r.out.contains("(declined below 18)"), "{}", r.out);
+        approved |= r.code == 0;
+        if r.out.contains("AGE_BELOW_MINIMUM") {
+            assert_eq!(r.code, 1);
+            young.get_or_insert(img);
+        }
+    }
+    assert!(approved, "some adult faces pass");
+    let young = young.expect("a face estimated under 18 among 40");
+    let r = check(
+        &[p(&young), "--emulator", "--check", "age", "--min-age", "0"],
+        None,
+    )
+    .await;
+    assert!(
+        r.out.contains("(no minimum: the age check is off)"),
+        "{}",
+        r.out
+    );
+    assert!(!r.out.contains("AGE_BELOW_MINIMUM"), "{}", r.out);
+}
+
+/// Each check's own flags are refused with another check, with a clear message, before
+/// anything is read or sent.
+#[tokio::test]
+async fn flags_of_another_check_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::write(dir.path(), "a.jpg", &common::jpeg(7));
+    for (extra, want) in [
+        (
+            &["--check", "face-match"][..],
+            "--check face-match needs --ref PATH",
+        ),
+        (
+            &["--ref", "a.jpg"][..],
+            "--ref is for --check face-match; this is --check liveness",
+        ),
+        (
+            &["--min-age", "21"][..],
+            "--min-age is for --check age; this is --check liveness",
+        ),
+        (
+            &["--check", "age", "--face-match-threshold", "50"][..],
+            "--face-match-threshold is for --check face-match; this is --check age",
+        ),
+        (
+            &[
+                "--check",
+                "face-match",
+                "--ref",
+                "a.jpg",
+                "--threshold",
+                "50",
+            ][..],
+            "its decline threshold is --face-match-threshold",
+        ),
+        (
+            &[
+                "--check",
+                "face-match",
+                "--ref",
+                "a.jpg",
+                "--face-match-threshold",
+                "101",
+            ][..],
+            "--face-match-threshold must be a number from 0 to 100, got 101",
+        ),
+        (
+            &["--check", "age", "--min-age", "101"][..],
+            "--min-age must be a whole number",
+        ),
+        (
+            &["--check", "age", "--min-age=-1"][..],
+            "--min-age must be a whole number",
+        ),
+    ] {
+        let mut list = vec![p(&img), "--emulator"];
+        list.extend_from_slice(extra);
+        let r = check(&list, None).await;
+        assert_eq!(r.code, 2, "{extra:?}: {}{}", r.out, r.err);
+        assert!(r.err.contains(want), "{extra:?}: {}", r.err);
+        assert!(r.out.is_empty(), "nothing was sent: {}", r.out);
+    }
+}
+
 #[tokio::test]
 async fn bad_parameters_exit_2_and_send_nothing() {
     let server = emu(EmulatorConfig::new(KEY)).await;

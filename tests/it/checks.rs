@@ -2,11 +2,9 @@
 //! loopback, their answers held field by field against Didit's own OpenAPI texts (copied into
 //! `tests/fixtures/didit/`), and the budget they share with passive liveness.
 
-use std::io::Cursor;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use image::imageops::{self, FilterType};
 use image::{ImageFormat, Rgb, RgbImage};
 use liveness_batch::emulator::{self, Check, Emulator, EmulatorConfig};
 use reqwest::multipart::{Form, Part};
@@ -124,55 +122,6 @@ fn assert_fits(check: Check, status: u16, body: &Value) {
     assert!(out.is_empty(), "{check:?} {status}: {out:#?}\n{body:#}");
 }
 
-/// A picture with seeded structure: bright and dark discs on a grey ground ("a person").
-fn person(seed: u64, side: u32) -> RgbImage {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        s
-    };
-    let discs: Vec<(f64, f64, f64, u8)> = (0..6)
-        .map(|_| {
-            let (x, y) = (
-                (next() % 1000) as f64 / 1000.0,
-                (next() % 1000) as f64 / 1000.0,
-            );
-            let r = 0.1 + (next() % 200) as f64 / 1000.0;
-            (x, y, r, if next() % 2 == 0 { 30 } else { 220 })
-        })
-        .collect();
-    RgbImage::from_fn(side, side, |x, y| {
-        let (fx, fy) = (
-            f64::from(x) / f64::from(side),
-            f64::from(y) / f64::from(side),
-        );
-        let v = discs
-            .iter()
-            .rev()
-            .find(|(cx, cy, r, _)| (fx - cx).powi(2) + (fy - cy).powi(2) < r * r)
-            .map_or(128, |d| d.3);
-        Rgb([v, v.saturating_sub(10), v.saturating_sub(20)])
-    })
-}
-
-fn encoded(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
-    let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, format).unwrap();
-    out.into_inner()
-}
-
-/// The same person photographed again: smaller, brighter, another format.
-fn derived(img: &RgbImage) -> Vec<u8> {
-    let mut smaller =
-        imageops::resize(img, img.width() / 2, img.height() / 2, FilterType::Triangle);
-    for p in smaller.pixels_mut() {
-        p.0 = p.0.map(|c| c.saturating_add(15));
-    }
-    encoded(&smaller, ImageFormat::Png)
-}
-
 fn file(bytes: &[u8], name: &str) -> Part {
     Part::bytes(bytes.to_vec()).file_name(name.to_string())
 }
@@ -233,8 +182,8 @@ fn risks(object: &Value) -> Vec<String> {
 #[tokio::test]
 async fn face_match_answers_every_decision_in_didits_shape() {
     let e = start(|_| {}).await;
-    let alice = person(1, 240);
-    let alice_jpeg = encoded(&alice, ImageFormat::Jpeg);
+    let alice = common::person(1, 240);
+    let alice_jpeg = common::encode(&alice, ImageFormat::Jpeg);
     let unsaved = [("save_api_request", "false")];
 
     let (status, same) = post(
@@ -254,13 +203,13 @@ async fn face_match_answers_every_decision_in_didits_shape() {
     let (_, again) = post(
         &e,
         Check::FaceMatch,
-        pair(&alice_jpeg, &derived(&alice), &unsaved),
+        pair(&alice_jpeg, &common::derived(&alice), &unsaved),
     )
     .await;
     assert_fits(Check::FaceMatch, 200, &again);
     assert_eq!(again["face_match"]["status"], "Approved", "{again}");
 
-    let bob = encoded(&person(2, 240), ImageFormat::Jpeg);
+    let bob = common::encode(&common::person(2, 240), ImageFormat::Jpeg);
     let (_, other) = post(&e, Check::FaceMatch, pair(&alice_jpeg, &bob, &unsaved)).await;
     assert_fits(Check::FaceMatch, 200, &other);
     assert_eq!(other["face_match"]["status"], "Declined");
@@ -278,14 +227,14 @@ async fn face_match_answers_every_decision_in_didits_shape() {
     let (_, strict) = post(
         &e,
         Check::FaceMatch,
-        pair(&alice_jpeg, &derived(&alice), &fields),
+        pair(&alice_jpeg, &common::derived(&alice), &fields),
     )
     .await;
     assert_eq!(strict["face_match"]["status"], "Declined", "{strict}");
     assert_eq!(strict["face_match"]["score"].as_f64().unwrap(), score);
 
     // No face on one side (a uniform picture): not scored; null when saved, 0 when not.
-    let blank = encoded(
+    let blank = common::encode(
         &RgbImage::from_pixel(200, 200, Rgb([90, 90, 90])),
         ImageFormat::Png,
     );
@@ -314,7 +263,7 @@ async fn face_match_answers_every_decision_in_didits_shape() {
 #[tokio::test]
 async fn face_match_refuses_a_missing_reference_and_bad_fields() {
     let e = start(|_| {}).await;
-    let selfie = encoded(&person(3, 160), ImageFormat::Jpeg);
+    let selfie = common::encode(&common::person(3, 160), ImageFormat::Jpeg);
     let (status, body) = post(&e, Check::FaceMatch, one(&selfie, &[])).await;
     assert_eq!(
         (status, body),
@@ -396,7 +345,7 @@ async fn age_estimation_answers_every_decision_in_didits_shape() {
     assert!(!risks(&off["age_estimation"]).contains(&"AGE_BELOW_MINIMUM".to_string()));
 
     // No face: no score, no age.
-    let blank = encoded(
+    let blank = common::encode(
         &RgbImage::from_pixel(200, 200, Rgb([90, 90, 90])),
         ImageFormat::Png,
     );
@@ -447,7 +396,7 @@ async fn liveness_answers_fit_didits_schema() {
 #[tokio::test(start_paused = true)]
 async fn the_three_endpoints_share_one_rate_window() {
     let e = start(|c| c.rate_limit = Some((3, Duration::from_secs(60)))).await;
-    let selfie = encoded(&person(4, 160), ImageFormat::Jpeg);
+    let selfie = common::encode(&common::person(4, 160), ImageFormat::Jpeg);
     let unsaved = [("save_api_request", "false")];
     assert_eq!(
         post(&e, Check::Liveness, one(&selfie, &unsaved)).await.0,

@@ -391,6 +391,7 @@ async fn sends_every_field_and_the_key_only_in_its_header() {
         metadata: Some(
             liveness_batch::didit::parse_metadata(r#"{"batch": "q3", "n": 1}"#).unwrap(),
         ),
+        ..Params::default()
     };
     let upload = Upload::new(Bytes::from(common::jpeg(1)), "jpg", "image/jpeg");
     let a = c.send(&upload, &params).await;
@@ -1326,6 +1327,7 @@ mod against_the_emulator {
             save_api_request: false,
             vendor_data: Some("user-9".into()),
             metadata: Some(liveness_batch::didit::parse_metadata(r#"{"batch":"q3"}"#).unwrap()),
+            ..Params::default()
         };
         let a = client(&server.base_url(), Duration::from_secs(10))
             .send(&png_upload(9), &params)

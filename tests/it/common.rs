@@ -40,6 +40,53 @@ pub fn photo(seed: u64, width: u32, height: u32) -> RgbImage {
     })
 }
 
+/// A picture with seeded structure: bright and dark discs on a grey ground ("a person").
+pub fn person(seed: u64, side: u32) -> RgbImage {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let discs: Vec<(f64, f64, f64, u8)> = (0..6)
+        .map(|_| {
+            let (x, y) = (
+                (next() % 1000) as f64 / 1000.0,
+                (next() % 1000) as f64 / 1000.0,
+            );
+            let r = 0.1 + (next() % 200) as f64 / 1000.0;
+            (x, y, r, if next() % 2 == 0 { 30 } else { 220 })
+        })
+        .collect();
+    RgbImage::from_fn(side, side, |x, y| {
+        let (fx, fy) = (
+            f64::from(x) / f64::from(side),
+            f64::from(y) / f64::from(side),
+        );
+        let v = discs
+            .iter()
+            .rev()
+            .find(|(cx, cy, r, _)| (fx - cx).powi(2) + (fy - cy).powi(2) < r * r)
+            .map_or(128, |d| d.3);
+        Rgb([v, v.saturating_sub(10), v.saturating_sub(20)])
+    })
+}
+
+/// The same person photographed again: smaller, brighter, another format.
+pub fn derived(img: &RgbImage) -> Vec<u8> {
+    let mut smaller = image::imageops::resize(
+        img,
+        img.width() / 2,
+        img.height() / 2,
+        image::imageops::FilterType::Triangle,
+    );
+    for p in smaller.pixels_mut() {
+        p.0 = p.0.map(|c| c.saturating_add(15));
+    }
+    encode(&smaller, ImageFormat::Png)
+}
+
 /// Encode an image in the given format.
 pub fn encode(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());

@@ -15,6 +15,7 @@ async fn the_framed_body_reads_back_as_the_form_sent() {
         save_api_request: false,
         vendor_data: Some("user \"7\"\r\nline two".into()),
         metadata: Some(metadata),
+        ..Params::default()
     };
     let body = frame(boundary, &LIVENESS, &[&upload], &params).concat();
     let req = axum::http::Request::post("/")

@@ -46,7 +46,7 @@ fn jpeg(img: &RgbImage) -> Vec<u8> {
 struct Measured {
     hash: [u8; 32],
     analysis: Analysis,
-    print: u64,
+    print: [u64; 2],
 }
 
 fn measure(bytes: &[u8]) -> Measured {
@@ -88,6 +88,10 @@ fn the_same_image_and_its_derivations_match_unrelated_ones_do_not() {
     let derived = compare(&bytes, &jpeg(&brighter), 30.0, true);
     assert_eq!(derived.status(), "Approved", "{derived:?}");
     assert!(derived.score.unwrap() > 70.0, "{derived:?}");
+    // A mirrored selfie is the same face.
+    let mirrored = image::imageops::flip_horizontal(&original);
+    let flipped = compare(&bytes, &jpeg(&mirrored), 30.0, true);
+    assert!(flipped.score.unwrap() > 95.0, "{flipped:?}");
 
     let mut unrelated_scores = Vec::new();
     for seed in 2..12 {
