@@ -38,6 +38,15 @@ pub fn fingerprint(img: &DynamicImage) -> [u64; 2] {
     [plain, mirrored]
 }
 
+/// Every warning of these two endpoints declines.
+fn status_of(warnings: &[Warning]) -> &'static str {
+    if warnings.is_empty() {
+        "Approved"
+    } else {
+        "Declined"
+    }
+}
+
 /// One side of a pair: the image's SHA-256, its measurements and its fingerprints.
 #[derive(Debug, Clone, Copy)]
 pub struct Side<'a> {
@@ -57,11 +66,7 @@ pub struct FaceMatch {
 
 impl FaceMatch {
     pub fn status(&self) -> &'static str {
-        if self.warnings.is_empty() {
-            "Approved"
-        } else {
-            "Declined"
-        }
+        status_of(&self.warnings)
     }
 
     /// The sandbox's fixed answer.
@@ -137,13 +142,8 @@ pub struct AgeEstimate {
 }
 
 impl AgeEstimate {
-    /// Every warning of this endpoint declines.
     pub fn status(&self) -> &'static str {
-        if self.warnings.is_empty() {
-            "Approved"
-        } else {
-            "Declined"
-        }
+        status_of(&self.warnings)
     }
 
     /// The sandbox's fixed answer (an age of 30).

@@ -224,36 +224,22 @@ pub fn validate_for(check: Check, form: &RawForm) -> Result<CheckForm, Value> {
     );
     let metadata = keep(&mut errors, "metadata", metadata_field(form));
     let vendor_data = present(form, "vendor_data").map(str::to_string);
-    match (
-        image,
-        reference,
-        threshold,
-        min_age,
-        rotate_image,
-        save_api_request,
-        metadata,
-    ) {
-        (
-            Some(image),
-            Some(reference),
-            Some(threshold),
-            Some(min_age),
-            Some(rotate_image),
-            Some(save_api_request),
-            Some(metadata),
-        ) if errors.is_empty() => Ok(CheckForm {
-            check,
-            image,
-            reference,
-            threshold,
-            min_age,
-            rotate_image,
-            save_api_request,
-            vendor_data,
-            metadata,
-        }),
-        _ => Err(Value::Object(errors)),
+    if !errors.is_empty() {
+        return Err(Value::Object(errors));
     }
+    // Every field without an error has its value.
+    let unset = || Value::Object(Map::new());
+    Ok(CheckForm {
+        check,
+        image: image.ok_or_else(unset)?,
+        reference: reference.ok_or_else(unset)?,
+        threshold: threshold.ok_or_else(unset)?,
+        min_age: min_age.ok_or_else(unset)?,
+        rotate_image: rotate_image.ok_or_else(unset)?,
+        save_api_request: save_api_request.ok_or_else(unset)?,
+        vendor_data,
+        metadata: metadata.ok_or_else(unset)?,
+    })
 }
 
 /// The age estimation's minimum-age field.

@@ -6,9 +6,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use image::{ImageFormat, Rgb, RgbImage};
+use liveness_batch::emulator::face_age::{
+    Echo, FaceMatch, Side, face_match, face_match_body, fingerprint,
+};
+use liveness_batch::emulator::results::{Analysis, analyze, decode_bounded};
 use liveness_batch::emulator::{self, Check, Emulator, EmulatorConfig};
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::common;
 
@@ -447,4 +452,148 @@ fn the_schema_check_finds_departures() {
         departures(&schema, &body, "$", &mut out);
         assert_eq!(out.len(), 1, "{path}: {out:?}");
     }
+}
+
+// The verdicts themselves, through the library (no HTTP): decode, measure, compare.
+
+fn jpeg(img: &RgbImage) -> Vec<u8> {
+    common::encode(img, ImageFormat::Jpeg)
+}
+
+struct Measured {
+    hash: [u8; 32],
+    analysis: Analysis,
+    print: [u64; 2],
+}
+
+fn measure(bytes: &[u8]) -> Measured {
+    let img = decode_bounded(bytes).unwrap();
+    Measured {
+        hash: Sha256::digest(bytes).into(),
+        analysis: analyze(&img),
+        print: fingerprint(&img),
+    }
+}
+
+fn side(m: &Measured) -> Side<'_> {
+    Side {
+        hash: &m.hash,
+        analysis: &m.analysis,
+        print: m.print,
+    }
+}
+
+fn compare(a: &[u8], b: &[u8], threshold: f64, save: bool) -> FaceMatch {
+    face_match(side(&measure(a)), side(&measure(b)), threshold, save)
+}
+
+#[test]
+fn the_same_image_and_its_derivations_match_unrelated_ones_do_not() {
+    let original = common::person(1, 256);
+    let bytes = jpeg(&original);
+    let same = compare(&bytes, &bytes, 30.0, true);
+    assert_eq!(same.status(), "Approved");
+    assert!(same.score.unwrap() >= 98.0, "{same:?}");
+
+    // Smaller, brighter and recompressed: still the same face.
+    let smaller =
+        image::imageops::resize(&original, 128, 128, image::imageops::FilterType::Triangle);
+    let mut brighter = smaller.clone();
+    for p in brighter.pixels_mut() {
+        p.0 = p.0.map(|c| c.saturating_add(12));
+    }
+    let derived = compare(&bytes, &jpeg(&brighter), 30.0, true);
+    assert_eq!(derived.status(), "Approved", "{derived:?}");
+    assert!(derived.score.unwrap() > 70.0, "{derived:?}");
+    // A mirrored selfie is the same face.
+    let mirrored = image::imageops::flip_horizontal(&original);
+    let flipped = compare(&bytes, &jpeg(&mirrored), 30.0, true);
+    assert!(flipped.score.unwrap() > 95.0, "{flipped:?}");
+
+    let mut unrelated_scores = Vec::new();
+    for seed in 2..12 {
+        let other = compare(&bytes, &jpeg(&common::person(seed, 256)), 30.0, true);
+        assert_eq!(other.status(), "Declined", "seed {seed}: {other:?}");
+        assert_eq!(other.warnings[0].risk, "LOW_FACE_MATCH_SIMILARITY");
+        assert_eq!(other.warnings[0].feature, "FACEMATCH");
+        unrelated_scores.push(other.score.unwrap());
+    }
+    assert!(
+        unrelated_scores.iter().all(|s| (0.0..=30.0).contains(s)),
+        "{unrelated_scores:?}"
+    );
+}
+
+#[test]
+fn the_threshold_decides_at_or_below() {
+    let bytes = jpeg(&common::person(3, 200));
+    let score = compare(&bytes, &bytes, 30.0, true).score.unwrap();
+    let at = compare(&bytes, &bytes, score, true);
+    assert_eq!(at.status(), "Declined", "a score at the threshold declines");
+    let below = compare(&bytes, &bytes, score - 0.01, true);
+    assert_eq!(below.status(), "Approved");
+}
+
+#[test]
+fn a_pair_without_a_face_is_not_scored() {
+    let face = jpeg(&common::person(4, 200));
+    let blank = jpeg(&RgbImage::from_pixel(200, 200, Rgb([120, 120, 120])));
+    for (a, b) in [(&face, &blank), (&blank, &face)] {
+        let saved = compare(a, b, 30.0, true);
+        assert_eq!(saved.status(), "Declined");
+        assert_eq!(saved.score, None, "null when saved");
+        let risks: Vec<&str> = saved.warnings.iter().map(|w| w.risk).collect();
+        assert_eq!(risks, ["NO_REFERENCE_IMAGE"]);
+        assert_eq!(
+            compare(a, b, 30.0, false).score,
+            Some(0.0),
+            "0 when not saved"
+        );
+    }
+}
+
+#[test]
+fn saved_scores_are_rounded_and_unsaved_ones_are_not() {
+    let a = jpeg(&common::person(5, 200));
+    let b = jpeg(&common::person(6, 200));
+    for (x, y) in [(&a, &a), (&a, &b)] {
+        let saved = compare(x, y, 30.0, true).score.unwrap();
+        assert_eq!(saved, (saved * 100.0).round() / 100.0);
+        let unsaved = compare(x, y, 30.0, false).score.unwrap();
+        assert_eq!(
+            (unsaved * 100.0).round() / 100.0,
+            saved,
+            "the same score, unrounded"
+        );
+    }
+}
+
+#[test]
+fn the_face_match_body_has_didits_shape() {
+    let bytes = jpeg(&common::person(7, 200));
+    let m = compare(&bytes, &jpeg(&common::person(8, 200)), 30.0, true);
+    let echo = Echo {
+        request_id: uuid::Uuid::nil(),
+        vendor_data: Some("u-1"),
+        metadata: None,
+        now: chrono::DateTime::from_timestamp(1_781_226_282, 0).unwrap(),
+    };
+    let body = face_match_body(&m, echo);
+    let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "request_id",
+            "face_match",
+            "vendor_data",
+            "metadata",
+            "created_at"
+        ]
+    );
+    let fm = &body["face_match"];
+    assert_eq!(fm["status"], "Declined");
+    assert_eq!(fm["user_image"]["best_angle"], 0);
+    assert!(fm["ref_image"]["entities"][0]["race"].is_null());
+    assert_eq!(fm["warnings"][0]["log_type"], "error");
+    assert!(fm.get("method").is_none(), "face match has no method");
 }
