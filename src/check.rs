@@ -95,7 +95,12 @@ where
     // 1. The files first: nothing is sent unless they are right (the settings already are).
     let prepared = prepare(&cfg.image).await?;
     let reference = match &cfg.reference {
-        Some(path) => Some(prepare(path).await?),
+        Some(path) => Some(prepare(path).await.map_err(|e| match e {
+            CheckError::BadFile(why) => {
+                CheckError::BadFile(format!("the reference (--ref): {why}"))
+            }
+            other => other,
+        })?),
         None => None,
     };
 

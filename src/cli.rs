@@ -40,7 +40,8 @@ pub enum Command {
     /// Screen every image in folders and/or CSV manifests (the main job). Resumable.
     #[command(after_long_help = SCAN_EXIT_CODES)]
     Scan(Box<ScanArgs>),
-    /// Screen one image and print the decision; the exit code is the decision.
+    /// Screen one image (or, for face match, one pair) and print the decision; the exit code
+    /// is the decision.
     #[command(after_long_help = CHECK_EXIT_CODES)]
     Check(CheckArgs),
     /// Rebuild results.csv/json, summary and report from the journal(s) in DIR; merge and

@@ -448,7 +448,9 @@ async fn face_match_compares_the_pair_and_exits_by_decision() {
     let r = run(&missing, &[]).await;
     assert_eq!(r.code, 2, "{}", r.err);
     assert!(
-        r.err.contains("no-such-id.png") && r.err.contains("nothing was sent"),
+        r.err.contains("the reference (--ref): ")
+            && r.err.contains("no-such-id.png")
+            && r.err.contains("nothing was sent"),
         "{}",
         r.err
     );
