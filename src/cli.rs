@@ -48,7 +48,8 @@ pub enum Command {
     /// verify shard folders.
     #[command(after_long_help = REPORT_EXIT_CODES)]
     Report(ReportArgs),
-    /// Run the local Didit-compatible emulator of the Passive Liveness endpoint.
+    /// Run the local Didit-compatible emulator of the passive liveness, face match and age
+    /// estimation endpoints.
     Emulator(EmulatorArgs),
     /// Print the completion script for SHELL on stdout (e.g. `completions bash >
     /// /etc/bash_completion.d/liveness-batch`).

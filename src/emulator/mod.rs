@@ -242,7 +242,8 @@ impl EmulatorConfig {
             format!("{named} (seed {})", self.seed)
         };
         let mut note = format!(
-            "SIMULATED Didit Passive Liveness API (a local emulator, not Didit's service): \
+            "SIMULATED Didit API: passive liveness, face match and age estimation (a local \
+             emulator, not Didit's service): \
              rate limit {limit}; credits {credits}; latency {} ms + up to {} ms; faults {faults}",
             self.latency.as_millis(),
             self.jitter.as_millis()
