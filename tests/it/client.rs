@@ -1780,3 +1780,80 @@ async fn scan_records_a_bad_answer_as_billed_without_result_and_redoes_it_on_rer
     }
     assert!(!run.all().contains(KEY));
 }
+
+/// HTTPS is spoken with the TLS provider the binary installs (rustls on *ring*): against a
+/// loopback server whose certificate no authority signed, the handshake runs and the
+/// certificate is refused, and the call fails as a transport error that names it.
+#[tokio::test]
+async fn https_runs_the_handshake_and_refuses_an_unknown_certificate() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::Read;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl (the test command installs it)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(&cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Some(Ok(stream)) = listener.incoming().next() {
+            let conn = rustls::ServerConnection::new(config).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            let mut byte = [0u8; 1];
+            let _ = tx.send(tls.read(&mut byte).map_err(|e| e.to_string()));
+        }
+    });
+
+    let c = client(
+        &format!("https://127.0.0.1:{port}"),
+        Duration::from_secs(10),
+    );
+    let a = c.send(&png_upload(30), &Params::default()).await;
+    let Outcome::Transient { message, .. } = &a.outcome else {
+        panic!("{:?}", a.outcome);
+    };
+    assert!(message.contains("certificate"), "{message}");
+    assert_eq!(a.http_status, None, "no HTTP answer without a handshake");
+    let server_side = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let refused = server_side.unwrap_err();
+    assert!(
+        refused.to_lowercase().contains("alert") || refused.to_lowercase().contains("certificate"),
+        "the client alerted the server: {refused}"
+    );
+}
