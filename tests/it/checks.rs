@@ -597,3 +597,102 @@ fn the_face_match_body_has_didits_shape() {
     assert_eq!(fm["warnings"][0]["log_type"], "error");
     assert!(fm.get("method").is_none(), "face match has no method");
 }
+
+/// The client's form for each check, field by field against Didit's request schema: every
+/// part it sends is one the endpoint declares, of the declared type and range, and every
+/// required part is there (read back from the emulator's request log).
+#[tokio::test]
+async fn every_checks_form_fits_didits_request_schema() {
+    use bytes::Bytes;
+    use liveness_batch::didit::{self, Client, ClientConfig, Params, Upload};
+    use liveness_batch::secret::ApiKey;
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("requests.jsonl");
+    let e = start(|c| c.log = Some(log.clone())).await;
+    let jpeg = |seed| Upload::new(Bytes::from(common::jpeg(seed)), "jpg", "image/jpeg");
+    for (call, check) in [
+        (&didit::LIVENESS, Check::Liveness),
+        (&didit::FACE_MATCH, Check::FaceMatch),
+        (&didit::AGE, Check::Age),
+    ] {
+        assert_eq!(call.path, check.path());
+        let client = Client::for_endpoint(
+            ClientConfig {
+                base_url: e.base_url(),
+                api_key: ApiKey::new(KEY).unwrap(),
+                timeout: Duration::from_secs(10),
+            },
+            call,
+        )
+        .unwrap();
+        let params = Params {
+            threshold: Some(42.5),
+            min_age: Some(21),
+            reference: (call.images.len() == 2).then(|| jpeg(2)),
+            rotate_image: true,
+            save_api_request: false,
+            vendor_data: Some("user-3".into()),
+            metadata: Some(liveness_batch::didit::parse_metadata(r#"{"flow":"audit"}"#).unwrap()),
+        };
+        let sent = client.send(&jpeg(1), &params).await;
+        assert_eq!(sent.http_status, Some(200), "{check:?}: {:?}", sent.outcome);
+
+        let last = std::fs::read_to_string(&log).unwrap();
+        let line: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+        assert_eq!(line["path"], check.path());
+        let fields = line["fields"].as_object().unwrap();
+        let spec = spec(check);
+        let schema = &spec["paths"][check.path()]["post"]["requestBody"]["content"]["multipart/form-data"]
+            ["schema"];
+        for required in schema["required"].as_array().unwrap() {
+            assert!(
+                fields.contains_key(required.as_str().unwrap()),
+                "{check:?}: {required} not sent"
+            );
+        }
+        for (name, value) in fields {
+            let declared = &schema["properties"][name];
+            assert!(
+                declared.is_object(),
+                "{check:?}: {name} is not in Didit's form"
+            );
+            let text = value.as_str().unwrap();
+            let in_range = |n: f64| {
+                declared["minimum"].as_f64().is_none_or(|m| n >= m)
+                    && declared["maximum"].as_f64().is_none_or(|m| n <= m)
+            };
+            let fits = match (declared["type"].as_str(), declared["format"].as_str()) {
+                (Some("string"), Some("binary")) => {
+                    text.starts_with("image.jpg (") && text.ends_with(" bytes)")
+                }
+                (Some("number"), _) => text.parse::<f64>().is_ok_and(in_range),
+                (Some("integer"), _) => text.parse::<i64>().is_ok_and(|n| in_range(n as f64)),
+                (Some("boolean"), _) => text == "true" || text == "false",
+                (Some("object"), _) => {
+                    serde_json::from_str::<Value>(text).is_ok_and(|v| v.is_object())
+                }
+                (Some("string"), _) => true,
+                other => panic!("{check:?}: {name} has a type this test does not know: {other:?}"),
+            };
+            assert!(fits, "{check:?}: {name} = {text:?} does not fit {declared}");
+        }
+        let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+        let expected: &[&str] = match check {
+            Check::Liveness => &["user_image", "face_liveness_score_decline_threshold"],
+            Check::FaceMatch => &[
+                "user_image",
+                "ref_image",
+                "face_match_score_decline_threshold",
+            ],
+            Check::Age => &[
+                "user_image",
+                "face_liveness_score_decline_threshold",
+                "age_estimation_decline_threshold",
+            ],
+        };
+        for name in expected {
+            assert!(names.contains(name), "{check:?} sends {name}: {names:?}");
+        }
+    }
+}
