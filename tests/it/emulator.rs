@@ -939,7 +939,9 @@ async fn unknown_paths_are_404_and_stats_are_served() {
     let c = client();
     for path in [
         "/v3/passive-liveness",
-        "/v3/face-match/",
+        "/v3/face-match",
+        "/v3/age-estimation",
+        "/v3/face-search/",
         "/",
         "/v2/passive-liveness/",
     ] {
