@@ -139,6 +139,8 @@ impl ApiConfig {
 #[derive(Debug, Clone)]
 pub struct ScanConfig {
     pub sources: Vec<PathBuf>,
+    /// The check every item gets (passive liveness, or age estimation).
+    pub call: &'static Endpoint,
     pub out: PathBuf,
     pub rate: Rate,
     pub concurrency: usize,
@@ -193,11 +195,17 @@ impl ScanConfig {
         if args.max_retries > MAX_RETRIES {
             return Err(ConfigError::Retries(args.max_retries));
         }
-        if let Some(t) = args.request.threshold
-            && !(t.is_finite() && (0.0..=100.0).contains(&t))
-        {
-            return Err(ConfigError::Threshold(t));
-        }
+        let choice = CheckChoice::from_args(
+            &crate::cli::WhichCheckArgs {
+                kind: match args.check {
+                    crate::cli::ScanCheck::Liveness => crate::cli::CheckKind::Liveness,
+                    crate::cli::ScanCheck::Age => crate::cli::CheckKind::Age,
+                },
+                face_match_threshold: None,
+                min_age: args.min_age,
+            },
+            args.request.threshold,
+        )?;
         if args.max_requests == Some(0) {
             return Err(ConfigError::MaxRequests);
         }
@@ -232,13 +240,15 @@ impl ScanConfig {
             rate,
             concurrency: args.concurrency,
             retry,
+            call: choice.call,
             params: Params {
-                threshold: args.request.threshold,
+                threshold: choice.threshold,
+                min_age: choice.min_age,
                 rotate_image: args.request.rotate_image,
                 save_api_request: args.request.save_api_request,
                 vendor_data: None,
                 metadata: None,
-                ..Params::default()
+                reference: None,
             },
             source_options: SourceOptions {
                 hidden: args.hidden,

@@ -237,6 +237,9 @@ pub struct Record {
     #[serde(default)]
     pub warnings: Vec<WarningRecord>,
     pub face: Option<FaceRecord>,
+    /// Age estimation: the estimated age of the largest face (none when none was estimated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_age: Option<f64>,
     pub request_id: Option<String>,
     pub created_at: Option<String>,
     pub http_status: Option<u16>,

@@ -159,6 +159,7 @@ impl LivenessResponse {
         rec.score = self.liveness.score;
         rec.face_quality = self.liveness.face_quality;
         rec.face_luminance = self.liveness.face_luminance;
+        rec.estimated_age = self.liveness.age_estimation;
         rec.warnings = self
             .liveness
             .warnings

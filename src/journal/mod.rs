@@ -47,6 +47,13 @@ pub const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// Settings that change what the API answers: a resumed run must use the same ones.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
+    /// The check every item got when it is not passive liveness (`age`); none for passive
+    /// liveness, as in the journals written before there was a choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// Age estimation's minimum age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_age: Option<u32>,
     pub threshold: Option<f64>,
     pub rotate_image: bool,
     pub save_api_request: bool,
@@ -67,6 +74,22 @@ impl Settings {
     /// The emulator's port changes every run, so for simulated runs only "simulated" counts.
     pub fn differences(&self, journal: &Settings) -> Vec<String> {
         let mut out = Vec::new();
+        if self.check != journal.check {
+            let show = |c: &Option<String>| c.clone().unwrap_or_else(|| "liveness".into());
+            out.push(format!(
+                "check (--check): journal has {}, this run has {}",
+                show(&journal.check),
+                show(&self.check)
+            ));
+        }
+        if self.min_age != journal.min_age {
+            let show = |a: Option<u32>| a.map_or("none".to_string(), |a| a.to_string());
+            out.push(format!(
+                "minimum age (--min-age): journal has {}, this run has {}",
+                show(journal.min_age),
+                show(self.min_age)
+            ));
+        }
         let show = |t: Option<f64>| t.map_or("Didit's default (30)".to_string(), |t| t.to_string());
         if self.threshold != journal.threshold {
             out.push(format!(

@@ -94,13 +94,15 @@ fn build_with(
     } = scanned;
     acc.set_gone(gone_count);
     let simulated = acc.simulated();
+    let ages = acc.estimates_ages();
     let checkpoint = resumable.then(|| acc.clone());
     let mut summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
     with_evidence(&mut summary, shards, evidence);
 
     // Pass 3: the results files, then the summary in its three forms.
     let layout = csv::Layout::new(simulated, &walked.carried)
-        .with_face_attributes(opts.include_face_attributes);
+        .with_face_attributes(opts.include_face_attributes)
+        .with_estimated_ages(ages);
     let (mut sizes, mut hashes) =
         write_results(out_dir, &journal_path, order, layout, simulated, format)?;
     summary.built_from = Some(BuiltFrom {

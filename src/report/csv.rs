@@ -11,12 +11,13 @@ use super::action::record_action;
 
 /// Our columns, in order. Carried manifest columns follow (and `simulated` before them when
 /// the journal is simulated).
-pub const COLUMNS: [&str; 32] = [
+pub const COLUMNS: [&str; 33] = [
     "key",
     "action",
     "class",
     "status",
     "score",
+    "estimated_age",
     "face_quality",
     "face_luminance",
     "risks",
@@ -80,6 +81,8 @@ pub struct Layout {
     simulated: bool,
     /// Whether the age, gender and bbox columns are written (`--include-face-attributes`).
     face: bool,
+    /// Whether `estimated_age` is written (age estimation runs).
+    ages: bool,
     /// (name in the record's `columns`, header written)
     carried: Vec<(String, String)>,
 }
@@ -109,8 +112,15 @@ impl Layout {
         Self {
             simulated,
             face: false,
+            ages: false,
             carried,
         }
+    }
+
+    /// Write the `estimated_age` column (age estimation runs).
+    pub fn with_estimated_ages(mut self, yes: bool) -> Self {
+        self.ages = yes;
+        self
     }
 
     /// Write the estimated age, gender and face box columns too.
@@ -125,7 +135,7 @@ impl Layout {
 
     /// Whether our column `name` is written.
     fn written(&self, name: &str) -> bool {
-        self.face || !FACE_ATTRIBUTES.contains(&name)
+        (self.face || !FACE_ATTRIBUTES.contains(&name)) && (self.ages || name != "estimated_age")
     }
 
     pub fn header(&self) -> Vec<String> {
@@ -175,6 +185,7 @@ impl Layout {
             r.class.unwrap_or(Class::Interrupted).as_str().to_string(),
             r.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
             num(r.score),
+            num(r.estimated_age),
             num(r.face_quality),
             num(r.face_luminance),
             text(Some(&risks)),
@@ -204,7 +215,7 @@ impl Layout {
             text(r.finished_at.as_deref()),
         ];
         debug_assert_eq!(cells.len(), COLUMNS.len());
-        if !self.face {
+        if !self.face || !self.ages {
             let mut i = 0;
             cells.retain(|_| {
                 let keep = self.written(COLUMNS[i]);
@@ -371,7 +382,9 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let layout = Layout::new(true, &carried).with_face_attributes(true);
+        let layout = Layout::new(true, &carried)
+            .with_face_attributes(true)
+            .with_estimated_ages(true);
         let h = layout.header();
         assert_eq!(&h[..COLUMNS.len()], &COLUMNS.map(String::from)[..]);
         assert_eq!(h[COLUMNS.len()], "simulated");

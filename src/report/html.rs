@@ -360,18 +360,26 @@ fn warnings(h: &mut String, s: &Summary) {
     h.push_str("</div>");
 }
 
-/// The score histogram: one bar per bucket, scaled to the largest.
+/// The histograms (scores, and ages when estimated): one bar per bucket, scaled to the largest.
 fn scores(h: &mut String, s: &Summary) {
-    let max = s
-        .scores
+    for hist in s.histograms() {
+        histogram(h, &hist);
+    }
+}
+
+fn histogram(h: &mut String, hist: &crate::report::summary::Histogram) {
+    let max = hist
         .buckets
         .iter()
         .map(|b| b.count)
-        .chain([s.scores.no_score])
+        .chain(hist.rest.iter().map(|(_, n)| *n))
         .max()
         .unwrap_or(0)
         .max(1);
-    h.push_str("<div class=\"card\"><h2>Liveness scores</h2><table class=\"bars\">");
+    h.push_str(&format!(
+        "<div class=\"card\"><h2>{}</h2><table class=\"bars\">",
+        esc(&hist.title)
+    ));
     let bar = |label: &str, n: u64| {
         let pct = n as f64 * 100.0 / max as f64;
         format!(
@@ -380,10 +388,12 @@ fn scores(h: &mut String, s: &Summary) {
             if n == 0 { " zero" } else { "" }
         )
     };
-    for b in &s.scores.buckets {
+    for b in hist.buckets {
         h.push_str(&bar(&b.range, b.count));
     }
-    h.push_str(&bar("no score", s.scores.no_score));
+    for (label, n) in &hist.rest {
+        h.push_str(&bar(label, *n));
+    }
     h.push_str("</table></div>");
 }
 

@@ -150,6 +150,9 @@ fn render(cfg: &ScanConfig, est: &Estimate, interrupted: bool, balance: &Balance
     if let Some(plan) = &cfg.shard {
         out.push_str(&format!("{}.\n", plan.describe()));
     }
+    if let Some(note) = super::open::age_note(cfg) {
+        out.push_str(&format!("{note}.\n"));
+    }
     out.push_str(&format!("  images found          {}\n", est.items));
     if !cfg.source_options.filters.is_empty() {
         out.push_str(&format!("  left out by patterns  {}\n", est.filtered));

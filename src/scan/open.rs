@@ -44,11 +44,14 @@ pub async fn connect(cfg: &ScanConfig) -> Result<Api, ScanError> {
         (key, cfg.api.base_url.clone(), None)
     };
     let key_fingerprint = crate::audit::key_fingerprint(&api_key);
-    let client = Arc::new(Client::new(ClientConfig {
-        base_url,
-        api_key,
-        timeout: cfg.api.timeout,
-    })?);
+    let client = Arc::new(Client::for_endpoint(
+        ClientConfig {
+            base_url,
+            api_key,
+            timeout: cfg.api.timeout,
+        },
+        cfg.call,
+    )?);
     Ok(Api {
         client,
         key_fingerprint,
@@ -569,6 +572,23 @@ pub fn announce(cfg: &ScanConfig, resumed: bool) {
     if let Some(plan) = &cfg.shard {
         messages::note(&plan.describe());
     }
+    if let Some(note) = age_note(cfg) {
+        messages::note(&note);
+    }
+}
+
+/// What an age estimation run sends besides liveness: the minimum age, and that a saved call
+/// enrolls the face.
+pub fn age_note(cfg: &ScanConfig) -> Option<String> {
+    let min_age = cfg.params.min_age?;
+    let minimum = match min_age {
+        0 => "no minimum age: the age check is off, the age is still estimated".to_string(),
+        n => format!("declined when the estimated age is below {n}"),
+    };
+    Some(format!(
+        "Check: age estimation ({}, US${:.2} a call): {minimum}",
+        cfg.call.path, cfg.price_per_call
+    ))
 }
 
 /// Move an existing journal aside (`journal-YYYYmmddTHHMMSS.jsonl`), never overwriting.

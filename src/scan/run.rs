@@ -51,6 +51,8 @@ pub async fn run(cfg: ScanConfig, stop: Stop) -> Result<Exit, ScanError> {
     // What a resume may trust is decided before any request.
     let evidence = open::verify_evidence(&cfg)?;
     let settings = Settings {
+        check: (cfg.call.check != crate::didit::LIVENESS.check).then(|| cfg.call.check.into()),
+        min_age: cfg.params.min_age,
         threshold: cfg.params.threshold,
         rotate_image: cfg.params.rotate_image,
         save_api_request: cfg.params.save_api_request,

@@ -696,3 +696,89 @@ async fn every_checks_form_fits_didits_request_schema() {
         }
     }
 }
+
+/// `scan --check age` over 40 images against the emulator: every decision and the age codes,
+/// the estimated age in the journal, results.csv (`estimated_age`) and the summary (the age
+/// histogram, how many were below the minimum); the minimum age is sent with every image; a
+/// rerun with another check or minimum age is refused before anything is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_age_scan_estimates_ages_and_refuses_a_change_of_check() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    common::jpegs(&src, 40, 6_000, |i| format!("s{i:02}.jpg"));
+    let log = tmp.path().join("requests.jsonl");
+    let emu = common::emulator(|c| c.log = Some(log.clone())).await;
+    let out = tmp.path().join("out");
+    let age = common::ScanRun::new(&emu, &src, &out).args(&["--check", "age", "--min-age", "21"]);
+    assert_eq!(age.run().await, 0);
+
+    let items = age.items();
+    assert_eq!(items.len(), 40);
+    let statuses: std::collections::BTreeSet<&str> =
+        items.iter().filter_map(|i| i["status"].as_str()).collect();
+    assert_eq!(
+        statuses.into_iter().collect::<Vec<_>>(),
+        ["Approved", "Declined"]
+    );
+    let below = items
+        .iter()
+        .filter(|i| i.to_string().contains("AGE_BELOW_MINIMUM"))
+        .count();
+    assert!(below > 0, "some faces are estimated under 21");
+    for i in &items {
+        let declined_for_age = i.to_string().contains("AGE_BELOW_MINIMUM");
+        match i["estimated_age"].as_f64() {
+            Some(a) => assert_eq!(declined_for_age, a < 21.0, "{i}"),
+            None => assert!(i.to_string().contains("AGE_NOT_DETECTED"), "{i}"),
+        }
+    }
+    let requests = std::fs::read_to_string(&log).unwrap();
+    let posts: Vec<Value> = requests
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["method"] == "POST")
+        .collect();
+    assert!(!posts.is_empty());
+    for line in posts {
+        assert_eq!(line["path"], "/v3/age-estimation/");
+        assert_eq!(line["fields"]["age_estimation_decline_threshold"], "21");
+    }
+
+    let rows = common::csv_rows(&out.join("results.csv"));
+    assert!(rows.iter().all(|r| r.contains_key("estimated_age")));
+    assert!(rows.iter().any(|r| !r["estimated_age"].is_empty()));
+    let summary = age.summary();
+    assert_eq!(summary["ages"]["minimum_age"], 21);
+    assert_eq!(summary["ages"]["below_minimum"], below);
+    assert_eq!(summary["settings"]["check"], "age");
+    let counted: u64 = summary["ages"]["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum::<u64>()
+        + summary["ages"]["no_age"].as_u64().unwrap();
+    assert_eq!(counted, 40);
+
+    // Another check, or another minimum, is a settings change: refused, nothing sent.
+    let sent = emu.stats().requests;
+    for extra in [
+        &["--check", "liveness"][..],
+        &["--check", "age", "--min-age", "18"][..],
+    ] {
+        let other = common::ScanRun::new(&emu, &src, &out)
+            .args(extra)
+            .bin()
+            .await;
+        assert_eq!(other.code, 2, "{extra:?}: {}", other.stderr);
+        assert!(other.stderr.contains("settings differ"), "{}", other.stderr);
+    }
+    assert_eq!(emu.stats().requests, sent);
+
+    // A liveness scan writes no age column.
+    let live = tmp.path().join("live");
+    assert_eq!(common::ScanRun::new(&emu, &src, &live).run().await, 0);
+    let rows = common::csv_rows(&live.join("results.csv"));
+    assert!(!rows[0].contains_key("estimated_age"));
+    assert!(common::summary(&live).get("ages").is_none());
+}

@@ -13,9 +13,17 @@ use super::audit::{
     AuditState, FINGERPRINT_DEFINITION, InputFingerprint, LastRun, Money, Tally, reconcile,
 };
 use super::{
-    Credits, DecisionCounts, InputCounts, ItemCounts, RequestCounts, SIMULATED_NOTICE, ScoreBucket,
-    ScoreDistribution, Summary, cents, score_bucket,
+    AgeDistribution, Credits, DecisionCounts, InputCounts, ItemCounts, RequestCounts,
+    SIMULATED_NOTICE, ScoreBucket, ScoreDistribution, Summary, cents, score_bucket,
 };
+
+/// The estimated ages of an age estimation run, as they come.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct AgeTally {
+    buckets: [u64; 10],
+    no_age: u64,
+    below_minimum: u64,
+}
 
 /// At most this many distinct journal warnings are kept (memory stays bounded).
 const MAX_WARNINGS: usize = 50;
@@ -67,6 +75,9 @@ pub struct Accumulator {
     /// yet: the ones left when a run dies are sends of unknown outcome.
     #[serde(default)]
     announced: BTreeSet<u64>,
+    /// Age estimation runs only.
+    #[serde(default)]
+    ages: Option<AgeTally>,
 }
 
 impl Accumulator {
@@ -78,6 +89,9 @@ impl Accumulator {
     pub fn on_run(&mut self, run: &RunInfo) {
         self.runs += 1;
         self.simulated |= run.settings.simulated;
+        if run.settings.check.as_deref() == Some(crate::didit::AGE.check) && self.ages.is_none() {
+            self.ages = Some(AgeTally::default());
+        }
         if self.started_at.is_none() {
             self.started_at = Some(run.started_at.clone());
         }
@@ -213,6 +227,15 @@ impl Accumulator {
             Some(b) => self.buckets[b] += 1,
             None => self.no_score += 1,
         }
+        if let Some(ages) = &mut self.ages {
+            match r.estimated_age.filter(|a| a.is_finite()) {
+                Some(a) => ages.buckets[((a.max(0.0) / 10.0) as usize).min(9)] += 1,
+                None => ages.no_age += 1,
+            }
+            if r.warnings.iter().any(|w| w.risk == "AGE_BELOW_MINIMUM") {
+                ages.below_minimum += 1;
+            }
+        }
         for w in &r.warnings {
             bump(&mut self.risk_codes, &w.risk);
             bump(&mut self.log_types, &w.log_type);
@@ -227,6 +250,11 @@ impl Accumulator {
         if self.warnings.len() < MAX_WARNINGS && !self.warnings.contains(&w) {
             self.warnings.push(w);
         }
+    }
+
+    /// Whether the journal is an age estimation run's.
+    pub fn estimates_ages(&self) -> bool {
+        self.ages.is_some()
     }
 
     pub fn simulated(&self) -> bool {
@@ -296,6 +324,7 @@ impl Accumulator {
             },
         );
         let audit = self.audit.finish(reconciliation);
+        let minimum_age = self.settings.as_ref().and_then(|s| s.min_age);
         Summary {
             simulated: self.simulated,
             notice: self.simulated.then(|| SIMULATED_NOTICE.to_string()),
@@ -318,6 +347,12 @@ impl Accumulator {
             risk_codes: self.risk_codes,
             log_types: self.log_types,
             scores: score_distribution(&self.buckets, self.no_score),
+            ages: self.ages.map(|t| AgeDistribution {
+                minimum_age,
+                buckets: score_distribution(&t.buckets, 0).buckets,
+                no_age: t.no_age,
+                below_minimum: t.below_minimum,
+            }),
             errors_by_class,
             requests: self.requests,
             credits: Credits {

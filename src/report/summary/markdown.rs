@@ -174,11 +174,16 @@ fn warnings(m: &mut String, s: &Summary) {
 }
 
 fn scores(m: &mut String, s: &Summary) {
-    let _ = writeln!(m, "## Liveness scores\n\n| Score | Images |\n|---|---:|");
-    for b in &s.scores.buckets {
-        let _ = writeln!(m, "| {} | {} |", b.range, b.count);
+    for h in s.histograms() {
+        let _ = writeln!(m, "## {}\n\n| {} | Images |\n|---|---:|", h.title, h.unit);
+        for b in h.buckets {
+            let _ = writeln!(m, "| {} | {} |", b.range, b.count);
+        }
+        for (label, n) in &h.rest {
+            let _ = writeln!(m, "| {label} | {n} |");
+        }
+        m.push('\n');
     }
-    let _ = writeln!(m, "| no score | {} |\n", s.scores.no_score);
 }
 
 fn without_result(m: &mut String, s: &Summary) {

@@ -78,6 +78,9 @@ pub struct Summary {
     /// Warnings per severity (log_type), over items with a result.
     pub log_types: BTreeMap<String, u64>,
     pub scores: ScoreDistribution,
+    /// Age estimation runs: the estimated ages of the items with a result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ages: Option<AgeDistribution>,
     /// Items without a result, by class.
     pub errors_by_class: BTreeMap<Class, u64>,
     pub requests: RequestCounts,
@@ -151,6 +154,54 @@ pub struct ScoreDistribution {
     pub buckets: Vec<ScoreBucket>,
     /// Results without a liveness score (e.g. no face detected).
     pub no_score: u64,
+}
+
+/// The estimated ages of an age estimation run.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AgeDistribution {
+    /// The minimum age the run sent (0: the age check was off).
+    pub minimum_age: Option<u32>,
+    /// Ten 10-year buckets: "0-10" holds [0, 10), ..., "90-100" holds 90 and over.
+    pub buckets: Vec<ScoreBucket>,
+    /// Results without an estimated age (`AGE_NOT_DETECTED`, no face).
+    pub no_age: u64,
+    /// Results declined with `AGE_BELOW_MINIMUM`.
+    pub below_minimum: u64,
+}
+
+/// One histogram of the summary, as every form of it shows one.
+pub struct Histogram<'a> {
+    pub title: String,
+    /// The column head of the buckets (`Score`, `Age`).
+    pub unit: &'static str,
+    pub buckets: &'a [ScoreBucket],
+    /// The rows after the buckets (`no score`, `no age`).
+    pub rest: Vec<(&'static str, u64)>,
+}
+
+impl Summary {
+    /// The liveness scores, then the estimated ages when the run estimated them.
+    pub fn histograms(&self) -> Vec<Histogram<'_>> {
+        let mut all = vec![Histogram {
+            title: "Liveness scores".into(),
+            unit: "Score",
+            buckets: &self.scores.buckets,
+            rest: vec![("no score", self.scores.no_score)],
+        }];
+        if let Some(a) = &self.ages {
+            let minimum = match a.minimum_age {
+                Some(0) | None => "the age check off".to_string(),
+                Some(n) => format!("{} below the minimum of {n}", a.below_minimum),
+            };
+            all.push(Histogram {
+                title: format!("Estimated ages ({minimum})"),
+                unit: "Age",
+                buckets: &a.buckets,
+                rest: vec![("no age", a.no_age)],
+            });
+        }
+        all
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -62,6 +62,9 @@ fn rows(s: &Summary) -> Vec<Row> {
         ("Scores", s.scores_line()),
         ("No result", counts(&errors)),
     ];
+    if let Some(ages) = s.ages_line() {
+        rows.insert(3, ("Ages", ages));
+    }
     rows.extend(s.usage_rows());
     rows.extend(s.fact_rows(RUN_ROWS));
     if let Some(a) = &s.audit {

@@ -232,20 +232,18 @@ impl Summary {
 
     /// The non-empty score buckets on one line: "20-30: 5 · 80-90: 22 · no score: 1".
     pub fn scores_line(&self) -> String {
-        let mut parts: Vec<String> = self
-            .scores
-            .buckets
-            .iter()
-            .filter(|b| b.count > 0)
-            .map(|b| format!("{}: {}", b.range, b.count))
-            .collect();
-        if self.scores.no_score > 0 {
-            parts.push(format!("no score: {}", self.scores.no_score));
-        }
-        if parts.is_empty() {
-            return "none".into();
-        }
-        parts.join(" · ")
+        histogram_line(&self.histograms()[0])
+    }
+
+    /// The estimated ages on one line, with how many were below the minimum, for an age
+    /// estimation run.
+    pub fn ages_line(&self) -> Option<String> {
+        let ages = self.ages.as_ref()?;
+        let line = histogram_line(self.histograms().get(1)?);
+        Some(match ages.minimum_age {
+            Some(0) | None => format!("{line} (age check off)"),
+            Some(n) => format!("{line} · below {n}: {}", ages.below_minimum),
+        })
     }
 
     /// Requests, credits, time and inputs, one line each.
@@ -443,6 +441,22 @@ pub fn changes_section(c: &Changes) -> Section {
         title: format!("Changes since the baseline ({})", c.total()),
         blocks,
     }
+}
+
+/// A histogram's non-empty rows on one line: "20-30: 5 · 80-90: 22 · no score: 1".
+fn histogram_line(h: &super::Histogram) -> String {
+    let parts: Vec<String> = h
+        .buckets
+        .iter()
+        .map(|b| (b.range.as_str(), b.count))
+        .chain(h.rest.iter().copied())
+        .filter(|(_, n)| *n > 0)
+        .map(|(label, n)| format!("{label}: {n}"))
+        .collect();
+    if parts.is_empty() {
+        return "none".into();
+    }
+    parts.join(" · ")
 }
 
 #[cfg(test)]
