@@ -1552,3 +1552,59 @@ async fn index_cut_short_under_a_rerun(extra: &[&str]) {
         "nothing was recorded from a lookup that failed"
     );
 }
+
+/// An age estimation scan killed with SIGKILL mid-run and run again: every image ends with one
+/// record holding its estimated age (or `AGE_NOT_DETECTED`), no image whose record was in the
+/// journal is sent again, and the kill wasted at most the requests in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_age_scan_killed_with_sigkill_resumes_without_paying_twice() {
+    const N: u64 = 60;
+    let (tmp, src, out, _shas, _inputs) = batch(N, 17_000);
+    let log = tmp.path().join("emulator.jsonl");
+    let emu = logging_emulator(&log, 100, 200).await;
+    let argv = args(
+        &src,
+        &out,
+        &[
+            "--check",
+            "age",
+            "--rate",
+            "400/s",
+            "--concurrency",
+            "8",
+            "--no-dedupe",
+        ],
+    );
+    let (_, finished_first) = kill_9_after(&emu, &argv, 700).await;
+    assert!(
+        !finished_first,
+        "60 images at 100-300 ms, 8 at a time, take over 0.7 s"
+    );
+    let journal = Journal::read(&out).expect("the killed run wrote a journal");
+    let items = journal.items();
+    assert_one_record_per_key(&items);
+    let mut frozen = HashMap::new();
+    freeze_journaled(&items, &log, &mut frozen);
+    let sent_before = emu.stats().requests;
+    assert!(
+        sent_before <= items.len() as u64 + 8,
+        "{sent_before} sent for {} records",
+        items.len()
+    );
+
+    let last = run(&emu, &argv).await;
+    assert_eq!(last.code, 0, "{last:?}");
+    assert_none_sent_again(&log, &frozen);
+    let journal = Journal::read(&out).unwrap();
+    let items = journal.items();
+    assert_one_record_per_key(&items);
+    assert_eq!(items.len() as u64, N);
+    for it in &items {
+        assert!(
+            it["estimated_age"].is_number() || it.to_string().contains("AGE_NOT_DETECTED"),
+            "{it}"
+        );
+    }
+    // Every image paid once, plus at most what was in flight at the kill.
+    assert!(emu.stats().credits_used <= N + 8, "{:?}", emu.stats());
+}
