@@ -340,7 +340,7 @@ fn fill(
     uploads: usize,
 ) -> Result<(), String> {
     let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    liveness_batch::didit::install_tls();
     rt.block_on(async {
         let made = reqwest::Client::new()
             .put(format!("{endpoint}/{bucket}"))

@@ -7,6 +7,9 @@ pub mod endpoint;
 pub mod model;
 
 pub use crate::kit::loopback::host_is_loopback as is_loopback_host;
+/// The process's TLS provider, installed before any HTTPS client is built (for callers that
+/// build their own clients: the tests and the benchmarks).
+pub use crate::kit::tls::install as install_tls;
 pub use classify::{FatalKind, Outcome, classify, classify_for, classify_transport};
 pub use client::{
     Attempt, Client, ClientConfig, ClientError, DEFAULT_BASE_URL, MAX_RESPONSE_BYTES, REDACTED,

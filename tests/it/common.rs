@@ -415,9 +415,6 @@ pub async fn serve(app: axum::Router) -> (String, tokio::task::JoinHandle<()>) {
 /// A plain HTTP client for the tests' own requests, with the TLS provider the binary uses
 /// installed first (reqwest's TLS setup needs one even for plain http).
 pub fn http() -> reqwest::ClientBuilder {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
+    liveness_batch::didit::install_tls();
     reqwest::Client::builder()
 }

@@ -228,8 +228,9 @@ impl Accumulator {
             None => self.no_score += 1,
         }
         if let Some(ages) = &mut self.ages {
-            match r.estimated_age.filter(|a| a.is_finite()) {
-                Some(a) => ages.buckets[((a.max(0.0) / 10.0) as usize).min(9)] += 1,
+            // Ten-year buckets are the scores' ten-point ones; 100 and over go in the last.
+            match r.estimated_age.and_then(score_bucket) {
+                Some(b) => ages.buckets[b] += 1,
                 None => ages.no_age += 1,
             }
             if r.warnings.iter().any(|w| w.risk == "AGE_BELOW_MINIMUM") {
