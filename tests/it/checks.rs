@@ -751,6 +751,8 @@ async fn an_age_scan_estimates_ages_and_refuses_a_change_of_check() {
     assert_eq!(summary["ages"]["minimum_age"], 21);
     assert_eq!(summary["ages"]["below_minimum"], below);
     assert_eq!(summary["settings"]["check"], "age");
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(md.contains("check age · minimum age 21 · "), "{md}");
     let counted: u64 = summary["ages"]["buckets"]
         .as_array()
         .unwrap()

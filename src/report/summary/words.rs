@@ -136,7 +136,12 @@ impl Summary {
         match &self.settings {
             None => "unknown".into(),
             Some(st) => format!(
-                "threshold {} · rotate_image {} · save_api_request {} · API {}",
+                "{}threshold {} · rotate_image {} · save_api_request {} · API {}",
+                match (&st.check, st.min_age) {
+                    (Some(check), Some(age)) => format!("check {check} · minimum age {age} · "),
+                    (Some(check), None) => format!("check {check} · "),
+                    (None, _) => String::new(),
+                },
                 fmt_threshold(st.threshold),
                 yes_no(st.rotate_image),
                 yes_no(st.save_api_request),
