@@ -188,15 +188,6 @@ pub enum CheckKind {
     Age,
 }
 
-/// The checks `scan` runs on single images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ScanCheck {
-    /// Passive liveness (US$0.10 a call).
-    Liveness,
-    /// Passive liveness and an estimated age in one call (US$0.10 a call).
-    Age,
-}
-
 /// The check and its own settings.
 #[derive(Debug, Args, Clone)]
 pub struct WhichCheckArgs {
@@ -291,15 +282,20 @@ pub struct ScanArgs {
     #[command(flatten)]
     pub request: RequestArgs,
 
-    /// The check every image gets: passive liveness, or liveness and an estimated age in one
-    /// call (face match compares pairs: `check --check face-match` sends one pair).
-    #[arg(long = "check", value_name = "CHECK", value_enum, default_value_t = ScanCheck::Liveness)]
-    pub check: ScanCheck,
+    #[command(flatten)]
+    pub which: WhichCheckArgs,
 
-    /// Age estimation: the minimum age in whole years (0-100; 0 turns the age check off, the
-    /// age is still estimated). Default 18.
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub min_age: Option<i64>,
+    /// Face match: find each selfie's reference image in DIR by the selfie's key: the same
+    /// relative path, else the one image file in the same folder with the same name before
+    /// its extension (u1.png pairs with DIR/u1.jpg). Without it, a manifest's ref_path column
+    /// names each reference.
+    #[arg(long, value_name = "DIR")]
+    pub ref_dir: Option<PathBuf>,
+
+    /// Face match: the manifest column holding each selfie's reference image (a path relative
+    /// to the manifest, or an object URI).
+    #[arg(long, value_name = "C", default_value = "ref_path", conflicts_with = "ref_dir")]
+    pub ref_column: String,
 
     /// For folder sources: take vendor_data from the file name's stem or its parent folder's name.
     #[arg(long, value_name = "stem|parent")]

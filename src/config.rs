@@ -195,17 +195,27 @@ impl ScanConfig {
         if args.max_retries > MAX_RETRIES {
             return Err(ConfigError::Retries(args.max_retries));
         }
-        let choice = CheckChoice::from_args(
-            &crate::cli::WhichCheckArgs {
-                kind: match args.check {
-                    crate::cli::ScanCheck::Liveness => crate::cli::CheckKind::Liveness,
-                    crate::cli::ScanCheck::Age => crate::cli::CheckKind::Age,
-                },
-                face_match_threshold: None,
-                min_age: args.min_age,
-            },
-            args.request.threshold,
-        )?;
+        let choice = CheckChoice::from_args(&args.which, args.request.threshold)?;
+        let pairs = choice.call.images.len() == 2;
+        let references = match (pairs, args.ref_dir) {
+            (true, Some(dir)) => Some(crate::input::References::Dir(dir)),
+            (true, None) => Some(crate::input::References::Column(args.ref_column)),
+            (false, Some(_)) => {
+                return Err(ConfigError::NotForCheck {
+                    flag: "--ref-dir",
+                    needs: "face-match",
+                    check: choice.call.check,
+                });
+            }
+            (false, None) if args.ref_column != "ref_path" => {
+                return Err(ConfigError::NotForCheck {
+                    flag: "--ref-column",
+                    needs: "face-match",
+                    check: choice.call.check,
+                });
+            }
+            (false, None) => None,
+        };
         if args.max_requests == Some(0) {
             return Err(ConfigError::MaxRequests);
         }
@@ -268,8 +278,9 @@ impl ScanConfig {
                     region: args.s3_region,
                 },
                 filters: crate::input::filter::Filters::new(args.include, args.exclude)?,
+                references,
             },
-            price_per_call: ReportConfig::price_per_call(&args.cost)?,
+            price_per_call: ReportConfig::price_per_call(&args.cost, choice.call)?,
             results_format: results_format(&args.results),
             max_requests,
             shard,
@@ -339,7 +350,7 @@ impl ReportConfig {
             return Err(ConfigError::ScoreMargin(m));
         }
         Ok(Self {
-            price_per_call: Self::price_per_call(&args.cost)?,
+            price_per_call: Self::price_per_call(&args.cost, &crate::didit::LIVENESS)?,
             results_format: results_format(&args.results),
             dirs: args.dirs,
             out: args.out,
@@ -355,11 +366,13 @@ impl ReportConfig {
         })
     }
 
-    /// `--price-per-call`, checked: a finite amount of zero or more US dollars.
-    pub fn price_per_call(cost: &crate::cli::CostArgs) -> Result<f64, ConfigError> {
-        let price = cost
-            .price_per_call
-            .unwrap_or(crate::didit::LIVENESS.price_usd);
+    /// `--price-per-call`, checked: a finite amount of zero or more US dollars; `call`'s list
+    /// price when not given.
+    pub fn price_per_call(
+        cost: &crate::cli::CostArgs,
+        call: &Endpoint,
+    ) -> Result<f64, ConfigError> {
+        let price = cost.price_per_call.unwrap_or(call.price_usd);
         if price.is_finite() && price >= 0.0 {
             Ok(price)
         } else {

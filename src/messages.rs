@@ -42,6 +42,47 @@ pub fn cut(s: &str) -> String {
     out
 }
 
+/// The banner's line about a check other than passive liveness (none for liveness): what it
+/// sends, what it costs, and what decides. `pairs`: face match's threshold and where each
+/// selfie's reference comes from.
+pub fn check_note(
+    check: &str,
+    path: &str,
+    price_usd: f64,
+    min_age: Option<u32>,
+    pairs: Option<(f64, &str)>,
+) -> Option<String> {
+    let (name, what) = match (check, min_age, pairs) {
+        ("age", Some(0), _) => (
+            "age estimation",
+            "no minimum age: the age check is off, the age is still estimated".to_string(),
+        ),
+        ("age", Some(n), _) => (
+            "age estimation",
+            format!("declined when the estimated age is below {n}"),
+        ),
+        ("face-match", _, Some((threshold, from))) => {
+            let permissive = if threshold <= 30.0 {
+                " (Didit's standalone default, which it calls permissive; \
+                 --face-match-threshold sets another)"
+            } else {
+                ""
+            };
+            (
+                "face match",
+                format!(
+                    "each selfie against {from}; declined at a similarity of {threshold} or \
+                     below{permissive}"
+                ),
+            )
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "Check: {name} ({path}, US${price_usd:.2} a call): {what}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

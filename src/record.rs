@@ -215,6 +215,13 @@ pub struct Record {
     pub seq: Option<u64>,
     /// SHA-256 of the file's bytes; absent when the file could not be read.
     pub sha256: Option<String>,
+    /// Face match: the reference image the selfie was compared with, as given (a manifest's
+    /// `ref_path` cell) or found (under `--ref-dir`): the pair's second key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Face match: SHA-256 of the reference's bytes, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_sha256: Option<String>,
     pub size_bytes: Option<u64>,
     /// The version of what was read (for a file, its size and modification time), which a
     /// resume compares before reading the item again. Absent in journals written before it.

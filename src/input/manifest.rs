@@ -54,6 +54,8 @@ struct Columns {
     id: Option<usize>,
     vendor_data: Option<usize>,
     metadata: Option<usize>,
+    /// Face match: the reference image's column.
+    reference: Option<usize>,
 }
 
 impl Manifest {
@@ -127,7 +129,7 @@ impl Manifest {
             let row = self.row;
             let (path, id) = self.key_cells();
             let mut ignored = Vec::new();
-            let usable_path = check_path(&path, row, &mut ignored);
+            let usable_path = check_path(&path, "path", row, &mut ignored);
             let (id, usable_id) = check_id(id, row, &mut ignored);
             return Ok(Some(row_key(id, &path, usable_path && usable_id, row).0));
         }
@@ -193,39 +195,32 @@ impl Manifest {
                 "row {row} is not valid UTF-8 text; save the manifest as UTF-8"
             ));
         }
-        let usable_path = check_path(&cells.path, row, &mut problems);
-        // A bucket URI is used exactly as written, or the row says why it cannot be.
-        match super::bucket::Uri::parse(&cells.path) {
-            Some(Err(e)) => problems.push(format!("row {row}: {e}")),
-            Some(Ok(uri)) if uri.key.is_empty() => problems.push(format!(
-                "row {row}: {} names a bucket, not an object: write it as {}KEY",
-                crate::messages::cut(&cells.path),
-                uri.bucket_uri()
-            )),
-            Some(Ok(uri)) => {
-                if let Some(e) = uri.scheme.not_built() {
-                    problems.push(format!("row {row}: {e}"));
-                }
-            }
-            None => {}
-        }
+        let usable_path = check_path(&cells.path, "path", row, &mut problems);
+        check_uri(&cells.path, row, &mut problems);
         let (id, usable_id) = check_id(cells.id, row, &mut problems);
         let metadata = cells
             .metadata
             .and_then(|m| parse_metadata(&m, row, &mut problems));
         let key = self.unique_key(id, &cells.path, usable_path && usable_id, &mut problems);
-        let path = PathBuf::from(&cells.path);
-        let path = match &self.base {
-            // A bucket URI is kept as written: it is not a path relative to the manifest.
-            Some(base)
-                if path.is_relative()
-                    && !cells.path.is_empty()
-                    && super::bucket::Uri::parse(&cells.path).is_none() =>
-            {
-                base.join(path)
+        let path = self.locate(&cells.path);
+        let reference = cells.reference.and_then(|cell| {
+            let name = self.cols.reference.map_or("", |i| self.cols.names[i].as_str());
+            if cell.is_empty() {
+                problems.push(format!(
+                    "row {row}: no reference image: the {name} cell is empty"
+                ));
+                return None;
             }
-            _ => path,
-        };
+            if !check_path(&cell, name, row, &mut problems) || !check_uri(&cell, row, &mut problems)
+            {
+                return None;
+            }
+            Some(Box::new(super::Reference {
+                path: self.locate(&cell),
+                display: cell,
+                version: None,
+            }))
+        });
         Item {
             key,
             path,
@@ -243,6 +238,23 @@ impl Manifest {
             seq: 0,
             version: None,
             regular: false,
+            reference,
+        }
+    }
+
+    /// Where a path cell points: a relative path resolved against the manifest's folder; a
+    /// bucket URI kept as written (it is not a path relative to the manifest).
+    fn locate(&self, cell: &str) -> PathBuf {
+        let path = PathBuf::from(cell);
+        match &self.base {
+            Some(base)
+                if path.is_relative()
+                    && !cell.is_empty()
+                    && super::bucket::Uri::parse(cell).is_none() =>
+            {
+                base.join(path)
+            }
+            _ => path,
         }
     }
 
@@ -298,8 +310,10 @@ impl Manifest {
                 columns.insert(name.clone(), cell(i));
             }
         }
+        let reference = self.cols.reference.map(|i| cell(i).trim().to_string());
         Cells {
             path,
+            reference,
             id,
             vendor_data,
             metadata,
@@ -378,6 +392,8 @@ fn key_hash(key: &str) -> u64 {
 /// One row's cells by role.
 struct Cells {
     path: String,
+    /// Face match: the reference cell, trimmed.
+    reference: Option<String>,
     id: Option<String>,
     vendor_data: Option<String>,
     metadata: Option<String>,
@@ -385,28 +401,48 @@ struct Cells {
     utf8: bool,
 }
 
-/// Whether the path cell can name a file (empty, a NUL, or too long cannot); notes why not.
-fn check_path(path: &str, row: u64, problems: &mut Vec<String>) -> bool {
+/// Whether a path cell (`what`: "path", or the reference column's name) can name a file
+/// (empty, a NUL, or too long cannot); notes why not.
+fn check_path(path: &str, what: &str, row: u64, problems: &mut Vec<String>) -> bool {
     if path.is_empty() {
-        problems.push(format!("row {row}: the path cell is empty"));
+        problems.push(format!("row {row}: the {what} cell is empty"));
         return false;
     }
     if path.contains('\0') {
         problems.push(format!(
-            "row {row}: the path holds a NUL character: {}",
+            "row {row}: the {what} holds a NUL character: {}",
             cut(path)
         ));
         return false;
     }
     if path.len() > MAX_KEY_BYTES {
         problems.push(format!(
-            "row {row}: the path is {} bytes long, over the {MAX_KEY_BYTES}-byte limit: {}",
+            "row {row}: the {what} is {} bytes long, over the {MAX_KEY_BYTES}-byte limit: {}",
             path.len(),
             cut(path)
         ));
         return false;
     }
     true
+}
+
+/// A bucket URI is used exactly as written, or the row says why it cannot be (false then).
+fn check_uri(cell: &str, row: u64, problems: &mut Vec<String>) -> bool {
+    let problem = match super::bucket::Uri::parse(cell) {
+        Some(Err(e)) => format!("row {row}: {e}"),
+        Some(Ok(uri)) if uri.key.is_empty() => format!(
+            "row {row}: {} names a bucket, not an object: write it as {}KEY",
+            cut(cell),
+            uri.bucket_uri()
+        ),
+        Some(Ok(uri)) => match uri.scheme.not_built() {
+            Some(e) => format!("row {row}: {e}"),
+            None => return true,
+        },
+        None => return true,
+    };
+    problems.push(problem);
+    false
 }
 
 /// The id if it can be a key (not over the limit), and whether it could.
@@ -541,17 +577,30 @@ impl Columns {
             "--vendor-data-column",
         )?;
         let metadata = pick(&opts.metadata_column, "metadata", "--metadata-column")?;
+        let reference = match &opts.references {
+            Some(super::References::Column(c)) => Some(find(&names, c).ok_or_else(|| {
+                missing(
+                    c,
+                    " (face match needs each selfie's reference image: add the column, name \
+                     another with --ref-column, or pair by folder with --ref-dir)"
+                        .to_string(),
+                )
+            })?),
+            _ => None,
+        };
         Ok(Columns {
             names,
             path,
             id,
             vendor_data,
             metadata,
+            reference,
         })
     }
 
     fn is_used(&self, i: usize) -> bool {
-        i == self.path || [self.id, self.vendor_data, self.metadata].contains(&Some(i))
+        i == self.path
+            || [self.id, self.vendor_data, self.metadata, self.reference].contains(&Some(i))
     }
 }
 

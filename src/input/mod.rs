@@ -4,6 +4,7 @@
 
 pub mod bucket;
 mod duplicates;
+pub mod pair;
 pub mod filter;
 mod manifest;
 pub mod preflight;
@@ -44,6 +45,47 @@ pub struct Item {
     /// The folder walk found a regular file at `path` (its directory entry said so): the
     /// preflight opens it without looking it up first.
     pub regular: bool,
+    /// Face match: the reference image the selfie is compared with (boxed: most runs have
+    /// none, and an item stays small).
+    pub reference: Option<Box<Reference>>,
+}
+
+impl Item {
+    /// The text a resume compares to tell whether the item changed: its image's version, and
+    /// for a pair the reference's name and version too (another reference, or the same one
+    /// changed, is another item to screen). `None` when either is unknown.
+    pub fn version_text(&self) -> Option<String> {
+        let own = self.version.as_ref()?;
+        match &self.reference {
+            None => Some(own.to_string()),
+            Some(r) => Some(format!("{own} ref={} {}", r.display, r.version.as_ref()?)),
+        }
+    }
+}
+
+/// Face match's second image: where it is, and what it was when looked at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reference {
+    /// As written in the manifest's reference cell, or as found under `--ref-dir` (the folder
+    /// as given, then the file's path in it): the pair's second key in every output.
+    pub display: String,
+    /// The path to read (a manifest-relative path resolved against the manifest's folder), or
+    /// an object URI.
+    pub path: PathBuf,
+    /// Its version, once looked at (as an item's).
+    pub version: Option<version::Version>,
+}
+
+/// Where face match finds each selfie's reference image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum References {
+    /// A manifest column (`ref_path` unless `--ref-column` says otherwise): a path, relative
+    /// to the manifest's folder or absolute, or an object URI. Folder and bucket sources have
+    /// no such column and are refused.
+    Column(String),
+    /// `--ref-dir DIR`: each item's reference is found under DIR by the item's key
+    /// ([`pair::RefDir`]).
+    Dir(PathBuf),
 }
 
 /// Where a folder item's `vendor_data` comes from.
@@ -75,6 +117,8 @@ pub struct SourceOptions {
     pub storage: bucket::StorageOptions,
     /// `--include` / `--exclude`, for folders and bucket prefixes.
     pub filters: filter::Filters,
+    /// Face match: where each item's reference image is; `None` for single-image checks.
+    pub references: Option<References>,
 }
 
 impl Default for SourceOptions {
@@ -91,6 +135,7 @@ impl Default for SourceOptions {
             spill_dir: None,
             storage: bucket::StorageOptions::default(),
             filters: filter::Filters::default(),
+            references: None,
         }
     }
 }
@@ -158,6 +203,16 @@ pub enum InputError {
     /// A bucket source that cannot be used (a refusal of the store stops with exit 7).
     #[error(transparent)]
     Storage(#[from] bucket::StorageError),
+    /// Face match without a way to pair a folder's or prefix's selfies with references.
+    #[error(
+        "{0}: face match compares each selfie with a reference image, and a folder or bucket \
+         prefix names none; give --ref-dir DIR (each reference found there by the selfie's \
+         key) or a manifest with a ref_path column"
+    )]
+    NoReferences(String),
+    /// `--ref-dir` that cannot be used.
+    #[error("--ref-dir {dir}: {why}")]
+    RefDir { dir: String, why: String },
     /// A source with nothing to screen: most often a mistyped folder or prefix.
     #[error(
         "{0} holds no image to screen (check the folder, manifest or prefix; --allow-empty \
@@ -200,6 +255,8 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
 pub struct Sources {
     queue: VecDeque<Box<dyn Iterator<Item = Event> + Send>>,
     next_seq: u64,
+    /// `--ref-dir`: each item's reference found there by its key.
+    ref_dir: Option<pair::RefDir>,
 }
 
 impl Iterator for Sources {
@@ -211,6 +268,9 @@ impl Iterator for Sources {
                 Some(Event::Item(mut item)) => {
                     item.seq = self.next_seq;
                     self.next_seq += 1;
+                    if let Some(refs) = &mut self.ref_dir {
+                        refs.pair(&mut item);
+                    }
                     return Some(Event::Item(item));
                 }
                 Some(event) => return Some(event),
@@ -255,6 +315,7 @@ pub struct Plan {
     /// A single source that is not a folder: its items' keys are unique already (a manifest
     /// renames its repeated ids, a listing's keys differ).
     pub unique_keys: bool,
+    ref_dir: Option<pair::RefDir>,
 }
 
 impl Plan {
@@ -268,6 +329,15 @@ impl Plan {
             items: Some(0),
             empty: None,
             unique_keys: sources.len() == 1,
+            ref_dir: match &opts.references {
+                Some(References::Dir(dir)) => Some(pair::RefDir::open(dir)?),
+                _ => None,
+            },
+        };
+        // Face match by a manifest column: a folder or prefix has no such column.
+        let no_references = |shown: &str| match &opts.references {
+            Some(References::Column(_)) => Err(InputError::NoReferences(shown.to_string())),
+            _ => Ok(()),
         };
         let mut seen = Vec::new();
         if sources.iter().filter(|s| s.as_os_str() == "-").count() > 1 {
@@ -284,6 +354,7 @@ impl Plan {
             };
             if let Some(uri) = src.to_str().and_then(bucket::Uri::parse) {
                 let uri = uri?;
+                no_references(&shown)?;
                 // The prefix as listed: `s3://b/q3` and `s3://b/q3/` are the same source.
                 given(PathBuf::from(format!(
                     "{}{}",
@@ -310,6 +381,7 @@ impl Plan {
             })?;
             given(src.canonicalize().unwrap_or_else(|_| src.clone()))?;
             let (rows, kept) = if meta.is_dir() {
+                no_references(&shown)?;
                 plan.queue
                     .push_back(Box::new(walk::Walk::new(src, &shown, opts)));
                 plan.unique_keys = false;
@@ -334,6 +406,7 @@ impl Plan {
         Sources {
             queue: self.queue,
             next_seq: 0,
+            ref_dir: self.ref_dir,
         }
     }
 }

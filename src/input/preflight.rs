@@ -76,6 +76,48 @@ pub struct Prepared {
     pub size: u64,
     /// The version of what was read (from the opened file's own metadata).
     pub version: Option<Version>,
+    /// Face match: the reference image, read and checked the same way.
+    pub reference: Option<Box<Prepared>>,
+}
+
+impl Prepared {
+    /// What deduplicates this item: its image's SHA-256, or its pair's.
+    pub fn content_sha256(&self) -> [u8; 32] {
+        match &self.reference {
+            Some(r) => crate::kit::digest::pair_sha256(&self.sha256, &r.sha256),
+            None => self.sha256,
+        }
+    }
+
+    /// Bytes held in memory for this item (both images of a pair).
+    pub fn held(&self) -> u64 {
+        (self.bytes.len() + self.reference.as_ref().map_or(0, |r| r.bytes.len())) as u64
+    }
+}
+
+/// A selfie and its reference, each as read: the pair, or the refusal of the first that
+/// failed. A reference's refusal names it (`the reference image NAME: ...`) and keeps what was
+/// learnt of the selfie, so the record still holds the selfie's hash and size.
+pub fn pair(
+    user: Result<Prepared, Refusal>,
+    reference: Result<Prepared, Refusal>,
+    name: &str,
+) -> Result<Prepared, Refusal> {
+    let mut user = user?;
+    match reference {
+        Ok(r) => {
+            user.reference = Some(Box::new(r));
+            Ok(user)
+        }
+        Err(r) => Err(Refusal {
+            reason: format!("the reference image {}: {}", crate::messages::cut(name), r.reason),
+            sha256: Some(user.sha256),
+            size: Some(user.size),
+            detected: None,
+            version: user.version,
+            storage: r.storage,
+        }),
+    }
 }
 
 /// Why an object could not be read: the item is a `source_error` to rerun, never sent.
@@ -380,6 +422,7 @@ fn verdict(
             format,
             size,
             version,
+            reference: None,
         }),
         ref other => Err(refuse(unsupported_reason(other))),
     }

@@ -141,6 +141,7 @@ impl Walk {
             seq: 0,
             version: None,
             regular: true,
+            reference: None,
         }
     }
 

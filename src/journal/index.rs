@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::keys::{KeyBuilder, KeyIndex, KeyState, UNKNOWN_PENDING, class_code, short};
-use super::{JournalError, Line, LineKind, Reader, Settings, content_digest, key_digest};
+use super::{JournalError, Line, LineKind, Reader, Settings, item_content_digest, key_digest};
 use crate::compact::CompactMap;
 use crate::record::Class;
 
@@ -67,6 +67,8 @@ struct LightLine<'a> {
     #[serde(borrow)]
     sha256: Option<Cow<'a, str>>,
     #[serde(borrow)]
+    ref_sha256: Option<Cow<'a, str>>,
+    #[serde(borrow)]
     version: Option<Cow<'a, str>>,
     class: Option<Class>,
     #[serde(borrow)]
@@ -86,6 +88,7 @@ impl<'a> LightLine<'a> {
             kind: line.kind(),
             key: None,
             sha256: None,
+            ref_sha256: None,
             version: None,
             class: None,
             error_field: None,
@@ -102,6 +105,7 @@ impl<'a> LightLine<'a> {
             Line::Item(r) => {
                 light.key = Some(Cow::Borrowed(&r.key));
                 light.sha256 = r.sha256.as_deref().map(Cow::Borrowed);
+                light.ref_sha256 = r.ref_sha256.as_deref().map(Cow::Borrowed);
                 light.version = r.version.as_deref().map(Cow::Borrowed);
                 light.class = r.class;
                 light.error_field = r.error_field.as_deref().map(Cow::Borrowed);
@@ -113,11 +117,17 @@ impl<'a> LightLine<'a> {
                 light.key = Some(Cow::Borrowed(&u.key));
                 light.version = Some(Cow::Borrowed(&u.version));
                 light.sha256 = Some(Cow::Borrowed(&u.sha256));
+                light.ref_sha256 = u.ref_sha256.as_deref().map(Cow::Borrowed);
             }
             Line::Gone(g) => light.key = Some(Cow::Borrowed(&g.key)),
             Line::End(_) | Line::Seal(_) => {}
         }
         light
+    }
+
+    /// The digest of the line's content: its image's, or its pair's.
+    fn content(&self) -> Option<u128> {
+        item_content_digest(self.sha256.as_deref()?, self.ref_sha256.as_deref())
     }
 
     /// What makes this line unusable for an index, if anything.
@@ -316,7 +326,7 @@ impl Builder {
                 if !self.dead.is_empty() {
                     self.dead.retain(|o| o.key != key);
                 }
-                let content = light.sha256.as_deref().and_then(content_digest);
+                let content = light.content();
                 let mut state = key_state(light.version.as_deref(), content, class);
                 if light.unknown_pending {
                     state.version_class |= UNKNOWN_PENDING;
@@ -364,7 +374,7 @@ fn unchanged(keys: &mut KeyBuilder, light: &LightLine) -> std::io::Result<()> {
     let (Some(key), Some(version), Some(content)) = (
         light.key.as_deref(),
         light.version.as_deref(),
-        light.sha256.as_deref().and_then(content_digest),
+        light.content(),
     ) else {
         return Ok(());
     };

@@ -91,9 +91,14 @@ impl Settings {
             ));
         }
         let show = |t: Option<f64>| t.map_or("Didit's default (30)".to_string(), |t| t.to_string());
-        if self.threshold != journal.threshold {
+        // Another check's threshold is another threshold: the check's line says it all.
+        if self.threshold != journal.threshold && self.check == journal.check {
+            let which = match self.check.as_deref() {
+                Some("face-match") => "face match threshold (--face-match-threshold)",
+                _ => "threshold",
+            };
             out.push(format!(
-                "threshold: journal has {}, this run has {}",
+                "{which}: journal has {}, this run has {}",
                 show(journal.threshold),
                 show(self.threshold)
             ));
@@ -344,6 +349,9 @@ pub struct Unchanged {
     pub key: String,
     pub version: String,
     pub sha256: String,
+    /// Face match: the reference's SHA-256 (the pair's content is both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_sha256: Option<String>,
 }
 
 /// Written by a scan that read its whole input, before its end line, for each key whose latest
@@ -471,7 +479,9 @@ pub enum JournalError {
     },
 }
 
-pub use crate::kit::digest::{content_digest, content_digest_of, key_digest};
+pub use crate::kit::digest::{
+    content_digest, content_digest_of, item_content_digest, key_digest, pair_sha256,
+};
 
 impl JournalError {
     /// The local I/O failure `op` on `path`.

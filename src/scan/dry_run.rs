@@ -150,7 +150,7 @@ fn render(cfg: &ScanConfig, est: &Estimate, interrupted: bool, balance: &Balance
     if let Some(plan) = &cfg.shard {
         out.push_str(&format!("{}.\n", plan.describe()));
     }
-    if let Some(note) = super::open::age_note(cfg) {
+    if let Some(note) = super::open::check_note(cfg) {
         out.push_str(&format!("{note}.\n"));
     }
     out.push_str(&format!("  images found          {}\n", est.items));

@@ -572,23 +572,30 @@ pub fn announce(cfg: &ScanConfig, resumed: bool) {
     if let Some(plan) = &cfg.shard {
         messages::note(&plan.describe());
     }
-    if let Some(note) = age_note(cfg) {
+    if let Some(note) = check_note(cfg) {
         messages::note(&note);
     }
 }
 
-/// What an age estimation run sends besides liveness: the minimum age, and that a saved call
-/// enrolls the face.
-pub fn age_note(cfg: &ScanConfig) -> Option<String> {
-    let min_age = cfg.params.min_age?;
-    let minimum = match min_age {
-        0 => "no minimum age: the age check is off, the age is still estimated".to_string(),
-        n => format!("declined when the estimated age is below {n}"),
-    };
-    Some(format!(
-        "Check: age estimation ({}, US${:.2} a call): {minimum}",
-        cfg.call.path, cfg.price_per_call
-    ))
+/// The banner's line about the check, when it is not passive liveness.
+pub fn check_note(cfg: &ScanConfig) -> Option<String> {
+    let from = cfg.source_options.references.as_ref().map(|r| match r {
+        crate::input::References::Dir(dir) => format!(
+            "its reference found in {} by its key",
+            messages::cut(&dir.display().to_string())
+        ),
+        crate::input::References::Column(c) => {
+            format!("the reference in the manifest's {} column", messages::cut(c))
+        }
+    });
+    let pairs = from.as_deref().map(|f| (cfg.params.threshold.unwrap_or(30.0), f));
+    messages::check_note(
+        cfg.call.check,
+        cfg.call.path,
+        cfg.price_per_call,
+        cfg.params.min_age,
+        pairs,
+    )
 }
 
 /// Move an existing journal aside (`journal-YYYYmmddTHHMMSS.jsonl`), never overwriting.

@@ -359,6 +359,7 @@ impl Pipeline {
         let facts = ready.facts();
         let content = facts.content;
         let sha256 = ready.sha256().map(crate::input::preflight::hex);
+        let ref_sha256 = ready.ref_sha256().map(crate::input::preflight::hex);
         let Ready { item, key, checked } = ready;
         let decision = self.machine.admit(item, facts);
         if self.stop_on_index_error() {
@@ -380,7 +381,7 @@ impl Pipeline {
                 if facts.current {
                     RunCounts::add(&self.counts.skipped_unread, 1);
                 } else {
-                    self.note_version(&item, key, sha256).await;
+                    self.note_version(&item, key, sha256, ref_sha256).await;
                 }
                 self.progress.skipped();
             }
@@ -421,11 +422,16 @@ impl Pipeline {
     /// An item read again and skipped (same content as recorded): when its version is not the
     /// one recorded (a touched file, a copy with new times), or its source was gone, journal
     /// the new version so the next resume skips it without reading it (and lists it again).
-    async fn note_version(&self, item: &Item, key: u128, sha256: Option<String>) {
-        let (Some(version), Some(sha256)) = (&item.version, sha256) else {
+    async fn note_version(
+        &self,
+        item: &Item,
+        key: u128,
+        sha256: Option<String>,
+        ref_sha256: Option<String>,
+    ) {
+        let (Some(version), Some(sha256)) = (item.version_text(), sha256) else {
             return;
         };
-        let version = version.to_string();
         // A key whose source was gone and is listed again is journaled as back, whatever its
         // version.
         let latest = self.quick.index.latest(key);
@@ -441,6 +447,7 @@ impl Pipeline {
             key: item.key.clone(),
             version,
             sha256,
+            ref_sha256,
         };
         if self
             .to_writer
@@ -489,7 +496,7 @@ impl Pipeline {
         // The next waiter leads: read it again (only leaders keep their bytes).
         let key = journal::key_digest(&next.key);
         let ready = source::read(next, key, &self.quick.storage, false).await;
-        let same = ready.sha256().map(journal::content_digest_of) == Some(content);
+        let same = ready.content() == Some(content);
         match ready.checked {
             Checked::Read(Ok(prepared)) if same => {
                 let item = ready.item;

@@ -56,6 +56,12 @@ impl Ready {
             Ok(p) => p.version.clone(),
             Err(r) => r.version.clone(),
         };
+        if let Some(r) = &mut item.reference {
+            r.version = match &checked {
+                Ok(p) => p.reference.as_ref().and_then(|p| p.version.clone()),
+                Err(_) => None,
+            };
+        }
         Ready {
             item,
             key,
@@ -72,11 +78,27 @@ impl Ready {
         }
     }
 
+    /// The SHA-256 of the reference read with it (face match), if it was.
+    pub fn ref_sha256(&self) -> Option<&[u8; 32]> {
+        match &self.checked {
+            Checked::Read(Ok(p)) => p.reference.as_ref().map(|r| &r.sha256),
+            _ => None,
+        }
+    }
+
+    /// The digest of what was read: the image's, or the pair's.
+    pub fn content(&self) -> Option<u128> {
+        match &self.checked {
+            Checked::Read(Ok(p)) => Some(journal::content_digest_of(&p.content_sha256())),
+            _ => self.sha256().map(journal::content_digest_of),
+        }
+    }
+
     /// What the dispatch state machine is told of this item.
     pub fn facts(&self) -> Facts {
         Facts {
             key: self.key,
-            content: self.sha256().map(journal::content_digest_of),
+            content: self.content(),
             refused: matches!(self.checked, Checked::Read(Err(_))),
             current: matches!(self.checked, Checked::Current),
         }
@@ -129,22 +151,30 @@ impl QuickCheck {
         let Some(recorded) = self.index.latest(key) else {
             return false;
         };
-        item.version = match input::bucket::uri_of(&item.path) {
-            // A listed object's version came with the listing; a manifest row's costs a HEAD.
-            Some(uri) => item.version.take().or_else(|| {
+        item.version = self.version(&item.path, item.version.take());
+        if let Some(r) = &mut item.reference {
+            r.version = self.version(&r.path, r.version.take());
+        }
+        !self.checksum
+            && item.version_text().is_some_and(|v| {
+                recorded.is_current(journal::version_digest(&v), self.retry_failed)
+            })
+    }
+
+    /// The version of the file or object at `path`, without reading it: a listed object's
+    /// came with the listing (`listed`); another object's costs a HEAD; a file's, a `stat`.
+    fn version(&self, path: &std::path::Path, listed: Option<Version>) -> Option<Version> {
+        match input::bucket::uri_of(path) {
+            Some(uri) => listed.or_else(|| {
                 tokio::runtime::Handle::try_current()
                     .ok()
                     .and_then(|h| h.block_on(input::bucket::head_version(&uri, &self.storage)))
             }),
-            None => std::fs::metadata(&item.path)
+            None => std::fs::metadata(path)
                 .ok()
                 .filter(|m| m.is_file())
                 .and_then(|m| Version::of_file(&m)),
-        };
-        !self.checksum
-            && item.version.as_ref().is_some_and(|v| {
-                recorded.is_current(journal::version_digest(&v.to_string()), self.retry_failed)
-            })
+        }
     }
 }
 
@@ -161,7 +191,7 @@ impl Found {
     /// Bytes held for the item's content.
     fn held(&self) -> u64 {
         match &self.read {
-            Some(Ok(p)) => p.bytes.len() as u64,
+            Some(Ok(p)) => p.held(),
             _ => 0,
         }
     }
@@ -235,16 +265,33 @@ pub async fn read(
             checked: Checked::Read(Err(Refusal::unread(String::new()))),
         };
     }
-    let checked = match input::bucket::uri_of(&item.path) {
-        Some(uri) => input::bucket::read(&uri, item.version.as_ref(), storage, sniff_only).await,
+    let mut checked = read_one(&item.path, item.version.as_ref(), storage, sniff_only).await;
+    if let Some(r) = &item.reference
+        && checked.is_ok()
+    {
+        let reference = read_one(&r.path, r.version.as_ref(), storage, sniff_only).await;
+        checked = preflight::pair(checked, reference, &r.display);
+    }
+    Ready::read(item, key, checked)
+}
+
+/// Read and check one image: a file on a blocking thread, an object from its store (`listed`:
+/// its version as listed, which what is read must match).
+async fn read_one(
+    path: &std::path::Path,
+    listed: Option<&Version>,
+    storage: &input::bucket::StorageOptions,
+    sniff_only: bool,
+) -> Result<Prepared, Refusal> {
+    match input::bucket::uri_of(path) {
+        Some(uri) => input::bucket::read(&uri, listed, storage, sniff_only).await,
         None => {
-            let path = item.path.clone();
+            let path = path.to_path_buf();
             tokio::task::spawn_blocking(move || preflight::preflight(&path))
                 .await
                 .unwrap_or_else(|e| Err(Refusal::unread(format!("reading the file failed: {e}"))))
         }
-    };
-    Ready::read(item, key, checked)
+    }
 }
 
 /// The plan's events, items quick-checked and preflighted a few at a time, in input order.
@@ -438,16 +485,23 @@ impl Checker {
         if found.current || self.stop.is_stopped() {
             return 0;
         }
-        // Objects and bad rows are left to the runtime.
+        // Objects and bad rows are left to the runtime, and so is a pair with an object in it.
         let item = &found.item;
-        if item.problem.is_some() || input::bucket::uri_of(&item.path).is_some() {
+        let object = |p: &std::path::Path| input::bucket::uri_of(p).is_some();
+        if item.problem.is_some()
+            || object(&item.path)
+            || item.reference.as_ref().is_some_and(|r| object(&r.path))
+        {
             return 0;
         }
-        found.read = Some(preflight::preflight_with(
-            &item.path,
-            item.regular,
-            &self.buffers,
-        ));
+        let mut read = preflight::preflight_with(&item.path, item.regular, &self.buffers);
+        if let Some(r) = &item.reference
+            && read.is_ok()
+        {
+            let reference = preflight::preflight_with(&r.path, false, &self.buffers);
+            read = preflight::pair(read, reference, &r.display);
+        }
+        found.read = Some(read);
         let held = found.held();
         self.ahead.add(held);
         held

@@ -39,7 +39,7 @@ pub async fn worker(ctx: WorkerCtx) -> Result<(), super::ScanError> {
         let Some(Job { item, prepared }) = job else {
             return Ok(());
         };
-        let content = journal::content_digest_of(&prepared.sha256);
+        let content = journal::content_digest_of(&prepared.content_sha256());
         let leader = ctx.dedupe.then_some(content);
         if ctx.stop.is_stopped() || !ctx.announce(&item.key).await {
             ctx.counts.not_processed.fetch_add(1, Ordering::Relaxed);
@@ -51,6 +51,9 @@ pub async fn worker(ctx: WorkerCtx) -> Result<(), super::ScanError> {
         params.metadata = item.metadata.clone();
         let (ext, mime) = (prepared.format.ext(), prepared.format.mime());
         let upload = Upload::new(prepared.bytes.clone(), ext, mime);
+        params.reference = prepared.reference.as_ref().map(|r| {
+            Upload::new(r.bytes.clone(), r.format.ext(), r.format.mime())
+        });
         let submission = ctx.submitter.submit(&upload, &params).await;
         ctx.counts
             .requests
@@ -119,7 +122,8 @@ pub fn base_record(item: &Item) -> Record {
         vendor_data: item.vendor_data.clone(),
         metadata: item.metadata.clone().map(serde_json::Value::Object),
         columns: item.columns.clone(),
-        version: item.version.as_ref().map(|v| v.to_string()),
+        version: item.version_text(),
+        reference: item.reference.as_ref().map(|r| r.display.clone()),
         finished_at: Some(now_rfc3339()),
         ..Default::default()
     }
@@ -140,6 +144,7 @@ pub fn follower_record(item: &Item, leader: Record) -> Record {
         metadata: own.metadata,
         columns: own.columns,
         version: own.version,
+        reference: own.reference,
         finished_at: own.finished_at,
         duplicate_of,
         // Nothing was sent for this item.
@@ -160,6 +165,7 @@ pub fn follower_record(item: &Item, leader: Record) -> Record {
 pub fn record_for(item: &Item, prepared: &Prepared, sub: Submission) -> Option<Record> {
     let mut rec = base_record(item);
     rec.sha256 = Some(preflight::hex(&prepared.sha256));
+    rec.ref_sha256 = prepared.reference.as_ref().map(|r| preflight::hex(&r.sha256));
     rec.size_bytes = Some(prepared.size);
     rec.format = Some(prepared.format.name().to_string());
     rec.attempts = sub.attempts;
@@ -204,6 +210,7 @@ mod tests {
             seq: 9,
             version: None,
             regular: false,
+            reference: None,
         }
     }
 

@@ -858,6 +858,7 @@ impl Listing {
             seq: 0,
             version: Version::of_object(size, listed.etag.as_deref()),
             regular: false,
+            reference: None,
         })
     }
 }
