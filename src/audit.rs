@@ -309,6 +309,13 @@ pub fn category(reason: &str) -> String {
             .trim_start(),
         _ => reason,
     };
+    // A reference's refusal names the reference, then why: counted by why.
+    if let Some((_, why)) = reason
+        .strip_prefix("the reference image ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        return format!("reference image: {}", category(why));
+    }
     let r = reason.split([':', ';']).next().unwrap_or(reason).trim();
     r.chars().take(60).collect()
 }
@@ -370,6 +377,22 @@ mod tests {
         );
         assert_eq!(category("rowdy: name"), "rowdy");
         assert_eq!(category("row of seats: x"), "row of seats");
+    }
+
+    #[test]
+    fn a_refused_reference_is_counted_by_why_not_by_its_name() {
+        for name in ["refs/a.jpg", "s3://bucket/refs/b.png", "/abs/c d.jpg"] {
+            assert_eq!(
+                category(&format!(
+                    "the reference image {name}: not an image: PDF document"
+                )),
+                "reference image: not an image"
+            );
+        }
+        assert_eq!(
+            category("row 4: no reference image: the ref_path cell is empty"),
+            "no reference image"
+        );
     }
 
     fn args(a: &[&str]) -> Vec<String> {

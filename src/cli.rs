@@ -294,7 +294,12 @@ pub struct ScanArgs {
 
     /// Face match: the manifest column holding each selfie's reference image (a path relative
     /// to the manifest, or an object URI).
-    #[arg(long, value_name = "C", default_value = "ref_path", conflicts_with = "ref_dir")]
+    #[arg(
+        long,
+        value_name = "C",
+        default_value = "ref_path",
+        conflicts_with = "ref_dir"
+    )]
     pub ref_column: String,
 
     /// For folder sources: take vendor_data from the file name's stem or its parent folder's name.

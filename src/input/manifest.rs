@@ -204,7 +204,10 @@ impl Manifest {
         let key = self.unique_key(id, &cells.path, usable_path && usable_id, &mut problems);
         let path = self.locate(&cells.path);
         let reference = cells.reference.and_then(|cell| {
-            let name = self.cols.reference.map_or("", |i| self.cols.names[i].as_str());
+            let name = self
+                .cols
+                .reference
+                .map_or("", |i| self.cols.names[i].as_str());
             if cell.is_empty() {
                 problems.push(format!(
                     "row {row}: no reference image: the {name} cell is empty"

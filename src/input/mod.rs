@@ -4,9 +4,9 @@
 
 pub mod bucket;
 mod duplicates;
-pub mod pair;
 pub mod filter;
 mod manifest;
+pub mod pair;
 pub mod preflight;
 pub mod version;
 mod walk;

@@ -205,20 +205,40 @@ mod tests {
     fn the_same_relative_path_pairs_first_then_the_one_file_with_the_same_stem() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path();
-        for f in ["a.jpg", "a.png", "q3/b.JPEG", "c.jpg", "c.webp", "user-42.jpg", "d.txt"] {
+        for f in [
+            "a.jpg",
+            "a.png",
+            "q3/b.JPEG",
+            "c.jpg",
+            "c.webp",
+            "user-42.jpg",
+            "d.txt",
+        ] {
             touch(d, f);
         }
         let mut refs = RefDir::open(d).unwrap();
         let shown = d.display().to_string();
         // Rule 1: the exact path wins even though a.png shares the stem.
-        assert_eq!(paired(&mut refs, "a.jpg").unwrap(), format!("{shown}/a.jpg"));
+        assert_eq!(
+            paired(&mut refs, "a.jpg").unwrap(),
+            format!("{shown}/a.jpg")
+        );
         // Rule 2: another extension, in any case, in the key's folder.
-        assert_eq!(paired(&mut refs, "q3/b.png").unwrap(), format!("{shown}/q3/b.JPEG"));
+        assert_eq!(
+            paired(&mut refs, "q3/b.png").unwrap(),
+            format!("{shown}/q3/b.JPEG")
+        );
         // A manifest id without an extension.
-        assert_eq!(paired(&mut refs, "user-42").unwrap(), format!("{shown}/user-42.jpg"));
+        assert_eq!(
+            paired(&mut refs, "user-42").unwrap(),
+            format!("{shown}/user-42.jpg")
+        );
         // Two candidates: ambiguous, both named.
         let e = paired(&mut refs, "c.tiff").unwrap_err();
-        assert!(e.contains("ambiguous") && e.contains("c.jpg, c.webp"), "{e}");
+        assert!(
+            e.contains("ambiguous") && e.contains("c.jpg, c.webp"),
+            "{e}"
+        );
         // Only images count: d.txt is no reference.
         let e = paired(&mut refs, "d.png").unwrap_err();
         assert!(e.starts_with("no reference image: neither"), "{e}");
@@ -233,7 +253,10 @@ mod tests {
         let mut refs = RefDir::open(&tmp.path().join("in")).unwrap();
         for key in ["../in/x.jpg", "/etc/passwd", "a/../../x.jpg", ""] {
             let e = paired(&mut refs, key).unwrap_err();
-            assert!(e.contains("cannot name a file under --ref-dir"), "{key}: {e}");
+            assert!(
+                e.contains("cannot name a file under --ref-dir"),
+                "{key}: {e}"
+            );
         }
     }
 

@@ -110,7 +110,11 @@ pub fn pair(
             Ok(user)
         }
         Err(r) => Err(Refusal {
-            reason: format!("the reference image {}: {}", crate::messages::cut(name), r.reason),
+            reason: format!(
+                "the reference image {}: {}",
+                crate::messages::cut(name),
+                r.reason
+            ),
             sha256: Some(user.sha256),
             size: Some(user.size),
             detected: None,

@@ -499,6 +499,7 @@ mod tests {
             key: "key-0001".into(),
             version: "size=1 mtime=2026-03-02T00:00:00Z".into(),
             sha256: "ab".repeat(32),
+            ref_sha256: None,
         }));
         lines.push(Line::End(RunEnd::default()));
         let mut built = Vec::new();

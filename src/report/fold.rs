@@ -81,7 +81,14 @@ impl SummaryPass {
                     if r.class == Some(crate::record::Class::Result)
                         && let Some(sha) = &r.sha256
                     {
-                        self.digests.push(crate::audit::item_digest(&r.key, sha))?;
+                        let digest = match &r.ref_sha256 {
+                            // A pair's content is both images.
+                            Some(reference) => {
+                                crate::audit::item_digest(&r.key, &format!("{sha}\t{reference}"))
+                            }
+                            None => crate::audit::item_digest(&r.key, sha),
+                        };
+                        self.digests.push(digest)?;
                     }
                 }
             }

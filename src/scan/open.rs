@@ -585,10 +585,15 @@ pub fn check_note(cfg: &ScanConfig) -> Option<String> {
             messages::cut(&dir.display().to_string())
         ),
         crate::input::References::Column(c) => {
-            format!("the reference in the manifest's {} column", messages::cut(c))
+            format!(
+                "the reference in the manifest's {} column",
+                messages::cut(c)
+            )
         }
     });
-    let pairs = from.as_deref().map(|f| (cfg.params.threshold.unwrap_or(30.0), f));
+    let pairs = from
+        .as_deref()
+        .map(|f| (cfg.params.threshold.unwrap_or(30.0), f));
     messages::check_note(
         cfg.call.check,
         cfg.call.path,

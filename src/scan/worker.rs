@@ -51,9 +51,10 @@ pub async fn worker(ctx: WorkerCtx) -> Result<(), super::ScanError> {
         params.metadata = item.metadata.clone();
         let (ext, mime) = (prepared.format.ext(), prepared.format.mime());
         let upload = Upload::new(prepared.bytes.clone(), ext, mime);
-        params.reference = prepared.reference.as_ref().map(|r| {
-            Upload::new(r.bytes.clone(), r.format.ext(), r.format.mime())
-        });
+        params.reference = prepared
+            .reference
+            .as_ref()
+            .map(|r| Upload::new(r.bytes.clone(), r.format.ext(), r.format.mime()));
         let submission = ctx.submitter.submit(&upload, &params).await;
         ctx.counts
             .requests
@@ -165,7 +166,10 @@ pub fn follower_record(item: &Item, leader: Record) -> Record {
 pub fn record_for(item: &Item, prepared: &Prepared, sub: Submission) -> Option<Record> {
     let mut rec = base_record(item);
     rec.sha256 = Some(preflight::hex(&prepared.sha256));
-    rec.ref_sha256 = prepared.reference.as_ref().map(|r| preflight::hex(&r.sha256));
+    rec.ref_sha256 = prepared
+        .reference
+        .as_ref()
+        .map(|r| preflight::hex(&r.sha256));
     rec.size_bytes = Some(prepared.size);
     rec.format = Some(prepared.format.name().to_string());
     rec.attempts = sub.attempts;

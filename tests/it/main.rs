@@ -20,6 +20,7 @@ mod fuzz_regressions;
 mod gone;
 mod input;
 mod outputs;
+mod pairs;
 mod print;
 mod quick_check;
 mod report;

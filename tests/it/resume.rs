@@ -1608,3 +1608,69 @@ async fn an_age_scan_killed_with_sigkill_resumes_without_paying_twice() {
     // Every image paid once, plus at most what was in flight at the kill.
     assert!(emu.stats().credits_used <= N + 8, "{:?}", emu.stats());
 }
+
+/// A face-match scan of pairs killed with SIGKILL mid-run and run again: every pair ends with
+/// one record holding both keys, no pair whose record was in the journal is sent again, and
+/// the kill wasted at most the requests in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_face_match_scan_killed_with_sigkill_resumes_without_paying_twice() {
+    const N: u64 = 60;
+    let (tmp, src, out, shas, _inputs) = batch(N, 19_000);
+    // Each selfie's reference: the same picture under another extension in another folder.
+    let refs = tmp.path().join("refs");
+    for name in shas.keys() {
+        let bytes = std::fs::read(src.join(name)).unwrap();
+        let stem = name.rsplit_once('.').map_or(name.as_str(), |(s, _)| s);
+        common::write(&refs, &format!("{stem}.png"), &bytes);
+    }
+    let log = tmp.path().join("emulator.jsonl");
+    let emu = logging_emulator(&log, 100, 200).await;
+    let refs_arg = refs.display().to_string();
+    let argv = args(
+        &src,
+        &out,
+        &[
+            "--check",
+            "face-match",
+            "--ref-dir",
+            &refs_arg,
+            "--rate",
+            "400/s",
+            "--concurrency",
+            "8",
+            "--no-dedupe",
+        ],
+    );
+    let (_, finished_first) = kill_9_after(&emu, &argv, 700).await;
+    assert!(
+        !finished_first,
+        "60 pairs at 100-300 ms, 8 at a time, take over 0.7 s"
+    );
+    let journal = Journal::read(&out).expect("the killed run wrote a journal");
+    let items = journal.items();
+    assert_one_record_per_key(&items);
+    let mut frozen = HashMap::new();
+    freeze_journaled(&items, &log, &mut frozen);
+    let sent_before = emu.stats().requests;
+    assert!(
+        sent_before <= items.len() as u64 + 8,
+        "{sent_before} sent for {} records",
+        items.len()
+    );
+
+    let last = run(&emu, &argv).await;
+    assert_eq!(last.code, 0, "{last:?}");
+    assert_none_sent_again(&log, &frozen);
+    let journal = Journal::read(&out).unwrap();
+    let items = journal.items();
+    assert_one_record_per_key(&items);
+    assert_eq!(items.len() as u64, N);
+    for it in &items {
+        let key = it["key"].as_str().unwrap();
+        let stem = key.rsplit_once('.').unwrap().0;
+        assert_eq!(it["reference"], format!("{refs_arg}/{stem}.png"), "{it}");
+        assert_eq!(it["ref_sha256"], it["sha256"], "the same picture: {it}");
+    }
+    // Every pair paid once, plus at most what was in flight at the kill.
+    assert!(emu.stats().credits_used <= N + 8, "{:?}", emu.stats());
+}

@@ -14,6 +14,7 @@ fn item(key: &str, source: &str) -> Item {
         seq: 0,
         version: None,
         regular: false,
+        reference: None,
     }
 }
 
