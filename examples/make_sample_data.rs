@@ -1,6 +1,7 @@
 //! Builds the demo set in `sample_data/` from one portrait: about thirty derived images (sizes,
 //! crops, encodings, lighting and geometry variants, a duplicate pair), three deliberately bad
-//! files, a file the folder walk ignores, and `manifest.csv`.
+//! files, a file the folder walk ignores, `manifest.csv`, and for face match a few ID photos
+//! (`ids/`) with `pairs.csv`.
 //!
 //! Usage: cargo run --example make_sample_data -- /path/to/astronaut.png sample_data
 //!
@@ -263,6 +264,7 @@ fn main() -> Result<()> {
     out.bytes("bad/animation.gif", GIF_1X1)?;
 
     write_manifest(&mut out)?;
+    write_pairs(&mut out, &photo)?;
 
     let total: u64 = out.written.iter().map(|(_, n)| n).sum();
     for (name, size) in &out.written {
@@ -313,4 +315,100 @@ fn write_manifest(out: &mut Out) -> Result<()> {
         ));
     }
     out.bytes("manifest.csv", csv.as_bytes())
+}
+
+/// A drawn face, standing in for another person: the demo has one photograph, and face match
+/// needs a face that is not hers. Head, hair, eyes, nose and mouth as flat shapes.
+fn drawn_face(width: u32, height: u32) -> DynamicImage {
+    let (w, h) = (width as f32, height as f32);
+    let inside = |x: f32, y: f32, cx: f32, cy: f32, rx: f32, ry: f32| {
+        ((x - cx) / rx).powi(2) + ((y - cy) / ry).powi(2) <= 1.0
+    };
+    let img = image::RgbImage::from_fn(width, height, |px, py| {
+        let (x, y) = (px as f32 / w, py as f32 / h);
+        let colour = if inside(x, y, 0.36, 0.42, 0.05, 0.03) || inside(x, y, 0.64, 0.42, 0.05, 0.03)
+        {
+            [30, 25, 20] // eyes
+        } else if inside(x, y, 0.5, 0.66, 0.12, 0.025) {
+            [150, 40, 50] // mouth
+        } else if (0.48..0.52).contains(&x) && (0.45..0.57).contains(&y) {
+            [170, 110, 80] // nose
+        } else if inside(x, y, 0.5, 0.3, 0.34, 0.22) && y < 0.34 {
+            [60, 35, 20] // hair
+        } else if inside(x, y, 0.5, 0.5, 0.3, 0.38) {
+            [205, 150, 110] // face
+        } else if y > 0.85 {
+            [40, 60, 110] // shoulders
+        } else {
+            [225, 228, 232] // background
+        };
+        image::Rgb(colour)
+    });
+    DynamicImage::ImageRgb8(img)
+}
+
+/// `pairs.csv` and the ID photos it names, for `scan --check face-match`: the same person
+/// (ID photos derived from the portrait: smaller, brighter, another format), a mirrored selfie
+/// against her ID photo, another person (a drawn face), a reference with no face, a reference
+/// that is not there, a row without one, and a pair repeated under another id (sent once).
+fn write_pairs(out: &mut Out, photo: &DynamicImage) -> Result<()> {
+    let id_photo = tone(&scaled(photo, 240), |c| c * 0.9 + 30.0);
+    out.image("ids/id_cust-0001.jpg", &id_photo, Enc::Jpeg(80))?;
+    out.image("ids/id_cust-0002.png", &scaled(photo, 200), Enc::Png)?;
+    out.image("ids/id_cust-0007.jpg", &drawn_face(240, 300), Enc::Jpeg(85))?;
+    let rows = [
+        (
+            "pair-01",
+            "selfies/2026-q1/portrait_512_q90.jpg",
+            "ids/id_cust-0001.jpg",
+            "same person",
+        ),
+        (
+            "pair-02",
+            "selfies/2026-q2/flipped_320_q85.jpg",
+            "ids/id_cust-0001.jpg",
+            "same person (mirrored selfie)",
+        ),
+        (
+            "pair-03",
+            "selfies/2026-q1/portrait_256_q75.jpg",
+            "ids/id_cust-0002.png",
+            "same person",
+        ),
+        (
+            "pair-04",
+            "selfies/2026-q1/portrait_384_q85.jpg",
+            "ids/id_cust-0007.jpg",
+            "another person",
+        ),
+        (
+            "pair-05",
+            "selfies/2026-q1/portrait_192.tiff",
+            "selfies/2026-q2/grey_frame_256.png",
+            "no face in the reference",
+        ),
+        (
+            "pair-06",
+            "selfies/2026-q1/portrait_320.png",
+            "ids/id_cust-0006.jpg",
+            "the reference is not there",
+        ),
+        (
+            "pair-07",
+            "selfies/2026-q1/portrait_160.webp",
+            "",
+            "no reference given",
+        ),
+        (
+            "pair-08",
+            "selfies/2026-q1/portrait_512_q90.jpg",
+            "ids/id_cust-0001.jpg",
+            "pair-01 again",
+        ),
+    ];
+    let mut csv = String::from("id,path,ref_path,note\n");
+    for (id, path, reference, note) in rows {
+        csv.push_str(&format!("{id},{path},{reference},{note}\n"));
+    }
+    out.bytes("pairs.csv", csv.as_bytes())
 }

@@ -42,7 +42,7 @@ fn sample_data_folder_scan_accounts_for_every_file() {
     let root = sample_data();
     let s = scan(std::slice::from_ref(&root), &SourceOptions::default());
     assert!(s.warnings.is_empty(), "{:?}", s.warnings);
-    assert_eq!(s.items.len(), 35);
+    assert_eq!(s.items.len(), 38);
     let ignored: Vec<&str> = s
         .ignored
         .iter()
@@ -53,6 +53,7 @@ fn sample_data_folder_scan_accounts_for_every_file() {
         [
             "README.md",
             "manifest.csv",
+            "pairs.csv",
             "selfies/2026-q2/upload_log.json"
         ]
     );
@@ -86,7 +87,7 @@ fn sample_data_folder_scan_accounts_for_every_file() {
             }
         }
     }
-    assert_eq!(sent, 32);
+    assert_eq!(sent, 35);
     assert_eq!(
         refused,
         BTreeMap::from([
@@ -110,7 +111,7 @@ fn sample_data_folder_scan_accounts_for_every_file() {
         hashes["selfies/2026-q2/duplicate_b.jpg"]
     );
     let distinct: std::collections::HashSet<&String> = hashes.values().collect();
-    assert_eq!(distinct.len(), 31, "only the duplicate pair shares content");
+    assert_eq!(distinct.len(), 34, "only the duplicate pair shares content");
 }
 
 fn count_files(dir: &Path) -> usize {

@@ -566,3 +566,44 @@ async fn two_shards_of_pairs_merge_into_every_pair_once() {
     assert_eq!(summary["settings"]["check"], "face-match", "{summary}");
     assert_eq!(summary["settings"]["threshold"], 55.0, "{summary}");
 }
+
+/// The demo's pairs manifest gives what sample_data/README.md says it gives, row by row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_pairs_give_every_face_match_decision() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_data/pairs.csv");
+    let tmp = tempfile::tempdir().unwrap();
+    let emu = common::emulator(|_| {}).await;
+    let scan =
+        ScanRun::new(&emu, &manifest, &tmp.path().join("out")).args(&["--check", "face-match"]);
+    assert_eq!(scan.run().await, 1, "three rows have no result");
+    let items = by_key(&scan.items());
+    let got: Vec<(&str, &str)> = items
+        .iter()
+        .map(|(k, i)| (k.as_str(), i["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("pair-01", "proceed"),
+            ("pair-02", "proceed"),
+            ("pair-03", "proceed"),
+            ("pair-04", "review"),
+            ("pair-05", "retake"),
+            ("pair-06", "fix_input"),
+            ("pair-07", "fix_input"),
+            ("pair-08", "proceed"),
+        ]
+    );
+    assert_eq!(items["pair-08"]["duplicate_of"], "pair-01");
+    assert!(
+        items["pair-04"]
+            .to_string()
+            .contains("LOW_FACE_MATCH_SIMILARITY")
+    );
+    assert!(items["pair-05"].to_string().contains("NO_REFERENCE_IMAGE"));
+    assert_eq!(
+        emu.stats().credits_used,
+        5,
+        "pair-08 is pair-01's two contents again"
+    );
+}

@@ -636,3 +636,58 @@ fn an_endless_manifest_still_yields_items() {
         .collect();
     assert_eq!(keys, ["2.jpg", "3.jpg", "4.jpg"]);
 }
+
+#[test]
+fn the_reference_column_is_resolved_like_the_path_and_not_carried() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SourceOptions {
+        references: Some(super::super::References::Column("portrait".into())),
+        ..SourceOptions::default()
+    };
+    let csv = "id,path,Portrait,team\n\
+               a,s/a.jpg,ids/a.png,x\n\
+               b,s/b.jpg,/abs/b.jpg,x\n\
+               c,s/c.jpg,s3://bucket/ids/c.png,x\n\
+               d,s/d.jpg,  ,x\n\
+               e,s/e.jpg,s3://bucket/,x\n";
+    let items = manifest_at(dir.path(), csv.as_bytes(), &opts).unwrap();
+    let r = |i: usize| items[i].reference.as_deref();
+    assert_eq!(r(0).unwrap().path, dir.path().join("ids/a.png"));
+    assert_eq!(r(0).unwrap().display, "ids/a.png");
+    assert_eq!(r(1).unwrap().path, Path::new("/abs/b.jpg"));
+    assert_eq!(r(2).unwrap().path, Path::new("s3://bucket/ids/c.png"));
+    assert!(items[..3].iter().all(|i| i.problem.is_none()));
+    // The column is the reference's, found case-insensitively: not carried to the outputs.
+    assert_eq!(items[0].columns.keys().collect::<Vec<_>>(), ["team"]);
+    assert!(r(3).is_none());
+    assert_eq!(
+        items[3].problem.as_deref(),
+        Some("row 4: no reference image: the Portrait cell is empty")
+    );
+    assert!(r(4).is_none());
+    assert!(
+        items[4]
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("names a bucket, not an object"),
+        "{:?}",
+        items[4].problem
+    );
+}
+
+#[test]
+fn a_manifest_without_the_reference_column_is_refused_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = SourceOptions {
+        references: Some(super::super::References::Column("ref_path".into())),
+        ..SourceOptions::default()
+    };
+    let e = manifest_at(dir.path(), b"path\na.jpg\n", &opts).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("has no \"ref_path\" column (face match needs each selfie's reference"),
+        "{text}"
+    );
+    assert!(text.ends_with("its columns are: path"), "{text}");
+}
