@@ -444,7 +444,7 @@ async fn each_checks_dry_run_counts_and_prices_at_its_own_price() {
             "{}",
             run.stdout
         );
-        assert!(run.stdout.contains("about 11.2s"), "{}", run.stdout);
+        assert!(run.stdout.contains("about 11.1s"), "{}", run.stdout);
         assert!(run.stdout.contains(cost), "{extra:?}: {}", run.stdout);
     }
     assert_eq!(emu.stats().requests, 0);
