@@ -38,6 +38,13 @@ impl RefDir {
             dir: crate::messages::cut(&shown),
             why,
         };
+        if dir.to_str().and_then(super::bucket::Uri::parse).is_some() {
+            return Err(refuse(
+                "a bucket prefix cannot be the reference folder; name each reference in a \
+                 manifest's ref_path column, where object URIs are taken"
+                    .into(),
+            ));
+        }
         match std::fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(refuse("not a folder".into())),
@@ -280,5 +287,11 @@ mod tests {
         assert!(e.to_string().ends_with(": no such folder"), "{e}");
         let e = RefDir::open(&tmp.path().join("f.jpg")).err().unwrap();
         assert!(e.to_string().ends_with(": not a folder"), "{e}");
+        let e = RefDir::open(Path::new("s3://bucket/ids/")).err().unwrap();
+        assert!(
+            e.to_string()
+                .starts_with("--ref-dir s3://bucket/ids/: a bucket prefix cannot be"),
+            "{e}"
+        );
     }
 }

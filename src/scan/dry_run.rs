@@ -153,7 +153,12 @@ fn render(cfg: &ScanConfig, est: &Estimate, interrupted: bool, balance: &Balance
     if let Some(note) = super::open::check_note(cfg) {
         out.push_str(&format!("{note}.\n"));
     }
-    out.push_str(&format!("  images found          {}\n", est.items));
+    let found = if cfg.call.images.len() == 2 {
+        "pairs found"
+    } else {
+        "images found"
+    };
+    out.push_str(&format!("  {found:<22}{}\n", est.items));
     if !cfg.source_options.filters.is_empty() {
         out.push_str(&format!("  left out by patterns  {}\n", est.filtered));
     }
@@ -173,8 +178,8 @@ fn render(cfg: &ScanConfig, est: &Estimate, interrupted: bool, balance: &Balance
     }
     out.push_str(&format!("  would send            {}\n", est.send));
     out.push_str(&format!(
-        "  time at {}       about {}\n",
-        cfg.rate,
+        "  {:<22}about {}\n",
+        format!("time at {}", cfg.rate),
         progress::human_duration(Duration::from_secs_f64(secs))
     ));
     out.push_str(&format!(
