@@ -350,7 +350,11 @@ impl ReportConfig {
             return Err(ConfigError::ScoreMargin(m));
         }
         Ok(Self {
-            price_per_call: Self::price_per_call(&args.cost, &crate::didit::LIVENESS)?,
+            // Checked when given; otherwise the journal's check sets it, once it is read.
+            price_per_call: match args.cost.price_per_call {
+                Some(_) => Some(Self::price_per_call(&args.cost, &crate::didit::LIVENESS)?),
+                None => None,
+            },
             results_format: results_format(&args.results),
             dirs: args.dirs,
             out: args.out,

@@ -1,7 +1,8 @@
 //! `report NEW --baseline OLD`: what changed since the last audit, by key. Each side's latest
 //! records are found with the first pass of the build, their keys sorted by digest (spilling to
 //! disk beyond the budget), and the two sides walked together: newly declined, newly approved,
-//! action changed, score moved beyond a margin, items new or gone. The rows go to
+//! action changed, reference changed (face match), score moved beyond a margin, estimated age
+//! moved (age estimation), items new or gone. The rows go to
 //! `changes.csv` (spreadsheet-safe like results.csv); the counts, the first rows of each kind
 //! and any settings difference that makes the comparison unfair go in the summary.
 
@@ -25,6 +26,10 @@ pub const CHANGES_FILE: &str = "changes.csv";
 /// Rows of each kind shown in report.html and summary.md (all are in changes.csv).
 pub const SHOWN_PER_KIND: usize = 25;
 
+/// An estimated age that moved by this many years or more is a change: the minimum age is in
+/// whole years, and smaller moves are the estimate's noise, not news.
+pub const AGE_MARGIN_YEARS: f64 = 1.0;
+
 /// What changed for one key, most important first: a key is listed once, under its first kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -32,17 +37,23 @@ pub enum ChangeKind {
     NewlyDeclined,
     NewlyApproved,
     ActionChanged,
+    /// Face match: the key's selfie was compared with another reference this time.
+    ReferenceChanged,
     ScoreMoved,
+    /// Age estimation: the estimated age moved by [`AGE_MARGIN_YEARS`] or more.
+    AgeMoved,
     New,
     Gone,
 }
 
 impl ChangeKind {
-    pub const ALL: [ChangeKind; 6] = [
+    pub const ALL: [ChangeKind; 8] = [
         ChangeKind::NewlyDeclined,
         ChangeKind::NewlyApproved,
         ChangeKind::ActionChanged,
+        ChangeKind::ReferenceChanged,
         ChangeKind::ScoreMoved,
+        ChangeKind::AgeMoved,
         ChangeKind::New,
         ChangeKind::Gone,
     ];
@@ -52,7 +63,9 @@ impl ChangeKind {
             ChangeKind::NewlyDeclined => "newly_declined",
             ChangeKind::NewlyApproved => "newly_approved",
             ChangeKind::ActionChanged => "action_changed",
+            ChangeKind::ReferenceChanged => "reference_changed",
             ChangeKind::ScoreMoved => "score_moved",
+            ChangeKind::AgeMoved => "age_moved",
             ChangeKind::New => "new",
             ChangeKind::Gone => "gone",
         }
@@ -63,7 +76,12 @@ impl ChangeKind {
             ChangeKind::NewlyDeclined => "passed before, declined now",
             ChangeKind::NewlyApproved => "declined before, approved now",
             ChangeKind::ActionChanged => "the action to take changed",
+            ChangeKind::ReferenceChanged => {
+                "compared with another reference image (another name, or the same name with \
+                 other contents)"
+            }
             ChangeKind::ScoreMoved => "the score moved by more than the margin",
+            ChangeKind::AgeMoved => "the estimated age moved by a year or more",
             ChangeKind::New => "not in the baseline",
             ChangeKind::Gone => "in the baseline, not here",
         }
@@ -77,6 +95,15 @@ pub struct Side {
     pub decision: Option<Decision>,
     pub action: Action,
     pub score: Option<f64>,
+    /// Face match: the reference the selfie was compared with (the pair's second key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Face match: the reference's SHA-256, when it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ref_sha256: Option<String>,
+    /// Age estimation: the estimated age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_age: Option<f64>,
 }
 
 impl Side {
@@ -86,6 +113,23 @@ impl Side {
             decision: r.status,
             action: record_action(r),
             score: r.score,
+            reference: r.reference.clone(),
+            ref_sha256: r.ref_sha256.clone(),
+            estimated_age: r.estimated_age,
+        }
+    }
+
+    /// Whether `self` compared the selfie with another reference than `before` did: another
+    /// name, or the same name with other contents. A side without a reference (none found, or
+    /// a check without one) changes nothing here: the action says what became of it.
+    fn other_reference(&self, before: &Side) -> bool {
+        match (&before.reference, &self.reference) {
+            (Some(a), Some(b)) if a != b => true,
+            (Some(_), Some(_)) => matches!(
+                (&before.ref_sha256, &self.ref_sha256),
+                (Some(a), Some(b)) if a != b
+            ),
+            _ => false,
         }
     }
 
@@ -117,10 +161,18 @@ pub fn classify(old: Option<&Side>, new: Option<&Side>, margin: f64) -> Vec<Chan
     if old.action != new.action {
         kinds.push(ChangeKind::ActionChanged);
     }
+    if new.other_reference(old) {
+        kinds.push(ChangeKind::ReferenceChanged);
+    }
     if let (Some(a), Some(b)) = (old.score, new.score)
         && (b - a).abs() > margin
     {
         kinds.push(ChangeKind::ScoreMoved);
+    }
+    if let (Some(a), Some(b)) = (old.estimated_age, new.estimated_age)
+        && (b - a).abs() >= AGE_MARGIN_YEARS
+    {
+        kinds.push(ChangeKind::AgeMoved);
     }
     kinds
 }
@@ -149,6 +201,12 @@ pub struct Changes {
     pub score_margin: f64,
     /// Differences in settings that make the comparison unfair (a threshold changed, ...).
     pub unfair: Vec<String>,
+    /// Face match on either side: the rows name each side's reference.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub references: bool,
+    /// Age estimation on either side: the rows name each side's estimated age.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ages: bool,
     /// Keys in each side.
     pub baseline_items: u64,
     pub items: u64,
@@ -164,7 +222,7 @@ impl Changes {
     }
 }
 
-const COLUMNS: [&str; 14] = [
+const COLUMNS: [&str; 18] = [
     "key",
     "change",
     "all_changes",
@@ -175,12 +233,51 @@ const COLUMNS: [&str; 14] = [
     "old_score",
     "new_score",
     "score_delta",
+    "old_estimated_age",
+    "new_estimated_age",
+    "old_reference",
+    "new_reference",
     "old_class",
     "new_class",
     "vendor_data",
     "path",
 ];
 
+/// The columns written only when a side is an age estimation run's.
+const AGE_COLUMNS: [&str; 2] = ["old_estimated_age", "new_estimated_age"];
+/// The columns written only when a side is a face match run's.
+const REFERENCE_COLUMNS: [&str; 2] = ["old_reference", "new_reference"];
+
+/// Which of [`COLUMNS`] changes.csv has: the age and reference columns only when a side's
+/// check has them.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    ages: bool,
+    references: bool,
+}
+
+impl Columns {
+    fn written(self, name: &str) -> bool {
+        (self.ages || !AGE_COLUMNS.contains(&name))
+            && (self.references || !REFERENCE_COLUMNS.contains(&name))
+    }
+
+    fn header(self) -> Vec<&'static str> {
+        COLUMNS.into_iter().filter(|c| self.written(c)).collect()
+    }
+
+    /// The cells of `r` under [`Columns::header`].
+    fn row(self, r: &ChangeRow) -> Vec<String> {
+        COLUMNS
+            .into_iter()
+            .zip(row_cells(r))
+            .filter(|(c, _)| self.written(c))
+            .map(|(_, cell)| cell)
+            .collect()
+    }
+}
+
+/// One row's cells under every one of [`COLUMNS`].
 fn row_cells(r: &ChangeRow) -> Vec<String> {
     let num = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
     let delta = match (
@@ -193,8 +290,8 @@ fn row_cells(r: &ChangeRow) -> Vec<String> {
     let side =
         |s: &Option<Side>, f: &dyn Fn(&Side) -> String| s.as_ref().map(f).unwrap_or_default();
     let text = |s: &str| escape_cell(s).into_owned();
-    // Our own words and numbers as they are; outside text (key, vendor_data, path) escaped so a
-    // spreadsheet never runs it as a formula.
+    // Our own words and numbers as they are; outside text (key, references, vendor_data, path)
+    // escaped so a spreadsheet never runs it as a formula.
     vec![
         text(&r.key),
         r.kind.as_str().to_string(),
@@ -210,6 +307,14 @@ fn row_cells(r: &ChangeRow) -> Vec<String> {
         num(r.old.as_ref().and_then(|s| s.score)),
         num(r.new.as_ref().and_then(|s| s.score)),
         delta,
+        num(r.old.as_ref().and_then(|s| s.estimated_age)),
+        num(r.new.as_ref().and_then(|s| s.estimated_age)),
+        side(&r.old, &|s| {
+            text(s.reference.as_deref().unwrap_or_default())
+        }),
+        side(&r.new, &|s| {
+            text(s.reference.as_deref().unwrap_or_default())
+        }),
         side(&r.old, &|s| s.class.as_str().to_string()),
         side(&r.new, &|s| s.class.as_str().to_string()),
         text(r.vendor_data.as_deref().unwrap_or_default()),
@@ -263,7 +368,12 @@ pub fn compare(
             }
         }
     }
-    let (unfair, started, run_id) = settings_differences(&sides[0], &sides[1])?;
+    let (unfair, started, run_id, checks) = settings_differences(&sides[0], &sides[1])?;
+    let has = |check: &str| checks.iter().any(|c| c.as_deref() == Some(check));
+    let columns = Columns {
+        ages: has(crate::didit::AGE.check),
+        references: has(crate::didit::FACE_MATCH.check),
+    };
 
     let path = out_dir.join(CHANGES_FILE);
     let mut file = AtomicOut::create(&path).map_err(io_err(&path))?;
@@ -271,7 +381,7 @@ pub fn compare(
     let mut csv = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(&mut file);
-    csv.write_record(COLUMNS)
+    csv.write_record(columns.header())
         .map_err(|e| io_err(&path)(e.into()))?;
     let mut readers = [LinesAt::open(&sides[0])?, LinesAt::open(&sides[1])?];
     let mut counts: BTreeMap<ChangeKind, u64> = ChangeKind::ALL.iter().map(|k| (*k, 0)).collect();
@@ -302,7 +412,7 @@ pub fn compare(
                     vendor_data: rec.vendor_data.clone(),
                     path: rec.path.clone(),
                 };
-                csv.write_record(row_cells(&row))
+                csv.write_record(columns.row(&row))
                     .map_err(|e| io_err(&path)(e.into()))?;
                 let n = counts.entry(kind).or_default();
                 *n += 1;
@@ -328,6 +438,8 @@ pub fn compare(
             baseline_run_id: run_id,
             score_margin: margin,
             unfair,
+            references: columns.references,
+            ages: columns.ages,
             baseline_items: items[0],
             items: items[1],
             counts,
@@ -339,14 +451,22 @@ pub fn compare(
 
 /// The settings of each side's latest run, compared: what makes the comparison unfair. Also
 /// the baseline's first start and latest run id, to name it.
-/// The unfair differences, the baseline's first start and its latest run id.
-type Differences = (Vec<String>, Option<String>, Option<String>);
+/// The unfair differences, the baseline's first start, its latest run id, and each side's
+/// latest check (`None` for passive liveness).
+type Differences = (
+    Vec<String>,
+    Option<String>,
+    Option<String>,
+    [Option<String>; 2],
+);
 
 fn settings_differences(old: &PathBuf, new: &PathBuf) -> Result<Differences, ReportError> {
     let index =
         |p: &PathBuf| -> Result<Index, ReportError> { Ok(Index::build(&mut Reader::open(p)?)?) };
     let (old_index, new_index) = (index(old)?, index(new)?);
     let mut unfair = Vec::new();
+    let check = |i: &Index| i.settings.as_ref().and_then(|s| s.check.clone());
+    let checks = [check(&old_index), check(&new_index)];
     if let (Some(o), Some(n)) = (&old_index.settings, &new_index.settings) {
         for d in n.differences(o) {
             unfair.push(d.replace("journal has", "baseline has"));
@@ -361,7 +481,7 @@ fn settings_differences(old: &PathBuf, new: &PathBuf) -> Result<Differences, Rep
             run_id = run.identity.map(|i| i.run_id);
         }
     }
-    Ok((unfair, started, run_id))
+    Ok((unfair, started, run_id, checks))
 }
 
 /// Remove a changes.csv left by an earlier comparison: outputs rebuilt without `--baseline`
@@ -384,6 +504,9 @@ mod tests {
             decision,
             action,
             score,
+            reference: None,
+            ref_sha256: None,
+            estimated_age: None,
         }
     }
 
@@ -412,5 +535,262 @@ mod tests {
             classify(Some(&none), Some(&bad), 10.0),
             [NewlyDeclined, ActionChanged]
         );
+    }
+
+    #[test]
+    fn another_reference_or_a_moved_age_is_a_change() {
+        use ChangeKind::*;
+        let ok = side(Some(Decision::Approved), Action::Proceed, Some(80.0));
+        let with = |reference: Option<&str>, sha: Option<&str>| Side {
+            reference: reference.map(String::from),
+            ref_sha256: sha.map(String::from),
+            ..ok.clone()
+        };
+        let a = with(Some("refs/u1.jpg"), Some("aa"));
+        assert_eq!(classify(Some(&a), Some(&a), 10.0), []);
+        let renamed = with(Some("refs/u1-new.jpg"), Some("aa"));
+        assert_eq!(classify(Some(&a), Some(&renamed), 10.0), [ReferenceChanged]);
+        let replaced = with(Some("refs/u1.jpg"), Some("bb"));
+        assert_eq!(
+            classify(Some(&a), Some(&replaced), 10.0),
+            [ReferenceChanged],
+            "the same name, other contents"
+        );
+        let unread = with(Some("refs/u1.jpg"), None);
+        assert_eq!(classify(Some(&a), Some(&unread), 10.0), []);
+        // No reference on one side: what became of the item is its action's change.
+        assert_eq!(classify(Some(&ok), Some(&a), 10.0), []);
+        let missing = Side {
+            class: Class::InvalidInput,
+            decision: None,
+            action: Action::FixInput,
+            score: None,
+            ..with(None, None)
+        };
+        assert_eq!(classify(Some(&a), Some(&missing), 10.0), [ActionChanged]);
+        // A lower similarity with another reference: the reference comes first, then the score.
+        let worse = Side {
+            decision: Some(Decision::Declined),
+            action: Action::Review,
+            score: Some(12.0),
+            ..renamed.clone()
+        };
+        assert_eq!(
+            classify(Some(&a), Some(&worse), 10.0),
+            [NewlyDeclined, ActionChanged, ReferenceChanged, ScoreMoved]
+        );
+
+        let aged = |age: Option<f64>| Side {
+            estimated_age: age,
+            ..ok.clone()
+        };
+        assert_eq!(
+            classify(Some(&aged(Some(30.0))), Some(&aged(Some(31.0))), 10.0),
+            [AgeMoved]
+        );
+        assert_eq!(
+            classify(Some(&aged(Some(31.0))), Some(&aged(Some(29.5))), 10.0),
+            [AgeMoved]
+        );
+        assert_eq!(
+            classify(Some(&aged(Some(30.0))), Some(&aged(Some(30.9))), 10.0),
+            []
+        );
+        assert_eq!(
+            classify(Some(&aged(Some(30.0))), Some(&aged(None)), 10.0),
+            []
+        );
+        let moved = Side {
+            score: Some(95.0),
+            ..aged(Some(40.0))
+        };
+        assert_eq!(
+            classify(Some(&aged(Some(30.0))), Some(&moved), 10.0),
+            [ScoreMoved, AgeMoved]
+        );
+    }
+
+    /// Two out dirs of one check (`liveness`, `face-match`, `age`), the baseline's records and
+    /// today's, compared: the changes and changes.csv.
+    fn compared(check: &str, old: Vec<Record>, new: Vec<Record>) -> (Changes, String) {
+        use crate::journal::fixtures::{run_info, write_lines};
+        let journal = |dir: &Path, records: Vec<Record>| {
+            let mut run = run_info(false, false);
+            run.settings.check = (check != "liveness").then(|| check.into());
+            let mut lines = vec![Line::Run(run)];
+            lines.extend(
+                records
+                    .into_iter()
+                    .map(|r| Line::Item(Box::new(r.with_action()))),
+            );
+            write_lines(&dir.join(JOURNAL_FILE), &lines);
+        };
+        let (before, now) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        journal(before.path(), old);
+        journal(now.path(), new);
+        let (changes, _) = compare(now.path(), before.path(), 10.0, 1 << 20).unwrap();
+        let csv = std::fs::read_to_string(now.path().join(CHANGES_FILE)).unwrap();
+        (changes, csv)
+    }
+
+    /// The kinds the section's table of counts lists, in order.
+    fn kinds_listed(section: &crate::report::summary::Section) -> Vec<&str> {
+        use crate::report::summary::{Block, Span};
+        let counts = section.blocks.iter().find_map(|b| match b {
+            Block::Table { head, rows } if head[1].0 == "Items" => Some(rows),
+            _ => None,
+        });
+        counts
+            .unwrap()
+            .iter()
+            .filter_map(|row| match row[0].as_slice() {
+                [Span::Code(kind)] => Some(kind.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn approved(key: &str, score: f64) -> Record {
+        Record {
+            key: key.into(),
+            path: format!("{key}.jpg"),
+            class: Some(Class::Result),
+            status: Some(Decision::Approved),
+            score: Some(score),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn face_match_lists_a_key_compared_with_another_reference() {
+        let pair = |key: &str, reference: &str| Record {
+            reference: Some(reference.into()),
+            ref_sha256: Some("bb".repeat(32)),
+            ..approved(key, 90.0)
+        };
+        let (changes, csv) = compared(
+            "face-match",
+            vec![pair("u1", "refs/u1.jpg"), pair("u2", "refs/u2.jpg")],
+            vec![pair("u1", "refs/u1.jpg"), pair("u2", "=refs/other.jpg")],
+        );
+        assert!(changes.references && !changes.ages);
+        assert_eq!(changes.counts[&ChangeKind::ReferenceChanged], 1);
+        assert_eq!(changes.total(), 1, "u1 is unchanged");
+        let row = &changes.shown[0];
+        assert_eq!(
+            (row.key.as_str(), row.kind),
+            ("u2", ChangeKind::ReferenceChanged)
+        );
+        let mut lines = csv.trim_start_matches('\u{feff}').lines();
+        let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert!(head.contains(&"old_reference") && head.contains(&"new_reference"));
+        assert!(!head.contains(&"old_estimated_age"));
+        let cells: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let at = |name: &str| head.iter().position(|h| *h == name).unwrap();
+        assert_eq!(cells.len(), head.len());
+        assert_eq!(cells[at("change")], "reference_changed");
+        assert_eq!(cells[at("old_reference")], "refs/u2.jpg");
+        assert_eq!(
+            cells[at("new_reference")],
+            "'=refs/other.jpg",
+            "escaped like results.csv"
+        );
+
+        let section = crate::report::summary::changes_section(&changes);
+        let kinds = kinds_listed(&section);
+        assert!(kinds.contains(&"reference_changed") && !kinds.contains(&"age_moved"));
+        let table = section.blocks.iter().rev().find_map(|b| match b {
+            crate::report::summary::Block::Table { head, rows } => Some((head, rows)),
+            _ => None,
+        });
+        let (head, rows) = table.unwrap();
+        let labels: Vec<&str> = head.iter().map(|(l, _)| *l).collect();
+        assert_eq!(
+            labels,
+            [
+                "Change",
+                "Selfie key",
+                "Reference",
+                "Before",
+                "Now",
+                "Similarity before → now",
+                "vendor_data"
+            ]
+        );
+        use crate::report::summary::Span;
+        assert_eq!(
+            rows[0][2],
+            [
+                Span::Code("refs/u2.jpg".into()),
+                Span::Text(" → ".into()),
+                Span::Code("=refs/other.jpg".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn an_age_run_lists_an_estimated_age_that_moved() {
+        let aged = |key: &str, age: f64| Record {
+            estimated_age: Some(age),
+            ..approved(key, 90.0)
+        };
+        let (changes, csv) = compared(
+            "age",
+            vec![aged("a", 30.0), aged("b", 40.0)],
+            vec![aged("a", 30.4), aged("b", 37.0)],
+        );
+        assert!(changes.ages && !changes.references);
+        assert_eq!(changes.counts[&ChangeKind::AgeMoved], 1);
+        assert_eq!(changes.total(), 1, "a moved less than a year");
+        let side = |s: &Option<Side>| s.as_ref().and_then(|s| s.estimated_age);
+        let row = &changes.shown[0];
+        assert_eq!((side(&row.old), side(&row.new)), (Some(40.0), Some(37.0)));
+        let mut lines = csv.trim_start_matches('\u{feff}').lines();
+        let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert!(!head.contains(&"old_reference"));
+        let cells: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let at = |name: &str| head.iter().position(|h| *h == name).unwrap();
+        assert_eq!(
+            (
+                cells[at("old_estimated_age")],
+                cells[at("new_estimated_age")]
+            ),
+            ("40", "37")
+        );
+        assert_eq!(cells[at("change")], "age_moved");
+        let section = crate::report::summary::changes_section(&changes);
+        let kinds = kinds_listed(&section);
+        assert!(kinds.contains(&"age_moved") && !kinds.contains(&"reference_changed"));
+        let md_head = section.blocks.iter().find_map(|b| match b {
+            crate::report::summary::Block::Table { head, .. } if head.len() > 3 => Some(head),
+            _ => None,
+        });
+        assert!(md_head.unwrap().contains(&("Age before → now", true)));
+
+        // A liveness comparison keeps its columns.
+        let (changes, csv) = compared(
+            "liveness",
+            vec![approved("a", 90.0)],
+            vec![approved("a", 20.0)],
+        );
+        assert!(!changes.ages && !changes.references);
+        let section = crate::report::summary::changes_section(&changes);
+        let kinds = kinds_listed(&section);
+        assert_eq!(
+            kinds,
+            [
+                "newly_declined",
+                "newly_approved",
+                "action_changed",
+                "score_moved",
+                "new",
+                "gone"
+            ],
+            "a liveness comparison's table lists its own kinds"
+        );
+        assert!(csv.trim_start_matches('\u{feff}').starts_with(
+            "key,change,all_changes,old_decision,new_decision,old_action,new_action,old_score,\
+             new_score,score_delta,old_class,new_class,vendor_data,path\r\n"
+        ));
     }
 }

@@ -95,6 +95,9 @@ fn build_with(
     acc.set_gone(gone_count);
     let simulated = acc.simulated();
     let ages = acc.estimates_ages();
+    let pairs = acc.compares_pairs();
+    // The price the summary is priced at, as the checkpoint records it.
+    let price_per_call = acc.price_per_call(opts.price_per_call);
     let checkpoint = resumable.then(|| acc.clone());
     let mut summary = acc.finish(opts.price_per_call, &out_dir.display().to_string());
     with_evidence(&mut summary, shards, evidence);
@@ -102,7 +105,8 @@ fn build_with(
     // Pass 3: the results files, then the summary in its three forms.
     let layout = csv::Layout::new(simulated, &walked.carried)
         .with_face_attributes(opts.include_face_attributes)
-        .with_estimated_ages(ages);
+        .with_estimated_ages(ages)
+        .with_references(pairs);
     let (mut sizes, mut hashes) =
         write_results(out_dir, &journal_path, order, layout, simulated, format)?;
     summary.built_from = Some(BuiltFrom {
@@ -128,7 +132,7 @@ fn build_with(
             out_dir,
             &Checkpoint {
                 built_from: summary.built_from.clone().expect("set above"),
-                price_per_call: opts.price_per_call,
+                price_per_call,
                 results: format,
                 face_attributes: opts.include_face_attributes,
                 sizes,

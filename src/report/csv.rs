@@ -11,8 +11,9 @@ use super::action::record_action;
 
 /// Our columns, in order. Carried manifest columns follow (and `simulated` before them when
 /// the journal is simulated).
-pub const COLUMNS: [&str; 33] = [
+pub const COLUMNS: [&str; 35] = [
     "key",
+    "reference",
     "action",
     "class",
     "status",
@@ -31,6 +32,7 @@ pub const COLUMNS: [&str; 33] = [
     "path",
     "source",
     "sha256",
+    "ref_sha256",
     "size_bytes",
     "format",
     "request_id",
@@ -49,6 +51,10 @@ pub const COLUMNS: [&str; 33] = [
 
 /// Didit's estimated age, gender and face box: left out of the results unless asked for.
 pub const FACE_ATTRIBUTES: [&str; 3] = ["age", "gender", "bbox"];
+
+/// The pair's second image (face match runs only): the reference as given or found (the
+/// pair's second key), and its SHA-256.
+pub const REFERENCE_COLUMNS: [&str; 2] = ["reference", "ref_sha256"];
 
 /// Written first so spreadsheets open the file as UTF-8.
 pub const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -83,6 +89,8 @@ pub struct Layout {
     face: bool,
     /// Whether `estimated_age` is written (age estimation runs).
     ages: bool,
+    /// Whether `reference` and `ref_sha256` are written (face match runs).
+    references: bool,
     /// (name in the record's `columns`, header written)
     carried: Vec<(String, String)>,
 }
@@ -113,6 +121,7 @@ impl Layout {
             simulated,
             face: false,
             ages: false,
+            references: false,
             carried,
         }
     }
@@ -120,6 +129,12 @@ impl Layout {
     /// Write the `estimated_age` column (age estimation runs).
     pub fn with_estimated_ages(mut self, yes: bool) -> Self {
         self.ages = yes;
+        self
+    }
+
+    /// Write the `reference` and `ref_sha256` columns (face match runs).
+    pub fn with_references(mut self, yes: bool) -> Self {
+        self.references = yes;
         self
     }
 
@@ -135,7 +150,9 @@ impl Layout {
 
     /// Whether our column `name` is written.
     fn written(&self, name: &str) -> bool {
-        (self.face || !FACE_ATTRIBUTES.contains(&name)) && (self.ages || name != "estimated_age")
+        (self.face || !FACE_ATTRIBUTES.contains(&name))
+            && (self.ages || name != "estimated_age")
+            && (self.references || !REFERENCE_COLUMNS.contains(&name))
     }
 
     pub fn header(&self) -> Vec<String> {
@@ -181,6 +198,7 @@ impl Layout {
             .map(|m| serde_json::to_string(m).unwrap_or_default());
         let mut cells = vec![
             text(Some(&r.key)),
+            text(r.reference.as_deref()),
             record_action(r).as_str().to_string(),
             r.class.unwrap_or(Class::Interrupted).as_str().to_string(),
             r.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
@@ -199,6 +217,7 @@ impl Layout {
             text(Some(&r.path)),
             text(Some(&r.source)),
             text(r.sha256.as_deref()),
+            text(r.ref_sha256.as_deref()),
             int(r.size_bytes),
             text(r.format.as_deref()),
             text(r.request_id.as_deref()),
@@ -215,7 +234,7 @@ impl Layout {
             text(r.finished_at.as_deref()),
         ];
         debug_assert_eq!(cells.len(), COLUMNS.len());
-        if !self.face || !self.ages {
+        if !(self.face && self.ages && self.references) {
             let mut i = 0;
             cells.retain(|_| {
                 let keep = self.written(COLUMNS[i]);
@@ -384,7 +403,8 @@ mod tests {
             .collect();
         let layout = Layout::new(true, &carried)
             .with_face_attributes(true)
-            .with_estimated_ages(true);
+            .with_estimated_ages(true)
+            .with_references(true);
         let h = layout.header();
         assert_eq!(&h[..COLUMNS.len()], &COLUMNS.map(String::from)[..]);
         assert_eq!(h[COLUMNS.len()], "simulated");
@@ -430,7 +450,55 @@ mod tests {
             "",
             "missing carried value is empty"
         );
-        assert_eq!(row[1], "fix_input", "action derived when absent");
-        assert_eq!(row[4], "", "no score");
+        assert_eq!(row[2], "fix_input", "action derived when absent");
+        assert_eq!(row[5], "", "no score");
+    }
+
+    #[test]
+    fn face_match_rows_name_the_reference_beside_the_key_and_its_sha256_beside_sha256() {
+        let pair = Record {
+            key: "u1".into(),
+            path: "selfies/u1.jpg".into(),
+            sha256: Some("aa".repeat(32)),
+            reference: Some("=refs/u1.jpg".into()),
+            ref_sha256: Some("bb".repeat(32)),
+            class: Some(Class::Result),
+            status: Some(Decision::Approved),
+            score: Some(88.0),
+            ..Default::default()
+        };
+        let layout = Layout::new(false, &BTreeSet::new()).with_references(true);
+        let h = layout.header();
+        let at = |name: &str| h.iter().position(|c| c == name).unwrap();
+        assert_eq!(at("reference"), at("key") + 1);
+        assert_eq!(at("ref_sha256"), at("sha256") + 1);
+        assert!(h.iter().all(|c| c != "estimated_age"), "not an age run");
+        let row = layout.row(&pair);
+        assert_eq!(row.len(), h.len());
+        assert_eq!(
+            row[at("reference")],
+            "'=refs/u1.jpg",
+            "outside text is escaped"
+        );
+        assert_eq!(row[at("ref_sha256")], "bb".repeat(32));
+        assert_eq!(row[at("score")], "88");
+        // A pair whose reference was not found: the cells are there, empty.
+        let lone = Record {
+            reference: None,
+            ref_sha256: None,
+            class: Some(Class::InvalidInput),
+            ..pair.clone()
+        };
+        let row = layout.row(&lone);
+        assert_eq!((&*row[at("reference")], &*row[at("ref_sha256")]), ("", ""));
+
+        // Other checks have neither column, whatever their records hold.
+        let plain = Layout::new(false, &BTreeSet::new()).with_estimated_ages(true);
+        let h = plain.header();
+        for name in REFERENCE_COLUMNS {
+            assert!(h.iter().all(|c| c != name), "{name}");
+        }
+        assert_eq!(plain.row(&pair).len(), h.len());
+        assert_eq!(h[1], "action");
     }
 }

@@ -11,8 +11,8 @@ use super::action::{record_action, risk_action};
 use crate::record::{Action, Class, Record};
 
 use super::summary::{
-    Block, Fact, Layout, Row, SIMULATED_NOTICE, Section, Span, Summary, changes_section,
-    fmt_duration,
+    Block, Fact, Layout, Row, SIMULATED_NOTICE, ScoreMeasure, Section, Span, Summary,
+    changes_section, fmt_duration,
 };
 
 /// The attention table shows at most this many rows; results.csv has them all.
@@ -22,6 +22,9 @@ pub const ATTENTION_CAP: usize = 2000;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttentionRow {
     pub key: String,
+    /// Face match: the reference the selfie was compared with (the pair's second key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
     pub action: Action,
     pub class: Class,
     pub status: String,
@@ -61,6 +64,7 @@ impl Attention {
         }
         self.rows.entry(action).or_default().push(AttentionRow {
             key: r.key.clone(),
+            reference: r.reference.clone(),
             action,
             class: r.class.unwrap_or(Class::Interrupted),
             status: r.status.map(|s| s.as_str().to_string()).unwrap_or_default(),
@@ -232,7 +236,10 @@ pub fn render(s: &Summary, attention: &Attention) -> String {
     details(&mut h, &s.fact_rows(RUN_ROWS));
     h.push_str("</div></div>\n");
     audit(&mut h, s);
-    attention_table(&mut h, attention, &s.results_files());
+    // Face match lists each item as its pair: the selfie's key and the reference's.
+    let pairs = s.scores.measure == ScoreMeasure::FaceMatchSimilarity
+        || attention.shown().any(|r| r.reference.is_some());
+    attention_table(&mut h, attention, &s.results_files(), pairs);
     footer(&mut h, s);
     h
 }
@@ -541,7 +548,9 @@ fn details(h: &mut String, rows: &[Row]) {
 }
 
 /// The items needing attention, most urgent first, capped with a pointer to results.csv.
-fn attention_table(h: &mut String, attention: &Attention, results: &[&str]) {
+/// With `pairs` (face match), each item's two keys, the selfie's and the reference's, and the
+/// similarity as its score.
+fn attention_table(h: &mut String, attention: &Attention, results: &[&str], pairs: bool) {
     let _ = write!(
         h,
         "<div class=\"card flow\"><h2>Items needing attention ({})</h2>",
@@ -550,14 +559,21 @@ fn attention_table(h: &mut String, attention: &Attention, results: &[&str]) {
     if attention.total() == 0 {
         h.push_str("<p class=\"muted\">None: every image can proceed.</p>");
     } else {
-        h.push_str(
-            "<table class=\"items\"><thead><tr><th>Action</th><th>Key</th><th>Decision</th><th class=\"n\">Score</th>\
-             <th>Warnings / error</th><th>vendor_data</th><th>Path</th></tr></thead><tbody>",
+        let (keys, score) = if pairs {
+            ("<th>Selfie key</th><th>Reference</th>", "Similarity")
+        } else {
+            ("<th>Key</th>", "Score")
+        };
+        let _ = write!(
+            h,
+            "<table class=\"items\"><thead><tr><th>Action</th>{keys}<th>Decision</th>\
+             <th class=\"n\">{score}</th><th>Warnings / error</th><th>vendor_data</th><th>Path</th>\
+             </tr></thead><tbody>",
         );
         let mut shown = 0u64;
         for row in attention.shown() {
             shown += 1;
-            attention_row(h, row);
+            attention_row(h, row, pairs);
         }
         h.push_str("</tbody></table>");
         if shown < attention.total() {
@@ -577,7 +593,7 @@ fn attention_table(h: &mut String, attention: &Attention, results: &[&str]) {
     h.push_str("</div>\n");
 }
 
-fn attention_row(h: &mut String, row: &AttentionRow) {
+fn attention_row(h: &mut String, row: &AttentionRow, pairs: bool) {
     let detail = match (row.risks.is_empty(), row.error.is_empty()) {
         (false, true) => row.risks.clone(),
         (true, false) => row.error.clone(),
@@ -589,10 +605,20 @@ fn attention_row(h: &mut String, row: &AttentionRow) {
     } else {
         row.status.clone()
     };
+    let reference = if pairs {
+        match &row.reference {
+            Some(r) => format!("<td class=\"wrap\"><code>{}</code></td>", esc(r)),
+            // None found (the item is a fix_input saying why).
+            None => "<td class=\"muted\">—</td>".to_string(),
+        }
+    } else {
+        String::new()
+    };
     let _ = write!(
         h,
-        "<tr><td>{}</td><td class=\"wrap\"><code>{}</code></td><td>{}</td><td class=\"n\">{}</td>\
-         <td class=\"wrap\">{}</td><td class=\"wrap\">{}</td><td class=\"wrap\">{}</td></tr>",
+        "<tr><td>{}</td><td class=\"wrap\"><code>{}</code></td>{reference}<td>{}</td>\
+         <td class=\"n\">{}</td><td class=\"wrap\">{}</td><td class=\"wrap\">{}</td>\
+         <td class=\"wrap\">{}</td></tr>",
         tag(row.action),
         esc(&row.key),
         esc(&decision),
@@ -723,7 +749,7 @@ mod tests {
             acc.on_record(&r, true);
             att.offer(&r);
         }
-        let page = render(&acc.finish(0.1, "/o"), &att);
+        let page = render(&acc.finish(Some(0.1), "/o"), &att);
         assert!(page.contains(&format!("Items needing attention ({})", ATTENTION_CAP + 1)));
         assert!(page.contains(&format!(
             "Showing the first {ATTENTION_CAP} of {}",
@@ -771,7 +797,7 @@ mod tests {
             outcome: crate::journal::RunOutcome::Completed,
             ..Default::default()
         });
-        let s = acc.finish(0.1, "/tmp/<out>");
+        let s = acc.finish(Some(0.1), "/tmp/<out>");
         let page = render(&s, &att);
         assert!(page.starts_with("<!doctype html>"));
         assert!(page.contains(&format!(
@@ -795,5 +821,57 @@ mod tests {
             assert!(page.contains(&esc(a.describe())), "{a:?}");
         }
         assert!(page.contains("<code>LOW_LIVENESS_SCORE</code>"));
+    }
+
+    #[test]
+    fn a_pairs_attention_row_shows_both_keys_escaped_and_its_similarity() {
+        let mut acc = Accumulator::new();
+        let mut run = crate::journal::fixtures::run_info(false, false);
+        run.settings.check = Some("face-match".into());
+        run.settings.threshold = Some(30.0);
+        acc.on_run(&run);
+        let mut low = record(
+            "<b>u1</b>",
+            Class::Result,
+            Some("LOW_FACE_MATCH_SIMILARITY"),
+        );
+        low.reference = Some("refs/<script>u1.jpg".into());
+        low.score = Some(12.5);
+        let mut att = Attention::new();
+        acc.on_record(&low, true);
+        att.offer(&low);
+        let snapshot = att.snapshot();
+        assert_eq!(
+            snapshot.rows[0].reference.as_deref(),
+            Some("refs/<script>u1.jpg")
+        );
+        // The checkpoint keeps the rows: the page drawn again shows the same.
+        let again = Attention::from_snapshot(
+            serde_json::from_value(serde_json::to_value(&snapshot).unwrap()).unwrap(),
+        );
+        let s = acc.finish(None, "/o");
+        let page = render(&s, &att);
+        assert_eq!(page, render(&s, &again));
+        assert!(!page.contains("<script"));
+        assert!(page.contains(
+            "<th>Action</th><th>Selfie key</th><th>Reference</th><th>Decision</th>\
+             <th class=\"n\">Similarity</th>"
+        ));
+        assert!(page.contains(
+            "<code>&lt;b&gt;u1&lt;/b&gt;</code></td><td class=\"wrap\">\
+             <code>refs/&lt;script&gt;u1.jpg</code></td><td>Declined</td><td class=\"n\">12.5</td>"
+        ));
+        // A liveness page keeps its one key and its score.
+        let mut acc = Accumulator::new();
+        acc.on_run(&crate::journal::fixtures::run_info(false, false));
+        let plain = record("k", Class::Result, Some("LOW_LIVENESS_SCORE"));
+        let mut att = Attention::new();
+        acc.on_record(&plain, true);
+        att.offer(&plain);
+        let page = render(&acc.finish(None, "/o"), &att);
+        assert!(
+            page.contains("<th>Action</th><th>Key</th><th>Decision</th><th class=\"n\">Score</th>")
+        );
+        assert!(!page.contains("Selfie key"));
     }
 }

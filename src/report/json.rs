@@ -213,4 +213,44 @@ mod tests {
         let empty = JsonOut::with_shape(Vec::new(), Shape::Lines, false).unwrap();
         assert_eq!(empty.finish().unwrap(), 0);
     }
+
+    #[test]
+    fn a_pair_carries_its_reference_under_the_csv_columns_names() {
+        let pair = Record {
+            key: "u1".into(),
+            sha256: Some("aa".repeat(32)),
+            reference: Some("refs/u1.jpg".into()),
+            ref_sha256: Some("bb".repeat(32)),
+            class: Some(Class::Result),
+            status: Some(Decision::Approved),
+            ..Default::default()
+        };
+        let mut buf = Vec::new();
+        encode(&pair, false, &mut buf).unwrap();
+        let v: Value = serde_json::from_slice(&buf).unwrap();
+        for name in crate::report::csv::REFERENCE_COLUMNS {
+            assert!(v.get(name).is_some_and(Value::is_string), "{name}: {v}");
+        }
+        assert_eq!(v["reference"], "refs/u1.jpg");
+        let order: Vec<&String> = v.as_object().unwrap().keys().collect();
+        let at = |k: &str| order.iter().position(|o| *o == k).unwrap();
+        assert_eq!(at("ref_sha256"), at("reference") + 1);
+        assert_eq!(at("reference"), at("sha256") + 1);
+        // A single image's record has neither.
+        encode(
+            &Record {
+                reference: None,
+                ref_sha256: None,
+                ..pair
+            },
+            false,
+            &mut buf,
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&buf).unwrap();
+        assert!(
+            v.get("reference").is_none() && v.get("ref_sha256").is_none(),
+            "{v}"
+        );
+    }
 }

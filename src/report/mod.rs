@@ -39,10 +39,11 @@ pub use summary::{SIMULATED_NOTICE, Summary};
 /// Marks an out dir whose journal was written by [`merge`], so a later merge may replace it.
 pub const MERGE_MARKER: &str = ".liveness-batch-merge.json";
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ReportOptions {
-    /// Price of one billed call in US dollars, for the cost estimate.
-    pub price_per_call: f64,
+    /// Price of one billed call in US dollars, for the cost estimate; `None` prices each call
+    /// at the list price of the journal's check (its latest run's).
+    pub price_per_call: Option<f64>,
     /// Which JSON form of the results to write; `None` keeps the one the out dir has
     /// (results.json for a new one).
     pub results_format: Option<ResultsFormat>,
@@ -54,17 +55,6 @@ pub struct ReportOptions {
     pub journal_sha256: Option<[u8; 32]>,
 }
 
-impl Default for ReportOptions {
-    fn default() -> Self {
-        Self {
-            price_per_call: crate::didit::LIVENESS.price_usd,
-            results_format: None,
-            include_face_attributes: false,
-            journal_sha256: None,
-        }
-    }
-}
-
 /// Everything `report` needs, validated.
 #[derive(Debug, Clone)]
 pub struct ReportConfig {
@@ -72,8 +62,9 @@ pub struct ReportConfig {
     pub dirs: Vec<PathBuf>,
     /// Where to write the outputs; None rebuilds the only folder in place.
     pub out: Option<PathBuf>,
-    /// Price of one billed call in US dollars, for the cost estimate.
-    pub price_per_call: f64,
+    /// `--price-per-call`: the price of one billed call in US dollars, for the cost estimate;
+    /// `None` takes the list price of the journal's check.
+    pub price_per_call: Option<f64>,
     /// `--results-format`; `None` keeps the out dir's.
     pub results_format: Option<ResultsFormat>,
     /// `--baseline`: an earlier audit's out dir to compare with.

@@ -27,7 +27,7 @@ pub const STATE_FILE: &str = ".liveness-batch-outputs.json";
 
 /// Version of the outputs' layout. Raise it whenever the outputs of the same journal change:
 /// outputs another version wrote are rebuilt, never patched.
-pub const FORMAT: u32 = 6;
+pub const FORMAT: u32 = 7;
 
 /// Largest checkpoint read back; real ones are far smaller (the attention rows are capped).
 const MAX_STATE_BYTES: u64 = 32 << 20;
@@ -37,7 +37,9 @@ const MAX_STATE_BYTES: u64 = 32 << 20;
 pub struct Checkpoint {
     /// As written in summary.json.
     pub built_from: BuiltFrom,
-    /// The report options they were built with.
+    /// The report options they were built with. The price of one call the summary was priced
+    /// at: the one asked for, else the list price of the latest run's check (a report without
+    /// `--price-per-call` and a scan of the same check at its list price agree).
     pub price_per_call: f64,
     pub results: ResultsFormat,
     /// Whether age, gender and face box were written (`--include-face-attributes`).
@@ -407,8 +409,7 @@ fn as_written(out_dir: &Path, written: &[(String, String)], listed: &[Listed]) -
 fn unchanged(out_dir: &Path, opts: &ReportOptions, cp: &Checkpoint) -> Option<(Accumulator, u64)> {
     let built = &cp.built_from;
     let same_build = built.format == FORMAT && built.tool_version == env!("CARGO_PKG_VERSION");
-    let same_options = cp.price_per_call.to_bits() == opts.price_per_call.to_bits()
-        && cp.face_attributes == opts.include_face_attributes
+    let same_options = cp.face_attributes == opts.include_face_attributes
         && opts.results_format.is_none_or(|f| f == cp.results);
     if !same_build || !same_options {
         return None;
@@ -466,6 +467,11 @@ fn unchanged(out_dir: &Path, opts: &ReportOptions, cp: &Checkpoint) -> Option<(A
     }
     // A run on the emulator after real ones (or the reverse, with --force) stamps the results.
     if accumulator.simulated() != cp.accumulator.simulated() {
+        return None;
+    }
+    // Another price: asked for, or the list price of another check run since (with --force).
+    let price = accumulator.price_per_call(opts.price_per_call);
+    if price.to_bits() != cp.price_per_call.to_bits() {
         return None;
     }
     Some((accumulator, pos))

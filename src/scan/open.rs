@@ -151,7 +151,7 @@ fn verify_journal(
         // The outputs say so too (as `report` would write them): none of them goes on
         // claiming an intact journal.
         let opts = report::ReportOptions {
-            price_per_call: cfg.price_per_call,
+            price_per_call: Some(cfg.price_per_call),
             results_format: cfg.results_format,
             include_face_attributes: cfg.include_face_attributes,
             journal_sha256: None,

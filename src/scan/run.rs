@@ -689,7 +689,7 @@ async fn finish(
     let outputs = report::refresh_outputs(
         &cfg.out,
         &ReportOptions {
-            price_per_call: cfg.price_per_call,
+            price_per_call: Some(cfg.price_per_call),
             results_format: cfg.results_format,
             include_face_attributes: cfg.include_face_attributes,
             journal_sha256: journal_hash(&drained.journal_path, prefix).await,

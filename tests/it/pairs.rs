@@ -2,7 +2,8 @@
 //! from a manifest's ref_path column, a local path or an object URI, or from `--ref-dir` by key
 //! and stem); every decision of the emulator; a missing or refused reference costs nothing;
 //! the same pair is sent once; a changed reference is screened again and nothing else is; the
-//! dry run prices each check at its own price; shards merge whole.
+//! dry run prices each check at its own price; shards merge whole; the outputs name both keys
+//! and price each call at face match's list price, `report` too.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -619,5 +620,87 @@ async fn the_sample_pairs_give_every_face_match_decision() {
         emu.stats().credits_used,
         5,
         "pair-08 is pair-01's two contents again"
+    );
+}
+
+/// A face match scan's outputs name each pair, price its calls at face match's list price,
+/// and say the scores are similarities decided by face match's threshold; `report` without
+/// `--price-per-call` prices them the same.
+#[tokio::test]
+async fn a_face_match_scans_outputs_name_each_pair_at_face_matchs_price() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, refs) = (tmp.path().join("src"), tmp.path().join("refs"));
+    let face = |seed: u64| common::encode(&common::person(seed, 128), ImageFormat::Jpeg);
+    for i in 0..5u64 {
+        common::write(&src, &format!("u{i}.jpg"), &face(40 + i));
+        // The first three against themselves, the fourth against someone else; the fifth
+        // has no reference.
+        match i {
+            0..=2 => common::write(&refs, &format!("u{i}.jpg"), &face(40 + i)),
+            3 => common::write(&refs, "u3.jpg", &face(90)),
+            _ => continue,
+        };
+    }
+    let emu = common::emulator(|_| {}).await;
+    let out = tmp.path().join("out");
+    let scan = ScanRun::new(&emu, &src, &out).args(&[
+        "--check",
+        "face-match",
+        "--ref-dir",
+        refs.to_str().unwrap(),
+    ]);
+    assert_eq!(scan.run().await, 1, "one pair has no reference");
+    emu.shutdown().await;
+
+    let csv = std::fs::read(out.join("results.csv")).unwrap();
+    let rows = common::csv_rows(&out.join("results.csv"));
+    assert_eq!(rows.len(), 5);
+    let by_key = |k: &str| rows.iter().find(|r| r["key"] == k).unwrap();
+    assert!(
+        by_key("u0.jpg")["reference"].ends_with("refs/u0.jpg"),
+        "{:?}",
+        by_key("u0.jpg")
+    );
+    assert_eq!(
+        by_key("u0.jpg")["ref_sha256"],
+        by_key("u0.jpg")["sha256"],
+        "the same image"
+    );
+    assert_eq!(by_key("u3.jpg")["action"], "review");
+    assert_ne!(by_key("u3.jpg")["ref_sha256"], by_key("u3.jpg")["sha256"]);
+    assert_eq!(by_key("u4.jpg")["action"], "fix_input");
+    assert_eq!(
+        (
+            &*by_key("u4.jpg")["reference"],
+            &*by_key("u4.jpg")["ref_sha256"]
+        ),
+        ("", "")
+    );
+
+    let s = scan.summary();
+    assert_eq!(s["credits"]["used"], 4);
+    assert_eq!(s["credits"]["price_per_call_usd"], 0.05);
+    assert_eq!(s["credits"]["estimated_cost_usd"], 0.2);
+    assert_eq!(s["scores"]["measure"], "face_match_similarity");
+    let md = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        md.contains("check face-match · face match threshold 30 · "),
+        "{md}"
+    );
+    assert!(md.contains("## Face match similarity scores"), "{md}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<th>Selfie key</th><th>Reference</th>"));
+    assert!(
+        html.contains("u3.jpg</code>"),
+        "the reference of the pair to review"
+    );
+
+    // `report` rebuilds the same rows, at the same price, without being told it.
+    let r = common::report(&out, &[]).await;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(common::summary(&out)["credits"]["price_per_call_usd"], 0.05);
+    assert!(
+        std::fs::read(out.join("results.csv")).unwrap() == csv,
+        "results.csv is the one the scan wrote"
     );
 }

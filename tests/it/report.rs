@@ -290,7 +290,7 @@ fn every_output_is_written_owner_only_and_they_agree() {
     let s = report::write_outputs(
         dir.path(),
         &ReportOptions {
-            price_per_call: 0.25,
+            price_per_call: Some(0.25),
             ..Default::default()
         },
     )
@@ -759,9 +759,12 @@ fn report_config_carries_the_arguments_and_checks_the_price() {
     let cfg = ReportConfig::from_args(report_args(&["a", "b", "--out", "m"])).unwrap();
     assert_eq!(cfg.dirs, [Path::new("a"), Path::new("b")]);
     assert_eq!(cfg.out.as_deref(), Some(Path::new("m")));
-    assert_eq!(cfg.price_per_call, 0.10, "the default price");
+    assert_eq!(
+        cfg.price_per_call, None,
+        "the default price: the journal's check's list price"
+    );
     let free = ReportConfig::from_args(report_args(&["a", "--price-per-call", "0"])).unwrap();
-    assert_eq!(free.price_per_call, 0.0);
+    assert_eq!(free.price_per_call, Some(0.0));
     assert_eq!(free.out, None);
     for bad in ["-0.01", "NaN", "inf"] {
         let e = ReportConfig::from_args(report_args(&["a", "--price-per-call", bad])).unwrap_err();
@@ -782,7 +785,7 @@ async fn run_command_merges_into_out_without_touching_the_shards() {
     let cfg = ReportConfig {
         dirs: vec![a.path().to_path_buf(), b.path().to_path_buf()],
         out: Some(out.clone()),
-        price_per_call: 0.25,
+        price_per_call: Some(0.25),
         results_format: None,
         baseline: None,
         score_margin: 10.0,

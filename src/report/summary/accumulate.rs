@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::didit::Endpoint;
 use crate::journal::{RunEnd, RunInfo, Settings};
 use crate::record::{Action, Class, Decision, Record};
 use crate::report::action::record_action;
@@ -14,7 +15,7 @@ use super::audit::{
 };
 use super::{
     AgeDistribution, Credits, DecisionCounts, InputCounts, ItemCounts, RequestCounts,
-    SIMULATED_NOTICE, ScoreBucket, ScoreDistribution, Summary, cents, score_bucket,
+    SIMULATED_NOTICE, ScoreBucket, ScoreDistribution, ScoreMeasure, Summary, cents, score_bucket,
 };
 
 /// The estimated ages of an age estimation run, as they come.
@@ -78,6 +79,9 @@ pub struct Accumulator {
     /// Age estimation runs only.
     #[serde(default)]
     ages: Option<AgeTally>,
+    /// A face match run was seen: its records are pairs (a selfie and a reference).
+    #[serde(default)]
+    pairs: bool,
 }
 
 impl Accumulator {
@@ -92,6 +96,7 @@ impl Accumulator {
         if run.settings.check.as_deref() == Some(crate::didit::AGE.check) && self.ages.is_none() {
             self.ages = Some(AgeTally::default());
         }
+        self.pairs |= run.settings.check.as_deref() == Some(crate::didit::FACE_MATCH.check);
         if self.started_at.is_none() {
             self.started_at = Some(run.started_at.clone());
         }
@@ -258,12 +263,40 @@ impl Accumulator {
         self.ages.is_some()
     }
 
+    /// Whether the journal is a face match run's: its items are pairs.
+    pub fn compares_pairs(&self) -> bool {
+        self.pairs
+    }
+
+    /// The check of the latest run seen (passive liveness before any run, and for a check
+    /// this build does not know).
+    fn check(&self) -> &'static Endpoint {
+        self.settings
+            .as_ref()
+            .and_then(|s| s.check.as_deref())
+            .and_then(Endpoint::named)
+            .unwrap_or(&crate::didit::LIVENESS)
+    }
+
+    /// The price of one billed call: `asked` (`--price-per-call`), else the list price of the
+    /// latest run's check.
+    pub fn price_per_call(&self, asked: Option<f64>) -> f64 {
+        asked.unwrap_or(self.check().price_usd)
+    }
+
     pub fn simulated(&self) -> bool {
         self.simulated
     }
 
-    /// The summary of everything seen; `price_per_call` (US dollars) prices the credits used.
-    pub fn finish(mut self, price_per_call: f64, out_dir: &str) -> Summary {
+    /// The summary of everything seen; `price_per_call` (US dollars) prices the credits used,
+    /// the list price of the latest run's check when `None`.
+    pub fn finish(mut self, price_per_call: Option<f64>, out_dir: &str) -> Summary {
+        let price_per_call = self.price_per_call(price_per_call);
+        let measure = if self.check().check == crate::didit::FACE_MATCH.check {
+            ScoreMeasure::FaceMatchSimilarity
+        } else {
+            ScoreMeasure::LivenessScore
+        };
         // The last run died with these in flight (a run still going holds the lock).
         self.settle_announced();
         // Every repeat follows a send of unknown outcome; records written before they counted
@@ -347,7 +380,10 @@ impl Accumulator {
             by_action,
             risk_codes: self.risk_codes,
             log_types: self.log_types,
-            scores: score_distribution(&self.buckets, self.no_score),
+            scores: ScoreDistribution {
+                measure,
+                ..score_distribution(&self.buckets, self.no_score)
+            },
             ages: self.ages.map(|t| AgeDistribution {
                 minimum_age,
                 buckets: score_distribution(&t.buckets, 0).buckets,
@@ -449,6 +485,7 @@ fn every_key<K: Ord + Copy>(all: &[K], counts: &BTreeMap<K, u64>) -> BTreeMap<K,
 /// The ten 10-point buckets, named by their range.
 fn score_distribution(buckets: &[u64; 10], no_score: u64) -> ScoreDistribution {
     ScoreDistribution {
+        measure: ScoreMeasure::LivenessScore,
         buckets: buckets
             .iter()
             .enumerate()
@@ -472,7 +509,7 @@ fn bump(map: &mut BTreeMap<String, u64>, key: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{end, failed, result, run};
+    use super::super::fixtures::{end, failed, pair, result, run, run_of};
     use super::*;
 
     fn shard_run(k: u32, resumed: bool) -> RunInfo {
@@ -493,7 +530,7 @@ mod tests {
         let mut acc = Accumulator::new();
         acc.on_run(&shard_run(2, false));
         acc.on_run(&shard_run(2, true));
-        let s = acc.finish(0.1, "out");
+        let s = acc.finish(Some(0.1), "out");
         assert_eq!(s.shard.as_ref().map(|h| h.index), Some(2));
         let line = s.fact(super::super::words::Fact::Shards).unwrap();
         assert!(
@@ -504,7 +541,7 @@ mod tests {
         let mut acc = Accumulator::new();
         acc.on_run(&shard_run(1, false));
         acc.on_run(&shard_run(2, false));
-        let s = acc.finish(0.1, "merged");
+        let s = acc.finish(Some(0.1), "merged");
         assert_eq!(s.shard, None, "a merged journal is no one shard");
         assert_eq!(s.fact(super::super::words::Fact::Shards), None);
     }
@@ -534,7 +571,7 @@ mod tests {
         d.duplicate_of = Some("a".into());
         acc.on_record(&d, true);
         acc.on_end(&end("completed", 0));
-        let s = acc.finish(0.10, "/out");
+        let s = acc.finish(Some(0.10), "/out");
 
         assert_eq!(s.items.total, 4);
         assert_eq!(s.items.with_result, 3);
@@ -614,7 +651,7 @@ mod tests {
         acc.on_run(&run(true, false));
         acc.on_sending("e");
         let mut saved = acc.clone();
-        let s = acc.finish(0.10, "/out");
+        let s = acc.finish(Some(0.10), "/out");
         assert_eq!(s.requests.unknown_outcomes, 3, "b, c and e");
         assert_eq!(s.requests.possible_double_charges, 1);
         // A record's own unknown outcomes add up too; a checkpoint goes on where it stopped.
@@ -622,7 +659,7 @@ mod tests {
         e.unknown_outcomes = 1;
         e.unknown_pending = true;
         saved.on_record(&e, true);
-        let s = saved.finish(0.10, "/out");
+        let s = saved.finish(Some(0.10), "/out");
         assert_eq!(s.requests.unknown_outcomes, 3, "b, c, and e's own");
         assert!(
             s.requests_line().contains(
@@ -641,7 +678,7 @@ mod tests {
         acc.on_end(&end("completed", 0));
         acc.set_gone(2);
         assert_eq!(acc.gone(), 2);
-        let s = acc.finish(0.10, "/out");
+        let s = acc.finish(Some(0.10), "/out");
         assert_eq!((s.items.total, s.items.gone), (1, 2));
         assert!(
             s.headline().contains(
@@ -658,7 +695,7 @@ mod tests {
         acc.on_run(&run(false, false));
         acc.on_record(&result("a", Some(80.0), &[]), true);
         acc.on_end(&end("stopped", 3));
-        let s = acc.finish(0.10, "/out");
+        let s = acc.finish(Some(0.10), "/out");
         assert_eq!(s.outcome, "stopped");
         assert!(
             s.stop_reason
@@ -678,7 +715,7 @@ mod tests {
         acc.on_record(&result("a", Some(80.0), &[]), true);
         acc.on_end(&end("completed", 0));
         acc.on_run(&run(true, false));
-        let s = acc.finish(0.10, "/out");
+        let s = acc.finish(Some(0.10), "/out");
         assert_eq!(s.outcome, "incomplete");
         assert!(s.stop_reason.as_deref().unwrap().contains("did not finish"));
         assert!(s.inputs.is_none());
@@ -692,7 +729,7 @@ mod tests {
         let mut acc = Accumulator::new();
         acc.on_run(&run(false, false));
         acc.on_end(&end("interrupted", 4));
-        assert!(acc.finish(0.1, "/o").interrupted);
+        assert!(acc.finish(Some(0.1), "/o").interrupted);
     }
 
     #[test]
@@ -702,7 +739,7 @@ mod tests {
         acc.on_end(&end("completed", 0));
         acc.on_run(&run(false, false));
         acc.on_end(&end("stopped", 7));
-        let s = acc.finish(0.1, "/o");
+        let s = acc.finish(Some(0.1), "/o");
         assert_eq!(s.journals, 2);
         assert_eq!(s.inputs.as_ref().unwrap().inputs, 10);
         assert_eq!(s.inputs.as_ref().unwrap().not_processed, 7);
@@ -711,6 +748,51 @@ mod tests {
             s.stop_reason
                 .unwrap()
                 .starts_with("journal 2 of 2: out of credits")
+        );
+    }
+
+    #[test]
+    fn calls_are_priced_at_the_latest_checks_list_price_unless_a_price_is_given() {
+        let face_match = || {
+            let mut acc = Accumulator::new();
+            acc.on_run(&run_of("face-match", false));
+            acc.on_record(&pair("a", "ref/a.jpg", Some(80.0), &[]), true);
+            acc.on_record(&pair("b", "ref/b.jpg", Some(20.0), &[]), true);
+            acc.on_end(&end("completed", 0));
+            acc
+        };
+        let s = face_match().finish(None, "/out");
+        assert_eq!(
+            s.credits.price_per_call_usd,
+            crate::didit::FACE_MATCH.price_usd
+        );
+        assert_eq!(s.credits.estimated_cost_usd, 0.10, "2 calls at US$0.05");
+        let money = &s.audit.as_ref().unwrap().reconciliation.money;
+        assert_eq!(
+            (money.price_per_call_usd, money.estimated_cost_usd),
+            (0.05, 0.10),
+            "the reconciliation prices them alike"
+        );
+        let given = face_match().finish(Some(0.2), "/out");
+        assert_eq!(given.credits.price_per_call_usd, 0.2, "a price given wins");
+        assert_eq!(given.credits.estimated_cost_usd, 0.40);
+
+        let mut acc = Accumulator::new();
+        assert_eq!(acc.price_per_call(None), 0.10, "no run yet: liveness's");
+        acc.on_run(&run(false, false));
+        assert_eq!(acc.price_per_call(None), crate::didit::LIVENESS.price_usd);
+        // A later run of another check (resumed with --force): the latest run's price.
+        acc.on_run(&run_of("face-match", true));
+        assert_eq!(acc.price_per_call(None), 0.05);
+        acc.on_run(&run_of("age", true));
+        assert_eq!(acc.price_per_call(None), crate::didit::AGE.price_usd);
+        let mut unknown = run(true, false);
+        unknown.settings.check = Some("a-check-of-a-later-build".into());
+        acc.on_run(&unknown);
+        assert_eq!(
+            acc.price_per_call(None),
+            0.10,
+            "an unknown check: liveness's"
         );
     }
 }

@@ -5,7 +5,7 @@
 mod accumulate;
 pub mod audit;
 #[cfg(test)]
-mod fixtures;
+pub(in crate::report) mod fixtures;
 mod markdown;
 mod text;
 mod words;
@@ -150,10 +150,43 @@ pub struct DecisionCounts {
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct ScoreDistribution {
+    /// What the scores are: the liveness score, or face match's similarity (the latest run's
+    /// check); absent in summaries written before face match, whose scores are liveness's.
+    #[serde(default)]
+    pub measure: ScoreMeasure,
     /// Ten 10-point buckets: "0-10" holds [0, 10), ..., "90-100" holds [90, 100].
     pub buckets: Vec<ScoreBucket>,
-    /// Results without a liveness score (e.g. no face detected).
+    /// Results without a score (e.g. no face detected).
     pub no_score: u64,
+}
+
+/// What a record's `score` measures, by check.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreMeasure {
+    /// Passive liveness and age estimation: how likely the face is a live person's.
+    #[default]
+    LivenessScore,
+    /// Face match: how alike the selfie's face and the reference's are.
+    FaceMatchSimilarity,
+}
+
+impl ScoreMeasure {
+    /// The histogram's title.
+    pub fn title(self) -> &'static str {
+        match self {
+            ScoreMeasure::LivenessScore => "Liveness scores",
+            ScoreMeasure::FaceMatchSimilarity => "Face match similarity scores",
+        }
+    }
+
+    /// The score's name as a column head or a row label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ScoreMeasure::LivenessScore => "Score",
+            ScoreMeasure::FaceMatchSimilarity => "Similarity",
+        }
+    }
 }
 
 /// The estimated ages of an age estimation run.
@@ -180,11 +213,12 @@ pub struct Histogram<'a> {
 }
 
 impl Summary {
-    /// The liveness scores, then the estimated ages when the run estimated them.
+    /// The scores (liveness's, or face match's similarity), then the estimated ages when the
+    /// run estimated them.
     pub fn histograms(&self) -> Vec<Histogram<'_>> {
         let mut all = vec![Histogram {
-            title: "Liveness scores".into(),
-            unit: "Score",
+            title: self.scores.measure.title().into(),
+            unit: self.scores.measure.label(),
             buckets: &self.scores.buckets,
             rest: vec![("no score", self.scores.no_score)],
         }];
@@ -374,7 +408,7 @@ fn by_count(map: &BTreeMap<String, u64>) -> Vec<(&str, u64)> {
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{end, failed, result, run};
+    use super::fixtures::{end, failed, pair, result, run, run_of};
     use super::*;
 
     #[test]
@@ -396,7 +430,7 @@ mod tests {
         acc.on_run(&run(true, true));
         acc.on_record(&result("a", Some(80.0), &[]), true);
         acc.on_end(&end("completed", 0));
-        let s = acc.finish(0.1, "/o");
+        let s = acc.finish(Some(0.1), "/o");
         assert!(s.simulated);
         assert_eq!(s.notice.as_deref(), Some(SIMULATED_NOTICE));
         assert!(
@@ -422,7 +456,7 @@ mod tests {
         acc.on_run(&run(false, false));
         acc.on_record(&failed("x", Class::RateLimited, 5), true);
         acc.on_end(&end("completed", 0));
-        let s = acc.finish(0.1, "/o");
+        let s = acc.finish(Some(0.1), "/o");
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["by_class"]["rate_limited"], 1);
         assert_eq!(json["by_class"]["result"], 0);
@@ -433,5 +467,95 @@ mod tests {
         assert_eq!(json["scores"]["buckets"][9]["range"], "90-100");
         let back: Summary = serde_json::from_value(json).unwrap();
         assert_eq!(back, s);
+    }
+
+    /// A face match run's summary: two similar pairs, one below the threshold, one without a
+    /// reference found.
+    fn face_match_summary() -> Summary {
+        let mut acc = Accumulator::new();
+        acc.on_run(&run_of("face-match", false));
+        acc.on_record(&pair("u1", "ref/u1.jpg", Some(91.0), &[]), true);
+        acc.on_record(&pair("u2", "ref/u2.jpg", Some(84.5), &[]), true);
+        let low = [("LOW_FACE_MATCH_SIMILARITY", "error")];
+        acc.on_record(&pair("u3", "ref/u3.jpg", Some(12.0), &low), true);
+        acc.on_record(&failed("u4", Class::InvalidInput, 0), true);
+        acc.on_end(&end("completed", 0));
+        acc.finish(None, "/o")
+    }
+
+    #[test]
+    fn face_match_scores_are_similarities_and_its_threshold_is_named() {
+        let s = face_match_summary();
+        assert_eq!(s.scores.measure, ScoreMeasure::FaceMatchSimilarity);
+        let h = s.histograms();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].title, "Face match similarity scores");
+        assert_eq!(h[0].unit, "Similarity");
+        assert_eq!(
+            s.settings_line(),
+            "check face-match · face match threshold 30 · rotate_image no · save_api_request no \
+             · API verification.didit.me"
+        );
+        assert_eq!(
+            s.fact(Fact::Threshold).as_deref(),
+            Some("30 (face match similarity)")
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["scores"]["measure"], "face_match_similarity");
+        assert_eq!(json["settings"]["check"], "face-match");
+        assert_eq!(json["settings"]["threshold"], 30.0);
+        let back: Summary = serde_json::from_value(json).unwrap();
+        assert_eq!(back, s);
+
+        let text = s.render_text();
+        assert!(
+            text.contains("Similarity 10-20: 1 · 80-90: 1 · 90-100: 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("Scores "), "{text}");
+        assert!(text.contains("face match threshold 30 · "), "{text}");
+        let md = s.render_markdown();
+        assert!(
+            md.contains("## Face match similarity scores\n\n| Similarity | Images |"),
+            "{md}"
+        );
+        assert!(!md.contains("Liveness scores"), "{md}");
+        assert!(md.contains("face match threshold 30"), "{md}");
+        let page = crate::report::html::render(&s, &crate::report::html::Attention::new());
+        assert!(page.contains("<h2>Face match similarity scores</h2>"));
+        assert!(!page.contains("Liveness scores"));
+        assert!(page.contains("<dt>Threshold</dt><dd>30 (face match similarity)</dd>"));
+    }
+
+    #[test]
+    fn liveness_and_age_scores_stay_liveness_scores() {
+        let mut acc = Accumulator::new();
+        acc.on_run(&run(false, false));
+        acc.on_record(&result("a", Some(80.0), &[]), true);
+        let s = acc.finish(None, "/o");
+        assert_eq!(s.scores.measure, ScoreMeasure::LivenessScore);
+        assert_eq!(s.histograms()[0].title, "Liveness scores");
+        assert!(
+            s.settings_line()
+                .starts_with("threshold 30 (Didit's default) · ")
+        );
+        assert!(s.render_text().contains("Scores     80-90: 1\n"));
+
+        let mut acc = Accumulator::new();
+        acc.on_run(&run_of("age", false));
+        acc.on_record(&result("a", Some(80.0), &[]), true);
+        let s = acc.finish(None, "/o");
+        assert_eq!(s.histograms()[0].title, "Liveness scores");
+        assert!(
+            s.settings_line()
+                .starts_with("check age · minimum age 18 · threshold 30 (Didit's default) · "),
+            "{}",
+            s.settings_line()
+        );
+        // A summary.json written before face match says nothing of the measure: liveness's.
+        let mut json = serde_json::to_value(&s).unwrap();
+        json["scores"].as_object_mut().unwrap().remove("measure");
+        let back: Summary = serde_json::from_value(json).unwrap();
+        assert_eq!(back.scores.measure, ScoreMeasure::LivenessScore);
     }
 }

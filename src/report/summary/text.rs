@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::Summary;
 use super::words::{Fact, Layout, Row};
+use super::{ScoreMeasure, Summary};
 
 /// The run details the terminal shows (the folder and its files come last, on one line).
 const RUN_ROWS: &Layout = &[("Settings", Fact::Settings), ("Shards", Fact::Shards)];
@@ -59,7 +59,13 @@ fn rows(s: &Summary) -> Vec<Row> {
     let mut rows: Vec<Row> = vec![
         ("Warnings", counts(&risks)),
         ("Severity", counts(&levels)),
-        ("Scores", s.scores_line()),
+        (
+            match s.scores.measure {
+                ScoreMeasure::LivenessScore => "Scores",
+                ScoreMeasure::FaceMatchSimilarity => "Similarity",
+            },
+            s.scores_line(),
+        ),
         ("No result", counts(&errors)),
     ];
     if let Some(ages) = s.ages_line() {
@@ -162,7 +168,7 @@ mod tests {
         }
         acc.on_record(&failed("net", Class::Transient, 5), true);
         acc.on_end(&end("completed", 0));
-        let s = acc.finish(0.10, "/data/out");
+        let s = acc.finish(Some(0.10), "/data/out");
         let t = s.render_text();
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(

@@ -3,11 +3,12 @@
 
 use std::fmt::Write as _;
 
+use crate::journal::Settings;
 use crate::record::Action;
 
 use super::Summary;
 use crate::progress::human_duration;
-use crate::report::baseline::{CHANGES_FILE, ChangeKind, Changes, SHOWN_PER_KIND, Side};
+use crate::report::baseline::{CHANGES_FILE, ChangeKind, ChangeRow, Changes, SHOWN_PER_KIND, Side};
 
 /// One (label, value) row of a details table; each rendering formats a list of them its way.
 pub type Row = (&'static str, String);
@@ -64,6 +65,12 @@ pub fn fmt_usd(x: f64) -> String {
 /// A threshold as the user understands it.
 pub fn fmt_threshold(t: Option<f64>) -> String {
     t.map_or_else(|| "30 (Didit's default)".to_string(), |t| t.to_string())
+}
+
+/// Whether the run compared pairs (face match): its threshold is the similarity's, not the
+/// liveness score's.
+fn face_match(st: &Settings) -> bool {
+    st.check.as_deref() == Some(crate::didit::FACE_MATCH.check)
 }
 
 pub(super) fn yes_no(b: bool) -> &'static str {
@@ -136,11 +143,17 @@ impl Summary {
         match &self.settings {
             None => "unknown".into(),
             Some(st) => format!(
-                "{}threshold {} · rotate_image {} · save_api_request {} · API {}",
+                "{}{} {} · rotate_image {} · save_api_request {} · API {}",
                 match (&st.check, st.min_age) {
                     (Some(check), Some(age)) => format!("check {check} · minimum age {age} · "),
                     (Some(check), None) => format!("check {check} · "),
                     (None, _) => String::new(),
+                },
+                // The threshold that decided: face match's is the similarity's.
+                if face_match(st) {
+                    "face match threshold"
+                } else {
+                    "threshold"
                 },
                 fmt_threshold(st.threshold),
                 yes_no(st.rotate_image),
@@ -295,6 +308,12 @@ impl Summary {
             Fact::RunCount => self.runs.to_string(),
             Fact::Settings => self.settings_line(),
             Fact::ApiHost => settings?.api_host.clone(),
+            Fact::Threshold if face_match(settings?) => {
+                format!(
+                    "{} (face match similarity)",
+                    fmt_threshold(settings?.threshold)
+                )
+            }
             Fact::Threshold => fmt_threshold(settings?.threshold),
             Fact::RotateImage => yes_no(settings?.rotate_image).to_string(),
             Fact::SaveApiRequest => yes_no(settings?.save_api_request).to_string(),
@@ -382,8 +401,16 @@ pub fn changes_section(c: &Changes) -> Section {
     for u in &c.unfair {
         blocks.push(Block::Warn(vec![text(format!("Not like for like: {u}"))]));
     }
-    let rows = ChangeKind::ALL.iter().map(|k| {
-        let n = c.counts.get(k).copied().unwrap_or(0);
+    // A kind another check cannot have is left out of the table (summary.json counts it, 0).
+    let applies = |k: &ChangeKind, n: u64| match k {
+        ChangeKind::ReferenceChanged => c.references || n > 0,
+        ChangeKind::AgeMoved => c.ages || n > 0,
+        _ => true,
+    };
+    let counted = ChangeKind::ALL
+        .iter()
+        .map(|k| (k, c.counts.get(k).copied().unwrap_or(0)));
+    let rows = counted.filter(|(k, n)| applies(k, *n)).map(|(k, n)| {
         vec![
             vec![code(k.as_str())],
             vec![text(n.to_string())],
@@ -403,30 +430,57 @@ pub fn changes_section(c: &Changes) -> Section {
                 format!("{decision} / {}", s.action.as_str())
             })
         };
-        let score = |x: &Option<Side>| {
-            x.as_ref()
-                .and_then(|s| s.score)
-                .map_or("—".into(), |v| v.to_string())
+        let number = |v: Option<f64>| v.map_or("—".into(), |v| v.to_string());
+        let score = |x: &Option<Side>| number(x.as_ref().and_then(|s| s.score));
+        let age = |x: &Option<Side>| number(x.as_ref().and_then(|s| s.estimated_age));
+        // The pair's second key: the one reference, or the one before and the one now.
+        let reference = |r: &ChangeRow| {
+            fn of(x: &Option<Side>) -> Option<&str> {
+                x.as_ref().and_then(|s| s.reference.as_deref())
+            }
+            let named = |n: Option<&str>| n.map_or_else(|| text("—"), code);
+            match (of(&r.old), of(&r.new)) {
+                (a, b) if a == b => vec![named(a)],
+                (a, b) => vec![named(a), text(" → "), named(b)],
+            }
         };
         let rows = c.shown.iter().map(|r| {
-            vec![
-                vec![code(r.kind.as_str())],
-                vec![code(r.key.as_str())],
+            let mut row = vec![vec![code(r.kind.as_str())], vec![code(r.key.as_str())]];
+            if c.references {
+                row.push(reference(r));
+            }
+            row.extend([
                 vec![text(side(&r.old))],
                 vec![text(side(&r.new))],
                 vec![text(format!("{} → {}", score(&r.old), score(&r.new)))],
-                vec![text(r.vendor_data.as_deref().unwrap_or(""))],
-            ]
+            ]);
+            if c.ages {
+                row.push(vec![text(format!("{} → {}", age(&r.old), age(&r.new)))]);
+            }
+            row.push(vec![text(r.vendor_data.as_deref().unwrap_or(""))]);
+            row
         });
+        let mut head = vec![("Change", false)];
+        if c.references {
+            head.extend([("Selfie key", false), ("Reference", false)]);
+        } else {
+            head.push(("Key", false));
+        }
+        head.extend([
+            ("Before", false),
+            ("Now", false),
+            if c.references {
+                ("Similarity before → now", true)
+            } else {
+                ("Score before → now", true)
+            },
+        ]);
+        if c.ages {
+            head.push(("Age before → now", true));
+        }
+        head.push(("vendor_data", false));
         blocks.push(Block::Table {
-            head: vec![
-                ("Change", false),
-                ("Key", false),
-                ("Before", false),
-                ("Now", false),
-                ("Score before → now", true),
-                ("vendor_data", false),
-            ],
+            head,
             rows: rows.collect(),
         });
         let shown = c.shown.len() as u64;
