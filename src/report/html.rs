@@ -248,9 +248,9 @@ pub fn render(s: &Summary, attention: &Attention) -> String {
 /// warnings.
 fn head(h: &mut String, s: &Summary) {
     let title = if s.simulated {
-        "SIMULATED liveness screening report"
+        format!("SIMULATED {} report", s.title().to_lowercase())
     } else {
-        "Liveness screening report"
+        format!("{} report", s.title())
     };
     let _ = write!(
         h,

@@ -83,7 +83,13 @@ pub struct RunEntry {
 pub struct Parameters {
     pub api_host: String,
     pub simulated: bool,
-    /// None: Didit's default (30).
+    /// The check (`face-match`, `age`); none for passive liveness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// Age estimation's minimum age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_age: Option<u32>,
+    /// None: Didit's default (30). Face match's similarity threshold in a face-match run.
     pub threshold: Option<f64>,
     pub rotate_image: bool,
     pub save_api_request: bool,
@@ -280,7 +286,22 @@ impl Audit {
                     }
                 ),
             ),
-            ("Threshold", super::fmt_threshold(p.threshold)),
+            (
+                "Check",
+                match (p.check.as_deref(), p.min_age) {
+                    (Some(c), Some(age)) => format!("{c} (minimum age {age})"),
+                    (Some(c), None) => c.to_string(),
+                    (None, _) => "liveness".to_string(),
+                },
+            ),
+            (
+                if p.check.as_deref() == Some("face-match") {
+                    "Threshold (face match similarity)"
+                } else {
+                    "Threshold"
+                },
+                super::fmt_threshold(p.threshold),
+            ),
             ("rotate_image", p.rotate_image.to_string()),
             ("save_api_request", p.save_api_request.to_string()),
             ("Rate", p.rate.clone()),
@@ -562,6 +583,8 @@ impl AuditState {
         self.parameters = Some(Parameters {
             api_host: run.settings.api_host.clone(),
             simulated: run.settings.simulated,
+            check: run.settings.check.clone(),
+            min_age: run.settings.min_age,
             threshold: run.settings.threshold,
             rotate_image: run.settings.rotate_image,
             save_api_request: run.settings.save_api_request,

@@ -114,7 +114,7 @@ fn audit(m: &mut String, s: &Summary) {
 
 /// Title, simulated stamp, headline, outcome and the warnings list.
 fn head(m: &mut String, s: &Summary) {
-    let _ = writeln!(m, "# Liveness screening summary\n");
+    let _ = writeln!(m, "# {} summary\n", s.title());
     if s.simulated {
         let _ = writeln!(m, "> **{SIMULATED_NOTICE}**\n");
     }

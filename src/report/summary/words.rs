@@ -82,16 +82,43 @@ pub(super) fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
 }
 
 impl Summary {
+    /// Whether the run compared pairs (face match).
+    pub fn is_face_match(&self) -> bool {
+        self.check() == "face-match"
+    }
+
+    /// The check the journal's latest run did: `liveness`, `face-match` or `age`.
+    pub fn check(&self) -> &str {
+        self.settings
+            .as_ref()
+            .and_then(|s| s.check.as_deref())
+            .unwrap_or("liveness")
+    }
+
+    /// The title of the summary and the report: which screening this is.
+    pub fn title(&self) -> &'static str {
+        match self.check() {
+            "face-match" => "Face match screening",
+            "age" => "Age estimation screening",
+            _ => "Liveness screening",
+        }
+    }
+
     /// One sentence: how many images and what became of them.
     pub fn headline(&self) -> String {
         let i = &self.items;
         if i.total == 0 && i.gone == 0 {
             return "No images recorded in the journal yet.".into();
         }
+        let (one, many) = if self.is_face_match() {
+            ("pair", "pairs")
+        } else {
+            ("image", "images")
+        };
         let mut s = format!(
             "{} {}: {} approved, {} declined",
             i.total,
-            plural(i.total, "image", "images"),
+            plural(i.total, one, many),
             self.by_decision.approved,
             self.by_decision.declined
         );
