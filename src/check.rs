@@ -277,7 +277,7 @@ fn print_json<O: Write>(raw: &serde_json::Value, out: &mut O) -> Result<(), Chec
 fn print_result<O: Write>(
     cfg: &CheckConfig,
     prepared: &Prepared,
-    r: &crate::didit::LivenessResponse,
+    r: &crate::didit::CheckResponse,
     out: &mut O,
 ) -> std::io::Result<()> {
     let params = &cfg.params;
@@ -313,7 +313,7 @@ fn print_result<O: Write>(
     writeln!(
         out,
         "score:          {}   (declined at or below {threshold})",
-        r.liveness
+        r.verdict
             .score
             .map(fmt_num)
             .unwrap_or_else(|| "n/a (no score)".to_string())
@@ -323,26 +323,26 @@ fn print_result<O: Write>(
             0 => "no minimum: the age check is off".to_string(),
             n => format!("declined below {n}"),
         };
-        let age = r.liveness.age_estimation.map_or_else(
+        let age = r.verdict.age_estimation.map_or_else(
             || "n/a (not estimated)".to_string(),
             |a| format!("{a:.1} years, an estimate"),
         );
         writeln!(out, "age:            {age}   ({minimum})")?;
     }
     if cfg.call.check == "liveness" {
-        writeln!(out, "face quality:   {}", num(r.liveness.face_quality))?;
-        writeln!(out, "luminance:      {}", num(r.liveness.face_luminance))?;
+        writeln!(out, "face quality:   {}", num(r.verdict.face_quality))?;
+        writeln!(out, "luminance:      {}", num(r.verdict.face_luminance))?;
     }
     writeln!(
         out,
         "face:           {}",
-        face_line(r.liveness.user_image.as_ref())
+        face_line(r.verdict.user_image.as_ref())
     )?;
     if cfg.reference.is_some() {
         writeln!(
             out,
             "reference face: {}",
-            face_line(r.liveness.ref_image.as_ref())
+            face_line(r.verdict.ref_image.as_ref())
         )?;
     }
     print_warnings(r, out)?;
@@ -409,15 +409,12 @@ fn face_line(image: Option<&crate::didit::UserImage>) -> String {
     text
 }
 
-fn print_warnings<O: Write>(
-    r: &crate::didit::LivenessResponse,
-    out: &mut O,
-) -> std::io::Result<()> {
-    if r.liveness.warnings.is_empty() {
+fn print_warnings<O: Write>(r: &crate::didit::CheckResponse, out: &mut O) -> std::io::Result<()> {
+    if r.verdict.warnings.is_empty() {
         return writeln!(out, "warnings:       none");
     }
     writeln!(out, "warnings:")?;
-    for w in &r.liveness.warnings {
+    for w in &r.verdict.warnings {
         let desc = w
             .short_description
             .as_deref()

@@ -58,9 +58,7 @@ fn fatal_refusals_keep_the_kind_s_exit_code() {
 fn terminal_escapes_are_neutralised() {
     let answer = r#"{"liveness": {"warnings": [{"risk": "X\u001b[2J", "log_type": "error",
         "short_description": "a\u001b[31mred\nb"}]}}"#;
-    let r = crate::didit::LivenessResponse::read(answer)
-        .unwrap()
-        .unwrap();
+    let r = crate::didit::CheckResponse::read(answer).unwrap().unwrap();
     let mut out = Vec::new();
     print_warnings(&r, &mut out).unwrap();
     let out = String::from_utf8(out).unwrap();

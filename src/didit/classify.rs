@@ -10,7 +10,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::endpoint::{Endpoint, LIVENESS};
-use super::model::LivenessResponse;
+use super::model::CheckResponse;
 use crate::exit::Exit;
 use crate::kit::kinds::json_kind;
 use crate::messages::cut;
@@ -21,7 +21,7 @@ use crate::record::{Answer, Class};
 pub enum Outcome {
     /// HTTP 200 with a parseable body: a decision (one credit spent).
     Result {
-        response: Box<LivenessResponse>,
+        response: Box<CheckResponse>,
         /// The body as received (the key already removed).
         raw: Answer,
     },

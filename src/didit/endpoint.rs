@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::model::{LivenessResponse, Params};
+use super::model::{CheckResponse, Params};
 
 /// One Didit call, as the rest of the tree sees it.
 #[derive(Debug)]
@@ -23,7 +23,7 @@ pub struct Endpoint {
     /// Declined status is billed but not usable.
     pub verdict: &'static str,
     /// How a 200 body is read: the one lenient reading of this check's answer.
-    pub read: fn(&str) -> serde_json::Result<Option<LivenessResponse>>,
+    pub read: fn(&str) -> serde_json::Result<Option<CheckResponse>>,
     /// The assumed price of one billed call, in US dollars.
     pub price_usd: f64,
 }
@@ -36,7 +36,7 @@ pub const LIVENESS: Endpoint = Endpoint {
     threshold_field: "face_liveness_score_decline_threshold",
     min_age_field: None,
     verdict: "liveness",
-    read: LivenessResponse::read,
+    read: CheckResponse::read,
     price_usd: 0.10,
 };
 
@@ -49,7 +49,7 @@ pub const FACE_MATCH: Endpoint = Endpoint {
     threshold_field: "face_match_score_decline_threshold",
     min_age_field: None,
     verdict: "face_match",
-    read: LivenessResponse::read,
+    read: CheckResponse::read,
     price_usd: 0.05,
 };
 
@@ -62,7 +62,7 @@ pub const AGE: Endpoint = Endpoint {
     threshold_field: "face_liveness_score_decline_threshold",
     min_age_field: Some("age_estimation_decline_threshold"),
     verdict: "age_estimation",
-    read: LivenessResponse::read,
+    read: CheckResponse::read,
     price_usd: 0.10,
 };
 
@@ -182,13 +182,13 @@ mod tests {
         let face = r#"{"face_match": {"status": "Declined", "score": 12.5,
             "ref_image": {"entities": [{"age": 40}]}, "warnings": [{"risk": "LOW_FACE_MATCH_SIMILARITY", "log_type": "error"}]}}"#;
         let read = (FACE_MATCH.read)(face).unwrap().unwrap();
-        assert_eq!(read.liveness.score, Some(12.5));
+        assert_eq!(read.verdict.score, Some(12.5));
         assert_eq!(read.risks(), ["LOW_FACE_MATCH_SIMILARITY"]);
-        assert_eq!(read.liveness.ref_image.unwrap().entities[0].age, Some(40.0));
+        assert_eq!(read.verdict.ref_image.unwrap().entities[0].age, Some(40.0));
         let age =
             r#"{"age_estimation": {"status": "Approved", "score": 91, "age_estimation": 33.5}}"#;
         let read = (AGE.read)(age).unwrap().unwrap();
-        assert_eq!(read.liveness.age_estimation, Some(33.5));
-        assert_eq!(read.liveness.score, Some(91.0));
+        assert_eq!(read.verdict.age_estimation, Some(33.5));
+        assert_eq!(read.verdict.score, Some(91.0));
     }
 }

@@ -17,6 +17,5 @@ pub use client::{
 };
 pub use endpoint::{AGE, Endpoint, FACE_MATCH, LIVENESS};
 pub use model::{
-    Entity, Liveness, LivenessResponse, ParamError, Params, Upload, UserImage, Warning,
-    parse_metadata,
+    CheckResponse, Entity, ParamError, Params, Upload, UserImage, Warning, parse_metadata,
 };

@@ -12,11 +12,11 @@ use crate::record::{Answer, Class, Decision, FaceRecord, Record, WarningRecord};
 /// values of an unexpected type become `None`, a key given twice keeps its last value, so one
 /// odd field never loses a paid-for result (the text as received is kept beside it anyway).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct LivenessResponse {
+pub struct CheckResponse {
     pub request_id: Option<String>,
     /// The endpoint's verdict object: `liveness` (passive liveness), `face_match` or
     /// `age_estimation`, whichever the answer holds (the last one when it holds several).
-    pub liveness: Liveness,
+    pub verdict: Verdict,
     pub vendor_data: Option<String>,
     pub metadata: Option<Value>,
     /// As received: `2026-06-12T01:04:42.763237+00:00` or, in older responses, `...Z`.
@@ -24,8 +24,8 @@ pub struct LivenessResponse {
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Liveness {
-    /// `Approved` or `Declined` (see [`LivenessResponse::decision`]).
+pub struct Verdict {
+    /// `Approved` or `Declined` (see [`CheckResponse::decision`]).
     pub status: Option<String>,
     pub method: Option<String>,
     /// 0..100, may have decimals; null when the model gave no confidence.
@@ -107,7 +107,7 @@ impl Default for Warning {
     }
 }
 
-impl LivenessResponse {
+impl CheckResponse {
     /// The one reading of a 200 body: the model when the text is a JSON object, `None` when
     /// it is other JSON, an error when it is not JSON.
     pub fn read(text: &str) -> serde_json::Result<Option<Self>> {
@@ -118,10 +118,10 @@ impl LivenessResponse {
     /// error-level warning still means Declined (as Didit derives it); otherwise `None`: an
     /// approval is never assumed.
     pub fn decision(&self) -> Option<Decision> {
-        match self.liveness.status.as_deref().map(str::trim) {
+        match self.verdict.status.as_deref().map(str::trim) {
             Some(s) if s.eq_ignore_ascii_case("approved") => Some(Decision::Approved),
             Some(s) if s.eq_ignore_ascii_case("declined") => Some(Decision::Declined),
-            _ if self.liveness.warnings.iter().any(|w| w.log_type == "error") => {
+            _ if self.verdict.warnings.iter().any(|w| w.log_type == "error") => {
                 Some(Decision::Declined)
             }
             _ => None,
@@ -130,12 +130,12 @@ impl LivenessResponse {
 
     /// The face Didit evaluated: the selfie's largest bounding box (the first one on a tie).
     pub fn largest_face(&self) -> Option<&Entity> {
-        self.liveness.user_image.as_ref()?.largest_face()
+        self.verdict.user_image.as_ref()?.largest_face()
     }
 
     /// The risk codes, in the order received.
     pub fn risks(&self) -> Vec<&str> {
-        self.liveness
+        self.verdict
             .warnings
             .iter()
             .map(|w| w.risk.as_str())
@@ -156,12 +156,12 @@ impl LivenessResponse {
     pub fn fill_record(&self, raw: Answer, rec: &mut Record) {
         rec.class = Some(Class::Result);
         rec.status = self.decision();
-        rec.score = self.liveness.score;
-        rec.face_quality = self.liveness.face_quality;
-        rec.face_luminance = self.liveness.face_luminance;
-        rec.estimated_age = self.liveness.age_estimation;
+        rec.score = self.verdict.score;
+        rec.face_quality = self.verdict.face_quality;
+        rec.face_luminance = self.verdict.face_luminance;
+        rec.estimated_age = self.verdict.age_estimation;
         rec.warnings = self
-            .liveness
+            .verdict
             .warnings
             .iter()
             .map(|w| WarningRecord::new(&w.risk, &w.log_type))
@@ -180,7 +180,7 @@ impl LivenessResponse {
 }
 
 /// Any JSON value reads as the model (the default for anything but an object).
-impl<'de> Deserialize<'de> for LivenessResponse {
+impl<'de> Deserialize<'de> for CheckResponse {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Ok(Lenient::<Self>::deserialize(d)?.0.unwrap_or_default())
     }
@@ -348,7 +348,7 @@ fn kept<'de, A: MapAccess<'de>>(map: &mut A) -> Result<Option<Value>, A::Error> 
     map.next_value::<Option<Value>>()
 }
 
-impl Fields for LivenessResponse {
+impl Fields for CheckResponse {
     const NAMES: &'static [&'static str] = &[
         "request_id",
         "liveness",
@@ -363,7 +363,7 @@ impl Fields for LivenessResponse {
             "request_id" => self.request_id = next(map)?,
             "liveness" | "face_match" | "age_estimation" => {
                 if let Some(verdict) = next(map)? {
-                    self.liveness = verdict;
+                    self.verdict = verdict;
                 }
             }
             "vendor_data" => self.vendor_data = next(map)?,
@@ -374,7 +374,7 @@ impl Fields for LivenessResponse {
     }
 }
 
-impl Fields for Liveness {
+impl Fields for Verdict {
     const NAMES: &'static [&'static str] = &[
         "status",
         "method",

@@ -520,7 +520,7 @@ async fn a_200_with_unknown_fields_and_risk_codes_is_a_result() {
         response.decision(),
         Some(liveness_batch::record::Decision::Declined)
     );
-    assert_eq!(response.liveness.face_luminance, None);
+    assert_eq!(response.verdict.face_luminance, None);
     let mut rec = liveness_batch::record::Record::default();
     response.fill_record(raw, &mut rec);
     let rec = rec.with_action();
@@ -1303,10 +1303,10 @@ mod against_the_emulator {
             Some(liveness_batch::record::Decision::Declined)
         );
         assert_eq!(response.risks(), ["NO_FACE_DETECTED"]);
-        assert_eq!(response.liveness.warnings[0].log_type, "error");
-        assert_eq!(response.liveness.score, None);
-        assert_eq!(response.liveness.face_quality, None);
-        assert_eq!(response.liveness.face_luminance, None);
+        assert_eq!(response.verdict.warnings[0].log_type, "error");
+        assert_eq!(response.verdict.score, None);
+        assert_eq!(response.verdict.face_quality, None);
+        assert_eq!(response.verdict.face_luminance, None);
         assert!(response.largest_face().is_none());
         assert!(raw.to_value()["liveness"]["score"].is_null());
         let mut rec = liveness_batch::record::Record::default();

@@ -48,7 +48,7 @@ const DIDIT: &str = r#"{
 }"#;
 
 /// The one reading, from a parsed value (the model's `Deserialize`, the other deserializer).
-fn from_value(text: &str) -> (LivenessResponse, Value) {
+fn from_value(text: &str) -> (CheckResponse, Value) {
     let v: Value = serde_json::from_str(text).unwrap();
     (serde_json::from_value(v.clone()).unwrap(), v)
 }
@@ -65,9 +65,9 @@ fn an_answer_is_read_once_and_kept_as_one_line() {
     let (want, value) = from_value(DIDIT);
     assert_eq!(*response, want);
     assert_eq!(response.decision(), Some(crate::record::Decision::Declined));
-    assert_eq!(response.liveness.face_quality, Some(72.0));
-    assert_eq!(response.liveness.warnings[0].log_type, "error");
-    assert_eq!(response.liveness.warnings[1].risk, "UNKNOWN");
+    assert_eq!(response.verdict.face_quality, Some(72.0));
+    assert_eq!(response.verdict.warnings[0].log_type, "error");
+    assert_eq!(response.verdict.warnings[1].risk, "UNKNOWN");
     assert!(!text.get().contains(['\n', '\r', '\t']), "{}", text.get());
     assert!(!text.get().contains(": "), "{}", text.get());
     // The strings are copied as they are: their spaces and escapes stay.

@@ -1,7 +1,7 @@
 use super::*;
 use serde_json::json;
 
-fn parse(v: Value) -> LivenessResponse {
+fn parse(v: Value) -> CheckResponse {
     serde_json::from_value(v).expect("lenient parse never fails on an object")
 }
 
@@ -38,10 +38,10 @@ fn one_lenient_reading_of_every_odd_shape() {
         "vendor_data": false, "metadata": null, "created_at": "2026-06-12T01:04:42Z"
     });
     // Read from the text and from a parsed value: the same one reading, two deserializers.
-    let r = LivenessResponse::read(&odd.to_string()).unwrap().unwrap();
+    let r = CheckResponse::read(&odd.to_string()).unwrap().unwrap();
     assert_eq!(parse(odd), r);
     assert_eq!(r.request_id.as_deref(), Some("42"));
-    let l = &r.liveness;
+    let l = &r.verdict;
     assert_eq!(
         (l.status.as_deref(), l.method.as_deref()),
         (Some("true"), None)
@@ -97,17 +97,17 @@ fn one_lenient_reading_of_every_odd_shape() {
     ];
     for v in shapes {
         assert_eq!(
-            LivenessResponse::read(&v.to_string()).unwrap(),
+            CheckResponse::read(&v.to_string()).unwrap(),
             Some(parse(v.clone())),
             "{v}"
         );
     }
     // Anything but an object reads as nothing.
     for v in [json!(null), json!([1]), json!("Approved")] {
-        assert_eq!(LivenessResponse::read(&v.to_string()).unwrap(), None);
-        assert_eq!(parse(v), LivenessResponse::default());
+        assert_eq!(CheckResponse::read(&v.to_string()).unwrap(), None);
+        assert_eq!(parse(v), CheckResponse::default());
     }
-    assert!(LivenessResponse::read("{not json").is_err());
+    assert!(CheckResponse::read("{not json").is_err());
 }
 
 fn documented_declined() -> Value {
@@ -141,13 +141,13 @@ fn parses_every_documented_field() {
         Some("f1c8c9b2-d3e4-4f5a-9b8c-7d6e5f4a3b2c")
     );
     assert_eq!(r.decision(), Some(Decision::Declined));
-    assert_eq!(r.liveness.method.as_deref(), Some("PASSIVE"));
-    assert_eq!(r.liveness.score, Some(12.5));
-    assert_eq!(r.liveness.face_quality, Some(72.4));
-    assert_eq!(r.liveness.face_luminance, Some(48.2));
-    assert_eq!(r.liveness.user_image.as_ref().unwrap().best_angle, Some(0));
+    assert_eq!(r.verdict.method.as_deref(), Some("PASSIVE"));
+    assert_eq!(r.verdict.score, Some(12.5));
+    assert_eq!(r.verdict.face_quality, Some(72.4));
+    assert_eq!(r.verdict.face_luminance, Some(48.2));
+    assert_eq!(r.verdict.user_image.as_ref().unwrap().best_angle, Some(0));
     assert_eq!(r.risks(), ["LOW_LIVENESS_SCORE", "FACE_IN_BLOCKLIST"]);
-    let w = &r.liveness.warnings[1];
+    let w = &r.verdict.warnings[1];
     assert_eq!(w.log_type, "error");
     assert_eq!(w.feature.as_deref(), Some("LIVENESS"));
     assert_eq!(
@@ -178,9 +178,9 @@ fn no_face_detected_nulls() {
         "vendor_data": null, "metadata": null, "created_at": "2026-06-12T01:04:42Z"
     }));
     assert_eq!(r.decision(), Some(Decision::Declined));
-    assert_eq!(r.liveness.score, None);
-    assert_eq!(r.liveness.face_quality, None);
-    assert_eq!(r.liveness.face_luminance, None);
+    assert_eq!(r.verdict.score, None);
+    assert_eq!(r.verdict.face_quality, None);
+    assert_eq!(r.verdict.face_luminance, None);
     assert!(r.largest_face().is_none());
     assert_eq!(r.metadata, None);
     assert_eq!(r.vendor_data, None);
@@ -207,25 +207,25 @@ fn unknown_keys_codes_and_odd_types_never_fail() {
         "created_at": "2026-06-12T01:04:42Z"
     }));
     assert_eq!(r.decision(), Some(Decision::Approved));
-    assert_eq!(r.liveness.score, Some(88.5));
-    assert_eq!(r.liveness.face_quality, None);
-    assert_eq!(r.liveness.face_luminance, Some(51.0));
-    assert_eq!(r.liveness.user_image.as_ref().unwrap().best_angle, Some(90));
+    assert_eq!(r.verdict.score, Some(88.5));
+    assert_eq!(r.verdict.face_quality, None);
+    assert_eq!(r.verdict.face_luminance, Some(51.0));
+    assert_eq!(r.verdict.user_image.as_ref().unwrap().best_angle, Some(90));
     assert_eq!(r.largest_face().unwrap().bbox, None);
     assert_eq!(r.risks(), ["SOME_NEW_RISK", "UNKNOWN"]);
-    assert_eq!(r.liveness.warnings[0].log_type, "warning");
-    assert_eq!(r.liveness.warnings[1].log_type, "unknown");
+    assert_eq!(r.verdict.warnings[0].log_type, "warning");
+    assert_eq!(r.verdict.warnings[1].log_type, "unknown");
 }
 
 #[test]
 fn missing_everything_is_still_a_value() {
     let r = parse(json!({}));
-    assert_eq!(r, LivenessResponse::default());
+    assert_eq!(r, CheckResponse::default());
     assert_eq!(r.decision(), None);
     let r = parse(json!({"liveness": null}));
     assert_eq!(r.decision(), None);
     let r = parse(json!({"liveness": {"warnings": null, "user_image": null}}));
-    assert!(r.liveness.warnings.is_empty());
+    assert!(r.verdict.warnings.is_empty());
 }
 
 #[test]
