@@ -382,6 +382,9 @@ impl Plan {
             given(src.canonicalize().unwrap_or_else(|_| src.clone()))?;
             let (rows, kept) = if meta.is_dir() {
                 no_references(&shown)?;
+                if let Some(refs) = &plan.ref_dir {
+                    refs.outside(src, &shown)?;
+                }
                 plan.queue
                     .push_back(Box::new(walk::Walk::new(src, &shown, opts)));
                 plan.unique_keys = false;

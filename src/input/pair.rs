@@ -60,6 +60,26 @@ impl RefDir {
         })
     }
 
+    /// Refuse a source folder that holds the reference folder (or is it): its references
+    /// would be screened as selfies, each compared with itself.
+    pub fn outside(&self, source: &Path, shown: &str) -> Result<(), InputError> {
+        let (Ok(refs), Ok(source)) = (self.dir.canonicalize(), source.canonicalize()) else {
+            return Ok(());
+        };
+        if refs.starts_with(&source) {
+            return Err(InputError::RefDir {
+                dir: crate::messages::cut(&self.shown),
+                why: format!(
+                    "it is inside the source {} (or is it): its reference images would be \
+                     screened as selfies, each compared with itself; keep the references in a \
+                     folder of their own",
+                    crate::messages::cut(shown)
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Give `item` its reference, or a problem saying why it has none.
     pub fn pair(&mut self, item: &mut Item) {
         if item.problem.is_some() {
@@ -277,6 +297,22 @@ mod tests {
         refs.pair(&mut it);
         assert!(it.reference.is_none());
         assert_eq!(it.problem.as_deref(), Some("row 3: the path cell is empty"));
+    }
+
+    #[test]
+    fn a_ref_dir_inside_a_source_folder_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        touch(tmp.path(), "src/ids/a.jpg");
+        touch(tmp.path(), "other/a.jpg");
+        let inside = RefDir::open(&tmp.path().join("src/ids")).unwrap();
+        for source in ["src", "src/ids"] {
+            let e = inside
+                .outside(&tmp.path().join(source), source)
+                .unwrap_err();
+            assert!(e.to_string().contains("is inside the source"), "{e}");
+        }
+        let apart = RefDir::open(&tmp.path().join("other")).unwrap();
+        assert!(apart.outside(&tmp.path().join("src"), "src").is_ok());
     }
 
     #[test]

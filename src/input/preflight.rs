@@ -105,6 +105,18 @@ pub fn pair(
 ) -> Result<Prepared, Refusal> {
     let mut user = user?;
     match reference {
+        Ok(r) if r.sha256 == user.sha256 => Err(Refusal {
+            reason: format!(
+                "the reference image {} has the same content as the selfie: an image matched \
+                 with itself proves nothing",
+                crate::messages::cut(name)
+            ),
+            sha256: Some(user.sha256),
+            size: Some(user.size),
+            detected: None,
+            version: user.version,
+            storage: None,
+        }),
         Ok(r) => {
             user.reference = Some(Box::new(r));
             Ok(user)

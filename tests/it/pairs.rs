@@ -329,6 +329,10 @@ async fn ref_dir_pairs_by_path_then_stem_and_says_what_it_could_not_pair() {
     common::write(&refs, "c.png", &common::derived(&face(3)));
     common::write(&refs, "c.webp", &common::derived(&face(3)));
     common::write(&src, "d.jpg", &common::encode(&face(4), ImageFormat::Jpeg));
+    // The selfie itself as its reference: nothing to learn from comparing them.
+    let itself = common::encode(&face(5), ImageFormat::Jpeg);
+    common::write(&src, "e.jpg", &itself);
+    common::write(&refs, "e.jpg", &itself);
     let emu = common::emulator(|_| {}).await;
     let out = tmp.path().join("out");
     let refs_arg = refs.display().to_string();
@@ -353,13 +357,21 @@ async fn ref_dir_pairs_by_path_then_stem_and_says_what_it_could_not_pair() {
     );
     let d = items["d.jpg"]["error"].as_str().unwrap();
     assert!(d.starts_with("no reference image: neither"), "{d}");
-    for k in ["c.jpg", "d.jpg"] {
+    let e = items["e.jpg"]["error"].as_str().unwrap();
+    assert!(
+        e.ends_with(
+            "has the same content as the selfie: an image matched with itself proves nothing"
+        ),
+        "{e}"
+    );
+    for k in ["c.jpg", "d.jpg", "e.jpg"] {
         assert_eq!(items[k]["action"], "fix_input");
         assert_eq!(items[k]["attempts"], 0);
     }
     assert_eq!(emu.stats().credits_used, 2);
 
     let other = tmp.path().join("other");
+    let inner = src.join("q3").display().to_string();
     for (extra, says) in [
         (
             vec!["--check", "face-match"],
@@ -381,6 +393,10 @@ async fn ref_dir_pairs_by_path_then_stem_and_says_what_it_could_not_pair() {
         (
             vec!["--check", "face-match", "--threshold", "50"],
             "--threshold",
+        ),
+        (
+            vec!["--check", "face-match", "--ref-dir", &inner],
+            "is inside the source",
         ),
     ] {
         let run = ScanRun::new(&emu, &src, &other).args(&extra).bin().await;
@@ -411,9 +427,10 @@ async fn ref_dir_pairs_by_path_then_stem_and_says_what_it_could_not_pair() {
 #[tokio::test]
 async fn each_checks_dry_run_counts_and_prices_at_its_own_price() {
     let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
+    let (src, ids) = (tmp.path().join("src"), tmp.path().join("ids"));
     common::jpegs(&src, 12, 40, |i| format!("s{i:02}.jpg"));
-    let refs = src.display().to_string();
+    common::jpegs(&ids, 12, 80, |i| format!("s{i:02}.png"));
+    let refs = ids.display().to_string();
     let emu = common::emulator(|_| {}).await;
     let out = tmp.path().join("out");
     for (extra, cost) in [
@@ -633,10 +650,14 @@ async fn a_face_match_scans_outputs_name_each_pair_at_face_matchs_price() {
     let face = |seed: u64| common::encode(&common::person(seed, 128), ImageFormat::Jpeg);
     for i in 0..5u64 {
         common::write(&src, &format!("u{i}.jpg"), &face(40 + i));
-        // The first three against themselves, the fourth against someone else; the fifth
-        // has no reference.
+        // The first three against another picture of the same face, the fourth against
+        // someone else; the fifth has no reference.
         match i {
-            0..=2 => common::write(&refs, &format!("u{i}.jpg"), &face(40 + i)),
+            0..=2 => common::write(
+                &refs,
+                &format!("u{i}.jpg"),
+                &common::derived(&common::person(40 + i, 128)),
+            ),
             3 => common::write(&refs, "u3.jpg", &face(90)),
             _ => continue,
         };
@@ -661,11 +682,8 @@ async fn a_face_match_scans_outputs_name_each_pair_at_face_matchs_price() {
         "{:?}",
         by_key("u0.jpg")
     );
-    assert_eq!(
-        by_key("u0.jpg")["ref_sha256"],
-        by_key("u0.jpg")["sha256"],
-        "the same image"
-    );
+    let derived = std::fs::read(refs.join("u0.jpg")).unwrap();
+    assert_eq!(by_key("u0.jpg")["ref_sha256"], sha(&derived));
     assert_eq!(by_key("u3.jpg")["action"], "review");
     assert_ne!(by_key("u3.jpg")["ref_sha256"], by_key("u3.jpg")["sha256"]);
     assert_eq!(by_key("u4.jpg")["action"], "fix_input");
