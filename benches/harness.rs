@@ -290,20 +290,7 @@ fn pacing(ctx: &Ctx) -> Result<Section, String> {
     let manifest = dir.join("manifest.csv");
     write_manifest(&manifest, &names, PACE_IMAGES)?;
     let log = dir.join("emulator-requests.jsonl");
-    let limit = format!("{PACE_LIMIT}/{PACE_WINDOW_SECS}s");
-    let emu = Emulator::start(
-        ctx,
-        &dir,
-        &[
-            "--rate-limit",
-            &limit,
-            "--latency-ms",
-            &PACE_LATENCY_MS.to_string(),
-            "--jitter-ms",
-            &PACE_JITTER_MS.to_string(),
-        ],
-        Some(&log),
-    )?;
+    let (emu, limit) = pacing_emulator(ctx, &dir, &log)?;
     let out = dir.join("out");
     let args = scan_args(&manifest, &out, &limit, PACE_CONCURRENCY, &[] as &[&str]);
     eprintln!(
@@ -331,6 +318,26 @@ fn pacing(ctx: &Ctx) -> Result<Section, String> {
         json: pacing_json(&p),
         broken: Vec::new(),
     })
+}
+
+/// An emulator with the pacing runs' limit, latency and request log in `log`, and that limit
+/// as `--rate` takes it.
+fn pacing_emulator(ctx: &Ctx, dir: &Path, log: &Path) -> Result<(Emulator, String), String> {
+    let limit = format!("{PACE_LIMIT}/{PACE_WINDOW_SECS}s");
+    let emu = Emulator::start(
+        ctx,
+        dir,
+        &[
+            "--rate-limit",
+            &limit,
+            "--latency-ms",
+            &PACE_LATENCY_MS.to_string(),
+            "--jitter-ms",
+            &PACE_JITTER_MS.to_string(),
+        ],
+        Some(log),
+    )?;
+    Ok((emu, limit))
 }
 
 impl Pacing {

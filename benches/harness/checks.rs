@@ -91,20 +91,7 @@ fn at_the_limit(ctx: &Ctx) -> Result<(Pacing, String), String> {
     let manifest = dir.join("pairs.csv");
     write_pairs(&manifest, &selfies, &refs, PAIRS_AT_LIMIT)?;
     let log = dir.join("emulator-requests.jsonl");
-    let limit = format!("{PACE_LIMIT}/{PACE_WINDOW_SECS}s");
-    let emu = Emulator::start(
-        ctx,
-        &dir,
-        &[
-            "--rate-limit",
-            &limit,
-            "--latency-ms",
-            &PACE_LATENCY_MS.to_string(),
-            "--jitter-ms",
-            &PACE_JITTER_MS.to_string(),
-        ],
-        Some(&log),
-    )?;
+    let (emu, limit) = super::pacing_emulator(ctx, &dir, &log)?;
     let out = dir.join("out");
     let args = scan_args(
         &manifest,

@@ -63,6 +63,28 @@ impl Item {
     }
 }
 
+#[cfg(test)]
+impl Item {
+    /// An item of the folder `in` at `key`, for the crate's unit tests.
+    pub(crate) fn for_test(key: &str) -> Item {
+        Item {
+            key: key.into(),
+            path: PathBuf::from(key),
+            display_path: key.into(),
+            source: "in".into(),
+            row: None,
+            vendor_data: None,
+            metadata: None,
+            columns: BTreeMap::new(),
+            problem: None,
+            seq: 0,
+            version: None,
+            regular: true,
+            reference: None,
+        }
+    }
+}
+
 /// Face match's second image: where it is, and what it was when looked at.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reference {

@@ -194,24 +194,6 @@ impl RefDir {
 mod tests {
     use super::*;
 
-    fn item(key: &str) -> Item {
-        Item {
-            key: key.into(),
-            path: PathBuf::from(key),
-            display_path: key.into(),
-            source: "in".into(),
-            row: None,
-            vendor_data: None,
-            metadata: None,
-            columns: Default::default(),
-            problem: None,
-            seq: 0,
-            version: None,
-            regular: true,
-            reference: None,
-        }
-    }
-
     fn touch(dir: &Path, rel: &str) {
         let p = dir.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -219,7 +201,7 @@ mod tests {
     }
 
     fn paired(refs: &mut RefDir, key: &str) -> Result<String, String> {
-        let mut it = item(key);
+        let mut it = Item::for_test(key);
         refs.pair(&mut it);
         match (it.reference, it.problem) {
             (Some(r), None) => Ok(r.display),
@@ -292,7 +274,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         touch(tmp.path(), "a.jpg");
         let mut refs = RefDir::open(tmp.path()).unwrap();
-        let mut it = item("a.jpg");
+        let mut it = Item::for_test("a.jpg");
         it.problem = Some("row 3: the path cell is empty".into());
         refs.pair(&mut it);
         assert!(it.reference.is_none());

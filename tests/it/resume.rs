@@ -1553,38 +1553,31 @@ async fn index_cut_short_under_a_rerun(extra: &[&str]) {
     );
 }
 
-/// An age estimation scan killed with SIGKILL mid-run and run again: every image ends with one
-/// record holding its estimated age (or `AGE_NOT_DETECTED`), no image whose record was in the
-/// journal is sent again, and the kill wasted at most the requests in flight.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_age_scan_killed_with_sigkill_resumes_without_paying_twice() {
-    const N: u64 = 60;
-    let (tmp, src, out, _shas, _inputs) = batch(N, 17_000);
-    let log = tmp.path().join("emulator.jsonl");
-    let emu = logging_emulator(&log, 100, 200).await;
-    let argv = args(
-        &src,
-        &out,
-        &[
-            "--check",
-            "age",
-            "--rate",
-            "400/s",
-            "--concurrency",
-            "8",
-            "--no-dedupe",
-        ],
-    );
+/// A scan of `n` items of `src` with `check` (a check and its flags) at 400/s, 8 in flight,
+/// killed with SIGKILL after 0.7 s and run again. Asserts that the kill came mid-run, that each
+/// run left one record per key, that nothing whose record was journaled was sent again, and
+/// that the kill wasted at most the requests in flight; returns the final records.
+async fn killed_and_resumed(
+    log: &Path,
+    src: &Path,
+    out: &Path,
+    n: u64,
+    check: &[&str],
+) -> Vec<Value> {
+    let emu = logging_emulator(log, 100, 200).await;
+    let mut extra = check.to_vec();
+    extra.extend(["--rate", "400/s", "--concurrency", "8", "--no-dedupe"]);
+    let argv = args(src, out, &extra);
     let (_, finished_first) = kill_9_after(&emu, &argv, 700).await;
     assert!(
         !finished_first,
-        "60 images at 100-300 ms, 8 at a time, take over 0.7 s"
+        "{n} items at 100-300 ms, 8 at a time, take over 0.7 s"
     );
-    let journal = Journal::read(&out).expect("the killed run wrote a journal");
+    let journal = Journal::read(out).expect("the killed run wrote a journal");
     let items = journal.items();
     assert_one_record_per_key(&items);
     let mut frozen = HashMap::new();
-    freeze_journaled(&items, &log, &mut frozen);
+    freeze_journaled(&items, log, &mut frozen);
     let sent_before = emu.stats().requests;
     assert!(
         sent_before <= items.len() as u64 + 8,
@@ -1594,19 +1587,31 @@ async fn an_age_scan_killed_with_sigkill_resumes_without_paying_twice() {
 
     let last = run(&emu, &argv).await;
     assert_eq!(last.code, 0, "{last:?}");
-    assert_none_sent_again(&log, &frozen);
-    let journal = Journal::read(&out).unwrap();
+    assert_none_sent_again(log, &frozen);
+    let journal = Journal::read(out).unwrap();
     let items = journal.items();
     assert_one_record_per_key(&items);
-    assert_eq!(items.len() as u64, N);
+    assert_eq!(items.len() as u64, n);
+    // Every item paid once, plus at most what was in flight at the kill.
+    assert!(emu.stats().credits_used <= n + 8, "{:?}", emu.stats());
+    items.into_iter().cloned().collect()
+}
+
+/// An age estimation scan killed with SIGKILL mid-run and run again: every image ends with one
+/// record holding its estimated age (or `AGE_NOT_DETECTED`), no image whose record was in the
+/// journal is sent again, and the kill wasted at most the requests in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_age_scan_killed_with_sigkill_resumes_without_paying_twice() {
+    const N: u64 = 60;
+    let (tmp, src, out, _shas, _inputs) = batch(N, 17_000);
+    let log = tmp.path().join("emulator.jsonl");
+    let items = killed_and_resumed(&log, &src, &out, N, &["--check", "age"]).await;
     for it in &items {
         assert!(
             it["estimated_age"].is_number() || it.to_string().contains("AGE_NOT_DETECTED"),
             "{it}"
         );
     }
-    // Every image paid once, plus at most what was in flight at the kill.
-    assert!(emu.stats().credits_used <= N + 8, "{:?}", emu.stats());
 }
 
 /// A face-match scan of pairs killed with SIGKILL mid-run and run again: every pair ends with
@@ -1625,47 +1630,9 @@ async fn a_face_match_scan_killed_with_sigkill_resumes_without_paying_twice() {
         common::write(&refs, &format!("{stem}.png"), &png);
     }
     let log = tmp.path().join("emulator.jsonl");
-    let emu = logging_emulator(&log, 100, 200).await;
     let refs_arg = refs.display().to_string();
-    let argv = args(
-        &src,
-        &out,
-        &[
-            "--check",
-            "face-match",
-            "--ref-dir",
-            &refs_arg,
-            "--rate",
-            "400/s",
-            "--concurrency",
-            "8",
-            "--no-dedupe",
-        ],
-    );
-    let (_, finished_first) = kill_9_after(&emu, &argv, 700).await;
-    assert!(
-        !finished_first,
-        "60 pairs at 100-300 ms, 8 at a time, take over 0.7 s"
-    );
-    let journal = Journal::read(&out).expect("the killed run wrote a journal");
-    let items = journal.items();
-    assert_one_record_per_key(&items);
-    let mut frozen = HashMap::new();
-    freeze_journaled(&items, &log, &mut frozen);
-    let sent_before = emu.stats().requests;
-    assert!(
-        sent_before <= items.len() as u64 + 8,
-        "{sent_before} sent for {} records",
-        items.len()
-    );
-
-    let last = run(&emu, &argv).await;
-    assert_eq!(last.code, 0, "{last:?}");
-    assert_none_sent_again(&log, &frozen);
-    let journal = Journal::read(&out).unwrap();
-    let items = journal.items();
-    assert_one_record_per_key(&items);
-    assert_eq!(items.len() as u64, N);
+    let check = ["--check", "face-match", "--ref-dir", &refs_arg];
+    let items = killed_and_resumed(&log, &src, &out, N, &check).await;
     for it in &items {
         let key = it["key"].as_str().unwrap();
         let stem = key.rsplit_once('.').unwrap().0;
@@ -1673,6 +1640,4 @@ async fn a_face_match_scan_killed_with_sigkill_resumes_without_paying_twice() {
         let png = std::fs::read(refs.join(format!("{stem}.png"))).unwrap();
         assert_eq!(it["ref_sha256"], sha_hex(&png), "{it}");
     }
-    // Every pair paid once, plus at most what was in flight at the kill.
-    assert!(emu.stats().credits_used <= N + 8, "{:?}", emu.stats());
 }

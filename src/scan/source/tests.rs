@@ -2,19 +2,9 @@ use super::*;
 
 fn item(key: &str, source: &str) -> Item {
     Item {
-        key: key.into(),
-        path: key.into(),
-        display_path: key.into(),
         source: source.into(),
-        row: None,
-        vendor_data: None,
-        metadata: None,
-        columns: Default::default(),
-        problem: None,
-        seq: 0,
-        version: None,
         regular: false,
-        reference: None,
+        ..Item::for_test(key)
     }
 }
 
