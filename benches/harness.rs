@@ -289,28 +289,12 @@ fn pacing(ctx: &Ctx) -> Result<Section, String> {
     let names = write_images(&dir, "img", PACE_IMAGES, 1_000, ImageFormat::Jpeg)?;
     let manifest = dir.join("manifest.csv");
     write_manifest(&manifest, &names, PACE_IMAGES)?;
-    let log = dir.join("emulator-requests.jsonl");
-    let (emu, limit) = pacing_emulator(ctx, &dir, &log)?;
-    let out = dir.join("out");
-    let args = scan_args(&manifest, &out, &limit, PACE_CONCURRENCY, &[] as &[&str]);
     eprintln!(
-        "   scan {PACE_IMAGES} distinct images at --rate {limit} against a {limit} window \
-         (latency {PACE_LATENCY_MS}+0..{PACE_JITTER_MS} ms), about {} s",
+        "   scan {PACE_IMAGES} distinct images at --rate {PACE_LIMIT}/{PACE_WINDOW_SECS}s against \
+         the same window (latency {PACE_LATENCY_MS}+0..{PACE_JITTER_MS} ms), about {} s",
         PACE_IMAGES as u32 * PACE_WINDOW_SECS / PACE_LIMIT
     );
-    let before = emu.stats()?;
-    let run = run_scan(
-        ctx,
-        &emu,
-        &args,
-        &dir.join("scan"),
-        Duration::from_secs(180),
-    )?;
-    let after = emu.stats()?;
-    emu.stop();
-    run.expect_code(0)?;
-
-    let p = Pacing::measure(limit, run, StatsDelta::new(&before, &after), &out, &log)?;
+    let p = scan_at_the_limit(ctx, &dir, &manifest, &[])?;
     Ok(Section {
         title: "Pacing at the limit".into(),
         rows: pacing_rows(&p, "Pacing"),
@@ -320,9 +304,16 @@ fn pacing(ctx: &Ctx) -> Result<Section, String> {
     })
 }
 
-/// An emulator with the pacing runs' limit, latency and request log in `log`, and that limit
-/// as `--rate` takes it.
-fn pacing_emulator(ctx: &Ctx, dir: &Path, log: &Path) -> Result<(Emulator, String), String> {
+/// A scan of `manifest` (with `extra` arguments) at exactly the limit of an emulator that
+/// allows it, with the pacing latency, its requests logged to `dir/emulator-requests.jsonl`;
+/// measured once it exited 0.
+fn scan_at_the_limit(
+    ctx: &Ctx,
+    dir: &Path,
+    manifest: &Path,
+    extra: &[&str],
+) -> Result<Pacing, String> {
+    let log = dir.join("emulator-requests.jsonl");
     let limit = format!("{PACE_LIMIT}/{PACE_WINDOW_SECS}s");
     let emu = Emulator::start(
         ctx,
@@ -335,9 +326,22 @@ fn pacing_emulator(ctx: &Ctx, dir: &Path, log: &Path) -> Result<(Emulator, Strin
             "--jitter-ms",
             &PACE_JITTER_MS.to_string(),
         ],
-        Some(log),
+        Some(&log),
     )?;
-    Ok((emu, limit))
+    let out = dir.join("out");
+    let args = scan_args(manifest, &out, &limit, PACE_CONCURRENCY, extra);
+    let before = emu.stats()?;
+    let run = run_scan(
+        ctx,
+        &emu,
+        &args,
+        &dir.join("scan"),
+        Duration::from_secs(180),
+    )?;
+    let after = emu.stats()?;
+    emu.stop();
+    run.expect_code(0)?;
+    Pacing::measure(limit, run, StatsDelta::new(&before, &after), &out, &log)
 }
 
 impl Pacing {

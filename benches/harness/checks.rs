@@ -90,45 +90,20 @@ fn at_the_limit(ctx: &Ctx) -> Result<(Pacing, String), String> {
     let refs = write_images(&dir, "ids", PAIRS_AT_LIMIT, 40_000, ImageFormat::Png)?;
     let manifest = dir.join("pairs.csv");
     write_pairs(&manifest, &selfies, &refs, PAIRS_AT_LIMIT)?;
-    let log = dir.join("emulator-requests.jsonl");
-    let (emu, limit) = super::pacing_emulator(ctx, &dir, &log)?;
-    let out = dir.join("out");
-    let args = scan_args(
-        &manifest,
-        &out,
-        &limit,
-        PACE_CONCURRENCY,
-        &["--check", "face-match"],
-    );
     eprintln!(
-        "   scan --check face-match over {PAIRS_AT_LIMIT} distinct pairs at --rate {limit} \
-         against a {limit} window, about {} s",
+        "   scan --check face-match over {PAIRS_AT_LIMIT} distinct pairs at --rate \
+         {PACE_LIMIT}/{PACE_WINDOW_SECS}s against the same window, about {} s",
         PAIRS_AT_LIMIT as u32 * PACE_WINDOW_SECS / PACE_LIMIT
     );
-    let before = emu.stats()?;
-    let run = run_scan(
-        ctx,
-        &emu,
-        &args,
-        &dir.join("scan"),
-        Duration::from_secs(180),
-    )?;
-    let after = emu.stats()?;
-    emu.stop();
-    run.expect_code(0)?;
+    let p = super::scan_at_the_limit(ctx, &dir, &manifest, &["--check", "face-match"])?;
+    let log = dir.join("emulator-requests.jsonl");
     let paths = super::request_paths(&log)?;
     if paths.iter().any(|p| p != "/v3/face-match/") {
         return Err(format!(
             "a request went elsewhere than /v3/face-match/: {paths:?}"
         ));
     }
-    let p = Pacing::measure(
-        limit.clone(),
-        run,
-        StatsDelta::new(&before, &after),
-        &out,
-        &log,
-    )?;
+    let limit = &p.limit;
     let mut d = String::new();
     let _ = writeln!(
         d,
