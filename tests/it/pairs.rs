@@ -257,6 +257,22 @@ async fn a_face_match_scan_of_40_pairs_gives_every_decision_and_pays_once_per_pa
     }
     let summary = scan.summary();
     assert_eq!(summary["settings"]["check"], "face-match", "{summary}");
+    // The input fingerprint covers both images of each pair, as documented: recomputed from
+    // results.csv alone.
+    let mut digests: Vec<Vec<u8>> = common::csv_rows(&out.join("results.csv"))
+        .iter()
+        .filter(|r| !r["status"].is_empty())
+        .map(|r| {
+            let line = format!("{}\t{}\t{}", r["key"], r["sha256"], r["ref_sha256"]);
+            sha2::Sha256::digest(line.as_bytes()).to_vec()
+        })
+        .collect();
+    digests.sort();
+    assert_eq!(
+        summary["audit"]["input_fingerprint"]["sha256"],
+        sha(&digests.concat()),
+        "{summary}"
+    );
     assert_eq!(summary["credits"]["price_per_call_usd"], 0.05, "{summary}");
     assert_eq!(emu.stats().credits_used, 32);
 

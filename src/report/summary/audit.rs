@@ -22,8 +22,8 @@ const OTHER_REASON: &str = "other reasons";
 
 /// How the input fingerprint is computed, as summary.json states it.
 pub const FINGERPRINT_DEFINITION: &str = "SHA-256 over the per-item digests SHA-256(key TAB \
-     sha256-of-content) of every item whose latest record is a result, sorted ascending and \
-     concatenated as raw 32-byte values";
+     sha256-of-content; for a face-match pair key TAB sha256 TAB ref_sha256) of every item whose \
+     latest record is a result, sorted ascending and concatenated as raw 32-byte values";
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct Audit {
