@@ -103,6 +103,16 @@ where
         })?),
         None => None,
     };
+    if reference
+        .as_ref()
+        .is_some_and(|r| r.sha256 == prepared.sha256)
+    {
+        return Err(CheckError::BadFile(
+            "the reference (--ref) has the same content as the image: an image matched with \
+             itself proves nothing"
+                .into(),
+        ));
+    }
 
     // 2. Where to send it, with which key.
     let emulator = if cfg.api.emulator {

@@ -443,6 +443,16 @@ async fn face_match_compares_the_pair_and_exits_by_decision() {
         no_face.out
     );
 
+    // The image itself as its reference: refused, nothing sent.
+    let r = run(&selfie, &[]).await;
+    assert_eq!(r.code, 2, "{}", r.err);
+    assert!(
+        r.err
+            .contains("the reference (--ref) has the same content as the image"),
+        "{}",
+        r.err
+    );
+
     // A missing reference is the input's fault: nothing is sent.
     let missing = dir.path().join("no-such-id.png");
     let r = run(&missing, &[]).await;

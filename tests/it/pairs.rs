@@ -164,6 +164,11 @@ async fn a_face_match_scan_of_40_pairs_gives_every_decision_and_pays_once_per_pa
         first.stderr
     );
 
+    let said = first.all();
+    assert!(
+        said.contains("40 pairs: ") && said.contains("What to do with each pair:"),
+        "{said}"
+    );
     let items = by_key(&scan.items());
     assert_eq!(items.len(), 40);
     let action = |k: &str| items[k]["action"].as_str().unwrap().to_string();

@@ -40,7 +40,8 @@ fn head(t: &mut String, s: &Summary) {
 
 /// What to do with each image: one aligned line per action, then a blank line.
 fn actions(t: &mut String, s: &Summary) {
-    let _ = writeln!(t, "What to do with each image:");
+    let each = if s.is_face_match() { "pair" } else { "image" };
+    let _ = writeln!(t, "What to do with each {each}:");
     for (a, n) in s.action_rows() {
         let _ = writeln!(t, "  {:<10} {:>7}  {}", a.as_str(), n, a.describe());
     }
