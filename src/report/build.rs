@@ -236,7 +236,8 @@ fn gone_and_changes(
     let (sizes, hashes, removed) = files;
     if let Some(gone) = gone {
         let journal_path = out_dir.join(JOURNAL_FILE);
-        let (len, sha) = super::gone::write(out_dir, &journal_path, gone)?;
+        let pairs = summary.is_face_match();
+        let (len, sha) = super::gone::write(out_dir, &journal_path, gone, pairs)?;
         sizes.push((super::gone::GONE_FILE.to_string(), len));
         hashes.push((super::gone::GONE_FILE.to_string(), sha));
     } else if super::gone::remove_stale(out_dir)? {

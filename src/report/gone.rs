@@ -29,6 +29,23 @@ pub const COLUMNS: [&str; 8] = [
     "missing_since_run",
 ];
 
+/// The columns of a face-match run's gone.csv: the pair's reference follows its key.
+fn columns(pairs: bool) -> Vec<&'static str> {
+    let mut c = COLUMNS.to_vec();
+    if pairs {
+        c.insert(1, "reference");
+    }
+    c
+}
+
+/// One row of a face-match run's gone.csv: [`row`] with the pair's reference after the key.
+fn pair_row(r: &Record, gone: &Gone) -> Vec<String> {
+    let mut cells = row(r, gone);
+    let reference = r.reference.as_deref().unwrap_or("");
+    cells.insert(1, escape_cell(reference).into_owned());
+    cells
+}
+
 /// One row: the key's last record and the `gone` line that took it out of the results.
 /// Outside text (the key) is escaped so a spreadsheet never runs it as a formula.
 pub fn row(r: &Record, gone: &Gone) -> Vec<String> {
@@ -51,6 +68,7 @@ pub(super) fn write(
     out_dir: &Path,
     journal_path: &Path,
     gone: Sorted<(u64, u64, u64, u64)>,
+    pairs: bool,
 ) -> Result<(u64, String), ReportError> {
     let path = out_dir.join(GONE_FILE);
     let mut file = AtomicOut::create(&path).map_err(io_err(&path))?;
@@ -61,7 +79,7 @@ pub(super) fn write(
             .terminator(csv::Terminator::CRLF)
             .from_writer(&mut file);
         let csv_err = |e: csv::Error| io_err(&path)(e.into());
-        csv.write_record(COLUMNS).map_err(csv_err)?;
+        csv.write_record(columns(pairs)).map_err(csv_err)?;
         for next in gone {
             let (_, record_at, gone_at, _) = next.map_err(io_err(out_dir))?;
             let (Line::Item(r), Line::Gone(g)) = (lines.read(record_at)?, lines.read(gone_at)?)
@@ -70,7 +88,8 @@ pub(super) fn write(
                     "a gone key's lines are not where the first pass found them",
                 )));
             };
-            csv.write_record(row(&r, &g)).map_err(csv_err)?;
+            let cells = if pairs { pair_row(&r, &g) } else { row(&r, &g) };
+            csv.write_record(cells).map_err(csv_err)?;
         }
         csv.flush().map_err(io_err(&path))?;
     }
@@ -125,5 +144,25 @@ mod tests {
         let cells = row(&unsent, &g);
         assert_eq!(&cells[1..5], ["rerun", "transient", "", ""]);
         assert_eq!(cells[7], "");
+    }
+
+    #[test]
+    fn a_pairs_row_names_its_reference_after_the_key() {
+        let r = Record {
+            key: "u1.jpg".into(),
+            reference: Some("=ids/u1.png".into()),
+            class: Some(Class::Result),
+            ..Default::default()
+        };
+        let g = Gone {
+            key: r.key.clone(),
+            since: "2026-02-01T00:00:00Z".into(),
+            run_id: None,
+        };
+        assert_eq!(columns(true)[..2], ["key", "reference"]);
+        assert_eq!(columns(false), COLUMNS);
+        let cells = pair_row(&r, &g);
+        assert_eq!(cells.len(), columns(true).len());
+        assert_eq!(cells[..2], ["u1.jpg", "'=ids/u1.png"]);
     }
 }

@@ -391,6 +391,15 @@ async fn ref_dir_pairs_by_path_then_stem_and_says_what_it_could_not_pair() {
     }
     assert_eq!(emu.stats().credits_used, 2);
 
+    // A selfie deleted since: gone.csv names the pair by both keys.
+    std::fs::remove_file(src.join("q3/a.jpg")).unwrap();
+    assert_eq!(scan.run().await, 1);
+    let gone = common::csv_rows(&out.join("gone.csv"));
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert_eq!(gone[0]["key"], "q3/a.jpg");
+    assert_eq!(gone[0]["reference"], format!("{refs_arg}/q3/a.jpg"));
+    assert_eq!(emu.stats().credits_used, 2);
+
     let other = tmp.path().join("other");
     let inner = src.join("q3").display().to_string();
     for (extra, says) in [
