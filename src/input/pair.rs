@@ -33,9 +33,9 @@ pub struct RefDir {
 impl RefDir {
     /// The folder, checked: it must exist and be a folder.
     pub fn open(dir: &Path) -> Result<Self, InputError> {
-        let shown = dir.display().to_string();
+        let given = dir.display().to_string();
         let refuse = |why: String| InputError::RefDir {
-            dir: crate::messages::cut(&shown),
+            dir: crate::messages::cut(&given),
             why,
         };
         if dir.to_str().and_then(super::bucket::Uri::parse).is_some() {
@@ -53,6 +53,14 @@ impl RefDir {
             }
             Err(e) => return Err(refuse(e.to_string())),
         }
+        // Spelled the same whatever way it was typed (`./refs/` is `refs`): the references'
+        // names are part of what a resume compares.
+        let tidy: PathBuf = dir.components().collect();
+        let shown = if tidy.as_os_str().is_empty() {
+            ".".to_string()
+        } else {
+            tidy.display().to_string()
+        };
         Ok(RefDir {
             dir: dir.to_path_buf(),
             shown,
@@ -305,6 +313,16 @@ mod tests {
         assert!(e.to_string().ends_with(": no such folder"), "{e}");
         let e = RefDir::open(&tmp.path().join("f.jpg")).err().unwrap();
         assert!(e.to_string().ends_with(": not a folder"), "{e}");
+        for typed in [
+            tmp.path().join("./refs/"),
+            tmp.path().join("refs//"),
+            tmp.path().join("refs"),
+        ] {
+            touch(tmp.path(), "refs/r.jpg");
+            let mut refs = RefDir::open(&typed).unwrap();
+            let shown = tmp.path().join("refs/r.jpg").display().to_string();
+            assert_eq!(paired(&mut refs, "r.jpg").unwrap(), shown, "{typed:?}");
+        }
         let e = RefDir::open(Path::new("s3://bucket/ids/")).err().unwrap();
         assert!(
             e.to_string()
