@@ -46,6 +46,8 @@ pub(super) struct Manifest {
     /// A file's keys on several rows, found by its pass before the first row is handed out.
     dups: Option<Duplicates>,
     done: bool,
+    /// A warning to give before the first row.
+    pending: Option<String>,
 }
 
 struct Columns {
@@ -165,6 +167,18 @@ impl Manifest {
             Err(error) => return Err(read_error(name, error)),
         }
         let cols = Columns::resolve(&header, &name, opts)?;
+        // Pairing by folder: a reference column the manifest holds is not what is used.
+        let pending = match &opts.references {
+            Some(super::References::Dir(dir)) => find(&cols.names, "ref_path").map(|i| {
+                format!(
+                    "{name}: its {} column is not used: --ref-dir {} pairs each selfie with \
+                     its reference (leave --ref-dir out to take the column's)",
+                    cut(&cols.names[i]),
+                    cut(&dir.display().to_string())
+                )
+            }),
+            _ => None,
+        };
         Ok(Manifest {
             source,
             name,
@@ -176,6 +190,7 @@ impl Manifest {
             seen: opts.track_duplicates.then(CompactMap::new),
             dups: None,
             done: false,
+            pending,
         })
     }
 
@@ -489,6 +504,9 @@ impl Iterator for Manifest {
     type Item = Event;
 
     fn next(&mut self) -> Option<Event> {
+        if let Some(warning) = self.pending.take() {
+            return Some(Event::Warning(warning));
+        }
         while !self.done {
             match self.rdr.read_byte_record(&mut self.record) {
                 Ok(true) => {}

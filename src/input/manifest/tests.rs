@@ -691,3 +691,26 @@ fn a_manifest_without_the_reference_column_is_refused_up_front() {
     );
     assert!(text.ends_with("its columns are: path"), "{text}");
 }
+
+#[test]
+fn a_reference_column_beside_ref_dir_is_named_as_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.csv");
+    std::fs::write(&p, "path,Ref_Path\na.jpg,ids/a.png\n").unwrap();
+    let opts = SourceOptions {
+        references: Some(super::super::References::Dir("ids".into())),
+        ..SourceOptions::default()
+    };
+    let (m, rows, _) = Manifest::file(&p, &opts, &|_| true).unwrap();
+    assert_eq!(rows, 1);
+    let events: Vec<Event> = m.collect();
+    let Event::Warning(w) = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert!(w.ends_with("its Ref_Path column is not used: --ref-dir ids pairs each selfie with its reference (leave --ref-dir out to take the column's)"), "{w}");
+    let Event::Item(item) = &events[1] else {
+        panic!("{events:?}")
+    };
+    assert!(item.reference.is_none());
+    assert_eq!(item.columns["Ref_Path"], "ids/a.png", "carried as data");
+}
