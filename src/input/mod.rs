@@ -281,6 +281,14 @@ pub struct Sources {
     ref_dir: Option<pair::RefDir>,
 }
 
+impl Sources {
+    /// Take `--ref-dir`'s pairing out of the stream, for a caller that pairs only the items
+    /// it keeps (a shard pairs its own share): the items then come unpaired.
+    pub fn take_pairing(&mut self) -> Option<pair::RefDir> {
+        self.ref_dir.take()
+    }
+}
+
 impl Iterator for Sources {
     type Item = Event;
 
@@ -291,7 +299,8 @@ impl Iterator for Sources {
                     item.seq = self.next_seq;
                     self.next_seq += 1;
                     if let Some(refs) = &mut self.ref_dir {
-                        refs.pair(&mut item);
+                        let key = item.key.clone();
+                        refs.pair(&mut item, &key);
                     }
                     return Some(Event::Item(item));
                 }

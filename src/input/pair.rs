@@ -88,12 +88,13 @@ impl RefDir {
         Ok(())
     }
 
-    /// Give `item` its reference, or a problem saying why it has none.
-    pub fn pair(&mut self, item: &mut Item) {
+    /// Give `item` its reference found by `key` (the item's key as its source gave it, before
+    /// any renaming in the run), or a problem saying why it has none.
+    pub fn pair(&mut self, item: &mut Item, key: &str) {
         if item.problem.is_some() {
             return;
         }
-        match self.find(&item.key) {
+        match self.find(key) {
             Ok(reference) => item.reference = Some(Box::new(reference)),
             Err(why) => item.problem = Some(why),
         }
@@ -210,7 +211,7 @@ mod tests {
 
     fn paired(refs: &mut RefDir, key: &str) -> Result<String, String> {
         let mut it = Item::for_test(key);
-        refs.pair(&mut it);
+        refs.pair(&mut it, key);
         match (it.reference, it.problem) {
             (Some(r), None) => Ok(r.display),
             (None, Some(p)) => Err(p),
@@ -284,7 +285,7 @@ mod tests {
         let mut refs = RefDir::open(tmp.path()).unwrap();
         let mut it = Item::for_test("a.jpg");
         it.problem = Some("row 3: the path cell is empty".into());
-        refs.pair(&mut it);
+        refs.pair(&mut it, "a.jpg");
         assert!(it.reference.is_none());
         assert_eq!(it.problem.as_deref(), Some("row 3: the path cell is empty"));
     }

@@ -307,7 +307,7 @@ pub fn preflighted(
 ) -> impl futures::Stream<Item = Ev> + Unpin + use<> {
     let (tx, rx) = mpsc::channel::<Vec<Walked>>(8);
     let (walked_tx, walked_rx) = std::sync::mpsc::sync_channel::<Vec<Walked>>(8);
-    let walker = Walker::new(cfg, &plan);
+    let mut walker = Walker::new(cfg, &plan);
     let checker = Checker::new(quick, &stop, walker.batch_len);
     let taker = checker.ahead.clone();
     // Bucket listings block on this runtime, page by page, from the walking thread; a
@@ -319,7 +319,9 @@ pub fn preflighted(
         // Owned here, not by the stage: it closes only once a panic is recorded.
         let walked_tx = walked_tx;
         super::guarded("walker", &walker_stop, || {
-            walker.run(plan.stream(), &walked_tx)
+            let mut sources = plan.stream();
+            walker.pairing = sources.take_pairing();
+            walker.run(sources, &walked_tx)
         });
     });
     let runtime = tokio::runtime::Handle::current();
@@ -385,6 +387,9 @@ async fn settle(ev: Walked, stop: Stop, storage: StorageOptions, sniff_only: boo
 struct Walker {
     keys: RunKeys,
     shard: Option<crate::shard::Shard>,
+    /// `--ref-dir`: this shard's items paired with their references (another shard's never
+    /// looked up).
+    pairing: Option<input::pair::RefDir>,
     /// Items cross to the pipeline in batches (one wake-up each, not one per item), except
     /// from standard input, whose rows may trickle in and must not wait for a batch to fill.
     batch_len: usize,
@@ -399,6 +404,7 @@ impl Walker {
                 ..RunKeys::default()
             },
             shard: cfg.shard.as_ref().map(|p| p.shard),
+            pairing: None,
             batch_len: if stdin { 1 } else { BATCH },
         }
     }
@@ -408,10 +414,15 @@ impl Walker {
         let mine = |key: u128| self.shard.is_none_or(|s| s.holds(key));
         Some(match ev {
             Event::Item(mut item) => {
+                // Paired by the key its source gave it, not the one a clash renames it to.
+                let listed = self.pairing.is_some().then(|| item.key.clone());
                 self.keys.make_unique(&mut item);
                 let key = journal::key_digest(&item.key);
                 if !mine(key) {
                     return None; // another shard's item: not statted, not read
+                }
+                if let (Some(refs), Some(listed)) = (&mut self.pairing, listed) {
+                    refs.pair(&mut item, &listed);
                 }
                 Walked::Item(Box::new(Found {
                     item,

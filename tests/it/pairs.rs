@@ -752,3 +752,44 @@ async fn a_face_match_scans_outputs_name_each_pair_at_face_matchs_price() {
         "results.csv is the one the scan wrote"
     );
 }
+
+/// `--ref-dir` in shards: each shard pairs only its own share, and together they pair every
+/// selfie with its reference once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_pair_their_own_share_by_ref_dir() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, refs) = (tmp.path().join("selfies"), tmp.path().join("refs"));
+    for i in 0..12u64 {
+        let face = common::person(1_000 + i, 96);
+        common::write(
+            &src,
+            &format!("u{i:02}.jpg"),
+            &common::encode(&face, ImageFormat::Jpeg),
+        );
+        common::write(&refs, &format!("u{i:02}.png"), &common::derived(&face));
+    }
+    let emu = common::emulator(|_| {}).await;
+    let refs_arg = refs.display().to_string();
+    let mut seen = BTreeMap::new();
+    for k in 1..=3 {
+        let out = tmp.path().join(format!("shard-{k}"));
+        let shard = format!("{k}/3");
+        let scan = ScanRun::new(&emu, &src, &out).args(&[
+            "--check",
+            "face-match",
+            "--ref-dir",
+            &refs_arg,
+            "--shard",
+            &shard,
+        ]);
+        assert_eq!(scan.run().await, 0);
+        for it in scan.items() {
+            let key = it["key"].as_str().unwrap().to_string();
+            let stem = key.trim_end_matches(".jpg");
+            assert_eq!(it["reference"], format!("{refs_arg}/{stem}.png"), "{it}");
+            assert!(seen.insert(key, k).is_none(), "a key in two shards");
+        }
+    }
+    assert_eq!(seen.len(), 12);
+    assert_eq!(emu.stats().credits_used, 12);
+}
