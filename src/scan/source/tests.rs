@@ -28,11 +28,54 @@ fn found(item: Item) -> Box<Found> {
 }
 
 #[test]
+fn the_walker_pairs_its_shards_items_by_the_key_their_source_gave() {
+    let tmp = tempfile::tempdir().unwrap();
+    let refs = tmp.path().join("refs");
+    let keys: Vec<String> = (0..40).map(|i| format!("{i}.jpg")).collect();
+    for k in &keys {
+        std::fs::create_dir_all(&refs).unwrap();
+        std::fs::write(refs.join(k.replace(".jpg", ".png")), b"x").unwrap();
+    }
+    let shard = crate::shard::Shard::new(2, 2).unwrap();
+    let walker = Walker {
+        keys: RunKeys::default(),
+        shard: Some(shard),
+        pairing: Some(input::pair::RefDir::open(&refs).unwrap()),
+        batch_len: 64,
+    };
+    // The same key from a second source is renamed, and still paired by its listed key.
+    let events = keys
+        .iter()
+        .map(|k| Event::Item(item(k, "one")))
+        .chain(keys.iter().map(|k| Event::Item(item(k, "two"))));
+    let (tx, rx) = std::sync::mpsc::sync_channel(100);
+    walker.run(events, &tx);
+    drop(tx);
+    let mut paired = 0;
+    for w in rx.iter().flatten() {
+        let Walked::Item(f) = w else { continue };
+        assert!(shard.holds(journal::key_digest(&f.item.key)));
+        let listed = f
+            .item
+            .key
+            .split(' ')
+            .next()
+            .unwrap()
+            .replace(".jpg", ".png");
+        let r = f.item.reference.as_ref().expect("paired");
+        assert_eq!(r.path, refs.join(&listed), "{}", f.item.key);
+        paired += 1;
+    }
+    assert!(paired > 10 && paired < 70, "{paired}");
+}
+
+#[test]
 fn the_walker_keys_items_uniquely_leaves_out_another_shards_and_batches() {
     let shard = crate::shard::Shard::new(1, 2).unwrap();
     let walker = Walker {
         keys: RunKeys::default(),
         shard: Some(shard),
+        pairing: None,
         batch_len: 2,
     };
     let keys: Vec<String> = (0..40).map(|i| format!("{i}.jpg")).collect();
