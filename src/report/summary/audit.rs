@@ -295,7 +295,7 @@ impl Audit {
                 },
             ),
             (
-                if p.check.as_deref() == Some("face-match") {
+                if p.check.as_deref() == Some(crate::didit::FACE_MATCH.check) {
                     "Threshold (face match similarity)"
                 } else {
                     "Threshold"

@@ -84,22 +84,15 @@ pub(super) fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
 impl Summary {
     /// Whether the run compared pairs (face match).
     pub fn is_face_match(&self) -> bool {
-        self.check() == "face-match"
-    }
-
-    /// The check the journal's latest run did: `liveness`, `face-match` or `age`.
-    pub fn check(&self) -> &str {
-        self.settings
-            .as_ref()
-            .and_then(|s| s.check.as_deref())
-            .unwrap_or("liveness")
+        self.settings.as_ref().is_some_and(face_match)
     }
 
     /// The title of the summary and the report: which screening this is.
     pub fn title(&self) -> &'static str {
-        match self.check() {
-            "face-match" => "Face match screening",
-            "age" => "Age estimation screening",
+        let check = self.settings.as_ref().and_then(|s| s.check.as_deref());
+        match check {
+            Some(c) if c == crate::didit::FACE_MATCH.check => "Face match screening",
+            Some(c) if c == crate::didit::AGE.check => "Age estimation screening",
             _ => "Liveness screening",
         }
     }
