@@ -104,35 +104,32 @@ pub fn pair(
     name: &str,
 ) -> Result<Prepared, Refusal> {
     let mut user = user?;
+    let name = crate::messages::cut(name);
+    // What was learnt of the selfie stays in the record; the reason names the reference.
+    let refuse = |user: Prepared, reason: String, storage| Refusal {
+        reason,
+        sha256: Some(user.sha256),
+        size: Some(user.size),
+        detected: None,
+        version: user.version,
+        storage,
+    };
     match reference {
-        Ok(r) if r.sha256 == user.sha256 => Err(Refusal {
-            reason: format!(
-                "the reference image {} has the same content as the selfie: an image matched \
-                 with itself proves nothing",
-                crate::messages::cut(name)
-            ),
-            sha256: Some(user.sha256),
-            size: Some(user.size),
-            detected: None,
-            version: user.version,
-            storage: None,
-        }),
+        Ok(r) if r.sha256 == user.sha256 => {
+            let why = format!(
+                "the reference image {name} has the same content as the selfie: an image \
+                 matched with itself proves nothing"
+            );
+            Err(refuse(user, why, None))
+        }
         Ok(r) => {
             user.reference = Some(Box::new(r));
             Ok(user)
         }
-        Err(r) => Err(Refusal {
-            reason: format!(
-                "the reference image {}: {}",
-                crate::messages::cut(name),
-                r.reason
-            ),
-            sha256: Some(user.sha256),
-            size: Some(user.size),
-            detected: None,
-            version: user.version,
-            storage: r.storage,
-        }),
+        Err(r) => {
+            let why = format!("the reference image {name}: {}", r.reason);
+            Err(refuse(user, why, r.storage))
+        }
     }
 }
 
