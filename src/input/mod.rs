@@ -277,16 +277,6 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
 pub struct Sources {
     queue: VecDeque<Box<dyn Iterator<Item = Event> + Send>>,
     next_seq: u64,
-    /// `--ref-dir`: each item's reference found there by its key.
-    ref_dir: Option<pair::RefDir>,
-}
-
-impl Sources {
-    /// Take `--ref-dir`'s pairing out of the stream, for a caller that pairs only the items
-    /// it keeps (a shard pairs its own share): the items then come unpaired.
-    pub fn take_pairing(&mut self) -> Option<pair::RefDir> {
-        self.ref_dir.take()
-    }
 }
 
 impl Iterator for Sources {
@@ -298,10 +288,6 @@ impl Iterator for Sources {
                 Some(Event::Item(mut item)) => {
                     item.seq = self.next_seq;
                     self.next_seq += 1;
-                    if let Some(refs) = &mut self.ref_dir {
-                        let key = item.key.clone();
-                        refs.pair(&mut item, &key);
-                    }
                     return Some(Event::Item(item));
                 }
                 Some(event) => return Some(event),
@@ -346,6 +332,8 @@ pub struct Plan {
     /// A single source that is not a folder: its items' keys are unique already (a manifest
     /// renames its repeated ids, a listing's keys differ).
     pub unique_keys: bool,
+    /// `--ref-dir`, checked: the stream's items come unpaired, for the caller to pair those it
+    /// keeps ([`Plan::take_pairing`]).
     ref_dir: Option<pair::RefDir>,
 }
 
@@ -435,12 +423,17 @@ impl Plan {
         Ok(plan)
     }
 
+    /// `--ref-dir`'s pairing, for the caller that pairs the items it keeps (a shard only its
+    /// own share).
+    pub fn take_pairing(&mut self) -> Option<pair::RefDir> {
+        self.ref_dir.take()
+    }
+
     /// The stream of every source's events, in the order the sources were given.
     pub fn stream(self) -> Sources {
         Sources {
             queue: self.queue,
             next_seq: 0,
-            ref_dir: self.ref_dir,
         }
     }
 }

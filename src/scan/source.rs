@@ -301,13 +301,13 @@ async fn read_one(
 /// resume's pass over a million finished rows takes the longer of the two, not their sum.
 pub fn preflighted(
     cfg: &ScanConfig,
-    plan: input::Plan,
+    mut plan: input::Plan,
     stop: Stop,
     quick: QuickCheck,
 ) -> impl futures::Stream<Item = Ev> + Unpin + use<> {
     let (tx, rx) = mpsc::channel::<Vec<Walked>>(8);
     let (walked_tx, walked_rx) = std::sync::mpsc::sync_channel::<Vec<Walked>>(8);
-    let mut walker = Walker::new(cfg, &plan);
+    let walker = Walker::new(cfg, &mut plan);
     let checker = Checker::new(quick, &stop, walker.batch_len);
     let taker = checker.ahead.clone();
     // Bucket listings block on this runtime, page by page, from the walking thread; a
@@ -319,9 +319,7 @@ pub fn preflighted(
         // Owned here, not by the stage: it closes only once a panic is recorded.
         let walked_tx = walked_tx;
         super::guarded("walker", &walker_stop, || {
-            let mut sources = plan.stream();
-            walker.pairing = sources.take_pairing();
-            walker.run(sources, &walked_tx)
+            walker.run(plan.stream(), &walked_tx)
         });
     });
     let runtime = tokio::runtime::Handle::current();
@@ -396,7 +394,7 @@ struct Walker {
 }
 
 impl Walker {
-    fn new(cfg: &ScanConfig, plan: &input::Plan) -> Self {
+    fn new(cfg: &ScanConfig, plan: &mut input::Plan) -> Self {
         let stdin = cfg.sources.iter().any(|s| s.as_os_str() == "-");
         Walker {
             keys: RunKeys {
@@ -404,7 +402,7 @@ impl Walker {
                 ..RunKeys::default()
             },
             shard: cfg.shard.as_ref().map(|p| p.shard),
-            pairing: None,
+            pairing: plan.take_pairing(),
             batch_len: if stdin { 1 } else { BATCH },
         }
     }
